@@ -1,0 +1,73 @@
+"""The `feedpub` command. Each command group lives in its own module; heavy imports stay inside
+commands so `feedpub --help` starts fast."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from feedpub.errors import ConfigError, Problem
+
+OK, PARTIAL, FAILED = 0, 1, 2
+
+
+class App:
+    """What every command needs: the config file named on the command line, loaded once."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config = None
+
+    @property
+    def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
+        if self._config is None:
+            from feedpub.config import load_config
+
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._config
+
+
+def fail(message: str) -> NoReturn:
+    """Print a user-facing error and exit 2 (nothing done)."""
+    click.echo(f"feedpub: {message}", err=True)
+    sys.exit(FAILED)
+
+
+def report(problems: list[Problem]) -> None:
+    for problem in problems:
+        click.echo(str(problem), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: ./feedpub.toml if it exists, else built-in defaults).")
+@click.option("-v", "--verbose", count=True, help="More log output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.version_option(package_name="feedpub")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool) -> None:
+    """Publish Jekyll-style Markdown posts as RSS, Atom and JSON feeds and a weekly e-mail digest."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="feedpub: %(message)s", stream=sys.stderr)
+    if config_file is None and Path("feedpub.toml").is_file():
+        config_file = Path("feedpub.toml")
+    elif config_file is not None and not config_file.is_file():
+        fail(f"{config_file}: config file not found")
+    ctx.obj = App(config_file)
+
+
+def _register() -> None:
+    from feedpub.cli import site
+
+    for command in (site.init, site.check):
+        main.add_command(command)
+
+
+_register()

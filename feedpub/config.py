@@ -1,0 +1,294 @@
+"""feedpub.toml → frozen dataclasses.
+
+Every key is optional. Unknown keys, wrong types and bad values are a `ConfigError` that names the
+file, the line of the key (best effort: TOML parsers do not report positions) and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from feedpub.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    title: str = "My blog"
+    url: str = "http://localhost:8080"
+    baseurl: str = ""
+    description: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+    author: str = ""
+    posts_dir: str = "posts"
+    permalink: str = "date"
+    icon: str = ""
+    logo: str = ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def root_url(self) -> str:
+        """The site's absolute URL including baseurl, without a trailing slash."""
+        return self.url.rstrip("/") + self.baseurl.rstrip("/")
+
+
+@dataclass(frozen=True)
+class FeedsConfig:
+    output_dir: str = "public"
+    formats: tuple[str, ...] = ("atom", "rss", "json")
+    limit: int = 20
+    content: str = "full"
+    categories: bool = True
+    tags: bool = False
+    authors: bool = False
+    stylesheet: bool = True
+    websub_hub: str = ""
+    rebuild_every: str = "5m"
+    slugs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    schedule: tuple[str, ...] = ("mon 09:00",)
+    subject: str = "{{ site.title }} weekly — {{ issue.date }}"
+    from_: str = "feedpub <feedpub@localhost>"
+    max_posts: int = 20
+    excerpt_chars: int = 120
+    templates_dir: str = ""
+    first_issue_days: int = 7
+    misfire_grace: str = "6h"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = "FEEDPUB_SMTP_PASSWORD"
+    connections: int = 4
+    rate_per_second: float = 10.0
+    timeout: float = 30.0
+    max_retries: int = 5
+
+    def password(self) -> str:
+        """The SMTP password from the environment; '' when no username is configured."""
+        return require_env(self.password_env) if self.username else ""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = "sqlite:///.feedpub/feedpub.db"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: str = "127.0.0.1:8080"
+    public_url: str = "http://127.0.0.1:8080"
+    secret_env: str = "FEEDPUB_SECRET"
+    unsubscribe_mailto: str = ""
+
+    def secret(self) -> str:
+        return require_env(self.secret_env)
+
+
+@dataclass(frozen=True)
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    # The folder relative paths are resolved against: the config file's own folder.
+    root: Path = field(default_factory=Path.cwd)
+    source: str = "<defaults>"
+
+    def path(self, relative: str) -> Path:
+        return (self.root / relative).resolve()
+
+    @property
+    def posts_dir(self) -> Path:
+        return self.path(self.site.posts_dir)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path(self.feeds.output_dir)
+
+    @property
+    def store_url(self) -> str:
+        """`store.url` with a relative SQLite path resolved against the config folder."""
+        url = self.store.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+
+class MissingSecret(ConfigError):
+    pass
+
+
+def require_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise MissingSecret(f"environment variable {name} is not set (it holds a secret the command needs)")
+    return value
+
+
+# TOML names that are Python keywords or otherwise differ from the field name.
+_RENAMED = {"from": "from_"}
+_CHOICES = {
+    ("feeds", "formats"): {"atom", "rss", "json"},
+    ("feeds", "content"): {"full", "excerpt"},
+    ("smtp", "security"): {"starttls", "ssl", "none"},
+}
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_SCHEDULE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(,(mon|tue|wed|thu|fri|sat|sun))*\s+([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '5m', '6h', '1d' → timedelta."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (expected e.g. '90s', '5m', '6h', '1d')")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+def load_config(path: Path | None) -> Config:
+    """Read `path` (None → built-in defaults rooted at the working directory)."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (expected a TOML file)") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        where = f"{path}:{line[1]}" if line else str(path)
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+    return _build(data, path, text)
+
+
+def _build(data: dict[str, Any], path: Path, text: str) -> Config:
+    sections: dict[str, Any] = {}
+    hints = get_type_hints(Config)
+    for name, value in data.items():
+        if name not in {"site", "feeds", "digest", "smtp", "store", "web"}:
+            raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
+        if not isinstance(value, dict):
+            raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))
+        sections[name] = _section(hints[name], name, value, path, text)
+    config = Config(**sections, root=path.parent.resolve(), source=str(path))
+    _validate(config, path, text)
+    return config
+
+
+def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = _RENAMED.get(key, key)
+        dotted = f"{section}.{key}"
+        if name not in hints or name.startswith("_"):
+            raise ConfigError(_at(path, text, key, f"unknown key '{dotted}'", _known(cls)))
+        try:
+            kwargs[name] = _coerce(value, hints[name], (section, key))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(_at(path, text, key, f"'{dotted}': {exc}")) from exc
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
+    origin = get_origin(hint)
+    if where == ("digest", "schedule") and isinstance(value, str):
+        value = [value]
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError("expected a list of strings")
+        allowed = _CHOICES.get(where)
+        for item in value:
+            if allowed and item not in allowed:
+                raise ValueError(f"{item!r} is not one of {sorted(allowed)}")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise TypeError("expected a table of strings")
+        return dict(value)
+    if isinstance(hint, UnionType):
+        hint = get_args(hint)[0]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if hint is bool and not isinstance(value, bool) or hint is not bool and isinstance(value, bool):
+        raise TypeError(f"expected {_type_name(hint)}, got {_type_name(type(value))}")
+    if not isinstance(value, hint):
+        raise TypeError(f"expected {_type_name(hint)}, got {_type_name(type(value))}")
+    allowed = _CHOICES.get(where)
+    if allowed and value not in allowed:
+        raise ValueError(f"{value!r} is not one of {sorted(allowed)}")
+    return value
+
+
+def _validate(config: Config, path: Path, text: str) -> None:
+    checks: list[tuple[str, str, Any]] = []
+    try:
+        ZoneInfo(config.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        checks.append(("timezone", f"'site.timezone': unknown time zone {config.site.timezone!r}",
+                       "an IANA name such as 'Asia/Tokyo' or 'UTC'"))
+    if not re.match(r"^https?://[^/\s]+", config.site.url):
+        checks.append(("url", f"'site.url': {config.site.url!r} is not an absolute http(s) URL",
+                       "e.g. 'https://blog.example.com'"))
+    if config.site.baseurl and not config.site.baseurl.startswith("/"):
+        checks.append(("baseurl", f"'site.baseurl': {config.site.baseurl!r} must start with '/'",
+                       "e.g. '/blog' or ''"))
+    if config.feeds.limit < 1:
+        checks.append(("limit", "'feeds.limit' must be at least 1", "a positive integer"))
+    for key, value in (("rebuild_every", config.feeds.rebuild_every),
+                       ("misfire_grace", config.digest.misfire_grace)):
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            checks.append((key, f"'{key}': {exc}", None))
+    for entry in config.digest.schedule:
+        if not _SCHEDULE.match(entry.strip().lower()):
+            checks.append(("schedule", f"'digest.schedule': {entry!r} is not a day name and time",
+                           "e.g. 'mon 09:00' or 'mon,thu 09:00' (day names, not crontab numbers)"))
+    if checks:
+        key, message, expected = checks[0]
+        raise ConfigError(_at(path, text, key, message, expected))
+
+
+def _at(path: Path, text: str, key: str, message: str, expected: str | None = None) -> str:
+    pattern = re.compile(rf'^\s*(\[\s*{re.escape(key)}\s*\]|"?{re.escape(key)}"?\s*=)', re.M)
+    match = pattern.search(text)
+    line = text.count("\n", 0, match.start()) + 1 if match else None
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {message}" + (f" (expected {expected})" if expected else "")
+
+
+def _known(cls: type) -> str:
+    names = [f.name.rstrip("_") for f in dataclasses.fields(cls) if f.name not in ("root", "source")]
+    return "one of " + ", ".join(names)
+
+
+def _type_name(t: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(t, getattr(t, "__name__", str(t)))

@@ -1,0 +1,182 @@
+"""Markdown → safe HTML with absolute URLs; excerpts; reading time.
+
+Python-Markdown (not a CommonMark parser) because it bolds `**推論性能35%**向上`, as Jekyll's kramdown does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+from feedpub.errors import Problem
+from feedpub.liquid import LiquidContext, escape_braces, render_liquid
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from feedpub.config import Config
+    from feedpub.posts import Post
+
+# XML 1.0 forbids these, and lone surrogates cannot be encoded: strip them from everything we emit.
+_INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]")
+_FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.S | re.M)
+_HIGHLIGHT = re.compile(r"\{%-?\s*highlight.*?endhighlight\s*-?%\}", re.S)
+_LIQUID = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.S)
+_HTML_TAG = re.compile(r"<[^>]+>")
+_SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)")
+_URL_ATTRIBUTES = {"href", "src", "poster"}
+
+
+@dataclass(frozen=True)
+class RenderedPost:
+    post: Post
+    html: str            # full content, sanitised, absolute URLs
+    excerpt_html: str    # the excerpt, same treatment
+    excerpt_text: str    # the excerpt as plain text (for e-mail and previews)
+
+
+def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[Post] | None = None,
+                 ) -> tuple[list[RenderedPost], list[Problem]]:
+    """Render `posts`; `{% post_url %}` and `{% link %}` resolve against `site_posts` (all posts)."""
+    site_posts = posts if site_posts is None else site_posts
+    post_urls = {p.name: p.path for p in site_posts}
+    link_paths = {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in site_posts}
+    rendered, problems = [], []
+    for post in posts:
+        context = LiquidContext(site_url=config.site.url.rstrip("/"), baseurl=config.site.baseurl.rstrip("/"),
+                                site_title=config.site.title, page_title=post.title, page_url=post.path,
+                                post_urls=post_urls, link_paths=link_paths)
+        result, warnings = render_post(post, context)
+        rendered.append(result)
+        problems.extend(warnings)
+    return rendered, problems
+
+
+def render_post(post: Post, context: LiquidContext) -> tuple[RenderedPost, list[Problem]]:
+    """Liquid subset → Markdown → absolute URLs → sanitised HTML, for the body and the excerpt."""
+    body, problems = render_liquid(post.body, context, post.source, post.body_line)
+    excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
+    html = to_html(body, post.url)
+    excerpt_html = to_html(excerpt, post.url)
+    return RenderedPost(post, html, excerpt_html, html_to_text(excerpt_html)), problems
+
+
+def to_html(markdown_text: str, base_url: str) -> str:
+    """Markdown (Liquid already applied) → sanitised HTML fragment whose links are absolute."""
+    html = _markdown().convert(markdown_text)
+    return escape_braces(strip_invalid_xml(_sanitize(absolutize(html, base_url))))
+
+
+def strip_invalid_xml(text: str) -> str:
+    return _INVALID_XML.sub("", text)
+
+
+def absolutize(html: str, base_url: str) -> str:
+    """Every href, src, poster and srcset made absolute against `base_url`."""
+    if not html.strip():
+        return html
+    import lxml.html
+
+    root = lxml.html.fragment_fromstring(html, create_parent="div")
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        for name in _URL_ATTRIBUTES & set(element.attrib):
+            element.set(name, urljoin(base_url, element.get(name).strip()))
+        if "srcset" in element.attrib:
+            element.set("srcset", _absolute_srcset(element.get("srcset"), base_url))
+    return _escape_text(root.text or "") + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of a small HTML fragment (an excerpt), whitespace collapsed."""
+    import html as html_lib
+
+    return re.sub(r"\s+", " ", html_lib.unescape(_HTML_TAG.sub(" ", html))).strip()
+
+
+def reading_time(markdown_text: str) -> int:
+    """Minutes to read: CJK characters at 500 a minute plus other words at 200, code excluded."""
+    text = _HIGHLIGHT.sub(" ", markdown_text)
+    text = _FENCE.sub(" ", text)
+    text = _LIQUID.sub(" ", text)
+    text = _HTML_TAG.sub(" ", text)
+    cjk = len(_CJK.findall(text))
+    words = len(_CJK.sub(" ", text).split())
+    return max(1, math.ceil(cjk / 500 + words / 200))
+
+
+def cut_excerpt(text: str, limit: int) -> str:
+    """At most `limit` characters, ending at a sentence end (。！？.!?) where one falls in the
+    second half; else cut at a word boundary (or anywhere in CJK text) with '…'."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head)]
+    if ends and ends[-1] >= limit // 2:
+        return head[: ends[-1]]
+    cut = head[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2 and not _CJK.search(cut[space:]):
+        cut = cut[:space]
+    return cut.rstrip(" 、,;:") + "…"
+
+
+def _absolute_srcset(value: str, base_url: str) -> str:
+    candidates = []
+    for candidate in value.split(","):
+        parts = candidate.strip().split()
+        if parts:
+            candidates.append(" ".join([urljoin(base_url, parts[0]), *parts[1:]]))
+    return ", ".join(candidates)
+
+
+def _escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_local = threading.local()
+
+
+def _markdown():  # noqa: ANN202 - the type lives in a lazily imported module
+    """One Markdown converter per thread, reset between documents (building one costs ~1 ms)."""
+    converter = getattr(_local, "markdown", None)
+    if converter is None:
+        import markdown
+
+        converter = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+        _local.markdown = converter
+    return converter.reset()
+
+
+def _sanitize(html: str) -> str:
+    cleaner = getattr(_local, "cleaner", None)
+    if cleaner is None:
+        import nh3
+
+        attributes = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
+        extra = {"img": {"srcset", "sizes", "loading", "width", "height", "alt", "title"},
+                 "source": {"src", "srcset", "type", "media", "sizes"},
+                 "video": {"src", "poster", "controls", "width", "height"},
+                 "audio": {"src", "controls"},
+                 "code": {"class"}, "pre": {"class"}, "div": {"class"}, "span": {"class"},
+                 "th": {"align", "style"}, "td": {"align", "style"},
+                 "a": {"href", "title"}, "abbr": {"title"}, "sup": {"id"}, "li": {"id"}}
+        for tag, names in extra.items():
+            attributes.setdefault(tag, set()).update(names)
+        cleaner = nh3.Cleaner(
+            tags=set(nh3.ALLOWED_TAGS) | {"video", "audio", "source", "picture", "figure", "figcaption"},
+            attributes=attributes,
+            clean_content_tags={"script", "style"},
+            url_schemes={"http", "https", "mailto", "tel"},
+            filter_style_properties={"text-align"},
+            link_rel=None,
+        )
+        _local.cleaner = cleaner
+    return cleaner.clean(html)

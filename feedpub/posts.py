@@ -1,0 +1,359 @@
+"""The collector: a folder of Jekyll-style Markdown posts → `Post` values, newest first.
+
+Every file is read on its own; a broken file becomes a `Problem` and the others are still collected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import frontmatter
+import yaml
+
+from feedpub import urls
+from feedpub.config import Config
+from feedpub.dates import EXPECTED as DATE_FORMS
+from feedpub.dates import parse_date
+from feedpub.errors import Problem
+from feedpub.markup import reading_time
+
+EXTENSIONS = (".md", ".markdown")
+_FILENAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML = frontmatter.YAMLHandler()
+_MORE = "<!--more-->"
+# XML 1.0 cannot carry these; in a post they are always accidents.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class Post:
+    source: str                  # path as given to the user in messages (relative to the config)
+    title: str
+    date: datetime               # aware, with the post's own offset
+    updated: datetime            # aware
+    categories: tuple[str, ...]
+    tags: tuple[str, ...]
+    author: str
+    body: str                    # Markdown (with Liquid) after the front matter
+    body_line: int               # line of the file where `body` starts
+    excerpt: str                 # Markdown (with Liquid) of the excerpt
+    reading_time: int            # minutes
+    path: str                    # site path, unescaped, e.g. /ai/2025/12/16/slug.html
+    url: str                     # absolute, percent-encoded
+    id: str                      # stable entry id
+    image: str                   # absolute URL, or ""
+    name: str                    # file name without extension, for {% post_url %}
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class Collection:
+    posts: tuple[Post, ...]
+    problems: tuple[Problem, ...]
+
+
+class _Skip(Exception):
+    """One post cannot be published; carries the Problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+def collect(config: Config, *, now: datetime | None = None, future: bool = False,
+            drafts: bool = False) -> Collection:
+    """Read every post under `site.posts_dir`."""
+    now = now or datetime.now(UTC)
+    posts: list[Post] = []
+    problems: list[Problem] = []
+    root = config.posts_dir
+    if not root.is_dir():
+        problems.append(Problem(_display(root), None, "posts folder does not exist",
+                                "a folder of Markdown posts (site.posts_dir)"))
+        return Collection((), tuple(problems))
+    for file in find_post_files(root, drafts=drafts):
+        shown = _display(file)
+        warnings: list[Problem] = []
+        try:
+            post = read_post(file, shown, config, warnings, draft="_drafts" in file.relative_to(root).parts)
+        except _Skip as skip:
+            problems.append(skip.problem)
+            continue
+        finally:
+            problems.extend(warnings)
+        if post is None:
+            continue
+        if post.date > now and not future:
+            continue
+        posts.append(post)
+    posts.sort(key=lambda p: (p.date, p.path), reverse=True)
+    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems))
+
+
+def find_post_files(root: Path, *, drafts: bool) -> Iterator[Path]:
+    """Markdown files below `root`, in a stable order; hidden and `_`-folders are skipped except
+    Jekyll's `_posts` (and `_drafts` when asked)."""
+    allowed = {"_posts", "_drafts"} if drafts else {"_posts"}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (not d.startswith("_") or d in allowed))
+        for name in sorted(files):
+            if name.lower().endswith(EXTENSIONS) and not name.startswith("."):
+                yield Path(folder, name)
+
+
+def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *,
+              draft: bool = False) -> Post | None:
+    """One file → a Post, None when unpublished, or `_Skip` with the reason."""
+    root = config.posts_dir
+    if file.is_symlink() and not file.resolve().is_relative_to(root.resolve()):
+        raise _Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
+                            "a post file inside site.posts_dir"))
+    text = _decode(file, shown)
+    if not text.strip():
+        raise _Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
+    bad = _CONTROL.search(text)
+    if bad:
+        raise _Skip(Problem(shown, _line_of(text, bad.start()),
+                            f"control character U+{ord(bad[0]):04X} in the text",
+                            "printable text; remove the character"))
+    meta, body, body_line = _split(text, shown)
+
+    def key_line(key: str) -> int:
+        match = re.search(rf"^{re.escape(key)}\s*:", text, re.M)
+        return _line_of(text, match.start()) if match else 1
+
+    def fail(key: str, message: str, expected: str | None = None) -> _Skip:
+        return _Skip(Problem(shown, key_line(key), message, expected))
+
+    if meta.get("published") is False:
+        return None
+    title = meta.get("title")
+    if title is None or (isinstance(title, str) and not title.strip()):
+        raise fail("title", "no title", "a 'title:' line in the front matter")
+    if isinstance(title, bool) or not isinstance(title, str | int | float):
+        raise fail("title", f"title is {type(title).__name__} {title!r}",
+                   "a string; quote it, e.g. title: \"NO\"")
+    title = str(title).strip()
+
+    tz = config.site.tz
+    stem = file.stem
+    named = _FILENAME.match(stem)
+    slug_source = named[4] if named else stem
+    file_date = None
+    if named:
+        try:
+            file_date = datetime(int(named[1]), int(named[2]), int(named[3]), tzinfo=tz)
+        except ValueError:
+            raise _Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
+                                "a real date in YYYY-MM-DD-slug.md")) from None
+    if "date" in meta:
+        try:
+            date = parse_date(meta["date"], tz)
+        except (ValueError, OverflowError) as exc:
+            raise fail("date", str(exc), DATE_FORMS) from None
+        if file_date and date.astimezone(tz).date() != file_date.date():
+            warnings.append(Problem(shown, key_line("date"),
+                                    f"front-matter date {date.astimezone(tz):%Y-%m-%d} differs from the "
+                                    f"file name's {file_date:%Y-%m-%d}; using the front matter",
+                                    warning=True))
+    elif file_date:
+        date = file_date
+    elif draft:
+        date = datetime.fromtimestamp(file.stat().st_mtime, tz)
+    else:
+        raise _Skip(Problem(shown, 1, "no date",
+                            "a 'date:' in the front matter or a file name YYYY-MM-DD-slug.md"))
+    updated = date
+    for key in ("last_modified_at", "updated"):
+        if meta.get(key) is not None:
+            try:
+                updated = max(date, parse_date(meta[key], tz))
+            except (ValueError, OverflowError) as exc:
+                raise fail(key, str(exc), DATE_FORMS) from None
+            break
+
+    folder_categories = _folder_categories(file, root)
+    categories = _names(meta, "categories", "category", fail)
+    categories = tuple(dict.fromkeys(folder_categories + categories))
+    tags = _names(meta, "tags", "tag", fail)
+    author = _author(meta.get("author")) or config.site.author
+    excerpt = _excerpt(meta, body, fail)
+    minutes = meta.get("reading_time")
+    if not (isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0):
+        if minutes is not None:
+            warnings.append(Problem(shown, key_line("reading_time"),
+                                    f"reading_time {minutes!r} ignored", "a whole number of minutes",
+                                    warning=True))
+        minutes = reading_time(body)
+
+    slug_meta = meta.get("slug")
+    title_slug = urls.jekyll_title_slug(str(slug_meta) if slug_meta else slug_source)
+    template = meta.get("permalink") or config.site.permalink
+    if not isinstance(template, str):
+        raise fail("permalink", f"permalink is {template!r}", "a path or pattern string")
+    path = urls.expand_permalink(template, date=date.astimezone(tz), title_slug=title_slug,
+                                 categories=categories)
+    if path == "/":
+        raise fail("permalink", f"permalink {template!r} gives an empty path",
+                   "a pattern that includes :title or a file name")
+    url = urls.absolute(config.site.root_url, path)
+    entry_id = meta.get("id") or meta.get("guid") or url
+    if isinstance(entry_id, bool) or not isinstance(entry_id, str | int):
+        raise fail("id" if "id" in meta else "guid", f"id is {entry_id!r}", "a string")
+    image = _image(meta.get("image"), url, config)
+    return Post(source=shown, title=title, date=date, updated=updated, categories=categories,
+                tags=tags, author=author, body=body, body_line=body_line, excerpt=excerpt,
+                reading_time=minutes, path=path, url=url, id=str(entry_id), image=image,
+                name=stem, draft=draft)
+
+
+def _decode(file: Path, shown: str) -> str:
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise _Skip(Problem(shown, None, f"cannot read file ({exc.strerror})")) from None
+    if b"\x00" in raw:
+        raise _Skip(Problem(shown, raw.count(b"\n", 0, raw.index(b"\x00")) + 1,
+                            "binary data (NUL byte)", "a UTF-8 text file"))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _Skip(Problem(shown, line, f"not UTF-8 (byte 0x{raw[exc.start]:02X})",
+                            "UTF-8 text; re-save the file as UTF-8")) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _split(text: str, shown: str) -> tuple[dict[str, Any], str, int]:
+    """Front matter (a dict) and body; a missing or unclosed front matter is a problem."""
+    if not _YAML.detect(text):
+        raise _Skip(Problem(shown, 1, "no front matter", "a first line '---'"))
+    try:
+        fm, body = _YAML.split(text)
+    except ValueError:
+        raise _Skip(Problem(shown, 1, "front matter is not closed",
+                            "a '---' line after the front matter")) from None
+    try:
+        meta = yaml.load(fm, Loader=_LOADER) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark else 1
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _Skip(Problem(shown, line, f"invalid YAML front matter: {what}",
+                            "'key: value' lines indented with spaces; quote values containing ': '")) from None
+    if not isinstance(meta, dict):
+        raise _Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
+    body_line = fm.count("\n") + 3
+    return meta, body.lstrip("\n"), body_line + _leading_newlines(body)
+
+
+def _leading_newlines(body: str) -> int:
+    return len(body) - len(body.lstrip("\n")) - 1 if body.startswith("\n") else 0
+
+
+def _names(meta: dict[str, Any], plural: str, singular: str, fail: Any) -> tuple[str, ...]:
+    """Categories or tags: a list, a space-separated string, a singular key; ints allowed."""
+    value = meta.get(plural, meta.get(singular))
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = value.split() if plural in meta else [value]
+    elif isinstance(value, list):
+        items = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        items = [value]
+    else:
+        raise fail(plural if plural in meta else singular,
+                   f"{plural} is {value!r}", "a list or a space-separated string")
+    names = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise fail(plural if plural in meta else singular,
+                       f"{plural} entry {item!r} is not a name", "strings or numbers")
+        name = str(item).strip()
+        if name:
+            names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+def _author(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("name") or "")
+    if isinstance(value, list):
+        return ", ".join(_author(v) for v in value if _author(v))
+    return "" if value is None or isinstance(value, bool) else str(value).strip()
+
+
+def _excerpt(meta: dict[str, Any], body: str, fail: Any) -> str:
+    value = meta.get("excerpt") or meta.get("description")
+    if value is not None:
+        if not isinstance(value, str):
+            raise fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
+        return value.strip()
+    separator = meta.get("excerpt_separator")
+    for marker in (separator, _MORE):
+        if isinstance(marker, str) and marker and marker in body:
+            return body.split(marker, 1)[0].strip()
+    return first_paragraph(body)
+
+
+def first_paragraph(body: str) -> str:
+    """The first block of prose: not a heading, a fence, a Liquid tag line or an HTML comment."""
+    for block in re.split(r"\n\s*\n", body):
+        text = block.strip()
+        if text and not text.startswith(("#", "```", "~~~", "{%", "<!--", "[", "|", "---")):
+            return text
+    return ""
+
+
+def _image(value: Any, url: str, config: Config) -> str:
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("url")
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    value = value.strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*:", value, re.I):
+        return value
+    if value.startswith("/"):
+        return urls.absolute(config.site.url.rstrip("/") + config.site.baseurl.rstrip("/"), value)
+    return urljoin(url, urls.escape_path(value))
+
+
+def _folder_categories(file: Path, root: Path) -> tuple[str, ...]:
+    """Jekyll: folders above `_posts` are categories (`news/_posts/x.md` → news)."""
+    parts = file.relative_to(root).parts[:-1]
+    if "_posts" not in parts:
+        return ()
+    return tuple(p for p in parts[: parts.index("_posts")] if not p.startswith("_"))
+
+
+def _drop_duplicate_urls(posts: list[Post], problems: list[Problem]) -> list[Post]:
+    seen: dict[str, Post] = {}
+    kept = []
+    for post in reversed(posts):  # oldest first keeps its URL
+        first = seen.setdefault(post.url, post)
+        if first is post:
+            kept.append(post)
+        else:
+            problems.append(Problem(post.source, None, f"URL {post.path} is already used by {first.source}",
+                                    "a unique permalink or file name"))
+    return kept[::-1]
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path, Path.cwd())
+    except ValueError:
+        return str(path)
+
+
+def _line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
