@@ -33,9 +33,12 @@ def parse_date(value: object, tz: tzinfo) -> datetime:
         raise ValueError(f"{value.strip()!r} is not a date")
     g = match.groupdict()
     fraction = (g["f"] or "0").ljust(6, "0")
-    stamp = datetime(int(g["y"]), int(g["mo"]), int(g["d"]), int(g["h"] or 0), int(g["mi"] or 0),
-                     int(g["s"] or 0), int(fraction))
-    return stamp.replace(tzinfo=_offset(g["tz"]) if g["tz"] else tz)
+    try:
+        stamp = datetime(int(g["y"]), int(g["mo"]), int(g["d"]), int(g["h"] or 0), int(g["mi"] or 0),
+                         int(g["s"] or 0), int(fraction))
+        return stamp.replace(tzinfo=_offset(g["tz"]) if g["tz"] else tz)
+    except ValueError as exc:
+        raise ValueError(f"{value.strip()!r} is not a date ({exc})") from None
 
 
 def _offset(text: str) -> tzinfo:

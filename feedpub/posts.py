@@ -26,7 +26,17 @@ from feedpub.markup import reading_time
 
 EXTENSIONS = (".md", ".markdown")
 _FILENAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The C safe loader without YAML's timestamp type: every date arrives as text and goes through
+    one parser, instead of PyYAML's mix of str (`+0000`), naive, aware and date values."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
 _YAML = frontmatter.YAMLHandler()
 _MORE = "<!--more-->"
 # XML 1.0 cannot carry these; in a post they are always accidents.
@@ -75,11 +85,11 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     problems: list[Problem] = []
     root = config.posts_dir
     if not root.is_dir():
-        problems.append(Problem(_display(root), None, "posts folder does not exist",
+        problems.append(Problem(_display(root, config.root), None, "posts folder does not exist",
                                 "a folder of Markdown posts (site.posts_dir)"))
         return Collection((), tuple(problems))
     for file in find_post_files(root, drafts=drafts):
-        shown = _display(file)
+        shown = _display(file, config.root)
         warnings: list[Problem] = []
         try:
             post = read_post(file, shown, config, warnings, draft="_drafts" in file.relative_to(root).parts)
@@ -242,21 +252,19 @@ def _split(text: str, shown: str) -> tuple[dict[str, Any], str, int]:
         raise _Skip(Problem(shown, 1, "front matter is not closed",
                             "a '---' line after the front matter")) from None
     try:
-        meta = yaml.load(fm, Loader=_LOADER) or {}
+        meta = yaml.load(fm, Loader=_Loader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark else 1
+        line = mark.line + 1 if mark else 1
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise _Skip(Problem(shown, line, f"invalid YAML front matter: {what}",
                             "'key: value' lines indented with spaces; quote values containing ': '")) from None
     if not isinstance(meta, dict):
         raise _Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
-    body_line = fm.count("\n") + 3
-    return meta, body.lstrip("\n"), body_line + _leading_newlines(body)
-
-
-def _leading_newlines(body: str) -> int:
-    return len(body) - len(body.lstrip("\n")) - 1 if body.startswith("\n") else 0
+    stripped = body.lstrip("\n")
+    # `fm` and `body` each begin with the rest of a '---' line: count lines from there.
+    body_line = fm.count("\n") + 1 + len(body) - len(stripped)
+    return meta, stripped, body_line
 
 
 def _names(meta: dict[str, Any], plural: str, singular: str, fail: Any) -> tuple[str, ...]:
@@ -348,11 +356,9 @@ def _drop_duplicate_urls(posts: list[Post], problems: list[Problem]) -> list[Pos
     return kept[::-1]
 
 
-def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path, Path.cwd())
-    except ValueError:
-        return str(path)
+def _display(path: Path, root: Path) -> str:
+    """Paths in messages: relative to the config's folder when inside it, else absolute."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _line_of(text: str, index: int) -> int:

@@ -29,6 +29,7 @@ def init(directory: Path) -> None:
     existing = [str(path) for path in targets if path.exists()]
     if existing:
         fail(f"{existing[0]}: already exists; init never overwrites (expected an empty folder)")
+    (directory / "email_templates").mkdir(parents=True, exist_ok=True)
     for target, source in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb") as src, target.open("xb") as dst:
@@ -49,7 +50,7 @@ def check(app: App, future: bool, drafts: bool) -> None:
     config = app.config
     collection = collect(config, future=future, drafts=drafts)
     _, warnings = render_posts(config, collection.posts)
-    problems = [*collection.problems, *warnings]
+    problems = sorted([*collection.problems, *warnings], key=lambda p: (p.path, p.line or 0))
     report(problems)
     errors = sum(not p.warning for p in problems)
     click.echo(f"{len(collection.posts)} posts, {errors} problems, {len(problems) - errors} warnings")

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from feedpub.config import Config, MissingSecret, load_config
+from feedpub.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "feedpub.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_key_is_optional(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.feeds.formats == ("atom", "rss", "json")
+    assert config.feeds.limit == 20
+    assert config.digest.schedule == ("mon 09:00",)
+    assert config.smtp.port == 587
+    assert config.root == tmp_path.resolve()
+
+
+def test_design_example_keys_load(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '''
+[site]
+title = "ALLFORCES"
+url = "https://blog.example.com"
+language = "ja"
+timezone = "Asia/Tokyo"
+author = "ALLFORCES編集部"
+permalink = "/:categories/:year/:month/:day/:title:output_ext"
+[feeds]
+formats = ["atom", "json"]
+websub_hub = "https://hub.example.com/"
+[feeds.slugs]
+"AI導入戦略" = "ai-strategy"
+[digest]
+schedule = ["mon 09:00", "thu 09:00"]
+from = "ALLFORCES <news@blog.example.com>"
+[smtp]
+rate_per_second = 10
+[store]
+url = "sqlite:///.feedpub/feedpub.db"
+'''))
+    assert config.site.tz.key == "Asia/Tokyo"
+    assert config.feeds.slugs == {"AI導入戦略": "ai-strategy"}
+    assert config.digest.schedule == ("mon 09:00", "thu 09:00")
+    assert config.digest.from_ == "ALLFORCES <news@blog.example.com>"
+    assert config.smtp.rate_per_second == 10.0
+    assert config.store_url == f"sqlite:///{tmp_path.resolve()}/.feedpub/feedpub.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[site]\ntitle = "x"\ntitel = "y"\n', "feedpub.toml:3: unknown key 'site.titel' (expected one of title,"),
+        ("[feeds]\nlimit = \"20\"\n", "feedpub.toml:2: 'feeds.limit': expected an integer, got a string"),
+        ('[site]\ntimezone = "Mars/Base"\n', "feedpub.toml:2: 'site.timezone': unknown time zone 'Mars/Base'"),
+        ('[feeds]\nformats = ["atom", "rdf"]\n', "feedpub.toml:2: 'feeds.formats': 'rdf' is not one of"),
+        ('[digest]\nschedule = "0 9 * * 1"\n', "feedpub.toml:2: 'digest.schedule': '0 9 * * 1' is not a day name"),
+        ("[smtps]\nhost = 'x'\n", "feedpub.toml:1: unknown section [smtps]"),
+        ("[site\n", "feedpub.toml:1: invalid TOML"),
+        ('[site]\nurl = "blog.example.com"\n', "feedpub.toml:2: 'site.url': 'blog.example.com' is not an absolute"),
+    ],
+)
+def test_bad_config_names_file_line_and_expectation(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text))
+    assert str(error.value).startswith(str(tmp_path / message.split(":")[0]) + ":" + message.split(":", 1)[1])
+
+
+def test_bad_config_exits_2_from_the_cli(tmp_path: Path) -> None:
+    write(tmp_path, "[feeds]\nlimit = true\n")
+    result = subprocess.run([sys.executable, "-m", "feedpub", "check"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "feedpub.toml:2: 'feeds.limit': expected an integer, got true or false" in result.stderr
+
+
+def test_secrets_come_only_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = Config()
+    monkeypatch.delenv("FEEDPUB_SECRET", raising=False)
+    with pytest.raises(MissingSecret, match="FEEDPUB_SECRET is not set"):
+        config.web.secret()
+    monkeypatch.setenv("FEEDPUB_SECRET", "s3cret")
+    assert config.web.secret() == "s3cret"
+
+
+def test_init_scaffolds_a_working_site_and_never_overwrites(tmp_path: Path) -> None:
+    target = tmp_path / "blog"
+    first = subprocess.run([sys.executable, "-m", "feedpub", "init", str(target)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert (target / "feedpub.toml").is_file() and (target / "posts").is_dir()
+    assert (target / "email_templates").is_dir()
+    assert load_config(target / "feedpub.toml").site.title == "My blog"
+    check = subprocess.run([sys.executable, "-m", "feedpub", "check"], cwd=target, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("1 posts, 0 problems")
+
+    (target / "feedpub.toml").write_text("# mine\n", encoding="utf-8")
+    again = subprocess.run([sys.executable, "-m", "feedpub", "init", str(target)], capture_output=True, text=True)
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert (target / "feedpub.toml").read_text(encoding="utf-8") == "# mine\n"

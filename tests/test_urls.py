@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from feedpub.urls import absolute, assign_slugs, expand_permalink, jekyll_title_slug, slugify
+
+DATE = datetime(2025, 12, 6, 7, 8, 9)
+
+
+@pytest.mark.parametrize(("style", "expected"), [
+    ("date", "/ai/news/2025/12/06/my-post.html"),
+    ("pretty", "/ai/news/2025/12/06/my-post/"),
+    ("ordinal", "/ai/news/2025/340/my-post.html"),
+    ("none", "/ai/news/my-post.html"),
+    ("/:year/:i_month/:i_day/:short_year/:hour:minute:second/:slug:output_ext", "/2025/12/6/25/070809/my-post.html"),
+    ("/blog/:title/", "/blog/my-post/"),
+    ("/:slugified_categories/:title", "/ai/news/my-post"),
+])
+def test_permalink_styles_match_jekyll(style: str, expected: str) -> None:
+    assert expand_permalink(style, date=DATE, title_slug="my-post", categories=["AI", "News"]) == expected
+
+
+def test_no_categories_collapse_slashes_and_dot_segments_are_dropped() -> None:
+    assert expand_permalink("date", date=DATE, title_slug="p", categories=[]) == "/2025/12/06/p.html"
+    assert expand_permalink("../../etc/:title", date=DATE, title_slug="x", categories=[]) == "/etc/x"
+
+
+def test_unicode_slugs_and_percent_encoding() -> None:
+    assert slugify("AI導入戦略") == "ai導入戦略"
+    assert slugify("Ｍachine  Learning!") == "machine-learning"
+    assert slugify("C++ / Rust") == "c-rust"
+    assert jekyll_title_slug("生成AIと著作権") == "生成AIと著作権"
+    assert absolute("https://b.example/blog", "/ai導入戦略/x y.html") == \
+        "https://b.example/blog/ai%E5%B0%8E%E5%85%A5%E6%88%A6%E7%95%A5/x%20y.html"
+
+
+def test_slug_overrides_and_collisions_name_both_sources() -> None:
+    slugs, problems = assign_slugs({"AI導入戦略": "a.md", "AI": "b.md", "ai": "c.md", "!!!": "d.md"},
+                                   {"AI導入戦略": "ai-strategy"})
+    assert slugs == {"AI": "ai", "AI導入戦略": "ai-strategy"}
+    assert len(problems) == 2
+    assert any("'ai' (from c.md) and 'AI' (from b.md) both have the URL slug 'ai'" in p for p in problems)
+    assert any("'!!!' (from d.md) has no usable URL slug" in p for p in problems)
