@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
+	$(BIN)/feedpub build
 
 test: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

@@ -99,6 +99,7 @@ class WebConfig:
     public_url: str = "http://127.0.0.1:8080"
     secret_env: str = "FEEDPUB_SECRET"
     unsubscribe_mailto: str = ""
+    templates_dir: str = ""
 
     def secret(self) -> str:
         return require_env(self.secret_env)

@@ -64,9 +64,9 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 
 def _register() -> None:
-    from feedpub.cli import site
+    from feedpub.cli import build, site
 
-    for command in (site.init, site.check):
+    for command in (site.init, site.check, build.build):
         main.add_command(command)
 
 
