@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 run: $(VENV)/.run
 	$(BIN)/feedpub check
 	$(BIN)/feedpub build
+	$(BIN)/feedpub digest preview
 
 test: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

@@ -64,9 +64,9 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 
 def _register() -> None:
-    from feedpub.cli import build, site
+    from feedpub.cli import build, digest, site, subscribers
 
-    for command in (site.init, site.check, build.build):
+    for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest):
         main.add_command(command)
 
 

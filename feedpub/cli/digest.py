@@ -1,0 +1,263 @@
+"""`feedpub digest preview|send|status`: compose the issue that is due, store it with its ledger, deliver it."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report
+from feedpub.cli.subscribers import open_store_or_fail
+from feedpub.errors import ConfigError, FeedpubError
+
+if TYPE_CHECKING:
+    from feedpub.config import Config
+    from feedpub.digest import Issue, Variant
+    from feedpub.errors import Problem
+    from feedpub.store import Store, StoredIssue, StoredVariant
+
+log = logging.getLogger("feedpub.digest")
+
+
+@click.group()
+def digest() -> None:
+    """Compose, preview and send the e-mail digest."""
+
+
+@digest.command()
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+              help="Cover posts after this time (site.timezone; default: the end of the last issue).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (default public/digests/preview/index.html); the text goes beside it.")
+@click.pass_obj
+def preview(app: App, since: datetime | None, output: Path | None) -> None:
+    """Render the next issue to an .html and a .txt file; send nothing."""
+    from feedpub.digest import public_copy, render_variant, write_atomic
+
+    config = app.config
+    with _user_errors():
+        now = datetime.now(UTC)
+        starts = since.replace(tzinfo=config.site.tz) if since else _next_start(config, open_store_or_fail(app), now)
+        issue, problems = _compose(config, now, starts)
+        report(problems)
+        if issue is None:
+            log.info("no posts published since %s: nothing to preview",
+                     starts.astimezone(config.site.tz).isoformat(timespec="minutes"))
+            raise SystemExit(OK)
+        variant = render_variant(config, issue, "")
+        assert variant is not None   # every post matches the "everything" variant
+        html, text = public_copy(config, variant)
+        target = output or config.output_dir / "digests" / "preview" / "index.html"
+        write_atomic(target, html)
+        write_atomic(target.with_suffix(".txt"), text)
+    click.echo(f"{target} ({len(issue.posts)} posts, subject: {variant.subject})")
+    click.echo(target.with_suffix(".txt"))
+
+
+@digest.command()
+@click.option("--dry-run", is_flag=True, help="Print recipients and subjects; send and record nothing.")
+@click.option("--to", "to_email", metavar="EMAIL", help="Send one test copy marked [TEST] here; record nothing.")
+@click.pass_obj
+def send(app: App, dry_run: bool, to_email: str | None) -> None:
+    """Compose the issue that is due (if any) and deliver it; a rerun resumes only unsent rows."""
+    from feedpub import delivery, mail
+    from feedpub.cli.subscribers import valid_address_or_fail
+    from feedpub.digest import Variant, due_slot, write_archive
+    from feedpub.store import StoreError
+
+    config = app.config
+    store = open_store_or_fail(app)
+    now = datetime.now(UTC)
+    with _user_errors():
+        if not dry_run:
+            config.web.secret()          # missing secrets are exit 2 before anything is composed
+            config.smtp.password()
+        period, slot = due_slot(config, now)
+        stored = store.issue(period)
+        problems = []
+        if to_email:
+            address = valid_address_or_fail(to_email)
+            variant = _stored_variant(store, stored, "") if stored else None
+            if variant is None:
+                issue, problems = _compose(config, now, _next_start(config, store, now))
+                variant = _render_all(config, issue, [""]).get("") if issue else None
+            report(problems)
+            if variant is None:
+                log.info("issue %s: no new posts; no test copy sent", period)
+                raise SystemExit(OK)
+            message = mail.message_template(config, variant, test_copy=True).render(
+                to_email=address, to_name="", unsubscribe_url=mail.unsubscribe_url(config, address),
+                preferences_url=mail.preferences_url(config, address),
+                message_id=mail.new_message_id(config, period, address))
+            try:
+                reply = delivery.send_one(config, message, address)
+            except (smtplib.SMTPException, OSError) as exc:
+                click.echo(f"{address}: test copy not sent: {exc}", err=True)
+                raise SystemExit(PARTIAL) from exc
+            click.echo(f"test copy of {period} sent to {address}: {reply}")
+            raise SystemExit(OK)
+        if stored is None:
+            issue, problems = _compose(config, now, _next_start(config, store, now))
+            report(problems)
+            if issue is None:
+                log.info("issue %s: no posts published since %s; nothing to send", period,
+                         _next_start(config, store, now).astimezone(config.site.tz).isoformat(timespec="minutes"))
+                raise SystemExit(PARTIAL if _errors(problems) else OK)
+            recipients = _recipients(store)
+            variants = _render_all(config, issue, {"", *recipients.values()})
+            queued = {sid: key for sid, key in recipients.items() if key in variants}
+            if dry_run:
+                _print_plan(store, variants, queued)
+                raise SystemExit(OK)
+            try:
+                stored = store.create_issue(
+                    period=period, slot=slot, starts=issue.starts, ends=issue.ends, recipients=queued,
+                    variants=[_stored(v) for v in variants.values()])
+            except StoreError:
+                stored = store.issue(period)   # another process composed it a moment ago: resume that one
+                assert stored is not None
+            write_archive(config, issue, variants[""])
+            log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
+        elif dry_run:
+            _print_pending(store, stored, now)
+            raise SystemExit(OK)
+        templates = {v.key: mail.message_template(config, Variant(v.key, v.subject, v.html, v.text))
+                     for v in store.variants(stored.id)}
+        due = len(store.due_deliveries(stored.id, now))
+        with _progress(due) as advance:
+            summary = delivery.deliver(config, store, stored, delivery.personalised(config, period, templates),
+                                       stop=threading.Event(), on_outcome=advance)
+    for outcome in summary.problems:
+        click.echo(f"{outcome.email}: {outcome.status}: {outcome.reply}", err=True)
+    counts = store.counts(stored.id)
+    waiting = counts["queued"] + counts["deferred"] + counts["sending"]
+    retry = store.next_retry(stored.id)
+    tail = f"; {waiting} waiting" if waiting else ""
+    if retry:
+        tail += f" (next retry {retry.astimezone(config.site.tz):%Y-%m-%d %H:%M})"
+    click.echo(f"issue {period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in total{tail}")
+    raise SystemExit(PARTIAL if summary.failed or _errors(problems) else OK)
+
+
+@digest.command()
+@click.pass_obj
+def status(app: App) -> None:
+    """List issues with their queued / sent / deferred / failed counts."""
+    store = open_store_or_fail(app)
+    tz = app.config.site.tz
+    rows = [["ISSUE", "COVERS", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED"]]
+    for issue in store.issues():
+        counts = store.counts(issue.id)
+        covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
+        rows.append([issue.period, covers, *(str(counts[s]) for s in ("queued", "sending", "sent", "deferred",
+                                                                      "failed"))])
+    if len(rows) == 1:
+        click.echo("no issues yet")
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _compose(config: Config, now: datetime, starts: datetime) -> tuple[Issue | None, list[Problem]]:
+    """The issue covering (starts, now], or None; with the problems met reading posts."""
+    from feedpub.digest import compose, due_slot
+    from feedpub.markup import render_posts
+    from feedpub.posts import collect
+
+    collection = collect(config, now=now)
+    rendered, warnings = render_posts(config, collection.posts)
+    period, slot = due_slot(config, now)
+    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=now)
+    return issue, [*collection.problems, *warnings]
+
+
+def _next_start(config: Config, store: Store, now: datetime) -> datetime:
+    """The previous issue's end; for the first issue, `digest.first_issue_days` back."""
+    latest = store.latest_issue()
+    return latest.ends if latest else now - timedelta(days=config.digest.first_issue_days)
+
+
+def _recipients(store: Store) -> dict[int, str]:
+    """Active, unsuppressed subscribers → the variant key of their category preferences."""
+    from feedpub.digest import variant_key
+
+    suppressed = store.suppressed()
+    return {s.id: variant_key(s.categories) for s in store.subscribers("active")
+            if s.email.lower() not in suppressed}
+
+
+def _render_all(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:
+    """Each variant once; keys whose categories match no post are left out (those readers get nothing)."""
+    from feedpub.digest import render_variant
+
+    rendered = {key: render_variant(config, issue, key) for key in sorted(keys)}
+    return {key: variant for key, variant in rendered.items() if variant is not None}
+
+
+def _stored(variant: Variant) -> StoredVariant:
+    from feedpub.store import StoredVariant
+
+    return StoredVariant(variant.key, variant.subject, variant.html, variant.text)
+
+
+def _stored_variant(store: Store, issue: StoredIssue, key: str) -> Variant | None:
+    from feedpub.digest import Variant
+
+    found = [v for v in store.variants(issue.id) if v.key == key]
+    return Variant(key, found[0].subject, found[0].html, found[0].text) if found else None
+
+
+def _print_plan(store: Store, variants: dict[str, Variant], queued: dict[int, str]) -> None:
+    by_id = {s.id: s for s in store.subscribers("active")}
+    for sid, key in sorted(queued.items()):
+        click.echo(f"{by_id[sid].email}\t{variants[key].subject}")
+    click.echo(f"dry run: {len(queued)} recipients, {len(variants)} variants; nothing sent or recorded", err=True)
+
+
+def _print_pending(store: Store, issue: StoredIssue, now: datetime) -> None:
+    subjects = {v.key: v.subject for v in store.variants(issue.id)}
+    rows = store.due_deliveries(issue.id, now)
+    for row in rows:
+        click.echo(f"{row.email}\t{subjects[row.variant_key]}")
+    click.echo(f"dry run: issue {issue.period} already composed; {len(rows)} deliveries due; nothing sent",
+               err=True)
+
+
+def _errors(problems: list[Problem]) -> int:
+    return sum(not p.warning for p in problems)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Any]:
+    """A progress bar on a terminal; nothing otherwise (cron mail stays short)."""
+    if not sys.stderr.isatty() or total == 0:
+        yield lambda outcome: None
+        return
+    seen: set[int] = set()
+    with click.progressbar(length=total, label="sending", file=sys.stderr) as bar:
+        def advance(outcome: Any) -> None:
+            if outcome.delivery_id not in seen:
+                seen.add(outcome.delivery_id)
+                bar.update(1)
+        yield advance
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Config and template errors (missing secret, broken template, bad from) → exit 2 with the message."""
+    try:
+        yield
+    except ConfigError as exc:
+        fail(str(exc))
+    except FeedpubError as exc:
+        click.echo(f"feedpub: {exc}", err=True)
+        raise SystemExit(FAILED) from exc

@@ -1,0 +1,445 @@
+"""The store: subscribers, suppressions, issues and the delivery ledger (SQLAlchemy 2 Core).
+
+SQLite by default (one file, WAL, created on first use); the SQL is portable so the same code runs
+on PostgreSQL. Timestamps are stored as naive UTC and read back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from feedpub.errors import FeedpubError
+
+SubscriberStatus = Literal["pending", "active", "unsubscribed"]
+DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "sent", "deferred", "failed")
+
+
+class StoreError(FeedpubError):
+    """The store cannot be opened or used (unreadable, corrupt, from a newer feedpub)."""
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive UTC so SQLite and PostgreSQL agree."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+subscribers = sa.Table(
+    "subscribers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),         # as the subscriber wrote it
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # lower-case, for comparison
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),           # list of names; empty = everything
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("unsubscribed_at", UTCDateTime),
+)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    sa.Column("email_key", sa.String(320), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+issues = sa.Table(
+    "issues", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("period", sa.String(32), nullable=False, unique=True),
+    sa.Column("slot", UTCDateTime, nullable=False),
+    sa.Column("starts", UTCDateTime, nullable=False),
+    sa.Column("ends", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+issue_variants = sa.Table(
+    "issue_variants", metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("variant_key", sa.String(1000), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("last_reply", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_by", sa.String(200)),                     # for several workers on one store
+    sa.Column("claimed_until", UTCDateTime),
+    sa.UniqueConstraint("issue_id", "subscriber_id"),
+    sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
+)
+
+
+def _create_v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[subscribers, suppressions, issues, issue_variants, deliveries])
+
+
+# Step i brings a store from version i to i + 1. Append steps; never edit a released one.
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1,)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    status: SubscriberStatus
+    categories: tuple[str, ...]
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SubscriberInput:
+    email: str
+    name: str | None = None                   # None keeps the stored name
+    categories: tuple[str, ...] | None = None  # None keeps the stored preferences
+
+
+@dataclass(frozen=True)
+class Suppression:
+    email_key: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredIssue:
+    id: int
+    period: str
+    slot: datetime
+    starts: datetime
+    ends: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredVariant:
+    key: str
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    issue_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    variant_key: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_reply: str
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """One store; safe to share between threads (each call takes its own connection)."""
+
+    def __init__(self, engine: Engine, shown: str) -> None:
+        self.engine = engine
+        self.shown = shown
+
+    # -- subscribers -------------------------------------------------------------------------------
+
+    def save_subscribers(self, entries: Iterable[SubscriberInput], *, status: SubscriberStatus | None,
+                         new_status: SubscriberStatus = "active") -> list[tuple[Subscriber, bool]]:
+        """Insert or update by address (case-insensitively), in one transaction. `status` overwrites the
+        status of existing rows (None keeps it); new rows get `new_status`. Returns (row, created)."""
+        now = utcnow()
+        results: list[tuple[Subscriber, bool]] = []
+        with self.engine.begin() as conn:
+            for entry in entries:
+                key = email_key(entry.email)
+                row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).first()
+                if row is None:
+                    wanted = status or new_status
+                    conn.execute(subscribers.insert().values(
+                        email=entry.email, email_key=key, name=entry.name or "", status=wanted,
+                        categories=list(entry.categories or ()), created_at=now,
+                        confirmed_at=now if wanted == "active" else None))
+                else:
+                    changes: dict[str, Any] = {"email": entry.email}
+                    if entry.name is not None:
+                        changes["name"] = entry.name
+                    if entry.categories is not None:
+                        changes["categories"] = list(entry.categories)
+                    if status is not None and status != row.status:
+                        changes["status"] = status
+                        if status == "active":
+                            changes.update(confirmed_at=now, unsubscribed_at=None)
+                        elif status == "unsubscribed":
+                            changes["unsubscribed_at"] = now
+                    conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(**changes))
+                saved = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).one()
+                results.append((_subscriber(saved), row is None))
+        return results
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == email_key(email))).first()
+        return _subscriber(row) if row else None
+
+    def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
+        query = sa.select(subscribers).order_by(subscribers.c.id)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self.engine.connect() as conn:
+            return [_subscriber(row) for row in conn.execute(query)]
+
+    def unsubscribe(self, email: str, reason: str) -> Subscriber | None:
+        """Mark the subscriber unsubscribed (if there is one) and suppress the address."""
+        now = utcnow()
+        key = email_key(email)
+        with self.engine.begin() as conn:
+            conn.execute(subscribers.update()
+                         .where(subscribers.c.email_key == key, subscribers.c.status != "unsubscribed")
+                         .values(status="unsubscribed", unsubscribed_at=now))
+            _suppress(conn, key, reason, now)
+        return self.subscriber(email)
+
+    # -- suppressions ------------------------------------------------------------------------------
+
+    def suppress(self, email: str, reason: str) -> None:
+        with self.engine.begin() as conn:
+            _suppress(conn, email_key(email), reason, utcnow())
+
+    def lift_suppression(self, email: str) -> Suppression | None:
+        """Remove the suppression of an address; returns what was lifted."""
+        found = self.suppression(email)
+        if found:
+            with self.engine.begin() as conn:
+                conn.execute(suppressions.delete().where(suppressions.c.email_key == found.email_key))
+        return found
+
+    def suppression(self, email: str) -> Suppression | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(suppressions).where(suppressions.c.email_key == email_key(email))).first()
+        return Suppression(row.email_key, row.reason, row.created_at) if row else None
+
+    def suppressed(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.scalars(sa.select(suppressions.c.email_key)))
+
+    # -- issues ------------------------------------------------------------------------------------
+
+    def issue(self, period: str) -> StoredIssue | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(issues).where(issues.c.period == period)).first()
+        return _issue(row) if row else None
+
+    def latest_issue(self) -> StoredIssue | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(issues).order_by(issues.c.ends.desc(), issues.c.id.desc()).limit(1)).first()
+        return _issue(row) if row else None
+
+    def issues(self) -> list[StoredIssue]:
+        with self.engine.connect() as conn:
+            return [_issue(row) for row in conn.execute(sa.select(issues).order_by(issues.c.slot, issues.c.id))]
+
+    def create_issue(self, *, period: str, slot: datetime, starts: datetime, ends: datetime,
+                     variants: Sequence[StoredVariant], recipients: Mapping[int, str]) -> StoredIssue:
+        """Store an issue, its variants and one queued delivery per recipient (subscriber id → variant key),
+        all or nothing. Raises StoreError if the period exists (another process composed it first)."""
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                issue_id = conn.execute(issues.insert().values(
+                    period=period, slot=slot, starts=starts, ends=ends, created_at=now)).inserted_primary_key[0]
+                if variants:
+                    conn.execute(issue_variants.insert(), [
+                        {"issue_id": issue_id, "key": v.key, "subject": v.subject, "html": v.html, "text": v.text}
+                        for v in variants])
+                if recipients:
+                    conn.execute(deliveries.insert(), [
+                        {"issue_id": issue_id, "subscriber_id": sid, "variant_key": key, "status": "queued",
+                         "attempts": 0, "last_reply": "", "created_at": now, "updated_at": now}
+                        for sid, key in recipients.items()])
+        except sa.exc.IntegrityError as exc:
+            raise StoreError(f"{self.shown}: issue {period} was composed by another process") from exc
+        stored = self.issue(period)
+        assert stored is not None
+        return stored
+
+    def variants(self, issue_id: int) -> list[StoredVariant]:
+        query = sa.select(issue_variants).where(issue_variants.c.issue_id == issue_id).order_by(issue_variants.c.key)
+        with self.engine.connect() as conn:
+            return [StoredVariant(r.key, r.subject, r.html, r.text) for r in conn.execute(query)]
+
+    # -- the delivery ledger -----------------------------------------------------------------------
+
+    def due_deliveries(self, issue_id: int, now: datetime) -> list[Delivery]:
+        """Rows to (re)send now: queued, deferred whose retry time has come, and `sending` rows left by a
+        process that died between marking and the server's answer."""
+        query = (_delivery_select()
+                 .where(deliveries.c.issue_id == issue_id,
+                        sa.or_(deliveries.c.status.in_(("queued", "sending")),
+                               sa.and_(deliveries.c.status == "deferred", deliveries.c.next_attempt_at <= now)))
+                 .order_by(deliveries.c.id))
+        with self.engine.connect() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def deliveries(self, issue_id: int) -> list[Delivery]:
+        query = _delivery_select().where(deliveries.c.issue_id == issue_id).order_by(deliveries.c.id)
+        with self.engine.connect() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def next_retry(self, issue_id: int) -> datetime | None:
+        query = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.status == "deferred")
+        with self.engine.connect() as conn:
+            return conn.scalar(query)
+
+    def mark_sending(self, delivery_id: int) -> None:
+        self._mark(delivery_id, status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=None)
+
+    def mark_sent(self, delivery_id: int, reply: str) -> None:
+        self._mark(delivery_id, status="sent", last_reply=reply)
+
+    def mark_deferred(self, delivery_id: int, reply: str, retry_at: datetime) -> None:
+        self._mark(delivery_id, status="deferred", last_reply=reply, next_attempt_at=retry_at)
+
+    def mark_failed(self, delivery_id: int, reply: str, *, suppress: str | None = None) -> None:
+        """Fail a row; with `suppress`, also suppress the recipient's address for that reason."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                         .values(status="failed", last_reply=reply, updated_at=now))
+            if suppress:
+                key = conn.scalar(sa.select(subscribers.c.email_key)
+                                  .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+                                  .where(deliveries.c.id == delivery_id))
+                _suppress(conn, key, suppress, now)
+
+    def counts(self, issue_id: int) -> dict[DeliveryStatus, int]:
+        query = (sa.select(deliveries.c.status, sa.func.count()).where(deliveries.c.issue_id == issue_id)
+                 .group_by(deliveries.c.status))
+        found = dict.fromkeys(DELIVERY_STATUSES, 0)
+        with self.engine.connect() as conn:
+            found.update({status: n for status, n in conn.execute(query)})
+        return found
+
+    def _mark(self, delivery_id: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                         .values(updated_at=utcnow(), **values))
+
+
+def open_store(url: str) -> Store:
+    """Open (and create or migrate) the store at `url`. StoreError names the file when it is unusable."""
+    shown = url
+    if url.startswith("sqlite:///") and url != "sqlite://":
+        path = Path(url[len("sqlite:///"):])
+        shown = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path.parent}: cannot create the store's folder ({exc.strerror})") from exc
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise StoreError(f"store.url {url!r}: {exc} (expected sqlite:///PATH or postgresql://…)") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        _migrate(engine, shown)
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        reason = getattr(exc, "orig", None) or exc
+        raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
+    return Store(engine, shown)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer; NORMAL sync is still safe against a killed process.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _migrate(engine: Engine, shown: str) -> None:
+    with engine.begin() as conn:
+        if not sa.inspect(conn).has_table("schema_version"):
+            schema_version.create(conn)
+            conn.execute(schema_version.insert().values(version=0))
+        version = conn.scalar(sa.select(schema_version.c.version))
+        if version is None or version > len(MIGRATIONS):
+            raise StoreError(f"{shown}: store schema version {version} is newer than this feedpub understands "
+                             f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+        for step in MIGRATIONS[version:]:
+            step(conn)
+        conn.execute(schema_version.update().values(version=len(MIGRATIONS)))
+
+
+def _suppress(conn: Connection, key: str, reason: str, now: datetime) -> None:
+    exists = conn.scalar(sa.select(suppressions.c.email_key).where(suppressions.c.email_key == key))
+    if exists is None:
+        conn.execute(suppressions.insert().values(email_key=key, reason=reason, created_at=now))
+
+
+def _delivery_select() -> sa.Select[Any]:
+    return sa.select(deliveries, subscribers.c.email, subscribers.c.name).join(
+        subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(row.id, row.email, row.name, row.status, tuple(row.categories), row.created_at,
+                      row.confirmed_at, row.unsubscribed_at)
+
+
+def _issue(row: Any) -> StoredIssue:
+    return StoredIssue(row.id, row.period, row.slot, row.starts, row.ends, row.created_at)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(row.id, row.issue_id, row.subscriber_id, row.email, row.name, row.variant_key, row.status,
+                    row.attempts, row.next_attempt_at, row.last_reply)

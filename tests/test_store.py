@@ -1,0 +1,105 @@
+"""The store on a real SQLite file: creation, case-insensitive addresses, the ledger, versioning, corruption."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from feedpub.store import MIGRATIONS, StoredVariant, StoreError, SubscriberInput, open_store
+
+JST = timezone(timedelta(hours=9))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return open_store(f"sqlite:///{tmp_path}/deep/folder/feedpub.db")
+
+
+def test_created_on_first_use_with_wal_and_schema_version(tmp_path, store):
+    db = tmp_path / "deep/folder/feedpub.db"
+    assert db.is_file()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
+
+
+def test_addresses_are_unique_case_insensitively(store):
+    ((first, created),) = store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("AI",))],
+                                                 status="active")
+    ((again, created_again),) = store.save_subscribers([SubscriberInput("taro@example.jp", None, None)],
+                                                       status=None)
+    assert created and not created_again and again.id == first.id
+    assert again.name == "山田太郎" and again.categories == ("AI",) and again.status == "active"
+    assert len(store.subscribers()) == 1
+    assert store.subscriber("TARO@EXAMPLE.JP").id == first.id
+
+
+def test_unsubscribe_keeps_a_suppression_apart_from_the_subscriber(store):
+    store.save_subscribers([SubscriberInput("a@example.com")], status="active")
+    row = store.unsubscribe("A@example.com", "removed by operator")
+    assert row.status == "unsubscribed" and row.unsubscribed_at is not None
+    assert store.suppressed() == {"a@example.com"}
+    assert store.suppression("a@example.com").reason == "removed by operator"
+
+
+def test_times_come_back_as_aware_utc(store):
+    slot = datetime(2025, 12, 15, 9, 0, tzinfo=JST)
+    issue = store.create_issue(period="2025-12-15-0900", slot=slot, starts=slot - timedelta(days=7), ends=slot,
+                               variants=[StoredVariant("", "件名", "<p>本文</p>", "本文")], recipients={})
+    assert issue.slot == slot and issue.slot.tzinfo == UTC
+    assert store.issue("2025-12-15-0900") == issue
+    assert store.variants(issue.id) == [StoredVariant("", "件名", "<p>本文</p>", "本文")]
+
+
+def test_ledger_states_and_due_rows(store):
+    saved = store.save_subscribers([SubscriberInput(f"r{i}@example.com") for i in range(4)], status="active")
+    ids = [row.id for row, _ in saved]
+    now = datetime.now(UTC)
+    issue = store.create_issue(period="p", slot=now, starts=now - timedelta(days=7), ends=now,
+                               variants=[StoredVariant("", "s", "h", "t")], recipients=dict.fromkeys(ids, ""))
+    rows = store.due_deliveries(issue.id, now)
+    assert [r.email for r in rows] == [f"r{i}@example.com" for i in range(4)]
+    sent, sending, deferred, failed = rows
+    for row in rows:
+        store.mark_sending(row.id)
+    store.mark_sent(sent.id, "250 ok")
+    store.mark_deferred(deferred.id, "451 later", now + timedelta(minutes=1))
+    store.mark_failed(failed.id, "550 unknown", suppress="550 unknown")
+    # sent and failed are done; the row left `sending` (a killed process) is due again; deferred waits
+    assert [r.id for r in store.due_deliveries(issue.id, now)] == [sending.id]
+    assert {r.id for r in store.due_deliveries(issue.id, now + timedelta(minutes=2))} == {sending.id, deferred.id}
+    assert store.next_retry(issue.id) == (now + timedelta(minutes=1))
+    assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}
+    assert store.suppressed() == {"r3@example.com"}
+    assert all(r.attempts == 1 for r in store.deliveries(issue.id))
+
+
+def test_an_issue_period_is_composed_once(store):
+    now = datetime.now(UTC)
+    store.create_issue(period="p", slot=now, starts=now, ends=now, variants=[], recipients={})
+    with pytest.raises(StoreError, match="composed by another process"):
+        store.create_issue(period="p", slot=now, starts=now, ends=now, variants=[], recipients={})
+
+
+def test_reopening_keeps_data(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    open_store(url).save_subscribers([SubscriberInput("a@example.com")], status="active")
+    assert [s.email for s in open_store(url).subscribers()] == ["a@example.com"]
+
+
+def test_corrupt_file_is_a_clear_error_naming_it(tmp_path):
+    db = tmp_path / "broken.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=f"{db}: cannot use the store"):
+        open_store(f"sqlite:///{db}")
+
+
+def test_store_from_a_newer_feedpub_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    open_store(url)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="newer than this feedpub"):
+        open_store(url)
