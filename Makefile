@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 run: $(VENV)/.run
 	$(BIN)/feedpub check
 	$(BIN)/feedpub build
-	$(BIN)/feedpub digest preview
+	$(BIN)/feedpub digest preview --since 2025-01-01
 
 test: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

@@ -6,6 +6,7 @@ Shared by `feedpub build` and the daemon's build job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from feedpub.config import Config
@@ -22,6 +23,8 @@ class BuildReport:
     feeds: int
     written: WriteResult
     problems: tuple[Problem, ...]
+    categories: tuple[str, ...]      # every category of the published posts, sorted
+    next_future: datetime | None     # a rebuild is due then, even if no file changes
 
     @property
     def errors(self) -> int:
@@ -54,4 +57,24 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     except OSError as exc:
         raise ConfigError(f"{exc.filename or output}: cannot write ({exc.strerror})") from exc
     problems = sorted([*collection.problems, *result.problems], key=lambda p: (p.path, p.line or 0))
-    return BuildReport(output, len(collection.posts), len(result.feeds), written, tuple(problems))
+    categories = sorted({c for post in collection.posts for c in post.categories})
+    return BuildReport(output, len(collection.posts), len(result.feeds), written, tuple(problems),
+                       tuple(categories), collection.next_future)
+
+
+def site_fingerprint(config: Config) -> tuple[object, ...]:
+    """What a build depends on, cheaply: the config file and every post file's size and mtime. The
+    daemon skips a rebuild while it is unchanged."""
+    from feedpub.posts import find_post_files
+
+    sources = [Path(config.source)] if config.source != "<defaults>" else []
+    if config.posts_dir.is_dir():
+        sources += find_post_files(config.posts_dir, drafts=False)
+    stats = []
+    for path in sources:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stats.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(stats)

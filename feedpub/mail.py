@@ -152,6 +152,18 @@ def new_message_id(config: Config, issue_period: str, email: str) -> str:
     return f"<{issue_period}.{secrets.token_hex(12)}@{_sender_domain(config)}>"
 
 
+def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:
+    """A one-off plain-text message to one reader (the subscription confirmation)."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _from_address(config)
+    message["To"] = format_address("", to_email)
+    message["Subject"] = header_text(subject)
+    message["Date"] = format_datetime(datetime.now(config.site.tz))
+    message["Message-ID"] = new_message_id(config, "notice", to_email)
+    message.set_content(text, charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
 def _from_address(config: Config) -> Address:
     value = config.digest.from_
     found = getaddresses([value])

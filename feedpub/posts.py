@@ -68,6 +68,7 @@ class Post:
 class Collection:
     posts: tuple[Post, ...]
     problems: tuple[Problem, ...]
+    next_future: datetime | None = None   # when the earliest post held back for its future date is due
 
 
 class _Skip(Exception):
@@ -83,6 +84,7 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     now = now or datetime.now(UTC)
     posts: list[Post] = []
     problems: list[Problem] = []
+    next_future: datetime | None = None
     root = config.posts_dir
     if not root.is_dir():
         problems.append(Problem(_display(root, config.root), None, "posts folder does not exist",
@@ -101,10 +103,11 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
         if post is None:
             continue
         if post.date > now and not future:
+            next_future = min(next_future or post.date, post.date)
             continue
         posts.append(post)
     posts.sort(key=lambda p: (p.date, p.path), reverse=True)
-    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems))
+    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems), next_future)
 
 
 def find_post_files(root: Path, *, drafts: bool) -> Iterator[Path]:

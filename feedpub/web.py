@@ -41,6 +41,8 @@ TEXT = {
            "preferences": "Save preferences", "saved": "Your preferences are saved.",
            "bad_link": "This link is invalid or has expired.", "bad_email": "Please enter a valid e-mail address.",
            "too_many": "Too many requests. Please try again later.",
+           "use_mail_link": "Please use the link at the bottom of the digest you received: it is made for your "
+                            "address.",
            "confirm_subject": "Confirm your subscription to {title}",
            "confirm_body": "Please confirm your subscription to {title} by opening this link:\n\n{url}\n\n"
                            "If you did not ask for it, ignore this mail: nothing will be sent to you.\n"},
@@ -54,6 +56,7 @@ TEXT = {
            "bad_link": "このリンクは無効か、有効期限が切れています。",
            "bad_email": "正しいメールアドレスを入力してください。",
            "too_many": "リクエストが多すぎます。しばらくしてからお試しください。",
+           "use_mail_link": "お受け取りのダイジェスト末尾にあるリンクをご利用ください（読者ごとに異なるリンクです）。",
            "confirm_subject": "{title} の購読確認",
            "confirm_body": "{title} の購読を確定するには、次のリンクを開いてください。\n\n{url}\n\n"
                            "お心当たりのない場合は、このメールを破棄してください。\n"},
@@ -168,6 +171,10 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
             return message(request, "saved")
         return page(request, "preferences.html.j2", categories=categories(), chosen=set(subscriber.categories))
 
+    async def use_mail_link(request: Request) -> Response:
+        """Where the archived issue's generic unsubscribe/preferences links lead."""
+        return message(request, "use_mail_link")
+
     async def healthz(request: Request) -> Response:
         latest = store.latest_issue()
         queued = sum(store.counts(latest.id).get(s, 0) for s in ("queued", "sending", "deferred")) if latest else 0
@@ -180,6 +187,8 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
         Route("/confirm/{token}", confirm, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
+        Route("/unsubscribe", use_mail_link, methods=["GET"]),
+        Route("/preferences", use_mail_link, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     config.output_dir.mkdir(parents=True, exist_ok=True)

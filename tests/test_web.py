@@ -149,3 +149,10 @@ def test_healthz(web) -> None:
     body = client.get("/healthz").json()
     assert body == {"status": "ok", "last_digest_period": None, "queued_deliveries": 0,
                     "last_build": "2025-12-16T00:00:00Z"}
+
+
+def test_archive_links_without_token_explain_what_to_do(web) -> None:
+    client, _, _ = web
+    for path in ("/unsubscribe", "/preferences"):
+        page = client.get(path)
+        assert page.status_code == 200 and "ダイジェスト末尾にあるリンク" in page.text

@@ -56,6 +56,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
     """Publish Jekyll-style Markdown posts as RSS, Atom and JSON feeds and a weekly e-mail digest."""
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="feedpub: %(message)s", stream=sys.stderr)
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
     if config_file is None and Path("feedpub.toml").is_file():
         config_file = Path("feedpub.toml")
     elif config_file is not None and not config_file.is_file():
@@ -64,9 +65,9 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 
 def _register() -> None:
-    from feedpub.cli import build, digest, site, subscribers
+    from feedpub.cli import build, daemon, digest, site, subscribers
 
-    for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest):
+    for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest, daemon.run):
         main.add_command(command)
 
 

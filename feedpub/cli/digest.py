@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import smtplib
 import sys
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -20,9 +19,9 @@ from feedpub.errors import ConfigError, FeedpubError
 
 if TYPE_CHECKING:
     from feedpub.config import Config
-    from feedpub.digest import Issue, Variant
+    from feedpub.digest import Variant
     from feedpub.errors import Problem
-    from feedpub.store import Store, StoredIssue, StoredVariant
+    from feedpub.store import Store, StoredIssue
 
 log = logging.getLogger("feedpub.digest")
 
@@ -41,12 +40,13 @@ def digest() -> None:
 def preview(app: App, since: datetime | None, output: Path | None) -> None:
     """Render the next issue to an .html and a .txt file; send nothing."""
     from feedpub.digest import public_copy, render_variant, write_atomic
+    from feedpub.dispatch import compose_issue, next_start
 
     config = app.config
     with _user_errors():
         now = datetime.now(UTC)
-        starts = since.replace(tzinfo=config.site.tz) if since else _next_start(config, open_store_or_fail(app), now)
-        issue, problems = _compose(config, now, starts)
+        starts = since.replace(tzinfo=config.site.tz) if since else next_start(config, open_store_or_fail(app), now)
+        issue, problems = compose_issue(config, now, starts)
         report(problems)
         if issue is None:
             log.info("no posts published since %s: nothing to preview",
@@ -68,10 +68,7 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
 @click.pass_obj
 def send(app: App, dry_run: bool, to_email: str | None) -> None:
     """Compose the issue that is due (if any) and deliver it; a rerun resumes only unsent rows."""
-    from feedpub import delivery, mail
-    from feedpub.cli.subscribers import valid_address_or_fail
-    from feedpub.digest import Variant, due_slot, write_archive
-    from feedpub.store import StoreError
+    from feedpub.dispatch import send_due_issue
 
     config = app.config
     store = open_store_or_fail(app)
@@ -80,61 +77,19 @@ def send(app: App, dry_run: bool, to_email: str | None) -> None:
         if not dry_run:
             config.web.secret()          # missing secrets are exit 2 before anything is composed
             config.smtp.password()
-        period, slot = due_slot(config, now)
-        stored = store.issue(period)
-        problems = []
         if to_email:
-            address = valid_address_or_fail(to_email)
-            variant = _stored_variant(store, stored, "") if stored else None
-            if variant is None:
-                issue, problems = _compose(config, now, _next_start(config, store, now))
-                variant = _render_all(config, issue, [""]).get("") if issue else None
-            report(problems)
-            if variant is None:
-                log.info("issue %s: no new posts; no test copy sent", period)
-                raise SystemExit(OK)
-            message = mail.message_template(config, variant, test_copy=True).render(
-                to_email=address, to_name="", unsubscribe_url=mail.unsubscribe_url(config, address),
-                preferences_url=mail.preferences_url(config, address),
-                message_id=mail.new_message_id(config, period, address))
-            try:
-                reply = delivery.send_one(config, message, address)
-            except (smtplib.SMTPException, OSError) as exc:
-                click.echo(f"{address}: test copy not sent: {exc}", err=True)
-                raise SystemExit(PARTIAL) from exc
-            click.echo(f"test copy of {period} sent to {address}: {reply}")
-            raise SystemExit(OK)
-        if stored is None:
-            issue, problems = _compose(config, now, _next_start(config, store, now))
-            report(problems)
-            if issue is None:
-                log.info("issue %s: no posts published since %s; nothing to send", period,
-                         _next_start(config, store, now).astimezone(config.site.tz).isoformat(timespec="minutes"))
-                raise SystemExit(PARTIAL if _errors(problems) else OK)
-            recipients = _recipients(store)
-            variants = _render_all(config, issue, {"", *recipients.values()})
-            queued = {sid: key for sid, key in recipients.items() if key in variants}
-            if dry_run:
-                _print_plan(store, variants, queued)
-                raise SystemExit(OK)
-            try:
-                stored = store.create_issue(
-                    period=period, slot=slot, starts=issue.starts, ends=issue.ends, recipients=queued,
-                    variants=[_stored(v) for v in variants.values()])
-            except StoreError:
-                stored = store.issue(period)   # another process composed it a moment ago: resume that one
-                assert stored is not None
-            write_archive(config, issue, variants[""])
-            log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
-        elif dry_run:
-            _print_pending(store, stored, now)
-            raise SystemExit(OK)
-        templates = {v.key: mail.message_template(config, Variant(v.key, v.subject, v.html, v.text))
-                     for v in store.variants(stored.id)}
-        due = len(store.due_deliveries(stored.id, now))
+            _send_test_copy(config, store, now, to_email)
+        if dry_run:
+            _dry_run(config, store, now)
+        due = len(_due_rows(config, store, now))
         with _progress(due) as advance:
-            summary = delivery.deliver(config, store, stored, delivery.personalised(config, period, templates),
-                                       stop=threading.Event(), on_outcome=advance)
+            result = send_due_issue(config, store, now, on_outcome=advance)
+    report(list(result.problems))
+    if result.summary is None:
+        log.info("%s", result.note)
+        raise SystemExit(PARTIAL if _errors(result.problems) else OK)
+    summary, stored = result.summary, result.issue
+    assert stored is not None
     for outcome in summary.problems:
         click.echo(f"{outcome.email}: {outcome.status}: {outcome.reply}", err=True)
     counts = store.counts(stored.id)
@@ -143,8 +98,67 @@ def send(app: App, dry_run: bool, to_email: str | None) -> None:
     tail = f"; {waiting} waiting" if waiting else ""
     if retry:
         tail += f" (next retry {retry.astimezone(config.site.tz):%Y-%m-%d %H:%M})"
-    click.echo(f"issue {period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in total{tail}")
-    raise SystemExit(PARTIAL if summary.failed or _errors(problems) else OK)
+    click.echo(f"issue {result.period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in "
+               f"total{tail}")
+    raise SystemExit(PARTIAL if summary.failed or _errors(result.problems) else OK)
+
+
+def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str) -> NoReturn:
+    from feedpub import delivery, mail
+    from feedpub.cli.subscribers import valid_address_or_fail
+    from feedpub.digest import due_slot
+    from feedpub.dispatch import compose_issue, next_start, render_variants, stored_variant
+
+    address = valid_address_or_fail(to_email)
+    period, _ = due_slot(config, now)
+    stored = store.issue(period)
+    variant = stored_variant(store, stored, "") if stored else None
+    if variant is None:
+        issue, problems = compose_issue(config, now, next_start(config, store, now))
+        report(problems)
+        variant = render_variants(config, issue, [""]).get("") if issue else None
+    if variant is None:
+        log.info("issue %s: no new posts; no test copy sent", period)
+        raise SystemExit(OK)
+    message = mail.message_template(config, variant, test_copy=True).render(
+        to_email=address, to_name="", unsubscribe_url=mail.unsubscribe_url(config, address),
+        preferences_url=mail.preferences_url(config, address),
+        message_id=mail.new_message_id(config, period, address))
+    try:
+        reply = delivery.send_one(config, message, address)
+    except (smtplib.SMTPException, OSError) as exc:
+        click.echo(f"{address}: test copy not sent: {exc}", err=True)
+        raise SystemExit(PARTIAL) from exc
+    click.echo(f"test copy of {period} sent to {address}: {reply}")
+    raise SystemExit(OK)
+
+
+def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
+    from feedpub.digest import due_slot
+    from feedpub.dispatch import active_recipients, compose_issue, next_start, render_variants
+
+    period, _ = due_slot(config, now)
+    stored = store.issue(period)
+    if stored is not None:
+        _print_pending(store, stored, now)
+        raise SystemExit(OK)
+    issue, problems = compose_issue(config, now, next_start(config, store, now))
+    report(problems)
+    if issue is None:
+        log.info("issue %s: no new posts; nothing would be sent", period)
+        raise SystemExit(OK)
+    recipients = active_recipients(store)
+    variants = render_variants(config, issue, {"", *recipients.values()})
+    _print_plan(store, variants, {sid: key for sid, key in recipients.items() if key in variants})
+    raise SystemExit(OK)
+
+
+def _due_rows(config: Config, store: Store, now: datetime) -> list[Any]:
+    """Rows an existing issue still has to send (for the progress bar's length)."""
+    from feedpub.digest import due_slot
+
+    stored = store.issue(due_slot(config, now)[0])
+    return store.due_deliveries(stored.id, now) if stored else []
 
 
 @digest.command()
@@ -165,55 +179,6 @@ def status(app: App) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _compose(config: Config, now: datetime, starts: datetime) -> tuple[Issue | None, list[Problem]]:
-    """The issue covering (starts, now], or None; with the problems met reading posts."""
-    from feedpub.digest import compose, due_slot
-    from feedpub.markup import render_posts
-    from feedpub.posts import collect
-
-    collection = collect(config, now=now)
-    rendered, warnings = render_posts(config, collection.posts)
-    period, slot = due_slot(config, now)
-    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=now)
-    return issue, [*collection.problems, *warnings]
-
-
-def _next_start(config: Config, store: Store, now: datetime) -> datetime:
-    """The previous issue's end; for the first issue, `digest.first_issue_days` back."""
-    latest = store.latest_issue()
-    return latest.ends if latest else now - timedelta(days=config.digest.first_issue_days)
-
-
-def _recipients(store: Store) -> dict[int, str]:
-    """Active, unsuppressed subscribers → the variant key of their category preferences."""
-    from feedpub.digest import variant_key
-
-    suppressed = store.suppressed()
-    return {s.id: variant_key(s.categories) for s in store.subscribers("active")
-            if s.email.lower() not in suppressed}
-
-
-def _render_all(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:
-    """Each variant once; keys whose categories match no post are left out (those readers get nothing)."""
-    from feedpub.digest import render_variant
-
-    rendered = {key: render_variant(config, issue, key) for key in sorted(keys)}
-    return {key: variant for key, variant in rendered.items() if variant is not None}
-
-
-def _stored(variant: Variant) -> StoredVariant:
-    from feedpub.store import StoredVariant
-
-    return StoredVariant(variant.key, variant.subject, variant.html, variant.text)
-
-
-def _stored_variant(store: Store, issue: StoredIssue, key: str) -> Variant | None:
-    from feedpub.digest import Variant
-
-    found = [v for v in store.variants(issue.id) if v.key == key]
-    return Variant(key, found[0].subject, found[0].html, found[0].text) if found else None
 
 
 def _print_plan(store: Store, variants: dict[str, Variant], queued: dict[int, str]) -> None:

@@ -1,0 +1,130 @@
+"""`feedpub run`: the scheduler (feed builds, digests) and the web app in one long-lived process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from feedpub.cli import App, fail
+from feedpub.errors import ConfigError
+
+log = logging.getLogger("feedpub.run")
+
+
+class Daemon:
+    """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged and
+    the next one tries again."""
+
+    def __init__(self, config: Any, store: Any) -> None:
+        self.config = config
+        self.store = store
+        self.stop = threading.Event()
+        self.categories: tuple[str, ...] = ()
+        self.last_build: datetime | None = None
+        self._fingerprint: tuple[object, ...] | None = None
+        self._next_future: datetime | None = None
+
+    def build(self) -> None:
+        from feedpub.builder import build_site, site_fingerprint
+
+        fingerprint = site_fingerprint(self.config)
+        now = datetime.now(UTC)
+        due = self._next_future is not None and now >= self._next_future
+        if fingerprint == self._fingerprint and not due:
+            return
+        try:
+            report = build_site(self.config)
+        except Exception:
+            log.exception("build failed")
+            return
+        for problem in report.problems:
+            log.warning("%s", problem)
+        log.info("%s", report.summary())
+        self._fingerprint, self._next_future = fingerprint, report.next_future
+        self.categories, self.last_build = report.categories, now
+
+    def digest(self) -> None:
+        from feedpub.config import parse_duration
+        from feedpub.dispatch import send_due_issue
+
+        if self.stop.is_set():
+            return
+        try:
+            result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
+                                    missed_after=parse_duration(self.config.digest.misfire_grace))
+        except Exception:
+            log.exception("digest failed")
+            return
+        for problem in result.problems:
+            log.warning("%s", problem)
+        if result.summary is None:
+            log.info("%s", result.note)
+        else:
+            log.info("issue %s: %s", result.period, result.summary.line())
+
+    def send_confirmation(self, email: str, subject: str, text: str) -> None:
+        from feedpub import delivery, mail
+
+        delivery.send_one(self.config, mail.notice(self.config, email, subject, text), email)
+
+    def health(self) -> dict[str, Any]:
+        return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None}
+
+
+@click.command()
+@click.pass_obj
+def run(app: App) -> None:
+    """The daemon: scheduled feed builds and digests plus the web app, until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from feedpub.cli.subscribers import open_store_or_fail
+    from feedpub.scheduler import describe_jobs, make_scheduler
+    from feedpub.web import create_app
+
+    config = app.config
+    store = open_store_or_fail(app)
+    daemon = Daemon(config, store)
+    host, _, port = config.web.listen.rpartition(":")
+    try:
+        config.smtp.password()
+        web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
+                             categories=lambda: daemon.categories, health=daemon.health)
+    except ConfigError as exc:
+        fail(str(exc))
+    if not port.isdigit():
+        fail(f"{config.source}: 'web.listen': {config.web.listen!r} (expected HOST:PORT, e.g. 127.0.0.1:8080)")
+    server = uvicorn.Server(uvicorn.Config(web_app, host=host.strip("[]") or "127.0.0.1", port=int(port),
+                                           log_level="warning", proxy_headers=True,
+                                           forwarded_allow_ips="127.0.0.1", lifespan="off"))
+    scheduler = make_scheduler(config, build=daemon.build, digest=daemon.digest)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stopping.is_set():
+            log.warning("second signal: exiting now (rows left 'sending' are resumed at next start)")
+            os._exit(1)
+        log.info("%s: stopping after the current message", signal.Signals(signum).name)
+        stopping.set()
+        daemon.stop.set()
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    web = threading.Thread(target=server.run, name="web", daemon=True)
+    web.start()
+    scheduler.start()
+    log.info("feedpub running: web on http://%s, public at %s", config.web.listen, config.web.public_url)
+    for line in describe_jobs(scheduler, config):
+        log.info("%s", line)
+    while not stopping.wait(1):
+        pass
+    scheduler.shutdown(wait=True)
+    web.join(timeout=config.smtp.timeout)
+    store.engine.dispose()
+    log.info("stopped")
