@@ -131,3 +131,38 @@ def test_subscribe_confirm_receive_unsubscribe(tmp_path: Path, smtp_server: SMTP
     [reader] = json.loads(listed.stdout)
     assert reader["email"] == "reader@example.com" and reader["status"] == "unsubscribed"
     assert len(smtp_server.received) == 2   # the restart sent the issue once, nothing else
+
+
+def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Path,
+                                                                     smtp_server: SMTPTestServer) -> None:
+    web_port = free_port()
+    write_site(tmp_path, smtp_server, web_port)
+    text = (tmp_path / "feedpub.toml").read_text(encoding="utf-8")
+    (tmp_path / "feedpub.toml").write_text(text.replace('timeout = 5', 'timeout = 5\nrate_per_second = 4\n'
+                                                        'connections = 1'), encoding="utf-8")
+    readers = [f"reader{i:02d}@example.com" for i in range(30)]
+    csv = tmp_path / "readers.csv"
+    csv.write_text("email\n" + "\n".join(readers) + "\n", encoding="utf-8")
+    imported = subprocess.run([sys.executable, "-m", "feedpub", "subscribers", "import", str(csv)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=30)
+    assert imported.returncode == 0, imported.stderr
+
+    daemon = DaemonProcess(tmp_path, web_port)
+    smtp_server.wait_for(3, timeout=20)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5          # within smtp.timeout
+    sent_before_resume = len(smtp_server.received)
+    assert sent_before_resume < len(readers)
+
+    status = subprocess.run([sys.executable, "-m", "feedpub", "digest", "status"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30).stdout.splitlines()
+    header, row = status[0].split(), status[1].split()
+    counts = dict(zip(header[-5:], row[-5:], strict=True))
+    assert counts["SENDING"] == "0"                       # the message in flight was finished and marked
+    assert int(counts["SENT"]) == sent_before_resume      # nothing marked sent that the server did not get
+    resumed = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=tmp_path,
+                             env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, capture_output=True, text=True,
+                             timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(smtp_server.recipients()) == sorted(readers)   # each exactly once, none lost
