@@ -13,6 +13,9 @@ test: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests
 	$(BIN)/python -m pytest
 
+bench: $(VENV)/.run
+	$(BIN)/python bench/run.py
+
 lint: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests
 
@@ -29,4 +32,4 @@ $(VENV)/.test: pyproject.toml
 	touch $@ $(VENV)/.run
 
 clean:
-	rm -rf $(VENV) public .feedpub
+	rm -rf $(VENV) public .feedpub bench/work
