@@ -22,6 +22,15 @@ _DATE_TEXT = re.compile(
 
 def parse_date(value: object, tz: tzinfo) -> datetime:
     """An aware datetime from a YAML value; ValueError with the expected forms otherwise."""
+    stamp = _parse(value, tz)
+    # Within a day of datetime's range, converting to another time zone (UTC, the site's) overflows.
+    if not datetime.min.replace(tzinfo=UTC) + timedelta(days=1) < stamp < datetime.max.replace(tzinfo=UTC) - timedelta(
+            days=1):
+        raise ValueError(f"{value!r} is out of range (years 1 to 9999)")
+    return stamp
+
+
+def _parse(value: object, tz: tzinfo) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=tz)
     if isinstance(value, date):

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from feedpub.errors import Problem
 
+# Each search for a closing delimiter stops at the next opening one ("tempered" dots): with plain `.*?`,
+# thousands of unclosed tags make every match attempt scan to the end of the post (quadratic time).
 _RAW = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)(?:\{%-?\s*endraw\s*-?%\}|\Z)", re.S)
-_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.S)
+_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S)
 _HIGHLIGHT = re.compile(
-    r"\{%-?\s*highlight\s+([\w+#.-]+)[^%]*?-?%\}\n?(.*?)\n?\{%-?\s*endhighlight\s*-?%\}", re.S)
-_TAG = re.compile(r"\{%-?\s*(\w+)(.*?)-?%\}", re.S)
-_OUTPUT = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+    r"\{%-?\s*highlight\s+([\w+#.-]+)[^%]*?-?%\}\n?((?:(?!\{%-?\s*highlight\b).)*?)\n?"
+    r"\{%-?\s*endhighlight\s*-?%\}", re.S)
+_TAG = re.compile(r"\{%-?\s*(\w+)((?:(?!\{%).)*?)-?%\}", re.S)
+_OUTPUT = re.compile(r"\{\{-?\s*((?:(?!\{\{).)*?)\s*-?\}\}", re.S)
 _QUOTED = re.compile(r"""^(['"])(.*)\1$""")
 _PLACEHOLDER = "\x02raw{}\x03"  # control characters never occur in a post that got this far
 

@@ -5,9 +5,13 @@ Python-Markdown (not a CommonMark parser) because it bolds `**推論性能35%**�
 
 from __future__ import annotations
 
+import html as html_lib
 import math
 import re
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -24,12 +28,20 @@ if TYPE_CHECKING:
 # XML 1.0 forbids these, and lone surrogates cannot be encoded: strip them from everything we emit.
 _INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]")
-_FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.S | re.M)
-_HIGHLIGHT = re.compile(r"\{%-?\s*highlight.*?endhighlight\s*-?%\}", re.S)
-_LIQUID = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.S)
-_HTML_TAG = re.compile(r"<[^>]+>")
+_FENCE = re.compile(r"^(```|~~~)")
+# Closing delimiters are searched only up to the next opening one, so unclosed runs stay linear.
+_HIGHLIGHT = re.compile(r"\{%-?\s*highlight(?:(?!\{%-?\s*highlight).)*?endhighlight\s*-?%\}", re.S)
+_LIQUID = re.compile(r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}", re.S)
+_HTML_TAG = re.compile(r"<[^<>]+>")
 _SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)")
 _URL_ATTRIBUTES = {"href", "src", "poster"}
+# Python-Markdown is quadratic on some inputs (thousands of unclosed `[`, `<a `, fences) and recursive on
+# deep nesting. A post that takes longer than this to render is published as escaped plain text instead.
+RENDER_SECONDS = 5.0
+
+
+class RenderTimeout(Exception):
+    """Rendering one post took longer than RENDER_SECONDS."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,23 @@ def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[
 
 
 def render_post(post: Post, context: LiquidContext) -> tuple[RenderedPost, list[Problem]]:
-    """Liquid subset → Markdown → absolute URLs → sanitised HTML, for the body and the excerpt."""
-    body, problems = render_liquid(post.body, context, post.source, post.body_line)
-    excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
-    html = to_html(body, post.url)
-    excerpt_html = to_html(excerpt, post.url)
+    """Liquid subset → Markdown → absolute URLs → sanitised HTML, for the body and the excerpt.
+
+    A post whose Markdown cannot be rendered (too slow, too deeply nested) comes out as escaped plain text
+    with an error naming it, so one hostile file never stops a build."""
+    try:
+        with _time_limit(RENDER_SECONDS):
+            body, problems = render_liquid(post.body, context, post.source, post.body_line)
+            excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
+            html = to_html(body, post.url)
+            excerpt_html = to_html(excerpt, post.url)
+    except (RenderTimeout, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else f"took over {RENDER_SECONDS:g} s"
+        problem = Problem(post.source, post.body_line, f"Markdown could not be rendered ({reason}); "
+                          "published as plain text", "Markdown without thousands of nested or unclosed marks")
+        _local.markdown = None  # interrupted mid-document, the converter's state cannot be trusted
+        html, excerpt_html = _plain_html(post.body), _plain_html(post.excerpt)
+        problems = [problem]
     return RenderedPost(post, html, excerpt_html, html_to_text(excerpt_html)), problems
 
 
@@ -70,6 +94,31 @@ def to_html(markdown_text: str, base_url: str) -> str:
     """Markdown (Liquid already applied) → sanitised HTML fragment whose links are absolute."""
     html = _markdown().convert(markdown_text)
     return escape_braces(strip_invalid_xml(_sanitize(absolutize(html, base_url))))
+
+
+def _plain_html(text: str) -> str:
+    paragraphs = (html_lib.escape(strip_invalid_xml(block.strip())) for block in re.split(r"\n\s*\n", text))
+    return escape_braces("".join(f"<p>{block}</p>" for block in paragraphs if block))
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise RenderTimeout in the block after `seconds`. Signals reach only the main thread; elsewhere
+    (the daemon's worker threads) the block runs unbounded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise RenderTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def strip_invalid_xml(text: str) -> str:
@@ -95,20 +144,32 @@ def absolutize(html: str, base_url: str) -> str:
 
 def html_to_text(html: str) -> str:
     """Plain text of a small HTML fragment (an excerpt), whitespace collapsed."""
-    import html as html_lib
-
     return re.sub(r"\s+", " ", html_lib.unescape(_HTML_TAG.sub(" ", html))).strip()
 
 
 def reading_time(markdown_text: str) -> int:
     """Minutes to read: CJK characters at 500 a minute plus other words at 200, code excluded."""
     text = _HIGHLIGHT.sub(" ", markdown_text)
-    text = _FENCE.sub(" ", text)
+    text = _without_fenced_code(text)
     text = _LIQUID.sub(" ", text)
     text = _HTML_TAG.sub(" ", text)
     cjk = len(_CJK.findall(text))
     words = len(_CJK.sub(" ", text).split())
     return max(1, math.ceil(cjk / 500 + words / 200))
+
+
+def _without_fenced_code(text: str) -> str:
+    """The lines outside ``` and ~~~ blocks (an unclosed block runs to the end, as in Markdown)."""
+    kept, fence = [], None
+    for line in text.split("\n"):
+        opening = _FENCE.match(line)
+        if fence is None and opening:
+            fence = opening[1]
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is None:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def cut_excerpt(text: str, limit: int) -> str:

@@ -25,6 +25,12 @@ from feedpub.errors import Problem
 from feedpub.markup import reading_time
 
 EXTENSIONS = (".md", ".markdown")
+# A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
+# before they are read (a 1 MB post renders in ~4 s here).
+MAX_POST_BYTES = 1_000_000
+# Values in the front matter after YAML aliases are expanded: a real post has a few dozen; an alias
+# "billion laughs" has billions, which any code walking the values (or printing them) would expand.
+MAX_FRONT_MATTER_VALUES = 10_000
 _FILENAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 
 
@@ -39,8 +45,10 @@ _Loader.yaml_implicit_resolvers = {
 }
 _YAML = frontmatter.YAMLHandler()
 _MORE = "<!--more-->"
-# XML 1.0 cannot carry these; in a post they are always accidents.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
+# XML 1.0 cannot carry these (nor lone surrogates, which YAML escapes could make); in a post they are
+# always accidents.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,7 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
         raise _Skip(Problem(shown, _line_of(text, bad.start()),
                             f"control character U+{ord(bad[0]):04X} in the text",
                             "printable text; remove the character"))
-    meta, body, body_line = _split(text, shown)
+    meta, body, body_line = _split(text, shown, warnings)
 
     def key_line(key: str) -> int:
         match = re.search(rf"^{re.escape(key)}\s*:", text, re.M)
@@ -154,7 +162,7 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
     if isinstance(title, bool) or not isinstance(title, str | int | float):
         raise fail("title", f"title is {type(title).__name__} {title!r}",
                    "a string; quote it, e.g. title: \"NO\"")
-    title = str(title).strip()
+    title = _one_line(str(title))  # a newline in a title would split a mail header or a feed line
 
     tz = config.site.tz
     stem = file.stem
@@ -163,7 +171,7 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
     file_date = None
     if named:
         try:
-            file_date = datetime(int(named[1]), int(named[2]), int(named[3]), tzinfo=tz)
+            file_date = parse_date(stem[:10], tz)
         except ValueError:
             raise _Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
                                 "a real date in YYYY-MM-DD-slug.md")) from None
@@ -229,10 +237,16 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
 
 
 def _decode(file: Path, shown: str) -> str:
+    if not file.is_file():
+        raise _Skip(Problem(shown, None, "not a regular file", "a Markdown text file"))
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_POST_BYTES + 1)
     except OSError as exc:
         raise _Skip(Problem(shown, None, f"cannot read file ({exc.strerror})")) from None
+    if len(raw) > MAX_POST_BYTES:
+        raise _Skip(Problem(shown, None, f"file is over the {MAX_POST_BYTES:,}-byte limit",
+                            "a smaller post; split it or move data out of it"))
     if b"\x00" in raw:
         raise _Skip(Problem(shown, raw.count(b"\n", 0, raw.index(b"\x00")) + 1,
                             "binary data (NUL byte)", "a UTF-8 text file"))
@@ -245,7 +259,11 @@ def _decode(file: Path, shown: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _split(text: str, shown: str) -> tuple[dict[str, Any], str, int]:
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any], str, int]:
     """Front matter (a dict) and body; a missing or unclosed front matter is a problem."""
     if not _YAML.detect(text):
         raise _Skip(Problem(shown, 1, "no front matter", "a first line '---'"))
@@ -264,10 +282,39 @@ def _split(text: str, shown: str) -> tuple[dict[str, Any], str, int]:
                             "'key: value' lines indented with spaces; quote values containing ': '")) from None
     if not isinstance(meta, dict):
         raise _Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
+    # YAML keeps the last of two equal keys without a word; the author meant one of them.
+    seen: set[str] = set()
+    for key in _TOP_KEY.finditer(fm):
+        if key[1] in seen:
+            warnings.append(Problem(shown, fm.count("\n", 0, key.start()) + 1, f"key {key[1]!r} appears twice; "
+                                    "the last one is used", "each key once", warning=True))
+        seen.add(key[1])
+    unsafe = _unsafe_value(meta)
+    if unsafe:
+        raise _Skip(Problem(shown, 2, f"front matter {unsafe}", "plain values, without aliases or control characters"))
     stripped = body.lstrip("\n")
     # `fm` and `body` each begin with the rest of a '---' line: count lines from there.
     body_line = fm.count("\n") + 1 + len(body) - len(stripped)
     return meta, stripped, body_line
+
+
+def _unsafe_value(meta: dict[str, Any]) -> str | None:
+    """Why the parsed front matter must not be used (alias bomb, cycle, control character), or None.
+    Walks at most MAX_FRONT_MATTER_VALUES values, counting shared (aliased) ones each time they appear."""
+    pending: list[Any] = [meta]
+    for _ in range(MAX_FRONT_MATTER_VALUES):
+        if not pending:
+            return None
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and (bad := _CONTROL.search(value)):
+            return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}"
+    return None if not pending else (f"expands to more than {MAX_FRONT_MATTER_VALUES:,} values "
+                                     "(YAML aliases repeated or recursive)")
 
 
 def _names(meta: dict[str, Any], plural: str, singular: str, fail: Any) -> tuple[str, ...]:
@@ -289,7 +336,7 @@ def _names(meta: dict[str, Any], plural: str, singular: str, fail: Any) -> tuple
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise fail(plural if plural in meta else singular,
                        f"{plural} entry {item!r} is not a name", "strings or numbers")
-        name = str(item).strip()
+        name = _one_line(str(item))
         if name:
             names.append(name)
     return tuple(dict.fromkeys(names))
@@ -300,7 +347,7 @@ def _author(value: Any) -> str:
         return str(value.get("name") or "")
     if isinstance(value, list):
         return ", ".join(_author(v) for v in value if _author(v))
-    return "" if value is None or isinstance(value, bool) else str(value).strip()
+    return "" if value is None or isinstance(value, bool) else _one_line(str(value))
 
 
 def _excerpt(meta: dict[str, Any], body: str, fail: Any) -> str:
@@ -331,8 +378,9 @@ def _image(value: Any, url: str, config: Config) -> str:
     if not isinstance(value, str) or not value.strip():
         return ""
     value = value.strip()
-    if re.match(r"^[a-z][a-z0-9+.-]*:", value, re.I):
-        return value
+    scheme = re.match(r"^([a-z][a-z0-9+.-]*):", value, re.I)
+    if scheme:  # javascript:, data: and the like must never reach a feed reader
+        return value if scheme[1].lower() in ("http", "https") else ""
     if value.startswith("/"):
         return urls.absolute(config.site.url.rstrip("/") + config.site.baseurl.rstrip("/"), value)
     return urljoin(url, urls.escape_path(value))

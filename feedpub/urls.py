@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 STYLES = {
     "date": "/:categories/:year/:month/:day/:title:output_ext",
@@ -95,8 +95,11 @@ def expand_permalink(template: str, *, date: datetime, title_slug: str, categori
 
 
 def sanitize_path(path: str) -> str:
-    """Jekyll's URL sanitising: no '..' segments, no doubled slashes, one leading slash."""
-    segments = [s for s in path.split("/") if s not in ("", ".", "..")]
+    """Jekyll's URL sanitising: no '..' segments, no doubled slashes, one leading slash. A backslash
+    separates segments too: Windows servers and some proxies read `..\\` as a parent folder."""
+    path = path.replace("\\", "/")
+    # `%2e%2e` is a parent folder to every URL parser, so it goes too.
+    segments = [s for s in path.split("/") if unquote(s) not in ("", ".", "..")]
     trailing = "/" if path.endswith("/") and segments else ""
     return "/" + "/".join(segments) + trailing
 

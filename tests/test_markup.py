@@ -96,7 +96,8 @@ def test_excerpt_rendering_and_plain_text(site) -> None:
 
 @pytest.mark.parametrize(("text", "limit", "expected"), [
     ("短い。", 120, "短い。"),
-    ("第一文です。第二文はとても長くて、制限を越えてしまうかもしれない文章になっています。", 20, "第一文です。第二文はとても長くて、制限…"),
+    ("第一文です。第二文はとても長くて、制限を越えてしまうかもしれない文章になっています。", 20,
+     "第一文です。第二文はとても長くて、制限…"),
     ("前半の文はここで終わる。後半は続く続く続く続く続く", 16, "前半の文はここで終わる。"),
     ("One sentence here. Another that runs on past the limit.", 30, "One sentence here."),
     ("No sentence end within the limit at all here", 20, "No sentence end…"),
