@@ -21,7 +21,6 @@ from feedpub import shipped
 from feedpub.config import Config
 from feedpub.errors import ConfigError
 from feedpub.markup import RenderedPost, cut_excerpt
-from feedpub.posts import first_paragraph
 
 # Lower-case ASCII letters, digits and hyphens only: they survive css-inline, HTML attribute quoting and
 # quoted-printable encoding unchanged, so `feedpub.mail` finds them in the encoded bodies.
@@ -200,7 +199,7 @@ def _post_entry(config: Config, rendered: RenderedPost, language: str) -> dict[s
     post = rendered.post
     # An excerpt the author wrote (front matter, excerpt_separator) is shown whole; the automatic one
     # (the first paragraph) is cut to digest.excerpt_chars.
-    if post.excerpt == first_paragraph(post.body):
+    if not post.excerpt_explicit:
         text = cut_excerpt(rendered.excerpt_text, config.digest.excerpt_chars)
         html = Markup(f"<p>{escape(text)}</p>") if text else Markup("")
     else:
@@ -214,7 +213,7 @@ def _post_entry(config: Config, rendered: RenderedPost, language: str) -> dict[s
         "author": post.author,
         "excerpt_html": html,
         "excerpt_text": text,
-        "reading_time": _STRINGS[language]["min_read"].format(minutes=post.reading_time),
+        "reading_time": _STRINGS[language]["min_read"].format(minutes=rendered.reading_time),
     }
 
 

@@ -111,14 +111,23 @@ def needed_posts(feeds: Sequence[Feed]) -> list[Post]:
 
 def feed_files(config: Config, feeds: Sequence[Feed], rendered: Mapping[str, RenderedPost]) -> dict[str, bytes]:
     """Every document of the output layout; `rendered` maps a post URL to its rendering."""
-    makers = {"atom": atom_bytes, "rss": rss_bytes, "json": json_feed_bytes}
     files: dict[str, bytes] = {}
     for feed in feeds:
-        entries = [rendered[post.url] for post in feed.posts]
-        for fmt in config.feeds.formats:
-            files[feed.path(fmt)] = makers[fmt](config, feed, entries)
-    files["feeds.opml"] = opml_bytes(config, feeds)
-    files["feeds/index.html"] = index_html_bytes(config, feeds)
+        files.update(feed_documents(config, feed, rendered))
+    files.update(site_files(config, feeds))
+    return files
+
+
+def feed_documents(config: Config, feed: Feed, rendered: Mapping[str, RenderedPost]) -> dict[str, bytes]:
+    """One feed in every configured format."""
+    makers = {"atom": atom_bytes, "rss": rss_bytes, "json": json_feed_bytes}
+    entries = [rendered[post.url] for post in feed.posts]
+    return {feed.path(fmt): makers[fmt](config, feed, entries) for fmt in config.feeds.formats}
+
+
+def site_files(config: Config, feeds: Sequence[Feed]) -> dict[str, bytes]:
+    """The files about all feeds: feeds.opml, feeds/index.html and feed.xsl."""
+    files = {"feeds.opml": opml_bytes(config, feeds), "feeds/index.html": index_html_bytes(config, feeds)}
     if config.feeds.stylesheet:
         files["feed.xsl"] = (ASSETS / "feed.xsl").read_bytes()
     return files

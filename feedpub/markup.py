@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html as html_lib
 import math
+import os
 import re
 import signal
 import threading
@@ -33,11 +34,17 @@ _FENCE = re.compile(r"^(```|~~~)")
 _HIGHLIGHT = re.compile(r"\{%-?\s*highlight(?:(?!\{%-?\s*highlight).)*?endhighlight\s*-?%\}", re.S)
 _LIQUID = re.compile(r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}", re.S)
 _HTML_TAG = re.compile(r"<[^<>]+>")
+_CJK_GAP = re.compile(r"(?<=[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]) "
+                      r"(?=[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef])")
 _SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)")
 _URL_ATTRIBUTES = {"href", "src", "poster"}
 # Python-Markdown is quadratic on some inputs (thousands of unclosed `[`, `<a `, fences) and recursive on
 # deep nesting. A post that takes longer than this to render is published as escaped plain text instead.
 RENDER_SECONDS = 5.0
+# Part of every render cache key: bump when the HTML for the same Markdown changes.
+RENDER_VERSION = 1
+# Below this many posts to convert, starting worker processes costs more than it saves.
+_PARALLEL_FROM = 64
 
 
 class RenderTimeout(Exception):
@@ -50,44 +57,110 @@ class RenderedPost:
     html: str            # full content, sanitised, absolute URLs
     excerpt_html: str    # the excerpt, same treatment
     excerpt_text: str    # the excerpt as plain text (for e-mail and previews)
+    reading_time: int    # minutes: front matter, else computed CJK-aware from the body
+
+
+@dataclass(frozen=True)
+class CachedRender:
+    """A rendering kept in the build cache, valid while its `key` (the text it came from) is unchanged."""
+
+    key: str
+    html: str
+    excerpt_html: str
+    reading_time: int
+    problems: tuple[Problem, ...]
 
 
 def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[Post] | None = None,
+                 cache: dict[str, CachedRender] | None = None, parallel: bool = False,
                  ) -> tuple[list[RenderedPost], list[Problem]]:
-    """Render `posts`; `{% post_url %}` and `{% link %}` resolve against `site_posts` (all posts)."""
+    """Render `posts`; `{% post_url %}` and `{% link %}` resolve against `site_posts` (all posts).
+
+    `cache` (post URL → CachedRender) is read and updated: Liquid is applied to every post (it is
+    cheap and its output is the cache key), Markdown only to posts whose text changed."""
     site_posts = posts if site_posts is None else site_posts
     post_urls = {p.name: p.path for p in site_posts}
     link_paths = {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in site_posts}
-    rendered, problems = [], []
+    cache = {} if cache is None else cache
+    prepared, problems = [], []
     for post in posts:
         context = LiquidContext(site_url=config.site.url.rstrip("/"), baseurl=config.site.baseurl.rstrip("/"),
                                 site_title=config.site.title, page_title=post.title, page_url=post.path,
                                 post_urls=post_urls, link_paths=link_paths)
-        result, warnings = render_post(post, context)
-        rendered.append(result)
+        item, warnings = _prepare(post, context)
+        prepared.append(item)
         problems.extend(warnings)
+    missing = [item for item in prepared
+               if item.post.url not in cache or cache[item.post.url].key != item.key]
+    for item, fresh in zip(missing, _convert_all(missing, parallel=parallel), strict=True):
+        cache[item.post.url] = fresh
+    rendered = []
+    for item in prepared:
+        done = cache[item.post.url]
+        problems.extend(done.problems)
+        rendered.append(RenderedPost(item.post, done.html, done.excerpt_html, html_to_text(done.excerpt_html),
+                                     done.reading_time))
     return rendered, problems
 
 
-def render_post(post: Post, context: LiquidContext) -> tuple[RenderedPost, list[Problem]]:
-    """Liquid subset → Markdown → absolute URLs → sanitised HTML, for the body and the excerpt.
+@dataclass(frozen=True)
+class _Prepared:
+    """A post after Liquid, before Markdown."""
 
-    A post whose Markdown cannot be rendered (too slow, too deeply nested) comes out as escaped plain text
-    with an error naming it, so one hostile file never stops a build."""
+    post: Post
+    body: str          # Markdown, Liquid applied
+    excerpt: str
+    raw_body: str      # as written (for reading time)
+    key: str
+
+
+def _prepare(post: Post, context: LiquidContext) -> tuple[_Prepared, list[Problem]]:
+    from feedpub.cache import digest
+    from feedpub.posts import load_body
+
+    try:
+        raw = load_body(post)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raw = ""
+        warnings = [Problem(post.source, None, f"could not be read again while building ({exc}); "
+                            "published with its excerpt only", warning=True)]
+    else:
+        warnings = []
+    body, liquid_warnings = render_liquid(raw, context, post.source, post.body_line)
+    excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
+    key = digest(RENDER_VERSION, raw, body, excerpt, post.url, post.reading_time)
+    return _Prepared(post, body, excerpt, raw, key), warnings + liquid_warnings
+
+
+def _convert_all(items: Sequence[_Prepared], *, parallel: bool) -> list[CachedRender]:
+    workers = os.cpu_count() or 1
+    if not parallel or workers < 2 or len(items) < _PARALLEL_FROM:
+        return [_convert(item) for item in items]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: children inherit the loaded Markdown and nh3; each child's main thread keeps the time limit.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_convert, items, chunksize=max(1, len(items) // (workers * 4))))
+
+
+def _convert(item: _Prepared) -> CachedRender:
+    """Markdown → HTML for one prepared post. A post whose Markdown cannot be rendered (too slow, too
+    deeply nested) comes out as escaped plain text with a warning, so one hostile file never stops a build."""
+    post = item.post
+    minutes = post.reading_time or reading_time(item.raw_body)
     try:
         with _time_limit(RENDER_SECONDS):
-            body, problems = render_liquid(post.body, context, post.source, post.body_line)
-            excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
-            html = to_html(body, post.url)
-            excerpt_html = to_html(excerpt, post.url)
+            html = to_html(item.body, post.url)
+            excerpt_html = to_html(item.excerpt, post.url)
     except (RenderTimeout, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else f"took over {RENDER_SECONDS:g} s"
         problem = Problem(post.source, post.body_line, f"Markdown could not be rendered ({reason}); "
-                          "published as plain text", "Markdown without thousands of nested or unclosed marks")
+                          "published as plain text", "Markdown without thousands of nested or unclosed marks",
+                          warning=True)
         _local.markdown = None  # interrupted mid-document, the converter's state cannot be trusted
-        html, excerpt_html = _plain_html(post.body), _plain_html(post.excerpt)
-        problems = [problem]
-    return RenderedPost(post, html, excerpt_html, html_to_text(excerpt_html)), problems
+        return CachedRender(item.key, _plain_html(item.body), _plain_html(item.excerpt), minutes, (problem,))
+    return CachedRender(item.key, html, excerpt_html, minutes, ())
 
 
 def to_html(markdown_text: str, base_url: str) -> str:
@@ -144,7 +217,9 @@ def absolutize(html: str, base_url: str) -> str:
 
 def html_to_text(html: str) -> str:
     """Plain text of a small HTML fragment (an excerpt), whitespace collapsed."""
-    return re.sub(r"\s+", " ", html_lib.unescape(_HTML_TAG.sub(" ", html))).strip()
+    text = re.sub(r"\s+", " ", html_lib.unescape(_HTML_TAG.sub(" ", html))).strip()
+    # Japanese has no spaces between words: a line break or a tag edge inside a sentence must not add one.
+    return _CJK_GAP.sub("", text)
 
 
 def reading_time(markdown_text: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +43,9 @@ def output_problem(root: Path) -> str | None:
     return None
 
 
-def write_files(root: Path, files: Mapping[str, bytes]) -> WriteResult:
-    """Make `root` hold exactly `files` (paths relative to it, '/'-separated) among the files feedpub
-    manages; files feedpub never wrote are not touched."""
+def write_files(root: Path, files: Mapping[str, bytes], keep: Collection[str] = ()) -> WriteResult:
+    """Make `root` hold exactly `files` (paths relative to it, '/'-separated) plus the already written
+    `keep` among the files feedpub manages; files feedpub never wrote are not touched."""
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     targets = {relative: _inside(root, relative) for relative in files}
@@ -58,9 +58,10 @@ def write_files(root: Path, files: Mapping[str, bytes]) -> WriteResult:
             written.append(relative)
         else:
             unchanged.append(relative)
-    removed = _remove_stale(root, _read_manifest(root) - set(files))
-    _replace_if_changed(root / MANIFEST, "".join(f"{path}\n" for path in sorted(files)).encode("utf-8"))
-    return WriteResult(tuple(written), tuple(unchanged), tuple(removed))
+    managed = set(files) | set(keep)
+    removed = _remove_stale(root, _read_manifest(root) - managed)
+    _replace_if_changed(root / MANIFEST, "".join(f"{path}\n" for path in sorted(managed)).encode("utf-8"))
+    return WriteResult(tuple(written), tuple(sorted(unchanged + list(keep))), tuple(removed))
 
 
 def _inside(root: Path, relative: str) -> Path:

@@ -1,15 +1,14 @@
-"""The collector: a folder of Jekyll-style Markdown posts → `Post` values, newest first.
+"""One post file → a `Post` (its metadata), or the `Problem` that keeps it out.
 
-Every file is read on its own; a broken file becomes a `Problem` and the others are still collected.
+The body is not kept: builds need it only for the few posts they render (`load_body`), and the
+metadata of every post is what the build cache holds.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -22,7 +21,6 @@ from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import parse_date
 from feedpub.errors import Problem
-from feedpub.markup import reading_time
 
 EXTENSIONS = (".md", ".markdown")
 # A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
@@ -45,6 +43,7 @@ _Loader.yaml_implicit_resolvers = {
 }
 _YAML = frontmatter.YAMLHandler()
 _MORE = "<!--more-->"
+_LINK_TAG = re.compile(r"\{%-?\s*(post_url|link)\b")
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
 # XML 1.0 cannot carry these (nor lone surrogates, which YAML escapes could make); in a post they are
 # always accidents.
@@ -60,10 +59,12 @@ class Post:
     categories: tuple[str, ...]
     tags: tuple[str, ...]
     author: str
-    body: str                    # Markdown (with Liquid) after the front matter
-    body_line: int               # line of the file where `body` starts
+    file: str                    # absolute path of the file, for `load_body`
+    body_line: int               # line of the file where the body starts
     excerpt: str                 # Markdown (with Liquid) of the excerpt
-    reading_time: int            # minutes
+    excerpt_explicit: bool       # from front matter or a separator, not the first paragraph
+    reading_time: int | None     # minutes, from front matter; else computed when rendered
+    uses_links: bool             # the body has {% post_url %} or {% link %}: it depends on other posts
     path: str                    # site path, unescaped, e.g. /ai/2025/12/16/slug.html
     url: str                     # absolute, percent-encoded
     id: str                      # stable entry id
@@ -72,77 +73,25 @@ class Post:
     draft: bool = False
 
 
-@dataclass(frozen=True)
-class Collection:
-    posts: tuple[Post, ...]
-    problems: tuple[Problem, ...]
-    next_future: datetime | None = None   # when the earliest post held back for its future date is due
-
-
-class _Skip(Exception):
+class Skip(Exception):
     """One post cannot be published; carries the Problem."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
 
 
-def collect(config: Config, *, now: datetime | None = None, future: bool = False,
-            drafts: bool = False) -> Collection:
-    """Read every post under `site.posts_dir`."""
-    now = now or datetime.now(UTC)
-    posts: list[Post] = []
-    problems: list[Problem] = []
-    next_future: datetime | None = None
-    root = config.posts_dir
-    if not root.is_dir():
-        problems.append(Problem(_display(root, config.root), None, "posts folder does not exist",
-                                "a folder of Markdown posts (site.posts_dir)"))
-        return Collection((), tuple(problems))
-    for file in find_post_files(root, drafts=drafts):
-        shown = _display(file, config.root)
-        warnings: list[Problem] = []
-        try:
-            post = read_post(file, shown, config, warnings, draft="_drafts" in file.relative_to(root).parts)
-        except _Skip as skip:
-            problems.append(skip.problem)
-            continue
-        finally:
-            problems.extend(warnings)
-        if post is None:
-            continue
-        if post.date > now and not future:
-            next_future = min(next_future or post.date, post.date)
-            continue
-        posts.append(post)
-    posts.sort(key=lambda p: (p.date, p.path), reverse=True)
-    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems), next_future)
-
-
-def find_post_files(root: Path, *, drafts: bool) -> Iterator[Path]:
-    """Markdown files below `root`, in a stable order; hidden and `_`-folders are skipped except
-    Jekyll's `_posts` (and `_drafts` when asked)."""
-    allowed = {"_posts", "_drafts"} if drafts else {"_posts"}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (not d.startswith("_") or d in allowed))
-        for name in sorted(files):
-            if name.lower().endswith(EXTENSIONS) and not name.startswith("."):
-                yield Path(folder, name)
-
-
-def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *,
-              draft: bool = False) -> Post | None:
-    """One file → a Post, None when unpublished, or `_Skip` with the reason."""
-    root = config.posts_dir
-    if file.is_symlink() and not file.resolve().is_relative_to(root.resolve()):
-        raise _Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
-                            "a post file inside site.posts_dir"))
+def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *, root: Path,
+              symlink: bool = False, mtime: float = 0.0, draft: bool = False) -> Post | None:
+    """One file below `root` (the resolved posts folder) → a Post, None when unpublished, or `Skip`."""
+    if symlink and not file.resolve().is_relative_to(root):
+        raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
+                           "a post file inside site.posts_dir"))
     text = _decode(file, shown)
     if not text.strip():
-        raise _Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
+        raise Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
     bad = _CONTROL.search(text)
     if bad:
-        raise _Skip(Problem(shown, _line_of(text, bad.start()),
+        raise Skip(Problem(shown, _line_of(text, bad.start()),
                             f"control character U+{ord(bad[0]):04X} in the text",
                             "printable text; remove the character"))
     meta, body, body_line = _split(text, shown, warnings)
@@ -151,8 +100,8 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
         match = re.search(rf"^{re.escape(key)}\s*:", text, re.M)
         return _line_of(text, match.start()) if match else 1
 
-    def fail(key: str, message: str, expected: str | None = None) -> _Skip:
-        return _Skip(Problem(shown, key_line(key), message, expected))
+    def fail(key: str, message: str, expected: str | None = None) -> Skip:
+        return Skip(Problem(shown, key_line(key), message, expected))
 
     if meta.get("published") is False:
         return None
@@ -173,7 +122,7 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
         try:
             file_date = parse_date(stem[:10], tz)
         except ValueError:
-            raise _Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
+            raise Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
                                 "a real date in YYYY-MM-DD-slug.md")) from None
     if "date" in meta:
         try:
@@ -188,9 +137,9 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
     elif file_date:
         date = file_date
     elif draft:
-        date = datetime.fromtimestamp(file.stat().st_mtime, tz)
+        date = datetime.fromtimestamp(mtime, tz)
     else:
-        raise _Skip(Problem(shown, 1, "no date",
+        raise Skip(Problem(shown, 1, "no date",
                             "a 'date:' in the front matter or a file name YYYY-MM-DD-slug.md"))
     updated = date
     for key in ("last_modified_at", "updated"):
@@ -206,14 +155,14 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
     categories = tuple(dict.fromkeys(folder_categories + categories))
     tags = _names(meta, "tags", "tag", fail)
     author = _author(meta.get("author")) or config.site.author
-    excerpt = _excerpt(meta, body, fail)
+    excerpt, explicit = _excerpt(meta, body, fail)
     minutes = meta.get("reading_time")
     if not (isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0):
         if minutes is not None:
             warnings.append(Problem(shown, key_line("reading_time"),
                                     f"reading_time {minutes!r} ignored", "a whole number of minutes",
                                     warning=True))
-        minutes = reading_time(body)
+        minutes = None
 
     slug_meta = meta.get("slug")
     title_slug = urls.jekyll_title_slug(str(slug_meta) if slug_meta else slug_source)
@@ -231,30 +180,37 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
         raise fail("id" if "id" in meta else "guid", f"id is {entry_id!r}", "a string")
     image = _image(meta.get("image"), url, config)
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories,
-                tags=tags, author=author, body=body, body_line=body_line, excerpt=excerpt,
-                reading_time=minutes, path=path, url=url, id=str(entry_id), image=image,
-                name=stem, draft=draft)
+                tags=tags, author=author, file=str(file), body_line=body_line, excerpt=excerpt,
+                excerpt_explicit=explicit, reading_time=minutes, uses_links=bool(_LINK_TAG.search(body)),
+                path=path, url=url, id=str(entry_id), image=image, name=stem, draft=draft)
+
+
+def load_body(post: Post) -> str:
+    """The post's Markdown body, read again from its file (it is not kept in `Post`)."""
+    text = Path(post.file).read_bytes()[: MAX_POST_BYTES + 1].decode("utf-8-sig")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _YAML.split(text)[1].lstrip("\n")
 
 
 def _decode(file: Path, shown: str) -> str:
-    if not file.is_file():
-        raise _Skip(Problem(shown, None, "not a regular file", "a Markdown text file"))
     try:
+        if not file.is_file():
+            raise Skip(Problem(shown, None, "not a regular file", "a Markdown text file"))
         with file.open("rb") as handle:
             raw = handle.read(MAX_POST_BYTES + 1)
     except OSError as exc:
-        raise _Skip(Problem(shown, None, f"cannot read file ({exc.strerror})")) from None
+        raise Skip(Problem(shown, None, f"cannot read file ({exc.strerror})")) from None
     if len(raw) > MAX_POST_BYTES:
-        raise _Skip(Problem(shown, None, f"file is over the {MAX_POST_BYTES:,}-byte limit",
+        raise Skip(Problem(shown, None, f"file is over the {MAX_POST_BYTES:,}-byte limit",
                             "a smaller post; split it or move data out of it"))
     if b"\x00" in raw:
-        raise _Skip(Problem(shown, raw.count(b"\n", 0, raw.index(b"\x00")) + 1,
+        raise Skip(Problem(shown, raw.count(b"\n", 0, raw.index(b"\x00")) + 1,
                             "binary data (NUL byte)", "a UTF-8 text file"))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise _Skip(Problem(shown, line, f"not UTF-8 (byte 0x{raw[exc.start]:02X})",
+        raise Skip(Problem(shown, line, f"not UTF-8 (byte 0x{raw[exc.start]:02X})",
                             "UTF-8 text; re-save the file as UTF-8")) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -266,11 +222,11 @@ def _one_line(text: str) -> str:
 def _split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any], str, int]:
     """Front matter (a dict) and body; a missing or unclosed front matter is a problem."""
     if not _YAML.detect(text):
-        raise _Skip(Problem(shown, 1, "no front matter", "a first line '---'"))
+        raise Skip(Problem(shown, 1, "no front matter", "a first line '---'"))
     try:
         fm, body = _YAML.split(text)
     except ValueError:
-        raise _Skip(Problem(shown, 1, "front matter is not closed",
+        raise Skip(Problem(shown, 1, "front matter is not closed",
                             "a '---' line after the front matter")) from None
     try:
         meta = yaml.load(fm, Loader=_Loader) or {}
@@ -278,10 +234,10 @@ def _split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, An
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _Skip(Problem(shown, line, f"invalid YAML front matter: {what}",
+        raise Skip(Problem(shown, line, f"invalid YAML front matter: {what}",
                             "'key: value' lines indented with spaces; quote values containing ': '")) from None
     if not isinstance(meta, dict):
-        raise _Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
+        raise Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
     # YAML keeps the last of two equal keys without a word; the author meant one of them.
     seen: set[str] = set()
     for key in _TOP_KEY.finditer(fm):
@@ -291,7 +247,7 @@ def _split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, An
         seen.add(key[1])
     unsafe = _unsafe_value(meta)
     if unsafe:
-        raise _Skip(Problem(shown, 2, f"front matter {unsafe}", "plain values, without aliases or control characters"))
+        raise Skip(Problem(shown, 2, f"front matter {unsafe}", "plain values, without aliases or control characters"))
     stripped = body.lstrip("\n")
     # `fm` and `body` each begin with the rest of a '---' line: count lines from there.
     body_line = fm.count("\n") + 1 + len(body) - len(stripped)
@@ -350,17 +306,18 @@ def _author(value: Any) -> str:
     return "" if value is None or isinstance(value, bool) else _one_line(str(value))
 
 
-def _excerpt(meta: dict[str, Any], body: str, fail: Any) -> str:
+def _excerpt(meta: dict[str, Any], body: str, fail: Any) -> tuple[str, bool]:
+    """The excerpt's Markdown, and whether the author chose it (rather than the first paragraph)."""
     value = meta.get("excerpt") or meta.get("description")
     if value is not None:
         if not isinstance(value, str):
             raise fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
-        return value.strip()
+        return value.strip(), True
     separator = meta.get("excerpt_separator")
     for marker in (separator, _MORE):
         if isinstance(marker, str) and marker and marker in body:
-            return body.split(marker, 1)[0].strip()
-    return first_paragraph(body)
+            return body.split(marker, 1)[0].strip(), True
+    return first_paragraph(body), False
 
 
 def first_paragraph(body: str) -> str:
@@ -392,24 +349,6 @@ def _folder_categories(file: Path, root: Path) -> tuple[str, ...]:
     if "_posts" not in parts:
         return ()
     return tuple(p for p in parts[: parts.index("_posts")] if not p.startswith("_"))
-
-
-def _drop_duplicate_urls(posts: list[Post], problems: list[Problem]) -> list[Post]:
-    seen: dict[str, Post] = {}
-    kept = []
-    for post in reversed(posts):  # oldest first keeps its URL
-        first = seen.setdefault(post.url, post)
-        if first is post:
-            kept.append(post)
-        else:
-            problems.append(Problem(post.source, None, f"URL {post.path} is already used by {first.source}",
-                                    "a unique permalink or file name"))
-    return kept[::-1]
-
-
-def _display(path: Path, root: Path) -> str:
-    """Paths in messages: relative to the config's folder when inside it, else absolute."""
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _line_of(text: str, index: int) -> int:

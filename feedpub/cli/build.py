@@ -15,13 +15,15 @@ from feedpub.errors import ConfigError
 @click.option("--drafts", is_flag=True, help="Include posts in _drafts/.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: feeds.output_dir).")
+@click.option("--no-cache", is_flag=True, help="Ignore the build cache in .feedpub/cache (and rebuild it).")
 @click.pass_obj
-def build(app: App, future: bool, drafts: bool, output_dir: Path | None) -> None:
+def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cache: bool) -> None:
     """Write the Atom, RSS and JSON feeds, feeds.opml and feeds/index.html."""
     from feedpub.builder import build_site
 
     try:
-        result = build_site(app.config, output=output_dir, future=future, drafts=drafts)
+        result = build_site(app.config, output=output_dir, future=future, drafts=drafts, use_cache=not no_cache,
+                            parallel=True)
     except ConfigError as exc:
         fail(str(exc))
     report(list(result.problems))
