@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from urllib.parse import quote, unquote
 
@@ -68,29 +68,30 @@ def expand_permalink(template: str, *, date: datetime, title_slug: str, categori
     """
     pattern = STYLES.get(template, template)
     cats = list(dict.fromkeys(str(c).lower() for c in categories))
-    values = {
-        "categories": "/".join(cats),
-        "slugified_categories": "/".join(slugify(c) for c in cats),
-        "year": f"{date.year:04d}",
-        "month": f"{date.month:02d}",
-        "day": f"{date.day:02d}",
-        "i_month": str(date.month),
-        "i_day": str(date.day),
-        "short_year": f"{date.year % 100:02d}",
-        "short_month": date.strftime("%b"),
-        "long_month": date.strftime("%B"),
-        "y_day": date.strftime("%j"),
-        "week": f"{date.isocalendar().week:02d}",
-        "short_day": date.strftime("%a"),
-        "long_day": date.strftime("%A"),
-        "hour": f"{date.hour:02d}",
-        "minute": f"{date.minute:02d}",
-        "second": f"{date.second:02d}",
-        "title": title_slug,
-        "slug": slugify(title_slug),
-        "output_ext": output_ext,
+    # Computed only for the placeholders the pattern uses: this runs once per post on a cold build.
+    values: dict[str, Callable[[], str]] = {
+        "categories": lambda: "/".join(cats),
+        "slugified_categories": lambda: "/".join(slugify(c) for c in cats),
+        "year": lambda: f"{date.year:04d}",
+        "month": lambda: f"{date.month:02d}",
+        "day": lambda: f"{date.day:02d}",
+        "i_month": lambda: str(date.month),
+        "i_day": lambda: str(date.day),
+        "short_year": lambda: f"{date.year % 100:02d}",
+        "short_month": lambda: date.strftime("%b"),
+        "long_month": lambda: date.strftime("%B"),
+        "y_day": lambda: f"{date.timetuple().tm_yday:03d}",
+        "week": lambda: f"{date.isocalendar().week:02d}",
+        "short_day": lambda: date.strftime("%a"),
+        "long_day": lambda: date.strftime("%A"),
+        "hour": lambda: f"{date.hour:02d}",
+        "minute": lambda: f"{date.minute:02d}",
+        "second": lambda: f"{date.second:02d}",
+        "title": lambda: title_slug,
+        "slug": lambda: slugify(title_slug),
+        "output_ext": lambda: output_ext,
     }
-    path = _PLACEHOLDER.sub(lambda m: values[m[1]], pattern)
+    path = _PLACEHOLDER.sub(lambda m: values[m[1]](), pattern)
     return sanitize_path(path)
 
 
