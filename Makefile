@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-send clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -15,6 +15,9 @@ test: $(VENV)/.test
 
 bench: $(VENV)/.run
 	$(BIN)/python bench/run.py
+
+bench-send: $(VENV)/.test
+	$(BIN)/python bench/send_bench.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

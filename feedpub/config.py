@@ -69,6 +69,7 @@ class DigestConfig:
     templates_dir: str = ""
     first_issue_days: int = 7
     misfire_grace: str = "6h"
+    send_in_daemon: bool = True          # false: `feedpub run` composes and queues; `feedpub worker`s send
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class SmtpConfig:
     rate_per_second: float = 10.0
     timeout: float = 30.0
     max_retries: int = 5
+    retry_base: str = "1m"               # first retry after a 4xx; each further one waits twice as long
 
     def password(self) -> str:
         """The SMTP password from the environment; '' when no username is configured."""
@@ -262,8 +264,13 @@ def _validate(config: Config, path: Path, text: str) -> None:
                        "e.g. '/blog' or ''"))
     if config.feeds.limit < 1:
         checks.append(("limit", "'feeds.limit' must be at least 1", "a positive integer"))
+    if config.smtp.rate_per_second <= 0:
+        checks.append(("rate_per_second", "'smtp.rate_per_second' must be more than 0", "e.g. 10 or 0.5"))
+    if config.smtp.connections < 1:
+        checks.append(("connections", "'smtp.connections' must be at least 1", "a positive integer"))
     for key, value in (("rebuild_every", config.feeds.rebuild_every),
-                       ("misfire_grace", config.digest.misfire_grace)):
+                       ("misfire_grace", config.digest.misfire_grace),
+                       ("retry_base", config.smtp.retry_base)):
         try:
             parse_duration(value)
         except ValueError as exc:

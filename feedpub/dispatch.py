@@ -18,7 +18,7 @@ from feedpub.digest import Issue, Variant, compose, due_slot, render_variant, va
 from feedpub.errors import Problem
 from feedpub.markup import render_posts
 from feedpub.posts import collect
-from feedpub.store import Store, StoredIssue, StoredVariant, StoreError
+from feedpub.store import Delivery, Store, StoredIssue, StoredVariant, StoreError
 
 log = logging.getLogger("feedpub.digest")
 
@@ -34,8 +34,9 @@ class Dispatch:
 
 def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
                    on_outcome: Callable[[delivery.Outcome], None] | None = None,
-                   missed_after: timedelta | None = None) -> Dispatch:
-    """Compose the issue of the latest scheduled slot unless it exists, then deliver its due rows.
+                   missed_after: timedelta | None = None, send: bool = True) -> Dispatch:
+    """Compose the issue of the latest scheduled slot unless it exists, then deliver its due rows
+    (with `send=False`, only queue them for `feedpub worker` processes).
 
     With `missed_after` (the daemon's misfire grace), a slot that passed longer ago and was never
     composed is skipped: its posts go into the next issue instead of a stale one going out now.
@@ -66,11 +67,36 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
                 raise
         write_archive(config, issue, variants[""])
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
-    templates = {v.key: mail.message_template(config, Variant(v.key, v.subject, v.html, v.text))
-                 for v in store.variants(stored.id)}
-    summary = delivery.deliver(config, store, stored, delivery.personalised(config, period, templates),
-                               stop=stop or threading.Event(), on_outcome=on_outcome)
+    if not send:
+        return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
+                        "digest.send_in_daemon = false, so `feedpub worker` processes send it")
+    summary = delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
+                               on_outcome=on_outcome)
     return Dispatch(period, stored, summary, tuple(problems), "")
+
+
+class Messages:
+    """The message for any ledger row: each issue's variant templates are built once, on first use, so a
+    worker sending rows of several issues builds each skeleton once."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self._issues: dict[int, Callable[[Delivery], bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, row: Delivery) -> bytes:
+        with self._lock:
+            if row.issue_id not in self._issues:
+                self._issues[row.issue_id] = self._load(row.issue_id)
+            message_for = self._issues[row.issue_id]
+        return message_for(row)
+
+    def _load(self, issue_id: int) -> Callable[[Delivery], bytes]:
+        period = self.store.issue_period(issue_id)
+        templates = {v.key: mail.message_template(self.config, Variant(v.key, v.subject, v.html, v.text))
+                     for v in self.store.variants(issue_id)}
+        return delivery.personalised(self.config, period, templates)
 
 
 def compose_issue(config: Config, now: datetime, starts: datetime) -> tuple[Issue | None, list[Problem]]:
@@ -90,9 +116,7 @@ def next_start(config: Config, store: Store, now: datetime) -> datetime:
 
 def active_recipients(store: Store) -> dict[int, str]:
     """Active, unsuppressed subscribers → the variant key of their category preferences."""
-    suppressed = store.suppressed()
-    return {s.id: variant_key(s.categories) for s in store.subscribers("active")
-            if s.email.lower() not in suppressed}
+    return {sid: variant_key(categories) for sid, categories in store.active_recipients().items()}
 
 
 def render_variants(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:

@@ -8,6 +8,7 @@ in a test module) or `SMTPTestServer` directly.
     smtp_server.faults.defer_data = 1                   # the next DATA gets 451 after the content
     smtp_server.faults.drop_data = 1                    # the next DATA: connection dropped before any reply
     smtp_server.faults.stall_data = 2.0                 # wait this long before answering each DATA
+    smtp_server.pipelining = False                      # stop offering ESMTP PIPELINING (on by default)
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class Received:
 class _Handler:
     def __init__(self, server: SMTPTestServer) -> None:
         self.server = server
+
+    async def handle_EHLO(self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads commands one after another, so pipelined ones work; it just does not say so.
+        return [responses[0], "250-PIPELINING", *responses[1:]] if self.server.pipelining else responses
 
     async def handle_RCPT(self, smtp: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -131,6 +138,7 @@ class SMTPTestServer:
         self.faults = Faults()
         self.received: list[Received] = []
         self.connections = 0
+        self.pipelining = True
         self.lock = threading.Lock()
         self._controller = _Controller(self, self.port)
 

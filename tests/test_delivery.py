@@ -65,6 +65,19 @@ def test_every_recipient_gets_exactly_one_message_of_their_own(tmp_path, smtp_se
     assert len(smtp_server.received) == 30
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_refusals_at_each_command_with_and_without_pipelining(tmp_path, smtp_server, pipelining):
+    smtp_server.pipelining = pipelining
+    config, store, issue, emails = setup(tmp_path, smtp_server, 6, connections=1)
+    smtp_server.faults.reject_rcpt.add(emails[1])
+    smtp_server.faults.defer_rcpt[emails[3]] = 1
+    summary = deliver(config, store, issue, message_for, retry_base=FAST_RETRY, wait_for_retries=timedelta(seconds=5))
+    assert (summary.sent, summary.failed) == (5, 1)
+    assert sorted(smtp_server.recipients()) == sorted(set(emails) - {emails[1]})
+    assert all(len(received.rcpt_tos) == 1 for received in smtp_server.received)
+    assert smtp_server.connections == 1     # a refusal resets the transaction, not the connection
+
+
 def test_421_at_connect_is_retried_with_backoff(tmp_path, smtp_server):
     config, store, issue, emails = setup(tmp_path, smtp_server, 3, connections=1)
     smtp_server.faults.refuse_connections = 2

@@ -65,9 +65,10 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 
 def _register() -> None:
-    from feedpub.cli import build, daemon, digest, site, subscribers
+    from feedpub.cli import build, daemon, digest, site, subscribers, worker
 
-    for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest, daemon.run):
+    for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest, daemon.run,
+                    worker.worker):
         main.add_command(command)
 
 

@@ -57,7 +57,8 @@ class Daemon:
             return
         try:
             result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
-                                    missed_after=parse_duration(self.config.digest.misfire_grace))
+                                    missed_after=parse_duration(self.config.digest.misfire_grace),
+                                    send=self.config.digest.send_in_daemon)
         except Exception:
             log.exception("digest failed")
             return

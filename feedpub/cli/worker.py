@@ -1,0 +1,77 @@
+"""`feedpub worker`: claim and send due deliveries of any issue from the store, until SIGTERM/SIGINT.
+
+Run several, on as many machines as needed, against one PostgreSQL store; `feedpub run` (with
+`digest.send_in_daemon = false`) or cron's `feedpub digest send` composes and queues the issues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import click
+
+from feedpub.cli import OK, App, fail
+from feedpub.errors import ConfigError
+
+log = logging.getLogger("feedpub.worker")
+
+
+@click.command()
+@click.option("--lease", default="5m", show_default=True, metavar="DURATION",
+              help="How long claimed rows stay this worker's without renewal; a dead worker's rows are taken "
+                   "over after it (at once by a worker on the same host).")
+@click.option("--idle", default="2s", show_default=True, metavar="DURATION",
+              help="Pause between looks at the store when nothing is due.")
+@click.pass_obj
+def worker(app: App, lease: str, idle: str) -> None:
+    """Send queued deliveries of every issue; exits 0 on SIGTERM after the messages in flight."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from feedpub.cli.subscribers import open_store_or_fail
+    from feedpub.config import parse_duration
+    from feedpub.delivery import deliver
+    from feedpub.dispatch import Messages
+
+    config = app.config
+    try:
+        lease_time, idle_time = parse_duration(lease), parse_duration(idle)
+    except ValueError as exc:
+        fail(f"--lease/--idle: {exc}")
+    try:
+        config.web.secret()       # the unsubscribe links in every message are signed with it
+        config.smtp.password()
+    except ConfigError as exc:
+        fail(str(exc))
+    store = open_store_or_fail(app)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now (rows left 'sending' are taken over after the lease)")
+            os._exit(1)
+        log.info("%s: stopping after the messages in flight", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    messages = Messages(config, store)
+    log.info("worker started: sending from %s to %s:%s", store.shown, config.smtp.host, config.smtp.port)
+    while not stop.is_set():
+        try:
+            summary = deliver(config, store, None, messages, stop=stop, lease=lease_time)
+        except SQLAlchemyError:   # the database restarted or went away for a moment: keep the worker
+            log.exception("store error; trying again in %s", idle)
+            stop.wait(idle_time.total_seconds())
+            continue
+        for outcome in summary.problems:
+            log.warning("%s: %s: %s", outcome.email, outcome.status, outcome.reply)
+        if summary.sent or summary.problems or summary.skipped:
+            log.info("%s", summary.line())
+        stop.wait(idle_time.total_seconds())
+    store.engine.dispose()
+    log.info("stopped")
+    raise SystemExit(OK)

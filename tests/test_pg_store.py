@@ -1,0 +1,177 @@
+"""The store on a real PostgreSQL: the SQLite store's essentials, plus claims and leases across workers.
+
+Needs FEEDPUB_TEST_PG_URL (a server where the user may create databases); each test session gets a
+fresh database, dropped afterwards. Without the URL these tests skip, except under CI=true, where
+they fail: CI must never pass without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from feedpub.store import MIGRATIONS, Store, StoredVariant, StoreError, SubscriberInput, open_store, subscribers
+
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty database (psycopg 3 driver)."""
+    server = os.environ.get("FEEDPUB_TEST_PG_URL")
+    if not server:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but FEEDPUB_TEST_PG_URL is not set: the PostgreSQL tests must run in CI")
+        pytest.skip("FEEDPUB_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:54329/postgres)")
+    name = f"feedpub_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[Store]:
+    """An empty, migrated store in the session's database."""
+    store = open_store(pg_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE deliveries, issue_variants, issues, suppressions, subscribers, workers "
+                             "RESTART IDENTITY"))
+    yield store
+    store.engine.dispose()
+
+
+def add_readers(store: Store, count: int) -> None:
+    """`count` active subscribers reader0000@example.com…, in one bulk insert (many thousands, quickly)."""
+    now = datetime.now(UTC)
+    if count == 0:
+        return
+    with store.engine.begin() as conn:
+        conn.execute(subscribers.insert(), [
+            {"email": f"reader{i:04d}@example.com", "email_key": f"reader{i:04d}@example.com", "name": f"読者{i}",
+             "status": "active", "categories": [], "created_at": now, "confirmed_at": now} for i in range(count)])
+
+
+def queue_issue(store: Store, count: int, period: str = "2025-12-15-0900"):
+    add_readers(store, count)
+    now = datetime.now(UTC)
+    return store.create_issue(period=period, slot=now, starts=now - timedelta(days=7), ends=now,
+                              variants=[StoredVariant("", "今週のまとめ", "<p>本文</p>", "本文")],
+                              recipients=dict.fromkeys(store.active_recipients(), ""))
+
+
+def test_plain_postgresql_url_uses_psycopg_and_the_shared_migrations(pg_url, store):
+    plain = open_store(pg_url.replace("postgresql+psycopg://", "postgresql://"))
+    assert plain.engine.dialect.driver == "psycopg"
+    with plain.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT version FROM schema_version")) == len(MIGRATIONS)
+    plain.engine.dispose()
+
+
+def test_subscribers_suppressions_and_times(store):
+    store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("AI導入戦略",))], status="active")
+    assert store.subscriber("taro@example.jp").categories == ("AI導入戦略",)
+    store.unsubscribe("TARO@example.jp", "removed by operator")
+    assert store.suppressed() == {"taro@example.jp"} and store.active_recipients() == {}
+    issue = queue_issue(store, 0)
+    assert issue.slot.tzinfo == UTC and store.issue(issue.period) == issue
+    with pytest.raises(StoreError, match="composed by another process"):
+        queue_issue(store, 0)
+
+
+def test_ledger_claims_marks_and_due_rows(store):
+    issue = queue_issue(store, 4)
+    now = datetime.now(UTC)
+    claim = store.claim("here:1:a", now, LEASE, 10, issue.id)
+    assert [row.email for row in claim.rows] == [f"reader{i:04d}@example.com" for i in range(4)]
+    assert store.claim("there:2:b", now, LEASE, 10).rows == ()           # all held
+    sent, sending, deferred, failed = claim.rows
+    ledger = store.ledger("here:1:a")
+    for row in claim.rows:
+        assert ledger.advance(None, row.id)
+    store.mark_sent(sent.id, "250 ok")
+    store.mark_deferred(deferred.id, "451 later", now + timedelta(minutes=1))
+    store.mark_failed(failed.id, "550 unknown", suppress="550 unknown")
+    ledger.close()
+    assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}
+    assert store.suppressed() == {"reader0003@example.com"}
+    # the deferred row is due at its retry time; the row left `sending` only once the lease has run out
+    assert [row.id for row in store.claim("there:2:b", now + timedelta(minutes=4), LEASE, 10).rows] == [deferred.id]
+    assert [row.id for row in store.claim("there:2:b", now + timedelta(minutes=6), LEASE, 10).rows] == [sending.id]
+    assert not store.ledger("here:1:a").advance(None, sending.id)        # the old holder may not start it
+
+
+def test_concurrent_claims_never_share_a_row(store):
+    issue = queue_issue(store, 2000)
+    taken: dict[str, list[int]] = {}
+
+    def claim_all(worker: str) -> None:
+        mine = taken.setdefault(worker, [])
+        while rows := store.claim(worker, datetime.now(UTC), LEASE, 50).rows:
+            mine.extend(row.id for row in rows)
+
+    threads = [threading.Thread(target=claim_all, args=(f"host:{n}:x",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [row_id for rows in taken.values() for row_id in rows]
+    assert len(every) == len(set(every)) == 2000
+    assert sum(1 for rows in taken.values() if rows) >= 2
+    assert store.counts(issue.id)["queued"] == 2000
+
+
+def test_readers_who_leave_after_queueing_are_not_sent(store):
+    issue = queue_issue(store, 3)
+    store.unsubscribe("reader0000@example.com", "one-click unsubscribe")
+    store.suppress("reader0002@example.com", "complaint")
+    claim = store.claim("here:1:a", datetime.now(UTC), LEASE, 10)
+    assert [row.email for row in claim.rows] == ["reader0001@example.com"]
+    assert {row.email: row.last_reply for row in store.deliveries(issue.id) if row.status == "failed"} == {
+        "reader0000@example.com": "unsubscribed before sending",
+        "reader0002@example.com": "address suppressed before sending"}
+
+
+def test_a_dead_worker_on_this_host_is_released_at_once_and_a_stopped_one_gives_rows_back(store):
+    queue_issue(store, 6)
+    now = datetime.now(UTC)
+    store.register_worker("here:999999:dead", now, timedelta(days=1))
+    store.register_worker("here:1:live", now, timedelta(days=1))
+    assert len(store.claim("here:999999:dead", now, LEASE, 3).rows) == 3
+    assert len(store.claim("here:1:live", now, LEASE, 3).rows) == 3
+    assert store.reclaim_dead_neighbours("here", lambda pid: pid != 999999) == 1
+    assert len(store.claim("here:2:new", now, LEASE, 10).rows) == 3
+    store.release("here:1:live", retire=True)
+    assert len(store.claim("here:2:new", now, LEASE, 10).rows) == 3
+
+
+def test_rate_share_counts_busy_live_workers(store):
+    now = datetime.now(UTC)
+    for n in range(3):
+        store.register_worker(f"host:{n}:x", now, timedelta(days=1))
+    assert store.renew("host:0:x", now, LEASE, busy=True) == 1          # the others are idle
+    store.renew("host:1:x", now, LEASE, busy=True)
+    assert store.renew("host:0:x", now, LEASE, busy=True) == 2
+    assert store.renew("host:0:x", now + LEASE * 2, LEASE, busy=True) == 1   # host:1 went silent
+
+
+def test_queueing_20000_deliveries_is_quick(store):
+    add_readers(store, 20000)
+    recipients = dict.fromkeys(store.active_recipients(), "")
+    now = datetime.now(UTC)
+    before = time.perf_counter()
+    issue = store.create_issue(period="p", slot=now, starts=now, ends=now, variants=[], recipients=recipients)
+    assert time.perf_counter() - before < 2.0
+    assert store.counts(issue.id)["queued"] == 20000
