@@ -107,3 +107,16 @@ def test_init_scaffolds_a_working_site_and_never_overwrites(tmp_path: Path) -> N
     assert again.returncode == 2
     assert "already exists" in again.stderr
     assert (target / "feedpub.toml").read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_the_scaffold_documents_every_key() -> None:
+    import dataclasses
+    from importlib import resources
+
+    text = (resources.files("feedpub") / "scaffold" / "feedpub.toml").read_text(encoding="utf-8")
+    config = Config()
+    for section in ("site", "feeds", "digest", "smtp", "store", "web"):
+        assert f"[{section}]" in text
+        for field in dataclasses.fields(getattr(config, section)):
+            name = field.name.rstrip("_")
+            assert f"\n{name} = " in text or f'\n# "{name}' in text or name == "slugs", f"{section}.{name}"
