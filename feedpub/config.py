@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -175,6 +176,14 @@ def load_config(path: Path | None) -> Config:
     """Read `path` (None → built-in defaults rooted at the working directory)."""
     if path is None:
         return Config()
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    if mode & stat.S_IWOTH:
+        # Anyone on the machine could point smtp.host at their server or password_env at another secret.
+        raise ConfigError(f"{path}: config file is writable by every user, so anyone could redirect the mail "
+                          f"or the secrets it names; refusing to use it (expected: run `chmod o-w {path}`)")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:

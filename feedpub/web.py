@@ -130,7 +130,11 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
         name = " ".join(str(form.get("name", "")).split())[:200]
         # The same answer whether or not the address is known: nothing is revealed.
         if per_address.allow(email.lower()):
-            store.save_subscribers([SubscriberInput(email, name or None, chosen)], status=None,
+            # A reader who left comes back as pending: only a confirmation made for this request (not a
+            # replay of the old one, see `confirm`) reactivates them.
+            known = store.subscriber(email)
+            status = "pending" if known and known.status == "unsubscribed" else None
+            store.save_subscribers([SubscriberInput(email, name or None, chosen)], status=status,
                                    new_status="pending")
             link = f"{base}/confirm/{make_token(secret, 'confirm', email)}"
             send_confirmation(email, text["confirm_subject"].format(title=config.site.title),
@@ -141,6 +145,9 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
         try:
             email = read_token(secret, "confirm", request.path_params["token"], max_age=CONFIRM_MAX_AGE)
         except BadToken:
+            return message(request, "bad_link", 400)
+        subscriber = store.subscriber(email)
+        if subscriber is None or subscriber.status == "unsubscribed":   # a confirm link replayed after leaving
             return message(request, "bad_link", 400)
         store.lift_suppression(email)
         store.save_subscribers([SubscriberInput(email)], status="active")
