@@ -159,7 +159,8 @@ def _read_many(config: Config, root: Path, files: Sequence[PostFile]) -> dict[st
         shown = f"{prefix}/{file.relative}" if prefix != "." else file.relative
         warnings: list[Problem] = []
         try:
-            post = read_post(Path(file.path), shown, config, warnings, root=root, symlink=file.symlink,
+            post = read_post(Path(file.path), shown, config, warnings, root=root, relative=file.relative,
+                             symlink=file.symlink,
                              mtime=file.mtime_ns / 1e9, draft="_drafts" in file.relative.split("/"))
             problems = tuple(warnings)
         except Skip as skip:

@@ -80,9 +80,10 @@ class Skip(Exception):
         self.problem = problem
 
 
-def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *, root: Path,
+def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *, root: Path, relative: str,
               symlink: bool = False, mtime: float = 0.0, draft: bool = False) -> Post | None:
-    """One file below `root` (the resolved posts folder) → a Post, None when unpublished, or `Skip`."""
+    """One file below `root` (the resolved posts folder; `relative` is the file's path from there, with
+    '/') → a Post, None when unpublished, or `Skip`."""
     if symlink and not file.resolve().is_relative_to(root):
         raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
                            "a post file inside site.posts_dir"))
@@ -114,13 +115,15 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
     title = _one_line(str(title))  # a newline in a title would split a mail header or a feed line
 
     tz = config.site.tz
-    stem = file.stem
+    stem = relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     named = _FILENAME.match(stem)
     slug_source = named[4] if named else stem
     file_date = None
     if named:
         try:
-            file_date = parse_date(stem[:10], tz)
+            file_date = datetime(int(named[1]), int(named[2]), int(named[3]), tzinfo=tz)
+            if not 1 < file_date.year < 9999:   # converting to UTC or another zone must not overflow
+                raise ValueError
         except ValueError:
             raise Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
                                 "a real date in YYYY-MM-DD-slug.md")) from None
@@ -150,7 +153,7 @@ def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *
                 raise fail(key, str(exc), DATE_FORMS) from None
             break
 
-    folder_categories = _folder_categories(file, root)
+    folder_categories = _folder_categories(relative)
     categories = _names(meta, "categories", "category", fail)
     categories = tuple(dict.fromkeys(folder_categories + categories))
     tags = _names(meta, "tags", "tag", fail)
@@ -343,9 +346,9 @@ def _image(value: Any, url: str, config: Config) -> str:
     return urljoin(url, urls.escape_path(value))
 
 
-def _folder_categories(file: Path, root: Path) -> tuple[str, ...]:
+def _folder_categories(relative: str) -> tuple[str, ...]:
     """Jekyll: folders above `_posts` are categories (`news/_posts/x.md` → news)."""
-    parts = file.relative_to(root).parts[:-1]
+    parts = relative.split("/")[:-1]
     if "_posts" not in parts:
         return ()
     return tuple(p for p in parts[: parts.index("_posts")] if not p.startswith("_"))
