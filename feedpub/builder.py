@@ -8,6 +8,7 @@ The bytes written are the same with and without the cache.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections import defaultdict
@@ -85,8 +86,14 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
             and (state.report.next_future is None or now < state.report.next_future)):
         unchanged = WriteResult((), tuple(sorted(state.outputs)), ())
         return replace(state.report, written=unchanged)
-    return _build(config, output, cache, state, listing, sources, now=now, future=future, drafts=drafts,
-                  parallel=parallel)
+    # A build allocates hundreds of thousands of objects that are garbage only at its end: cyclic
+    # collection passes in between find nothing and cost ~5% of a cold build.
+    gc.disable()
+    try:
+        return _build(config, output, cache, state, listing, sources, now=now, future=future, drafts=drafts,
+                      parallel=parallel)
+    finally:
+        gc.enable()
 
 
 def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str, *,

@@ -13,7 +13,7 @@ class ConfigError(FeedpubError):
     """Bad configuration or arguments: the command does nothing (exit 2)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with one input. An error skips that input; a warning keeps it."""
 

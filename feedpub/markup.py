@@ -139,7 +139,10 @@ def _convert_all(items: Sequence[_Prepared], *, parallel: bool) -> list[CachedRe
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # fork: children inherit the loaded Markdown and nh3; each child's main thread keeps the time limit.
+    # fork: children inherit the Markdown converter and the sanitiser built here once, and each child's
+    # main thread keeps the time limit.
+    _markdown()
+    _sanitize("", "")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return list(pool.map(_convert, items, chunksize=max(1, len(items) // (workers * 4))))
 
@@ -166,7 +169,9 @@ def _convert(item: _Prepared) -> CachedRender:
 def to_html(markdown_text: str, base_url: str) -> str:
     """Markdown (Liquid already applied) → sanitised HTML fragment whose links are absolute."""
     html = _markdown().convert(markdown_text)
-    return escape_braces(strip_invalid_xml(_sanitize(absolutize(html, base_url))))
+    # Stripped before (nh3 cannot take lone surrogates) and after (character references such as &#1;
+    # come out of the HTML parser as the characters themselves).
+    return escape_braces(strip_invalid_xml(_sanitize(strip_invalid_xml(html), base_url)))
 
 
 def _plain_html(text: str) -> str:
@@ -196,23 +201,6 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 def strip_invalid_xml(text: str) -> str:
     return _INVALID_XML.sub("", text)
-
-
-def absolutize(html: str, base_url: str) -> str:
-    """Every href, src, poster and srcset made absolute against `base_url`."""
-    if not html.strip():
-        return html
-    import lxml.html
-
-    root = lxml.html.fragment_fromstring(html, create_parent="div")
-    for element in root.iter():
-        if not isinstance(element.tag, str):
-            continue
-        for name in _URL_ATTRIBUTES & set(element.attrib):
-            element.set(name, urljoin(base_url, element.get(name).strip()))
-        if "srcset" in element.attrib:
-            element.set("srcset", _absolute_srcset(element.get("srcset"), base_url))
-    return _escape_text(root.text or "") + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
 
 
 def html_to_text(html: str) -> str:
@@ -273,10 +261,6 @@ def _absolute_srcset(value: str, base_url: str) -> str:
     return ", ".join(candidates)
 
 
-def _escape_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 _local = threading.local()
 
 
@@ -291,7 +275,9 @@ def _markdown():  # noqa: ANN202 - the type lives in a lazily imported module
     return converter.reset()
 
 
-def _sanitize(html: str) -> str:
+def _sanitize(html: str, base_url: str) -> str:
+    """nh3 (ammonia) sanitising; its attribute filter also makes every href, src, poster and srcset
+    absolute against `base_url` (one pass over the HTML instead of a second parse)."""
     cleaner = getattr(_local, "cleaner", None)
     if cleaner is None:
         import nh3
@@ -310,9 +296,20 @@ def _sanitize(html: str) -> str:
             tags=set(nh3.ALLOWED_TAGS) | {"video", "audio", "source", "picture", "figure", "figcaption"},
             attributes=attributes,
             clean_content_tags={"script", "style"},
+            attribute_filter=_absolute_url,
+            # Checked after the filter: a javascript: link stays relative-looking to urljoin and is dropped here.
             url_schemes={"http", "https", "mailto", "tel"},
             filter_style_properties={"text-align"},
             link_rel=None,
         )
         _local.cleaner = cleaner
+    _local.base_url = base_url   # the filter is fixed per cleaner; the base changes per post
     return cleaner.clean(html)
+
+
+def _absolute_url(element: str, attribute: str, value: str) -> str:
+    if attribute in _URL_ATTRIBUTES:
+        return urljoin(_local.base_url, value.strip())
+    if attribute == "srcset":
+        return _absolute_srcset(value, _local.base_url)
+    return value

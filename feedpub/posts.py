@@ -43,7 +43,7 @@ class PostFile:
     symlink: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """What reading one file gave, valid while its size and mtime stay the same."""
 
@@ -141,7 +141,9 @@ def _read_all(config: Config, root: Path, files: Sequence[PostFile], *, parallel
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    chunks = [files[i::workers * 4] for i in range(workers * 4)]
+    from feedpub import reader  # noqa: F401 - imported once here, inherited by the forked readers
+
+    chunks = [files[i::workers * 2] for i in range(workers * 2)]
     entries: dict[str, FileEntry] = {}
     # fork: the children inherit the imported modules and the config without pickling them.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
