@@ -1,12 +1,13 @@
-"""The sending engine: claimed batches streamed to persistent SMTP connections, a rate limit shared by
+"""The sending engine: claimed batches streamed over persistent SMTP connections, a rate limit shared by
 every worker on the store, and the crash-safe ledger.
 
-Every row is marked `sending` (and committed) before its SMTP transaction and `sent` only after the
-server's 250; the outcome of one message is committed together with the `sending` mark of the next, so
-a process killed at any point resends at most the messages in flight, one per connection.
+One thread claims rows (a few seconds' worth at a time, under a lease renewed while the process lives, so
+100,000 recipients go out in bounded memory) and builds their messages; one sender thread drives all
+smtp.connections connections. Every row is marked `sending` (committed) before its message goes out and
+`sent` only after the server's 250, and that 250 is committed before the next message on the same
+connection goes out: a process killed at any point resends at most one message per connection.
 4xx replies and broken connections defer a row with exponential backoff from smtp.retry_base; a 5xx for
-a recipient fails it and suppresses the address. Rows are claimed a few seconds' worth at a time under
-a lease that is renewed while the process lives, so 100,000 recipients go out in bounded memory.
+a recipient fails it and suppresses the address.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
+import select
 import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from email.utils import parseaddr
 from typing import Literal, Protocol
 
-from feedpub.config import Config, SmtpConfig, parse_duration
-from feedpub.store import UNSUBSCRIBED_MEANWHILE, Delivery, Ledger, Mark, Store, StoredIssue, new_worker_id, utcnow
+from feedpub import smtp
+from feedpub.config import Config, parse_duration
+from feedpub.ledger import Ledger, Mark, Marks, new_worker_id
+from feedpub.smtp import send_one as send_one  # re-exported: the daemon sends its notices with it
+from feedpub.store import Delivery, Store, StoredIssue, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,6 @@ _BATCH_SECONDS = 2.0
 MAX_BATCH = 500
 # A worker silent this long is forgotten (its row in the workers table is removed).
 _FORGET_WORKERS = timedelta(days=1)
-_LEADING_DOT = re.compile(rb"^\.", re.M)
 
 
 class MessageTemplate(Protocol):
@@ -80,6 +82,20 @@ class RateLimiter:
         with self._lock:
             self.interval = 1.0 / per_second
 
+    def try_reserve(self) -> bool:
+        """Take the next start only if it is due now."""
+        with self._lock:
+            now = time.monotonic()
+            if self._next > now + 0.002:
+                return False
+            self._next = max(self._next, now) + self.interval
+        return True
+
+    def delay(self) -> float:
+        """How long until the next start is due."""
+        with self._lock:
+            return max(0.0, self._next - time.monotonic())
+
     def reserve(self) -> float:
         """Take the next start; returns how long to sleep before it."""
         with self._lock:
@@ -89,13 +105,25 @@ class RateLimiter:
         return start - now
 
 
-class _Refused(Exception):
-    """The server answered a command with an error reply."""
+@dataclass(frozen=True)
+class _Ready:
+    """A row taken from the queue with its message built."""
 
-    def __init__(self, code: int, message: bytes | str, *, recipient: bool = False) -> None:
-        super().__init__(_format(code, message))
-        self.code = code
-        self.recipient = recipient
+    row: Delivery
+    message: bytes
+
+
+class _Link:
+    """One SMTP connection of the sender loop and what it waits for: the final reply to a body, then the
+    replies to an envelope sent behind it (pipelining)."""
+
+    def __init__(self, conn: smtplib.SMTP) -> None:
+        self.conn: smtplib.SMTP | None = conn      # None once closed
+        self.body: _Ready | None = None
+        self.envelope: _Ready | None = None
+
+    def busy(self) -> bool:
+        return self.body is not None or self.envelope is not None
 
 
 def personalised(config: Config, period: str,
@@ -123,59 +151,27 @@ def deliver(config: Config, store: Store, issue: StoredIssue | None, message_for
     return run.go(issue.id if issue else None, wait_for_retries)
 
 
-def send_one(config: Config, message: bytes, to_email: str) -> str:
-    """Send a single message outside the ledger (test copies); the server's reply, or SMTPException/OSError."""
-    conn = connect(config.smtp)
-    try:
-        return _transaction(conn, envelope_sender(config), to_email, message)
-    finally:
-        _close(conn)
-
-
-def envelope_sender(config: Config) -> str:
-    return parseaddr(config.digest.from_)[1]
-
-
-def connect(smtp: SmtpConfig) -> smtplib.SMTP:
-    """An authenticated connection; certificates verified for ssl and starttls."""
-    password = smtp.password()
-    context = ssl.create_default_context()
-    if smtp.security == "ssl":
-        conn: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
-    else:
-        conn = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
-    try:
-        conn.ehlo()
-        if smtp.security == "starttls":
-            conn.starttls(context=context)
-            conn.ehlo()
-        if smtp.username:
-            conn.login(smtp.username, password)
-    except BaseException:
-        _close(conn)
-        raise
-    return conn
-
-
 class _Run:
-    """One `deliver` call: the claiming loop (main thread), one sender thread per SMTP connection, the
-    shared limiter and the counts."""
+    """One `deliver` call: the claiming loop (calling thread), the sender thread and its connections, the
+    limiter and the counts."""
 
     def __init__(self, config: Config, store: Store, message_for: Callable[[Delivery], bytes],
                  stop: threading.Event, on_outcome: Callable[[Outcome], None] | None, retry_base: timedelta,
                  lease: timedelta) -> None:
         self.smtp = config.smtp
-        self.sender = envelope_sender(config)
+        self.sender = smtp.envelope_sender(config)
         self.store = store
         self.message_for = message_for
         self.stop = stop
         self.on_outcome = on_outcome
         self.retry_base = retry_base
         self.lease = lease
-        self.worker = new_worker_id()
+        self.ledger = Ledger(store, new_worker_id())
         self.limiter = RateLimiter(config.smtp.rate_per_second)
-        self.work: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
-        self.finished = threading.Event()          # nothing more will be claimed: senders drain and exit
+        self.work: queue.SimpleQueue[_Ready] = queue.SimpleQueue()   # rows with their messages built
+        self.finished = threading.Event()          # nothing more will be claimed: the sender drains and exits
+        self.unavailable = False                   # a connection could not be opened: no more this run
+        self.held: _Ready | None = None            # the sender's next row, waiting for the rate limit
         self.lock = threading.Lock()
         self.open_rows = 0                         # claimed by this run and not yet recorded
         self.sent = 0
@@ -183,10 +179,10 @@ class _Run:
         self.skipped = 0
 
     def go(self, issue_id: int | None, wait_for_retries: timedelta) -> Summary:
-        host = self.worker.split(":")[0]
-        self.store.register_worker(self.worker, utcnow(), _FORGET_WORKERS)
-        self.store.reclaim_dead_neighbours(host, _alive)
-        senders = self._start_senders()
+        self.ledger.register(utcnow(), _FORGET_WORKERS)
+        self.ledger.reclaim_dead_neighbours(_alive)
+        marks = self.ledger.marks()
+        sender = self._start_sender(marks)
         deadline = time.monotonic() + wait_for_retries.total_seconds()
         renew_every = min(1.0, self.lease.total_seconds() / 3)
         next_renew = 0.0
@@ -194,37 +190,37 @@ class _Run:
         try:
             while not self.stop.is_set():
                 if time.monotonic() >= next_renew:
-                    share = self.store.renew(self.worker, utcnow(), self.lease, busy=self.open_rows > 0)
+                    share = self.ledger.renew(utcnow(), self.lease, busy=self.open_rows > 0)
                     self.limiter.set_rate(self.smtp.rate_per_second / share)
                     batch = self._batch_size(self.smtp.rate_per_second / share)
                     next_renew = time.monotonic() + renew_every
-                if not any(thread.is_alive() for thread in senders):
+                if not sender.is_alive():
                     # Every connection failed: the server is unavailable. Give the unsent rows back and
                     # come back only for a retry that is due within wait_for_retries.
                     self._give_back()
                     if not self._wait_for_retry(issue_id, deadline):
                         break
-                    senders = self._start_senders()
+                    sender = self._start_sender(marks)
                 elif self.work.qsize() > batch // 2:
                     self.stop.wait(0.01)
-                elif self._claim(issue_id, batch) or self.open_rows:
+                elif self._claim(marks, issue_id, batch) or self.open_rows:
                     self.stop.wait(0.002)
-                elif not self.store.reclaim_dead_neighbours(host, _alive) and \
+                elif not self.ledger.reclaim_dead_neighbours(_alive) and \
                         not self._wait_for_retry(issue_id, deadline):
                     break
         finally:
             self.finished.set()
-            for thread in senders:
-                thread.join()
+            sender.join()
             self._give_back()
-            self.store.release(self.worker, retire=True)
+            self.ledger.release(retire=True)
+            marks.close()
         return self._summary()
 
-    def _start_senders(self) -> list[threading.Thread]:
-        senders = [threading.Thread(target=self._sender, name=f"smtp-{i}") for i in range(self.smtp.connections)]
-        for thread in senders:
-            thread.start()
-        return senders
+    def _start_sender(self, marks: Marks) -> threading.Thread:
+        self.unavailable = False
+        thread = threading.Thread(target=self._sender, args=(marks,), name="smtp")
+        thread.start()
+        return thread
 
     def _give_back(self) -> None:
         """Empty the queue of rows no sender took; they stay claimed in the store until `release`."""
@@ -234,7 +230,7 @@ class _Run:
             except queue.Empty:
                 break
             self._close_row()
-        self.store.release(self.worker, retire=False)
+        self.ledger.release(retire=False)
 
     def _wait_for_retry(self, issue_id: int | None, deadline: float) -> bool:
         """Wait for the next deferred row if it comes due before `deadline`; False: the run is over."""
@@ -250,14 +246,16 @@ class _Run:
     def _batch_size(self, per_second: float) -> int:
         return max(4 * self.smtp.connections, min(MAX_BATCH, int(per_second * _BATCH_SECONDS)))
 
-    def _claim(self, issue_id: int | None, batch: int) -> bool:
-        claim = self.store.claim(self.worker, utcnow(), self.lease, batch, issue_id)
+    def _claim(self, marks: Marks, issue_id: int | None, batch: int) -> bool:
+        claim = self.ledger.claim(utcnow(), self.lease, batch, issue_id)
         for row in claim.skipped:
-            self._count(Outcome(row.id, row.email, "skipped", UNSUBSCRIBED_MEANWHILE))
+            self._count(Outcome(row.id, row.email, "skipped", row.last_reply))
         with self.lock:
             self.open_rows += len(claim.rows)
-        for row in claim.rows:
-            self.work.put(row)
+        for row in claim.rows:   # built here, off the sender's path from one server reply to the next
+            message = self._message(marks, row)
+            if message is not None:
+                self.work.put(_Ready(row, message))
         return bool(claim.rows or claim.skipped)
 
     def _summary(self) -> Summary:
@@ -265,82 +263,244 @@ class _Run:
         return Summary(self.sent, sum(o.status == "deferred" for o in problems),
                        sum(o.status == "failed" for o in problems), problems, self.stop.is_set(), self.skipped)
 
-    def _sender(self) -> None:
-        """Send rows from the queue on one connection until the run is finished or stopped."""
-        ledger = self.store.ledger(self.worker)
-        conn: smtplib.SMTP | None = None
-        done: Mark | None = None    # the last outcome, not yet written: it goes with the next start
+    def _sender(self, marks: Marks) -> None:
+        """Send the queued rows over up to smtp.connections connections, from one thread, until the run
+        is finished or stopped.
+
+        One thread waits on every connection at once (no lock handoffs between threads per message), and
+        the outcomes and `sending` marks of all connections whose replies came in together go out in one
+        commit. With PIPELINING a message costs one round trip: the envelope (MAIL, RCPT, DATA) of a row
+        goes out behind the body of the one before it, and the row is marked `sending` once its 354 is
+        in, before its body. A server keeps no message whose body never ended, so only a row marked
+        `sending` can have been delivered without a record: at most one per connection."""
+        links: list[_Link] = []
+        done: list[Mark] = []               # outcomes not yet written: they go with the next starts
         try:
-            while not self.stop.is_set():
-                try:
-                    row = self.work.get(timeout=0.05)
-                except queue.Empty:
-                    done = self._write(ledger, done)
-                    if self.finished.is_set():
+            while True:
+                if not self.stop.is_set():
+                    self._fill(links, marks, done)
+                busy = [link for link in links if link.busy()]
+                if not busy:
+                    self._write(marks, done)
+                    if self.stop.is_set() or not links and self.unavailable:
                         return
-                    continue
-                delay = self.limiter.reserve()
-                if delay > 0.002:    # rate-limited: write the last outcome now rather than after the wait
-                    done = self._write(ledger, done)
-                    time.sleep(delay)
-                ours = ledger.advance(done, row.id)
-                if done is not None:
-                    self._close_row()
-                done = None
-                if not ours:         # the lease ran out and another worker took the row
-                    self._close_row()
-                    continue
-                if conn is None:
-                    try:
-                        conn = connect(self.smtp)
-                    except (smtplib.SMTPException, OSError) as exc:
-                        # The server is unavailable: this connection stops for this run; the rows it did
-                        # not take stay queued for another connection, worker or run.
-                        done = self._outcome(row, self._temporary(row, _reply(exc)))
+                    if self.finished.is_set() and self.work.empty():
                         return
-                conn, mark = self._send(conn, row)
-                done = self._outcome(row, mark)
+                    self._wait_for_work()
+                    continue
+                readable = _readable(busy, self.smtp.timeout)
+                if not readable:     # no reply within smtp.timeout
+                    for link in busy:
+                        self._fail_link(link, "timed out waiting for the SMTP server", done)
+                starting = [link for link in readable if self._replies(link, done)]
+                if self.stop.is_set():   # leave their rows queued, bodies unsent
+                    for link in starting:
+                        self._abandon(link)
+                    starting = []
+                started = self._write(marks, done, [link.envelope.row.id for link in starting if link.envelope])
+                for link in starting:
+                    self._send_body(link, started, done)
+                links[:] = [link for link in links if link.conn is not None]
         finally:
-            self._write(ledger, done)
-            ledger.close()
-            if conn is not None:
-                _close(conn)
+            self._write(marks, done)
+            if self.held is not None:
+                self.work.put(self.held)
+                self.held = None
+            for link in links:       # only after an error: rows in flight stay as they are until the lease ends
+                for ready in (link.body, link.envelope):
+                    if ready is not None:
+                        self._close_row()
+                self._drop(link, quit_=not link.busy())
+
+    def _fill(self, links: list[_Link], marks: Marks, done: list[Mark]) -> None:
+        """Give every idle connection a row (opening connections while there is work): its envelope when
+        the server pipelines, else the whole transaction in lockstep."""
+        while not self.stop.is_set():
+            links[:] = [link for link in links if link.conn is not None]
+            idle = [link for link in links if not link.busy()]
+            if not idle and (len(links) >= self.smtp.connections or self.unavailable):
+                return
+            ready = self._take()
+            if ready is None:
+                return
+            if idle:
+                link = idle[0]
+            else:
+                try:
+                    link = _Link(smtp.connect(self.smtp))
+                except (smtplib.SMTPException, OSError) as exc:
+                    # The server is unavailable: no more connections this run; the rows not taken stay
+                    # queued for another worker or run.
+                    self.unavailable = True
+                    done.append(self._outcome(ready.row, self._temporary(ready.row, smtp.describe(exc))))
+                    return
+                links.append(link)
+            if link.conn is not None and link.conn.has_extn("pipelining"):
+                self._announce(link, ready, done)
+            else:
+                self._lockstep(link, ready, marks, done)
+
+    def _announce(self, link: _Link, ready: _Ready, done: list[Mark]) -> None:
+        assert link.conn is not None
+        try:
+            link.conn.send(smtp.envelope(link.conn, self.sender, ready.row.email, ready.message))
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop(link, quit_=False)
+            done.append(self._outcome(ready.row, self._temporary(ready.row, smtp.describe(exc))))
+            return
+        link.envelope = ready
+
+    def _lockstep(self, link: _Link, ready: _Ready, marks: Marks, done: list[Mark]) -> None:
+        """A whole transaction, one command at a time, for a server without PIPELINING."""
+        assert link.conn is not None
+        row = ready.row
+        if row.id not in self._write(marks, done, [row.id]):
+            self._close_row()        # the lease ran out and another worker took the row
+            return
+        try:
+            reply = smtp.transaction(link.conn, self.sender, row.email, ready.message)
+        except smtp.Refused as exc:
+            mark = self._refused(link, row, exc)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Dropped connection or timeout: nobody knows whether the server kept the message; retry it.
+            self._drop(link, quit_=False)
+            mark = self._temporary(row, smtp.describe(exc))
+        else:
+            mark = Mark(row.id, "sent", reply)
+        done.append(self._outcome(row, mark))
+
+    def _replies(self, link: _Link, done: list[Mark]) -> bool:
+        """Read what `link` is waiting for: the final reply to its body, then the replies to its envelope.
+        True if the envelope's row may now be marked `sending` and its body sent."""
+        assert link.conn is not None
+        if link.body is not None:
+            row = link.body.row
+            try:
+                mark = Mark(row.id, "sent", smtp.final_reply(link.conn))
+            except smtp.Refused as exc:
+                mark = self._refused(link, row, exc)
+            except (smtplib.SMTPException, OSError) as exc:
+                # Dropped connection or timeout: nobody knows whether the server kept the message; retry it.
+                self._fail_link(link, smtp.describe(exc), done)
+                return False
+            link.body = None
+            done.append(self._outcome(row, mark))
+        if link.envelope is None:
+            return False
+        if link.conn is None:        # closed after a 421: the row goes to another connection
+            self.work.put(link.envelope)
+            link.envelope = None
+            return False
+        try:
+            smtp.read_envelope_replies(link.conn)
+        except smtp.Refused as exc:
+            row, link.envelope = link.envelope.row, None
+            done.append(self._outcome(row, self._refused(link, row, exc)))
+            return False
+        except (smtplib.SMTPException, OSError) as exc:
+            self._fail_link(link, smtp.describe(exc), done)
+            return False
+        return True
+
+    def _send_body(self, link: _Link, started: set[int], done: list[Mark]) -> None:
+        """Send the body of `link`'s envelope row (now marked `sending`) with the next row's envelope."""
+        assert link.conn is not None and link.envelope is not None
+        if link.envelope.row.id not in started:   # the lease ran out and another worker took the row
+            self._abandon(link)
+            return
+        ready, link.envelope = link.envelope, None
+        following = self._take()
+        then = smtp.envelope(link.conn, self.sender, following.row.email, following.message) if following else b""
+        try:
+            smtp.send_body(link.conn, ready.message, then)
+        except (smtplib.SMTPException, OSError) as exc:
+            link.body, link.envelope = ready, following
+            self._fail_link(link, smtp.describe(exc), done)
+            return
+        link.body, link.envelope = ready, following
+
+    def _abandon(self, link: _Link) -> None:
+        """End the connection between an envelope's 354 and its body (a QUIT now would be read as message
+        text); the server drops the transaction, and the row stays as it is in the ledger."""
+        link.envelope = None
+        self._close_row()
+        self._drop(link, quit_=False)
+
+    def _fail_link(self, link: _Link, reply: str, done: list[Mark]) -> None:
+        """The connection broke or timed out: the row it was waiting on is retried later (after the
+        backoff), a row whose envelope went out behind that one goes back to the queue."""
+        waited_on = link.body or link.envelope
+        if waited_on is not None:
+            done.append(self._outcome(waited_on.row, self._temporary(waited_on.row, reply)))
+        if link.body is not None and link.envelope is not None:
+            self.work.put(link.envelope)
+        link.body = link.envelope = None
+        self._drop(link, quit_=False)
+
+    def _drop(self, link: _Link, *, quit_: bool) -> None:
+        if link.conn is not None:
+            if quit_:
+                smtp.close(link.conn)
+            else:
+                link.conn.close()
+            link.conn = None
+
+    def _take(self) -> _Ready | None:
+        """The next queued row, if the rate limit lets it start now."""
+        if self.held is None:
+            try:
+                self.held = self.work.get_nowait()
+            except queue.Empty:
+                return None
+        if not self.limiter.try_reserve():
+            return None
+        ready, self.held = self.held, None
+        return ready
+
+    def _wait_for_work(self) -> None:
+        """Nothing in flight: wait for a claim, or for the rate limit's next start."""
+        if self.held is None:
+            try:
+                self.held = self.work.get(timeout=0.05)
+            except queue.Empty:
+                return
+        self.stop.wait(self.limiter.delay())
+
+    def _message(self, marks: Marks, row: Delivery) -> bytes | None:
+        """The row's message; None (and the row failed) if it cannot be built."""
+        try:
+            return self.message_for(row)
+        except ValueError as exc:   # e.g. an address the message cannot carry
+            self._write(marks, [self._outcome(row, Mark(row.id, "failed", f"cannot build the message: {exc}"))])
+            return None
 
     def _outcome(self, row: Delivery, mark: Mark) -> Mark:
         """Count and report an outcome as soon as the server has answered (it is written a moment later)."""
         self._count(Outcome(row.id, row.email, mark.status, mark.reply))
         return mark
 
-    def _write(self, ledger: Ledger, done: Mark | None) -> None:
-        """Write `done` on its own. Returns None, the caller's new `done`."""
-        if done is not None:
-            ledger.advance(done, None)
-            self._close_row()
+    def _write(self, marks: Marks, done: list[Mark], starts: Sequence[int] = ()) -> set[int]:
+        """Write (and forget) the outcomes in `done` with the `sending` marks of `starts`, in one commit."""
+        if not done and not starts:
+            return set()
+        started = marks.write(done, starts)
+        with self.lock:
+            self.open_rows -= len(done)
+        done.clear()
+        return started
 
     def _close_row(self) -> None:
         with self.lock:
             self.open_rows -= 1
 
-    def _send(self, conn: smtplib.SMTP, row: Delivery) -> tuple[smtplib.SMTP | None, Mark]:
-        """Send one row; returns the connection if it is still usable, and the row's outcome."""
-        try:
-            message = self.message_for(row)
-        except ValueError as exc:   # e.g. an address the message cannot carry
-            return conn, Mark(row.id, "failed", f"cannot build the message: {exc}")
-        try:
-            reply = _transaction(conn, self.sender, row.email, message)
-        except _Refused as exc:
-            if 400 <= exc.code < 500:
-                if exc.code == 421:   # the server is closing this connection
-                    _close(conn)
-                    return None, self._temporary(row, str(exc))
-                return conn, self._temporary(row, str(exc))
-            return conn, Mark(row.id, "failed", str(exc), suppress=str(exc) if exc.recipient else None)
-        except (smtplib.SMTPException, OSError) as exc:
-            # Dropped connection or timeout: nobody knows whether the server kept the message; retry it.
-            _close(conn)
-            return None, self._temporary(row, _reply(exc))
-        return conn, Mark(row.id, "sent", reply)
+    def _refused(self, link: _Link, row: Delivery, exc: smtp.Refused) -> Mark:
+        """4xx: try again later (421: the server closes the connection); 5xx: failed, and for a recipient,
+        suppressed."""
+        if 400 <= exc.code < 500:
+            if exc.code == 421:
+                self._drop(link, quit_=True)
+            return self._temporary(row, str(exc))
+        return Mark(row.id, "failed", str(exc), suppress=str(exc) if exc.recipient else None)
 
     def _temporary(self, row: Delivery, reply: str) -> Mark:
         attempts = row.attempts + 1
@@ -363,6 +523,16 @@ class _Run:
                 self.on_outcome(outcome)
 
 
+def _readable(links: list[_Link], timeout: float) -> set[_Link]:
+    """The links with a reply to read (or a closed connection), waiting up to `timeout` for the first."""
+    sockets = {link.conn.sock: link for link in links if link.conn is not None and link.conn.sock is not None}
+    pending = {link for sock, link in sockets.items() if isinstance(sock, ssl.SSLSocket) and sock.pending()}
+    if pending:
+        return pending
+    ready, _, _ = select.select(list(sockets), [], [], timeout)
+    return {sockets[sock] for sock in ready}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -373,75 +543,3 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> str:
-    """MAIL, RCPT, DATA for one recipient, pipelined (RFC 2920) when the server offers it; the final
-    reply, or _Refused with the failing one."""
-    options = " BODY=8BITMIME" if conn.has_extn("8bitmime") and not message.isascii() else ""
-    if not conn.has_extn("pipelining"):
-        return _lockstep(conn, sender, recipient, message, options.split())
-    conn.send(f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
-    (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = (conn.getreply() for _ in range(3))
-    if data_code == 354 and (mail_code != 250 or rcpt_code not in (250, 251)):
-        conn.send(b".\r\n")    # DATA accepted with no valid recipient: end the empty message at once
-        conn.getreply()
-    if mail_code != 250:
-        _reset(conn)
-        raise _Refused(mail_code, mail_text)
-    if rcpt_code not in (250, 251):
-        _reset(conn)
-        raise _Refused(rcpt_code, rcpt_text, recipient=True)
-    if data_code != 354:
-        _reset(conn)
-        raise _Refused(data_code, data_text)
-    ending = b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n"
-    conn.send(_LEADING_DOT.sub(b"..", message) + ending)
-    code, text = conn.getreply()
-    if code != 250:
-        raise _Refused(code, text)
-    return _format(code, text)
-
-
-def _lockstep(conn: smtplib.SMTP, sender: str, recipient: str, message: bytes, options: list[str]) -> str:
-    """The same transaction one command at a time, for servers without PIPELINING."""
-    code, text = conn.mail(sender, options)
-    if code != 250:
-        _reset(conn)
-        raise _Refused(code, text)
-    code, text = conn.rcpt(recipient)
-    if code not in (250, 251):
-        _reset(conn)
-        raise _Refused(code, text, recipient=True)
-    try:
-        code, text = conn.data(message)
-    except smtplib.SMTPDataError as exc:   # DATA itself refused (no 354)
-        _reset(conn)
-        raise _Refused(exc.smtp_code, exc.smtp_error) from exc
-    if code != 250:
-        raise _Refused(code, text)
-    return _format(code, text)
-
-
-def _format(code: int, text: bytes | str) -> str:
-    return f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}".strip()
-
-
-def _reset(conn: smtplib.SMTP) -> None:
-    try:
-        conn.rset()
-    except (smtplib.SMTPException, OSError):
-        pass  # the next command on this connection fails and reconnects
-
-
-def _close(conn: smtplib.SMTP) -> None:
-    try:
-        conn.quit()
-    except (smtplib.SMTPException, OSError):
-        conn.close()
-
-
-def _reply(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return _format(exc.smtp_code, exc.smtp_error)
-    if isinstance(exc, TimeoutError):
-        return "timed out waiting for the SMTP server"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -102,7 +102,10 @@ class Messages:
 def compose_issue(config: Config, now: datetime, starts: datetime) -> tuple[Issue | None, list[Problem]]:
     """The issue covering (starts, now], or None; with the problems met reading posts."""
     collection = collect(config, now=now)
-    rendered, warnings = render_posts(config, collection.posts)
+    # Render only what the issue can hold (a large site would otherwise render every post it has);
+    # `{% post_url %}` still resolves against all of them.
+    covered = sorted((p for p in collection.posts if starts < p.date <= now), key=lambda p: p.date, reverse=True)
+    rendered, warnings = render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
     period, slot = due_slot(config, now)
     issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=now)
     return issue, [*collection.problems, *warnings]

@@ -23,6 +23,7 @@ from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, getaddresses, quote
+from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -39,6 +40,7 @@ _CRLF = b"\r\n"
 _UTF8 = Charset("utf-8")
 _MAX_NAME = 150
 _SOFT_BREAK = b"=\r\n"
+_QP_LINE = 76                                  # longest quoted-printable line (RFC 2045)
 
 
 class MailPolicy(EmailPolicy):
@@ -165,11 +167,16 @@ def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:
 
 
 def _from_address(config: Config) -> Address:
-    value = config.digest.from_
+    return _parse_from(config.digest.from_, str(config.source))
+
+
+@lru_cache(maxsize=8)
+def _parse_from(value: str, source: str) -> Address:
+    """Parsed once: every Message-ID names the sender's domain."""
     found = getaddresses([value])
     name, address = found[0] if len(found) == 1 else ("", "")
     if not _ADDRESS.match(address) or header_text(value) != value.strip():
-        raise ConfigError(f"{config.source}: 'digest.from': {config.digest.from_!r} has no plain e-mail address "
+        raise ConfigError(f"{source}: 'digest.from': {value!r} has no plain e-mail address "
                           "(expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')")
     return Address(display_name=header_text(name), addr_spec=address)
 
@@ -214,7 +221,25 @@ def _body_chunks(body: str, *, in_html: bool) -> list[bytes | _Slot]:
 
 
 def _qp(text: str) -> bytes:
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", _CRLF)
+    """Quoted-printable with CRLF line ends and no line that starts with "." (written "=2E" instead):
+    soft breaks often fall before one (`line-height:1.4`), and SMTP would then have to dot-stuff, that is
+    copy, every 30 KB message once more on its way out."""
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    if not encoded.startswith(b".") and b"\n." not in encoded:
+        return encoded.replace(b"\n", _CRLF)
+    lines: list[bytes] = []
+    for line in encoded.split(b"\n"):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= _QP_LINE:
+                break
+            cut = _QP_LINE - 1                     # room for the soft break's "="
+            escape = line.rfind(b"=", cut - 2, cut)
+            cut = escape if escape != -1 else cut  # never split an "=XX" escape
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return _CRLF.join(lines)
 
 
 def _merge(chunks: list[bytes | _Slot]) -> list[bytes | _Slot]:

@@ -1,25 +1,19 @@
-"""The store: subscribers, suppressions, issues and the delivery ledger (SQLAlchemy 2 Core).
+"""The store: schema and migrations, subscribers, suppressions, issues and their deliveries (SQLAlchemy 2
+Core). Claims, leases and the per-message marks of sending live in `feedpub.ledger`.
 
 SQLite by default (one file, WAL, created on first use); the same code and migrations run on PostgreSQL
 (psycopg 3), where several `feedpub worker` processes share one ledger. Timestamps are stored as naive
 UTC and read back as aware UTC datetimes.
-
-Sending claims rows in batches with a lease (`claimed_by`, `claimed_until`): on PostgreSQL the batch is
-picked with `FOR UPDATE SKIP LOCKED`, on SQLite the single UPDATE … RETURNING holds the write lock. A
-worker that dies leaves its rows to whoever claims after the lease, or at once to a process on the same
-host that sees its pid is gone.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,11 +25,8 @@ from feedpub.errors import FeedpubError
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
 DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "sent", "deferred", "failed")
-# The reply recorded on rows whose reader left after the issue was queued (status failed, never sent).
-UNSUBSCRIBED_MEANWHILE = "unsubscribed before sending"
-SUPPRESSED_MEANWHILE = "address suppressed before sending"
 # Rows with these statuses may still be claimed and sent.
-_OPEN = ("queued", "sending", "deferred")
+OPEN_STATUSES = ("queued", "sending", "deferred")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
 _INSERT_CHUNK = 5000
 
@@ -206,31 +197,6 @@ class Delivery:
     last_reply: str
 
 
-@dataclass(frozen=True)
-class Mark:
-    """The outcome of one SMTP transaction, to be written to the ledger."""
-
-    delivery_id: int
-    status: Literal["sent", "deferred", "failed"]
-    reply: str
-    retry_at: datetime | None = None       # for deferred
-    suppress: str | None = None            # for failed: also suppress the address, for this reason
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A batch of rows this worker now holds: the ones to send, and the ones just failed without sending
-    because the reader unsubscribed or was suppressed after the issue was queued."""
-
-    rows: tuple[Delivery, ...]
-    skipped: tuple[Delivery, ...]
-
-
-def new_worker_id() -> str:
-    """host:pid:random: unique across machines and restarts; the pid lets a neighbour see it died."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
 def email_key(email: str) -> str:
     return email.strip().lower()
 
@@ -245,8 +211,6 @@ class Store:
     def __init__(self, engine: Engine, shown: str) -> None:
         self.engine = engine
         self.shown = shown
-        # SQLite has one writer at a time and its busy handler sleeps in milliseconds: the ledger writes
-        # of one process's sender threads take turns on this lock instead. PostgreSQL needs none.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     # -- subscribers -------------------------------------------------------------------------------
@@ -292,7 +256,7 @@ class Store:
     def active_recipients(self) -> dict[int, tuple[str, ...]]:
         """Active, unsuppressed subscribers → their category preferences (one light query, no objects)."""
         query = (sa.select(subscribers.c.id, subscribers.c.categories)
-                 .where(subscribers.c.status == "active", ~_is_suppressed()).order_by(subscribers.c.id))
+                 .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
         with self.engine.connect() as conn:
             return {sid: tuple(categories) for sid, categories in conn.execute(query)}
 
@@ -387,14 +351,20 @@ class Store:
     def due_deliveries(self, issue_id: int, now: datetime) -> list[Delivery]:
         """Rows to (re)send now: queued, deferred whose retry time has come, and `sending` rows left by a
         process that died between marking and the server's answer; none whose lease is held."""
-        query = _delivery_select().where(deliveries.c.issue_id == issue_id, _due(now)).order_by(deliveries.c.id)
+        query = delivery_select().where(deliveries.c.issue_id == issue_id, due(now)).order_by(deliveries.c.id)
         with self.engine.connect() as conn:
-            return [_delivery(row) for row in conn.execute(query)]
+            return [to_delivery(row) for row in conn.execute(query)]
+
+    def count_due(self, issue_id: int, now: datetime) -> int:
+        """How many rows `due_deliveries` would return, without loading them."""
+        query = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue_id == issue_id, due(now))
+        with self.engine.connect() as conn:
+            return conn.scalar(query) or 0
 
     def deliveries(self, issue_id: int) -> list[Delivery]:
-        query = _delivery_select().where(deliveries.c.issue_id == issue_id).order_by(deliveries.c.id)
+        query = delivery_select().where(deliveries.c.issue_id == issue_id).order_by(deliveries.c.id)
         with self.engine.connect() as conn:
-            return [_delivery(row) for row in conn.execute(query)]
+            return [to_delivery(row) for row in conn.execute(query)]
 
     def next_retry(self, issue_id: int | None = None) -> datetime | None:
         """The earliest retry time of a deferred row (of one issue, or of any)."""
@@ -404,87 +374,6 @@ class Store:
         with self.engine.connect() as conn:
             return conn.scalar(query)
 
-    def claim(self, worker: str, now: datetime, lease: timedelta, limit: int, issue_id: int | None = None) -> Claim:
-        """Take up to `limit` due rows (of one issue, or of any) for `worker` until now + `lease`.
-        Rows whose reader is no longer active or whose address is suppressed fail at once, unsent."""
-        pick = sa.select(deliveries.c.id).where(_due(now)).order_by(deliveries.c.id).limit(limit)
-        if issue_id is not None:
-            pick = pick.where(deliveries.c.issue_id == issue_id)
-        take = (deliveries.update().where(deliveries.c.id.in_(pick.with_for_update(skip_locked=True)))
-                .values(claimed_by=worker, claimed_until=now + lease).returning(deliveries.c.id))
-        rows = (_delivery_select().add_columns(subscribers.c.status.label("reader"), _is_suppressed().label("blocked"))
-                .where(deliveries.c.claimed_by == worker, deliveries.c.status.in_(_OPEN)).order_by(deliveries.c.id))
-        with self._writing() as conn:
-            ids = set(conn.scalars(take))
-            found = [row for row in conn.execute(rows) if row.id in ids] if ids else []
-            skipped = [row for row in found if row.reader != "active" or row.blocked]
-            for row in skipped:
-                reason = UNSUBSCRIBED_MEANWHILE if row.reader != "active" else SUPPRESSED_MEANWHILE
-                conn.execute(deliveries.update().where(deliveries.c.id == row.id).values(
-                    status="failed", last_reply=reason, claimed_by=None, claimed_until=None, updated_at=now))
-        left = {row.id for row in skipped}
-        return Claim(tuple(_delivery(r) for r in found if r.id not in left), tuple(_delivery(r) for r in skipped))
-
-    def renew(self, worker: str, now: datetime, lease: timedelta, *, busy: bool) -> int:
-        """Extend the lease of `worker`'s rows and beat its heartbeat; returns the number of busy workers
-        seen alive (itself included), which shares out smtp.rate_per_second."""
-        with self._writing() as conn:
-            # Rows a sender of this worker is writing right now are skipped, not waited for (waiting could
-            # deadlock with it); they are renewed on the next beat.
-            conn.execute(deliveries.update().where(deliveries.c.id.in_(_unlocked(
-                deliveries.c.claimed_by == worker, deliveries.c.status.in_(("queued", "sending")))))
-                .values(claimed_until=now + lease))
-            conn.execute(workers.update().where(workers.c.id == worker).values(heartbeat_at=now, busy=busy))
-            others = conn.scalar(sa.select(sa.func.count()).select_from(workers).where(
-                workers.c.busy, workers.c.id != worker, workers.c.heartbeat_at > now - lease))
-        return 1 + (others or 0)
-
-    def register_worker(self, worker: str, now: datetime, stale_after: timedelta) -> None:
-        """Record `worker` and forget workers silent for longer than `stale_after`."""
-        host, pid, _ = worker.split(":")
-        with self._writing() as conn:
-            conn.execute(workers.delete().where(workers.c.heartbeat_at < now - stale_after))
-            conn.execute(workers.insert().values(id=worker, host=host, pid=int(pid), busy=False, heartbeat_at=now))
-
-    def release(self, worker: str, *, retire: bool) -> None:
-        """Give back the rows `worker` claimed but did not start; with `retire`, also forget the worker."""
-        with self._writing() as conn:
-            conn.execute(deliveries.update().where(deliveries.c.claimed_by == worker, deliveries.c.status == "queued")
-                         .values(claimed_by=None, claimed_until=None))
-            if retire:
-                conn.execute(workers.delete().where(workers.c.id == worker))
-
-    def reclaim_dead_neighbours(self, host: str, alive: Callable[[int], bool]) -> int:
-        """Free at once the rows of workers on this host whose process is gone (killed, crashed): their
-        lease would otherwise hold the rows until it ran out. Returns how many workers were dead."""
-        with self.engine.connect() as conn:
-            found = list(conn.execute(sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host)))
-        dead = [row.id for row in found if not alive(row.pid)]
-        if dead:
-            with self._writing() as conn:
-                conn.execute(deliveries.update().where(deliveries.c.id.in_(_unlocked(
-                    deliveries.c.claimed_by.in_(dead), deliveries.c.status.in_(("queued", "sending")))))
-                    .values(claimed_by=None, claimed_until=None))
-                conn.execute(workers.delete().where(workers.c.id.in_(dead)))
-        return len(dead)
-
-    def ledger(self, worker: str) -> Ledger:
-        return Ledger(self, worker)
-
-    def mark_sending(self, delivery_id: int) -> None:
-        with self._writing() as conn:
-            _start(conn, delivery_id, None, utcnow())
-
-    def mark_sent(self, delivery_id: int, reply: str) -> None:
-        self._finish(Mark(delivery_id, "sent", reply))
-
-    def mark_deferred(self, delivery_id: int, reply: str, retry_at: datetime) -> None:
-        self._finish(Mark(delivery_id, "deferred", reply, retry_at=retry_at))
-
-    def mark_failed(self, delivery_id: int, reply: str, *, suppress: str | None = None) -> None:
-        """Fail a row; with `suppress`, also suppress the recipient's address for that reason."""
-        self._finish(Mark(delivery_id, "failed", reply, suppress=suppress))
-
     def counts(self, issue_id: int) -> dict[DeliveryStatus, int]:
         query = (sa.select(deliveries.c.status, sa.func.count()).where(deliveries.c.issue_id == issue_id)
                  .group_by(deliveries.c.status))
@@ -493,43 +382,16 @@ class Store:
             found.update({status: n for status, n in conn.execute(query)})
         return found
 
-    def _finish(self, mark: Mark) -> None:
-        with self._writing() as conn:
-            _finish(conn, mark, utcnow())
-
     @contextmanager
-    def _writing(self, conn: Connection | None = None) -> Iterator[Connection]:
-        """A write transaction (on `conn` if given), one per process at a time on SQLite."""
-        with self._write_lock or nullcontext():
-            if conn is None:
-                with self.engine.begin() as fresh:
-                    yield fresh
-            else:
-                with conn.begin():
-                    yield conn
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction, one per process at a time on SQLite."""
+        with self.write_turn(), self.engine.begin() as conn:
+            yield conn
 
-
-class Ledger:
-    """One sender thread's ledger writes on a connection it keeps: the outcome of the message just sent
-    and the `sending` mark of the next one go in one commit, so a message costs one commit, and a row is
-    still marked sent only after its 250 and marked sending before its DATA."""
-
-    def __init__(self, store: Store, worker: str) -> None:
-        self.store = store
-        self.worker = worker
-        self.conn = store.engine.connect()
-
-    def advance(self, done: Mark | None, start: int | None) -> bool:
-        """Record `done`, then mark row `start` sending; False if `start` is no longer this worker's
-        (its lease ran out and another worker took it)."""
-        now = utcnow()
-        with self.store._writing(self.conn) as conn:
-            if done is not None:
-                _finish(conn, done, now)
-            return start is None or _start(conn, start, self.worker, now)
-
-    def close(self) -> None:
-        self.conn.close()
+    def write_turn(self) -> AbstractContextManager[Any]:
+        """This process's turn to write: SQLite has one writer at a time and its busy handler sleeps in
+        milliseconds, so the threads of one process take turns on a lock instead. PostgreSQL needs none."""
+        return self._write_lock or nullcontext()
 
 
 def open_store(url: str) -> Store:
@@ -600,40 +462,14 @@ def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: 
         conn.execute(insert, chunk)
 
 
-def _due(now: datetime) -> sa.ColumnElement[bool]:
+def due(now: datetime) -> sa.ColumnElement[bool]:
     """Open rows whose lease is free, and for deferred rows, whose retry time has come."""
-    return sa.and_(deliveries.c.status.in_(_OPEN),
+    return sa.and_(deliveries.c.status.in_(OPEN_STATUSES),
                    sa.or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
                    sa.or_(deliveries.c.status != "deferred", deliveries.c.next_attempt_at <= now))
 
 
-def _unlocked(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """The ids of matching rows no other transaction is writing (PostgreSQL); all of them on SQLite."""
-    return sa.select(deliveries.c.id).where(*where).with_for_update(skip_locked=True)
-
-
-def _start(conn: Connection, delivery_id: int, worker: str | None, now: datetime) -> bool:
-    """Mark a row sending (before its DATA); with `worker`, only if that worker still holds it."""
-    query = deliveries.update().where(deliveries.c.id == delivery_id, deliveries.c.status.in_(_OPEN))
-    if worker is not None:
-        query = query.where(deliveries.c.claimed_by == worker)
-    result = conn.execute(query.values(status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=None,
-                                       updated_at=now))
-    return result.rowcount == 1
-
-
-def _finish(conn: Connection, mark: Mark, now: datetime) -> None:
-    conn.execute(deliveries.update().where(deliveries.c.id == mark.delivery_id).values(
-        status=mark.status, last_reply=mark.reply, next_attempt_at=mark.retry_at, claimed_by=None,
-        claimed_until=None, updated_at=now))
-    if mark.suppress:
-        key = conn.scalar(sa.select(subscribers.c.email_key)
-                          .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
-                          .where(deliveries.c.id == mark.delivery_id))
-        _suppress(conn, key, mark.suppress, now)
-
-
-def _is_suppressed() -> sa.Exists:
+def is_suppressed() -> sa.Exists:
     return sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
 
 
@@ -643,7 +479,7 @@ def _suppress(conn: Connection, key: str, reason: str, now: datetime) -> None:
         conn.execute(suppressions.insert().values(email_key=key, reason=reason, created_at=now))
 
 
-def _delivery_select() -> sa.Select[Any]:
+def delivery_select() -> sa.Select[Any]:
     return sa.select(deliveries, subscribers.c.email, subscribers.c.name).join(
         subscribers, subscribers.c.id == deliveries.c.subscriber_id)
 
@@ -657,6 +493,6 @@ def _issue(row: Any) -> StoredIssue:
     return StoredIssue(row.id, row.period, row.slot, row.starts, row.ends, row.created_at)
 
 
-def _delivery(row: Any) -> Delivery:
+def to_delivery(row: Any) -> Delivery:
     return Delivery(row.id, row.issue_id, row.subscriber_id, row.email, row.name, row.variant_key, row.status,
                     row.attempts, row.next_attempt_at, row.last_reply)

@@ -50,7 +50,7 @@ def statuses(store, issue) -> dict[str, str]:
 def test_every_recipient_gets_exactly_one_message_of_their_own(tmp_path, smtp_server):
     config, store, issue, emails = setup(tmp_path, smtp_server, 30, connections=3)
     summary = deliver(config, store, issue, message_for)
-    assert (summary.sent, summary.deferred, summary.failed) == (30, 0, 0)
+    assert (summary.sent, summary.deferred, summary.failed) == (30, 0, 0), summary.problems
     assert sorted(smtp_server.recipients()) == emails
     for received in smtp_server.received:
         (rcpt,) = received.rcpt_tos

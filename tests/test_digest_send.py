@@ -206,3 +206,40 @@ def test_killed_mid_send_then_resumed_serves_everyone_with_at_most_one_duplicate
     store = open_store(f"sqlite:///{tmp_path}/.feedpub/feedpub.db")
     assert store.counts(store.issues()[0].id)["sent"] == 60
     assert load_config(tmp_path / "feedpub.toml").smtp.connections == 1
+
+
+def test_a_reader_who_unsubscribed_after_queueing_is_counted_skipped_not_failed(site, smtp_server):
+    from feedpub.dispatch import send_due_issue
+
+    emails = add_subscribers(site, 3)
+    store = open_store(f"sqlite:///{site}/.feedpub/feedpub.db")
+    send_due_issue(load_config(site / "feedpub.toml"), store, datetime.now(UTC), send=False)
+    store.unsubscribe(emails[1], "one-click unsubscribe")
+    result = feedpub("digest", "send")
+    assert result.exit_code == 0, result.output
+    assert "2 sent, 0 deferred, 0 failed, 1 skipped (unsubscribed meanwhile)" in result.stdout
+    assert sorted(smtp_server.recipients()) == [emails[0], emails[2]]
+
+
+def test_an_issue_renders_only_its_own_posts_and_links_to_older_ones(tmp_path, monkeypatch, smtp_server):
+    from feedpub import markup
+    from feedpub.dispatch import compose_issue
+
+    write_site(tmp_path, smtp_server, posts_days_ago=(1, 40, 50))
+    old = sorted((tmp_path / "posts").glob("*-post-40.md"))[0]
+    new = sorted((tmp_path / "posts").glob("*-post-1.md"))[0]
+    new.write_text(new.read_text(encoding="utf-8") + f"\n[前回]({{% post_url {old.stem} %}})\n", encoding="utf-8")
+    rendered: list[str] = []
+    real = markup.render_posts
+
+    def recording(config, posts, **options):
+        rendered.extend(post.title for post in posts)
+        return real(config, posts, **options)
+
+    monkeypatch.setattr("feedpub.dispatch.render_posts", recording)
+    now = datetime.now(UTC)
+    issue, problems = compose_issue(load_config(tmp_path / "feedpub.toml"), now, now - timedelta(days=7))
+    assert issue is not None and problems == []
+    assert rendered == ["生成AIと著作権の現在地"]
+    (post,) = issue.posts
+    assert "https://blog.example.com/" in post.html and "post-40" in post.html

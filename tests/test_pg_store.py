@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from feedpub.ledger import Ledger, Mark
 from feedpub.store import MIGRATIONS, Store, StoredVariant, StoreError, SubscriberInput, open_store, subscribers
 
 LEASE = timedelta(minutes=5)
@@ -94,23 +95,22 @@ def test_subscribers_suppressions_and_times(store):
 def test_ledger_claims_marks_and_due_rows(store):
     issue = queue_issue(store, 4)
     now = datetime.now(UTC)
-    claim = store.claim("here:1:a", now, LEASE, 10, issue.id)
+    claim = Ledger(store, "here:1:a").claim(now, LEASE, 10, issue.id)
     assert [row.email for row in claim.rows] == [f"reader{i:04d}@example.com" for i in range(4)]
-    assert store.claim("there:2:b", now, LEASE, 10).rows == ()           # all held
+    assert Ledger(store, "there:2:b").claim(now, LEASE, 10).rows == ()           # all held
     sent, sending, deferred, failed = claim.rows
-    ledger = store.ledger("here:1:a")
-    for row in claim.rows:
-        assert ledger.advance(None, row.id)
-    store.mark_sent(sent.id, "250 ok")
-    store.mark_deferred(deferred.id, "451 later", now + timedelta(minutes=1))
-    store.mark_failed(failed.id, "550 unknown", suppress="550 unknown")
-    ledger.close()
+    marks = Ledger(store, "here:1:a").marks()
+    assert marks.write([], [row.id for row in claim.rows]) == {row.id for row in claim.rows}
+    marks.write([Mark(sent.id, "sent", "250 ok"), Mark(failed.id, "failed", "550 unknown", suppress="550 unknown"),
+                 Mark(deferred.id, "deferred", "451 later", retry_at=now + timedelta(minutes=1))])
     assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}
     assert store.suppressed() == {"reader0003@example.com"}
     # the deferred row is due at its retry time; the row left `sending` only once the lease has run out
-    assert [row.id for row in store.claim("there:2:b", now + timedelta(minutes=4), LEASE, 10).rows] == [deferred.id]
-    assert [row.id for row in store.claim("there:2:b", now + timedelta(minutes=6), LEASE, 10).rows] == [sending.id]
-    assert not store.ledger("here:1:a").advance(None, sending.id)        # the old holder may not start it
+    there = Ledger(store, "there:2:b")
+    assert [row.id for row in there.claim(now + timedelta(minutes=4), LEASE, 10).rows] == [deferred.id]
+    assert [row.id for row in there.claim(now + timedelta(minutes=6), LEASE, 10).rows] == [sending.id]
+    assert marks.write([], [sending.id]) == set()                          # the old holder may not start it
+    marks.close()
 
 
 def test_concurrent_claims_never_share_a_row(store):
@@ -119,7 +119,7 @@ def test_concurrent_claims_never_share_a_row(store):
 
     def claim_all(worker: str) -> None:
         mine = taken.setdefault(worker, [])
-        while rows := store.claim(worker, datetime.now(UTC), LEASE, 50).rows:
+        while rows := Ledger(store, worker).claim(datetime.now(UTC), LEASE, 50).rows:
             mine.extend(row.id for row in rows)
 
     threads = [threading.Thread(target=claim_all, args=(f"host:{n}:x",)) for n in range(4)]
@@ -137,7 +137,7 @@ def test_readers_who_leave_after_queueing_are_not_sent(store):
     issue = queue_issue(store, 3)
     store.unsubscribe("reader0000@example.com", "one-click unsubscribe")
     store.suppress("reader0002@example.com", "complaint")
-    claim = store.claim("here:1:a", datetime.now(UTC), LEASE, 10)
+    claim = Ledger(store, "here:1:a").claim(datetime.now(UTC), LEASE, 10)
     assert [row.email for row in claim.rows] == ["reader0001@example.com"]
     assert {row.email: row.last_reply for row in store.deliveries(issue.id) if row.status == "failed"} == {
         "reader0000@example.com": "unsubscribed before sending",
@@ -147,24 +147,24 @@ def test_readers_who_leave_after_queueing_are_not_sent(store):
 def test_a_dead_worker_on_this_host_is_released_at_once_and_a_stopped_one_gives_rows_back(store):
     queue_issue(store, 6)
     now = datetime.now(UTC)
-    store.register_worker("here:999999:dead", now, timedelta(days=1))
-    store.register_worker("here:1:live", now, timedelta(days=1))
-    assert len(store.claim("here:999999:dead", now, LEASE, 3).rows) == 3
-    assert len(store.claim("here:1:live", now, LEASE, 3).rows) == 3
-    assert store.reclaim_dead_neighbours("here", lambda pid: pid != 999999) == 1
-    assert len(store.claim("here:2:new", now, LEASE, 10).rows) == 3
-    store.release("here:1:live", retire=True)
-    assert len(store.claim("here:2:new", now, LEASE, 10).rows) == 3
+    Ledger(store, "here:999999:dead").register(now, timedelta(days=1))
+    Ledger(store, "here:1:live").register(now, timedelta(days=1))
+    assert len(Ledger(store, "here:999999:dead").claim(now, LEASE, 3).rows) == 3
+    assert len(Ledger(store, "here:1:live").claim(now, LEASE, 3).rows) == 3
+    assert Ledger(store, "here:2:new").reclaim_dead_neighbours(lambda pid: pid != 999999) == 1
+    assert len(Ledger(store, "here:2:new").claim(now, LEASE, 10).rows) == 3
+    Ledger(store, "here:1:live").release(retire=True)
+    assert len(Ledger(store, "here:2:new").claim(now, LEASE, 10).rows) == 3
 
 
 def test_rate_share_counts_busy_live_workers(store):
     now = datetime.now(UTC)
     for n in range(3):
-        store.register_worker(f"host:{n}:x", now, timedelta(days=1))
-    assert store.renew("host:0:x", now, LEASE, busy=True) == 1          # the others are idle
-    store.renew("host:1:x", now, LEASE, busy=True)
-    assert store.renew("host:0:x", now, LEASE, busy=True) == 2
-    assert store.renew("host:0:x", now + LEASE * 2, LEASE, busy=True) == 1   # host:1 went silent
+        Ledger(store, f"host:{n}:x").register(now, timedelta(days=1))
+    assert Ledger(store, "host:0:x").renew(now, LEASE, busy=True) == 1          # the others are idle
+    Ledger(store, "host:1:x").renew(now, LEASE, busy=True)
+    assert Ledger(store, "host:0:x").renew(now, LEASE, busy=True) == 2
+    assert Ledger(store, "host:0:x").renew(now + LEASE * 2, LEASE, busy=True) == 1   # host:1 went silent
 
 
 def test_queueing_20000_deliveries_is_quick(store):

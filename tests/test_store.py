@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from feedpub.ledger import Ledger, Mark
 from feedpub.store import MIGRATIONS, StoredVariant, StoreError, SubscriberInput, open_store
 
 JST = timezone(timedelta(hours=9))
@@ -61,14 +62,18 @@ def test_ledger_states_and_due_rows(store):
                                variants=[StoredVariant("", "s", "h", "t")], recipients=dict.fromkeys(ids, ""))
     rows = store.due_deliveries(issue.id, now)
     assert [r.email for r in rows] == [f"r{i}@example.com" for i in range(4)]
+    assert store.count_due(issue.id, now) == 4
     sent, sending, deferred, failed = rows
-    for row in rows:
-        store.mark_sending(row.id)
-    store.mark_sent(sent.id, "250 ok")
-    store.mark_deferred(deferred.id, "451 later", now + timedelta(minutes=1))
-    store.mark_failed(failed.id, "550 unknown", suppress="550 unknown")
+    ledger = Ledger(store, "here:1:a")
+    assert ledger.claim(now, timedelta(seconds=0), 10, issue.id).rows == tuple(rows)
+    marks = ledger.marks()
+    assert marks.write([], [row.id for row in rows]) == {row.id for row in rows}
+    marks.write([Mark(sent.id, "sent", "250 ok"), Mark(failed.id, "failed", "550 unknown", suppress="550 unknown"),
+                 Mark(deferred.id, "deferred", "451 later", retry_at=now + timedelta(minutes=1))])
+    marks.close()
     # sent and failed are done; the row left `sending` (a killed process) is due again; deferred waits
     assert [r.id for r in store.due_deliveries(issue.id, now)] == [sending.id]
+    assert store.count_due(issue.id, now) == 1
     assert {r.id for r in store.due_deliveries(issue.id, now + timedelta(minutes=2))} == {sending.id, deferred.id}
     assert store.next_retry(issue.id) == (now + timedelta(minutes=1))
     assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}

@@ -81,7 +81,7 @@ def send(app: App, dry_run: bool, to_email: str | None) -> None:
             _send_test_copy(config, store, now, to_email)
         if dry_run:
             _dry_run(config, store, now)
-        due = len(_due_rows(config, store, now))
+        due = _due_count(config, store, now)
         with _progress(due) as advance:
             result = send_due_issue(config, store, now, on_outcome=advance)
     report(list(result.problems))
@@ -153,12 +153,12 @@ def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
     raise SystemExit(OK)
 
 
-def _due_rows(config: Config, store: Store, now: datetime) -> list[Any]:
-    """Rows an existing issue still has to send (for the progress bar's length)."""
+def _due_count(config: Config, store: Store, now: datetime) -> int:
+    """How many rows an existing issue still has to send (for the progress bar's length)."""
     from feedpub.digest import due_slot
 
     stored = store.issue(due_slot(config, now)[0])
-    return store.due_deliveries(stored.id, now) if stored else []
+    return store.count_due(stored.id, now) if stored else 0
 
 
 @digest.command()
