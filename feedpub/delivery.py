@@ -28,7 +28,6 @@ from typing import Literal, Protocol
 from feedpub import smtp
 from feedpub.config import Config, parse_duration
 from feedpub.ledger import Ledger, Mark, Marks, new_worker_id
-from feedpub.smtp import send_one as send_one  # re-exported: the daemon sends its notices with it
 from feedpub.store import Delivery, Store, StoredIssue, utcnow
 
 log = logging.getLogger(__name__)
@@ -332,7 +331,8 @@ class _Run:
                     # The server is unavailable: no more connections this run; the rows not taken stay
                     # queued for another worker or run.
                     self.unavailable = True
-                    done.append(self._outcome(ready.row, self._temporary(ready.row, smtp.describe(exc))))
+                    done.append(self._outcome(ready.row, self._temporary(ready.row, smtp.describe(exc),
+                                                                         relay_down=True)))
                     return
                 links.append(link)
             if link.conn is not None and link.conn.has_extn("pipelining"):
@@ -502,11 +502,15 @@ class _Run:
             return self._temporary(row, str(exc))
         return Mark(row.id, "failed", str(exc), suppress=str(exc) if exc.recipient else None)
 
-    def _temporary(self, row: Delivery, reply: str) -> Mark:
+    def _temporary(self, row: Delivery, reply: str, *, relay_down: bool = False) -> Mark:
+        """Deferred with exponential backoff; failed after smtp.max_retries, unless the relay itself could
+        not be reached (refused, down, TLS or AUTH failure): an outage is nobody's message failing, so the
+        reader waits, at the longest backoff, however long it lasts."""
         attempts = row.attempts + 1
-        if attempts > self.smtp.max_retries:
+        if attempts > self.smtp.max_retries and not relay_down:
             return Mark(row.id, "failed", f"gave up after {attempts} attempts: {reply}")
-        return Mark(row.id, "deferred", reply, retry_at=utcnow() + self.retry_base * 2 ** (attempts - 1))
+        backoff = self.retry_base * 2 ** (min(attempts, self.smtp.max_retries) - 1)
+        return Mark(row.id, "deferred", reply, retry_at=utcnow() + backoff)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status != "sent":

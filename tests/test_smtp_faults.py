@@ -340,10 +340,6 @@ def test_backoff_doubles_and_retries_stop_at_max_retries(tmp_path) -> None:
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="a relay outage counts against each tried reader's smtp.max_retries: "
-                                       "after max_retries runs during the outage those readers are failed "
-                                       "for good and never get the issue (delivery._sender marks the row "
-                                       "sending, with attempts + 1, before connecting)")
 def test_relay_down_for_longer_than_the_retries_loses_nobody(tmp_path) -> None:
     server = SMTPTestServer()            # not listening: every connection refused
     try:

@@ -4,9 +4,13 @@ commands so `feedpub --help` starts fast."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -38,6 +42,21 @@ def fail(message: str) -> NoReturn:
     """Print a user-facing error and exit 2 (nothing done)."""
     click.echo(f"feedpub: {message}", err=True)
     sys.exit(FAILED)
+
+
+def stop_on_signals(stop: threading.Event, *, then: str, on_first: Callable[[], None] = lambda: None) -> None:
+    """SIGTERM/SIGINT set `stop` (the work in hand finishes; `then` says what happens to it); a second
+    signal exits at once."""
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            logging.getLogger("feedpub").warning("second signal: exiting now (%s)", then)
+            os._exit(1)
+        logging.getLogger("feedpub").info("%s: stopping after the message in flight", signal.Signals(signum).name)
+        stop.set()
+        on_first()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def report(problems: list[Problem]) -> None:

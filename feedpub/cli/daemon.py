@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from feedpub.cli import App, fail
+from feedpub.cli import App, fail, stop_on_signals
 from feedpub.errors import ConfigError
 
 log = logging.getLogger("feedpub.run")
@@ -70,9 +68,9 @@ class Daemon:
             log.info("issue %s: %s", result.period, result.summary.line())
 
     def send_confirmation(self, email: str, subject: str, text: str) -> None:
-        from feedpub import delivery, mail
+        from feedpub import mail, smtp
 
-        delivery.send_one(self.config, mail.notice(self.config, email, subject, text), email)
+        smtp.send_one(self.config, mail.notice(self.config, email, subject, text), email)
 
     def health(self) -> dict[str, Any]:
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None}
@@ -104,26 +102,18 @@ def run(app: App) -> None:
                                            log_level="warning", proxy_headers=True,
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))
     scheduler = make_scheduler(config, build=daemon.build, digest=daemon.digest)
-    stopping = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stopping.is_set():
-            log.warning("second signal: exiting now (rows left 'sending' are resumed at next start)")
-            os._exit(1)
-        log.info("%s: stopping after the current message", signal.Signals(signum).name)
-        stopping.set()
-        daemon.stop.set()
+    def stop_web() -> None:
         server.should_exit = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(daemon.stop, then="rows left 'sending' are resumed at next start", on_first=stop_web)
     web = threading.Thread(target=server.run, name="web", daemon=True)
     web.start()
     scheduler.start()
     log.info("feedpub running: web on http://%s, public at %s", config.web.listen, config.web.public_url)
     for line in describe_jobs(scheduler, config):
         log.info("%s", line)
-    while not stopping.wait(1):
+    while not daemon.stop.wait(1):
         pass
     scheduler.shutdown(wait=True)
     web.join(timeout=config.smtp.timeout)

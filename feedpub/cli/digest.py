@@ -104,7 +104,7 @@ def send(app: App, dry_run: bool, to_email: str | None) -> None:
 
 
 def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str) -> NoReturn:
-    from feedpub import delivery, mail
+    from feedpub import mail, smtp
     from feedpub.cli.subscribers import valid_address_or_fail
     from feedpub.digest import due_slot
     from feedpub.dispatch import compose_issue, next_start, render_variants, stored_variant
@@ -125,7 +125,7 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str) 
         preferences_url=mail.preferences_url(config, address),
         message_id=mail.new_message_id(config, period, address))
     try:
-        reply = delivery.send_one(config, message, address)
+        reply = smtp.send_one(config, message, address)
     except (smtplib.SMTPException, OSError) as exc:
         click.echo(f"{address}: test copy not sent: {exc}", err=True)
         raise SystemExit(PARTIAL) from exc

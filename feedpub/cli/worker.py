@@ -7,14 +7,11 @@ Run several, on as many machines as needed, against one PostgreSQL store; `feedp
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
-from typing import Any
 
 import click
 
-from feedpub.cli import OK, App, fail
+from feedpub.cli import OK, App, fail, stop_on_signals
 from feedpub.errors import ConfigError
 
 log = logging.getLogger("feedpub.worker")
@@ -49,15 +46,7 @@ def worker(app: App, lease: str, idle: str) -> None:
     store = open_store_or_fail(app)
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            log.warning("second signal: exiting now (rows left 'sending' are taken over after the lease)")
-            os._exit(1)
-        log.info("%s: stopping after the messages in flight", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop, then="rows left 'sending' are taken over after the lease")
     messages = Messages(config, store)
     log.info("worker started: sending from %s to %s:%s", store.shown, config.smtp.host, config.smtp.port)
     while not stop.is_set():
