@@ -207,16 +207,3 @@ def test_bad_sender_settings_are_config_errors(site, monkeypatch, section, key, 
     variant = Variant("", "Subject", "<p>x</p>", "x")
     with pytest.raises(ConfigError, match=f"'{section}.{key}'"):
         mail.message_template(site.config, variant)
-
-
-def test_unsubscribe_links_in_mail_sent_by_earlier_versions_still_work():
-    from itsdangerous import URLSafeTimedSerializer
-
-    from feedpub.tokens import BadToken, read_token
-
-    old = URLSafeTimedSerializer("secret", salt="feedpub.unsubscribe").dumps("reader@example.org")
-    assert read_token("secret", "unsubscribe", old) == "reader@example.org"
-    with pytest.raises(BadToken):
-        read_token("secret", "preferences", old)
-    with pytest.raises(BadToken):
-        read_token("another-secret", "unsubscribe", old)
