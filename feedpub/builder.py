@@ -118,7 +118,8 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     unchanged = [feed for feed in feeds if feed not in changed]
 
     renders = cache.load("renders") or {}
-    rendered, render_problems = render_posts(config, needed_posts(changed), site_posts=collection.posts,
+    to_render = needed_posts(changed)
+    rendered, render_problems = render_posts(config, to_render, site_posts=collection.posts,
                                              cache=renders, parallel=parallel)
     by_url = {r.post.url: r for r in rendered}
     files: dict[str, bytes] = {}
@@ -137,7 +138,7 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     by_source = defaultdict(list)
     for problem in render_problems:
         by_source[problem.path].append(problem)
-    for post in needed_posts(changed):
+    for post in to_render:
         problems_by_url[post.url] = tuple(by_source.get(post.source, ()))
     problems = sorted([*collection.problems, *plan_problems, *(p for ps in problems_by_url.values() for p in ps)],
                       key=lambda p: (p.path, p.line or 0))
@@ -153,22 +154,6 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     cache.save("renders", {url: render for url, render in renders.items() if url in shown})
     cache.save("build", _State(sources, report, outputs, fingerprints, problems_by_url))
     return report
-
-
-def site_fingerprint(config: Config) -> tuple[object, ...]:
-    """What a build depends on, cheaply: the config file and every post file's size and mtime. The
-    daemon skips a rebuild while it is unchanged."""
-    sources = [Path(config.source)] if config.source != "<defaults>" else []
-    stats = []
-    for path in sources:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        stats.append((str(path), stat.st_size, stat.st_mtime_ns))
-    if config.posts_dir.is_dir():
-        stats += [(f.relative, f.size, f.mtime_ns) for f in post_files(config.posts_dir, drafts=False)]
-    return tuple(stats)
 
 
 def _paths(config: Config, feed: Feed) -> list[str]:

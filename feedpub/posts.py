@@ -8,7 +8,7 @@ the build cache instead of being read again; a cold run reads across all cores.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,11 +127,6 @@ def post_files(root: Path, *, drafts: bool) -> list[PostFile]:
 
     walk(str(root), "")
     return found
-
-
-def find_post_files(root: Path, *, drafts: bool) -> Iterator[Path]:
-    """The paths of `post_files`."""
-    return (Path(file.path) for file in post_files(root, drafts=drafts))
 
 
 def _read_all(config: Config, root: Path, files: Sequence[PostFile], *, parallel: bool) -> dict[str, FileEntry]:

@@ -25,27 +25,21 @@ class Daemon:
         self.stop = threading.Event()
         self.categories: tuple[str, ...] = ()
         self.last_build: datetime | None = None
-        self._fingerprint: tuple[object, ...] | None = None
-        self._next_future: datetime | None = None
 
     def build(self) -> None:
-        from feedpub.builder import build_site, site_fingerprint
+        """The build is incremental: when nothing changed it only lists the posts, so it simply runs."""
+        from feedpub.builder import build_site
 
-        fingerprint = site_fingerprint(self.config)
-        now = datetime.now(UTC)
-        due = self._next_future is not None and now >= self._next_future
-        if fingerprint == self._fingerprint and not due:
-            return
         try:
             report = build_site(self.config)
         except Exception:
             log.exception("build failed")
             return
-        for problem in report.problems:
-            log.warning("%s", problem)
-        log.info("%s", report.summary())
-        self._fingerprint, self._next_future = fingerprint, report.next_future
-        self.categories, self.last_build = report.categories, now
+        if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
+            for problem in report.problems:
+                log.warning("%s", problem)
+            log.info("%s", report.summary())
+        self.categories, self.last_build = report.categories, datetime.now(UTC)
 
     def digest(self) -> None:
         from feedpub.config import parse_duration
