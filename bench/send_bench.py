@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from feedpub.config import load_config  # noqa: E402
-from feedpub.dispatch import send_due_issue  # noqa: E402
+from feedpub.send.dispatch import send_due_issue  # noqa: E402
 from feedpub.store import metadata, open_store, schema_version, subscribers  # noqa: E402
 
 SINK = "/usr/sbin/smtp-sink"
@@ -167,7 +167,7 @@ def _add_subscribers(store, count: int) -> None:
 
 
 def _sample_message(config, store, issue_id: int) -> bytes:
-    from feedpub.dispatch import Messages
+    from feedpub.send.dispatch import Messages
 
     (row,) = [r for r in store.deliveries(issue_id)[:1]]
     return Messages(config, store)(row)

@@ -1,5 +1,5 @@
 """The store: schema and migrations, subscribers, suppressions, issues and their deliveries (SQLAlchemy 2
-Core). Claims, leases and the per-message marks of sending live in `feedpub.ledger`.
+Core). Claims, leases and the per-message marks of sending live in `feedpub.send.claims`.
 
 SQLite by default (one file, WAL, created on first use); the same code and migrations run on PostgreSQL
 (psycopg 3), where several `feedpub worker` processes share one ledger. Timestamps are stored as naive

@@ -1,13 +1,24 @@
-"""Shared fixtures: a site folder with a feedpub.toml and a way to add posts to it."""
+"""Shared fixtures: a site folder with posts (`site`), a real SMTP server (`smtp_server`), a fresh
+PostgreSQL database (`pg_url`), and Debian's Chromium (`require_browser`, `CHROMIUM`, `BROWSER_ARGS`)."""
 
 from __future__ import annotations
 
+import os
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from feedpub.config import Config, load_config
+from tests.smtp_server import SMTPTestServer
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking switches Chromium keeps calling hosts this closed network refuses.
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
 
 
 class Site:
@@ -43,3 +54,48 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     return Site(tmp_path)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPTestServer]:
+    """A started server on 127.0.0.1 that records every message and injects faults on demand."""
+    server = SMTPTestServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty database (psycopg 3 driver)."""
+    server = os.environ.get("FEEDPUB_TEST_PG_URL")
+    if not server:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but FEEDPUB_TEST_PG_URL is not set: the PostgreSQL tests must run in CI")
+        pytest.skip("FEEDPUB_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:54329/postgres)")
+    name = f"feedpub_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def require_browser() -> None:
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"{CHROMIUM} (apt-get install chromium fonts-ipafont-gothic)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install playwright; never `playwright install`)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)

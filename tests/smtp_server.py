@@ -1,6 +1,6 @@
 """A real SMTP server for tests: aiosmtpd in-process on 127.0.0.1, recording every accepted message and
-injecting faults on demand. Use the `smtp_server` fixture (`from smtp_server import smtp_server_fixture`
-in a test module) or `SMTPTestServer` directly.
+injecting faults on demand. Tests ask for the `smtp_server` fixture (conftest.py) or use `SMTPTestServer`
+directly.
 
     smtp_server.faults.refuse_connections = 2          # the next 2 connections get "421" and are closed
     smtp_server.faults.stall_greeting = 3.0             # each new connection waits this long for its banner
@@ -34,13 +34,11 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -244,11 +242,3 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(name="smtp_server")
-def smtp_server_fixture() -> Iterator[SMTPTestServer]:
-    """A started server; import `smtp_server_fixture` into a test module and ask for `smtp_server`."""
-    server = SMTPTestServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()

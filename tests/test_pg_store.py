@@ -7,40 +7,20 @@ they fail: CI must never pass without having run them.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from feedpub.ledger import Ledger, Mark
+from feedpub.send.claims import Ledger, Mark
 from feedpub.store import MIGRATIONS, Store, StoredVariant, StoreError, SubscriberInput, open_store, subscribers
 
 LEASE = timedelta(minutes=5)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """The URL of a fresh, empty database (psycopg 3 driver)."""
-    server = os.environ.get("FEEDPUB_TEST_PG_URL")
-    if not server:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but FEEDPUB_TEST_PG_URL is not set: the PostgreSQL tests must run in CI")
-        pytest.skip("FEEDPUB_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:54329/postgres)")
-    name = f"feedpub_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

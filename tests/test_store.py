@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from feedpub.ledger import Ledger, Mark
+from feedpub.send.claims import Ledger, Mark
 from feedpub.store import MIGRATIONS, StoredVariant, StoreError, SubscriberInput, open_store
 
 JST = timezone(timedelta(hours=9))

@@ -19,7 +19,7 @@ from feedpub.errors import ConfigError
 @click.pass_obj
 def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cache: bool) -> None:
     """Write the Atom, RSS and JSON feeds, feeds.opml and feeds/index.html."""
-    from feedpub.builder import build_site
+    from feedpub.site.build import build_site
 
     try:
         result = build_site(app.config, output=output_dir, future=future, drafts=drafts, use_cache=not no_cache,

@@ -28,7 +28,7 @@ class Daemon:
 
     def build(self) -> None:
         """The build is incremental: when nothing changed it only lists the posts, so it simply runs."""
-        from feedpub.builder import build_site
+        from feedpub.site.build import build_site
 
         try:
             report = build_site(self.config)
@@ -43,7 +43,7 @@ class Daemon:
 
     def digest(self) -> None:
         from feedpub.config import parse_duration
-        from feedpub.dispatch import send_due_issue
+        from feedpub.send.dispatch import send_due_issue
 
         if self.stop.is_set():
             return
@@ -62,9 +62,9 @@ class Daemon:
             log.info("issue %s: %s", result.period, result.summary.line())
 
     def send_confirmation(self, email: str, subject: str, text: str) -> None:
-        from feedpub import mail, smtp
+        from feedpub.send import messages, smtp
 
-        smtp.send_one(self.config, mail.notice(self.config, email, subject, text), email)
+        smtp.send_one(self.config, messages.notice(self.config, email, subject, text), email)
 
     def health(self) -> dict[str, Any]:
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None}
@@ -78,7 +78,7 @@ def run(app: App) -> None:
 
     from feedpub.cli.subscribers import open_store_or_fail
     from feedpub.scheduler import describe_jobs, make_scheduler
-    from feedpub.web import create_app
+    from feedpub.web.app import create_app
 
     config = app.config
     store = open_store_or_fail(app)

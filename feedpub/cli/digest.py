@@ -19,11 +19,11 @@ from feedpub.errors import ConfigError, FeedpubError
 
 if TYPE_CHECKING:
     from feedpub.config import Config
-    from feedpub.digest import Variant
     from feedpub.errors import Problem
+    from feedpub.send.issue import Variant
     from feedpub.store import Store, StoredIssue
 
-log = logging.getLogger("feedpub.digest")
+log = logging.getLogger("feedpub.send.issue")
 
 
 @click.group()
@@ -39,8 +39,9 @@ def digest() -> None:
 @click.pass_obj
 def preview(app: App, since: datetime | None, output: Path | None) -> None:
     """Render the next issue to an .html and a .txt file; send nothing."""
-    from feedpub.digest import public_copy, render_variant, write_atomic
-    from feedpub.dispatch import compose_issue, next_start
+    from feedpub.files import write_atomic
+    from feedpub.send.dispatch import compose_issue, next_start
+    from feedpub.send.issue import public_copy, render_variant
 
     config = app.config
     with _user_errors():
@@ -56,8 +57,8 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
         assert variant is not None   # every post matches the "everything" variant
         html, text = public_copy(config, variant)
         target = output or config.output_dir / "digests" / "preview" / "index.html"
-        write_atomic(target, html)
-        write_atomic(target.with_suffix(".txt"), text)
+        write_atomic(target, html.encode("utf-8"))
+        write_atomic(target.with_suffix(".txt"), text.encode("utf-8"))
     click.echo(f"{target} ({len(issue.posts)} posts, subject: {variant.subject})")
     click.echo(target.with_suffix(".txt"))
 
@@ -68,7 +69,7 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
 @click.pass_obj
 def send(app: App, dry_run: bool, to_email: str | None) -> None:
     """Compose the issue that is due (if any) and deliver it; a rerun resumes only unsent rows."""
-    from feedpub.dispatch import send_due_issue
+    from feedpub.send.dispatch import send_due_issue
 
     config = app.config
     store = open_store_or_fail(app)
@@ -104,10 +105,10 @@ def send(app: App, dry_run: bool, to_email: str | None) -> None:
 
 
 def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str) -> NoReturn:
-    from feedpub import mail, smtp
     from feedpub.cli.subscribers import valid_address_or_fail
-    from feedpub.digest import due_slot
-    from feedpub.dispatch import compose_issue, next_start, render_variants, stored_variant
+    from feedpub.send import messages, smtp
+    from feedpub.send.dispatch import compose_issue, next_start, render_variants, stored_variant
+    from feedpub.send.issue import due_slot
 
     address = valid_address_or_fail(to_email)
     period, _ = due_slot(config, now)
@@ -120,10 +121,10 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str) 
     if variant is None:
         log.info("issue %s: no new posts; no test copy sent", period)
         raise SystemExit(OK)
-    message = mail.message_template(config, variant, test_copy=True).render(
-        to_email=address, to_name="", unsubscribe_url=mail.unsubscribe_url(config, address),
-        preferences_url=mail.preferences_url(config, address),
-        message_id=mail.new_message_id(config, period, address))
+    message = messages.message_template(config, variant, test_copy=True).render(
+        to_email=address, to_name="", unsubscribe_url=messages.unsubscribe_url(config, address),
+        preferences_url=messages.preferences_url(config, address),
+        message_id=messages.new_message_id(config, period, address))
     try:
         reply = smtp.send_one(config, message, address)
     except (smtplib.SMTPException, OSError) as exc:
@@ -134,8 +135,8 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str) 
 
 
 def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
-    from feedpub.digest import due_slot
-    from feedpub.dispatch import active_recipients, compose_issue, next_start, render_variants
+    from feedpub.send.dispatch import active_recipients, compose_issue, next_start, render_variants
+    from feedpub.send.issue import due_slot
 
     period, _ = due_slot(config, now)
     stored = store.issue(period)
@@ -155,7 +156,7 @@ def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
 
 def _due_count(config: Config, store: Store, now: datetime) -> int:
     """How many rows an existing issue still has to send (for the progress bar's length)."""
-    from feedpub.digest import due_slot
+    from feedpub.send.issue import due_slot
 
     stored = store.issue(due_slot(config, now)[0])
     return store.count_due(stored.id, now) if stored else 0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from feedpub import shipped
 from feedpub.cli import OK, PARTIAL, App, fail, report
+from feedpub.templates import folder
 
 
 @click.command()
@@ -21,7 +21,7 @@ def init(directory: Path) -> None:
         directory / "feedpub.toml": scaffold / "feedpub.toml",
         directory / "posts" / "2025-01-01-welcome.md": scaffold / "welcome.md",
     }
-    templates = shipped("email_templates")
+    templates = folder("email")
     if templates.is_dir():
         for item in templates.iterdir():
             if item.is_file() and not item.name.startswith("."):
@@ -44,8 +44,8 @@ def init(directory: Path) -> None:
 @click.pass_obj
 def check(app: App, future: bool, drafts: bool) -> None:
     """Parse and render every post, print problems, write nothing."""
-    from feedpub.markup import render_posts
-    from feedpub.posts import collect
+    from feedpub.site.markup import render_posts
+    from feedpub.site.posts import collect
 
     config = app.config
     collection = collect(config, future=future, drafts=drafts)

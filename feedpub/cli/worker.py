@@ -30,8 +30,8 @@ def worker(app: App, lease: str, idle: str) -> None:
 
     from feedpub.cli.subscribers import open_store_or_fail
     from feedpub.config import parse_duration
-    from feedpub.delivery import deliver
-    from feedpub.dispatch import Messages
+    from feedpub.send.delivery import deliver
+    from feedpub.send.dispatch import Messages
 
     config = app.config
     try:

@@ -1,0 +1,142 @@
+"""The digest that is due: compose it once, store it with its ledger, deliver what is unsent.
+
+Shared by `feedpub digest send` (cron or by hand) and the daemon's scheduled job. Whether an issue
+went out is the store's truth: a second run, a second process or a restart only resumes unsent rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from feedpub.config import Config
+from feedpub.errors import Problem
+from feedpub.send import delivery, messages
+from feedpub.send.issue import Issue, Variant, compose, due_slot, render_variant, variant_key, write_archive
+from feedpub.site.markup import render_posts
+from feedpub.site.posts import collect
+from feedpub.store import Delivery, Store, StoredIssue, StoredVariant, StoreError
+
+log = logging.getLogger("feedpub.send.issue")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    period: str
+    issue: StoredIssue | None          # None: nothing composed (no new posts, or the slot was missed)
+    summary: delivery.Summary | None
+    problems: tuple[Problem, ...]      # met while reading posts
+    note: str                          # one line for the log when nothing was sent
+
+
+def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
+                   on_outcome: Callable[[delivery.Outcome], None] | None = None,
+                   missed_after: timedelta | None = None, send: bool = True) -> Dispatch:
+    """Compose the issue of the latest scheduled slot unless it exists, then deliver its due rows
+    (with `send=False`, only queue them for `feedpub worker` processes).
+
+    With `missed_after` (the daemon's misfire grace), a slot that passed longer ago and was never
+    composed is skipped: its posts go into the next issue instead of a stale one going out now.
+    """
+    period, slot = due_slot(config, now)
+    stored = store.issue(period)
+    problems: list[Problem] = []
+    if stored is None:
+        if missed_after is not None and now - slot > missed_after:
+            return Dispatch(period, None, None, (), f"issue {period} was due {_ago(now - slot)} ago, beyond "
+                            f"digest.misfire_grace; skipped (its posts go into the next issue)")
+        recipients = active_recipients(store)
+        if not recipients:   # composing now would use up the slot before anyone could receive it
+            return Dispatch(period, None, None, (), f"issue {period}: no active subscribers; nothing composed")
+        starts = next_start(config, store, now)
+        issue, problems = compose_issue(config, now, starts)
+        if issue is None:
+            return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published since "
+                            f"{starts.astimezone(config.site.tz).isoformat(timespec='minutes')}; nothing to send")
+        variants = render_variants(config, issue, {"", *recipients.values()})
+        queued = {sid: key for sid, key in recipients.items() if key in variants}
+        try:
+            stored = store.create_issue(period=period, slot=slot, starts=issue.starts, ends=issue.ends,
+                                        recipients=queued, variants=[_stored(v) for v in variants.values()])
+        except StoreError:
+            stored = store.issue(period)   # another process composed it a moment ago: resume that one
+            if stored is None:
+                raise
+        write_archive(config, issue, variants[""])
+        log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
+    if not send:
+        return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
+                        "digest.send_in_daemon = false, so `feedpub worker` processes send it")
+    summary = delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
+                               on_outcome=on_outcome)
+    return Dispatch(period, stored, summary, tuple(problems), "")
+
+
+class Messages:
+    """The message for any ledger row: each issue's variant templates are built once, on first use, so a
+    worker sending rows of several issues builds each skeleton once."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self._issues: dict[int, Callable[[Delivery], bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, row: Delivery) -> bytes:
+        with self._lock:
+            if row.issue_id not in self._issues:
+                self._issues[row.issue_id] = self._load(row.issue_id)
+            message_for = self._issues[row.issue_id]
+        return message_for(row)
+
+    def _load(self, issue_id: int) -> Callable[[Delivery], bytes]:
+        period = self.store.issue_period(issue_id)
+        templates = {v.key: messages.message_template(self.config, Variant(v.key, v.subject, v.html, v.text))
+                     for v in self.store.variants(issue_id)}
+        return delivery.personalised(self.config, period, templates)
+
+
+def compose_issue(config: Config, now: datetime, starts: datetime) -> tuple[Issue | None, list[Problem]]:
+    """The issue covering (starts, now], or None; with the problems met reading posts."""
+    collection = collect(config, now=now)
+    # Render only what the issue can hold (a large site would otherwise render every post it has);
+    # `{% post_url %}` still resolves against all of them.
+    covered = sorted((p for p in collection.posts if starts < p.date <= now), key=lambda p: p.date, reverse=True)
+    rendered, warnings = render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
+    period, slot = due_slot(config, now)
+    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=now)
+    return issue, [*collection.problems, *warnings]
+
+
+def next_start(config: Config, store: Store, now: datetime) -> datetime:
+    """The previous issue's end; for the first issue, `digest.first_issue_days` back."""
+    latest = store.latest_issue()
+    return latest.ends if latest else now - timedelta(days=config.digest.first_issue_days)
+
+
+def active_recipients(store: Store) -> dict[int, str]:
+    """Active, unsuppressed subscribers → the variant key of their category preferences."""
+    return {sid: variant_key(categories) for sid, categories in store.active_recipients().items()}
+
+
+def render_variants(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:
+    """Each variant once; keys whose categories match no post are left out (those readers get nothing)."""
+    rendered = {key: render_variant(config, issue, key) for key in sorted(keys)}
+    return {key: variant for key, variant in rendered.items() if variant is not None}
+
+
+def stored_variant(store: Store, issue: StoredIssue, key: str) -> Variant | None:
+    found = [v for v in store.variants(issue.id) if v.key == key]
+    return Variant(key, found[0].subject, found[0].html, found[0].text) if found else None
+
+
+def _stored(variant: Variant) -> StoredVariant:
+    return StoredVariant(variant.key, variant.subject, variant.html, variant.text)
+
+
+def _ago(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"

@@ -1,0 +1,252 @@
+"""Digest e-mail messages: built once per variant, personalised per recipient by splicing bytes.
+
+`message_template` builds the MIME skeleton with the `email` package once. Both bodies are
+quoted-printable, encoded once in static segments around the link markers of `feedpub.send.issue`; per
+recipient only the links (and To, Date, Message-ID, List-Unsubscribe) are encoded and joined in —
+no template render and no EmailMessage build per recipient.
+
+Header values come only from cleaned text (`digest.header_text`) and validated addresses, so a CR or LF
+in a title or a name can never start a new header.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.charset import Charset
+from email.header import Header
+from email.headerregistry import Address, AddressHeader
+from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.utils import format_datetime, formataddr, getaddresses, quote
+from functools import lru_cache
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from feedpub import tokens
+from feedpub.config import Config
+from feedpub.errors import ConfigError
+from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER, Variant, header_text
+
+# Plain ASCII addresses only: no whitespace, no header or address syntax characters.
+_ADDRESS = re.compile(r"^[!#-'*+\-/-9=?A-Z^-~]+(\.[!#-'*+\-/-9=?A-Z^-~]+)*@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*$")
+_TEXT_BODY = "feedpubtextbody5d0c9a1e"
+_HTML_BODY = "feedpubhtmlbody5d0c9a1e"
+_CRLF = b"\r\n"
+_UTF8 = Charset("utf-8")
+_MAX_NAME = 150
+_SOFT_BREAK = b"=\r\n"
+_QP_LINE = 76                                  # longest quoted-printable line (RFC 2045)
+
+
+class MailPolicy(EmailPolicy):
+    """The SMTP policy, except for a non-ASCII Subject (encoded with `email.header.Header`) and display
+    name (see `format_address`): Python 3.11's folder drops or adds spaces between encoded words
+    (gh-92081)."""
+
+    def fold(self, name: str, value: str) -> str:
+        if not str(value).isascii():
+            if name.lower() == "subject":
+                return f"{name}: {encode_words(str(value), name, self.linesep)}{self.linesep}"
+            if isinstance(value, AddressHeader) and len(value.addresses) == 1:
+                address = value.addresses[0]
+                return f"{name}: {format_address(address.display_name, address.addr_spec)}{self.linesep}"
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if not str(value).isascii() and (name.lower() == "subject" or isinstance(value, AddressHeader)):
+            return self.fold(name, value).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+POLICY = MailPolicy(linesep="\r\n", max_line_length=78)
+
+
+def encode_words(text: str, header_name: str, linesep: str = "\r\n") -> str:
+    """RFC 2047 encoded words, folded at 76 characters, decoding back to exactly `text`."""
+    return Header(text, "utf-8", header_name=header_name).encode(maxlinelen=76, linesep=linesep)
+
+
+def format_address(name: str, address: str) -> str:
+    """`Name <address>` with the name cleaned of line breaks and, when not ASCII, in one encoded word.
+
+    One word although RFC 2047 caps a word at 75 characters: Python 3.11's address parser inserts a
+    space between adjacent encoded words of a display name, so a split name would not read back as
+    written. The cut keeps the header line far below the 998-octet limit."""
+    if not _ADDRESS.match(address):
+        raise ValueError(f"{address!r} is not a plain ASCII e-mail address")
+    name = header_text(name)[:_MAX_NAME]
+    return formataddr((name, address), charset=_UTF8) if name else address
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A per-recipient value inside a body: which link, and whether it goes into HTML."""
+
+    marker: str
+    in_html: bool
+
+
+class MessageTemplate:
+    """One variant's message, ready to personalise. Built by `message_template`."""
+
+    def __init__(self, chunks: tuple[bytes | _Slot, ...], tz: ZoneInfo, unsubscribe_mailto: str) -> None:
+        self._chunks = chunks
+        self._tz = tz
+        self._mailto = unsubscribe_mailto
+
+    def render(self, *, to_email: str, to_name: str, unsubscribe_url: str, preferences_url: str,
+               message_id: str) -> bytes:
+        """The complete message for one recipient, CRLF line endings."""
+        for value in (unsubscribe_url, preferences_url, message_id):
+            if not value.isascii() or not value.isprintable() or " " in value:
+                raise ValueError(f"{value!r} is not a header-safe ASCII value")
+        links = {UNSUBSCRIBE_MARKER: unsubscribe_url, PREFERENCES_MARKER: preferences_url}
+        encoded = {(marker, in_html): _qp(html.escape(url) if in_html else url) + _SOFT_BREAK
+                   for marker, url in links.items() for in_html in (False, True)}
+        unsubscribe = f"<{unsubscribe_url}>" + (f",\r\n <{self._mailto}>" if self._mailto else "")
+        head = (f"To: {format_address(to_name, to_email)}\r\n"
+                f"Date: {format_datetime(datetime.now(self._tz))}\r\n"
+                f"Message-ID: {message_id}\r\n"
+                f"List-Unsubscribe: {unsubscribe}\r\n").encode("ascii")
+        parts = [head]
+        for chunk in self._chunks:
+            parts.append(encoded[chunk.marker, chunk.in_html] if isinstance(chunk, _Slot) else chunk)
+        return b"".join(parts)
+
+
+def message_template(config: Config, variant: Variant, *, test_copy: bool = False) -> MessageTemplate:
+    """Build the message skeleton for `variant` once; `render()` it per recipient."""
+    subject = header_text(("[TEST] " if test_copy else "") + variant.subject)
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _from_address(config)
+    message["Subject"] = subject
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(_TEXT_BODY, charset="utf-8", cte="quoted-printable")
+    message.add_alternative(_HTML_BODY, subtype="html", charset="utf-8", cte="quoted-printable")
+    skeleton = message.as_bytes(policy=POLICY)
+    before_text, rest = skeleton.split(_TEXT_BODY.encode(), 1)
+    between, after_html = rest.split(_HTML_BODY.encode(), 1)
+    list_id = f"List-Id: {_list_id(config)}\r\n".encode("ascii")
+    chunks = [list_id, before_text, *_body_chunks(variant.text, in_html=False), between,
+              *_body_chunks(variant.html, in_html=True), after_html]
+    return MessageTemplate(tuple(_merge(chunks)), config.site.tz, _unsubscribe_mailto(config))
+
+
+def unsubscribe_url(config: Config, email: str) -> str:
+    """The one-click unsubscribe link (RFC 8058) for `email`."""
+    token = tokens.make_token(config.web.secret(), "unsubscribe", email)
+    return f"{config.web.public_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def preferences_url(config: Config, email: str) -> str:
+    token = tokens.make_token(config.web.secret(), "preferences", email)
+    return f"{config.web.public_url.rstrip('/')}/preferences/{token}"
+
+
+def new_message_id(config: Config, issue_period: str, email: str) -> str:
+    """A fresh Message-ID for one delivery. Random, so a test copy never shares an ID with the real
+    message (Gmail drops a second message with a known ID); it reveals nothing about `email`."""
+    return f"<{issue_period}.{secrets.token_hex(12)}@{_sender_domain(config)}>"
+
+
+def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:
+    """A one-off plain-text message to one reader (the subscription confirmation)."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _from_address(config)
+    message["To"] = format_address("", to_email)
+    message["Subject"] = header_text(subject)
+    message["Date"] = format_datetime(datetime.now(config.site.tz))
+    message["Message-ID"] = new_message_id(config, "notice", to_email)
+    message.set_content(text, charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def _from_address(config: Config) -> Address:
+    return _parse_from(config.digest.from_, str(config.source))
+
+
+@lru_cache(maxsize=8)
+def _parse_from(value: str, source: str) -> Address:
+    """Parsed once: every Message-ID names the sender's domain."""
+    found = getaddresses([value])
+    name, address = found[0] if len(found) == 1 else ("", "")
+    if not _ADDRESS.match(address) or header_text(value) != value.strip():
+        raise ConfigError(f"{source}: 'digest.from': {value!r} has no plain e-mail address "
+                          "(expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')")
+    return Address(display_name=header_text(name), addr_spec=address)
+
+
+def _unsubscribe_mailto(config: Config) -> str:
+    """`web.unsubscribe_mailto` as a mailto: URI ("" when unset); an address gets "?subject=unsubscribe"."""
+    value = config.web.unsubscribe_mailto.strip()
+    if not value:
+        return ""
+    uri = value if value.startswith("mailto:") else f"mailto:{value}?subject=unsubscribe"
+    address = uri.removeprefix("mailto:").split("?", 1)[0]
+    if not _ADDRESS.match(address) or not uri.isascii() or not uri.isprintable() or " " in uri or ">" in uri:
+        raise ConfigError(f"{config.source}: 'web.unsubscribe_mailto': {value!r} is not an e-mail address "
+                          "(expected e.g. 'unsubscribe@blog.example.com')")
+    return uri
+
+
+def _sender_domain(config: Config) -> str:
+    return _from_address(config).domain
+
+
+def _list_id(config: Config) -> str:
+    """`Title <digest.blog.example.com>` (RFC 2919): the site title as the phrase, the id from its host."""
+    host = (urlsplit(config.site.url).hostname or "localhost").encode("idna").decode("ascii")
+    title = header_text(config.site.title)
+    phrase = f'"{quote(title)}"' if title.isascii() else encode_words(title, "List-Id")
+    return f"{phrase} <digest.{host}>" if title else f"<digest.{host}>"
+
+
+def _body_chunks(body: str, *, in_html: bool) -> list[bytes | _Slot]:
+    """`body` quoted-printable encoded around the link markers, each static segment ending in a soft
+    line break so a spliced value starts on its own line and no line exceeds 76 characters."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    pattern = f"({re.escape(UNSUBSCRIBE_MARKER)}|{re.escape(PREFERENCES_MARKER)})"
+    chunks: list[bytes | _Slot] = []
+    for index, piece in enumerate(re.split(pattern, body)):
+        if index % 2:
+            chunks.append(_Slot(piece, in_html))
+        elif piece:
+            chunks.append(_qp(piece) + _SOFT_BREAK)
+    return chunks
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends and no line that starts with "." (written "=2E" instead):
+    soft breaks often fall before one (`line-height:1.4`), and SMTP would then have to dot-stuff, that is
+    copy, every 30 KB message once more on its way out."""
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    if not encoded.startswith(b".") and b"\n." not in encoded:
+        return encoded.replace(b"\n", _CRLF)
+    lines: list[bytes] = []
+    for line in encoded.split(b"\n"):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= _QP_LINE:
+                break
+            cut = _QP_LINE - 1                     # room for the soft break's "="
+            escape = line.rfind(b"=", cut - 2, cut)
+            cut = escape if escape != -1 else cut  # never split an "=XX" escape
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return _CRLF.join(lines)
+
+
+def _merge(chunks: list[bytes | _Slot]) -> list[bytes | _Slot]:
+    merged: list[bytes | _Slot] = []
+    for chunk in chunks:
+        if isinstance(chunk, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += chunk
+        else:
+            merged.append(chunk)
+    return merged

@@ -1,0 +1,70 @@
+"""The build cache in `.feedpub/cache/`: what the last build learnt, so the next one redoes only what
+changed. Never trusted blindly: every file starts with a header naming the format and the inputs it
+is valid for (feedpub version, renderer versions, config); anything else — missing, corrupt, another
+version — is discarded with a log line and the build does the work itself. Output is byte-identical
+with and without the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+from feedpub.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+FORMAT = b"feedpub-cache 1\n"
+
+
+class Cache:
+    """Named pickled values valid for one `key` (a digest of everything they depend on)."""
+
+    def __init__(self, folder: Path | None, key: str) -> None:
+        self.folder = folder          # None: caching off (`build --no-cache`): load nothing, save nothing
+        self.key = key.encode("ascii")
+
+    def load(self, name: str) -> Any:
+        """The saved value, or None (logged when a file was there but unusable)."""
+        if self.folder is None:
+            return None
+        path = self.folder / f"{name}.pickle"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.info("cache %s unreadable (%s); rebuilding it", path, exc.strerror)
+            return None
+        header = FORMAT + self.key + b"\n"
+        if not data.startswith(header):
+            log.info("cache %s is from another version or config; rebuilding it", path)
+            return None
+        try:
+            return pickle.loads(data[len(header):])
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is never fatal
+            log.info("cache %s is damaged (%s); rebuilding it", path, type(exc).__name__)
+            return None
+
+    def save(self, name: str, value: Any) -> None:
+        """A cache that cannot be written only costs speed next time."""
+        if self.folder is None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            payload = FORMAT + self.key + b"\n" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            write_atomic(self.folder / f"{name}.pickle", payload)
+        except OSError as exc:
+            log.info("cache %s not saved (%s)", self.folder, exc.strerror)
+
+
+def digest(*parts: object) -> str:
+    """A stable hex digest of reprs (for cache keys and fingerprints)."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(repr(part).encode("utf-8", "surrogatepass"))
+        hasher.update(b"\x00")
+    return hasher.hexdigest()

@@ -1,0 +1,325 @@
+"""Which feeds exist, which posts each carries, and the bytes of every feed document.
+
+Pure: `build_feeds` takes collected posts and returns {relative path: bytes}; writing is `output.py`'s job.
+Feeds are planned from `Post` metadata alone, so only the posts some feed shows get rendered.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from feedgen.ext.base import BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from feedpub import templates, urls
+from feedpub.config import Config
+from feedpub.errors import Problem
+from feedpub.site.markup import RenderedPost, render_posts, strip_invalid_xml
+from feedpub.site.posts import Post
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+# format → (file name, media type, label shown to people)
+FORMATS = {
+    "atom": ("feed.xml", "application/atom+xml", "Atom"),
+    "rss": ("rss.xml", "application/rss+xml", "RSS"),
+    "json": ("feed.json", "application/feed+json", "JSON Feed"),
+}
+# An empty site still needs a feed `updated`; a fixed instant keeps rebuilds byte-identical.
+_NO_POSTS = datetime(1970, 1, 1, tzinfo=UTC)
+_ATOM_NS = "http://www.w3.org/2005/Atom"
+# Feeds per group of posts: (folder, names a post belongs to, the [feeds] switch that enables them).
+_GROUPS: tuple[tuple[str, Callable[[Post], Sequence[str]], str], ...] = (
+    ("categories", lambda post: post.categories, "categories"),
+    ("tags", lambda post: post.tags, "tags"),
+    ("authors", lambda post: (post.author,) if post.author else (), "authors"),
+)
+
+
+@dataclass(frozen=True)
+class Feed:
+    title: str
+    folder: str                 # "" for the site-wide feed, else e.g. "categories/ai導入戦略" (not escaped)
+    posts: tuple[Post, ...]     # newest first, at most feeds.limit
+
+    def path(self, fmt: str) -> str:
+        """The document's path inside the output folder."""
+        name = FORMATS[fmt][0]
+        return f"{self.folder}/{name}" if self.folder else name
+
+    def url(self, config: Config, fmt: str) -> str:
+        return urls.absolute(config.site.root_url, self.path(fmt))
+
+
+@dataclass(frozen=True)
+class FeedBuild:
+    feeds: tuple[Feed, ...]
+    files: dict[str, bytes]     # path inside the output folder → bytes
+    rendered: int               # posts rendered (the union of what the feeds show)
+    problems: tuple[Problem, ...]
+
+
+def build_feeds(config: Config, posts: Sequence[Post]) -> FeedBuild:
+    """Plan the feeds, render the posts they show (links resolve against all `posts`), make every file."""
+    feeds, problems = plan_feeds(config, posts)
+    needed = needed_posts(feeds)
+    rendered, warnings = render_posts(config, needed, site_posts=posts)
+    files = feed_files(config, feeds, {r.post.url: r for r in rendered})
+    return FeedBuild(tuple(feeds), files, len(needed), tuple(problems + warnings))
+
+
+def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[Problem]]:
+    """The site feed plus one feed per category (and tag, author when enabled), each with its newest
+    `feeds.limit` posts. One pass over the posts per kind of group: never posts × categories."""
+    limit = config.feeds.limit
+    newest_first = sorted(posts, key=lambda p: (p.date, p.path), reverse=True)
+    feeds = [Feed(_clean(config.site.title), "", tuple(newest_first[:limit]))]
+    problems: list[Problem] = []
+    for folder, names_of, switch in _GROUPS:
+        if not getattr(config.feeds, switch):
+            continue
+        members: dict[str, list[Post]] = {}
+        first_seen: dict[str, str] = {}
+        for post in newest_first:
+            for name in names_of(post):
+                group = members.setdefault(name, [])
+                first_seen.setdefault(name, post.source)
+                if len(group) < limit:
+                    group.append(post)
+        slugs, messages = urls.assign_slugs(first_seen, config.feeds.slugs)
+        problems += [Problem(config.source, None, message) for message in messages]
+        for name, slug in sorted(slugs.items(), key=lambda item: item[1]):
+            feeds.append(Feed(_clean(f"{config.site.title} | {name}"), f"{folder}/{slug}", tuple(members[name])))
+    return feeds, problems
+
+
+def needed_posts(feeds: Sequence[Feed]) -> list[Post]:
+    """Every post some feed shows, once, newest first."""
+    union = {post.url: post for feed in feeds for post in feed.posts}
+    return sorted(union.values(), key=lambda p: (p.date, p.path), reverse=True)
+
+
+def feed_files(config: Config, feeds: Sequence[Feed], rendered: Mapping[str, RenderedPost]) -> dict[str, bytes]:
+    """Every document of the output layout; `rendered` maps a post URL to its rendering."""
+    files: dict[str, bytes] = {}
+    for feed in feeds:
+        files.update(feed_documents(config, feed, rendered))
+    files.update(site_files(config, feeds))
+    return files
+
+
+def feed_documents(config: Config, feed: Feed, rendered: Mapping[str, RenderedPost]) -> dict[str, bytes]:
+    """One feed in every configured format."""
+    makers = {"atom": atom_bytes, "rss": rss_bytes, "json": json_feed_bytes}
+    entries = [rendered[post.url] for post in feed.posts]
+    return {feed.path(fmt): makers[fmt](config, feed, entries) for fmt in config.feeds.formats}
+
+
+def site_files(config: Config, feeds: Sequence[Feed]) -> dict[str, bytes]:
+    """The files about all feeds: feeds.opml, feeds/index.html and feed.xsl."""
+    files = {"feeds.opml": opml_bytes(config, feeds), "feeds/index.html": index_html_bytes(config, feeds)}
+    if config.feeds.stylesheet:
+        files["feed.xsl"] = (templates.folder("site") / "feed.xsl").read_bytes()
+    return files
+
+
+def atom_bytes(config: Config, feed: Feed, entries: Sequence[RenderedPost]) -> bytes:
+    generator = _generator(config, feed, entries)
+    generator.link(_links(config, feed, "atom"), replace=True)
+    return generator.atom_str(pretty=True)
+
+
+def rss_bytes(config: Config, feed: Feed, entries: Sequence[RenderedPost]) -> bytes:
+    generator = _generator(config, feed, entries)
+    generator.link(_links(config, feed, "rss"), replace=True)
+    return generator.rss_str(pretty=True)
+
+
+def json_feed_bytes(config: Config, feed: Feed, entries: Sequence[RenderedPost]) -> bytes:
+    """JSON Feed 1.1 (https://jsonfeed.org/version/1.1)."""
+    site = config.site
+    document: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": feed.title,
+        "home_page_url": site.root_url + "/",
+        "feed_url": feed.url(config, "json"),
+    }
+    if site.description:
+        document["description"] = _clean(site.description)
+    if site.icon:
+        document["icon"] = _site_url(config, site.icon)
+    if site.logo or site.icon:
+        document["favicon"] = _site_url(config, site.logo or site.icon)
+    document["language"] = site.language
+    if site.author:
+        document["authors"] = [{"name": _clean(site.author)}]
+    if config.feeds.websub_hub:
+        document["hubs"] = [{"type": "WebSub", "url": config.feeds.websub_hub}]
+    document["items"] = [_json_item(config, entry) for entry in entries]
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def opml_bytes(config: Config, feeds: Sequence[Feed]) -> bytes:
+    """OPML 2.0 listing every feed once (its first configured format), for one-click import."""
+    opml = etree.Element("opml", version="2.0")
+    head = etree.SubElement(opml, "head")
+    etree.SubElement(head, "title").text = _clean(f"{config.site.title} feeds")
+    body = etree.SubElement(opml, "body")
+    fmt = config.feeds.formats[0]
+    for feed in feeds:
+        etree.SubElement(body, "outline", type="json" if fmt == "json" else "rss", text=feed.title,
+                         title=feed.title, xmlUrl=feed.url(config, fmt), htmlUrl=config.site.root_url + "/")
+    return etree.tostring(opml, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+
+
+def index_html_bytes(config: Config, feeds: Sequence[Feed]) -> bytes:
+    """A page listing the feeds and the `<link rel="alternate">` tags to paste into a site's <head>."""
+    rows = [{"title": feed.title, "count": len(feed.posts),
+             "documents": [_document(config, feed, fmt) for fmt in config.feeds.formats]}
+            for feed in feeds]
+    page = _templates().get_template("feeds_index.html").render(site=config.site, feeds=rows)
+    return page.encode("utf-8")
+
+
+def _document(config: Config, feed: Feed, fmt: str) -> dict[str, str]:
+    _, media_type, label = FORMATS[fmt]
+    url = feed.url(config, fmt)
+    # The tag as HTML source; the page escapes it once more to show it in <pre>.
+    tag = (f'<link rel="alternate" type="{media_type}" title="{html.escape(f"{feed.title} ({label})")}" '
+           f'href="{html.escape(url)}">')
+    return {"label": label, "type": media_type, "url": url, "tag": tag}
+
+
+def _generator(config: Config, feed: Feed, entries: Sequence[RenderedPost]) -> FeedGenerator:
+    """Everything Atom and RSS share; links are added per format."""
+    site = config.site
+    generator = FeedGenerator()
+    generator.load_extension("media")
+    generator.load_extension("dc", atom=False)  # RSS <author> must be an e-mail address: use dc:creator
+    generator.register_extension("feedpub", _Extras, None)
+    generator.feedpub.hub = config.feeds.websub_hub
+    generator.feedpub.stylesheet = _site_url(config, "/feed.xsl") if config.feeds.stylesheet else ""
+    generator.id(feed.url(config, "atom"))
+    generator.title(feed.title)
+    # RSS requires a channel description (feedgen mirrors it into Atom's subtitle).
+    generator.description(_clean(site.description) or feed.title)
+    generator.language(site.language)
+    generator.generator("feedpub", version=_version())
+    generator.author(name=_clean(site.author or site.title))
+    if site.icon:
+        generator.icon(_site_url(config, site.icon))
+    if site.logo:
+        generator.logo(_site_url(config, site.logo))
+    generator.updated(max((entry.post.updated for entry in entries), default=_NO_POSTS))
+    for entry in entries:
+        _add_entry(config, generator, entry)
+    return generator
+
+
+def _add_entry(config: Config, generator: FeedGenerator, rendered: RenderedPost) -> None:
+    post = rendered.post
+    entry = generator.add_entry(order="append")
+    entry.guid(post.id, permalink=post.id == post.url)
+    entry.title(post.title)
+    entry.link(href=post.url)  # one alternate link: feedgen 1.0.0 drops entry link attributes (#135)
+    entry.published(post.date)
+    entry.updated(post.updated)
+    author = post.author or config.site.author or config.site.title
+    entry.author(name=author)
+    entry.dc.dc_creator(author)
+    for name in _labels(post):
+        entry.category(term=name, label=name)
+    if rendered.excerpt_html:
+        entry.summary(rendered.excerpt_html, type="html")
+    if config.feeds.content == "full" and rendered.html:
+        entry.content(rendered.html, type="html")
+    if post.image:
+        entry.media.thumbnail(url=post.image, group=None)
+
+
+def _links(config: Config, feed: Feed, fmt: str) -> list[dict[str, str]]:
+    """Self first and alternate last: feedgen's RSS channel <link> is the last link added."""
+    links = [{"href": feed.url(config, fmt), "rel": "self", "type": FORMATS[fmt][1]}]
+    if config.feeds.websub_hub and fmt == "atom":
+        links.append({"href": config.feeds.websub_hub, "rel": "hub"})
+    links.append({"href": config.site.root_url + "/", "rel": "alternate", "type": "text/html"})
+    return links
+
+
+class _Extras(BaseExtension):
+    """What feedgen cannot express: the `<?xml-stylesheet?>` instruction and an RSS WebSub hub link."""
+
+    hub = ""
+    stylesheet = ""
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        self._add_stylesheet(feed)
+        return feed
+
+    def extend_rss(self, feed: etree._Element) -> etree._Element:
+        self._add_stylesheet(feed)
+        if self.hub:
+            etree.SubElement(feed.find("channel"), f"{{{_ATOM_NS}}}link", href=self.hub, rel="hub")
+        return feed
+
+    def _add_stylesheet(self, root: etree._Element) -> None:
+        if self.stylesheet:
+            root.addprevious(etree.ProcessingInstruction("xml-stylesheet",
+                                                         f'type="text/xsl" href="{self.stylesheet}"'))
+
+
+def _json_item(config: Config, rendered: RenderedPost) -> dict[str, Any]:
+    post = rendered.post
+    item: dict[str, Any] = {"id": post.id, "url": post.url, "title": post.title}
+    item["content_html"] = rendered.html if config.feeds.content == "full" else rendered.excerpt_html
+    if rendered.excerpt_text:
+        item["summary"] = rendered.excerpt_text
+    if post.image:
+        item["image"] = post.image
+    item["date_published"] = post.date.isoformat()
+    item["date_modified"] = post.updated.isoformat()
+    author = post.author or config.site.author
+    if author:
+        item["authors"] = [{"name": author}]
+    labels = _labels(post)
+    if labels:
+        item["tags"] = labels
+    return item
+
+
+def _labels(post: Post) -> list[str]:
+    """Categories then tags, each once."""
+    return list(dict.fromkeys(post.categories + post.tags))
+
+
+def _site_url(config: Config, value: str) -> str:
+    """A configured URL or site path (icon, logo) made absolute."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:", value, re.I):
+        return value
+    return urls.absolute(config.site.root_url, value)
+
+
+def _clean(text: str) -> str:
+    """Config text goes into XML too; post text was checked by the collector."""
+    return strip_invalid_xml(text).strip()
+
+
+@cache
+def _version() -> str:
+    try:
+        return version("feedpub")
+    except PackageNotFoundError:
+        return "0"
+
+
+@cache
+def _templates() -> Any:
+    return templates.environment("site")

@@ -1,0 +1,109 @@
+"""Writing the output folder safely.
+
+Each file is replaced atomically (`feedpub.files`). Files whose bytes did not change are left alone, so
+their mtime stays and servers keep answering 304.
+A manifest of the files feedpub wrote lets the next build remove the ones it no longer makes (feeds of
+categories that disappeared) without touching anything else in the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from feedpub.files import TEMP_PREFIX, write_atomic
+
+MANIFEST = ".feedpub-manifest"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    written: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def output_problem(root: Path) -> str | None:
+    """Why feeds cannot be written into `root`, or None. Checked before anything is written."""
+    existing = root
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing}: is not a folder (expected feeds.output_dir or --output to name a folder)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: folder is not writable (expected a folder feedpub may write into)"
+    manifest = root / MANIFEST
+    if manifest.exists() and not os.access(manifest, os.R_OK | os.W_OK):
+        return f"{manifest}: cannot read and write the list of files feedpub manages"
+    return None
+
+
+def write_files(root: Path, files: Mapping[str, bytes], keep: Collection[str] = ()) -> WriteResult:
+    """Make `root` hold exactly `files` (paths relative to it, '/'-separated) plus the already written
+    `keep` among the files feedpub manages; files feedpub never wrote are not touched."""
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    targets = {relative: _inside(root, relative) for relative in files}
+    for folder in {root, *(target.parent for target in targets.values())}:
+        for leftover in folder.glob(f"{TEMP_PREFIX}*"):  # from a build that was killed mid-write
+            leftover.unlink(missing_ok=True)
+    written, unchanged = [], []
+    for relative in sorted(files):
+        if _replace_if_changed(targets[relative], files[relative]):
+            written.append(relative)
+        else:
+            unchanged.append(relative)
+    managed = set(files) | set(keep)
+    removed = _remove_stale(root, _read_manifest(root) - managed)
+    _replace_if_changed(root / MANIFEST, "".join(f"{path}\n" for path in sorted(managed)).encode("utf-8"))
+    return WriteResult(tuple(written), tuple(sorted(unchanged + list(keep))), tuple(removed))
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """The absolute path of `relative`, refusing anything that would land outside `root`."""
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise ValueError(f"{relative!r} is outside the output folder {root}")
+    return target
+
+
+def _replace_if_changed(target: Path, data: bytes) -> bool:
+    try:
+        if target.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(target, data)
+    return True
+
+
+def _read_manifest(root: Path) -> set[str]:
+    try:
+        lines = (root / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return set()
+    return {line for line in lines if line.strip()}
+
+
+def _remove_stale(root: Path, stale: set[str]) -> list[str]:
+    """Delete files of the last build that this build does not make, then the folders that became empty."""
+    removed = []
+    folders = set()
+    for relative in sorted(stale):
+        try:
+            target = _inside(root, relative)
+        except ValueError:
+            continue  # a hand-edited manifest never makes feedpub delete outside its folder
+        if target.is_file():
+            target.unlink()
+            removed.append(relative)
+            folders.add(target.parent)
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return removed

@@ -1,0 +1,45 @@
+"""`feedpub check` from the real command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def feedpub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "feedpub", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_check_on_the_sample_posts_is_clean() -> None:
+    result = feedpub("check", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "6 posts, 0 problems, 0 warnings\n"
+
+
+def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:
+    site.post("2025-01-01-good.md", "---\ntitle: good\n---\n{% include x.html %}\n")
+    site.post("2025-01-02-bad.md", "---\ntitle: [unclosed\n---\nb\n")
+    before = sorted(p.relative_to(site.root) for p in site.root.rglob("*"))
+    result = feedpub("check", cwd=site.root)
+    assert result.returncode == 1
+    assert result.stdout == "1 posts, 1 problems, 1 warnings\n"
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid tag {% include %}")
+    assert lines[1].startswith("posts/2025-01-02-bad.md:")
+    assert sorted(p.relative_to(site.root) for p in site.root.rglob("*")) == before
+
+
+def test_check_with_future_includes_future_posts(site) -> None:
+    site.post("2999-01-01-later.md", "---\ntitle: later\n---\nb\n")
+    assert feedpub("check", cwd=site.root).stdout.startswith("0 posts")
+    assert feedpub("check", "--future", cwd=site.root).stdout.startswith("1 posts")
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = feedpub("--config", "nope.toml", "check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.toml: config file not found" in result.stderr

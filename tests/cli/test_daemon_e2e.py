@@ -1,0 +1,169 @@
+"""`feedpub run` end to end: a real daemon process, a real SMTP server, a reader in real Chromium.
+
+Subscribe through the form → confirm from the mail's link → a restart inside the misfire grace sends the
+digest → the digest's one-click List-Unsubscribe POST removes the reader → SIGTERM exits 0.
+Needs Debian `chromium` and the `playwright` package (skipped without them, except under CI=true).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
+from tests.smtp_server import SMTPTestServer
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_site(root: Path, smtp: SMTPTestServer, web_port: int) -> None:
+    # A slot every day, 5 minutes ago in Tokyo: due now and inside the 6 h grace.
+    slot = datetime.now(TOKYO) - timedelta(minutes=5)
+    (root / "feedpub.toml").write_text(f"""
+[site]
+title = "ALLFORCES"
+url = "https://blog.example.com"
+timezone = "Asia/Tokyo"
+language = "ja"
+[digest]
+schedule = "mon,tue,wed,thu,fri,sat,sun {slot:%H:%M}"
+from = "ALLFORCES編集部 <news@blog.example.com>"
+misfire_grace = "6h"
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+security = "none"
+timeout = 5
+[web]
+listen = "127.0.0.1:{web_port}"
+public_url = "http://127.0.0.1:{web_port}"
+""", encoding="utf-8")
+    (root / "posts").mkdir()
+    for days, title, category in ((1, "推論性能35%向上は何を変えるのか", "AI導入戦略"), (2, "Weekly roundup", "news")):
+        date = datetime.now(UTC) - timedelta(days=days)
+        (root / "posts" / f"{date:%Y-%m-%d}-p{days}.md").write_text(
+            f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\ncategories: [{category}]\n---\n\n'
+            f"{title}の本文です。\n", encoding="utf-8")
+
+
+class DaemonProcess:
+    def __init__(self, root: Path, web_port: int) -> None:
+        env = {**os.environ, "FEEDPUB_SECRET": "e2e-secret"}
+        self.log = root / f"daemon-{time.monotonic_ns()}.log"
+        self.process = subprocess.Popen([sys.executable, "-m", "feedpub", "run"], cwd=root, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        self.base = f"http://127.0.0.1:{web_port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz").json()["last_build"]:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()
+            time.sleep(0.2)
+        raise AssertionError(f"daemon did not come up:\n{self.log.read_text()}")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+
+def test_subscribe_confirm_receive_unsubscribe(tmp_path: Path, smtp_server: SMTPTestServer) -> None:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    web_port = free_port()
+    write_site(tmp_path, smtp_server, web_port)
+    daemon = DaemonProcess(tmp_path, web_port)
+    assert httpx.get(f"{daemon.base}/feed.xml").headers["content-type"].startswith("application/atom+xml")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.goto(f"{daemon.base}/subscribe")
+        page.get_by_label("メールアドレス").fill("reader@example.com")
+        page.get_by_label("AI導入戦略").check()
+        page.get_by_role("button", name="購読する").click()
+        page.get_by_text("確認用のリンクをメールでお送りしました").wait_for()
+
+        smtp_server.wait_for(1)
+        confirmation = smtp_server.received[0].message()
+        assert confirmation["To"] == "reader@example.com"
+        link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", confirmation.get_content())[0]
+        page.goto(link)
+        page.get_by_text("購読が確定しました").wait_for()
+        browser.close()
+
+    assert daemon.stop() == 0
+    daemon = DaemonProcess(tmp_path, web_port)   # restarted inside the grace window: the issue goes out
+    smtp_server.wait_for(2, timeout=20)
+    digest = smtp_server.received[1].message()
+    assert digest["To"] == "reader@example.com"
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = digest.get_body(("html",)).get_content()
+    assert "推論性能35%向上は何を変えるのか" in html and "Weekly roundup" not in html  # only the chosen category
+
+    unsubscribe = re.search(r"<(http[^>]+)>", digest["List-Unsubscribe"])[1]
+    answer = httpx.post(unsubscribe, content="List-Unsubscribe=One-Click",
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200
+
+    assert daemon.stop() == 0
+    listed = subprocess.run([sys.executable, "-m", "feedpub", "subscribers", "list", "--format", "json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    [reader] = json.loads(listed.stdout)
+    assert reader["email"] == "reader@example.com" and reader["status"] == "unsubscribed"
+    assert len(smtp_server.received) == 2   # the restart sent the issue once, nothing else
+
+
+def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Path,
+                                                                     smtp_server: SMTPTestServer) -> None:
+    web_port = free_port()
+    write_site(tmp_path, smtp_server, web_port)
+    text = (tmp_path / "feedpub.toml").read_text(encoding="utf-8")
+    (tmp_path / "feedpub.toml").write_text(text.replace('timeout = 5', 'timeout = 5\nrate_per_second = 4\n'
+                                                        'connections = 1'), encoding="utf-8")
+    readers = [f"reader{i:02d}@example.com" for i in range(30)]
+    csv = tmp_path / "readers.csv"
+    csv.write_text("email\n" + "\n".join(readers) + "\n", encoding="utf-8")
+    imported = subprocess.run([sys.executable, "-m", "feedpub", "subscribers", "import", str(csv)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=30)
+    assert imported.returncode == 0, imported.stderr
+
+    daemon = DaemonProcess(tmp_path, web_port)
+    smtp_server.wait_for(3, timeout=20)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5          # within smtp.timeout
+    sent_before_resume = len(smtp_server.received)
+    assert sent_before_resume < len(readers)
+
+    status = subprocess.run([sys.executable, "-m", "feedpub", "digest", "status"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30).stdout.splitlines()
+    header, row = status[0].split(), status[1].split()
+    counts = dict(zip(header[-5:], row[-5:], strict=True))
+    assert counts["SENDING"] == "0"                       # the message in flight was finished and marked
+    assert int(counts["SENT"]) == sent_before_resume      # nothing marked sent that the server did not get
+    resumed = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=tmp_path,
+                             env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, capture_output=True, text=True,
+                             timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(smtp_server.recipients()) == sorted(readers)   # each exactly once, none lost

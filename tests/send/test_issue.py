@@ -1,0 +1,283 @@
+"""The digest issue: schedule slots, covered posts, category variants, the HTML and text bodies."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from feedpub.send.issue import (
+    UNSUBSCRIBE_MARKER,
+    DigestTemplateError,
+    compose,
+    due_slot,
+    public_copy,
+    render_variant,
+    variant_key,
+    write_archive,
+)
+from feedpub.site.markup import RenderedPost, render_posts
+from feedpub.site.posts import collect
+
+NOW = datetime(2025, 12, 22, 1, 0, tzinfo=UTC)  # Monday 10:00 in Tokyo
+
+
+def config_for(site, schedule: str = '"mon 09:00"', language: str = "ja", extra: str = ""):
+    site.configure(f"""
+        [digest]
+        schedule = {schedule}
+        from = "ALLFORCES編集部 <news@blog.example.com>"
+        excerpt_chars = 40
+        {extra}
+        [web]
+        public_url = "https://news.blog.example.com"
+        """, language=language, title="ALLFORCES")
+    return site.config
+
+
+def add_posts(site) -> None:
+    site.post("2025-12-16-inference.md", """
+        ---
+        title: "推論性能35%向上は何を変えるのか"
+        date: 2025-12-16 04:49:25 +0000
+        categories: ["AI導入戦略"]
+        excerpt: "**新モデルの推論性能35%向上**について読み解きます。この抜粋は四十文字を超えても切られません。"
+        reading_time: 8
+        ---
+
+        新しいモデルの発表で、推論性能35%向上という数字が話題になっている。
+        """)
+    site.post("2025-12-18-copyright.md", """
+        ---
+        title: "生成AIと著作権"
+        date: 2025-12-18 09:00:00 +09:00
+        categories: [法務]
+        ---
+
+        生成AIを業務に使う企業が増えている。著作権の扱いはまだ手探りの状態だ。本稿では三つの点を整理する。
+
+        ## 一つ目
+        """)
+    site.post("2025-12-14-python.md", """
+        ---
+        title: "Deploying with <Python> & friends"
+        date: 2025-12-14 20:00:00 +0000
+        categories: [engineering]
+        ---
+
+        You do not need a framework to put a model behind HTTP. Here is the whole server, in twenty lines.
+        """)
+
+
+def rendered_posts(site, config) -> list[RenderedPost]:
+    rendered, _ = render_posts(config, collect(config, now=NOW).posts)
+    return rendered
+
+
+def issue_for(site, config):
+    period, slot = due_slot(config, NOW)
+    return compose(config, rendered_posts(site, config), period=period, slot=slot,
+                   starts=slot - timedelta(days=14), ends=NOW)
+
+
+# --- schedule ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("schedule", "now", "expected"), [
+    ('"mon 09:00"', datetime(2025, 12, 15, 0, 30, tzinfo=UTC), "2025-12-15-0900"),    # Mon 09:30 JST
+    ('"mon 09:00"', datetime(2025, 12, 15, 0, 0, tzinfo=UTC), "2025-12-15-0900"),     # exactly at the slot
+    ('"mon 09:00"', datetime(2025, 12, 14, 23, 59, tzinfo=UTC), "2025-12-08-0900"),   # Mon 08:59 JST
+    ('"mon 09:00"', datetime(2025, 12, 14, 16, 0, tzinfo=UTC), "2025-12-08-0900"),    # Mon 01:00 JST, Sun in UTC
+    ('"Mon 09:00"', datetime(2025, 12, 21, 14, 0, tzinfo=UTC), "2025-12-15-0900"),    # Sun 23:00 JST
+    ('["mon 09:00", "thu 18:30"]', datetime(2025, 12, 18, 9, 29, tzinfo=UTC), "2025-12-15-0900"),
+    ('["mon 09:00", "thu 18:30"]', datetime(2025, 12, 18, 9, 30, tzinfo=UTC), "2025-12-18-1830"),
+    ('"mon,thu 07:00"', datetime(2025, 12, 20, 0, 0, tzinfo=UTC), "2025-12-18-0700"),
+    ('"sun 00:00"', datetime(2025, 12, 20, 15, 0, tzinfo=UTC), "2025-12-21-0000"),    # Sun 00:00 JST = Sat UTC
+])
+def test_due_slot_is_the_latest_slot_at_or_before_now_in_site_timezone(site, schedule, now, expected):
+    config = config_for(site, schedule)
+    period, slot = due_slot(config, now)
+    assert period == expected
+    assert slot <= now and slot.utcoffset() == timedelta(hours=9)
+    assert slot.strftime("%Y-%m-%d-%H%M") == period
+
+
+def test_due_slot_follows_the_configured_timezone(site):
+    site.configure('[digest]\nschedule = "mon 00:00"\n', timezone="UTC")
+    assert due_slot(site.config, datetime(2025, 12, 15, 0, 0, tzinfo=UTC))[0] == "2025-12-15-0000"
+    assert due_slot(site.config, datetime(2025, 12, 14, 23, 59, tzinfo=UTC))[0] == "2025-12-08-0000"
+
+
+def test_variant_key():
+    assert variant_key([]) == ""
+    assert variant_key(["法務", "AI導入戦略", "法務"]) == "AI導入戦略\t法務"
+
+
+# --- composition ------------------------------------------------------------------------------------
+
+def test_compose_covers_starts_exclusive_to_ends_inclusive_newest_first(site):
+    config = config_for(site)
+    add_posts(site)
+    rendered = rendered_posts(site, config)
+    dates = {r.post.title: r.post.date for r in rendered}
+    starts = dates["Deploying with <Python> & friends"]
+    ends = dates["生成AIと著作権"]
+    issue = compose(config, rendered, period="p", slot=NOW, starts=starts, ends=ends)
+    assert [r.post.title for r in issue.posts] == ["生成AIと著作権", "推論性能35%向上は何を変えるのか"]
+    assert compose(config, rendered, period="p", slot=NOW, starts=ends, ends=NOW) is None
+
+
+def test_compose_keeps_at_most_max_posts(site):
+    config = config_for(site, extra="max_posts = 2")
+    for day in range(1, 6):
+        site.post(f"2025-12-{day:02d}-post-{day}.md", f"---\ntitle: Post {day}\n---\n\nText {day}.\n")
+    issue = compose(config, rendered_posts(site, config), period="p", slot=NOW,
+                    starts=NOW - timedelta(days=60), ends=NOW)
+    assert [r.post.title for r in issue.posts] == ["Post 5", "Post 4"]
+
+
+def test_subscriber_with_preferences_gets_only_matching_posts(site):
+    config = config_for(site)
+    add_posts(site)
+    issue = issue_for(site, config)
+    legal = render_variant(config, issue, variant_key(["法務"]))
+    assert "生成AIと著作権" in legal.html and "生成AIと著作権" in legal.text
+    assert "推論性能35%向上" not in legal.html and "推論性能35%向上" not in legal.text
+    assert "選択中のカテゴリー: 法務" in legal.text
+    everyone = render_variant(config, issue, "")
+    assert "推論性能35%向上" in everyone.html and "生成AIと著作権" in everyone.html
+    assert render_variant(config, issue, variant_key(["料理"])) is None
+
+
+# --- templates --------------------------------------------------------------------------------------
+
+def test_html_is_a_600px_inlined_table_layout_with_preheader_and_dark_mode(site):
+    config = config_for(site)
+    add_posts(site)
+    html = render_variant(config, issue_for(site, config), "").html
+    assert '<html lang="ja"' in html
+    assert '<meta name="color-scheme" content="light dark">' in html
+    assert '<meta name="supported-color-schemes" content="light dark">' in html
+    assert 'width="600"' in html and "max-width: 600px" in html
+    preheader = (r'<div class="preheader" style="display: none;[^"]*">'
+                 r"生成AIと著作権 / 推論性能35%向上は何を変えるのか / ")
+    assert re.search(preheader, html)
+    # Inlined: the only CSS left in <style> is the @media rules.
+    style = re.search(r"<style>(.*?)</style>", html, re.S)[1]
+    assert "@media only screen and (max-width: 620px)" in style and "prefers-color-scheme: dark" in style
+    assert not re.sub(r"@media[^{]*\{([^{}]*\{[^}]*\})*\s*\}", "", style).strip()
+    assert 'class="title" style="' in html
+    assert "{{" not in html and "{%" not in html
+
+
+def test_html_links_are_absolute_and_posts_show_date_categories_reading_time(site):
+    config = config_for(site)
+    add_posts(site)
+    variant = render_variant(config, issue_for(site, config), "")
+    html, _ = public_copy(config, variant)
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith("https://") for h in hrefs), hrefs
+    assert "https://news.blog.example.com/unsubscribe" in hrefs
+    assert "https://news.blog.example.com/preferences" in hrefs
+    # 2025-12-14 20:00 UTC is 12月15日 in Tokyo.
+    assert "2025年12月15日 · engineering · 1分で読めます" in html
+    assert "2025年12月16日 · AI導入戦略 · 8分で読めます" in html
+    assert "Deploying with &lt;Python&gt; &amp; friends" in html
+    assert "続きを読む" in html and "配信停止" in html
+    assert "ダイジェスト配信に登録されているため" in html
+
+
+def test_excerpt_front_matter_whole_first_paragraph_cut(site):
+    config = config_for(site)
+    add_posts(site)
+    variant = render_variant(config, issue_for(site, config), "")
+    # Front-matter excerpt: rendered Markdown, not cut although longer than excerpt_chars (40).
+    assert "<strong>新モデルの推論性能35%向上</strong>" in variant.html
+    assert "この抜粋は四十文字を超えても切られません。" in variant.text
+    # First paragraph: cut at a sentence end within 40 characters.
+    assert "生成AIを業務に使う企業が増えている。著作権の扱いはまだ手探りの状態だ。\n" in variant.text
+    assert "本稿では" not in variant.text
+
+
+def test_english_site_has_english_strings(site):
+    config = config_for(site, language="en")
+    add_posts(site)
+    variant = render_variant(config, issue_for(site, config), "")
+    assert '<html lang="en"' in variant.html
+    assert "Dec 15, 2025 · engineering · 1 min read" in variant.text
+    assert "Dec 16, 2025 · AI導入戦略 · 8 min read" in variant.text
+    assert "Read more: https://blog.example.com/engineering/2025/12/15/python.html" in variant.text
+    assert "Unsubscribe: " + UNSUBSCRIBE_MARKER in variant.text
+
+
+def test_text_part_comes_from_the_text_template(site):
+    config = config_for(site)
+    add_posts(site)
+    text = render_variant(config, issue_for(site, config), "").text
+    assert text.startswith("ALLFORCES — 2025年12月22日\nALLFORCES の新着記事 3 件\n")
+    assert "■ Deploying with <Python> & friends\n" in text
+    assert "<p" not in text and "&amp;" not in text and "{{" not in text
+
+
+def test_twenty_posts_stay_under_100_kb(site):
+    config = config_for(site)
+    paragraph = "生成AIの導入で現場の仕事はどう変わるのか。" * 6
+    for n in range(25):
+        site.post(f"2025-12-{n % 20 + 1:02d}-post-{n}.md", f"""
+            ---
+            title: "第{n}回 推論性能と導入戦略についての長めの見出しタイトル"
+            categories: [AI導入戦略, 法務, engineering]
+            excerpt: "{paragraph}"
+            ---
+
+            {paragraph}
+            """)
+    issue = compose(config, rendered_posts(site, config), period="p", slot=NOW,
+                    starts=NOW - timedelta(days=60), ends=NOW)
+    variant = render_variant(config, issue, "")
+    assert len(issue.posts) == 20
+    assert len(variant.html.encode("utf-8")) < 100_000
+    assert variant.html.count('class="post"') == 20
+
+
+def test_subject_is_rendered_from_config_on_one_line(site):
+    config = config_for(site, extra='subject = "{{ site.title }} — {{ issue.date }}: {{ issue.posts[0].title }}"')
+    site.post("2025-12-20-evil.md", '---\ntitle: "Hello\\r\\nBcc: victim@example.com\\u2028X"\n---\n\nBody.\n')
+    variant = render_variant(config, issue_for(site, config), "")
+    assert variant.subject == "ALLFORCES — 2025-12-22: Hello Bcc: victim@example.com X"
+
+
+def test_operator_template_overrides_and_errors_name_file_and_line(site):
+    config = config_for(site, extra='templates_dir = "email_templates"')
+    add_posts(site)
+    issue = issue_for(site, config)
+    folder = site.root / "email_templates"
+    folder.mkdir()
+    (folder / "digest.txt.j2").write_text("Only {{ posts | length }} posts\n", encoding="utf-8")
+    variant = render_variant(config, issue, "")
+    assert variant.text == "Only 3 posts\n"
+    assert "ALLFORCES" in variant.html  # the HTML template still comes from the shipped copy
+
+    (folder / "digest.html.j2").write_text("<html>\n<body>\n{% for post in posts %}\n{{ post.title }\n</body>\n",
+                                           encoding="utf-8")
+    with pytest.raises(DigestTemplateError) as error:
+        render_variant(config, issue, "")
+    assert str(error.value).startswith(f"{folder / 'digest.html.j2'}:4: template error: ")
+
+    (folder / "digest.html.j2").write_text("<html>\n{{ post.nonexistent.deeper }}\n", encoding="utf-8")
+    with pytest.raises(DigestTemplateError) as error:
+        render_variant(config, issue, "")
+    assert str(error.value).startswith(f"{folder / 'digest.html.j2'}:2: template error: ")
+
+
+def test_write_archive_is_atomic_and_has_no_personal_links(site):
+    config = config_for(site)
+    add_posts(site)
+    issue = issue_for(site, config)
+    path = write_archive(config, issue, render_variant(config, issue, ""))
+    assert path == site.root / "public" / "digests" / "2025-12-22-0900" / "index.html"
+    html = path.read_text(encoding="utf-8")
+    assert "推論性能35%向上は何を変えるのか" in html
+    assert "feedpub-" not in html
+    assert [p.name for p in Path(path.parent).iterdir()] == ["index.html"]

@@ -1,0 +1,163 @@
+"""The web app through Starlette's test client, on a real SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from feedpub.store import SubscriberInput, open_store
+from feedpub.tokens import make_token
+from feedpub.web.app import RateLimit, create_app
+
+SECRET = "test-secret-key"
+
+
+@pytest.fixture
+def web(site, monkeypatch):
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure('[web]\npublic_url = "https://news.example.com"\n', language="ja")
+    config = site.config
+    store = open_store(config.store_url)
+    outbox: list[tuple[str, str, str]] = []
+    app = create_app(config, store, send_confirmation=lambda *mail: outbox.append(mail),
+                     categories=lambda: ["AI導入戦略", "news"], health=lambda: {"last_build": "2025-12-16T00:00:00Z"},
+                     per_ip=RateLimit(5, 3600), per_address=RateLimit(2, 3600))
+    (config.output_dir / "categories" / "news").mkdir(parents=True)
+    (config.output_dir / "feed.xml").write_text("<feed/>", encoding="utf-8")
+    (config.output_dir / "categories" / "news" / "rss.xml").write_text("<rss/>", encoding="utf-8")
+    (config.output_dir / "feed.json").write_text("{}", encoding="utf-8")
+    (config.output_dir / "digests" / "2025-12-15-0900").mkdir(parents=True)
+    (config.output_dir / "digests" / "2025-12-15-0900" / "index.html").write_text("<p>issue</p>", encoding="utf-8")
+    with TestClient(app) as client:
+        yield client, store, outbox
+
+
+def token(purpose: str, email: str) -> str:
+    return make_token(SECRET, purpose, email)
+
+
+def tampered(value: str) -> str:
+    """One character changed inside the signature (the last base64 character may only carry padding)."""
+    return value[:-5] + ("A" if value[-5] != "A" else "B") + value[-4:]
+
+
+def test_subscribe_form_lists_categories_in_the_site_language(web) -> None:
+    client, _, _ = web
+    page = client.get("/subscribe")
+    assert page.status_code == 200
+    assert '<html lang="ja">' in page.text and "メールアドレス" in page.text
+    assert 'value="AI導入戦略"' in page.text
+
+
+def test_double_opt_in(web) -> None:
+    client, store, outbox = web
+    answer = client.post("/subscribe", data={"email": "Reader@Example.com", "name": "読者\r\nBcc: x@evil",
+                                             "categories": ["news", "unknown"]})
+    assert answer.status_code == 200 and "確認用のリンク" in answer.text
+    subscriber = store.subscriber("reader@example.com")
+    assert subscriber.status == "pending" and subscriber.categories == ("news",)
+    assert "\n" not in subscriber.name
+    [(to, subject, body)] = outbox
+    assert to == "Reader@example.com" and "購読確認" in subject
+    link = next(line for line in body.splitlines() if line.startswith("https://news.example.com/confirm/"))
+    confirmed = client.get(link.removeprefix("https://news.example.com"))
+    assert confirmed.status_code == 200 and "購読が確定しました" in confirmed.text
+    assert store.subscriber("reader@example.com").status == "active"
+
+
+def test_resubscribing_reveals_nothing(web) -> None:
+    client, store, outbox = web
+    store.save_subscribers([SubscriberInput("known@example.com")], status="active")
+    known = client.post("/subscribe", data={"email": "known@example.com"})
+    unknown = client.post("/subscribe", data={"email": "new@example.com"})
+    assert known.status_code == unknown.status_code == 200
+    assert known.text == unknown.text
+    assert store.subscriber("known@example.com").status == "active"  # not downgraded to pending
+
+
+def test_invalid_address_is_refused(web) -> None:
+    client, store, outbox = web
+    answer = client.post("/subscribe", data={"email": "not an address"})
+    assert answer.status_code == 400 and "正しいメールアドレス" in answer.text
+    assert outbox == [] and store.subscribers() == []
+
+
+def test_rate_limits_per_address_and_per_ip(web) -> None:
+    client, _, outbox = web
+    for _ in range(3):
+        client.post("/subscribe", data={"email": "target@example.com"})
+    assert len(outbox) == 2  # per-address limit: no mail bombing of one inbox
+    client.post("/subscribe", data={"email": "other1@example.com"})
+    client.post("/subscribe", data={"email": "other2@example.com"})
+    assert client.post("/subscribe", data={"email": "other3@example.com"}).status_code == 429
+
+
+def test_confirm_token_is_single_purpose_and_unforgeable(web) -> None:
+    client, store, _ = web
+    store.save_subscribers([SubscriberInput("a@example.com")], status=None, new_status="pending")
+    for bad in (token("unsubscribe", "a@example.com"), tampered(token("confirm", "a@example.com")), "garbage"):
+        assert client.get(f"/confirm/{bad}").status_code == 400
+    assert store.subscriber("a@example.com").status == "pending"
+
+
+def test_one_click_unsubscribe(web) -> None:
+    client, store, _ = web
+    store.save_subscribers([SubscriberInput("b@example.com")], status="active")
+    url = f"/unsubscribe/{token('unsubscribe', 'b@example.com')}"
+    shown = client.get(url)
+    assert shown.status_code == 200 and "<button" in shown.text
+    assert store.subscriber("b@example.com").status == "active"  # GET never unsubscribes
+    client.cookies.clear()
+    done = client.post(url, content="List-Unsubscribe=One-Click",
+                       headers={"content-type": "application/x-www-form-urlencoded"}, follow_redirects=False)
+    assert done.status_code == 200
+    assert store.subscriber("b@example.com").status == "unsubscribed"
+    assert store.suppression("b@example.com") is not None
+
+
+def test_forged_unsubscribe_changes_nothing(web) -> None:
+    client, store, _ = web
+    store.save_subscribers([SubscriberInput("c@example.com")], status="active")
+    good = token("unsubscribe", "c@example.com")
+    forged = [tampered(good), token("preferences", "c@example.com"),
+              make_token("another-secret", "unsubscribe", "c@example.com")]
+    for bad in forged:
+        assert client.post(f"/unsubscribe/{bad}", content="List-Unsubscribe=One-Click").status_code == 400
+    assert store.subscriber("c@example.com").status == "active"
+
+
+def test_preferences(web) -> None:
+    client, store, _ = web
+    store.save_subscribers([SubscriberInput("d@example.com", None, ("news",))], status="active")
+    url = f"/preferences/{token('preferences', 'd@example.com')}"
+    assert 'value="news" checked' in client.get(url).text
+    assert client.post(url, data={"categories": ["AI導入戦略"]}).status_code == 200
+    assert store.subscriber("d@example.com").categories == ("AI導入戦略",)
+
+
+def test_feeds_served_with_types_etag_and_304(web) -> None:
+    client, _, _ = web
+    for path, media_type in [("/feed.xml", "application/atom+xml"), ("/categories/news/rss.xml", "application/rss+xml"),
+                             ("/feed.json", "application/feed+json")]:
+        first = client.get(path)
+        assert first.status_code == 200
+        assert first.headers["content-type"].startswith(media_type)
+        assert first.headers["etag"] and first.headers["last-modified"]
+        again = client.get(path, headers={"if-none-match": first.headers["etag"]})
+        assert again.status_code == 304
+    assert client.get("/digests/2025-12-15-0900/").text == "<p>issue</p>"
+    assert client.get("/nothing-here.xml").status_code == 404
+
+
+def test_healthz(web) -> None:
+    client, _, _ = web
+    body = client.get("/healthz").json()
+    assert body == {"status": "ok", "last_digest_period": None, "queued_deliveries": 0,
+                    "last_build": "2025-12-16T00:00:00Z"}
+
+
+def test_archive_links_without_token_explain_what_to_do(web) -> None:
+    client, _, _ = web
+    for path in ("/unsubscribe", "/preferences"):
+        page = client.get(path)
+        assert page.status_code == 200 and "ダイジェスト末尾にあるリンク" in page.text
