@@ -12,7 +12,7 @@ import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
@@ -60,9 +60,25 @@ class FeedsConfig:
     slugs: dict[str, str] = field(default_factory=dict)
 
 
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """One `digest.schedule` entry in the site's time zone: "mon,thu 09:00" → days (0, 3) at 09:00."""
+
+    days: tuple[int, ...]      # 0 is Monday
+    at: time
+
+    @property
+    def day_names(self) -> str:
+        """"mon,thu": the form cron triggers take (names, never numbers: APScheduler counts from Monday)."""
+        return ",".join(DAY_NAMES[day] for day in self.days)
+
+
 @dataclass(frozen=True)
 class DigestConfig:
-    schedule: tuple[str, ...] = ("mon 09:00",)
+    schedule: tuple[ScheduleEntry, ...] = (ScheduleEntry((0,), time(9, 0)),)
     subject: str = "{{ site.title }} weekly — {{ issue.date }}"
     from_: str = "feedpub <feedpub@localhost>"
     max_posts: int = 20
@@ -103,6 +119,7 @@ class WebConfig:
     secret_env: str = "FEEDPUB_SECRET"
     unsubscribe_mailto: str = ""
     templates_dir: str = ""
+    subscribe_limit: int = 10            # subscribe requests an hour from one client address
 
     def secret(self) -> str:
         return require_env(self.secret_env)
@@ -160,7 +177,8 @@ _CHOICES = {
     ("smtp", "security"): {"starttls", "ssl", "none"},
 }
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
-_SCHEDULE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(,(mon|tue|wed|thu|fri|sat|sun))*\s+([01]?\d|2[0-3]):([0-5]\d)$")
+_DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
+_SCHEDULE = re.compile(rf"^({_DAY}(?:,{_DAY})*)\s+([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -170,6 +188,16 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration (expected e.g. '90s', '5m', '6h', '1d')")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
     return timedelta(**{unit: int(match[1])})
+
+
+def parse_schedule_entry(text: str) -> ScheduleEntry:
+    """'mon,thu 09:00' → ScheduleEntry((0, 3), 09:00)."""
+    match = _SCHEDULE.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a day name and time "
+                         "(expected e.g. 'mon 09:00' or 'mon,thu 09:00': day names, not crontab numbers)")
+    days = tuple(sorted({DAY_NAMES.index(day) for day in match[1].split(",")}))
+    return ScheduleEntry(days, time(int(match[2]), int(match[3])))
 
 
 def load_config(path: Path | None) -> Config:
@@ -230,8 +258,13 @@ def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: 
 
 def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
     origin = get_origin(hint)
-    if where == ("digest", "schedule") and isinstance(value, str):
-        value = [value]
+    if where == ("digest", "schedule"):
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list) or not all(isinstance(v, str) for v in entries):
+            raise TypeError("expected a string or a list of strings")
+        if not entries:
+            raise ValueError("is empty (expected e.g. 'mon 09:00')")
+        return tuple(parse_schedule_entry(entry) for entry in entries)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise TypeError("expected a list of strings")
@@ -284,10 +317,6 @@ def _validate(config: Config, path: Path, text: str) -> None:
             parse_duration(value)
         except ValueError as exc:
             checks.append((key, f"'{key}': {exc}", None))
-    for entry in config.digest.schedule:
-        if not _SCHEDULE.match(entry.strip().lower()):
-            checks.append(("schedule", f"'digest.schedule': {entry!r} is not a day name and time",
-                           "e.g. 'mon 09:00' or 'mon,thu 09:00' (day names, not crontab numbers)"))
     if checks:
         key, message, expected = checks[0]
         raise ConfigError(_at(path, text, key, message, expected))

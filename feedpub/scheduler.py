@@ -25,17 +25,9 @@ DIGEST_JOB = "send-digest"
 
 
 def digest_trigger(config: Config) -> OrTrigger:
-    """One cron trigger per `digest.schedule` entry ("mon 09:00", "mon,thu 09:00"), in the site's zone.
-
-    Day names only: APScheduler 3 counts crontab day numbers from Monday, so "1" would be Tuesday.
-    """
-    triggers = []
-    for entry in config.digest.schedule:
-        days, clock = entry.strip().lower().split()
-        hour, minute = clock.split(":")
-        triggers.append(CronTrigger(day_of_week=days, hour=int(hour), minute=int(minute),
-                                    timezone=config.site.tz))
-    return OrTrigger(triggers)
+    """One cron trigger per `digest.schedule` entry, in the site's zone."""
+    return OrTrigger([CronTrigger(day_of_week=entry.day_names, hour=entry.at.hour, minute=entry.at.minute,
+                                  timezone=config.site.tz) for entry in config.digest.schedule])
 
 
 def make_scheduler(config: Config, *, build: Callable[[], object], digest: Callable[[], object],

@@ -253,6 +253,11 @@ class Store:
             row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == email_key(email))).first()
         return _subscriber(row) if row else None
 
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+        return _subscriber(row) if row else None
+
     def active_recipients(self) -> dict[int, tuple[str, ...]]:
         """Active, unsuppressed subscribers → their category preferences (one light query, no objects)."""
         query = (sa.select(subscribers.c.id, subscribers.c.categories)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import time
 from pathlib import Path
 
 import pytest
 
-from feedpub.config import Config, MissingSecret, load_config
+from feedpub.config import Config, MissingSecret, ScheduleEntry, load_config
 from feedpub.errors import ConfigError
 
 
@@ -20,7 +21,7 @@ def test_every_key_is_optional(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""))
     assert config.feeds.formats == ("atom", "rss", "json")
     assert config.feeds.limit == 20
-    assert config.digest.schedule == ("mon 09:00",)
+    assert config.digest.schedule == (ScheduleEntry((0,), time(9, 0)),)
     assert config.smtp.port == 587
     assert config.root == tmp_path.resolve()
 
@@ -49,7 +50,7 @@ url = "sqlite:///.feedpub/feedpub.db"
 '''))
     assert config.site.tz.key == "Asia/Tokyo"
     assert config.feeds.slugs == {"AI導入戦略": "ai-strategy"}
-    assert config.digest.schedule == ("mon 09:00", "thu 09:00")
+    assert config.digest.schedule == (ScheduleEntry((0,), time(9, 0)), ScheduleEntry((3,), time(9, 0)))
     assert config.digest.from_ == "ALLFORCES <news@blog.example.com>"
     assert config.smtp.rate_per_second == 10.0
     assert config.store_url == f"sqlite:///{tmp_path.resolve()}/.feedpub/feedpub.db"

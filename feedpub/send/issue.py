@@ -11,7 +11,7 @@ import re
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ PREFERENCES_MARKER = "feedpub-preferences-url-5d0c9a1e"
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Anything that could end or break a header line: C0/C1 controls, DEL, Unicode line/paragraph separators.
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -83,17 +82,14 @@ def due_slot(config: Config, now: datetime) -> tuple[str, datetime]:
     """The latest `digest.schedule` slot at or before `now`, in site.timezone: (period key, slot)."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    if not config.digest.schedule:
-        raise ConfigError(f"{config.source}: 'digest.schedule' is empty (expected e.g. 'mon 09:00')")
     tz = config.site.tz
     today = now.astimezone(tz).date()
     candidates = []
     for entry in config.digest.schedule:
-        days, at = _parse_schedule(entry)
         for back in range(8):
             day = today - timedelta(days=back)
-            slot = datetime.combine(day, at, tzinfo=tz)
-            if day.weekday() in days and slot <= now:
+            slot = datetime.combine(day, entry.at, tzinfo=tz)
+            if day.weekday() in entry.days and slot <= now:
                 candidates.append(slot)
                 break
     slot = max(candidates)
@@ -149,13 +145,6 @@ def write_archive(config: Config, issue: Issue, variant: Variant) -> Path:
 def header_text(value: str) -> str:
     """One line of header-safe text: control characters and line breaks become single spaces."""
     return " ".join(_HEADER_BREAKERS.sub(" ", value).split())
-
-
-def _parse_schedule(entry: str) -> tuple[set[int], time]:
-    """'mon,thu 09:00' → ({0, 3}, 09:00). Config validation already checked the form."""
-    days, clock = entry.strip().lower().split()
-    hour, minute = clock.split(":")
-    return {_DAYS.index(day) for day in days.split(",")}, time(int(hour), int(minute))
 
 
 def _context(config: Config, issue: Issue, posts: list[RenderedPost], chosen: list[str]) -> dict[str, Any]:
