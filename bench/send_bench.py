@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from feedpub.config import load_config  # noqa: E402
+from feedpub.schema import metadata, schema_version, subscribers  # noqa: E402
 from feedpub.send.dispatch import send_due_issue  # noqa: E402
-from feedpub.store import metadata, open_store, schema_version, subscribers  # noqa: E402
+from feedpub.send.issue import due_slot  # noqa: E402
+from feedpub.store import open_store  # noqa: E402
 
 SINK = "/usr/sbin/smtp-sink"
 SOURCE = "/usr/sbin/smtp-source"
@@ -145,15 +147,17 @@ public_url = "https://news.blog.example.com"
     posts = site / "posts"
     posts.mkdir()
     rng = random.Random(1)
-    now = datetime.now(UTC)
+    # Dated before the slot that is due, so that the due issue covers them whatever the day of the week.
+    config = load_config(site / "feedpub.toml")
+    slot = due_slot(config, datetime.now(UTC))[1]
     for number in range(20):
-        date = now - timedelta(hours=6 * number + 1)
+        date = slot - timedelta(hours=6 * number + 1)
         words = rng.sample(WORDS, 3)
         body = "\n\n".join("".join(f"{rng.choice(WORDS)}の動向について、現場の事例をもとに整理します。"
                                    for _ in range(12)) for _ in range(4))
         (posts / f"{date:%Y-%m-%d}-post-{number}.md").write_text(
             f'---\ntitle: "{words[0]}と{words[1]}：{words[2]}の最前線 その{number}"\n'
-            f"date: {date:%Y-%m-%d %H:%M:%S} +0000\ncategories: [{words[0]}]\n---\n\n{body}\n", encoding="utf-8")
+            f"date: {date:%Y-%m-%d %H:%M:%S %z}\ncategories: [{words[0]}]\n---\n\n{body}\n", encoding="utf-8")
 
 
 def _add_subscribers(store, count: int) -> None:
@@ -169,7 +173,7 @@ def _add_subscribers(store, count: int) -> None:
 def _sample_message(config, store, issue_id: int) -> bytes:
     from feedpub.send.dispatch import Messages
 
-    (row,) = [r for r in store.deliveries(issue_id)[:1]]
+    row = store.due_deliveries(issue_id, datetime.now(UTC))[0]
     return Messages(config, store)(row)
 
 

@@ -11,13 +11,18 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time, timedelta
+from email.utils import getaddresses
 from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
+
+from feedpub.addresses import BadAddress, mailable
 from feedpub.errors import ConfigError
 
 
@@ -177,6 +182,10 @@ _CHOICES = {
     ("smtp", "security"): {"starttls", "ssl", "none"},
 }
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+# The stores feedpub ships drivers for: SQLite, and PostgreSQL through psycopg 3.
+_STORE_URL = re.compile(r"^(sqlite:///|postgresql(\+psycopg)?://)")
+# What may not stand in a header value: control characters and line breaks.
+_HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
 _SCHEDULE = re.compile(rf"^({_DAY}(?:,{_DAY})*)\s+([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -248,11 +257,13 @@ def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: 
         name = _RENAMED.get(key, key)
         dotted = f"{section}.{key}"
         if name not in hints or name.startswith("_"):
-            raise ConfigError(_at(path, text, key, f"unknown key '{dotted}'", _known(cls)))
+            raise ConfigError(_at(path, text, dotted, f"unknown key '{dotted}'", _known(cls)))
         try:
             kwargs[name] = _coerce(value, hints[name], (section, key))
+            if (section, key) in _VALUE_CHECKS:
+                _VALUE_CHECKS[section, key](kwargs[name])
         except (TypeError, ValueError) as exc:
-            raise ConfigError(_at(path, text, key, f"'{dotted}': {exc}")) from exc
+            raise ConfigError(_at(path, text, dotted, f"'{dotted}': {exc}")) from exc
     return cls(**kwargs)
 
 
@@ -281,9 +292,7 @@ def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
         hint = get_args(hint)[0]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if hint is bool and not isinstance(value, bool) or hint is not bool and isinstance(value, bool):
-        raise TypeError(f"expected {_type_name(hint)}, got {_type_name(type(value))}")
-    if not isinstance(value, hint):
+    if (hint is bool) != isinstance(value, bool) or not isinstance(value, hint):   # bool is an int subclass
         raise TypeError(f"expected {_type_name(hint)}, got {_type_name(type(value))}")
     allowed = _CHOICES.get(where)
     if allowed and value not in allowed:
@@ -291,43 +300,109 @@ def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
     return value
 
 
+def _check_sender(value: str) -> None:
+    """`digest.from`: one address mail can be sent from, with an optional display name, on one line."""
+    example = " (expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')"
+    if _HEADER_BREAKERS.search(value):
+        raise ValueError(f"{value!r} holds a line break or control character{example}")
+    found = getaddresses([value])
+    if len(found) != 1:
+        raise ValueError(f"{value!r} is not one address{example}")
+    try:
+        mailable(found[0][1])
+    except BadAddress as exc:
+        raise ValueError(f"{value!r}: {exc}{example}") from None
+
+
+def _check_unsubscribe_mailto(value: str) -> None:
+    """`web.unsubscribe_mailto` when set: an address or a mailto: URI that can stand in List-Unsubscribe."""
+    uri = value.strip()
+    if not uri:
+        return
+    example = " (expected e.g. 'unsubscribe@blog.example.com')"
+    if not uri.isascii() or _HEADER_BREAKERS.search(uri) or any(c in uri for c in " <>"):
+        raise ValueError(f"{value!r} cannot stand in a List-Unsubscribe header: it must be ASCII, without spaces, "
+                         f"angle brackets or line breaks{example}")
+    try:
+        mailable(uri.removeprefix("mailto:").split("?", 1)[0])
+    except BadAddress as exc:
+        raise ValueError(f"{exc}{example}") from None
+
+
+def _check_subject(value: str) -> None:
+    try:
+        jinja2.Environment().parse(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"template error: {exc} (expected e.g. {DigestConfig.subject!r})") from None
+
+
+def _check_store_url(value: str) -> None:
+    if not _STORE_URL.match(value):
+        raise ValueError(f"{value!r} is not a supported store (expected 'sqlite:///PATH' or "
+                         "'postgresql://USER@HOST/DB', also written 'postgresql+psycopg://…')")
+
+
+# Values the file sets that are checked beyond their type, where a bad one would otherwise surface only
+# when mail goes out or the store opens.
+_VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
+    ("digest", "from"): _check_sender,
+    ("digest", "subject"): _check_subject,
+    ("store", "url"): _check_store_url,
+    ("web", "unsubscribe_mailto"): _check_unsubscribe_mailto,
+}
+
+
 def _validate(config: Config, path: Path, text: str) -> None:
     checks: list[tuple[str, str, Any]] = []
     try:
         ZoneInfo(config.site.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        checks.append(("timezone", f"'site.timezone': unknown time zone {config.site.timezone!r}",
+        checks.append(("site.timezone", f"'site.timezone': unknown time zone {config.site.timezone!r}",
                        "an IANA name such as 'Asia/Tokyo' or 'UTC'"))
     if not re.match(r"^https?://[^/\s]+", config.site.url):
-        checks.append(("url", f"'site.url': {config.site.url!r} is not an absolute http(s) URL",
+        checks.append(("site.url", f"'site.url': {config.site.url!r} is not an absolute http(s) URL",
                        "e.g. 'https://blog.example.com'"))
     if config.site.baseurl and not config.site.baseurl.startswith("/"):
-        checks.append(("baseurl", f"'site.baseurl': {config.site.baseurl!r} must start with '/'",
+        checks.append(("site.baseurl", f"'site.baseurl': {config.site.baseurl!r} must start with '/'",
                        "e.g. '/blog' or ''"))
     if config.feeds.limit < 1:
-        checks.append(("limit", "'feeds.limit' must be at least 1", "a positive integer"))
+        checks.append(("feeds.limit", "'feeds.limit' must be at least 1", "a positive integer"))
     if config.smtp.rate_per_second <= 0:
-        checks.append(("rate_per_second", "'smtp.rate_per_second' must be more than 0", "e.g. 10 or 0.5"))
+        checks.append(("smtp.rate_per_second", "'smtp.rate_per_second' must be more than 0", "e.g. 10 or 0.5"))
     if config.smtp.connections < 1:
-        checks.append(("connections", "'smtp.connections' must be at least 1", "a positive integer"))
-    for key, value in (("rebuild_every", config.feeds.rebuild_every),
-                       ("misfire_grace", config.digest.misfire_grace),
-                       ("retry_base", config.smtp.retry_base)):
+        checks.append(("smtp.connections", "'smtp.connections' must be at least 1", "a positive integer"))
+    for section, key, value in (("feeds", "rebuild_every", config.feeds.rebuild_every),
+                                ("digest", "misfire_grace", config.digest.misfire_grace),
+                                ("smtp", "retry_base", config.smtp.retry_base)):
         try:
             parse_duration(value)
         except ValueError as exc:
-            checks.append((key, f"'{key}': {exc}", None))
+            checks.append((f"{section}.{key}", f"'{key}': {exc}", None))
     if checks:
-        key, message, expected = checks[0]
-        raise ConfigError(_at(path, text, key, message, expected))
+        where, message, expected = checks[0]
+        raise ConfigError(_at(path, text, where, message, expected))
 
 
-def _at(path: Path, text: str, key: str, message: str, expected: str | None = None) -> str:
-    pattern = re.compile(rf'^\s*(\[\s*{re.escape(key)}\s*\]|"?{re.escape(key)}"?\s*=)', re.M)
-    match = pattern.search(text)
-    line = text.count("\n", 0, match.start()) + 1 if match else None
-    where = f"{path}:{line}" if line else str(path)
-    return f"{where}: {message}" + (f" (expected {expected})" if expected else "")
+def _at(path: Path, text: str, where: str, message: str, expected: str | None = None) -> str:
+    """`path:line: message (expected …)`, the line being that of `where`: a section ("smtp") or a key in
+    it ("smtp.port")."""
+    line = _line(text, *where.split(".", 1))
+    place = f"{path}:{line}" if line else str(path)
+    return f"{place}: {message}" + (f" (expected {expected})" if expected else "")
+
+
+def _line(text: str, section: str, key: str = "") -> int | None:
+    """The line of a section's header, or of a key in the section's table (best effort: TOML parsers do
+    not report positions)."""
+    header = re.search(rf"^\s*\[\s*{re.escape(section)}\s*\]", text, re.M)
+    if not key:
+        found = header or re.search(rf'^\s*"?{re.escape(section)}"?\s*=', text, re.M)
+    else:
+        start = header.end() if header else 0
+        following = re.compile(r"^\s*\[", re.M).search(text, start) if header else None
+        found = re.compile(rf'^\s*"?{re.escape(key)}"?\s*=', re.M).search(
+            text, start, following.start() if following else len(text))
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def _known(cls: type) -> str:

@@ -1,19 +1,21 @@
-"""When the daemon builds feeds and sends digests (APScheduler 3.x, jobs defined in code).
+"""When the daemon builds feeds, sends digests and retries deferred deliveries (APScheduler 3.x, jobs
+defined in code).
 
-The scheduler only decides *when*; whether a digest is due, and whether it already went out, is
-decided from the store by the digest job itself, so a restart, a second daemon or a cron
-`digest send` beside the daemon never sends an issue twice.
+The scheduler only decides *when*; whether a digest is due, whether it already went out and which
+deliveries are due is decided from the store by the jobs themselves, so a restart, a second daemon or a
+cron `digest send` beside the daemon never sends a message twice.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from feedpub.config import Config, parse_duration
@@ -22,6 +24,11 @@ log = logging.getLogger(__name__)
 
 BUILD_JOB = "build-feeds"
 DIGEST_JOB = "send-digest"
+RETRY_JOB = "retry-deliveries"
+RETRY_NAME = "retry deferred deliveries"
+# The retry job looks at least this often (and at least every smtp.retry_base) for deferred rows it was not
+# told about: those another process, or the daemon's digest job, deferred since its last run.
+RETRY_LOOK_EVERY = timedelta(minutes=1)
 
 
 def digest_trigger(config: Config) -> OrTrigger:
@@ -31,10 +38,11 @@ def digest_trigger(config: Config) -> OrTrigger:
 
 
 def make_scheduler(config: Config, *, build: Callable[[], object], digest: Callable[[], object],
-                   now: datetime | None = None) -> BackgroundScheduler:
-    """A scheduler with the build job (every `feeds.rebuild_every`, and at start) and the digest job
-    (on `digest.schedule`, and at start so a slot missed while the daemon was down is caught up
-    within `digest.misfire_grace`)."""
+                   retry: Callable[[], datetime | None], now: datetime | None = None) -> BackgroundScheduler:
+    """A scheduler with the build job (every `feeds.rebuild_every`, and at start), the digest job (on
+    `digest.schedule`, and at start so a slot missed while the daemon was down is caught up within
+    `digest.misfire_grace`) and, when the daemon sends (`digest.send_in_daemon`), the retry job: `retry`
+    sends the due deferred rows and returns the next retry time, when it runs again."""
     start = now or datetime.now(config.site.tz)
     grace = int(parse_duration(config.digest.misfire_grace).total_seconds())
     scheduler = BackgroundScheduler(timezone=config.site.tz)
@@ -45,13 +53,38 @@ def make_scheduler(config: Config, *, build: Callable[[], object], digest: Calla
     scheduler.add_job(digest, digest_trigger(config), id=DIGEST_JOB, name="send digest",
                       replace_existing=True, coalesce=True, max_instances=1, misfire_grace_time=grace,
                       next_run_time=start)
+    if config.digest.send_in_daemon:
+        _add_retry_job(scheduler, retry, start, min(RETRY_LOOK_EVERY, parse_duration(config.smtp.retry_base)))
     return scheduler
+
+
+def _add_retry_job(scheduler: BackgroundScheduler, retry: Callable[[], datetime | None], start: datetime,
+                   look_every: timedelta) -> None:
+    """A one-off job that adds itself again after each run, for the retry time `retry` returned (at the
+    latest `look_every` later): it wakes when a retry falls due, and never overlaps itself however long
+    a run of retries takes."""
+    def run() -> None:
+        wake = None
+        try:
+            wake = retry()
+        finally:
+            now = datetime.now(UTC)
+            # A retry time already past means others hold those rows under a lease: look again later.
+            at = min(wake, now + look_every) if wake is not None and wake > now else now + look_every
+            scheduler.add_job(run, DateTrigger(at), **options)
+
+    # However late the scheduler gets to it, the job runs: a one-off job that missed its time is dropped.
+    options = {"id": RETRY_JOB, "name": RETRY_NAME, "replace_existing": True, "misfire_grace_time": None}
+    scheduler.add_job(run, DateTrigger(start), **options)
 
 
 def describe_jobs(scheduler: BackgroundScheduler, config: Config) -> list[str]:
     """One line per job with its next run after the start-up run, in the site's time zone."""
     lines = []
     for job in scheduler.get_jobs():
+        if job.id == RETRY_JOB:
+            lines.append(f"job '{job.name}': runs now, then whenever a deferred delivery falls due")
+            continue
         upcoming = job.trigger.get_next_fire_time(None, datetime.now(config.site.tz))
         when = upcoming.astimezone(config.site.tz).strftime("%Y-%m-%d %H:%M %Z") if upcoming else "never"
         lines.append(f"job '{job.name}': runs now, then next at {when}")

@@ -1,16 +1,16 @@
-"""The store: schema and migrations, subscribers, suppressions, issues and their deliveries (SQLAlchemy 2
-Core). Claims, leases and the per-message marks of sending live in `feedpub.send.claims`.
+"""The store: subscribers, suppressions, issues and their deliveries (SQLAlchemy 2 Core), on the tables
+of `feedpub.schema`. Claims, leases and the per-message marks of sending live in `feedpub.send.claims`.
 
-SQLite by default (one file, WAL, created on first use); the same code and migrations run on PostgreSQL
-(psycopg 3), where several `feedpub worker` processes share one ledger. Timestamps are stored as naive
-UTC and read back as aware UTC datetimes.
+SQLite by default (one file, WAL, created and migrated on first use); the same code and migrations run on
+PostgreSQL (psycopg 3), where several `feedpub worker` processes share one deliveries table. Timestamps
+are stored as naive UTC and read back as aware UTC datetimes.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub.errors import FeedpubError
+from feedpub.schema import MIGRATIONS, deliveries, issue_variants, issues, schema_version, subscribers, suppressions
 
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
 DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed"]
@@ -33,110 +34,6 @@ _INSERT_CHUNK = 5000
 
 class StoreError(FeedpubError):
     """The store cannot be opened or used (unreadable, corrupt, from a newer feedpub)."""
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out; stored naive UTC so SQLite and PostgreSQL agree."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-metadata = sa.MetaData()
-
-schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
-
-subscribers = sa.Table(
-    "subscribers", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("email", sa.String(320), nullable=False),         # as the subscriber wrote it
-    sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # lower-case, for comparison
-    sa.Column("name", sa.String(200), nullable=False, default=""),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("categories", sa.JSON, nullable=False),           # list of names; empty = everything
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("confirmed_at", UTCDateTime),
-    sa.Column("unsubscribed_at", UTCDateTime),
-)
-
-suppressions = sa.Table(
-    "suppressions", metadata,
-    sa.Column("email_key", sa.String(320), primary_key=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-)
-
-issues = sa.Table(
-    "issues", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("period", sa.String(32), nullable=False, unique=True),
-    sa.Column("slot", UTCDateTime, nullable=False),
-    sa.Column("starts", UTCDateTime, nullable=False),
-    sa.Column("ends", UTCDateTime, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-)
-
-issue_variants = sa.Table(
-    "issue_variants", metadata,
-    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
-    sa.Column("key", sa.String(1000), primary_key=True),
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("html", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-)
-
-deliveries = sa.Table(
-    "deliveries", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
-    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
-    sa.Column("variant_key", sa.String(1000), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime),
-    sa.Column("last_reply", sa.Text, nullable=False, default=""),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Column("claimed_by", sa.String(200)),                     # for several workers on one store
-    sa.Column("claimed_until", UTCDateTime),
-    sa.UniqueConstraint("issue_id", "subscriber_id"),
-    sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
-)
-
-
-workers = sa.Table(
-    "workers", metadata,
-    sa.Column("id", sa.String(200), primary_key=True),           # host:pid:random, as in claimed_by
-    sa.Column("host", sa.String(200), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("busy", sa.Boolean, nullable=False),                # holds claimed rows: takes a rate share
-    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
-)
-
-
-def _create_v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[subscribers, suppressions, issues, issue_variants, deliveries])
-
-
-def _add_workers_v2(conn: Connection) -> None:
-    workers.create(conn)
-    # Claims walk open rows in id order; lease renewal and release look rows up by their claimer.
-    conn.execute(sa.text("CREATE INDEX ix_deliveries_status_id ON deliveries (status, id)"))
-    conn.execute(sa.text("CREATE INDEX ix_deliveries_claimed_by ON deliveries (claimed_by)"))
-
-
-# Step i brings a store from version i to i + 1. Append steps; never edit a released one.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2)
 
 
 @dataclass(frozen=True)
@@ -351,7 +248,7 @@ class Store:
         with self.engine.connect() as conn:
             return [StoredVariant(r.key, r.subject, r.html, r.text) for r in conn.execute(query)]
 
-    # -- the delivery ledger -----------------------------------------------------------------------
+    # -- deliveries --------------------------------------------------------------------------------
 
     def due_deliveries(self, issue_id: int, now: datetime) -> list[Delivery]:
         """Rows to (re)send now: queued, deferred whose retry time has come, and `sending` rows left by a
@@ -365,11 +262,6 @@ class Store:
         query = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue_id == issue_id, due(now))
         with self.engine.connect() as conn:
             return conn.scalar(query) or 0
-
-    def deliveries(self, issue_id: int) -> list[Delivery]:
-        query = delivery_select().where(deliveries.c.issue_id == issue_id).order_by(deliveries.c.id)
-        with self.engine.connect() as conn:
-            return [to_delivery(row) for row in conn.execute(query)]
 
     def next_retry(self, issue_id: int | None = None) -> datetime | None:
         """The earliest retry time of a deferred row (of one issue, or of any)."""

@@ -6,7 +6,9 @@ from datetime import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from feedpub.cli import main
 from feedpub.config import Config, MissingSecret, ScheduleEntry, load_config
 from feedpub.errors import ConfigError
 
@@ -67,6 +69,22 @@ url = "sqlite:///.feedpub/feedpub.db"
         ("[smtps]\nhost = 'x'\n", "feedpub.toml:1: unknown section [smtps]"),
         ("[site\n", "feedpub.toml:1: invalid TOML"),
         ('[site]\nurl = "blog.example.com"\n', "feedpub.toml:2: 'site.url': 'blog.example.com' is not an absolute"),
+        ('[site]\nurl = "https://blog.example.com"\n[store]\nurl = "mysql://x"\n',
+         "feedpub.toml:4: 'store.url': 'mysql://x' is not a supported store (expected 'sqlite:///PATH' or "
+         "'postgresql://USER@HOST/DB'"),
+        ('[digest]\nfrom = "not an address"\n', "feedpub.toml:2: 'digest.from': 'not an address': 'not' is not a "
+         "valid e-mail address"),
+        ('[digest]\nfrom = "ALLFORCES <news@blog>"\n', "feedpub.toml:2: 'digest.from': 'ALLFORCES <news@blog>': "
+         "'news@blog' is not a valid e-mail address"),
+        ('[digest]\nfrom = "a@example.com, b@example.com"\n', "feedpub.toml:2: 'digest.from': 'a@example.com, "
+         "b@example.com' is not one address"),
+        ('[digest]\nfrom = "News <news@example.com>\\r\\nBcc: victim@example.com"\n',
+         "feedpub.toml:2: 'digest.from': 'News <news@example.com>\\r\\nBcc: victim@example.com' holds a line break"),
+        ('[digest]\nsubject = "{{ site.title }"\n', "feedpub.toml:2: 'digest.subject': template error: unexpected '}'"),
+        ('[web]\nunsubscribe_mailto = "unsubscribe@"\n', "feedpub.toml:2: 'web.unsubscribe_mailto': "
+         "'unsubscribe@' is not a valid e-mail address"),
+        ('[web]\nunsubscribe_mailto = "u@example.com>\\r\\nBcc: victim@example.com"\n',
+         "feedpub.toml:2: 'web.unsubscribe_mailto': 'u@example.com>\\r\\nBcc: victim@example.com' cannot stand in"),
     ],
 )
 def test_bad_config_names_file_line_and_expectation(tmp_path: Path, text: str, message: str) -> None:
@@ -81,6 +99,33 @@ def test_bad_config_exits_2_from_the_cli(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "feedpub.toml:2: 'feeds.limit': expected an integer, got true or false" in result.stderr
+
+
+def test_sender_settings_that_load_are_the_ones_mail_can_carry(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '''
+[digest]
+from = "ALLFORCES編集部 <news@blog.example.com>"
+subject = "{{ site.title }} 週刊 — {{ issue.date }}"
+[store]
+url = "postgresql://feedpub@db.example.com/feedpub"
+[web]
+unsubscribe_mailto = "mailto:unsubscribe@blog.example.com?subject=unsubscribe"
+'''))
+    assert config.digest.from_ == "ALLFORCES編集部 <news@blog.example.com>"
+    assert config.web.unsubscribe_mailto == "mailto:unsubscribe@blog.example.com?subject=unsubscribe"
+    for url in ("sqlite:///feedpub.db", "sqlite:////var/lib/feedpub.db", "postgresql+psycopg://u@h/db"):
+        assert load_config(write(tmp_path, f'[store]\nurl = "{url}"\n')).store.url == url
+
+
+@pytest.mark.parametrize("command", [["check"], ["digest", "preview"], ["digest", "send", "--dry-run"]])
+def test_a_bad_sender_stops_every_command_before_it_starts(tmp_path: Path, command: list[str]) -> None:
+    write(tmp_path, '[site]\ntitle = "x"\n[digest]\nfrom = "not an address"\n')
+    (tmp_path / "posts").mkdir()
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "feedpub.toml"), *command],
+                                env={"FEEDPUB_SECRET": "s"})
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 'feedpub.toml'}:4: 'digest.from': 'not an address'" in result.stderr
+    assert "(expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')" in result.stderr
 
 
 def test_secrets_come_only_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from feedpub.send.claims import Ledger, Mark
-from feedpub.store import MIGRATIONS, Store, StoredVariant, StoreError, SubscriberInput, open_store, subscribers
+from feedpub.schema import MIGRATIONS, deliveries, subscribers
+from feedpub.send.claims import Claims, Mark
+from feedpub.store import Store, StoredVariant, StoreError, SubscriberInput, open_store
 
 LEASE = timedelta(minutes=5)
 
@@ -72,21 +73,21 @@ def test_subscribers_suppressions_and_times(store):
         queue_issue(store, 0)
 
 
-def test_ledger_claims_marks_and_due_rows(store):
+def test_claims_marks_and_due_rows(store):
     issue = queue_issue(store, 4)
     now = datetime.now(UTC)
-    claim = Ledger(store, "here:1:a").claim(now, LEASE, 10, issue.id)
+    claim = Claims(store, "here:1:a").claim(now, LEASE, 10, issue.id)
     assert [row.email for row in claim.rows] == [f"reader{i:04d}@example.com" for i in range(4)]
-    assert Ledger(store, "there:2:b").claim(now, LEASE, 10).rows == ()           # all held
+    assert Claims(store, "there:2:b").claim(now, LEASE, 10).rows == ()           # all held
     sent, sending, deferred, failed = claim.rows
-    marks = Ledger(store, "here:1:a").marks()
+    marks = Claims(store, "here:1:a").marks()
     assert marks.write([], [row.id for row in claim.rows]) == {row.id for row in claim.rows}
     marks.write([Mark(sent.id, "sent", "250 ok"), Mark(failed.id, "failed", "550 unknown", suppress="550 unknown"),
                  Mark(deferred.id, "deferred", "451 later", retry_at=now + timedelta(minutes=1))])
     assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}
     assert store.suppressed() == {"reader0003@example.com"}
     # the deferred row is due at its retry time; the row left `sending` only once the lease has run out
-    there = Ledger(store, "there:2:b")
+    there = Claims(store, "there:2:b")
     assert [row.id for row in there.claim(now + timedelta(minutes=4), LEASE, 10).rows] == [deferred.id]
     assert [row.id for row in there.claim(now + timedelta(minutes=6), LEASE, 10).rows] == [sending.id]
     assert marks.write([], [sending.id]) == set()                          # the old holder may not start it
@@ -99,7 +100,7 @@ def test_concurrent_claims_never_share_a_row(store):
 
     def claim_all(worker: str) -> None:
         mine = taken.setdefault(worker, [])
-        while rows := Ledger(store, worker).claim(datetime.now(UTC), LEASE, 50).rows:
+        while rows := Claims(store, worker).claim(datetime.now(UTC), LEASE, 50).rows:
             mine.extend(row.id for row in rows)
 
     threads = [threading.Thread(target=claim_all, args=(f"host:{n}:x",)) for n in range(4)]
@@ -117,34 +118,37 @@ def test_readers_who_leave_after_queueing_are_not_sent(store):
     issue = queue_issue(store, 3)
     store.unsubscribe("reader0000@example.com", "one-click unsubscribe")
     store.suppress("reader0002@example.com", "complaint")
-    claim = Ledger(store, "here:1:a").claim(datetime.now(UTC), LEASE, 10)
+    claim = Claims(store, "here:1:a").claim(datetime.now(UTC), LEASE, 10)
     assert [row.email for row in claim.rows] == ["reader0001@example.com"]
-    assert {row.email: row.last_reply for row in store.deliveries(issue.id) if row.status == "failed"} == {
-        "reader0000@example.com": "unsubscribed before sending",
-        "reader0002@example.com": "address suppressed before sending"}
+    failed = (sa.select(subscribers.c.email, deliveries.c.last_reply)
+              .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+              .where(deliveries.c.issue_id == issue.id, deliveries.c.status == "failed"))
+    with store.engine.connect() as conn:
+        assert dict(conn.execute(failed).all()) == {"reader0000@example.com": "unsubscribed before sending",
+                                                    "reader0002@example.com": "address suppressed before sending"}
 
 
 def test_a_dead_worker_on_this_host_is_released_at_once_and_a_stopped_one_gives_rows_back(store):
     queue_issue(store, 6)
     now = datetime.now(UTC)
-    Ledger(store, "here:999999:dead").register(now, timedelta(days=1))
-    Ledger(store, "here:1:live").register(now, timedelta(days=1))
-    assert len(Ledger(store, "here:999999:dead").claim(now, LEASE, 3).rows) == 3
-    assert len(Ledger(store, "here:1:live").claim(now, LEASE, 3).rows) == 3
-    assert Ledger(store, "here:2:new").reclaim_dead_neighbours(lambda pid: pid != 999999) == 1
-    assert len(Ledger(store, "here:2:new").claim(now, LEASE, 10).rows) == 3
-    Ledger(store, "here:1:live").release(retire=True)
-    assert len(Ledger(store, "here:2:new").claim(now, LEASE, 10).rows) == 3
+    Claims(store, "here:999999:dead").register(now, timedelta(days=1))
+    Claims(store, "here:1:live").register(now, timedelta(days=1))
+    assert len(Claims(store, "here:999999:dead").claim(now, LEASE, 3).rows) == 3
+    assert len(Claims(store, "here:1:live").claim(now, LEASE, 3).rows) == 3
+    assert Claims(store, "here:2:new").reclaim_dead_neighbours(lambda pid: pid != 999999) == 1
+    assert len(Claims(store, "here:2:new").claim(now, LEASE, 10).rows) == 3
+    Claims(store, "here:1:live").release(retire=True)
+    assert len(Claims(store, "here:2:new").claim(now, LEASE, 10).rows) == 3
 
 
 def test_rate_share_counts_busy_live_workers(store):
     now = datetime.now(UTC)
     for n in range(3):
-        Ledger(store, f"host:{n}:x").register(now, timedelta(days=1))
-    assert Ledger(store, "host:0:x").renew(now, LEASE, busy=True) == 1          # the others are idle
-    Ledger(store, "host:1:x").renew(now, LEASE, busy=True)
-    assert Ledger(store, "host:0:x").renew(now, LEASE, busy=True) == 2
-    assert Ledger(store, "host:0:x").renew(now + LEASE * 2, LEASE, busy=True) == 1   # host:1 went silent
+        Claims(store, f"host:{n}:x").register(now, timedelta(days=1))
+    assert Claims(store, "host:0:x").renew(now, LEASE, busy=True) == 1          # the others are idle
+    Claims(store, "host:1:x").renew(now, LEASE, busy=True)
+    assert Claims(store, "host:0:x").renew(now, LEASE, busy=True) == 2
+    assert Claims(store, "host:0:x").renew(now + LEASE * 2, LEASE, busy=True) == 1   # host:1 went silent
 
 
 def test_queueing_20000_deliveries_is_quick(store):

@@ -1,5 +1,5 @@
-"""The delivery ledger while sending: batch claims under a lease, worker heartbeats, and the per-message
-marks written around each SMTP transaction.
+"""The deliveries table while sending: batch claims under a lease, worker heartbeats, and the
+per-message marks written around each SMTP transaction.
 
 Sending claims rows in batches with a lease (`claimed_by`, `claimed_until`): on PostgreSQL the batch is
 picked with `FOR UPDATE SKIP LOCKED`, on SQLite the single UPDATE … RETURNING holds the write lock. A
@@ -24,18 +24,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from feedpub.store import (
-    Delivery,
-    Store,
-    UTCDateTime,
-    deliveries,
-    due,
-    is_suppressed,
-    subscribers,
-    to_delivery,
-    utcnow,
-    workers,
-)
+from feedpub.schema import UTCDateTime, deliveries, subscribers, workers
+from feedpub.store import Delivery, Store, due, is_suppressed, to_delivery, utcnow
 
 # The reply recorded on rows whose reader left after the issue was queued (status failed, never sent).
 UNSUBSCRIBED_MEANWHILE = "unsubscribed before sending"
@@ -55,7 +45,7 @@ _SUPPRESS = ("INSERT INTO suppressions (email_key, reason, created_at) SELECT s.
 
 @dataclass(frozen=True)
 class Mark:
-    """The outcome of one SMTP transaction, to be written to the ledger."""
+    """The outcome of one SMTP transaction, to be written to its delivery row."""
 
     delivery_id: int
     status: Literal["sent", "deferred", "failed"]
@@ -78,8 +68,8 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-class Ledger:
-    """The ledger as one worker (`host:pid:random`) sees it."""
+class Claims:
+    """The delivery rows one worker (`host:pid:random`) claims, leases and gives back, and its heartbeat."""
 
     def __init__(self, store: Store, worker: str) -> None:
         self.store = store
@@ -169,7 +159,7 @@ class Ledger:
 
 
 class Marks:
-    """The per-message ledger writes of one worker, on one connection it keeps, as plain DB-API
+    """The per-message writes (marks) of one worker, on one connection it keeps, as plain DB-API
     statements: the sender loop writes the outcomes that came in and the `sending` marks of the rows about
     to go out in one commit, however many connections they came from."""
 

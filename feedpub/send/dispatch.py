@@ -1,7 +1,8 @@
-"""The digest that is due: compose it once, store it with its ledger, deliver what is unsent.
+"""The digest that is due: compose it once, queue a delivery per reader, deliver what is unsent.
 
-Shared by `feedpub digest send` (cron or by hand) and the daemon's scheduled job. Whether an issue
-went out is the store's truth: a second run, a second process or a restart only resumes unsent rows.
+Shared by `feedpub digest send` (cron or by hand) and the daemon's scheduled jobs (the issue on its slot,
+deferred rows when their retry time comes). Whether an issue went out is the store's truth: a second
+run, a second process or a restart only resumes unsent rows.
 """
 
 from __future__ import annotations
@@ -51,11 +52,10 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
         recipients = active_recipients(store)
         if not recipients:   # composing now would use up the slot before anyone could receive it
             return Dispatch(period, None, None, (), f"issue {period}: no active subscribers; nothing composed")
-        starts = next_start(config, store, now)
-        issue, problems = compose_issue(config, now, starts)
-        if issue is None:
-            return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published since "
-                            f"{starts.astimezone(config.site.tz).isoformat(timespec='minutes')}; nothing to send")
+        issue, problems = compose_due_issue(config, store, now)
+        if not issue.posts:
+            return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published from "
+                            f"{_shown(config, issue.starts)} to {_shown(config, issue.ends)}; nothing to send")
         variants = render_variants(config, issue, {"", *recipients.values()})
         queued = {sid: key for sid, key in recipients.items() if key in variants}
         try:
@@ -65,7 +65,7 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
             stored = store.issue(period)   # another process composed it a moment ago: resume that one
             if stored is None:
                 raise
-        write_archive(config, issue, variants[""])
+        write_archive(config, issue)
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
     if not send:
         return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
@@ -75,8 +75,18 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
     return Dispatch(period, stored, summary, tuple(problems), "")
 
 
+def send_due_retries(config: Config, store: Store, now: datetime, *,
+                     stop: threading.Event) -> delivery.Summary | None:
+    """Deliver the rows of any issue that are due, once a deferred row's retry time has come; None when
+    no retry is due (the daemon asks often: that costs one query)."""
+    retry_at = store.next_retry()
+    if retry_at is None or retry_at > now:
+        return None
+    return delivery.deliver(config, store, None, Messages(config, store), stop=stop)
+
+
 class Messages:
-    """The message for any ledger row: each issue's variant templates are built once, on first use, so a
+    """The message for any delivery row: each issue's variant templates are built once, on first use, so a
     worker sending rows of several issues builds each skeleton once."""
 
     def __init__(self, config: Config, store: Store) -> None:
@@ -99,22 +109,30 @@ class Messages:
         return delivery.personalised(self.config, period, templates)
 
 
-def compose_issue(config: Config, now: datetime, starts: datetime) -> tuple[Issue | None, list[Problem]]:
-    """The issue covering (starts, now], or None; with the problems met reading posts."""
+def compose_due_issue(config: Config, store: Store, now: datetime) -> tuple[Issue, list[Problem]]:
+    """The issue of the slot due at `now`, as `send_due_issue` composes it: it covers (the previous
+    issue's end, its slot]; a post dated after the slot goes into the next issue."""
+    _, slot = due_slot(config, now)
+    return compose_issue(config, now, next_start(config, store, slot), slot)
+
+
+def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetime) -> tuple[Issue, list[Problem]]:
+    """The issue of the slot due at `now`, covering (starts, ends]; with the problems met reading posts."""
     collection = collect(config, now=now)
     # Render only what the issue can hold (a large site would otherwise render every post it has);
     # `{% post_url %}` still resolves against all of them.
-    covered = sorted((p for p in collection.posts if starts < p.date <= now), key=lambda p: p.date, reverse=True)
+    covered = sorted((p for p in collection.posts if starts < p.date <= ends), key=lambda p: p.date, reverse=True)
     rendered, warnings = render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
     period, slot = due_slot(config, now)
-    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=now)
+    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=ends)
     return issue, [*collection.problems, *warnings]
 
 
-def next_start(config: Config, store: Store, now: datetime) -> datetime:
-    """The previous issue's end; for the first issue, `digest.first_issue_days` back."""
+def next_start(config: Config, store: Store, slot: datetime) -> datetime:
+    """Where the issue of `slot` starts: the previous issue's end; for the first issue,
+    `digest.first_issue_days` before the slot."""
     latest = store.latest_issue()
-    return latest.ends if latest else now - timedelta(days=config.digest.first_issue_days)
+    return latest.ends if latest else slot - timedelta(days=config.digest.first_issue_days)
 
 
 def active_recipients(store: Store) -> dict[int, str]:
@@ -135,6 +153,10 @@ def stored_variant(store: Store, issue: StoredIssue, key: str) -> Variant | None
 
 def _stored(variant: Variant) -> StoredVariant:
     return StoredVariant(variant.key, variant.subject, variant.html, variant.text)
+
+
+def _shown(config: Config, moment: datetime) -> str:
+    return moment.astimezone(config.site.tz).isoformat(timespec="minutes")
 
 
 def _ago(delta: timedelta) -> str:

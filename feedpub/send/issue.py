@@ -15,7 +15,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import css_inline
 import jinja2
+from markupsafe import Markup, escape
 
 from feedpub import templates
 from feedpub.config import Config
@@ -42,6 +44,8 @@ _STRINGS = {
         "preferences": "Change your preferences",
         "why": "You are receiving this e-mail because you subscribed to the {title} digest ({url}).",
         "chosen": "You chose posts in: {categories}",
+        "archive": "An issue of the {title} e-mail digest ({url}).",
+        "subscribe": "Get the digest by e-mail",
     },
     "ja": {
         "intro": "{title} の新着記事 {count} 件",
@@ -51,6 +55,8 @@ _STRINGS = {
         "preferences": "配信設定の変更",
         "why": "{title}（{url}）のダイジェスト配信に登録されているため、このメールをお送りしています。",
         "chosen": "選択中のカテゴリー: {categories}",
+        "archive": "{title}（{url}）のメールダイジェストのバックナンバーです。",
+        "subscribe": "ダイジェストをメールで受け取る",
     },
 }
 
@@ -70,9 +76,9 @@ class Issue:
 
 @dataclass(frozen=True)
 class Variant:
-    """What one group of subscribers receives (same category preferences)."""
+    """The issue as one group of subscribers receives it (same category preferences), or its public copy."""
 
-    key: str                         # variant_key(categories): "" for everyone
+    key: str                         # variant_key(categories): "" for everyone (and the public copy)
     subject: str
     html: str                        # full HTML document, CSS inlined, with the link markers
     text: str                        # text/plain body, with the link markers
@@ -102,12 +108,9 @@ def variant_key(categories: Iterable[str]) -> str:
 
 
 def compose(config: Config, rendered: Sequence[RenderedPost], *, period: str, slot: datetime,
-            starts: datetime, ends: datetime) -> Issue | None:
-    """The issue covering posts published in (starts, ends], newest first; None when there are none."""
-    covered = [r for r in rendered if starts < r.post.date <= ends]
-    if not covered:
-        return None
-    covered.sort(key=lambda r: r.post.date, reverse=True)
+            starts: datetime, ends: datetime) -> Issue:
+    """The issue covering posts published in (starts, ends], newest first (none: nothing to send)."""
+    covered = sorted((r for r in rendered if starts < r.post.date <= ends), key=lambda r: r.post.date, reverse=True)
     return Issue(period, slot, starts, ends, tuple(covered[: config.digest.max_posts]))
 
 
@@ -117,28 +120,20 @@ def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:
     posts = [r for r in issue.posts if not chosen or chosen & set(r.post.categories)]
     if not posts:
         return None
-    env = _environment(config)
-    context = _context(config, issue, posts, sorted(chosen))
-    subject = _render_subject(config, env, context)
-    context["subject"] = subject
-    html = _inline_css(_render_file(env, HTML_TEMPLATE, context))
-    text = _render_file(env, TEXT_TEMPLATE, context)
-    return Variant(key, subject, html, text)
+    return _render(config, issue, key, posts, sorted(chosen), archive=False)
 
 
-def public_copy(config: Config, variant: Variant) -> tuple[str, str]:
-    """HTML and text of a variant with the personal links replaced by the web app's generic pages:
-    for the archive and for previews."""
-    base = config.web.public_url.rstrip("/")
-    links = {UNSUBSCRIBE_MARKER: f"{base}/unsubscribe", PREFERENCES_MARKER: f"{base}/preferences"}
-    return _replace(variant.html, links), _replace(variant.text, links)
+def public_copy(config: Config, issue: Issue) -> Variant:
+    """The issue as the public archive shows it (previews too): every post, and a footer inviting the
+    visitor to subscribe instead of the subscriber's own links. A template without that footer still
+    gets links, to the web app's generic unsubscribe and preferences pages, never the link markers."""
+    return _render(config, issue, "", list(issue.posts), [], archive=True)
 
 
-def write_archive(config: Config, issue: Issue, variant: Variant) -> Path:
+def write_archive(config: Config, issue: Issue) -> Path:
     """Write `public/digests/<period>/index.html`."""
-    html, _ = public_copy(config, variant)
     target = config.output_dir / "digests" / issue.period / "index.html"
-    write_atomic(target, html.encode("utf-8"))
+    write_atomic(target, public_copy(config, issue).html.encode("utf-8"))
     return target
 
 
@@ -147,8 +142,21 @@ def header_text(value: str) -> str:
     return " ".join(_HEADER_BREAKERS.sub(" ", value).split())
 
 
-def _context(config: Config, issue: Issue, posts: list[RenderedPost], chosen: list[str]) -> dict[str, Any]:
+def _render(config: Config, issue: Issue, key: str, posts: list[RenderedPost], chosen: list[str], *,
+            archive: bool) -> Variant:
+    env = _environment(config)
+    context = _context(config, issue, posts, chosen, archive=archive)
+    subject = _render_subject(config, env, context)
+    context["subject"] = subject
+    html = _inline_css(_render_file(env, HTML_TEMPLATE, context))
+    text = _render_file(env, TEXT_TEMPLATE, context)
+    return Variant(key, subject, html, text)
+
+
+def _context(config: Config, issue: Issue, posts: list[RenderedPost], chosen: list[str], *,
+             archive: bool) -> dict[str, Any]:
     site = config.site
+    base = config.web.public_url.rstrip("/")
     language = "ja" if site.language.lower().startswith("ja") else "en"
     strings = _STRINGS[language]
     entries = [_post_entry(config, rendered, language) for rendered in posts]
@@ -164,14 +172,15 @@ def _context(config: Config, issue: Issue, posts: list[RenderedPost], chosen: li
         "t": t,
         "date_label": _date_label(issue_date, language),
         "preheader": _preheader(entries),
-        "unsubscribe_url": UNSUBSCRIBE_MARKER,
-        "preferences_url": PREFERENCES_MARKER,
+        "archive": archive,
+        "subscribe_url": f"{base}/subscribe",
+        # A mail carries markers that become each reader's own links; the public copy has no reader.
+        "unsubscribe_url": f"{base}/unsubscribe" if archive else UNSUBSCRIBE_MARKER,
+        "preferences_url": f"{base}/preferences" if archive else PREFERENCES_MARKER,
     }
 
 
 def _post_entry(config: Config, rendered: RenderedPost, language: str) -> dict[str, Any]:
-    from markupsafe import Markup, escape
-
     post = rendered.post
     # An excerpt the author wrote (front matter, excerpt_separator) is shown whole; the automatic one
     # (the first paragraph) is cut to digest.excerpt_chars.
@@ -239,13 +248,5 @@ def _render_subject(config: Config, env: Any, context: dict[str, Any]) -> str:
 
 
 def _inline_css(html: str) -> str:
-    import css_inline
-
     inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
     return inliner.inline(html)
-
-
-def _replace(text: str, values: dict[str, str]) -> str:
-    for marker, value in values.items():
-        text = text.replace(marker, value)
-    return text

@@ -23,7 +23,7 @@ class Refused(Exception):
 
 
 def send_one(config: Config, message: bytes, to_email: str) -> str:
-    """Send a single message outside the ledger (test copies); the server's reply, or SMTPException/OSError."""
+    """Send a single message with no delivery row (test copies); the server's reply, or SMTPException/OSError."""
     conn = connect(config.smtp)
     try:
         return transaction(conn, envelope_sender(config), to_email, message)

@@ -17,11 +17,12 @@ from feedpub.files import write_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT = b"feedpub-cache 1\n"
+# Bump when a cached type changes its fields: pickles of the old shape would load without error.
+FORMAT = b"feedpub-cache 2\n"
 
 
 class Cache:
-    """Named pickled values valid for one `key` (a digest of everything they depend on)."""
+    """Named pickled values valid for one `key` (a fingerprint of everything they depend on)."""
 
     def __init__(self, folder: Path | None, key: str) -> None:
         self.folder = folder          # None: caching off (`build --no-cache`): load nothing, save nothing
@@ -61,8 +62,8 @@ class Cache:
             log.info("cache %s not saved (%s)", self.folder, exc.strerror)
 
 
-def digest(*parts: object) -> str:
-    """A stable hex digest of reprs (for cache keys and fingerprints)."""
+def fingerprint(*parts: object) -> str:
+    """A stable hex hash of the parts' reprs: equal for equal inputs, in any process (cache keys)."""
     hasher = hashlib.sha256()
     for part in parts:
         hasher.update(repr(part).encode("utf-8", "surrogatepass"))

@@ -1,7 +1,8 @@
 """Which feeds exist, which posts each carries, and the bytes of every feed document.
 
-Pure: `build_feeds` takes collected posts and returns {relative path: bytes}; writing is `output.py`'s job.
-Feeds are planned from `Post` metadata alone, so only the posts some feed shows get rendered.
+Pure: `plan_feeds` takes collected posts, `feed_documents` and `site_files` return {relative path: bytes};
+writing is `output.py`'s job. Feeds are planned from `Post` metadata alone, so only the posts some feed
+shows get rendered.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from lxml import etree
 from feedpub import templates, urls
 from feedpub.config import Config
 from feedpub.errors import Problem
-from feedpub.site.markup import RenderedPost, render_posts, strip_invalid_xml
-from feedpub.site.posts import Post
+from feedpub.site.markup import RenderedPost, strip_invalid_xml
+from feedpub.site.reader import Post
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 # format → (file name, media type, label shown to people)
@@ -59,23 +60,6 @@ class Feed:
         return urls.absolute(config.site.root_url, self.path(fmt))
 
 
-@dataclass(frozen=True)
-class FeedBuild:
-    feeds: tuple[Feed, ...]
-    files: dict[str, bytes]     # path inside the output folder → bytes
-    rendered: int               # posts rendered (the union of what the feeds show)
-    problems: tuple[Problem, ...]
-
-
-def build_feeds(config: Config, posts: Sequence[Post]) -> FeedBuild:
-    """Plan the feeds, render the posts they show (links resolve against all `posts`), make every file."""
-    feeds, problems = plan_feeds(config, posts)
-    needed = needed_posts(feeds)
-    rendered, warnings = render_posts(config, needed, site_posts=posts)
-    files = feed_files(config, feeds, {r.post.url: r for r in rendered})
-    return FeedBuild(tuple(feeds), files, len(needed), tuple(problems + warnings))
-
-
 def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[Problem]]:
     """The site feed plus one feed per category (and tag, author when enabled), each with its newest
     `feeds.limit` posts. One pass over the posts per kind of group: never posts × categories."""
@@ -105,15 +89,6 @@ def needed_posts(feeds: Sequence[Feed]) -> list[Post]:
     """Every post some feed shows, once, newest first."""
     union = {post.url: post for feed in feeds for post in feed.posts}
     return sorted(union.values(), key=lambda p: (p.date, p.path), reverse=True)
-
-
-def feed_files(config: Config, feeds: Sequence[Feed], rendered: Mapping[str, RenderedPost]) -> dict[str, bytes]:
-    """Every document of the output layout; `rendered` maps a post URL to its rendering."""
-    files: dict[str, bytes] = {}
-    for feed in feeds:
-        files.update(feed_documents(config, feed, rendered))
-    files.update(site_files(config, feeds))
-    return files
 
 
 def feed_documents(config: Config, feed: Feed, rendered: Mapping[str, RenderedPost]) -> dict[str, bytes]:

@@ -7,27 +7,26 @@ from __future__ import annotations
 
 import html as html_lib
 import math
+import multiprocessing
 import os
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
+import markdown
+import nh3
+
+from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.site.cache import fingerprint
 from feedpub.site.liquid import LiquidContext, escape_braces, render_liquid
+from feedpub.site.reader import INVALID_XML, Post, load_body
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from feedpub.config import Config
-    from feedpub.site.posts import Post
-
-# XML 1.0 forbids these, and lone surrogates cannot be encoded: strip them from everything we emit.
-_INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]")
 _FENCE = re.compile(r"^(```|~~~)")
 # Closing delimiters are searched only up to the next opening one, so unclosed runs stay linear.
@@ -41,8 +40,6 @@ _URL_ATTRIBUTES = {"href", "src", "poster"}
 # Python-Markdown is quadratic on some inputs (thousands of unclosed `[`, `<a `, fences) and recursive on
 # deep nesting. A post that takes longer than this to render is published as escaped plain text instead.
 RENDER_SECONDS = 5.0
-# Part of every render cache key: bump when the HTML for the same Markdown changes.
-RENDER_VERSION = 1
 # Below this many posts to convert, starting worker processes costs more than it saves.
 _PARALLEL_FROM = 64
 
@@ -115,9 +112,6 @@ class _Prepared:
 
 
 def _prepare(post: Post, context: LiquidContext) -> tuple[_Prepared, list[Problem]]:
-    from feedpub.site.cache import digest
-    from feedpub.site.posts import load_body
-
     try:
         raw = load_body(post)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -128,7 +122,7 @@ def _prepare(post: Post, context: LiquidContext) -> tuple[_Prepared, list[Proble
         warnings = []
     body, liquid_warnings = render_liquid(raw, context, post.source, post.body_line)
     excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
-    key = digest(RENDER_VERSION, raw, body, excerpt, post.url, post.reading_time)
+    key = fingerprint(raw, body, excerpt, post.url, post.reading_time)
     return _Prepared(post, body, excerpt, raw, key), warnings + liquid_warnings
 
 
@@ -136,9 +130,6 @@ def _convert_all(items: Sequence[_Prepared], *, parallel: bool) -> list[CachedRe
     workers = os.cpu_count() or 1
     if not parallel or workers < 2 or len(items) < _PARALLEL_FROM:
         return [_convert(item) for item in items]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     # fork: children inherit the Markdown converter and the sanitiser built here once, and each child's
     # main thread keeps the time limit.
     _markdown()
@@ -200,7 +191,8 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 
 def strip_invalid_xml(text: str) -> str:
-    return _INVALID_XML.sub("", text)
+    """`text` without the characters XML cannot carry: everything feedpub emits goes through here."""
+    return INVALID_XML.sub("", text)
 
 
 def html_to_text(html: str) -> str:
@@ -264,12 +256,10 @@ def _absolute_srcset(value: str, base_url: str) -> str:
 _local = threading.local()
 
 
-def _markdown():  # noqa: ANN202 - the type lives in a lazily imported module
+def _markdown() -> markdown.Markdown:
     """One Markdown converter per thread, reset between documents (building one costs ~1 ms)."""
     converter = getattr(_local, "markdown", None)
     if converter is None:
-        import markdown
-
         converter = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
         _local.markdown = converter
     return converter.reset()
@@ -280,8 +270,6 @@ def _sanitize(html: str, base_url: str) -> str:
     absolute against `base_url` (one pass over the HTML instead of a second parse)."""
     cleaner = getattr(_local, "cleaner", None)
     if cleaner is None:
-        import nh3
-
         attributes = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
         extra = {"img": {"srcset", "sizes", "loading", "width", "height", "alt", "title"},
                  "source": {"src", "srcset", "type", "media", "sizes"},

@@ -7,40 +7,21 @@ the build cache instead of being read again; a cold run reads across all cores.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.site.listing import PostFile, post_files
+from feedpub.site.reader import Post, Skip, read_post
 
-if TYPE_CHECKING:
-    from feedpub.site.reader import Post
-
-def __getattr__(name: str) -> Any:
-    """`Post`, `load_body` and `first_paragraph` live in `reader`, imported on first use: listing the
-    posts of an unchanged site must not pay for loading YAML."""
-    if name in ("Post", "load_body", "first_paragraph"):
-        from feedpub.site import reader
-
-        return getattr(reader, name)
-    raise AttributeError(name)
-
-EXTENSIONS = (".md", ".markdown")
 # Below this many files to read, starting worker processes costs more than it saves.
 _PARALLEL_FROM = 400
-
-
-@dataclass(frozen=True)
-class PostFile:
-    path: str          # absolute
-    relative: str      # to the posts folder, '/'-separated: the cache key
-    size: int
-    mtime_ns: int
-    symlink: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +30,9 @@ class FileEntry:
 
     size: int
     mtime_ns: int
-    post: Post | None              # None: unpublished or refused
+    post: Post | None              # None: refused (see problems) or unpublished
     problems: tuple[Problem, ...]
+    unpublished: bool = False      # `published: false` in its front matter
 
 
 @dataclass(frozen=True)
@@ -59,6 +41,8 @@ class Collection:
     problems: tuple[Problem, ...]
     next_future: datetime | None = None   # when the earliest post held back for its future date is due
     entries: dict[str, FileEntry] = field(default_factory=dict)   # for the build cache
+    skipped_future: int = 0               # posts held back for their future date
+    skipped_drafts: int = 0               # posts in _drafts/ (unless drafts are asked for) or `published: false`
 
 
 def collect(config: Config, *, now: datetime | None = None, future: bool = False, drafts: bool = False,
@@ -72,8 +56,33 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
         problem = Problem(_display(root, config.root), None, "posts folder does not exist",
                           "a folder of Markdown posts (site.posts_dir)")
         return Collection((), (problem,))
-    known = known or {}
-    files = post_files(root, drafts=drafts) if files is None else files
+    listed = post_files(root) if files is None else files
+    wanted = [file for file in listed if drafts or not file.draft]
+    entries = _entries(config, root, wanted, known or {}, parallel=parallel)
+
+    posts: list[Post] = []
+    problems: list[Problem] = []
+    held_future: list[datetime] = []
+    unpublished = 0
+    for file in wanted:
+        entry = entries[file.relative]
+        problems.extend(entry.problems)
+        unpublished += entry.unpublished
+        post = entry.post
+        if post is None:
+            continue
+        if post.date > now and not future:
+            held_future.append(post.date)
+            continue
+        posts.append(post)
+    posts.sort(key=lambda p: (p.date, p.path), reverse=True)
+    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems), min(held_future, default=None),
+                      entries, skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished)
+
+
+def _entries(config: Config, root: Path, files: Sequence[PostFile], known: Mapping[str, FileEntry], *,
+             parallel: bool) -> dict[str, FileEntry]:
+    """An entry for every file: the `known` one while the file's size and mtime are unchanged, else read."""
     entries: dict[str, FileEntry] = {}
     unread = []
     for file in files:
@@ -83,61 +92,13 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
         else:
             unread.append(file)
     entries.update(_read_all(config, root, unread, parallel=parallel))
-
-    posts: list[Post] = []
-    problems: list[Problem] = []
-    next_future: datetime | None = None
-    for file in files:
-        entry = entries[file.relative]
-        problems.extend(entry.problems)
-        post = entry.post
-        if post is None:
-            continue
-        if post.date > now and not future:
-            next_future = min(next_future or post.date, post.date)
-            continue
-        posts.append(post)
-    posts.sort(key=lambda p: (p.date, p.path), reverse=True)
-    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems), next_future, entries)
-
-
-def post_files(root: Path, *, drafts: bool) -> list[PostFile]:
-    """Markdown files below `root` with their size and mtime, in a stable order. Hidden and `_`-folders
-    are skipped except Jekyll's `_posts` (and `_drafts` when asked)."""
-    allowed = {"_posts", "_drafts"} if drafts else {"_posts"}
-    found: list[PostFile] = []
-
-    def walk(folder: str, prefix: str) -> None:
-        with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda e: e.name)
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):   # never into a linked folder: it may lead outside
-                if not name.startswith("_") or name in allowed:
-                    walk(entry.path, f"{prefix}{name}/")
-            elif name.lower().endswith(EXTENSIONS):
-                try:
-                    stat = entry.stat()
-                except OSError:
-                    stat = entry.stat(follow_symlinks=False)
-                found.append(PostFile(entry.path, prefix + name, stat.st_size, stat.st_mtime_ns,
-                                      entry.is_symlink()))
-
-    walk(str(root), "")
-    return found
+    return entries
 
 
 def _read_all(config: Config, root: Path, files: Sequence[PostFile], *, parallel: bool) -> dict[str, FileEntry]:
     workers = os.cpu_count() or 1
     if not parallel or workers < 2 or len(files) < _PARALLEL_FROM:
         return _read_many(config, root, files)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from feedpub.site import reader  # noqa: F401 - imported once here, inherited by the forked readers
-
     chunks = [files[i::workers * 2] for i in range(workers * 2)]
     entries: dict[str, FileEntry] = {}
     # fork: the children inherit the imported modules and the config without pickling them.
@@ -148,21 +109,17 @@ def _read_all(config: Config, root: Path, files: Sequence[PostFile], *, parallel
 
 
 def _read_many(config: Config, root: Path, files: Sequence[PostFile]) -> dict[str, FileEntry]:
-    from feedpub.site.reader import Skip, read_post
-
     prefix = _display(root, config.root)
     entries = {}
     for file in files:
         shown = f"{prefix}/{file.relative}" if prefix != "." else file.relative
         warnings: list[Problem] = []
         try:
-            post = read_post(Path(file.path), shown, config, warnings, root=root, relative=file.relative,
-                             symlink=file.symlink,
-                             mtime=file.mtime_ns / 1e9, draft="_drafts" in file.relative.split("/"))
-            problems = tuple(warnings)
+            post = read_post(file, root, shown, config, warnings)
+            entry = FileEntry(file.size, file.mtime_ns, post, tuple(warnings), unpublished=post is None)
         except Skip as skip:
-            post, problems = None, (skip.problem, *warnings)
-        entries[file.relative] = FileEntry(file.size, file.mtime_ns, post, problems)
+            entry = FileEntry(file.size, file.mtime_ns, None, (skip.problem, *warnings))
+        entries[file.relative] = entry
     return entries
 
 

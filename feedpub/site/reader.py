@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -21,8 +21,8 @@ from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import parse_date
 from feedpub.errors import Problem
+from feedpub.site.listing import PostFile
 
-EXTENSIONS = (".md", ".markdown")
 # A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
 # before they are read (a 1 MB post renders in ~4 s here).
 MAX_POST_BYTES = 1_000_000
@@ -45,9 +45,9 @@ _YAML = frontmatter.YAMLHandler()
 _MORE = "<!--more-->"
 _LINK_TAG = re.compile(r"\{%-?\s*(post_url|link)\b")
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
-# XML 1.0 cannot carry these (nor lone surrogates, which YAML escapes could make); in a post they are
-# always accidents.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# XML 1.0 cannot carry these, and lone surrogates (which YAML escapes can make) cannot be encoded: a post
+# containing them is refused here, and everything feedpub emits is stripped of them (`markup`).
+INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,6 @@ class Post:
     id: str                      # stable entry id
     image: str                   # absolute URL, or ""
     name: str                    # file name without extension, for {% post_url %}
-    draft: bool = False
 
 
 class Skip(Exception):
@@ -80,112 +79,33 @@ class Skip(Exception):
         self.problem = problem
 
 
-def read_post(file: Path, shown: str, config: Config, warnings: list[Problem], *, root: Path, relative: str,
-              symlink: bool = False, mtime: float = 0.0, draft: bool = False) -> Post | None:
-    """One file below `root` (the resolved posts folder; `relative` is the file's path from there, with
-    '/') → a Post, None when unpublished, or `Skip`."""
-    if symlink and not file.resolve().is_relative_to(root):
+def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: list[Problem]) -> Post | None:
+    """One file below `root` (the resolved posts folder) → a Post, None when unpublished, or `Skip`.
+    `shown` names the file in messages; warnings are appended to `warnings`."""
+    path = Path(file.path)
+    if file.symlink and not path.resolve().is_relative_to(root):
         raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
                            "a post file inside site.posts_dir"))
-    text = _decode(file, shown)
-    if not text.strip():
-        raise Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
-    bad = _CONTROL.search(text)
-    if bad:
-        raise Skip(Problem(shown, _line_of(text, bad.start()),
-                            f"control character U+{ord(bad[0]):04X} in the text",
-                            "printable text; remove the character"))
+    text = _decode(path, shown)
+    _check_text(text, shown)
     meta, body, body_line = _split(text, shown, warnings)
-
-    def key_line(key: str) -> int:
-        match = re.search(rf"^{re.escape(key)}\s*:", text, re.M)
-        return _line_of(text, match.start()) if match else 1
-
-    def fail(key: str, message: str, expected: str | None = None) -> Skip:
-        return Skip(Problem(shown, key_line(key), message, expected))
-
+    front = _FrontMatter(shown, text, meta, warnings)
     if meta.get("published") is False:
         return None
-    title = meta.get("title")
-    if title is None or (isinstance(title, str) and not title.strip()):
-        raise fail("title", "no title", "a 'title:' line in the front matter")
-    if isinstance(title, bool) or not isinstance(title, str | int | float):
-        raise fail("title", f"title is {type(title).__name__} {title!r}",
-                   "a string; quote it, e.g. title: \"NO\"")
-    title = _one_line(str(title))  # a newline in a title would split a mail header or a feed line
-
-    tz = config.site.tz
-    stem = relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    named = _FILENAME.match(stem)
-    slug_source = named[4] if named else stem
-    file_date = None
-    if named:
-        try:
-            file_date = datetime(int(named[1]), int(named[2]), int(named[3]), tzinfo=tz)
-            if not 1 < file_date.year < 9999:   # converting to UTC or another zone must not overflow
-                raise ValueError
-        except ValueError:
-            raise Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
-                                "a real date in YYYY-MM-DD-slug.md")) from None
-    if "date" in meta:
-        try:
-            date = parse_date(meta["date"], tz)
-        except (ValueError, OverflowError) as exc:
-            raise fail("date", str(exc), DATE_FORMS) from None
-        if file_date and date.astimezone(tz).date() != file_date.date():
-            warnings.append(Problem(shown, key_line("date"),
-                                    f"front-matter date {date.astimezone(tz):%Y-%m-%d} differs from the "
-                                    f"file name's {file_date:%Y-%m-%d}; using the front matter",
-                                    warning=True))
-    elif file_date:
-        date = file_date
-    elif draft:
-        date = datetime.fromtimestamp(mtime, tz)
-    else:
-        raise Skip(Problem(shown, 1, "no date",
-                            "a 'date:' in the front matter or a file name YYYY-MM-DD-slug.md"))
-    updated = date
-    for key in ("last_modified_at", "updated"):
-        if meta.get(key) is not None:
-            try:
-                updated = max(date, parse_date(meta[key], tz))
-            except (ValueError, OverflowError) as exc:
-                raise fail(key, str(exc), DATE_FORMS) from None
-            break
-
-    folder_categories = _folder_categories(relative)
-    categories = _names(meta, "categories", "category", fail)
-    categories = tuple(dict.fromkeys(folder_categories + categories))
-    tags = _names(meta, "tags", "tag", fail)
+    stem = file.relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    title = _title(front)
+    date, updated = _dates(front, stem, config.site.tz, file.mtime_ns / 1e9 if file.draft else None)
+    categories = tuple(dict.fromkeys(_folder_categories(file.relative) + _names(front, "categories", "category")))
+    tags = _names(front, "tags", "tag")
     author = _author(meta.get("author")) or config.site.author
-    excerpt, explicit = _excerpt(meta, body, fail)
-    minutes = meta.get("reading_time")
-    if not (isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0):
-        if minutes is not None:
-            warnings.append(Problem(shown, key_line("reading_time"),
-                                    f"reading_time {minutes!r} ignored", "a whole number of minutes",
-                                    warning=True))
-        minutes = None
-
-    slug_meta = meta.get("slug")
-    title_slug = urls.jekyll_title_slug(str(slug_meta) if slug_meta else slug_source)
-    template = meta.get("permalink") or config.site.permalink
-    if not isinstance(template, str):
-        raise fail("permalink", f"permalink is {template!r}", "a path or pattern string")
-    path = urls.expand_permalink(template, date=date.astimezone(tz), title_slug=title_slug,
-                                 categories=categories)
-    if path == "/":
-        raise fail("permalink", f"permalink {template!r} gives an empty path",
-                   "a pattern that includes :title or a file name")
-    url = urls.absolute(config.site.root_url, path)
-    entry_id = meta.get("id") or meta.get("guid") or url
-    if isinstance(entry_id, bool) or not isinstance(entry_id, str | int):
-        raise fail("id" if "id" in meta else "guid", f"id is {entry_id!r}", "a string")
-    image = _image(meta.get("image"), url, config)
-    return Post(source=shown, title=title, date=date, updated=updated, categories=categories,
-                tags=tags, author=author, file=str(file), body_line=body_line, excerpt=excerpt,
-                excerpt_explicit=explicit, reading_time=minutes, uses_links=bool(_LINK_TAG.search(body)),
-                path=path, url=url, id=str(entry_id), image=image, name=stem, draft=draft)
+    excerpt, explicit = _excerpt(front, body)
+    minutes = _reading_time(front)
+    site_path = _permalink(front, stem, date.astimezone(config.site.tz), categories, config)
+    url = urls.absolute(config.site.root_url, site_path)
+    return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
+                author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
+                reading_time=minutes, uses_links=bool(_LINK_TAG.search(body)), path=site_path, url=url,
+                id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem)
 
 
 def load_body(post: Post) -> str:
@@ -196,6 +116,7 @@ def load_body(post: Post) -> str:
 
 
 def _decode(file: Path, shown: str) -> str:
+    """The text of a UTF-8 file within the size limit, with universal newlines."""
     try:
         if not file.is_file():
             raise Skip(Problem(shown, None, "not a regular file", "a Markdown text file"))
@@ -218,8 +139,14 @@ def _decode(file: Path, shown: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _check_text(text: str, shown: str) -> None:
+    """Refuse an empty post, or one with a character XML cannot carry."""
+    if not text.strip():
+        raise Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
+    bad = INVALID_XML.search(text)
+    if bad:
+        raise Skip(Problem(shown, _line_of(text, bad.start()), f"control character U+{ord(bad[0]):04X} in the text",
+                           "printable text; remove the character"))
 
 
 def _split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any], str, int]:
@@ -270,14 +197,123 @@ def _unsafe_value(meta: dict[str, Any]) -> str | None:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-        elif isinstance(value, str) and (bad := _CONTROL.search(value)):
+        elif isinstance(value, str) and (bad := INVALID_XML.search(value)):
             return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}"
     return None if not pending else (f"expands to more than {MAX_FRONT_MATTER_VALUES:,} values "
                                      "(YAML aliases repeated or recursive)")
 
 
-def _names(meta: dict[str, Any], plural: str, singular: str, fail: Any) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class _FrontMatter:
+    """A post's front matter, with what a message about one of its keys needs."""
+
+    shown: str                  # the file, as named in messages
+    text: str                   # the whole file, for line numbers
+    values: dict[str, Any]
+    warnings: list[Problem]     # a warning is appended here
+
+    def line(self, key: str) -> int:
+        match = re.search(rf"^{re.escape(key)}\s*:", self.text, re.M)
+        return _line_of(self.text, match.start()) if match else 1
+
+    def fail(self, key: str, message: str, expected: str | None = None) -> Skip:
+        return Skip(Problem(self.shown, self.line(key), message, expected))
+
+    def warn(self, key: str, message: str, expected: str | None = None) -> None:
+        self.warnings.append(Problem(self.shown, self.line(key), message, expected, warning=True))
+
+
+def _title(front: _FrontMatter) -> str:
+    title = front.values.get("title")
+    if title is None or (isinstance(title, str) and not title.strip()):
+        raise front.fail("title", "no title", "a 'title:' line in the front matter")
+    if isinstance(title, bool) or not isinstance(title, str | int | float):
+        raise front.fail("title", f"title is {type(title).__name__} {title!r}",
+                         "a string; quote it, e.g. title: \"NO\"")
+    return _one_line(str(title))  # a newline in a title would split a mail header or a feed line
+
+
+def _dates(front: _FrontMatter, stem: str, tz: tzinfo, mtime: float | None) -> tuple[datetime, datetime]:
+    """Published and updated. Published is the front matter's `date`, else the file name's, else `mtime`
+    (given for drafts, which often have neither)."""
+    file_date = _file_name_date(front.shown, stem, tz)
+    meta = front.values
+    if "date" in meta:
+        date = _parse(front, "date", tz)
+        if file_date and date.astimezone(tz).date() != file_date.date():
+            front.warn("date", f"front-matter date {date.astimezone(tz):%Y-%m-%d} differs from the "
+                               f"file name's {file_date:%Y-%m-%d}; using the front matter")
+    elif file_date:
+        date = file_date
+    elif mtime is not None:
+        date = datetime.fromtimestamp(mtime, tz)
+    else:
+        raise Skip(Problem(front.shown, 1, "no date",
+                           "a 'date:' in the front matter or a file name YYYY-MM-DD-slug.md"))
+    key = next((key for key in ("last_modified_at", "updated") if meta.get(key) is not None), None)
+    return date, (max(date, _parse(front, key, tz)) if key else date)
+
+
+def _file_name_date(shown: str, stem: str, tz: tzinfo) -> datetime | None:
+    named = _FILENAME.match(stem)
+    if not named:
+        return None
+    try:
+        file_date = datetime(int(named[1]), int(named[2]), int(named[3]), tzinfo=tz)
+        if not 1 < file_date.year < 9999:   # converting to UTC or another zone must not overflow
+            raise ValueError
+    except ValueError:
+        raise Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
+                           "a real date in YYYY-MM-DD-slug.md")) from None
+    return file_date
+
+
+def _parse(front: _FrontMatter, key: str, tz: tzinfo) -> datetime:
+    try:
+        return parse_date(front.values[key], tz)
+    except (ValueError, OverflowError) as exc:
+        raise front.fail(key, str(exc), DATE_FORMS) from None
+
+
+def _reading_time(front: _FrontMatter) -> int | None:
+    """Minutes from the front matter, if it gives a whole number; else computed when rendered."""
+    minutes = front.values.get("reading_time")
+    if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
+        return minutes
+    if minutes is not None:
+        front.warn("reading_time", f"reading_time {minutes!r} ignored", "a whole number of minutes")
+    return None
+
+
+def _permalink(front: _FrontMatter, stem: str, date: datetime, categories: tuple[str, ...], config: Config) -> str:
+    """The site path (unescaped) from the post's or the site's permalink style; `date` in the site's zone."""
+    named = _FILENAME.match(stem)
+    slug = front.values.get("slug")
+    title_slug = urls.jekyll_title_slug(str(slug) if slug else named[4] if named else stem)
+    template = front.values.get("permalink") or config.site.permalink
+    if not isinstance(template, str):
+        raise front.fail("permalink", f"permalink is {template!r}", "a path or pattern string")
+    path = urls.expand_permalink(template, date=date, title_slug=title_slug, categories=categories)
+    if path == "/":
+        raise front.fail("permalink", f"permalink {template!r} gives an empty path",
+                         "a pattern that includes :title or a file name")
+    return path
+
+
+def _entry_id(front: _FrontMatter, url: str) -> str:
+    entry_id = front.values.get("id") or front.values.get("guid") or url
+    if isinstance(entry_id, bool) or not isinstance(entry_id, str | int):
+        raise front.fail("id" if "id" in front.values else "guid", f"id is {entry_id!r}", "a string")
+    return str(entry_id)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _names(front: _FrontMatter, plural: str, singular: str) -> tuple[str, ...]:
     """Categories or tags: a list, a space-separated string, a singular key; ints allowed."""
+    meta = front.values
     value = meta.get(plural, meta.get(singular))
     if value is None:
         return ()
@@ -288,13 +324,13 @@ def _names(meta: dict[str, Any], plural: str, singular: str, fail: Any) -> tuple
     elif isinstance(value, int | float) and not isinstance(value, bool):
         items = [value]
     else:
-        raise fail(plural if plural in meta else singular,
-                   f"{plural} is {value!r}", "a list or a space-separated string")
+        raise front.fail(plural if plural in meta else singular,
+                         f"{plural} is {value!r}", "a list or a space-separated string")
     names = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise fail(plural if plural in meta else singular,
-                       f"{plural} entry {item!r} is not a name", "strings or numbers")
+            raise front.fail(plural if plural in meta else singular,
+                             f"{plural} entry {item!r} is not a name", "strings or numbers")
         name = _one_line(str(item))
         if name:
             names.append(name)
@@ -309,14 +345,14 @@ def _author(value: Any) -> str:
     return "" if value is None or isinstance(value, bool) else _one_line(str(value))
 
 
-def _excerpt(meta: dict[str, Any], body: str, fail: Any) -> tuple[str, bool]:
+def _excerpt(front: _FrontMatter, body: str) -> tuple[str, bool]:
     """The excerpt's Markdown, and whether the author chose it (rather than the first paragraph)."""
-    value = meta.get("excerpt") or meta.get("description")
+    value = front.values.get("excerpt") or front.values.get("description")
     if value is not None:
         if not isinstance(value, str):
-            raise fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
+            raise front.fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
         return value.strip(), True
-    separator = meta.get("excerpt_separator")
+    separator = front.values.get("excerpt_separator")
     for marker in (separator, _MORE):
         if isinstance(marker, str) and marker and marker in body:
             return body.split(marker, 1)[0].strip(), True

@@ -17,7 +17,7 @@ def feedpub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_check_on_the_sample_posts_is_clean() -> None:
     result = feedpub("check", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "6 posts, 0 problems, 0 warnings\n"
+    assert result.stdout == "6 posts, 0 problems, 0 warnings, 2 skipped (1 future, 1 draft)\n"
 
 
 def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:
@@ -31,6 +31,19 @@ def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:
     assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid tag {% include %}")
     assert lines[1].startswith("posts/2025-01-02-bad.md:")
     assert sorted(p.relative_to(site.root) for p in site.root.rglob("*")) == before
+
+
+def test_check_counts_the_posts_skipped_as_future_or_draft(site) -> None:
+    site.post("2025-01-01-shown.md", "---\ntitle: shown\n---\nb\n")
+    site.post("2999-01-01-later.md", "---\ntitle: later\n---\nb\n")
+    site.post("2025-01-02-hidden.md", "---\ntitle: hidden\npublished: false\n---\nb\n")
+    site.post("_drafts/idea.md", "---\ntitle: idea\n---\nb\n")
+    result = feedpub("check", cwd=site.root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1 posts, 0 problems, 0 warnings, 3 skipped (1 future, 2 draft)\n"
+    # `--drafts` takes in _drafts/, not posts marked `published: false`
+    result = feedpub("check", "--future", "--drafts", cwd=site.root)
+    assert result.stdout == "3 posts, 0 problems, 0 warnings, 1 skipped (0 future, 1 draft)\n"
 
 
 def test_check_with_future_includes_future_posts(site) -> None:

@@ -3,7 +3,7 @@ points, then run again; a corrupt store and a corrupt build cache.
 
 After a kill the output folder holds only complete files and the next build makes the same bytes as a
 clean one; after a rerun every reader holds exactly one copy of the digest, except at most the messages
-in flight at the kill (the server kept them but its 250 never reached the ledger).
+in flight at the kill (the server kept them but its 250 was never recorded).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from lxml import etree, html
 
 from feedpub.cli import main
-from tests.send.test_smtp_faults import PASSWORD, SECRET, feedpub, ledger, write_site
+from tests.send.sites import PASSWORD, SECRET, deliveries, feedpub, write_site
 
 ENV = {**os.environ, "FEEDPUB_SECRET": SECRET, "FEEDPUB_SMTP_PASSWORD": PASSWORD}
 FEED_NAMES = {"feed.xml", "rss.xml", "feed.json", "feeds.opml", "feed.xsl", "index.html"}
@@ -164,7 +164,7 @@ def readers(count: int) -> list[str]:
 
 def queued_rows(config: Path) -> int:
     try:
-        return len(ledger(config))
+        return len(deliveries(config))
     except sqlite3.Error:
         return 0
 
@@ -179,12 +179,12 @@ def test_send_killed_right_after_queueing_sends_everyone_once(tmp_path, smtp_ser
     finally:
         kill(process)
     assert smtp_server.received == []
-    assert "sent" not in {row.status for row in ledger(config).values()}
+    assert "sent" not in {row.status for row in deliveries(config).values()}
     smtp_server.faults.stall_greeting = 0.0
     rerun = run(config, "digest", "send")
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(smtp_server.recipients()) == emails
-    assert {row.status for row in ledger(config).values()} == {"sent"}
+    assert {row.status for row in deliveries(config).values()} == {"sent"}
 
 
 def test_send_killed_mid_batch_resends_at_most_the_messages_in_flight(tmp_path, smtp_server):
@@ -197,7 +197,7 @@ def test_send_killed_mid_batch_resends_at_most_the_messages_in_flight(tmp_path, 
         kill(process)
     killed_at = len(smtp_server.received)
     assert killed_at < 60, "the first run finished before it was killed"
-    marked = {email for email, row in ledger(config).items() if row.status == "sent"}
+    marked = {email for email, row in deliveries(config).items() if row.status == "sent"}
     assert marked <= set(smtp_server.recipients())        # nothing marked sent that the server did not accept
 
     rerun = run(config, "digest", "send")
@@ -207,10 +207,10 @@ def test_send_killed_mid_batch_resends_at_most_the_messages_in_flight(tmp_path, 
     duplicated = [email for email, n in counts.items() if n > 1]
     assert all(counts[email] == 2 for email in duplicated)
     assert len(duplicated) <= 3                         # one in flight per connection at most
-    assert {row.status for row in ledger(config).values()} == {"sent"}
+    assert {row.status for row in deliveries(config).values()} == {"sent"}
 
 
-def test_send_killed_between_the_250_and_the_ledger_resends_only_that_message(tmp_path, smtp_server):
+def test_send_killed_between_the_250_and_its_mark_resends_only_that_message(tmp_path, smtp_server):
     emails = readers(8)
     config = write_site(tmp_path, smtp_server.port, emails, connections=1)
     smtp_server.faults.hold_data = True                 # the server keeps the message and holds its 250
@@ -221,15 +221,15 @@ def test_send_killed_between_the_250_and_the_ledger_resends_only_that_message(tm
         kill(process)
         smtp_server.faults.hold_data = False
     (in_flight,) = smtp_server.recipients()
-    rows = ledger(config)
-    assert rows[in_flight].status == "sending"          # the ledger knows it may or may not have gone out
+    rows = deliveries(config)
+    assert rows[in_flight].status == "sending"          # recorded as maybe gone out
     assert "sent" not in {row.status for row in rows.values()}
 
     rerun = run(config, "digest", "send")
     assert rerun.returncode == 0, rerun.stderr
     counts = Counter(smtp_server.recipients())
     assert counts == {email: 2 if email == in_flight else 1 for email in emails}
-    assert {row.status for row in ledger(config).values()} == {"sent"}
+    assert {row.status for row in deliveries(config).values()} == {"sent"}
 
 
 def test_send_killed_repeatedly_loses_nobody(tmp_path, smtp_server):
@@ -246,7 +246,7 @@ def test_send_killed_repeatedly_loses_nobody(tmp_path, smtp_server):
     counts = Counter(smtp_server.recipients())
     assert set(counts) == set(emails)
     assert sum(counts.values()) - len(emails) <= 3 * 2    # at most the in-flight messages of each kill
-    assert {row.status for row in ledger(config).values()} == {"sent"}
+    assert {row.status for row in deliveries(config).values()} == {"sent"}
 
 
 # -- a damaged store ---------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class DaemonProcess:
 
 def test_subscribe_confirm_receive_unsubscribe(tmp_path: Path, smtp_server: SMTPTestServer) -> None:
     require_browser()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
 
     web_port = free_port()
     write_site(tmp_path, smtp_server, web_port)
@@ -167,3 +167,68 @@ def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Pat
                              timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(smtp_server.recipients()) == sorted(readers)   # each exactly once, none lost
+
+
+def send_with_one_reader_deferred(root: Path, smtp: SMTPTestServer, web_port: int) -> None:
+    """Two readers, `digest send` by hand (cron): the server answers 451 once for beta, who is deferred for
+    smtp.retry_base (long enough that a daemon or worker started next is up before the retry falls due)."""
+    write_site(root, smtp, web_port)
+    text = (root / "feedpub.toml").read_text(encoding="utf-8")
+    (root / "feedpub.toml").write_text(text.replace("timeout = 5", 'timeout = 5\nretry_base = "10s"'),
+                                       encoding="utf-8")
+    (root / "readers.csv").write_text("email\nalpha@example.com\nbeta@example.com\n", encoding="utf-8")
+    imported = subprocess.run([sys.executable, "-m", "feedpub", "subscribers", "import", "readers.csv"], cwd=root,
+                              capture_output=True, text=True, timeout=30)
+    assert imported.returncode == 0, imported.stderr
+    smtp.faults.defer_rcpt["beta@example.com"] = 1
+    sent = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=root, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"})
+    assert sent.returncode == 0, sent.stderr
+    assert "1 sent, 1 deferred, 0 failed" in sent.stdout
+    # The retry time names its zone: the site's.
+    assert re.search(r"1 waiting \(next retry \d{4}-\d\d-\d\d \d\d:\d\d JST\)", sent.stdout), sent.stdout
+    assert smtp.recipients() == ["alpha@example.com"]
+
+
+def wait_for_recipient(smtp: SMTPTestServer, email: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while email not in smtp.recipients():
+        assert time.monotonic() < deadline, f"{email} never received the retried message"
+        time.sleep(0.1)
+
+
+def test_the_running_daemon_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path,
+                                                                          smtp_server: SMTPTestServer) -> None:
+    web_port = free_port()
+    send_with_one_reader_deferred(tmp_path, smtp_server, web_port)
+    daemon = DaemonProcess(tmp_path, web_port)
+    health = httpx.get(f"{daemon.base}/healthz").json()
+    next_retry = datetime.fromisoformat(health["next_retry"])
+    assert next_retry.utcoffset() is not None
+    assert health["queued_deliveries"] == 1 and next_retry > datetime.now(UTC), "started after the retry fell due"
+
+    wait_for_recipient(smtp_server, "beta@example.com", timeout=40)   # no restart
+    deadline = time.monotonic() + 10
+    while (health := httpx.get(f"{daemon.base}/healthz").json())["queued_deliveries"]:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.2)
+    assert health["next_retry"] is None
+    assert daemon.stop() == 0
+    assert sorted(smtp_server.recipients()) == ["alpha@example.com", "beta@example.com"]   # each exactly once
+    log = daemon.log.read_text(encoding="utf-8")
+    assert "feedpub: retries: 1 sent, 0 deferred, 0 failed" in log
+    assert "feedpub: running: web on" in log and "feedpub: feedpub" not in log
+
+
+def test_a_worker_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path, smtp_server: SMTPTestServer) -> None:
+    send_with_one_reader_deferred(tmp_path, smtp_server, free_port())
+    worker = subprocess.Popen([sys.executable, "-m", "feedpub", "worker", "--idle", "1s"], cwd=tmp_path,
+                              env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        wait_for_recipient(smtp_server, "beta@example.com", timeout=40)
+        time.sleep(1.5)   # a second idle look finds nothing more to send
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0, worker.stderr.read()
+    assert sorted(smtp_server.recipients()) == ["alpha@example.com", "beta@example.com"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from click.testing import CliRunner
 
 from feedpub.cli import main
 from feedpub.config import load_config
+from feedpub.send.dispatch import compose_issue, send_due_issue
+from feedpub.site import markup
 from feedpub.store import SubscriberInput, open_store
 from feedpub.tokens import read_token
 from tests.smtp_server import SMTPTestServer
@@ -38,6 +41,7 @@ language = "ja"
 from = "ALLFORCES編集部 <news@blog.example.com>"
 subject = "{LONG_SUBJECT}"
 first_issue_days = 7
+schedule = "mon,tue,wed,thu,fri,sat,sun 00:00"
 [smtp]
 host = "127.0.0.1"
 port = {server.port}
@@ -56,6 +60,7 @@ public_url = "https://news.blog.example.com"
               ("日本語NLPの前処理", "engineering")]
     for (title, category), days in zip(titles, posts_days_ago, strict=True):
         # The file name's date is the site's (Tokyo) day of the post, as an author there would name it.
+        # A day or more old, it is before today's 00:00 slot: in the issue that is due.
         date = datetime.now(ZoneInfo("Asia/Tokyo")) - timedelta(days=days)
         (posts / f"{date:%Y-%m-%d}-post-{days}.md").write_text(
             f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S %z}\ncategories: [{category}]\n---\n\n'
@@ -111,7 +116,9 @@ def test_send_reaches_every_subscriber_once_and_a_rerun_sends_nothing(site, smtp
             assert "生成AIと著作権の現在地" in html and "Deploying with Python" not in text
         else:
             assert "Deploying with Python" in html and "日本語NLPの前処理" in text
-    assert (site / "public/digests" / issue.period / "index.html").is_file()
+    archive = (site / "public/digests" / issue.period / "index.html").read_text(encoding="utf-8")
+    assert "生成AIと著作権の現在地" in archive and "https://news.blog.example.com/subscribe" in archive
+    assert "/unsubscribe" not in archive and "登録されているため" not in archive
 
     again = feedpub("digest", "send")
     assert again.exit_code == 0 and "0 sent" in again.stdout
@@ -135,15 +142,23 @@ def test_a_temporary_failure_is_left_for_the_next_run(site, smtp_server):
     smtp_server.faults.defer_data = 1
     result = feedpub("digest", "send")
     assert result.exit_code == 0
-    assert "2 sent, 1 deferred, 0 failed" in result.stdout and "1 waiting (next retry" in result.stdout
+    assert "2 sent, 1 deferred, 0 failed" in result.stdout
+    # In the site's zone, and saying so.
+    retry = re.search(r"1 waiting \(next retry (\d{4}-\d\d-\d\d \d\d:\d\d) JST\)", result.stdout)
+    assert retry, result.stdout
+    due = datetime.strptime(retry[1], "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert abs(due - datetime.now(UTC)) < timedelta(minutes=2)   # smtp.retry_base is 1m
     assert "deferred: 451 4.3.0" in result.stderr
 
 
 def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
-    emails = add_subscribers(site, 3)
+    emails = add_subscribers(site, 3, gardener=("園芸", "料理"))
     dry = feedpub("digest", "send", "--dry-run")
     assert dry.exit_code == 0
-    assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == emails
+    assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == emails[:3]
+    # Who would get nothing, and why: none of their categories has a new post.
+    assert "gardener@example.jp: nothing (no new post in 園芸, 料理)\n" in dry.stderr
+    assert "dry run: 3 recipients" in dry.stderr
     assert smtp_server.received == []
 
     test = feedpub("digest", "send", "--to", "editor@example.org")
@@ -154,6 +169,25 @@ def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
     assert feedpub("digest", "status").stdout.strip() == "no issues yet"
 
 
+def test_a_test_copy_to_an_unsubscribed_or_suppressed_address_needs_force(site, smtp_server):
+    store = open_store(f"sqlite:///{site}/.feedpub/feedpub.db")
+    store.save_subscribers([SubscriberInput("left@example.com"), SubscriberInput("bounced@example.com")],
+                           status="active")
+    store.unsubscribe("left@example.com", "one-click unsubscribe")
+    store.suppress("bounced@example.com", "550 5.1.1 no such user")
+    left = feedpub("digest", "send", "--to", "Left@example.com")
+    assert left.exit_code == 2
+    assert "Left@example.com unsubscribed; no test copy sent (--force sends it anyway)" in left.stderr
+    bounced = feedpub("digest", "send", "--to", "bounced@example.com")
+    assert bounced.exit_code == 2
+    assert "bounced@example.com is suppressed (550 5.1.1 no such user)" in bounced.stderr
+    assert smtp_server.received == []
+
+    forced = feedpub("digest", "send", "--to", "left@example.com", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert smtp_server.recipients() == ["left@example.com"]
+
+
 def test_no_new_posts_sends_nothing_and_exits_0(tmp_path, monkeypatch, smtp_server, caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
@@ -162,7 +196,7 @@ def test_no_new_posts_sends_nothing_and_exits_0(tmp_path, monkeypatch, smtp_serv
     with caplog.at_level(logging.INFO):
         result = feedpub("digest", "send")
     assert result.exit_code == 0 and smtp_server.received == []
-    assert "no posts published since" in caplog.text and "nothing to send" in caplog.text
+    assert "no posts published from" in caplog.text and "nothing to send" in caplog.text
 
 
 def test_missing_secret_exits_2_naming_the_variable(site, monkeypatch):
@@ -171,12 +205,13 @@ def test_missing_secret_exits_2_naming_the_variable(site, monkeypatch):
     assert result.exit_code == 2 and "FEEDPUB_SECRET" in result.stderr
 
 
-def test_preview_writes_html_and_text(site, caplog):
+def test_preview_writes_html_and_text_outside_the_published_folder(site, caplog):
     result = feedpub("digest", "preview")
     assert result.exit_code == 0
-    html = (site / "public/digests/preview/index.html").read_text(encoding="utf-8")
-    text = (site / "public/digests/preview/index.txt").read_text(encoding="utf-8")
+    html = (site / ".feedpub/preview/index.html").read_text(encoding="utf-8")
+    text = (site / ".feedpub/preview/index.txt").read_text(encoding="utf-8")
     assert "生成AIと著作権の現在地" in html and "日本語NLPの前処理" in text
+    assert not (site / "public").exists()        # the daemon serves public/: a preview is no issue yet
     assert feedpub("digest", "preview", "--output", "out/p.html").exit_code == 0
     assert (site / "out/p.html").is_file() and (site / "out/p.txt").is_file()
     since = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
@@ -211,8 +246,6 @@ def test_killed_mid_send_then_resumed_serves_everyone_with_at_most_one_duplicate
 
 
 def test_a_reader_who_unsubscribed_after_queueing_is_counted_skipped_not_failed(site, smtp_server):
-    from feedpub.send.dispatch import send_due_issue
-
     emails = add_subscribers(site, 3)
     store = open_store(f"sqlite:///{site}/.feedpub/feedpub.db")
     send_due_issue(load_config(site / "feedpub.toml"), store, datetime.now(UTC), send=False)
@@ -224,9 +257,6 @@ def test_a_reader_who_unsubscribed_after_queueing_is_counted_skipped_not_failed(
 
 
 def test_an_issue_renders_only_its_own_posts_and_links_to_older_ones(tmp_path, monkeypatch, smtp_server):
-    from feedpub.send.dispatch import compose_issue
-    from feedpub.site import markup
-
     write_site(tmp_path, smtp_server, posts_days_ago=(1, 40, 50))
     old = sorted((tmp_path / "posts").glob("*-post-40.md"))[0]
     new = sorted((tmp_path / "posts").glob("*-post-1.md"))[0]
@@ -240,8 +270,8 @@ def test_an_issue_renders_only_its_own_posts_and_links_to_older_ones(tmp_path, m
 
     monkeypatch.setattr("feedpub.send.dispatch.render_posts", recording)
     now = datetime.now(UTC)
-    issue, problems = compose_issue(load_config(tmp_path / "feedpub.toml"), now, now - timedelta(days=7))
-    assert issue is not None and problems == []
+    issue, problems = compose_issue(load_config(tmp_path / "feedpub.toml"), now, now - timedelta(days=7), now)
+    assert problems == []
     assert rendered == ["生成AIと著作権の現在地"]
     (post,) = issue.posts
     assert "https://blog.example.com/" in post.html and "post-40" in post.html

@@ -1,10 +1,11 @@
-"""`feedpub subscribers …` through the real CLI against a real SQLite store."""
+"""`feedpub subscribers …` through the real CLI against a real SQLite store and a site with posts."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,15 +14,23 @@ from feedpub.cli import main
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch):
-    (tmp_path / "feedpub.toml").write_text('[store]\nurl = "sqlite:///data/feedpub.db"\n', encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
+def run(site, monkeypatch):
+    site.configure('[store]\nurl = "sqlite:///data/feedpub.db"\n')
+    categories = "[AI, LLM, Python, AI導入戦略, 生成AI, engineering]"
+    site.post("2025-12-01-tools.md", f"---\ntitle: Tools\ncategories: {categories}\n---\nbody\n")
+    monkeypatch.chdir(site.root)
     runner = CliRunner()
 
     def invoke(*args: str):
         return runner.invoke(main, ["subscribers", *args], catch_exceptions=False)
 
     return invoke
+
+
+def import_csv(run, text: str):
+    """`subscribers import list.csv` of a file holding `text`."""
+    Path("list.csv").write_text(text, encoding="utf-8")
+    return run("import", "list.csv")
 
 
 def listing(run) -> list[dict]:
@@ -61,17 +70,15 @@ def test_add_bad_address_exits_2(run):
     assert "not a valid e-mail address" in result.stderr
 
 
-def test_import_reports_bad_rows_by_line_and_keeps_the_good_ones(run, tmp_path):
+def test_import_reports_bad_rows_by_line_and_keeps_the_good_ones(run):
     run("add", "old@example.com", "--name", "Old")
     run("remove", "gone@example.com")
-    (tmp_path / "list.csv").write_text(
-        "\ufeffemail,name,categories\n"
-        "hanako@example.jp,花子,AI;LLM\n"
-        "bad@@example.jp,壊れた,\n"
-        "OLD@example.com,Old Renamed,AI\n"
-        ",no address,\n"
-        "gone@example.com,Gone,\n", encoding="utf-8")
-    result = run("import", "list.csv")
+    result = import_csv(run, "\ufeffemail,name,categories\n"
+                             "hanako@example.jp,花子,AI;LLM\n"
+                             "bad@@example.jp,壊れた,\n"
+                             "OLD@example.com,Old Renamed,AI\n"
+                             ",no address,\n"
+                             "gone@example.com,Gone,\n")
     assert result.exit_code == 1
     assert "list.csv:3: 'bad@@example.jp' is not a valid e-mail address" in result.stderr
     assert "list.csv:5: empty e-mail address" in result.stderr
@@ -115,3 +122,55 @@ def test_unreadable_store_exits_2_naming_the_file(run, tmp_path):
     result = run("list")
     assert result.exit_code == 2
     assert f"{tmp_path / 'data/feedpub.db'}: cannot use the store" in result.stderr
+
+
+def test_import_skips_a_later_duplicate_address_and_keeps_the_first(run):
+    result = import_csv(run, "email,name,categories\n"
+                             "bob@example.com,Bob,engineering\n"
+                             "carol@example.com,Carol,\n"
+                             " BOB@EXAMPLE.COM ,Bob dup,\n")
+    assert result.exit_code == 1
+    assert "list.csv:4: duplicate of line 2; skipped (expected each address once)" in result.stderr
+    assert "imported 2 subscribers (2 new, 0 updated), 1 bad rows" in result.stderr
+    assert [(r["email"], r["name"], r["categories"]) for r in listing(run)] == [
+        ("bob@example.com", "Bob", ["engineering"]), ("carol@example.com", "Carol", [])]
+
+
+def test_unknown_categories_are_warnings_naming_the_line(run, site):
+    site.post("2999-01-01-later.md", "---\ntitle: Later\ncategories: [someday]\n---\nbody\n")
+    result = import_csv(run, "email,name,categories\n"
+                             "bob@example.com,Bob,engineering\n"
+                             "carol@example.com,Carol,enginering;someday\n")
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "list.csv:3: warning: unknown category 'enginering' kept; no published post has it "
+        "(expected a category of the site's posts, such as 'engineering')",
+        "list.csv:3: warning: unknown category 'someday' kept; no published post has it "
+        "(expected a category of the site's posts)"]
+    assert listing(run)[1]["categories"] == ["enginering", "someday"]
+
+    added = run("add", "dave@example.com", "--categories", "Python, pyhton")
+    assert added.exit_code == 0
+    assert added.stderr.splitlines()[0] == ("--categories: warning: unknown category 'pyhton' kept; no published "
+                                            "post has it (expected a category of the site's posts, such as 'Python')")
+    assert "unknown category 'Python'" not in added.stderr
+
+
+def test_list_table_clips_long_cells_and_csv_json_keep_them_whole(run):
+    run("add", "long@example.com", "--name", "N" * 200)
+    run("add", "wide@example.com", "--name", "山" * 30)
+    lines = run("list").stdout.splitlines()
+    assert max(len(line) for line in lines) < 120
+    assert "N" * 39 + "…  active" in lines[1] and "N" * 40 not in lines[1]
+    assert "山" * 19 + "…" in lines[2] and "山" * 20 not in lines[2]
+    assert [r["name"] for r in listing(run)] == ["N" * 200, "山" * 30]
+    assert "N" * 200 in run("list", "--format", "csv").stdout
+
+
+def test_the_local_part_holds_at_most_64_characters(run):
+    result = run("add", "a" * 65 + "@example.com")
+    assert result.exit_code == 2 and "more than the 64 that RFC 5321 allows" in result.stderr
+    imported = import_csv(run, f"email\n{'b' * 65}@example.com\n{'c' * 64}@example.com\n")
+    assert imported.exit_code == 1 and "list.csv:2: " in imported.stderr
+    assert [r["email"] for r in listing(run)] == [f"{'c' * 64}@example.com"]

@@ -1,4 +1,4 @@
-"""The sending engine against a real in-process SMTP server and a real SQLite ledger."""
+"""The sending engine against a real in-process SMTP server and a real SQLite store."""
 
 from __future__ import annotations
 
@@ -12,19 +12,16 @@ import pytest
 from feedpub.config import load_config
 from feedpub.send.delivery import deliver
 from feedpub.store import Delivery, StoredVariant, SubscriberInput, open_store
+from tests.send.sites import Row, deliveries, write_config
 from tests.smtp_server import SMTPTestServer
 
 FAST_RETRY = timedelta(milliseconds=20)
 
 
 def setup(tmp_path, server: SMTPTestServer, count: int, **smtp: object):
-    settings = {"host": "127.0.0.1", "port": server.port, "security": "none", "connections": 2,
-                "rate_per_second": 1000, "timeout": 5, "max_retries": 3, **smtp}
-    lines = ["[digest]", 'from = "ニュース編集部 <news@example.com>"', "[smtp]"]
-    lines += [f"{key} = {value!r}".replace("'", '"') for key, value in settings.items()]
-    (tmp_path / "feedpub.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = load_config(tmp_path / "feedpub.toml")
-    store = open_store(f"sqlite:///{tmp_path}/feedpub.db")
+    smtp = {"connections": 2, **smtp}
+    config = load_config(write_config(tmp_path, server.port, **smtp))
+    store = open_store(config.store_url)
     saved = store.save_subscribers([SubscriberInput(f"reader{i:03d}@example.com", f"読者{i}")
                                     for i in range(count)], status="active")
     now = datetime.now(UTC)
@@ -43,8 +40,12 @@ def message_for(row: Delivery) -> bytes:
     return message.as_bytes().replace(b"\n", b"\r\n")
 
 
-def statuses(store, issue) -> dict[str, str]:
-    return {row.email: row.status for row in store.deliveries(issue.id)}
+def rows(config) -> dict[str, Row]:
+    return deliveries(config.root / "feedpub.toml")
+
+
+def statuses(config) -> dict[str, str]:
+    return {email: row.status for email, row in rows(config).items()}
 
 
 def test_every_recipient_gets_exactly_one_message_of_their_own(tmp_path, smtp_server):
@@ -54,11 +55,11 @@ def test_every_recipient_gets_exactly_one_message_of_their_own(tmp_path, smtp_se
     assert sorted(smtp_server.recipients()) == emails
     for received in smtp_server.received:
         (rcpt,) = received.rcpt_tos
-        assert received.mail_from == "news@example.com"
+        assert received.mail_from == "news@blog.example.com"
         assert received.message()["To"] == rcpt
         assert [e for e in emails if e.encode() in received.data] == [rcpt]
     assert smtp_server.connections <= 3          # connections are reused, not one per message
-    assert all(row.last_reply.startswith("250 2.0.0 Ok: queued as") for row in store.deliveries(issue.id))
+    assert all(row.reply.startswith("250 2.0.0 Ok: queued as") for row in rows(config).values())
 
     again = deliver(config, store, issue, message_for)
     assert (again.sent, again.deferred, again.failed) == (0, 0, 0)
@@ -84,7 +85,7 @@ def test_421_at_connect_is_retried_with_backoff(tmp_path, smtp_server):
     summary = deliver(config, store, issue, message_for, retry_base=FAST_RETRY, wait_for_retries=timedelta(seconds=5))
     assert summary.sent == 3 and summary.failed == 0
     assert sorted(smtp_server.recipients()) == emails
-    first = store.deliveries(issue.id)[0]
+    first = rows(config)[emails[0]]
     assert first.attempts == 3 and first.status == "sent"
 
 
@@ -96,8 +97,8 @@ def test_server_down_leaves_rows_deferred_and_nothing_marked_sent(tmp_path, smtp
     assert time.monotonic() - before < 2           # no waiting for a retry an hour away
     assert summary.sent == 0 and summary.deferred >= 1
     assert "421 4.3.2 Service not available" in summary.problems[0].reply
-    assert "sent" not in statuses(store, issue).values()
-    deferred = [row for row in store.deliveries(issue.id) if row.status == "deferred"]
+    assert "sent" not in statuses(config).values()
+    deferred = [row for row in rows(config).values() if row.status == "deferred"]
     assert all(row.next_attempt_at > datetime.now(UTC) + timedelta(minutes=4) for row in deferred)
     assert smtp_server.received == []
 
@@ -119,7 +120,7 @@ def test_451_at_data_defers_then_sends_once(tmp_path, smtp_server):
     first = deliver(config, store, issue, message_for, retry_base=timedelta(seconds=1))
     assert (first.sent, first.deferred) == (4, 1)
     assert first.problems[0].reply == "451 4.3.0 Error: queue file write error"
-    assert statuses(store, issue)[emails[0]] == "deferred"
+    assert statuses(config)[emails[0]] == "deferred"
     # not due yet: a rerun sends nothing
     assert deliver(config, store, issue, message_for).sent == 0
     second = deliver(config, store, issue, message_for, retry_base=FAST_RETRY, wait_for_retries=timedelta(seconds=3))
@@ -133,7 +134,7 @@ def test_550_for_one_recipient_fails_and_suppresses_it(tmp_path, smtp_server):
     summary = deliver(config, store, issue, message_for)
     assert (summary.sent, summary.failed) == (4, 1)
     assert summary.problems[0].email == emails[2] and summary.problems[0].reply.startswith("550 5.1.1")
-    assert statuses(store, issue)[emails[2]] == "failed"
+    assert statuses(config)[emails[2]] == "failed"
     assert store.suppressed() == {emails[2]}
     assert sorted(smtp_server.recipients()) == sorted(set(emails) - {emails[2]})
 
@@ -145,7 +146,7 @@ def test_connection_dropped_mid_data_reconnects_and_retries(tmp_path, smtp_serve
     assert summary.sent == 6
     assert sorted(smtp_server.recipients()) == emails        # the dropped one was not accepted: sent again, once
     assert smtp_server.connections >= 2
-    assert store.deliveries(issue.id)[0].attempts == 2
+    assert rows(config)[emails[0]].attempts == 2
 
 
 def test_rate_limit_is_never_exceeded(tmp_path, smtp_server):
@@ -165,7 +166,7 @@ def test_stop_flag_ends_after_the_current_message_and_a_rerun_resumes(tmp_path, 
 
     summary = deliver(config, store, issue, message_for, stop=stop, on_outcome=after_three)
     assert summary.stopped and summary.sent == 3
-    assert list(statuses(store, issue).values()).count("queued") == 5
+    assert list(statuses(config).values()).count("queued") == 5
     assert deliver(config, store, issue, message_for).sent == 5
     assert sorted(smtp_server.recipients()) == emails
 

@@ -18,7 +18,7 @@ DOCS = REPO / "docs"
 
 def test_digest_layout_in_chromium(tmp_path: Path) -> None:
     require_browser()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
 
     shutil.copytree(REPO / "posts", tmp_path / "posts")
     (tmp_path / "feedpub.toml").write_text('[site]\ntitle = "ALLFORCES"\nurl = "https://blog.example.com"\n'
@@ -26,7 +26,7 @@ def test_digest_layout_in_chromium(tmp_path: Path) -> None:
     preview = subprocess.run([sys.executable, "-m", "feedpub", "digest", "preview", "--since", "2025-01-01"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert preview.returncode == 0, preview.stderr
-    page_file = tmp_path / "public" / "digests" / "preview" / "index.html"
+    page_file = tmp_path / ".feedpub" / "preview" / "index.html"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         for name, width in (("desktop", 1024), ("phone", 375)):
@@ -37,7 +37,7 @@ def test_digest_layout_in_chromium(tmp_path: Path) -> None:
             assert content == min(600, width) or (width < 600 and content <= width)
             assert page.evaluate("document.documentElement.scrollWidth") <= width   # no sideways scrolling
             text = page.inner_text("body")
-            assert "推論性能35%向上は何を変えるのか" in text and "配信停止" in text
+            assert "推論性能35%向上は何を変えるのか" in text and "ダイジェストをメールで受け取る" in text
             if os.environ.get("FEEDPUB_UPDATE_SCREENSHOTS") == "1":
                 page.screenshot(path=str(DOCS / f"digest-{name}.png"), full_page=True)
         browser.close()

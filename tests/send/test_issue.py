@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from feedpub.send.issue import (
+    PREFERENCES_MARKER,
     UNSUBSCRIBE_MARKER,
     DigestTemplateError,
     compose,
@@ -125,7 +126,7 @@ def test_compose_covers_starts_exclusive_to_ends_inclusive_newest_first(site):
     ends = dates["生成AIと著作権"]
     issue = compose(config, rendered, period="p", slot=NOW, starts=starts, ends=ends)
     assert [r.post.title for r in issue.posts] == ["生成AIと著作権", "推論性能35%向上は何を変えるのか"]
-    assert compose(config, rendered, period="p", slot=NOW, starts=ends, ends=NOW) is None
+    assert compose(config, rendered, period="p", slot=NOW, starts=ends, ends=NOW).posts == ()
 
 
 def test_compose_keeps_at_most_max_posts(site):
@@ -174,12 +175,10 @@ def test_html_is_a_600px_inlined_table_layout_with_preheader_and_dark_mode(site)
 def test_html_links_are_absolute_and_posts_show_date_categories_reading_time(site):
     config = config_for(site)
     add_posts(site)
-    variant = render_variant(config, issue_for(site, config), "")
-    html, _ = public_copy(config, variant)
+    html = render_variant(config, issue_for(site, config), "").html
     hrefs = re.findall(r'href="([^"]*)"', html)
-    assert hrefs and all(h.startswith("https://") for h in hrefs), hrefs
-    assert "https://news.blog.example.com/unsubscribe" in hrefs
-    assert "https://news.blog.example.com/preferences" in hrefs
+    assert hrefs and all(h.startswith("https://") or h.startswith("feedpub-") for h in hrefs), hrefs
+    assert [h for h in hrefs if h.startswith("feedpub-")] == [UNSUBSCRIBE_MARKER, PREFERENCES_MARKER]
     # 2025-12-14 20:00 UTC is 12月15日 in Tokyo.
     assert "2025年12月15日 · engineering · 1分で読めます" in html
     assert "2025年12月16日 · AI導入戦略 · 8分で読めます" in html
@@ -271,13 +270,40 @@ def test_operator_template_overrides_and_errors_name_file_and_line(site):
     assert str(error.value).startswith(f"{folder / 'digest.html.j2'}:2: template error: ")
 
 
-def test_write_archive_is_atomic_and_has_no_personal_links(site):
+def test_write_archive_is_atomic_and_invites_visitors_to_subscribe(site):
     config = config_for(site)
     add_posts(site)
     issue = issue_for(site, config)
-    path = write_archive(config, issue, render_variant(config, issue, ""))
+    path = write_archive(config, issue)
     assert path == site.root / "public" / "digests" / "2025-12-22-0900" / "index.html"
+    assert [p.name for p in Path(path.parent).iterdir()] == ["index.html"]
     html = path.read_text(encoding="utf-8")
     assert "推論性能35%向上は何を変えるのか" in html
-    assert "feedpub-" not in html
-    assert [p.name for p in Path(path.parent).iterdir()] == ["index.html"]
+    # A visitor of the site is no subscriber: no "you receive this because", no unsubscribe or
+    # preferences links (they would need the reader's token), but a way to subscribe.
+    assert "ダイジェスト配信に登録されているため" not in html and "配信停止" not in html
+    assert "/unsubscribe" not in html and "/preferences" not in html and "feedpub-" not in html
+    assert "ALLFORCES（https://blog.example.com）のメールダイジェストのバックナンバーです。" in html
+    assert '<a href="https://news.blog.example.com/subscribe"' in html and "ダイジェストをメールで受け取る" in html
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith("https://") for h in hrefs), hrefs
+
+
+def test_english_archive_and_its_text_have_the_subscribe_footer(site):
+    config = config_for(site, language="en")
+    add_posts(site)
+    copy = public_copy(config, issue_for(site, config))
+    assert "An issue of the ALLFORCES e-mail digest (https://blog.example.com)." in copy.html
+    assert "Get the digest by e-mail: https://news.blog.example.com/subscribe\n" in copy.text
+    for personal in ("You are receiving this", "Unsubscribe", "preferences"):
+        assert personal not in copy.html and personal not in copy.text
+
+
+def test_an_operator_template_without_the_archive_footer_links_generic_pages(site):
+    config = config_for(site, extra='templates_dir = "email_templates"')
+    add_posts(site)
+    folder = site.root / "email_templates"
+    folder.mkdir()
+    (folder / "digest.html.j2").write_text('<a href="{{ unsubscribe_url }}">stop</a>\n', encoding="utf-8")
+    html = public_copy(config, issue_for(site, config)).html
+    assert 'href="https://news.blog.example.com/unsubscribe"' in html and "feedpub-" not in html

@@ -9,84 +9,27 @@ every remaining reader exactly once. smtp.retry_base is 1 s and smtp.timeout 2 s
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from feedpub.cli import main
+from tests.send.sites import PASSWORD, READERS, Row, deliveries, feedpub, write_site
 from tests.smtp_server import SMTPTestServer, self_signed_cert
-
-SECRET = "fault-matrix-secret"
-PASSWORD = "correct horse battery staple"
-READERS = ["ayumi@example.jp", "ben@example.com", "chihiro@example.jp", "dan@example.com"]
-
-
-def write_site(root: Path, port: int, readers: list[str] = READERS, **smtp: object) -> Path:
-    """feedpub.toml, two posts from the last days and the readers as active subscribers; the config path."""
-    settings = {"host": "127.0.0.1", "port": port, "security": "none", "connections": 1, "rate_per_second": 1000,
-                "timeout": 2, "max_retries": 3, "retry_base": "1s", **smtp}
-    lines = ["[site]", 'title = "ALLFORCES"', 'url = "https://blog.example.com"', 'timezone = "Asia/Tokyo"',
-             "[digest]", 'from = "ALLFORCES編集部 <news@blog.example.com>"', "[smtp]"]
-    lines += [f"{key} = {value!r}".replace("'", '"') for key, value in settings.items()]
-    lines += ["[web]", 'public_url = "https://news.blog.example.com"']
-    config = root / "feedpub.toml"
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "posts").mkdir()
-    for days, title in ((1, "生成AIと著作権の現在地"), (2, "Deploying with Python")):
-        date = datetime.now(UTC) - timedelta(days=days)
-        (root / "posts" / f"{date:%Y-%m-%d}-post-{days}.md").write_text(
-            f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\n---\n\n{title}の本文です。\n',
-            encoding="utf-8")
-    with (root / "readers.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["email", "name"])
-        writer.writerows([email, f"読者 {email.split('@')[0]}"] for email in readers)
-    assert feedpub(config, "subscribers", "import", str(root / "readers.csv")).exit_code == 0
-    return config
-
-
-def feedpub(config: Path, *args: str, password: str = PASSWORD, **env: str) -> Result:
-    environment = {"FEEDPUB_SECRET": SECRET, "FEEDPUB_SMTP_PASSWORD": password, **env}
-    return CliRunner().invoke(main, ["--config", str(config), *args], env=environment, catch_exceptions=False)
-
-
-@dataclass(frozen=True)
-class Row:
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    updated_at: datetime
-    reply: str
-
-
-def ledger(config: Path) -> dict[str, Row]:
-    """Every delivery row of the store, by reader address."""
-    with sqlite3.connect(config.parent / ".feedpub" / "feedpub.db") as db:
-        found = db.execute("SELECT s.email, d.status, d.attempts, d.next_attempt_at, d.updated_at, d.last_reply "
-                           "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id").fetchall()
-    return {email: Row(status, attempts, _time(retry), _time(updated), reply)
-            for email, status, attempts, retry, updated, reply in found}
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
 
 def statuses(config: Path) -> dict[str, str]:
-    return {email: row.status for email, row in ledger(config).items()}
+    return {email: row.status for email, row in deliveries(config).items()}
 
 
 def assert_only_accepted_marked_sent(config: Path, server: SMTPTestServer) -> None:
     accepted = Counter(server.recipients())
-    for email, row in ledger(config).items():
+    for email, row in deliveries(config).items():
         if row.status == "sent":
             assert accepted[email] >= 1, f"{email} marked sent but the server never accepted it"
             assert row.reply.startswith("250 ")
@@ -94,7 +37,7 @@ def assert_only_accepted_marked_sent(config: Path, server: SMTPTestServer) -> No
 
 def wait_until_due(config: Path) -> None:
     """Sleep until the last deferred row may be retried."""
-    retries = [row.next_attempt_at for row in ledger(config).values() if row.status == "deferred"]
+    retries = [row.next_attempt_at for row in deliveries(config).values() if row.status == "deferred"]
     if retries:
         time.sleep(max(0.0, (max(retries) - datetime.now(UTC)).total_seconds()) + 0.05)
 
@@ -184,7 +127,7 @@ def test_unavailable_relay_defers_then_everyone_gets_one_copy(tmp_path, fault: U
         assert first.exit_code == 0, first.output        # deferred is not failed: cron retries
         assert "0 sent" in first.stdout and "4 waiting (next retry" in first.stdout
         assert fault.reply in first.stderr
-        rows = ledger(config)
+        rows = deliveries(config)
         deferred = {email: row for email, row in rows.items() if row.status == "deferred"}
         assert 1 <= len(deferred) <= 2                   # the row each connection tried; the rest wait queued
         for row in deferred.values():
@@ -197,7 +140,7 @@ def test_unavailable_relay_defers_then_everyone_gets_one_copy(tmp_path, fault: U
         password = env.pop("FEEDPUB_SMTP_PASSWORD", "wrong password")
         early = feedpub(config, "digest", "send", password=password, **env)   # deferred rows are not due yet
         assert early.exit_code == 0
-        assert {email: ledger(config)[email].attempts for email in deferred} == {e: 1 for e in deferred}
+        assert {email: deliveries(config)[email].attempts for email in deferred} == {e: 1 for e in deferred}
         wait_until_due(config)
         final = feedpub(config, "digest", "send", password=password, **env)
         assert final.exit_code == 0, final.output
@@ -260,7 +203,7 @@ def test_one_message_fault(tmp_path, fault: MessageFault, pipelining: bool) -> N
         fault.inject(server, victim)
         first = feedpub(config, "digest", "send")
         assert first.exit_code == fault.exit_code, first.output
-        rows = ledger(config)
+        rows = deliveries(config)
         assert rows[victim].status == fault.status and fault.reply in rows[victim].reply
         assert rows[victim].attempts == 1
         assert f"{victim}: {fault.status}: " in first.stderr
@@ -313,22 +256,22 @@ def test_backoff_doubles_and_retries_stop_at_max_retries(tmp_path) -> None:
         server.faults.rcpt_replies[victim] = ["452 4.2.2 Mailbox full"] * 5
 
         assert feedpub(config, "digest", "send").exit_code == 0
-        first = ledger(config)[victim]
+        first = deliveries(config)[victim]
         assert first.attempts == 1
         assert_backoff(first)
         assert feedpub(config, "digest", "send").exit_code == 0      # before the retry time: not tried
-        assert ledger(config)[victim] == first and len(server.faults.rcpt_replies[victim]) == 4
+        assert deliveries(config)[victim] == first and len(server.faults.rcpt_replies[victim]) == 4
 
         wait_until_due(config)
         assert feedpub(config, "digest", "send").exit_code == 0
-        second = ledger(config)[victim]
+        second = deliveries(config)[victim]
         assert second.attempts == 2 and second.next_attempt_at > first.next_attempt_at
         assert_backoff(second)                                        # 2 s after the second try
 
         wait_until_due(config)
         last = feedpub(config, "digest", "send")
         assert last.exit_code == 1
-        final = ledger(config)[victim]
+        final = deliveries(config)[victim]
         assert final.status == "failed" and final.attempts == 3
         assert final.reply.startswith("gave up after 3 attempts: 452 4.2.2")
         assert f"{victim}: failed: gave up after 3 attempts" in last.stderr

@@ -8,38 +8,22 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from pathlib import Path
 
 from feedpub.config import load_config
 from feedpub.send.dispatch import send_due_issue
 from feedpub.store import SubscriberInput, open_store
-from tests.smtp_server import SMTPTestServer
+from tests.send.sites import write_config, write_post
 from tests.test_pg_store import queue_issue, store  # noqa: F401 - the PostgreSQL store fixture
 
 CONNECTIONS = 2
 
 
-def write_config(root, server: SMTPTestServer, store_url: str) -> None:
-    (root / "feedpub.toml").write_text(f"""
-[site]
-title = "ALLFORCES"
-url = "https://blog.example.com"
-timezone = "Asia/Tokyo"
-[digest]
-from = "ALLFORCES編集部 <news@blog.example.com>"
-send_in_daemon = false
-[smtp]
-host = "127.0.0.1"
-port = {server.port}
-security = "none"
-connections = {CONNECTIONS}
-rate_per_second = 5000
-timeout = 5
-[store]
-url = "{store_url}"
-[web]
-public_url = "https://news.blog.example.com"
-""", encoding="utf-8")
+def write_worker_site(root, port: int, store_url: str) -> Path:
+    """A site whose daemon only composes and queues: `feedpub worker`s send."""
+    return write_config(root, port, digest={"send_in_daemon": False}, store_url=store_url, connections=CONNECTIONS,
+                 rate_per_second=5000)
 
 
 def start_worker(root) -> subprocess.Popen[str]:
@@ -57,7 +41,7 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 def test_three_workers_one_killed_deliver_everything_once(tmp_path, smtp_server, store, pg_url):  # noqa: F811
     issue = queue_issue(store, 5000)
-    write_config(tmp_path, smtp_server, pg_url)
+    write_worker_site(tmp_path, smtp_server.port, pg_url)
     workers = [start_worker(tmp_path) for _ in range(3)]
     try:
         wait_until(lambda: len(smtp_server.received) >= 1500, 40, "1,500 messages")
@@ -81,24 +65,19 @@ def test_three_workers_one_killed_deliver_everything_once(tmp_path, smtp_server,
 
 
 def test_daemon_job_only_queues_when_told_and_a_worker_on_sqlite_sends(tmp_path, smtp_server, monkeypatch):
-    write_config(tmp_path, smtp_server, "sqlite:///feedpub.db")
-    posts = tmp_path / "posts"
-    posts.mkdir()
-    date = datetime.now(UTC) - timedelta(days=1)
-    (posts / f"{date:%Y-%m-%d}-ai.md").write_text(
-        f'---\ntitle: "生成AIと著作権"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\n---\n\n本文です。\n', encoding="utf-8")
+    write_post(write_worker_site(tmp_path, smtp_server.port, "sqlite:///feedpub.db"), "ai", "生成AIと著作権",
+               days_before_slot=1)
     monkeypatch.setenv("FEEDPUB_SECRET", "s")
     config = load_config(tmp_path / "feedpub.toml")
-    ledger = open_store(config.store_url)
-    ledger.save_subscribers([SubscriberInput(f"読者{i}@example.jp".replace("読者", "reader")) for i in range(5)],
-                           status="active")
-    result = send_due_issue(config, ledger, datetime.now(UTC), send=config.digest.send_in_daemon)
+    sqlite = open_store(config.store_url)
+    sqlite.save_subscribers([SubscriberInput(f"reader{i}@example.jp") for i in range(5)], status="active")
+    result = send_due_issue(config, sqlite, datetime.now(UTC), send=config.digest.send_in_daemon)
     assert result.summary is None and "feedpub worker" in result.note
-    assert ledger.counts(result.issue.id)["queued"] == 5 and smtp_server.received == []
+    assert sqlite.counts(result.issue.id)["queued"] == 5 and smtp_server.received == []
 
     worker = start_worker(tmp_path)
     try:
-        wait_until(lambda: ledger.counts(result.issue.id)["sent"] == 5, 20, "the worker to send")
+        wait_until(lambda: sqlite.counts(result.issue.id)["sent"] == 5, 20, "the worker to send")
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=15) == 0, worker.stderr.read()

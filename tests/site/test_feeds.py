@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -11,8 +12,9 @@ import feedparser
 import pytest
 from lxml import etree
 
-from feedpub.site.feeds import FeedBuild, build_feeds
-from feedpub.site.posts import collect
+from feedpub.errors import Problem
+from feedpub.site.build import build_site
+from feedpub.site.output import MANIFEST
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 NS = {"a": "http://www.w3.org/2005/Atom", "media": "http://search.yahoo.com/mrss/",
@@ -56,14 +58,30 @@ CUSTOM_ID = """
 FEEDS = '[feeds]\nwebsub_hub = "https://hub.example.com/"\n[feeds.slugs]\n"AI導入戦略" = "ai-strategy"\n'
 
 
-def build(site, extra: str = "") -> FeedBuild:
-    site.configure(extra)
+@dataclass(frozen=True)
+class Published:
+    files: dict[str, bytes]          # every file in the output folder but feedpub's manifest, by path
+    problems: tuple[Problem, ...]
+    rewritten: tuple[str, ...]       # the files whose bytes this build changed
+
+
+def publish(site) -> Published:
+    """A build of the site as `feedpub build` makes it, without the build cache: what a reader gets."""
     config = site.config
-    return build_feeds(config, collect(config).posts)
+    report = build_site(config, use_cache=False)
+    output = config.output_dir
+    files = {path.relative_to(output).as_posix(): path.read_bytes()
+             for path in sorted(output.rglob("*")) if path.is_file() and path.name != MANIFEST}
+    return Published(files, report.problems, report.written.written)
+
+
+def build(site, extra: str = "") -> Published:
+    site.configure(extra)
+    return publish(site)
 
 
 @pytest.fixture
-def built(site) -> FeedBuild:
+def built(site) -> Published:
     site.post("2025-12-16-llm-inference-gains.md", JAPANESE)
     site.post("2025-12-10-weekly-roundup.md", ENGLISH)
     site.post("2025-11-01-old-post.md", CUSTOM_ID)
@@ -189,17 +207,20 @@ def test_no_liquid_no_relative_urls_no_control_characters(built):
 
 def test_building_twice_gives_identical_bytes(site, built):
     again = build(site, FEEDS)
-    assert again.files == built.files
+    assert again.files == built.files and again.rewritten == ()
 
 
 def test_limit_keeps_the_newest_and_renders_only_shown_posts(site):
+    unsupported = "{% include note.html %}"   # a warning from each post that is rendered
     for day in range(1, 6):
-        site.post(f"2025-10-0{day}-post-{day}.md", f"---\ntitle: Post {day}\ncategories: [a]\n---\nBody {day}.\n")
-    site.post("2025-09-01-other.md", "---\ntitle: Other\ncategories: [b]\n---\nOther.\n")
+        site.post(f"2025-10-0{day}-post-{day}.md", f"---\ntitle: Post {day}\ncategories: [a]\n---\n{unsupported}\n")
+    site.post("2025-09-01-other.md", f"---\ntitle: Other\ncategories: [b]\n---\n{unsupported}\n")
     result = build(site, "[feeds]\nlimit = 2\n")
     assert [e.title for e in feedparser.parse(result.files["feed.xml"]).entries] == ["Post 5", "Post 4"]
     assert [e.title for e in feedparser.parse(result.files["categories/b/rss.xml"]).entries] == ["Other"]
-    assert result.rendered == 3  # post 5, post 4 and other: posts 1–3 appear in no feed
+    # post 5, post 4 and other: posts 1–3 appear in no feed
+    assert [p.path for p in result.problems] == ["posts/2025-09-01-other.md", "posts/2025-10-04-post-4.md",
+                                                 "posts/2025-10-05-post-5.md"]
 
 
 def test_excerpt_mode_leaves_content_out(site):
@@ -259,7 +280,7 @@ def test_opml_lists_every_feed(built):
 def test_index_page_lists_feeds_and_link_tags_escaped(site):
     site.post("2025-12-01-a.md", "---\ntitle: A\ncategories: [\"Q&A <tips>\"]\n---\nA.\n")
     site.configure(title="Tom & Jerry's <blog>")
-    result = build_feeds(site.config, collect(site.config).posts)
+    result = publish(site)
     page = result.files["feeds/index.html"].decode("utf-8")
     assert "<blog>" not in page
     head = page.split("</head>", 1)[0]

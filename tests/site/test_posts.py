@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from feedpub.site.markup import render_posts
-from feedpub.site.posts import collect, load_body
+from feedpub.site.posts import collect
+from feedpub.site.reader import load_body
 
 JST = timezone(timedelta(hours=9))
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

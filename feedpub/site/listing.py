@@ -1,0 +1,55 @@
+"""The post files of a site, listed with their size and mtime but not read.
+
+This is all a no-op build looks at, so it imports nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+EXTENSIONS = (".md", ".markdown")
+# Jekyll's folders that hold posts although their names start with '_'.
+_POST_FOLDERS = ("_posts", "_drafts")
+
+
+@dataclass(frozen=True)
+class PostFile:
+    path: str          # absolute
+    relative: str      # to the posts folder, '/'-separated: the cache key
+    size: int
+    mtime_ns: int
+    symlink: bool
+
+    @property
+    def draft(self) -> bool:
+        """In a Jekyll `_drafts` folder: published only with `--drafts`."""
+        return "_drafts" in self.relative.split("/")[:-1]
+
+
+def post_files(root: Path) -> list[PostFile]:
+    """Markdown files below `root` with their size and mtime, in a stable order. Hidden and `_`-folders
+    are skipped except Jekyll's `_posts` and `_drafts`."""
+    found: list[PostFile] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):   # never into a linked folder: it may lead outside
+                if not name.startswith("_") or name in _POST_FOLDERS:
+                    walk(entry.path, f"{prefix}{name}/")
+            elif name.lower().endswith(EXTENSIONS):
+                try:
+                    stat = entry.stat()
+                except OSError:
+                    stat = entry.stat(follow_symlinks=False)
+                found.append(PostFile(entry.path, prefix + name, stat.st_size, stat.st_mtime_ns,
+                                      entry.is_symlink()))
+
+    walk(str(root), "")
+    return found
