@@ -20,9 +20,6 @@ from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
-
-from feedpub.addresses import BadAddress, mailable
 from feedpub.errors import ConfigError
 
 
@@ -302,6 +299,10 @@ def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
 
 def _check_sender(value: str) -> None:
     """`digest.from`: one address mail can be sent from, with an optional display name, on one line."""
+    # Imported here, not above: email-validator's import costs ~70 ms (-X importtime), a quarter of a
+    # no-op `feedpub build`; only configs that set an address pay it.
+    from feedpub.addresses import BadAddress, mailable
+
     example = " (expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')"
     if _HEADER_BREAKERS.search(value):
         raise ValueError(f"{value!r} holds a line break or control character{example}")
@@ -319,6 +320,8 @@ def _check_unsubscribe_mailto(value: str) -> None:
     uri = value.strip()
     if not uri:
         return
+    from feedpub.addresses import BadAddress, mailable  # ~70 ms, see _check_sender
+
     example = " (expected e.g. 'unsubscribe@blog.example.com')"
     if not uri.isascii() or _HEADER_BREAKERS.search(uri) or any(c in uri for c in " <>"):
         raise ValueError(f"{value!r} cannot stand in a List-Unsubscribe header: it must be ASCII, without spaces, "
@@ -330,6 +333,9 @@ def _check_unsubscribe_mailto(value: str) -> None:
 
 
 def _check_subject(value: str) -> None:
+    # Imported here: jinja2 costs ~100 ms of start-up (-X importtime), and a no-op build needs none of it.
+    import jinja2
+
     try:
         jinja2.Environment().parse(value)
     except jinja2.TemplateSyntaxError as exc:
