@@ -17,10 +17,11 @@ from lxml import html as lxml_html
 from starlette.testclient import TestClient
 
 from feedpub.config import load_config
+from feedpub.send.issue import due_slot
 from feedpub.store import SubscriberInput, open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
-from tests.send.test_smtp_faults import PASSWORD, SECRET, feedpub, ledger, write_site
+from tests.send.sites import PASSWORD, SECRET, deliveries, feedpub, write_site
 from tests.smtp_server import SMTPTestServer, self_signed_cert
 
 # The headers a digest message has; anything else was injected.
@@ -30,9 +31,10 @@ INJECTED = "Bcc: victim@attacker.example"
 
 
 def post(root: Path, name: str, front_matter: str, body: str) -> None:
-    date = datetime.now(UTC) - timedelta(hours=len(name))
+    # Before the slot now due, so that the issue `digest send` composes covers it.
+    date = due_slot(load_config(root / "feedpub.toml"), datetime.now(UTC))[1] - timedelta(hours=len(name))
     (root / "posts" / f"{date:%Y-%m-%d}-{name}.md").write_text(
-        f"---\n{front_matter}\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\n---\n\n{body}\n", encoding="utf-8")
+        f"---\n{front_matter}\ndate: {date:%Y-%m-%d %H:%M:%S %z}\n---\n\n{body}\n", encoding="utf-8")
 
 
 def import_readers(config: Path, rows: list[tuple[str, str]]) -> None:
@@ -298,7 +300,7 @@ def test_unverified_or_missing_tls_is_refused_before_the_password_is_sent(tmp_pa
         result = feedpub(config, "digest", "send")
         assert result.exit_code == 0 and "0 sent" in result.stdout
         assert server.auth_attempts == 0 and server.received == []
-        assert {row.status for row in ledger(config).values()} == {"deferred"}
+        assert {row.status for row in deliveries(config).values()} == {"deferred"}
     finally:
         server.stop()
 
