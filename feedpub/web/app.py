@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 from email_validator import EmailNotValidError, validate_email
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -84,7 +85,13 @@ class RateLimit:
 
 
 class FeedFiles(StaticFiles):
-    """The output folder, with the registered feed content types (ETag/Last-Modified/304 from Starlette)."""
+    """The output folder, with the registered feed content types (ETag/Last-Modified/304 from Starlette).
+    Dot-files and dot-folders (`.feedpub-manifest`, temporary files) are never served."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        if any(part.startswith(".") for part in path.replace("\\", "/").split("/")):
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
 
     def file_response(self, full_path: Any, stat_result: Any, scope: Any, status_code: int = 200) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -161,3 +163,16 @@ def test_archive_links_without_token_explain_what_to_do(web) -> None:
     for path in ("/unsubscribe", "/preferences"):
         page = client.get(path)
         assert page.status_code == 200 and "ダイジェスト末尾にあるリンク" in page.text
+
+
+def test_dot_files_and_dot_folders_are_never_served(web):
+    client, _, _ = web
+    assert client.get("/feed.xml").status_code == 200
+    # The build's manifest and a preview or cache folder written beside the feeds stay private.
+    output = Path(client.app.routes[-1].app.directory)
+    (output / ".feedpub-manifest").write_text("feed.xml\n", encoding="utf-8")
+    (output / ".feedpub" / "preview").mkdir(parents=True)
+    (output / ".feedpub" / "preview" / "index.html").write_text("<p>unsent</p>", encoding="utf-8")
+    for path in ("/.feedpub-manifest", "/.feedpub/preview/index.html", "/.feedpub/preview/",
+                 "/categories/../.feedpub-manifest"):
+        assert client.get(path).status_code == 404, path
