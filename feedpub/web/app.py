@@ -40,6 +40,7 @@ TEXT = {
            "unsubscribe": "Unsubscribe", "unsubscribe_ask": "Stop receiving the digest at {email}?",
            "unsubscribed": "You are unsubscribed. You will not receive the digest any more.",
            "preferences": "Save preferences", "saved": "Your preferences are saved.",
+           "bad_categories": "None of the chosen categories exists any more: nothing was changed.",
            "bad_link": "This link is invalid or has expired.", "bad_email": "Please enter a valid e-mail address.",
            "too_many": "Too many requests. Please try again later.",
            "use_mail_link": "Please use the link at the bottom of the digest you received: it is made for your "
@@ -54,6 +55,7 @@ TEXT = {
            "unsubscribe": "配信を停止する", "unsubscribe_ask": "{email} へのダイジェスト配信を停止しますか？",
            "unsubscribed": "配信を停止しました。今後ダイジェストは届きません。",
            "preferences": "設定を保存", "saved": "設定を保存しました。",
+           "bad_categories": "選択したカテゴリはもう存在しません。設定は変更されていません。",
            "bad_link": "このリンクは無効か、有効期限が切れています。",
            "bad_email": "正しいメールアドレスを入力してください。",
            "too_many": "リクエストが多すぎます。しばらくしてからお試しください。",
@@ -180,7 +182,11 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
             return message(request, "bad_link", 400)
         if request.method == "POST":
             known = set(categories())
-            chosen = tuple(c for c in (await request.form()).getlist("categories") if c in known)
+            asked = (await request.form()).getlist("categories")
+            chosen = tuple(c for c in asked if c in known)
+            if asked and not chosen:   # only unknown names: saving would silently mean "everything"
+                return page(request, "preferences.html.j2", 400, categories=categories(),
+                            chosen=set(subscriber.categories), error=text["bad_categories"])
             store.save_subscribers([SubscriberInput(email, None, chosen)], status=None)
             return message(request, "saved")
         return page(request, "preferences.html.j2", categories=categories(), chosen=set(subscriber.categories))

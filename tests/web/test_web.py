@@ -137,6 +137,16 @@ def test_preferences(web) -> None:
     assert store.subscriber("d@example.com").categories == ("AI導入戦略",)
 
 
+def test_preferences_with_only_unknown_categories_are_refused_and_kept(web) -> None:
+    client, store, _ = web
+    store.save_subscribers([SubscriberInput("e@example.com", None, ("news",))], status="active")
+    url = f"/preferences/{token('preferences', 'e@example.com')}"
+    answer = client.post(url, data={"categories": ["gone-category"]})
+    assert answer.status_code == 400
+    assert "設定は変更されていません" in answer.text and 'value="news" checked' in answer.text
+    assert store.subscriber("e@example.com").categories == ("news",)
+
+
 def test_feeds_served_with_types_etag_and_304(web) -> None:
     client, _, _ = web
     for path, media_type in [("/feed.xml", "application/atom+xml"), ("/categories/news/rss.xml", "application/rss+xml"),
