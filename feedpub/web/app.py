@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from feedpub import templates
 from feedpub.config import Config
-from feedpub.store import Store, SubscriberInput
+from feedpub.store import Store, Subscriber, SubscriberInput
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, make_token, read_token
 
 FEED_TYPES = {
@@ -40,6 +40,7 @@ TEXT = {
            "unsubscribe": "Unsubscribe", "unsubscribe_ask": "Stop receiving the digest at {email}?",
            "unsubscribed": "You are unsubscribed. You will not receive the digest any more.",
            "preferences": "Save preferences", "saved": "Your preferences are saved.",
+           "preferences_for": "Digest preferences for {email}",
            "bad_categories": "None of the chosen categories exists any more: nothing was changed.",
            "bad_link": "This link is invalid or has expired.", "bad_email": "Please enter a valid e-mail address.",
            "too_many": "Too many requests. Please try again later.",
@@ -55,6 +56,7 @@ TEXT = {
            "unsubscribe": "配信を停止する", "unsubscribe_ask": "{email} へのダイジェスト配信を停止しますか？",
            "unsubscribed": "配信を停止しました。今後ダイジェストは届きません。",
            "preferences": "設定を保存", "saved": "設定を保存しました。",
+           "preferences_for": "{email} の配信設定",
            "bad_categories": "選択したカテゴリはもう存在しません。設定は変更されていません。",
            "bad_link": "このリンクは無効か、有効期限が切れています。",
            "bad_email": "正しいメールアドレスを入力してください。",
@@ -172,6 +174,12 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
         store.unsubscribe(email, "unsubscribed by the reader")
         return message(request, "unsubscribed")
 
+    def _preferences_context(subscriber: Subscriber) -> dict[str, Any]:
+        """The form shows whose preferences these are, and how to leave instead."""
+        return {"categories": categories(), "chosen": set(subscriber.categories),
+                "for_email": text["preferences_for"].format(email=subscriber.email),
+                "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', subscriber.email)}"}
+
     async def preferences(request: Request) -> Response:
         try:
             email = read_token(secret, "preferences", request.path_params["token"])
@@ -185,11 +193,11 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
             asked = (await request.form()).getlist("categories")
             chosen = tuple(c for c in asked if c in known)
             if asked and not chosen:   # only unknown names: saving would silently mean "everything"
-                return page(request, "preferences.html.j2", 400, categories=categories(),
-                            chosen=set(subscriber.categories), error=text["bad_categories"])
+                return page(request, "preferences.html.j2", 400, error=text["bad_categories"],
+                            **_preferences_context(subscriber))
             store.save_subscribers([SubscriberInput(email, None, chosen)], status=None)
             return message(request, "saved")
-        return page(request, "preferences.html.j2", categories=categories(), chosen=set(subscriber.categories))
+        return page(request, "preferences.html.j2", **_preferences_context(subscriber))
 
     async def use_mail_link(request: Request) -> Response:
         """Where the archived issue's generic unsubscribe/preferences links lead."""

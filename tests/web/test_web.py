@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,11 @@ def test_preferences(web) -> None:
     client, store, _ = web
     store.save_subscribers([SubscriberInput("d@example.com", None, ("news",))], status="active")
     url = f"/preferences/{token('preferences', 'd@example.com')}"
-    assert 'value="news" checked' in client.get(url).text
+    page = client.get(url).text
+    assert 'value="news" checked' in page
+    assert "d@example.com の配信設定" in page                        # whose preferences these are
+    leave = re.search(r'href="https://news.example.com(/unsubscribe/[^"]+)"', page)[1]
+    assert "d@example.com" in client.get(leave).text              # the reader's own unsubscribe page
     assert client.post(url, data={"categories": ["AI導入戦略"]}).status_code == 200
     assert store.subscriber("d@example.com").categories == ("AI導入戦略",)
 
