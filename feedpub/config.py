@@ -237,7 +237,7 @@ def _build(data: dict[str, Any], path: Path, text: str) -> Config:
     sections: dict[str, Any] = {}
     hints = get_type_hints(Config)
     for name, value in data.items():
-        if name not in {"site", "feeds", "digest", "smtp", "store", "web"}:
+        if name not in hints or name in ("root", "source"):
             raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
         if not isinstance(value, dict):
             raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))
