@@ -130,9 +130,13 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, 
     if variant is None:
         log.info("issue %s: no new posts; no test copy sent", period)
         raise SystemExit(OK)
+    # A subscriber's copy carries their own links; anyone else's the generic pages that say where to look.
+    subscriber = store.subscriber(address)
+    public = config.web.public_url.rstrip("/")
     message = messages.message_template(config, variant, test_copy=True).render(
-        to_email=address, to_name="", unsubscribe_url=messages.unsubscribe_url(config, address),
-        preferences_url=messages.preferences_url(config, address),
+        to_email=address, to_name="",
+        unsubscribe_url=messages.unsubscribe_url(config, subscriber.id) if subscriber else f"{public}/unsubscribe",
+        preferences_url=messages.preferences_url(config, subscriber.id) if subscriber else f"{public}/preferences",
         message_id=messages.new_message_id(config, period, address))
     try:
         reply = smtp.send_one(config, message, address)

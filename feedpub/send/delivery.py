@@ -40,8 +40,8 @@ def personalised(config: Config, period: str,
     """The message for one delivery row: its variant's template, filled in for that recipient."""
     def message(row: Delivery) -> bytes:
         return templates[row.variant_key].render(
-            to_email=row.email, to_name=row.name, unsubscribe_url=messages.unsubscribe_url(config, row.email),
-            preferences_url=messages.preferences_url(config, row.email),
+            to_email=row.email, to_name=row.name, unsubscribe_url=messages.unsubscribe_url(config, row.subscriber_id),
+            preferences_url=messages.preferences_url(config, row.subscriber_id),
             message_id=messages.new_message_id(config, period, row.email))
 
     return message

@@ -1,5 +1,5 @@
-"""The reader-facing web app: subscribe (double opt-in), confirm, one-click unsubscribe (RFC 8058),
-preferences, the feeds and the digest archive, and a health check. Starlette, served by uvicorn."""
+"""The reader-facing web app: its routes, what its endpoints share (`app.state`), and the published folder
+(feeds, the digest archive). Starlette, served by uvicorn; the pages are in `feedpub.web.endpoints`."""
 
 from __future__ import annotations
 
@@ -10,20 +10,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from email_validator import EmailNotValidError, validate_email
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from feedpub import templates
 from feedpub.config import Config
-from feedpub.store import Store, Subscriber, SubscriberInput
-from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, make_token, read_token
+from feedpub.store import Store
+from feedpub.web import endpoints
+from feedpub.web.text import strings
 
 FEED_TYPES = {
     "feed.xml": "application/atom+xml",
@@ -32,40 +30,20 @@ FEED_TYPES = {
     "feeds.opml": "text/x-opml",
     "feed.xsl": "text/xsl",
 }
-TEXT = {
-    "en": {"subscribe": "Subscribe", "email": "E-mail address", "name": "Name (optional)",
-           "categories": "Only these categories (none ticked: everything)",
-           "check_mail": "Thanks! Check your inbox: we sent a link to confirm the subscription.",
-           "confirmed": "Your subscription is confirmed. The next digest will reach you.",
-           "unsubscribe": "Unsubscribe", "unsubscribe_ask": "Stop receiving the digest at {email}?",
-           "unsubscribed": "You are unsubscribed. You will not receive the digest any more.",
-           "preferences": "Save preferences", "saved": "Your preferences are saved.",
-           "preferences_for": "Digest preferences for {email}",
-           "bad_categories": "None of the chosen categories exists any more: nothing was changed.",
-           "bad_link": "This link is invalid or has expired.", "bad_email": "Please enter a valid e-mail address.",
-           "too_many": "Too many requests. Please try again later.",
-           "use_mail_link": "Please use the link at the bottom of the digest you received: it is made for your "
-                            "address.",
-           "confirm_subject": "Confirm your subscription to {title}",
-           "confirm_body": "Please confirm your subscription to {title} by opening this link:\n\n{url}\n\n"
-                           "If you did not ask for it, ignore this mail: nothing will be sent to you.\n"},
-    "ja": {"subscribe": "購読する", "email": "メールアドレス", "name": "お名前（任意）",
-           "categories": "受け取るカテゴリ（選択なし：すべて）",
-           "check_mail": "ありがとうございます。確認用のリンクをメールでお送りしました。",
-           "confirmed": "購読が確定しました。次号からお届けします。",
-           "unsubscribe": "配信を停止する", "unsubscribe_ask": "{email} へのダイジェスト配信を停止しますか？",
-           "unsubscribed": "配信を停止しました。今後ダイジェストは届きません。",
-           "preferences": "設定を保存", "saved": "設定を保存しました。",
-           "preferences_for": "{email} の配信設定",
-           "bad_categories": "選択したカテゴリはもう存在しません。設定は変更されていません。",
-           "bad_link": "このリンクは無効か、有効期限が切れています。",
-           "bad_email": "正しいメールアドレスを入力してください。",
-           "too_many": "リクエストが多すぎます。しばらくしてからお試しください。",
-           "use_mail_link": "お受け取りのダイジェスト末尾にあるリンクをご利用ください（読者ごとに異なるリンクです）。",
-           "confirm_subject": "{title} の購読確認",
-           "confirm_body": "{title} の購読を確定するには、次のリンクを開いてください。\n\n{url}\n\n"
-                           "お心当たりのない場合は、このメールを破棄してください。\n"},
-}
+# Confirmation mails one address can be sent a day, whoever asks: the subscribe form must not become a
+# way to flood someone's inbox.
+CONFIRMATIONS_PER_DAY = 3
+
+ROUTES = [
+    Route("/subscribe", endpoints.subscribe_form, methods=["GET"]),
+    Route("/subscribe", endpoints.subscribe, methods=["POST"]),
+    Route("/confirm/{token}", endpoints.confirm, methods=["GET"]),
+    Route("/unsubscribe/{token}", endpoints.unsubscribe, methods=["GET", "POST"]),
+    Route("/preferences/{token}", endpoints.preferences, methods=["GET", "POST"]),
+    Route("/unsubscribe", endpoints.use_mail_link, methods=["GET"]),
+    Route("/preferences", endpoints.use_mail_link, methods=["GET"]),
+    Route("/healthz", endpoints.healthz, methods=["GET"]),
+]
 
 
 class RateLimit:
@@ -76,16 +54,17 @@ class RateLimit:
         self._events: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def allow(self, key: str) -> bool:
+    def wait(self, key: str) -> float:
+        """0 when one more event for `key` is allowed (and counts it); else the seconds until it would be."""
         now = time.monotonic()
         with self._lock:
             events = self._events[key]
             while events and now - events[0] > self.seconds:
                 events.popleft()
             if len(events) >= self.count:
-                return False
+                return events[0] + self.seconds - now
             events.append(now)
-            return True
+            return 0.0
 
 
 class FeedFiles(StaticFiles):
@@ -106,124 +85,18 @@ class FeedFiles(StaticFiles):
 
 
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
-               categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]],
-               per_ip: RateLimit | None = None, per_address: RateLimit | None = None) -> Starlette:
+               categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
     """`send_confirmation(email, subject, text)` mails the double opt-in link; `categories()` lists the
     site's categories for the form; `health()` adds daemon facts to /healthz."""
-    secret = config.web.secret()
-    text = TEXT.get(config.site.language.split("-")[0], TEXT["en"])
-    pages = Jinja2Templates(env=_environment(config))
-    per_ip = per_ip or RateLimit(10, 3600)
-    per_address = per_address or RateLimit(3, 24 * 3600)
-    base = config.web.public_url.rstrip("/")
-
-    def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
-        context.update(site=config.site, t=text)
-        return pages.TemplateResponse(request, name, context, status_code=status)
-
-    def message(request: Request, key: str, status: int = 200) -> Response:
-        return page(request, "message.html.j2", status, message=text[key])
-
-    async def subscribe_form(request: Request) -> Response:
-        return page(request, "subscribe.html.j2", categories=categories())
-
-    async def subscribe(request: Request) -> Response:
-        form = await request.form()
-        client = request.client.host if request.client else "unknown"
-        if not per_ip.allow(client):
-            return message(request, "too_many", 429)
-        try:
-            email = validate_email(str(form.get("email", "")), check_deliverability=False).normalized
-        except EmailNotValidError:
-            return page(request, "subscribe.html.j2", 400, categories=categories(), error=text["bad_email"])
-        known = set(categories())
-        chosen = tuple(c for c in form.getlist("categories") if c in known)
-        name = " ".join(str(form.get("name", "")).split())[:200]
-        # The same answer whether or not the address is known: nothing is revealed.
-        if per_address.allow(email.lower()):
-            # A reader who left comes back as pending: only a confirmation made for this request (not a
-            # replay of the old one, see `confirm`) reactivates them.
-            known = store.subscriber(email)
-            status = "pending" if known and known.status == "unsubscribed" else None
-            store.save_subscribers([SubscriberInput(email, name or None, chosen)], status=status,
-                                   new_status="pending")
-            link = f"{base}/confirm/{make_token(secret, 'confirm', email)}"
-            send_confirmation(email, text["confirm_subject"].format(title=config.site.title),
-                              text["confirm_body"].format(title=config.site.title, url=link))
-        return message(request, "check_mail")
-
-    async def confirm(request: Request) -> Response:
-        try:
-            email = read_token(secret, "confirm", request.path_params["token"], max_age=CONFIRM_MAX_AGE)
-        except BadToken:
-            return message(request, "bad_link", 400)
-        subscriber = store.subscriber(email)
-        if subscriber is None or subscriber.status == "unsubscribed":   # a confirm link replayed after leaving
-            return message(request, "bad_link", 400)
-        store.lift_suppression(email)
-        store.save_subscribers([SubscriberInput(email)], status="active")
-        return message(request, "confirmed")
-
-    async def unsubscribe(request: Request) -> Response:
-        try:
-            email = read_token(secret, "unsubscribe", request.path_params["token"])
-        except BadToken:
-            return message(request, "bad_link", 400)
-        if request.method == "GET":  # link scanners prefetch GETs: only ever show the button
-            return page(request, "unsubscribe.html.j2", ask=text["unsubscribe_ask"].format(email=email))
-        store.unsubscribe(email, "unsubscribed by the reader")
-        return message(request, "unsubscribed")
-
-    def _preferences_context(subscriber: Subscriber) -> dict[str, Any]:
-        """The form shows whose preferences these are, and how to leave instead."""
-        return {"categories": categories(), "chosen": set(subscriber.categories),
-                "for_email": text["preferences_for"].format(email=subscriber.email),
-                "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', subscriber.email)}"}
-
-    async def preferences(request: Request) -> Response:
-        try:
-            email = read_token(secret, "preferences", request.path_params["token"])
-        except BadToken:
-            return message(request, "bad_link", 400)
-        subscriber = store.subscriber(email)
-        if subscriber is None:
-            return message(request, "bad_link", 400)
-        if request.method == "POST":
-            known = set(categories())
-            asked = (await request.form()).getlist("categories")
-            chosen = tuple(c for c in asked if c in known)
-            if asked and not chosen:   # only unknown names: saving would silently mean "everything"
-                return page(request, "preferences.html.j2", 400, error=text["bad_categories"],
-                            **_preferences_context(subscriber))
-            store.save_subscribers([SubscriberInput(email, None, chosen)], status=None)
-            return message(request, "saved")
-        return page(request, "preferences.html.j2", **_preferences_context(subscriber))
-
-    async def use_mail_link(request: Request) -> Response:
-        """Where the archived issue's generic unsubscribe/preferences links lead."""
-        return message(request, "use_mail_link")
-
-    async def healthz(request: Request) -> Response:
-        latest = store.latest_issue()
-        queued = sum(store.counts(latest.id).get(s, 0) for s in ("queued", "sending", "deferred")) if latest else 0
-        return JSONResponse({"status": "ok", "last_digest_period": latest.period if latest else None,
-                             "queued_deliveries": queued, **health()})
-
-    routes = [
-        Route("/subscribe", subscribe_form, methods=["GET"]),
-        Route("/subscribe", subscribe, methods=["POST"]),
-        Route("/confirm/{token}", confirm, methods=["GET"]),
-        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
-        Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
-        Route("/unsubscribe", use_mail_link, methods=["GET"]),
-        Route("/preferences", use_mail_link, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ]
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    routes.append(Mount("/", app=FeedFiles(directory=config.output_dir, html=True)))
-    return Starlette(routes=routes)
-
-
-def _environment(config: Config) -> jinja2.Environment:
-    """Shipped page templates, overridable file by file from `web.templates_dir`."""
-    return templates.environment("web", config.path(config.web.templates_dir) if config.web.templates_dir else None)
+    app = Starlette(routes=[*ROUTES, Mount("/", app=FeedFiles(directory=config.output_dir, html=True))])
+    state = app.state
+    state.config, state.store = config, store
+    state.secret = config.web.secret()
+    state.text = strings(config.site.language)
+    state.pages = Jinja2Templates(env=templates.environment(
+        "web", config.path(config.web.templates_dir) if config.web.templates_dir else None))
+    state.send_confirmation, state.categories, state.health = send_confirmation, categories, health
+    state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)
+    state.confirmations_limit = RateLimit(CONFIRMATIONS_PER_DAY, 24 * 3600)
+    return app

@@ -109,7 +109,7 @@ def test_send_reaches_every_subscriber_once_and_a_rerun_sends_nothing(site, smtp
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         url = message["List-Unsubscribe"].strip("<>")
         assert url.startswith("https://news.blog.example.com/unsubscribe/")
-        assert read_token(SECRET, "unsubscribe", url.rsplit("/", 1)[1]) == rcpt.lower()
+        assert read_token(SECRET, "unsubscribe", url.rsplit("/", 1)[1]) == store.subscriber(rcpt).id
         html = message.get_body(("html",)).get_content()
         text = message.get_body(("plain",)).get_content()
         if rcpt == "strategist@example.jp":
@@ -166,7 +166,14 @@ def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
     (received,) = smtp_server.received
     assert received.rcpt_tos == ("editor@example.org",)
     assert str(make_header(decode_header(received.message()["Subject"]))).startswith("[TEST] ALLFORCES")
+    # Not a subscriber: the links lead to the pages that say to use a subscriber's own mail.
+    assert received.message()["List-Unsubscribe"] == "<https://news.blog.example.com/unsubscribe>"
     assert feedpub("digest", "status").stdout.strip() == "no issues yet"
+
+    feedpub("digest", "send", "--to", emails[0])
+    own = smtp_server.received[-1].message()["List-Unsubscribe"].strip("<>")
+    store = open_store(f"sqlite:///{site}/.feedpub/feedpub.db")
+    assert read_token(SECRET, "unsubscribe", own.rsplit("/", 1)[1]) == store.subscriber(emails[0]).id
 
 
 def test_a_test_copy_to_an_unsubscribed_or_suppressed_address_needs_force(site, smtp_server):

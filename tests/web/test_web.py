@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from starlette.testclient import TestClient
 
 from feedpub.store import SubscriberInput, open_store
 from feedpub.tokens import make_token
-from feedpub.web.app import RateLimit, create_app
+from feedpub.web.app import create_app
 
 SECRET = "test-secret-key"
 
@@ -18,13 +22,12 @@ SECRET = "test-secret-key"
 @pytest.fixture
 def web(site, monkeypatch):
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
-    site.configure('[web]\npublic_url = "https://news.example.com"\n', language="ja")
+    site.configure('[web]\npublic_url = "https://news.example.com"\nsubscribe_limit = 5\n', language="ja")
     config = site.config
     store = open_store(config.store_url)
     outbox: list[tuple[str, str, str]] = []
     app = create_app(config, store, send_confirmation=lambda *mail: outbox.append(mail),
-                     categories=lambda: ["AI導入戦略", "news"], health=lambda: {"last_build": "2025-12-16T00:00:00Z"},
-                     per_ip=RateLimit(5, 3600), per_address=RateLimit(2, 3600))
+                     categories=lambda: ["AI導入戦略", "news"], health=lambda: {"last_build": "2025-12-16T00:00:00Z"})
     (config.output_dir / "categories" / "news").mkdir(parents=True)
     (config.output_dir / "feed.xml").write_text("<feed/>", encoding="utf-8")
     (config.output_dir / "categories" / "news" / "rss.xml").write_text("<rss/>", encoding="utf-8")
@@ -35,8 +38,9 @@ def web(site, monkeypatch):
         yield client, store, outbox
 
 
-def token(purpose: str, email: str) -> str:
-    return make_token(SECRET, purpose, email)
+def token(store, purpose: str, email: str, secret: str = SECRET) -> str:
+    """A link token for the stored subscriber `email`, as mail carries it."""
+    return make_token(secret, purpose, store.subscriber(email).id)
 
 
 def tampered(value: str) -> str:
@@ -87,18 +91,61 @@ def test_invalid_address_is_refused(web) -> None:
 
 def test_rate_limits_per_address_and_per_ip(web) -> None:
     client, _, outbox = web
-    for _ in range(3):
+    for _ in range(4):
         client.post("/subscribe", data={"email": "target@example.com"})
-    assert len(outbox) == 2  # per-address limit: no mail bombing of one inbox
+    assert len(outbox) == 3  # per-address limit: no mail bombing of one inbox
+    for _ in range(5):
+        assert client.post("/subscribe", data={"email": "not an address"}).status_code == 400  # never counted
     client.post("/subscribe", data={"email": "other1@example.com"})
-    client.post("/subscribe", data={"email": "other2@example.com"})
-    assert client.post("/subscribe", data={"email": "other3@example.com"}).status_code == 429
+    refused = client.post("/subscribe", data={"email": "other2@example.com"})
+    # web.subscribe_limit = 5 requests an hour from one client; the answer says when to come back.
+    assert refused.status_code == 429
+    assert 3500 <= int(refused.headers["retry-after"]) <= 3600
+    assert "1時間に5件まで" in refused.text and "60分後" in refused.text
+    assert len(outbox) == 4
+
+
+def test_links_carry_no_address(web) -> None:
+    client, store, outbox = web
+    client.post("/subscribe", data={"email": "alice@example.com"})
+    [(_, _, body)] = outbox
+    link = next(line for line in body.splitlines() if "/confirm/" in line)
+    token_text = link.rsplit("/", 1)[1]
+    assert len(token_text) < 40
+    readable = token_text + "".join(base64.urlsafe_b64decode(part + "==").decode("latin-1")
+                                    for part in token_text.split("."))
+    assert "alice" not in readable.lower() and "YWxpY2" not in token_text
+    assert client.get(link.removeprefix("https://news.example.com")).status_code == 200
+
+
+def legacy_token(purpose: str, email: str, issued: float) -> str:
+    """A link as mail sent before opaque ids carried it: the address, the time, the HMAC under the old key."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    seconds = int(issued)
+    signed = f"{b64(email.encode())}.{b64(seconds.to_bytes((seconds.bit_length() + 7) // 8, 'big'))}"
+    key = hmac.new(SECRET.encode(), f"feedpub.{purpose}".encode(), hashlib.sha256).digest()
+    return f"{signed}.{b64(hmac.digest(key, signed.encode(), 'sha256')[:16])}"
+
+
+def test_links_in_mail_sent_before_ids_work_for_a_year(web) -> None:
+    client, store, _ = web
+    store.save_subscribers([SubscriberInput("old@example.com")], status="active")
+    recent = legacy_token("unsubscribe", "old@example.com", time.time() - 300 * 86400)
+    expired = legacy_token("unsubscribe", "old@example.com", time.time() - 366 * 86400)
+    assert client.post(f"/unsubscribe/{expired}").status_code == 400
+    assert store.subscriber("old@example.com").status == "active"
+    assert "old@example.com" in client.get(f"/unsubscribe/{recent}").text
+    assert client.post(f"/unsubscribe/{recent}").status_code == 200
+    assert store.subscriber("old@example.com").status == "unsubscribed"
 
 
 def test_confirm_token_is_single_purpose_and_unforgeable(web) -> None:
     client, store, _ = web
     store.save_subscribers([SubscriberInput("a@example.com")], status=None, new_status="pending")
-    for bad in (token("unsubscribe", "a@example.com"), tampered(token("confirm", "a@example.com")), "garbage"):
+    for bad in (token(store, "unsubscribe", "a@example.com"), tampered(token(store, "confirm", "a@example.com")),
+                "garbage"):
         assert client.get(f"/confirm/{bad}").status_code == 400
     assert store.subscriber("a@example.com").status == "pending"
 
@@ -106,7 +153,7 @@ def test_confirm_token_is_single_purpose_and_unforgeable(web) -> None:
 def test_one_click_unsubscribe(web) -> None:
     client, store, _ = web
     store.save_subscribers([SubscriberInput("b@example.com")], status="active")
-    url = f"/unsubscribe/{token('unsubscribe', 'b@example.com')}"
+    url = f"/unsubscribe/{token(store, 'unsubscribe', 'b@example.com')}"
     shown = client.get(url)
     assert shown.status_code == 200 and "<button" in shown.text
     assert store.subscriber("b@example.com").status == "active"  # GET never unsubscribes
@@ -121,9 +168,9 @@ def test_one_click_unsubscribe(web) -> None:
 def test_forged_unsubscribe_changes_nothing(web) -> None:
     client, store, _ = web
     store.save_subscribers([SubscriberInput("c@example.com")], status="active")
-    good = token("unsubscribe", "c@example.com")
-    forged = [tampered(good), token("preferences", "c@example.com"),
-              make_token("another-secret", "unsubscribe", "c@example.com")]
+    good = token(store, "unsubscribe", "c@example.com")
+    forged = [tampered(good), token(store, "preferences", "c@example.com"),
+              token(store, "unsubscribe", "c@example.com", secret="another-secret")]
     for bad in forged:
         assert client.post(f"/unsubscribe/{bad}", content="List-Unsubscribe=One-Click").status_code == 400
     assert store.subscriber("c@example.com").status == "active"
@@ -132,7 +179,7 @@ def test_forged_unsubscribe_changes_nothing(web) -> None:
 def test_preferences(web) -> None:
     client, store, _ = web
     store.save_subscribers([SubscriberInput("d@example.com", None, ("news",))], status="active")
-    url = f"/preferences/{token('preferences', 'd@example.com')}"
+    url = f"/preferences/{token(store, 'preferences', 'd@example.com')}"
     page = client.get(url).text
     assert 'value="news" checked' in page
     assert "d@example.com の配信設定" in page                        # whose preferences these are
@@ -145,7 +192,7 @@ def test_preferences(web) -> None:
 def test_preferences_with_only_unknown_categories_are_refused_and_kept(web) -> None:
     client, store, _ = web
     store.save_subscribers([SubscriberInput("e@example.com", None, ("news",))], status="active")
-    url = f"/preferences/{token('preferences', 'e@example.com')}"
+    url = f"/preferences/{token(store, 'preferences', 'e@example.com')}"
     answer = client.post(url, data={"categories": ["gone-category"]})
     assert answer.status_code == 400
     assert "設定は変更されていません" in answer.text and 'value="news" checked' in answer.text
