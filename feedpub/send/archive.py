@@ -113,7 +113,7 @@ def feed_bytes(config: Config, shown: Sequence[Shown]) -> bytes:
         entry = feed.add_entry(order="append")
         entry.id(issue.url)
         entry.title(_xml(issue.subject))
-        entry.link(href=issue.url, rel="alternate", type="text/html")
+        entry.link(href=issue.url)   # feedgen 1.0 drops an entry link's attributes (#135): rel is alternate
         entry.published(issue.slot)
         entry.updated(issue.slot)
         posts = [{"title": e.title, "url": e.url, "excerpt_html": Markup(e.excerpt_html), "image": e.picture,
@@ -127,7 +127,8 @@ def _shown(config: Config, archived: Sequence[ArchivedIssue]) -> list[Shown]:
     for issue in archived:
         entries = tuple(_entry(data) for data in issue.entries)
         subject = public_subject(config, issue.period, issue.slot, entries)
-        shown.append(Shown(issue.period, issue.slot, entries, subject, archive_url(config, issue.period)))
+        slot = issue.slot.astimezone(config.site.tz)   # the store gives UTC; the feed shows the site's time
+        shown.append(Shown(issue.period, slot, entries, subject, archive_url(config, issue.period)))
     return shown
 
 
