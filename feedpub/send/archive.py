@@ -28,7 +28,7 @@ from feedpub.send.issue import (
     archive_url,
     environment,
     public_page,
-    public_subject,
+    public_subjects,
     render_file,
 )
 from feedpub.send.pictures import Picture
@@ -123,13 +123,11 @@ def feed_bytes(config: Config, shown: Sequence[Shown]) -> bytes:
 
 
 def _shown(config: Config, archived: Sequence[ArchivedIssue]) -> list[Shown]:
-    shown = []
-    for issue in archived:
-        entries = tuple(_entry(data) for data in issue.entries)
-        subject = public_subject(config, issue.period, issue.slot, entries)
-        slot = issue.slot.astimezone(config.site.tz)   # the store gives UTC; the feed shows the site's time
-        shown.append(Shown(issue.period, slot, entries, subject, archive_url(config, issue.period)))
-    return shown
+    # The store gives UTC; pages and the feed show the site's time.
+    issues = [(issue.period, issue.slot.astimezone(config.site.tz), tuple(_entry(data) for data in issue.entries))
+              for issue in archived]
+    return [Shown(period, slot, entries, subject, archive_url(config, period))
+            for (period, slot, entries), subject in zip(issues, public_subjects(config, issues), strict=True)]
 
 
 def _entry(data: Mapping[str, Any]) -> Entry:

@@ -146,11 +146,17 @@ def public_page(config: Config, period: str, slot: datetime, shown: Sequence[Ent
     return _render(config, period, slot, shown, "", [], links=links, archive=True)
 
 
-def public_subject(config: Config, period: str, slot: datetime, shown: Sequence[Entry]) -> str:
-    """The subject of the public copy: the archive's title for the issue."""
-    strings = strings_for(config)
-    context = _context(config, strings, period, slot, shown, [], links=None, archive=True)
-    return _render_subject(config, environment(config), strings, context)
+def public_subjects(config: Config, issues: Sequence[tuple[str, datetime, Sequence[Entry]]]) -> list[str]:
+    """The subjects of the public copies of (period, slot, entries): the archive's titles for the issues."""
+    strings, env = strings_for(config), environment(config)
+    subjects = []
+    for period, slot, shown in issues:
+        if config.digest.subject:
+            context = _context(config, strings, period, slot, shown, [], links=None, archive=True)
+            subjects.append(_render_subject(config, env, strings, context))
+        else:   # the language's subject needs only the date: no context of every post to build
+            subjects.append(_default_subject(config, strings, strings.date(slot.astimezone(config.site.tz).date())))
+    return subjects
 
 
 def header_text(value: str) -> str:
@@ -263,13 +269,17 @@ def _template_frame(exc: BaseException) -> str | None:
 
 def _render_subject(config: Config, env: Any, strings: Strings, context: dict[str, Any]) -> str:
     if not config.digest.subject:
-        return header_text(strings.text("subject", title=config.site.title, date=context["date_label"]))
+        return _default_subject(config, strings, context["date_label"])
     try:
         subject = env.from_string(config.digest.subject).render(context)
     except jinja2.TemplateError as exc:
         raise DigestTemplateError(f"{config.source}: 'digest.subject': template error: {exc} "
                                   "(expected e.g. '{{ site.title }} weekly — {{ date_label }}')") from exc
     return header_text(subject)
+
+
+def _default_subject(config: Config, strings: Strings, date_label: str) -> str:
+    return header_text(strings.text("subject", title=config.site.title, date=date_label))
 
 
 def _inline_css(html: str) -> str:
