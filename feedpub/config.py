@@ -81,7 +81,7 @@ class ScheduleEntry:
 @dataclass(frozen=True)
 class DigestConfig:
     schedule: tuple[ScheduleEntry, ...] = (ScheduleEntry((0,), time(9, 0)),)
-    subject: str = "{{ site.title }} weekly — {{ issue.date }}"
+    subject: str = ""                    # "" = the `subject` string of site.language (email_templates/strings.toml)
     from_: str = "feedpub <feedpub@localhost>"
     max_posts: int = 20
     excerpt_chars: int = 120
@@ -89,6 +89,7 @@ class DigestConfig:
     first_issue_days: int = 7
     misfire_grace: str = "6h"
     send_in_daemon: bool = True          # false: `feedpub run` composes and queues; `feedpub worker`s send
+    images: str = "image"                # "image": front matter `image`; "first": else the body's first; "none"
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ _CHOICES = {
     ("feeds", "formats"): {"atom", "rss", "json"},
     ("feeds", "content"): {"full", "excerpt"},
     ("smtp", "security"): {"starttls", "ssl", "none"},
+    ("digest", "images"): {"image", "first", "none"},
 }
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 # The stores feedpub ships drivers for: SQLite, and PostgreSQL through psycopg 3.
@@ -339,7 +341,8 @@ def _check_subject(value: str) -> None:
     try:
         jinja2.Environment().parse(value)
     except jinja2.TemplateSyntaxError as exc:
-        raise ValueError(f"template error: {exc} (expected e.g. {DigestConfig.subject!r})") from None
+        raise ValueError(f"template error: {exc} "
+                         "(expected e.g. '{{ site.title }} weekly — {{ date_label }}')") from None
 
 
 def _check_store_url(value: str) -> None:

@@ -100,6 +100,13 @@ workers = sa.Table(
 )
 
 
+issue_archive = sa.Table(
+    "issue_archive", metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("entries", sa.JSON, nullable=False),              # the posts as the issue showed them
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[subscribers, suppressions, issues, issue_variants, deliveries])
 
@@ -111,5 +118,10 @@ def _add_workers_v2(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_deliveries_claimed_by ON deliveries (claimed_by)"))
 
 
+def _add_issue_archive_v3(conn: Connection) -> None:
+    # What the public archive re-renders an issue's page from when its neighbours change.
+    issue_archive.create(conn)
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3)

@@ -21,7 +21,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub.errors import FeedpubError
-from feedpub.schema import MIGRATIONS, deliveries, issue_variants, issues, schema_version, subscribers, suppressions
+from feedpub.schema import (
+    MIGRATIONS,
+    deliveries,
+    issue_archive,
+    issue_variants,
+    issues,
+    schema_version,
+    subscribers,
+    suppressions,
+)
 
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
 DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed"]
@@ -78,6 +87,13 @@ class StoredVariant:
     subject: str
     html: str
     text: str
+
+
+@dataclass(frozen=True)
+class ArchivedIssue:
+    period: str
+    slot: datetime
+    entries: list[dict[str, Any]]             # `feedpub.send.archive` records, as the issue showed its posts
 
 
 @dataclass(frozen=True)
@@ -220,9 +236,11 @@ class Store:
             return [_issue(row) for row in conn.execute(sa.select(issues).order_by(issues.c.slot, issues.c.id))]
 
     def create_issue(self, *, period: str, slot: datetime, starts: datetime, ends: datetime,
-                     variants: Sequence[StoredVariant], recipients: Mapping[int, str]) -> StoredIssue:
-        """Store an issue, its variants and one queued delivery per recipient (subscriber id → variant key),
-        all or nothing. Raises StoreError if the period exists (another process composed it first)."""
+                     variants: Sequence[StoredVariant], recipients: Mapping[int, str],
+                     archived: Sequence[Mapping[str, Any]] = ()) -> StoredIssue:
+        """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key) and
+        what the public archive shows of its posts (`archived`; none: not in the archive), all or nothing.
+        Raises StoreError if the period exists (another process composed it first)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -232,12 +250,21 @@ class Store:
                     conn.execute(issue_variants.insert(), [
                         {"issue_id": issue_id, "key": v.key, "subject": v.subject, "html": v.html, "text": v.text}
                         for v in variants])
+                if archived:
+                    conn.execute(issue_archive.insert().values(issue_id=issue_id, entries=list(archived)))
                 _queue(conn, issue_id, recipients, now)
         except sa.exc.IntegrityError as exc:
             raise StoreError(f"{self.shown}: issue {period} was composed by another process") from exc
         stored = self.issue(period)
         assert stored is not None
         return stored
+
+    def archived_issues(self) -> list[ArchivedIssue]:
+        """The issues in the public archive, oldest first."""
+        query = sa.select(issues.c.period, issues.c.slot, issue_archive.c.entries).join(
+            issue_archive, issue_archive.c.issue_id == issues.c.id).order_by(issues.c.slot, issues.c.id)
+        with self.engine.connect() as conn:
+            return [ArchivedIssue(row.period, row.slot, list(row.entries)) for row in conn.execute(query)]
 
     def issue_period(self, issue_id: int) -> str:
         with self.engine.connect() as conn:

@@ -29,8 +29,8 @@ def store(pg_url: str) -> Iterator[Store]:
     """An empty, migrated store in the session's database."""
     store = open_store(pg_url)
     with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE deliveries, issue_variants, issues, suppressions, subscribers, workers "
-                             "RESTART IDENTITY"))
+        conn.execute(sa.text("TRUNCATE deliveries, issue_variants, issue_archive, issues, suppressions, subscribers, "
+                             "workers RESTART IDENTITY"))
     yield store
     store.engine.dispose()
 
@@ -60,6 +60,15 @@ def test_plain_postgresql_url_uses_psycopg_and_the_shared_migrations(pg_url, sto
     with plain.engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT version FROM schema_version")) == len(MIGRATIONS)
     plain.engine.dispose()
+
+
+def test_an_issue_keeps_its_archived_posts_as_json(store):
+    now = datetime.now(UTC)
+    posts = [{"title": "推論性能35%向上", "date": "2025-12-16T13:49:25+09:00", "categories": ["AI導入戦略"],
+              "picture": {"src": "https://blog.example.com/a.png", "width": 536, "height": 302, "alt": "図"}}]
+    store.create_issue(period="p", slot=now, starts=now, ends=now, variants=[], recipients={}, archived=posts)
+    (archived,) = store.archived_issues()
+    assert archived.period == "p" and archived.entries == posts
 
 
 def test_subscribers_suppressions_and_times(store):

@@ -83,6 +83,20 @@ def test_delivery_states_and_due_rows(tmp_path, store):
         assert conn.execute("SELECT DISTINCT attempts FROM deliveries").fetchall() == [(1,)]
 
 
+def test_archived_issues_come_back_oldest_first_with_their_posts(store):
+    later = datetime(2025, 12, 22, 9, 0, tzinfo=JST)
+    earlier = later - timedelta(days=7)
+    posts = [{"title": "生成AIと著作権", "url": "https://blog.example.com/a.html", "picture": None}]
+    store.create_issue(period="2025-12-22-0900", slot=later, starts=earlier, ends=later, variants=[], recipients={},
+                       archived=posts)
+    store.create_issue(period="2025-12-15-0900", slot=earlier, starts=earlier, ends=earlier, variants=[],
+                       recipients={}, archived=[{"title": "Deploying with Python"}])
+    store.create_issue(period="not-archived", slot=later, starts=later, ends=later, variants=[], recipients={})
+    archived = store.archived_issues()
+    assert [(a.period, a.slot) for a in archived] == [("2025-12-15-0900", earlier), ("2025-12-22-0900", later)]
+    assert archived[1].entries == posts
+
+
 def test_an_issue_period_is_composed_once(store):
     now = datetime.now(UTC)
     store.create_issue(period="p", slot=now, starts=now, ends=now, variants=[], recipients={})

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 from feedpub.config import Config
 from feedpub.errors import Problem
-from feedpub.send import delivery, messages
-from feedpub.send.issue import Issue, Variant, compose, due_slot, render_variant, variant_key, write_archive
+from feedpub.send import archive, delivery, messages
+from feedpub.send.issue import Issue, Variant, compose, due_slot, entries, render_variant, variant_key
 from feedpub.site.markup import render_posts
 from feedpub.site.posts import collect
 from feedpub.store import Delivery, Store, StoredIssue, StoredVariant, StoreError
@@ -60,12 +60,13 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
         queued = {sid: key for sid, key in recipients.items() if key in variants}
         try:
             stored = store.create_issue(period=period, slot=slot, starts=issue.starts, ends=issue.ends,
-                                        recipients=queued, variants=[_stored(v) for v in variants.values()])
+                                        recipients=queued, variants=[_stored(v) for v in variants.values()],
+                                        archived=[archive.record(e) for e in entries(config, issue.posts)])
         except StoreError:
             stored = store.issue(period)   # another process composed it a moment ago: resume that one
             if stored is None:
                 raise
-        write_archive(config, issue)
+        archive.publish(config, store, period)
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
     if not send:
         return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "

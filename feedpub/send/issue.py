@@ -11,18 +11,17 @@ import re
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import css_inline
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-from feedpub import templates
+from feedpub import templates, urls
 from feedpub.config import Config
-from feedpub.errors import ConfigError
-from feedpub.files import write_atomic
+from feedpub.send.pictures import Picture, picture
+from feedpub.send.strings import DigestTemplateError, Strings, strings_for
 from feedpub.site.markup import RenderedPost, cut_excerpt
 
 # Lower-case ASCII letters, digits and hyphens only: they survive css-inline, HTML attribute quoting and
@@ -34,35 +33,8 @@ HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 # Anything that could end or break a header line: C0/C1 controls, DEL, Unicode line/paragraph separators.
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_STRINGS = {
-    "en": {
-        "intro": "{count} new posts on {title}",
-        "read_more": "Read more",
-        "min_read": "{minutes} min read",
-        "unsubscribe": "Unsubscribe",
-        "preferences": "Change your preferences",
-        "why": "You are receiving this e-mail because you subscribed to the {title} digest ({url}).",
-        "chosen": "You chose posts in: {categories}",
-        "archive": "An issue of the {title} e-mail digest ({url}).",
-        "subscribe": "Get the digest by e-mail",
-    },
-    "ja": {
-        "intro": "{title} の新着記事 {count} 件",
-        "read_more": "続きを読む",
-        "min_read": "{minutes}分で読めます",
-        "unsubscribe": "配信停止",
-        "preferences": "配信設定の変更",
-        "why": "{title}（{url}）のダイジェスト配信に登録されているため、このメールをお送りしています。",
-        "chosen": "選択中のカテゴリー: {categories}",
-        "archive": "{title}（{url}）のメールダイジェストのバックナンバーです。",
-        "subscribe": "ダイジェストをメールで受け取る",
-    },
-}
-
-
-class DigestTemplateError(ConfigError):
-    """An operator's (or the shipped) digest template cannot be loaded or rendered."""
+# What mail clients show of the preheader after the subject, about.
+_PREHEADER_CHARS = 110
 
 
 @dataclass(frozen=True)
@@ -72,6 +44,31 @@ class Issue:
     starts: datetime                 # covered range: exclusive start, inclusive end; aware
     ends: datetime
     posts: tuple[RenderedPost, ...]  # newest first, at most digest.max_posts
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A post as an issue shows it, in no particular language: what the archive keeps of each issue."""
+
+    title: str                       # one line, also where the subject template uses it
+    url: str
+    date: datetime                   # aware
+    categories: tuple[str, ...]
+    author: str
+    excerpt_html: str
+    excerpt_text: str
+    reading_minutes: int
+    picture: Picture | None
+
+
+@dataclass(frozen=True)
+class ArchiveLinks:
+    """Where an archived issue page leads: the list of issues, its neighbours ("" at either end)."""
+
+    index: str
+    feed: str
+    previous: str
+    next: str
 
 
 @dataclass(frozen=True)
@@ -114,27 +111,52 @@ def compose(config: Config, rendered: Sequence[RenderedPost], *, period: str, sl
     return Issue(period, slot, starts, ends, tuple(covered[: config.digest.max_posts]))
 
 
+def entries(config: Config, posts: Iterable[RenderedPost]) -> tuple[Entry, ...]:
+    """The posts as the issue shows them: excerpt cut, picture chosen and sized."""
+    return tuple(_entry(config, rendered) for rendered in posts)
+
+
+def archive_url(config: Config, period: str = "") -> str:
+    """The public copy of an issue (no period: the list of issues), as the web app serves the published
+    folder at web.public_url: the one address a digest's readers are sure to reach, as they reach its
+    unsubscribe links."""
+    return urls.absolute(config.web.public_url, f"/digests/{period}/" if period else "/digests/")
+
+
 def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:
     """Subject, HTML and text for subscribers whose preferences are `key`; None if no post matches."""
     chosen = set(key.split("\t")) if key else set()
     posts = [r for r in issue.posts if not chosen or chosen & set(r.post.categories)]
     if not posts:
         return None
-    return _render(config, issue, key, posts, sorted(chosen), archive=False)
+    return _render(config, issue.period, issue.slot, entries(config, posts), key, sorted(chosen), links=None,
+                   archive=False)
 
 
 def public_copy(config: Config, issue: Issue) -> Variant:
     """The issue as the public archive shows it (previews too): every post, and a footer inviting the
     visitor to subscribe instead of the subscriber's own links. A template without that footer still
     gets links, to the web app's generic unsubscribe and preferences pages, never the link markers."""
-    return _render(config, issue, "", list(issue.posts), [], archive=True)
+    return public_page(config, issue.period, issue.slot, entries(config, issue.posts), None)
 
 
-def write_archive(config: Config, issue: Issue) -> Path:
-    """Write `public/digests/<period>/index.html`."""
-    target = config.output_dir / "digests" / issue.period / "index.html"
-    write_atomic(target, public_copy(config, issue).html.encode("utf-8"))
-    return target
+def public_page(config: Config, period: str, slot: datetime, shown: Sequence[Entry],
+                links: ArchiveLinks | None) -> Variant:
+    """The public copy of an issue from what the archive keeps of it, with links to its neighbours."""
+    return _render(config, period, slot, shown, "", [], links=links, archive=True)
+
+
+def public_subjects(config: Config, issues: Sequence[tuple[str, datetime, Sequence[Entry]]]) -> list[str]:
+    """The subjects of the public copies of (period, slot, entries): the archive's titles for the issues."""
+    strings, env = strings_for(config), environment(config)
+    subjects = []
+    for period, slot, shown in issues:
+        if config.digest.subject:
+            context = _context(config, strings, period, slot, shown, [], links=None, archive=True)
+            subjects.append(_render_subject(config, env, strings, context))
+        else:   # the language's subject needs only the date: no context of every post to build
+            subjects.append(_default_subject(config, strings, strings.date(slot.astimezone(config.site.tz).date())))
+    return subjects
 
 
 def header_text(value: str) -> str:
@@ -142,37 +164,38 @@ def header_text(value: str) -> str:
     return " ".join(_HEADER_BREAKERS.sub(" ", value).split())
 
 
-def _render(config: Config, issue: Issue, key: str, posts: list[RenderedPost], chosen: list[str], *,
-            archive: bool) -> Variant:
-    env = _environment(config)
-    context = _context(config, issue, posts, chosen, archive=archive)
-    subject = _render_subject(config, env, context)
+def _render(config: Config, period: str, slot: datetime, shown: Sequence[Entry], key: str, chosen: list[str], *,
+            links: ArchiveLinks | None, archive: bool) -> Variant:
+    env = environment(config)
+    strings = strings_for(config)
+    context = _context(config, strings, period, slot, shown, chosen, links=links, archive=archive)
+    subject = _render_subject(config, env, strings, context)
     context["subject"] = subject
-    html = _inline_css(_render_file(env, HTML_TEMPLATE, context))
-    text = _render_file(env, TEXT_TEMPLATE, context)
+    html = _inline_css(render_file(env, HTML_TEMPLATE, context))
+    text = render_file(env, TEXT_TEMPLATE, context)
     return Variant(key, subject, html, text)
 
 
-def _context(config: Config, issue: Issue, posts: list[RenderedPost], chosen: list[str], *,
-             archive: bool) -> dict[str, Any]:
+def _context(config: Config, strings: Strings, period: str, slot: datetime, shown: Sequence[Entry],
+             chosen: list[str], *, links: ArchiveLinks | None, archive: bool) -> dict[str, Any]:
     site = config.site
     base = config.web.public_url.rstrip("/")
-    language = "ja" if site.language.lower().startswith("ja") else "en"
-    strings = _STRINGS[language]
-    entries = [_post_entry(config, rendered, language) for rendered in posts]
-    issue_date = issue.slot.astimezone(site.tz).date()
-    t = {name: text.format(title=site.title, url=site.root_url, count=len(entries), categories=", ".join(chosen))
-         for name, text in strings.items() if name != "min_read"}  # min_read is per post, in the entries
+    posts = [_post_context(config, strings, entry) for entry in shown]
+    issue_date = slot.astimezone(site.tz).date()
+    date_label = strings.date(issue_date)
     return {
         "site": site,
-        "issue": {"date": issue_date, "period": issue.period, "count": len(entries), "posts": entries},
-        "posts": entries,
+        "issue": {"date": issue_date, "period": period, "count": len(posts), "posts": posts},
+        "posts": posts,
         "chosen_categories": chosen,
-        "lang": language,
-        "t": t,
-        "date_label": _date_label(issue_date, language),
-        "preheader": _preheader(entries),
+        "lang": strings.language,
+        "t": strings.all(title=site.title, url=site.root_url, count=len(posts), categories=", ".join(chosen),
+                         date=date_label),
+        "date_label": date_label,
+        "preheader": _preheader(shown),
         "archive": archive,
+        "view_url": archive_url(config, period),
+        "links": links,
         "subscribe_url": f"{base}/subscribe",
         # A mail carries markers that become each reader's own links; the public copy has no reader.
         "unsubscribe_url": f"{base}/unsubscribe" if archive else UNSUBSCRIBE_MARKER,
@@ -180,45 +203,51 @@ def _context(config: Config, issue: Issue, posts: list[RenderedPost], chosen: li
     }
 
 
-def _post_entry(config: Config, rendered: RenderedPost, language: str) -> dict[str, Any]:
+def _entry(config: Config, rendered: RenderedPost) -> Entry:
     post = rendered.post
     # An excerpt the author wrote (front matter, excerpt_separator) is shown whole; the automatic one
     # (the first paragraph) is cut to digest.excerpt_chars.
     if not post.excerpt_explicit:
         text = cut_excerpt(rendered.excerpt_text, config.digest.excerpt_chars)
-        html = Markup(f"<p>{escape(text)}</p>") if text else Markup("")
+        html = str(Markup("<p>{}</p>").format(text)) if text else ""
     else:
-        text, html = rendered.excerpt_text, Markup(rendered.excerpt_html)
+        text, html = rendered.excerpt_text, rendered.excerpt_html
+    return Entry(title=header_text(post.title), url=post.url, date=post.date, categories=post.categories,
+                 author=post.author, excerpt_html=html, excerpt_text=text, reading_minutes=rendered.reading_time,
+                 picture=picture(rendered, config.digest.images))
+
+
+def _post_context(config: Config, strings: Strings, entry: Entry) -> dict[str, Any]:
+    day = entry.date.astimezone(config.site.tz)
     return {
-        "title": header_text(post.title),  # one line, also where the subject template uses it
-        "url": post.url,
-        "date": _date_label(post.date.astimezone(config.site.tz).date(), language),
-        "date_iso": post.date.astimezone(config.site.tz).isoformat(),
-        "categories": list(post.categories),
-        "author": post.author,
-        "excerpt_html": html,
-        "excerpt_text": text,
-        "reading_time": _STRINGS[language]["min_read"].format(minutes=rendered.reading_time),
+        "title": entry.title,
+        "url": entry.url,
+        "date": strings.date(day.date()),
+        "date_iso": day.isoformat(),
+        "categories": list(entry.categories),
+        "author": entry.author,
+        "excerpt_html": Markup(entry.excerpt_html),   # sanitised by the site's renderer, or escaped above
+        "excerpt_text": entry.excerpt_text,
+        "reading_time": strings.text("min_read", minutes=entry.reading_minutes),
+        "image": entry.picture,
     }
 
 
-def _date_label(day: date, language: str) -> str:
-    if language == "ja":
-        return f"{day.year}年{day.month}月{day.day}日"
-    return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
+def _preheader(shown: Sequence[Entry]) -> str:
+    """The line mail clients show after the subject: the first post's excerpt (its title if it has none)."""
+    if not shown:
+        return ""
+    return cut_excerpt(" ".join(shown[0].excerpt_text.split()) or shown[0].title, _PREHEADER_CHARS)
 
 
-def _preheader(entries: list[dict[str, Any]]) -> str:
-    """The line mail clients show after the subject: the first titles, cut to what fits."""
-    return cut_excerpt(" / ".join(entry["title"] for entry in entries[:3]), 110)
-
-
-def _environment(config: Config) -> jinja2.Environment:
+def environment(config: Config) -> jinja2.Environment:
+    """The digest templates, digest.templates_dir searched first."""
     override = config.path(config.digest.templates_dir) if config.digest.templates_dir else None
     return templates.environment("email", override)
 
 
-def _render_file(env: Any, name: str, context: dict[str, Any]) -> str:
+def render_file(env: Any, name: str, context: dict[str, Any]) -> str:
+    """Template `name` rendered; any failure is a DigestTemplateError naming the template file and line."""
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
@@ -238,13 +267,19 @@ def _template_frame(exc: BaseException) -> str | None:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
 
 
-def _render_subject(config: Config, env: Any, context: dict[str, Any]) -> str:
+def _render_subject(config: Config, env: Any, strings: Strings, context: dict[str, Any]) -> str:
+    if not config.digest.subject:
+        return _default_subject(config, strings, context["date_label"])
     try:
         subject = env.from_string(config.digest.subject).render(context)
     except jinja2.TemplateError as exc:
         raise DigestTemplateError(f"{config.source}: 'digest.subject': template error: {exc} "
-                                  "(expected e.g. '{{ site.title }} weekly — {{ issue.date }}')") from exc
+                                  "(expected e.g. '{{ site.title }} weekly — {{ date_label }}')") from exc
     return header_text(subject)
+
+
+def _default_subject(config: Config, strings: Strings, date_label: str) -> str:
+    return header_text(strings.text("subject", title=config.site.title, date=date_label))
 
 
 def _inline_css(html: str) -> str:

@@ -69,6 +69,8 @@ class Post:
     url: str                     # absolute, percent-encoded
     id: str                      # stable entry id
     image: str                   # absolute URL, or ""
+    image_size: tuple[int, int] | None  # (width, height) in px when the front matter gives both
+    image_alt: str               # from the front matter's image.alt, or ""
     name: str                    # file name without extension, for {% post_url %}
 
 
@@ -105,7 +107,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
                 reading_time=minutes, uses_links=bool(_LINK_TAG.search(body)), path=site_path, url=url,
-                id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem)
+                id=_entry_id(front, url), image=_image(meta.get("image"), url, config),
+                image_size=_image_size(meta.get("image")), image_alt=_image_alt(meta.get("image")), name=stem)
 
 
 def load_body(post: Post) -> str:
@@ -380,6 +383,21 @@ def _image(value: Any, url: str, config: Config) -> str:
     if value.startswith("/"):
         return urls.absolute(config.site.url.rstrip("/") + config.site.baseurl.rstrip("/"), value)
     return urljoin(url, urls.escape_path(value))
+
+
+def _image_size(value: Any) -> tuple[int, int] | None:
+    """jekyll-seo-tag's `image: {path, width, height, alt}`: the size when both are positive numbers."""
+    if not isinstance(value, dict):
+        return None
+    size = value.get("width"), value.get("height")
+    if all(isinstance(n, int | float) and not isinstance(n, bool) and n > 0 for n in size):
+        return round(size[0]), round(size[1])
+    return None
+
+
+def _image_alt(value: Any) -> str:
+    alt = value.get("alt") if isinstance(value, dict) else None
+    return " ".join(str(alt).split()) if alt is not None else ""
 
 
 def _folder_categories(relative: str) -> tuple[str, ...]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from feedpub.send.issue import (
     public_copy,
     render_variant,
     variant_key,
-    write_archive,
 )
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import collect
@@ -161,8 +159,9 @@ def test_html_is_a_600px_inlined_table_layout_with_preheader_and_dark_mode(site)
     assert '<meta name="color-scheme" content="light dark">' in html
     assert '<meta name="supported-color-schemes" content="light dark">' in html
     assert 'width="600"' in html and "max-width: 600px" in html
+    # The preheader is the first (newest) post's excerpt, as the mail shows it.
     preheader = (r'<div class="preheader" style="display: none;[^"]*">'
-                 r"生成AIと著作権 / 推論性能35%向上は何を変えるのか / ")
+                 r"生成AIを業務に使う企業が増えている。著作権の扱いはまだ手探りの状態だ。(&#847;|\u034f)")
     assert re.search(preheader, html)
     # Inlined: the only CSS left in <style> is the @media rules.
     style = re.search(r"<style>(.*?)</style>", html, re.S)[1]
@@ -204,8 +203,8 @@ def test_english_site_has_english_strings(site):
     add_posts(site)
     variant = render_variant(config, issue_for(site, config), "")
     assert '<html lang="en"' in variant.html
-    assert "Dec 15, 2025 · engineering · 1 min read" in variant.text
-    assert "Dec 16, 2025 · AI導入戦略 · 8 min read" in variant.text
+    assert "15 December 2025 · engineering · 1 min read" in variant.text
+    assert "16 December 2025 · AI導入戦略 · 8 min read" in variant.text
     assert "Read more: https://blog.example.com/engineering/2025/12/15/python.html" in variant.text
     assert "Unsubscribe: " + UNSUBSCRIBE_MARKER in variant.text
 
@@ -270,25 +269,6 @@ def test_operator_template_overrides_and_errors_name_file_and_line(site):
     assert str(error.value).startswith(f"{folder / 'digest.html.j2'}:2: template error: ")
 
 
-def test_write_archive_is_atomic_and_invites_visitors_to_subscribe(site):
-    config = config_for(site)
-    add_posts(site)
-    issue = issue_for(site, config)
-    path = write_archive(config, issue)
-    assert path == site.root / "public" / "digests" / "2025-12-22-0900" / "index.html"
-    assert [p.name for p in Path(path.parent).iterdir()] == ["index.html"]
-    html = path.read_text(encoding="utf-8")
-    assert "推論性能35%向上は何を変えるのか" in html
-    # A visitor of the site is no subscriber: no "you receive this because", no unsubscribe or
-    # preferences links (they would need the reader's token), but a way to subscribe.
-    assert "ダイジェスト配信に登録されているため" not in html and "配信停止" not in html
-    assert "/unsubscribe" not in html and "/preferences" not in html and "feedpub-" not in html
-    assert "ALLFORCES（https://blog.example.com）のメールダイジェストのバックナンバーです。" in html
-    assert '<a href="https://news.blog.example.com/subscribe"' in html and "ダイジェストをメールで受け取る" in html
-    hrefs = re.findall(r'href="([^"]*)"', html)
-    assert hrefs and all(h.startswith("https://") for h in hrefs), hrefs
-
-
 def test_english_archive_and_its_text_have_the_subscribe_footer(site):
     config = config_for(site, language="en")
     add_posts(site)
@@ -307,3 +287,131 @@ def test_an_operator_template_without_the_archive_footer_links_generic_pages(sit
     (folder / "digest.html.j2").write_text('<a href="{{ unsubscribe_url }}">stop</a>\n', encoding="utf-8")
     html = public_copy(config, issue_for(site, config)).html
     assert 'href="https://news.blog.example.com/unsubscribe"' in html and "feedpub-" not in html
+
+
+# --- pictures ---------------------------------------------------------------------------------------
+
+def picture_posts(site) -> None:
+    site.post("2025-12-19-cover.md", """
+        ---
+        title: "GPUクラスタの見取り図"
+        date: 2025-12-19 09:00:00 +09:00
+        image:
+          path: /assets/images/cluster.png
+          width: 1200
+          height: 800
+          alt: "GPUラックが並ぶデータセンター"
+        ---
+
+        大規模な推論基盤の構成を図で説明する。
+        """)
+    site.post("2025-12-20-plain.md", """
+        ---
+        title: "A plain cover"
+        date: 2025-12-20 09:00:00 +09:00
+        image: /assets/images/plain.jpg
+        ---
+
+        A cover without a size.
+        """)
+    site.post("2025-12-21-body.md", """
+        ---
+        title: "Charts only in the body"
+        date: 2025-12-21 09:00:00 +09:00
+        ---
+
+        The chart says it all.
+
+        <img src="/assets/images/chart.png" width="320" height="200" alt="Bar chart of model sizes">
+        """)
+
+
+def img_tags(html: str) -> list[dict[str, str]]:
+    return [dict(re.findall(r'(\w+)="([^"]*)"', tag)) for tag in re.findall(r"<img [^>]*>", html)]
+
+
+def test_front_matter_images_are_absolute_and_sized_for_the_600px_layout(site):
+    config = config_for(site)
+    picture_posts(site)
+    variant = render_variant(config, issue_for(site, config), "")
+    images = img_tags(variant.html)
+    assert [(i["src"], i["width"], i["height"], i["alt"]) for i in images] == [
+        # no size given: the column's width in 16:9, corrected by height:auto where CSS applies
+        ("https://blog.example.com/assets/images/plain.jpg", "536", "302", "A plain cover"),
+        # 1200×800 scaled to the 536 px column
+        ("https://blog.example.com/assets/images/cluster.png", "536", "357", "GPUラックが並ぶデータセンター"),
+    ]
+    # Never wider than its box, whatever the client does with the attributes (images off: the alt text).
+    assert all("max-width: 536px" in i["style"] and "height: auto" in i["style"] for i in images)
+    # The text part lists the posts, and no picture.
+    assert "■ GPUクラスタの見取り図" in variant.text and "■ Charts only in the body" in variant.text
+    assert ".png" not in variant.text and ".jpg" not in variant.text and "<img" not in variant.text
+
+
+def test_images_first_takes_the_body_image_and_none_shows_no_picture(site):
+    config = config_for(site, extra='images = "first"')
+    picture_posts(site)
+    images = img_tags(render_variant(config, issue_for(site, config), "").html)
+    assert (images[0]["src"], images[0]["width"], images[0]["height"], images[0]["alt"]) == (
+        "https://blog.example.com/assets/images/chart.png", "320", "200", "Bar chart of model sizes")
+    assert len(images) == 3
+    config = config_for(site, extra='images = "none"')
+    assert img_tags(render_variant(config, issue_for(site, config), "").html) == []
+
+
+def test_twenty_posts_with_pictures_stay_under_the_gmail_clip(site):
+    config = config_for(site, extra='images = "first"')
+    paragraph = "生成AIの導入で現場の仕事はどう変わるのか。" * 6
+    for n in range(20):
+        site.post(f"2025-12-{n + 1:02d}-post-{n}.md", f"""
+            ---
+            title: "第{n}回 推論性能と導入戦略についての長めの見出しタイトル"
+            categories: [AI導入戦略, 法務]
+            image: {{path: /assets/images/cover-{n}.png, width: 1600, height: 900, alt: "第{n}回の図"}}
+            excerpt: "{paragraph}"
+            ---
+
+            {paragraph}
+            """)
+    variant = render_variant(config, compose(config, rendered_posts(site, config), period="p", slot=NOW,
+                                             starts=NOW - timedelta(days=60), ends=NOW), "")
+    assert len(img_tags(variant.html)) == 20
+    assert len(variant.html.encode("utf-8")) < 100_000   # Gmail clips at about 102 KB
+
+
+# --- view in browser, preheader, language -----------------------------------------------------------
+
+def test_the_mail_links_to_the_archived_issue_and_previews_its_first_excerpt(site):
+    config = config_for(site)
+    add_posts(site)
+    variant = render_variant(config, issue_for(site, config), "")
+    view = re.search(r'<td class="topline"[^>]*><a href="([^"]*)"[^>]*>([^<]*)</a>', variant.html)
+    assert view.groups() == ("https://news.blog.example.com/digests/2025-12-22-0900/", "ブラウザで表示")
+    assert "ブラウザで表示: https://news.blog.example.com/digests/2025-12-22-0900/\n" in variant.text
+    assert variant.subject == "ALLFORCES 週刊ダイジェスト — 2025年12月22日"
+
+
+def test_operator_strings_override_one_string_and_a_broken_file_names_its_line(site):
+    config = config_for(site, extra='templates_dir = "email_templates"')
+    add_posts(site)
+    issue = issue_for(site, config)
+    folder = site.root / "email_templates"
+    folder.mkdir()
+    (folder / "strings.toml").write_text('[ja]\nread_more = "全文を読む"\nsubject = "{title} 通信 {date}"\n',
+                                         encoding="utf-8")
+    variant = render_variant(config, issue, "")
+    assert "全文を読む →" in variant.html and "続きを読む" not in variant.html
+    assert "ブラウザで表示" in variant.html          # the rest still comes from the shipped strings
+    assert variant.subject == "ALLFORCES 通信 2025年12月22日"
+    (folder / "strings.toml").write_text('[ja]\nread_more = "全文を読む"\nsubject = \n', encoding="utf-8")
+    with pytest.raises(DigestTemplateError) as error:
+        render_variant(config, issue, "")
+    assert str(error.value).startswith(f"{folder / 'strings.toml'}:3: ")
+
+
+def test_a_language_without_strings_falls_back_to_english(site):
+    config = config_for(site, language="fr")
+    add_posts(site)
+    variant = render_variant(config, issue_for(site, config), "")
+    assert '<html lang="en"' in variant.html and "View this e-mail in your browser" in variant.html
+    assert variant.subject == "ALLFORCES weekly — 22 December 2025"
