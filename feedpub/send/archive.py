@@ -30,9 +30,9 @@ from feedpub.send.issue import (
     public_page,
     public_subjects,
     render_file,
+    strings_for,
 )
 from feedpub.send.pictures import Picture
-from feedpub.send.strings import strings_for
 from feedpub.site.reader import INVALID_XML
 from feedpub.store import ArchivedIssue, Store
 

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import css_inline
@@ -20,9 +21,10 @@ from markupsafe import Markup
 
 from feedpub import templates, urls
 from feedpub.config import Config
+from feedpub.errors import ConfigError
 from feedpub.send.pictures import Picture, picture
-from feedpub.send.strings import DigestTemplateError, Strings, strings_for
 from feedpub.site.markup import RenderedPost, cut_excerpt
+from feedpub.strings import Strings, load_strings
 
 # Lower-case ASCII letters, digits and hyphens only: they survive css-inline, HTML attribute quoting and
 # quoted-printable encoding unchanged, so `feedpub.send.messages` finds them in the encoded bodies.
@@ -35,6 +37,10 @@ TEXT_TEMPLATE = "digest.txt.j2"
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # What mail clients show of the preheader after the subject, about.
 _PREHEADER_CHARS = 110
+
+
+class DigestTemplateError(ConfigError):
+    """An operator's (or the shipped) digest template cannot be loaded or rendered."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +248,16 @@ def _preheader(shown: Sequence[Entry]) -> str:
 
 def environment(config: Config) -> jinja2.Environment:
     """The digest templates, digest.templates_dir searched first."""
-    override = config.path(config.digest.templates_dir) if config.digest.templates_dir else None
-    return templates.environment("email", override)
+    return templates.environment("email", _override(config))
+
+
+def strings_for(config: Config) -> Strings:
+    """The digest's words in site.language, digest.templates_dir's strings.toml first."""
+    return load_strings("email", config.site.language, _override(config))
+
+
+def _override(config: Config) -> Path | None:
+    return config.path(config.digest.templates_dir) if config.digest.templates_dir else None
 
 
 def render_file(env: Any, name: str, context: dict[str, Any]) -> str:

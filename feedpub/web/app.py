@@ -20,8 +20,8 @@ from starlette.templating import Jinja2Templates
 from feedpub import templates
 from feedpub.config import Config
 from feedpub.store import Store
+from feedpub.strings import load_strings
 from feedpub.web import endpoints
-from feedpub.web.text import strings
 
 FEED_TYPES = {
     "feed.xml": "application/atom+xml",
@@ -93,9 +93,9 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     state = app.state
     state.config, state.store = config, store
     state.secret = config.web.secret()
-    state.text = strings(config.site.language)
-    state.pages = Jinja2Templates(env=templates.environment(
-        "web", config.path(config.web.templates_dir) if config.web.templates_dir else None))
+    override = config.path(config.web.templates_dir) if config.web.templates_dir else None
+    state.strings = load_strings("web", config.site.language, override)
+    state.pages = Jinja2Templates(env=templates.environment("web", override))
     state.send_confirmation, state.categories, state.health = send_confirmation, categories, health
     state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)
     state.confirmations_limit = RateLimit(CONFIRMATIONS_PER_DAY, 24 * 3600)

@@ -17,13 +17,13 @@ from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, make_token, read_
 def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None,
          **context: Any) -> Response:
     state = request.app.state
-    context.update(site=state.config.site, t=state.text)
+    context.update(site=state.config.site, t=state.strings.texts)
     return state.pages.TemplateResponse(request, name, context, status_code=status, headers=headers)
 
 
 def message(request: Request, key: str, status: int = 200, headers: dict[str, str] | None = None,
             **values: Any) -> Response:
-    return page(request, "message.html.j2", status, headers, message=request.app.state.text[key].format(**values))
+    return page(request, "message.html.j2", status, headers, message=request.app.state.strings.text(key, **values))
 
 
 def link(request: Request, purpose: Purpose, subscriber: Subscriber) -> str:
@@ -52,7 +52,7 @@ async def subscribe(request: Request) -> Response:
     try:
         email = mailable(str(form.get("email", "")))
     except BadAddress:
-        return page(request, "subscribe.html.j2", 400, categories=state.categories(), error=state.text["bad_email"])
+        return page(request, "subscribe.html.j2", 400, categories=state.categories(), error=state.strings.text("bad_email"))
     # Only well-formed requests count: a reader who mistypes their address is not locked out.
     wait = state.subscribe_limit.wait(request.client.host if request.client else "unknown")
     if wait:
@@ -71,8 +71,8 @@ async def subscribe(request: Request) -> Response:
                                      new_status="pending")
         title = state.config.site.title
         url = link(request, "confirm", state.store.subscriber(email))
-        state.send_confirmation(email, state.text["confirm_subject"].format(title=title),
-                                state.text["confirm_body"].format(title=title, url=url))
+        state.send_confirmation(email, state.strings.text("confirm_subject", title=title),
+                                state.strings.text("confirm_body", title=title, url=url))
     return message(request, "check_mail")
 
 
@@ -92,7 +92,7 @@ async def unsubscribe(request: Request) -> Response:
         return message(request, "bad_link", 400)
     if request.method == "GET":  # link scanners prefetch GETs: only ever show the button
         return page(request, "unsubscribe.html.j2",
-                    ask=request.app.state.text["unsubscribe_ask"].format(email=subscriber.email))
+                    ask=request.app.state.strings.text("unsubscribe_ask", email=subscriber.email))
     request.app.state.store.unsubscribe(subscriber.email, "unsubscribed by the reader")
     return message(request, "unsubscribed")
 
@@ -104,7 +104,7 @@ async def preferences(request: Request) -> Response:
         return message(request, "bad_link", 400)
     # The form shows whose preferences these are, and how to leave instead.
     context = {"categories": state.categories(), "chosen": set(subscriber.categories),
-               "for_email": state.text["preferences_for"].format(email=subscriber.email),
+               "for_email": state.strings.text("preferences_for", email=subscriber.email),
                "unsubscribe_url": link(request, "unsubscribe", subscriber)}
     if request.method == "GET":
         return page(request, "preferences.html.j2", **context)
@@ -112,7 +112,7 @@ async def preferences(request: Request) -> Response:
     asked = (await request.form()).getlist("categories")
     chosen = tuple(c for c in asked if c in known)
     if asked and not chosen:   # only unknown names: saving would silently mean "everything"
-        return page(request, "preferences.html.j2", 400, error=state.text["bad_categories"], **context)
+        return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"), **context)
     state.store.save_subscribers([SubscriberInput(subscriber.email, None, chosen)], status=None)
     return message(request, "saved")
 

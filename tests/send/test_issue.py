@@ -19,6 +19,7 @@ from feedpub.send.issue import (
 )
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import collect
+from feedpub.strings import StringsError
 
 NOW = datetime(2025, 12, 22, 1, 0, tzinfo=UTC)  # Monday 10:00 in Tokyo
 
@@ -404,7 +405,7 @@ def test_operator_strings_override_one_string_and_a_broken_file_names_its_line(s
     assert "ブラウザで表示" in variant.html          # the rest still comes from the shipped strings
     assert variant.subject == "ALLFORCES 通信 2025年12月22日"
     (folder / "strings.toml").write_text('[ja]\nread_more = "全文を読む"\nsubject = \n', encoding="utf-8")
-    with pytest.raises(DigestTemplateError) as error:
+    with pytest.raises(StringsError) as error:
         render_variant(config, issue, "")
     assert str(error.value).startswith(f"{folder / 'strings.toml'}:3: ")
 

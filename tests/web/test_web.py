@@ -238,3 +238,14 @@ def test_dot_files_and_dot_folders_are_never_served(web):
     for path in ("/.feedpub-manifest", "/.feedpub/preview/index.html", "/.feedpub/preview/",
                  "/categories/../.feedpub-manifest"):
         assert client.get(path).status_code == 404, path
+
+
+def test_page_words_are_overridden_from_the_templates_folder(site, monkeypatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    (site.root / "pages").mkdir()
+    (site.root / "pages" / "strings.toml").write_text('[ja]\nsubscribe = "登録する"\n', encoding="utf-8")
+    site.configure('[web]\ntemplates_dir = "pages"\n', language="ja")
+    app = create_app(site.config, open_store(site.config.store_url), send_confirmation=lambda *mail: None,
+                     categories=list, health=dict)
+    page = TestClient(app).get("/subscribe").text
+    assert "登録する</button>" in page and "メールアドレス" in page     # the rest still shipped

@@ -1,9 +1,10 @@
-"""Every word the send wing shows a reader — the digest mail, its text part, the archive pages and feed —
-in site.language, dates included.
+"""Every word feedpub shows a reader, in site.language, dates included: the digest mail, its archive
+pages and feed (`email_templates/strings.toml`), and the subscriber web pages
+(`feedpub/web/templates/strings.toml`).
 
-The strings ship in `email_templates/strings.toml`, one table per language; a `strings.toml` in
-`digest.templates_dir` overrides single strings or adds a language. A string missing from a language's
-table is taken from [en], so an operator's new language never leaves a hole in a mail.
+Each home's `strings.toml` has one table per language; a `strings.toml` in the operator's templates folder
+(`digest.templates_dir`, `web.templates_dir`) overrides single strings or adds a language. A string missing
+from a language's table is taken from [en], so an operator's new language never leaves a hole.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from types import MappingProxyType
 from typing import Any
 
 from feedpub import templates
-from feedpub.config import Config
 from feedpub.errors import ConfigError
 
 STRINGS_FILE = "strings.toml"
@@ -26,8 +26,8 @@ _FALLBACK = "en"
 _LINE = re.compile(r"at line (\d+)")
 
 
-class DigestTemplateError(ConfigError):
-    """An operator's (or the shipped) digest template or strings file cannot be loaded or rendered."""
+class StringsError(ConfigError):
+    """A strings file cannot be read, or a string cannot be filled in."""
 
 
 class _Unfilled(dict[str, Any]):
@@ -42,7 +42,7 @@ class _Unfilled(dict[str, Any]):
 class Strings:
     language: str                    # the table in use: "ja", "en" or an operator's
     texts: Mapping[str, str]
-    month_names: tuple[str, ...]
+    month_names: tuple[str, ...]     # empty where the home shows no dates
     sources: str                     # the files read, for messages
 
     def text(self, name: str, **fields: Any) -> str:
@@ -50,7 +50,7 @@ class Strings:
         try:
             return self.texts[name].format_map(_Unfilled(fields))
         except (ValueError, IndexError, AttributeError) as exc:
-            raise DigestTemplateError(f"{self.sources}: [{self.language}] {name}: {exc} "
+            raise StringsError(f"{self.sources}: [{self.language}] {name}: {exc} "
                                       "(expected text with fields such as {title} or {count})") from exc
 
     def all(self, **fields: Any) -> dict[str, str]:
@@ -63,30 +63,27 @@ class Strings:
                          month_name=self.month_names[day.month - 1])
 
 
-def strings_for(config: Config) -> Strings:
-    """The strings of site.language: the shipped table, overridden by digest.templates_dir's file."""
-    shipped = templates.folder("email") / STRINGS_FILE
-    files = [shipped]
-    if config.digest.templates_dir:
-        override = config.path(config.digest.templates_dir) / STRINGS_FILE
-        if override.is_file():
-            files.append(override)
+def load_strings(home: templates.Home, language: str, override: Path | None) -> Strings:
+    """The strings of `language` for `home`: the shipped table, overridden by `override`/strings.toml."""
+    files = [templates.folder(home) / STRINGS_FILE]
+    if override is not None and (override / STRINGS_FILE).is_file():
+        files.append(override / STRINGS_FILE)
     tables = [_read(path) for path in files]
-    language = _language(config.site.language, tables)
+    chosen = _language(language, tables)
     merged: dict[str, Any] = {}
     for table in tables:
         merged.update(table.get(_FALLBACK, {}))
     for table in tables:
-        merged.update(table.get(language, {}))
+        merged.update(table.get(chosen, {}))
     sources = ", ".join(str(path) for path in files)
-    months = merged.pop("month_names", None)
-    if not (isinstance(months, list) and len(months) == 12 and all(isinstance(m, str) for m in months)):
-        raise DigestTemplateError(f"{sources}: [{language}] month_names: {months!r} "
-                                  "(expected a list of 12 strings, January first)")
+    months = merged.pop("month_names", [])
+    if not (isinstance(months, list) and len(months) in (0, 12) and all(isinstance(m, str) for m in months)):
+        raise StringsError(f"{sources}: [{chosen}] month_names: {months!r} "
+                           "(expected a list of 12 strings, January first)")
     for name, value in merged.items():
         if not isinstance(value, str):
-            raise DigestTemplateError(f"{sources}: [{language}] {name}: {value!r} (expected a string)")
-    return Strings(language, MappingProxyType(merged), tuple(months), sources)
+            raise StringsError(f"{sources}: [{chosen}] {name}: {value!r} (expected a string)")
+    return Strings(chosen, MappingProxyType(merged), tuple(months), sources)
 
 
 def _language(setting: str, tables: list[dict[str, Any]]) -> str:
@@ -102,12 +99,12 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         tables = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise DigestTemplateError(f"{path}: cannot be read: {exc} (expected a UTF-8 TOML file)") from exc
+        raise StringsError(f"{path}: cannot be read: {exc} (expected a UTF-8 TOML file)") from exc
     except tomllib.TOMLDecodeError as exc:
         line = _LINE.search(str(exc))
-        raise DigestTemplateError(f"{path}:{line[1] if line else 1}: {exc} "
+        raise StringsError(f"{path}:{line[1] if line else 1}: {exc} "
                                   '(expected TOML tables of strings, e.g. [ja] read_more = "続きを読む")') from exc
     for language, table in tables.items():
         if not isinstance(table, dict):
-            raise DigestTemplateError(f"{path}: {language}: {table!r} (expected a table of strings, e.g. [{language}])")
+            raise StringsError(f"{path}: {language}: {table!r} (expected a table of strings, e.g. [{language}])")
     return tables
