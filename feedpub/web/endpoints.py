@@ -52,7 +52,8 @@ async def subscribe(request: Request) -> Response:
     try:
         email = mailable(str(form.get("email", "")))
     except BadAddress:
-        return page(request, "subscribe.html.j2", 400, categories=state.categories(), error=state.strings.text("bad_email"))
+        return page(request, "subscribe.html.j2", 400, categories=state.categories(),
+                    error=state.strings.text("bad_email"))
     # Only well-formed requests count: a reader who mistypes their address is not locked out.
     wait = state.subscribe_limit.wait(request.client.host if request.client else "unknown")
     if wait:
