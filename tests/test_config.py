@@ -163,6 +163,12 @@ def test_the_scaffold_documents_every_key() -> None:
     config = Config()
     for section in ("site", "feeds", "digest", "smtp", "store", "web"):
         assert f"[{section}]" in text
-        for field in dataclasses.fields(getattr(config, section)):
-            name = field.name.rstrip("_")
-            assert f"\n{name} = " in text or f'\n# "{name}' in text or name == "slugs", f"{section}.{name}"
+        tables = [(section, getattr(config, section))]
+        for table, values in tables:
+            for field in dataclasses.fields(values):
+                name, value = field.name.rstrip("_"), getattr(values, field.name)
+                if dataclasses.is_dataclass(value):     # a nested table such as [smtp.dkim]
+                    assert f"[{table}.{name}]" in text
+                    tables.append((f"{table}.{name}", value))
+                elif not field.name.startswith("_"):
+                    assert f"\n{name} = " in text or f'\n# "{name}' in text or name == "slugs", f"{table}.{name}"
