@@ -377,6 +377,7 @@ def _check_store_url(value: str) -> None:
 
 
 def check_dns_name(value: str) -> None:
+    """A DKIM domain or selector ('' passes: unset); ValueError naming what was expected."""
     if value and not _DNS_LABELS.match(value):
         raise ValueError(f"{value!r} is not a DNS name (expected ASCII labels such as 'blog.example.com' "
                          "or 'feedpub2026')")

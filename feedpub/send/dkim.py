@@ -50,9 +50,9 @@ class Signer:
     def sign(self, message: bytes) -> bytes:
         """`message` (CRLF line endings) with its DKIM-Signature header in front; ValueError if dkimpy
         cannot sign it."""
-        signing = self._dkim.DKIM(message, linesep=b"\r\n")
-        present = {name.lower() for name, _ in signing.headers}
         try:
+            signing = self._dkim.DKIM(message, linesep=b"\r\n")
+            present = {name.lower() for name, _ in signing.headers}
             signature = signing.sign(self._selector, self._domain, self._key, canonicalize=(b"relaxed", b"relaxed"),
                                      include_headers=[name for name in SIGNED_HEADERS if name in present
                                                       for _ in range(2)])
