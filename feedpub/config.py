@@ -93,6 +93,26 @@ class DigestConfig:
 
 
 @dataclass(frozen=True)
+class DkimConfig:
+    """`[smtp.dkim]`: sign every message (RFC 6376) as `domain`, with the key published at
+    `selector._domainkey.domain`. All three keys set, or none (no signing)."""
+
+    domain: str = ""
+    selector: str = ""
+    key_file: str = ""
+    # The private key (PEM), read from key_file once, when the config is loaded; not a key of the file.
+    _private_key: bytes = field(default=b"", repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._private_key)
+
+    @property
+    def private_key(self) -> bytes:
+        return self._private_key
+
+
+@dataclass(frozen=True)
 class SmtpConfig:
     host: str = "localhost"
     port: int = 587
@@ -104,6 +124,7 @@ class SmtpConfig:
     timeout: float = 30.0
     max_retries: int = 5
     retry_base: str = "1m"               # first retry after a 4xx; each further one waits twice as long
+    dkim: DkimConfig = field(default_factory=DkimConfig)
 
     def password(self) -> str:
         """The SMTP password from the environment; '' when no username is configured."""
@@ -185,6 +206,8 @@ _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _STORE_URL = re.compile(r"^(sqlite:///|postgresql(\+psycopg)?://)")
 # What may not stand in a header value: control characters and line breaks.
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A DKIM domain or selector: dot-separated ASCII labels (RFC 6376 3.1, 3.5).
+_DNS_LABELS = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 _DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
 _SCHEDULE = re.compile(rf"^({_DAY}(?:,{_DAY})*)\s+([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -246,7 +269,7 @@ def _build(data: dict[str, Any], path: Path, text: str) -> Config:
         sections[name] = _section(hints[name], name, value, path, text)
     config = Config(**sections, root=path.parent.resolve(), source=str(path))
     _validate(config, path, text)
-    return config
+    return _with_dkim_key(config, path, text)
 
 
 def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: str) -> Any:
@@ -257,6 +280,11 @@ def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: 
         dotted = f"{section}.{key}"
         if name not in hints or name.startswith("_"):
             raise ConfigError(_at(path, text, dotted, f"unknown key '{dotted}'", _known(cls)))
+        if dataclasses.is_dataclass(hints[name]):     # a nested table such as [smtp.dkim]
+            if not isinstance(value, dict):
+                raise ConfigError(_at(path, text, dotted, f"'{dotted}' must be a table ([{dotted}])"))
+            kwargs[name] = _section(hints[name], dotted, value, path, text)
+            continue
         try:
             kwargs[name] = _coerce(value, hints[name], (section, key))
             if (section, key) in _VALUE_CHECKS:
@@ -351,11 +379,20 @@ def _check_store_url(value: str) -> None:
                          "'postgresql://USER@HOST/DB', also written 'postgresql+psycopg://…')")
 
 
+def check_dns_name(value: str) -> None:
+    """A DKIM domain or selector ('' passes: unset); ValueError naming what was expected."""
+    if value and not _DNS_LABELS.match(value):
+        raise ValueError(f"{value!r} is not a DNS name (expected ASCII labels such as 'blog.example.com' "
+                         "or 'feedpub2026')")
+
+
 # Values the file sets that are checked beyond their type, where a bad one would otherwise surface only
 # when mail goes out or the store opens.
 _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("digest", "from"): _check_sender,
     ("digest", "subject"): _check_subject,
+    ("smtp.dkim", "domain"): check_dns_name,
+    ("smtp.dkim", "selector"): check_dns_name,
     ("store", "url"): _check_store_url,
     ("web", "unsubscribe_mailto"): _check_unsubscribe_mailto,
 }
@@ -392,30 +429,65 @@ def _validate(config: Config, path: Path, text: str) -> None:
         raise ConfigError(_at(path, text, where, message, expected))
 
 
+def _with_dkim_key(config: Config, path: Path, text: str) -> Config:
+    """`config` holding the `[smtp.dkim]` private key: read here, once per run, so that a missing or bad
+    key stops every command (`check` included) before anything is sent."""
+    dkim = config.smtp.dkim
+    settings = {"domain": dkim.domain, "selector": dkim.selector, "key_file": dkim.key_file}
+    if not any(settings.values()):
+        return config
+    if not all(settings.values()):
+        unset = ", ".join(f"'smtp.dkim.{key}'" for key, value in settings.items() if not value)
+        raise ConfigError(_at(path, text, "smtp.dkim", f"[smtp.dkim]: {unset} not set",
+                              "domain, selector and key_file all set, or the table left out"))
+    key_path = config.path(dkim.key_file)
+    expected = "a PEM RSA private key of at least 1024 bits, as `feedpub dkim keygen` writes"
+    try:
+        key = key_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': cannot read {key_path} "
+                              f"({exc.strerror})", expected)) from exc
+    # Imported here: dkimpy's import costs ~120 ms (dnspython, -X importtime); only signing configs pay it.
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+    try:
+        bits = parse_pem_private_key(key)["modulus"].bit_length()
+    except (UnparsableKeyError, ValueError, IndexError, TypeError) as exc:   # what dkimpy's parser raises
+        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} is not a "
+                              f"private key dkimpy can sign with ({type(exc).__name__})", expected)) from None
+    if bits < 1024:   # verifiers ignore signatures made with shorter keys (RFC 8301)
+        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} holds a "
+                              f"{bits}-bit key", expected))
+    return dataclasses.replace(config, smtp=dataclasses.replace(
+        config.smtp, dkim=dataclasses.replace(dkim, _private_key=key)))
+
+
 def _at(path: Path, text: str, where: str, message: str, expected: str | None = None) -> str:
-    """`path:line: message (expected …)`, the line being that of `where`: a section ("smtp") or a key in
-    it ("smtp.port")."""
-    line = _line(text, *where.split(".", 1))
+    """`path:line: message (expected …)`, the line being that of `where`: a table ("smtp", "smtp.dkim") or
+    a key in it ("smtp.port", "smtp.dkim.domain")."""
+    line = _line(text, where) or ("." in where and _line(text, *where.rsplit(".", 1))) or None
     place = f"{path}:{line}" if line else str(path)
     return f"{place}: {message}" + (f" (expected {expected})" if expected else "")
 
 
 def _line(text: str, section: str, key: str = "") -> int | None:
     """The line of a section's header, or of a key in the section's table (best effort: TOML parsers do
-    not report positions)."""
-    header = re.search(rf"^\s*\[\s*{re.escape(section)}\s*\]", text, re.M)
+    not report positions). Leading blanks are spaces and tabs only: a match must not start on an empty line
+    above the key."""
+    header = re.search(rf"^[ \t]*\[\s*{re.escape(section)}\s*\]", text, re.M)
     if not key:
-        found = header or re.search(rf'^\s*"?{re.escape(section)}"?\s*=', text, re.M)
+        found = header or re.search(rf'^[ \t]*"?{re.escape(section)}"?\s*=', text, re.M)
     else:
         start = header.end() if header else 0
-        following = re.compile(r"^\s*\[", re.M).search(text, start) if header else None
-        found = re.compile(rf'^\s*"?{re.escape(key)}"?\s*=', re.M).search(
+        following = re.compile(r"^[ \t]*\[", re.M).search(text, start) if header else None
+        found = re.compile(rf'^[ \t]*"?{re.escape(key)}"?\s*=', re.M).search(
             text, start, following.start() if following else len(text))
     return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def _known(cls: type) -> str:
-    names = [f.name.rstrip("_") for f in dataclasses.fields(cls) if f.name not in ("root", "source")]
+    names = [f.name.rstrip("_") for f in dataclasses.fields(cls)
+             if f.name not in ("root", "source") and not f.name.startswith("_")]
     return "one of " + ", ".join(names)
 
 

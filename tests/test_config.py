@@ -85,6 +85,13 @@ url = "sqlite:///.feedpub/feedpub.db"
          "'unsubscribe@' is not a valid e-mail address"),
         ('[web]\nunsubscribe_mailto = "u@example.com>\\r\\nBcc: victim@example.com"\n',
          "feedpub.toml:2: 'web.unsubscribe_mailto': 'u@example.com>\\r\\nBcc: victim@example.com' cannot stand in"),
+        ('[smtp]\nport = 25\n\n[smtp.dkim]\ndomain = "blog.example.com"\n\nsigner = "x"\n',
+         "feedpub.toml:7: unknown key 'smtp.dkim.signer' (expected one of domain, selector, key_file)"),
+        ('[smtp.dkim]\ndomain = "blog.example.com"\nselector = "2026年"\n',
+         "feedpub.toml:3: 'smtp.dkim.selector': '2026年' is not a DNS name"),
+        ('[smtp]\ndkim = "blog.example.com"\n', "feedpub.toml:2: 'smtp.dkim' must be a table ([smtp.dkim])"),
+        ('[smtp.dkim]\nselector = "feedpub"\nkey_file = "dkim.key"\n',
+         "feedpub.toml:1: [smtp.dkim]: 'smtp.dkim.domain' not set (expected domain, selector and key_file all set"),
     ],
 )
 def test_bad_config_names_file_line_and_expectation(tmp_path: Path, text: str, message: str) -> None:
@@ -163,6 +170,12 @@ def test_the_scaffold_documents_every_key() -> None:
     config = Config()
     for section in ("site", "feeds", "digest", "smtp", "store", "web"):
         assert f"[{section}]" in text
-        for field in dataclasses.fields(getattr(config, section)):
-            name = field.name.rstrip("_")
-            assert f"\n{name} = " in text or f'\n# "{name}' in text or name == "slugs", f"{section}.{name}"
+        tables = [(section, getattr(config, section))]
+        for table, values in tables:
+            for field in dataclasses.fields(values):
+                name, value = field.name.rstrip("_"), getattr(values, field.name)
+                if dataclasses.is_dataclass(value):     # a nested table such as [smtp.dkim]
+                    assert f"[{table}.{name}]" in text
+                    tables.append((f"{table}.{name}", value))
+                elif not field.name.startswith("_"):
+                    assert f"\n{name} = " in text or f'\n# "{name}' in text or name == "slugs", f"{table}.{name}"

@@ -3,7 +3,8 @@
 `message_template` builds the MIME skeleton with the `email` package once. Both bodies are
 quoted-printable, encoded once in static segments around the link markers of `feedpub.send.issue`; per
 recipient only the links (and To, Date, Message-ID, List-Unsubscribe) are encoded and joined in —
-no template render and no EmailMessage build per recipient.
+no template render and no EmailMessage build per recipient. With `[smtp.dkim]`, the finished bytes of
+every message are signed (`feedpub.send.dkim`).
 
 Header values come only from cleaned text (`digest.header_text`) and validated addresses, so a CR or LF
 in a title or a name can never start a new header.
@@ -30,6 +31,7 @@ from zoneinfo import ZoneInfo
 from feedpub import tokens
 from feedpub.config import Config
 from feedpub.errors import ConfigError
+from feedpub.send.dkim import Signer, signer
 from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER, Variant, header_text
 
 # A guard, not the address check (that is `feedpub.addresses`, run where addresses enter the store or the
@@ -96,14 +98,16 @@ class _Slot:
 class MessageTemplate:
     """One variant's message, ready to personalise. Built by `message_template`."""
 
-    def __init__(self, chunks: tuple[bytes | _Slot, ...], tz: ZoneInfo, unsubscribe_mailto: str) -> None:
+    def __init__(self, chunks: tuple[bytes | _Slot, ...], tz: ZoneInfo, unsubscribe_mailto: str,
+                 signing: Signer | None) -> None:
         self._chunks = chunks
         self._tz = tz
         self._mailto = unsubscribe_mailto
+        self._signing = signing
 
     def render(self, *, to_email: str, to_name: str, unsubscribe_url: str, preferences_url: str,
                message_id: str) -> bytes:
-        """The complete message for one recipient, CRLF line endings."""
+        """The complete message for one recipient, CRLF line endings, DKIM-signed when configured."""
         for value in (unsubscribe_url, preferences_url, message_id):
             if not value.isascii() or not value.isprintable() or " " in value:
                 raise ValueError(f"{value!r} is not a header-safe ASCII value")
@@ -118,7 +122,8 @@ class MessageTemplate:
         parts = [head]
         for chunk in self._chunks:
             parts.append(encoded[chunk.marker, chunk.in_html] if isinstance(chunk, _Slot) else chunk)
-        return b"".join(parts)
+        message = b"".join(parts)
+        return self._signing.sign(message) if self._signing else message
 
 
 def message_template(config: Config, variant: Variant, *, test_copy: bool = False) -> MessageTemplate:
@@ -136,7 +141,7 @@ def message_template(config: Config, variant: Variant, *, test_copy: bool = Fals
     list_id = f"List-Id: {_list_id(config)}\r\n".encode("ascii")
     chunks = [list_id, before_text, *_body_chunks(variant.text, in_html=False), between,
               *_body_chunks(variant.html, in_html=True), after_html]
-    return MessageTemplate(tuple(_merge(chunks)), config.site.tz, _unsubscribe_mailto(config))
+    return MessageTemplate(tuple(_merge(chunks)), config.site.tz, _unsubscribe_mailto(config), signer(config))
 
 
 def unsubscribe_url(config: Config, subscriber_id: int) -> str:
@@ -157,7 +162,8 @@ def new_message_id(config: Config, issue_period: str, email: str) -> str:
 
 
 def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:
-    """A one-off plain-text message to one reader (the subscription confirmation)."""
+    """A one-off plain-text message to one reader (the subscription confirmation), DKIM-signed when
+    configured."""
     message = EmailMessage(policy=POLICY)
     message["From"] = _from_address(config)
     message["To"] = format_address("", to_email)
@@ -165,7 +171,8 @@ def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:
     message["Date"] = format_datetime(datetime.now(config.site.tz))
     message["Message-ID"] = new_message_id(config, "notice", to_email)
     message.set_content(text, charset="utf-8", cte="quoted-printable")
-    return message.as_bytes()
+    signing = signer(config)
+    return signing.sign(message.as_bytes()) if signing else message.as_bytes()
 
 
 def _from_address(config: Config) -> Address:
