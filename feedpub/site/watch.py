@@ -27,6 +27,8 @@ from feedpub.config import Config, load_config
 from feedpub.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# Its "1 change detected" at every save says less than the build's own line that follows.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 QUIET_MS = 100
 LONGEST_MS = 1600
