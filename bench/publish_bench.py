@@ -30,10 +30,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import generate
 import httpx
 import yaml
-
-import generate
 from run import machine
 
 BENCH = Path(__file__).resolve().parent

@@ -20,6 +20,7 @@ from feedpub.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from feedpub.config import Config
+    from feedpub.site.output import WriteResult
     from feedpub.site.websub import Publisher
     from feedpub.store import Store
 
@@ -55,7 +56,7 @@ class Daemon:
         with self._building:
             config = self.config
             try:
-                report = build_site(config)
+                report = build_site(config, on_written=lambda written: self._announce(config, written))
             except ConfigError as exc:
                 log.error("build failed, published files left as they were: %s", exc)
                 return
@@ -69,12 +70,14 @@ class Daemon:
             if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
                 log.info("%s", report.summary())
             self.categories, self.last_build = report.categories, datetime.now(UTC)
-            if config.feeds.websub_hub:
-                from feedpub.site.websub import changed_feeds  # lazy: loads site.feeds, 0.23 s
 
-                feeds = changed_feeds(config, report.written.written)
-                if feeds:
-                    self.publisher.publish(config.feeds.websub_hub, feeds)
+    def _announce(self, config: Config, written: WriteResult) -> None:
+        """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
+        from feedpub.site.websub import changed_feeds  # lazy: loads site.feeds, already loaded by the build
+
+        feeds = changed_feeds(config, written.written)
+        if feeds and config.feeds.websub_hub:
+            self.publisher.publish(config.feeds.websub_hub, feeds)
 
     def watch(self) -> None:
         """Rebuild on every batch of changes to the posts or the config file, until `stop`."""
