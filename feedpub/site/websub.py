@@ -115,24 +115,28 @@ def _post(hub: str, feed: str, timeout: float) -> tuple[str, bool]:
 
 
 class Publisher:
-    """A background thread that announces changed feeds, so the build that changed them goes on.
-    Feeds handed over while a hub is being retried are announced together afterwards, each once."""
+    """Announces changed feeds from background threads, one per hub (a hub being retried delays no
+    other), so the build that changed them goes on. Feeds handed over while a hub is being retried are
+    announced together afterwards, each once."""
 
     def __init__(self, patience: Patience = DAEMON) -> None:
         self.patience = patience
         self._pending: dict[str, dict[str, None]] = {}     # hub → feed URLs, in order, each once
         self._last: dict[str, Ping] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._changed = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="websub", daemon=True)
-        self._thread.start()
 
     def publish(self, hubs: Iterable[str], feeds: Iterable[str]) -> None:
         feeds = tuple(feeds)
         with self._changed:
             for hub in hubs:
                 self._pending.setdefault(hub, {}).update(dict.fromkeys(feeds))
-            self._changed.notify()
+                if hub not in self._threads:
+                    self._threads[hub] = threading.Thread(target=self._run, args=(hub,), name=f"websub {hub}",
+                                                          daemon=True)
+                    self._threads[hub].start()
+            self._changed.notify_all()
 
     def last(self) -> dict[str, dict[str, Any]]:
         """The last ping of each hub, for /healthz."""
@@ -140,23 +144,25 @@ class Publisher:
             return {hub: found.as_json() for hub, found in self._last.items()}
 
     def close(self, timeout: float) -> None:
-        """Stop after the request in flight; what is still pending is logged and dropped."""
+        """Stop after the requests in flight; what is still pending is logged and dropped."""
         self._stop.set()
         with self._changed:
-            self._changed.notify()
-        self._thread.join(timeout)
+            self._changed.notify_all()
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
         with self._changed:
             for hub, feeds in self._pending.items():
-                log.warning("WebSub hub %s: %d changed feeds not announced (stopping)", hub, len(feeds))
+                if feeds:
+                    log.warning("WebSub hub %s: %d changed feeds not announced (stopping)", hub, len(feeds))
 
-    def _run(self) -> None:
+    def _run(self, hub: str) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._pending or self._stop.is_set())
+                self._changed.wait_for(lambda: self._pending[hub] or self._stop.is_set())
                 if self._stop.is_set():
                     return
-                hub, feeds = next(iter(self._pending.items()))
-                del self._pending[hub]
+                feeds, self._pending[hub] = self._pending[hub], {}
             found = ping(hub, feeds, self.patience, self._stop)
             (log.info if found.ok else log.warning)("%s", found.line())
             with self._changed:

@@ -97,6 +97,20 @@ def test_the_publisher_never_blocks_and_merges_what_piles_up_while_a_hub_is_retr
         publisher.close(timeout=5)
 
 
+def test_a_hub_being_retried_delays_no_other_hub(hub: HubServer) -> None:
+    slow = HubServer().start()
+    slow.answers = [503]
+    publisher = Publisher(Patience(attempts=2, first_wait=3.0, timeout=1.0))
+    try:
+        publisher.publish([slow.url, hub.url], [FEED])
+        assert [r.url for r in hub.wait_for(lambda received: len(received) == 1)] == [FEED]
+        assert [r.status for r in slow.received] == [503]      # still waiting to ask again
+        assert [r.status for r in slow.wait_for(lambda received: len(received) == 2)] == [503, 204]
+    finally:
+        publisher.close(timeout=5)
+        slow.stop()
+
+
 def test_a_one_off_build_pings_the_hubs_and_a_dead_hub_only_warns(site, hub: HubServer) -> None:
     site.post("2025-12-16-inference.md", """\
         ---
