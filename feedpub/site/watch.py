@@ -25,6 +25,7 @@ import watchfiles
 
 from feedpub.config import Config, load_config
 from feedpub.errors import ConfigError
+from feedpub.site.build import CACHE_FOLDER
 
 log = logging.getLogger(__name__)
 # Its "1 change detected" at every save says less than the build's own line that follows.
@@ -55,7 +56,6 @@ class Watched:
             not path.name.endswith("~")
 
 
-
 class LiveConfig:
     """The config in force while watching: read again when its file changes. A file that does not load
     is reported and the last good config stays in force; the next change of anything tries again."""
@@ -66,7 +66,8 @@ class LiveConfig:
         self.broken = False
 
     def watched(self) -> Watched:
-        return Watched(self.current.posts_dir, self.file, (self.current.output_dir, self.current.path(".feedpub")))
+        return Watched(self.current.posts_dir, self.file,
+                       (self.current.output_dir, self.current.path(CACHE_FOLDER)))
 
     def refresh(self, batch: frozenset[Path]) -> None:
         if self.file is None or not (self.file in batch or self.broken):
