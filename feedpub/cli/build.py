@@ -27,10 +27,10 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
     # feedpub.config, which --help never loads (python -X importtime -m feedpub --help).
     from feedpub.site.build import build_site
 
-    def once(config, announce) -> int:  # noqa: ANN001 - Config and a callable, both imported lazily
+    def once(config, announce, parallel: bool = True) -> int:  # noqa: ANN001 - Config and a callable, imported lazily
         try:
             result = build_site(config, output=output_dir, future=future, drafts=drafts, use_cache=not no_cache,
-                                parallel=True)
+                                parallel=parallel)
         except ConfigError as exc:
             click.echo(f"feedpub: {exc}", err=True)
             return FAILED
@@ -58,7 +58,9 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
     code = once(live.current, publisher.publish)
     click.echo(f"watching {live.current.posts_dir} and {app.config_path or 'no config file'} (Ctrl-C stops)", err=True)
     for _batch in follow(live, stop):
-        code = once(live.current, publisher.publish)
+        # In one process from here on: forking worker processes beside the watcher's and the publisher's
+        # threads could copy a lock one of them holds.
+        code = once(live.current, publisher.publish, parallel=False)
     publisher.close(timeout=10)
     raise SystemExit(code)
 

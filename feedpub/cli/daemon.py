@@ -75,9 +75,8 @@ class Daemon:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
         from feedpub.site.websub import changed_feeds  # lazy: loads site.feeds, already loaded by the build
 
-        feeds = changed_feeds(config, written.written)
-        if feeds and config.feeds.websub_hub:
-            self.publisher.publish(config.feeds.websub_hub, feeds)
+        if config.feeds.websub_hub:
+            self.publisher.publish(config.feeds.websub_hub, changed_feeds(config, written.written))
 
     def watch(self) -> None:
         """Rebuild on every batch of changes to the posts or the config file, until `stop`."""

@@ -129,6 +129,8 @@ class Publisher:
 
     def publish(self, hubs: Iterable[str], feeds: Iterable[str]) -> None:
         feeds = tuple(feeds)
+        if not feeds:
+            return
         with self._changed:
             for hub in hubs:
                 self._pending.setdefault(hub, {}).update(dict.fromkeys(feeds))
