@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import click
 
 from feedpub.cli import FAILED, OK, PARTIAL, App, report, stop_on_signals
 from feedpub.errors import ConfigError
+
+log = logging.getLogger("feedpub.build")
 
 
 @click.command()
@@ -67,9 +70,9 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
 
 def _announce_now(hubs: tuple[str, ...], feeds: tuple[str, ...]) -> None:
     """A one-off build (cron) tells the hubs before it exits, trying briefly: a hub that is down is
-    reported on stderr and does not change the exit code (the feeds were written)."""
+    logged as a warning (stderr; `-q` hides it) and does not change the exit code (the feeds were written)."""
     from feedpub.site.websub import FOREGROUND, ping  # lazy: see `once` above
 
     for hub in hubs:
         found = ping(hub, feeds, FOREGROUND)
-        click.echo(("" if found.ok else "warning: ") + found.line(), err=True)
+        (log.info if found.ok else log.warning)("%s", found.line())

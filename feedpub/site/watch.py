@@ -128,6 +128,6 @@ def _watch(folder: Path, recursive: bool, wanted: Callable[[Path], bool], done: 
                                       debounce=LONGEST_MS, step=QUIET_MS, stop_event=done, recursive=recursive,
                                       raise_interrupt=False):
             found.put(frozenset(Path(path) for _change, path in batch))
-    except OSError as exc:   # FileNotFoundError, or the inotify watch limit
+    except Exception as exc:  # noqa: BLE001 - a missing folder, the inotify watch limit, a watcher error: never fatal
         log.error("%s: cannot watch for changes (%s); the timed rebuild (feeds.rebuild_every) still runs",
                   folder, exc)

@@ -131,7 +131,7 @@ def test_a_one_off_build_pings_the_hubs_and_a_dead_hub_only_warns(site, hub: Hub
     assert [r.url for r in hub.received] == [
         FEED, "https://blog.example.com/categories/ai%E5%B0%8E%E5%85%A5%E6%88%A6%E7%95%A5/feed.xml"]
     assert f"WebSub hub {hub.url}: accepted, 2 feeds" in built.stderr
-    assert f"warning: WebSub hub {dead}: FAILED (0/2 feeds accepted), 2 feeds, last answer Connection refused" \
+    assert f"feedpub: WebSub hub {dead}: FAILED (0/2 feeds accepted), 2 feeds, last answer Connection refused" \
         in built.stderr
 
     again = subprocess.run([sys.executable, "-m", "feedpub", "build"], cwd=site.root, capture_output=True,
