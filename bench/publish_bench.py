@@ -19,6 +19,7 @@ import argparse
 import html
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -34,6 +35,8 @@ import generate
 import httpx
 import yaml
 from run import machine
+
+from feedpub.config import parse_duration
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))   # the recording hub the tests use
@@ -140,11 +143,16 @@ def title_of(path: Path) -> str:
     return str(yaml.safe_load(front)["title"])
 
 
-def measure(corpus: Path, hub: HubServer, port: int, repeat: int, timeout: float, *args: str) -> list[Save]:
+def measure(corpus: Path, hub: HubServer, port: int, repeat: int, timeout: float, *args: str,
+            phase: float = 0.0) -> list[Save]:
+    """`repeat` saves; each after a random pause of up to `phase` seconds, so that saves fall anywhere in
+    the timed rebuild's interval rather than always just after a rebuild."""
     daemon = Daemon(corpus, port, *args)
     saves = []
+    pauses = random.Random(1)
     try:
         for number in range(repeat):
+            time.sleep(pauses.uniform(0, phase))
             saves.append(save_once(corpus, daemon, hub, timeout))
             print(f"  {'watch' if not args else 'timed'} save {number + 1}/{repeat}: "
                   + ", ".join(f"{name} {getattr(saves[-1], name):.2f} s" for name in TARGETS), flush=True)
@@ -188,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)   # the config changed: a new cache
     print(f"timed rebuild only (feedpub run --no-watch, rebuild_every = {args.rebuild_every}), "
           f"{args.timed_repeat} saves:", flush=True)
-    timed = measure(corpus, hub, port, args.timed_repeat, 600.0, "--no-watch")
+    timed = measure(corpus, hub, port, args.timed_repeat, 600.0, "--no-watch",
+                    phase=parse_duration(args.rebuild_every).total_seconds())
     hub.stop()
 
     facts = machine()
