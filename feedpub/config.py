@@ -57,7 +57,7 @@ class FeedsConfig:
     tags: bool = False
     authors: bool = False
     stylesheet: bool = True
-    websub_hub: str = ""
+    websub_hub: tuple[str, ...] = ()      # hubs to ping; the file may give one URL as a string
     rebuild_every: str = "5m"
     slugs: dict[str, str] = field(default_factory=dict)
 
@@ -303,6 +303,11 @@ def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
         if not entries:
             raise ValueError("is empty (expected e.g. 'mon 09:00')")
         return tuple(parse_schedule_entry(entry) for entry in entries)
+    if where == ("feeds", "websub_hub"):
+        hubs = [value] if isinstance(value, str) else value
+        if not isinstance(hubs, list) or not all(isinstance(v, str) for v in hubs):
+            raise TypeError("expected a URL or a list of URLs")
+        return tuple(hub for hub in hubs if hub.strip())
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise TypeError("expected a list of strings")
@@ -373,6 +378,12 @@ def _check_subject(value: str) -> None:
                          "(expected e.g. '{{ site.title }} weekly — {{ date_label }}')") from None
 
 
+def _check_hubs(hubs: tuple[str, ...]) -> None:
+    for hub in hubs:
+        if not re.match(r"^https?://[^/\s]+\S*$", hub):
+            raise ValueError(f"{hub!r} is not an absolute http(s) URL (expected e.g. 'https://pubsubhubbub.appspot.com/')")
+
+
 def _check_store_url(value: str) -> None:
     if not _STORE_URL.match(value):
         raise ValueError(f"{value!r} is not a supported store (expected 'sqlite:///PATH' or "
@@ -393,6 +404,7 @@ _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("digest", "subject"): _check_subject,
     ("smtp.dkim", "domain"): check_dns_name,
     ("smtp.dkim", "selector"): check_dns_name,
+    ("feeds", "websub_hub"): _check_hubs,
     ("store", "url"): _check_store_url,
     ("web", "unsubscribe_mailto"): _check_unsubscribe_mailto,
 }

@@ -83,6 +83,9 @@ url = "sqlite:///.feedpub/feedpub.db"
         ('[digest]\nsubject = "{{ site.title }"\n', "feedpub.toml:2: 'digest.subject': template error: unexpected '}'"),
         ('[web]\nunsubscribe_mailto = "unsubscribe@"\n', "feedpub.toml:2: 'web.unsubscribe_mailto': "
          "'unsubscribe@' is not a valid e-mail address"),
+        ('[feeds]\nwebsub_hub = ["https://hub.example.com/", "hub.example.com"]\n',
+         "feedpub.toml:2: 'feeds.websub_hub': 'hub.example.com' is not an absolute http(s) URL"),
+        ('[feeds]\nwebsub_hub = 3\n', "feedpub.toml:2: 'feeds.websub_hub': expected a URL or a list of URLs"),
         ('[web]\nunsubscribe_mailto = "u@example.com>\\r\\nBcc: victim@example.com"\n',
          "feedpub.toml:2: 'web.unsubscribe_mailto': 'u@example.com>\\r\\nBcc: victim@example.com' cannot stand in"),
         ('[smtp]\nport = 25\n\n[smtp.dkim]\ndomain = "blog.example.com"\n\nsigner = "x"\n',
@@ -98,6 +101,14 @@ def test_bad_config_names_file_line_and_expectation(tmp_path: Path, text: str, m
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, text))
     assert str(error.value).startswith(str(tmp_path / message.split(":")[0]) + ":" + message.split(":", 1)[1])
+
+
+def test_websub_hub_is_one_url_or_a_list(tmp_path: Path) -> None:
+    one = load_config(write(tmp_path, '[feeds]\nwebsub_hub = "https://hub.example.com/"\n'))
+    assert one.feeds.websub_hub == ("https://hub.example.com/",)
+    several = load_config(write(tmp_path, '[feeds]\nwebsub_hub = ["https://a.example/hub", "http://127.0.0.1:9/"]\n'))
+    assert several.feeds.websub_hub == ("https://a.example/hub", "http://127.0.0.1:9/")
+    assert load_config(write(tmp_path, '[feeds]\nwebsub_hub = ""\n')).feeds.websub_hub == ()
 
 
 def test_bad_config_exits_2_from_the_cli(tmp_path: Path) -> None:

@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from feedpub.cli import App, fail, stop_on_signals
 from feedpub.cli.subscribers import open_store_or_fail
-from feedpub.errors import ConfigError
+from feedpub.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from feedpub.config import Config
+    from feedpub.site.output import WriteResult
+    from feedpub.site.websub import Publisher
     from feedpub.store import Store
 
 log = logging.getLogger("feedpub.run")
@@ -28,27 +31,59 @@ class Daemon:
     """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged and
     the next one tries again."""
 
-    def __init__(self, config: Config, store: Store) -> None:
-        self.config = config
+    def __init__(self, config: Config, store: Store, config_file: Path | None, publisher: Publisher) -> None:
+        from feedpub.site.watch import LiveConfig  # lazy: watchfiles, 70 ms
+
+        self.live = LiveConfig(config, config_file)
         self.store = store
+        self.publisher = publisher
         self.stop = threading.Event()
         self.categories: tuple[str, ...] = ()
         self.last_build: datetime | None = None
+        self._building = threading.Lock()      # the timed build and the watcher's never overlap
+        self._reported: set[Problem] = set()
+
+    @property
+    def config(self) -> Config:
+        """Reloaded when the file changes (with watching on): [site], [feeds] and [digest] texts apply at the
+        next build or issue; the web app, the store, SMTP and the schedules keep what they started with."""
+        return self.live.current
 
     def build(self) -> None:
         """The build is incremental: when nothing changed it only lists the posts, so it simply runs."""
         from feedpub.site.build import build_site  # lazy: 40 ms
 
-        try:
-            report = build_site(self.config)
-        except Exception:
-            log.exception("build failed")
-            return
-        if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
-            for problem in report.problems:
-                log.warning("%s", problem)
-            log.info("%s", report.summary())
-        self.categories, self.last_build = report.categories, datetime.now(UTC)
+        with self._building:
+            config = self.config
+            try:
+                report = build_site(config, on_written=lambda written: self._announce(config, written))
+            except ConfigError as exc:
+                log.error("build failed, published files left as they were: %s", exc)
+                return
+            except Exception:
+                log.exception("build failed, published files left as they were")
+                return
+            for problem in report.problems:    # each once, not at every timed rebuild
+                if problem not in self._reported:
+                    log.warning("%s", problem)
+            self._reported = set(report.problems)
+            if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
+                log.info("%s", report.summary())
+            self.categories, self.last_build = report.categories, datetime.now(UTC)
+
+    def _announce(self, config: Config, written: WriteResult) -> None:
+        """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
+        from feedpub.site.websub import changed_feeds  # lazy: loads site.feeds, already loaded by the build
+
+        if config.feeds.websub_hub:
+            self.publisher.publish(config.feeds.websub_hub, changed_feeds(config, written.written))
+
+    def watch(self) -> None:
+        """Rebuild on every batch of changes to the posts or the config file, until `stop`."""
+        from feedpub.site.watch import follow  # lazy: watchfiles, 70 ms
+
+        for _batch in follow(self.live, self.stop):
+            self.build()
 
     def digest(self) -> None:
         from feedpub.config import parse_duration  # lazy: 26 ms
@@ -92,21 +127,26 @@ class Daemon:
     def health(self) -> dict[str, Any]:
         next_retry = self.store.next_retry()
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
-                "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None}
+                "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
+                "websub": self.publisher.last()}
 
 
 @click.command()
+@click.option("--no-watch", is_flag=True,
+              help="Rebuild only every feeds.rebuild_every (for file systems without change notifications, e.g. NFS).")
 @click.pass_obj
-def run(app: App) -> None:
-    """The daemon: scheduled feed builds and digests plus the web app, until SIGTERM/SIGINT."""
+def run(app: App, no_watch: bool) -> None:
+    """The daemon: feed builds on every change (and every feeds.rebuild_every), digests, and the web app,
+    until SIGTERM/SIGINT."""
     import uvicorn  # lazy: 40 ms
 
     from feedpub.scheduler import describe_jobs, make_scheduler  # lazy: 80 ms
+    from feedpub.site.websub import Publisher  # lazy: loads site.feeds, 0.23 s
     from feedpub.web.app import create_app  # lazy: 0.3 s
 
     config = app.config
     store = open_store_or_fail(app)
-    daemon = Daemon(config, store)
+    daemon = Daemon(config, store, app.config_path, Publisher())
     host, _, port = config.web.listen.rpartition(":")
     try:
         config.smtp.password()
@@ -128,12 +168,20 @@ def run(app: App) -> None:
     web = threading.Thread(target=server.run, name="web", daemon=True)
     web.start()
     scheduler.start()
+    watcher = threading.Thread(target=daemon.watch, name="watch", daemon=True)
+    if not no_watch:
+        watcher.start()
     log.info("running: web on http://%s, public at %s", config.web.listen, config.web.public_url)
     for line in describe_jobs(scheduler, config):
         log.info("%s", line)
+    if not no_watch:
+        log.info("watching %s and %s for changes", config.posts_dir, app.config_path or "no config file")
     while not daemon.stop.wait(1):
         pass
     scheduler.shutdown(wait=True)
+    if watcher.is_alive():
+        watcher.join()     # after the build in hand
+    daemon.publisher.close(timeout=config.smtp.timeout)
     web.join(timeout=config.smtp.timeout)
     store.engine.dispose()
     log.info("stopped")

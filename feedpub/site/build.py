@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -68,10 +69,13 @@ class _State:
 
 
 def build_site(config: Config, *, output: Path | None = None, future: bool = False, drafts: bool = False,
-               use_cache: bool = True, parallel: bool = False, now: datetime | None = None) -> BuildReport:
+               use_cache: bool = True, parallel: bool = False, now: datetime | None = None,
+               on_written: Callable[[WriteResult], object] | None = None) -> BuildReport:
     """Write every feed. ConfigError (nothing written) when the folders are unusable.
 
-    `parallel` reads and renders across cores (worker processes; not for threaded callers)."""
+    `parallel` reads and renders across cores (worker processes; not for threaded callers).
+    `on_written` is called as soon as the output folder is written, before the cache is saved (0.7 s of a
+    10,000-post build that WebSub pings need not wait for); not at all when nothing changed."""
     output = (output or config.output_dir).resolve()
     # Checked before anything is written: a wrong posts_dir must not replace good feeds with empty ones.
     if not config.posts_dir.is_dir():
@@ -96,13 +100,14 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     gc.disable()
     try:
         return _build(config, output, cache, state, listing, sources, now=now, future=future, drafts=drafts,
-                      parallel=parallel)
+                      parallel=parallel, on_written=on_written)
     finally:
         gc.enable()
 
 
 def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str, *,
-           now: datetime, future: bool, drafts: bool, parallel: bool) -> BuildReport:
+           now: datetime, future: bool, drafts: bool, parallel: bool,
+           on_written: Callable[[WriteResult], object] | None) -> BuildReport:
     """Collect → plan the feeds → render the posts of the changed ones → write → remember for next time."""
     # Imported here, once something changed: the no-op build must not load YAML, Markdown and feedgen
     # (0.12 s more on a 0.27 s no-op build of 2,000 posts; python -X importtime).
@@ -124,6 +129,8 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     files.update(site_files(config, feeds))
     kept = [path for feed in feeds if feed not in changed for path in _paths(config, feed)]
     written = _write(output, files, kept)
+    if on_written is not None:
+        on_written(written)
 
     shown = {post.url for post in needed_posts(feeds)}
     problems_by_url = _render_problems(state, shown, to_render, render_problems)

@@ -137,7 +137,7 @@ def json_feed_bytes(config: Config, feed: Feed, entries: Sequence[RenderedPost])
     if site.author:
         document["authors"] = [{"name": _clean(site.author)}]
     if config.feeds.websub_hub:
-        document["hubs"] = [{"type": "WebSub", "url": config.feeds.websub_hub}]
+        document["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.feeds.websub_hub]
     document["items"] = [_json_item(config, entry) for entry in entries]
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
@@ -180,7 +180,7 @@ def _generator(config: Config, feed: Feed, entries: Sequence[RenderedPost]) -> F
     generator.load_extension("media")
     generator.load_extension("dc", atom=False)  # RSS <author> must be an e-mail address: use dc:creator
     generator.register_extension("feedpub", _Extras, None)
-    generator.feedpub.hub = config.feeds.websub_hub
+    generator.feedpub.hubs = config.feeds.websub_hub
     generator.feedpub.stylesheet = _site_url(config, "/feed.xsl") if config.feeds.stylesheet else ""
     generator.id(feed.url(config, "atom"))
     generator.title(feed.title)
@@ -223,8 +223,8 @@ def _add_entry(config: Config, generator: FeedGenerator, rendered: RenderedPost)
 def _links(config: Config, feed: Feed, fmt: str) -> list[dict[str, str]]:
     """Self first and alternate last: feedgen's RSS channel <link> is the last link added."""
     links = [{"href": feed.url(config, fmt), "rel": "self", "type": FORMATS[fmt][1]}]
-    if config.feeds.websub_hub and fmt == "atom":
-        links.append({"href": config.feeds.websub_hub, "rel": "hub"})
+    if fmt == "atom":
+        links.extend({"href": hub, "rel": "hub"} for hub in config.feeds.websub_hub)
     links.append({"href": config.site.root_url + "/", "rel": "alternate", "type": "text/html"})
     return links
 
@@ -232,7 +232,7 @@ def _links(config: Config, feed: Feed, fmt: str) -> list[dict[str, str]]:
 class _Extras(BaseExtension):
     """What feedgen cannot express: the `<?xml-stylesheet?>` instruction and an RSS WebSub hub link."""
 
-    hub = ""
+    hubs: tuple[str, ...] = ()
     stylesheet = ""
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
@@ -241,8 +241,8 @@ class _Extras(BaseExtension):
 
     def extend_rss(self, feed: etree._Element) -> etree._Element:
         self._add_stylesheet(feed)
-        if self.hub:
-            etree.SubElement(feed.find("channel"), f"{{{_ATOM_NS}}}link", href=self.hub, rel="hub")
+        for hub in self.hubs:
+            etree.SubElement(feed.find("channel"), f"{{{_ATOM_NS}}}link", href=hub, rel="hub")
         return feed
 
     def _add_stylesheet(self, root: etree._Element) -> None:

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from feedpub.cli.daemon import Daemon
 from feedpub.config import load_config
 from feedpub.send.dkim import dns_record, new_key, write_private_key
+from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from feedpub.web.app import create_app
 from tests.send.sites import SECRET, feedpub, write_site
@@ -70,7 +71,7 @@ def test_every_digest_verifies_and_a_tampered_one_does_not(tmp_path, smtp_server
         assert tags["h"].split(":") == [name for name in SIGNED for _ in range(2)]   # oversigned
         message = received.message()
         assert str(make_header(decode_header(message["Subject"]))).endswith(SUBJECT)
-        assert message["List-Unsubscribe"].startswith("<https://news.blog.example.com/unsubscribe/")
+        assert message["List-Unsubscribe"].startswith("<https://news.blog.example.com/unsubscribe")
 
     data = smtp_server.received[-1].data
     link = re.search(rb"https://news\.blog\.example\.com/unsubscribe/[^\s<>\"=]+", data.split(b"\r\n\r\n", 1)[1])
@@ -89,7 +90,7 @@ def test_the_confirmation_mail_verifies(tmp_path, monkeypatch, smtp_server: SMTP
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     config = load_config(signing_site(tmp_path, smtp_server.port, private))
     store = open_store(config.store_url)
-    app = create_app(config, store, send_confirmation=Daemon(config, store).send_confirmation,
+    app = create_app(config, store, send_confirmation=Daemon(config, store, None, Publisher()).send_confirmation,
                      categories=lambda: [], health=lambda: {})
     with TestClient(app) as client:
         answer = client.post("/subscribe", data={"email": "yuki@example.jp", "name": "山田 由紀"})

@@ -109,6 +109,17 @@ def test_feedparser_reads_entries_newest_first_with_utc_correct_dates(built, pat
     assert parsed.entries[0].link == INFERENCE
 
 
+def test_every_configured_hub_is_advertised(site):
+    site.post("2025-12-16-llm-inference-gains.md", JAPANESE)
+    hubs = '[feeds]\nwebsub_hub = ["https://hub.example.com/", "https://pubsubhubbub.appspot.com/"]\n'
+    published = build(site, hubs)
+    expected = ["https://hub.example.com/", "https://pubsubhubbub.appspot.com/"]
+    for path in ("feed.xml", "rss.xml"):
+        root = etree.fromstring(published.files[path])
+        assert [link.get("href") for link in root.iter(ATOM + "link") if link.get("rel") == "hub"] == expected
+    assert [hub["url"] for hub in json.loads(published.files["feed.json"])["hubs"]] == expected
+
+
 def test_category_feed_holds_only_its_posts(built):
     parsed = feedparser.parse(built.files["categories/ai-strategy/feed.xml"])
     assert not parsed.bozo

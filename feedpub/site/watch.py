@@ -1,0 +1,133 @@
+"""Watching what a build reads — the posts folder and the config file — for `feedpub run` and
+`feedpub build --watch`: `changes` yields batches of changed paths, one batch per burst of saves.
+
+A burst (an editor's save, a `git pull` of 200 posts) ends when nothing changed for `QUIET_MS`, or
+after `LONGEST_MS` of continuous changes (watchfiles' step and debounce); what changes while the caller
+is busy with one batch is in the next. Templates need no watching: the feeds index and stylesheet ship
+inside the package, the digest templates are read when an issue is composed, and the web pages reload
+changed templates on their own (Jinja's auto_reload).
+
+The config file is watched through its folder, not by itself: an editor saves by writing a new file
+and renaming it over the old one, and a watch on the old file sees nothing after that. The folder is
+watched without its subfolders (it often holds .git/ and .venv/), the posts folder with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from feedpub.config import Config, load_config
+from feedpub.errors import ConfigError
+from feedpub.site.build import CACHE_FOLDER
+
+log = logging.getLogger(__name__)
+# Its "1 change detected" at every save says less than the build's own line that follows.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+QUIET_MS = 100
+LONGEST_MS = 1600
+# How often the merging loop looks at the caller's stop event while no change arrives.
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What one build depends on that a person edits."""
+
+    posts: Path                   # watched with its subfolders
+    config: Path | None           # None: built-in defaults, no file
+    ignored: tuple[Path, ...]     # what the build writes itself (output folder, cache), in case it is below posts
+
+    def wanted(self, path: Path) -> bool:
+        """A change to `path` can change what the build makes."""
+        if path == self.config:
+            return True
+        if not path.is_relative_to(self.posts) or any(path.is_relative_to(folder) for folder in self.ignored):
+            return False
+        # Editors' swap, lock and backup files (.post.md.swp, .#post.md, post.md~) never hold a post.
+        return not any(part.startswith(".") for part in path.relative_to(self.posts).parts) and \
+            not path.name.endswith("~")
+
+
+class LiveConfig:
+    """The config in force while watching: read again when its file changes. A file that does not load
+    is reported and the last good config stays in force; the next change of anything tries again."""
+
+    def __init__(self, config: Config, file: Path | None) -> None:
+        self.current = config
+        self.file = file.resolve() if file else None
+        self.broken = False
+
+    def watched(self) -> Watched:
+        return Watched(self.current.posts_dir, self.file,
+                       (self.current.output_dir, self.current.path(CACHE_FOLDER)))
+
+    def refresh(self, batch: frozenset[Path]) -> None:
+        if self.file is None or not (self.file in batch or self.broken):
+            return
+        try:
+            self.current = load_config(self.file)
+        except ConfigError as exc:
+            log.error("%s; still using the config loaded before (the next change retries)", exc)
+            self.broken = True
+            return
+        self.broken = False
+        log.info("%s reloaded", self.file)
+
+
+def follow(live: LiveConfig, stop: threading.Event) -> Iterator[frozenset[Path]]:
+    """Batches of changes as `changes` yields them, `live` refreshed before each; when a new config
+    names another posts folder, that one is watched from then on."""
+    while not stop.is_set():
+        what = live.watched()
+        for batch in changes(what, stop):
+            live.refresh(batch)
+            yield batch
+            if live.watched() != what:
+                break
+
+
+def changes(what: Watched, stop: threading.Event) -> Iterator[frozenset[Path]]:
+    """Batches of changed paths that `what.wanted`, until `stop` is set. A folder that cannot be watched
+    (missing, or the system's watch limit reached) is logged and left out; the other ones go on."""
+    found: queue.Queue[frozenset[Path]] = queue.Queue()
+    done = threading.Event()     # ends the watchers when the caller stops or stops iterating
+    folders = [(what.posts, True)]
+    if what.config is not None:
+        folders.append((what.config.parent, False))
+    watchers = [threading.Thread(target=_watch, args=(folder, recursive, what.wanted, done, found),
+                                 name=f"watch {folder}", daemon=True) for folder, recursive in folders]
+    for watcher in watchers:
+        watcher.start()
+    try:
+        while not stop.is_set():
+            try:
+                batch = set(found.get(timeout=_POLL_S))
+            except queue.Empty:
+                continue
+            while not found.empty():        # the other folder's batch of the same burst
+                batch |= found.get_nowait()
+            yield frozenset(batch)
+    finally:
+        done.set()
+        for watcher in watchers:
+            watcher.join()
+
+
+def _watch(folder: Path, recursive: bool, wanted: Callable[[Path], bool], done: threading.Event,
+           found: queue.Queue[frozenset[Path]]) -> None:
+    try:
+        for batch in watchfiles.watch(folder, watch_filter=lambda _change, path: wanted(Path(path)),
+                                      debounce=LONGEST_MS, step=QUIET_MS, stop_event=done, recursive=recursive,
+                                      raise_interrupt=False):
+            found.put(frozenset(Path(path) for _change, path in batch))
+    except Exception as exc:  # noqa: BLE001 - a missing folder, the inotify watch limit, a watcher error: never fatal
+        log.error("%s: cannot watch for changes (%s); the timed rebuild (feeds.rebuild_every) still runs",
+                  folder, exc)
