@@ -16,7 +16,8 @@ import time
 from functools import lru_cache
 from typing import Literal
 
-Purpose = Literal["confirm", "unsubscribe", "preferences"]
+# "admin-session" and "admin-login" sign the dashboard's cookies (`feedpub.web.admin.auth`).
+Purpose = Literal["confirm", "unsubscribe", "preferences", "admin-session", "admin-login"]
 # Unsubscribe links must keep working in old mail: no expiry unless a caller asks for one.
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 _SIGNATURE_BYTES = 16

@@ -34,6 +34,7 @@ class Daemon:
         self.stop = threading.Event()
         self.categories: tuple[str, ...] = ()
         self.last_build: datetime | None = None
+        self.last_build_facts: dict[str, int] = {}    # posts and problems of the last build, for /admin
 
     def build(self) -> None:
         """The build is incremental: when nothing changed it only lists the posts, so it simply runs."""
@@ -49,6 +50,7 @@ class Daemon:
                 log.warning("%s", problem)
             log.info("%s", report.summary())
         self.categories, self.last_build = report.categories, datetime.now(UTC)
+        self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(report.problems)}
 
     def digest(self) -> None:
         from feedpub.config import parse_duration  # lazy: 26 ms
@@ -92,7 +94,7 @@ class Daemon:
     def health(self) -> dict[str, Any]:
         next_retry = self.store.next_retry()
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
-                "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None}
+                "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None, **self.last_build_facts}
 
 
 @click.command()

@@ -77,10 +77,11 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
 
 def send_due_retries(config: Config, store: Store, now: datetime, *,
                      stop: threading.Event) -> delivery.Summary | None:
-    """Deliver the rows of any issue that are due, once a deferred row's retry time has come; None when
-    no retry is due (the daemon asks often: that costs one query)."""
+    """Deliver the rows of any issue that are due: deferred rows whose retry time has come, and the
+    unsent rows of an issue resumed after a pause (or left by a run that stopped); None when none is
+    due (the daemon asks often: that costs two queries)."""
     retry_at = store.next_retry()
-    if retry_at is None or retry_at > now:
+    if (retry_at is None or retry_at > now) and not store.count_due(None, now):
         return None
     return delivery.deliver(config, store, None, Messages(config, store), stop=stop)
 

@@ -137,6 +137,13 @@ def message_template(config: Config, variant: Variant, *, test_copy: bool = Fals
     return MessageTemplate(tuple(_merge(chunks)), config.site.tz, _unsubscribe_mailto(config))
 
 
+def test_copy(config: Config, variant: Variant, period: str, to_email: str) -> bytes:
+    """A copy of one variant marked [TEST], made out to `to_email` as a subscriber's would be."""
+    return message_template(config, variant, test_copy=True).render(
+        to_email=to_email, to_name="", unsubscribe_url=unsubscribe_url(config, to_email),
+        preferences_url=preferences_url(config, to_email), message_id=new_message_id(config, period, to_email))
+
+
 def unsubscribe_url(config: Config, email: str) -> str:
     """The one-click unsubscribe link (RFC 8058) for `email`."""
     token = tokens.make_token(config.web.secret(), "unsubscribe", email)

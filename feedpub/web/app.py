@@ -20,10 +20,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from feedpub import templates
+from feedpub import accounts, templates
 from feedpub.config import Config
 from feedpub.store import Store, Subscriber, SubscriberInput
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, make_token, read_token
+from feedpub.web import admin
 
 FEED_TYPES = {
     "feed.xml": "application/atom+xml",
@@ -219,9 +220,13 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
         Route("/preferences", use_mail_link, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if config.web.admin and accounts.has_users(store):
+        routes += admin.routes()
     config.output_dir.mkdir(parents=True, exist_ok=True)
     routes.append(Mount("/", app=FeedFiles(directory=config.output_dir, html=True)))
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.config, app.state.store, app.state.health, app.state.categories = config, store, health, categories
+    return app
 
 
 def _environment(config: Config) -> jinja2.Environment:
