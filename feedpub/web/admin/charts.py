@@ -7,6 +7,7 @@ the width of its box (a phone's too).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import pygal
@@ -15,6 +16,7 @@ from pygal.style import Style
 
 # Blue, green, orange, red, grey: distinguishable on white and on near-black, and by most colour-blind eyes.
 _COLOURS = ("#3b82f6", "#22a06b", "#e08a00", "#e5484d", "#8b93a1")
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 _STYLE = Style(background="transparent", plot_background="transparent", foreground="currentColor",
                foreground_strong="currentColor", foreground_subtle="rgba(128,128,128,0.35)", opacity=".75",
                opacity_hover=".95", colors=_COLOURS, font_family="system-ui, sans-serif", label_font_size=13,
@@ -49,5 +51,6 @@ def _options(title: str, height: int) -> dict[str, object]:
 
 
 def _svg(chart: pygal.Graph) -> Markup:
-    # pygal escapes the labels and titles it writes into the SVG: the markup is safe to inline.
-    return Markup(chart.render(is_unicode=True))
+    # pygal escapes the labels and titles it writes into the SVG: the markup is safe to inline. Even with
+    # js=[] it writes its config in an inline <script>, which the page's CSP would refuse anyway: dropped.
+    return Markup(_SCRIPT.sub("", chart.render(is_unicode=True)))

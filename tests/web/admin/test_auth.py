@@ -8,6 +8,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from feedpub import accounts
+from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.admin import auth
 from tests.web.admin.conftest import ACCOUNT, PASSWORD, SECRET, csrf_of, login, make_app
@@ -68,8 +69,6 @@ def test_login_sets_a_strict_http_only_secure_cookie_and_rotates_the_session(das
 def test_cookie_is_not_secure_on_plain_http(site, monkeypatch) -> None:
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     site.configure('[web]\npublic_url = "http://127.0.0.1:8080"\n')
-    from feedpub.store import open_store
-
     store = open_store(site.config.store_url)
     accounts.add_user(store, ACCOUNT, PASSWORD)
     with TestClient(make_app(site.config, store)) as client:
@@ -160,8 +159,6 @@ def test_login_redirects_only_within_the_dashboard(dashboard) -> None:
 
 
 def test_no_admin_routes_without_an_account_or_with_web_admin_off(site, monkeypatch) -> None:
-    from feedpub.store import open_store
-
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     store = open_store(site.config.store_url)
     assert admin_routes(make_app(site.config, store)) == []
