@@ -45,8 +45,9 @@ def bars(title: str, labels: Sequence[str], series: Mapping[str, Sequence[int]],
 
 
 def _options(title: str, height: int) -> dict[str, object]:
-    return {"title": title, "style": _STYLE, "js": [], "disable_xml_declaration": True, "width": 800,
+    return {"title": title, "style": _STYLE, "js": [], "disable_xml_declaration": True, "width": 720,
             "height": height, "legend_at_bottom": True, "legend_at_bottom_columns": 4, "margin": 12,
+            "margin_bottom": 28,
             "show_y_guides": True, "include_x_axis": True, "no_data_text": "no data yet", "print_values": False}
 
 

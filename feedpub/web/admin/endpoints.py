@@ -57,11 +57,12 @@ async def overview(request: Request) -> Response:
         "suppressed": weekly.suppressed})
     facts = request.app.state.health()
     next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
-    last_build = datetime.fromisoformat(facts["last_build"]) if facts.get("last_build") else None
+    last_build = _last_build(facts)
     next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
     return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
                 issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
                 evidence_names=list(queries.evidence_tables(db)), next_digest=next_digest, next_build=next_build,
+                last_build=last_build,
                 next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")))
 
 
@@ -69,8 +70,8 @@ async def overview(request: Request) -> Response:
 async def issue(request: Request) -> Response:
     cfg, db = config(request), store(request)
     stored, row = _issue_or_404(request)
-    labels, series = queries.progress(db, stored.id)
-    chart = charts.bars("Deliveries over time", labels, series)
+    edges, series = queries.progress(db, stored.id)
+    chart = charts.bars("Deliveries over time", [f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges], series)
     sending = row.hold is None and any(row.counts[s] for s in ("queued", "sending"))
     variants = db.variants(stored.id)
     archive = f"{cfg.web.public_url.rstrip('/')}/digests/{stored.period}/"
@@ -201,9 +202,9 @@ async def bounces(request: Request) -> Response:
 
 @signed_in
 async def feeds(request: Request) -> Response:
-    facts = request.app.state.health()
     return page(request, "feeds.html.j2", title="Feeds", feeds=published.published_feeds(config(request)),
-                facts=facts, tz=config(request).site.tz, flash=DONE.get(request.query_params.get("done", "")))
+                last_build=_last_build(request.app.state.health()), tz=config(request).site.tz,
+                flash=DONE.get(request.query_params.get("done", "")))
 
 
 @signed_in
@@ -222,6 +223,11 @@ async def rebuild(request: Request) -> Response:
 async def audit(request: Request) -> Response:
     return page(request, "audit.html.j2", title="Audit log", entries=accounts.audit_log(store(request), AUDIT_LINES),
                 tz=config(request).site.tz)
+
+
+def _last_build(facts: dict[str, object]) -> datetime | None:
+    """When the daemon last built the feeds (its /healthz facts), if it has since it started."""
+    return datetime.fromisoformat(str(facts["last_build"])) if facts.get("last_build") else None
 
 
 def _issue_or_404(request: Request) -> tuple[StoredIssue, queries.IssueRow]:

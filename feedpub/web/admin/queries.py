@@ -130,9 +130,9 @@ def variant_counts(store: Store, issue_id: int) -> list[tuple[str, str, int]]:
         return [(key.replace("\t", ", ") or "everything", subject, n) for key, subject, n in conn.execute(query)]
 
 
-def progress(store: Store, issue_id: int, buckets: int = 24) -> tuple[list[str], dict[str, list[int]]]:
+def progress(store: Store, issue_id: int, buckets: int = 24) -> tuple[list[datetime], dict[str, list[int]]]:
     """Rows that reached sent / deferred / failed, per time bucket between the issue's first and last
-    change (their `updated_at`), for the deliveries chart."""
+    change (their `updated_at`), for the deliveries chart: (the start of each bucket, counts per status)."""
     done = ("sent", "deferred", "failed")
     with store.engine.connect() as conn:
         first, last = conn.execute(sa.select(sa.func.min(deliveries.c.updated_at), sa.func.max(deliveries.c.updated_at))
@@ -150,7 +150,7 @@ def progress(store: Store, issue_id: int, buckets: int = 24) -> tuple[list[str],
         for index, status, n in rows:
             if index is not None:
                 series[status][index] = n
-    return [f"{edge:%H:%M:%S}" for edge in edges[:-1]], series
+    return edges[:-1], series
 
 
 def failures(store: Store, issue_id: int, limit: int = 100) -> list[Any]:
