@@ -336,6 +336,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Reads through a memory map instead of read() calls: the dashboard's aggregates over a million
+    # delivery rows take a third of the time (bench/admin_bench.py).
+    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 

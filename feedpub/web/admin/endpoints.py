@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import Any
 
 from lxml import html as lxml_html
 from starlette.concurrency import run_in_threadpool
@@ -52,16 +53,17 @@ async def overview(request: Request) -> Response:
     cfg, db = config(request), store(request)
     now = utcnow()
     weekly = queries.weekly(db, now)
-    chart = charts.lines("Subscribers per week", weekly.labels, {
-        "active": weekly.active, "new": weekly.new, "unsubscribed": weekly.unsubscribed,
-        "suppressed": weekly.suppressed})
+    chart = charts.lines("Subscribers per week", weekly.labels, (
+        ("active", weekly.active), ("new", weekly.new), ("unsubscribed", weekly.unsubscribed),
+        ("suppressed", weekly.suppressed)))
     facts = request.app.state.health()
     next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
     last_build = _last_build(facts)
     next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
+    evidence = queries.evidence_tables(db)
     return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
-                issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
-                evidence_names=list(queries.evidence_tables(db)), next_digest=next_digest, next_build=next_build,
+                issues=queries.recent_issues(db, evidence), queue=queries.queue_now(db), facts=facts,
+                evidence_names=list(evidence), next_digest=next_digest, next_build=next_build,
                 last_build=last_build,
                 next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")))
 
@@ -69,16 +71,18 @@ async def overview(request: Request) -> Response:
 @signed_in
 async def issue(request: Request) -> Response:
     cfg, db = config(request), store(request)
-    stored, row = _issue_or_404(request)
+    evidence = queries.evidence_tables(db)
+    stored, row = _issue_or_404(request, evidence)
     edges, series = queries.progress(db, stored.id)
-    chart = charts.bars("Deliveries over time", [f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges], series)
+    chart = charts.bars("Deliveries over time", tuple(f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges),
+                        tuple((status, tuple(counts)) for status, counts in series.items()))
     sending = row.hold is None and any(row.counts[s] for s in ("queued", "sending"))
     variants = db.variants(stored.id)
     archive = f"{cfg.web.public_url.rstrip('/')}/digests/{stored.period}/"
     return page(request, "issue.html.j2", title=f"Issue {stored.period}", issue=stored, row=row, chart=chart,
                 variants=queries.variant_counts(db, stored.id), posts=_posts(v.html for v in variants),
                 failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
-                refresh=LIVE_REFRESH_SECONDS if sending else None, evidence_names=list(queries.evidence_tables(db)),
+                refresh=LIVE_REFRESH_SECONDS if sending else None, evidence_names=list(evidence),
                 flash=DONE.get(request.query_params.get("done", "")))
 
 
@@ -230,10 +234,11 @@ def _last_build(facts: dict[str, object]) -> datetime | None:
     return datetime.fromisoformat(str(facts["last_build"])) if facts.get("last_build") else None
 
 
-def _issue_or_404(request: Request) -> tuple[StoredIssue, queries.IssueRow]:
+def _issue_or_404(request: Request, evidence: Mapping[str, Any] | None = None) -> tuple[StoredIssue, queries.IssueRow]:
+    """The issue of the path and its counts (with bounces / complaints when `evidence` tables are given)."""
     db = store(request)
     stored = db.issue(request.path_params["period"])
-    row = queries.issue_row(db, stored.period) if stored else None
+    row = queries.issue_row(db, stored.period, evidence or {}) if stored else None
     if stored is None or row is None:
         raise HTTPException(404)
     return stored, row

@@ -11,7 +11,7 @@ pages show them once they land, and an empty state until then.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,8 +81,8 @@ def weekly(store: Store, now: datetime, weeks: int = 12) -> Weekly:
         left = _per_bucket(conn, subscribers.c.unsubscribed_at, edges)
         suppressed = _per_bucket(conn, suppressions.c.created_at, edges)
         before = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.confirmed_at < edges[0])) or 0
-        gone = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.unsubscribed_at < edges[0],
-                                                            subscribers.c.confirmed_at.is_not(None))) or 0
+        # Only a confirmed reader can leave (the link to do so comes with the digest): counted from the index.
+        gone = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.unsubscribed_at < edges[0])) or 0
     active, running = [], before - gone
     for joined, quit_ in zip(confirmed, left, strict=True):
         running += joined - quit_
@@ -91,18 +91,19 @@ def weekly(store: Store, now: datetime, weeks: int = 12) -> Weekly:
     return Weekly(labels, tuple(active), tuple(new), tuple(left), tuple(suppressed))
 
 
-def recent_issues(store: Store, limit: int = 10) -> list[IssueRow]:
+def recent_issues(store: Store, evidence: Mapping[str, sa.Table], limit: int = 10) -> list[IssueRow]:
+    """The newest issues with their counts (and bounces / complaints from the `evidence` tables)."""
     with store.engine.connect() as conn:
         found = list(conn.execute(sa.select(issues.c.id, issues.c.period, issues.c.created_at)
                                   .order_by(issues.c.slot.desc(), issues.c.id.desc()).limit(limit)))
-        return _issue_rows(conn, found)
+        return _issue_rows(conn, found, evidence)
 
 
-def issue_row(store: Store, period: str) -> IssueRow | None:
+def issue_row(store: Store, period: str, evidence: Mapping[str, sa.Table]) -> IssueRow | None:
     with store.engine.connect() as conn:
         found = list(conn.execute(sa.select(issues.c.id, issues.c.period, issues.c.created_at)
                                   .where(issues.c.period == period)))
-        rows = _issue_rows(conn, found)
+        rows = _issue_rows(conn, found, evidence)
     return rows[0] if rows else None
 
 
@@ -110,9 +111,9 @@ def queue_now(store: Store) -> dict[str, int]:
     """Open rows of every issue by status, and how many wait on a paused issue."""
     query = sa.select(deliveries.c.status, sa.func.count()).where(
         deliveries.c.status.in_(OPEN_STATUSES)).group_by(deliveries.c.status)
-    paused = sa.select(sa.func.count()).select_from(deliveries.join(
-        issue_holds, issue_holds.c.issue_id == deliveries.c.issue_id)).where(
-        deliveries.c.status.in_(OPEN_STATUSES), issue_holds.c.state == "paused")
+    paused = sa.select(sa.func.count()).where(
+        deliveries.c.issue_id.in_(sa.select(issue_holds.c.issue_id).where(issue_holds.c.state == "paused")),
+        deliveries.c.status.in_(OPEN_STATUSES))
     with store.engine.connect() as conn:
         counts = dict.fromkeys(OPEN_STATUSES, 0) | dict(conn.execute(query).all())
         counts["on paused issues"] = conn.scalar(paused) or 0
@@ -200,12 +201,10 @@ def history(store: Store, subscriber_id: int, limit: int = 100) -> list[Any]:
 
 def evidence_tables(store: Store) -> dict[str, sa.Table]:
     """The bounces / complaints tables, if the store has them (reflected: their columns are theirs)."""
-    names = set(sa.inspect(store.engine).get_table_names())
-    found = {}
-    for name in EVIDENCE_TABLES:
-        if name in names:
-            found[name] = sa.Table(name, sa.MetaData(), autoload_with=store.engine)
-    return found
+    with store.engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return {name: sa.Table(name, sa.MetaData(), autoload_with=conn) for name in EVIDENCE_TABLES
+                if inspector.has_table(name)}
 
 
 def evidence(store: Store, table: sa.Table, *, email: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -223,7 +222,7 @@ def evidence(store: Store, table: sa.Table, *, email: str | None = None, limit: 
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def _issue_rows(conn: sa.Connection, found: Sequence[Any]) -> list[IssueRow]:
+def _issue_rows(conn: sa.Connection, found: Sequence[Any], tables: Mapping[str, sa.Table]) -> list[IssueRow]:
     ids = [row.id for row in found]
     counts: dict[int, dict[str, int]] = {i: dict.fromkeys(DELIVERY_STATUSES, 0) for i in ids}
     for issue_id, status, n in conn.execute(
@@ -232,12 +231,8 @@ def _issue_rows(conn: sa.Connection, found: Sequence[Any]) -> list[IssueRow]:
         counts[issue_id][status] = n
     holds = dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)
                               .where(issue_holds.c.issue_id.in_(ids))).all())
-    names = set(sa.inspect(conn).get_table_names())
     evidence: dict[int, dict[str, int]] = {i: {} for i in ids}
-    for name in EVIDENCE_TABLES:
-        if name not in names:
-            continue
-        table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+    for name, table in tables.items():
         if "issue_id" not in table.c:
             continue
         for issue_id, n in conn.execute(sa.select(table.c.issue_id, sa.func.count())
