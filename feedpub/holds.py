@@ -1,7 +1,8 @@
 """Pausing, resuming and cancelling an issue's sending: a row in `issue_holds` that every claim honours.
 
 A paused issue's rows stay as they are and no sender (the daemon, `digest send`, any `feedpub worker`)
-claims them any more (`feedpub.store.due`); the batch a sender already holds is the last to go out.
+claims them any more (`feedpub.store.due`); the rows a sender holds but has not started are taken back,
+so only the messages already on their way (one per connection, a few with pipelining) go out.
 Resuming removes the hold: the next claim takes the unsent rows where they stopped, and rows already
 marked sent are never claimed again. Cancelling marks every unsent row `cancelled` for good.
 """
@@ -48,6 +49,12 @@ def pause(store: Store, period: str) -> HoldChange:
         issue_id = _issue_id(conn, store, period)
         _refuse(conn, issue_id, period, {"paused": "is already paused", "cancelled": "was cancelled"})
         conn.execute(issue_holds.insert().values(issue_id=issue_id, state="paused", since=utcnow()))
+        # Rows a sender claimed but has not started are taken back: it marks a row `sending` only while
+        # it still holds the claim, so only the messages already on their way go out.
+        conn.execute(deliveries.update().where(deliveries.c.issue_id == issue_id,
+                                               deliveries.c.status.in_(("queued", "deferred")),
+                                               deliveries.c.claimed_by.is_not(None))
+                     .values(claimed_by=None, claimed_until=None))
         return HoldChange(period, "paused", _unsent(conn, issue_id))
 
 

@@ -205,7 +205,7 @@ def status(app: App) -> None:
 @click.argument("period")
 @click.pass_obj
 def pause(app: App, period: str) -> None:
-    """Stop sending issue PERIOD after the batch in flight; `resume` continues where it stopped."""
+    """Stop sending issue PERIOD after the messages in flight; `resume` continues where it stopped."""
     _hold(app, "pause", period)
 
 

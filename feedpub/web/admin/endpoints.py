@@ -36,7 +36,7 @@ log = logging.getLogger("feedpub.web.admin")
 LIVE_REFRESH_SECONDS = 5
 AUDIT_LINES = 200
 DONE = {
-    "paused": "Paused: no sender claims this issue's rows any more (a batch already claimed still goes out).",
+    "paused": "Paused: no sender takes this issue's rows any more (messages already on their way still go).",
     "resumed": "Resumed: the daemon sends the rest within a minute.",
     "cancelled": "Cancelled: the unsent rows are marked cancelled.",
     "retry": "Deferred rows are due now: the daemon retries them within a minute.",

@@ -42,7 +42,7 @@ def test_pause_resume_retry_and_cancel_from_the_issue_page(dashboard) -> None:
     answer = client.post(f"/admin/issues/{PERIOD}/pause", data={"csrf": csrf}, follow_redirects=False)
     assert answer.status_code == 303 and holds.state(store, dashboard.issue_id) == "paused"
     page = client.get(answer.headers["location"]).text
-    assert "Paused: no sender claims" in page and "Resume" in page and "http-equiv" not in page
+    assert "Paused: no sender takes" in page and "Resume" in page and "http-equiv" not in page
     client.post(f"/admin/issues/{PERIOD}/resume", data={"csrf": csrf})
     assert holds.state(store, dashboard.issue_id) is None
     client.post(f"/admin/issues/{PERIOD}/retry", data={"csrf": csrf})
