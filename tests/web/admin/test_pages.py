@@ -7,10 +7,11 @@ import csv
 import io
 
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from feedpub import accounts, holds
-from feedpub.store import SubscriberInput, utcnow
-from tests.web.admin.conftest import PERIOD, csrf_of, login
+from feedpub.store import SubscriberInput, open_store, utcnow
+from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, csrf_of, login, make_app, seed
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -161,3 +162,34 @@ def test_feeds_page_lists_the_published_feeds_and_rebuilds(site, dashboard) -> N
     answer = dashboard.client.post("/admin/feeds/rebuild", data={"csrf": csrf_of(dashboard.client)})
     assert answer.status_code == 200 and "Feeds rebuilt." in answer.text
     assert "https://blog.example.com/feed.xml" in answer.text and "<td class=\"n\">1</td>" in answer.text
+
+
+def test_every_page_and_the_issue_actions_on_postgresql(site, monkeypatch, pg_url) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure(f'[store]\nurl = "{pg_url}"\n[web]\npublic_url = "https://news.example.com"\n')
+    store = open_store(site.config.store_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE deliveries, issue_holds, issue_variants, issues, suppressions, subscribers, "
+                             "workers, admin_sessions, admin_users, admin_audit RESTART IDENTITY CASCADE"))
+    accounts.add_user(store, ACCOUNT, PASSWORD)
+    seed(store)
+    store.suppress("bob@example.com", "550 no such user")
+    try:
+        with TestClient(make_app(site.config, store), base_url="https://testserver") as client:
+            assert login(client).status_code == 303
+            for path, expected in (("/admin", "25.0%"), (f"/admin/issues/{PERIOD}", "550 no such user"),
+                                   ("/admin/subscribers?q=山田", "taro@example.jp"),
+                                   ("/admin/subscribers?category=AI導入戦略&suppressed=no", "taro@example.jp"),
+                                   ("/admin/subscribers?suppressed=yes&status=active", "bob@example.com"),
+                                   ("/admin/subscribers/3", "550 no such user"), ("/admin/bounces", "do not exist"),
+                                   ("/admin/audit", "login")):
+                answer = client.get(path)
+                assert answer.status_code == 200 and expected in answer.text, path
+            token = csrf_of(client)
+            client.post(f"/admin/issues/{PERIOD}/pause", data={"csrf": token})
+            client.post(f"/admin/issues/{PERIOD}/cancel", data={"csrf": token})
+            assert store.counts(1)["cancelled"] == 2 and holds.state(store, 1) == "cancelled"
+            client.post("/admin/logout", data={"csrf": token})
+            assert client.get("/admin", follow_redirects=False).status_code == 303
+    finally:
+        store.engine.dispose()
