@@ -37,8 +37,9 @@ LOGIN_FORM_LIFETIME = 3600
 FREE_FAILURES = 5
 FIRST_WAIT = 60.0
 LONGEST_WAIT = 3600.0
-# Failures older than this are forgiven.
+# Failures older than this are forgiven; past this many keys, forgiven ones are dropped.
 _FORGET_AFTER = 3600.0
+_MAX_KEYS = 10_000
 # What the browser may do with the pages: no framing, no scripts but the dashboard's own, no referrer
 # outside the site; inline styles for the SVG charts.
 SECURITY_HEADERS = {
@@ -71,6 +72,8 @@ class LoginThrottle:
     def failed(self, *keys: str) -> None:
         now = self._clock()
         with self._lock:
+            if len(self._failures) > _MAX_KEYS:     # guessing many names must not grow memory for ever
+                self._failures = {k: v for k, v in self._failures.items() if now - v[1] <= _FORGET_AFTER}
             for key in keys:
                 count, last = self._failures.get(key, (0, now))
                 self._failures[key] = (1 if now - last > _FORGET_AFTER else count + 1, now)

@@ -177,3 +177,13 @@ def test_pages_carry_no_store_and_anti_framing_headers(dashboard) -> None:
     assert answer.headers["cache-control"] == "no-store"
     assert answer.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_throttle_forgets_old_failures_so_guessing_names_cannot_fill_memory() -> None:
+    now = [0.0]
+    throttle = auth.LoginThrottle(clock=lambda: now[0])
+    for number in range(auth._MAX_KEYS + 1):
+        throttle.failed(f"account:guess{number}")
+    now[0] += auth._FORGET_AFTER + 1
+    throttle.failed("account:late")
+    assert len(throttle._failures) == 1
