@@ -83,6 +83,7 @@ async def issue(request: Request) -> Response:
                 variants=queries.variant_counts(db, stored.id), posts=_posts(v.html for v in variants),
                 failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
                 refresh=LIVE_REFRESH_SECONDS if sending else None, evidence_names=list(evidence),
+                evidence={name: queries.evidence(db, table, issue_id=stored.id) for name, table in evidence.items()},
                 flash=DONE.get(request.query_params.get("done", "")))
 
 

@@ -207,12 +207,17 @@ def evidence_tables(store: Store) -> dict[str, sa.Table]:
                 if inspector.has_table(name)}
 
 
-def evidence(store: Store, table: sa.Table, *, email: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """The newest rows of a bounces / complaints table (of one address when given), as column → value."""
+def evidence(store: Store, table: sa.Table, *, email: str | None = None, issue_id: int | None = None,
+             limit: int = 200) -> list[dict[str, Any]]:
+    """The newest rows of a bounces / complaints table (of one address, or one issue, when given), as
+    column → value."""
     query = sa.select(table).limit(limit)
-    order = table.c.get("id") if "id" in table.c else None
-    if order is not None:
-        query = query.order_by(order.desc())
+    if "id" in table.c:
+        query = query.order_by(table.c.id.desc())
+    if issue_id is not None:
+        if "issue_id" not in table.c:
+            return []
+        query = query.where(table.c.issue_id == issue_id)
     address = table.c.get("email_key") if "email_key" in table.c else table.c.get("email")
     if email is not None:
         if address is None:

@@ -147,6 +147,7 @@ def test_bounces_appear_once_the_deliverability_tables_exist(dashboard) -> None:
     assert "<th class=\"n\">Bounces</th>" in overview
     bob = dashboard.store.subscriber("bob@example.com")
     assert "5.1.1 user unknown" in dashboard.client.get(f"/admin/subscribers/{bob.id}").text
+    assert "5.1.1 user unknown" in dashboard.client.get(f"/admin/issues/{PERIOD}").text
 
 
 def test_feeds_page_lists_the_published_feeds_and_rebuilds(site, dashboard) -> None:
