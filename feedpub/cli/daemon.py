@@ -35,6 +35,8 @@ class Daemon:
         self.categories: tuple[str, ...] = ()
         self.last_build: datetime | None = None
         self.last_build_facts: dict[str, int] = {}    # posts and problems of the last build, for /admin
+        # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
+        self.sending = threading.Lock()
 
     def build(self) -> None:
         """The build is incremental: when nothing changed it only lists the posts, so it simply runs."""
@@ -59,9 +61,10 @@ class Daemon:
         if self.stop.is_set():
             return
         try:
-            result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
-                                    missed_after=parse_duration(self.config.digest.misfire_grace),
-                                    send=self.config.digest.send_in_daemon)
+            with self.sending:
+                result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
+                                        missed_after=parse_duration(self.config.digest.misfire_grace),
+                                        send=self.config.digest.send_in_daemon)
         except Exception:
             log.exception("digest failed")
             return
@@ -73,12 +76,17 @@ class Daemon:
             log.info("issue %s: %s", result.period, result.summary.line())
 
     def retry(self) -> datetime | None:
-        """Send the deferred deliveries whose retry time has come; returns the next retry time."""
+        """Send the rows that are due (deferred ones whose retry time has come, those of a resumed issue);
+        returns the next retry time."""
         from feedpub.send.dispatch import send_due_retries  # lazy: 0.3 s (sqlalchemy)
 
         try:
-            if not self.stop.is_set():
-                summary = send_due_retries(self.config, self.store, datetime.now(UTC), stop=self.stop)
+            # While the digest job sends, it takes the due rows of its issue itself; the rest wait for it.
+            if not self.stop.is_set() and self.sending.acquire(blocking=False):
+                try:
+                    summary = send_due_retries(self.config, self.store, datetime.now(UTC), stop=self.stop)
+                finally:
+                    self.sending.release()
                 if summary is not None:
                     log.info("retries: %s", summary.line())
             return self.store.next_retry()
