@@ -14,8 +14,14 @@ from pathlib import Path
 
 import httpx
 
+from feedpub import holds
+from feedpub.cli.daemon import Daemon
+from feedpub.config import load_config
+from feedpub.store import open_store
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
+from tests.send.sites import write_config
 from tests.smtp_server import SMTPTestServer
+from tests.test_pg_store import queue_issue
 
 READERS = [f"reader{i:02d}@example.com" for i in range(24)]
 REFUSED = "reader05@example.com"
@@ -86,3 +92,23 @@ def test_operator_pauses_and_resumes_an_issue_in_the_running_daemon(tmp_path: Pa
         assert daemon.stop() == 0
     log = feedpub(tmp_path, "digest", "status").stdout
     assert log.splitlines()[1].split()[-7:] == ["-", "0", "0", "0", str(len(READERS) - 1), "0", "1"]
+
+
+def test_retry_job_leaves_rows_to_a_sending_digest_job_then_sends_a_resumed_issue(tmp_path, smtp_server,
+                                                                                   monkeypatch) -> None:
+    """The daemon's retry job sends what a resume made due, but never beside the digest job."""
+    monkeypatch.setenv("FEEDPUB_SECRET", "e2e-secret")
+    config = load_config(write_config(tmp_path, smtp_server.port, connections=1))
+    store = open_store(config.store_url)
+    issue = queue_issue(store, 5)
+    holds.pause(store, issue.period)
+    daemon = Daemon(config, store)
+    daemon.retry()
+    assert smtp_server.received == []                  # paused: nothing is due
+    holds.resume(store, issue.period)
+    with daemon.sending:                               # the digest job is sending
+        daemon.retry()
+    assert smtp_server.received == []
+    daemon.retry()
+    assert sorted(smtp_server.recipients()) == [f"reader{i:04d}@example.com" for i in range(5)]
+    store.engine.dispose()
