@@ -11,6 +11,7 @@ address: five are free, then each further one doubles a wait from a minute, up t
 from __future__ import annotations
 
 import functools
+import inspect
 import secrets
 import threading
 import time
@@ -52,7 +53,7 @@ SECURITY_HEADERS = {
 }
 
 pages = Jinja2Templates(env=templates.environment("admin"))
-Endpoint = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response] | Response]
 
 
 class LoginThrottle:
@@ -126,7 +127,7 @@ def record(request: Request, action: str, detail: str = "") -> None:
                    detail=detail)
 
 
-def signed_in(endpoint: Endpoint) -> Endpoint:
+def signed_in(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     """Only for a live session (else 303 to the login page); a POST also needs the session's CSRF token
     (else 403)."""
     @functools.wraps(endpoint)
@@ -142,7 +143,10 @@ def signed_in(endpoint: Endpoint) -> Endpoint:
                 return page(request, "message.html.j2", 403, title="Forbidden",
                             message="This form is stale or was not sent by the dashboard. Reload the page and "
                                     "try again.")
-        response = await endpoint(request)
+        if inspect.iscoroutinefunction(endpoint):
+            response = await endpoint(request)
+        else:   # a page: its queries run in the thread pool, off the event loop
+            response = await run_in_threadpool(endpoint, request)
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -1,5 +1,8 @@
 """The dashboard's pages and actions, one module-level function each, behind `auth.signed_in`.
 
+Pages are plain functions: Starlette's thread pool runs them, so their queries never hold up the event
+loop that also serves the readers' pages. Actions that read their form are coroutines.
+
 Actions answer with a 303 back to their page and `?done=WHAT` (a fixed message: nothing the request
 carried is shown back); every action writes an audit line first.
 """
@@ -49,7 +52,7 @@ DONE = {
 
 
 @signed_in
-async def overview(request: Request) -> Response:
+def overview(request: Request) -> Response:
     cfg, db = config(request), store(request)
     now = utcnow()
     weekly = queries.weekly(db, now)
@@ -69,7 +72,7 @@ async def overview(request: Request) -> Response:
 
 
 @signed_in
-async def issue(request: Request) -> Response:
+def issue(request: Request) -> Response:
     cfg, db = config(request), store(request)
     evidence = queries.evidence_tables(db)
     stored, row = _issue_or_404(request, evidence)
@@ -131,7 +134,7 @@ async def issue_test(request: Request) -> Response:
 
 
 @signed_in
-async def subscribers(request: Request) -> Response:
+def subscribers(request: Request) -> Response:
     wanted = _search(request)
     found, after = queries.search(store(request), wanted)
     return page(request, "subscribers.html.j2", title="Subscribers", wanted=wanted, found=found, after=after,
@@ -139,7 +142,7 @@ async def subscribers(request: Request) -> Response:
 
 
 @signed_in
-async def subscribers_csv(request: Request) -> Response:
+def subscribers_csv(request: Request) -> Response:
     wanted = _search(request)
     record(request, "subscribers.export", _shown(wanted))
 
@@ -161,7 +164,7 @@ async def subscribers_csv(request: Request) -> Response:
 
 
 @signed_in
-async def subscriber(request: Request) -> Response:
+def subscriber(request: Request) -> Response:
     db = store(request)
     found = _subscriber_or_404(request)
     evidence = {name: queries.evidence(db, table, email=found.email)
@@ -197,7 +200,7 @@ async def subscriber_action(request: Request) -> Response:
 
 
 @signed_in
-async def bounces(request: Request) -> Response:
+def bounces(request: Request) -> Response:
     db = store(request)
     tables = queries.evidence_tables(db)
     return page(request, "bounces.html.j2", title="Bounces and complaints",
@@ -206,7 +209,7 @@ async def bounces(request: Request) -> Response:
 
 
 @signed_in
-async def feeds(request: Request) -> Response:
+def feeds(request: Request) -> Response:
     return page(request, "feeds.html.j2", title="Feeds", feeds=published.published_feeds(config(request)),
                 last_build=_last_build(request.app.state.health()), tz=config(request).site.tz,
                 flash=DONE.get(request.query_params.get("done", "")))
@@ -225,7 +228,7 @@ async def rebuild(request: Request) -> Response:
 
 
 @signed_in
-async def audit(request: Request) -> Response:
+def audit(request: Request) -> Response:
     return page(request, "audit.html.j2", title="Audit log", entries=accounts.audit_log(store(request), AUDIT_LINES),
                 tz=config(request).site.tz)
 
