@@ -34,7 +34,7 @@ def add_user(app: App, name: str, password_stdin: bool) -> None:
     except accounts.AccountError as exc:
         fail(str(exc))
     accounts.audit(store, user="cli", address="cli", action="account.add", detail=name)
-    click.echo(f"added {name}")
+    click.echo(f"added {name}; /admin is served from the next start of `feedpub run`")
 
 
 @admin.command("list-users")

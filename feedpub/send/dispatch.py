@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from feedpub import holds
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.send import delivery, messages
@@ -67,6 +68,10 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
                 raise
         write_archive(config, issue)
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
+    hold = holds.state(store, stored.id)
+    if hold is not None:
+        resume = f" (`feedpub digest resume {period}` sends the rest)" if hold == "paused" else ""
+        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {hold}; nothing sent{resume}")
     if not send:
         return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
                         "digest.send_in_daemon = false, so `feedpub worker` processes send it")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner, Result
 
 from feedpub import accounts
 from feedpub.cli import main
+from feedpub.config import load_config
+from feedpub.send.dispatch import send_due_issue
 from feedpub.store import open_store
-from tests.send.sites import write_config
+from tests.send.sites import READERS, SECRET, write_config, write_site
+from tests.send.sites import feedpub as site_feedpub
 from tests.test_pg_store import queue_issue
 
 
@@ -71,3 +75,22 @@ def test_digest_pause_resume_cancel(tmp_path):
     unknown = feedpub(config, "digest", "resume", "1999-01-01-0900")
     assert unknown.exit_code == 2 and "no issue '1999-01-01-0900'" in unknown.output
     assert [e.action for e in accounts.audit_log(store, 10)] == ["issue.cancel", "issue.resume", "issue.pause"]
+
+
+def test_digest_send_leaves_a_paused_issue_alone_and_sends_it_once_resumed(tmp_path, smtp_server, monkeypatch,
+                                                                           caplog):
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    config = write_site(tmp_path, smtp_server.port)
+    store = open_store(load_config(config).store_url)
+    queued = send_due_issue(load_config(config), store, datetime.now(UTC), send=False)   # composed and queued
+    period = queued.period
+    assert feedpub(config, "digest", "pause", period).exit_code == 0
+    with caplog.at_level(logging.INFO):
+        paused = site_feedpub(config, "digest", "send")
+    assert paused.exit_code == 0 and f"issue {period} is paused; nothing sent" in caplog.text
+    assert smtp_server.received == []
+    assert feedpub(config, "digest", "resume", period).exit_code == 0
+    resumed = site_feedpub(config, "digest", "send")
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(smtp_server.recipients()) == sorted(READERS)
+    store.engine.dispose()
