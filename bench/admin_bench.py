@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
 import re
@@ -112,7 +113,8 @@ def run(kind: str, work: Path, url: str, args: argparse.Namespace) -> None:
 
 
 def fill(store: Store, count: int, issues: int, rows: int) -> list[str]:
-    """Bulk rows, as plain tuples (the column types' per-row conversion would dominate the fill)."""
+    """Bulk rows, as plain tuples (the column types' per-row conversion would dominate the fill); JSON as
+    the store writes it (json.dumps, non-ASCII escaped)."""
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     start = now - timedelta(days=730)
     step = timedelta(days=730) / count
@@ -122,7 +124,7 @@ def fill(store: Store, count: int, issues: int, rows: int) -> list[str]:
             joined = start + step * i
             left = joined + timedelta(days=30) if i % 20 == 0 else None
             yield (i + 1, f"reader{i:06d}@example.com", f"reader{i:06d}@example.com", f"読者 {i}",
-                   "unsubscribed" if left else "active", f'["{CATEGORIES[i % 4]}"]' if i % 3 else "[]", joined,
+                   "unsubscribed" if left else "active", json.dumps([CATEGORIES[i % 4]] if i % 3 else []), joined,
                    joined, left)
 
     insert(store, "subscribers", ("id", "email", "email_key", "name", "status", "categories", "created_at",
