@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send bench-publish clean
+.PHONY: run test lint bench bench-send bench-publish bench-admin clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -21,6 +21,9 @@ bench-send: $(VENV)/.test
 
 bench-publish: $(VENV)/.test
 	$(BIN)/python bench/publish_bench.py
+
+bench-admin: $(VENV)/.test
+	$(BIN)/python bench/admin_bench.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

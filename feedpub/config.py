@@ -144,6 +144,7 @@ class WebConfig:
     unsubscribe_mailto: str = ""
     templates_dir: str = ""
     subscribe_limit: int = 10            # subscribe requests an hour from one client address
+    admin: bool = True                   # the dashboard at /admin, once `feedpub admin add-user` made an account
 
     def secret(self) -> str:
         return require_env(self.secret_env)

@@ -1,9 +1,9 @@
 """Every Jinja environment feedpub renders with, and where the shipped templates live.
 
-Three homes, one loader: the digest mail (`email_templates/`, at the top of a checkout and inside the
-wheel as `feedpub/email_templates`), the web pages (`feedpub/web/templates/`) and the feeds index page
-and stylesheet (`feedpub/site/assets/`). An operator's folder, where configured, overrides the shipped
-files one by one.
+Four homes, one loader: the digest mail (`email_templates/`, at the top of a checkout and inside the
+wheel as `feedpub/email_templates`), the web pages (`feedpub/web/templates/`), the feeds index page
+and stylesheet (`feedpub/site/assets/`) and the operator's dashboard (`feedpub/web/admin/templates/`).
+An operator's folder, where configured, overrides the shipped files one by one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 import jinja2
 
-Home = Literal["email", "web", "site"]
+Home = Literal["email", "web", "site", "admin"]
 _PACKAGE = Path(__file__).parent
 
 
@@ -28,6 +28,8 @@ def folder(home: Home) -> Path:
     """Where the shipped templates of `home` are."""
     if home == "email":
         return _shipped("email_templates")
+    if home == "admin":
+        return _PACKAGE / "web" / "admin" / "templates"
     return _PACKAGE / home / ("templates" if home == "web" else "assets")
 
 

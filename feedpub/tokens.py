@@ -7,7 +7,8 @@ purpose never reads for another. Made with `hmac` directly: a digest sends two p
 itsdangerous's serializer costs ~40 µs a token against ~3 µs here.
 
 Links sent before ids (the same form, with the lower-cased address in place of the id, signed under
-the older key) are still read until `LEGACY_MAX_AGE` after they were issued.
+the older key) are still read until `LEGACY_MAX_AGE` after they were issued. That older form carries
+text, and still signs what must be text: the dashboard's session cookies (`make_text_token`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import time
 from functools import lru_cache
 from typing import Literal
 
-Purpose = Literal["confirm", "unsubscribe", "preferences"]
+# "admin-session" and "admin-login" sign the dashboard's cookies (`feedpub.web.admin.auth`).
+Purpose = Literal["confirm", "unsubscribe", "preferences", "admin-session", "admin-login"]
 # What a token names: a subscriber id, or the address in a link made before ids.
 Holder = int | str
 # Unsubscribe links must keep working in old mail: no expiry unless a caller asks for one.
@@ -34,29 +36,54 @@ class BadToken(ValueError):
 
 
 def make_token(secret: str, purpose: Purpose, subscriber_id: int) -> str:
-    signed = f"{_encode(_int_bytes(subscriber_id))}.{_encode(_int_bytes(int(time.time())))}"
-    return f"{signed}.{_sign(_key(secret, purpose, 2), signed)}"
+    """A link token naming one subscriber."""
+    return _seal(_key(secret, purpose, 2), _int_bytes(subscriber_id))
 
 
 def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> Holder:
-    """The subscriber id a token was made for (the address, for a link made before ids); BadToken
+    """The subscriber id a link token was made for (the address, for a link made before ids); BadToken
     otherwise."""
-    signed, _, signature = token.rpartition(".")
-    given = signature.encode("ascii", "replace")
-    legacy = not hmac.compare_digest(given, _sign(_key(secret, purpose, 2), signed).encode("ascii"))
-    if legacy and not hmac.compare_digest(given, _sign(_key(secret, purpose, 1), signed).encode("ascii")):
-        raise BadToken("invalid link")
-    holder, _, issued = signed.partition(".")
     try:
-        raw = _decode(holder)
-        issued_at = int.from_bytes(_decode(issued), "big")
-        named: Holder = raw.decode("utf-8") if legacy else int.from_bytes(raw, "big")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise BadToken("invalid link") from exc
-    age = time.time() - issued_at
-    if (max_age is not None and age > max_age) or (legacy and age > LEGACY_MAX_AGE):
+        raw, age = _unseal(_key(secret, purpose, 2), token)
+    except BadToken:
+        legacy_age = LEGACY_MAX_AGE if max_age is None else min(max_age, LEGACY_MAX_AGE)
+        return read_text_token(secret, purpose, token, legacy_age)
+    if max_age is not None and age > max_age:
         raise BadToken("link expired")
-    return named
+    return int.from_bytes(raw, "big")
+
+
+def make_text_token(secret: str, purpose: Purpose, text: str) -> str:
+    """A token carrying `text` as it is (readable, so never an address in a link): a session id."""
+    return _seal(_key(secret, purpose, 1), text.encode("utf-8"))
+
+
+def read_text_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> str:
+    """The text a token made by `make_text_token` carries; BadToken otherwise."""
+    raw, age = _unseal(_key(secret, purpose, 1), token)
+    if max_age is not None and age > max_age:
+        raise BadToken("link expired")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadToken("invalid link") from exc
+
+
+def _seal(key: bytes, value: bytes) -> str:
+    signed = f"{_encode(value)}.{_encode(_int_bytes(int(time.time())))}"
+    return f"{signed}.{_sign(key, signed)}"
+
+
+def _unseal(key: bytes, token: str) -> tuple[bytes, float]:
+    """What a token carries and its age in seconds, if `key` signed it."""
+    signed, _, signature = token.rpartition(".")
+    if not hmac.compare_digest(signature.encode("ascii", "replace"), _sign(key, signed).encode("ascii")):
+        raise BadToken("invalid link")
+    value, _, issued = signed.partition(".")
+    try:
+        return _decode(value), time.time() - int.from_bytes(_decode(issued), "big")
+    except binascii.Error as exc:
+        raise BadToken("invalid link") from exc
 
 
 @lru_cache(maxsize=16)

@@ -29,8 +29,8 @@ def store(pg_url: str) -> Iterator[Store]:
     """An empty, migrated store in the session's database."""
     store = open_store(pg_url)
     with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE deliveries, issue_variants, issue_archive, issues, suppressions, subscribers, "
-                             "workers RESTART IDENTITY"))
+        conn.execute(sa.text("TRUNCATE deliveries, issue_holds, issue_variants, issue_archive, issues, suppressions, "
+                             "subscribers, workers, admin_sessions, admin_users, admin_audit RESTART IDENTITY"))
     yield store
     store.engine.dispose()
 
@@ -93,7 +93,8 @@ def test_claims_marks_and_due_rows(store):
     assert marks.write([], [row.id for row in claim.rows]) == {row.id for row in claim.rows}
     marks.write([Mark(sent.id, "sent", "250 ok"), Mark(failed.id, "failed", "550 unknown", suppress="550 unknown"),
                  Mark(deferred.id, "deferred", "451 later", retry_at=now + timedelta(minutes=1))])
-    assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}
+    assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1,
+                                     "cancelled": 0}
     assert store.suppressed() == {"reader0003@example.com"}
     # the deferred row is due at its retry time; the row left `sending` only once the lease has run out
     there = Claims(store, "there:2:b")

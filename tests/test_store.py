@@ -77,7 +77,8 @@ def test_delivery_states_and_due_rows(tmp_path, store):
     assert store.count_due(issue.id, now) == 1
     assert {r.id for r in store.due_deliveries(issue.id, now + timedelta(minutes=2))} == {sending.id, deferred.id}
     assert store.next_retry(issue.id) == (now + timedelta(minutes=1))
-    assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1}
+    assert store.counts(issue.id) == {"queued": 0, "sending": 1, "sent": 1, "deferred": 1, "failed": 1,
+                                     "cancelled": 0}
     assert store.suppressed() == {"r3@example.com"}
     with sqlite3.connect(tmp_path / "deep/folder/feedpub.db") as conn:
         assert conn.execute("SELECT DISTINCT attempts FROM deliveries").fetchall() == [(1,)]

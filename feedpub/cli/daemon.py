@@ -42,6 +42,9 @@ class Daemon:
         self.last_build: datetime | None = None
         self._building = threading.Lock()      # the timed build and the watcher's never overlap
         self._reported: set[Problem] = set()
+        self.last_build_facts: dict[str, int] = {}    # posts and problems of the last build, for /admin
+        # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
+        self.sending = threading.Lock()
 
     @property
     def config(self) -> Config:
@@ -70,6 +73,7 @@ class Daemon:
             if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
                 log.info("%s", report.summary())
             self.categories, self.last_build = report.categories, datetime.now(UTC)
+            self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(report.problems)}
 
     def _announce(self, config: Config, written: WriteResult) -> None:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
@@ -92,9 +96,10 @@ class Daemon:
         if self.stop.is_set():
             return
         try:
-            result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
-                                    missed_after=parse_duration(self.config.digest.misfire_grace),
-                                    send=self.config.digest.send_in_daemon)
+            with self.sending:
+                result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
+                                        missed_after=parse_duration(self.config.digest.misfire_grace),
+                                        send=self.config.digest.send_in_daemon)
         except Exception:
             log.exception("digest failed")
             return
@@ -106,12 +111,17 @@ class Daemon:
             log.info("issue %s: %s", result.period, result.summary.line())
 
     def retry(self) -> datetime | None:
-        """Send the deferred deliveries whose retry time has come; returns the next retry time."""
+        """Send the rows that are due (deferred ones whose retry time has come, those of a resumed issue);
+        returns the next retry time."""
         from feedpub.send.dispatch import send_due_retries  # lazy: 0.3 s (sqlalchemy)
 
         try:
-            if not self.stop.is_set():
-                summary = send_due_retries(self.config, self.store, datetime.now(UTC), stop=self.stop)
+            # While the digest job sends, it takes the due rows of its issue itself; the rest wait for it.
+            if not self.stop.is_set() and self.sending.acquire(blocking=False):
+                try:
+                    summary = send_due_retries(self.config, self.store, datetime.now(UTC), stop=self.stop)
+                finally:
+                    self.sending.release()
                 if summary is not None:
                     log.info("retries: %s", summary.line())
             return self.store.next_retry()
@@ -128,7 +138,7 @@ class Daemon:
         next_retry = self.store.next_retry()
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
                 "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
-                "websub": self.publisher.last()}
+                "websub": self.publisher.last(), **self.last_build_facts}
 
 
 @click.command()

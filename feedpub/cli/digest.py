@@ -130,14 +130,8 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, 
     if variant is None:
         log.info("issue %s: no new posts; no test copy sent", period)
         raise SystemExit(OK)
-    # A subscriber's copy carries their own links; anyone else's the generic pages that say where to look.
     subscriber = store.subscriber(address)
-    public = config.web.public_url.rstrip("/")
-    message = messages.message_template(config, variant, test_copy=True).render(
-        to_email=address, to_name="",
-        unsubscribe_url=messages.unsubscribe_url(config, subscriber.id) if subscriber else f"{public}/unsubscribe",
-        preferences_url=messages.preferences_url(config, subscriber.id) if subscriber else f"{public}/preferences",
-        message_id=messages.new_message_id(config, period, address))
+    message = messages.test_copy(config, variant, period, address, subscriber.id if subscriber else None)
     try:
         reply = smtp.send_one(config, message, address)
     except (smtp.Refused, OSError) as exc:     # OSError covers smtplib.SMTPException
@@ -190,18 +184,60 @@ def status(app: App) -> None:
     """List issues with their queued / sent / deferred / failed counts."""
     store = open_store_or_fail(app)
     tz = app.config.site.tz
-    rows = [["ISSUE", "COVERS", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED"]]
+    from feedpub import holds  # lazy: sqlalchemy, see the module docstring
+
+    held = holds.states(store)
+    # The counts stay the last columns, where scripts read them; HOLD is "paused", "cancelled" or "-".
+    rows = [["ISSUE", "COVERS", "HOLD", "CANCELLED", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED"]]
     for issue in store.issues():
         counts = store.counts(issue.id)
         covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
-        rows.append([issue.period, covers, *(str(counts[s]) for s in ("queued", "sending", "sent", "deferred",
-                                                                      "failed"))])
+        rows.append([issue.period, covers, held.get(issue.id, "-"),
+                     *(str(counts[s]) for s in ("cancelled", "queued", "sending", "sent", "deferred", "failed"))])
     if len(rows) == 1:
         click.echo("no issues yet")
         return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@digest.command()
+@click.argument("period")
+@click.pass_obj
+def pause(app: App, period: str) -> None:
+    """Stop sending issue PERIOD after the messages in flight; `resume` continues where it stopped."""
+    _hold(app, "pause", period)
+
+
+@digest.command()
+@click.argument("period")
+@click.pass_obj
+def resume(app: App, period: str) -> None:
+    """Send the rest of paused issue PERIOD (the daemon picks it up within a minute; or run `digest send`)."""
+    _hold(app, "resume", period)
+
+
+@digest.command()
+@click.argument("period")
+@click.pass_obj
+def cancel(app: App, period: str) -> None:
+    """Cancel the unsent rest of issue PERIOD for good."""
+    _hold(app, "cancel", period)
+
+
+def _hold(app: App, action: str, period: str) -> None:
+    from feedpub import accounts, holds  # lazy: sqlalchemy, see the module docstring
+
+    store = open_store_or_fail(app)
+    try:
+        change = getattr(holds, action)(store, period)
+    except holds.HoldError as exc:
+        fail(str(exc))
+    accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
+    shown = {"pause": f"paused; {change.rows} rows wait", "resume": f"resumed; {change.rows} rows left to send",
+             "cancel": f"cancelled; {change.rows} unsent rows cancelled"}[action]
+    click.echo(f"issue {period}: {shown}")
 
 
 def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int, str]) -> None:

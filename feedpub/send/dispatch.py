@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from feedpub import holds
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.send import archive, delivery, messages
@@ -68,6 +69,10 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
                 raise
         archive.publish(config, store, period)
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
+    hold = holds.state(store, stored.id)
+    if hold is not None:
+        resume = f" (`feedpub digest resume {period}` sends the rest)" if hold == "paused" else ""
+        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {hold}; nothing sent{resume}")
     if not send:
         return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
                         "digest.send_in_daemon = false, so `feedpub worker` processes send it")
@@ -78,10 +83,11 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
 
 def send_due_retries(config: Config, store: Store, now: datetime, *,
                      stop: threading.Event) -> delivery.Summary | None:
-    """Deliver the rows of any issue that are due, once a deferred row's retry time has come; None when
-    no retry is due (the daemon asks often: that costs one query)."""
+    """Deliver the rows of any issue that are due: deferred rows whose retry time has come, and the
+    unsent rows of an issue resumed after a pause (or left by a run that stopped); None when none is
+    due (the daemon asks often: that costs two queries)."""
     retry_at = store.next_retry()
-    if retry_at is None or retry_at > now:
+    if (retry_at is None or retry_at > now) and not store.count_due(None, now):
         return None
     return delivery.deliver(config, store, None, Messages(config, store), stop=stop)
 

@@ -144,6 +144,17 @@ def message_template(config: Config, variant: Variant, *, test_copy: bool = Fals
     return MessageTemplate(tuple(_merge(chunks)), config.site.tz, _unsubscribe_mailto(config), signer(config))
 
 
+def test_copy(config: Config, variant: Variant, period: str, to_email: str, subscriber_id: int | None) -> bytes:
+    """A copy of one variant marked [TEST], made out to `to_email`. A subscriber's copy carries their own
+    links; anyone else's the generic pages that say to use the links of one's own mail."""
+    public = config.web.public_url.rstrip("/")
+    return message_template(config, variant, test_copy=True).render(
+        to_email=to_email, to_name="",
+        unsubscribe_url=unsubscribe_url(config, subscriber_id) if subscriber_id else f"{public}/unsubscribe",
+        preferences_url=preferences_url(config, subscriber_id) if subscriber_id else f"{public}/preferences",
+        message_id=new_message_id(config, period, to_email))
+
+
 def unsubscribe_url(config: Config, subscriber_id: int) -> str:
     """The one-click unsubscribe link (RFC 8058) of one subscriber."""
     token = tokens.make_token(config.web.secret(), "unsubscribe", subscriber_id)

@@ -1,0 +1,88 @@
+"""`feedpub admin add-user|list-users|remove-user|reset-password`: the accounts of the dashboard (`/admin`).
+
+Passwords are asked twice on the terminal (never an argument: it would stay in the shell history and in
+`ps`), or read from the first line of standard input with `--password-stdin`. The store and argon2 are
+imported inside the commands, as in the other command groups.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from feedpub.cli import App, fail
+from feedpub.cli.subscribers import open_store_or_fail
+
+
+@click.group()
+def admin() -> None:
+    """Manage the accounts of the operator's dashboard (/admin)."""
+
+
+@admin.command("add-user")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.pass_obj
+def add_user(app: App, name: str, password_stdin: bool) -> None:
+    """Create account NAME; the dashboard appears at the daemon's next start."""
+    from feedpub import accounts  # lazy: sqlalchemy and argon2
+
+    store = open_store_or_fail(app)
+    try:
+        accounts.add_user(store, name, _password(password_stdin))
+    except accounts.AccountError as exc:
+        fail(str(exc))
+    accounts.audit(store, user="cli", address="cli", action="account.add", detail=name)
+    click.echo(f"added {name}; /admin is served from the next start of `feedpub run`")
+
+
+@admin.command("list-users")
+@click.pass_obj
+def list_users(app: App) -> None:
+    """List the accounts (name and creation time)."""
+    from feedpub import accounts  # lazy: sqlalchemy and argon2
+
+    for user in accounts.users(open_store_or_fail(app)):
+        click.echo(f"{user.name}\t{user.created_at.astimezone(app.config.site.tz):%Y-%m-%d %H:%M %Z}")
+
+
+@admin.command("remove-user")
+@click.argument("name")
+@click.pass_obj
+def remove_user(app: App, name: str) -> None:
+    """Remove account NAME and end its sessions."""
+    from feedpub import accounts  # lazy: sqlalchemy and argon2
+
+    store = open_store_or_fail(app)
+    try:
+        accounts.remove_user(store, name)
+    except accounts.AccountError as exc:
+        fail(str(exc))
+    accounts.audit(store, user="cli", address="cli", action="account.remove", detail=name)
+    click.echo(f"removed {name}")
+
+
+@admin.command("reset-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.pass_obj
+def reset_password(app: App, name: str, password_stdin: bool) -> None:
+    """Set a new password for NAME and end its sessions."""
+    from feedpub import accounts  # lazy: sqlalchemy and argon2
+
+    store = open_store_or_fail(app)
+    try:
+        accounts.reset_password(store, name, _password(password_stdin))
+    except accounts.AccountError as exc:
+        fail(str(exc))
+    accounts.audit(store, user="cli", address="cli", action="account.reset-password", detail=name)
+    click.echo(f"password of {name} changed; its sessions are ended")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        fail("no terminal to ask the password on (expected --password-stdin with the password on standard input)")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -1,0 +1,114 @@
+"""Pausing, resuming and cancelling an issue's sending: a row in `issue_holds` that every claim honours.
+
+A paused issue's rows stay as they are and no sender (the daemon, `digest send`, any `feedpub worker`)
+claims them any more (`feedpub.store.due`); the rows a sender holds but has not started are taken back,
+so only the messages already on their way (one per connection, a few with pipelining) go out.
+Resuming removes the hold: the next claim takes the unsent rows where they stopped, and rows already
+marked sent are never claimed again. Cancelling marks every unsent row `cancelled` for good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from feedpub.errors import FeedpubError
+from feedpub.schema import deliveries, issue_holds, issues
+from feedpub.store import Store, utcnow
+
+HoldState = Literal["paused", "cancelled"]
+CANCELLED_REPLY = "cancelled by the operator"
+
+
+class HoldError(FeedpubError):
+    """The issue does not exist, or is not in a state the action applies to."""
+
+
+@dataclass(frozen=True)
+class HoldChange:
+    period: str
+    state: HoldState | None        # after the change; None: sending
+    rows: int                      # rows cancelled (cancel), or rows left to send (pause, resume)
+
+
+def state(store: Store, issue_id: int) -> HoldState | None:
+    with store.engine.connect() as conn:
+        return conn.scalar(sa.select(issue_holds.c.state).where(issue_holds.c.issue_id == issue_id))
+
+
+def states(store: Store) -> dict[int, HoldState]:
+    """Every issue on hold → its state."""
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)).all())
+
+
+def pause(store: Store, period: str) -> HoldChange:
+    with store.writing() as conn:
+        issue_id = _issue_id(conn, store, period)
+        _refuse(conn, issue_id, period, {"paused": "is already paused", "cancelled": "was cancelled"})
+        conn.execute(issue_holds.insert().values(issue_id=issue_id, state="paused", since=utcnow()))
+        # Rows a sender claimed but has not started are taken back: it marks a row `sending` only while
+        # it still holds the claim, so only the messages already on their way go out.
+        conn.execute(deliveries.update().where(deliveries.c.issue_id == issue_id,
+                                               deliveries.c.status.in_(("queued", "deferred")),
+                                               deliveries.c.claimed_by.is_not(None))
+                     .values(claimed_by=None, claimed_until=None))
+        return HoldChange(period, "paused", _unsent(conn, issue_id))
+
+
+def resume(store: Store, period: str) -> HoldChange:
+    with store.writing() as conn:
+        issue_id = _issue_id(conn, store, period)
+        found = conn.scalar(sa.select(issue_holds.c.state).where(issue_holds.c.issue_id == issue_id))
+        if found != "paused":
+            raise HoldError(f"issue {period} {'was cancelled' if found else 'is not paused'} (expected a paused issue)")
+        conn.execute(issue_holds.delete().where(issue_holds.c.issue_id == issue_id))
+        return HoldChange(period, None, _unsent(conn, issue_id))
+
+
+def cancel(store: Store, period: str) -> HoldChange:
+    """Hold the issue for good and mark its unsent rows cancelled (a paused issue can be cancelled)."""
+    now = utcnow()
+    with store.writing() as conn:
+        issue_id = _issue_id(conn, store, period)
+        _refuse(conn, issue_id, period, {"cancelled": "was already cancelled"})
+        conn.execute(issue_holds.delete().where(issue_holds.c.issue_id == issue_id))
+        conn.execute(issue_holds.insert().values(issue_id=issue_id, state="cancelled", since=now))
+        # A row `sending` under a live lease is left to its sender, which marks its outcome; one left by a
+        # process that died is ended with the rest.
+        unsent = sa.or_(deliveries.c.status.in_(("queued", "deferred")), sa.and_(
+            deliveries.c.status == "sending",
+            sa.or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now)))
+        ended = conn.execute(deliveries.update().where(deliveries.c.issue_id == issue_id, unsent)
+                             .values(status="cancelled", last_reply=CANCELLED_REPLY, next_attempt_at=None,
+                                     claimed_by=None, claimed_until=None, updated_at=now)).rowcount
+        return HoldChange(period, "cancelled", ended)
+
+
+def retry_now(store: Store, period: str) -> int:
+    """Make the issue's deferred rows due at once (the next claim takes them); returns how many."""
+    with store.writing() as conn:
+        issue_id = _issue_id(conn, store, period)
+        return conn.execute(deliveries.update()
+                            .where(deliveries.c.issue_id == issue_id, deliveries.c.status == "deferred")
+                            .values(next_attempt_at=utcnow())).rowcount
+
+
+def _issue_id(conn: sa.Connection, store: Store, period: str) -> int:
+    found = conn.scalar(sa.select(issues.c.id).where(issues.c.period == period))
+    if found is None:
+        raise HoldError(f"{store.shown}: no issue {period!r} (expected a period listed by `feedpub digest status`)")
+    return found
+
+
+def _refuse(conn: sa.Connection, issue_id: int, period: str, refusals: dict[str, str]) -> None:
+    found = conn.scalar(sa.select(issue_holds.c.state).where(issue_holds.c.issue_id == issue_id))
+    if found in refusals:
+        raise HoldError(f"issue {period} {refusals[found]}")
+
+
+def _unsent(conn: sa.Connection, issue_id: int) -> int:
+    return conn.scalar(sa.select(sa.func.count()).select_from(deliveries).where(
+        deliveries.c.issue_id == issue_id, deliveries.c.status.in_(("queued", "sending", "deferred")))) or 0

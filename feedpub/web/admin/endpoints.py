@@ -1,0 +1,284 @@
+"""The dashboard's pages and actions, one module-level function each, behind `auth.signed_in`.
+
+Pages are plain functions: Starlette's thread pool runs them, so their queries never hold up the event
+loop that also serves the readers' pages. Actions that read their form are coroutines.
+
+Actions answer with a 303 back to their page and `?done=WHAT` (a fixed message: nothing the request
+carried is shown back); every action writes an audit line first.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from lxml import html as lxml_html
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from feedpub import accounts, holds
+from feedpub.addresses import BadAddress, mailable
+from feedpub.config import parse_duration
+from feedpub.errors import FeedpubError
+from feedpub.scheduler import digest_trigger
+from feedpub.send import messages, smtp
+from feedpub.send.dispatch import stored_variant
+from feedpub.site.build import build_site
+from feedpub.store import StoredIssue, Subscriber, SubscriberInput, utcnow
+from feedpub.web.admin import charts, published, queries
+from feedpub.web.admin.auth import config, page, record, signed_in, store
+
+log = logging.getLogger("feedpub.web.admin")
+# While an issue has rows to send, its page reloads itself this often (no script needed).
+LIVE_REFRESH_SECONDS = 5
+AUDIT_LINES = 200
+DONE = {
+    "paused": "Paused: no sender takes this issue's rows any more (messages already on their way still go).",
+    "resumed": "Resumed: the daemon sends the rest within a minute.",
+    "cancelled": "Cancelled: the unsent rows are marked cancelled.",
+    "retry": "Deferred rows are due now: the daemon retries them within a minute.",
+    "test": "Test copy sent.",
+    "suppressed": "Address suppressed: it receives nothing any more.",
+    "lifted": "Suppression lifted.",
+    "categories": "Categories saved.",
+    "rebuilt": "Feeds rebuilt.",
+}
+
+
+@signed_in
+def overview(request: Request) -> Response:
+    cfg, db = config(request), store(request)
+    now = utcnow()
+    weekly = queries.weekly(db, now)
+    chart = charts.lines("Subscribers per week", weekly.labels, (
+        ("active", weekly.active), ("new", weekly.new), ("unsubscribed", weekly.unsubscribed),
+        ("suppressed", weekly.suppressed)))
+    facts = request.app.state.health()
+    next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
+    last_build = _last_build(facts)
+    next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
+    evidence = queries.evidence_tables(db)
+    return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
+                issues=queries.recent_issues(db, evidence), queue=queries.queue_now(db), facts=facts,
+                evidence_names=list(evidence), next_digest=next_digest, next_build=next_build,
+                last_build=last_build,
+                next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")))
+
+
+@signed_in
+def issue(request: Request) -> Response:
+    cfg, db = config(request), store(request)
+    evidence = queries.evidence_tables(db)
+    stored, row = _issue_or_404(request, evidence)
+    edges, series = queries.progress(db, stored.id)
+    chart = charts.bars("Deliveries over time", tuple(f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges),
+                        tuple((status, tuple(counts)) for status, counts in series.items()))
+    sending = row.hold is None and any(row.counts[s] for s in ("queued", "sending"))
+    variants = db.variants(stored.id)
+    archive = f"{cfg.web.public_url.rstrip('/')}/digests/{stored.period}/"
+    return page(request, "issue.html.j2", title=f"Issue {stored.period}", issue=stored, row=row, chart=chart,
+                variants=queries.variant_counts(db, stored.id), posts=_posts(v.html for v in variants),
+                failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
+                refresh=LIVE_REFRESH_SECONDS if sending else None, evidence_names=list(evidence),
+                evidence={name: queries.evidence(db, table, issue_id=stored.id) for name, table in evidence.items()},
+                flash=DONE.get(request.query_params.get("done", "")))
+
+
+@signed_in
+async def issue_action(request: Request) -> Response:
+    """pause, resume, cancel, retry (deferred rows due now)."""
+    stored, _ = _issue_or_404(request)
+    action = request.url.path.rsplit("/", 1)[1]
+    record(request, f"issue.{action}", stored.period)
+    db = store(request)
+    try:
+        if action == "pause":
+            holds.pause(db, stored.period)
+        elif action == "resume":
+            holds.resume(db, stored.period)
+        elif action == "cancel":
+            holds.cancel(db, stored.period)
+        else:
+            holds.retry_now(db, stored.period)
+    except holds.HoldError as exc:
+        return page(request, "message.html.j2", 409, title="Not done", message=str(exc))
+    done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retry"}[action]
+    return _back(f"/admin/issues/{stored.period}", done)
+
+
+@signed_in
+async def issue_test(request: Request) -> Response:
+    """Send a [TEST] copy of the issue (the variant of readers with no category preference) to an address."""
+    cfg = config(request)
+    stored, _ = _issue_or_404(request)
+    try:
+        address = mailable(str((await request.form()).get("to", "")))
+    except BadAddress as exc:
+        return page(request, "message.html.j2", 400, title="Not sent", message=f"Test copy not sent: {exc}")
+    variant = stored_variant(store(request), stored, "") or next(
+        (stored_variant(store(request), stored, v.key) for v in store(request).variants(stored.id)), None)
+    if variant is None:
+        return page(request, "message.html.j2", 409, title="Not sent", message="This issue has no content.")
+    record(request, "issue.test", f"{stored.period} → {address}")
+    try:
+        reader = store(request).subscriber(address)
+        message = messages.test_copy(cfg, variant, stored.period, address, reader.id if reader else None)
+        await run_in_threadpool(smtp.send_one, cfg, message, address)
+    except (smtp.Refused, OSError, FeedpubError) as exc:     # OSError covers smtplib.SMTPException
+        return page(request, "message.html.j2", 502, title="Not sent", message=f"Test copy not sent: {exc}")
+    return _back(f"/admin/issues/{stored.period}", "test")
+
+
+@signed_in
+def subscribers(request: Request) -> Response:
+    wanted = _search(request)
+    found, after = queries.search(store(request), wanted)
+    return page(request, "subscribers.html.j2", title="Subscribers", wanted=wanted, found=found, after=after,
+                categories=request.app.state.categories(), tz=config(request).site.tz)
+
+
+@signed_in
+def subscribers_csv(request: Request) -> Response:
+    wanted = _search(request)
+    record(request, "subscribers.export", _shown(wanted))
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["email", "name", "categories", "status", "suppressed", "created_at"])
+        for row in queries.every_match(store(request), wanted):
+            writer.writerow([row.email, row.name, ";".join(row.categories), row.status,
+                             "yes" if row.blocked else "no", row.created_at.isoformat(timespec="seconds")])
+            if out.tell() > 64 * 1024:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'})
+
+
+@signed_in
+def subscriber(request: Request) -> Response:
+    db = store(request)
+    found = _subscriber_or_404(request)
+    evidence = {name: queries.evidence(db, table, email=found.email)
+                for name, table in queries.evidence_tables(db).items()}
+    changes = [e for e in accounts.audit_log(db, AUDIT_LINES) if found.email in e.detail]
+    return page(request, "subscriber.html.j2", title=found.email, subscriber=found,
+                suppression=db.suppression(found.email), history=queries.history(db, found.id), evidence=evidence,
+                changes=changes, categories=request.app.state.categories(), tz=config(request).site.tz,
+                flash=DONE.get(request.query_params.get("done", "")))
+
+
+@signed_in
+async def subscriber_action(request: Request) -> Response:
+    """suppress, lift (a suppression), categories (replace the preferences)."""
+    db = store(request)
+    found = _subscriber_or_404(request)
+    action = request.url.path.rsplit("/", 1)[1]
+    if action == "suppress":
+        record(request, "subscriber.suppress", found.email)
+        db.suppress(found.email, "suppressed by an operator")
+        done = "suppressed"
+    elif action == "lift":
+        record(request, "subscriber.lift", found.email)
+        db.lift_suppression(found.email)
+        done = "lifted"
+    else:
+        known = set(request.app.state.categories())
+        chosen = tuple(c for c in (await request.form()).getlist("categories") if c in known)
+        record(request, "subscriber.categories", f"{found.email}: {', '.join(chosen) or 'everything'}")
+        db.save_subscribers([SubscriberInput(found.email, None, chosen)], status=None)
+        done = "categories"
+    return _back(f"/admin/subscribers/{found.id}", done)
+
+
+@signed_in
+def bounces(request: Request) -> Response:
+    db = store(request)
+    tables = queries.evidence_tables(db)
+    return page(request, "bounces.html.j2", title="Bounces and complaints",
+                evidence={name: queries.evidence(db, table) for name, table in tables.items()},
+                kinds=queries.EVIDENCE_TABLES)
+
+
+@signed_in
+def feeds(request: Request) -> Response:
+    return page(request, "feeds.html.j2", title="Feeds", feeds=published.published_feeds(config(request)),
+                last_build=_last_build(request.app.state.health()), tz=config(request).site.tz,
+                flash=DONE.get(request.query_params.get("done", "")))
+
+
+@signed_in
+async def rebuild(request: Request) -> Response:
+    """Build now, as the daemon's build job does (incremental: only what changed is written)."""
+    record(request, "feeds.rebuild")
+    try:
+        report = await run_in_threadpool(build_site, config(request))
+    except FeedpubError as exc:
+        return page(request, "message.html.j2", 500, title="Build failed", message=str(exc))
+    log.info("rebuild from the dashboard: %s", report.summary())
+    return _back("/admin/feeds", "rebuilt")
+
+
+@signed_in
+def audit(request: Request) -> Response:
+    return page(request, "audit.html.j2", title="Audit log", entries=accounts.audit_log(store(request), AUDIT_LINES),
+                tz=config(request).site.tz)
+
+
+def _last_build(facts: dict[str, object]) -> datetime | None:
+    """When the daemon last built the feeds (its /healthz facts), if it has since it started."""
+    return datetime.fromisoformat(str(facts["last_build"])) if facts.get("last_build") else None
+
+
+def _issue_or_404(request: Request, evidence: Mapping[str, Any] | None = None) -> tuple[StoredIssue, queries.IssueRow]:
+    """The issue of the path and its counts (with bounces / complaints when `evidence` tables are given)."""
+    db = store(request)
+    stored = db.issue(request.path_params["period"])
+    row = queries.issue_row(db, stored.period, evidence or {}) if stored else None
+    if stored is None or row is None:
+        raise HTTPException(404)
+    return stored, row
+
+
+def _subscriber_or_404(request: Request) -> Subscriber:
+    found = store(request).subscriber_by_id(request.path_params["id"])
+    if found is None:
+        raise HTTPException(404)
+    return found
+
+
+def _search(request: Request) -> queries.Search:
+    params = request.query_params
+    after = params.get("after", "0")
+    return queries.Search(query=params.get("q", "").strip()[:200], status=params.get("status", ""),
+                          category=params.get("category", ""), suppressed=params.get("suppressed", ""),
+                          after=int(after) if after.isdigit() else 0)
+
+
+def _shown(wanted: queries.Search) -> str:
+    parts = [f"{k}={v}" for k, v in (("q", wanted.query), ("status", wanted.status), ("category", wanted.category),
+                                      ("suppressed", wanted.suppressed)) if v]
+    return " ".join(parts) or "everyone"
+
+
+def _posts(variant_html: Iterable[str]) -> list[tuple[str, str]]:
+    """(title, URL) of the posts in the issue's variants as sent, each once, in order."""
+    seen: dict[str, str] = {}
+    for text in variant_html:
+        for link in lxml_html.fromstring(text).xpath("//h2//a[@href]"):
+            seen.setdefault(link.get("href"), link.text_content().strip())
+    return [(title, url) for url, title in seen.items()]
+
+
+def _back(path: str, done: str) -> Response:
+    return RedirectResponse(f"{path}?done={done}", status_code=303)

@@ -1,0 +1,279 @@
+"""What the dashboard reads from the store: aggregates over subscribers and deliveries, shaped for its pages.
+
+Each page costs a handful of indexed queries, whatever the size of the list (bench/admin_bench.py: 100,000
+subscribers, 1,000,000 deliveries). Counting over time buckets is done with a CASE over the bucket edges,
+portable between SQLite and PostgreSQL, on rows an index narrows to the chart's window.
+
+The deliverability tables (bounces, complaints) are read when the store has them, by reflection: the
+pages show them once they land, and an empty state until then.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from feedpub.schema import deliveries, issue_holds, issue_variants, issues, subscribers, suppressions
+from feedpub.store import DELIVERY_STATUSES, OPEN_STATUSES, Store, email_key
+
+PAGE_SIZE = 50
+# The deliverability issue's tables, shown when present (name → what the page calls it).
+EVIDENCE_TABLES = {"bounces": "bounce", "complaints": "complaint"}
+
+
+@dataclass(frozen=True)
+class Weekly:
+    labels: tuple[str, ...]
+    active: tuple[int, ...]
+    new: tuple[int, ...]
+    unsubscribed: tuple[int, ...]
+    suppressed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    id: int
+    period: str
+    created_at: datetime
+    counts: dict[str, int]
+    hold: str | None
+    evidence: dict[str, int]          # bounces / complaints of this issue, when those tables exist
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def rate(self, count: int) -> str:
+        return f"{100 * count / self.total:.1f}%" if self.total else "–"
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    id: int
+    email: str
+    name: str
+    status: str
+    categories: tuple[str, ...]
+    created_at: datetime
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class Search:
+    query: str = ""
+    status: str = ""
+    category: str = ""
+    suppressed: str = ""              # "", "yes", "no"
+    after: int = 0                    # the last id of the previous page
+
+
+def weekly(store: Store, now: datetime, weeks: int = 12) -> Weekly:
+    """Per week, the last `weeks` weeks: active at the week's end, new, unsubscribed, suppressed."""
+    edges = [now - timedelta(weeks=weeks - i) for i in range(weeks + 1)]
+    with store.engine.connect() as conn:
+        new = _per_bucket(conn, subscribers.c.created_at, edges)
+        confirmed = _per_bucket(conn, subscribers.c.confirmed_at, edges)
+        left = _per_bucket(conn, subscribers.c.unsubscribed_at, edges)
+        suppressed = _per_bucket(conn, suppressions.c.created_at, edges)
+        before = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.confirmed_at < edges[0])) or 0
+        # Only a confirmed reader can leave (the link to do so comes with the digest): counted from the index.
+        gone = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.unsubscribed_at < edges[0])) or 0
+    active, running = [], before - gone
+    for joined, quit_ in zip(confirmed, left, strict=True):
+        running += joined - quit_
+        active.append(running)
+    labels = tuple(f"{edge:%m-%d}" for edge in edges[1:])
+    return Weekly(labels, tuple(active), tuple(new), tuple(left), tuple(suppressed))
+
+
+def recent_issues(store: Store, evidence: Mapping[str, sa.Table], limit: int = 10) -> list[IssueRow]:
+    """The newest issues with their counts (and bounces / complaints from the `evidence` tables)."""
+    with store.engine.connect() as conn:
+        found = list(conn.execute(sa.select(issues.c.id, issues.c.period, issues.c.created_at)
+                                  .order_by(issues.c.slot.desc(), issues.c.id.desc()).limit(limit)))
+        return _issue_rows(conn, found, evidence)
+
+
+def issue_row(store: Store, period: str, evidence: Mapping[str, sa.Table]) -> IssueRow | None:
+    with store.engine.connect() as conn:
+        found = list(conn.execute(sa.select(issues.c.id, issues.c.period, issues.c.created_at)
+                                  .where(issues.c.period == period)))
+        rows = _issue_rows(conn, found, evidence)
+    return rows[0] if rows else None
+
+
+def queue_now(store: Store) -> dict[str, int]:
+    """Open rows of every issue by status, and how many wait on a paused issue."""
+    query = sa.select(deliveries.c.status, sa.func.count()).where(
+        deliveries.c.status.in_(OPEN_STATUSES)).group_by(deliveries.c.status)
+    paused = sa.select(sa.func.count()).where(
+        deliveries.c.issue_id.in_(sa.select(issue_holds.c.issue_id).where(issue_holds.c.state == "paused")),
+        deliveries.c.status.in_(OPEN_STATUSES))
+    with store.engine.connect() as conn:
+        counts = dict.fromkeys(OPEN_STATUSES, 0) | dict(conn.execute(query).all())
+        counts["on paused issues"] = conn.scalar(paused) or 0
+    return counts
+
+
+def variant_counts(store: Store, issue_id: int) -> list[tuple[str, str, int]]:
+    """(category set, subject, recipients) per variant of an issue."""
+    counts = (sa.select(deliveries.c.variant_key, sa.func.count().label("n"))
+              .where(deliveries.c.issue_id == issue_id).group_by(deliveries.c.variant_key).subquery())
+    query = (sa.select(issue_variants.c.key, issue_variants.c.subject, sa.func.coalesce(counts.c.n, 0))
+             .outerjoin(counts, counts.c.variant_key == issue_variants.c.key)
+             .where(issue_variants.c.issue_id == issue_id).order_by(issue_variants.c.key))
+    with store.engine.connect() as conn:
+        return [(key.replace("\t", ", ") or "everything", subject, n) for key, subject, n in conn.execute(query)]
+
+
+def progress(store: Store, issue_id: int, buckets: int = 24) -> tuple[list[datetime], dict[str, list[int]]]:
+    """Rows that reached sent / deferred / failed, per time bucket between the issue's first and last
+    change (their `updated_at`), for the deliveries chart: (the start of each bucket, counts per status)."""
+    done = ("sent", "deferred", "failed")
+    with store.engine.connect() as conn:
+        first, last = conn.execute(sa.select(sa.func.min(deliveries.c.updated_at), sa.func.max(deliveries.c.updated_at))
+                                   .where(deliveries.c.issue_id == issue_id)).one()
+        if first is None:
+            return [], {}
+        step = max((last - first) / buckets, timedelta(seconds=1))
+        edges = [first + step * i for i in range(buckets + 1)]
+        edges[-1] = last + timedelta(microseconds=1)
+        bucket = _bucket(deliveries.c.updated_at, edges)
+        rows = conn.execute(sa.select(bucket, deliveries.c.status, sa.func.count())
+                            .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(done))
+                            .group_by(bucket, deliveries.c.status))
+        series = {status: [0] * buckets for status in done}
+        for index, status, n in rows:
+            if index is not None:
+                series[status][index] = n
+    return edges[:-1], series
+
+
+def failures(store: Store, issue_id: int, limit: int = 100) -> list[Any]:
+    """Failed and deferred rows with the server's reply, the newest first."""
+    query = (sa.select(deliveries.c.status, deliveries.c.last_reply, deliveries.c.attempts, deliveries.c.updated_at,
+                       subscribers.c.id.label("subscriber_id"), subscribers.c.email)
+             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+             .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(("failed", "deferred")))
+             .order_by(deliveries.c.updated_at.desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | None]:
+    """One page of subscribers matching `wanted`, in id order, and the id to continue after (None: last page)."""
+    blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
+    query = (sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status,
+                       subscribers.c.categories, subscribers.c.created_at, blocked.label("blocked"))
+             .where(*_filters(wanted, blocked), subscribers.c.id > wanted.after)
+             .order_by(subscribers.c.id).limit(PAGE_SIZE + 1))
+    with store.engine.connect() as conn:
+        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.categories), r.created_at, bool(r.blocked))
+                 for r in conn.execute(query)]
+    more = len(found) > PAGE_SIZE
+    return found[:PAGE_SIZE], found[PAGE_SIZE - 1].id if more else None
+
+
+def every_match(store: Store, wanted: Search) -> Any:
+    """Every subscriber matching `wanted` (for the CSV export), streamed in id order."""
+    blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
+    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.categories, subscribers.c.status,
+                       blocked.label("blocked"), subscribers.c.created_at)
+             .where(*_filters(wanted, blocked)).order_by(subscribers.c.id))
+    with store.engine.connect() as conn:
+        yield from conn.execution_options(yield_per=1000).execute(query)
+
+
+def history(store: Store, subscriber_id: int, limit: int = 100) -> list[Any]:
+    """The issues a subscriber was queued for, the newest first, with what became of each."""
+    query = (sa.select(issues.c.period, deliveries.c.status, deliveries.c.last_reply, deliveries.c.attempts,
+                       deliveries.c.updated_at)
+             .join(issues, issues.c.id == deliveries.c.issue_id)
+             .where(deliveries.c.subscriber_id == subscriber_id).order_by(deliveries.c.id.desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def evidence_tables(store: Store) -> dict[str, sa.Table]:
+    """The bounces / complaints tables, if the store has them (reflected: their columns are theirs)."""
+    with store.engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return {name: sa.Table(name, sa.MetaData(), autoload_with=conn) for name in EVIDENCE_TABLES
+                if inspector.has_table(name)}
+
+
+def evidence(store: Store, table: sa.Table, *, email: str | None = None, issue_id: int | None = None,
+             limit: int = 200) -> list[dict[str, Any]]:
+    """The newest rows of a bounces / complaints table (of one address, or one issue, when given), as
+    column → value."""
+    query = sa.select(table).limit(limit)
+    if "id" in table.c:
+        query = query.order_by(table.c.id.desc())
+    if issue_id is not None:
+        if "issue_id" not in table.c:
+            return []
+        query = query.where(table.c.issue_id == issue_id)
+    address = table.c.get("email_key") if "email_key" in table.c else table.c.get("email")
+    if email is not None:
+        if address is None:
+            return []
+        query = query.where(address == (email_key(email) if address.name == "email_key" else email))
+    with store.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _issue_rows(conn: sa.Connection, found: Sequence[Any], tables: Mapping[str, sa.Table]) -> list[IssueRow]:
+    ids = [row.id for row in found]
+    counts: dict[int, dict[str, int]] = {i: dict.fromkeys(DELIVERY_STATUSES, 0) for i in ids}
+    for issue_id, status, n in conn.execute(
+            sa.select(deliveries.c.issue_id, deliveries.c.status, sa.func.count())
+            .where(deliveries.c.issue_id.in_(ids)).group_by(deliveries.c.issue_id, deliveries.c.status)):
+        counts[issue_id][status] = n
+    holds = dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)
+                              .where(issue_holds.c.issue_id.in_(ids))).all())
+    evidence: dict[int, dict[str, int]] = {i: {} for i in ids}
+    for name, table in tables.items():
+        if "issue_id" not in table.c:
+            continue
+        for issue_id, n in conn.execute(sa.select(table.c.issue_id, sa.func.count())
+                                        .where(table.c.issue_id.in_(ids)).group_by(table.c.issue_id)):
+            evidence[issue_id][name] = n
+    return [IssueRow(r.id, r.period, r.created_at, counts[r.id], holds.get(r.id), evidence[r.id]) for r in found]
+
+
+def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if wanted.query:
+        where.append(sa.or_(subscribers.c.email_key.contains(wanted.query.lower(), autoescape=True),
+                            subscribers.c.name.contains(wanted.query, autoescape=True)))
+    if wanted.status:
+        where.append(subscribers.c.status == wanted.status)
+    if wanted.category:
+        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the name as it is written.
+        where.append(sa.cast(subscribers.c.categories, sa.Text).contains(json.dumps(wanted.category),
+                                                                            autoescape=True))
+    if wanted.suppressed == "yes":
+        where.append(blocked)
+    elif wanted.suppressed == "no":
+        where.append(~blocked)
+    return where
+
+
+def _per_bucket(conn: sa.Connection, column: sa.ColumnElement[Any], edges: Sequence[datetime]) -> list[int]:
+    bucket = _bucket(column, edges)
+    counts = [0] * (len(edges) - 1)
+    for index, n in conn.execute(sa.select(bucket, sa.func.count())
+                                 .where(column >= edges[0], column < edges[-1]).group_by(bucket)):
+        if index is not None:
+            counts[index] = n
+    return counts
+
+
+def _bucket(column: sa.ColumnElement[Any], edges: Sequence[datetime]) -> sa.Case[Any]:
+    """The index of the bucket [edges[i], edges[i + 1]) a value falls in."""
+    return sa.case(*((column < edge, index) for index, edge in enumerate(edges[1:])), else_=None).label("bucket")

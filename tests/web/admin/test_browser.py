@@ -1,0 +1,173 @@
+"""The dashboard in Debian's Chromium: log in, every page, every action, log out — served by uvicorn as the
+daemon serves it, on a real SQLite store and a real SMTP server.
+
+Set FEEDPUB_UPDATE_SCREENSHOTS=1 to refresh docs/admin-*.png (overview and an issue, desktop and phone).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from feedpub import accounts
+from feedpub.schema import deliveries, subscribers
+from feedpub.store import SubscriberInput, open_store
+from tests.cli.test_daemon_e2e import free_port
+from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
+from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, make_app, seed
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def grow(store, now: datetime) -> None:
+    """Twelve weeks of a growing list and an issue mid-way through sending, so the charts have a shape."""
+    store.save_subscribers([SubscriberInput(f"reader{i:03d}@example.org", f"読者{i}") for i in range(240)],
+                           status="active")
+    with store.writing() as conn:
+        for i in range(240):
+            joined = now - timedelta(days=84 - i * 84 / 240)
+            conn.execute(subscribers.update().where(subscribers.c.email == f"reader{i:03d}@example.org")
+                         .values(created_at=joined, confirmed_at=joined,
+                                 **({"status": "unsubscribed", "unsubscribed_at": joined + timedelta(days=9)}
+                                    if i % 17 == 0 else {})))
+        ids = [row.id for row in conn.execute(subscribers.select().where(subscribers.c.email.like("reader%")))]
+        conn.execute(deliveries.insert(), [
+            {"issue_id": 1, "subscriber_id": sid, "variant_key": "",
+             "status": "sent" if n < 150 else "deferred" if n % 40 == 0 else "queued", "attempts": 1 if n < 150 else 0,
+             "last_reply": "250 2.0.0 Ok" if n < 150 else "", "created_at": now - timedelta(minutes=20),
+             "updated_at": now - timedelta(minutes=20) + timedelta(seconds=6 * n) if n < 150 else now}
+            for n, sid in enumerate(ids)])
+
+
+@pytest.fixture
+def served(site, smtp_server, monkeypatch) -> Iterator[tuple[str, object]]:
+    require_browser()
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    port = free_port()
+    site.configure(f'[web]\npublic_url = "http://127.0.0.1:{port}"\n'
+                   f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\n', language="ja")
+    store = open_store(site.config.store_url)
+    accounts.add_user(store, ACCOUNT, PASSWORD)
+    seed(store)
+    grow(store, datetime.now(UTC))
+    server = uvicorn.Server(uvicorn.Config(make_app(site.config, store), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.engine.dispose()
+
+
+def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smtp_server, tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright  # only when the browser is there (require_browser)
+
+    base, store = served
+    shots: list[Path] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            page.goto(f"{base}/admin")
+            expect(page).to_have_url(f"{base}/admin/login?next=/admin")
+            page.fill("#name", ACCOUNT)
+            page.fill("#password", "wrong password")
+            page.click("text=Log in")
+            expect(page.get_by_role("alert")).to_have_text("Wrong account name or password.")
+            page.fill("#password", PASSWORD)
+            page.click("text=Log in")
+            expect(page.locator("h1")).to_have_text("Overview")
+            expect(page.locator("figure.chart svg")).to_be_visible()
+            shots.append(_shot(page, tmp_path, "admin-overview-desktop.png"))
+
+            page.click(f"a[href='/admin/issues/{PERIOD}']")
+            expect(page.locator("h1")).to_have_text(f"Issue {PERIOD}")
+            expect(page.get_by_text("AI導入戦略の現在")).to_be_visible()
+            expect(page.get_by_text("550 no such user")).to_be_visible()
+            shots.append(_shot(page, tmp_path, "admin-issue-desktop.png"))
+            page.click("button:text('Pause')")
+            expect(page.get_by_role("status")).to_contain_text("Paused")
+            page.click("button:text('Resume')")
+            expect(page.get_by_role("status")).to_contain_text("Resumed")
+            page.click("button:text('Retry deferred now')")
+            expect(page.get_by_role("status")).to_contain_text("Deferred rows are due now")
+            page.fill("input[name=to]", "editor@example.com")
+            page.click("button:text('Send test')")
+            expect(page.get_by_role("status")).to_have_text("Test copy sent.")
+            assert smtp_server.recipients() == ["editor@example.com"]
+            page.click("button:text('Cancel the rest')")
+            expect(page.get_by_role("status")).to_contain_text("Cancelled")
+            assert store.counts(1)["cancelled"] > 0
+
+            page.click("nav >> text=Subscribers")
+            page.fill("input[name=q]", "山田")
+            page.click("button:text('Search')")
+            page.click("text=taro@example.jp")
+            expect(page.locator("h1")).to_have_text("taro@example.jp")
+            page.click("button:text('Suppress')")
+            expect(page.get_by_role("status")).to_contain_text("Address suppressed")
+            page.click("button:text('Lift the suppression')")
+            expect(page.get_by_role("status")).to_have_text("Suppression lifted.")
+            page.check("input[value=news]")
+            page.click("button:text('Save categories')")
+            expect(page.get_by_role("status")).to_have_text("Categories saved.")
+            assert set(store.subscriber("taro@example.jp").categories) == {"AI導入戦略", "news"}
+            page.click("nav >> text=Subscribers")
+            with page.expect_download() as download:
+                page.click("text=Export CSV")
+            assert download.value.suggested_filename == "subscribers.csv"
+
+            page.click("nav >> text=Bounces")
+            expect(page.locator("main")).to_contain_text("deliverability tables do not exist")
+            page.click("nav >> text=Feeds")
+            page.click("button:text('Rebuild now')")
+            expect(page.get_by_role("status")).to_have_text("Feeds rebuilt.")
+            page.click("nav >> text=Audit log")
+            for action in ("login.failed", "login", "issue.pause", "issue.test", "subscriber.suppress",
+                           "feeds.rebuild"):
+                expect(page.locator("td", has_text=action).first).to_be_visible()
+
+            page.click("button:text('Log out')")
+            expect(page).to_have_url(f"{base}/admin/login")
+            page.goto(f"{base}/admin/subscribers")
+            expect(page.locator("h1")).to_contain_text("dashboard")       # the login form again
+
+            phone = browser.new_page(viewport=PHONE, is_mobile=True, color_scheme="dark")
+            phone.goto(f"{base}/admin/login")
+            phone.fill("#name", ACCOUNT)
+            phone.fill("#password", PASSWORD)
+            phone.click("text=Log in")
+            expect(phone.locator("h1")).to_have_text("Overview")
+            assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]   # no sideways scroll
+            shots.append(_shot(phone, tmp_path, "admin-overview-phone.png"))
+            phone.goto(f"{base}/admin/issues/{PERIOD}")
+            shots.append(_shot(phone, tmp_path, "admin-issue-phone.png"))
+        finally:
+            browser.close()
+    if os.environ.get("FEEDPUB_UPDATE_SCREENSHOTS") == "1":
+        for shot in shots:
+            shutil.copy(shot, DOCS / shot.name)
+
+
+def _shot(page, folder: Path, name: str) -> Path:
+    path = folder / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
