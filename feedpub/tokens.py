@@ -16,7 +16,7 @@ import time
 from functools import lru_cache
 from typing import Literal
 
-Purpose = Literal["confirm", "unsubscribe", "preferences"]
+Purpose = Literal["confirm", "unsubscribe", "preferences", "verp"]
 # Unsubscribe links must keep working in old mail: no expiry unless a caller asks for one.
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 _SIGNATURE_BYTES = 16
@@ -48,12 +48,13 @@ def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = 
 
 
 @lru_cache(maxsize=16)
-def _key(secret: str, purpose: Purpose) -> bytes:
+def purpose_key(secret: str, purpose: Purpose) -> bytes:
+    """The HMAC key of one purpose, derived from the secret (also signs VERP return paths)."""
     return hmac.new(secret.encode("utf-8"), f"feedpub.{purpose}".encode("ascii"), hashlib.sha256).digest()
 
 
 def _sign(secret: str, purpose: Purpose, signed: str) -> str:
-    digest = hmac.digest(_key(secret, purpose), signed.encode("utf-8"), "sha256")
+    digest = hmac.digest(purpose_key(secret, purpose), signed.encode("utf-8"), "sha256")
     return _encode(digest[:_SIGNATURE_BYTES])
 
 

@@ -130,7 +130,7 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, 
     if variant is None:
         log.info("issue %s: no new posts; no test copy sent", period)
         raise SystemExit(OK)
-    message = messages.message_template(config, variant, test_copy=True).render(
+    message = messages.message_template(config, variant, period=period, test_copy=True).render(
         to_email=address, to_name="", unsubscribe_url=messages.unsubscribe_url(config, address),
         preferences_url=messages.preferences_url(config, address),
         message_id=messages.new_message_id(config, period, address))
