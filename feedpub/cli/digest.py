@@ -183,15 +183,20 @@ def _due_count(config: Config, store: Store, now: datetime) -> int:
 @digest.command()
 @click.pass_obj
 def status(app: App) -> None:
-    """List issues with their queued / sent / deferred / failed counts."""
+    """List issues with their queued / sent / deferred / failed counts, and the deliveries that bounced
+    or were complained about later."""
+    from feedpub.send.bounces.evidence import per_issue  # lazy: 0.3 s, see the module docstring
+
     store = open_store_or_fail(app)
     tz = app.config.site.tz
-    rows = [["ISSUE", "COVERS", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED"]]
+    returned = per_issue(store)
+    rows = [["ISSUE", "COVERS", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED", "BOUNCED", "COMPLAINED"]]
     for issue in store.issues():
         counts = store.counts(issue.id)
         covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
         rows.append([issue.period, covers, *(str(counts[s]) for s in ("queued", "sending", "sent", "deferred",
-                                                                      "failed"))])
+                                                                      "failed")),
+                     *(str(n) for n in returned.get(issue.id, (0, 0)))])
     if len(rows) == 1:
         click.echo("no issues yet")
         return
