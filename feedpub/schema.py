@@ -107,7 +107,7 @@ bounces = sa.Table(
     sa.Column("source", sa.String(300), nullable=False),          # stdin, file:PATH, imap:URL, webhook:ses, …
     sa.Column("message_key", sa.String(400), nullable=False),     # Message-ID, hash or provider event id
     sa.Column("recipient", sa.String(320), nullable=False),       # lower-case; "" when it names none
-    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id")),
+    sa.Column("delivery_id", sa.Integer),                         # no foreign key: evidence outlives any row
     sa.Column("kind", sa.String(16), nullable=False),             # hard | soft | complaint | auto-reply | not-a-bounce
     sa.Column("status", sa.String(16)),
     sa.Column("diagnostic", sa.Text),
