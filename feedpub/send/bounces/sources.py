@@ -68,7 +68,7 @@ def _read_maildir(config: Config, store: Store, path: Path) -> Iterator[Read]:
     if not (path / "cur").is_dir() or not (path / "new").is_dir():
         raise SourceError(f"{path}: bounces.mailbox is a folder but not a Maildir (expected cur/, new/ and tmp/)")
     box = mailbox.Maildir(path, factory=None, create=False)
-    processed: mailbox.Maildir | None = None
+    processed: Path | None = None
     for key in list(box.iterkeys()):
         try:
             raw = box.get_bytes(key)
@@ -77,15 +77,23 @@ def _read_maildir(config: Config, store: Store, path: Path) -> Iterator[Read]:
         outcomes = tuple(process_message(config, store, raw, f"mailbox:{path}"))
         moved = _recognised(outcomes)
         if moved:
+            name = config.bounces.processed_folder
             if processed is None:
-                processed = _maildir_folder(box, config.bounces.processed_folder)
-            processed.add(box.get_message(key))
-            box.discard(key)
+                if name not in box.list_folders():
+                    box.add_folder(name)
+                processed = path / f".{name}"         # Maildir++: a sub-folder is a dot-folder beside cur/
+            _move_file(path, key, processed)
         yield Read(f"mailbox:{path}#{key}", outcomes, moved)
 
 
-def _maildir_folder(box: mailbox.Maildir, name: str) -> mailbox.Maildir:
-    return box.get_folder(name) if name in box.list_folders() else box.add_folder(name)
+def _move_file(path: Path, key: str, folder: Path) -> None:
+    """Rename the message file into the same place of `folder`: its bytes, flags and times stay as they were
+    (`mailbox` could only copy it, rewriting it)."""
+    for place in ("new", "cur"):
+        for file in (path / place).iterdir():
+            if file.name == key or file.name.startswith(key + ":"):
+                file.rename(folder / place / file.name)
+                return
 
 
 def _read_mbox(config: Config, store: Store, path: Path) -> Iterator[Read]:
@@ -103,7 +111,8 @@ def read_imap(config: Config, store: Store) -> Iterator[Read]:
     if not config.bounces.imap_url:
         return
     url = urlsplit(config.bounces.imap_url)
-    shown = f"{url.scheme}://{url.username}@{url.hostname}{url.path}"
+    port = f":{url.port}" if url.port else ""
+    shown = f"{url.scheme}://{url.username}@{url.hostname}{port}{url.path}"   # never a password
     folder = unquote(url.path.lstrip("/")) or "INBOX"
     secure = url.scheme == "imaps"
     try:
@@ -125,7 +134,9 @@ def read_imap(config: Config, store: Store) -> Iterator[Read]:
             if recognised:
                 _move(client, recognised, config.bounces.processed_folder)
     except (IMAPClient.Error, OSError) as exc:
-        raise SourceError(f"{shown}: {exc}") from exc
+        said = exc.args[0] if exc.args else exc
+        raise SourceError(f"{shown}: {said.decode('utf-8', 'replace') if isinstance(said, bytes) else said}") \
+            from exc
     finally:
         try:
             client.logout()
