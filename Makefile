@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send clean
+.PHONY: run test lint bench bench-send bench-bounces clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -18,6 +18,9 @@ bench: $(VENV)/.run
 
 bench-send: $(VENV)/.test
 	$(BIN)/python bench/send_bench.py
+
+bench-bounces: $(VENV)/.test
+	$(BIN)/python bench/bounce_bench.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

@@ -135,6 +135,8 @@ def _add_bounces_v3(conn: Connection) -> None:
     # Soft bounces are counted per address over a window; digest status counts per delivery.
     conn.execute(sa.text("CREATE INDEX ix_bounces_recipient_kind ON bounces (recipient, kind, received_at)"))
     conn.execute(sa.text("CREATE INDEX ix_bounces_delivery ON bounces (delivery_id)"))
+    # A bounce looks up the deliveries to its address (the last clean one, the latest without VERP).
+    conn.execute(sa.text("CREATE INDEX ix_deliveries_subscriber ON deliveries (subscriber_id)"))
 
 
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.

@@ -13,6 +13,7 @@ import pytest
 
 from feedpub.config import load_config
 from feedpub.scheduler import BOUNCES_JOB, make_scheduler
+from feedpub.send.bounces import sources
 from tests.imap_server import DOVECOT, PASSWORD, DovecotServer
 from tests.send.sites import READERS, feedpub, write_site
 from tests.send.test_bounces_process import FIXTURES, RETURN_PATH, bounce_for, subscribers
@@ -51,7 +52,10 @@ def assert_acted_on(config) -> None:
     assert not rows[READERS[0]]["suppressed"] and not rows[READERS[3]]["suppressed"]
 
 
-def test_a_maildir_keeps_what_it_does_not_recognise_in_place(sent, tmp_path):
+@pytest.mark.parametrize("in_parallel", [False, True])
+def test_a_maildir_keeps_what_it_does_not_recognise_in_place(sent, tmp_path, monkeypatch, in_parallel):
+    if in_parallel:                                      # as for a backlog: classified by a pool of processes
+        monkeypatch.setattr(sources, "_PARALLEL_FROM", 1)
     config, senders = sent
     box = mailbox.Maildir(tmp_path / "Maildir", create=True)
     keys = {name: box.add(raw) for name, raw in returned_mail(senders).items()}
