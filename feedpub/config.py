@@ -138,6 +138,10 @@ class BouncesConfig:
     processed_folder: str = "feedpub-processed"
     poll_every: str = "5m"
     raw_limit: int = 65536               # bytes of each bounce kept as evidence
+    webhook_token_env: str = "FEEDPUB_WEBHOOK_TOKEN"     # bearer token of /webhooks/bounce and /webhooks/postmark
+    mailgun_key_env: str = "FEEDPUB_MAILGUN_SIGNING_KEY"
+    sendgrid_public_key: str = ""        # the Event Webhook's verification key (base64; not a secret)
+    ses_topic_arn: str = ""              # /webhooks/ses accepts notifications of this SNS topic only
 
     def imap_password(self) -> str:
         return require_env(self.imap_password_env)

@@ -24,6 +24,7 @@ from feedpub import templates
 from feedpub.config import Config
 from feedpub.store import Store, Subscriber, SubscriberInput
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, make_token, read_token
+from feedpub.web import webhooks
 
 FEED_TYPES = {
     "feed.xml": "application/atom+xml",
@@ -218,10 +219,13 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
         Route("/unsubscribe", use_mail_link, methods=["GET"]),
         Route("/preferences", use_mail_link, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *webhooks.routes(),
     ]
     config.output_dir.mkdir(parents=True, exist_ok=True)
     routes.append(Mount("/", app=FeedFiles(directory=config.output_dir, html=True)))
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.config, app.state.store = config, store
+    return app
 
 
 def _environment(config: Config) -> jinja2.Environment:
