@@ -161,3 +161,30 @@ def test_the_daemon_reads_bounces_every_poll_every(sent):
     job = scheduler.get_job(BOUNCES_JOB)
     assert job.next_run_time == start
     assert job.trigger.interval == timedelta(seconds=90)
+
+
+def test_round_trip_bounces_in_imap_suppress_readers_and_the_next_issue_skips_them(sent, imap_server, smtp_server,
+                                                                                    monkeypatch):
+    from feedpub.cli.daemon import Daemon
+    from feedpub.send.dispatch import send_due_issue
+    from feedpub.send.issue import due_slot
+    from feedpub.store import open_store
+    from tests.send.sites import SECRET, write_post
+
+    config_path, senders = sent
+    for raw in returned_mail(senders).values():
+        imap_server.deliver(raw)
+    configure(config_path, imap_url=imap_server.url, imap_password_env="TEST_IMAP_PASSWORD", poll_every="1m")
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    config = load_config(config_path)
+    store = open_store(config.store_url)
+    Daemon(config, store).read_bounces()                 # what the daemon's job runs every bounces.poll_every
+    assert_acted_on(config_path)
+
+    first = len(smtp_server.received)
+    _, slot = due_slot(config, datetime.now(UTC))
+    write_post(config_path, "next-week", "来週の記事", days_before_slot=-2)
+    result = send_due_issue(config, store, slot + timedelta(days=7, minutes=1))
+    assert result.summary is not None and result.summary.sent == 2
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.received[first:]) == [READERS[0], READERS[3]]
