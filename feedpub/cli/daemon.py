@@ -124,6 +124,8 @@ def run(app: App) -> None:
     host, _, port = config.web.listen.rpartition(":")
     try:
         config.smtp.password()
+        if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
+            config.bounces.imap_password()
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
                              categories=lambda: daemon.categories, health=daemon.health)
     except ConfigError as exc:

@@ -39,6 +39,8 @@ EXPECTED = {
     "dsn-delivered.eml": ("not-a-bounce", ["ayumi@example.jp"], None),
     "truncated-dsn.eml": ("hard", ["taro.yamada@example.jp"], "5.1.1"),
     "garbage.eml": ("not-a-bounce", [], None),
+    "dsn-generic-status-precise-diagnostic.eml": ("hard", ["saburo@example.co.jp"], "5.1.1"),
+    "helpdesk-auto-acknowledgement.eml": ("auto-reply", [], None),
 }
 
 

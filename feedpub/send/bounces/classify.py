@@ -108,11 +108,14 @@ def classify(raw: bytes) -> Bounce:
                      f"delivery status notification: {action}, status {chosen.status or 'none'}")
 
     text = heuristics.text_of(message)
-    temporary, permanent = ([], []) if heuristics.auto_reply(message) and not heuristics.from_mail_system(message) \
-        else heuristics.failures(message)
-    if temporary or permanent or heuristics.from_mail_system(message) or statuses is not None:
+    reason = heuristics.auto_reply(message)
+    system = heuristics.from_mail_system(message)
+    temporary, permanent = heuristics.failures(message) if system or not reason else ([], [])
+    if temporary or permanent or system or statuses is not None:
         recipients = permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
+        if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
+            return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
         if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
             ours = {a.lower() for h in ("From", "To", "Delivered-To") for a in _header_addresses(message, h)}
             recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
@@ -126,7 +129,6 @@ def classify(raw: bytes) -> Bounce:
             else "a mail system's non-delivery message"
         return found(kind, recipients, status, diagnostic, f"{how} failure, status {status or 'none'}")
 
-    reason = heuristics.auto_reply(message)
     if reason:
         return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
     return found("not-a-bounce", [], None, None, "no report, no mail system's bounce, no automatic reply")

@@ -49,11 +49,15 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
         address = _address(block.get("Original-Recipient", "")) or _address(block.get("Final-Recipient", ""))
         if not address:
             continue
-        status = _ENHANCED_STATUS.search(str(block.get("Status", "")))
+        found = _ENHANCED_STATUS.search(str(block.get("Status", "")))
         diagnostic = _unfold(str(block.get("Diagnostic-Code", "")))
         diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic[:12] else diagnostic
-        recipients.append(RecipientStatus(address, _unfold(str(block.get("Action", ""))).lower(),
-                                          status[1] if status else None, diagnostic or None))
+        status = found[1] if found else None
+        said = _ENHANCED_STATUS.search(diagnostic)
+        if said and (status is None or status.endswith(".0.0") and said[1][0] == status[0]):
+            status = said[1]        # "5.0.0" with the server's "550 5.1.1 …": the server's is the precise one
+        recipients.append(RecipientStatus(address, _unfold(str(block.get("Action", ""))).lower(), status,
+                                          diagnostic or None))
     return recipients
 
 
