@@ -29,9 +29,11 @@ _BOUNCE_SUBJECT = re.compile(
     r"delivery (has )?failed|delayed mail|delivery delayed|warning: could not send|not delivered|"
     r"message you sent .*(blocked|rejected)|配信(不能|エラー|に失敗)|届きませんでした|送信エラー", re.I)
 _AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic|matische)?[ -]?(reply|response|antwort|r[ée]ponse)|auto:|out of (the )?office|"
+    r"^\s*(\[?auto(matic|matische)?[ -]?(reply|response|antwort|r[ée]ponse)|auto:|ooo\b|out of (the )?office|"
     r"away from (the|my) office|on vacation|vacation|abwesen|absence|r[ée]ponse automatique|"
-    r"自動(応答|返信)|不在)|\b(out of (the )?office|autoreply|auto-reply|autoresponder)\b", re.I)
+    r"respuesta autom|risposta autom|automatisch antwoord|resposta autom|fuera de la oficina|autosvar|"
+    r"【?自動(応答|返信)|不在)|\b(out of (the )?office|autoreply|auto-reply|autoresponder|auto reply)\b|"
+    r"自動(応答|返信)|不在の", re.I)
 _CHALLENGE = re.compile(r"please confirm (your|that you|this)|verify (your|that you)|sender verification|"
                         r"approve (your|this) (e-?mail|message)|challenge|spam ?arrest|boxbe|mailblocks|"
                         r"requires? (verification|authentication)", re.I)
