@@ -41,6 +41,7 @@ EXPECTED = {
     "garbage.eml": ("not-a-bounce", [], None),
     "dsn-generic-status-precise-diagnostic.eml": ("hard", ["saburo@example.co.jp"], "5.1.1"),
     "helpdesk-auto-acknowledgement.eml": ("auto-reply", [], None),
+    "dsn-success-without-action.eml": ("not-a-bounce", ["momo@example.org"], None),
 }
 
 

@@ -94,12 +94,12 @@ def classify(raw: bytes) -> Bounce:
 
     statuses = reports.delivery_status(message)
     if statuses:
-        failing = [s for s in statuses if s.action in ("failed", "delayed", "")]
+        failing = [s for s in statuses if _failed(s)]
         if not failing:
             actions = sorted({s.action for s in statuses})
             return found("not-a-bounce", [s.address for s in statuses], None, None,
                          f"delivery status notification: {', '.join(actions)} (not a failure)")
-        hard = [s for s in failing if s.action != "delayed" and severity(s.status, s.diagnostic) == "hard"]
+        hard = [s for s in failing if not s.action.startswith("delay") and severity(s.status, s.diagnostic) == "hard"]
         chosen = hard[0] if hard else failing[0]
         kind: Kind = "hard" if hard else "soft"
         action = chosen.action or "no action"
@@ -112,12 +112,14 @@ def classify(raw: bytes) -> Bounce:
     system = heuristics.from_mail_system(message)
     temporary, permanent = heuristics.failures(message) if system or not reason else ([], [])
     if temporary or permanent or system or statuses is not None:
-        recipients = permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
+        # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
+        ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
+        recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
+                      if a.lower() not in ours]
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
         if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
         if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
-            ours = {a.lower() for h in ("From", "To", "Delivered-To") for a in _header_addresses(message, h)}
             recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
         if permanent:
             kind = severity(status, diagnostic or text)
@@ -155,6 +157,13 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
     if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words):
         return "soft"
     return "hard"
+
+
+def _failed(block: reports.RecipientStatus) -> bool:
+    """A recipient the report says failed or is delayed; without an Action, one whose status is no success."""
+    if block.action:
+        return block.action.startswith(("fail", "delay"))
+    return block.status is None or not block.status.startswith("2")
 
 
 def message_key(message: Message, raw: bytes) -> str:
