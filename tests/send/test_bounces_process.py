@@ -230,3 +230,20 @@ def test_the_same_message_is_recorded_once_and_counted_per_issue(store_config, m
         (reader, delivery, "2025-12-01-0900", "a")]
     issue_id = store.issue("2025-12-01-0900").id
     assert evidence.per_issue(store) == {issue_id: (1, 0)}
+
+
+def test_process_files_keeps_going_past_an_unreadable_one_and_caps_the_evidence(sent, tmp_path):
+    config, senders = sent
+    reader = READERS[0]
+    big = tmp_path / "big.eml"
+    raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
+    big.write_bytes(raw.replace(b"--8F2A41C0E3.1765756812/mx1.blog.example.com--",
+                                b"\n" + b"x" * 200_000 + b"\n--8F2A41C0E3.1765756812/mx1.blog.example.com--"))
+    result = feedpub(config, "bounces", "process", str(tmp_path / "missing.eml"), str(big))
+    assert result.exit_code == 1
+    assert "missing.eml: cannot read" in result.stderr
+    assert result.stdout == f"{big}: {reader}: hard: suppressed\n"
+    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert row["source"] == f"file:{big}"
+    shown = feedpub(config, "bounces", "show", str(row["id"])).stdout
+    assert f"--- evidence ({big.stat().st_size} bytes, first 65536 kept) ---" in shown
