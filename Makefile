@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send bench-publish bench-admin clean
+.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -24,6 +24,9 @@ bench-publish: $(VENV)/.test
 
 bench-admin: $(VENV)/.test
 	$(BIN)/python bench/admin_bench.py
+
+bench-bounces: $(VENV)/.test
+	$(BIN)/python bench/bounce_bench.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

@@ -125,6 +125,7 @@ class SmtpConfig:
     max_retries: int = 5
     retry_base: str = "1m"               # first retry after a 4xx; each further one waits twice as long
     dkim: DkimConfig = field(default_factory=DkimConfig)
+    return_path: str = ""                # set: VERP, each delivery's MAIL FROM is bounces+<tag>@domain
 
     def password(self) -> str:
         """The SMTP password from the environment; '' when no username is configured."""
@@ -151,6 +152,25 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    soft_limit: int = 3                  # soft bounces that suppress an address…
+    soft_window: str = "30d"             # …within this long, with no clean delivery in between
+    mailbox: str = ""                    # a Maildir folder or an mbox file the MTA delivers bounces to
+    imap_url: str = ""                   # imaps://user@host/INBOX (imap:// only to 127.0.0.1)
+    imap_password_env: str = "FEEDPUB_IMAP_PASSWORD"
+    processed_folder: str = "feedpub-processed"
+    poll_every: str = "5m"
+    raw_limit: int = 65536               # bytes of each bounce kept as evidence
+    webhook_token_env: str = "FEEDPUB_WEBHOOK_TOKEN"     # bearer token of /webhooks/bounce and /webhooks/postmark
+    mailgun_key_env: str = "FEEDPUB_MAILGUN_SIGNING_KEY"
+    sendgrid_public_key: str = ""        # the Event Webhook's verification key (base64; not a secret)
+    ses_topic_arn: str = ""              # /webhooks/ses accepts notifications of this SNS topic only
+
+    def imap_password(self) -> str:
+        return require_env(self.imap_password_env)
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
@@ -158,6 +178,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    bounces: BouncesConfig = field(default_factory=BouncesConfig)
     # The folder relative paths are resolved against: the config file's own folder.
     root: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
@@ -209,6 +230,9 @@ _STORE_URL = re.compile(r"^(sqlite:///|postgresql(\+psycopg)?://)")
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A DKIM domain or selector: dot-separated ASCII labels (RFC 6376 3.1, 3.5).
 _DNS_LABELS = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+# What VERP adds to smtp.return_path's local part: "+", a delivery id of up to 18 digits, "-", 8 signature
+# characters (feedpub.send.verp).
+VERP_TAG_LENGTH = 1 + 18 + 1 + 8
 _DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
 _SCHEDULE = re.compile(rf"^({_DAY}(?:,{_DAY})*)\s+([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -368,6 +392,35 @@ def _check_unsubscribe_mailto(value: str) -> None:
         raise ValueError(f"{exc}{example}") from None
 
 
+def _check_return_path(value: str) -> None:
+    """`smtp.return_path` when set: a plain address whose local part has room for a VERP tag."""
+    if not value:
+        return
+    from feedpub.addresses import MAX_LOCAL_PART, BadAddress, mailable  # ~70 ms, see _check_sender
+
+    example = " (expected e.g. 'bounces@blog.example.com')"
+    try:
+        address = mailable(value)
+    except BadAddress as exc:
+        raise ValueError(f"{exc}{example}") from None
+    local = address.rsplit("@", 1)[0]
+    if address.lower() != value.strip().lower() or "+" in local:
+        raise ValueError(f"{value!r} must be a plain address without '+' or spaces{example}")
+    if len(local) + VERP_TAG_LENGTH > MAX_LOCAL_PART:
+        raise ValueError(f"{value!r}: the part before the @-sign leaves no room for a VERP tag: at most "
+                         f"{MAX_LOCAL_PART - VERP_TAG_LENGTH} characters{example}")
+
+
+def _check_imap_url(value: str) -> None:
+    match = re.match(r"^(imaps?)://[^@/\s]+@([^/:\s]+|\[[0-9a-f:]+\])(:\d+)?(/\S*)?$", value)
+    if value and not match:
+        raise ValueError(f"{value!r} is not an IMAP URL (expected 'imaps://USER@HOST/INBOX', with the password "
+                         "in the environment variable bounces.imap_password_env names)")
+    if match and match[1] == "imap" and match[2] not in ("127.0.0.1", "localhost", "[::1]"):
+        raise ValueError(f"{value!r} would send the password unencrypted (expected imaps://; imap:// is only "
+                         "for a server on this machine, 127.0.0.1)")
+
+
 def _check_subject(value: str) -> None:
     # Imported here: jinja2 costs ~100 ms of start-up (-X importtime), and a no-op build needs none of it.
     import jinja2
@@ -408,6 +461,8 @@ _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("feeds", "websub_hub"): _check_hubs,
     ("store", "url"): _check_store_url,
     ("web", "unsubscribe_mailto"): _check_unsubscribe_mailto,
+    ("smtp", "return_path"): _check_return_path,
+    ("bounces", "imap_url"): _check_imap_url,
 }
 
 
@@ -432,11 +487,16 @@ def _validate(config: Config, path: Path, text: str) -> None:
         checks.append(("smtp.connections", "'smtp.connections' must be at least 1", "a positive integer"))
     for section, key, value in (("feeds", "rebuild_every", config.feeds.rebuild_every),
                                 ("digest", "misfire_grace", config.digest.misfire_grace),
-                                ("smtp", "retry_base", config.smtp.retry_base)):
+                                ("smtp", "retry_base", config.smtp.retry_base),
+                                ("bounces", "soft_window", config.bounces.soft_window),
+                                ("bounces", "poll_every", config.bounces.poll_every)):
         try:
             parse_duration(value)
         except ValueError as exc:
             checks.append((f"{section}.{key}", f"'{key}': {exc}", None))
+    if config.bounces.soft_limit < 1 or config.bounces.raw_limit < 1024:
+        checks.append(("bounces", "'bounces.soft_limit' must be at least 1 and 'bounces.raw_limit' at least 1024",
+                       "e.g. soft_limit = 3, raw_limit = 65536"))
     if checks:
         where, message, expected = checks[0]
         raise ConfigError(_at(path, text, where, message, expected))

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 BUILD_JOB = "build-feeds"
 DIGEST_JOB = "send-digest"
 RETRY_JOB = "retry-deliveries"
+BOUNCES_JOB = "read-bounces"
 RETRY_NAME = "retry deferred deliveries"
 # The retry job looks at least this often (and at least every smtp.retry_base) for deferred rows it was not
 # told about: those another process, or the daemon's digest job, deferred since its last run.
@@ -38,11 +39,13 @@ def digest_trigger(config: Config) -> OrTrigger:
 
 
 def make_scheduler(config: Config, *, build: Callable[[], object], digest: Callable[[], object],
-                   retry: Callable[[], datetime | None], now: datetime | None = None) -> BackgroundScheduler:
+                   retry: Callable[[], datetime | None], now: datetime | None = None,
+                   read_bounces: Callable[[], object] | None = None) -> BackgroundScheduler:
     """A scheduler with the build job (every `feeds.rebuild_every`, and at start), the digest job (on
     `digest.schedule`, and at start so a slot missed while the daemon was down is caught up within
-    `digest.misfire_grace`) and, when the daemon sends (`digest.send_in_daemon`), the retry job: `retry`
-    sends the due deferred rows and returns the next retry time, when it runs again."""
+    `digest.misfire_grace`), when the daemon sends (`digest.send_in_daemon`), the retry job: `retry`
+    sends the due deferred rows and returns the next retry time, when it runs again; and when a bounce
+    mailbox or IMAP folder is configured, `read_bounces` every `bounces.poll_every` (and at start)."""
     start = now or datetime.now(config.site.tz)
     grace = int(parse_duration(config.digest.misfire_grace).total_seconds())
     scheduler = BackgroundScheduler(timezone=config.site.tz)
@@ -53,6 +56,12 @@ def make_scheduler(config: Config, *, build: Callable[[], object], digest: Calla
     scheduler.add_job(digest, digest_trigger(config), id=DIGEST_JOB, name="send digest",
                       replace_existing=True, coalesce=True, max_instances=1, misfire_grace_time=grace,
                       next_run_time=start)
+    if read_bounces is not None and (config.bounces.mailbox or config.bounces.imap_url):
+        scheduler.add_job(read_bounces, IntervalTrigger(
+                              seconds=int(parse_duration(config.bounces.poll_every).total_seconds()),
+                              timezone=config.site.tz),
+                          id=BOUNCES_JOB, name="read bounces", replace_existing=True, coalesce=True,
+                          max_instances=1, next_run_time=start)
     if config.digest.send_in_daemon:
         _add_retry_job(scheduler, retry, start, min(RETRY_LOOK_EVERY, parse_duration(config.smtp.retry_base)))
     return scheduler

@@ -143,6 +143,25 @@ issue_archive = sa.Table(
 )
 
 
+bounces = sa.Table(
+    "bounces", metadata,                                          # evidence: every bounce, complaint, reply read
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("source", sa.String(300), nullable=False),          # stdin, file:PATH, imap:URL, webhook:ses, …
+    sa.Column("message_key", sa.String(400), nullable=False),     # Message-ID, hash or provider event id
+    sa.Column("recipient", sa.String(320), nullable=False),       # lower-case; "" when it names none
+    sa.Column("delivery_id", sa.Integer),                         # no foreign key: evidence outlives any row
+    sa.Column("kind", sa.String(16), nullable=False),             # hard | soft | complaint | auto-reply | not-a-bounce
+    sa.Column("status", sa.String(16)),
+    sa.Column("diagnostic", sa.Text),
+    sa.Column("why", sa.Text, nullable=False),                    # which rule classified it
+    sa.Column("effect", sa.Text, nullable=False),                 # what feedpub did about it
+    sa.Column("raw", sa.LargeBinary, nullable=False),             # the message or JSON, cut at bounces.raw_limit
+    sa.Column("raw_size", sa.Integer, nullable=False),
+    sa.UniqueConstraint("message_key", "recipient"),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[subscribers, suppressions, issues, issue_variants, deliveries])
 
@@ -172,6 +191,13 @@ def _add_admin_v4(conn: Connection) -> None:
         conn.execute(sa.text(f"CREATE INDEX {name} ON {table} ({columns})"))
 
 
+def _add_bounces_v5(conn: Connection) -> None:
+    bounces.create(conn)
+    # Soft bounces are counted per address over a window; digest status counts per delivery.
+    conn.execute(sa.text("CREATE INDEX ix_bounces_recipient_kind ON bounces (recipient, kind, received_at)"))
+    conn.execute(sa.text("CREATE INDEX ix_bounces_delivery ON bounces (delivery_id)"))
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
-                                                      _add_admin_v4)
+                                                      _add_admin_v4, _add_bounces_v5)

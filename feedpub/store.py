@@ -191,17 +191,14 @@ class Store:
         now = utcnow()
         key = email_key(email)
         with self.engine.begin() as conn:
-            conn.execute(subscribers.update()
-                         .where(subscribers.c.email_key == key, subscribers.c.status != "unsubscribed")
-                         .values(status="unsubscribed", unsubscribed_at=now))
-            _suppress(conn, key, reason, now)
+            unsubscribe_address(conn, key, reason, now)
         return self.subscriber(email)
 
     # -- suppressions ------------------------------------------------------------------------------
 
     def suppress(self, email: str, reason: str) -> None:
         with self.engine.begin() as conn:
-            _suppress(conn, email_key(email), reason, utcnow())
+            suppress_address(conn, email_key(email), reason, utcnow())
 
     def lift_suppression(self, email: str) -> Suppression | None:
         """Remove the suppression of an address; returns what was lifted."""
@@ -408,10 +405,19 @@ def is_suppressed() -> sa.Exists:
     return sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
 
 
-def _suppress(conn: Connection, key: str, reason: str, now: datetime) -> None:
-    exists = conn.scalar(sa.select(suppressions.c.email_key).where(suppressions.c.email_key == key))
-    if exists is None:
-        conn.execute(suppressions.insert().values(email_key=key, reason=reason, created_at=now))
+def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
+    """In `conn`'s transaction: the subscriber with this address key (if any) unsubscribed, the address suppressed."""
+    conn.execute(subscribers.update().where(subscribers.c.email_key == key, subscribers.c.status != "unsubscribed")
+                 .values(status="unsubscribed", unsubscribed_at=now))
+    suppress_address(conn, key, reason, now)
+
+
+def suppress_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
+    if conn.scalar(_SUPPRESSION, {"key": key}) is None:   # bounce processing suppresses thousands a second
+        conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now})
+
+
+_SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_key == sa.bindparam("key"))
 
 
 def delivery_select() -> sa.Select[Any]:

@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Literal
 
 # "admin-session" and "admin-login" sign the dashboard's cookies (`feedpub.web.admin.auth`).
-Purpose = Literal["confirm", "unsubscribe", "preferences", "admin-session", "admin-login"]
+Purpose = Literal["confirm", "unsubscribe", "preferences", "admin-session", "admin-login", "verp"]
 # What a token names: a subscriber id, or the address in a link made before ids.
 Holder = int | str
 # Unsubscribe links must keep working in old mail: no expiry unless a caller asks for one.
@@ -94,6 +94,11 @@ def _key(secret: str, purpose: Purpose, version: int) -> bytes:
 
 def _sign(key: bytes, signed: str) -> str:
     return _encode(hmac.digest(key, signed.encode("utf-8"), "sha256")[:_SIGNATURE_BYTES])
+
+
+def purpose_key(secret: str, purpose: Purpose) -> bytes:
+    """The HMAC key of one purpose, derived from the secret (also signs VERP return paths)."""
+    return _key(secret, purpose, 1)
 
 
 def _encode(data: bytes) -> str:

@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from feedpub.config import Config, load_config
+from feedpub.schema import metadata
+from feedpub.store import Store
 from tests.smtp_server import SMTPTestServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -84,6 +86,14 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def emptied(store: Store) -> Store:
+    """`store` with every table emptied: the PostgreSQL database of `pg_url` is shared by the session."""
+    tables = ", ".join(table.name for table in metadata.sorted_tables if table.name != "schema_version")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return store
 
 
 def require_browser() -> None:

@@ -179,7 +179,7 @@ def test_the_scaffold_documents_every_key() -> None:
 
     text = (resources.files("feedpub") / "scaffold" / "feedpub.toml").read_text(encoding="utf-8")
     config = Config()
-    for section in ("site", "feeds", "digest", "smtp", "store", "web"):
+    for section in ("site", "feeds", "digest", "smtp", "store", "web", "bounces"):
         assert f"[{section}]" in text
         tables = [(section, getattr(config, section))]
         for table, values in tables:

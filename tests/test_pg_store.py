@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from feedpub.schema import MIGRATIONS, deliveries, subscribers
 from feedpub.send.claims import Claims, Mark
 from feedpub.store import Store, StoredVariant, StoreError, SubscriberInput, open_store
+from tests.conftest import emptied
 
 LEASE = timedelta(minutes=5)
 
@@ -27,10 +28,7 @@ LEASE = timedelta(minutes=5)
 @pytest.fixture
 def store(pg_url: str) -> Iterator[Store]:
     """An empty, migrated store in the session's database."""
-    store = open_store(pg_url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE deliveries, issue_holds, issue_variants, issue_archive, issues, suppressions, "
-                             "subscribers, workers, admin_sessions, admin_users, admin_audit RESTART IDENTITY"))
+    store = emptied(open_store(pg_url))
     yield store
     store.engine.dispose()
 

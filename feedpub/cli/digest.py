@@ -181,19 +181,25 @@ def _due_count(config: Config, store: Store, now: datetime) -> int:
 @digest.command()
 @click.pass_obj
 def status(app: App) -> None:
-    """List issues with their queued / sent / deferred / failed counts."""
+    """List issues with their queued / sent / deferred / failed counts, and the deliveries that bounced
+    or were complained about later."""
+    from feedpub.send.bounces.evidence import per_issue  # lazy: 0.3 s, see the module docstring
+
     store = open_store_or_fail(app)
     tz = app.config.site.tz
     from feedpub import holds  # lazy: sqlalchemy, see the module docstring
 
     held = holds.states(store)
+    returned = per_issue(store)
     # The counts stay the last columns, where scripts read them; HOLD is "paused", "cancelled" or "-".
-    rows = [["ISSUE", "COVERS", "HOLD", "CANCELLED", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED"]]
+    rows = [["ISSUE", "COVERS", "HOLD", "CANCELLED", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED", "BOUNCED",
+             "COMPLAINED"]]
     for issue in store.issues():
         counts = store.counts(issue.id)
         covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
         rows.append([issue.period, covers, held.get(issue.id, "-"),
-                     *(str(counts[s]) for s in ("cancelled", "queued", "sending", "sent", "deferred", "failed"))])
+                     *(str(counts[s]) for s in ("cancelled", "queued", "sending", "sent", "deferred", "failed")),
+                     *(str(n) for n in returned.get(issue.id, (0, 0)))])
     if len(rows) == 1:
         click.echo("no issues yet")
         return

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from feedpub.config import Config, parse_duration
-from feedpub.send import messages, smtp
+from feedpub.send import messages, verp
 from feedpub.send.claims import Claims, Mark, Marks, new_worker_id
 from feedpub.send.sender import RateLimiter, Ready, Sender
 from feedpub.send.tally import Outcome, Summary, Tally
@@ -66,7 +66,7 @@ class _Run:
                  stop: threading.Event, on_outcome: Callable[[Outcome], None] | None, retry_base: timedelta,
                  lease: timedelta) -> None:
         self.smtp = config.smtp
-        self.mail_from = smtp.envelope_sender(config)
+        self.mail_from = verp.sender_for(config)
         self.store = store
         self.message_for = message_for
         self.stop = stop

@@ -111,7 +111,8 @@ class Messages:
 
     def _load(self, issue_id: int) -> Callable[[Delivery], bytes]:
         period = self.store.issue_period(issue_id)
-        templates = {v.key: messages.message_template(self.config, Variant(v.key, v.subject, v.html, v.text))
+        templates = {v.key: messages.message_template(self.config, Variant(v.key, v.subject, v.html, v.text),
+                                                        period=period)
                      for v in self.store.variants(issue_id)}
         return delivery.personalised(self.config, period, templates)
 

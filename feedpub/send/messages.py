@@ -126,13 +126,14 @@ class MessageTemplate:
         return self._signing.sign(message) if self._signing else message
 
 
-def message_template(config: Config, variant: Variant, *, test_copy: bool = False) -> MessageTemplate:
-    """Build the message skeleton for `variant` once; `render()` it per recipient."""
+def message_template(config: Config, variant: Variant, *, period: str, test_copy: bool = False) -> MessageTemplate:
+    """Build the message skeleton for `variant` of the issue `period` once; `render()` it per recipient."""
     subject = header_text(("[TEST] " if test_copy else "") + variant.subject)
     message = EmailMessage(policy=POLICY)
     message["From"] = _from_address(config)
     message["Subject"] = subject
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["Feedback-ID"] = feedback_id(config, period)
     message.set_content(_TEXT_BODY, charset="utf-8", cte="quoted-printable")
     message.add_alternative(_HTML_BODY, subtype="html", charset="utf-8", cte="quoted-printable")
     skeleton = message.as_bytes(policy=POLICY)
@@ -148,11 +149,17 @@ def test_copy(config: Config, variant: Variant, period: str, to_email: str, subs
     """A copy of one variant marked [TEST], made out to `to_email`. A subscriber's copy carries their own
     links; anyone else's the generic pages that say to use the links of one's own mail."""
     public = config.web.public_url.rstrip("/")
-    return message_template(config, variant, test_copy=True).render(
+    return message_template(config, variant, period=period, test_copy=True).render(
         to_email=to_email, to_name="",
         unsubscribe_url=unsubscribe_url(config, subscriber_id) if subscriber_id else f"{public}/unsubscribe",
         preferences_url=preferences_url(config, subscriber_id) if subscriber_id else f"{public}/preferences",
         message_id=new_message_id(config, period, to_email))
+
+
+def feedback_id(config: Config, period: str) -> str:
+    """`2025-12-15-0900:digest:blog.example.com`: the issue, the kind of mail and the sender, as the big
+    mailbox providers' feedback loops (Gmail's Feedback-ID) report complaints per campaign."""
+    return f"{period}:digest:{_site_host(config)}"
 
 
 def unsubscribe_url(config: Config, subscriber_id: int) -> str:
@@ -221,10 +228,14 @@ def _sender_domain(config: Config) -> str:
 
 def _list_id(config: Config) -> str:
     """`Title <digest.blog.example.com>` (RFC 2919): the site title as the phrase, the id from its host."""
-    host = (urlsplit(config.site.url).hostname or "localhost").encode("idna").decode("ascii")
+    host = _site_host(config)
     title = header_text(config.site.title)
     phrase = f'"{quote(title)}"' if title.isascii() else encode_words(title, "List-Id")
     return f"{phrase} <digest.{host}>" if title else f"<digest.{host}>"
+
+
+def _site_host(config: Config) -> str:
+    return (urlsplit(config.site.url).hostname or "localhost").encode("idna").decode("ascii")
 
 
 def _body_chunks(body: str, *, in_html: bool) -> list[bytes | _Slot]:

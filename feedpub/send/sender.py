@@ -16,6 +16,7 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -78,11 +79,11 @@ class Sender:
     """One sender thread (`run`): sends the rows of `work` over up to smtp.connections connections until
     the run is `finished` (and the queue empty) or stopped, or no connection can be opened."""
 
-    def __init__(self, config: SmtpConfig, mail_from: str, retry_base: timedelta, *, marks: Marks,
+    def __init__(self, config: SmtpConfig, mail_from: Callable[[int], str], retry_base: timedelta, *, marks: Marks,
                  work: queue.SimpleQueue[Ready], limiter: RateLimiter, tally: Tally, stop: threading.Event,
                  finished: threading.Event) -> None:
         self.smtp = config
-        self.mail_from = mail_from
+        self.mail_from = mail_from                 # delivery id → envelope sender (VERP)
         self.retry_base = retry_base
         self.marks = marks
         self.work = work
@@ -166,7 +167,7 @@ class Sender:
     def _announce(self, link: _Link, ready: Ready, done: list[Mark]) -> None:
         assert link.conn is not None
         try:
-            link.conn.send(smtp.envelope(link.conn, self.mail_from, ready.row.email, ready.message))
+            link.conn.send(smtp.envelope(link.conn, self.mail_from(ready.row.id), ready.row.email, ready.message))
         except (smtplib.SMTPException, OSError) as exc:
             self._drop(link, quit_=False)
             done.append(self.tally.record(ready.row, self._temporary(ready.row, smtp.describe(exc))))
@@ -181,7 +182,7 @@ class Sender:
             self.tally.closed()        # the lease ran out and another worker took the row
             return
         try:
-            reply = smtp.transaction(link.conn, self.mail_from, row.email, ready.message)
+            reply = smtp.transaction(link.conn, self.mail_from(row.id), row.email, ready.message)
         except smtp.Refused as exc:
             mark = self._refused(link, row, exc)
         except (smtplib.SMTPException, OSError) as exc:
@@ -233,7 +234,7 @@ class Sender:
             return
         ready, link.envelope = link.envelope, None
         following = self._take()
-        then = (smtp.envelope(link.conn, self.mail_from, following.row.email, following.message)
+        then = (smtp.envelope(link.conn, self.mail_from(following.row.id), following.row.email, following.message)
                 if following else b"")
         try:
             smtp.send_body(link.conn, ready.message, then)

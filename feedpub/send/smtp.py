@@ -32,7 +32,9 @@ def send_one(config: Config, message: bytes, to_email: str) -> str:
 
 
 def envelope_sender(config: Config) -> str:
-    return parseaddr(config.digest.from_)[1]
+    """The MAIL FROM of mail that is no delivery (test copies, confirmations): `smtp.return_path`, where
+    bounces are read, else the digest's From address."""
+    return config.smtp.return_path or parseaddr(config.digest.from_)[1]
 
 
 def connect(smtp: SmtpConfig) -> smtplib.SMTP:

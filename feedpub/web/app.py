@@ -21,7 +21,7 @@ from feedpub import accounts, templates
 from feedpub.config import Config
 from feedpub.store import Store
 from feedpub.strings import load_strings
-from feedpub.web import admin, endpoints
+from feedpub.web import admin, endpoints, webhooks
 
 FEED_TYPES = {
     "feed.xml": "application/atom+xml",
@@ -43,6 +43,7 @@ ROUTES = [
     Route("/unsubscribe", endpoints.use_mail_link, methods=["GET"]),
     Route("/preferences", endpoints.use_mail_link, methods=["GET"]),
     Route("/healthz", endpoints.healthz, methods=["GET"]),
+    *webhooks.routes(),
 ]
 
 

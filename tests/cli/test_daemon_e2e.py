@@ -159,7 +159,7 @@ def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Pat
     status = subprocess.run([sys.executable, "-m", "feedpub", "digest", "status"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=30).stdout.splitlines()
     header, row = status[0].split(), status[1].split()
-    counts = dict(zip(header[-5:], row[-5:], strict=True))
+    counts = dict(zip(header[-7:], row[-7:], strict=True))
     assert counts["SENDING"] == "0"                       # the message in flight was finished and marked
     assert int(counts["SENT"]) == sent_before_resume      # nothing marked sent that the server did not get
     resumed = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=tmp_path,

@@ -8,13 +8,13 @@ import time
 from collections import Counter
 
 import pytest
-import sqlalchemy as sa
 
 from feedpub import holds
 from feedpub.config import load_config
 from feedpub.send.delivery import deliver
 from feedpub.send.dispatch import Messages, send_due_retries
 from feedpub.store import open_store, utcnow
+from tests.conftest import emptied
 from tests.send.sites import write_config
 from tests.test_pg_store import queue_issue
 
@@ -31,9 +31,7 @@ def sending(request, tmp_path, smtp_server, monkeypatch):
                                       rate_per_second=RATE))
     store = open_store(config.store_url)
     if request.param == "postgresql":
-        with store.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE deliveries, issue_holds, issue_variants, issues, suppressions, "
-                                 "subscribers, workers RESTART IDENTITY CASCADE"))
+        emptied(store)
     issue = queue_issue(store, READERS)
     yield config, store, issue
     store.engine.dispose()

@@ -19,6 +19,7 @@ from feedpub.site.posts import collect
 
 NOW = datetime(2025, 12, 22, 1, 0, tzinfo=UTC)
 SECRET = "test-secret"
+PERIOD = "2025-12-22-0900"
 # Python 3.11's default folding turns this into "…生成AIと著作権日本語NLPのコツ…" (gh-92081).
 LONG_SUBJECT = ("日本語NLPのコツ 生成AIと著作権 日本語NLPのコツ 日本語NLPのコツ — ALLFORCES 週刊ダイジェスト "
                 "推論性能35%向上は何を変えるのか の デプロイ まとめ")
@@ -74,7 +75,8 @@ def send_to(config, template: messages.MessageTemplate, address: str, name: str 
 
 def test_message_structure_and_headers(config):
     variant = variant_of(config)
-    message = send_to(config, messages.message_template(config, variant), "reader@example.org", "読者 太郎")
+    message = send_to(config, messages.message_template(config, variant, period=PERIOD), "reader@example.org",
+                      "読者 太郎")
     assert message.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in message.iter_parts())
@@ -91,7 +93,8 @@ def test_message_structure_and_headers(config):
 
 
 def test_links_are_personal_and_one_click_unsubscribe_works(config):
-    message = send_to(config, messages.message_template(config, variant_of(config)), "Reader@Example.org")
+    message = send_to(config, messages.message_template(config, variant_of(config), period=PERIOD),
+                      "Reader@Example.org")
     https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", message["List-Unsubscribe"]).groups()
     assert https.startswith("https://news.blog.example.com/unsubscribe/")
     assert tokens.read_token(SECRET, "unsubscribe", https.rsplit("/", 1)[1]) == 7       # the subscriber's id
@@ -110,8 +113,9 @@ def test_links_are_personal_and_one_click_unsubscribe_works(config):
 def test_bodies_decode_to_the_variant_with_the_links_filled_in(config):
     variant = variant_of(config)
     unsubscribe, preferences = "https://x.example/u/t?a=1&b=2", "https://x.example/p/t"
-    raw = messages.message_template(config, variant).render(to_email="a@example.org", to_name="", message_id="<1@x>",
-                                                        unsubscribe_url=unsubscribe, preferences_url=preferences)
+    raw = messages.message_template(config, variant, period=PERIOD).render(
+        to_email="a@example.org", to_name="", message_id="<1@x>", unsubscribe_url=unsubscribe,
+        preferences_url=preferences)
     message = email.message_from_bytes(raw, policy=email.policy.default)
     html = message.get_body(("html",)).get_content().replace("\r\n", "\n")
     text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
@@ -126,7 +130,7 @@ def test_bodies_decode_to_the_variant_with_the_links_filled_in(config):
 
 
 def test_long_japanese_subject_and_names_round_trip_exactly(config):
-    template = messages.message_template(config, variant_of(config, LONG_SUBJECT))
+    template = messages.message_template(config, variant_of(config, LONG_SUBJECT), period=PERIOD)
     long_name = "寿限無寿限無五劫の擦り切れ海砂利水魚の水行末雲来末風来末 様"
     message = send_to(config, template, "reader@example.org", long_name)
     assert str(message["Subject"]) == LONG_SUBJECT
@@ -136,12 +140,13 @@ def test_long_japanese_subject_and_names_round_trip_exactly(config):
 
 
 def test_test_copy_is_marked(config):
-    message = send_to(config, messages.message_template(config, variant_of(config), test_copy=True), "me@example.org")
+    message = send_to(config, messages.message_template(config, variant_of(config), period=PERIOD, test_copy=True),
+                      "me@example.org")
     assert message["Subject"].startswith("[TEST] ")
 
 
 def test_each_message_names_only_its_recipient(config):
-    template = messages.message_template(config, variant_of(config))
+    template = messages.message_template(config, variant_of(config), period=PERIOD)
     raws = {address: template.render(to_email=address, to_name="", unsubscribe_url="https://x/u/1",
                                      preferences_url="https://x/p/1", message_id=f"<{n}@x>")
             for n, address in enumerate(["a@example.org", "b@example.org"])}
@@ -154,7 +159,7 @@ def test_each_message_names_only_its_recipient(config):
 def test_header_injection_through_titles_and_names_fails_safely(config):
     variant = variant_of(config)
     assert "\n" not in variant.subject and "\r" not in variant.subject
-    template = messages.message_template(config, variant_of(config, "Hi\r\nBcc: victim@example.com"))
+    template = messages.message_template(config, variant_of(config, "Hi\r\nBcc: victim@example.com"), period=PERIOD)
     message = send_to(config, template, "reader@example.org", "Eve\r\nBcc: victim@example.com\n")
     assert message.get_all("Bcc") is None
     assert message["Subject"] == "Hi Bcc: victim@example.com"
@@ -170,7 +175,7 @@ def test_header_injection_through_titles_and_names_fails_safely(config):
 
 
 def test_bodies_are_quoted_printable_with_short_lines(config):
-    raw = messages.message_template(config, variant_of(config)).render(
+    raw = messages.message_template(config, variant_of(config), period=PERIOD).render(
         to_email="reader@example.org", to_name="",
         unsubscribe_url=messages.unsubscribe_url(config, 7),
         preferences_url="https://news.blog.example.com/preferences/x", message_id="<1@x>")
@@ -191,7 +196,7 @@ def test_per_recipient_render_is_cheap(config, site):
                   f'---\ntitle: "第{n}回 推論と導入戦略"\nexcerpt: "{paragraph}"\n---\n\nx\n')
     variant = variant_of(config)
     assert len(variant.html.encode("utf-8")) > 25_000
-    template = messages.message_template(config, variant)
+    template = messages.message_template(config, variant, period=PERIOD)
     url = messages.unsubscribe_url(config, 7)
     rounds = 2000
     started = time.perf_counter()
@@ -211,4 +216,4 @@ def test_bad_sender_settings_are_config_errors(site, monkeypatch, section, key, 
     site.configure(f'[{section}]\n{key} = "{value}"\n')
     variant = Variant("", "Subject", "<p>x</p>", "x")
     with pytest.raises(ConfigError, match=f"'{section}.{key}'"):
-        messages.message_template(site.config, variant)
+        messages.message_template(site.config, variant, period=PERIOD)

@@ -26,7 +26,7 @@ from tests.smtp_server import SMTPTestServer, self_signed_cert
 
 # The headers a digest message has; anything else was injected.
 HEADERS = {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post", "list-id",
-           "mime-version", "content-type", "content-transfer-encoding"}
+           "mime-version", "content-type", "content-transfer-encoding", "feedback-id"}
 INJECTED = "Bcc: victim@attacker.example"
 
 

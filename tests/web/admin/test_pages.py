@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from feedpub import accounts, holds
 from feedpub.store import SubscriberInput, open_store, utcnow
+from tests.conftest import emptied
 from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, csrf_of, login, make_app, seed
 
 SCRIPT = "<script>alert(1)</script>"
@@ -168,10 +169,7 @@ def test_feeds_page_lists_the_published_feeds_and_rebuilds(site, dashboard) -> N
 def test_every_page_and_the_issue_actions_on_postgresql(site, monkeypatch, pg_url) -> None:
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     site.configure(f'[store]\nurl = "{pg_url}"\n[web]\npublic_url = "https://news.example.com"\n')
-    store = open_store(site.config.store_url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE deliveries, issue_holds, issue_variants, issues, suppressions, subscribers, "
-                             "workers, admin_sessions, admin_users, admin_audit RESTART IDENTITY CASCADE"))
+    store = emptied(open_store(site.config.store_url))
     accounts.add_user(store, ACCOUNT, PASSWORD)
     seed(store)
     store.suppress("bob@example.com", "550 no such user")

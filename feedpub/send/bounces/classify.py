@@ -1,0 +1,187 @@
+"""What a returned message is: a hard or soft bounce, a complaint, an automatic reply, or none of them,
+with the recipients it is about, the status, the remote server's words, and why it was classified so.
+
+Pure: bytes in, a `Bounce` out; nothing is looked up or written. In order:
+1. an ARF feedback report (RFC 5965): `abuse`, `fraud`, `virus`, `other` are complaints;
+2. a delivery status notification (RFC 3464): by each recipient's Action and Status;
+3. a mail system's bounce in its own words (Exim, qmail, Yahoo, old Exchange, …): flufl.bounce's
+   detectors and the status written in the text;
+4. an automatic reply (RFC 3834 Auto-Submitted, Precedence: auto_reply, vacation and out-of-office
+   subjects, challenge-response): never a bounce;
+5. anything else: not a bounce.
+Hard means permanent and about the address (5.1.1 unknown user, 5.1.10 null MX, a disabled mailbox);
+soft is everything that may pass (4.x.x, a full mailbox, greylisting, content or reputation blocks that
+are not about the address).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass
+from email.message import Message
+from typing import Literal
+
+from feedpub.send.bounces import heuristics, reports
+
+Kind = Literal["hard", "soft", "complaint", "auto-reply", "not-a-bounce"]
+KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce")
+# Bytes of a message that are parsed: a report says what it has to say in its first parts; a 20 MB
+# attachment behind them adds nothing but time.
+PARSE_LIMIT = 1024 * 1024
+_COMPLAINT_TYPES = ("abuse", "fraud", "virus", "other")
+_FULL = re.compile(r"mailbox (is |was )?full|over ?quota|quota (exceeded|exceed|full)|exceeded (its |the |their )?"
+                   r"(storage|quota|allotted)|insufficient (system )?storage|mailbox size limit|out of storage|"
+                   r"storage allocation|disk full|too many messages in|is full|容量", re.I)
+_NOT_THE_ADDRESS = re.compile(r"gr[ae]y ?list|try (again )?later|temporar|deferred|please retry|spam|blocked|"
+                              r"block ?list|black ?list|reputation|rate limit|too many|throttl|dmarc|\bspf\b|dkim|"
+                              r"policy|content|suspicious|unsolicited|bulk|message rejected|too (big|large)|"
+                              r"size exceeds|message size|virus|malware|\blisted\b|\brbl\b|spamhaus", re.I)
+_NO_SUCH_ADDRESS = re.compile(
+    r"user unknown|unknown user|no such (user|recipient|mailbox|address|account|domain)|does ?n[o']t exist|"
+    r"not exist|unknown (recipient|address|mailbox|alias)|invalid (recipient|mailbox|address|user)|"
+    r"recipient (address )?rejected|mailbox (not found|unavailable|does not exist|disabled|inactive)|"
+    r"address rejected|no mailbox|account (has been |is |was )?(disabled|closed|deactivated|inactive|suspended|"
+    r"terminated|expired)|not a valid (recipient|mailbox|user|address)|unrouteable|unroutable|user not found|"
+    r"recipientnotfound|domain (not found|does not exist)|host (or domain name )?not found|name service error|"
+    r"nxdomain|null mx|does not accept mail|bad destination|address not found|doesn't have an? .{1,40} account|"
+    r"no longer (active|available|valid|in use)|not listed in|unknown or illegal alias|user (account )?expired|"
+    r"宛先.{0,10}(存在|不明)|存在しません", re.I)
+# RFC 3463 subjects and details that are about the address itself.
+_ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
+# …and those that are not, whatever the class: full mailbox, message too big, expired in a queue.
+_PASSING_STATUSES = re.compile(r"^5\.2\.[23]$|^5\.3\.[14]$|^5\.4\.[57]$|^5\.1\.[78]$")
+
+
+@dataclass(frozen=True)
+class Bounce:
+    kind: Kind
+    recipients: tuple[str, ...]   # the addresses it is about, as the report writes them
+    status: str | None            # "5.1.1"
+    diagnostic: str | None        # the remote server's words
+    why: str                      # which rule decided, for `feedpub bounces show`
+    message_key: str              # the same message read twice has the same key: its Message-ID, else a hash
+    feedback_id: str | None       # the Feedback-ID of the message it returns (names our issue)
+
+
+def read_message(raw: bytes) -> Message:
+    return email.message_from_bytes(raw[:PARSE_LIMIT], policy=email.policy.compat32)
+
+
+def classify(raw: bytes) -> Bounce:
+    message = read_message(raw)
+    key = message_key(message, raw)
+    returned = reports.returned_headers(message)
+    feedback_id = _header(returned, "Feedback-ID") if returned is not None else None
+
+    def found(kind: Kind, recipients: list[str] | tuple[str, ...], status: str | None, diagnostic: str | None,
+              why: str) -> Bounce:
+        return Bounce(kind, tuple(dict.fromkeys(recipients)), status, diagnostic, why, key, feedback_id)
+
+    kind_of_report = reports.report_type(message)
+    feedback = reports.feedback_report(message) if kind_of_report == "feedback-report" else None
+    if feedback is not None:
+        recipients = feedback.recipients or tuple(_to_addresses(returned))
+        agent = f" from {feedback.user_agent}" if feedback.user_agent else ""
+        if feedback.feedback_type in _COMPLAINT_TYPES:
+            return found("complaint", recipients, None, f"feedback report: {feedback.feedback_type}{agent}",
+                         f"ARF report, Feedback-Type: {feedback.feedback_type}")
+        return found("not-a-bounce", recipients, None, None,
+                     f"ARF report of type {feedback.feedback_type or 'none'}: not a complaint")
+
+    statuses = reports.delivery_status(message)
+    if statuses:
+        failing = [s for s in statuses if _failed(s)]
+        if not failing:
+            actions = sorted({s.action for s in statuses})
+            return found("not-a-bounce", [s.address for s in statuses], None, None,
+                         f"delivery status notification: {', '.join(actions)} (not a failure)")
+        hard = [s for s in failing if not s.action.startswith("delay") and severity(s.status, s.diagnostic) == "hard"]
+        chosen = hard[0] if hard else failing[0]
+        kind: Kind = "hard" if hard else "soft"
+        action = chosen.action or "no action"
+        diagnostic = chosen.diagnostic or heuristics.status_in(heuristics.text_of(message), chosen.address)[1]
+        return found(kind, [s.address for s in (hard or failing)], chosen.status, diagnostic,
+                     f"delivery status notification: {action}, status {chosen.status or 'none'}")
+
+    text = heuristics.text_of(message)
+    reason = heuristics.auto_reply(message)
+    system = heuristics.from_mail_system(message)
+    temporary, permanent = heuristics.failures(message) if system or not reason else ([], [])
+    if temporary or permanent or system or statuses is not None:
+        # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
+        ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
+        recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
+                      if a.lower() not in ours]
+        status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
+        if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
+            return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
+        if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
+            recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
+        if permanent:
+            kind = severity(status, diagnostic or text)
+        elif temporary:
+            kind = "soft"
+        else:
+            kind = severity(status, diagnostic or text, unknown="soft")
+        how = "flufl.bounce found " + ("permanent" if permanent else "temporary") if permanent or temporary \
+            else "a mail system's non-delivery message"
+        return found(kind, recipients, status, diagnostic, f"{how} failure, status {status or 'none'}")
+
+    if reason:
+        return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
+    return found("not-a-bounce", [], None, None, "no report, no mail system's bounce, no automatic reply")
+
+
+def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["hard", "soft"] = "hard") \
+        -> Literal["hard", "soft"]:
+    """Hard when the failure is permanent and about the address; soft otherwise. `unknown`: for a failure
+    that says neither its class nor what was wrong."""
+    words = diagnostic or ""
+    if status is None:
+        code = re.search(r"\b([45])\d\d\b", words)
+        status = f"{code[1]}.0.0" if code else None
+    if status is None:
+        if _NO_SUCH_ADDRESS.search(words):
+            return "hard"
+        return "soft" if _FULL.search(words) or _NOT_THE_ADDRESS.search(words) else unknown
+    if not status.startswith("5"):
+        return "soft"
+    if _PASSING_STATUSES.match(status) or _FULL.search(words):
+        return "soft"
+    if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
+        return "hard"
+    if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words):
+        return "soft"
+    return "hard"
+
+
+def _failed(block: reports.RecipientStatus) -> bool:
+    """A recipient the report says failed or is delayed; without an Action, one whose status is no success."""
+    if block.action:
+        return block.action.startswith(("fail", "delay"))
+    return block.status is None or not block.status.startswith("2")
+
+
+def message_key(message: Message, raw: bytes) -> str:
+    """The Message-ID the mail system gave the bounce; a hash of its bytes when it has none."""
+    message_id = (_header(message, "Message-ID") or "").strip().strip("<>")
+    if message_id and len(message_id) < 300:
+        return f"mid:{message_id}"
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+def _header(message: Message, name: str) -> str | None:
+    value = message.get(name)
+    return re.sub(r"\s+", " ", str(value)).strip() if value is not None else None
+
+
+def _to_addresses(returned: Message | None) -> list[str]:
+    return _header_addresses(returned, "To") if returned is not None else []
+
+
+def _header_addresses(message: Message, name: str) -> list[str]:
+    return [address for _, address in email.utils.getaddresses(message.get_all(name, [])) if "@" in address]

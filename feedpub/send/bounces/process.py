@@ -1,0 +1,151 @@
+"""Bounces, complaints and replies, from whatever source, to their evidence and their effect on subscribers.
+
+The delivery comes from the VERP tag when the return path carries one (signed: a forged tag names
+nothing), else from the address the report names (its latest delivery, of the issue a returned
+Feedback-ID names if any). Effects:
+- hard: the address is suppressed at once;
+- soft: suppressed once `bounces.soft_limit` soft bounces fall within `bounces.soft_window` with no clean
+  delivery in between;
+- complaint: unsubscribed and suppressed with reason `complaint`;
+- auto-replies, other mail, and bounces for addresses feedpub never mailed: recorded, nothing done.
+A batch of messages is one transaction: each message's evidence and effect are committed together, and
+a message recorded before (read twice, or by two processes at once) does nothing again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from feedpub.config import Config, parse_duration
+from feedpub.send import verp
+from feedpub.send.bounces import evidence
+from feedpub.send.bounces.classify import PARSE_LIMIT, Bounce, classify
+from feedpub.store import Store, email_key, suppress_address, unsubscribe_address, utcnow
+
+COMPLAINT = "complaint"
+RECORDED_BEFORE = "recorded before; nothing done again"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    evidence_id: int | None      # None: recorded before
+    recipient: str
+    kind: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class Named:
+    """The delivery a message's VERP tags name, and whether a tag was present that did not verify."""
+
+    delivery_id: int | None
+    forged: bool
+
+
+@dataclass(frozen=True)
+class Returned:
+    """One message or provider event, classified, ready to record."""
+
+    bounce: Bounce
+    named: Named
+    raw: bytes
+    source: str
+
+
+def named_delivery(config: Config, raw: bytes) -> Named:
+    """The delivery the VERP tags in `raw` name (None without `smtp.return_path` or without a good tag)."""
+    if not config.smtp.return_path:
+        return Named(None, False)
+    tags = verp.tags_in(config.smtp.return_path, raw[:PARSE_LIMIT].decode("latin-1"))
+    if not tags:
+        return Named(None, False)
+    secret = config.web.secret()
+    for tag in tags:
+        delivery_id = verp.read_tag(secret, tag)
+        if delivery_id is not None:
+            return Named(delivery_id, False)
+    return Named(None, True)
+
+
+def read_message(config: Config, raw: bytes, source: str) -> Returned:
+    return Returned(classify(raw), named_delivery(config, raw), raw, source)
+
+
+def process_message(config: Config, store: Store, raw: bytes, source: str) -> list[Outcome]:
+    """Classify one message, record it and apply its effect."""
+    return record_all(config, store, [read_message(config, raw, source)])[0]
+
+
+def record_all(config: Config, store: Store, items: Sequence[Returned]) -> list[list[Outcome]]:
+    """Record each item once per recipient and do what its kind asks, in one transaction."""
+    with store.writing() as conn:
+        done = evidence.recorded(conn, (item.bounce.message_key for item in items))
+        addresses = evidence.addresses_of(conn, (i.named.delivery_id for i in items if i.named.delivery_id))
+        results = []
+        for item in items:
+            outcomes = []
+            for recipient, delivery_id, note in _targets(conn, item, addresses):
+                key = (item.bounce.message_key, email_key(recipient))
+                if key in done:
+                    outcomes.append(Outcome(None, recipient, item.bounce.kind, RECORDED_BEFORE))
+                    continue
+                effect = note or _effect(config, conn, item.bounce, recipient, delivery_id)
+                evidence_id = evidence.record(conn, {
+                    "received_at": utcnow(), "source": item.source, "message_key": item.bounce.message_key,
+                    "recipient": recipient, "delivery_id": delivery_id, "kind": item.bounce.kind,
+                    "status": item.bounce.status, "diagnostic": item.bounce.diagnostic, "why": item.bounce.why,
+                    "effect": effect, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw)})
+                done.add(key)
+                outcomes.append(Outcome(evidence_id, recipient, item.bounce.kind,
+                                        effect if evidence_id else RECORDED_BEFORE))
+            results.append(outcomes)
+    return results
+
+
+def _targets(conn: Connection, item: Returned, addresses: dict[int, str]) -> list[tuple[str, int | None, str]]:
+    """(recipient, delivery, a note that replaces the effect) for each address the item is about."""
+    bounce, named = item.bounce, item.named
+    if named.delivery_id in addresses:
+        return [(addresses[named.delivery_id], named.delivery_id, "")]
+    recipients = bounce.recipients or ("",)
+    if named.forged:   # real bounces go to the envelope sender, tag and all: this one was made up
+        return [(r, None, "none: its VERP tag is not signed with this site's key") for r in recipients]
+    if bounce.kind in ("auto-reply", "not-a-bounce"):
+        return [(recipients[0], None, f"none ({bounce.kind})")]
+    if not bounce.recipients:
+        return [("", None, "none: no recipient found in the message")]
+    period = bounce.feedback_id.split(":", 1)[0] if bounce.feedback_id else None
+    targets: list[tuple[str, int | None, str]] = []
+    for recipient in bounce.recipients:
+        found = evidence.delivery_for(conn, recipient, period) or evidence.delivery_for(conn, recipient, None)
+        if found is None and not evidence.is_subscriber(conn, recipient):
+            targets.append((recipient, None, "none: feedpub never mailed this address"))
+        else:
+            targets.append((found[1] if found else recipient, found[0] if found else None, ""))
+    return targets
+
+
+def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, delivery_id: int | None) -> str:
+    now = utcnow()
+    key = email_key(recipient)
+    if bounce.kind == "hard":
+        reason = f"hard bounce {bounce.status or ''}: {bounce.diagnostic or bounce.why}".replace("  ", " ")
+        suppress_address(conn, key, reason[:300], now)
+        return "suppressed"
+    if bounce.kind == "soft":
+        window = config.bounces.soft_window
+        count = len(evidence.soft_bounces(conn, recipient, now, parse_duration(window), delivery_id)
+                    | {delivery_id or bounce.message_key})
+        limit = config.bounces.soft_limit
+        if count >= limit:
+            suppress_address(conn, key, f"{count} soft bounces within {window}: "
+                                        f"{bounce.diagnostic or bounce.status or bounce.why}"[:300], now)
+            return f"suppressed: soft bounce {count} of {limit} within {window}"
+        return f"counted: soft bounce {count} of {limit} within {window}"
+    if bounce.kind == "complaint":
+        unsubscribe_address(conn, key, COMPLAINT, now)
+        return "unsubscribed and suppressed (complaint)"
+    return f"none ({bounce.kind})"

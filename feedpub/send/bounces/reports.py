@@ -1,0 +1,126 @@
+"""Machine-readable reports, read with the standard library's `email` package: RFC 3464 delivery status
+notifications (and RFC 6533's global ones), RFC 5965 ARF feedback reports, and the headers of the
+message a report returns."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import HeaderParser
+
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_FEEDBACK_TYPES = ("message/feedback-report",)
+_RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
+_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """One per-recipient block of a DSN."""
+
+    address: str                 # Original-Recipient when given (the address that was mailed), else Final-
+    action: str                  # failed | delayed | delivered | relayed | expanded | "" (missing)
+    status: str | None           # "5.1.1"
+    diagnostic: str | None       # the remote server's words, without the "smtp;" type
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    feedback_type: str           # abuse | fraud | virus | other | not-spam | auth-failure
+    recipients: tuple[str, ...]  # Original-Rcpt-To
+    user_agent: str
+
+
+def report_type(message: Message) -> str:
+    """"delivery-status", "feedback-report", … for a multipart/report; "" for anything else."""
+    if message.get_content_type() != "multipart/report":
+        return ""
+    return str(message.get_param("report-type", "") or "").lower()
+
+
+def delivery_status(message: Message) -> list[RecipientStatus] | None:
+    """The per-recipient blocks of a DSN; None when the message has no delivery-status part."""
+    part = _part(message, _DSN_TYPES)
+    if part is None:
+        return None
+    recipients = []
+    for block in _blocks(part)[1:]:          # the first block is about the message, the rest one per recipient
+        address = _address(block.get("Original-Recipient", "")) or _address(block.get("Final-Recipient", ""))
+        if not address:
+            continue
+        found = _ENHANCED_STATUS.search(str(block.get("Status", "")))
+        diagnostic = _unfold(str(block.get("Diagnostic-Code", "")))
+        diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic[:12] else diagnostic
+        status = found[1] if found else None
+        said = _ENHANCED_STATUS.search(diagnostic)
+        if said and (status is None or status.endswith(".0.0") and said[1][0] == status[0]):
+            status = said[1]        # "5.0.0" with the server's "550 5.1.1 …": the server's is the precise one
+        recipients.append(RecipientStatus(address, _unfold(str(block.get("Action", ""))).lower(), status,
+                                          diagnostic or None))
+    return recipients
+
+
+def feedback_report(message: Message) -> FeedbackReport | None:
+    part = _part(message, _FEEDBACK_TYPES)
+    if part is None:
+        return None
+    fields = _blocks(part)
+    if not fields:
+        return None
+    first = fields[0]
+    recipients = tuple(filter(None, (_address(value) for value in first.get_all("Original-Rcpt-To", []))))
+    return FeedbackReport(_unfold(str(first.get("Feedback-Type", ""))).lower(), recipients,
+                          _unfold(str(first.get("User-Agent", ""))))
+
+
+def returned_headers(message: Message) -> Message | None:
+    """The headers of the message a report (or a bounce that attaches it) sends back."""
+    part = _part(message, _RETURNED_TYPES)
+    if part is None:
+        return None
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    text = part.get_payload(decode=True)
+    return HeaderParser().parsestr(text.decode("utf-8", "replace")) if isinstance(text, bytes) else None
+
+
+def _part(message: Message, types: tuple[str, ...]) -> Message | None:
+    """The first part of one of `types`, looking into the report's own parts only (never into a message it
+    returns, which may itself be a report)."""
+    for part in message.get_payload() if message.is_multipart() else []:
+        if not isinstance(part, Message):
+            continue
+        if part.get_content_type() in types:
+            return part
+        if part.get_content_type().startswith("multipart/"):
+            found = _part(part, types)
+            if found is not None:
+                return found
+    return None
+
+
+def _blocks(part: Message) -> list[Message]:
+    """The header blocks of a delivery-status or feedback-report part: parsed by `email` already, or (when
+    the part was encoded, or its type unknown to `email`) parsed here from its text."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [block for block in payload if isinstance(block, Message)]
+    data = part.get_payload(decode=True)
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(payload)
+    text = text.replace("\r\n", "\n")
+    return [HeaderParser().parsestr(block.strip("\n") + "\n") for block in re.split(r"\n\s*\n", text)
+            if block.strip()]
+
+
+def _address(value: str) -> str:
+    """"rfc822; <User@Example.org>" → "User@Example.org"; "" if there is no address."""
+    value = _unfold(str(value))
+    value = value.split(";", 1)[1] if ";" in value else value
+    value = value.strip().strip("<>").strip()
+    return value if "@" in value and " " not in value else ""
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\s*\r?\n\s+", " ", value).strip()

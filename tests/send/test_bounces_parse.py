@@ -1,0 +1,115 @@
+"""`feedpub bounces parse`: what an operator sees for the bounces, complaints and replies of many MTAs
+(fixtures written from the RFCs and each MTA's documented format), and that it touches nothing."""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from feedpub.cli import main
+from feedpub.send import verp
+from tests.send.sites import SECRET, write_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
+
+# file → kind, recipients, status
+EXPECTED = {
+    "postfix-user-unknown.eml": ("hard", ["taro.yamada@example.jp"], "5.1.1"),
+    "postfix-greylisted-delayed.eml": ("soft", ["ben@example.com"], "4.7.1"),
+    "exim-user-unknown.eml": ("hard", ["dan@example.com"], "5.1.1"),
+    "exim-quota-exceeded.eml": ("soft", ["chihiro@example.jp"], "5.2.2"),
+    "sendmail-host-unknown.eml": ("hard", ["eve@no-such-host.example"], "5.1.2"),
+    "qmail-no-mailbox.eml": ("hard", ["fumiko@example.net"], "5.1.1"),
+    "exchange-recipient-not-found.eml": ("hard", ["george@contoso.example"], "5.1.10"),
+    "gmail-no-such-user-ja.eml": ("hard", ["hanako.suzuki@gmail.com"], "5.1.1"),
+    "gmail-rate-limited-policy.eml": ("soft", ["ichiro@gmail.com"], "5.7.1"),
+    "yahoo-no-account.eml": ("hard", ["jiro@yahoo.com"], "5.0.0"),
+    "ses-dsn-user-unknown.eml": ("hard", ["kenji@example.org"], "5.1.1"),
+    "null-mx.eml": ("hard", ["lisa@parked.example"], "5.1.10"),
+    "arf-abuse.eml": ("complaint", ["mina@mailbox.example"], None),
+    "arf-abuse-redacted.eml": ("complaint", ["noriko@hotmail.example"], None),
+    "vacation-rfc3834-ja.eml": ("auto-reply", [], None),
+    "exchange-out-of-office.eml": ("auto-reply", [], None),
+    "challenge-response.eml": ("auto-reply", [], None),
+    "ordinary-reply.eml": ("not-a-bounce", [], None),
+    "dsn-delivered.eml": ("not-a-bounce", ["ayumi@example.jp"], None),
+    "truncated-dsn.eml": ("hard", ["taro.yamada@example.jp"], "5.1.1"),
+    "garbage.eml": ("not-a-bounce", [], None),
+    "dsn-generic-status-precise-diagnostic.eml": ("hard", ["saburo@example.co.jp"], "5.1.1"),
+    "helpdesk-auto-acknowledgement.eml": ("auto-reply", [], None),
+    "dsn-success-without-action.eml": ("not-a-bounce", ["momo@example.org"], None),
+}
+
+
+def parse(config: Path | None, *files: Path, env: dict[str, str] | None = None):
+    args = (["--config", str(config)] if config else []) + ["bounces", "parse", "--format", "json", *map(str, files)]
+    result = CliRunner().invoke(main, args, env=env or {}, catch_exceptions=False)
+    return result, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_every_sample_is_classified_with_its_recipient_status_and_words(tmp_path):
+    files = sorted(FIXTURES.glob("*.eml"))
+    assert {f.name for f in files} == set(EXPECTED)
+    result, found = parse(None, *files)
+    assert result.exit_code == 0, result.output
+    assert [r["file"] for r in found] == [str(f) for f in files]    # one object per file, in order
+    for record in found:
+        kind, recipients, status = EXPECTED[Path(record["file"]).name]
+        assert (record["kind"], record["recipients"], record["status"]) == (kind, recipients, status), record
+        assert set(record) == {"file", "kind", "recipients", "status", "diagnostic", "delivery"}
+        assert record["delivery"] is None
+    by_name = {Path(r["file"]).name: r for r in found}
+    assert "User unknown" in by_name["postfix-user-unknown.eml"]["diagnostic"]
+    assert "does not exist" in by_name["gmail-no-such-user-ja.eml"]["diagnostic"]
+    assert by_name["exchange-out-of-office.eml"]["diagnostic"] is None
+
+
+def test_parse_writes_nothing_and_needs_no_store(tmp_path):
+    config = write_config(tmp_path, 25)
+    result, found = parse(config, FIXTURES / "postfix-user-unknown.eml")
+    assert result.exit_code == 0 and found[0]["kind"] == "hard"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feedpub.toml"]
+
+
+def test_a_verp_tag_names_the_delivery_and_a_forged_one_names_none(tmp_path):
+    config = write_config(tmp_path, 25, return_path="bounces@blog.example.com")
+    good, forged = tmp_path / "good.eml", tmp_path / "forged.eml"
+    text = (FIXTURES / "postfix-user-unknown.eml").read_bytes()
+    good.write_bytes(text.replace(b"bounces@blog.example.com", verp.return_path(
+        "BOUNCES@blog.example.com", SECRET, 4711).encode()))
+    forged.write_bytes(text.replace(b"bounces@blog.example.com", b"bounces+4711-aaaaaaaa@blog.example.com"))
+    result, found = parse(config, good, forged, env={"FEEDPUB_SECRET": SECRET})
+    assert result.exit_code == 0, result.output
+    assert [r["delivery"] for r in found] == [4711, None]
+    assert [r["kind"] for r in found] == ["hard", "hard"]
+
+
+def test_a_20_mb_attachment_a_missing_file_and_an_empty_file_are_no_crash(tmp_path):
+    message = EmailMessage()
+    message["From"] = "MAILER-DAEMON@mx.example.org"
+    message["To"] = "bounces@blog.example.com"
+    message["Subject"] = "Undelivered Mail Returned to Sender"
+    message.set_content("<olga@example.org>: host mx.example.org said: 552 5.2.2 Mailbox full\n")
+    message.add_attachment(b"\x00" * (20 * 1024 * 1024), maintype="application", subtype="octet-stream",
+                           filename="huge.bin")
+    huge, empty = tmp_path / "huge.eml", tmp_path / "empty.eml"
+    huge.write_bytes(message.as_bytes())
+    empty.write_bytes(b"")
+    result, found = parse(None, huge, tmp_path / "missing.eml", empty)
+    assert result.exit_code == 1                            # one file could not be read; the others were
+    assert "missing.eml: cannot read" in result.stderr
+    assert [(r["kind"], r["recipients"], r["status"]) for r in found] == [
+        ("soft", ["olga@example.org"], "5.2.2"), ("not-a-bounce", [], None)]
+
+
+@pytest.mark.parametrize("name", ["vacation-rfc3834-ja.eml", "exchange-out-of-office.eml", "challenge-response.eml"])
+def test_an_automatic_reply_is_never_a_bounce_even_from_a_null_sender(tmp_path, name):
+    text = (FIXTURES / name).read_bytes()
+    null_sender = tmp_path / name
+    null_sender.write_bytes(b"Return-Path: <>\r\n" + text)
+    _, (record,) = parse(None, null_sender)
+    assert record["kind"] == "auto-reply"

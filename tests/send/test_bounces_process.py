@@ -1,0 +1,248 @@
+"""Bounces and complaints recorded and acted on: a digest goes out with VERP, bounces come back on stdin
+(`feedpub bounces process -`), readers are suppressed or unsubscribed, the evidence is listed and shown.
+Store-level rules (soft bounce counting, idempotency) run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import time_machine
+from click.testing import CliRunner
+
+from feedpub.cli import main
+from feedpub.config import load_config
+from feedpub.schema import deliveries
+from feedpub.send.bounces import evidence
+from feedpub.send.bounces.process import process_message
+from feedpub.store import Store, StoredVariant, SubscriberInput, open_store
+from tests.conftest import emptied
+from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
+RETURN_PATH = "bounces@blog.example.com"
+
+
+def bounce_for(fixture: str, reader: str, envelope: str, *, fixture_reader: str, message_id: str = "") -> bytes:
+    """A fixture re-addressed: about `reader`, sent back to `envelope` (a VERP address or the plain one)."""
+    raw = (FIXTURES / fixture).read_bytes().replace(fixture_reader.encode(), reader.encode())
+    raw = raw.replace(RETURN_PATH.encode(), envelope.encode())
+    if message_id:
+        raw = b"Message-ID: <" + message_id.encode() + b">\n" + b"\n".join(
+            line for line in raw.split(b"\n") if not line.lower().startswith(b"message-id:"))
+    return raw
+
+
+@pytest.fixture
+def sent(tmp_path, smtp_server):
+    """A digest sent with VERP to READERS: (config path, reader → the MAIL FROM of their message)."""
+    config = write_site(tmp_path, smtp_server.port, return_path=RETURN_PATH)
+    assert feedpub(config, "digest", "send").exit_code == 0
+    return config, {received.rcpt_tos[0]: received.mail_from for received in smtp_server.received}
+
+
+def process(config: Path, raw: bytes):
+    """`feedpub bounces process -` with `raw` on stdin, as a Postfix alias runs it."""
+    return CliRunner().invoke(main, ["--config", str(config), "bounces", "process", "-"], input=raw,
+                              env={"FEEDPUB_SECRET": SECRET}, catch_exceptions=False)
+
+
+def subscribers(config: Path) -> dict[str, dict]:
+    listed = json.loads(feedpub(config, "subscribers", "list", "--format", "json").stdout)
+    return {row["email"]: row for row in listed}
+
+
+def test_a_hard_bounce_suppresses_exactly_its_reader_once(sent):
+    config, senders = sent
+    reader = READERS[1]
+    raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
+    first = process(config, raw)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == f"-: {reader}: hard: suppressed\n"
+    again = process(config, raw)
+    assert again.stdout == f"-: {reader}: hard: recorded before; nothing done again\n"
+
+    suppressed = {email for email, row in subscribers(config).items() if row["suppressed"]}
+    assert suppressed == {reader}
+    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert (row["recipient"], row["kind"], row["status"], row["effect"]) == (reader, "hard", "5.1.1", "suppressed")
+    assert row["delivery"] is not None and row["issue"] and row["source"] == "stdin"
+    shown = feedpub(config, "bounces", "show", str(row["id"])).stdout
+    assert "why:        delivery status notification: failed, status 5.1.1" in shown
+    assert shown.endswith(raw.decode() if raw.endswith(b"\n") else raw.decode() + "\n")
+    header, line = feedpub(config, "digest", "status").stdout.splitlines()
+    assert header.split()[-2:] == ["BOUNCED", "COMPLAINED"] and line.split()[-2:] == ["1", "0"]
+
+
+def test_a_complaint_unsubscribes_and_an_auto_reply_changes_nothing(sent):
+    config, senders = sent
+    complainer, away = READERS[0], READERS[2]
+    complaint = bounce_for("arf-abuse.eml", complainer, senders[complainer], fixture_reader="mina@mailbox.example")
+    vacation = bounce_for("vacation-rfc3834-ja.eml", away, senders[away], fixture_reader="hanako@example.jp")
+    assert process(config, complaint).stdout == f"-: {complainer}: complaint: unsubscribed and suppressed (complaint)\n"
+    assert process(config, vacation).stdout == f"-: {away}: auto-reply: none (auto-reply)\n"
+
+    rows = subscribers(config)
+    assert rows[complainer]["status"] == "unsubscribed" and rows[complainer]["suppressed"]
+    assert rows[away]["status"] == "active" and not rows[away]["suppressed"]
+    assert [r["kind"] for r in json.loads(feedpub(config, "bounces", "list", "--kind", "complaint",
+                                                  "--format", "json").stdout)] == ["complaint"]
+    assert feedpub(config, "digest", "status").stdout.splitlines()[1].split()[-2:] == ["0", "1"]
+
+
+def test_forged_tags_and_strangers_are_recorded_but_change_nothing(sent):
+    config, senders = sent
+    forged = bounce_for("postfix-user-unknown.eml", READERS[3], "bounces+1-abcdefgh@blog.example.com",
+                        fixture_reader="taro.yamada@example.jp")
+    stranger = bounce_for("exim-user-unknown.eml", "never@example.net", RETURN_PATH, fixture_reader="dan@example.com")
+    assert process(config, forged).stdout.endswith("hard: none: its VERP tag is not signed with this site's key\n")
+    assert process(config, stranger).stdout == "-: never@example.net: hard: none: feedpub never mailed this address\n"
+    assert not any(row["suppressed"] for row in subscribers(config).values())
+    assert len(json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)) == 2
+
+
+def test_without_verp_the_reported_address_finds_its_latest_delivery(tmp_path, smtp_server):
+    config = write_site(tmp_path, smtp_server.port)
+    assert feedpub(config, "digest", "send").exit_code == 0
+    raw = bounce_for("qmail-no-mailbox.eml", READERS[0], RETURN_PATH, fixture_reader="fumiko@example.net")
+    assert process(config, raw).stdout == f"-: {READERS[0]}: hard: suppressed\n"
+    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert row["delivery"] is not None
+
+
+def test_list_filters_and_formats(sent):
+    config, senders = sent
+    for index, fixture, reader in ((0, "postfix-greylisted-delayed.eml", "ben@example.com"),
+                                   (1, "postfix-user-unknown.eml", "taro.yamada@example.jp")):
+        process(config, bounce_for(fixture, READERS[index], senders[READERS[index]], fixture_reader=reader))
+    table = feedpub(config, "bounces", "list").stdout.splitlines()
+    assert table[0].split()[:4] == ["ID", "RECEIVED", "(UTC)", "RECIPIENT"] and len(table) == 3
+    csv_lines = feedpub(config, "bounces", "list", "--kind", "soft", "--format", "csv").stdout.splitlines()
+    assert csv_lines[0].startswith("id,received,source,recipient,kind") and len(csv_lines) == 2
+    assert "counted: soft bounce 1 of 3 within 30d" in csv_lines[1]
+    future = feedpub(config, "bounces", "list", "--since", "2999-01-01", "--format", "json").stdout
+    assert json.loads(future) == []
+    assert feedpub(config, "bounces", "list", "--since", "yesterday").exit_code == 2
+    assert feedpub(config, "bounces", "show", "999").exit_code == 2
+
+
+# -- the store's rules, on SQLite and PostgreSQL -------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_config(request, tmp_path) -> Iterator[tuple[Store, object]]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    config = load_config(write_config(tmp_path, 25, store_url=url, return_path=RETURN_PATH))
+    store = open_store(config.store_url)
+    if request.param == "postgresql":
+        emptied(store)
+    yield store, config
+    store.engine.dispose()
+
+
+def mailed(store: Store, reader: str, period: str, at: datetime) -> int:
+    """An issue `period` whose one delivery to `reader` was sent at `at`; the delivery id."""
+    ((subscriber, _),) = store.save_subscribers([SubscriberInput(reader)], status="active")
+    issue = store.create_issue(period=period, slot=at, starts=at - timedelta(days=7), ends=at,
+                               variants=[StoredVariant("", "今週", "<p>本文</p>", "本文")],
+                               recipients={subscriber.id: ""})
+    with store.engine.begin() as conn:
+        conn.execute(deliveries.update().where(deliveries.c.issue_id == issue.id).values(status="sent", updated_at=at))
+        return conn.scalar(sa.select(deliveries.c.id).where(deliveries.c.issue_id == issue.id))
+
+
+def soft_bounce(config, store: Store, reader: str, delivery_id: int | None, message_id: str, at: datetime) -> str:
+    from feedpub.send import verp
+
+    envelope = verp.return_path(RETURN_PATH, SECRET, delivery_id) if delivery_id else RETURN_PATH
+    raw = bounce_for("postfix-greylisted-delayed.eml", reader, envelope, fixture_reader="ben@example.com",
+                     message_id=message_id)
+    with time_machine.travel(at, tick=False):
+        (outcome,) = process_message(config, store, raw, "test")
+    return outcome.effect
+
+
+START = datetime(2025, 12, 1, 0, 0, tzinfo=UTC)
+
+
+def test_three_soft_bounces_in_a_row_suppress_and_a_clean_delivery_resets_the_count(store_config, monkeypatch):
+    store, config = store_config
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    reader, other = "ayumi@example.jp", "ben@example.com"
+    effects = []
+    for week in range(3):
+        at = START + timedelta(days=7 * week)
+        delivery = mailed(store, reader, f"2025-12-{1 + 7 * week:02d}-0900", at)
+        mailed(store, other, f"2025-12-{1 + 7 * week:02d}-0900-b", at)
+        effects.append(soft_bounce(config, store, reader, delivery, f"soft-{week}@mx", at + timedelta(hours=1)))
+    assert effects == ["counted: soft bounce 1 of 3 within 30d", "counted: soft bounce 2 of 3 within 30d",
+                       "suppressed: soft bounce 3 of 3 within 30d"]
+    assert store.suppression(reader) is not None and "3 soft bounces" in store.suppression(reader).reason
+
+    # The other reader: bounced in weeks 0 and 2, but week 1's delivery went through.
+    weeks = {0: None, 2: None}
+    rows = {}
+    with store.engine.connect() as conn:
+        for delivery_id, period in conn.execute(sa.text(
+                "SELECT d.id, i.period FROM deliveries d JOIN issues i ON i.id = d.issue_id "
+                "JOIN subscribers s ON s.id = d.subscriber_id WHERE s.email_key = :key"), {"key": other}):
+            rows[period] = delivery_id
+    for week in weeks:
+        period = f"2025-12-{1 + 7 * week:02d}-0900-b"
+        weeks[week] = soft_bounce(config, store, other, rows[period], f"other-{week}@mx",
+                                  START + timedelta(days=7 * week, hours=2))
+    assert weeks == {0: "counted: soft bounce 1 of 3 within 30d", 2: "counted: soft bounce 1 of 3 within 30d"}
+    assert store.suppression(other) is None
+
+
+def test_a_delay_warning_and_the_failure_of_one_delivery_count_once_and_old_ones_expire(store_config,
+                                                                                        monkeypatch):
+    store, config = store_config
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    reader = "chihiro@example.jp"
+    first = mailed(store, reader, "2025-10-01-0900", START - timedelta(days=60))
+    assert soft_bounce(config, store, reader, first, "old@mx", START - timedelta(days=59)) == \
+        "counted: soft bounce 1 of 3 within 30d"              # 59 days before the next ones: outside the window
+    delivery = mailed(store, reader, "2025-12-01-0900", START)
+    assert soft_bounce(config, store, reader, delivery, "delay@mx", START + timedelta(hours=4)) == \
+        "counted: soft bounce 1 of 3 within 30d"
+    assert soft_bounce(config, store, reader, delivery, "failed@mx", START + timedelta(days=5)) == \
+        "counted: soft bounce 1 of 3 within 30d"
+    assert store.suppression(reader) is None
+
+
+def test_the_same_message_is_recorded_once_and_counted_per_issue(store_config, monkeypatch):
+    store, config = store_config
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    reader = "dan@example.com"
+    delivery = mailed(store, reader, "2025-12-01-0900", START)
+    from feedpub.send import verp
+
+    raw = bounce_for("postfix-user-unknown.eml", reader, verp.return_path(RETURN_PATH, SECRET, delivery),
+                     fixture_reader="taro.yamada@example.jp")
+    assert [o.effect for o in process_message(config, store, raw, "a")] == ["suppressed"]
+    assert [o.evidence_id for o in process_message(config, store, raw, "b")] == [None]
+    assert [(e.recipient, e.delivery_id, e.issue, e.source) for e in evidence.listing(store)] == [
+        (reader, delivery, "2025-12-01-0900", "a")]
+    issue_id = store.issue("2025-12-01-0900").id
+    assert evidence.per_issue(store) == {issue_id: (1, 0)}
+
+
+def test_process_files_keeps_going_past_an_unreadable_one_and_caps_the_evidence(sent, tmp_path):
+    config, senders = sent
+    reader = READERS[0]
+    big = tmp_path / "big.eml"
+    raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
+    big.write_bytes(raw.replace(b"--8F2A41C0E3.1765756812/mx1.blog.example.com--",
+                                b"\n" + b"x" * 200_000 + b"\n--8F2A41C0E3.1765756812/mx1.blog.example.com--"))
+    result = feedpub(config, "bounces", "process", str(tmp_path / "missing.eml"), str(big))
+    assert result.exit_code == 1
+    assert "missing.eml: cannot read" in result.stderr
+    assert result.stdout == f"{big}: {reader}: hard: suppressed\n"
+    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert row["source"] == f"file:{big}"
+    shown = feedpub(config, "bounces", "show", str(row["id"])).stdout
+    assert f"--- evidence ({big.stat().st_size} bytes, first 65536 kept) ---" in shown

@@ -1,0 +1,270 @@
+"""Provider webhooks through the real app (Starlette's TestClient) into a real SQLite store: signatures made
+the way SNS, Mailgun and SendGrid make them, with keys generated here; the SNS signing certificate served
+from 127.0.0.1 (the only place the tests let the URL check point)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+from starlette.testclient import TestClient
+
+from feedpub.config import load_config
+from feedpub.schema import deliveries
+from feedpub.send import verp
+from feedpub.send.bounces import evidence
+from feedpub.store import StoredVariant, SubscriberInput, open_store
+from feedpub.web import webhooks
+from feedpub.web.app import create_app
+
+SECRET = "webhook-test-secret"
+TOKEN = "generic-webhook-token"
+MAILGUN_KEY = "key-mailgun-signing"
+TOPIC = "arn:aws:sns:ap-northeast-1:123456789012:ses-bounces"
+READERS = ["ayumi@example.jp", "ben@example.com", "chihiro@example.jp", "dan@example.com"]
+SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
+SNS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class CertServer(BaseHTTPRequestHandler):
+    """Serves the SNS signing certificate; records subscription confirmations."""
+
+    cert = b""
+    confirmed: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.startswith("/?Action=ConfirmSubscription&"):
+            CertServer.confirmed.append(self.path)
+            body = b"<ConfirmSubscriptionResponse/>"
+        else:
+            body = CertServer.cert
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def cert_server():
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.ap-northeast-1.amazonaws.com")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(SNS_KEY.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(SNS_KEY, hashes.SHA256()))
+    CertServer.cert = cert.public_bytes(serialization.Encoding.PEM)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CertServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch, cert_server):
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    monkeypatch.setenv("FEEDPUB_WEBHOOK_TOKEN", TOKEN)
+    monkeypatch.setenv("FEEDPUB_MAILGUN_SIGNING_KEY", MAILGUN_KEY)
+    monkeypatch.setattr(webhooks, "SNS_CERT_URL", re.compile(rf"^{re.escape(cert_server)}/[a-z-]+\.pem$"))
+    monkeypatch.setattr(webhooks, "SNS_SUBSCRIBE_URL",
+                        re.compile(rf"^{re.escape(cert_server)}/\?Action=ConfirmSubscription&"))
+    webhooks._sns_key.cache_clear()
+    public = SENDGRID_KEY.public_key().public_bytes(serialization.Encoding.DER,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "feedpub.toml").write_text(f"""
+[site]
+url = "https://blog.example.com"
+[smtp]
+return_path = "bounces@blog.example.com"
+[bounces]
+ses_topic_arn = "{TOPIC}"
+sendgrid_public_key = "{base64.b64encode(public).decode()}"
+""", encoding="utf-8")
+    config = load_config(tmp_path / "feedpub.toml")
+    store = open_store(config.store_url)
+    saved = store.save_subscribers([SubscriberInput(email) for email in READERS], status="active")
+    now = datetime.now(UTC)
+    issue = store.create_issue(period="2025-12-15-0900", slot=now, starts=now - timedelta(days=7), ends=now,
+                               variants=[StoredVariant("", "今週", "<p>本文</p>", "本文")],
+                               recipients={row.id: "" for row, _ in saved})
+    with store.engine.begin() as conn:
+        conn.execute(deliveries.update().values(status="sent"))
+        ids = dict(conn.execute(sa.text("SELECT s.email, d.id FROM deliveries d JOIN subscribers s "
+                                        "ON s.id = d.subscriber_id WHERE d.issue_id = :i"), {"i": issue.id}).all())
+    client = TestClient(create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [],
+                                   health=dict))
+    client.store, client.ids = store, ids
+    return client
+
+
+def sns(cert_server: str, kind: str, message: str = "", **fields: str) -> dict:
+    payload = {"Type": kind, "MessageId": "9f1b", "TopicArn": TOPIC, "Message": message,
+               "Timestamp": "2025-12-15T00:10:00.000Z", "SignatureVersion": "2",
+               "SigningCertURL": f"{cert_server}/sns-cert.pem", **fields}
+    order = webhooks._SNS_SIGNED[kind]
+    signed = "".join(f"{name}\n{payload[name]}\n" for name in order if name in payload).encode()
+    payload["Signature"] = base64.b64encode(SNS_KEY.sign(signed, padding.PKCS1v15(), hashes.SHA256())).decode()
+    return payload
+
+
+def ses_bounce(app, reader: str, bounce_type: str = "Permanent", feedback: str = "fb-1") -> str:
+    return json.dumps({"notificationType": "Bounce", "mail": {
+        "messageId": "0100018c-aaaa", "source": verp.return_path("bounces@blog.example.com", SECRET, app.ids[reader])},
+        "bounce": {"bounceType": bounce_type, "bounceSubType": "General", "feedbackId": feedback,
+                   "bouncedRecipients": [{"emailAddress": reader, "action": "failed", "status": "5.1.1",
+                                          "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}})
+
+
+def recorded(app) -> list:
+    return evidence.listing(app.store)
+
+
+def test_a_signed_ses_bounce_suppresses_once_and_a_replay_records_nothing(app, cert_server):
+    payload = sns(cert_server, "Notification", ses_bounce(app, READERS[1]))
+    first = app.post("/webhooks/ses", json=payload)
+    assert first.status_code == 200 and first.json() == {"recorded": 1, "recorded_before": 0}
+    assert app.post("/webhooks/ses", json=payload).json() == {"recorded": 0, "recorded_before": 1}
+    (row,) = recorded(app)
+    assert (row.recipient, row.kind, row.status, row.delivery_id, row.source) == (
+        READERS[1], "hard", "5.1.1", app.ids[READERS[1]], "webhook:ses")
+    assert json.loads(evidence.one(app.store, row.id).raw)["TopicArn"] == TOPIC
+    assert app.store.suppression(READERS[1]) is not None and app.store.suppression(READERS[0]) is None
+
+
+def test_ses_signatures_certificates_and_topics_are_checked(app, cert_server):
+    payload = sns(cert_server, "Notification", ses_bounce(app, READERS[1]))
+    altered = {**payload, "Message": ses_bounce(app, READERS[2])}
+    assert app.post("/webhooks/ses", json=altered).status_code == 403
+    foreign = sns(cert_server, "Notification", ses_bounce(app, READERS[1]),
+                  SigningCertURL="https://sns.evil.example/sns-cert.pem")
+    assert app.post("/webhooks/ses", json=foreign).status_code == 403
+    other_topic = sns(cert_server, "Notification", ses_bounce(app, READERS[1]), TopicArn=TOPIC + "-other")
+    assert app.post("/webhooks/ses", json=other_topic).status_code == 403
+    assert app.post("/webhooks/ses", content=b"{not json").status_code == 400
+    assert recorded(app) == [] and app.store.suppressed() == set()
+
+
+def test_only_sns_urls_are_trusted_for_certificates():
+    pattern = re.compile(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[A-Za-z0-9/_.-]+\.pem$")
+    assert webhooks.SNS_CERT_URL.pattern == pattern.pattern
+    assert pattern.match("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem")
+    for url in ("http://sns.eu-west-1.amazonaws.com/x.pem", "https://sns.eu-west-1.amazonaws.com.evil.example/x.pem",
+                "https://evil.example/sns.eu-west-1.amazonaws.com/x.pem", "https://sns.eu-west-1.amazonaws.com/x.txt"):
+        assert not pattern.match(url), url
+
+
+def test_an_sns_subscription_is_confirmed(app, cert_server):
+    url = f"{cert_server}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=abc"
+    payload = sns(cert_server, "SubscriptionConfirmation", "You have chosen to subscribe", SubscribeURL=url,
+                  Token="abc")
+    before = len(CertServer.confirmed)
+    assert app.post("/webhooks/ses", json=payload).status_code == 200
+    assert CertServer.confirmed[before:] == [url.removeprefix(cert_server)]
+
+
+def test_an_ses_complaint_unsubscribes(app, cert_server):
+    message = json.dumps({"notificationType": "Complaint", "mail": {"messageId": "m-2", "source": "x@example.org"},
+                          "complaint": {"feedbackId": "c-1", "complaintFeedbackType": "abuse",
+                                        "complainedRecipients": [{"emailAddress": READERS[3]}]}})
+    assert app.post("/webhooks/ses", json=sns(cert_server, "Notification", message)).status_code == 200
+    subscriber = app.store.subscriber(READERS[3])
+    assert subscriber.status == "unsubscribed" and app.store.suppression(READERS[3]).reason == "complaint"
+
+
+def test_postmark_needs_the_token_and_records_a_hard_bounce(app):
+    event = {"RecordType": "Bounce", "ID": 4323372036854775807, "Type": "HardBounce", "TypeCode": 1,
+             "Email": READERS[0], "Description": "The server was unable to deliver your message",
+             "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist."}
+    assert app.post("/webhooks/postmark", json=event).status_code == 401
+    assert app.post("/webhooks/postmark", json=event, auth=("postmark", "wrong")).status_code == 403
+    assert recorded(app) == []
+    answer = app.post("/webhooks/postmark", json=event, auth=("postmark", TOKEN))
+    assert answer.status_code == 200 and answer.json()["recorded"] == 1
+    assert [(r.recipient, r.kind, r.status) for r in recorded(app)] == [(READERS[0], "hard", "5.1.1")]
+    auto = {**event, "ID": 2, "Type": "AutoResponder", "Email": READERS[2]}
+    app.post("/webhooks/postmark", json=auto, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert app.store.suppression(READERS[2]) is None
+
+
+def mailgun_body(event: dict, *, key: str = MAILGUN_KEY, timestamp: int | None = None) -> dict:
+    stamp, token = str(timestamp or int(time.time())), "a" * 50
+    signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
+    return {"signature": {"timestamp": stamp, "token": token, "signature": signature}, "event-data": event}
+
+
+def test_mailgun_signatures_freshness_and_replays(app):
+    event = {"event": "failed", "id": "G9Bn5sl1TC6nu79C8C0bwg", "severity": "temporary", "reason": "generic",
+             "recipient": READERS[2], "envelope": {"sender": "bounces@blog.example.com"},
+             "delivery-status": {"code": 452, "message": "4.2.2 The email account is over quota"}}
+    assert app.post("/webhooks/mailgun", json=mailgun_body(event, key="other")).status_code == 403
+    stale = mailgun_body(event, timestamp=int(time.time()) - 3600)
+    assert app.post("/webhooks/mailgun", json=stale).status_code == 403
+    assert app.post("/webhooks/mailgun", json={"event-data": event}).status_code == 401
+    good = mailgun_body(event)
+    assert app.post("/webhooks/mailgun", json=good).json() == {"recorded": 1, "recorded_before": 0}
+    assert app.post("/webhooks/mailgun", json=good).json() == {"recorded": 0, "recorded_before": 1}
+    (row,) = recorded(app)
+    assert (row.kind, row.status, row.effect) == ("soft", "4.2.2", "counted: soft bounce 1 of 3 within 30d")
+
+
+def sendgrid_post(app, events: list, *, key=SENDGRID_KEY, timestamp: str | None = None):
+    body = json.dumps(events).encode()
+    stamp = timestamp or str(int(time.time()))
+    signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+    return app.post("/webhooks/sendgrid", content=body, headers={
+        "X-Twilio-Email-Event-Webhook-Signature": signature, "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+        "Content-Type": "application/json"})
+
+
+def test_sendgrid_signed_events(app):
+    events = [{"email": READERS[3], "event": "bounce", "type": "bounce", "status": "5.1.1",
+               "reason": "550 5.1.1 User unknown", "sg_event_id": "sg-1", "timestamp": 1765757000},
+              {"email": READERS[0], "event": "spamreport", "sg_event_id": "sg-2"},
+              {"email": READERS[1], "event": "open", "sg_event_id": "sg-3"}]
+    assert sendgrid_post(app, events, key=ec.generate_private_key(ec.SECP256R1())).status_code == 403
+    assert app.post("/webhooks/sendgrid", json=events).status_code == 401
+    answer = sendgrid_post(app, events)
+    assert answer.status_code == 200 and answer.json() == {"recorded": 2, "recorded_before": 0}
+    assert {(r.recipient, r.kind) for r in recorded(app)} == {(READERS[3], "hard"), (READERS[0], "complaint")}
+    assert app.store.subscriber(READERS[0]).status == "unsubscribed"
+
+
+def test_the_generic_webhook_reads_the_documented_json(app):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    tag = verp.return_path("bounces@blog.example.com", SECRET, app.ids[READERS[2]])
+    events = [{"id": "evt-1", "kind": "hard", "recipient": "forwarded@example.org", "status": "5.1.1",
+               "diagnostic": "550 5.1.1 no such user", "return_path": tag},
+              {"id": "evt-2", "kind": "auto-reply", "recipient": READERS[1]}]
+    assert app.post("/webhooks/bounce", json=events, headers=headers).json() == {"recorded": 2, "recorded_before": 0}
+    rows = {r.message_key: r for r in recorded(app)}
+    assert rows["generic:evt-1"].recipient == READERS[2]          # the VERP tag names the delivery
+    assert app.store.suppression(READERS[2]) is not None and app.store.suppression(READERS[1]) is None
+    bad = app.post("/webhooks/bounce", json=[{"id": "evt-3", "kind": "maybe", "recipient": READERS[0]}],
+                   headers=headers)
+    assert bad.status_code == 400 and "kind" in bad.json()["error"]
+    assert app.post("/webhooks/bounce", content=b"\xff" * 10, headers=headers).status_code == 400
+    huge = app.post("/webhooks/bounce", content=b"[" + b" " * (2 * 1024 * 1024) + b"]", headers=headers)
+    assert huge.status_code == 413
+    assert len(recorded(app)) == 2
+
+
+def test_webhooks_without_their_secret_are_off(app, monkeypatch):
+    monkeypatch.delenv("FEEDPUB_WEBHOOK_TOKEN")
+    monkeypatch.delenv("FEEDPUB_MAILGUN_SIGNING_KEY")
+    assert app.post("/webhooks/bounce", json={}, headers={"Authorization": "Bearer x"}).status_code == 404
+    assert app.post("/webhooks/mailgun", json={}).status_code == 404
