@@ -17,6 +17,7 @@ import httpx
 from feedpub import holds
 from feedpub.cli.daemon import Daemon
 from feedpub.config import load_config
+from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
 from tests.send.sites import write_config
@@ -91,7 +92,7 @@ def test_operator_pauses_and_resumes_an_issue_in_the_running_daemon(tmp_path: Pa
     finally:
         assert daemon.stop() == 0
     log = feedpub(tmp_path, "digest", "status").stdout
-    assert log.splitlines()[1].split()[-7:] == ["-", "0", "0", "0", str(len(READERS) - 1), "0", "1"]
+    assert log.splitlines()[1].split()[-9:] == ["-", "0", "0", "0", str(len(READERS) - 1), "0", "1", "0", "0"]
 
 
 def test_retry_job_leaves_rows_to_a_sending_digest_job_then_sends_a_resumed_issue(tmp_path, smtp_server,
@@ -102,7 +103,7 @@ def test_retry_job_leaves_rows_to_a_sending_digest_job_then_sends_a_resumed_issu
     store = open_store(config.store_url)
     issue = queue_issue(store, 5)
     holds.pause(store, issue.period)
-    daemon = Daemon(config, store)
+    daemon = Daemon(config, store, None, Publisher())
     daemon.retry()
     assert smtp_server.received == []                  # paused: nothing is due
     holds.resume(store, issue.period)

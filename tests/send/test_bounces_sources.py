@@ -11,11 +11,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from feedpub.cli.daemon import Daemon
 from feedpub.config import load_config
 from feedpub.scheduler import BOUNCES_JOB, make_scheduler
 from feedpub.send.bounces import sources
+from feedpub.send.dispatch import send_due_issue
+from feedpub.send.issue import due_slot
+from feedpub.site.websub import Publisher
+from feedpub.store import open_store
 from tests.imap_server import DOVECOT, PASSWORD, DovecotServer
-from tests.send.sites import READERS, feedpub, write_site
+from tests.send.sites import READERS, SECRET, feedpub, write_post, write_site
 from tests.send.test_bounces_process import FIXTURES, RETURN_PATH, bounce_for, subscribers
 
 REPLY = (FIXTURES / "ordinary-reply.eml").read_bytes()
@@ -165,12 +170,6 @@ def test_the_daemon_reads_bounces_every_poll_every(sent):
 
 def test_round_trip_bounces_in_imap_suppress_readers_and_the_next_issue_skips_them(sent, imap_server, smtp_server,
                                                                                     monkeypatch):
-    from feedpub.cli.daemon import Daemon
-    from feedpub.send.dispatch import send_due_issue
-    from feedpub.send.issue import due_slot
-    from feedpub.store import open_store
-    from tests.send.sites import SECRET, write_post
-
     config_path, senders = sent
     for raw in returned_mail(senders).values():
         imap_server.deliver(raw)
@@ -179,7 +178,7 @@ def test_round_trip_bounces_in_imap_suppress_readers_and_the_next_issue_skips_th
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     config = load_config(config_path)
     store = open_store(config.store_url)
-    Daemon(config, store).read_bounces()                 # what the daemon's job runs every bounces.poll_every
+    Daemon(config, store, None, Publisher()).read_bounces()     # the daemon job of every bounces.poll_every
     assert_acted_on(config_path)
 
     first = len(smtp_server.received)
