@@ -36,6 +36,7 @@ class SiteConfig:
     permalink: str = "date"
     icon: str = ""
     logo: str = ""
+    jekyll_dir: str = ""                 # a Jekyll site whose _config.yml, _data/ and _includes/ are read
 
     @property
     def tz(self) -> ZoneInfo:
@@ -145,6 +146,10 @@ class Config:
     @property
     def posts_dir(self) -> Path:
         return self.path(self.site.posts_dir)
+
+    @property
+    def jekyll_root(self) -> Path | None:
+        return self.path(self.site.jekyll_dir) if self.site.jekyll_dir else None
 
     @property
     def output_dir(self) -> Path:

@@ -140,7 +140,7 @@ def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post,
     file's size and mtime and, when it links to other posts, every post's URL."""
     stats = {f.path: (f.size, f.mtime_ns) for f in listing}
     links = fingerprint(sorted((p.name, p.path) for p in posts))
-    return {feed.folder: fingerprint(feed.title, [(post, stats[post.file], links if post.uses_links else "")
+    return {feed.folder: fingerprint(feed.title, [(post, stats[post.file], links if post.reads_site else "")
                                                   for post in feed.posts])
             for feed in feeds}
 

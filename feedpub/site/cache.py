@@ -18,7 +18,7 @@ from feedpub.files import write_atomic
 log = logging.getLogger(__name__)
 
 # Bump when a cached type changes its fields: pickles of the old shape would load without error.
-FORMAT = b"feedpub-cache 2\n"
+FORMAT = b"feedpub-cache 3\n"
 
 
 class Cache:

@@ -7,7 +7,8 @@ metadata of every post is what the build cache holds.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ _Loader.yaml_implicit_resolvers = {
 }
 _YAML = frontmatter.YAMLHandler()
 _MORE = "<!--more-->"
-_LINK_TAG = re.compile(r"\{%-?\s*(post_url|link)\b")
+# Liquid that reads other posts or the site's files: such a post is re-rendered when they change.
+_SITE_READS = re.compile(r"\{%-?\s*(?:post_url|link|include|include_relative)\b"
+                         r"|\bsite\s*(?:\.\s*(?:posts|data|categories|tags|time)\b|\[)")
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
 # XML 1.0 cannot carry these, and lone surrogates (which YAML escapes can make) cannot be encoded: a post
 # containing them is refused here, and everything feedpub emits is stripped of them (`markup`).
@@ -64,12 +67,13 @@ class Post:
     excerpt: str                 # Markdown (with Liquid) of the excerpt
     excerpt_explicit: bool       # from front matter or a separator, not the first paragraph
     reading_time: int | None     # minutes, from front matter; else computed when rendered
-    uses_links: bool             # the body has {% post_url %} or {% link %}: it depends on other posts
+    reads_site: bool             # its Liquid reads other posts or site files ({% post_url %}, site.data, …)
     path: str                    # site path, unescaped, e.g. /ai/2025/12/16/slug.html
     url: str                     # absolute, percent-encoded
     id: str                      # stable entry id
     image: str                   # absolute URL, or ""
     name: str                    # file name without extension, for {% post_url %}
+    matter: Mapping[str, Any] = field(default_factory=dict, compare=False)   # the front matter, for Liquid's page
 
 
 class Skip(Exception):
@@ -104,8 +108,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     url = urls.absolute(config.site.root_url, site_path)
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
-                reading_time=minutes, uses_links=bool(_LINK_TAG.search(body)), path=site_path, url=url,
-                id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem)
+                reading_time=minutes, reads_site=bool(_SITE_READS.search(body)), path=site_path, url=url,
+                id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem, matter=meta)
 
 
 def load_body(post: Post) -> str:
