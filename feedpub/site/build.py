@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from feedpub.config import Config
 from feedpub.errors import ConfigError, Problem
+from feedpub.jekyll import site_file_stats
 from feedpub.site.cache import Cache, fingerprint
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.output import WriteResult, output_problem, write_files
@@ -85,7 +86,8 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     now = now or datetime.now(UTC)
     cache = Cache(config.path(CACHE_FOLDER) if use_cache else None, _cache_key(config, output, future, drafts))
     listing = post_files(config.posts_dir)
-    sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing])
+    site_stats = site_file_stats(config.jekyll_root or config.root)
+    sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats)
     state: _State | None = cache.load("build")
     if (state is not None and state.sources == sources and _intact(output, state.outputs)
             and (state.report.next_future is None or now < state.report.next_future)):
@@ -95,14 +97,15 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     # collection passes in between find nothing and cost ~5% of a cold build.
     gc.disable()
     try:
-        return _build(config, output, cache, state, listing, sources, now=now, future=future, drafts=drafts,
-                      parallel=parallel)
+        return _build(config, output, cache, state, listing, sources, site_stats, now=now, future=future,
+                      drafts=drafts, parallel=parallel)
     finally:
         gc.enable()
 
 
-def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str, *,
-           now: datetime, future: bool, drafts: bool, parallel: bool) -> BuildReport:
+def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str,
+           site_stats: list[tuple[str, int, int]], *, now: datetime, future: bool, drafts: bool,
+           parallel: bool) -> BuildReport:
     """Collect → plan the feeds → render the posts of the changed ones → write → remember for next time."""
     # Imported here, once something changed: the no-op build must not load YAML, Markdown and feedgen
     # (0.12 s more on a 0.27 s no-op build of 2,000 posts; python -X importtime).
@@ -113,7 +116,7 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     collection = collect(config, now=now, future=future, drafts=drafts, known=cache.load("posts"),
                          files=listing, parallel=parallel)
     feeds, plan_problems = plan_feeds(config, collection.posts)
-    fingerprints = _fingerprints(feeds, listing, collection.posts)
+    fingerprints = _fingerprints(feeds, listing, collection.posts, site_stats)
     changed = _changed(config, output, feeds, fingerprints, state)
     renders = cache.load("renders") or {}
     to_render = needed_posts(changed)
@@ -135,13 +138,17 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     return report
 
 
-def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post, ...]) -> dict[str, str]:
-    """Feed folder → fingerprint of what the feed is made from: its title and its posts, each with its
-    file's size and mtime and, when it links to other posts, every post's URL."""
+def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post, ...],
+                  site_stats: list[tuple[str, int, int]]) -> dict[str, str]:
+    """Feed folder → fingerprint of what the feed is made from: its title, its Atom path and its posts, each
+    with its file's size and mtime and, when its Liquid reads other posts or site files (`reads_site`),
+    every post and the site files' sizes and mtimes."""
     stats = {f.path: (f.size, f.mtime_ns) for f in listing}
-    links = fingerprint(sorted((p.name, p.path) for p in posts))
-    return {feed.folder: fingerprint(feed.title, [(post, stats[post.file], links if post.reads_site else "")
-                                                  for post in feed.posts])
+    reading = any(post.reads_site for feed in feeds for post in feed.posts)
+    site = fingerprint(posts, site_stats) if reading else ""
+    return {feed.folder: fingerprint(feed.title, feed.atom_path,
+                                     [(post, stats[post.file], site if post.reads_site else "")
+                                      for post in feed.posts])
             for feed in feeds}
 
 

@@ -246,9 +246,9 @@ class JekyllEnvironment(Environment):
         whole post stops (rendering on would meet the bound again at every following node)."""
         if not isinstance(exc, LiquidError):
             exc = exc(msg, token=token)
+        where = exc.token = exc.token or token
         if isinstance(exc, ResourceLimitError):
             raise exc
-        where = exc.token or token
         message = str(exc.message)
         if message.startswith("unexpected tag"):
             message = f"Liquid tag {{% {where.value if where else '?'} %}} is unknown and was rendered as nothing"

@@ -20,11 +20,11 @@ from xml.sax.saxutils import escape
 from liquid import Undefined
 from liquid.filter import with_context, with_environment
 
-from feedpub import urls
-
 # Jekyll's "cjk" word count: Han, Hiragana, Katakana and Hangul characters each count as a word.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 _SPACE = re.compile(r"\s+")
+_SLUG_UNSAFE = {"raw": _SPACE, "default": re.compile(r"(?:\W|_)+"), "pretty": re.compile(r"[^\w.~!$&'()+,;=@]+"),
+                "ascii": re.compile(r"[^A-Za-z0-9]+"), "latin": re.compile(r"[^A-Za-z0-9]+")}
 # Jekyll's smartify is kramdown's SmartyPants: quotes, dashes and ellipses.
 _SMART = ((re.compile(r"---"), "\u2014"), (re.compile(r"--"), "\u2013"), (re.compile(r"\.\.\."), "\u2026"),
           (re.compile(r"(^|[\s(\[{\u2014\u2013])\""), "\\1\u201c"), (re.compile(r"\""), "\u201d"),
@@ -129,14 +129,11 @@ def uri_escape(value: object) -> str:
 
 
 def slugify(value: object, mode: object = "default") -> str:
+    """Jekyll's Utils.slugify: runs of what the mode does not keep → '-', lower case."""
     text = _text(value)
     if mode == "none":
         return text
-    if mode == "raw":
-        return _SPACE.sub("-", text).strip("-").lower()
-    if mode == "pretty":
-        return urls.jekyll_title_slug(text).lower()
-    return urls.slugify(text)
+    return _SLUG_UNSAFE.get(_text(mode), _SLUG_UNSAFE["default"]).sub("-", text).strip("-").lower()
 
 
 @with_environment

@@ -51,6 +51,7 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     """Read every post under `site.posts_dir` (or the `files` listed from it); `known` entries of
     unchanged files are reused."""
     now = now or datetime.now(UTC)
+    future, drafts = future or config.site.future, drafts or config.site.show_drafts
     root = config.posts_dir
     if not root.is_dir():
         problem = Problem(_display(root, config.root), None, "posts folder does not exist",

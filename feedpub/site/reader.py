@@ -45,8 +45,7 @@ _Loader.yaml_implicit_resolvers = {
 _YAML = frontmatter.YAMLHandler()
 _MORE = "<!--more-->"
 # Liquid that reads other posts or the site's files: such a post is re-rendered when they change.
-_SITE_READS = re.compile(r"\{%-?\s*(?:post_url|link|include|include_relative)\b"
-                         r"|\bsite\s*(?:\.\s*(?:posts|data|categories|tags|time)\b|\[)")
+_SITE_READS = re.compile(r"\{%-?\s*(?:post_url|link|include|include_relative)\b|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
 # XML 1.0 cannot carry these, and lone surrogates (which YAML escapes can make) cannot be encoded: a post
 # containing them is refused here, and everything feedpub emits is stripped of them (`markup`).
@@ -102,7 +101,7 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     categories = tuple(dict.fromkeys(_folder_categories(file.relative) + _names(front, "categories", "category")))
     tags = _names(front, "tags", "tag")
     author = _author(meta.get("author")) or config.site.author
-    excerpt, explicit = _excerpt(front, body)
+    excerpt, explicit = _excerpt(front, body, config.site.excerpt_separator)
     minutes = _reading_time(front)
     site_path = _permalink(front, stem, date.astimezone(config.site.tz), categories, config)
     url = urls.absolute(config.site.root_url, site_path)
@@ -349,14 +348,14 @@ def _author(value: Any) -> str:
     return "" if value is None or isinstance(value, bool) else _one_line(str(value))
 
 
-def _excerpt(front: _FrontMatter, body: str) -> tuple[str, bool]:
+def _excerpt(front: _FrontMatter, body: str, site_separator: str) -> tuple[str, bool]:
     """The excerpt's Markdown, and whether the author chose it (rather than the first paragraph)."""
     value = front.values.get("excerpt") or front.values.get("description")
     if value is not None:
         if not isinstance(value, str):
             raise front.fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
         return value.strip(), True
-    separator = front.values.get("excerpt_separator")
+    separator = front.values.get("excerpt_separator") or site_separator
     for marker in (separator, _MORE):
         if isinstance(marker, str) and marker and marker in body:
             return body.split(marker, 1)[0].strip(), True
