@@ -29,6 +29,13 @@ FEED_PATH = "feed.xml"
 FEED_POSTS_LIMIT = 10
 FEED_CATEGORY_PATH = "feed/{name}.xml"
 FEED_TAG_PATH = "feed/by_tag/{name}.xml"
+# Jekyll's own keys that feedpub does not apply, and why; any other key is the site's own.
+_NOT_APPLIED = {
+    "exclude": "feedpub reads posts from _posts/ only", "include": "feedpub reads posts from _posts/ only",
+    "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
+    "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
+    "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
+}
 _DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
 MAX_DATA_BYTES = 10_000_000
 
@@ -91,7 +98,8 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
         elif key == "feed" and isinstance(value, Mapping):
             _feed(value, feeds, used, ignored)
         else:
-            ignored[key] = "custom key: given to Liquid as site." + str(key)
+            reason = _NOT_APPLIED.get(key, "the site's own key")
+            ignored[key] = f"{reason}; Liquid reads it as site.{key}"
     if "posts_dir" not in site:
         site["posts_dir"] = "_posts"
     feeds.setdefault("atom_path", FEED_PATH)

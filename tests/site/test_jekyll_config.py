@@ -49,8 +49,8 @@ def test_settings_map_jekyll_keys_and_account_for_every_other_one() -> None:
                   "category_atom_path": "feed/{name}.xml"},
     }
     assert found.used["lang"] == "site.language" and found.used["feed.posts_limit"] == "feeds.limit"
-    assert found.ignored == {"github_username": "custom key: given to Liquid as site.github_username",
-                             "plugins": "custom key: given to Liquid as site.plugins",
+    assert found.ignored == {"github_username": "the site's own key; Liquid reads it as site.github_username",
+                             "plugins": "feedpub has its own feeds; Liquid reads it as site.plugins",
                              "feed.collections": "feedpub makes feeds of posts only"}
 
 
