@@ -14,28 +14,22 @@ depth and local variables; past a bound the post is published without its Liquid
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from liquid import BoundTemplate, Environment, Mode, RenderContext, Undefined
-from liquid.ast import BlockNode, Node
-from liquid.builtin.expressions import FilteredExpression, tokenize
 from liquid.exceptions import LiquidError, ResourceLimitError
-from liquid.parser import get_parser
-from liquid.stream import TokenStream
-from liquid.tag import Tag
-from liquid.token import TOKEN_EOF, TOKEN_EXPRESSION, TOKEN_TAG, Token
+from liquid.token import Token
 
 from feedpub import jekyll as jekyll_files
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.liquid_filters import FILTERS
+from feedpub.site.liquid_tags import TAGS, IncludeError, RenderState, current
 from feedpub.site.reader import MAX_POST_BYTES, Post
 
 # Markdown rendering is superlinear: Liquid may not make a post bigger than a post may be.
@@ -46,8 +40,6 @@ _RAW_OPEN = re.compile(r"\{%-?\s*raw\s*-?%\}")
 _RAW_CLOSE = re.compile(r"\{%-?\s*endraw\s*-?%\}")
 _MARKUP = re.compile(r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}", re.S)
 _UNCLOSED = re.compile(r"\{[{%][^\n]*")
-# Jekyll's include syntax: `name key="value" key='value' key=variable`.
-_INCLUDE_PARAM = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'|(\S+))""")
 _JEKYLL_TAGS = "a Jekyll tag (raw, highlight, include, post_url, link, assign, capture, if, unless, case, for …)"
 
 
@@ -138,8 +130,8 @@ def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> t
     warnings met on the way."""
     if "{{" not in text and "{%" not in text:
         return text, []
-    state = _Render(post, first_line, text)
-    token = _current.set(state)
+    state = RenderState(post, first_line, text)
+    token = current.set(state)
     try:
         text = _close_raw(text, state)
         try:
@@ -153,7 +145,7 @@ def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> t
                        "its Liquid", "a closing '%}' or '}}' for every '{%' and '{{'")
         return without_liquid(text), state.problems
     finally:
-        _current.reset(token)
+        current.reset(token)
 
 
 def without_liquid(text: str) -> str:
@@ -166,7 +158,7 @@ def escape_braces(html_text: str) -> str:
     return html_text.replace("{{", "&#123;{").replace("{%", "&#123;%")
 
 
-def _close_raw(text: str, state: _Render) -> str:
+def _close_raw(text: str, state: RenderState) -> str:
     """Jekyll refuses a `{% raw %}` that is never closed; here it runs to the end of the post, with a warning."""
     last_open = None
     for opening in _RAW_OPEN.finditer(text):
@@ -178,35 +170,6 @@ def _close_raw(text: str, state: _Render) -> str:
     return text
 
 
-class _Render:
-    """One post's rendering: where its text comes from, and the warnings met."""
-
-    def __init__(self, post: Post, first_line: int, text: str) -> None:
-        self.post = post
-        self.first_line = first_line
-        self.text = text
-        self.problems: list[Problem] = []
-        self.sources: dict[int, tuple[str, int]] = {}   # id of an include's text → (file shown, first line)
-
-    def warn_at(self, index: int, message: str, expected: str | None = None) -> None:
-        line = self.first_line + self.text.count("\n", 0, index)
-        self.problems.append(Problem(self.post.source, line, message, expected, warning=True))
-
-    def warn(self, token: Token | None, message: str, expected: str | None = None) -> None:
-        """A warning at `token`: in the post, or in the include file it comes from."""
-        if token is None or token.start_index < 0:
-            self.problems.append(Problem(self.post.source, self.first_line, message, expected, warning=True))
-            return
-        shown, first = self.sources.get(id(token.source), (self.post.source, self.first_line))
-        line = first + token.source.count("\n", 0, token.start_index)
-        problem = Problem(shown, line, message, expected, warning=True)
-        if problem not in self.problems:
-            self.problems.append(problem)
-
-
-_current: ContextVar[_Render] = ContextVar("feedpub_liquid_render")
-
-
 class _Undefined(Undefined):
     """An unknown variable: nothing, as in Jekyll, and a warning when it is output."""
 
@@ -214,7 +177,7 @@ class _Undefined(Undefined):
 
     def __str__(self) -> str:
         name = (self.hint or self.name).removesuffix(" is undefined").strip("'")
-        _current.get().warn(self.token, f"Liquid variable '{name}' is not defined and was rendered as nothing",
+        current.get().warn(self.token, f"Liquid variable '{name}' is not defined and was rendered as nothing",
                             "a site., page., include. or assigned variable")
         return ""
 
@@ -223,7 +186,7 @@ class _Context(RenderContext):
     def filter(self, name: str, token: Token | None) -> Callable[..., object]:  # noqa: A003 - python-liquid's name
         if name not in self.env.filters:
             # Jekyll (strict_filters off) passes the value through an unknown filter unchanged.
-            _current.get().warn(token, f"Liquid filter '{name}' is unknown and was skipped",
+            current.get().warn(token, f"Liquid filter '{name}' is unknown and was skipped",
                                 "a Liquid or Jekyll filter")
             return lambda value, *args, **kwargs: value
         return super().filter(name, token)
@@ -248,7 +211,7 @@ class JekyllEnvironment(Environment):
         self.url, self.baseurl, self.markdownify = site.url, site.baseurl, site.markdownify
         self._includes: dict[Path, tuple[BoundTemplate, str] | LiquidError] = {}
         self._snippets: dict[str, BoundTemplate] = {}
-        for tag in (_HighlightTag, _PostUrlTag, _LinkTag, _IncludeTag, _IncludeRelativeTag):
+        for tag in TAGS:
             self.add_tag(tag)
         self.tags.pop("render", None)   # Shopify's `render` reads templates Jekyll does not have
         for name, function in FILTERS.items():
@@ -265,14 +228,14 @@ class JekyllEnvironment(Environment):
         message = str(exc.message)
         if message.startswith("unexpected tag"):
             message = f"Liquid tag {{% {where.value if where else '?'} %}} is unknown and was rendered as nothing"
-            _current.get().warn(where, message, _JEKYLL_TAGS)
+            current.get().warn(where, message, _JEKYLL_TAGS)
         else:
-            _current.get().warn(where, f"Liquid: {message}; rendered as nothing",
+            current.get().warn(where, f"Liquid: {message}; rendered as nothing",
                                 getattr(exc, "expected", "Liquid as Jekyll accepts it"))
 
     def page_seed(self) -> str:
         """Seeds `sample`: the same post picks the same items on every build."""
-        return _current.get().post.path
+        return current.get().post.path
 
     def condition(self, expression: str) -> Callable[[RenderContext, str, object], bool]:
         """`where_exp`'s test: is `expression` true with the variable bound to an item?"""
@@ -293,7 +256,7 @@ class JekyllEnvironment(Environment):
         """The parsed file `name` below `folder`, which must stay inside the site folder."""
         path = (folder / name).resolve()
         if not path.is_relative_to(folder.resolve()) or not path.is_relative_to(self.site.root):
-            raise _IncludeError(f"{{% {tag} {name} %}} names a file outside {folder.name}/, which is never read",
+            raise IncludeError(f"{{% {tag} {name} %}} names a file outside {folder.name}/, which is never read",
                               token=None)
         if path not in self._includes:
             self._includes[path] = self._load(path, name, tag)
@@ -302,158 +265,19 @@ class JekyllEnvironment(Environment):
             raise found
         template, source = found
         # Tokens carry the text they come from: a warning inside the include names the include's file.
-        _current.get().sources[id(source)] = (str(path.relative_to(self.site.root)), 1)
+        current.get().sources[id(source)] = (str(path.relative_to(self.site.root)), 1)
         return template
 
     def _load(self, path: Path, name: str, tag: str) -> tuple[BoundTemplate, str] | LiquidError:
         try:
             if not path.is_file():
-                return _IncludeError(f"{{% {tag} {name} %}}: no such file", token=None)
+                return IncludeError(f"{{% {tag} {name} %}}: no such file", token=None)
             if path.stat().st_size > MAX_POST_BYTES:
-                return _IncludeError(f"{{% {tag} {name} %}}: file over {MAX_POST_BYTES:,} bytes", token=None)
+                return IncludeError(f"{{% {tag} {name} %}}: file over {MAX_POST_BYTES:,} bytes", token=None)
             source = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
-            return _IncludeError(f"{{% {tag} {name} %}}: cannot be read ({exc})", token=None)
+            return IncludeError(f"{{% {tag} {name} %}}: cannot be read ({exc})", token=None)
         try:
             return self.from_string(source, name=name, path=path), source
         except LiquidError as exc:
             return exc
-
-
-class _IncludeError(LiquidError):
-    expected = "a file in the site's _includes/ (include) or beside the post (include_relative)"
-
-
-def _tag(stream: TokenStream) -> tuple[Token, Token | None]:
-    """The tag token and its expression token, if any, leaving the stream on the last one (the parser
-    steps past it)."""
-    tag = stream.current
-    if stream.peek.kind != TOKEN_EXPRESSION:
-        return tag, None
-    next(stream)
-    return tag, stream.current
-
-
-class _HighlightNode(Node):
-    __slots__ = ("language", "line_numbers", "block")
-
-    def __init__(self, token: Token, language: str, line_numbers: bool, block: BlockNode) -> None:
-        super().__init__(token)
-        self.language, self.line_numbers, self.block = language, line_numbers, block
-
-    def render_to_output(self, context: RenderContext, buffer: TextIO) -> int:
-        """The HTML Jekyll's highlight tag gives (Rouge's classes, without its colouring spans), as an HTML
-        block of its own so Markdown leaves it alone."""
-        inner = context.get_buffer(buffer)
-        self.block.render(context, inner)
-        code = html.escape(inner.getvalue().strip("\r\n"), quote=False)
-        if self.line_numbers:
-            numbers = "".join(f"{n}\n" for n in range(1, code.count("\n") + 2))
-            code = (f'<table class="rouge-table"><tbody><tr><td class="gutter gl"><pre class="lineno">{numbers}'
-                    f'</pre></td><td class="code"><pre>{code}\n</pre></td></tr></tbody></table>')
-        language = html.escape(self.language)
-        return buffer.write(f'\n\n<figure class="highlight"><pre><code class="language-{language.replace("+", "-")}"'
-                            f' data-lang="{language}">{code}</code></pre></figure>\n\n')
-
-
-class _HighlightTag(Tag):
-    name = "highlight"
-    end = "endhighlight"
-
-    def parse(self, stream: TokenStream) -> Node:
-        token, expression = _tag(stream)
-        words = expression.value.split() if expression else []
-        next(stream)
-        block = get_parser(self.env).parse_block(stream, frozenset((self.end, TOKEN_EOF)))
-        stream.expect(TOKEN_TAG, value=self.end)
-        return _HighlightNode(token, words[0] if words else "plaintext", "linenos" in words[1:], block)
-
-
-class _TextNode(Node):
-    """A tag whose output depends only on its argument and the site."""
-
-    __slots__ = ("render_text",)
-
-    def __init__(self, token: Token, render_text: Callable[[RenderContext], str]) -> None:
-        super().__init__(token)
-        self.render_text = render_text
-
-    def render_to_output(self, context: RenderContext, buffer: TextIO) -> int:
-        return buffer.write(self.render_text(context))
-
-
-class _PostUrlTag(Tag):
-    name = "post_url"
-    block = False
-
-    def parse(self, stream: TokenStream) -> Node:
-        token, expression = _tag(stream)
-        name = expression.value.strip() if expression else ""
-        site: LiquidSite = self.env.site
-
-        def render(context: RenderContext) -> str:
-            path = site.post_urls.get(name) or site.post_urls.get(name.rsplit("/", 1)[-1])
-            if path is None:
-                _current.get().warn(token, f"{{% post_url {name} %}} names no post; rendered as nothing",
-                                    "the file name of a post, without its extension")
-                return ""
-            return site.baseurl + urls.escape_path(path)
-
-        return _TextNode(token, render)
-
-
-class _LinkTag(Tag):
-    name = "link"
-    block = False
-
-    def parse(self, stream: TokenStream) -> Node:
-        token, expression = _tag(stream)
-        target = expression.value.strip().strip("'\"") if expression else ""
-        site: LiquidSite = self.env.site
-        path = site.link_paths.get(target.rsplit("/", 1)[-1]) or re.sub(r"\.(md|markdown)$", ".html",
-                                                                        "/" + target.lstrip("/"))
-        return _TextNode(token, lambda context: site.baseurl + urls.escape_path(path))
-
-
-class _IncludeNode(Node):
-    __slots__ = ("name", "params", "relative")
-
-    def __init__(self, token: Token, name: str, params: dict[str, object], relative: bool) -> None:
-        super().__init__(token)
-        self.name, self.params, self.relative = name, params, relative
-
-    def render_to_output(self, context: RenderContext, buffer: TextIO) -> int:
-        env: JekyllEnvironment = context.env  # type: ignore[assignment]
-        tag = "include_relative" if self.relative else "include"
-        folder = Path(_current.get().post.file).parent if self.relative else env.site.root / "_includes"
-        try:
-            template = env.include(self.name, folder, tag)
-        except LiquidError as exc:
-            exc.token = self.token
-            raise
-        params = {key: value.evaluate(context) if isinstance(value, FilteredExpression) else value
-                  for key, value in self.params.items()}
-        with context.extend({"include": params}, template=template):
-            template.render_with_context(context, buffer, partial=True)
-        return True
-
-
-class _IncludeTag(Tag):
-    name = "include"
-    block = False
-    relative = False
-
-    def parse(self, stream: TokenStream) -> Node:
-        token, expression = _tag(stream)
-        name, _, rest = expression.value.strip().partition(" ") if expression else ("", "", "")
-        params: dict[str, object] = {}
-        for match in _INCLUDE_PARAM.finditer(rest):
-            quoted = match[2] if match[2] is not None else match[3]
-            params[match[1]] = quoted if quoted is not None else FilteredExpression.parse(
-                self.env, TokenStream(tokenize(match[4], parent_token=expression or token)))
-        return _IncludeNode(token, name, params, self.relative)
-
-
-class _IncludeRelativeTag(_IncludeTag):
-    name = "include_relative"
-    relative = True
