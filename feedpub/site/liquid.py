@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
     site.update(title=site_config.title, url=url, baseurl=baseurl, description=site_config.description,
                 lang=site_config.language, timezone=site_config.timezone, author=site_config.author,
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
-                time=posts[0].date if posts else None, data=data)
+                time=_time(posts[0].date) if posts else None, data=data)
     post_urls: dict[str, str] = {}
     for post in posts:
         post_urls[post.name] = post.path
@@ -101,12 +102,25 @@ class _Site(dict):
         return self[key]
 
 
+class _Time(datetime):
+    """A date as Ruby prints it when Liquid outputs it: `2025-12-16 04:49:25 +0900`."""
+
+    def __str__(self) -> str:
+        return self.strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def _time(moment: datetime) -> _Time:
+    return _Time(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+                 moment.microsecond, moment.tzinfo)
+
+
 def page_variable(post: Post, root: Path) -> dict[str, Any]:
     """`page` for a post: its front matter, then Jekyll's computed fields over it."""
     page = dict(post.matter)
     file = Path(post.file)
-    page.update(title=post.title, url=urls.escape_path(post.path), date=post.date, id=post.path.rsplit(".", 1)[0],
-                categories=list(post.categories), tags=list(post.tags), excerpt=post.excerpt,
+    page.update(title=post.title, url=urls.escape_path(post.path), date=_time(post.date),
+                id=post.path.rsplit(".", 1)[0], categories=list(post.categories), tags=list(post.tags),
+                excerpt=post.excerpt,
                 path=file.relative_to(root).as_posix() if file.is_relative_to(root) else post.source,
                 slug=_slug(post), name=file.name, author=page.get("author") or post.author)
     return page

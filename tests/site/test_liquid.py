@@ -63,6 +63,7 @@ def test_control_flow_tags(site) -> None:
     ('{{ "/about/" | relative_url }}', "/blog/about/"),
     ('{{ "/about/" | absolute_url }}', "https://blog.example.com/blog/about/"),
     ('{{ "https://x.example/a" | relative_url }}', "https://x.example/a"),
+    ("{{ page.date }}", "2025-12-16 00:00:00 +0900"),   # as Ruby prints a Time
     ("{{ page.date | date_to_xmlschema }}", "2025-12-16T00:00:00+09:00"),
     ("{{ page.date | date_to_rfc822 }}", "Tue, 16 Dec 2025 00:00:00 +0900"),
     ("{{ page.date | date_to_string }}", "16 Dec 2025"),
