@@ -43,6 +43,8 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in _Loader.yaml_implicit_resolvers.items()
 }
 _YAML = frontmatter.YAMLHandler()
+# Front matter keys whose values `Post` holds in its own fields (Liquid's `page` gives those).
+_FIELDS = frozenset(("title", "date", "categories", "category", "tags", "tag", "excerpt", "reading_time"))
 _MORE = "<!--more-->"
 # Liquid that reads other posts or the site's files: such a post is re-rendered when they change.
 _SITE_READS = re.compile(r"\{%-?\s*(?:post_url|link|include|include_relative)\b|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
@@ -72,7 +74,9 @@ class Post:
     id: str                      # stable entry id
     image: str                   # absolute URL, or ""
     name: str                    # file name without extension, for {% post_url %}
-    matter: Mapping[str, Any] = field(default_factory=dict, compare=False)   # the front matter, for Liquid's page
+    # The front matter's other keys, for Liquid's `page` (what the fields above hold is not kept twice: the
+    # build cache holds every post).
+    matter: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 class Skip(Exception):
@@ -108,7 +112,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
                 reading_time=minutes, reads_site=bool(_SITE_READS.search(body)), path=site_path, url=url,
-                id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem, matter=meta)
+                id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem,
+                matter={key: value for key, value in meta.items() if key not in _FIELDS})
 
 
 def load_body(post: Post) -> str:
