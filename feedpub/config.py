@@ -40,6 +40,7 @@ class SiteConfig:
     excerpt_separator: str = ""          # site-wide excerpt separator (a post's own wins), as in Jekyll
     future: bool = False                 # publish posts dated in the future (as `--future`)
     show_drafts: bool = False            # publish _drafts/ (as `--drafts`)
+    exclude: tuple[str, ...] = ()        # paths or globs below posts_dir that hold no posts (Jekyll's exclude)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -265,7 +266,7 @@ def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -
         target = merged.setdefault(section, {})
         for key, value in table.items():
             if key == "posts_dir":
-                value = f"{jekyll_dir.rstrip('/')}/{value}"
+                value = (Path(jekyll_dir) / value).as_posix()
             if isinstance(target, dict):
                 target.setdefault(key, value)
     return merged

@@ -31,7 +31,7 @@ FEED_CATEGORY_PATH = "feed/{name}.xml"
 FEED_TAG_PATH = "feed/by_tag/{name}.xml"
 # Jekyll's own keys that feedpub does not apply, and why; any other key is the site's own.
 _NOT_APPLIED = {
-    "exclude": "feedpub reads posts from _posts/ only", "include": "feedpub reads posts from _posts/ only",
+    "include": "feedpub reads posts from _posts/ and _drafts/ only",
     "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
     "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
     "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
@@ -93,15 +93,17 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
                                         warning=True))
                 ignored[key] = "not a usable value"
         elif key == "collections_dir":
-            site["posts_dir"] = f"{str(value).strip('/') or '.'}/_posts"
+            site["posts_dir"] = str(value).strip("/") or "."
             used[key] = "site.posts_dir"
+        elif key == "exclude" and isinstance(value, list) and all(isinstance(item, str) for item in value):
+            site["exclude"] = value
+            used[key] = "site.exclude"
         elif key == "feed" and isinstance(value, Mapping):
             _feed(value, feeds, used, ignored)
         else:
             reason = _NOT_APPLIED.get(key, "the site's own key")
             ignored[key] = f"{reason}; Liquid reads it as site.{key}"
-    if "posts_dir" not in site:
-        site["posts_dir"] = "_posts"
+    site.setdefault("posts_dir", ".")   # the site itself: its _posts/ and _drafts/ folders hold the posts
     feeds.setdefault("atom_path", FEED_PATH)
     feeds.setdefault("limit", FEED_POSTS_LIMIT)
     values = {"site": site, "feeds": feeds}

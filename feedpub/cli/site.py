@@ -67,7 +67,7 @@ def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
             lines += ["", f"[{section}]"]
         for key, value in table.items():
             if key == "posts_dir":
-                value = f"{Path(relative).as_posix()}/{value}"
+                value = (Path(relative) / value).as_posix()
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
 

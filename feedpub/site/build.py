@@ -85,7 +85,7 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
         raise ConfigError(problem)
     now = now or datetime.now(UTC)
     cache = Cache(config.path(CACHE_FOLDER) if use_cache else None, _cache_key(config, output, future, drafts))
-    listing = post_files(config.posts_dir)
+    listing = post_files(config.posts_dir, config.site.exclude)
     site_stats = site_file_stats(config.jekyll_root or config.root)
     sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats)
     state: _State | None = cache.load("build")

@@ -57,7 +57,7 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
         problem = Problem(_display(root, config.root), None, "posts folder does not exist",
                           "a folder of Markdown posts (site.posts_dir)")
         return Collection((), (problem,))
-    listed = post_files(root) if files is None else files
+    listed = post_files(root, config.site.exclude) if files is None else files
     wanted = [file for file in listed if drafts or not file.draft]
     entries = _entries(config, root, wanted, known or {}, parallel=parallel)
 

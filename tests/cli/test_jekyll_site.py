@@ -51,7 +51,7 @@ def test_init_from_jekyll_writes_a_config_that_builds_the_jekyll_feed_urls(tmp_p
     written = tomllib.loads((tmp_path / "feeds" / "feedpub.toml").read_text(encoding="utf-8"))
     assert written["site"] == {"jekyll_dir": "../blog", "title": "技術ブログ", "url": "https://blog.example.com",
                                "description": "Notes", "timezone": "Asia/Tokyo", "language": "ja",
-                               "posts_dir": "../blog/_posts"}
+                               "posts_dir": "../blog"}
     assert written["feeds"] == {"categories": True, "category_atom_path": "feed/{name}.xml",
                                 "atom_path": "feed.xml", "limit": 10}
     assert (tmp_path / "feeds" / "email_templates").is_dir() and not (tmp_path / "feeds" / "posts").exists()

@@ -3,6 +3,7 @@ unset, and jekyll-feed's `feed:` settings keep the feed URLs subscribers already
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_settings_map_jekyll_keys_and_account_for_every_other_one() -> None:
         "site": {"title": "ALLFORCES", "url": "https://blog.example.com", "baseurl": "/news",
                  "description": "AI news and analysis", "author": "ALLFORCES編集部", "timezone": "Asia/Tokyo",
                  "permalink": "/:categories/:year/:month/:day/:title:output_ext", "language": "ja",
-                 "excerpt_separator": "<!--cut-->", "future": True, "posts_dir": "_posts"},
+                 "excerpt_separator": "<!--cut-->", "future": True, "posts_dir": "."},
         "feeds": {"atom_path": "atom.xml", "limit": 3, "content": "excerpt", "categories": True,
                   "category_atom_path": "feed/{name}.xml"},
     }
@@ -57,7 +58,7 @@ def test_settings_map_jekyll_keys_and_account_for_every_other_one() -> None:
 def test_jekyll_feed_defaults_when_feed_is_not_configured() -> None:
     found = settings({"title": "x", "collections_dir": "content"})
     assert found.values["feeds"] == {"atom_path": "feed.xml", "limit": 10}
-    assert found.values["site"]["posts_dir"] == "content/_posts"
+    assert found.values["site"]["posts_dir"] == "content"
 
 
 def write_site(root: Path, files: dict[str, str]) -> None:
@@ -78,7 +79,7 @@ def test_feedpub_toml_wins_and_config_overrides_apply_in_name_order(tmp_path: Pa
     assert config.site.url == "https://prod.example.com"
     assert config.site.description == "staging wins over production"
     assert config.feeds.limit == 5 and config.feeds.content == "excerpt" and config.feeds.atom_path == "atom.xml"
-    assert config.posts_dir == (tmp_path / "blog" / "_posts").resolve()
+    assert config.posts_dir == (tmp_path / "blog").resolve()
     assert config.site.future is True and config.site.language == "ja"
     assert "site.title" in config.given and "site.url" not in config.given
 
@@ -112,3 +113,28 @@ def test_feeds_keep_jekyll_feed_urls(tmp_path: Path) -> None:
     assert 'href="https://blog.example.com/feed/news.xml"' in atom and "<title>One</title>" in atom
     assert "feed/news.xml" in (public / "feeds.opml").read_text(encoding="utf-8")
     assert report.errors == 0
+
+
+def test_posts_are_read_as_jekyll_reads_them(tmp_path: Path) -> None:
+    """Only _posts/ (and _drafts/ with show_drafts) folders hold posts; folders above _posts are categories;
+    `exclude` and Jekyll's default exclusions are never entered; pages beside them are not posts."""
+    post = "---\ntitle: {}\n---\nbody\n"
+    write_site(tmp_path / "blog", {
+        "_config.yml": "title: Blog\nshow_drafts: true\nexclude: [archive, 'old-*']\n",
+        "_posts/2025-12-01-one.md": post.format("One"),
+        "news/_posts/2025-12-02-two.md": post.format("Two"),
+        "_drafts/idea.md": post.format("Draft idea"),
+        "about.md": post.format("About page"),
+        "archive/_posts/2020-01-01-old.md": post.format("Archived"),
+        "node_modules/pkg/_posts/2025-01-01-x.md": post.format("Vendored"),
+        "notes/_posts/2025-12-03-three.md": post.format("Three"),
+        "old-notes/_posts/2025-12-04-four.md": post.format("Excluded by a glob"),
+    })
+    (tmp_path / "feedpub.toml").write_text('[site]\njekyll_dir = "blog"\n[feeds]\nformats = ["json"]\n',
+                                           encoding="utf-8")
+    config = load_config(tmp_path / "feedpub.toml")
+    report = build_site(config)   # now: a draft is dated by its file's mtime
+    assert report.problems == ()
+    items = json.loads((tmp_path / "public" / "feed.json").read_text(encoding="utf-8"))["items"]
+    assert sorted(item["title"] for item in items) == ["Draft idea", "One", "Three", "Two"]
+    assert report.categories == ("news", "notes")
