@@ -269,6 +269,7 @@ class JekyllEnvironment(Environment):
     def include(self, name: str, folder: Path, tag: str) -> BoundTemplate:
         """The parsed file `name` below `folder`, which must stay inside the site folder."""
         path = (folder / name).resolve()
+        name = name if len(name) <= 100 else name[:99] + "…"   # as messages show it
         if not path.is_relative_to(folder.resolve()) or not path.is_relative_to(self.site.root):
             raise IncludeError(f"{{% {tag} {name} %}} names a file outside {folder.name}/, which is never read",
                               token=None)
