@@ -28,7 +28,8 @@ from feedpub.site.reader import Post
 if TYPE_CHECKING:
     from feedpub.site.liquid import JekyllEnvironment, LiquidSite
 
-# Jekyll's include syntax: `name key="value" key='value' key=variable`.
+# Jekyll's include syntax: `name key="value" key='value' key=variable`, the name possibly with `{{ variables }}`.
+_INCLUDE_NAME = re.compile(r"((?:[^\s{]*\{\{.*?\}\})+[^\s{]*|\S+)\s*(.*)", re.S)
 _INCLUDE_PARAM = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'|(\S+))""")
 
 
@@ -159,7 +160,8 @@ class _LinkTag(Tag):
 class _IncludeNode(Node):
     __slots__ = ("name", "params", "relative")
 
-    def __init__(self, token: Token, name: str, params: dict[str, object], relative: bool) -> None:
+    def __init__(self, token: Token, name: list[str | FilteredExpression], params: dict[str, object],
+                 relative: bool) -> None:
         super().__init__(token)
         self.name, self.params, self.relative = name, params, relative
 
@@ -167,8 +169,9 @@ class _IncludeNode(Node):
         env: JekyllEnvironment = context.env  # type: ignore[assignment]
         tag = "include_relative" if self.relative else "include"
         folder = Path(current.get().post.file).parent if self.relative else env.site.root / "_includes"
+        name = "".join(part if isinstance(part, str) else str(part.evaluate(context)) for part in self.name)
         try:
-            template = env.include(self.name, folder, tag)
+            template = env.include(name, folder, tag)
         except LiquidError as exc:
             exc.token = self.token
             raise
@@ -186,13 +189,20 @@ class _IncludeTag(Tag):
 
     def parse(self, stream: TokenStream) -> Node:
         token, expression = _tag(stream)
-        name, _, rest = expression.value.strip().partition(" ") if expression else ("", "", "")
+        found = _INCLUDE_NAME.match(expression.value.strip() if expression else "")
+        name, rest = (found[1], found[2]) if found else ("", "")
+
+        def parsed(text: str) -> FilteredExpression:
+            return FilteredExpression.parse(self.env, TokenStream(tokenize(text, parent_token=expression or token)))
+
+        # `{% include {{ page.card }}.html %}`: the name's variables are output when the tag renders.
+        parts = [parsed(part) if odd else part for odd, part in zip([0, 1] * len(name), re.split(
+            r"\{\{(.*?)\}\}", name), strict=False) if odd or part]
         params: dict[str, object] = {}
         for match in _INCLUDE_PARAM.finditer(rest):
             quoted = match[2] if match[2] is not None else match[3]
-            params[match[1]] = quoted if quoted is not None else FilteredExpression.parse(
-                self.env, TokenStream(tokenize(match[4], parent_token=expression or token)))
-        return _IncludeNode(token, name, params, self.relative)
+            params[match[1]] = quoted if quoted is not None else parsed(match[4])
+        return _IncludeNode(token, parts, params, self.relative)
 
 
 class _IncludeRelativeTag(_IncludeTag):

@@ -164,12 +164,14 @@ def test_includes_with_parameters_and_relative_includes(site) -> None:
         (site.root / "_includes" / name).write_text(text, encoding="utf-8")
     site.post("snippets/table.md", "| a | b |\n|---|---|\n| {{ page.slug }} | 2 |\n")
     body = ('{% include note.html kind="tip" text=page.title %}\n\n'
+            "{% assign which = 'note' %}{% include {{ which }}.html text='変数で選ぶ' kind='x' %}\n\n"
             "{% include nested/wrap.md kind='warn' %}\n\n"
             "{% include_relative snippets/table.md %}\n")
     html, warnings = render(site, body)
     assert warnings == []
     assert '<aside>投稿 "quoted" — post</aside>' in html
     assert "<aside>内側 — post</aside>" in html
+    assert "<aside>変数で選ぶ — post</aside>" in html
     assert "<td>post</td>" in html
 
 
