@@ -217,6 +217,6 @@ def _intact(output: Path, files: dict[str, tuple[int, int]]) -> bool:
 
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:
     """Everything cached results depend on besides the post files themselves."""
-    libraries = [version(name) for name in ("feedpub", "markdown", "nh3", "feedgen", "pyyaml")]
+    libraries = [version(name) for name in ("feedpub", "markdown", "nh3", "feedgen", "pyyaml", "python-liquid")]
     return fingerprint(libraries, RENDER_VERSION, config.site, config.feeds, config.root, output, future, drafts,
                        sys.version)
