@@ -261,8 +261,11 @@ def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -
     values, problems = jekyll.read_config(root)
     if problems:
         raise ConfigError(str(problems[0]))
+    found = jekyll.settings(values).values
+    # Checked on their own first, so that a bad value is reported against _config.yml, not feedpub.toml.
+    _build(found, jekyll.config_files(root)[0], "")
     merged = {section: dict(table) if isinstance(table, dict) else table for section, table in data.items()}
-    for section, table in jekyll.settings(values).values.items():
+    for section, table in found.items():
         target = merged.setdefault(section, {})
         for key, value in table.items():
             if key == "posts_dir":

@@ -89,6 +89,9 @@ def test_a_bad_value_in_config_yml_is_refused_with_its_file_and_line(tmp_path: P
     (tmp_path / "feedpub.toml").write_text('[site]\njekyll_dir = "blog"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"blog/_config.yml:3: invalid YAML"):
         load_config(tmp_path / "feedpub.toml")
+    write_site(tmp_path / "blog", {"_config.yml": "title: ok\ntimezone: Mars/Olympus\n"})
+    with pytest.raises(ConfigError, match=r"blog/_config.yml: 'site.timezone': unknown time zone 'Mars/Olympus'"):
+        load_config(tmp_path / "feedpub.toml")
     (tmp_path / "feedpub.toml").write_text('[site]\njekyll_dir = "nowhere"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"feedpub.toml:2: 'site.jekyll_dir': .*nowhere is not a folder"):
         load_config(tmp_path / "feedpub.toml")
