@@ -26,7 +26,8 @@ from feedpub.errors import Problem
 from feedpub.site.reader import Post
 
 if TYPE_CHECKING:
-    from feedpub.site.liquid import JekyllEnvironment, LiquidSite
+    from feedpub.site.liquid import LiquidSite
+    from feedpub.site.liquid_engine import JekyllEnvironment
 
 # Jekyll's include syntax: `name key="value" key='value' key=variable`, the name possibly with `{{ variables }}`.
 _INCLUDE_NAME = re.compile(r"((?:[^\s{]*\{\{.*?\}\})+[^\s{]*|\S+)\s*(.*)", re.S)
