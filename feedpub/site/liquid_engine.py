@@ -6,6 +6,7 @@ sandbox's bounds, and the rendering of one post's text with it. Imported only wh
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from feedpub.site.reader import MAX_POST_BYTES, Post
 MAX_OUTPUT_CHARS = MAX_POST_BYTES
 MAX_LOOP_ITERATIONS = 200_000        # a loop over 10,000 posts with a nested loop of 20 fits
 MAX_LOCALS_BYTES = 4_000_000         # what `assign` and `capture` may hold (sys.getsizeof of the values)
+MAX_SECONDS = 4.0                    # a post's Liquid, checked at each filter (under markup.RENDER_SECONDS)
 _RAW_OPEN = re.compile(r"\{%-?\s*raw\s*-?%\}")
 _RAW_CLOSE = re.compile(r"\{%-?\s*endraw\s*-?%\}")
 _JEKYLL_TAGS = "a Jekyll tag (raw, highlight, include, post_url, link, assign, capture, if, unless, case, for …)"
@@ -31,7 +33,7 @@ _JEKYLL_TAGS = "a Jekyll tag (raw, highlight, include, post_url, link, assign, c
 def render(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[str, list[Problem]]:
     """`text` (from the post, starting at file line `first_line`) with its Liquid rendered, and the
     warnings met on the way."""
-    state = RenderState(post, first_line, text)
+    state = RenderState(post, first_line, text, time.monotonic() + MAX_SECONDS)
     token = current.set(state)
     try:
         text = _close_raw(text, state)
@@ -73,8 +75,16 @@ class _Undefined(Undefined):
         return ""
 
 
+class _TimeLimitError(ResourceLimitError):
+    pass
+
+
 class _Context(RenderContext):
     def filter(self, name: str, token: Token | None) -> Callable[..., object]:  # noqa: A003 - python-liquid's name
+        # Loops, output and includes have bounds of their own; filters over many items are what can still take
+        # long. Checked here, the time limit holds in every thread (markup's SIGALRM one only in the main one).
+        if time.monotonic() > current.get().deadline:
+            raise _TimeLimitError(f"render time limit of {MAX_SECONDS:g} s reached", token=token)
         if name not in self.env.filters:
             # Jekyll (strict_filters off) passes the value through an unknown filter unchanged.
             current.get().warn(token, f"Liquid filter '{name}' is unknown and was skipped",

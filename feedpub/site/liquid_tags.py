@@ -37,8 +37,9 @@ _INCLUDE_PARAM = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([
 class RenderState:
     """One post's rendering: where its text comes from, and the warnings met."""
 
-    def __init__(self, post: Post, first_line: int, text: str) -> None:
+    def __init__(self, post: Post, first_line: int, text: str, deadline: float) -> None:
         self.post = post
+        self.deadline = deadline   # time.monotonic() past which the rendering stops
         self.first_line = first_line
         self.text = text
         self.problems: list[Problem] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -224,6 +225,8 @@ def test_a_warning_inside_an_include_names_the_include_file(site) -> None:
     ("{% assign s = 'xxxxxxxxxx' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
      "Liquid stopped"),
     ("{% include loop.html %}", "Liquid stopped: maximum context depth reached"),   # named in the include
+    ("{% for i in (1..100000) %}{{ site.posts | sort: 'title' | where_exp: 'p', 'p.title.size > 1' | size }}"
+     "{% endfor %}", "Liquid stopped: render time limit of 4 s reached"),
 ])
 def test_runaway_liquid_is_stopped_and_the_post_published_without_it(site, body: str, warning: str) -> None:
     jekyll_site(site, {"_includes/loop.html": "again {% include loop.html %}"})
@@ -233,6 +236,17 @@ def test_runaway_liquid_is_stopped_and_the_post_published_without_it(site, body:
     assert html.startswith("<p>Kept text.</p>") and "{" not in html and len(html) < 100
     where = "_includes/loop.html:1" if "include" in body else "posts/2025-12-16-post.md:8"
     assert len(warnings) == 1 and warnings[0].startswith(f"{where}: warning: {warning}"), warnings
+
+
+def test_the_time_limit_holds_in_the_daemons_threads(site) -> None:
+    """`feedpub run` builds in a worker thread, where no SIGALRM reaches: the limit is Liquid's own."""
+    body = "{% for i in (1..100000) %}{{ site.posts | where_exp: 'p', 'p.title.size > 1' | size }}{% endfor %}"
+    with ThreadPoolExecutor(1) as pool:
+        html, warnings = pool.submit(render, site, f"Kept text.\n\n{body}\n").result(timeout=60)
+    assert html.startswith("<p>Kept text.</p>") and "{" not in html
+    assert warnings == ["posts/2025-12-16-post.md:8: warning: Liquid stopped: render time limit of 4 s reached; "
+                        "the post is published without its Liquid (expected a loop, include or output of a "
+                        "reasonable size)"]
 
 
 def test_a_post_reading_other_posts_is_rebuilt_when_they_change(site) -> None:
