@@ -141,14 +141,18 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
 def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post, ...],
                   site_stats: list[tuple[str, int, int]]) -> dict[str, str]:
     """Feed folder → fingerprint of what the feed is made from: its title, its Atom path and its posts, each
-    with its file's size and mtime and, when its Liquid reads other posts or site files (`reads_site`),
-    every post and the site files' sizes and mtimes."""
+    with its file's size and mtime and what its Liquid reads besides: the site files' sizes and mtimes
+    (`reads_site`), and every post (`reads_posts`)."""
     stats = {f.path: (f.size, f.mtime_ns) for f in listing}
-    reading = any(post.reads_site for feed in feeds for post in feed.posts)
-    site = fingerprint(posts, site_stats) if reading else ""
-    return {feed.folder: fingerprint(feed.title, feed.atom_path,
-                                     [(post, stats[post.file], site if post.reads_site else "")
-                                      for post in feed.posts])
+    shown = [post for feed in feeds for post in feed.posts]
+    files = fingerprint(site_stats) if any(post.reads_site for post in shown) else ""
+    everything = fingerprint(posts, site_stats) if any(post.reads_posts for post in shown) else ""
+
+    def reads(post: Post) -> str:
+        return everything if post.reads_posts else files if post.reads_site else ""
+
+    return {feed.folder: fingerprint(feed.title, feed.atom_path, [(post, stats[post.file], reads(post))
+                                                                  for post in feed.posts])
             for feed in feeds}
 
 

@@ -47,7 +47,10 @@ _YAML = frontmatter.YAMLHandler()
 _FIELDS = frozenset(("title", "date", "categories", "category", "tags", "tag", "excerpt", "reading_time"))
 _MORE = "<!--more-->"
 # Liquid that reads other posts or the site's files: such a post is re-rendered when they change.
-_SITE_READS = re.compile(r"\{%-?\s*(?:post_url|link|include|include_relative)\b|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
+# Liquid that reads the site's files (config, _data/, _includes/), and Liquid that reads other posts (an
+# include may: counted as reading them).
+_SITE_READS = re.compile(r"\{%-?\s*include|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
+_POSTS_READS = re.compile(r"\{%-?\s*(?:post_url|link|include)|\bsite\s*(?:\.\s*(?:posts|categories|tags)\b|\[)")
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
 # XML 1.0 cannot carry these, and lone surrogates (which YAML escapes can make) cannot be encoded: a post
 # containing them is refused here, and everything feedpub emits is stripped of them (`markup`).
@@ -68,7 +71,8 @@ class Post:
     excerpt: str                 # Markdown (with Liquid) of the excerpt
     excerpt_explicit: bool       # from front matter or a separator, not the first paragraph
     reading_time: int | None     # minutes, from front matter; else computed when rendered
-    reads_site: bool             # its Liquid reads other posts or site files ({% post_url %}, site.data, …)
+    reads_site: bool             # its Liquid reads site files ({{ site.data.x }}, {% include %}, …)
+    reads_posts: bool            # its Liquid reads other posts ({% post_url %}, site.posts, …)
     path: str                    # site path, unescaped, e.g. /ai/2025/12/16/slug.html
     url: str                     # absolute, percent-encoded
     id: str                      # stable entry id
@@ -111,7 +115,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     url = urls.absolute(config.site.root_url, site_path)
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
-                reading_time=minutes, reads_site=bool(_SITE_READS.search(body)), path=site_path, url=url,
+                reading_time=minutes, reads_site=bool(_SITE_READS.search(body)),
+                reads_posts=bool(_POSTS_READS.search(body)), path=site_path, url=url,
                 id=_entry_id(front, url), image=_image(meta.get("image"), url, config), name=stem,
                 matter={key: value for key, value in meta.items() if key not in _FIELDS})
 

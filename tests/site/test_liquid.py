@@ -260,6 +260,18 @@ def test_a_post_reading_other_posts_is_rebuilt_when_they_change(site) -> None:
     assert "<li>Second</li>" in index["content_html"]
 
 
+def test_a_post_reading_only_site_settings_is_not_rebuilt_for_another_post(site) -> None:
+    site.configure(extra="[feeds]\nformats = [\"json\"]\n")
+    site.post("2025-12-16-home.md",
+              "---\ntitle: Home\ncategories: [home]\n---\n[Top]({{ site.baseurl }}/) of {{ site.title }}\n")
+    site.post("2025-12-17-index.md", "---\ntitle: Index\ncategories: [index]\n---\n{{ site.posts | size }} posts\n")
+    build_site(site.config, now=NOW)
+    site.post("2025-12-18-news.md", "---\ntitle: News\ncategories: [news]\n---\nNews body.\n")
+    written = build_site(site.config, now=NOW).written.written
+    assert "categories/home/feed.json" not in written
+    assert {"categories/index/feed.json", "categories/news/feed.json", "feed.json"} <= set(written)
+
+
 def test_a_post_reading_data_is_rebuilt_when_the_data_changes(site) -> None:
     root = jekyll_site(site, {"_data/team.yml": "lead: 花子\n"})
     site.configure(jekyll_dir="jekyll", posts_dir="posts", extra="[feeds]\nformats = [\"json\"]\n")
