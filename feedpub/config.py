@@ -36,6 +36,11 @@ class SiteConfig:
     permalink: str = "date"
     icon: str = ""
     logo: str = ""
+    jekyll_dir: str = ""                 # a Jekyll site: its _config.yml fills unset keys; _data/, _includes/
+    excerpt_separator: str = ""          # site-wide excerpt separator (a post's own wins), as in Jekyll
+    future: bool = False                 # publish posts dated in the future (as `--future`)
+    show_drafts: bool = False            # publish _drafts/ (as `--drafts`)
+    exclude: tuple[str, ...] = ()        # paths or globs below posts_dir that hold no posts (Jekyll's exclude)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -60,6 +65,9 @@ class FeedsConfig:
     websub_hub: tuple[str, ...] = ()      # hubs to ping; the file may give one URL as a string
     rebuild_every: str = "5m"
     slugs: dict[str, str] = field(default_factory=dict)
+    atom_path: str = "feed.xml"          # the site-wide Atom feed (jekyll-feed's feed.path)
+    category_atom_path: str = ""         # e.g. "feed/{name}.xml"; "" → categories/<slug>/feed.xml
+    tag_atom_path: str = ""              # e.g. "feed/by_tag/{name}.xml"; "" → tags/<slug>/feed.xml
 
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -182,6 +190,7 @@ class Config:
     # The folder relative paths are resolved against: the config file's own folder.
     root: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
+    given: frozenset[str] = frozenset()   # the keys the file sets ("site.url"), which win over a Jekyll _config.yml
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
@@ -189,6 +198,10 @@ class Config:
     @property
     def posts_dir(self) -> Path:
         return self.path(self.site.posts_dir)
+
+    @property
+    def jekyll_root(self) -> Path | None:
+        return self.path(self.site.jekyll_dir) if self.site.jekyll_dir else None
 
     @property
     def output_dir(self) -> Path:
@@ -280,14 +293,43 @@ def load_config(path: Path | None) -> Config:
         line = re.search(r"line (\d+)", str(exc))
         where = f"{path}:{line[1]}" if line else str(path)
         raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
-    return _build(data, path, text)
+    given = frozenset(f"{name}.{key}" for name, table in data.items() if isinstance(table, dict) for key in table)
+    site = data.get("site")
+    if isinstance(site, dict) and isinstance(site.get("jekyll_dir"), str) and site["jekyll_dir"]:
+        data = _with_jekyll(data, path, text, site["jekyll_dir"])
+    return dataclasses.replace(_build(data, path, text), given=given)
+
+
+def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -> dict[str, Any]:
+    """`data` with the keys it leaves unset taken from the Jekyll site's `_config.yml` (feedpub.toml wins)."""
+    from feedpub import jekyll  # here: YAML is imported only for configs that name a Jekyll site
+
+    root = (path.parent / jekyll_dir).resolve()
+    if not root.is_dir():
+        raise ConfigError(_at(path, text, "site.jekyll_dir", f"'site.jekyll_dir': {root} is not a folder",
+                              "the folder of a Jekyll site, holding its _config.yml"))
+    values, problems = jekyll.read_config(root)
+    if problems:
+        raise ConfigError(str(problems[0]))
+    found = jekyll.settings(values).values
+    # Checked on their own first, so that a bad value is reported against _config.yml, not feedpub.toml.
+    _build(found, jekyll.config_files(root)[0], "")
+    merged = {section: dict(table) if isinstance(table, dict) else table for section, table in data.items()}
+    for section, table in found.items():
+        target = merged.setdefault(section, {})
+        for key, value in table.items():
+            if key == "posts_dir":
+                value = (Path(jekyll_dir) / value).as_posix()
+            if isinstance(target, dict):
+                target.setdefault(key, value)
+    return merged
 
 
 def _build(data: dict[str, Any], path: Path, text: str) -> Config:
     sections: dict[str, Any] = {}
     hints = get_type_hints(Config)
     for name, value in data.items():
-        if name not in hints or name in ("root", "source"):
+        if name not in hints or name in ("root", "source", "given"):
             raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
         if not isinstance(value, dict):
             raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))
@@ -479,6 +521,12 @@ def _validate(config: Config, path: Path, text: str) -> None:
     if config.site.baseurl and not config.site.baseurl.startswith("/"):
         checks.append(("site.baseurl", f"'site.baseurl': {config.site.baseurl!r} must start with '/'",
                        "e.g. '/blog' or ''"))
+    for key in ("atom_path", "category_atom_path", "tag_atom_path"):
+        value = getattr(config.feeds, key)
+        if (value or key == "atom_path") and (not value.endswith(".xml") or value.startswith("/")
+                                              or ".." in value.split("/")):
+            checks.append((f"feeds.{key}", f"'feeds.{key}': {value!r} is not a path inside the output folder",
+                           "a relative path ending in .xml, e.g. 'feed.xml' or 'feed/{name}.xml'"))
     if config.feeds.limit < 1:
         checks.append(("feeds.limit", "'feeds.limit' must be at least 1", "a positive integer"))
     if config.smtp.rate_per_second <= 0:
@@ -560,7 +608,7 @@ def _line(text: str, section: str, key: str = "") -> int | None:
 
 def _known(cls: type) -> str:
     names = [f.name.rstrip("_") for f in dataclasses.fields(cls)
-             if f.name not in ("root", "source") and not f.name.startswith("_")]
+             if f.name not in ("root", "source", "given") and not f.name.startswith("_")]
     return "one of " + ", ".join(names)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -14,13 +16,14 @@ from feedpub.templates import folder
 
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
-def init(directory: Path) -> None:
+@click.option("--from-jekyll", "jekyll_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Write a feedpub.toml that publishes this Jekyll site (its _config.yml and _posts/).")
+def init(directory: Path, jekyll_dir: Path | None) -> None:
     """Scaffold feedpub.toml, posts/ and email_templates/ in DIRECTORY."""
     scaffold = resources.files("feedpub") / "scaffold"
-    targets = {
-        directory / "feedpub.toml": scaffold / "feedpub.toml",
-        directory / "posts" / "2025-01-01-welcome.md": scaffold / "welcome.md",
-    }
+    targets = {directory / "feedpub.toml": scaffold / "feedpub.toml"}
+    if jekyll_dir is None:
+        targets[directory / "posts" / "2025-01-01-welcome.md"] = scaffold / "welcome.md"
     templates = folder("email")
     if templates.is_dir():
         for item in templates.iterdir():
@@ -30,19 +33,51 @@ def init(directory: Path) -> None:
     if existing:
         fail(f"{existing[0]}: already exists; init never overwrites (expected an empty folder)")
     (directory / "email_templates").mkdir(parents=True, exist_ok=True)
+    if jekyll_dir is not None:
+        toml = _toml_from_jekyll(jekyll_dir, directory)
+        del targets[directory / "feedpub.toml"]
     for target, source in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb") as src, target.open("xb") as dst:
             shutil.copyfileobj(src, dst)
+    if jekyll_dir is not None:
+        (directory / "feedpub.toml").write_text(toml, encoding="utf-8")
+        click.echo(f"created {directory / 'feedpub.toml'} (from {jekyll_dir}), {directory / 'email_templates'}/")
+        return
     click.echo(f"created {directory / 'feedpub.toml'}, {directory / 'posts'}/, "
                f"{directory / 'email_templates'}/")
+
+
+def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
+    """A feedpub.toml naming the Jekyll site and spelling out what its `_config.yml` sets (the file's keys
+    would be read anyway; written here, the operator sees and can change them)."""
+    from feedpub import jekyll
+
+    values, problems = jekyll.read_config(jekyll_dir)
+    if problems:
+        fail(str(problems[0]))
+    if not jekyll.config_files(jekyll_dir):
+        fail(f"{jekyll_dir}: no _config.yml (expected the folder of a Jekyll site)")
+    found = jekyll.settings(values)
+    relative = os.path.relpath(jekyll_dir.resolve(), directory.resolve())
+    lines = [f"# Made by `feedpub init --from-jekyll {jekyll_dir}`; `feedpub init` documents every key.",
+             "[site]", f"jekyll_dir = {json.dumps(Path(relative).as_posix())}"]
+    for section, table in found.values.items():
+        if section != "site":
+            lines += ["", f"[{section}]"]
+        for key, value in table.items():
+            if key == "posts_dir":
+                value = (Path(relative) / value).as_posix()
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
 
 
 @click.command()
 @click.option("--future", is_flag=True, help="Include posts dated in the future.")
 @click.option("--drafts", is_flag=True, help="Include posts in _drafts/.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list every key of the Jekyll _config.yml, read or ignored.")
 @click.pass_obj
-def check(app: App, future: bool, drafts: bool) -> None:
+def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
     """Parse and render every post, print problems, write nothing."""
     # Imported in the command: at the top, YAML and Markdown would add 0.1 s to the start-up of every
     # command, --help and the no-op build included (python -X importtime -m feedpub --help).
@@ -50,6 +85,8 @@ def check(app: App, future: bool, drafts: bool) -> None:
     from feedpub.site.posts import collect
 
     config = app.config
+    if verbose and config.jekyll_root:
+        _list_jekyll_keys(config.jekyll_root, config.given)
     collection = collect(config, future=future, drafts=drafts)
     _, warnings = render_posts(config, collection.posts)
     problems = sorted([*collection.problems, *warnings], key=lambda p: (p.path, p.line or 0))
@@ -61,3 +98,18 @@ def check(app: App, future: bool, drafts: bool) -> None:
         summary += f", {skipped} skipped ({collection.skipped_future} future, {collection.skipped_drafts} draft)"
     click.echo(summary)
     raise SystemExit(PARTIAL if errors else OK)
+
+
+def _list_jekyll_keys(root: Path, given: frozenset[str]) -> None:
+    """Every `_config.yml` key: the feedpub key it fills (or that feedpub.toml sets instead), or why it is ignored."""
+    from feedpub import jekyll
+
+    values, _ = jekyll.read_config(root)
+    found = jekyll.settings(values)
+    files = ", ".join(path.name for path in jekyll.config_files(root))
+    for key, target in found.used.items():
+        overridden = [name for name in target.split(", ") if name.split(" ")[0] in given]
+        note = f" (feedpub.toml sets {overridden[0].split(' ')[0]}; it wins)" if overridden else ""
+        click.echo(f"{files}: {key}: read → {target}{note}", err=True)
+    for key, why in found.ignored.items():
+        click.echo(f"{files}: {key}: ignored ({why})", err=True)

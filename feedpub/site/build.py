@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from feedpub.config import Config
 from feedpub.errors import ConfigError, Problem
+from feedpub.jekyll import site_file_stats
 from feedpub.site.cache import Cache, fingerprint
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.output import WriteResult, output_problem, write_files
@@ -88,8 +89,9 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
         raise ConfigError(problem)
     now = now or datetime.now(UTC)
     cache = Cache(config.path(CACHE_FOLDER) if use_cache else None, _cache_key(config, output, future, drafts))
-    listing = post_files(config.posts_dir)
-    sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing])
+    listing = post_files(config.posts_dir, config.site.exclude)
+    site_stats = site_file_stats(config.jekyll_root or config.root)
+    sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats)
     state: _State | None = cache.load("build")
     if (state is not None and state.sources == sources and _intact(output, state.outputs)
             and (state.report.next_future is None or now < state.report.next_future)):
@@ -99,14 +101,14 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     # collection passes in between find nothing and cost ~5% of a cold build.
     gc.disable()
     try:
-        return _build(config, output, cache, state, listing, sources, now=now, future=future, drafts=drafts,
-                      parallel=parallel, on_written=on_written)
+        return _build(config, output, cache, state, listing, sources, site_stats, now=now, future=future,
+                      drafts=drafts, parallel=parallel, on_written=on_written)
     finally:
         gc.enable()
 
 
-def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str, *,
-           now: datetime, future: bool, drafts: bool, parallel: bool,
+def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str,
+           site_stats: list[tuple[str, int, int]], *, now: datetime, future: bool, drafts: bool, parallel: bool,
            on_written: Callable[[WriteResult], object] | None) -> BuildReport:
     """Collect → plan the feeds → render the posts of the changed ones → write → remember for next time."""
     # Imported here, once something changed: the no-op build must not load YAML, Markdown and feedgen
@@ -118,7 +120,7 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     collection = collect(config, now=now, future=future, drafts=drafts, known=cache.load("posts"),
                          files=listing, parallel=parallel)
     feeds, plan_problems = plan_feeds(config, collection.posts)
-    fingerprints = _fingerprints(feeds, listing, collection.posts)
+    fingerprints = _fingerprints(feeds, listing, collection.posts, site_stats)
     changed = _changed(config, output, feeds, fingerprints, state)
     renders = cache.load("renders") or {}
     to_render = needed_posts(changed)
@@ -142,13 +144,21 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     return report
 
 
-def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post, ...]) -> dict[str, str]:
-    """Feed folder → fingerprint of what the feed is made from: its title and its posts, each with its
-    file's size and mtime and, when it links to other posts, every post's URL."""
+def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post, ...],
+                  site_stats: list[tuple[str, int, int]]) -> dict[str, str]:
+    """Feed folder → fingerprint of what the feed is made from: its title, its Atom path and its posts, each
+    with its file's size and mtime and what its Liquid reads besides: the site files' sizes and mtimes
+    (`reads_site`), and every post (`reads_posts`)."""
     stats = {f.path: (f.size, f.mtime_ns) for f in listing}
-    links = fingerprint(sorted((p.name, p.path) for p in posts))
-    return {feed.folder: fingerprint(feed.title, [(post, stats[post.file], links if post.uses_links else "")
-                                                  for post in feed.posts])
+    shown = [post for feed in feeds for post in feed.posts]
+    files = fingerprint(site_stats) if any(post.reads_site for post in shown) else ""
+    everything = fingerprint(posts, site_stats) if any(post.reads_posts for post in shown) else ""
+
+    def reads(post: Post) -> str:
+        return everything if post.reads_posts else files if post.reads_site else ""
+
+    return {feed.folder: fingerprint(feed.title, feed.atom_path, [(post, stats[post.file], reads(post))
+                                                                  for post in feed.posts])
             for feed in feeds}
 
 
@@ -217,6 +227,6 @@ def _intact(output: Path, files: dict[str, tuple[int, int]]) -> bool:
 
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:
     """Everything cached results depend on besides the post files themselves."""
-    libraries = [version(name) for name in ("feedpub", "markdown", "nh3", "feedgen", "pyyaml")]
+    libraries = [version(name) for name in ("feedpub", "markdown", "nh3", "feedgen", "pyyaml", "python-liquid")]
     return fingerprint(libraries, RENDER_VERSION, config.site, config.feeds, config.root, output, future, drafts,
                        sys.version)

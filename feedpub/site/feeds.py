@@ -44,15 +44,22 @@ _GROUPS: tuple[tuple[str, Callable[[Post], Sequence[str]], str], ...] = (
     ("authors", lambda post: (post.author,) if post.author else (), "authors"),
 )
 
+# Groups whose Atom document can live elsewhere (as jekyll-feed's feed/<category>.xml), and the key saying where.
+_ATOM_PATHS = {"categories": "category_atom_path", "tags": "tag_atom_path"}
+_PLAIN_NAME = re.compile(r"\w[\w.-]*")
+
 
 @dataclass(frozen=True)
 class Feed:
     title: str
     folder: str                 # "" for the site-wide feed, else e.g. "categories/ai導入戦略" (not escaped)
     posts: tuple[Post, ...]     # newest first, at most feeds.limit
+    atom_path: str = ""         # where the Atom document goes when not in `folder` (feeds.*atom_path)
 
     def path(self, fmt: str) -> str:
         """The document's path inside the output folder."""
+        if fmt == "atom" and self.atom_path:
+            return self.atom_path
         name = FORMATS[fmt][0]
         return f"{self.folder}/{name}" if self.folder else name
 
@@ -65,7 +72,7 @@ def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[
     `feeds.limit` posts. One pass over the posts per kind of group: never posts × categories."""
     limit = config.feeds.limit
     newest_first = sorted(posts, key=lambda p: (p.date, p.path), reverse=True)
-    feeds = [Feed(_clean(config.site.title), "", tuple(newest_first[:limit]))]
+    feeds = [Feed(_clean(config.site.title), "", tuple(newest_first[:limit]), config.feeds.atom_path)]
     problems: list[Problem] = []
     for folder, names_of, switch in _GROUPS:
         if not getattr(config.feeds, switch):
@@ -81,7 +88,11 @@ def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[
         slugs, messages = urls.assign_slugs(first_seen, config.feeds.slugs)
         problems += [Problem(config.source, None, message) for message in messages]
         for name, slug in sorted(slugs.items(), key=lambda item: item[1]):
-            feeds.append(Feed(_clean(f"{config.site.title} | {name}"), f"{folder}/{slug}", tuple(members[name])))
+            pattern = getattr(config.feeds, _ATOM_PATHS[folder]) if folder in _ATOM_PATHS else ""
+            # jekyll-feed puts the name itself in the path; one that could leave the folder gets its slug.
+            plain = name if _PLAIN_NAME.fullmatch(name) else slug
+            feeds.append(Feed(_clean(f"{config.site.title} | {name}"), f"{folder}/{slug}", tuple(members[name]),
+                              pattern.format(name=plain, slug=slug)))
     return feeds, problems
 
 

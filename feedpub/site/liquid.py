@@ -1,142 +1,154 @@
-"""The Liquid subset real Jekyll posts use, applied to Markdown before it is rendered.
+"""The Liquid in a post, rendered as Jekyll renders it, before the Markdown.
 
-Supported: `{% raw %}`, `{% highlight lang %}` (→ a fenced code block), `{% comment %}`,
-`{% post_url NAME %}`, `{% link PATH %}`, `{{ site.url }}`, `{{ site.baseurl }}`, `{{ site.title }}`,
-`{{ page.title }}`, `{{ page.url }}` and `{{ "path" | relative_url / absolute_url }}`. Anything else is
-removed with a warning naming the file and line, so no Liquid reaches a feed or an e-mail.
+python-liquid (in lax mode, as Jekyll runs Liquid by default) with Jekyll's tags registered on it —
+`highlight`, `post_url`, `link`, `include` and `include_relative` with `include.param` arguments — and
+Jekyll's filters (`liquid_filters.py`). Variables: `site` (the config, the Jekyll `_config.yml` with its
+custom keys, `site.data` from `_data/`, `site.posts`, `site.categories`, `site.tags`) and `page` (the front
+matter and Jekyll's computed fields). What Jekyll would also render as nothing — an unknown tag, filter or
+variable, a tag that cannot be parsed — is a warning naming the file and line; no `{% … %}` reaches a feed.
+
+Sandboxed: files are read only from the site folder (`_includes/`, and the post's own folder for
+`include_relative`), and each post's rendering is bounded in loop iterations, output size, include
+depth and local variables; past a bound the post is published without its Liquid, with a warning.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from feedpub import jekyll as jekyll_files
+from feedpub import urls
+from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.site.reader import Post
 
-# Each search for a closing delimiter stops at the next opening one ("tempered" dots): with plain `.*?`,
-# thousands of unclosed tags make every match attempt scan to the end of the post (quadratic time).
-_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)(?:\{%-?\s*endraw\s*-?%\}|\Z)", re.S)
-_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S)
-_HIGHLIGHT = re.compile(
-    r"\{%-?\s*highlight\s+([\w+#.-]+)[^%]*?-?%\}\n?((?:(?!\{%-?\s*highlight\b).)*?)\n?"
-    r"\{%-?\s*endhighlight\s*-?%\}", re.S)
-_TAG = re.compile(r"\{%-?\s*(\w+)((?:(?!\{%).)*?)-?%\}", re.S)
-_OUTPUT = re.compile(r"\{\{-?\s*((?:(?!\{\{).)*?)\s*-?\}\}", re.S)
-_QUOTED = re.compile(r"""^(['"])(.*)\1$""")
-_PLACEHOLDER = "\x02raw{}\x03"  # control characters never occur in a post that got this far
+if TYPE_CHECKING:
+    from feedpub.site.liquid_engine import JekyllEnvironment
+
+_MARKUP = re.compile(r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}", re.S)
+_UNCLOSED = re.compile(r"\{[{%][^\n]*")
 
 
 @dataclass(frozen=True)
-class LiquidContext:
-    site_url: str          # scheme + host, no trailing slash
-    baseurl: str           # path prefix, '' or '/blog'
-    site_title: str
-    page_title: str
-    page_url: str          # site path of this post
-    post_urls: Mapping[str, str]   # post file name (no extension) → site path
-    link_paths: Mapping[str, str]  # post file name (with extension) → site path
+class LiquidSite:
+    """What the Liquid of every post sees; made once per build by `liquid_site`."""
+
+    root: Path                          # the site folder: no file outside it is ever read
+    url: str                            # site.url without a trailing slash
+    baseurl: str                        # '' or '/blog'
+    site: Mapping[str, Any]             # the `site` variable
+    post_urls: Mapping[str, str]        # post file name without extension (or with its folders) → URL path
+    link_paths: Mapping[str, str]       # post file name with extension → URL path
+    markdownify: Callable[[str], str]   # Markdown → HTML, for the `markdownify` filter
+    problems: tuple[Problem, ...] = ()  # met while reading the site's data files
+
+    @cached_property
+    def env(self) -> JekyllEnvironment:
+        from feedpub.site.liquid_engine import JekyllEnvironment  # see render_liquid
+
+        return JekyllEnvironment(self)
 
 
-def render_liquid(text: str, context: LiquidContext, source: str, first_line: int) -> tuple[str, list[Problem]]:
-    """Apply the Liquid subset to `text`; `first_line` is the file line where `text` starts."""
-    warnings: list[Problem] = []
-    raws: list[str] = []
-
-    def line_at(index: int, within: str) -> int:
-        return first_line + within.count("\n", 0, index)
-
-    def keep_raw(match: re.Match[str]) -> str:
-        if "endraw" not in match[0]:
-            warnings.append(Problem(source, line_at(match.start(), text), "{% raw %} is never closed",
-                                    "{% endraw %}", warning=True))
-        raws.append(match[1])
-        return _PLACEHOLDER.format(len(raws) - 1)
-
-    # Positions are counted on the text as it is while each step runs; the steps before the
-    # warning steps keep line counts intact (placeholders and fences keep their newlines).
-    text = _RAW.sub(lambda m: keep_raw(m) + "\n" * m[0].count("\n"), text)
-    text = _COMMENT.sub(lambda m: "\n" * m[0].count("\n"), text)
-    text = _HIGHLIGHT.sub(lambda m: f"\n```{m[1]}\n{m[2]}\n```\n", text)
-
-    def tag(match: re.Match[str]) -> str:
-        name, args = match[1], match[2].strip()
-        if name == "post_url":
-            path = context.post_urls.get(args.split("/")[-1])
-            if path is not None:
-                return context.baseurl + path
-            warnings.append(Problem(source, line_at(match.start(), text),
-                                    f"{{% post_url {args} %}} names no post", "the file name of a post",
-                                    warning=True))
-            return ""
-        if name == "link":
-            target = _unquote(args)
-            known = context.link_paths.get(target.rsplit("/", 1)[-1])
-            return context.baseurl + (known or _page_path(target))
-        warnings.append(Problem(source, line_at(match.start(), text),
-                                f"Liquid tag {{% {name} %}} is not supported and was removed",
-                                "raw, highlight, comment, post_url or link", warning=True))
-        return ""
-
-    def output(match: re.Match[str]) -> str:
-        value = _output_value(match[1], context)
-        if value is None:
-            warnings.append(Problem(source, line_at(match.start(), text),
-                                    f"Liquid output {{{{ {match[1]} }}}} is not supported and was removed",
-                                    "site.url, site.baseurl, site.title or a relative_url filter",
-                                    warning=True))
-            return ""
-        return value
-
-    text = _TAG.sub(tag, text)
-    text = _OUTPUT.sub(output, text)
-    for leftover in re.finditer(r"\{%|\{\{", text):
-        warnings.append(Problem(source, line_at(leftover.start(), text), "unclosed Liquid tag or output",
-                                "a closing '%}' or '}}'", warning=True))
-        break
-    for index, raw in enumerate(raws):
-        text = text.replace(_PLACEHOLDER.format(index), raw, 1)
-    return text, warnings
+def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[[str], str]) -> LiquidSite:
+    """The site the posts' Liquid sees: the config, every post of the site and, with `site.jekyll_dir`,
+    the Jekyll site's `_config.yml` and `_data/` (read here, once per build)."""
+    site_config = config.site
+    url, baseurl = site_config.url.rstrip("/"), site_config.baseurl.rstrip("/")
+    root = config.jekyll_root or config.root
+    jekyll, problems = jekyll_files.read_config(root) if config.jekyll_root else ({}, [])
+    data, data_problems = jekyll_files.read_data(root)
+    problems = [*(replace(p, warning=True) for p in problems), *data_problems]
+    site = _Site(jekyll, posts, root)
+    site.update(title=site_config.title, url=url, baseurl=baseurl, description=site_config.description,
+                lang=site_config.language, timezone=site_config.timezone, author=site_config.author,
+                # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
+                time=_time(posts[0].date) if posts else None, data=data)
+    post_urls: dict[str, str] = {}
+    for post in posts:
+        post_urls[post.name] = post.path
+        folders = post.source.replace("\\", "/").rsplit("/", 1)[0].split("/_posts", 1)
+        if len(folders) == 2:   # `{% post_url news/2025-01-01-x %}` names a post under news/_posts
+            post_urls[f"{folders[0].rsplit('/', 1)[-1]}/{post.name}"] = post.path
+    link_paths = {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in posts}
+    return LiquidSite(root.resolve(), url, baseurl, site, post_urls, link_paths, markdownify, tuple(problems))
 
 
-def escape_braces(html: str) -> str:
+class _Site(dict):
+    """`site`, whose `posts`, `categories` and `tags` are made when a post first reads them: a `page` for
+    every post of the site is the one costly part of the variables (~30 µs a post)."""
+
+    def __init__(self, values: Mapping[str, Any], posts: Sequence[Post], root: Path) -> None:
+        super().__init__(values)
+        self._posts, self._root = posts, root
+
+    def __missing__(self, key: str) -> Any:
+        if key not in ("posts", "categories", "tags"):
+            raise KeyError(key)
+        pages = [page_variable(post, self._root) for post in self._posts]
+        self.update(posts=pages, categories=_grouped(pages, "categories"), tags=_grouped(pages, "tags"))
+        return self[key]
+
+
+class _Time(datetime):
+    """A date as Ruby prints it when Liquid outputs it: `2025-12-16 04:49:25 +0900`."""
+
+    def __str__(self) -> str:
+        return self.strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def _time(moment: datetime) -> _Time:
+    return _Time(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+                 moment.microsecond, moment.tzinfo)
+
+
+def page_variable(post: Post, root: Path) -> dict[str, Any]:
+    """`page` for a post: its front matter, then Jekyll's computed fields over it."""
+    page = dict(post.matter)
+    file = Path(post.file)
+    page.update(title=post.title, url=urls.escape_path(post.path), date=_time(post.date),
+                id=post.path.rsplit(".", 1)[0], categories=list(post.categories), tags=list(post.tags),
+                excerpt=post.excerpt,
+                path=file.relative_to(root).as_posix() if file.is_relative_to(root) else post.source,
+                slug=_slug(post), name=file.name, author=page.get("author") or post.author)
+    return page
+
+
+def _slug(post: Post) -> str:
+    stem = post.name
+    return str(post.matter.get("slug") or (stem[11:] if re.match(r"^\d{4}-\d\d-\d\d-", stem) else stem))
+
+
+def _grouped(pages: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for page in pages:
+        for name in page[key]:
+            groups.setdefault(name, []).append(page)
+    return groups
+
+
+def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[str, list[Problem]]:
+    """`text` (from the post, starting at file line `first_line`) with its Liquid rendered, and the
+    warnings met on the way."""
+    if "{{" not in text and "{%" not in text:
+        return text, []
+    # Imported here: python-liquid costs ~0.2 s of start-up (-X importtime, cProfile of `make bench`'s edit
+    # build), which a build whose rendered posts hold no Liquid does not pay.
+    from feedpub.site.liquid_engine import render
+
+    return render(text, site, post, first_line)
+
+
+def without_liquid(text: str) -> str:
+    """`text` with every Liquid tag and output removed, an unclosed one up to the end of its line."""
+    return _UNCLOSED.sub("", _MARKUP.sub("", text))
+
+
+def escape_braces(html_text: str) -> str:
     """Show literal `{{`/`{%` (from `{% raw %}`) as text without the bytes looking like Liquid."""
-    return html.replace("{{", "&#123;{").replace("{%", "&#123;%")
-
-
-def _output_value(expression: str, context: LiquidContext) -> str | None:
-    parts = [p.strip() for p in expression.split("|")]
-    head, filters = parts[0], parts[1:]
-    quoted = _QUOTED.match(head)
-    values = {
-        "site.url": context.site_url,
-        "site.baseurl": context.baseurl,
-        "site.title": context.site_title,
-        "page.title": context.page_title,
-        "page.url": context.page_url,
-    }
-    if quoted:
-        value = quoted[2]
-    elif head in values:
-        value = values[head]
-    else:
-        return None
-    for name in filters:
-        if name == "relative_url":
-            value = context.baseurl + "/" + value.lstrip("/")
-        elif name == "absolute_url":
-            value = context.site_url + context.baseurl + "/" + value.lstrip("/")
-        elif name not in ("escape", "xml_escape", "strip"):
-            return None
-    return value
-
-
-def _unquote(text: str) -> str:
-    quoted = _QUOTED.match(text)
-    return quoted[2] if quoted else text
-
-
-def _page_path(source: str) -> str:
-    """Jekyll's output path for a page source: `docs/x.md` → `/docs/x.html`."""
-    path = "/" + source.lstrip("/")
-    return re.sub(r"\.(md|markdown)$", ".html", path)
+    return html_text.replace("{{", "&#123;{").replace("{%", "&#123;%")

@@ -24,7 +24,7 @@ import nh3
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.cache import fingerprint
-from feedpub.site.liquid import LiquidContext, escape_braces, render_liquid
+from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, render_liquid, without_liquid
 from feedpub.site.reader import INVALID_XML, Post, load_body
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]")
@@ -71,20 +71,16 @@ class CachedRender:
 def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[Post] | None = None,
                  cache: dict[str, CachedRender] | None = None, parallel: bool = False,
                  ) -> tuple[list[RenderedPost], list[Problem]]:
-    """Render `posts`; `{% post_url %}` and `{% link %}` resolve against `site_posts` (all posts).
+    """Render `posts`; Liquid's `site.posts`, `{% post_url %}` and `{% link %}` see `site_posts` (all posts).
 
     `cache` (post URL → CachedRender) is read and updated: Liquid is applied to every post (it is
     cheap and its output is the cache key), Markdown only to posts whose text changed."""
     site_posts = posts if site_posts is None else site_posts
-    post_urls = {p.name: p.path for p in site_posts}
-    link_paths = {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in site_posts}
+    site = liquid_site(config, site_posts, markdownify=lambda text: _markdown().convert(text))
     cache = {} if cache is None else cache
-    prepared, problems = [], []
+    prepared, problems = [], list(site.problems)
     for post in posts:
-        context = LiquidContext(site_url=config.site.url.rstrip("/"), baseurl=config.site.baseurl.rstrip("/"),
-                                site_title=config.site.title, page_title=post.title, page_url=post.path,
-                                post_urls=post_urls, link_paths=link_paths)
-        item, warnings = _prepare(post, context)
+        item, warnings = _prepare(post, site)
         prepared.append(item)
         problems.extend(warnings)
     missing = [item for item in prepared
@@ -111,7 +107,7 @@ class _Prepared:
     key: str
 
 
-def _prepare(post: Post, context: LiquidContext) -> tuple[_Prepared, list[Problem]]:
+def _prepare(post: Post, site: LiquidSite) -> tuple[_Prepared, list[Problem]]:
     try:
         raw = load_body(post)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -120,8 +116,15 @@ def _prepare(post: Post, context: LiquidContext) -> tuple[_Prepared, list[Proble
                             "published with its excerpt only", warning=True)]
     else:
         warnings = []
-    body, liquid_warnings = render_liquid(raw, context, post.source, post.body_line)
-    excerpt, _ = render_liquid(post.excerpt, context, post.source, post.body_line)
+    try:
+        with _time_limit(RENDER_SECONDS):
+            body, liquid_warnings = render_liquid(raw, site, post, post.body_line)
+            excerpt, _ = render_liquid(post.excerpt, site, post, post.body_line)
+    except RenderTimeout:
+        body, excerpt = without_liquid(raw), without_liquid(post.excerpt)
+        liquid_warnings = [Problem(post.source, post.body_line, f"Liquid took over {RENDER_SECONDS:g} s; "
+                                   "published without its Liquid", "loops and filters over fewer items",
+                                   warning=True)]
     key = fingerprint(raw, body, excerpt, post.url, post.reading_time)
     return _Prepared(post, body, excerpt, raw, key), warnings + liquid_warnings
 

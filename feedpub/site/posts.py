@@ -51,12 +51,13 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     """Read every post under `site.posts_dir` (or the `files` listed from it); `known` entries of
     unchanged files are reused."""
     now = now or datetime.now(UTC)
+    future, drafts = future or config.site.future, drafts or config.site.show_drafts
     root = config.posts_dir
     if not root.is_dir():
         problem = Problem(_display(root, config.root), None, "posts folder does not exist",
                           "a folder of Markdown posts (site.posts_dir)")
         return Collection((), (problem,))
-    listed = post_files(root) if files is None else files
+    listed = post_files(root, config.site.exclude) if files is None else files
     wanted = [file for file in listed if drafts or not file.draft]
     entries = _entries(config, root, wanted, known or {}, parallel=parallel)
 

@@ -7,7 +7,8 @@ metadata of every post is what the build cache holds.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,14 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in _Loader.yaml_implicit_resolvers.items()
 }
 _YAML = frontmatter.YAMLHandler()
+# Front matter keys whose values `Post` holds in its own fields (Liquid's `page` gives those).
+_FIELDS = frozenset(("title", "date", "categories", "category", "tags", "tag", "excerpt", "reading_time"))
 _MORE = "<!--more-->"
-_LINK_TAG = re.compile(r"\{%-?\s*(post_url|link)\b")
+# Liquid that reads other posts or the site's files: such a post is re-rendered when they change.
+# Liquid that reads the site's files (config, _data/, _includes/), and Liquid that reads other posts (an
+# include may: counted as reading them).
+_SITE_READS = re.compile(r"\{%-?\s*include|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
+_POSTS_READS = re.compile(r"\{%-?\s*(?:post_url|link|include)|\bsite\s*(?:\.\s*(?:posts|categories|tags)\b|\[)")
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
 # XML 1.0 cannot carry these, and lone surrogates (which YAML escapes can make) cannot be encoded: a post
 # containing them is refused here, and everything feedpub emits is stripped of them (`markup`).
@@ -64,7 +71,8 @@ class Post:
     excerpt: str                 # Markdown (with Liquid) of the excerpt
     excerpt_explicit: bool       # from front matter or a separator, not the first paragraph
     reading_time: int | None     # minutes, from front matter; else computed when rendered
-    uses_links: bool             # the body has {% post_url %} or {% link %}: it depends on other posts
+    reads_site: bool             # its Liquid reads site files ({{ site.data.x }}, {% include %}, …)
+    reads_posts: bool            # its Liquid reads other posts ({% post_url %}, site.posts, …)
     path: str                    # site path, unescaped, e.g. /ai/2025/12/16/slug.html
     url: str                     # absolute, percent-encoded
     id: str                      # stable entry id
@@ -72,6 +80,9 @@ class Post:
     image_size: tuple[int, int] | None  # (width, height) in px when the front matter gives both
     image_alt: str               # from the front matter's image.alt, or ""
     name: str                    # file name without extension, for {% post_url %}
+    # The front matter's other keys, for Liquid's `page` (what the fields above hold is not kept twice: the
+    # build cache holds every post).
+    matter: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 class Skip(Exception):
@@ -100,15 +111,17 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     categories = tuple(dict.fromkeys(_folder_categories(file.relative) + _names(front, "categories", "category")))
     tags = _names(front, "tags", "tag")
     author = _author(meta.get("author")) or config.site.author
-    excerpt, explicit = _excerpt(front, body)
+    excerpt, explicit = _excerpt(front, body, config.site.excerpt_separator)
     minutes = _reading_time(front)
     site_path = _permalink(front, stem, date.astimezone(config.site.tz), categories, config)
     url = urls.absolute(config.site.root_url, site_path)
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
-                reading_time=minutes, uses_links=bool(_LINK_TAG.search(body)), path=site_path, url=url,
+                reading_time=minutes, reads_site=bool(_SITE_READS.search(body)),
+                reads_posts=bool(_POSTS_READS.search(body)), path=site_path, url=url,
                 id=_entry_id(front, url), image=_image(meta.get("image"), url, config),
-                image_size=_image_size(meta.get("image")), image_alt=_image_alt(meta.get("image")), name=stem)
+                image_size=_image_size(meta.get("image")), image_alt=_image_alt(meta.get("image")), name=stem,
+                matter={key: value for key, value in meta.items() if key not in _FIELDS})
 
 
 def load_body(post: Post) -> str:
@@ -348,14 +361,14 @@ def _author(value: Any) -> str:
     return "" if value is None or isinstance(value, bool) else _one_line(str(value))
 
 
-def _excerpt(front: _FrontMatter, body: str) -> tuple[str, bool]:
+def _excerpt(front: _FrontMatter, body: str, site_separator: str) -> tuple[str, bool]:
     """The excerpt's Markdown, and whether the author chose it (rather than the first paragraph)."""
     value = front.values.get("excerpt") or front.values.get("description")
     if value is not None:
         if not isinstance(value, str):
             raise front.fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
         return value.strip(), True
-    separator = front.values.get("excerpt_separator")
+    separator = front.values.get("excerpt_separator") or site_separator
     for marker in (separator, _MORE):
         if isinstance(marker, str) and marker and marker in body:
             return body.split(marker, 1)[0].strip(), True

@@ -28,7 +28,7 @@ def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:
     assert result.returncode == 1
     assert result.stdout == "1 posts, 1 problems, 1 warnings\n"
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid tag {% include %}")
+    assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid: {% include x.html %}: no such file")
     assert lines[1].startswith("posts/2025-01-02-bad.md:")
     assert sorted(p.relative_to(site.root) for p in site.root.rglob("*")) == before
 

@@ -26,7 +26,7 @@ def test_python_markdown_bolds_cjk_next_to_punctuation() -> None:
     assert to_html("**推論性能35%**向上", BASE) == "<p><strong>推論性能35%</strong>向上</p>"
 
 
-def test_liquid_subset(site) -> None:
+def test_jekyll_liquid_in_a_post(site) -> None:
     body = """\
 {% highlight ruby linenos %}
 puts "{{ site.title }}"
@@ -40,7 +40,9 @@ See {% post_url 2025-12-05-deploy %} and {% link about.md %}.
 """
     result, warnings = rendered(site, body, baseurl="/blog")
     html = result.html
-    assert '<pre><code class="language-ruby">puts "Test blog"\n</code></pre>' in html
+    # Jekyll's highlight HTML (Rouge's line-number table); the sanitiser keeps the code's language class.
+    assert ('<figure><pre><code class="language-ruby"><table><tbody><tr><td><pre class="lineno">1\n</pre></td>'
+            '<td><pre>puts "Test blog"\n</pre></td></tr></tbody></table></code></pre></figure>') in html
     assert "Show &#123;{ page.title }} and &#123;% if x %} literally." in html
     assert "Home: https://blog.example.com/blog/ — Test blog" in html
     assert 'href="https://blog.example.com/blog/a.png"' in html
@@ -49,13 +51,18 @@ See {% post_url 2025-12-05-deploy %} and {% link about.md %}.
     assert warnings == []
 
 
-def test_unsupported_liquid_is_removed_with_a_warning_naming_the_line(site) -> None:
-    result, warnings = rendered(site, "first\n\n{% include note.html %}\n\n{{ page.author | upcase }}\n\n{% if")
+def test_unknown_liquid_renders_as_nothing_with_a_warning_naming_the_line(site) -> None:
+    result, warnings = rendered(site, "first\n\n{% seo %}\n\n{{ page.nothing | upcase }}\n\n{% if")
     assert "{" not in result.html.replace("&#123;", "")
+    assert "first" in result.html
+    assert [(w.path, w.line) for w in warnings] == [("posts/2025-12-16-post.md", 10)]
+    assert "Liquid cannot be parsed" in str(warnings[0])
+    result, warnings = rendered(site, "first\n\n{% seo %}\n\n{{ page.nothing | upcase }}\n\nlast")
     assert [(w.path, w.line) for w in warnings] == [("posts/2025-12-16-post.md", 6),
-                                                    ("posts/2025-12-16-post.md", 8),
-                                                    ("posts/2025-12-16-post.md", 10)]
-    assert "Liquid tag {% include %} is not supported and was removed" in str(warnings[0])
+                                                    ("posts/2025-12-16-post.md", 8)]
+    assert "Liquid tag {% seo %} is unknown and was rendered as nothing" in str(warnings[0])
+    assert "Liquid variable 'page.nothing' is not defined" in str(warnings[1])
+    assert "<p>first</p>\n<p>last</p>" in result.html
 
 
 def test_links_become_absolute_including_srcset_and_poster() -> None:

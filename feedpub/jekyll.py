@@ -1,0 +1,233 @@
+"""A Jekyll site's own files, read as Jekyll reads them: `_config.yml` (then each `_config.*.yml` over it)
+→ feedpub.toml values; `_data/` → Liquid's `site.data`; and the list of the site files Liquid reads, so a
+build notices when they change.
+
+Shared ground: `config.py` fills the keys feedpub.toml leaves unset from here, and `site/liquid.py`
+gives Liquid the rest. `settings` is pure (a dict in, values out); the functions that read files are
+the edge.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feedpub.errors import Problem
+
+# Jekyll's keys that feedpub uses, and where each goes in feedpub.toml.
+SITE_KEYS = {"url": "url", "baseurl": "baseurl", "title": "title", "description": "description",
+             "author": "author", "timezone": "timezone", "permalink": "permalink", "lang": "language",
+             "excerpt_separator": "excerpt_separator", "future": "future", "show_drafts": "show_drafts"}
+# jekyll-feed's defaults (jekyll-feed/lib/jekyll-feed/generator.rb).
+FEED_PATH = "feed.xml"
+FEED_POSTS_LIMIT = 10
+FEED_CATEGORY_PATH = "feed/{name}.xml"
+FEED_TAG_PATH = "feed/by_tag/{name}.xml"
+# Jekyll's own keys that feedpub does not apply, and why; any other key is the site's own.
+_NOT_APPLIED = {
+    "include": "feedpub reads posts from _posts/ and _drafts/ only",
+    "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
+    "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
+    "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
+}
+_DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
+MAX_DATA_BYTES = 10_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `_config.yml` says, as feedpub.toml values, and an account of every key."""
+
+    values: dict[str, dict[str, Any]]     # section → key → value, as feedpub.toml would hold them
+    used: dict[str, str]                  # Jekyll key → the feedpub key it fills
+    ignored: dict[str, str]               # Jekyll key → why feedpub does not use it
+    problems: tuple[Problem, ...] = ()
+
+
+def config_files(root: Path) -> list[Path]:
+    """`_config.yml` then the `_config.*.yml` overrides, in name order (later ones win)."""
+    base = [root / "_config.yml"] if (root / "_config.yml").is_file() else []
+    return base + sorted(p for p in root.glob("_config.*.yml") if p.is_file())
+
+
+def read_config(root: Path) -> tuple[dict[str, Any], list[Problem]]:
+    """The merged `_config*.yml` of the site at `root` (deep merge, as Jekyll's --config a,b does)."""
+    merged: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for path in config_files(root):
+        data, problem = _load_yaml(path)
+        if problem:
+            problems.append(problem)
+        elif isinstance(data, dict):
+            merged = _deep_merge(merged, data)
+        elif data is not None:
+            problems.append(Problem(str(path), 1, "is not a mapping of keys", "'key: value' lines"))
+    return merged, problems
+
+
+def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings:
+    """feedpub.toml values from a Jekyll config (pure)."""
+    site: dict[str, Any] = {}
+    feeds: dict[str, Any] = {}
+    used: dict[str, str] = {}
+    ignored: dict[str, str] = {}
+    problems: list[Problem] = []
+    for key, value in jekyll.items():
+        if key in SITE_KEYS:
+            converted = _author(value) if key == "author" else value
+            boolean = key in ("future", "show_drafts")
+            if not boolean and isinstance(converted, int | float) and not isinstance(converted, bool):
+                converted = str(converted)
+            if isinstance(converted, bool) == boolean and isinstance(converted, str | bool):
+                site[SITE_KEYS[key]] = converted
+                used[key] = f"site.{SITE_KEYS[key]}"
+            elif converted is not None:
+                problems.append(Problem(source, None, f"'{key}' is {converted!r}; ignored",
+                                        "true or false" if key in ("future", "show_drafts") else "a string",
+                                        warning=True))
+                ignored[key] = "not a usable value"
+        elif key == "collections_dir":
+            site["posts_dir"] = str(value).strip("/") or "."
+            used[key] = "site.posts_dir"
+        elif key == "exclude" and isinstance(value, list) and all(isinstance(item, str) for item in value):
+            site["exclude"] = value
+            used[key] = "site.exclude"
+        elif key == "feed" and isinstance(value, Mapping):
+            _feed(value, feeds, used, ignored)
+        else:
+            reason = _NOT_APPLIED.get(key, "the site's own key")
+            ignored[key] = f"{reason}; Liquid reads it as site.{key}"
+    site.setdefault("posts_dir", ".")   # the site itself: its _posts/ and _drafts/ folders hold the posts
+    feeds.setdefault("atom_path", FEED_PATH)
+    feeds.setdefault("limit", FEED_POSTS_LIMIT)
+    values = {"site": site, "feeds": feeds}
+    return Settings(values, used, ignored, tuple(problems))
+
+
+def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str], ignored: dict[str, str]) -> None:
+    """jekyll-feed's `feed:` settings: the feeds keep the URLs their subscribers have."""
+    for key, value in feed.items():
+        name = f"feed.{key}"
+        if key == "path" and isinstance(value, str):
+            feeds["atom_path"] = value.lstrip("/")
+            used[name] = "feeds.atom_path"
+        elif key == "posts_limit" and isinstance(value, int) and not isinstance(value, bool):
+            feeds["limit"] = value
+            used[name] = "feeds.limit"
+        elif key == "excerpt_only" and isinstance(value, bool):
+            feeds["content"] = "excerpt" if value else "full"
+            used[name] = "feeds.content"
+        elif key == "categories" and value:
+            feeds["categories"] = True
+            feeds["category_atom_path"] = FEED_CATEGORY_PATH
+            used[name] = "feeds.categories, feeds.category_atom_path (every category gets a feed)"
+        elif key == "tags" and value:
+            feeds["tags"] = True
+            prefix = value.get("path") if isinstance(value, Mapping) else None
+            feeds["tag_atom_path"] = (str(prefix).strip("/") + "/{name}.xml") if prefix else FEED_TAG_PATH
+            used[name] = "feeds.tags, feeds.tag_atom_path"
+        else:
+            ignored[name] = "feedpub makes feeds of posts only" if key == "collections" else "not used by feedpub"
+
+
+def _author(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value.get("name")
+    return value
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load_yaml(path: Path) -> tuple[Any, Problem | None]:
+    # Imported here: YAML costs ~50 ms of start-up (-X importtime), and a no-op build, which lists the
+    # site files through this module, reads none of them.
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, Problem(str(path), None, f"cannot be read ({exc})", "a UTF-8 YAML file")
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return None, Problem(str(path), mark.line + 1 if mark else 1, f"invalid YAML: {what}", "'key: value' lines")
+
+
+def read_data(root: Path) -> tuple[dict[str, Any], list[Problem]]:
+    """`site.data`: each file below `_data/` under its name without extension, folders as nested maps."""
+    data: dict[str, Any] = {}
+    problems: list[Problem] = []
+    folder = root / "_data"
+    for path in _files(folder):
+        parts = path.relative_to(folder).with_suffix("").parts
+        value, problem = _data_file(path)
+        if problem:
+            problems.append(Problem(problem.path, problem.line, problem.message, problem.expected, warning=True))
+            continue
+        target = data
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return data, problems
+
+
+def _data_file(path: Path) -> tuple[Any, Problem | None]:
+    if path.stat().st_size > MAX_DATA_BYTES:
+        return None, Problem(str(path), None, f"over the {MAX_DATA_BYTES:,}-byte limit for data files", None)
+    suffix = path.suffix.lower()
+    if suffix in (".yml", ".yaml"):
+        return _load_yaml(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        if suffix == ".json":
+            return json.loads(text), None
+        return list(csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")), None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, Problem(str(path), None, f"cannot be read ({exc})", "a UTF-8 text file")
+    except json.JSONDecodeError as exc:
+        return None, Problem(str(path), exc.lineno, f"invalid JSON: {exc.msg}", None)
+
+
+def _files(folder: Path) -> list[Path]:
+    """Data files below `folder`, never through a link that leads out of it."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if (name.lower().endswith(_DATA_EXTENSIONS) and not name.startswith(".")
+                    and path.resolve().is_relative_to(folder.resolve())):
+                found.append(path)
+    return found
+
+
+def site_file_stats(root: Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every file of the site that Liquid reads besides the posts: the config files,
+    `_data/` and `_includes/`. A build whose posts are unchanged still redoes the work when these changed."""
+    stats = []
+    paths = config_files(root)
+    for folder in (root / "_data", root / "_includes"):
+        if folder.is_dir():
+            paths += sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in paths:
+        stat = path.stat()
+        stats.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return stats
