@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from feedpub import accounts  # noqa: E402
-from feedpub.config import load_config  # noqa: E402
+from feedpub.config_file import load_config  # noqa: E402
 from feedpub.store import Store, open_store  # noqa: E402
 from feedpub.web.app import create_app  # noqa: E402
 

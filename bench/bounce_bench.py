@@ -30,7 +30,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from feedpub.config import load_config  # noqa: E402
+from feedpub.config_file import load_config  # noqa: E402
 from feedpub.schema import deliveries, subscribers  # noqa: E402
 from feedpub.send import verp  # noqa: E402
 from feedpub.store import StoredVariant, open_store  # noqa: E402

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from feedpub.config import load_config  # noqa: E402
+from feedpub.config_file import load_config  # noqa: E402
 from feedpub.schema import metadata, schema_version, subscribers  # noqa: E402
 from feedpub.send.dispatch import send_due_issue  # noqa: E402
 from feedpub.send.dkim import new_key  # noqa: E402

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from feedpub.config import Config, load_config
+from feedpub.config import Config
+from feedpub.config_file import load_config
 from feedpub.schema import metadata
 from feedpub.store import Store
 from tests.smtp_server import SMTPTestServer

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from feedpub.cli import main
-from feedpub.config import Config, MissingSecret, ScheduleEntry, load_config
+from feedpub.config import Config, MissingSecret, ScheduleEntry
+from feedpub.config_file import load_config
 from feedpub.errors import ConfigError
 
 

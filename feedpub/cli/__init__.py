@@ -29,7 +29,7 @@ class App:
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
         if self._config is None:
-            from feedpub.config import load_config  # lazy: 26 ms that `feedpub --help` does not need
+            from feedpub.config_file import load_config  # lazy: 26 ms that `feedpub --help` does not need
 
             try:
                 self._config = load_config(self.config_path)

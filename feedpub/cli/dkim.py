@@ -30,7 +30,7 @@ def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
     """Write a new private key and print the DNS TXT record to publish."""
     # Imported here, as in the other command modules: feedpub.config costs ~26 ms of start-up that
     # `feedpub --help` does not need.
-    from feedpub.config import check_dns_name
+    from feedpub.config_file import check_dns_name
     from feedpub.send.dkim import dns_record, new_key, write_private_key
 
     for option, value in (("--selector", selector), ("--domain", domain)):

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import watchfiles
 
-from feedpub.config import Config, load_config
+from feedpub.config import Config
+from feedpub.config_file import load_config
 from feedpub.errors import ConfigError
 from feedpub.site.build import CACHE_FOLDER
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from feedpub import accounts
 from feedpub.cli import main
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.dispatch import send_due_issue
 from feedpub.store import open_store
 from tests.send.sites import READERS, SECRET, write_config, write_site

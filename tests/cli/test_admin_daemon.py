@@ -16,7 +16,7 @@ import httpx
 
 from feedpub import holds
 from feedpub.cli.daemon import Daemon
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from feedpub.cli import main
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.dispatch import compose_issue, send_due_issue
 from feedpub.site import markup
 from feedpub.store import SubscriberInput, open_store

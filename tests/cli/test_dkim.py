@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from feedpub.cli import main
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.dkim import Signer
 
 NOTICE = (b"From: =?utf-8?b?57eo6ZuG6YOo?= <news@blog.example.com>\r\nTo: reader@example.jp\r\n"

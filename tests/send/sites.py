@@ -14,7 +14,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from feedpub.cli import main
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.issue import due_slot
 
 SECRET = "fault-matrix-secret"

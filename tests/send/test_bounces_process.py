@@ -15,7 +15,7 @@ import time_machine
 from click.testing import CliRunner
 
 from feedpub.cli import main
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.schema import deliveries
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.process import process_message

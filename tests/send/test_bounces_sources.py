@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from feedpub.cli.daemon import Daemon
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.scheduler import BOUNCES_JOB, make_scheduler
 from feedpub.send.bounces import sources
 from feedpub.send.dispatch import send_due_issue

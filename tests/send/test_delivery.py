@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.delivery import deliver
 from feedpub.store import Delivery, StoredVariant, SubscriberInput, open_store
 from tests.send.sites import Row, deliveries, write_config

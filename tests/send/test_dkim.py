@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from feedpub.cli.daemon import Daemon
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.dkim import dns_record, new_key, write_private_key
 from feedpub.site.websub import Publisher
 from feedpub.store import open_store

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from feedpub import holds
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.delivery import deliver
 from feedpub.send.dispatch import Messages, send_due_retries
 from feedpub.store import open_store, utcnow

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.errors import ConfigError
 from feedpub.send import verp
 from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site

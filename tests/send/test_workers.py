@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.dispatch import send_due_issue
 from feedpub.store import SubscriberInput, open_store
 from tests.send.sites import write_config, write_post

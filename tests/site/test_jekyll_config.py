@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.errors import ConfigError
 from feedpub.jekyll import settings
 from feedpub.site.build import build_site

@@ -15,7 +15,7 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.site.build import build_site
 
 JEKYLL = shutil.which("jekyll")

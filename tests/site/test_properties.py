@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from feedpub.config import Config, load_config
+from feedpub.config import Config
+from feedpub.config_file import load_config
 from feedpub.site.build import build_site
 from feedpub.site.markup import cut_excerpt, to_html
 from feedpub.site.posts import collect

@@ -16,7 +16,7 @@ from lxml import etree
 from lxml import html as lxml_html
 from starlette.testclient import TestClient
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.send.issue import due_slot
 from feedpub.store import SubscriberInput, open_store
 from feedpub.tokens import make_token

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from starlette.testclient import TestClient
 
-from feedpub.config import load_config
+from feedpub.config_file import load_config
 from feedpub.schema import deliveries
 from feedpub.send import verp
 from feedpub.send.bounces import evidence

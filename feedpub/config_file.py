@@ -1,0 +1,386 @@
+"""feedpub.toml → `feedpub.config.Config`: reading the file (and a Jekyll site's `_config.yml` it names),
+each value's type and checks, and errors that name the file, the line of the key (best effort: TOML
+parsers do not report positions) and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import stat
+import tomllib
+from collections.abc import Callable
+from email.utils import getaddresses
+from pathlib import Path
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from feedpub.config import Config, parse_duration, parse_schedule_entry
+from feedpub.errors import ConfigError
+
+# TOML names that are Python keywords or otherwise differ from the field name.
+_RENAMED = {"from": "from_"}
+_CHOICES = {
+    ("feeds", "formats"): {"atom", "rss", "json"},
+    ("feeds", "content"): {"full", "excerpt"},
+    ("smtp", "security"): {"starttls", "ssl", "none"},
+    ("digest", "images"): {"image", "first", "none"},
+}
+# The stores feedpub ships drivers for: SQLite, and PostgreSQL through psycopg 3.
+_STORE_URL = re.compile(r"^(sqlite:///|postgresql(\+psycopg)?://)")
+# What may not stand in a header value: control characters and line breaks.
+_HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A DKIM domain or selector: dot-separated ASCII labels (RFC 6376 3.1, 3.5).
+_DNS_LABELS = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+# What VERP adds to smtp.return_path's local part: "+", a delivery id of up to 18 digits, "-", 8 signature
+# characters (feedpub.send.verp).
+VERP_TAG_LENGTH = 1 + 18 + 1 + 8
+
+
+def load_config(path: Path | None) -> Config:
+    """Read `path` (None → built-in defaults rooted at the working directory)."""
+    if path is None:
+        return Config()
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    if mode & stat.S_IWOTH:
+        # Anyone on the machine could point smtp.host at their server or password_env at another secret.
+        raise ConfigError(f"{path}: config file is writable by every user, so anyone could redirect the mail "
+                          f"or the secrets it names; refusing to use it (expected: run `chmod o-w {path}`)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (expected a TOML file)") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        where = f"{path}:{line[1]}" if line else str(path)
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+    given = frozenset(f"{name}.{key}" for name, table in data.items() if isinstance(table, dict) for key in table)
+    site = data.get("site")
+    if isinstance(site, dict) and isinstance(site.get("jekyll_dir"), str) and site["jekyll_dir"]:
+        data = _with_jekyll(data, path, text, site["jekyll_dir"])
+    return dataclasses.replace(_build(data, path, text), given=given)
+
+
+def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -> dict[str, Any]:
+    """`data` with the keys it leaves unset taken from the Jekyll site's `_config.yml` (feedpub.toml wins)."""
+    from feedpub import jekyll  # here: YAML is imported only for configs that name a Jekyll site
+
+    root = (path.parent / jekyll_dir).resolve()
+    if not root.is_dir():
+        raise ConfigError(_at(path, text, "site.jekyll_dir", f"'site.jekyll_dir': {root} is not a folder",
+                              "the folder of a Jekyll site, holding its _config.yml"))
+    values, problems = jekyll.read_config(root)
+    if problems:
+        raise ConfigError(str(problems[0]))
+    found = jekyll.settings(values).values
+    # Checked on their own first, so that a bad value is reported against _config.yml, not feedpub.toml.
+    _build(found, jekyll.config_files(root)[0], "")
+    merged = {section: dict(table) if isinstance(table, dict) else table for section, table in data.items()}
+    for section, table in found.items():
+        target = merged.setdefault(section, {})
+        for key, value in table.items():
+            if key == "posts_dir":
+                value = (Path(jekyll_dir) / value).as_posix()
+            if isinstance(target, dict):
+                target.setdefault(key, value)
+    return merged
+
+
+def _build(data: dict[str, Any], path: Path, text: str) -> Config:
+    sections: dict[str, Any] = {}
+    hints = get_type_hints(Config)
+    for name, value in data.items():
+        if name not in hints or name in ("root", "source", "given"):
+            raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
+        if not isinstance(value, dict):
+            raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))
+        sections[name] = _section(hints[name], name, value, path, text)
+    config = Config(**sections, root=path.parent.resolve(), source=str(path))
+    _validate(config, path, text)
+    return _with_dkim_key(config, path, text)
+
+
+def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = _RENAMED.get(key, key)
+        dotted = f"{section}.{key}"
+        if name not in hints or name.startswith("_"):
+            raise ConfigError(_at(path, text, dotted, f"unknown key '{dotted}'", _known(cls)))
+        if dataclasses.is_dataclass(hints[name]):     # a nested table such as [smtp.dkim]
+            if not isinstance(value, dict):
+                raise ConfigError(_at(path, text, dotted, f"'{dotted}' must be a table ([{dotted}])"))
+            kwargs[name] = _section(hints[name], dotted, value, path, text)
+            continue
+        try:
+            kwargs[name] = _coerce(value, hints[name], (section, key))
+            if (section, key) in _VALUE_CHECKS:
+                _VALUE_CHECKS[section, key](kwargs[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(_at(path, text, dotted, f"'{dotted}': {exc}")) from exc
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
+    origin = get_origin(hint)
+    if where == ("digest", "schedule"):
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list) or not all(isinstance(v, str) for v in entries):
+            raise TypeError("expected a string or a list of strings")
+        if not entries:
+            raise ValueError("is empty (expected e.g. 'mon 09:00')")
+        return tuple(parse_schedule_entry(entry) for entry in entries)
+    if where == ("feeds", "websub_hub"):
+        hubs = [value] if isinstance(value, str) else value
+        if not isinstance(hubs, list) or not all(isinstance(v, str) for v in hubs):
+            raise TypeError("expected a URL or a list of URLs")
+        return tuple(hub for hub in hubs if hub.strip())
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError("expected a list of strings")
+        allowed = _CHOICES.get(where)
+        for item in value:
+            if allowed and item not in allowed:
+                raise ValueError(f"{item!r} is not one of {sorted(allowed)}")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise TypeError("expected a table of strings")
+        return dict(value)
+    if isinstance(hint, UnionType):
+        hint = get_args(hint)[0]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (hint is bool) != isinstance(value, bool) or not isinstance(value, hint):   # bool is an int subclass
+        raise TypeError(f"expected {_type_name(hint)}, got {_type_name(type(value))}")
+    allowed = _CHOICES.get(where)
+    if allowed and value not in allowed:
+        raise ValueError(f"{value!r} is not one of {sorted(allowed)}")
+    return value
+
+
+def _check_sender(value: str) -> None:
+    """`digest.from`: one address mail can be sent from, with an optional display name, on one line."""
+    # Imported here, not above: email-validator's import costs ~70 ms (-X importtime), a quarter of a
+    # no-op `feedpub build`; only configs that set an address pay it.
+    from feedpub.addresses import BadAddress, mailable
+
+    example = " (expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')"
+    if _HEADER_BREAKERS.search(value):
+        raise ValueError(f"{value!r} holds a line break or control character{example}")
+    found = getaddresses([value])
+    if len(found) != 1:
+        raise ValueError(f"{value!r} is not one address{example}")
+    try:
+        mailable(found[0][1])
+    except BadAddress as exc:
+        raise ValueError(f"{value!r}: {exc}{example}") from None
+
+
+def _check_unsubscribe_mailto(value: str) -> None:
+    """`web.unsubscribe_mailto` when set: an address or a mailto: URI that can stand in List-Unsubscribe."""
+    uri = value.strip()
+    if not uri:
+        return
+    from feedpub.addresses import BadAddress, mailable  # ~70 ms, see _check_sender
+
+    example = " (expected e.g. 'unsubscribe@blog.example.com')"
+    if not uri.isascii() or _HEADER_BREAKERS.search(uri) or any(c in uri for c in " <>"):
+        raise ValueError(f"{value!r} cannot stand in a List-Unsubscribe header: it must be ASCII, without spaces, "
+                         f"angle brackets or line breaks{example}")
+    try:
+        mailable(uri.removeprefix("mailto:").split("?", 1)[0])
+    except BadAddress as exc:
+        raise ValueError(f"{exc}{example}") from None
+
+
+def _check_return_path(value: str) -> None:
+    """`smtp.return_path` when set: a plain address whose local part has room for a VERP tag."""
+    if not value:
+        return
+    from feedpub.addresses import MAX_LOCAL_PART, BadAddress, mailable  # ~70 ms, see _check_sender
+
+    example = " (expected e.g. 'bounces@blog.example.com')"
+    try:
+        address = mailable(value)
+    except BadAddress as exc:
+        raise ValueError(f"{exc}{example}") from None
+    local = address.rsplit("@", 1)[0]
+    if address.lower() != value.strip().lower() or "+" in local:
+        raise ValueError(f"{value!r} must be a plain address without '+' or spaces{example}")
+    if len(local) + VERP_TAG_LENGTH > MAX_LOCAL_PART:
+        raise ValueError(f"{value!r}: the part before the @-sign leaves no room for a VERP tag: at most "
+                         f"{MAX_LOCAL_PART - VERP_TAG_LENGTH} characters{example}")
+
+
+def _check_imap_url(value: str) -> None:
+    match = re.match(r"^(imaps?)://[^@/\s]+@([^/:\s]+|\[[0-9a-f:]+\])(:\d+)?(/\S*)?$", value)
+    if value and not match:
+        raise ValueError(f"{value!r} is not an IMAP URL (expected 'imaps://USER@HOST/INBOX', with the password "
+                         "in the environment variable bounces.imap_password_env names)")
+    if match and match[1] == "imap" and match[2] not in ("127.0.0.1", "localhost", "[::1]"):
+        raise ValueError(f"{value!r} would send the password unencrypted (expected imaps://; imap:// is only "
+                         "for a server on this machine, 127.0.0.1)")
+
+
+def _check_subject(value: str) -> None:
+    # Imported here: jinja2 costs ~100 ms of start-up (-X importtime), and a no-op build needs none of it.
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"template error: {exc} "
+                         "(expected e.g. '{{ site.title }} weekly — {{ date_label }}')") from None
+
+
+def _check_hubs(hubs: tuple[str, ...]) -> None:
+    for hub in hubs:
+        if not re.match(r"^https?://[^/\s]+\S*$", hub):
+            raise ValueError(f"{hub!r} is not an absolute http(s) URL (expected e.g. 'https://pubsubhubbub.appspot.com/')")
+
+
+def _check_store_url(value: str) -> None:
+    if not _STORE_URL.match(value):
+        raise ValueError(f"{value!r} is not a supported store (expected 'sqlite:///PATH' or "
+                         "'postgresql://USER@HOST/DB', also written 'postgresql+psycopg://…')")
+
+
+def check_dns_name(value: str) -> None:
+    """A DKIM domain or selector ('' passes: unset); ValueError naming what was expected."""
+    if value and not _DNS_LABELS.match(value):
+        raise ValueError(f"{value!r} is not a DNS name (expected ASCII labels such as 'blog.example.com' "
+                         "or 'feedpub2026')")
+
+
+# Values the file sets that are checked beyond their type, where a bad one would otherwise surface only
+# when mail goes out or the store opens.
+_VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
+    ("digest", "from"): _check_sender,
+    ("digest", "subject"): _check_subject,
+    ("smtp.dkim", "domain"): check_dns_name,
+    ("smtp.dkim", "selector"): check_dns_name,
+    ("feeds", "websub_hub"): _check_hubs,
+    ("store", "url"): _check_store_url,
+    ("web", "unsubscribe_mailto"): _check_unsubscribe_mailto,
+    ("smtp", "return_path"): _check_return_path,
+    ("bounces", "imap_url"): _check_imap_url,
+}
+
+
+def _validate(config: Config, path: Path, text: str) -> None:
+    checks: list[tuple[str, str, Any]] = []
+    try:
+        ZoneInfo(config.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        checks.append(("site.timezone", f"'site.timezone': unknown time zone {config.site.timezone!r}",
+                       "an IANA name such as 'Asia/Tokyo' or 'UTC'"))
+    if not re.match(r"^https?://[^/\s]+", config.site.url):
+        checks.append(("site.url", f"'site.url': {config.site.url!r} is not an absolute http(s) URL",
+                       "e.g. 'https://blog.example.com'"))
+    if config.site.baseurl and not config.site.baseurl.startswith("/"):
+        checks.append(("site.baseurl", f"'site.baseurl': {config.site.baseurl!r} must start with '/'",
+                       "e.g. '/blog' or ''"))
+    for key in ("atom_path", "category_atom_path", "tag_atom_path"):
+        value = getattr(config.feeds, key)
+        if (value or key == "atom_path") and (not value.endswith(".xml") or value.startswith("/")
+                                              or ".." in value.split("/")):
+            checks.append((f"feeds.{key}", f"'feeds.{key}': {value!r} is not a path inside the output folder",
+                           "a relative path ending in .xml, e.g. 'feed.xml' or 'feed/{name}.xml'"))
+    if config.feeds.limit < 1:
+        checks.append(("feeds.limit", "'feeds.limit' must be at least 1", "a positive integer"))
+    if config.smtp.rate_per_second <= 0:
+        checks.append(("smtp.rate_per_second", "'smtp.rate_per_second' must be more than 0", "e.g. 10 or 0.5"))
+    if config.smtp.connections < 1:
+        checks.append(("smtp.connections", "'smtp.connections' must be at least 1", "a positive integer"))
+    for section, key, value in (("feeds", "rebuild_every", config.feeds.rebuild_every),
+                                ("digest", "misfire_grace", config.digest.misfire_grace),
+                                ("smtp", "retry_base", config.smtp.retry_base),
+                                ("bounces", "soft_window", config.bounces.soft_window),
+                                ("bounces", "poll_every", config.bounces.poll_every)):
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            checks.append((f"{section}.{key}", f"'{key}': {exc}", None))
+    if config.bounces.soft_limit < 1 or config.bounces.raw_limit < 1024:
+        checks.append(("bounces", "'bounces.soft_limit' must be at least 1 and 'bounces.raw_limit' at least 1024",
+                       "e.g. soft_limit = 3, raw_limit = 65536"))
+    if checks:
+        where, message, expected = checks[0]
+        raise ConfigError(_at(path, text, where, message, expected))
+
+
+def _with_dkim_key(config: Config, path: Path, text: str) -> Config:
+    """`config` holding the `[smtp.dkim]` private key: read here, once per run, so that a missing or bad
+    key stops every command (`check` included) before anything is sent."""
+    dkim = config.smtp.dkim
+    settings = {"domain": dkim.domain, "selector": dkim.selector, "key_file": dkim.key_file}
+    if not any(settings.values()):
+        return config
+    if not all(settings.values()):
+        unset = ", ".join(f"'smtp.dkim.{key}'" for key, value in settings.items() if not value)
+        raise ConfigError(_at(path, text, "smtp.dkim", f"[smtp.dkim]: {unset} not set",
+                              "domain, selector and key_file all set, or the table left out"))
+    key_path = config.path(dkim.key_file)
+    expected = "a PEM RSA private key of at least 1024 bits, as `feedpub dkim keygen` writes"
+    try:
+        key = key_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': cannot read {key_path} "
+                              f"({exc.strerror})", expected)) from exc
+    # Imported here: dkimpy's import costs ~120 ms (dnspython, -X importtime); only signing configs pay it.
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+    try:
+        bits = parse_pem_private_key(key)["modulus"].bit_length()
+    except (UnparsableKeyError, ValueError, IndexError, TypeError) as exc:   # what dkimpy's parser raises
+        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} is not a "
+                              f"private key dkimpy can sign with ({type(exc).__name__})", expected)) from None
+    if bits < 1024:   # verifiers ignore signatures made with shorter keys (RFC 8301)
+        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} holds a "
+                              f"{bits}-bit key", expected))
+    return dataclasses.replace(config, smtp=dataclasses.replace(
+        config.smtp, dkim=dataclasses.replace(dkim, _private_key=key)))
+
+
+def _at(path: Path, text: str, where: str, message: str, expected: str | None = None) -> str:
+    """`path:line: message (expected …)`, the line being that of `where`: a table ("smtp", "smtp.dkim") or
+    a key in it ("smtp.port", "smtp.dkim.domain")."""
+    line = _line(text, where) or ("." in where and _line(text, *where.rsplit(".", 1))) or None
+    place = f"{path}:{line}" if line else str(path)
+    return f"{place}: {message}" + (f" (expected {expected})" if expected else "")
+
+
+def _line(text: str, section: str, key: str = "") -> int | None:
+    """The line of a section's header, or of a key in the section's table (best effort: TOML parsers do
+    not report positions). Leading blanks are spaces and tabs only: a match must not start on an empty line
+    above the key."""
+    header = re.search(rf"^[ \t]*\[\s*{re.escape(section)}\s*\]", text, re.M)
+    if not key:
+        found = header or re.search(rf'^[ \t]*"?{re.escape(section)}"?\s*=', text, re.M)
+    else:
+        start = header.end() if header else 0
+        following = re.compile(r"^[ \t]*\[", re.M).search(text, start) if header else None
+        found = re.compile(rf'^[ \t]*"?{re.escape(key)}"?\s*=', re.M).search(
+            text, start, following.start() if following else len(text))
+    return text.count("\n", 0, found.start()) + 1 if found else None
+
+
+def _known(cls: type) -> str:
+    names = [f.name.rstrip("_") for f in dataclasses.fields(cls)
+             if f.name not in ("root", "source", "given") and not f.name.startswith("_")]
+    return "one of " + ", ".join(names)
+
+
+def _type_name(t: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(t, getattr(t, "__name__", str(t)))
