@@ -1,0 +1,315 @@
+"""kramdown as Jekyll runs it, on top of Python-Markdown: what a feed reader would see differ between
+jekyll-feed's content and ours.
+
+Jekyll's defaults are kramdown with `input: GFM`, `hard_wrap: false`, `auto_ids: true`,
+`smart_quotes: lsquo,rsquo,ldquo,rdquo` and rouge (`default_lang: plaintext`). Each rule below is
+transcribed from kramdown 2.4.0 / kramdown-parser-gfm 1.1.0 as Debian ships them, and
+bench/jekyll_compare.py measures the whole against Debian's jekyll.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import xml.etree.ElementTree as etree
+from collections import Counter
+from pathlib import Path
+
+from markdown import Markdown
+from markdown.blockparser import BlockParser
+from markdown.blockprocessors import BlockProcessor
+from markdown.extensions import Extension
+from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
+from markdown.extensions.toc import unescape
+from markdown.inlinepatterns import SimpleTagInlineProcessor, SubstituteTagInlineProcessor
+from markdown.preprocessors import Preprocessor
+from markdown.treeprocessors import Treeprocessor
+from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
+
+# kramdown-parser-gfm's FENCED_CODEBLOCK_MATCH (any indentation: inside list items kramdown sees the
+# fence after removing the item's indentation; the content loses as much as the fence had).
+_FENCED = re.compile(r"^(?P<indent>[ ]*)(?P<fence>([~`]){3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*?\n"
+                     r"(?P<code>.*?)^[ ]*(?P=fence)\3*\s*?\n", re.M | re.S)
+_ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
+                          .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
+                          for word in line.split())
+# {::comment}…{:/comment}, {::nomarkdown}…{:/}, {::options … /}: kramdown's extensions.
+_EXTENSION = re.compile(r"\{::(?P<name>comment|nomarkdown|options)(?:\s(?:\\\}|[^}])*?)?"
+                        r"(?:/\}|\}(?P<body>.*?)\{:/(?P=name)?\})", re.S)
+_ALD = re.compile(r"^ {0,3}\{:\w[\w-]*:(?:\\\}|[^}])+\}\s*$")
+_IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
+# kramdown-parser-gfm's paragraph_end quirk: a list, an ATX header or a quote ends a paragraph.
+_INTERRUPT = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#{1,6}[\t ]| {0,3}>")
+_BLOCK_START = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#|\s| {0,3}>|\||<|\x02|:")
+_NON_WORD = re.compile(r"[^\w\- \t]")
+_TASK = re.compile(r"\A\s*\[[ xX]\]\s+")
+_TAG = re.compile(r"<[^>]*>")
+_HEADERS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+# kramdown's smart_quotes.rb and typographic_symbol.rb. Ruby's \w and \s are ASCII, its \b is not.
+_SPACE = r"[ \t\r\n\f\v]"
+_SQ_PUNCT = r"""[!"#$%'()*+,\-./:;<=>?@\[\\\]^_`{|}~]"""
+_SQ_CLOSE = r"[^ \\\t\r\n\[{(-]"
+_SQ_RULES = [(re.compile(rule, re.M), substitutions) for rule, substitutions in [
+    (r"""(["'])(?=[_*]{1,2}\S)""", ["lquote1"]),
+    (rf"""(["'])(?={_SQ_PUNCT}(?!\.\.)\B)""", ["rquote1"]),
+    (rf"""({_SPACE}?)"'(?=[A-Za-z0-9_])""", [1, "“", "‘"]),
+    (rf"""({_SPACE}?)'"(?=[A-Za-z0-9_])""", [1, "‘", "“"]),
+    (rf"""({_SPACE}?)'(?=[0-9][0-9]s)""", [1, "’"]),
+    (rf"""({_SPACE})(['"])(?=[A-Za-z0-9_])""", [1, "lquote2"]),
+    (rf"""({_SQ_CLOSE})(['"])""", [1, "rquote2"]),
+    (rf"""(["'])(?={_SPACE}|s\b|$)""", ["rquote1"]),
+    (r"(.?)'", [1, "‘"]),
+    (r'(.?)"', [1, "“"]),
+]]
+_QUOTES = {("lquote", "'"): "‘", ("lquote", '"'): "“", ("rquote", "'"): "’", ("rquote", '"'): "”"}
+_SYMBOLS = {"---": "—", "--": "–", "...": "…", "\\<<": "<<", "\\>>": ">>", "<< ": "«\u00a0", " >>": "\u00a0»",
+            "<<": "«", ">>": "»"}
+# Where kramdown's span parser stops: a quote (with the character before it), a typographic symbol, or
+# something another parser consumes whole (Python-Markdown's placeholders, an entity, an escaped character).
+_SPAN_START = re.compile(r"""(?P<quote>[^\\]?["'])|(?P<symbol>---|--|\.\.\.|\\<<|\\>>|<< | >>|<<|>>)"""
+                         r"""|(?P<escaped>\\[\\.*_+`<>()\[\]{}#!:|"'$=-])|\x02[^\x03]*\x03|&#?\w+;""")
+
+
+def smartify(text: str) -> str:
+    """`text` with kramdown's typographic quotes, dashes and ellipses (Jekyll's `smartify`, as
+    jekyll-feed applies it to titles)."""
+    if not ('"' in text or "'" in text or "--" in text or "..." in text or "<<" in text or ">>" in text):
+        return text
+    out, position = [], 0
+    while match := _SPAN_START.search(text, position):
+        out.append(text[position:match.start()])
+        position = match.end()
+        if match["symbol"]:
+            out.append(_SYMBOLS[match["symbol"]])
+        elif match["escaped"]:
+            out.append(match["escaped"][1])
+        elif match["quote"]:
+            quoted, substitutions = next((found, substitutions) for rule, substitutions in _SQ_RULES
+                                         if (found := rule.match(text, match.start())))
+            for substitution in substitutions:
+                if isinstance(substitution, int):
+                    out.append(quoted[substitution])
+                elif substitution[:-1] in ("lquote", "rquote"):
+                    out.append(_QUOTES[substitution[:-1], quoted[int(substitution[-1])]])
+                else:
+                    out.append(substitution)
+            position = quoted.end()
+        else:
+            out.append(match[0])
+    out.append(text[position:])
+    return "".join(out)
+
+
+def extensions() -> list[Extension | str]:
+    """The Python-Markdown extensions that make up kramdown's dialect (Python-Markdown's `extra` minus its
+    fenced code, which is GFM's here)."""
+    return ["abbr", "attr_list", "def_list", "md_in_html", "tables", "sane_lists",
+            # kramdown numbers footnotes in the order they are referenced.
+            FootnoteExtension(USE_DEFINITION_ORDER=False, BACKLINK_TEXT="\u21a9"), KramdownExtension()]
+
+
+class KramdownExtension(Extension):
+    def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
+        # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
+        md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
+        md.preprocessors.register(_Extensions(md), "kramdown_extensions", 24)
+        md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
+        md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
+        md.inlinePatterns.register(SimpleTagInlineProcessor(r"(~~)((?!\s|~).*?[^\s~])~~", "del"), "gfm_strike", 55)
+        # GFM's hard line break: a backslash at the end of a line (before escapes (180) take the backslash).
+        md.inlinePatterns.register(SubstituteTagInlineProcessor(r"\\\n", "br"), "gfm_break", 185)
+        # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
+        md.treeprocessors.register(_KramdownTree(md), "kramdown", 6)
+
+
+def code_block(code: str, lang: str | None) -> str:
+    """A code block as Jekyll writes it: rouge's wrapper when rouge knows the language (no language:
+    plaintext), a bare `<pre><code class="language-X">` when it does not."""
+    escaped = html.escape(code, quote=False)
+    if lang is None or lang in _ROUGE_LEXERS:
+        return (f'<div class="language-{lang or "plaintext"} highlighter-rouge"><div class="highlight">'
+                f'<pre class="highlight"><code>{escaped}</code></pre></div></div>')
+    return f'<pre><code class="language-{html.escape(lang)}">{escaped}</code></pre>'
+
+
+class _FencedCode(Preprocessor):
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines) + "\n"
+        if "```" not in text and "~~~" not in text:
+            return lines
+        out, position = [], 0
+        for match in _FENCED.finditer(text):
+            indent = len(match["indent"])
+            code = re.sub(rf"^ {{0,{indent}}}", "", match["code"], flags=re.M) if indent else match["code"]
+            placeholder = self.md.htmlStash.store(code_block(code, match["lang"]))
+            out.append(f"{text[position:match.start()]}\n{match['indent']}{placeholder}\n\n")
+            position = match.end()
+        out.append(text[position:])
+        return "".join(out).split("\n")
+
+
+class _Extensions(Preprocessor):
+    """`{::comment}` and `{::options}` vanish; `{::nomarkdown}` is passed through as raw HTML."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+        if "{::" not in text:
+            return lines
+
+        def replace(match: re.Match[str]) -> str:
+            if match["name"] == "nomarkdown" and match["body"]:
+                return self.md.htmlStash.store(match["body"].strip("\n"))
+            return ""
+
+        return _EXTENSION.sub(replace, text).split("\n")
+
+
+class _BlockBoundaries(Preprocessor):
+    """Blocks where kramdown's GFM parser sees them: an IAL line directly under a block becomes a block of
+    its own (applied to the one above by _BlockIal), an ALD line goes, and a list, header or quote line ends
+    the paragraph above it."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        out: list[str] = []
+        in_paragraph = False
+        for line in lines:
+            if _ALD.match(line):
+                continue
+            if _IAL.match(line):
+                if out and out[-1].strip():
+                    out.append("")
+                in_paragraph = False
+            elif not line.strip():
+                in_paragraph = False
+            elif in_paragraph and _INTERRUPT.match(line):
+                out.append("")
+                in_paragraph = False
+            elif not out or not out[-1].strip():
+                in_paragraph = not _BLOCK_START.match(line)
+            out.append(line)
+        return out
+
+
+class _BlockIal(BlockProcessor):
+    """A block IAL (`{: .class #id key="value"}` on a line of its own) applied to the block it follows,
+    or, when it opens a block, to that block; never printed."""
+
+    def __init__(self, parser: BlockParser) -> None:
+        super().__init__(parser)
+        self.md = parser.md
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        return bool(_IAL.match(block.split("\n", 1)[0]))
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        first, _, rest = blocks.pop(0).partition("\n")
+        attributes = _IAL.match(first)["attrs"]
+        if rest.strip():
+            count = len(parent)
+            self.parser.parseChunk(parent, rest)
+            target = parent[count] if len(parent) > count else None
+        else:
+            target = parent[-1] if len(parent) else None
+        # A stashed block (code, raw HTML) is a placeholder paragraph until the end: it keeps its own markup.
+        if target is not None and not HTML_PLACEHOLDER_RE.fullmatch((target.text or "").strip()):
+            self.md.treeprocessors["attr_list"].assign_attrs(target, attributes)
+
+
+def _task_list(items: etree.Element) -> None:
+    """GFM task lists: an item opening with `[ ]` or `[x]` loses the marker (kramdown puts a disabled
+    checkbox there, which the sanitiser removes) and the list and items get kramdown's classes."""
+    is_task_list = False
+    for item in items:
+        holder = item[0] if len(item) and item[0].tag == "p" and not (item.text or "").strip() else item
+        if holder.text and _TASK.match(holder.text):
+            holder.text = _TASK.sub("", holder.text, count=1)
+            is_task_list = True
+        # kramdown's own quirk: once one item is a task, every later item gets the class.
+        if is_task_list:
+            item.set("class", "task-list-item")
+    if is_task_list:
+        items.set("class", "task-list")
+
+
+def _inner_text(element: etree.Element) -> str:
+    parts = [element.text or ""]
+    for child in element:
+        if not (child.tag == "sup" and child.get("id", "").startswith("fnref")):
+            parts.append(_inner_text(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+class _KramdownTree(Treeprocessor):
+    """Smart quotes, code classes, automatic header ids and footnote markup, in one walk of the tree."""
+
+    def run(self, root: etree.Element) -> None:
+        self.ids: Counter[str] = Counter()
+        self._walk(root)
+        for notes in root.iter("div"):
+            if notes.get("class") == "footnote":
+                self._footnotes(notes)
+
+    def _walk(self, parent: etree.Element) -> None:
+        if parent.text and not isinstance(parent.text, AtomicString):
+            parent.text = smartify(parent.text)
+        for index, child in enumerate(parent):
+            if child.tag == "code" and parent.tag != "pre":
+                child.set("class", "language-plaintext highlighter-rouge")
+            elif child.tag == "pre" and len(child) and child[0].tag == "code":
+                parent[index] = self._highlighted(child)
+            elif child.tag not in ("code", "pre"):
+                if child.tag in ("ul", "ol"):
+                    _task_list(child)
+                self._walk(child)
+                if child.tag in _HEADERS and "id" not in child.attrib:
+                    child.set("id", self._header_id(child))
+                elif child.tag == "sup" and child.get("id", "").startswith("fnref"):
+                    child.set("role", "doc-noteref")
+                    child[0].attrib = {"href": child[0].get("href"), "class": "footnote", "rel": "footnote"}
+            if child.tail and not isinstance(child.tail, AtomicString):
+                child.tail = smartify(child.tail)
+
+    @staticmethod
+    def _highlighted(pre: etree.Element) -> etree.Element:
+        """An indented code block in rouge's plaintext wrapper, as Jekyll writes it."""
+        wrapper = etree.Element("div", {"class": "language-plaintext highlighter-rouge"})
+        wrapper.tail = pre.tail
+        pre.tail = None
+        pre.set("class", "highlight")
+        etree.SubElement(wrapper, "div", {"class": "highlight"}).append(pre)
+        return wrapper
+
+    def _header_id(self, header: etree.Element) -> str:
+        """kramdown-parser-gfm's header id: the text lower-cased, all but word characters, '-', spaces and
+        tabs removed, spaces and tabs → '-'; a repeated id gets -1, -2…. Japanese stays as it is."""
+        slug = _NON_WORD.sub("", self._raw_text(header).lower()).replace(" ", "-").replace("\t", "-")
+        count = self.ids[slug]
+        self.ids[slug] += 1
+        return f"{slug}-{count}" if count else slug
+
+    def _raw_text(self, header: etree.Element) -> str:
+        """The text kramdown makes a header's id from: text and code, the text of inline HTML, no footnote
+        markers, no image alt text."""
+        text = HTML_PLACEHOLDER_RE.sub(
+            lambda m: html.unescape(_TAG.sub("", self.md.htmlStash.rawHtmlBlocks[int(m[1])])), _inner_text(header))
+        return unescape(text)
+
+    @staticmethod
+    def _footnotes(notes: etree.Element) -> None:
+        """Python-Markdown's footnotes in kramdown's markup."""
+        notes.attrib = {"class": "footnotes", "role": "doc-endnotes"}
+        for rule in notes.findall("hr"):
+            notes.remove(rule)
+        for item in notes.iter("li"):
+            item.set("role", "doc-endnote")
+        for paragraph in notes.iter("p"):
+            if paragraph.text:
+                paragraph.text = paragraph.text.replace(NBSP_PLACEHOLDER, " ")
+            for child in paragraph:
+                if child.tail:
+                    child.tail = child.tail.replace(NBSP_PLACEHOLDER, " ")
+        for link in notes.iter("a"):
+            if link.get("class") == "footnote-backref":
+                link.attrib = {"href": link.get("href"), "class": "reversefootnote", "role": "doc-backlink"}
