@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send clean
+.PHONY: run test lint bench bench-send bench-jekyll clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -18,6 +18,10 @@ bench: $(VENV)/.run
 
 bench-send: $(VENV)/.test
 	$(BIN)/python bench/send_bench.py
+
+# SITE: a folder with _posts/ (default: the parity fixture); JEKYLL_ARGS: --url, --timezone, --permalink
+bench-jekyll: $(VENV)/.run
+	$(BIN)/python bench/jekyll_compare.py $(or $(SITE),tests/site/fixtures/jekyll_parity) $(JEKYLL_ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check --output-format concise feedpub tests

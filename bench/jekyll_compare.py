@@ -11,8 +11,8 @@ and snippets they `{% include %}` are not posts; they are stubbed as empty files
 
 Each post's Atom `<content>` is reduced to normalised text (every tag replaced by a space, comments
 dropped, whitespace collapsed) and the two texts are compared with difflib's ratio. Prints each post's
-similarity, the share of posts at or above --threshold, the posts where Liquid leaked or a paragraph was
-lost, and the worst --worst posts with their differences.
+similarity, the share of posts at or above --threshold, the posts where Liquid leaked or where a paragraph of
+Jekyll's is not found verbatim (lost, or changed), and the worst --worst posts with their differences.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Comparison:
     jekyll_text: str
     feedpub_text: str
     liquid_leaked: bool       # `{{` or `{%` in feedpub's text but not in Jekyll's
-    paragraphs_lost: int      # <p> Jekyll has and feedpub has not
+    paragraphs_missing: int   # Jekyll's paragraphs whose text is not in feedpub's verbatim (lost or changed)
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def feedpub_entries(site: Path, work: Path, *, url: str, timezone: str, permalin
 def read_atom(path: Path) -> dict[str, Entry]:
     entries = {}
     for entry in etree.parse(str(path)).getroot().iter(f"{ATOM}entry"):
-        link = next(link.get("href") for link in entry.iter(f"{ATOM}link") if link.get("rel", "alternate") == "alternate")
-        content = entry.find(f"{ATOM}content")
-        entries[link] = Entry(link, entry.findtext(f"{ATOM}title") or "", content.text or "" if content is not None else "")
+        link = next(link.get("href") for link in entry.iter(f"{ATOM}link")
+                    if link.get("rel", "alternate") == "alternate")
+        entries[link] = Entry(link, entry.findtext(f"{ATOM}title") or "", entry.findtext(f"{ATOM}content") or "")
     return entries
 
 
@@ -148,12 +148,17 @@ def compare_entry(jekyll: Entry, feedpub: Entry) -> Comparison:
     jekyll_text, feedpub_text = normalised_text(jekyll.content), normalised_text(feedpub.content)
     ratio = difflib.SequenceMatcher(None, jekyll_text, feedpub_text, autojunk=False).ratio()
     leaked = bool(_LIQUID.search(feedpub_text)) and not _LIQUID.search(jekyll_text)
-    lost = max(0, _paragraphs(jekyll.content) - _paragraphs(feedpub.content))
-    return Comparison(jekyll.url, ratio, jekyll_text, feedpub_text, leaked, lost)
+    missing = sum(text not in feedpub_text for text in _paragraphs(jekyll.content))
+    return Comparison(jekyll.url, ratio, jekyll_text, feedpub_text, leaked, missing)
 
 
-def _paragraphs(content: str) -> int:
-    return len(re.findall(r"<p[\s>]", content))
+def _paragraphs(content: str) -> list[str]:
+    """The normalised text of each non-empty <p>."""
+    if not content.strip():
+        return []
+    fragment = html.fragment_fromstring(content, create_parent="div")
+    texts = (normalised_text(etree.tostring(p, encoding="unicode", with_tail=False)) for p in fragment.iter("p"))
+    return [text for text in texts if text]
 
 
 def differences(a: str, b: str, context: int = 30, limit: int = 8) -> list[str]:
@@ -181,9 +186,10 @@ def print_report(report: Report, *, threshold: float, worst: int) -> None:
         ratios = sorted(c.ratio for c in comparisons)
         print(f"median similarity {ratios[len(ratios) // 2]:.4f}, lowest {ratios[0]:.4f}")
     leaked = [c.url for c in comparisons if c.liquid_leaked]
-    lost = [(c.url, c.paragraphs_lost) for c in comparisons if c.paragraphs_lost]
+    missing = [(c.url, c.paragraphs_missing) for c in comparisons if c.paragraphs_missing]
     print(f"Liquid leaked into feedpub's text: {len(leaked)} post(s) {' '.join(leaked)}")
-    print(f"paragraphs lost: {len(lost)} post(s) " + " ".join(f"{url} (-{n})" for url, n in lost))
+    print(f"posts with paragraphs of Jekyll's not found verbatim: {len(missing)} "
+          + " ".join(f"{url} ({n})" for url, n in missing))
     print(f"\nworst {min(worst, len(comparisons))}:")
     for c in sorted(comparisons, key=lambda c: c.ratio)[:worst]:
         print(f"\n{c.ratio:.4f}  {c.url}")

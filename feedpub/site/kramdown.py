@@ -9,6 +9,7 @@ bench/jekyll_compare.py measures the whole against Debian's jekyll.
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 import xml.etree.ElementTree as etree
@@ -21,7 +22,7 @@ from markdown.blockprocessors import BlockProcessor
 from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
 from markdown.extensions.toc import unescape
-from markdown.inlinepatterns import SimpleTagInlineProcessor, SubstituteTagInlineProcessor
+from markdown.inlinepatterns import InlineProcessor, SimpleTagInlineProcessor, SubstituteTagInlineProcessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
@@ -30,12 +31,15 @@ from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
 # fence after removing the item's indentation; the content loses as much as the fence had).
 _FENCED = re.compile(r"^(?P<indent>[ ]*)(?P<fence>([~`]){3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*?\n"
                      r"(?P<code>.*?)^[ ]*(?P=fence)\3*\s*?\n", re.M | re.S)
+_TOP_LINE = re.compile(r"^\S[^\n]*", re.M)
+_LIST_ITEM = re.compile(r"(?:[*+-]|\d+\.)[ \t]")
 _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
                           .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
                           for word in line.split())
 # {::comment}…{:/comment}, {::nomarkdown}…{:/}, {::options … /}: kramdown's extensions.
 _EXTENSION = re.compile(r"\{::(?P<name>comment|nomarkdown|options)(?:\s(?:\\\}|[^}])*?)?"
                         r"(?:/\}|\}(?P<body>.*?)\{:/(?P=name)?\})", re.S)
+_OPTION = re.compile(r"""(\w+)=(["'])(.*?)\2""")
 _ALD = re.compile(r"^ {0,3}\{:\w[\w-]*:(?:\\\}|[^}])+\}\s*$")
 _IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
 # kramdown-parser-gfm's paragraph_end quirk: a list, an ATX header or a quote ends a paragraph.
@@ -113,14 +117,17 @@ class KramdownExtension(Extension):
     def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
         # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
         md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
-        md.preprocessors.register(_Extensions(md), "kramdown_extensions", 24)
+        extensions = _Extensions(md)
+        md.preprocessors.register(extensions, "kramdown_extensions", 24)
         md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
         md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
         md.inlinePatterns.register(SimpleTagInlineProcessor(r"(~~)((?!\s|~).*?[^\s~])~~", "del"), "gfm_strike", 55)
         # GFM's hard line break: a backslash at the end of a line (before escapes (180) take the backslash).
         md.inlinePatterns.register(SubstituteTagInlineProcessor(r"\\\n", "br"), "gfm_break", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
-        md.treeprocessors.register(_KramdownTree(md), "kramdown", 6)
+        md.treeprocessors.register(_KramdownTree(md, extensions), "kramdown", 6)
+        # kramdown reads `<<` as a typographic symbol before it could be a tag (Python-Markdown's `html` is 90).
+        md.inlinePatterns.register(_Guillemets(r"<< ?| ?>>"), "kramdown_guillemets", 95)
 
 
 def code_block(code: str, lang: str | None) -> str:
@@ -139,20 +146,27 @@ class _FencedCode(Preprocessor):
         if "```" not in text and "~~~" not in text:
             return lines
         out, position = [], 0
+        top_lines = [(line.start(), line[0]) for line in _TOP_LINE.finditer(text)]
         for match in _FENCED.finditer(text):
             indent = len(match["indent"])
             code = re.sub(rf"^ {{0,{indent}}}", "", match["code"], flags=re.M) if indent else match["code"]
             placeholder = self.md.htmlStash.store(code_block(code, match["lang"]))
-            out.append(f"{text[position:match.start()]}\n{match['indent']}{placeholder}\n\n")
+            # An indented fence inside a list item stays in it: Python-Markdown continues items at 4 columns.
+            above = bisect.bisect_left(top_lines, (match.start(), ""))
+            in_list = indent and above and _LIST_ITEM.match(top_lines[above - 1][1])
+            margin = " " * (-(-indent // 4) * 4) if in_list else ""
+            out.append(f"{text[position:match.start()]}\n{margin}{placeholder}\n\n")
             position = match.end()
         out.append(text[position:])
         return "".join(out).split("\n")
 
 
 class _Extensions(Preprocessor):
-    """`{::comment}` and `{::options}` vanish; `{::nomarkdown}` is passed through as raw HTML."""
+    """`{::comment}` vanishes; `{::nomarkdown}` is passed through as raw HTML; `{::options}` vanishes, and
+    the header id options it sets (`auto_ids`, `auto_id_prefix`) hold for the document."""
 
     def run(self, lines: list[str]) -> list[str]:
+        self.options: dict[str, str] = {}
         text = "\n".join(lines)
         if "{::" not in text:
             return lines
@@ -160,6 +174,8 @@ class _Extensions(Preprocessor):
         def replace(match: re.Match[str]) -> str:
             if match["name"] == "nomarkdown" and match["body"]:
                 return self.md.htmlStash.store(match["body"].strip("\n"))
+            if match["name"] == "options":
+                self.options.update((key, value) for key, _, value in _OPTION.findall(match[0]))
             return ""
 
         return _EXTENSION.sub(replace, text).split("\n")
@@ -241,11 +257,23 @@ def _inner_text(element: etree.Element) -> str:
     return "".join(parts)
 
 
+class _Guillemets(InlineProcessor):
+    def handleMatch(self, m: re.Match[str], data: str) -> tuple[str, int, int]:  # noqa: N802 - Python-Markdown's name
+        return _SYMBOLS[m[0]], m.start(), m.end()
+
+
 class _KramdownTree(Treeprocessor):
     """Smart quotes, code classes, automatic header ids and footnote markup, in one walk of the tree."""
 
+    def __init__(self, md: Markdown, extensions: _Extensions) -> None:
+        super().__init__(md)
+        self.extensions = extensions
+
     def run(self, root: etree.Element) -> None:
         self.ids: Counter[str] = Counter()
+        options = self.extensions.options
+        self.auto_ids = options.get("auto_ids", "true") != "false"
+        self.id_prefix = options.get("auto_id_prefix", "")
         self._walk(root)
         for notes in root.iter("div"):
             if notes.get("class") == "footnote":
@@ -263,7 +291,7 @@ class _KramdownTree(Treeprocessor):
                 if child.tag in ("ul", "ol"):
                     _task_list(child)
                 self._walk(child)
-                if child.tag in _HEADERS and "id" not in child.attrib:
+                if child.tag in _HEADERS and "id" not in child.attrib and self.auto_ids:
                     child.set("id", self._header_id(child))
                 elif child.tag == "sup" and child.get("id", "").startswith("fnref"):
                     child.set("role", "doc-noteref")
@@ -287,7 +315,7 @@ class _KramdownTree(Treeprocessor):
         slug = _NON_WORD.sub("", self._raw_text(header).lower()).replace(" ", "-").replace("\t", "-")
         count = self.ids[slug]
         self.ids[slug] += 1
-        return f"{slug}-{count}" if count else slug
+        return self.id_prefix + (f"{slug}-{count}" if count else slug)
 
     def _raw_text(self, header: etree.Element) -> str:
         """The text kramdown makes a header's id from: text and code, the text of inline HTML, no footnote
