@@ -22,23 +22,24 @@ from markdown.blockprocessors import BlockProcessor
 from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
 from markdown.extensions.toc import unescape
-from markdown.inlinepatterns import InlineProcessor, SimpleTagInlineProcessor, SubstituteTagInlineProcessor
+from markdown.inlinepatterns import InlineProcessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
 
-# kramdown-parser-gfm's FENCED_CODEBLOCK_MATCH (any indentation: inside list items kramdown sees the
-# fence after removing the item's indentation; the content loses as much as the fence had).
-_FENCED = re.compile(r"^(?P<indent>[ ]*)(?P<fence>([~`]){3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*?\n"
-                     r"(?P<code>.*?)^[ ]*(?P=fence)\3*\s*?\n", re.M | re.S)
-_TOP_LINE = re.compile(r"^\S[^\n]*", re.M)
+# kramdown-parser-gfm's FENCED_CODEBLOCK_MATCH, line by line, with any indentation: inside list items
+# kramdown sees the fence after removing the item's indentation; the code loses as much as the fence had.
+_OPENING = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*$")
+_CLOSING = re.compile(r" *(`{3,}|~{3,})\s*$")
 _LIST_ITEM = re.compile(r"(?:[*+-]|\d+\.)[ \t]")
 _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
                           .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
                           for word in line.split())
 # {::comment}…{:/comment}, {::nomarkdown}…{:/}, {::options … /}: kramdown's extensions.
 _EXTENSION = re.compile(r"\{::(?P<name>comment|nomarkdown|options)(?:\s(?:\\\}|[^}])*?)?"
-                        r"(?:/\}|\}(?P<body>.*?)\{:/(?P=name)?\})", re.S)
+                        r"(?:/\}|\}(?P<body>(?:(?!\{::).)*?)\{:/(?P=name)?\})", re.S)
+# A strikethrough's text may not hold another ~~, so an unclosed run is not rescanned.
+_GFM_SPANS = r"(?s)~~(?P<struck>(?!\s|~)(?:(?!~~).)*?[^\s~])~~|(?P<guillemet><< ?| ?>>)|\\\n"
 _OPTION = re.compile(r"""(\w+)=(["'])(.*?)\2""")
 _ALD = re.compile(r"^ {0,3}\{:\w[\w-]*:(?:\\\}|[^}])+\}\s*$")
 _IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
@@ -121,13 +122,10 @@ class KramdownExtension(Extension):
         md.preprocessors.register(extensions, "kramdown_extensions", 24)
         md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
         md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
-        md.inlinePatterns.register(SimpleTagInlineProcessor(r"(~~)((?!\s|~).*?[^\s~])~~", "del"), "gfm_strike", 55)
-        # GFM's hard line break: a backslash at the end of a line (before escapes (180) take the backslash).
-        md.inlinePatterns.register(SubstituteTagInlineProcessor(r"\\\n", "br"), "gfm_break", 185)
+        # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
+        md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
         md.treeprocessors.register(_KramdownTree(md, extensions), "kramdown", 6)
-        # kramdown reads `<<` as a typographic symbol before it could be a tag (Python-Markdown's `html` is 90).
-        md.inlinePatterns.register(_Guillemets(r"<< ?| ?>>"), "kramdown_guillemets", 95)
 
 
 def code_block(code: str, lang: str | None) -> str:
@@ -141,24 +139,44 @@ def code_block(code: str, lang: str | None) -> str:
 
 
 class _FencedCode(Preprocessor):
+    """kramdown-parser-gfm's fenced code blocks: an opening fence (three or more ` or ~, an optional
+    language) closed by the next line of at least as many of the same character. Only lines that start
+    with a fence are looked at, and each once, so unclosed fences cost no rescanning."""
+
     def run(self, lines: list[str]) -> list[str]:
-        text = "\n".join(lines) + "\n"
-        if "```" not in text and "~~~" not in text:
-            return lines
-        out, position = [], 0
-        top_lines = [(line.start(), line[0]) for line in _TOP_LINE.finditer(text)]
-        for match in _FENCED.finditer(text):
-            indent = len(match["indent"])
-            code = re.sub(rf"^ {{0,{indent}}}", "", match["code"], flags=re.M) if indent else match["code"]
-            placeholder = self.md.htmlStash.store(code_block(code, match["lang"]))
+        fences = [number for number, line in enumerate(lines) if line.lstrip(" ")[:3] in ("```", "~~~")]
+        closings: dict[str, list[tuple[int, int]]] = {"`": [], "~": []}   # char → (line, fence length)
+        for number in fences:
+            if closing := _CLOSING.match(lines[number]):
+                closings[closing[1][0]].append((number, len(closing[1])))
+        out: list[str] = []
+        done = scanned = 0
+        in_list = False
+        for number in fences:
+            opening = number >= done and _OPENING.match(lines[number])
+            end = opening and self._closing_line(closings[opening["fence"][0]], number, len(opening["fence"]))
+            if not end:
+                continue
+            indent = len(opening["indent"])
+            if indent:   # inside a list item? The nearest line above that starts at the margin says.
+                top = next((line for line in reversed(lines[scanned:number]) if line[:1].strip()), None)
+                in_list = bool(_LIST_ITEM.match(top)) if top is not None else in_list
+                scanned = number
+            code = "".join(f"{body[min(indent, len(body) - len(body.lstrip(' '))):]}\n"
+                           for body in lines[number + 1:end])
+            placeholder = self.md.htmlStash.store(code_block(code, opening["lang"]))
             # An indented fence inside a list item stays in it: Python-Markdown continues items at 4 columns.
-            above = bisect.bisect_left(top_lines, (match.start(), ""))
-            in_list = indent and above and _LIST_ITEM.match(top_lines[above - 1][1])
-            margin = " " * (-(-indent // 4) * 4) if in_list else ""
-            out.append(f"{text[position:match.start()]}\n{margin}{placeholder}\n\n")
-            position = match.end()
-        out.append(text[position:])
-        return "".join(out).split("\n")
+            margin = " " * (-(-indent // 4) * 4) if indent and in_list else ""
+            out += [*lines[done:number], "", margin + placeholder, ""]
+            done = end + 1
+        return out + lines[done:] if out else lines
+
+    @staticmethod
+    def _closing_line(candidates: list[tuple[int, int]], opening: int, length: int) -> int | None:
+        for line, fence in candidates[bisect.bisect_right(candidates, (opening, 1 << 30)):]:
+            if fence >= length:
+                return line
+        return None
 
 
 class _Extensions(Preprocessor):
@@ -257,9 +275,19 @@ def _inner_text(element: etree.Element) -> str:
     return "".join(parts)
 
 
-class _Guillemets(InlineProcessor):
-    def handleMatch(self, m: re.Match[str], data: str) -> tuple[str, int, int]:  # noqa: N802 - Python-Markdown's name
-        return _SYMBOLS[m[0]], m.start(), m.end()
+class _GfmSpans(InlineProcessor):
+    """GFM's ~~strikethrough~~ and backslash line break, and kramdown's `<<`/`>>`, which it reads as
+    guillemets before they could open a tag: one pattern, as each pattern costs a pass over every text."""
+
+    def handleMatch(self, m: re.Match[str], data: str  # noqa: N802 - Python-Markdown's name
+                    ) -> tuple[etree.Element | str, int, int]:
+        if m["struck"]:
+            element = etree.Element("del")
+            element.text = m["struck"]
+            return element, m.start(), m.end()
+        if m["guillemet"]:
+            return _SYMBOLS[m["guillemet"]], m.start(), m.end()
+        return etree.Element("br"), m.start(), m.end()
 
 
 class _KramdownTree(Treeprocessor):
