@@ -115,6 +115,8 @@ def extensions() -> list[Extension | str]:
 
 
 class KramdownExtension(Extension):
+    """What Python-Markdown and its bundled extensions do not do as kramdown does."""
+
     def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
         # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
         md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
@@ -128,7 +130,7 @@ class KramdownExtension(Extension):
         md.treeprocessors.register(_KramdownTree(md, extensions), "kramdown", 6)
 
 
-def code_block(code: str, lang: str | None) -> str:
+def _code_block(code: str, lang: str | None) -> str:
     """A code block as Jekyll writes it: rouge's wrapper when rouge knows the language (no language:
     plaintext), a bare `<pre><code class="language-X">` when it does not."""
     escaped = html.escape(code, quote=False)
@@ -164,7 +166,7 @@ class _FencedCode(Preprocessor):
                 scanned = number
             code = "".join(f"{body[min(indent, len(body) - len(body.lstrip(' '))):]}\n"
                            for body in lines[number + 1:end])
-            placeholder = self.md.htmlStash.store(code_block(code, opening["lang"]))
+            placeholder = self.md.htmlStash.store(_code_block(code, opening["lang"]))
             # An indented fence inside a list item stays in it: Python-Markdown continues items at 4 columns.
             margin = " " * (-(-indent // 4) * 4) if indent and in_list else ""
             out += [*lines[done:number], "", margin + placeholder, ""]
@@ -210,9 +212,13 @@ class _BlockBoundaries(Preprocessor):
         for line in lines:
             if _ALD.match(line):
                 continue
+            if _IAL.match(line) and out and out[-1].strip():
+                # Indented under a list item, kramdown gives it to the item's text, which has no tag to show it.
+                if not (line[0] == " " and (out[-1][0] == " " or _LIST_ITEM.match(out[-1]))):
+                    out += ["", line, ""]   # ends the block above, which it belongs to
+                in_paragraph = False
+                continue
             if _IAL.match(line):
-                if out and out[-1].strip():
-                    out.append("")
                 in_paragraph = False
             elif not line.strip():
                 in_paragraph = False
@@ -267,6 +273,7 @@ def _task_list(items: etree.Element) -> None:
 
 
 def _inner_text(element: etree.Element) -> str:
+    """The text of `element` and its descendants, footnote markers left out."""
     parts = [element.text or ""]
     for child in element:
         if not (child.tag == "sup" and child.get("id", "").startswith("fnref")):
