@@ -39,7 +39,8 @@ _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "
 _EXTENSION = re.compile(r"\{::(?P<name>comment|nomarkdown|options)(?:\s(?:\\\}|[^}])*?)?"
                         r"(?:/\}|\}(?P<body>(?:(?!\{::).)*?)\{:/(?P=name)?\})", re.S)
 # A strikethrough's text may not hold another ~~, so an unclosed run is not rescanned.
-_GFM_SPANS = r"(?s)~~(?P<struck>(?!\s|~)(?:(?!~~).)*?[^\s~])~~|(?P<guillemet><< ?| ?>>)|\\\n"
+# `<<` before what could open a tag (`<<tag>>`): kramdown's guillemet wins; others are smartify's.
+_GFM_SPANS = r"(?s)~~(?P<struck>(?!\s|~)(?:(?!~~).)*?[^\s~])~~|(?P<guillemet><<)(?=[A-Za-z/!])|\\\n"
 _OPTION = re.compile(r"""(\w+)=(["'])(.*?)\2""")
 _ALD = re.compile(r"^ {0,3}\{:\w[\w-]*:(?:\\\}|[^}])+\}\s*$")
 _IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
@@ -283,8 +284,8 @@ def _inner_text(element: etree.Element) -> str:
 
 
 class _GfmSpans(InlineProcessor):
-    """GFM's ~~strikethrough~~ and backslash line break, and kramdown's `<<`/`>>`, which it reads as
-    guillemets before they could open a tag: one pattern, as each pattern costs a pass over every text."""
+    """GFM's ~~strikethrough~~ and backslash line break, and kramdown's `<<` where it reads a guillemet
+    before what could otherwise open a tag: one pattern, as each pattern costs a pass over every text."""
 
     def handleMatch(self, m: re.Match[str], data: str  # noqa: N802 - Python-Markdown's name
                     ) -> tuple[etree.Element | str, int, int]:
@@ -293,7 +294,7 @@ class _GfmSpans(InlineProcessor):
             element.text = m["struck"]
             return element, m.start(), m.end()
         if m["guillemet"]:
-            return _SYMBOLS[m["guillemet"]], m.start(), m.end()
+            return _SYMBOLS["<<"], m.start(), m.end()
         return etree.Element("br"), m.start(), m.end()
 
 
