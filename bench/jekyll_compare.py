@@ -117,9 +117,10 @@ def feedpub_entries(site: Path, work: Path, *, url: str, timezone: str, permalin
         '[feeds]\nformats = ["atom"]\nlimit = 1000000\ncategories = false\nstylesheet = false\n', encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "feedpub", "--config", str(work / "feedpub.toml"), "build"],
                             cwd=work, capture_output=True, text=True, timeout=600)
-    if result.returncode not in (0, 1):
-        raise RuntimeError(f"feedpub build failed:\n{result.stderr}")
-    return read_atom(work / "public" / "feed.xml")
+    feed = work / "public" / "feed.xml"
+    if result.returncode not in (0, 1) or not feed.exists():
+        raise RuntimeError(f"feedpub build failed (exit {result.returncode}):\n{result.stderr}")
+    return read_atom(feed)
 
 
 def read_atom(path: Path) -> dict[str, Entry]:

@@ -44,19 +44,23 @@ _GFM_SPANS = r"(?s)~~(?P<struck>(?!\s|~)(?:(?!~~).)*?[^\s~])~~|(?P<guillemet><<)
 _OPTION = re.compile(r"""(\w+)=(["'])(.*?)\2""")
 _ALD = re.compile(r"^ {0,3}\{:\w[\w-]*:(?:\\\}|[^}])+\}\s*$")
 _IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
+_IAL_LINE = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}\n])+)\}[ \t]*$", re.M)
 # kramdown-parser-gfm's paragraph_end quirk: a list, an ATX header or a quote ends a paragraph.
 _INTERRUPT = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#{1,6}[\t ]| {0,3}>")
 _BLOCK_START = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#|\s| {0,3}>|\||<|\x02|:")
 _NON_WORD = re.compile(r"[^\w\- \t]")
 _TASK = re.compile(r"\A\s*\[[ xX]\]\s+")
 _TAG = re.compile(r"<[^>]*>")
+_MARKDOWN_STARTS = {"em": "*", "strong": "**", "code": "`", "a": "[", "img": "!", "del": "~~", "sup": "[", "br": " "}
 _HEADERS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 # kramdown's smart_quotes.rb and typographic_symbol.rb. Ruby's \w and \s are ASCII, its \b is not.
 _SPACE = r"[ \t\r\n\f\v]"
 _SQ_PUNCT = r"""[!"#$%'()*+,\-./:;<=>?@\[\\\]^_`{|}~]"""
 _SQ_CLOSE = r"[^ \\\t\r\n\[{(-]"
-_SQ_RULES = [(re.compile(rule, re.M), substitutions) for rule, substitutions in [
+# Ruby's /m is Python's DOTALL; `$` is always a line end in Ruby. The last two rules match whatever the
+# quote alternative of _SPAN_START found, so some rule always applies.
+_SQ_RULES = [(re.compile(rule, re.M | re.S), substitutions) for rule, substitutions in [
     (r"""(["'])(?=[_*]{1,2}\S)""", ["lquote1"]),
     (rf"""(["'])(?={_SQ_PUNCT}(?!\.\.)\B)""", ["rquote1"]),
     (rf"""({_SPACE}?)"'(?=[A-Za-z0-9_])""", [1, "“", "‘"]),
@@ -77,13 +81,15 @@ _SPAN_START = re.compile(r"""(?P<quote>[^\\]?["'])|(?P<symbol>---|--|\.\.\.|\\<<
                          r"""|(?P<escaped>\\[\\.*_+`<>()\[\]{}#!:|"'$=-])|\x02[^\x03]*\x03|&#?\w+;""")
 
 
-def smartify(text: str) -> str:
+def smartify(text: str, followed_by: str = "") -> str:
     """`text` with kramdown's typographic quotes, dashes and ellipses (Jekyll's `smartify`, as
-    jekyll-feed applies it to titles)."""
+    jekyll-feed applies it to titles). `followed_by`: the Markdown that comes next (`**` when a
+    strong element follows), which kramdown's rules look ahead into."""
     if not ('"' in text or "'" in text or "--" in text or "..." in text or "<<" in text or ">>" in text):
         return text
-    out, position = [], 0
-    while match := _SPAN_START.search(text, position):
+    out, position, end = [], 0, len(text)
+    text += followed_by
+    while (match := _SPAN_START.search(text, position)) and match.end() <= end:
         out.append(text[position:match.start()])
         position = match.end()
         if match["symbol"]:
@@ -103,7 +109,7 @@ def smartify(text: str) -> str:
             position = quoted.end()
         else:
             out.append(match[0])
-    out.append(text[position:])
+    out.append(text[position:end])
     return "".join(out)
 
 
@@ -203,9 +209,9 @@ class _Extensions(Preprocessor):
 
 
 class _BlockBoundaries(Preprocessor):
-    """Blocks where kramdown's GFM parser sees them: an IAL line directly under a block becomes a block of
-    its own (applied to the one above by _BlockIal), an ALD line goes, and a list, header or quote line ends
-    the paragraph above it."""
+    """Blocks where kramdown's GFM parser sees them: a list, header or quote line ends the paragraph above
+    it; an ALD line (`{:name: …}`) goes, as does an IAL indented under a list item (kramdown gives it to
+    the item's text, which has no tag to show it)."""
 
     def run(self, lines: list[str]) -> list[str]:
         out: list[str] = []
@@ -213,14 +219,10 @@ class _BlockBoundaries(Preprocessor):
         for line in lines:
             if _ALD.match(line):
                 continue
-            if _IAL.match(line) and out and out[-1].strip():
-                # Indented under a list item, kramdown gives it to the item's text, which has no tag to show it.
-                if not (line[0] == " " and (out[-1][0] == " " or _LIST_ITEM.match(out[-1]))):
-                    out += ["", line, ""]   # ends the block above, which it belongs to
-                in_paragraph = False
-                continue
             if _IAL.match(line):
                 in_paragraph = False
+                if line[0] == " " and out and (out[-1][:1] == " " or _LIST_ITEM.match(out[-1])):
+                    continue
             elif not line.strip():
                 in_paragraph = False
             elif in_paragraph and _INTERRUPT.match(line):
@@ -233,28 +235,34 @@ class _BlockBoundaries(Preprocessor):
 
 
 class _BlockIal(BlockProcessor):
-    """A block IAL (`{: .class #id key="value"}` on a line of its own) applied to the block it follows,
-    or, when it opens a block, to that block; never printed."""
+    """A block IAL (`{: .class #id key="value"}` on a line of its own) applied to the block it closes, or,
+    on a line of its own after a blank line, to the block it opens; never printed."""
 
     def __init__(self, parser: BlockParser) -> None:
         super().__init__(parser)
         self.md = parser.md
 
     def test(self, parent: etree.Element, block: str) -> bool:
-        return bool(_IAL.match(block.split("\n", 1)[0]))
+        return "{:" in block and bool(_IAL_LINE.search(block))
 
     def run(self, parent: etree.Element, blocks: list[str]) -> None:
-        first, _, rest = blocks.pop(0).partition("\n")
-        attributes = _IAL.match(first)["attrs"]
-        if rest.strip():
-            count = len(parent)
-            self.parser.parseChunk(parent, rest)
+        block = blocks.pop(0)
+        ial = _IAL_LINE.search(block)
+        above, below = block[:ial.start()].rstrip("\n"), block[ial.end():].lstrip("\n")
+        count = len(parent)
+        if above.strip():
+            self.parser.parseChunk(parent, above)
+            target = parent[-1] if len(parent) > count else None
+            if below.strip():
+                blocks.insert(0, below)
+        elif below.strip():
+            self.parser.parseChunk(parent, below)
             target = parent[count] if len(parent) > count else None
         else:
-            target = parent[-1] if len(parent) else None
+            target = parent[-1] if count else None
         # A stashed block (code, raw HTML) is a placeholder paragraph until the end: it keeps its own markup.
         if target is not None and not HTML_PLACEHOLDER_RE.fullmatch((target.text or "").strip()):
-            self.md.treeprocessors["attr_list"].assign_attrs(target, attributes)
+            self.md.treeprocessors["attr_list"].assign_attrs(target, ial["attrs"])
 
 
 def _task_list(items: etree.Element) -> None:
@@ -271,6 +279,13 @@ def _task_list(items: etree.Element) -> None:
             item.set("class", "task-list-item")
     if is_task_list:
         items.set("class", "task-list")
+
+
+def _markdown_start(element: etree.Element) -> str:
+    """How the Markdown of an inline element begins, as kramdown's quote rules see it."""
+    if element.tag == "abbr":
+        return element.text or ""
+    return _MARKDOWN_STARTS.get(element.tag, "")
 
 
 def _inner_text(element: etree.Element) -> str:
@@ -317,7 +332,7 @@ class _KramdownTree(Treeprocessor):
 
     def _walk(self, parent: etree.Element) -> None:
         if parent.text and not isinstance(parent.text, AtomicString):
-            parent.text = smartify(parent.text)
+            parent.text = smartify(parent.text, _markdown_start(parent[0]) if len(parent) else "")
         for index, child in enumerate(parent):
             if child.tag == "code" and parent.tag != "pre":
                 child.set("class", "language-plaintext highlighter-rouge")
@@ -333,7 +348,7 @@ class _KramdownTree(Treeprocessor):
                     child.set("role", "doc-noteref")
                     child[0].attrib = {"href": child[0].get("href"), "class": "footnote", "rel": "footnote"}
             if child.tail and not isinstance(child.tail, AtomicString):
-                child.tail = smartify(child.tail)
+                child.tail = smartify(child.tail, _markdown_start(parent[index + 1]) if index + 1 < len(parent) else "")
 
     @staticmethod
     def _highlighted(pre: etree.Element) -> etree.Element:
@@ -356,9 +371,15 @@ class _KramdownTree(Treeprocessor):
     def _raw_text(self, header: etree.Element) -> str:
         """The text kramdown makes a header's id from: text and code, the text of inline HTML, no footnote
         markers, no image alt text."""
-        text = HTML_PLACEHOLDER_RE.sub(
-            lambda m: html.unescape(_TAG.sub("", self.md.htmlStash.rawHtmlBlocks[int(m[1])])), _inner_text(header))
+        text = HTML_PLACEHOLDER_RE.sub(lambda m: self._stashed_text(int(m[1])), _inner_text(header))
         return unescape(text)
+
+    def _stashed_text(self, index: int) -> str:
+        stashed = self.md.htmlStash.rawHtmlBlocks[index]
+        # md_in_html stashes elements (a `markdown="1"` block), the rest stash HTML source.
+        if isinstance(stashed, etree.Element):
+            return "".join(stashed.itertext())
+        return html.unescape(_TAG.sub("", stashed))
 
     @staticmethod
     def _footnotes(notes: etree.Element) -> None:

@@ -5,8 +5,11 @@ order, `<br>` and `style` spelling are the sanitiser's; rouge's colouring spans 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from feedpub.site.build import build_site
@@ -14,6 +17,7 @@ from feedpub.site.kramdown import smartify
 from feedpub.site.markup import to_html
 
 BASE = "https://blog.example.com/2025/01/01/post.html"
+TYPOGRAPHIC = re.compile(r"[\"'‘’“”\-–—.…<>«»\\\u00a0 ]")
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
@@ -78,6 +82,51 @@ def test_kramdown_options_change_header_ids_and_vanish() -> None:
 ])
 def test_smart_quotes_as_kramdown_makes_them(text: str, expected: str) -> None:
     assert smartify(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("\"'`*_[]()-.<>\\\n ~!aZ9日「」")), max_size=40),
+       followed_by=st.sampled_from(["", "**", "`", "["]))
+def test_smartify_only_ever_changes_typography(text: str, followed_by: str) -> None:
+    assert TYPOGRAPHIC.sub("", smartify(text, followed_by)) == TYPOGRAPHIC.sub("", text)
+
+
+KRAMDOWN_PIECES = [
+    "```", "~~~", "```ruby", "    ", "- ", "1. ", "## ", "> ", "\n{: .x}\n", "\n{:a: .y}\n", "{::comment}",
+    "{:/comment}", "{:/}", "{::nomarkdown}", '{::options auto_ids="false" /}', "[^1]", "[^1]: n", "*[AI]: x",
+    ": d", "| a |", "|---|", "~~", "<<", ">>", "\\\n", '<div markdown="1">', "</div>", "- [ ] ", "**", "`", '"',
+    "'", "--", "...", "日本語", "\n", "\n\n"]
+kramdown_pieces = st.lists(st.one_of(st.sampled_from(KRAMDOWN_PIECES), st.text(alphabet="ab \n", max_size=5)),
+                           max_size=30).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(markdown=kramdown_pieces)
+def test_any_mix_of_kramdown_syntax_renders_without_printing_attribute_lists(markdown: str) -> None:
+    """(An attribute list on a line of its own, outside code; an options extension anywhere.)"""
+    html = to_html(markdown, BASE)
+    code = "".join(text for element in etree.HTML(f"<body>{html}</body>").iter("code")
+                   for text in element.itertext())
+    assert "{::options" not in html
+    assert html.count("{: .x}") + html.count("{:a:") == code.count("{: .x}") + code.count("{:a:")
+
+
+def test_a_header_holding_a_markdown_html_block_gets_an_id() -> None:
+    # md_in_html stashes such a block as an element, not as HTML source.
+    html = to_html('<div markdown="1"></div>## 見出し <div markdown="1">y\n', BASE)
+    assert '<h2 id="見出し-' in html
+
+
+def test_a_quote_at_a_line_start_before_code_renders() -> None:
+    # Ruby's `.` in kramdown's last quote rules crosses line ends; a quote after one still finds its rule.
+    assert to_html('and\n"`code`" ok', BASE) == (
+        '<p>and\n“<code class="language-plaintext highlighter-rouge">code</code>” ok</p>')
+
+
+def test_smart_quotes_look_ahead_into_the_markdown_that_follows() -> None:
+    html = to_html('"**Bold**" opens, ("[a link](/x)") sits, "`code`" too.', BASE)
+    assert html.startswith("<p>“<strong>Bold</strong>” opens, (“<a ")
+    assert "</a>”) sits, “<code" in html
 
 
 def test_smart_quotes_in_posts_leave_code_alone() -> None:
