@@ -210,8 +210,8 @@ class _Extensions(Preprocessor):
 
 class _BlockBoundaries(Preprocessor):
     """Blocks where kramdown's GFM parser sees them: a list, header or quote line ends the paragraph above
-    it; an ALD line (`{:name: …}`) goes, as does an IAL indented under a list item (kramdown gives it to
-    the item's text, which has no tag to show it)."""
+    it, and so does an IAL line; an ALD line (`{:name: …}`) goes, as does an IAL indented under a list
+    item (kramdown gives it to the item's text, which has no tag to show it)."""
 
     def run(self, lines: list[str]) -> list[str]:
         out: list[str] = []
@@ -222,6 +222,10 @@ class _BlockBoundaries(Preprocessor):
             if _IAL.match(line):
                 in_paragraph = False
                 if line[0] == " " and out and (out[-1][:1] == " " or _LIST_ITEM.match(out[-1])):
+                    continue
+                if out and out[-1].strip():
+                    # A block of its own (so a post of many stays linear); _BlockIal gives it to the block above.
+                    out += ["", line, ""]
                     continue
             elif not line.strip():
                 in_paragraph = False
