@@ -24,9 +24,9 @@ from lxml import etree
 from feedpub import templates, urls
 from feedpub.config import Config
 from feedpub.errors import Problem
-from feedpub.site.kramdown import smartify
 from feedpub.site.markup import RenderedPost, strip_invalid_xml
 from feedpub.site.reader import Post
+from feedpub.site.typography import smartify
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 # format → (file name, media type, label shown to people)

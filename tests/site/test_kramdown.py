@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from feedpub.site.build import build_site
-from feedpub.site.kramdown import smartify
 from feedpub.site.markup import to_html
+from feedpub.site.typography import smartify
 
 BASE = "https://blog.example.com/2025/01/01/post.html"
 TYPOGRAPHIC = re.compile(r"[\"'‘’“”\-–—.…<>«»\\\u00a0 ]")
