@@ -26,6 +26,7 @@ from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.markup import RenderedPost, strip_invalid_xml
 from feedpub.site.reader import Post
+from feedpub.site.typography import smartify
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 # format → (file name, media type, label shown to people)
@@ -72,7 +73,8 @@ def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[
     `feeds.limit` posts. One pass over the posts per kind of group: never posts × categories."""
     limit = config.feeds.limit
     newest_first = sorted(posts, key=lambda p: (p.date, p.path), reverse=True)
-    feeds = [Feed(_clean(config.site.title), "", tuple(newest_first[:limit]), config.feeds.atom_path)]
+    title = smartify(config.site.title)  # as jekyll-feed writes titles: `| smartify`
+    feeds = [Feed(_clean(title), "", tuple(newest_first[:limit]), config.feeds.atom_path)]
     problems: list[Problem] = []
     for folder, names_of, switch in _GROUPS:
         if not getattr(config.feeds, switch):
@@ -91,7 +93,7 @@ def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[
             pattern = getattr(config.feeds, _ATOM_PATHS[folder]) if folder in _ATOM_PATHS else ""
             # jekyll-feed puts the name itself in the path; one that could leave the folder gets its slug.
             plain = name if _PLAIN_NAME.fullmatch(name) else slug
-            feeds.append(Feed(_clean(f"{config.site.title} | {name}"), f"{folder}/{slug}", tuple(members[name]),
+            feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]),
                               pattern.format(name=plain, slug=slug)))
     return feeds, problems
 
@@ -214,7 +216,7 @@ def _add_entry(config: Config, generator: FeedGenerator, rendered: RenderedPost)
     post = rendered.post
     entry = generator.add_entry(order="append")
     entry.guid(post.id, permalink=post.id == post.url)
-    entry.title(post.title)
+    entry.title(smartify(post.title))
     entry.link(href=post.url)  # one alternate link: feedgen 1.0.0 drops entry link attributes (#135)
     entry.published(post.date)
     entry.updated(post.updated)
@@ -264,7 +266,7 @@ class _Extras(BaseExtension):
 
 def _json_item(config: Config, rendered: RenderedPost) -> dict[str, Any]:
     post = rendered.post
-    item: dict[str, Any] = {"id": post.id, "url": post.url, "title": post.title}
+    item: dict[str, Any] = {"id": post.id, "url": post.url, "title": smartify(post.title)}
     item["content_html"] = rendered.html if config.feeds.content == "full" else rendered.excerpt_html
     if rendered.excerpt_text:
         item["summary"] = rendered.excerpt_text

@@ -20,15 +20,13 @@ from xml.sax.saxutils import escape
 from liquid import Undefined
 from liquid.filter import with_context, with_environment
 
+from feedpub.site import typography
+
 # Jekyll's "cjk" word count: Han, Hiragana, Katakana and Hangul characters each count as a word.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 _SPACE = re.compile(r"\s+")
 _SLUG_UNSAFE = {"raw": _SPACE, "default": re.compile(r"(?:\W|_)+"), "pretty": re.compile(r"[^\w.~!$&'()+,;=@]+"),
                 "ascii": re.compile(r"[^A-Za-z0-9]+"), "latin": re.compile(r"[^A-Za-z0-9]+")}
-# Jekyll's smartify is kramdown's SmartyPants: quotes, dashes and ellipses.
-_SMART = ((re.compile(r"---"), "\u2014"), (re.compile(r"--"), "\u2013"), (re.compile(r"\.\.\."), "\u2026"),
-          (re.compile(r"(^|[\s(\[{\u2014\u2013])\""), "\\1\u201c"), (re.compile(r"\""), "\u201d"),
-          (re.compile(r"(^|[\s(\[{\u2014\u2013])'"), "\\1\u2018"), (re.compile(r"'"), "\u2019"))
 
 
 def _text(value: object) -> str:
@@ -142,10 +140,8 @@ def markdownify(value: object, *, environment: Any) -> str:
 
 
 def smartify(value: object) -> str:
-    text = _text(value)
-    for pattern, replacement in _SMART:
-        text = pattern.sub(replacement, text)
-    return text
+    # Jekyll's smartify is kramdown's SmartyPants, the same rules its Markdown applies.
+    return typography.smartify(_text(value))
 
 
 def jsonify(value: object) -> str:

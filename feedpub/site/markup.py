@@ -1,6 +1,7 @@
 """Markdown → safe HTML with absolute URLs; excerpts; reading time.
 
-Python-Markdown (not a CommonMark parser) because it bolds `**推論性能35%**向上`, as Jekyll's kramdown does.
+Python-Markdown (not a CommonMark parser) because it bolds `**推論性能35%**向上`, as Jekyll's kramdown does;
+`kramdown.py` brings it to kramdown's dialect as Jekyll configures it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import nh3
 
 from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.site import kramdown
 from feedpub.site.cache import fingerprint
 from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, render_liquid, without_liquid
 from feedpub.site.reader import INVALID_XML, Post, load_body
@@ -263,7 +265,7 @@ def _markdown() -> markdown.Markdown:
     """One Markdown converter per thread, reset between documents (building one costs ~1 ms)."""
     converter = getattr(_local, "markdown", None)
     if converter is None:
-        converter = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+        converter = markdown.Markdown(extensions=kramdown.extensions(), output_format="html")
         _local.markdown = converter
     return converter.reset()
 
@@ -278,9 +280,10 @@ def _sanitize(html: str, base_url: str) -> str:
                  "source": {"src", "srcset", "type", "media", "sizes"},
                  "video": {"src", "poster", "controls", "width", "height"},
                  "audio": {"src", "controls"},
-                 "code": {"class"}, "pre": {"class"}, "div": {"class"}, "span": {"class"},
-                 "th": {"align", "style"}, "td": {"align", "style"},
-                 "a": {"href", "title"}, "abbr": {"title"}, "sup": {"id"}, "li": {"id"}}
+                 "th": {"align", "style"}, "td": {"align", "style"}, "abbr": {"title"},
+                 # kramdown's header ids, IAL classes and ids, footnote markup
+                 "*": {"class", "id"}, "a": {"href", "title", "rel", "role"},
+                 "sup": {"role"}, "li": {"role"}, "div": {"role"}}
         for tag, names in extra.items():
             attributes.setdefault(tag, set()).update(names)
         cleaner = nh3.Cleaner(

@@ -295,10 +295,10 @@ def test_index_page_lists_feeds_and_link_tags_escaped(site):
     page = result.files["feeds/index.html"].decode("utf-8")
     assert "<blog>" not in page
     head = page.split("</head>", 1)[0]
-    assert ('<link rel="alternate" type="application/atom+xml" title="Tom &amp; Jerry&#x27;s &lt;blog&gt; (Atom)" '
+    assert ('<link rel="alternate" type="application/atom+xml" title="Tom &amp; Jerry’s &lt;blog&gt; (Atom)" '
             'href="https://blog.example.com/feed.xml">') in head
     # Shown in the page as text to copy: escaped once more.
     assert "&lt;link rel=&#34;alternate&#34; type=&#34;application/rss+xml&#34;" in page
     assert "https://blog.example.com/categories/q-a-tips/feed.json" in page
     tree = etree.HTML(result.files["feeds/index.html"])
-    assert "Tom & Jerry's <blog> | Q&A <tips>" in "".join(tree.itertext())
+    assert "Tom & Jerry’s <blog> | Q&A <tips>" in "".join(tree.itertext())

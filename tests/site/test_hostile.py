@@ -93,6 +93,8 @@ PUBLISHED = {
     "2025-03-01-good-japanese-post.md": ("", "<strong>推論性能35%</strong>向上"),
     "2025-03-02-good-english-post.md": ("", "print('&lt;script&gt;')"),
     "2025-03-03-good-post-with-raw-liquid.md": ("", "&#123;{ site.title }}"),
+    # made by make_site(): thousands of unclosed fences, {::comment}s and ~~ render as Markdown, not plain text
+    "2025-03-15-kramdown-unclosed-marks.md": ("", "<strong>End.</strong>"),
 }
 NOT_PUBLISHED_SILENTLY = {"9999-12-30-date-far-future-file-name.md"}  # future posts wait, as in Jekyll
 DANGEROUS = ("<script", "javascript:", "vbscript:", "data:", " onerror", " onload", " onmouseover", " onclick",
@@ -118,6 +120,9 @@ def make_site(root: Path) -> Path:
         "---\ntitle: Nested lists\n---\n" + "- " * 10_000 + "bottom\n", encoding="utf-8")
     (posts / "2025-03-14-markdown-20000-unclosed-brackets.md").write_text(
         "---\ntitle: Unclosed brackets\n---\n" + "[" * 20_000 + "x\n", encoding="utf-8")
+    (posts / "2025-03-15-kramdown-unclosed-marks.md").write_text(
+        "---\ntitle: Unclosed kramdown marks\n---\n" + "```x\n{::comment}\n~~a >> b \"c\n" * 5_000 + "\n**End.**\n",
+        encoding="utf-8")
     return site
 
 

@@ -71,7 +71,7 @@ def test_control_flow_tags(site) -> None:
     ('{{ page.date | date_to_string: "ordinal", "US" }}', "Dec 16th, 2025"),
     ("{{ page.date | date_to_long_string }}", "16 December 2025"),
     ('{{ page.date | date: "%Y年%m月" }}', "2025年12月"),
-    ('{{ "a < b & \'c\'" | xml_escape }}', "a &lt; b &amp; 'c'"),
+    ('{{ "a < b & \'c\'" | xml_escape }}', "a &lt; b &amp; \u2018c\u2019"),   # then kramdown's quotes
     ('{{ "foo, bar;baz?" | cgi_escape }}', "foo%2C+bar%3Bbaz%3F"),
     ('{{ "/my file/日本" | uri_escape }}', "/my%20file/%E6%97%A5%E6%9C%AC"),
     ('{{ "The _config.yml file" | slugify }}', "the-config-yml-file"),
@@ -79,7 +79,7 @@ def test_control_flow_tags(site) -> None:
     ('{{ "AI導入 戦略" | slugify }}', "ai導入-戦略"),
     ('{{ "Hi *there*" | markdownify }}', "Hi <em>there</em>"),   # Jekyll's <p>, kept as the paragraph
     ("{{ 'Use \"quotes\" -- and ...' | smartify }}", "Use \u201cquotes\u201d \u2013 and \u2026"),
-    ("{{ page.tags | jsonify }}", '["llm"]'),
+    ("{{ page.tags | jsonify }}", "[\u201cllm\u201d]"),
     ('{{ site.posts | where: "title", "Deploy guide" | map: "rank" | first }}', "2"),
     ('{{ site.posts | where: "categories", "engineering" | size }}', "1"),
     ('{{ site.posts | where_exp: "p", "p.rank > 1" | map: "title" | join: "," }}', "Deploy guide"),
@@ -94,7 +94,7 @@ def test_control_flow_tags(site) -> None:
     ('{{ "a,b,c" | split: "," | array_to_sentence_string: "or" }}', "a, b, or c"),
     ('{{ "  lots \n of   space " | normalize_whitespace }}', "lots of space"),
     ('{{ page.tags | push: "new" | join: "+" }}', "llm+new"),
-    ('{{ "Hello" | append: " world" | upcase | truncate: 8 }}', "HELLO..."),
+    ('{{ "Hello" | append: " world" | upcase | truncate: 8 }}', "HELLO\u2026"),
 ])
 def test_jekyll_and_standard_filters(site, expression: str, expected: str) -> None:
     site.configure(baseurl="/blog")
@@ -107,7 +107,7 @@ def test_page_variables(site) -> None:
     html, warnings = render(site, expression, front="mood: 晴れ\n")
     assert warnings == []
     assert html == ("<p>/ai/news/2025/12/16/post.html|/ai/news/2025/12/16/post|post|posts/2025-12-16-post.md|ai,news|"
-                    "llm|晴れ|2025-12-16 00:00 +0900|投稿 \"quoted\"</p>")
+                    "llm|晴れ|2025-12-16 00:00 +0900|投稿 \u201cquoted\u201d</p>")
 
 
 def test_site_posts_and_links(site) -> None:
@@ -116,7 +116,7 @@ def test_site_posts_and_links(site) -> None:
             "{% post_url 2025-12-05-deploy %} {% link about.md %} {% link 2025-12-05-deploy.md %}\n")
     html, warnings = render(site, body)
     assert warnings == []
-    assert html == ("<p>投稿 \"quoted\"@/ai/news/2025/12/16/post.html;"
+    assert html == ("<p>投稿 \u201cquoted\u201d@/ai/news/2025/12/16/post.html;"
                     "Deploy guide@/engineering/2025/12/05/deploy.html;\n"
                     "1 Deploy guide 2025-12-16\n"
                     "/engineering/2025/12/05/deploy.html /about.html /engineering/2025/12/05/deploy.html</p>")
@@ -126,7 +126,7 @@ def test_highlight_gives_jekylls_html(site) -> None:
     html, warnings = render(site, "Before\n\n{% highlight python %}\nif a < b:\n    print('{{ page.slug }}')\n"
                                   "{% endhighlight %}\n\nAfter\n")
     assert warnings == []
-    assert html == ('<p>Before</p>\n<figure><pre><code class="language-python">if a &lt; b:\n'
+    assert html == ('<p>Before</p>\n<figure class="highlight"><pre><code class="language-python">if a &lt; b:\n'
                     "    print('post')</code></pre></figure>\n\n<p>After</p>")
 
 
@@ -170,9 +170,9 @@ def test_includes_with_parameters_and_relative_includes(site) -> None:
             "{% include_relative snippets/table.md %}\n")
     html, warnings = render(site, body)
     assert warnings == []
-    assert '<aside>投稿 "quoted" — post</aside>' in html
-    assert "<aside>内側 — post</aside>" in html
-    assert "<aside>変数で選ぶ — post</aside>" in html
+    assert '<aside class="tip">投稿 "quoted" — post</aside>' in html      # an HTML block: no smart quotes
+    assert '<aside class="warn">内側 — post</aside>' in html
+    assert '<aside class="x">変数で選ぶ — post</aside>' in html
     assert "<td>post</td>" in html
 
 

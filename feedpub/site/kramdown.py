@@ -1,0 +1,347 @@
+"""kramdown as Jekyll runs it, on top of Python-Markdown: what a feed reader would see differ between
+jekyll-feed's content and ours.
+
+Jekyll's defaults are kramdown with `input: GFM`, `hard_wrap: false`, `auto_ids: true`,
+`smart_quotes: lsquo,rsquo,ldquo,rdquo` and rouge (`default_lang: plaintext`). Each rule below is
+transcribed from kramdown 2.4.0 / kramdown-parser-gfm 1.1.0 as Debian ships them, and
+bench/jekyll_compare.py measures the whole against Debian's jekyll.
+"""
+
+from __future__ import annotations
+
+import bisect
+import html
+import re
+import xml.etree.ElementTree as etree
+from collections import Counter
+from pathlib import Path
+
+from markdown import Markdown
+from markdown.blockparser import BlockParser
+from markdown.blockprocessors import BlockProcessor
+from markdown.extensions import Extension
+from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
+from markdown.extensions.toc import unescape
+from markdown.inlinepatterns import InlineProcessor
+from markdown.preprocessors import Preprocessor
+from markdown.treeprocessors import Treeprocessor
+from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
+
+from feedpub.site.typography import smartify
+
+# kramdown-parser-gfm's FENCED_CODEBLOCK_MATCH, line by line, with any indentation: inside list items
+# kramdown sees the fence after removing the item's indentation; the code loses as much as the fence had.
+_OPENING = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*$")
+_CLOSING = re.compile(r" *(`{3,}|~{3,})\s*$")
+_LIST_ITEM = re.compile(r"(?:[*+-]|\d+\.)[ \t]")
+_ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
+                          .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
+                          for word in line.split())
+# {::comment}…{:/comment}, {::nomarkdown}…{:/}, {::options … /}: kramdown's extensions.
+_EXTENSION = re.compile(r"\{::(?P<name>comment|nomarkdown|options)(?:\s(?:\\\}|[^}])*?)?"
+                        r"(?:/\}|\}(?P<body>(?:(?!\{::).)*?)\{:/(?P=name)?\})", re.S)
+# A strikethrough's text may not hold another ~~, so an unclosed run is not rescanned.
+# `<<` before what could open a tag (`<<tag>>`): kramdown's guillemet wins; others are smartify's.
+_GFM_SPANS = r"(?s)~~(?P<struck>(?!\s|~)(?:(?!~~).)*?[^\s~])~~|(?P<guillemet><<)(?=[A-Za-z/!])|\\\n"
+_OPTION = re.compile(r"""(\w+)=(["'])(.*?)\2""")
+_ALD = re.compile(r"^ {0,3}\{:\w[\w-]*:(?:\\\}|[^}])+\}\s*$")
+_IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
+_IAL_LINE = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}\n])+)\}[ \t]*$", re.M)
+# kramdown-parser-gfm's paragraph_end quirk: a list, an ATX header or a quote ends a paragraph.
+_INTERRUPT = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#{1,6}[\t ]| {0,3}>")
+_BLOCK_START = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#|\s| {0,3}>|\||<|\x02|:")
+_NON_WORD = re.compile(r"[^\w\- \t]")
+_TASK = re.compile(r"\A\s*\[[ xX]\]\s+")
+_TAG = re.compile(r"<[^>]*>")
+_MARKDOWN_STARTS = {"em": "*", "strong": "**", "code": "`", "a": "[", "img": "!", "del": "~~", "sup": "[", "br": " "}
+_HEADERS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+def extensions() -> list[Extension | str]:
+    """The Python-Markdown extensions that make up kramdown's dialect (Python-Markdown's `extra` minus its
+    fenced code, which is GFM's here)."""
+    return ["abbr", "attr_list", "def_list", "md_in_html", "tables", "sane_lists",
+            # kramdown numbers footnotes in the order they are referenced.
+            FootnoteExtension(USE_DEFINITION_ORDER=False, BACKLINK_TEXT="\u21a9"), KramdownExtension()]
+
+
+class KramdownExtension(Extension):
+    """What Python-Markdown and its bundled extensions do not do as kramdown does."""
+
+    def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
+        # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
+        md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
+        extensions = _Extensions(md)
+        md.preprocessors.register(extensions, "kramdown_extensions", 24)
+        md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
+        md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
+        # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
+        md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
+        # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
+        md.treeprocessors.register(_KramdownTree(md, extensions), "kramdown", 6)
+
+
+def _code_block(code: str, lang: str | None) -> str:
+    """A code block as Jekyll writes it: rouge's wrapper when rouge knows the language (no language:
+    plaintext), a bare `<pre><code class="language-X">` when it does not."""
+    escaped = html.escape(code, quote=False)
+    if lang is None or lang in _ROUGE_LEXERS:
+        return (f'<div class="language-{lang or "plaintext"} highlighter-rouge"><div class="highlight">'
+                f'<pre class="highlight"><code>{escaped}</code></pre></div></div>')
+    return f'<pre><code class="language-{html.escape(lang)}">{escaped}</code></pre>'
+
+
+class _FencedCode(Preprocessor):
+    """kramdown-parser-gfm's fenced code blocks: an opening fence (three or more ` or ~, an optional
+    language) closed by the next line of at least as many of the same character. Only lines that start
+    with a fence are looked at, and each once, so unclosed fences cost no rescanning."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        fences = [number for number, line in enumerate(lines) if line.lstrip(" ")[:3] in ("```", "~~~")]
+        closings: dict[str, list[tuple[int, int]]] = {"`": [], "~": []}   # char → (line, fence length)
+        for number in fences:
+            if closing := _CLOSING.match(lines[number]):
+                closings[closing[1][0]].append((number, len(closing[1])))
+        out: list[str] = []
+        done = scanned = 0
+        in_list = False
+        for number in fences:
+            opening = number >= done and _OPENING.match(lines[number])
+            end = opening and self._closing_line(closings[opening["fence"][0]], number, len(opening["fence"]))
+            if not end:
+                continue
+            indent = len(opening["indent"])
+            if indent:   # inside a list item? The nearest line above that starts at the margin says.
+                top = next((line for line in reversed(lines[scanned:number]) if line[:1].strip()), None)
+                in_list = bool(_LIST_ITEM.match(top)) if top is not None else in_list
+                scanned = number
+            code = "".join(f"{body[min(indent, len(body) - len(body.lstrip(' '))):]}\n"
+                           for body in lines[number + 1:end])
+            placeholder = self.md.htmlStash.store(_code_block(code, opening["lang"]))
+            # An indented fence inside a list item stays in it: Python-Markdown continues items at 4 columns.
+            margin = " " * (-(-indent // 4) * 4) if indent and in_list else ""
+            out += [*lines[done:number], "", margin + placeholder, ""]
+            done = end + 1
+        return out + lines[done:] if out else lines
+
+    @staticmethod
+    def _closing_line(candidates: list[tuple[int, int]], opening: int, length: int) -> int | None:
+        for line, fence in candidates[bisect.bisect_right(candidates, (opening, 1 << 30)):]:
+            if fence >= length:
+                return line
+        return None
+
+
+class _Extensions(Preprocessor):
+    """`{::comment}` vanishes; `{::nomarkdown}` is passed through as raw HTML; `{::options}` vanishes, and
+    the header id options it sets (`auto_ids`, `auto_id_prefix`) hold for the document."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        self.options: dict[str, str] = {}
+        text = "\n".join(lines)
+        if "{::" not in text:
+            return lines
+
+        def replace(match: re.Match[str]) -> str:
+            if match["name"] == "nomarkdown" and match["body"]:
+                return self.md.htmlStash.store(match["body"].strip("\n"))
+            if match["name"] == "options":
+                self.options.update((key, value) for key, _, value in _OPTION.findall(match[0]))
+            return ""
+
+        return _EXTENSION.sub(replace, text).split("\n")
+
+
+class _BlockBoundaries(Preprocessor):
+    """Blocks where kramdown's GFM parser sees them: a list, header or quote line ends the paragraph above
+    it, and so does an IAL line; an ALD line (`{:name: …}`) goes, as does an IAL indented under a list
+    item (kramdown gives it to the item's text, which has no tag to show it)."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        out: list[str] = []
+        in_paragraph = False
+        for line in lines:
+            if _ALD.match(line):
+                continue
+            if _IAL.match(line):
+                in_paragraph = False
+                if line[0] == " " and out and (out[-1][:1] == " " or _LIST_ITEM.match(out[-1])):
+                    continue
+                if out and out[-1].strip():
+                    # A block of its own (so a post of many stays linear); _BlockIal gives it to the block above.
+                    out += ["", line, ""]
+                    continue
+            elif not line.strip():
+                in_paragraph = False
+            elif in_paragraph and _INTERRUPT.match(line):
+                out.append("")
+                in_paragraph = False
+            elif not out or not out[-1].strip():
+                in_paragraph = not _BLOCK_START.match(line)
+            out.append(line)
+        return out
+
+
+class _BlockIal(BlockProcessor):
+    """A block IAL (`{: .class #id key="value"}` on a line of its own) applied to the block it closes, or,
+    on a line of its own after a blank line, to the block it opens; never printed."""
+
+    def __init__(self, parser: BlockParser) -> None:
+        super().__init__(parser)
+        self.md = parser.md
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        return "{:" in block and bool(_IAL_LINE.search(block))
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        block = blocks.pop(0)
+        ial = _IAL_LINE.search(block)
+        above, below = block[:ial.start()].rstrip("\n"), block[ial.end():].lstrip("\n")
+        count = len(parent)
+        if above.strip():
+            self.parser.parseChunk(parent, above)
+            target = parent[-1] if len(parent) > count else None
+            if below.strip():
+                blocks.insert(0, below)
+        elif below.strip():
+            self.parser.parseChunk(parent, below)
+            target = parent[count] if len(parent) > count else None
+        else:
+            target = parent[-1] if count else None
+        # A stashed block (code, raw HTML) is a placeholder paragraph until the end: it keeps its own markup.
+        if target is not None and not HTML_PLACEHOLDER_RE.fullmatch((target.text or "").strip()):
+            self.md.treeprocessors["attr_list"].assign_attrs(target, ial["attrs"])
+
+
+def _task_list(items: etree.Element) -> None:
+    """GFM task lists: an item opening with `[ ]` or `[x]` loses the marker (kramdown puts a disabled
+    checkbox there, which the sanitiser removes) and the list and items get kramdown's classes."""
+    is_task_list = False
+    for item in items:
+        holder = item[0] if len(item) and item[0].tag == "p" and not (item.text or "").strip() else item
+        if holder.text and _TASK.match(holder.text):
+            holder.text = _TASK.sub("", holder.text, count=1)
+            is_task_list = True
+        # kramdown's own quirk: once one item is a task, every later item gets the class.
+        if is_task_list:
+            item.set("class", "task-list-item")
+    if is_task_list:
+        items.set("class", "task-list")
+
+
+def _markdown_start(element: etree.Element) -> str:
+    """How the Markdown of an inline element begins, as kramdown's quote rules see it."""
+    if element.tag == "abbr":
+        return element.text or ""
+    return _MARKDOWN_STARTS.get(element.tag, "")
+
+
+def _inner_text(element: etree.Element) -> str:
+    """The text of `element` and its descendants, footnote markers left out."""
+    parts = [element.text or ""]
+    for child in element:
+        if not (child.tag == "sup" and child.get("id", "").startswith("fnref")):
+            parts.append(_inner_text(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+class _GfmSpans(InlineProcessor):
+    """GFM's ~~strikethrough~~ and backslash line break, and kramdown's `<<` where it reads a guillemet
+    before what could otherwise open a tag: one pattern, as each pattern costs a pass over every text."""
+
+    def handleMatch(self, m: re.Match[str], data: str  # noqa: N802 - Python-Markdown's name
+                    ) -> tuple[etree.Element | str, int, int]:
+        if m["struck"]:
+            element = etree.Element("del")
+            element.text = m["struck"]
+            return element, m.start(), m.end()
+        if m["guillemet"]:
+            return "«", m.start(), m.end()
+        return etree.Element("br"), m.start(), m.end()
+
+
+class _KramdownTree(Treeprocessor):
+    """Smart quotes, code classes, automatic header ids and footnote markup, in one walk of the tree."""
+
+    def __init__(self, md: Markdown, extensions: _Extensions) -> None:
+        super().__init__(md)
+        self.extensions = extensions
+
+    def run(self, root: etree.Element) -> None:
+        self.ids: Counter[str] = Counter()
+        options = self.extensions.options
+        self.auto_ids = options.get("auto_ids", "true") != "false"
+        self.id_prefix = options.get("auto_id_prefix", "")
+        self._walk(root)
+        for notes in root.iter("div"):
+            if notes.get("class") == "footnote":
+                self._footnotes(notes)
+
+    def _walk(self, parent: etree.Element) -> None:
+        if parent.text and not isinstance(parent.text, AtomicString):
+            parent.text = smartify(parent.text, _markdown_start(parent[0]) if len(parent) else "")
+        for index, child in enumerate(parent):
+            if child.tag == "code" and parent.tag != "pre":
+                child.set("class", "language-plaintext highlighter-rouge")
+            elif child.tag == "pre" and len(child) and child[0].tag == "code":
+                parent[index] = self._highlighted(child)
+            elif child.tag not in ("code", "pre"):
+                if child.tag in ("ul", "ol"):
+                    _task_list(child)
+                self._walk(child)
+                if child.tag in _HEADERS and "id" not in child.attrib and self.auto_ids:
+                    child.set("id", self._header_id(child))
+                elif child.tag == "sup" and child.get("id", "").startswith("fnref"):
+                    child.set("role", "doc-noteref")
+                    child[0].attrib = {"href": child[0].get("href"), "class": "footnote", "rel": "footnote"}
+            if child.tail and not isinstance(child.tail, AtomicString):
+                child.tail = smartify(child.tail, _markdown_start(parent[index + 1]) if index + 1 < len(parent) else "")
+
+    @staticmethod
+    def _highlighted(pre: etree.Element) -> etree.Element:
+        """An indented code block in rouge's plaintext wrapper, as Jekyll writes it."""
+        wrapper = etree.Element("div", {"class": "language-plaintext highlighter-rouge"})
+        wrapper.tail = pre.tail
+        pre.tail = None
+        pre.set("class", "highlight")
+        etree.SubElement(wrapper, "div", {"class": "highlight"}).append(pre)
+        return wrapper
+
+    def _header_id(self, header: etree.Element) -> str:
+        """kramdown-parser-gfm's header id: the text lower-cased, all but word characters, '-', spaces and
+        tabs removed, spaces and tabs → '-'; a repeated id gets -1, -2…. Japanese stays as it is."""
+        slug = _NON_WORD.sub("", self._raw_text(header).lower()).replace(" ", "-").replace("\t", "-")
+        count = self.ids[slug]
+        self.ids[slug] += 1
+        return self.id_prefix + (f"{slug}-{count}" if count else slug)
+
+    def _raw_text(self, header: etree.Element) -> str:
+        """The text kramdown makes a header's id from: text and code, the text of inline HTML, no footnote
+        markers, no image alt text."""
+        text = HTML_PLACEHOLDER_RE.sub(lambda m: self._stashed_text(int(m[1])), _inner_text(header))
+        return unescape(text)
+
+    def _stashed_text(self, index: int) -> str:
+        stashed = self.md.htmlStash.rawHtmlBlocks[index]
+        # md_in_html stashes elements (a `markdown="1"` block), the rest stash HTML source.
+        if isinstance(stashed, etree.Element):
+            return "".join(stashed.itertext())
+        return html.unescape(_TAG.sub("", stashed))
+
+    @staticmethod
+    def _footnotes(notes: etree.Element) -> None:
+        """Python-Markdown's footnotes in kramdown's markup."""
+        notes.attrib = {"class": "footnotes", "role": "doc-endnotes"}
+        for rule in notes.findall("hr"):
+            notes.remove(rule)
+        for item in notes.iter("li"):
+            item.set("role", "doc-endnote")
+        for paragraph in notes.iter("p"):
+            if paragraph.text:
+                paragraph.text = paragraph.text.replace(NBSP_PLACEHOLDER, " ")
+            for child in paragraph:
+                if child.tail:
+                    child.tail = child.tail.replace(NBSP_PLACEHOLDER, " ")
+        for link in notes.iter("a"):
+            if link.get("class") == "footnote-backref":
+                link.attrib = {"href": link.get("href"), "class": "reversefootnote", "role": "doc-backlink"}

@@ -1,0 +1,205 @@
+"""Posts read in a feed reader as Jekyll publishes them: the text, ids, classes and structure expected below
+are what Debian's jekyll 4.3 (kramdown 2.4, GFM input, rouge) wrote for the same Markdown (the attribute
+order, `<br>` and `style` spelling are the sanitiser's; rouge's colouring spans are not reproduced)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from feedpub.site.build import build_site
+from feedpub.site.markup import to_html
+from feedpub.site.typography import smartify
+
+BASE = "https://blog.example.com/2025/01/01/post.html"
+TYPOGRAPHIC = re.compile(r"[\"'‘’“”\-–—.…<>«»\\\u00a0 ]")
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def test_fenced_code_gets_rouges_classes_when_rouge_knows_the_language() -> None:
+    html = to_html('```ruby\nputs "hi"\n```\n\n~~~python\nprint(1)\n~~~\n\n```\nplain\n```\n\n'
+                   "```brainfart\n+[>]\n```\n\n    indented\n\nText `code <b>` here.\n", BASE)
+    assert html == (
+        '<div class="language-ruby highlighter-rouge"><div class="highlight"><pre class="highlight"><code>'
+        'puts "hi"\n</code></pre></div></div>\n'
+        '<div class="language-python highlighter-rouge"><div class="highlight"><pre class="highlight"><code>'
+        "print(1)\n</code></pre></div></div>\n"
+        '<div class="language-plaintext highlighter-rouge"><div class="highlight"><pre class="highlight"><code>'
+        "plain\n</code></pre></div></div>\n"
+        '<pre><code class="language-brainfart">+[&gt;]\n</code></pre>\n'
+        '<div class="language-plaintext highlighter-rouge"><div class="highlight"><pre class="highlight"><code>'
+        "indented\n</code></pre></div></div>\n"
+        '<p>Text <code class="language-plaintext highlighter-rouge">code &lt;b&gt;</code> here.</p>')
+
+
+def test_fences_follow_gfm_rules() -> None:
+    # A longer closing fence closes; a shorter one does not; an info string with a space is no fence.
+    html = to_html("~~~~\na ~~~ inside\n~~~~~~\n\n````\n```\nstill code\n````\n\n``` js {.x}\ny\n", BASE)
+    assert '<code>a ~~~ inside\n</code>' in html
+    assert "<code>```\nstill code\n</code>" in html
+    assert "<p>``` js {.x}\ny</p>" in html
+
+
+def test_a_fence_inside_a_list_item_stays_in_the_item() -> None:
+    html = to_html("1. Install.\n\n   ```sh\n   bundle install\n   ```\n\n2. Build.\n", BASE)
+    assert html == ('<ol>\n<li>\n<p>Install.</p>\n<div class="language-sh highlighter-rouge"><div class="highlight">'
+                    '<pre class="highlight"><code>bundle install\n</code></pre></div></div>\n</li>\n'
+                    "<li>\n<p>Build.</p>\n</li>\n</ol>")
+
+
+def test_header_ids_follow_kramdowns_gfm_rules_and_keep_japanese() -> None:
+    html = to_html("## Hello World: Überschrift & more!\n\n## 日本語の見出し\n\n## 見出し Mixed 2025\n\n"
+                   "## Hello World: Überschrift & more!\n\n### 全角　スペース＆記号！（括弧）\n\n"
+                   "## Top: \"quoted\" `code` *em*\n\n## Emoji 🎉 party\n\n## Mine {#own}\n", BASE)
+    ids = [element.get("id") for element in etree.HTML(html).iter("h2", "h3")]
+    assert ids == ["hello-world-überschrift--more", "日本語の見出し", "見出し-mixed-2025",
+                   "hello-world-überschrift--more-1", "全角スペース記号括弧", "top-quoted-code-em",
+                   "emoji--party", "own"]
+
+
+def test_kramdown_options_change_header_ids_and_vanish() -> None:
+    html = to_html('{::options auto_id_prefix="sec-" /}\n\n## はじめに\n', BASE)
+    assert html == '<h2 id="sec-はじめに">はじめに</h2>'
+    assert to_html('{::options auto_ids="false" /}\n\n## Plain\n', BASE) == "<h2>Plain</h2>"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("\"Double\" and 'single' quotes, it's 1990's -- and --- dashes... ok.",
+     "“Double” and ‘single’ quotes, it’s 1990’s – and — dashes… ok."),
+    ("She said, \"He said 'hi'.\"", "She said, “He said ‘hi’.”"),
+    ("'it's' and '90s and \"'nested'\" ok.", "‘it’s’ and ’90s and “‘nested’” ok."),
+    ("5'10\" tall. \"Start", "5’10” tall. “Start"),
+    ("x--'e'", "x–‘e’"),
+    ("It's \"quoted\" -- a test...", "It’s “quoted” – a test…"),
+    ("英語の \"quotes\" と「かぎ括弧」", "英語の “quotes” と「かぎ括弧」"),
+    ("Escaped \\\"quote\\\"", "Escaped \"quote\""),
+    ("«already» <<guillemets>>", "«already» «guillemets»"),
+])
+def test_smart_quotes_as_kramdown_makes_them(text: str, expected: str) -> None:
+    assert smartify(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("\"'`*_[]()-.<>\\\n ~!aZ9日「」")), max_size=40),
+       followed_by=st.sampled_from(["", "**", "`", "["]))
+def test_smartify_only_ever_changes_typography(text: str, followed_by: str) -> None:
+    assert TYPOGRAPHIC.sub("", smartify(text, followed_by)) == TYPOGRAPHIC.sub("", text)
+
+
+KRAMDOWN_PIECES = [
+    "```", "~~~", "```ruby", "    ", "- ", "1. ", "## ", "> ", "\n{: .x}\n", "\n{:a: .y}\n", "{::comment}",
+    "{:/comment}", "{:/}", "{::nomarkdown}", '{::options auto_ids="false" /}', "[^1]", "[^1]: n", "*[AI]: x",
+    ": d", "| a |", "|---|", "~~", "<<", ">>", "\\\n", '<div markdown="1">', "</div>", "- [ ] ", "**", "`", '"',
+    "'", "--", "...", "日本語", "\n", "\n\n"]
+kramdown_pieces = st.lists(st.one_of(st.sampled_from(KRAMDOWN_PIECES), st.text(alphabet="ab \n", max_size=5)),
+                           max_size=30).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(markdown=kramdown_pieces)
+def test_any_mix_of_kramdown_syntax_renders_without_printing_attribute_lists(markdown: str) -> None:
+    """(An attribute list on a line of its own, outside code; an options extension anywhere.)"""
+    html = to_html(markdown, BASE)
+    code = "".join(text for element in etree.HTML(f"<body>{html}</body>").iter("code")
+                   for text in element.itertext())
+    assert "{::options" not in html
+    assert html.count("{: .x}") + html.count("{:a:") == code.count("{: .x}") + code.count("{:a:")
+
+
+def test_a_header_holding_a_markdown_html_block_gets_an_id() -> None:
+    # md_in_html stashes such a block as an element, not as HTML source.
+    html = to_html('<div markdown="1"></div>## 見出し <div markdown="1">y\n', BASE)
+    assert '<h2 id="見出し-' in html
+
+
+def test_a_quote_at_a_line_start_before_code_renders() -> None:
+    # Ruby's `.` in kramdown's last quote rules crosses line ends; a quote after one still finds its rule.
+    assert to_html('and\n"`code`" ok', BASE) == (
+        '<p>and\n“<code class="language-plaintext highlighter-rouge">code</code>” ok</p>')
+
+
+def test_smart_quotes_look_ahead_into_the_markdown_that_follows() -> None:
+    html = to_html('"**Bold**" opens, ("[a link](/x)") sits, "`code`" too.', BASE)
+    assert html.startswith("<p>“<strong>Bold</strong>” opens, (“<a ")
+    assert "</a>”) sits, “<code" in html
+
+
+def test_smart_quotes_in_posts_leave_code_alone() -> None:
+    html = to_html("A quote before emphasis: \"*important*\", code `\"raw\"` and \\\"escaped\\\".\n\n"
+                   "    \"indented\"\n", BASE)
+    assert "A quote before emphasis: “<em>important</em>”, code " in html
+    assert '<code class="language-plaintext highlighter-rouge">"raw"</code> and "escaped".' in html
+    assert '<code>"indented"\n</code>' in html
+
+
+def test_attribute_lists_are_applied_not_printed() -> None:
+    html = to_html("Lead.\n{: .lead #intro}\n\n{: .note}\nNext.\n\n## Header\n{: .section}\n\n- one\n- two\n"
+                   "{: .compact}\n\nSome *em*{: .hi} and [a link](/x){: .external}.\n\n{:ref: .unused}\n\n"
+                   "| a |\n|---|\n| b |\n{: .grid}\n", BASE)
+    assert '<p class="lead" id="intro">Lead.</p>' in html
+    assert '<p class="note">Next.</p>' in html
+    assert '<h2 class="section" id="header">Header</h2>' in html
+    assert '<ul class="compact">' in html
+    assert '<em class="hi">em</em>' in html and '<a class="external" href="https://blog.example.com/x">' in html
+    assert '<table class="grid">' in html
+    assert "{:" not in html
+
+
+def test_kramdown_extensions_are_handled_cleanly() -> None:
+    html = to_html("{::comment}\nNobody reads this.\n{:/comment}\n\nVisible with a hidden{::comment} span{:/} "
+                   "inside.\n\n{::nomarkdown}\n<p>Raw *stars*.</p>\n{:/nomarkdown}\n\n"
+                   '{::options parse_block_html="false" /}\n', BASE)
+    assert html == "<p>Visible with a hidden inside.</p>\n<p>Raw *stars*.</p>"
+
+
+def test_footnotes_in_kramdowns_markup_numbered_by_reference() -> None:
+    html = to_html("First[^b], then[^a].\n\n[^a]: Defined first.\n[^b]: Defined second.\n", BASE)
+    assert html == (
+        '<p>First<sup id="fnref:b" role="doc-noteref"><a class="footnote" href="https://blog.example.com/2025/01/01/'
+        'post.html#fn:b" rel="footnote">1</a></sup>, then<sup id="fnref:a" role="doc-noteref"><a class="footnote" '
+        'href="https://blog.example.com/2025/01/01/post.html#fn:a" rel="footnote">2</a></sup>.</p>\n'
+        '<div class="footnotes" role="doc-endnotes">\n<ol>\n<li id="fn:b" role="doc-endnote">\n'
+        '<p>Defined second. <a class="reversefootnote" href="https://blog.example.com/2025/01/01/post.html#fnref:b" '
+        'role="doc-backlink">↩</a></p>\n</li>\n<li id="fn:a" role="doc-endnote">\n'
+        '<p>Defined first. <a class="reversefootnote" href="https://blog.example.com/2025/01/01/post.html#fnref:a" '
+        'role="doc-backlink">↩</a></p>\n</li>\n</ol>\n</div>')
+
+
+def test_definition_lists_abbreviations_and_aligned_tables() -> None:
+    html = to_html("Jekyll\n: 静的サイトジェネレーター\n\n*[HTML]: HyperText Markup Language\n\nUses HTML.\n\n"
+                   "| a | b |\n|:--|--:|\n| 1 | 2 |\n", BASE)
+    assert "<dl>\n<dt>Jekyll</dt>\n<dd>静的サイトジェネレーター</dd>\n</dl>" in html
+    assert '<abbr title="HyperText Markup Language">HTML</abbr>' in html
+    assert '<th style="text-align:left">a</th>' in html and '<td style="text-align:right">2</td>' in html
+
+
+def test_markdown_inside_html_blocks_only_when_asked() -> None:
+    html = to_html('<div markdown="1">\n**bold** inside\n</div>\n\n<div>\n**not bold**\n</div>\n', BASE)
+    assert html == "<div>\n<p><strong>bold</strong> inside</p>\n</div>\n<div>\n**not bold**\n</div>"
+
+
+def test_gfm_habits() -> None:
+    html = to_html("Para\n- item\n- item\n\nPara2\n## Header\n\n- [x] done\n- [ ] todo\n\n~~gone~~ here\\\nnext\n",
+                   BASE)
+    assert html == ('<p>Para</p>\n<ul>\n<li>item</li>\n<li>item</li>\n</ul>\n<p>Para2</p>\n'
+                    '<h2 id="header">Header</h2>\n<ul class="task-list">\n<li class="task-list-item">done</li>\n'
+                    '<li class="task-list-item">todo</li>\n</ul>\n<p><del>gone</del> here<br>\nnext</p>')
+
+
+def test_feed_titles_are_smartified_as_jekyll_feed_does(site) -> None:
+    site.configure(title="Tom's blog")
+    site.post("2025-12-01-quotes.md", "---\ntitle: \"It's \\\"quoted\\\" -- a test...\"\n---\nBody.\n")
+    config = site.config
+    build_site(config, use_cache=False)
+    atom = etree.parse(str(config.output_dir / "feed.xml")).getroot()
+    assert atom.findtext(f"{ATOM}title") == "Tom’s blog"
+    assert atom.find(f"{ATOM}entry").findtext(f"{ATOM}title") == "It’s “quoted” – a test…"
+    rss = etree.parse(str(config.output_dir / "rss.xml")).getroot()
+    assert rss.findtext("channel/item/title") == "It’s “quoted” – a test…"
+    feed = json.loads((config.output_dir / "feed.json").read_bytes())
+    assert feed["items"][0]["title"] == "It’s “quoted” – a test…"
