@@ -1,6 +1,7 @@
 """The evidence of bounces and complaints in the store: one row per message (or provider event) and
 recipient, written once however often the message is read, and the queries that decide and show what
-was done: soft bounces counted since the last clean delivery, the list, one row, per-issue counts.
+was done: soft bounces counted since the last clean delivery, the list (oldest first for the CLI, newest
+first by page for the dashboard), one row, per-issue counts.
 
 The functions that decide take the connection of the caller's transaction, so a batch of messages costs
 one transaction, and evidence and effect are committed together.
@@ -124,14 +125,33 @@ def one(store: Store, evidence_id: int) -> Evidence | None:
     return _evidence(row) if row else None
 
 
-def per_issue(store: Store) -> dict[int, tuple[int, int]]:
-    """Issue id → (deliveries that bounced, deliveries complained about)."""
+def newest(store: Store, *, kinds: Iterable[Kind] = (), recipient: str | None = None, issue_id: int | None = None,
+           before: int | None = None, limit: int = 50) -> list[Evidence]:
+    """Evidence newest first, without the raw message: of `kinds` (all when empty), about one address, or
+    about one issue's deliveries; `before` is the last id of the previous page."""
+    query = _select(with_raw=False).order_by(bounces.c.id.desc()).limit(limit)
+    if kinds:
+        query = query.where(bounces.c.kind.in_(list(kinds)))
+    if recipient is not None:
+        query = query.where(bounces.c.recipient == email_key(recipient))
+    if issue_id is not None:
+        query = query.where(deliveries.c.issue_id == issue_id)
+    if before is not None:
+        query = query.where(bounces.c.id < before)
+    with store.engine.connect() as conn:
+        return [_evidence(row) for row in conn.execute(query)]
+
+
+def per_issue(store: Store, issue_ids: Iterable[int] | None = None) -> dict[int, tuple[int, int]]:
+    """Issue id → (deliveries that bounced, deliveries complained about), of every issue or of `issue_ids`."""
     bounced = sa.case((bounces.c.kind.in_(["hard", "soft"]), bounces.c.delivery_id))
     complained = sa.case((bounces.c.kind == "complaint", bounces.c.delivery_id))
     query = (sa.select(deliveries.c.issue_id, sa.func.count(sa.distinct(bounced)),
                        sa.func.count(sa.distinct(complained)))
              .select_from(bounces).join(deliveries, deliveries.c.id == bounces.c.delivery_id)
              .group_by(deliveries.c.issue_id))
+    if issue_ids is not None:
+        query = query.where(deliveries.c.issue_id.in_(list(issue_ids)))
     with store.engine.connect() as conn:
         return {issue_id: (b, c) for issue_id, b, c in conn.execute(query)}
 

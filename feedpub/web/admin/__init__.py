@@ -33,6 +33,7 @@ def routes() -> list[BaseRoute]:
         *(Route(f"/admin/subscribers/{{id:int}}/{action}", endpoints.subscriber_action, methods=["POST"])
           for action in SUBSCRIBER_ACTIONS),
         Route("/admin/bounces", endpoints.bounces, methods=["GET"]),
+        Route("/admin/bounces/{id:int}", endpoints.bounce, methods=["GET"]),
         Route("/admin/feeds", endpoints.feeds, methods=["GET"]),
         Route("/admin/feeds/rebuild", endpoints.rebuild, methods=["POST"]),
         Route("/admin/audit", endpoints.audit, methods=["GET"]),

@@ -12,9 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
 
 from lxml import html as lxml_html
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +27,8 @@ from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
 from feedpub.scheduler import digest_trigger
 from feedpub.send import messages, smtp
+from feedpub.send.bounces import evidence
+from feedpub.send.bounces.classify import KINDS
 from feedpub.send.dispatch import stored_variant
 from feedpub.site.build import build_site
 from feedpub.store import StoredIssue, Subscriber, SubscriberInput, utcnow
@@ -38,6 +39,8 @@ log = logging.getLogger("feedpub.web.admin")
 # While an issue has rows to send, its page reloads itself this often (no script needed).
 LIVE_REFRESH_SECONDS = 5
 AUDIT_LINES = 200
+# Bounces and complaints listed on an issue's or a subscriber's page (the bounces page has them all, by page).
+EVIDENCE_LINES = 100
 DONE = {
     "paused": "Paused: no sender takes this issue's rows any more (messages already on their way still go).",
     "resumed": "Resumed: the daemon sends the rest within a minute.",
@@ -63,19 +66,16 @@ def overview(request: Request) -> Response:
     next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
     last_build = _last_build(facts)
     next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
-    evidence = queries.evidence_tables(db)
     return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
-                issues=queries.recent_issues(db, evidence), queue=queries.queue_now(db), facts=facts,
-                evidence_names=list(evidence), next_digest=next_digest, next_build=next_build,
-                last_build=last_build,
+                issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
+                next_digest=next_digest, next_build=next_build, last_build=last_build,
                 next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")))
 
 
 @signed_in
 def issue(request: Request) -> Response:
     cfg, db = config(request), store(request)
-    evidence = queries.evidence_tables(db)
-    stored, row = _issue_or_404(request, evidence)
+    stored, row = _issue_or_404(request)
     edges, series = queries.progress(db, stored.id)
     chart = charts.bars("Deliveries over time", tuple(f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges),
                         tuple((status, tuple(counts)) for status, counts in series.items()))
@@ -85,8 +85,8 @@ def issue(request: Request) -> Response:
     return page(request, "issue.html.j2", title=f"Issue {stored.period}", issue=stored, row=row, chart=chart,
                 variants=queries.variant_counts(db, stored.id), posts=_posts(v.html for v in variants),
                 failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
-                refresh=LIVE_REFRESH_SECONDS if sending else None, evidence_names=list(evidence),
-                evidence={name: queries.evidence(db, table, issue_id=stored.id) for name, table in evidence.items()},
+                refresh=LIVE_REFRESH_SECONDS if sending else None,
+                returned=evidence.newest(db, issue_id=stored.id, limit=EVIDENCE_LINES),
                 flash=DONE.get(request.query_params.get("done", "")))
 
 
@@ -169,11 +169,10 @@ def subscribers_csv(request: Request) -> Response:
 def subscriber(request: Request) -> Response:
     db = store(request)
     found = _subscriber_or_404(request)
-    evidence = {name: queries.evidence(db, table, email=found.email)
-                for name, table in queries.evidence_tables(db).items()}
     changes = [e for e in accounts.audit_log(db, AUDIT_LINES) if found.email in e.detail]
     return page(request, "subscriber.html.j2", title=found.email, subscriber=found,
-                suppression=db.suppression(found.email), history=queries.history(db, found.id), evidence=evidence,
+                suppression=db.suppression(found.email), history=queries.history(db, found.id),
+                returned=evidence.newest(db, recipient=found.email, limit=EVIDENCE_LINES),
                 changes=changes, categories=request.app.state.categories(), tz=config(request).site.tz,
                 flash=DONE.get(request.query_params.get("done", "")))
 
@@ -203,11 +202,30 @@ async def subscriber_action(request: Request) -> Response:
 
 @signed_in
 def bounces(request: Request) -> Response:
-    db = store(request)
-    tables = queries.evidence_tables(db)
-    return page(request, "bounces.html.j2", title="Bounces and complaints",
-                evidence={name: queries.evidence(db, table) for name, table in tables.items()},
-                kinds=queries.EVIDENCE_TABLES)
+    """Every bounce, complaint and reply read, newest first, a page at a time, of one kind if asked."""
+    params = request.query_params
+    kind = params.get("kind", "")
+    kind = kind if kind in KINDS else ""
+    before = params.get("before", "")
+    before_id = int(before) if before.isdigit() else None
+    found = evidence.newest(store(request), kinds=(kind,) if kind else (), before=before_id,
+                            limit=queries.PAGE_SIZE + 1)
+    more = len(found) > queries.PAGE_SIZE
+    found = found[:queries.PAGE_SIZE]
+    return page(request, "bounces.html.j2", title="Bounces and complaints", returned=found, kinds=KINDS, kind=kind,
+                paged=before_id is not None, before=found[-1].id if more else None, tz=config(request).site.tz)
+
+
+@signed_in
+def bounce(request: Request) -> Response:
+    """One piece of evidence and the message (or provider event) itself, as `feedpub bounces show` prints it."""
+    found = evidence.one(store(request), request.path_params["id"])
+    if found is None:
+        raise HTTPException(404)
+    # Shown as text whatever its charset: the evidence is for reading, and the bytes stay in the store.
+    raw = found.raw.decode("utf-8", "replace")
+    return page(request, "bounce.html.j2", title=f"Bounce {found.id}", bounce=found, raw=raw,
+                tz=config(request).site.tz)
 
 
 @signed_in
@@ -240,11 +258,11 @@ def _last_build(facts: dict[str, object]) -> datetime | None:
     return datetime.fromisoformat(str(facts["last_build"])) if facts.get("last_build") else None
 
 
-def _issue_or_404(request: Request, evidence: Mapping[str, Any] | None = None) -> tuple[StoredIssue, queries.IssueRow]:
-    """The issue of the path and its counts (with bounces / complaints when `evidence` tables are given)."""
+def _issue_or_404(request: Request) -> tuple[StoredIssue, queries.IssueRow]:
+    """The issue of the path and its counts."""
     db = store(request)
     stored = db.issue(request.path_params["period"])
-    row = queries.issue_row(db, stored.period, evidence or {}) if stored else None
+    row = queries.issue_row(db, stored.period) if stored else None
     if stored is None or row is None:
         raise HTTPException(404)
     return stored, row

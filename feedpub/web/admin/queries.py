@@ -2,16 +2,14 @@
 
 Each page costs a handful of indexed queries, whatever the size of the list (bench/admin_bench.py: 100,000
 subscribers, 1,000,000 deliveries). Counting over time buckets is done with a CASE over the bucket edges,
-portable between SQLite and PostgreSQL, on rows an index narrows to the chart's window.
-
-The deliverability tables (bounces, complaints) are read when the store has them, by reflection: the
-pages show them once they land, and an empty state until then.
+portable between SQLite and PostgreSQL, on rows an index narrows to the chart's window. Bounces and
+complaints are `feedpub.send.bounces.evidence`'s queries, shared with `feedpub bounces` and `digest status`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,11 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from feedpub.schema import deliveries, issue_holds, issue_variants, issues, subscribers, suppressions
-from feedpub.store import DELIVERY_STATUSES, OPEN_STATUSES, Store, email_key
+from feedpub.send.bounces import evidence
+from feedpub.store import DELIVERY_STATUSES, OPEN_STATUSES, Store
 
 PAGE_SIZE = 50
-# The deliverability issue's tables, shown when present (name → what the page calls it).
-EVIDENCE_TABLES = {"bounces": "bounce", "complaints": "complaint"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,8 @@ class IssueRow:
     created_at: datetime
     counts: dict[str, int]
     hold: str | None
-    evidence: dict[str, int]          # bounces / complaints of this issue, when those tables exist
+    bounced: int                      # deliveries a hard or soft bounce names
+    complained: int                   # deliveries a complaint names
 
     @property
     def total(self) -> int:
@@ -50,6 +48,12 @@ class IssueRow:
 
     def rate(self, count: int) -> str:
         return f"{100 * count / self.total:.1f}%" if self.total else "–"
+
+    def rate_of_sent(self, count: int) -> str:
+        """Bounces and complaints come back for accepted mail: their rate is of the messages sent, as a
+        mailbox provider counts it."""
+        sent = self.counts["sent"]
+        return f"{100 * count / sent:.1f}%" if sent else "–"
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,15 @@ def weekly(store: Store, now: datetime, weeks: int = 12) -> Weekly:
     return Weekly(labels, tuple(active), tuple(new), tuple(left), tuple(suppressed))
 
 
-def recent_issues(store: Store, evidence: Mapping[str, sa.Table], limit: int = 10) -> list[IssueRow]:
-    """The newest issues with their counts (and bounces / complaints from the `evidence` tables)."""
-    with store.engine.connect() as conn:
-        found = list(conn.execute(sa.select(issues.c.id, issues.c.period, issues.c.created_at)
-                                  .order_by(issues.c.slot.desc(), issues.c.id.desc()).limit(limit)))
-        return _issue_rows(conn, found, evidence)
+def recent_issues(store: Store, limit: int = 10) -> list[IssueRow]:
+    """The newest issues with their counts, bounces and complaints."""
+    return _issue_rows(store, sa.select(issues.c.id, issues.c.period, issues.c.created_at)
+                       .order_by(issues.c.slot.desc(), issues.c.id.desc()).limit(limit))
 
 
-def issue_row(store: Store, period: str, evidence: Mapping[str, sa.Table]) -> IssueRow | None:
-    with store.engine.connect() as conn:
-        found = list(conn.execute(sa.select(issues.c.id, issues.c.period, issues.c.created_at)
-                                  .where(issues.c.period == period)))
-        rows = _issue_rows(conn, found, evidence)
+def issue_row(store: Store, period: str) -> IssueRow | None:
+    rows = _issue_rows(store, sa.select(issues.c.id, issues.c.period, issues.c.created_at)
+                       .where(issues.c.period == period))
     return rows[0] if rows else None
 
 
@@ -199,51 +199,20 @@ def history(store: Store, subscriber_id: int, limit: int = 100) -> list[Any]:
         return list(conn.execute(query))
 
 
-def evidence_tables(store: Store) -> dict[str, sa.Table]:
-    """The bounces / complaints tables, if the store has them (reflected: their columns are theirs)."""
+def _issue_rows(store: Store, query: sa.Select[Any]) -> list[IssueRow]:
     with store.engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        return {name: sa.Table(name, sa.MetaData(), autoload_with=conn) for name in EVIDENCE_TABLES
-                if inspector.has_table(name)}
-
-
-def evidence(store: Store, table: sa.Table, *, email: str | None = None, issue_id: int | None = None,
-             limit: int = 200) -> list[dict[str, Any]]:
-    """The newest rows of a bounces / complaints table (of one address, or one issue, when given), as
-    column → value."""
-    query = sa.select(table).limit(limit)
-    if "id" in table.c:
-        query = query.order_by(table.c.id.desc())
-    if issue_id is not None:
-        if "issue_id" not in table.c:
-            return []
-        query = query.where(table.c.issue_id == issue_id)
-    address = table.c.get("email_key") if "email_key" in table.c else table.c.get("email")
-    if email is not None:
-        if address is None:
-            return []
-        query = query.where(address == (email_key(email) if address.name == "email_key" else email))
-    with store.engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def _issue_rows(conn: sa.Connection, found: Sequence[Any], tables: Mapping[str, sa.Table]) -> list[IssueRow]:
-    ids = [row.id for row in found]
-    counts: dict[int, dict[str, int]] = {i: dict.fromkeys(DELIVERY_STATUSES, 0) for i in ids}
-    for issue_id, status, n in conn.execute(
-            sa.select(deliveries.c.issue_id, deliveries.c.status, sa.func.count())
-            .where(deliveries.c.issue_id.in_(ids)).group_by(deliveries.c.issue_id, deliveries.c.status)):
-        counts[issue_id][status] = n
-    holds = dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)
-                              .where(issue_holds.c.issue_id.in_(ids))).all())
-    evidence: dict[int, dict[str, int]] = {i: {} for i in ids}
-    for name, table in tables.items():
-        if "issue_id" not in table.c:
-            continue
-        for issue_id, n in conn.execute(sa.select(table.c.issue_id, sa.func.count())
-                                        .where(table.c.issue_id.in_(ids)).group_by(table.c.issue_id)):
-            evidence[issue_id][name] = n
-    return [IssueRow(r.id, r.period, r.created_at, counts[r.id], holds.get(r.id), evidence[r.id]) for r in found]
+        found = list(conn.execute(query))
+        ids = [row.id for row in found]
+        counts: dict[int, dict[str, int]] = {i: dict.fromkeys(DELIVERY_STATUSES, 0) for i in ids}
+        for issue_id, status, n in conn.execute(
+                sa.select(deliveries.c.issue_id, deliveries.c.status, sa.func.count())
+                .where(deliveries.c.issue_id.in_(ids)).group_by(deliveries.c.issue_id, deliveries.c.status)):
+            counts[issue_id][status] = n
+        holds = dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)
+                                  .where(issue_holds.c.issue_id.in_(ids))).all())
+    returned = evidence.per_issue(store, ids)
+    return [IssueRow(r.id, r.period, r.created_at, counts[r.id], holds.get(r.id), *returned.get(r.id, (0, 0)))
+            for r in found]
 
 
 def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]:

@@ -1,18 +1,24 @@
 """A dashboard over a real SQLite store: an account, subscribers (English and Japanese), one issue with
-deliveries in every state; `login` signs a test client in and returns the session's CSRF token."""
+deliveries in every state; `login` signs a test client in and returns the session's CSRF token;
+`returned` records a bounce for a seeded delivery through the real bounce processing."""
 
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from feedpub import accounts
-from feedpub.schema import deliveries
+from feedpub.schema import deliveries, subscribers
+from feedpub.send import verp
+from feedpub.send.bounces.process import Outcome, process_message
 from feedpub.store import Store, StoredVariant, SubscriberInput, open_store
 from feedpub.web.app import create_app
 
@@ -85,3 +91,59 @@ def csrf_of(client: TestClient) -> str:
     """The session's CSRF token, as the pages carry it in their forms."""
     page = client.get("/admin")
     return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+RETURN_PATH = "bounces@blog.example.com"
+FIXTURES = Path(__file__).resolve().parents[2] / "send" / "fixtures" / "bounces"
+
+
+def verp_config(site: Any) -> Any:
+    """The site's config with VERP on, as a relay's bounces would reach `feedpub bounces process`."""
+    site.configure('[web]\npublic_url = "https://news.example.com"\n'
+                   f'[smtp]\nreturn_path = "{RETURN_PATH}"\n', language="ja")
+    return site.config
+
+
+def returned(config: Any, store: Store, raw: bytes, reader: str, *, about: str = "",
+             source: str = "test") -> list[Outcome]:
+    """Bounce `raw` (whose report is about `about`) as it comes back for `reader`'s delivery of the seeded
+    issue: re-addressed to `reader` and to the delivery's VERP return path, then recorded by the real code."""
+    with store.engine.connect() as conn:
+        delivery_id = conn.scalar(sa.select(deliveries.c.id).join(subscribers, subscribers.c.id ==
+                                                                   deliveries.c.subscriber_id)
+                                  .where(subscribers.c.email_key == reader))
+    envelope = verp.return_path(RETURN_PATH, SECRET, delivery_id)
+    if about:
+        raw = raw.replace(about.encode(), reader.encode())
+    return process_message(config, store, raw.replace(RETURN_PATH.encode(), envelope.encode()), source)
+
+
+def dsn(reader: str, status: str, diagnostic: str, message_id: str, action: str = "delayed") -> bytes:
+    """A minimal RFC 3464 report, as an MTA returns it to the return path."""
+    return textwrap.dedent(f"""\
+        Return-Path: <>
+        From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+        To: {RETURN_PATH}
+        Subject: Delivery Status Notification
+        Auto-Submitted: auto-replied
+        Message-ID: <{message_id}>
+        MIME-Version: 1.0
+        Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+        --B
+        Content-Type: text/plain
+
+        Your message to {reader} could not be delivered yet.
+
+        --B
+        Content-Type: message/delivery-status
+
+        Reporting-MTA: dns; mx.example.net
+
+        Final-Recipient: rfc822; {reader}
+        Action: {action}
+        Status: {status}
+        Diagnostic-Code: smtp; {diagnostic}
+
+        --B--
+        """).encode()

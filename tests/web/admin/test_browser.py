@@ -22,7 +22,7 @@ from feedpub.schema import deliveries, subscribers
 from feedpub.store import SubscriberInput, open_store
 from tests.cli.test_daemon_e2e import free_port
 from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
-from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, make_app, seed
+from tests.web.admin.conftest import ACCOUNT, FIXTURES, PASSWORD, PERIOD, RETURN_PATH, SECRET, make_app, returned, seed
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 DESKTOP = {"width": 1280, "height": 900}
@@ -55,11 +55,14 @@ def served(site, smtp_server, monkeypatch) -> Iterator[tuple[str, object]]:
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     port = free_port()
     site.configure(f'[web]\npublic_url = "http://127.0.0.1:{port}"\n'
-                   f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\n', language="ja")
+                   f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\n'
+                   f'return_path = "{RETURN_PATH}"\n', language="ja")
     store = open_store(site.config.store_url)
     accounts.add_user(store, ACCOUNT, PASSWORD)
     seed(store)
     grow(store, datetime.now(UTC))
+    returned(site.config, store, (FIXTURES / "postfix-user-unknown.eml").read_bytes(), "carol@example.com",
+             about="taro.yamada@example.jp")
     server = uvicorn.Server(uvicorn.Config(make_app(site.config, store), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -135,7 +138,10 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
             assert download.value.suggested_filename == "subscribers.csv"
 
             page.click("nav >> text=Bounces")
-            expect(page.locator("main")).to_contain_text("deliverability tables do not exist")
+            expect(page.locator("main")).to_contain_text("Recipient address rejected: User unknown")
+            page.click("text=message 1")
+            expect(page.locator("h1")).to_have_text("Bounce 1")
+            expect(page.locator("pre")).to_contain_text("Final-Recipient: rfc822; carol@example.com")
             page.click("nav >> text=Feeds")
             page.click("button:text('Rebuild now')")
             expect(page.get_by_role("status")).to_have_text("Feeds rebuilt.")

@@ -6,13 +6,24 @@ from __future__ import annotations
 import csv
 import io
 
-import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from feedpub import accounts, holds
 from feedpub.store import SubscriberInput, open_store, utcnow
 from tests.conftest import emptied
-from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, csrf_of, login, make_app, seed
+from tests.web.admin.conftest import (
+    ACCOUNT,
+    PASSWORD,
+    PERIOD,
+    SECRET,
+    csrf_of,
+    dsn,
+    login,
+    make_app,
+    returned,
+    seed,
+    verp_config,
+)
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -130,27 +141,6 @@ def test_no_page_reflects_unescaped_input(dashboard) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[2].text and "&lt;script&gt;" in pages[5].text
 
 
-def test_bounces_page_has_an_empty_state_until_the_tables_exist(dashboard) -> None:
-    login(dashboard.client)
-    assert "do not exist" in dashboard.client.get("/admin/bounces").text
-
-
-def test_bounces_appear_once_the_deliverability_tables_exist(dashboard) -> None:
-    with dashboard.store.engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE bounces (id INTEGER PRIMARY KEY, issue_id INTEGER, email_key TEXT, "
-                             "kind TEXT, diagnostic TEXT, raw TEXT)"))
-        conn.execute(sa.text("INSERT INTO bounces (issue_id, email_key, kind, diagnostic, raw) VALUES "
-                             "(1, 'bob@example.com', 'hard', '5.1.1 user unknown', 'Received: from mx')"))
-    login(dashboard.client)
-    page = dashboard.client.get("/admin/bounces").text
-    assert "5.1.1 user unknown" in page and "<details>" in page
-    overview = dashboard.client.get("/admin").text
-    assert "<th class=\"n\">Bounces</th>" in overview
-    bob = dashboard.store.subscriber("bob@example.com")
-    assert "5.1.1 user unknown" in dashboard.client.get(f"/admin/subscribers/{bob.id}").text
-    assert "5.1.1 user unknown" in dashboard.client.get(f"/admin/issues/{PERIOD}").text
-
-
 def test_feeds_page_lists_the_published_feeds_and_rebuilds(site, dashboard) -> None:
     site.post("2026-11-29-ai.md", """
         ---
@@ -169,18 +159,24 @@ def test_feeds_page_lists_the_published_feeds_and_rebuilds(site, dashboard) -> N
 def test_every_page_and_the_issue_actions_on_postgresql(site, monkeypatch, pg_url) -> None:
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     site.configure(f'[store]\nurl = "{pg_url}"\n[web]\npublic_url = "https://news.example.com"\n')
-    store = emptied(open_store(site.config.store_url))
+    config = site.config
+    store = emptied(open_store(config.store_url))
     accounts.add_user(store, ACCOUNT, PASSWORD)
     seed(store)
     store.suppress("bob@example.com", "550 no such user")
+    returned(verp_config(site), store, dsn("carol@example.com", "4.2.2", "452 4.2.2 mailbox full", "full@mx"),
+             "carol@example.com")
     try:
-        with TestClient(make_app(site.config, store), base_url="https://testserver") as client:
+        with TestClient(make_app(config, store), base_url="https://testserver") as client:
             assert login(client).status_code == 303
             for path, expected in (("/admin", "25.0%"), (f"/admin/issues/{PERIOD}", "550 no such user"),
                                    ("/admin/subscribers?q=山田", "taro@example.jp"),
                                    ("/admin/subscribers?category=AI導入戦略&suppressed=no", "taro@example.jp"),
                                    ("/admin/subscribers?suppressed=yes&status=active", "bob@example.com"),
-                                   ("/admin/subscribers/3", "550 no such user"), ("/admin/bounces", "do not exist"),
+                                   ("/admin/subscribers/3", "550 no such user"),
+                                   ("/admin/subscribers/4", "452 4.2.2 mailbox full"),
+                                   ("/admin/bounces?kind=soft", "452 4.2.2 mailbox full"),
+                                   ("/admin/bounces/1", "Final-Recipient: rfc822; carol@example.com"),
                                    ("/admin/audit", "login")):
                 answer = client.get(path)
                 assert answer.status_code == 200 and expected in answer.text, path
