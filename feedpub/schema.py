@@ -193,9 +193,10 @@ def _add_admin_v4(conn: Connection) -> None:
 
 def _add_bounces_v5(conn: Connection) -> None:
     bounces.create(conn)
-    # Soft bounces are counted per address over a window; digest status counts per delivery.
+    # Soft bounces are counted per address over a window; digest status and the dashboard count per
+    # delivery and kind.
     conn.execute(sa.text("CREATE INDEX ix_bounces_recipient_kind ON bounces (recipient, kind, received_at)"))
-    conn.execute(sa.text("CREATE INDEX ix_bounces_delivery ON bounces (delivery_id)"))
+    conn.execute(sa.text("CREATE INDEX ix_bounces_delivery ON bounces (delivery_id, kind)"))
 
 
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
