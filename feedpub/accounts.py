@@ -148,9 +148,11 @@ def audit(store: Store, *, user: str, address: str, action: str, detail: str = "
                                                  action=action, detail=detail))
 
 
-def audit_log(store: Store, limit: int) -> list[AuditEntry]:
-    """The newest entries first."""
+def audit_log(store: Store, limit: int, about: str = "") -> list[AuditEntry]:
+    """The newest entries first; with `about`, only those whose detail names it (a subscriber's address)."""
     query = sa.select(admin_audit).order_by(admin_audit.c.id.desc()).limit(limit)
+    if about:
+        query = query.where(admin_audit.c.detail.contains(about, autoescape=True))
     with store.engine.connect() as conn:
         return [AuditEntry(r.at, r.user_name, r.address, r.action, r.detail) for r in conn.execute(query)]
 

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
 from feedpub.store import Subscriber, SubscriberInput
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, make_token, read_token
@@ -30,6 +31,12 @@ def link(request: Request, purpose: Purpose, subscriber: Subscriber) -> str:
     """An absolute link to one of this subscriber's pages."""
     state = request.app.state
     return f"{state.config.web.public_url.rstrip('/')}/{purpose}/{make_token(state.secret, purpose, subscriber.id)}"
+
+
+def noted(request: Request, action: str, subscriber: Subscriber, detail: str = "") -> None:
+    """A reader's own change, in the audit log the dashboard shows on that subscriber's page."""
+    accounts.audit(request.app.state.store, user="(reader)", address=request.client.host if request.client else "",
+                   action=action, detail=f"{subscriber.email}{': ' + detail if detail else ''}")
 
 
 def token_holder(request: Request, purpose: Purpose, max_age: int | None = None) -> Subscriber | None:
@@ -84,6 +91,7 @@ async def confirm(request: Request) -> Response:
         return message(request, "bad_link", 400)
     state.store.lift_suppression(subscriber.email)
     state.store.save_subscribers([SubscriberInput(subscriber.email)], status="active")
+    noted(request, "reader.confirm", subscriber)
     return message(request, "confirmed")
 
 
@@ -95,6 +103,7 @@ async def unsubscribe(request: Request) -> Response:
         return page(request, "unsubscribe.html.j2",
                     ask=request.app.state.strings.text("unsubscribe_ask", email=subscriber.email))
     request.app.state.store.unsubscribe(subscriber.email, "unsubscribed by the reader")
+    noted(request, "reader.unsubscribe", subscriber)
     return message(request, "unsubscribed")
 
 
@@ -115,6 +124,7 @@ async def preferences(request: Request) -> Response:
     if asked and not chosen:   # only unknown names: saving would silently mean "everything"
         return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"), **context)
     state.store.save_subscribers([SubscriberInput(subscriber.email, None, chosen)], status=None)
+    noted(request, "reader.preferences", subscriber, ", ".join(chosen) or "every category")
     return message(request, "saved")
 
 

@@ -169,7 +169,7 @@ def subscribers_csv(request: Request) -> Response:
 def subscriber(request: Request) -> Response:
     db = store(request)
     found = _subscriber_or_404(request)
-    changes = [e for e in accounts.audit_log(db, AUDIT_LINES) if found.email in e.detail]
+    changes = accounts.audit_log(db, AUDIT_LINES, about=found.email)
     return page(request, "subscriber.html.j2", title=found.email, subscriber=found,
                 suppression=db.suppression(found.email), history=queries.history(db, found.id),
                 returned=evidence.newest(db, recipient=found.email, limit=EVIDENCE_LINES),

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from feedpub import accounts, holds
 from feedpub.store import SubscriberInput, open_store, utcnow
+from feedpub.tokens import make_token
 from tests.conftest import emptied
 from tests.web.admin.conftest import (
     ACCOUNT,
@@ -114,6 +115,19 @@ def test_subscriber_page_history_and_actions(dashboard) -> None:
     client.post(f"/admin/subscribers/{bob.id}/categories", data={"csrf": csrf, "categories": ["AI導入戦略", "nope"]})
     assert store.subscriber("bob@example.com").categories == ("AI導入戦略",)
     assert "subscriber.categories" in client.get(f"/admin/subscribers/{bob.id}").text
+
+
+def test_a_readers_own_changes_are_in_their_history(dashboard) -> None:
+    client, store = dashboard.client, dashboard.store
+    taro = store.subscriber("taro@example.jp")
+    link = f"/preferences/{make_token(SECRET, 'preferences', taro.id)}"
+    assert client.post(link, data={"categories": ["news"]}).status_code == 200          # the reader, from mail
+    assert client.post(f"/unsubscribe/{make_token(SECRET, 'unsubscribe', taro.id)}").status_code == 200
+    login(client)
+    page = client.get(f"/admin/subscribers/{taro.id}").text
+    assert "(reader): reader.preferences taro@example.jp: news" in page
+    assert "(reader): reader.unsubscribe taro@example.jp" in page
+    assert "reader." not in client.get(f"/admin/subscribers/{store.subscriber('bob@example.com').id}").text
 
 
 def test_export_csv_of_the_filtered_list(dashboard) -> None:
