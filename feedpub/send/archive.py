@@ -33,7 +33,7 @@ from feedpub.send.issue import (
     strings_for,
 )
 from feedpub.send.pictures import Picture
-from feedpub.site.reader import INVALID_XML
+from feedpub.site.source import INVALID_XML
 from feedpub.store import ArchivedIssue, Store
 
 FOLDER = "digests"

@@ -18,7 +18,8 @@ from feedpub.errors import Problem
 from feedpub.site.liquid import LiquidSite, page_variable, without_liquid
 from feedpub.site.liquid_filters import FILTERS
 from feedpub.site.liquid_tags import TAGS, IncludeError, RenderState, current
-from feedpub.site.reader import MAX_POST_BYTES, Post
+from feedpub.site.reader import Post
+from feedpub.site.source import MAX_POST_BYTES
 
 # Markdown rendering is superlinear: Liquid may not make a post bigger than a post may be.
 MAX_OUTPUT_CHARS = MAX_POST_BYTES

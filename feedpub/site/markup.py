@@ -27,7 +27,8 @@ from feedpub.errors import Problem
 from feedpub.site import kramdown
 from feedpub.site.cache import fingerprint
 from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, render_liquid, without_liquid
-from feedpub.site.reader import INVALID_XML, Post, load_body
+from feedpub.site.reader import Post, load_body
+from feedpub.site.source import INVALID_XML
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]")
 _FENCE = re.compile(r"^(```|~~~)")

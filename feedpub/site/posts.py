@@ -18,7 +18,8 @@ from pathlib import Path
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.listing import PostFile, post_files
-from feedpub.site.reader import Post, Skip, read_post
+from feedpub.site.reader import Post, read_post
+from feedpub.site.source import Skip
 
 # Below this many files to read, starting worker processes costs more than it saves.
 _PARALLEL_FROM = 400

@@ -14,35 +14,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-import frontmatter
-import yaml
-
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import parse_date
 from feedpub.errors import Problem
 from feedpub.site.listing import PostFile
+from feedpub.site.source import MAX_POST_BYTES, YAML, Skip, check_text, decode, line_of, split
 
-# A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
-# before they are read (a 1 MB post renders in ~4 s here).
-MAX_POST_BYTES = 1_000_000
-# Values in the front matter after YAML aliases are expanded: a real post has a few dozen; an alias
-# "billion laughs" has billions, which any code walking the values (or printing them) would expand.
-MAX_FRONT_MATTER_VALUES = 10_000
 _FILENAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The C safe loader without YAML's timestamp type: every date arrives as text and goes through
-    one parser, instead of PyYAML's mix of str (`+0000`), naive, aware and date values."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
-}
-_YAML = frontmatter.YAMLHandler()
 # Front matter keys whose values `Post` holds in its own fields (Liquid's `page` gives those).
 _FIELDS = frozenset(("title", "date", "categories", "category", "tags", "tag", "excerpt", "reading_time"))
 _MORE = "<!--more-->"
@@ -51,10 +33,6 @@ _MORE = "<!--more-->"
 # include may: counted as reading them).
 _SITE_READS = re.compile(r"\{%-?\s*include|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
 _POSTS_READS = re.compile(r"\{%-?\s*(?:post_url|link|include)|\bsite\s*(?:\.\s*(?:posts|categories|tags)\b|\[)")
-_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
-# XML 1.0 cannot carry these, and lone surrogates (which YAML escapes can make) cannot be encoded: a post
-# containing them is refused here, and everything feedpub emits is stripped of them (`markup`).
-INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +63,6 @@ class Post:
     matter: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
-class Skip(Exception):
-    """One post cannot be published; carries the Problem."""
-
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-
-
 def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: list[Problem]) -> Post | None:
     """One file below `root` (the resolved posts folder) → a Post, None when unpublished, or `Skip`.
     `shown` names the file in messages; warnings are appended to `warnings`."""
@@ -99,9 +70,9 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     if file.symlink and not path.resolve().is_relative_to(root):
         raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
                            "a post file inside site.posts_dir"))
-    text = _decode(path, shown)
-    _check_text(text, shown)
-    meta, body, body_line = _split(text, shown, warnings)
+    text = decode(path, shown)
+    check_text(text, shown)
+    meta, body, body_line = split(text, shown, warnings)
     front = _FrontMatter(shown, text, meta, warnings)
     if meta.get("published") is False:
         return None
@@ -128,95 +99,7 @@ def load_body(post: Post) -> str:
     """The post's Markdown body, read again from its file (it is not kept in `Post`)."""
     text = Path(post.file).read_bytes()[: MAX_POST_BYTES + 1].decode("utf-8-sig")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _YAML.split(text)[1].lstrip("\n")
-
-
-def _decode(file: Path, shown: str) -> str:
-    """The text of a UTF-8 file within the size limit, with universal newlines."""
-    try:
-        if not file.is_file():
-            raise Skip(Problem(shown, None, "not a regular file", "a Markdown text file"))
-        with file.open("rb") as handle:
-            raw = handle.read(MAX_POST_BYTES + 1)
-    except OSError as exc:
-        raise Skip(Problem(shown, None, f"cannot read file ({exc.strerror})")) from None
-    if len(raw) > MAX_POST_BYTES:
-        raise Skip(Problem(shown, None, f"file is over the {MAX_POST_BYTES:,}-byte limit",
-                            "a smaller post; split it or move data out of it"))
-    if b"\x00" in raw:
-        raise Skip(Problem(shown, raw.count(b"\n", 0, raw.index(b"\x00")) + 1,
-                            "binary data (NUL byte)", "a UTF-8 text file"))
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise Skip(Problem(shown, line, f"not UTF-8 (byte 0x{raw[exc.start]:02X})",
-                            "UTF-8 text; re-save the file as UTF-8")) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _check_text(text: str, shown: str) -> None:
-    """Refuse an empty post, or one with a character XML cannot carry."""
-    if not text.strip():
-        raise Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
-    bad = INVALID_XML.search(text)
-    if bad:
-        raise Skip(Problem(shown, _line_of(text, bad.start()), f"control character U+{ord(bad[0]):04X} in the text",
-                           "printable text; remove the character"))
-
-
-def _split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any], str, int]:
-    """Front matter (a dict) and body; a missing or unclosed front matter is a problem."""
-    if not _YAML.detect(text):
-        raise Skip(Problem(shown, 1, "no front matter", "a first line '---'"))
-    try:
-        fm, body = _YAML.split(text)
-    except ValueError:
-        raise Skip(Problem(shown, 1, "front matter is not closed",
-                            "a '---' line after the front matter")) from None
-    try:
-        meta = yaml.load(fm, Loader=_Loader) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Skip(Problem(shown, line, f"invalid YAML front matter: {what}",
-                            "'key: value' lines indented with spaces; quote values containing ': '")) from None
-    if not isinstance(meta, dict):
-        raise Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
-    # YAML keeps the last of two equal keys without a word; the author meant one of them.
-    seen: set[str] = set()
-    for key in _TOP_KEY.finditer(fm):
-        if key[1] in seen:
-            warnings.append(Problem(shown, fm.count("\n", 0, key.start()) + 1, f"key {key[1]!r} appears twice; "
-                                    "the last one is used", "each key once", warning=True))
-        seen.add(key[1])
-    unsafe = _unsafe_value(meta)
-    if unsafe:
-        raise Skip(Problem(shown, 2, f"front matter {unsafe}", "plain values, without aliases or control characters"))
-    stripped = body.lstrip("\n")
-    # `fm` and `body` each begin with the rest of a '---' line: count lines from there.
-    body_line = fm.count("\n") + 1 + len(body) - len(stripped)
-    return meta, stripped, body_line
-
-
-def _unsafe_value(meta: dict[str, Any]) -> str | None:
-    """Why the parsed front matter must not be used (alias bomb, cycle, control character), or None.
-    Walks at most MAX_FRONT_MATTER_VALUES values, counting shared (aliased) ones each time they appear."""
-    pending: list[Any] = [meta]
-    for _ in range(MAX_FRONT_MATTER_VALUES):
-        if not pending:
-            return None
-        value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, str) and (bad := INVALID_XML.search(value)):
-            return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}"
-    return None if not pending else (f"expands to more than {MAX_FRONT_MATTER_VALUES:,} values "
-                                     "(YAML aliases repeated or recursive)")
+    return YAML.split(text)[1].lstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -230,7 +113,7 @@ class _FrontMatter:
 
     def line(self, key: str) -> int:
         match = re.search(rf"^{re.escape(key)}\s*:", self.text, re.M)
-        return _line_of(self.text, match.start()) if match else 1
+        return line_of(self.text, match.start()) if match else 1
 
     def fail(self, key: str, message: str, expected: str | None = None) -> Skip:
         return Skip(Problem(self.shown, self.line(key), message, expected))
@@ -419,7 +302,3 @@ def _folder_categories(relative: str) -> tuple[str, ...]:
     if "_posts" not in parts:
         return ()
     return tuple(p for p in parts[: parts.index("_posts")] if not p.startswith("_"))
-
-
-def _line_of(text: str, index: int) -> int:
-    return text.count("\n", 0, index) + 1
