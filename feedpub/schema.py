@@ -202,3 +202,17 @@ def _add_bounces_v5(conn: Connection) -> None:
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5)
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the store to the newest version; the version it had. A version newer than `MIGRATIONS` knows
+    is left as it is (the caller refuses it)."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=0))
+    version = conn.scalar(sa.select(schema_version.c.version)) or 0
+    if version <= len(MIGRATIONS):
+        for step in MIGRATIONS[version:]:
+            step(conn)
+        conn.execute(schema_version.update().values(version=len(MIGRATIONS)))
+    return version

@@ -28,7 +28,7 @@ from feedpub.schema import (
     issue_holds,
     issue_variants,
     issues,
-    schema_version,
+    migrate,
     subscribers,
     suppressions,
 )
@@ -337,11 +337,16 @@ def open_store(url: str) -> Store:
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        _migrate(engine, shown)
+        with engine.begin() as conn:
+            version = migrate(conn)
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
         reason = getattr(exc, "orig", None) or exc
         raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
+    if version > len(MIGRATIONS):
+        engine.dispose()
+        raise StoreError(f"{shown}: store schema version {version} is newer than this feedpub understands "
+                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
     return Store(engine, shown)
 
 
@@ -356,20 +361,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # delivery rows take a third of the time (bench/admin_bench.py).
     cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
-
-
-def _migrate(engine: Engine, shown: str) -> None:
-    with engine.begin() as conn:
-        if not sa.inspect(conn).has_table("schema_version"):
-            schema_version.create(conn)
-            conn.execute(schema_version.insert().values(version=0))
-        version = conn.scalar(sa.select(schema_version.c.version))
-        if version is None or version > len(MIGRATIONS):
-            raise StoreError(f"{shown}: store schema version {version} is newer than this feedpub understands "
-                             f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
-        for step in MIGRATIONS[version:]:
-            step(conn)
-        conn.execute(schema_version.update().values(version=len(MIGRATIONS)))
 
 
 def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: datetime) -> None:
