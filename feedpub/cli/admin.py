@@ -8,6 +8,8 @@ imported inside the commands, as in the other command groups.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -28,12 +30,8 @@ def add_user(app: App, name: str, password_stdin: bool) -> None:
     """Create account NAME; the dashboard appears at the daemon's next start."""
     from feedpub import accounts  # lazy: sqlalchemy and argon2
 
-    store = open_store_or_fail(app)
-    try:
-        accounts.add_user(store, name, _password(password_stdin))
-    except accounts.AccountError as exc:
-        fail(str(exc))
-    accounts.audit(store, user="cli", address="cli", action="account.add", detail=name)
+    password = _password(password_stdin)
+    _change(app, "account.add", name, lambda store, user: accounts.add_user(store, user, password))
     click.echo(f"added {name}; /admin is served from the next start of `feedpub run`")
 
 
@@ -54,12 +52,7 @@ def remove_user(app: App, name: str) -> None:
     """Remove account NAME and end its sessions."""
     from feedpub import accounts  # lazy: sqlalchemy and argon2
 
-    store = open_store_or_fail(app)
-    try:
-        accounts.remove_user(store, name)
-    except accounts.AccountError as exc:
-        fail(str(exc))
-    accounts.audit(store, user="cli", address="cli", action="account.remove", detail=name)
+    _change(app, "account.remove", name, accounts.remove_user)
     click.echo(f"removed {name}")
 
 
@@ -71,13 +64,21 @@ def reset_password(app: App, name: str, password_stdin: bool) -> None:
     """Set a new password for NAME and end its sessions."""
     from feedpub import accounts  # lazy: sqlalchemy and argon2
 
+    password = _password(password_stdin)
+    _change(app, "account.reset-password", name, lambda store, user: accounts.reset_password(store, user, password))
+    click.echo(f"password of {name} changed; its sessions are ended")
+
+
+def _change(app: App, action: str, name: str, change: Callable[[Any, str], None]) -> None:
+    """`change(store, name)` on the store, audited as done from the command line; exit 2 with the reason."""
+    from feedpub import accounts  # lazy: sqlalchemy and argon2
+
     store = open_store_or_fail(app)
     try:
-        accounts.reset_password(store, name, _password(password_stdin))
+        change(store, name)
     except accounts.AccountError as exc:
         fail(str(exc))
-    accounts.audit(store, user="cli", address="cli", action="account.reset-password", detail=name)
-    click.echo(f"password of {name} changed; its sessions are ended")
+    accounts.audit(store, user="cli", address="cli", action=action, detail=name)
 
 
 def _password(from_stdin: bool) -> str:
