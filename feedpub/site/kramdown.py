@@ -49,6 +49,9 @@ _IAL = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}])+)\}\s*$")
 _IAL_LINE = re.compile(r"^ {0,3}\{:(?![:/])(?P<attrs>(?:\\\}|[^}\n])+)\}[ \t]*$", re.M)
 # kramdown-parser-gfm's paragraph_end quirk: a list, an ATX header or a quote ends a paragraph.
 _INTERRUPT = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#{1,6}[\t ]| {0,3}>")
+# kramdown takes an HTML block whose start tag is indented by up to 3 spaces; Python-Markdown's md_in_html
+# only an unindented one.
+_INDENTED_HTML_BLOCK = re.compile(r" {1,3}(?=<[A-Za-z][^>]*\bmarkdown=)")
 _BLOCK_START = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#|\s| {0,3}>|\||<|\x02|:")
 _NON_WORD = re.compile(r"[^\w\- \t]")
 _TASK = re.compile(r"\A\s*\[[ xX]\]\s+")
@@ -72,6 +75,7 @@ class KramdownExtension(Extension):
         md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
         extensions = _Extensions(md)
         md.preprocessors.register(extensions, "kramdown_extensions", 24)
+        md.preprocessors.register(_IndentedHtmlBlocks(md), "kramdown_html_blocks", 21)
         md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
         md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
@@ -149,6 +153,14 @@ class _Extensions(Preprocessor):
             return ""
 
         return _EXTENSION.sub(replace, text).split("\n")
+
+
+class _IndentedHtmlBlocks(Preprocessor):
+    """A `markdown="1"` HTML block whose start tag is indented by up to 3 spaces, as kramdown takes it."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        return [line.lstrip(" ") if (i == 0 or not lines[i - 1].strip()) and _INDENTED_HTML_BLOCK.match(line)
+                else line for i, line in enumerate(lines)]
 
 
 class _BlockBoundaries(Preprocessor):

@@ -203,3 +203,9 @@ def test_feed_titles_are_smartified_as_jekyll_feed_does(site) -> None:
     assert rss.findtext("channel/item/title") == "It’s “quoted” – a test…"
     feed = json.loads((config.output_dir / "feed.json").read_bytes())
     assert feed["items"][0]["title"] == "It’s “quoted” – a test…"
+
+
+def test_an_indented_markdown_html_block_is_read_as_kramdown_reads_it() -> None:
+    # kramdown (GFM input) takes the start tag indented by up to 3 spaces; found by the property test above.
+    assert to_html(' <div markdown="1">\nhello\n{: .x}\n</div>\n', BASE) == '<div>\n<p class="x">hello</p>\n</div>'
+    assert to_html(' <div markdown="1">\n{: .x}\n', BASE) == "<div></div>"
