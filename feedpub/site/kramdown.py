@@ -159,8 +159,7 @@ class _IndentedHtmlBlocks(Preprocessor):
     """A `markdown="1"` HTML block whose start tag is indented by up to 3 spaces, as kramdown takes it."""
 
     def run(self, lines: list[str]) -> list[str]:
-        return [line.lstrip(" ") if (i == 0 or not lines[i - 1].strip()) and _INDENTED_HTML_BLOCK.match(line)
-                else line for i, line in enumerate(lines)]
+        return [line.lstrip(" ") if _INDENTED_HTML_BLOCK.match(line) else line for line in lines]
 
 
 class _BlockBoundaries(Preprocessor):

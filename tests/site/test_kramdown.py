@@ -212,3 +212,4 @@ def test_an_indented_markdown_html_block_is_read_as_kramdown_reads_it() -> None:
     # kramdown (GFM input) takes the start tag indented by up to 3 spaces; found by the property test above.
     assert to_html(' <div markdown="1">\nhello\n{: .x}\n</div>\n', BASE) == '<div>\n<p class="x">hello</p>\n</div>'
     assert to_html(' <div markdown="1">\n{: .x}\n', BASE) == "<div></div>"
+    assert to_html('a\n <div markdown="1">\n{: .x}\n', BASE) == "<p>a</p>\n<div></div>"   # it ends a paragraph
