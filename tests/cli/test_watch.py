@@ -17,16 +17,8 @@ import pytest
 
 from tests.cli.test_daemon_e2e import free_port
 from tests.hub_server import HubServer
+from tests.site.test_watch import POST
 
-POST = """\
----
-title: "{title}"
-date: 2025-12-{day:02d} 09:00:00 +0900
-categories: [AI導入戦略]
----
-
-{title}の本文です。
-"""
 CATEGORY_FEED = "https://blog.example.com/categories/ai%E5%B0%8E%E5%85%A5%E6%88%A6%E7%95%A5/feed.xml"
 
 
