@@ -20,7 +20,7 @@ import os
 import re
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -53,32 +53,21 @@ _SNS_SIGNED = {
 
 
 class Refused(Exception):
+    """Answer the request at once with this status: a refusal, or SNS's housekeeping (200)."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
 
 
+# A provider's events in a request's body, once its signature holds; raises Refused or providers.BadEvent.
+Reader = Callable[[Request, Config, bytes], Awaitable[list[providers.Event]]]
+
+
 async def ses(request: Request) -> Response:
-    config, store = _state(request)
-    if not config.bounces.ses_topic_arn:
+    if not request.app.state.config.bounces.ses_topic_arn:
         return _answer(404, "SES webhooks are off (set bounces.ses_topic_arn)")
-    try:
-        body = await _body(request)
-        payload = providers.parse_json(body)
-        if not isinstance(payload, dict) or payload.get("TopicArn") != config.bounces.ses_topic_arn:
-            raise Refused(403, "not from the SNS topic bounces.ses_topic_arn names")
-        await run_in_threadpool(verify_sns, payload)
-        if payload["Type"] == "SubscriptionConfirmation":
-            await run_in_threadpool(_confirm_subscription, str(payload.get("SubscribeURL", "")))
-            return _answer(200, "subscription confirmed")
-        if payload["Type"] != "Notification":
-            return _answer(200, "nothing to do")
-        events = list(providers.ses(providers.parse_json(str(payload.get("Message", "")).encode())))
-    except Refused as exc:
-        return _answer(exc.status, str(exc))
-    except providers.BadEvent as exc:
-        return _answer(400, str(exc))
-    return await _record(config, store, events, body, "webhook:ses")
+    return await _receive(request, "webhook:ses", _ses_events)
 
 
 async def postmark(request: Request) -> Response:
@@ -90,54 +79,60 @@ async def generic(request: Request) -> Response:
 
 
 async def mailgun(request: Request) -> Response:
-    config, store = _state(request)
-    key = _env_secret(config.bounces.mailgun_key_env)
-    if not key:
-        return _answer(404, f"Mailgun webhooks are off (set the variable {config.bounces.mailgun_key_env})")
-    try:
-        body = await _body(request)
-        payload = _dict(providers.parse_json(body))
-        signature = payload.get("signature")
-        if not isinstance(signature, dict):
-            raise Refused(401, "no signature")
-        timestamp, token = str(signature.get("timestamp", "")), str(signature.get("token", ""))
-        expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, str(signature.get("signature", ""))):
-            raise Refused(403, "bad signature")
-        _fresh(timestamp)
-        events = list(providers.mailgun(_dict(payload.get("event-data"))))
-    except Refused as exc:
-        return _answer(exc.status, str(exc))
-    except providers.BadEvent as exc:
-        return _answer(400, str(exc))
-    return await _record(config, store, events, body, "webhook:mailgun")
+    name = request.app.state.config.bounces.mailgun_key_env
+    if not _env_secret(name):
+        return _answer(404, f"Mailgun webhooks are off (set the variable {name})")
+    return await _receive(request, "webhook:mailgun", _mailgun_events)
 
 
 async def sendgrid(request: Request) -> Response:
-    config, store = _state(request)
-    if not config.bounces.sendgrid_public_key:
+    if not request.app.state.config.bounces.sendgrid_public_key:
         return _answer(404, "SendGrid webhooks are off (set bounces.sendgrid_public_key)")
+    return await _receive(request, "webhook:sendgrid", _sendgrid_events)
+
+
+async def _ses_events(request: Request, config: Config, body: bytes) -> list[providers.Event]:
+    payload = providers.parse_json(body)
+    if not isinstance(payload, dict) or payload.get("TopicArn") != config.bounces.ses_topic_arn:
+        raise Refused(403, "not from the SNS topic bounces.ses_topic_arn names")
+    await run_in_threadpool(verify_sns, payload)
+    if payload["Type"] == "SubscriptionConfirmation":
+        await run_in_threadpool(_confirm_subscription, str(payload.get("SubscribeURL", "")))
+        raise Refused(200, "subscription confirmed")
+    if payload["Type"] != "Notification":
+        raise Refused(200, "nothing to do")
+    return list(providers.ses(providers.parse_json(str(payload.get("Message", "")).encode())))
+
+
+async def _mailgun_events(request: Request, config: Config, body: bytes) -> list[providers.Event]:
+    payload = _dict(providers.parse_json(body))
+    signature = payload.get("signature")
+    if not isinstance(signature, dict):
+        raise Refused(401, "no signature")
+    timestamp, token = str(signature.get("timestamp", "")), str(signature.get("token", ""))
+    key = _env_secret(config.bounces.mailgun_key_env)
+    expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, str(signature.get("signature", ""))):
+        raise Refused(403, "bad signature")
+    _fresh(timestamp)
+    return list(providers.mailgun(_dict(payload.get("event-data"))))
+
+
+async def _sendgrid_events(request: Request, config: Config, body: bytes) -> list[providers.Event]:
+    signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
+    timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
+    if not signature or not timestamp:
+        raise Refused(401, "no signature")
     try:
-        body = await _body(request)
-        signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
-        timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
-        if not signature or not timestamp:
-            raise Refused(401, "no signature")
-        try:
-            key = _sendgrid_key(config.bounces.sendgrid_public_key)
-            key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        except (InvalidSignature, binascii.Error, ValueError) as exc:
-            raise Refused(403, "bad signature") from exc
-        _fresh(timestamp)
-        payload = providers.parse_json(body)
-        if not isinstance(payload, list):
-            raise providers.BadEvent("not a list of events")
-        events = list(providers.sendgrid(payload))
-    except Refused as exc:
-        return _answer(exc.status, str(exc))
-    except providers.BadEvent as exc:
-        return _answer(400, str(exc))
-    return await _record(config, store, events, body, "webhook:sendgrid")
+        key = _sendgrid_key(config.bounces.sendgrid_public_key)
+        key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, binascii.Error, ValueError) as exc:
+        raise Refused(403, "bad signature") from exc
+    _fresh(timestamp)
+    payload = providers.parse_json(body)
+    if not isinstance(payload, list):
+        raise providers.BadEvent("not a list of events")
+    return list(providers.sendgrid(payload))
 
 
 def routes() -> list[Route]:
@@ -195,18 +190,28 @@ def _confirm_subscription(url: str) -> None:
 
 async def _with_token(request: Request, source: str,
                       events_of: Callable[[Any], Iterable[providers.Event]]) -> Response:
-    config, store = _state(request)
-    token = _env_secret(config.bounces.webhook_token_env)
+    name = request.app.state.config.bounces.webhook_token_env
+    token = _env_secret(name)
     if not token:
-        return _answer(404, f"webhooks are off (set the variable {config.bounces.webhook_token_env})")
+        return _answer(404, f"webhooks are off (set the variable {name})")
     given = _credential(request.headers.get("Authorization", ""))
     if given is None:
         return _answer(401, "no credentials (expected Authorization: Bearer TOKEN)")
     if not hmac.compare_digest(given.encode(), token.encode()):
         return _answer(403, "wrong token")
+
+    async def read(_request: Request, _config: Config, body: bytes) -> list[providers.Event]:
+        return list(events_of(providers.parse_json(body)))
+
+    return await _receive(request, source, read)
+
+
+async def _receive(request: Request, source: str, read: Reader) -> Response:
+    """Read the body within MAX_BODY, take its events with `read`, record them (each once)."""
+    config, store = _state(request)
     try:
         body = await _body(request)
-        events = list(events_of(providers.parse_json(body)))
+        events = await read(request, config, body)
     except Refused as exc:
         return _answer(exc.status, str(exc))
     except providers.BadEvent as exc:
