@@ -13,7 +13,6 @@ the target (150 ms median). A measurement: it exits 0 even when a target is miss
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -35,14 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from feedpub import accounts  # noqa: E402
 from feedpub.config_file import load_config  # noqa: E402
-from feedpub.store import Store, open_store  # noqa: E402
+from feedpub.store import Store, bulk_insert, open_store  # noqa: E402
 from feedpub.web.app import create_app  # noqa: E402
 
 TARGET_MS = 150.0
 SECRET = "admin-bench-secret"
 ACCOUNT, PASSWORD = "bench", "bench password 1"
 CATEGORIES = ("AI導入戦略", "news", "法務", "研究")
-CHUNK = 20_000
 
 
 def main() -> None:
@@ -172,16 +170,8 @@ def fill(store: Store, count: int, issues: int, rows: int) -> list[str]:
 
 
 def insert(store: Store, table: str, columns: tuple[str, ...], rows: Iterator[tuple]) -> None:
-    statement = sa.table(table, *(sa.column(c) for c in columns)).insert()
     with store.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            cursor = conn.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        while chunk := [dict(zip(columns, row, strict=True)) for row in itertools.islice(rows, CHUNK)]:
-            conn.execute(statement, chunk)
+        bulk_insert(conn, table, columns, rows)
 
 
 def login(client: TestClient) -> None:

@@ -364,18 +364,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: datetime) -> None:
-    """One queued row per recipient: COPY on PostgreSQL, executemany of _INSERT_CHUNK rows on SQLite."""
+    """One queued row per recipient."""
     stamp = now.astimezone(UTC).replace(tzinfo=None)   # bound as is: at 100,000 rows the column type's
     columns = ("issue_id", "subscriber_id", "variant_key", "status", "attempts", "last_reply", "created_at",
                "updated_at")                          # per-row conversion alone costs seconds
-    rows = ((issue_id, sid, key, "queued", 0, "", stamp, stamp) for sid, key in recipients.items())
+    bulk_insert(conn, "deliveries", columns,
+                ((issue_id, sid, key, "queued", 0, "", stamp, stamp) for sid, key in recipients.items()))
+
+
+def bulk_insert(conn: Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    """Many rows at once, values bound as they are: COPY on PostgreSQL, executemany of _INSERT_CHUNK rows
+    on SQLite."""
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY deliveries ({', '.join(columns)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         return
-    insert = sa.table("deliveries", *(sa.column(name) for name in columns)).insert()
+    insert = sa.table(table, *(sa.column(name) for name in columns)).insert()
+    rows = iter(rows)
     while chunk := [dict(zip(columns, row, strict=True)) for row in itertools.islice(rows, _INSERT_CHUNK)]:
         conn.execute(insert, chunk)
 
