@@ -1,25 +1,26 @@
-"""DKIM (RFC 6376): the signature on every outgoing message, made by dkimpy, and the keys to make it with.
+"""DKIM (RFC 6376): the signature on every outgoing message, and the keys to make it with.
 
-`Signer.sign` is the one call, on the final bytes of each message (digest, test copy, confirmation):
-rsa-sha256, relaxed/relaxed, over the headers of `SIGNED_HEADERS` that the message has. The private key
-comes from the config, which read and checked it once at load (`feedpub.config`).
+rsa-sha256, relaxed/relaxed, over the headers of `SIGNED_HEADERS` that the message has. The signature is made
+in two halves: dkimpy canonicalises and hashes (its canonicalisation functions, `hash_headers`, `fold`), OpenSSL
+makes the RSA signature through `cryptography`. dkimpy's own `sign` is not used: its RSA is pure-Python `pow`,
+7.4 ms a message against OpenSSL's 0.72 ms on the project's machine (bench/README.md), and OpenSSL lets go of
+the GIL while it signs, so the claiming thread signs on one core while the sender loop runs on the other. dkimpy
+stays the verifier in the tests.
 
-Cost, measured (bench/README.md): ~10 ms of CPU a message, almost all of it inside dkimpy. Its RSA
-signature is pure-Python `pow` (~7 ms for a 2048-bit key on the project's 2-core machine; OpenSSL takes
-0.8 ms) and its relaxed body canonicalisation ~1 ms for a 34 KB digest. None of it can be done once per
-variant: the signed headers (To, Date, Message-ID, List-Unsubscribe) and the body (its unsubscribe and
-preferences links) differ per reader, so every message has its own body hash and RSA signature. Signing
-runs where messages are built, in the claiming thread, off the sender loop's path; the sender waits for
-signed messages, not the other way round. A pool of 2 signing processes was measured at 1.15x the
-signing rate of one thread on the shared 2-core machine (106 against 93 messages/s; at most 2x on an idle
-one), which does not change the order of magnitude, so there is none: the pool's lifecycle, shutdown on
-SIGTERM and a copy of every message through a pipe would be cost without a gain that counts.
+A digest's 34 KB body is not canonicalised per reader either. Relaxed body canonicalisation works line by line,
+so a body cut at line ends canonicalises piece by piece: `MessageTemplate` (`feedpub.send.messages`) keeps the
+canonical form of its static pieces and canonicalises only the spliced links per reader (`canonical_piece`,
+`body_hash`). Nothing else can be shared: To, Date, Message-ID, List-Unsubscribe and the body's links differ per
+reader, so every message has its own body hash and RSA signature.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from feedpub.config import Config, DkimConfig
@@ -31,6 +32,8 @@ from feedpub.config import Config, DkimConfig
 # the signature instead of riding along unsigned.
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
                   b"list-unsubscribe-post", b"mime-version", b"content-type")
+_HEADER_NAME = b"DKIM-Signature"
+_LINE = 72                   # longest line of the folded signature value (b=), as dkimpy folds
 _TXT_STRING = 255            # longest character-string in a TXT record (RFC 1035 3.3)
 
 
@@ -38,27 +41,62 @@ class Signer:
     """Signs messages as `[smtp.dkim]` says."""
 
     def __init__(self, config: DkimConfig) -> None:
-        # Imported here: dkimpy's import costs ~120 ms (dnspython; -X importtime), which a config without
-        # [smtp.dkim] never pays.
+        # Imported here: dkimpy's import costs ~120 ms (dnspython) and cryptography's ~20 ms (-X importtime),
+        # which a config without [smtp.dkim] never pays.
         import dkim
+        import dkim.canonicalization
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, utils
 
         self._dkim = dkim
-        self._domain = config.domain.encode("ascii")
-        self._selector = config.selector.encode("ascii")
-        self._key = config.private_key
+        self._relaxed = dkim.canonicalization
+        self._key = serialization.load_pem_private_key(config.private_key, password=None)
+        self._padding = padding.PKCS1v15()
+        self._prehashed = utils.Prehashed(hashes.SHA256())
+        self._tags = b"v=1; a=rsa-sha256; c=relaxed/relaxed; d=%s; s=%s" % (config.domain.encode("ascii"),
+                                                                            config.selector.encode("ascii"))
 
     def sign(self, message: bytes) -> bytes:
-        """`message` (CRLF line endings) with its DKIM-Signature header in front; ValueError if dkimpy
-        cannot sign it."""
+        """`message` (CRLF line endings) with its DKIM-Signature header in front; ValueError if it cannot
+        be signed."""
+        header, _, body = message.partition(b"\r\n\r\n")
+        return self.signature(header + b"\r\n", self.body_hash([self.canonical_piece(body)])) + message
+
+    def signature(self, header: bytes, body_hash: bytes) -> bytes:
+        """The DKIM-Signature header field (CRLF-terminated) of a message whose header section is `header`
+        (its fields, CRLF-terminated) and whose body hashes to `body_hash`; ValueError if the header section
+        cannot be parsed or has no From."""
         try:
-            signing = self._dkim.DKIM(message, linesep=b"\r\n")
-            present = {name.lower() for name, _ in signing.headers}
-            signature = signing.sign(self._selector, self._domain, self._key, canonicalize=(b"relaxed", b"relaxed"),
-                                     include_headers=[name for name in SIGNED_HEADERS if name in present
-                                                      for _ in range(2)])
-        except self._dkim.DKIMException as exc:
+            fields, _ = self._dkim.rfc822_parse(header + b"\r\n")
+        except self._dkim.MessageFormatError as exc:
             raise ValueError(f"cannot DKIM-sign the message: {exc}") from exc
-        return signature + message
+        present = {name.lower() for name, _ in fields}
+        if b"from" not in present:
+            raise ValueError("cannot DKIM-sign a message without a From header")
+        signed = tuple(name for name in SIGNED_HEADERS if name in present for _ in range(2))
+        tags = b"%s; t=%d; h=%s; bh=%s" % (self._tags, time.time(), b" : ".join(signed),
+                                          base64.b64encode(body_hash))
+        # b= on a line of its own, empty while hashed (RFC 6376 3.7): folding inside its value is then
+        # whitespace a verifier removes with the value.
+        value = b" " + self._dkim.fold(tags, namelen=len(_HEADER_NAME)) + b";\r\n b="
+        hashed = hashlib.sha256()
+        self._dkim.hash_headers(hashed, self._relaxed.CanonicalizationPolicy(self._relaxed.Relaxed,
+                                                                             self._relaxed.Relaxed),
+                                self._relaxed.Relaxed.canonicalize_headers(fields), signed, (_HEADER_NAME, value),
+                                None)
+        signature = base64.b64encode(self._key.sign(hashed.digest(), self._padding, self._prehashed))
+        folded = b"\r\n ".join(signature[start:start + _LINE] for start in range(0, len(signature), _LINE))
+        return _HEADER_NAME + b":" + value + folded + b"\r\n"
+
+    def canonical_piece(self, piece: bytes) -> bytes:
+        """`piece` of a message body, cut at line ends, in relaxed canonical form (RFC 6376 3.4.4) but for
+        the empty lines at the body's end, which `body_hash` drops from the joined pieces."""
+        return self._relaxed.compress_whitespace(self._relaxed.strip_trailing_whitespace(piece))
+
+    def body_hash(self, canonical_pieces: Iterable[bytes]) -> bytes:
+        """SHA-256 (bh=) of the body whose pieces, in order, `canonical_piece` made."""
+        body = self._relaxed.strip_trailing_lines(b"".join(canonical_pieces))
+        return hashlib.sha256(self._relaxed.correct_empty_body(body)).digest()
 
 
 def signer(config: Config) -> Signer | None:
@@ -68,8 +106,8 @@ def signer(config: Config) -> Signer | None:
 
 def new_key(bits: int) -> tuple[bytes, str]:
     """A new RSA key pair: the private key (PKCS#8 PEM) and the public key as DNS publishes it (p=)."""
-    # Imported here: cryptography adds ~20 ms to the import of this module (-X importtime), which every
-    # send loads; only keygen needs it.
+    # Imported here, as in `Signer`: cryptography adds ~20 ms to the import of this module (-X importtime),
+    # which every send loads; only keygen and signing need it.
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

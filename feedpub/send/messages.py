@@ -98,12 +98,16 @@ class _Slot:
 class MessageTemplate:
     """One variant's message, ready to personalise. Built by `message_template`."""
 
-    def __init__(self, chunks: tuple[bytes | _Slot, ...], tz: ZoneInfo, unsubscribe_mailto: str,
+    def __init__(self, header: bytes, body: tuple[bytes | _Slot, ...], tz: ZoneInfo, unsubscribe_mailto: str,
                  signing: Signer | None) -> None:
-        self._chunks = chunks
+        self._header = header                                  # the fields every recipient shares
+        self._body = body
         self._tz = tz
         self._mailto = unsubscribe_mailto
         self._signing = signing
+        # Every piece ends a line (`_body_chunks`), so each canonicalises on its own (`feedpub.send.dkim`).
+        self._canonical = tuple(signing.canonical_piece(piece) if isinstance(piece, bytes) else piece
+                                for piece in self._body) if signing else ()
 
     def render(self, *, to_email: str, to_name: str, unsubscribe_url: str, preferences_url: str,
                message_id: str) -> bytes:
@@ -112,18 +116,20 @@ class MessageTemplate:
             if not value.isascii() or not value.isprintable() or " " in value:
                 raise ValueError(f"{value!r} is not a header-safe ASCII value")
         links = {UNSUBSCRIBE_MARKER: unsubscribe_url, PREFERENCES_MARKER: preferences_url}
-        encoded = {(marker, in_html): _qp(html.escape(url) if in_html else url) + _SOFT_BREAK
+        encoded = {_Slot(marker, in_html): _qp(html.escape(url) if in_html else url) + _SOFT_BREAK
                    for marker, url in links.items() for in_html in (False, True)}
         unsubscribe = f"<{unsubscribe_url}>" + (f",\r\n <{self._mailto}>" if self._mailto else "")
-        head = (f"To: {format_address(to_name, to_email)}\r\n"
-                f"Date: {format_datetime(datetime.now(self._tz))}\r\n"
-                f"Message-ID: {message_id}\r\n"
-                f"List-Unsubscribe: {unsubscribe}\r\n").encode("ascii")
-        parts = [head]
-        for chunk in self._chunks:
-            parts.append(encoded[chunk.marker, chunk.in_html] if isinstance(chunk, _Slot) else chunk)
-        message = b"".join(parts)
-        return self._signing.sign(message) if self._signing else message
+        header = (f"To: {format_address(to_name, to_email)}\r\n"
+                  f"Date: {format_datetime(datetime.now(self._tz))}\r\n"
+                  f"Message-ID: {message_id}\r\n"
+                  f"List-Unsubscribe: {unsubscribe}\r\n").encode("ascii") + self._header
+        body = b"".join(encoded[piece] if isinstance(piece, _Slot) else piece for piece in self._body)
+        if not self._signing:
+            return header + _CRLF + body
+        canonical = {slot: self._signing.canonical_piece(value) for slot, value in encoded.items()}
+        body_hash = self._signing.body_hash(canonical[piece] if isinstance(piece, _Slot) else piece
+                                            for piece in self._canonical)
+        return self._signing.signature(header, body_hash) + header + _CRLF + body
 
 
 def message_template(config: Config, variant: Variant, *, period: str, test_copy: bool = False) -> MessageTemplate:
@@ -137,12 +143,14 @@ def message_template(config: Config, variant: Variant, *, period: str, test_copy
     message.set_content(_TEXT_BODY, charset="utf-8", cte="quoted-printable")
     message.add_alternative(_HTML_BODY, subtype="html", charset="utf-8", cte="quoted-printable")
     skeleton = message.as_bytes(policy=POLICY)
-    before_text, rest = skeleton.split(_TEXT_BODY.encode(), 1)
+    header, before_text = skeleton.split(_CRLF + _CRLF, 1)
+    before_text, rest = before_text.split(_TEXT_BODY.encode(), 1)
     between, after_html = rest.split(_HTML_BODY.encode(), 1)
     list_id = f"List-Id: {_list_id(config)}\r\n".encode("ascii")
-    chunks = [list_id, before_text, *_body_chunks(variant.text, in_html=False), between,
-              *_body_chunks(variant.html, in_html=True), after_html]
-    return MessageTemplate(tuple(_merge(chunks)), config.site.tz, _unsubscribe_mailto(config), signer(config))
+    body = [before_text, *_body_chunks(variant.text, in_html=False), between,
+            *_body_chunks(variant.html, in_html=True), after_html]
+    return MessageTemplate(list_id + header + _CRLF, tuple(_merge(body)), config.site.tz,
+                           _unsubscribe_mailto(config), signer(config))
 
 
 def test_copy(config: Config, variant: Variant, period: str, to_email: str, subscriber_id: int | None) -> bytes:

@@ -9,6 +9,8 @@ from pathlib import Path
 import dkim
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from feedpub.cli import main
 from feedpub.config_file import load_config
@@ -62,11 +64,16 @@ def test_keygen_never_overwrites_and_refuses_bad_names(tmp_path: Path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dkim-feedpub.key"]
 
 
+EC_KEY = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode("ascii")
+
+
 @pytest.mark.parametrize(("key_text", "table", "line", "message"), [
     (None, 'key_file = "missing.key"', 5, "cannot read"),
-    ("秘密鍵ではありません\n", 'key_file = "dkim.key"', 5, "is not a private key dkimpy can sign with"),
+    ("秘密鍵ではありません\n", 'key_file = "dkim.key"', 5, "is not a private key OpenSSL can read"),
     ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n",
-     'key_file = "dkim.key"', 5, "is not a private key dkimpy can sign with"),
+     'key_file = "dkim.key"', 5, "is not a private key OpenSSL can read"),
+    (EC_KEY, 'key_file = "dkim.key"', 5, "holds no RSA key"),
     (None, "", 2, "'smtp.dkim.key_file' not set"),
 ])
 def test_a_key_that_cannot_sign_stops_every_command(tmp_path: Path, key_text: str | None, table: str, line: int,

@@ -3,17 +3,22 @@ up in a DNS stub that serves the TXT record feedpub printed; a message changed o
 
 from __future__ import annotations
 
+import hashlib
 import re
 from email.header import decode_header, make_header
 from pathlib import Path
 
 import dkim
+import dkim.canonicalization
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from feedpub.cli.daemon import Daemon
+from feedpub.config import DkimConfig
 from feedpub.config_file import load_config
-from feedpub.send.dkim import dns_record, new_key, write_private_key
+from feedpub.send.dkim import Signer, dns_record, new_key, write_private_key
 from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from feedpub.web.app import create_app
@@ -107,3 +112,17 @@ def test_without_dkim_nothing_is_signed(tmp_path, smtp_server: SMTPTestServer) -
     config = write_site(tmp_path, smtp_server.port)
     assert feedpub(config, "digest", "send").exit_code == 0
     assert smtp_server.received and not any(b"DKIM-Signature" in r.data for r in smtp_server.received)
+
+
+# Lines of a body: words, runs of spaces and tabs (also at line ends), quoted-printable soft breaks, empty lines.
+LINES = st.lists(st.text(alphabet=["a", "語", " ", "\t", "="], max_size=12).map(lambda line: (line + "\r\n").encode()),
+                 max_size=6)
+
+
+@given(pieces=st.lists(LINES.map(b"".join), max_size=5))
+def test_a_body_cut_at_line_ends_hashes_piece_by_piece_as_whole(key, pieces: list[bytes]) -> None:
+    """How digests are signed: the static pieces canonicalised once, the links per reader, the same bh= as
+    dkimpy's relaxed canonicalisation of the whole body."""
+    signing = Signer(DkimConfig(DOMAIN, SELECTOR, "dkim.key", _private_key=key[0]))
+    whole = dkim.canonicalization.Relaxed.canonicalize_body(b"".join(pieces))
+    assert signing.body_hash(signing.canonical_piece(piece) for piece in pieces) == hashlib.sha256(whole).digest()
