@@ -8,10 +8,11 @@ the GIL while it signs, so the claiming thread signs on one core while the sende
 stays the verifier in the tests.
 
 A digest's 34 KB body is not canonicalised per reader either. Relaxed body canonicalisation works line by line,
-so a body cut at line ends canonicalises piece by piece: `MessageTemplate` (`feedpub.send.messages`) keeps the
-canonical form of its static pieces and canonicalises only the spliced links per reader (`canonical_piece`,
-`body_hash`). Nothing else can be shared: To, Date, Message-ID, List-Unsubscribe and the body's links differ per
-reader, so every message has its own body hash and RSA signature.
+so a body cut at line ends canonicalises piece by piece, as a header section cut between fields does:
+`MessageTemplate` (`feedpub.send.messages`) keeps the canonical form of its static pieces and fields and
+canonicalises only the reader's own (`canonical_piece`, `body_hash`, `canonical_fields`). Nothing else can be
+shared: To, Date, Message-ID, List-Unsubscribe and the body's links differ per reader, so every message has
+its own body hash and RSA signature.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Signer:
 
         self._dkim = dkim
         self._relaxed = dkim.canonicalization
+        self._policy = dkim.canonicalization.CanonicalizationPolicy(self._relaxed.Relaxed, self._relaxed.Relaxed)
         self._key = serialization.load_pem_private_key(config.private_key, password=None)
         self._padding = padding.PKCS1v15()
         self._prehashed = utils.Prehashed(hashes.SHA256())
@@ -60,17 +62,23 @@ class Signer:
         """`message` (CRLF line endings) with its DKIM-Signature header in front; ValueError if it cannot
         be signed."""
         header, _, body = message.partition(b"\r\n\r\n")
-        return self.signature(header + b"\r\n", self.body_hash([self.canonical_piece(body)])) + message
+        return self.signature(self.canonical_fields(header + b"\r\n"),
+                              self.body_hash([self.canonical_piece(body)])) + message
 
-    def signature(self, header: bytes, body_hash: bytes) -> bytes:
-        """The DKIM-Signature header field (CRLF-terminated) of a message whose header section is `header`
-        (its fields, CRLF-terminated) and whose body hashes to `body_hash`; ValueError if the header section
-        cannot be parsed or has no From."""
+    def canonical_fields(self, header: bytes) -> list[tuple[bytes, bytes]]:
+        """The fields of `header` (CRLF-terminated header lines) in relaxed canonical form, in order; a
+        header section cut between fields canonicalises part by part. ValueError if it is not header lines."""
         try:
             fields, _ = self._dkim.rfc822_parse(header + b"\r\n")
         except self._dkim.MessageFormatError as exc:
             raise ValueError(f"cannot DKIM-sign the message: {exc}") from exc
-        present = {name.lower() for name, _ in fields}
+        return self._relaxed.Relaxed.canonicalize_headers(fields)
+
+    def signature(self, fields: list[tuple[bytes, bytes]], body_hash: bytes) -> bytes:
+        """The DKIM-Signature header field (CRLF-terminated) of a message whose header fields, as
+        `canonical_fields` gives them, are `fields` and whose body hashes to `body_hash`; ValueError if it
+        has no From."""
+        present = {name for name, _ in fields}
         if b"from" not in present:
             raise ValueError("cannot DKIM-sign a message without a From header")
         signed = tuple(name for name in SIGNED_HEADERS if name in present for _ in range(2))
@@ -80,10 +88,7 @@ class Signer:
         # whitespace a verifier removes with the value.
         value = b" " + self._dkim.fold(tags, namelen=len(_HEADER_NAME)) + b";\r\n b="
         hashed = hashlib.sha256()
-        self._dkim.hash_headers(hashed, self._relaxed.CanonicalizationPolicy(self._relaxed.Relaxed,
-                                                                             self._relaxed.Relaxed),
-                                self._relaxed.Relaxed.canonicalize_headers(fields), signed, (_HEADER_NAME, value),
-                                None)
+        self._dkim.hash_headers(hashed, self._policy, fields, signed, (_HEADER_NAME, value), None)
         signature = base64.b64encode(self._key.sign(hashed.digest(), self._padding, self._prehashed))
         folded = b"\r\n ".join(signature[start:start + _LINE] for start in range(0, len(signature), _LINE))
         return _HEADER_NAME + b":" + value + folded + b"\r\n"

@@ -108,6 +108,7 @@ class MessageTemplate:
         # Every piece ends a line (`_body_chunks`), so each canonicalises on its own (`feedpub.send.dkim`).
         self._canonical = tuple(signing.canonical_piece(piece) if isinstance(piece, bytes) else piece
                                 for piece in self._body) if signing else ()
+        self._canonical_header = signing.canonical_fields(header) if signing else []
 
     def render(self, *, to_email: str, to_name: str, unsubscribe_url: str, preferences_url: str,
                message_id: str) -> bytes:
@@ -119,17 +120,19 @@ class MessageTemplate:
         encoded = {_Slot(marker, in_html): _qp(html.escape(url) if in_html else url) + _SOFT_BREAK
                    for marker, url in links.items() for in_html in (False, True)}
         unsubscribe = f"<{unsubscribe_url}>" + (f",\r\n <{self._mailto}>" if self._mailto else "")
-        header = (f"To: {format_address(to_name, to_email)}\r\n"
-                  f"Date: {format_datetime(datetime.now(self._tz))}\r\n"
-                  f"Message-ID: {message_id}\r\n"
-                  f"List-Unsubscribe: {unsubscribe}\r\n").encode("ascii") + self._header
-        body = b"".join(encoded[piece] if isinstance(piece, _Slot) else piece for piece in self._body)
+        own = (f"To: {format_address(to_name, to_email)}\r\n"
+               f"Date: {format_datetime(datetime.now(self._tz))}\r\n"
+               f"Message-ID: {message_id}\r\n"
+               f"List-Unsubscribe: {unsubscribe}\r\n").encode("ascii")
+        message = b"".join([own, self._header, _CRLF, *(encoded[piece] if isinstance(piece, _Slot) else piece
+                                                         for piece in self._body)])
         if not self._signing:
-            return header + _CRLF + body
+            return message
         canonical = {slot: self._signing.canonical_piece(value) for slot, value in encoded.items()}
         body_hash = self._signing.body_hash(canonical[piece] if isinstance(piece, _Slot) else piece
                                             for piece in self._canonical)
-        return self._signing.signature(header, body_hash) + header + _CRLF + body
+        return self._signing.signature(self._signing.canonical_fields(own) + self._canonical_header,
+                                       body_hash) + message
 
 
 def message_template(config: Config, variant: Variant, *, period: str, test_copy: bool = False) -> MessageTemplate:
