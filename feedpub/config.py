@@ -145,7 +145,7 @@ class WebConfig:
     unsubscribe_mailto: str = ""
     templates_dir: str = ""
     subscribe_limit: int = 10            # subscribe requests an hour from one client address
-    admin: bool = True                   # the dashboard at /admin, once `feedpub admin add-user` made an account
+    admin: bool = True                   # the dashboard at /admin (its accounts: `feedpub admin add-user`)
 
     def secret(self) -> str:
         return require_env(self.secret_env)
