@@ -208,6 +208,12 @@ class Config:
             return prefix + str(self.path(url[len(prefix) :]))
         return url
 
+    @property
+    def store_file(self) -> Path | None:
+        """The SQLite file of `store.url`; None for PostgreSQL and an in-memory store."""
+        url = self.store_url
+        return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+
 
 class MissingSecret(ConfigError):
     pass
