@@ -9,7 +9,7 @@ What a file is made from is fingerprinted (the issue, its neighbours, the config
 files, the libraries) and remembered in the build cache with each file's size and mtime. A SQLite store
 whose file has not changed since is not even opened: a no-op `feedpub build` stays a listing of files.
 
-Issues composed by a feedpub older than the archive (store schema < 4, before `issue_archive`) have no
+Issues composed by a feedpub older than the archive (store schema < 3, before `issue_archive`) have no
 record of what they showed. They are given one, once, from the posts their dates cover as the posts read
 today; an issue none of whose posts is published any more stays out of the list (a warning says so).
 """
