@@ -151,3 +151,17 @@ def _store_of_an_old_feedpub(url: str, stored: list[tuple[str, datetime, datetim
         conn.execute(issues.insert(), [{"period": period, "slot": slot, "starts": starts, "ends": slot,
                                         "created_at": slot} for period, starts, slot in stored])
     engine.dispose()
+
+
+def test_an_unreadable_store_is_named_and_the_feeds_are_still_written(site) -> None:
+    site.post("2025-12-05-tokens.md",
+              '---\ntitle: "トークン単価の下がり方"\ndate: 2025-12-05 10:00:00 +09:00\n---\n\n本文\n')
+    store_file = site.root / ".feedpub" / "feedpub.db"
+    store_file.parent.mkdir()
+    store_file.write_bytes(b"not a database, but 100 bytes of something else entirely" * 2)
+
+    built = build(site.root)
+    assert built.returncode == 1
+    assert f"feedpub: {store_file}: cannot use the store (file is not a database)" in built.stderr
+    assert "トークン単価の下がり方" in (site.root / "public" / "feed.xml").read_text(encoding="utf-8")
+    assert not (site.root / "public" / "digests").exists()
