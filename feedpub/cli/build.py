@@ -79,6 +79,9 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
     except FeedpubError as exc:
         click.echo(f"feedpub: {exc}", err=True)
         return False
+    except OSError as exc:
+        click.echo(f"feedpub: {exc.filename}: cannot write the digest archive ({exc.strerror})", err=True)
+        return False
     if archived.issues:
         click.echo(archived.summary())
     return True

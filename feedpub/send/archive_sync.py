@@ -65,7 +65,7 @@ class _State:
     store: Stamp | None                       # the SQLite files' (size, mtime_ns) before they were read
     issues: int
     made_from: dict[str, str]                 # file → fingerprint of what it was made from
-    outputs: dict[str, tuple[int, int]]       # file → (size, mtime_ns) after writing
+    outputs: dict[str, tuple[int, int] | None]   # file → (size, mtime_ns) after writing
 
 
 def page_path(period: str) -> str:
@@ -84,8 +84,8 @@ def layout(archived: Sequence[ArchivedIssue]) -> dict[str, str]:
     return files
 
 
-def refresh(config: Config, store: Store | None = None, *, output: Path | None = None, use_cache: bool = True,
-            now: datetime | None = None) -> ArchiveReport:
+def refresh(config: Config, store: Store | None = None, *, output: Path | None = None,
+            use_cache: bool = True) -> ArchiveReport:
     """Bring `digests/` in `output` (default feeds.output_dir) in step with the store. `store` None: opened
     here, and only if needed (a SQLite store that does not exist holds no issue and is not created).
     StoreError when the store cannot be read; DigestTemplateError when a template cannot be rendered."""
@@ -99,7 +99,7 @@ def refresh(config: Config, store: Store | None = None, *, output: Path | None =
         if state is not None and stamp is not None and state.store == stamp and _intact(output, state.outputs):
             return ArchiveReport(state.issues, (), len(state.outputs))
         with _opened(config, store) as db:
-            _fill_in(config, db, now or datetime.now(UTC))
+            _fill_in(config, db)
             archived = db.archived_issues()
         made_from = layout(archived)
         old = state.made_from if state else {}
@@ -119,7 +119,7 @@ def refresh(config: Config, store: Store | None = None, *, output: Path | None =
     return ArchiveReport(len(archived), tuple(sorted(written)), len(made_from) - len(written))
 
 
-def _fill_in(config: Config, store: Store, now: datetime) -> None:
+def _fill_in(config: Config, store: Store) -> None:
     """Give each issue stored before the archive existed what its posts show today (once)."""
     missing = store.unarchived_issues()
     if not missing:
@@ -130,7 +130,7 @@ def _fill_in(config: Config, store: Store, now: datetime) -> None:
     from feedpub.send.issue import compose, entries
     from feedpub.site.posts import collect
 
-    collection = collect(config, now=now)
+    collection = collect(config, now=datetime.now(UTC))
     for issue in missing:
         rendered, _ = covered_posts(config, collection, issue.starts, issue.ends)
         shown = compose(config, rendered, period=issue.period, slot=issue.slot, starts=issue.starts,
@@ -175,7 +175,7 @@ def _size_and_mtime(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _intact(output: Path, files: dict[str, tuple[int, int]]) -> bool:
+def _intact(output: Path, files: dict[str, tuple[int, int] | None]) -> bool:
     """Every file is still there as the last refresh left it."""
     return all(_size_and_mtime(output / path) == stat for path, stat in files.items())
 
