@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces bench-jekyll clean
+.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces bench-archive bench-jekyll clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -27,6 +27,9 @@ bench-admin: $(VENV)/.test
 
 bench-bounces: $(VENV)/.test
 	$(BIN)/python bench/bounce_bench.py
+
+bench-archive: $(VENV)/.test
+	$(BIN)/python bench/archive_bench.py
 
 # SITE: a folder with _posts/ (default: the parity fixture); JEKYLL_ARGS: --url, --timezone, --permalink
 bench-jekyll: $(VENV)/.run

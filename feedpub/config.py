@@ -145,7 +145,7 @@ class WebConfig:
     unsubscribe_mailto: str = ""
     templates_dir: str = ""
     subscribe_limit: int = 10            # subscribe requests an hour from one client address
-    admin: bool = True                   # the dashboard at /admin, once `feedpub admin add-user` made an account
+    admin: bool = True                   # the dashboard at /admin (its accounts: `feedpub admin add-user`)
 
     def secret(self) -> str:
         return require_env(self.secret_env)
@@ -207,6 +207,12 @@ class Config:
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
             return prefix + str(self.path(url[len(prefix) :]))
         return url
+
+    @property
+    def store_file(self) -> Path | None:
+        """The SQLite file of `store.url`; None for PostgreSQL and an in-memory store."""
+        url = self.store_url
+        return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
 
 class MissingSecret(ConfigError):

@@ -31,6 +31,18 @@ def write_atomic(target: Path, data: bytes) -> None:
         raise
 
 
+def write_if_changed(target: Path, data: bytes) -> bool:
+    """`write_atomic` unless `target` already holds `data` (its mtime stays, so servers keep answering 304);
+    whether it wrote."""
+    try:
+        if target.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(target, data)
+    return True
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

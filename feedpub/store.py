@@ -258,11 +258,28 @@ class Store:
         return stored
 
     def archived_issues(self) -> list[ArchivedIssue]:
-        """The issues in the public archive, oldest first."""
+        """The issues in the public archive, oldest first (an issue archived with no posts is not one)."""
         query = sa.select(issues.c.period, issues.c.slot, issue_archive.c.entries).join(
             issue_archive, issue_archive.c.issue_id == issues.c.id).order_by(issues.c.slot, issues.c.id)
         with self.engine.connect() as conn:
-            return [ArchivedIssue(row.period, row.slot, list(row.entries)) for row in conn.execute(query)]
+            return [ArchivedIssue(row.period, row.slot, list(row.entries)) for row in conn.execute(query)
+                    if row.entries]
+
+    def unarchived_issues(self) -> list[StoredIssue]:
+        """Issues the archive table has no row for: composed by a feedpub older than it (schema v3)."""
+        query = sa.select(issues).outerjoin(issue_archive, issue_archive.c.issue_id == issues.c.id).where(
+            issue_archive.c.issue_id.is_(None)).order_by(issues.c.slot, issues.c.id)
+        with self.engine.connect() as conn:
+            return [_issue(row) for row in conn.execute(query)]
+
+    def archive_issue(self, issue_id: int, archived: Sequence[Mapping[str, Any]]) -> None:
+        """Keep what the public archive shows of an issue stored without it (empty: nothing to show, so it
+        stays unlisted and is not looked at again); another process doing it first is no error."""
+        try:
+            with self.writing() as conn:
+                conn.execute(issue_archive.insert().values(issue_id=issue_id, entries=list(archived)))
+        except sa.exc.IntegrityError:
+            pass
 
     def issue_period(self, issue_id: int) -> str:
         with self.engine.connect() as conn:

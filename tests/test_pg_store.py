@@ -69,6 +69,18 @@ def test_an_issue_keeps_its_archived_posts_as_json(store):
     assert archived.period == "p" and archived.entries == posts
 
 
+def test_an_issue_stored_without_its_archive_gets_it_once(store):
+    now = datetime.now(UTC)
+    store.create_issue(period="old", slot=now, starts=now, ends=now, variants=[], recipients={})
+    store.create_issue(period="gone", slot=now, starts=now, ends=now, variants=[], recipients={})
+    old, gone = store.unarchived_issues()
+    store.archive_issue(old.id, [{"title": "生成AIと著作権"}])
+    store.archive_issue(old.id, [{"title": "a second process, a moment later"}])
+    store.archive_issue(gone.id, [])
+    assert store.unarchived_issues() == []
+    assert [(a.period, a.entries) for a in store.archived_issues()] == [("old", [{"title": "生成AIと著作権"}])]
+
+
 def test_subscribers_suppressions_and_times(store):
     store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("AI導入戦略",))], status="active")
     assert store.subscriber("taro@example.jp").categories == ("AI導入戦略",)

@@ -96,6 +96,10 @@ def test_archived_issues_come_back_oldest_first_with_their_posts(store):
     archived = store.archived_issues()
     assert [(a.period, a.slot) for a in archived] == [("2025-12-15-0900", earlier), ("2025-12-22-0900", later)]
     assert archived[1].entries == posts
+    (unarchived,) = store.unarchived_issues()
+    assert unarchived.period == "not-archived"
+    store.archive_issue(unarchived.id, [])             # its posts are gone: recorded, and still not listed
+    assert store.unarchived_issues() == [] and len(store.archived_issues()) == 2
 
 
 def test_an_issue_period_is_composed_once(store):

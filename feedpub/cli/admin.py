@@ -27,12 +27,12 @@ def admin() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @click.pass_obj
 def add_user(app: App, name: str, password_stdin: bool) -> None:
-    """Create account NAME; the dashboard appears at the daemon's next start."""
+    """Create account NAME; it can log in to /admin at once, in a running daemon too."""
     from feedpub import accounts  # lazy: sqlalchemy and argon2
 
     password = _password(password_stdin)
     _change(app, "account.add", name, lambda store, user: accounts.add_user(store, user, password))
-    click.echo(f"added {name}; /admin is served from the next start of `feedpub run`")
+    click.echo(f"added {name}; log in at /admin (a running `feedpub run` needs no restart)")
 
 
 @admin.command("list-users")

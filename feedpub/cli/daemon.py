@@ -53,27 +53,43 @@ class Daemon:
         return self.live.current
 
     def build(self) -> None:
-        """The build is incremental: when nothing changed it only lists the posts, so it simply runs."""
-        from feedpub.site.build import build_site  # lazy: 40 ms
-
+        """The feeds, then the digest archive from the store. Both are incremental: when nothing changed they
+        only list the posts and look at the store's file, so they simply run."""
         with self._building:
             config = self.config
-            try:
-                report = build_site(config, on_written=lambda written: self._announce(config, written))
-            except ConfigError as exc:
-                log.error("build failed, published files left as they were: %s", exc)
-                return
-            except Exception:
-                log.exception("build failed, published files left as they were")
-                return
-            for problem in report.problems:    # each once, not at every timed rebuild
-                if problem not in self._reported:
-                    log.warning("%s", problem)
-            self._reported = set(report.problems)
-            if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
-                log.info("%s", report.summary())
-            self.categories, self.last_build = report.categories, datetime.now(UTC)
-            self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(report.problems)}
+            self._build_feeds(config)
+            self._write_archive(config)
+
+    def _build_feeds(self, config: Config) -> None:
+        from feedpub.site.build import build_site  # lazy: 40 ms
+
+        try:
+            report = build_site(config, on_written=lambda written: self._announce(config, written))
+        except ConfigError as exc:
+            log.error("build failed, published files left as they were: %s", exc)
+            return
+        except Exception:
+            log.exception("build failed, published files left as they were")
+            return
+        for problem in report.problems:    # each once, not at every timed rebuild
+            if problem not in self._reported:
+                log.warning("%s", problem)
+        self._reported = set(report.problems)
+        if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
+            log.info("%s", report.summary())
+        self.categories, self.last_build = report.categories, datetime.now(UTC)
+        self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(report.problems)}
+
+    def _write_archive(self, config: Config) -> None:
+        from feedpub.send.archive_sync import refresh  # lazy: loads site.build, as the build above
+
+        try:
+            archived = refresh(config, self.store)
+        except Exception:
+            log.exception("digest archive not written, its files left as they were")
+            return
+        if archived.written:
+            log.info("%s", archived.summary())
 
     def _announce(self, config: Config, written: WriteResult) -> None:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""

@@ -1,27 +1,26 @@
-"""The public archive of the digest, in the published folder beside the feeds:
+"""The bytes of the digest's public archive, in the published folder beside the feeds:
 
     digests/<period>/index.html   each composed issue, linking to the list and to its older and newer issue
     digests/index.html            every issue, newest first: title, date, posts
     digests/feed.xml              an Atom 1.0 feed of the issues, for readers who want the digest in their reader
 
-The store keeps what each issue showed of its posts (`record`), so the pages of past issues are rendered
-again, with the same posts, when a new issue gives them a neighbour. Written when an issue is composed
-(`publish`); `feedpub build` never opens the store, so it leaves the archive alone.
+The store keeps what each issue showed of its posts (`record`), so every page is rendered again from the
+store, with the same posts, whenever its inputs change; which files those are, and writing them, is
+`feedpub.send.archive_sync`'s job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
 from feedpub.config import Config
-from feedpub.files import write_atomic
+from feedpub.send.archive_sync import FEED, INDEX, page_path
 from feedpub.send.issue import (
     ArchiveLinks,
     Entry,
@@ -34,9 +33,8 @@ from feedpub.send.issue import (
 )
 from feedpub.send.pictures import Picture
 from feedpub.site.source import INVALID_XML
-from feedpub.store import ArchivedIssue, Store
+from feedpub.store import ArchivedIssue
 
-FOLDER = "digests"
 INDEX_TEMPLATE = "digests_index.html.j2"
 ENTRY_TEMPLATE = "digests_entry.html.j2"
 
@@ -60,23 +58,22 @@ def record(entry: Entry) -> dict[str, Any]:
     return data
 
 
-def publish(config: Config, store: Store, period: str) -> list[Path]:
-    """Write the page of issue `period` and of its neighbours (their links to it), the list of issues and
-    the feed; the paths written. An issue not in the archive (composed by an older feedpub) is skipped."""
-    shown = _shown(config, store.archived_issues())
-    folder = config.output_dir / FOLDER
-    written = []
-    positions = [i for i, issue in enumerate(shown) if issue.period == period]
-    for i in sorted({p + step for p in positions for step in (-1, 0, 1)} & set(range(len(shown)))):
-        issue = shown[i]
-        links = ArchiveLinks(index="../", feed="../feed.xml", previous=f"../{shown[i - 1].period}/" if i else "",
-                             next=f"../{shown[i + 1].period}/" if i + 1 < len(shown) else "")
-        page = public_page(config, issue.period, issue.slot, issue.entries, links)
-        written.append(_write(folder / issue.period / "index.html", page.html.encode("utf-8")))
-    if shown:
-        written.append(_write(folder / "index.html", index_bytes(config, shown)))
-        written.append(_write(folder / "feed.xml", feed_bytes(config, shown)))
-    return written
+def documents(config: Config, archived: Sequence[ArchivedIssue], wanted: Collection[str]) -> dict[str, bytes]:
+    """The bytes of each archive file in `wanted` (paths relative to the output folder, `archive_sync.layout`)."""
+    shown = _shown(config, archived)
+    made = {}
+    for i, issue in enumerate(shown):
+        path = page_path(issue.period)
+        if path in wanted:
+            links = ArchiveLinks(index="../", feed="../feed.xml",
+                                 previous=f"../{shown[i - 1].period}/" if i else "",
+                                 next=f"../{shown[i + 1].period}/" if i + 1 < len(shown) else "")
+            made[path] = public_page(config, issue.period, issue.slot, issue.entries, links).html.encode("utf-8")
+    if shown and INDEX in wanted:
+        made[INDEX] = index_bytes(config, shown)
+    if shown and FEED in wanted:
+        made[FEED] = feed_bytes(config, shown)
+    return made
 
 
 def index_bytes(config: Config, shown: Sequence[Shown]) -> bytes:
@@ -138,8 +135,3 @@ def _entry(data: Mapping[str, Any]) -> Entry:
 
 def _xml(text: str) -> str:
     return INVALID_XML.sub("", text)
-
-
-def _write(path: Path, data: bytes) -> Path:
-    write_atomic(path, data)
-    return path

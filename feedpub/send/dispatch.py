@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from feedpub import holds
 from feedpub.config import Config
 from feedpub.errors import Problem
-from feedpub.send import archive, delivery, messages
+from feedpub.send import archive, archive_sync, delivery, messages
 from feedpub.send.issue import Issue, Variant, compose, due_slot, entries, render_variant, variant_key
-from feedpub.site.markup import render_posts
-from feedpub.site.posts import collect
+from feedpub.site.markup import RenderedPost, render_posts
+from feedpub.site.posts import Collection, collect
 from feedpub.store import Delivery, Store, StoredIssue, StoredVariant, StoreError
 
 log = logging.getLogger("feedpub.send.issue")
@@ -67,7 +67,7 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
             stored = store.issue(period)   # another process composed it a moment ago: resume that one
             if stored is None:
                 raise
-        archive.publish(config, store, period)
+        archive_sync.refresh(config, store)
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
     hold = holds.state(store, stored.id)
     if hold is not None:
@@ -127,13 +127,19 @@ def compose_due_issue(config: Config, store: Store, now: datetime) -> tuple[Issu
 def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetime) -> tuple[Issue, list[Problem]]:
     """The issue of the slot due at `now`, covering (starts, ends]; with the problems met reading posts."""
     collection = collect(config, now=now)
-    # Render only what the issue can hold (a large site would otherwise render every post it has);
-    # `{% post_url %}` still resolves against all of them.
-    covered = sorted((p for p in collection.posts if starts < p.date <= ends), key=lambda p: p.date, reverse=True)
-    rendered, warnings = render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
+    rendered, warnings = covered_posts(config, collection, starts, ends)
     period, slot = due_slot(config, now)
     issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=ends)
     return issue, [*collection.problems, *warnings]
+
+
+def covered_posts(config: Config, collection: Collection, starts: datetime,
+                  ends: datetime) -> tuple[list[RenderedPost], list[Problem]]:
+    """The posts of `collection` an issue covering (starts, ends] can hold, rendered; with the warnings met.
+    Only those are rendered (a large site would otherwise render every post it has); `{% post_url %}` still
+    resolves against all of them."""
+    covered = sorted((p for p in collection.posts if starts < p.date <= ends), key=lambda p: p.date, reverse=True)
+    return render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
 
 
 def next_start(config: Config, store: Store, slot: datetime) -> datetime:

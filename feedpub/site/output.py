@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedpub.files import TEMP_PREFIX, write_atomic
+from feedpub.files import TEMP_PREFIX, write_if_changed
 
 MANIFEST = ".feedpub-manifest"
 
@@ -53,13 +53,13 @@ def write_files(root: Path, files: Mapping[str, bytes], keep: Collection[str] = 
             leftover.unlink(missing_ok=True)
     written, unchanged = [], []
     for relative in sorted(files):
-        if _replace_if_changed(targets[relative], files[relative]):
+        if write_if_changed(targets[relative], files[relative]):
             written.append(relative)
         else:
             unchanged.append(relative)
     managed = set(files) | set(keep)
     removed = _remove_stale(root, _read_manifest(root) - managed)
-    _replace_if_changed(root / MANIFEST, "".join(f"{path}\n" for path in sorted(managed)).encode("utf-8"))
+    write_if_changed(root / MANIFEST, "".join(f"{path}\n" for path in sorted(managed)).encode("utf-8"))
     return WriteResult(tuple(written), tuple(sorted(unchanged + list(keep))), tuple(removed))
 
 
@@ -69,16 +69,6 @@ def _inside(root: Path, relative: str) -> Path:
     if not target.is_relative_to(root) or target == root:
         raise ValueError(f"{relative!r} is outside the output folder {root}")
     return target
-
-
-def _replace_if_changed(target: Path, data: bytes) -> bool:
-    try:
-        if target.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    write_atomic(target, data)
-    return True
 
 
 def _read_manifest(root: Path) -> set[str]:

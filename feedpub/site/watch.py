@@ -1,15 +1,17 @@
-"""Watching what a build reads — the posts folder and the config file — for `feedpub run` and
-`feedpub build --watch`: `changes` yields batches of changed paths, one batch per burst of saves.
+"""Watching what a build reads — the posts folder, the config file and the operator's digest templates —
+for `feedpub run` and `feedpub build --watch`: `changes` yields batches of changed paths, one batch per
+burst of saves.
 
 A burst (an editor's save, a `git pull` of 200 posts) ends when nothing changed for `QUIET_MS`, or
 after `LONGEST_MS` of continuous changes (watchfiles' step and debounce); what changes while the caller
-is busy with one batch is in the next. Templates need no watching: the feeds index and stylesheet ship
-inside the package, the digest templates are read when an issue is composed, and the web pages reload
-changed templates on their own (Jinja's auto_reload).
+is busy with one batch is in the next. The feeds index and stylesheet ship inside the package and the web
+pages reload changed templates on their own (Jinja's auto_reload); the digest templates (`digest.templates_dir`)
+are watched because every build renders the digest archive's pages with them.
 
 The config file is watched through its folder, not by itself: an editor saves by writing a new file
-and renaming it over the old one, and a watch on the old file sees nothing after that. The folder is
-watched without its subfolders (it often holds .git/ and .venv/), the posts folder with them.
+and renaming it over the old one, and a watch on the old file sees nothing after that. That folder and the
+templates folder are watched without their subfolders (the first often holds .git/ and .venv/), the posts
+folder with them.
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ class Watched:
     posts: Path                   # watched with its subfolders
     config: Path | None           # None: built-in defaults, no file
     ignored: tuple[Path, ...]     # what the build writes itself (output folder, cache), in case it is below posts
+    templates: Path | None = None  # digest.templates_dir, when set
 
     def wanted(self, path: Path) -> bool:
         """A change to `path` can change what the build makes."""
         if path == self.config:
             return True
+        if path.parent == self.templates:
+            return not path.name.startswith(".") and not path.name.endswith("~")
         if not path.is_relative_to(self.posts) or any(path.is_relative_to(folder) for folder in self.ignored):
             return False
         # Editors' swap, lock and backup files (.post.md.swp, .#post.md, post.md~) never hold a post.
@@ -67,8 +72,9 @@ class LiveConfig:
         self.broken = False
 
     def watched(self) -> Watched:
-        return Watched(self.current.posts_dir, self.file,
-                       (self.current.output_dir, self.current.path(CACHE_FOLDER)))
+        templates = self.current.digest.templates_dir
+        return Watched(self.current.posts_dir, self.file, (self.current.output_dir, self.current.path(CACHE_FOLDER)),
+                       self.current.path(templates) if templates else None)
 
     def refresh(self, batch: frozenset[Path]) -> None:
         if self.file is None or not (self.file in batch or self.broken):
@@ -103,6 +109,8 @@ def changes(what: Watched, stop: threading.Event) -> Iterator[frozenset[Path]]:
     folders = [(what.posts, True)]
     if what.config is not None:
         folders.append((what.config.parent, False))
+    if what.templates is not None and what.templates.is_dir() and (what.templates, False) not in folders:
+        folders.append((what.templates, False))
     watchers = [threading.Thread(target=_watch, args=(folder, recursive, what.wanted, done, found),
                                  name=f"watch {folder}", daemon=True) for folder, recursive in folders]
     for watcher in watchers:

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from feedpub import accounts, templates
+from feedpub import templates
 from feedpub.config import Config
 from feedpub.store import Store
 from feedpub.strings import load_strings
@@ -90,8 +90,8 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     """`send_confirmation(email, subject, text)` mails the double opt-in link; `categories()` lists the
     site's categories for the form; `health()` adds daemon facts to /healthz."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    # The dashboard exists only once an operator account does (`feedpub admin add-user`).
-    operator = admin.routes() if config.web.admin and accounts.has_users(store) else []
+    # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
+    operator = admin.routes() if config.web.admin else []
     app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=FeedFiles(directory=config.output_dir, html=True))])
     state = app.state
     state.config, state.store = config, store

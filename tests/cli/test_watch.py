@@ -17,6 +17,7 @@ import pytest
 
 from tests.cli.test_daemon_e2e import free_port
 from tests.hub_server import HubServer
+from tests.send.test_archive import WEEKS, send_three_weeks
 from tests.site.test_watch import POST
 
 CATEGORY_FEED = "https://blog.example.com/categories/ai%E5%B0%8E%E5%85%A5%E6%88%A6%E7%95%A5/feed.xml"
@@ -108,6 +109,30 @@ def test_build_watch_reports_a_bad_post_publishes_the_rest_and_survives_a_broken
 
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=30) == 1      # the last build skipped the bad post
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+
+
+def test_build_watch_brings_a_changed_digest_strings_file_to_every_archived_issue(site, smtp_server,
+                                                                                  monkeypatch) -> None:
+    config = send_three_weeks(site, smtp_server, monkeypatch, "ja")
+    (site.root / "overrides").mkdir()
+    site.toml.write_text(site.toml.read_text(encoding="utf-8").replace(
+        'schedule = "mon 09:00"', 'schedule = "mon 09:00"\ntemplates_dir = "overrides"'), encoding="utf-8")
+    pages = [config.output_dir / "digests" / week / "index.html" for week in WEEKS]
+    watcher, log = start(site, "build", "--watch")
+    try:
+        eventually(lambda: "watching" in log.read_text(), "the first build", log)
+        time.sleep(0.5)
+        assert all("バックナンバー一覧" in page.read_text(encoding="utf-8") for page in pages)
+
+        (site.root / "overrides" / "strings.toml").write_text('[ja]\nall_issues = "過去の号"\n', encoding="utf-8")
+        eventually(lambda: all("過去の号" in page.read_text(encoding="utf-8") for page in pages),
+                   "the new words on every archived issue", log)
+
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=30) == 0
     finally:
         if watcher.poll() is None:
             watcher.kill()

@@ -1,8 +1,9 @@
 """The operator's dashboard at /admin: accounts and sessions (`auth`), pages and actions (`endpoints`),
 the store's aggregates (`queries`), charts (`charts`) and the published feeds (`published`).
 
-`feedpub.web.app` adds `routes()` only when the store has an admin account and `web.admin` is true:
-otherwise no /admin route exists at all.
+`feedpub.web.app` adds `routes()` when `web.admin` is true (otherwise no /admin route exists at all),
+whether or not an account exists: until one does, the pages say how to make one (`auth.signed_in`), and
+the first login works as soon as `feedpub admin add-user` has run, without a restart.
 """
 
 from __future__ import annotations

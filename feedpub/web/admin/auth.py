@@ -134,6 +134,8 @@ def signed_in(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def guarded(request: Request) -> Response:
         admin = _current(request)
         if admin is None:
+            if request.method == "GET" and not accounts.has_users(store(request)):
+                return setup(request)
             target = quote(request.url.path) if request.method == "GET" else "/admin"
             return _redirect(f"/admin/login?next={target}")
         request.state.admin = admin
@@ -160,6 +162,8 @@ class Login:
         self.throttle = throttle
 
     async def form(self, request: Request) -> Response:
+        if not accounts.has_users(store(request)):
+            return setup(request)
         return self._form(request, 200)
 
     async def submit(self, request: Request) -> Response:
@@ -213,6 +217,14 @@ class Login:
         except BadToken:
             return False
         return bool(sent) and secrets.compare_digest(sent, expected)
+
+
+def setup(request: Request) -> Response:
+    """What the dashboard answers while no account exists: how to make the first one, in site.language (the
+    reader pages' strings). No form: there is nothing to log in to, and a login POST without the login form's
+    cookie is refused as any stale form is."""
+    strings = request.app.state.strings
+    return page(request, "setup.html.j2", title=strings.text("admin_setup_title"), t=strings.texts)
 
 
 @signed_in

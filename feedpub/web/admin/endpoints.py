@@ -26,7 +26,7 @@ from feedpub.addresses import BadAddress, mailable
 from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
 from feedpub.scheduler import digest_trigger
-from feedpub.send import messages, smtp
+from feedpub.send import archive_sync, messages, smtp
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.classify import KINDS
 from feedpub.send.dispatch import stored_variant
@@ -237,13 +237,15 @@ def feeds(request: Request) -> Response:
 
 @signed_in
 async def rebuild(request: Request) -> Response:
-    """Build now, as the daemon's build job does (incremental: only what changed is written)."""
+    """Build now, as the daemon's build job does: the feeds, then the digest archive (incremental: only what
+    changed is written)."""
     record(request, "feeds.rebuild")
     try:
         report = await run_in_threadpool(build_site, config(request))
+        archived = await run_in_threadpool(archive_sync.refresh, config(request), store(request))
     except FeedpubError as exc:
         return page(request, "message.html.j2", 500, title="Build failed", message=str(exc))
-    log.info("rebuild from the dashboard: %s", report.summary())
+    log.info("rebuild from the dashboard: %s; %s", report.summary(), archived.summary())
     return _back("/admin/feeds", "rebuilt")
 
 

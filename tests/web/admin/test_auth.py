@@ -158,17 +158,57 @@ def test_login_redirects_only_within_the_dashboard(dashboard) -> None:
     assert answer.headers["location"] == "/admin"
 
 
-def test_no_admin_routes_without_an_account_or_with_web_admin_off(site, monkeypatch) -> None:
+def test_without_an_account_every_page_says_how_to_make_one_and_nothing_opens(site, monkeypatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure("", language="ja")
+    store = open_store(site.config.store_url)
+    with TestClient(make_app(site.config, store)) as client:
+        routes = admin_routes(client.app)
+        assert len(routes) >= 20
+        for method, path in routes:
+            answer = client.request(method, path, follow_redirects=False)
+            if method == "GET":
+                assert answer.status_code == 200, path
+                assert "<h1>管理画面のアカウントがまだありません</h1>" in answer.text, path
+                assert "<code>feedpub admin add-user NAME</code>" in answer.text, path
+                assert 'type="password"' not in answer.text and "set-cookie" not in answer.headers, path
+                assert answer.headers["x-frame-options"] == "DENY"
+            elif path == "/admin/login":     # no login form was served, so no login form token either
+                assert answer.status_code == 403
+            else:
+                assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/login")
+        assert client.cookies.get(auth.COOKIE) is None
+    store.engine.dispose()
+
+
+def test_the_first_account_can_log_in_without_a_new_app(site, monkeypatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure("", language="en-GB")
+    store = open_store(site.config.store_url)
+    with TestClient(make_app(site.config, store)) as client:
+        waiting = client.get("/admin")
+        assert "<h1>The dashboard has no account yet</h1>" in waiting.text
+        assert "needs no restart" in waiting.text
+        accounts.add_user(store, ACCOUNT, PASSWORD)
+        assert login(client, password="wrong password, ten+").status_code == 401
+        assert login(client).status_code == 303
+        assert "<h1>Overview</h1>" in client.get("/admin").text
+        actions = [entry.action for entry in accounts.audit_log(store, 10)]
+        assert actions[:2] == ["login", "login.failed"]
+    store.engine.dispose()
+
+
+def test_no_admin_routes_with_web_admin_off_even_with_an_account(site, monkeypatch) -> None:
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     store = open_store(site.config.store_url)
-    assert admin_routes(make_app(site.config, store)) == []
     accounts.add_user(store, ACCOUNT, PASSWORD)
-    assert admin_routes(make_app(site.config, store))
     site.configure("[web]\nadmin = false\n")
     app = make_app(site.config, store)
     assert admin_routes(app) == []
     with TestClient(app) as client:
+        assert client.get("/admin").status_code == 404
         assert client.get("/admin/login").status_code == 404
+    store.engine.dispose()
 
 
 def test_pages_carry_no_store_and_anti_framing_headers(dashboard) -> None:

@@ -20,7 +20,8 @@ import uvicorn
 from feedpub import accounts
 from feedpub.schema import deliveries, subscribers
 from feedpub.store import SubscriberInput, open_store
-from tests.cli.test_daemon_e2e import free_port
+from tests.cli.test_admin_daemon import feedpub
+from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
 from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
 from tests.web.admin.conftest import ACCOUNT, FIXTURES, PASSWORD, PERIOD, RETURN_PATH, SECRET, make_app, returned, seed
 
@@ -170,6 +171,40 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
     if os.environ.get("FEEDPUB_UPDATE_SCREENSHOTS") == "1":
         for shot in shots:
             shutil.copy(shot, DOCS / shot.name)
+
+
+def test_a_running_daemon_opens_the_dashboard_once_the_first_account_exists(tmp_path, smtp_server) -> None:
+    """No account at start: /admin says how to make one; `feedpub admin add-user` in another process; then
+    the same daemon (no restart) logs the operator in."""
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright  # only when the browser is there (require_browser)
+
+    port = free_port()
+    write_site(tmp_path, smtp_server, port)
+    daemon = DaemonProcess(tmp_path, port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                page = browser.new_page(viewport=DESKTOP)
+                page.goto(f"{daemon.base}/admin")
+                expect(page.locator("h1")).to_have_text("管理画面のアカウントがまだありません")
+                expect(page.locator("code")).to_have_text("feedpub admin add-user NAME")
+                expect(page.locator("#password")).to_have_count(0)
+
+                added = feedpub(tmp_path, "admin", "add-user", "ops", "--password-stdin", stdin="operator password\n")
+                assert added.returncode == 0, added.stderr
+                page.reload()
+                expect(page).to_have_url(f"{daemon.base}/admin/login?next=/admin")
+                page.fill("#name", "ops")
+                page.fill("#password", "operator password")
+                page.click("text=Log in")
+                expect(page.locator("h1")).to_have_text("Overview")
+                expect(page.locator("header")).to_contain_text("ops")
+            finally:
+                browser.close()
+    finally:
+        assert daemon.stop() == 0
 
 
 def _shot(page, folder: Path, name: str) -> Path:
