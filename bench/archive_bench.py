@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from feedpub.store import Store, SubscriberInput, open_store  # noqa: E402
+from feedpub.records import SubscriberInput  # noqa: E402
+from feedpub.store import Store, open_store  # noqa: E402
 
 CONFIG = """[site]
 title = "Bench"

@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from feedpub.config_file import load_config  # noqa: E402
+from feedpub.records import StoredVariant  # noqa: E402
 from feedpub.schema import deliveries, subscribers  # noqa: E402
 from feedpub.send import verp  # noqa: E402
-from feedpub.store import StoredVariant, open_store  # noqa: E402
+from feedpub.store import open_store  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "send" / "fixtures" / "bounces"
 SECRET = "bench-secret"

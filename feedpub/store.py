@@ -12,15 +12,26 @@ import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub.errors import FeedpubError
+from feedpub.records import (
+    DELIVERY_STATUSES,
+    ArchivedIssue,
+    Delivery,
+    DeliveryStatus,
+    StoredIssue,
+    StoredVariant,
+    Subscriber,
+    SubscriberInput,
+    SubscriberStatus,
+    Suppression,
+)
 from feedpub.schema import (
     MIGRATIONS,
     deliveries,
@@ -33,9 +44,6 @@ from feedpub.schema import (
     suppressions,
 )
 
-SubscriberStatus = Literal["pending", "active", "unsubscribed"]
-DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed", "cancelled"]
-DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "sent", "deferred", "failed", "cancelled")
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
@@ -44,71 +52,6 @@ _INSERT_CHUNK = 5000
 
 class StoreError(FeedpubError):
     """The store cannot be opened or used (unreadable, corrupt, from a newer feedpub)."""
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    id: int
-    email: str
-    name: str
-    status: SubscriberStatus
-    categories: tuple[str, ...]
-    created_at: datetime
-    confirmed_at: datetime | None
-    unsubscribed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class SubscriberInput:
-    email: str
-    name: str | None = None                   # None keeps the stored name
-    categories: tuple[str, ...] | None = None  # None keeps the stored preferences
-
-
-@dataclass(frozen=True)
-class Suppression:
-    email_key: str
-    reason: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class StoredIssue:
-    id: int
-    period: str
-    slot: datetime
-    starts: datetime
-    ends: datetime
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class StoredVariant:
-    key: str
-    subject: str
-    html: str
-    text: str
-
-
-@dataclass(frozen=True)
-class ArchivedIssue:
-    period: str
-    slot: datetime
-    entries: list[dict[str, Any]]             # `feedpub.send.archive` records, as the issue showed its posts
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    issue_id: int
-    subscriber_id: int
-    email: str
-    name: str
-    variant_key: str
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: datetime | None
-    last_reply: str
 
 
 def email_key(email: str) -> str:

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import MIGRATIONS, deliveries, subscribers
 from feedpub.send.claims import Claims, Mark
-from feedpub.store import Store, StoredVariant, StoreError, SubscriberInput, open_store
+from feedpub.store import Store, StoreError, open_store
 from tests.conftest import emptied
 
 LEASE = timedelta(minutes=5)

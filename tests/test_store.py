@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import MIGRATIONS
 from feedpub.send.claims import Claims, Mark
-from feedpub.store import StoredVariant, StoreError, SubscriberInput, open_store
+from feedpub.store import StoreError, open_store
 
 JST = timezone(timedelta(hours=9))
 

@@ -20,12 +20,13 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report
 from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
+from feedpub.records import StoredIssue
 
 if TYPE_CHECKING:
     from feedpub.config import Config
     from feedpub.errors import Problem
     from feedpub.send.issue import Variant
-    from feedpub.store import Store, StoredIssue
+    from feedpub.store import Store
 
 log = logging.getLogger("feedpub.send.issue")
 

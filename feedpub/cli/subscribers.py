@@ -21,10 +21,10 @@ import click
 
 from feedpub.cli import OK, PARTIAL, App, fail, report
 from feedpub.errors import Problem
+from feedpub.records import SubscriberInput
 
 if TYPE_CHECKING:
     from feedpub.config import Config
-    from feedpub.store import SubscriberInput
 
 CSV_HELP = "a header row: email[,name][,categories as a;b]"
 # Terminal columns a table cell may take; longer ones are clipped (CSV and JSON keep them whole).
@@ -44,8 +44,6 @@ def subscribers() -> None:
 @click.pass_obj
 def add(app: App, email: str, name: str | None, categories: str | None, pending: bool) -> None:
     """Add a subscriber, or update and reactivate an existing one."""
-    from feedpub.store import SubscriberInput
-
     address = valid_address_or_fail(email)
     chosen = _split(categories, ",") if categories is not None else None
     report(_unknown_categories("--categories", None, chosen or (), _site_categories(app.config)))
@@ -164,7 +162,7 @@ def _read_csv(file: Path, known: Callable[[], Collection[str]]) -> tuple[list[Su
     """The subscribers a CSV file lists, and what is wrong with it. Rows with a bad address or one seen
     on an earlier row are skipped (the first row of an address wins)."""
     from feedpub.addresses import BadAddress, mailable
-    from feedpub.store import SubscriberInput, email_key
+    from feedpub.store import email_key
 
     try:
         text = file.read_text(encoding="utf-8-sig")

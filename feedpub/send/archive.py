@@ -20,6 +20,7 @@ from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
 from feedpub.config import Config
+from feedpub.records import ArchivedIssue
 from feedpub.send.archive_sync import FEED, INDEX, page_path
 from feedpub.send.issue import (
     ArchiveLinks,
@@ -33,7 +34,6 @@ from feedpub.send.issue import (
 )
 from feedpub.send.pictures import Picture
 from feedpub.site.source import INVALID_XML
-from feedpub.store import ArchivedIssue
 
 INDEX_TEMPLATE = "digests_index.html.j2"
 ENTRY_TEMPLATE = "digests_entry.html.j2"

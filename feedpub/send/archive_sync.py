@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING
 from feedpub import templates
 from feedpub.config import Config
 from feedpub.files import write_if_changed
+from feedpub.records import ArchivedIssue
 from feedpub.site.build import CACHE_FOLDER
 from feedpub.site.cache import Cache, fingerprint
 
 if TYPE_CHECKING:
-    from feedpub.store import ArchivedIssue, Store
+    from feedpub.store import Store
 
 log = logging.getLogger("feedpub.send.archive")
 

@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from feedpub.records import Delivery
 from feedpub.schema import UTCDateTime, deliveries, subscribers, workers
-from feedpub.store import Delivery, Store, due, is_suppressed, to_delivery, utcnow
+from feedpub.store import Store, due, is_suppressed, to_delivery, utcnow
 
 # The reply recorded on rows whose reader left after the issue was queued (status failed, never sent).
 UNSUBSCRIBED_MEANWHILE = "unsubscribed before sending"

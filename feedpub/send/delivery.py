@@ -20,11 +20,12 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from feedpub.config import Config, parse_duration
+from feedpub.records import Delivery, StoredIssue
 from feedpub.send import messages, verp
 from feedpub.send.claims import Claims, Mark, Marks, new_worker_id
 from feedpub.send.sender import RateLimiter, Ready, Sender
 from feedpub.send.tally import Outcome, Summary, Tally
-from feedpub.store import Delivery, Store, StoredIssue, utcnow
+from feedpub.store import Store, utcnow
 
 # How long claimed rows stay this process's without a renewal; renewed every third of it (at most 1 s).
 DEFAULT_LEASE = timedelta(minutes=5)

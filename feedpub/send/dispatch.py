@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from feedpub import holds
 from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.records import Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, delivery, messages
 from feedpub.send.issue import Issue, Variant, compose, due_slot, entries, render_variant, variant_key
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import Collection, collect
-from feedpub.store import Delivery, Store, StoredIssue, StoredVariant, StoreError
+from feedpub.store import Store, StoreError
 
 log = logging.getLogger("feedpub.send.issue")
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from feedpub.config import SmtpConfig
+from feedpub.records import Delivery
 from feedpub.send import smtp
 from feedpub.send.claims import Mark, Marks
 from feedpub.send.tally import Tally
-from feedpub.store import Delivery, utcnow
+from feedpub.store import utcnow
 
 
 class RateLimiter:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from feedpub.records import Delivery
 from feedpub.send.claims import Mark, Marks
-from feedpub.store import Delivery
 
 log = logging.getLogger(__name__)
 

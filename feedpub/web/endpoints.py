@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
-from feedpub.store import Subscriber, SubscriberInput
+from feedpub.records import Subscriber, SubscriberInput
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, make_token, read_token
 
 

@@ -19,9 +19,10 @@ from click.testing import CliRunner
 
 from feedpub.cli import main
 from feedpub.config_file import load_config
+from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import compose_issue, send_due_issue
 from feedpub.site import markup
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from feedpub.tokens import read_token
 from tests.smtp_server import SMTPTestServer
 

@@ -12,8 +12,9 @@ import lxml.etree
 import lxml.html
 import pytest
 
+from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from tests.smtp_server import SMTPTestServer
 
 TOKYO = ZoneInfo("Asia/Tokyo")

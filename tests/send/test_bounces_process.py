@@ -16,10 +16,11 @@ from click.testing import CliRunner
 
 from feedpub.cli import main
 from feedpub.config_file import load_config
+from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import deliveries
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.process import process_message
-from feedpub.store import Store, StoredVariant, SubscriberInput, open_store
+from feedpub.store import Store, open_store
 from tests.conftest import emptied
 from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site
 

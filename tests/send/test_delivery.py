@@ -10,8 +10,9 @@ from email.message import EmailMessage
 import pytest
 
 from feedpub.config_file import load_config
+from feedpub.records import Delivery, StoredVariant, SubscriberInput
 from feedpub.send.delivery import deliver
-from feedpub.store import Delivery, StoredVariant, SubscriberInput, open_store
+from feedpub.store import open_store
 from tests.send.sites import Row, deliveries, write_config
 from tests.smtp_server import SMTPTestServer
 

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
 
 REPO = Path(__file__).resolve().parents[2]

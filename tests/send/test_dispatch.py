@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue, send_due_retries
 from feedpub.send.issue import due_slot
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from tests.smtp_server import SMTPTestServer
 
 TOKYO = ZoneInfo("Asia/Tokyo")

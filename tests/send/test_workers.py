@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feedpub.config_file import load_config
+from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from tests.send.sites import write_config, write_post
 from tests.test_pg_store import queue_issue, store  # noqa: F401 - the PostgreSQL store fixture
 

@@ -17,8 +17,9 @@ from lxml import html as lxml_html
 from starlette.testclient import TestClient
 
 from feedpub.config_file import load_config
+from feedpub.records import SubscriberInput
 from feedpub.send.issue import due_slot
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 from tests.send.sites import PASSWORD, SECRET, deliveries, feedpub, write_site

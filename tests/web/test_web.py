@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from feedpub.store import SubscriberInput, open_store
+from feedpub.records import SubscriberInput
+from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 

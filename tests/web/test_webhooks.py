@@ -24,10 +24,11 @@ from cryptography.x509.oid import NameOID
 from starlette.testclient import TestClient
 
 from feedpub.config_file import load_config
+from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import deliveries
 from feedpub.send import verp
 from feedpub.send.bounces import evidence
-from feedpub.store import StoredVariant, SubscriberInput, open_store
+from feedpub.store import open_store
 from feedpub.web import webhooks
 from feedpub.web.app import create_app
 

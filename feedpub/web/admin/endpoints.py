@@ -25,13 +25,14 @@ from feedpub import accounts, holds
 from feedpub.addresses import BadAddress, mailable
 from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
+from feedpub.records import StoredIssue, Subscriber, SubscriberInput
 from feedpub.scheduler import digest_trigger
 from feedpub.send import archive_sync, messages, smtp
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.classify import KINDS
 from feedpub.send.dispatch import stored_variant
 from feedpub.site.build import build_site
-from feedpub.store import StoredIssue, Subscriber, SubscriberInput, utcnow
+from feedpub.store import utcnow
 from feedpub.web.admin import charts, published, queries
 from feedpub.web.admin.auth import config, page, record, signed_in, store
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from feedpub.records import DELIVERY_STATUSES
 from feedpub.schema import deliveries, issue_holds, issue_variants, issues, subscribers, suppressions
 from feedpub.send.bounces import evidence
-from feedpub.store import DELIVERY_STATUSES, OPEN_STATUSES, Store
+from feedpub.store import OPEN_STATUSES, Store
 
 PAGE_SIZE = 50
 

@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from feedpub import accounts
+from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import deliveries, subscribers
 from feedpub.send import verp
 from feedpub.send.bounces.process import Outcome, process_message
-from feedpub.store import Store, StoredVariant, SubscriberInput, open_store
+from feedpub.store import Store, open_store
 from feedpub.web.app import create_app
 
 SECRET = "admin-test-secret"

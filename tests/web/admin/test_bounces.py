@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 
+from feedpub.records import SubscriberInput
 from feedpub.schema import deliveries, subscribers
 from feedpub.send.bounces.process import process_message
-from feedpub.store import SubscriberInput
 from feedpub.web.admin.queries import PAGE_SIZE
 from tests.web.admin.conftest import FIXTURES, PERIOD, dsn, login, returned, verp_config
 

@@ -18,8 +18,9 @@ import pytest
 import uvicorn
 
 from feedpub import accounts
+from feedpub.records import SubscriberInput
 from feedpub.schema import deliveries, subscribers
-from feedpub.store import SubscriberInput, open_store
+from feedpub.store import open_store
 from tests.cli.test_admin_daemon import feedpub
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
 from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser

@@ -9,7 +9,8 @@ import io
 from starlette.testclient import TestClient
 
 from feedpub import accounts, holds
-from feedpub.store import SubscriberInput, open_store, utcnow
+from feedpub.records import SubscriberInput
+from feedpub.store import open_store, utcnow
 from feedpub.tokens import make_token
 from tests.conftest import emptied
 from tests.web.admin.conftest import (

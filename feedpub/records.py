@@ -1,0 +1,77 @@
+"""The records the store reads and writes: subscribers, suppressions, issues, their variants and archive,
+and deliveries. Plain frozen dataclasses, so every wing can hold them without the store's SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+SubscriberStatus = Literal["pending", "active", "unsubscribed"]
+DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed", "cancelled"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "sent", "deferred", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    status: SubscriberStatus
+    categories: tuple[str, ...]
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SubscriberInput:
+    email: str
+    name: str | None = None                   # None keeps the stored name
+    categories: tuple[str, ...] | None = None  # None keeps the stored preferences
+
+
+@dataclass(frozen=True)
+class Suppression:
+    email_key: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredIssue:
+    id: int
+    period: str
+    slot: datetime
+    starts: datetime
+    ends: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredVariant:
+    key: str
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ArchivedIssue:
+    period: str
+    slot: datetime
+    entries: list[dict[str, Any]]             # `feedpub.send.archive` records, as the issue showed its posts
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    issue_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    variant_key: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_reply: str
