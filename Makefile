@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces bench-jekyll clean
+.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces bench-bounce-accuracy bench-jekyll clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -27,6 +27,10 @@ bench-admin: $(VENV)/.test
 
 bench-bounces: $(VENV)/.test
 	$(BIN)/python bench/bounce_bench.py
+
+# CORPUS: a folder of returned mail with an expected.json (never part of the project)
+bench-bounce-accuracy: $(VENV)/.run
+	$(BIN)/python bench/bounce_accuracy.py $(or $(CORPUS),$(error CORPUS=DIR is required))
 
 # SITE: a folder with _posts/ (default: the parity fixture); JEKYLL_ARGS: --url, --timezone, --permalink
 bench-jekyll: $(VENV)/.run
