@@ -42,6 +42,18 @@ EXPECTED = {
     "dsn-generic-status-precise-diagnostic.eml": ("hard", ["saburo@example.co.jp"], "5.1.1"),
     "helpdesk-auto-acknowledgement.eml": ("auto-reply", [], None),
     "dsn-success-without-action.eml": ("not-a-bounce", ["momo@example.org"], None),
+    # Shapes the real-bounce corpus (bench/bounce_accuracy.py) showed us missing:
+    # a reply folded over lines is read whole ("Recipient address rejected" is on the line below the code);
+    "exim-recipient-rejected-folded.eml": ("hard", ["paul@shop.example.ch"], "5.7.1"),
+    # a refusal at MAIL FROM, or one that names our own sender, is not about the recipient;
+    "exim-sender-unroutable.eml": ("soft", ["quinn@university.example.edu"], "5.0.0"),
+    "exim-sender-domain-invalid.eml": ("soft", ["rie.kato@hosting.example.com"], "5.2.0"),
+    # a mail system's bounce that names no address: the To of the message it returns (attached, or copied
+    # below its text);
+    "sendmail-like-no-address-in-text.eml": ("hard", ["sato.taro@example.co.jp"], "5.1.1"),
+    "qmail-copy-in-text-only.eml": ("hard", ["sam.porter@example.net"], "5.1.1"),
+    # Microsoft's complaint reports (JMRP) are no ARF.
+    "microsoft-jmrp-complaint.eml": ("complaint", ["tomoko.ito@outlook.example"], None),
 }
 
 

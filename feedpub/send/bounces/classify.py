@@ -50,6 +50,12 @@ _NO_SUCH_ADDRESS = re.compile(
     r"nxdomain|null mx|does not accept mail|bad destination|address not found|doesn't have an? .{1,40} account|"
     r"no longer (active|available|valid|in use)|not listed in|unknown or illegal alias|user (account )?expired|"
     r"宛先.{0,10}(存在|不明)|存在しません", re.I)
+# Refusals of the sender or of the sending server, not of the recipient: the stage of the SMTP dialogue
+# (Exim's "SMTP error from remote mail server after MAIL FROM:" or "after initial connection:", Postfix's
+# "(in reply to MAIL FROM command)") or the words; "550 Unroutable sender address" is no unknown user.
+_NOT_THE_RECIPIENT = re.compile(r"after (MAIL FROM|initial connection|HELO|EHLO)\b|in reply to (MAIL FROM|HELO|EHLO)\b|"
+                                r"\bsender (address|domain)|reverse dns|\bptr record|\brdns\b|your (ISP|IP)\b", re.I)
+_REPLY_CODE = re.compile(r"\b[45]\d\d\b")
 # RFC 3463 subjects and details that are about the address itself.
 _ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
 # …and those that are not, whatever the class: full mailbox, message too big, expired in a queue.
@@ -82,6 +88,10 @@ def classify(raw: bytes) -> Bounce:
         return Bounce(kind, tuple(dict.fromkeys(recipients)), status, diagnostic, why, key, feedback_id)
 
     kind_of_report = reports.report_type(message)
+    if returned is not None and returned.get("X-HmXmrOriginalRecipient"):
+        # Microsoft's complaint report (JMRP) is no ARF: the reported message, as delivered, names its reader.
+        return found("complaint", _header_addresses(returned, "X-HmXmrOriginalRecipient"), None,
+                     "complaint report (Microsoft JMRP)", "Microsoft JMRP report: X-HmXmrOriginalRecipient")
     feedback = reports.feedback_report(message) if kind_of_report == "feedback-report" else None
     if feedback is not None:
         recipients = feedback.recipients or tuple(_to_addresses(returned))
@@ -116,12 +126,22 @@ def classify(raw: bytes) -> Bounce:
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
         recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
                       if a.lower() not in ours]
+        copied = returned if returned is not None else heuristics.returned_in_text(text)
+        if not recipients and system and copied is not None:
+            # A mail system's bounce that says no address returns the message it could not deliver: ours go
+            # one recipient a message, so its To is the recipient.
+            recipients = [a for _, a in email.utils.getaddresses([str(copied.get("To", ""))])
+                          if "@" in a and a.lower() not in ours]
+        ours |= {a.lower() for h in ("From", "Return-Path", "Sender") for a in _header_addresses(copied, h)} \
+            if copied is not None else set()
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
         if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
         if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
             recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
-        if permanent:
+        if _names_sender(diagnostic, ours, recipients):
+            kind = "soft"
+        elif permanent:
             kind = severity(status, diagnostic or text)
         elif temporary:
             kind = "soft"
@@ -145,18 +165,31 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
         code = re.search(r"\b([45])\d\d\b", words)
         status = f"{code[1]}.0.0" if code else None
     if status is None:
+        if _NOT_THE_RECIPIENT.search(words):
+            return "soft"
         if _NO_SUCH_ADDRESS.search(words):
             return "hard"
         return "soft" if _FULL.search(words) or _NOT_THE_ADDRESS.search(words) else unknown
     if not status.startswith("5"):
         return "soft"
-    if _PASSING_STATUSES.match(status) or _FULL.search(words):
+    if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words):
         return "soft"
     if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
         return "hard"
     if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words):
         return "soft"
     return "hard"
+
+
+def _names_sender(diagnostic: str | None, senders: set[str], recipients: list[str]) -> bool:
+    """Whether the server's reply is about the sender: right after its code it names one of the bounce's
+    own addresses or the returned message's sender, and no recipient ("550 5.7.0 <news@blog.example.com>...
+    Please use the smtp server of your ISP")."""
+    reply = _REPLY_CODE.search(diagnostic or "")
+    if reply is None:
+        return False
+    named = {a.lower() for a in heuristics.addresses_in(diagnostic[reply.start():reply.start() + 120])}
+    return bool(named & senders) and not named & {a.lower() for a in recipients}
 
 
 def _failed(block: reports.RecipientStatus) -> bool:

@@ -9,6 +9,7 @@ import re
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import HeaderParser
 from email.utils import parseaddr
 
 from flufl.bounce import all_failures
@@ -45,6 +46,8 @@ _CODE_AND_STATUS = re.compile(r"\b([245]\d\d)[\s\-]+#?([245]\.\d{1,3}\.\d{1,3})\
 _LONE_STATUS = re.compile(r"(?:#|\(|\b)([45]\.\d{1,3}\.\d{1,3})\b")
 _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|code|smtp)[:;\s]*\(?([45][0-5]\d)\b"
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
+_COPY_MARKER = re.compile(r"^-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
+                          r"original message|the header of the original message is following)\b.*$", re.I | re.M)
 _ADDRESS = re.compile(r"<?([A-Za-z0-9._%+\-=#!$&'*/?^`{|}~]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})>?")
 
 
@@ -86,6 +89,16 @@ def subject_of(message: Message) -> str:
         return value
 
 
+def returned_in_text(text: str) -> Message | None:
+    """The headers of the message a plain-text bounce copies below its explanation (Exim's "------ This is
+    a copy of the message, including all the headers. ------", qmail's "--- Below this line is a copy of
+    the message.", Gmail's "----- Original message -----"), or None."""
+    marker = _COPY_MARKER.search(text)
+    if marker is None:
+        return None
+    return HeaderParser().parsestr(text[marker.end():].lstrip("\r\n"), headersonly=True)
+
+
 def addresses_in(text: str) -> list[str]:
     """The addresses written in `text`, in order."""
     return list(dict.fromkeys(match[1] for match in _ADDRESS.finditer(text)))
@@ -121,22 +134,36 @@ def text_of(message: Message) -> str:
 
 
 def status_in(text: str, near: str = "") -> tuple[str | None, str | None]:
-    """(enhanced status, the line that says it) written in `text`, preferring a line that names `near`
-    (the recipient); a bare reply code gives its class ("550" → "5.0.0")."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if near:
-        lines.sort(key=lambda line: near.lower() not in line.lower())   # stable: the recipient's lines first
+    """(enhanced status, the words around it) written in `text`, preferring a line that names `near`
+    (the recipient); a bare reply code gives its class ("550" → "5.0.0"). The words are the paragraph the
+    status stands in, because MTAs fold a reply over lines: Exim writes "SMTP error … after MAIL FROM:" on
+    the line above the code and Postfix continues "Recipient address rejected: …" on the line below."""
+    lines = text.splitlines()
+    order = sorted(range(len(lines)), key=lambda i: near.lower() not in lines[i].lower()) if near \
+        else range(len(lines))   # stable: the recipient's lines first
     for pattern, group in ((_CODE_AND_STATUS, 2), (_LONE_STATUS, 1)):
-        for line in lines:
-            match = pattern.search(line)
+        for i in order:
+            match = pattern.search(lines[i])
             if match:
-                return match[group], line[:500]
-    for line in lines:
-        match = _BARE_CODE.search(line)
+                return match[group], _paragraph(lines, i)
+    for i in order:
+        match = _BARE_CODE.search(lines[i])
         if match:
             code = match[1] or match[2]
-            return f"{code[0]}.0.0", line[:500]
+            return f"{code[0]}.0.0", _paragraph(lines, i)
     return None, None
+
+
+def _paragraph(lines: list[str], at: int) -> str:
+    """The lines around `at` up to the blank lines before and after it (at most three above and three below),
+    joined into one line of at most 500 characters."""
+    start = at
+    while start > 0 and at - start < 3 and lines[start - 1].strip():
+        start -= 1
+    end = at + 1
+    while end < len(lines) and end - at <= 3 and lines[end].strip():
+        end += 1
+    return " ".join(line.strip() for line in lines[start:end])[:500]
 
 
 def _readable_parts(message: Message) -> list[Message]:
