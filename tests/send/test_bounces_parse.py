@@ -52,6 +52,10 @@ EXPECTED = {
     # below its text);
     "sendmail-like-no-address-in-text.eml": ("hard", ["sato.taro@example.co.jp"], "5.1.1"),
     "qmail-copy-in-text-only.eml": ("hard", ["sam.porter@example.net"], "5.1.1"),
+    # …or, without one, the "RCPT TO:" of its transcript or the one address its words name; a multipart part
+    # whose boundary was lost is still read as text;
+    "carrier-notice-ja-lone-address.eml": ("hard", ["kenta.mori@mobile.example.ne.jp"], None),
+    "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
     # Microsoft's complaint reports (JMRP) are no ARF.
     "microsoft-jmrp-complaint.eml": ("complaint", ["tomoko.ito@outlook.example"], None),
 }

@@ -134,6 +134,8 @@ def classify(raw: bytes) -> Bounce:
                           if "@" in a and a.lower() not in ours]
         ours |= {a.lower() for h in ("From", "Return-Path", "Sender") for a in _header_addresses(copied, h)} \
             if copied is not None else set()
+        if not recipients and system:
+            recipients = heuristics.failed_in_text(text, ours)
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
         if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")

@@ -22,7 +22,7 @@ logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 # The text of a bounce that is read for codes and words: its start says why (an attached 20 MB message
 # adds nothing).
 _TEXT_LIMIT = 64 * 1024
-_MAIL_SYSTEM = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mail\.delivery|"
+_MAIL_SYSTEM = re.compile(r"^(mailer-daemon|post_?master|mail-daemon|mailerdaemon|mail\.delivery|"
                           r"mdaemon|mail-delivery-system|microsoftexchange[0-9a-f]*)$", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery status notification|delivery (status )?fail|failure notice|returned mail|"
@@ -46,6 +46,7 @@ _CODE_AND_STATUS = re.compile(r"\b([245]\d\d)[\s\-]+#?([245]\.\d{1,3}\.\d{1,3})\
 _LONE_STATUS = re.compile(r"(?:#|\(|\b)([45]\.\d{1,3}\.\d{1,3})\b")
 _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|code|smtp)[:;\s]*\(?([45][0-5]\d)\b"
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
+_RCPT_TO = re.compile(r"RCPT TO:\s*<?([^\s<>@]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})", re.I)
 _COPY_MARKER = re.compile(r"^-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
                           r"original message|the header of the original message is following)\b.*$", re.I | re.M)
 _ADDRESS = re.compile(r"<?([A-Za-z0-9._%+\-=#!$&'*/?^`{|}~]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})>?")
@@ -97,6 +98,17 @@ def returned_in_text(text: str) -> Message | None:
     if marker is None:
         return None
     return HeaderParser().parsestr(text[marker.end():].lstrip("\r\n"), headersonly=True)
+
+
+def failed_in_text(text: str, senders: set[str]) -> list[str]:
+    """The recipient a mail system's own words name when no detector knew its format: the address of an
+    SMTP transcript's "RCPT TO:" (Apache James, Sendmail, Courier), else the one address its text names
+    other than `senders` (a Japanese carrier's notice lists the address alone, in <…>)."""
+    rcpt = [a for a in dict.fromkeys(m[1] for m in _RCPT_TO.finditer(text)) if a.lower() not in senders]
+    if rcpt:
+        return rcpt
+    others = [a for a in addresses_in(text) if a.lower() not in senders]
+    return others if len(others) == 1 else []
 
 
 def addresses_in(text: str) -> list[str]:
@@ -173,8 +185,11 @@ def _readable_parts(message: Message) -> list[Message]:
     for part in message.get_payload():
         if not isinstance(part, Message) or part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             continue
+        # A multipart part whose boundary was lost (a parameter written on an unindented line, as Apache
+        # James does) reaches us as one string: its text is still the bounce's text.
+        broken = part.get_content_maintype() == "multipart" and not part.is_multipart()
         found += _readable_parts(part) if part.is_multipart() else \
-            [part] if part.get_content_type() in ("text/plain", "text/html") else []
+            [part] if broken or part.get_content_type() in ("text/plain", "text/html") else []
     return found
 
 
