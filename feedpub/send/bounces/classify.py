@@ -55,6 +55,10 @@ _NO_SUCH_ADDRESS = re.compile(
 # "(in reply to MAIL FROM command)") or the words; "550 Unroutable sender address" is no unknown user.
 _NOT_THE_RECIPIENT = re.compile(r"after (MAIL FROM|initial connection|HELO|EHLO)\b|in reply to (MAIL FROM|HELO|EHLO)\b|"
                                 r"\bsender (address|domain)|reverse dns|\bptr record|\brdns\b|your (ISP|IP)\b", re.I)
+# A mailbox that exists but whose owner refuses the sender (Facebook's "RCP-P2 … Refused due to recipient
+# preferences", a recipient's block list): the address is alive, whatever the status says.
+_REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the )?recipient|recipient has blocked",
+                                   re.I)
 _REPLY_CODE = re.compile(r"\b[45]\d\d\b")
 # RFC 3463 subjects and details that are about the address itself.
 _ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
@@ -174,7 +178,8 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
         return "soft" if _FULL.search(words) or _NOT_THE_ADDRESS.search(words) else unknown
     if not status.startswith("5"):
         return "soft"
-    if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words):
+    if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words) \
+            or _REFUSED_BY_RECIPIENT.search(words):
         return "soft"
     if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
         return "hard"
