@@ -56,6 +56,8 @@ EXPECTED = {
     # whose boundary was lost is still read as text;
     "carrier-notice-ja-lone-address.eml": ("hard", ["kenta.mori@mobile.example.ne.jp"], None),
     "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
+    # one bounce for several recipients: each judged by the words next to its own address;
+    "gmx-two-recipients-one-unknown.eml": ("hard", ["haruto.abe@example.co.jp"], "5.1.1"),
     # a mailbox whose owner refuses us is alive, whatever the status;
     "dsn-refused-by-recipient-preferences.eml": ("soft", ["yuki.aoki@social.example"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.

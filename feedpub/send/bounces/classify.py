@@ -145,14 +145,23 @@ def classify(raw: bytes) -> Bounce:
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
         if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
             recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
-        if _names_sender(diagnostic, ours, recipients):
-            kind = "soft"
-        elif permanent:
-            kind = severity(status, diagnostic or text)
-        elif temporary:
-            kind = "soft"
-        else:
-            kind = severity(status, diagnostic or text, unknown="soft")
+
+        def judged(status: str | None, diagnostic: str | None, about: list[str]) -> Kind:
+            if _names_sender(diagnostic, ours, about):
+                return "soft"
+            if temporary and not permanent:
+                return "soft"
+            return severity(status, diagnostic or text, unknown="hard" if permanent else "soft")
+
+        kind = judged(status, diagnostic, recipients)
+        if len(recipients) > 1:
+            # One bounce for several recipients (GMX, Exim): each by the words next to its own address; the
+            # hard ones are what it is about.
+            said = {a: heuristics.status_in(text, a) for a in recipients}
+            hard = [a for a in recipients if judged(*said[a], [a]) == "hard"]
+            kind = "hard" if hard else "soft"
+            recipients = hard or recipients
+            status, diagnostic = said[recipients[0]]
         how = "flufl.bounce found " + ("permanent" if permanent else "temporary") if permanent or temporary \
             else "a mail system's non-delivery message"
         return found(kind, recipients, status, diagnostic, f"{how} failure, status {status or 'none'}")
