@@ -58,6 +58,12 @@ EXPECTED = {
     "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
     # one bounce for several recipients: each judged by the words next to its own address;
     "gmx-two-recipients-one-unknown.eml": ("hard", ["haruto.abe@example.co.jp"], "5.1.1"),
+    # a refusal at DATA is about the message unless its words say the address does not exist;
+    "postfix-refused-at-data.eml": ("soft", ["nao.fujita@example.org"], "5.0.0"),
+    # Original-Recipient (the address we gave; Final- is where an alias led) unless only Final-Recipient is
+    # the returned message's To;
+    "dsn-forwarded-alias-original-recipient.eml": ("hard", ["takumi.ono@university.example"], "5.1.1"),
+    "dsn-relayed-final-recipient-mailed.eml": ("hard", ["sora.kimura@isp.example"], "5.1.1"),
     # a mailbox whose owner refuses us is alive, whatever the status;
     "dsn-refused-by-recipient-preferences.eml": ("soft", ["yuki.aoki@social.example"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.

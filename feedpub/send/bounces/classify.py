@@ -59,6 +59,9 @@ _NOT_THE_RECIPIENT = re.compile(r"after (MAIL FROM|initial connection|HELO|EHLO)
 # preferences", a recipient's block list): the address is alive, whatever the status says.
 _REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the )?recipient|recipient has blocked",
                                    re.I)
+# A refusal of the message once its recipients were accepted ("550 Protocol violation (in reply to DATA
+# command)") is about the message, unless its words say the address does not exist.
+_AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
 _REPLY_CODE = re.compile(r"\b[45]\d\d\b")
 # RFC 3463 subjects and details that are about the address itself.
 _ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
@@ -118,7 +121,8 @@ def classify(raw: bytes) -> Bounce:
         kind: Kind = "hard" if hard else "soft"
         action = chosen.action or "no action"
         diagnostic = chosen.diagnostic or heuristics.status_in(heuristics.text_of(message), chosen.address)[1]
-        return found(kind, [s.address for s in (hard or failing)], chosen.status, diagnostic,
+        mailed = {a.lower() for a in _to_addresses(returned)}
+        return found(kind, [_mailed_address(s, mailed) for s in (hard or failing)], chosen.status, diagnostic,
                      f"delivery status notification: {action}, status {chosen.status or 'none'}")
 
     text = heuristics.text_of(message)
@@ -192,9 +196,21 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
         return "soft"
     if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
         return "hard"
-    if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words):
+    if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words) or _AT_DATA.search(words):
         return "soft"
     return "hard"
+
+
+def _mailed_address(block: reports.RecipientStatus, mailed: set[str]) -> str:
+    """The address a DSN block is about, as we mailed it. Original-Recipient is the address the sender gave
+    (RFC 3464), so when a receiving site forwards or expands an alias it is still ours while Final-Recipient
+    is the alias's target; in the real-bounce corpus 12 blocks carry both and they differed once, in a
+    relayed report whose Original-Recipient was an intermediate alias and whose returned message was
+    addressed to the Final one. So: the one the returned message's To names, else Original-Recipient, else
+    Final-Recipient. (A VERP tag of ours, when present, names the delivery and beats both.)"""
+    if block.final.lower() in mailed and block.address.lower() not in mailed:
+        return block.final
+    return block.address
 
 
 def _names_sender(diagnostic: str | None, senders: set[str], recipients: list[str]) -> bool:
