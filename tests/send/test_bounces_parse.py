@@ -66,6 +66,8 @@ EXPECTED = {
     "dsn-relayed-final-recipient-mailed.eml": ("hard", ["sora.kimura@isp.example"], "5.1.1"),
     # a mailbox whose owner refuses us is alive, whatever the status;
     "dsn-refused-by-recipient-preferences.eml": ("soft", ["yuki.aoki@social.example"], "5.1.1"),
+    # a detector that matched a format it does not know (SES's JSON mailed by SNS) gives addresses, not text;
+    "ses-notification-by-email-json.eml": ("hard", ["kaito.hayashi@example.jp"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.
     "microsoft-jmrp-complaint.eml": ("complaint", ["tomoko.ito@outlook.example"], None),
 }

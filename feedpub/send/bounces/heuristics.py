@@ -14,6 +14,8 @@ from email.utils import parseaddr
 
 from flufl.bounce import all_failures
 
+from feedpub.addresses import BadAddress, mailable
+
 log = logging.getLogger(__name__)
 # flufl.bounce logs a traceback for every detector a hostile message trips (and re-raises, which `failures`
 # handles): one line in our log is enough.
@@ -202,4 +204,19 @@ def _known_charset(name: str | None) -> bool:
 
 
 def _addresses(found: frozenset[bytes] | set[bytes]) -> list[str]:
-    return sorted({value.decode("utf-8", "replace").strip().strip("<>") for value in found if b"@" in value})
+    """The addresses in what flufl.bounce's detectors return. A detector that matches a format it does not
+    know returns the text around an address (a JSON notification gave '"bounce":{… "emailAddress":"x@y"'):
+    the addresses written in such a text are taken instead of the text."""
+    addresses: set[str] = set()
+    for value in found:
+        text = value.decode("utf-8", "replace").strip().strip("<>")
+        addresses |= {text} if _is_address(text) else {a for a in addresses_in(text) if _is_address(a)}
+    return sorted(addresses)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        mailable(text)
+    except BadAddress:
+        return False
+    return True
