@@ -66,6 +66,10 @@ EXPECTED = {
     "dsn-relayed-final-recipient-mailed.eml": ("hard", ["sora.kimura@isp.example"], "5.1.1"),
     # a mailbox whose owner refuses us is alive, whatever the status;
     "dsn-refused-by-recipient-preferences.eml": ("soft", ["yuki.aoki@social.example"], "5.1.1"),
+    # a subject in raw 8-bit UTF-8 is read; the one failed address a notice's words name (not a role address
+    # such as postmaster@, not the copy of the returned message) comes before that copy's To;
+    "carrier-raw-8bit-subject-ja.eml": ("soft", ["riko.matsuda@forward.carrier.example.ne.jp"], None),
+    "notes-returned-message-role-address.eml": ("hard", ["shun.kondo@branch.example.co.jp"], None),
     # a detector that matched a format it does not know (SES's JSON mailed by SNS) gives addresses, not text;
     "ses-notification-by-email-json.eml": ("hard", ["kaito.hayashi@example.jp"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.

@@ -135,15 +135,15 @@ def classify(raw: bytes) -> Bounce:
         recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
                       if a.lower() not in ours]
         copied = returned if returned is not None else heuristics.returned_in_text(text)
-        if not recipients and system and copied is not None:
-            # A mail system's bounce that says no address returns the message it could not deliver: ours go
-            # one recipient a message, so its To is the recipient.
-            recipients = [a for _, a in email.utils.getaddresses([str(copied.get("To", ""))])
-                          if "@" in a and a.lower() not in ours]
         ours |= {a.lower() for h in ("From", "Return-Path", "Sender") for a in _header_addresses(copied, h)} \
             if copied is not None else set()
         if not recipients and system:
             recipients = heuristics.failed_in_text(text, ours)
+        if not recipients and system and copied is not None:
+            # A mail system's bounce that names no address returns the message it could not deliver: ours go
+            # one recipient a message, so its To is the recipient.
+            recipients = [a for _, a in email.utils.getaddresses([str(copied.get("To", ""))])
+                          if "@" in a and a.lower() not in ours]
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
         if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")

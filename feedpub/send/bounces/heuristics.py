@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from email.errors import HeaderParseError
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parseaddr
@@ -30,7 +30,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery status notification|delivery (status )?fail|failure notice|returned mail|"
     r"mail delivery (failed|failure|subsystem|problem)|could not be delivered|non-?delivery|nondeliverable|"
     r"delivery (has )?failed|delayed mail|delivery delayed|warning: could not send|not delivered|"
-    r"message you sent .*(blocked|rejected)|配信(不能|エラー|に失敗)|届きませんでした|送信エラー", re.I)
+    r"message you sent .*(blocked|rejected)|配信(不能|エラー|に失敗)|届きませんでした|送信エラー|エラー通知", re.I)
 _AUTO_SUBJECT = re.compile(
     r"^\s*(\[?auto(matic|matische)?[ -]?(reply|response|antwort|r[ée]ponse)|auto:|ooo\b|out of (the )?office|"
     r"away from (the|my) office|on vacation|vacation|abwesen|absence|r[ée]ponse automatique|"
@@ -50,7 +50,10 @@ _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|c
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
 _RCPT_TO = re.compile(r"RCPT TO:\s*<?([^\s<>@]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})", re.I)
 _COPY_MARKER = re.compile(r"^-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
-                          r"original message|the header of the original message is following)\b.*$", re.I | re.M)
+                          r"original message|returned message|the header of the original message is following)\b.*$",
+                          re.I | re.M)
+# Addresses a bounce's words name that are never the failed recipient ("please contact <support@isp>").
+_ROLE = re.compile(r"^(postmaster|post_master|mailer-daemon|support|help|abuse|admin|no-?reply)@", re.I)
 _ADDRESS = re.compile(r"<?([A-Za-z0-9._%+\-=#!$&'*/?^`{|}~]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})>?")
 
 
@@ -84,8 +87,13 @@ def from_mail_system(message: Message) -> bool:
 
 
 def subject_of(message: Message) -> str:
-    """The Subject, its encoded words decoded ("=?UTF-8?B?…?=" → "不在のお知らせ")."""
-    value = str(message.get("Subject", ""))
+    """The Subject, its encoded words decoded ("=?UTF-8?B?…?=" → "不在のお知らせ"); raw 8-bit bytes (a
+    Japanese carrier writes "メールエラー通知" unencoded) are read as UTF-8."""
+    subject = message.get("Subject", "")
+    if isinstance(subject, Header):
+        return "".join(part.decode("utf-8", "replace") if isinstance(part, bytes) else part
+                       for part, _ in decode_header(subject))
+    value = str(subject)
     try:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError):
@@ -106,10 +114,12 @@ def failed_in_text(text: str, senders: set[str]) -> list[str]:
     """The recipient a mail system's own words name when no detector knew its format: the address of an
     SMTP transcript's "RCPT TO:" (Apache James, Sendmail, Courier), else the one address its text names
     other than `senders` (a Japanese carrier's notice lists the address alone, in <…>)."""
-    rcpt = [a for a in dict.fromkeys(m[1] for m in _RCPT_TO.finditer(text)) if a.lower() not in senders]
+    marker = _COPY_MARKER.search(text)
+    words = text[:marker.start()] if marker else text      # not the copy of the message it returns
+    rcpt = [a for a in dict.fromkeys(m[1] for m in _RCPT_TO.finditer(words)) if a.lower() not in senders]
     if rcpt:
         return rcpt
-    others = [a for a in addresses_in(text) if a.lower() not in senders]
+    others = [a for a in addresses_in(words) if a.lower() not in senders and not _ROLE.match(a)]
     return others if len(others) == 1 else []
 
 
