@@ -70,6 +70,8 @@ EXPECTED = {
     # such as postmaster@, not the copy of the returned message) comes before that copy's To;
     "carrier-raw-8bit-subject-ja.eml": ("soft", ["riko.matsuda@forward.carrier.example.ne.jp"], None),
     "notes-returned-message-role-address.eml": ("hard", ["shun.kondo@branch.example.co.jp"], None),
+    # the Message-ID and sender of a copied message are no failed recipients;
+    "zoho-copied-headers-message-id.eml": ("hard", ["ami.sakai@example.co.jp"], "5.1.1"),
     # a detector that matched a format it does not know (SES's JSON mailed by SNS) gives addresses, not text;
     "ses-notification-by-email-json.eml": ("hard", ["kaito.hayashi@example.jp"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.

@@ -132,6 +132,7 @@ def classify(raw: bytes) -> Bounce:
     if temporary or permanent or system or statuses is not None:
         # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
+        ours |= heuristics.quoted_non_recipients(text)
         recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
                       if a.lower() not in ours]
         copied = returned if returned is not None else heuristics.returned_in_text(text)

@@ -48,6 +48,9 @@ _CODE_AND_STATUS = re.compile(r"\b([245]\d\d)[\s\-]+#?([245]\.\d{1,3}\.\d{1,3})\
 _LONE_STATUS = re.compile(r"(?:#|\(|\b)([45]\.\d{1,3}\.\d{1,3})\b")
 _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|code|smtp)[:;\s]*\(?([45][0-5]\d)\b"
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
+_MESSAGE_ID = re.compile(r"^\s*(?:Message-ID|In-Reply-To|References|X-Original-Message-ID):"
+                         r"\s*<?([^\s<>]+@[^\s<>]+?)>?\s*$", re.I | re.M)
+_SENDER_LINE = re.compile(r"^\s*(?:From|Sender|Reply-To|Return-Path):(.*)$", re.I | re.M)
 _RCPT_TO = re.compile(r"RCPT TO:\s*<?([^\s<>@]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})", re.I)
 _COPY_MARKER = re.compile(r"^-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
                           r"original message|returned message|the header of the original message is following)\b.*$",
@@ -121,6 +124,16 @@ def failed_in_text(text: str, senders: set[str]) -> list[str]:
         return rcpt
     others = [a for a in addresses_in(words) if a.lower() not in senders and not _ROLE.match(a)]
     return others if len(others) == 1 else []
+
+
+def quoted_non_recipients(text: str) -> set[str]:
+    """What a bounce's text quotes from the message it returns that looks like an address but is none of its
+    recipients: Message-IDs ("Message-ID:<…@host>") and the senders (From:, Sender:, Reply-To:,
+    Return-Path:). Some detectors take them for failed recipients."""
+    found = {match[1].lower() for match in _MESSAGE_ID.finditer(text)}
+    for line in _SENDER_LINE.finditer(text):
+        found |= {address.lower() for address in addresses_in(line[1])}
+    return found
 
 
 def addresses_in(text: str) -> list[str]:
