@@ -52,9 +52,12 @@ _NO_SUCH_ADDRESS = re.compile(
     r"宛先.{0,10}(存在|不明)|存在しません", re.I)
 # Refusals of the sender or of the sending server, not of the recipient: the stage of the SMTP dialogue
 # (Exim's "SMTP error from remote mail server after MAIL FROM:" or "after initial connection:", Postfix's
-# "(in reply to MAIL FROM command)") or the words; "550 Unroutable sender address" is no unknown user.
+# "(in reply to MAIL FROM command)") or the words; "550 Unroutable sender address" is no unknown user, and a
+# relay that wants SMTP authentication refuses the sending server.
 _NOT_THE_RECIPIENT = re.compile(r"after (MAIL FROM|initial connection|HELO|EHLO)\b|in reply to (MAIL FROM|HELO|EHLO)\b|"
-                                r"\bsender (address|domain)|reverse dns|\bptr record|\brdns\b|your (ISP|IP)\b", re.I)
+                                r"\bsender (address|domain)|reverse dns|\bptr record|\brdns\b|your (ISP|IP)\b|"
+                                r"\bSMTP authentication|relay(ing)? (access )?(denied|through)|not permitted to relay",
+                                re.I)
 # A mailbox that exists but whose owner refuses the sender (Facebook's "RCP-P2 … Refused due to recipient
 # preferences", a recipient's block list): the address is alive, whatever the status says.
 _REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the )?recipient|recipient has blocked",
