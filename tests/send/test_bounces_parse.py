@@ -58,6 +58,8 @@ EXPECTED = {
     "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
     # one bounce for several recipients: each judged by the words next to its own address;
     "gmx-two-recipients-one-unknown.eml": ("hard", ["haruto.abe@example.co.jp"], "5.1.1"),
+    # a failure that calls itself temporary ("Host not found, try again") is soft without a status;
+    "postfix-dns-try-again-no-dsn.eml": ("soft", ["yuto.ikeda@flaky-dns.example"], None),
     # a relay that wants authentication refuses us, not the address;
     "relay-requires-authentication.eml": ("soft", ["hina.ogawa@client.example.net"], "5.0.0"),
     # a refusal at DATA is about the message unless its words say the address does not exist;

@@ -65,6 +65,9 @@ _REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the 
 # A refusal of the message once its recipients were accepted ("550 Protocol violation (in reply to DATA
 # command)") is about the message, unless its words say the address does not exist.
 _AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
+# A failure that calls itself temporary, without a status to say so: Postfix's "Name service error for
+# domain …: Host not found, try again" is DNS's TRY_AGAIN, not a domain that does not exist.
+_TEMPORARY = re.compile(r"not\s+found,\s+try\s+again|temporar(y|ily)\s+(failure|error|suspended|unavailable)", re.I)
 _REPLY_CODE = re.compile(r"\b[45]\d\d\b")
 # RFC 3463 subjects and details that are about the address itself.
 _ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
@@ -188,7 +191,7 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
         code = re.search(r"\b([45])\d\d\b", words)
         status = f"{code[1]}.0.0" if code else None
     if status is None:
-        if _NOT_THE_RECIPIENT.search(words):
+        if _NOT_THE_RECIPIENT.search(words) or _TEMPORARY.search(words):
             return "soft"
         if _NO_SUCH_ADDRESS.search(words):
             return "hard"
