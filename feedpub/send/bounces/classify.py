@@ -2,10 +2,11 @@
 with the recipients it is about, the status, the remote server's words, and why it was classified so.
 
 Pure: bytes in, a `Bounce` out; nothing is looked up or written. In order:
-1. an ARF feedback report (RFC 5965): `abuse`, `fraud`, `virus`, `other` are complaints;
+1. a complaint report: Microsoft's JMRP, or ARF (RFC 5965) of type `abuse`, `fraud`, `virus`, `other`;
 2. a delivery status notification (RFC 3464): by each recipient's Action and Status;
 3. a mail system's bounce in its own words (Exim, qmail, Yahoo, old Exchange, …): flufl.bounce's
-   detectors and the status written in the text;
+   detectors, else the addresses its words or the returned message name, and the status written in the
+   text next to each address;
 4. an automatic reply (RFC 3834 Auto-Submitted, Precedence: auto_reply, vacation and out-of-office
    subjects, challenge-response): never a bounce;
 5. anything else: not a bounce.
