@@ -58,6 +58,9 @@ EXPECTED = {
     "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
     # one bounce for several recipients: each judged by the words next to its own address;
     "gmx-two-recipients-one-unknown.eml": ("hard", ["haruto.abe@example.co.jp"], "5.1.1"),
+    # a success status (a provider's delivery notification) is no bounce, unless a failure is written too;
+    "ses-delivery-notification-by-email.eml": ("not-a-bounce", [], None),
+    "sendmail-transcript-rcpt-ok-then-refused.eml": ("soft", ["kaho.nishimura@example.co.jp"], "5.7.1"),
     # a failure that calls itself temporary ("Host not found, try again") is soft without a status;
     "postfix-dns-try-again-no-dsn.eml": ("soft", ["yuto.ikeda@flaky-dns.example"], None),
     # a relay that wants authentication refuses us, not the address;

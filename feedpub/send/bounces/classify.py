@@ -155,6 +155,8 @@ def classify(raw: bytes) -> Bounce:
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
         if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
+        if status and status.startswith("2"):   # e.g. a provider's delivery notification: nothing failed
+            return found("not-a-bounce", [], None, None, f"the only status written is a success ({status})")
         if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
             recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
 

@@ -178,17 +178,20 @@ def status_in(text: str, near: str = "") -> tuple[str | None, str | None]:
     lines = text.splitlines()
     order = sorted(range(len(lines)), key=lambda i: near.lower() not in lines[i].lower()) if near \
         else range(len(lines))   # stable: the recipient's lines first
+    success: tuple[str, str] | None = None    # "250 2.1.5 … Recipient ok" of a transcript: only if nothing failed
     for pattern, group in ((_CODE_AND_STATUS, 2), (_LONE_STATUS, 1)):
         for i in order:
             match = pattern.search(lines[i])
-            if match:
+            if match and match[group].startswith("2"):
+                success = success or (match[group], _paragraph(lines, i))
+            elif match:
                 return match[group], _paragraph(lines, i)
     for i in order:
         match = _BARE_CODE.search(lines[i])
         if match:
             code = match[1] or match[2]
             return f"{code[0]}.0.0", _paragraph(lines, i)
-    return None, None
+    return success or (None, None)
 
 
 def _paragraph(lines: list[str], at: int) -> str:
