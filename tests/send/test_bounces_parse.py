@@ -71,7 +71,8 @@ EXPECTED = {
     # the returned message's To;
     "dsn-forwarded-alias-original-recipient.eml": ("hard", ["takumi.ono@university.example"], "5.1.1"),
     "dsn-relayed-final-recipient-mailed.eml": ("hard", ["sora.kimura@isp.example"], "5.1.1"),
-    # a mailbox whose owner refuses us is alive, whatever the status;
+    # a mailbox whose owner refuses us, or that receives too fast for now, is alive, whatever the status;
+    "gmail-receiving-rate-5-2-1.eml": ("soft", ["riku.nakano@gmail.example"], "5.2.1"),
     "dsn-refused-by-recipient-preferences.eml": ("soft", ["yuki.aoki@social.example"], "5.1.1"),
     # a subject in raw 8-bit UTF-8 is read; the one failed address a notice's words name (not a role address
     # such as postmaster@, not the copy of the returned message) comes before that copy's To;

@@ -59,10 +59,11 @@ _NOT_THE_RECIPIENT = re.compile(r"after (MAIL FROM|initial connection|HELO|EHLO)
                                 r"\bsender (address|domain)|reverse dns|\bptr record|\brdns\b|your (ISP|IP)\b|"
                                 r"\bSMTP authentication|relay(ing)? (access )?(denied|through)|not permitted to relay",
                                 re.I)
-# A mailbox that exists but whose owner refuses the sender (Facebook's "RCP-P2 … Refused due to recipient
-# preferences", a recipient's block list): the address is alive, whatever the status says.
-_REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the )?recipient|recipient has blocked",
-                                   re.I)
+# A mailbox that exists but refuses us for now or by its owner's choice (Facebook's "RCP-P2 … Refused due
+# to recipient preferences", a recipient's block list, Gmail's "550 5.2.1 The user you are trying to contact
+# is receiving mail at a rate that prevents additional messages"): the address is alive, whatever the status.
+_REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the )?recipient|recipient has blocked|"
+                                   r"receiving mail at a rate", re.I)
 # A refusal of the message once its recipients were accepted ("550 Protocol violation (in reply to DATA
 # command)") is about the message, unless its words say the address does not exist.
 _AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
