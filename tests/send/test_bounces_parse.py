@@ -63,6 +63,8 @@ EXPECTED = {
     "sendmail-transcript-rcpt-ok-then-refused.eml": ("soft", ["kaho.nishimura@example.co.jp"], "5.7.1"),
     # a failure that calls itself temporary ("Host not found, try again") is soft without a status;
     "postfix-dns-try-again-no-dsn.eml": ("soft", ["yuto.ikeda@flaky-dns.example"], None),
+    # a DSN is judged with its text's paragraph about the recipient, where Postfix names the SMTP stage;
+    "postfix-dsn-refused-at-mail-from.eml": ("soft", ["sakura.hirano@example.org"], "5.0.0"),
     # a relay that wants authentication refuses us, not the address;
     "relay-requires-authentication.eml": ("soft", ["hina.ogawa@client.example.net"], "5.0.0"),
     # a refusal at DATA is about the message unless its words say the address does not exist;

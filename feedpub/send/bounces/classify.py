@@ -124,11 +124,16 @@ def classify(raw: bytes) -> Bounce:
             actions = sorted({s.action for s in statuses})
             return found("not-a-bounce", [s.address for s in statuses], None, None,
                          f"delivery status notification: {', '.join(actions)} (not a failure)")
-        hard = [s for s in failing if not s.action.startswith("delay") and severity(s.status, s.diagnostic) == "hard"]
+        text = heuristics.text_of(message)
+        # The report's own words for each recipient come with the human-readable part's paragraph about it:
+        # only there does Postfix say at which stage the server refused ("(in reply to MAIL FROM command)").
+        said = {s.address: heuristics.status_in(text, s.address)[1] for s in failing}
+        hard = [s for s in failing if not s.action.startswith("delay")
+                and severity(s.status, " ".join(filter(None, (s.diagnostic, said[s.address])))) == "hard"]
         chosen = hard[0] if hard else failing[0]
         kind: Kind = "hard" if hard else "soft"
         action = chosen.action or "no action"
-        diagnostic = chosen.diagnostic or heuristics.status_in(heuristics.text_of(message), chosen.address)[1]
+        diagnostic = chosen.diagnostic or said[chosen.address]
         mailed = {a.lower() for a in _to_addresses(returned)}
         return found(kind, [_mailed_address(s, mailed) for s in (hard or failing)], chosen.status, diagnostic,
                      f"delivery status notification: {action}, status {chosen.status or 'none'}")
