@@ -2,7 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces bench-archive bench-jekyll clean
+.PHONY: run test lint bench bench-send bench-publish bench-admin bench-bounces bench-bounce-accuracy bench-archive \
+	bench-jekyll clean
 
 run: $(VENV)/.run
 	$(BIN)/feedpub check
@@ -30,6 +31,10 @@ bench-bounces: $(VENV)/.test
 
 bench-archive: $(VENV)/.test
 	$(BIN)/python bench/archive_bench.py
+
+# CORPUS: a folder of returned mail with an expected.json (never part of the project)
+bench-bounce-accuracy: $(VENV)/.run
+	$(BIN)/python bench/bounce_accuracy.py $(or $(CORPUS),$(error CORPUS=DIR is required))
 
 # SITE: a folder with _posts/ (default: the parity fixture); JEKYLL_ARGS: --url, --timezone, --permalink
 bench-jekyll: $(VENV)/.run

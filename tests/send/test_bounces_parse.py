@@ -42,6 +42,50 @@ EXPECTED = {
     "dsn-generic-status-precise-diagnostic.eml": ("hard", ["saburo@example.co.jp"], "5.1.1"),
     "helpdesk-auto-acknowledgement.eml": ("auto-reply", [], None),
     "dsn-success-without-action.eml": ("not-a-bounce", ["momo@example.org"], None),
+    # Shapes the real-bounce corpus (bench/bounce_accuracy.py) showed us missing:
+    # a reply folded over lines is read whole ("Recipient address rejected" is on the line below the code);
+    "exim-recipient-rejected-folded.eml": ("hard", ["paul@shop.example.ch"], "5.7.1"),
+    # a refusal at MAIL FROM, or one that names our own sender, is not about the recipient;
+    "exim-sender-unroutable.eml": ("soft", ["quinn@university.example.edu"], "5.0.0"),
+    "exim-sender-domain-invalid.eml": ("soft", ["rie.kato@hosting.example.com"], "5.2.0"),
+    # a mail system's bounce that names no address: the To of the message it returns (attached, or copied
+    # below its text);
+    "sendmail-like-no-address-in-text.eml": ("hard", ["sato.taro@example.co.jp"], "5.1.1"),
+    "qmail-copy-in-text-only.eml": ("hard", ["sam.porter@example.net"], "5.1.1"),
+    # …or, without one, the "RCPT TO:" of its transcript or the one address its words name; a multipart part
+    # whose boundary was lost is still read as text;
+    "carrier-notice-ja-lone-address.eml": ("hard", ["kenta.mori@mobile.example.ne.jp"], None),
+    "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
+    # one bounce for several recipients: each judged by the words next to its own address;
+    "gmx-two-recipients-one-unknown.eml": ("hard", ["haruto.abe@example.co.jp"], "5.1.1"),
+    # a success status (a provider's delivery notification) is no bounce, unless a failure is written too;
+    "ses-delivery-notification-by-email.eml": ("not-a-bounce", [], None),
+    "sendmail-transcript-rcpt-ok-then-refused.eml": ("soft", ["kaho.nishimura@example.co.jp"], "5.7.1"),
+    # a failure that calls itself temporary ("Host not found, try again") is soft without a status;
+    "postfix-dns-try-again-no-dsn.eml": ("soft", ["yuto.ikeda@flaky-dns.example"], None),
+    # a DSN is judged with its text's paragraph about the recipient, where Postfix names the SMTP stage;
+    "postfix-dsn-refused-at-mail-from.eml": ("soft", ["sakura.hirano@example.org"], "5.0.0"),
+    # a relay that wants authentication refuses us, not the address;
+    "relay-requires-authentication.eml": ("soft", ["hina.ogawa@client.example.net"], "5.0.0"),
+    # a refusal at DATA is about the message unless its words say the address does not exist;
+    "postfix-refused-at-data.eml": ("soft", ["nao.fujita@example.org"], "5.0.0"),
+    # Original-Recipient (the address we gave; Final- is where an alias led) unless only Final-Recipient is
+    # the returned message's To;
+    "dsn-forwarded-alias-original-recipient.eml": ("hard", ["takumi.ono@university.example"], "5.1.1"),
+    "dsn-relayed-final-recipient-mailed.eml": ("hard", ["sora.kimura@isp.example"], "5.1.1"),
+    # a mailbox whose owner refuses us, or that receives too fast for now, is alive, whatever the status;
+    "gmail-receiving-rate-5-2-1.eml": ("soft", ["riku.nakano@gmail.example"], "5.2.1"),
+    "dsn-refused-by-recipient-preferences.eml": ("soft", ["yuki.aoki@social.example"], "5.1.1"),
+    # a subject in raw 8-bit UTF-8 is read; the one failed address a notice's words name (not a role address
+    # such as postmaster@, not the copy of the returned message) comes before that copy's To;
+    "carrier-raw-8bit-subject-ja.eml": ("soft", ["riko.matsuda@forward.carrier.example.ne.jp"], None),
+    "notes-returned-message-role-address.eml": ("hard", ["shun.kondo@branch.example.co.jp"], None),
+    # the Message-ID and sender of a copied message are no failed recipients;
+    "zoho-copied-headers-message-id.eml": ("hard", ["ami.sakai@example.co.jp"], "5.1.1"),
+    # a detector that matched a format it does not know (SES's JSON mailed by SNS) gives addresses, not text;
+    "ses-notification-by-email-json.eml": ("hard", ["kaito.hayashi@example.jp"], "5.1.1"),
+    # Microsoft's complaint reports (JMRP) are no ARF.
+    "microsoft-jmrp-complaint.eml": ("complaint", ["tomoko.ito@outlook.example"], None),
 }
 
 

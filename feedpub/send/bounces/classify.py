@@ -2,10 +2,11 @@
 with the recipients it is about, the status, the remote server's words, and why it was classified so.
 
 Pure: bytes in, a `Bounce` out; nothing is looked up or written. In order:
-1. an ARF feedback report (RFC 5965): `abuse`, `fraud`, `virus`, `other` are complaints;
+1. a complaint report: Microsoft's JMRP, or ARF (RFC 5965) of type `abuse`, `fraud`, `virus`, `other`;
 2. a delivery status notification (RFC 3464): by each recipient's Action and Status;
 3. a mail system's bounce in its own words (Exim, qmail, Yahoo, old Exchange, …): flufl.bounce's
-   detectors and the status written in the text;
+   detectors, else the addresses its words or the returned message name, and the status written in the
+   text next to each address;
 4. an automatic reply (RFC 3834 Auto-Submitted, Precedence: auto_reply, vacation and out-of-office
    subjects, challenge-response): never a bounce;
 5. anything else: not a bounce.
@@ -50,6 +51,26 @@ _NO_SUCH_ADDRESS = re.compile(
     r"nxdomain|null mx|does not accept mail|bad destination|address not found|doesn't have an? .{1,40} account|"
     r"no longer (active|available|valid|in use)|not listed in|unknown or illegal alias|user (account )?expired|"
     r"宛先.{0,10}(存在|不明)|存在しません", re.I)
+# Refusals of the sender or of the sending server, not of the recipient: the stage of the SMTP dialogue
+# (Exim's "SMTP error from remote mail server after MAIL FROM:" or "after initial connection:", Postfix's
+# "(in reply to MAIL FROM command)") or the words; "550 Unroutable sender address" is no unknown user, and a
+# relay that wants SMTP authentication refuses the sending server.
+_NOT_THE_RECIPIENT = re.compile(r"after (MAIL FROM|initial connection|HELO|EHLO)\b|in reply to (MAIL FROM|HELO|EHLO)\b|"
+                                r"\bsender (address|domain)|reverse dns|\bptr record|\brdns\b|your (ISP|IP)\b|"
+                                r"\bSMTP authentication|relay(ing)? (access )?(denied|through)|not permitted to relay",
+                                re.I)
+# A mailbox that exists but refuses us for now or by its owner's choice (Facebook's "RCP-P2 … Refused due
+# to recipient preferences", a recipient's block list, Gmail's "550 5.2.1 The user you are trying to contact
+# is receiving mail at a rate that prevents additional messages"): the address is alive, whatever the status.
+_REFUSED_BY_RECIPIENT = re.compile(r"recipient('s)? preferences|blocked by (the )?recipient|recipient has blocked|"
+                                   r"receiving mail at a rate", re.I)
+# A refusal of the message once its recipients were accepted ("550 Protocol violation (in reply to DATA
+# command)") is about the message, unless its words say the address does not exist.
+_AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
+# A failure that calls itself temporary, without a status to say so: Postfix's "Name service error for
+# domain …: Host not found, try again" is DNS's TRY_AGAIN, not a domain that does not exist.
+_TEMPORARY = re.compile(r"not\s+found,\s+try\s+again|temporar(y|ily)\s+(failure|error|suspended|unavailable)", re.I)
+_REPLY_CODE = re.compile(r"\b[45]\d\d\b")
 # RFC 3463 subjects and details that are about the address itself.
 _ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
 # …and those that are not, whatever the class: full mailbox, message too big, expired in a queue.
@@ -82,6 +103,10 @@ def classify(raw: bytes) -> Bounce:
         return Bounce(kind, tuple(dict.fromkeys(recipients)), status, diagnostic, why, key, feedback_id)
 
     kind_of_report = reports.report_type(message)
+    if returned is not None and returned.get("X-HmXmrOriginalRecipient"):
+        # Microsoft's complaint report (JMRP) is no ARF: the reported message, as delivered, names its reader.
+        return found("complaint", _header_addresses(returned, "X-HmXmrOriginalRecipient"), None,
+                     "complaint report (Microsoft JMRP)", "Microsoft JMRP report: X-HmXmrOriginalRecipient")
     feedback = reports.feedback_report(message) if kind_of_report == "feedback-report" else None
     if feedback is not None:
         recipients = feedback.recipients or tuple(_to_addresses(returned))
@@ -99,12 +124,18 @@ def classify(raw: bytes) -> Bounce:
             actions = sorted({s.action for s in statuses})
             return found("not-a-bounce", [s.address for s in statuses], None, None,
                          f"delivery status notification: {', '.join(actions)} (not a failure)")
-        hard = [s for s in failing if not s.action.startswith("delay") and severity(s.status, s.diagnostic) == "hard"]
+        text = heuristics.text_of(message)
+        # The report's own words for each recipient come with the human-readable part's paragraph about it:
+        # only there does Postfix say at which stage the server refused ("(in reply to MAIL FROM command)").
+        said = {s.address: heuristics.status_in(text, s.address)[1] for s in failing}
+        hard = [s for s in failing if not s.action.startswith("delay")
+                and severity(s.status, " ".join(filter(None, (s.diagnostic, said[s.address])))) == "hard"]
         chosen = hard[0] if hard else failing[0]
         kind: Kind = "hard" if hard else "soft"
         action = chosen.action or "no action"
-        diagnostic = chosen.diagnostic or heuristics.status_in(heuristics.text_of(message), chosen.address)[1]
-        return found(kind, [s.address for s in (hard or failing)], chosen.status, diagnostic,
+        diagnostic = chosen.diagnostic or said[chosen.address]
+        mailed = {a.lower() for a in _to_addresses(returned)}
+        return found(kind, [_mailed_address(s, mailed) for s in (hard or failing)], chosen.status, diagnostic,
                      f"delivery status notification: {action}, status {chosen.status or 'none'}")
 
     text = heuristics.text_of(message)
@@ -114,19 +145,43 @@ def classify(raw: bytes) -> Bounce:
     if temporary or permanent or system or statuses is not None:
         # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
+        ours |= heuristics.quoted_non_recipients(text)
         recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
                       if a.lower() not in ours]
+        copied = returned if returned is not None else heuristics.returned_in_text(text)
+        ours |= {a.lower() for h in ("From", "Return-Path", "Sender") for a in _header_addresses(copied, h)} \
+            if copied is not None else set()
+        if not recipients and system:
+            recipients = heuristics.failed_in_text(text, ours)
+        if not recipients and system and copied is not None:
+            # A mail system's bounce that names no address returns the message it could not deliver: ours go
+            # one recipient a message, so its To is the recipient.
+            recipients = [a for _, a in email.utils.getaddresses([str(copied.get("To", ""))])
+                          if "@" in a and a.lower() not in ours]
         status, diagnostic = heuristics.status_in(text, recipients[0] if recipients else "")
         if reason and not (recipients or status):   # an automatic reply that merely looks like a mail system's
             return found("auto-reply", [], None, None, f"automatic reply ({reason}): never a bounce")
+        if status and status.startswith("2"):   # e.g. a provider's delivery notification: nothing failed
+            return found("not-a-bounce", [], None, None, f"the only status written is a success ({status})")
         if not recipients and diagnostic:   # e.g. a truncated report: the address its text names
             recipients = [a for a in heuristics.addresses_in(diagnostic) if a.lower() not in ours][:1]
-        if permanent:
-            kind = severity(status, diagnostic or text)
-        elif temporary:
-            kind = "soft"
-        else:
-            kind = severity(status, diagnostic or text, unknown="soft")
+
+        def judged(status: str | None, diagnostic: str | None, about: list[str]) -> Kind:
+            if _names_sender(diagnostic, ours, about):
+                return "soft"
+            if temporary and not permanent:
+                return "soft"
+            return severity(status, diagnostic or text, unknown="hard" if permanent else "soft")
+
+        kind = judged(status, diagnostic, recipients)
+        if len(recipients) > 1:
+            # One bounce for several recipients (GMX, Exim): each by the words next to its own address; the
+            # hard ones are what it is about.
+            said = {a: heuristics.status_in(text, a) for a in recipients}
+            hard = [a for a in recipients if judged(*said[a], [a]) == "hard"]
+            kind = "hard" if hard else "soft"
+            recipients = hard or recipients
+            status, diagnostic = said[recipients[0]]
         how = "flufl.bounce found " + ("permanent" if permanent else "temporary") if permanent or temporary \
             else "a mail system's non-delivery message"
         return found(kind, recipients, status, diagnostic, f"{how} failure, status {status or 'none'}")
@@ -145,18 +200,44 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
         code = re.search(r"\b([45])\d\d\b", words)
         status = f"{code[1]}.0.0" if code else None
     if status is None:
+        if _NOT_THE_RECIPIENT.search(words) or _TEMPORARY.search(words):
+            return "soft"
         if _NO_SUCH_ADDRESS.search(words):
             return "hard"
         return "soft" if _FULL.search(words) or _NOT_THE_ADDRESS.search(words) else unknown
     if not status.startswith("5"):
         return "soft"
-    if _PASSING_STATUSES.match(status) or _FULL.search(words):
+    if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words) \
+            or _REFUSED_BY_RECIPIENT.search(words):
         return "soft"
     if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
         return "hard"
-    if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words):
+    if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words) or _AT_DATA.search(words):
         return "soft"
     return "hard"
+
+
+def _mailed_address(block: reports.RecipientStatus, mailed: set[str]) -> str:
+    """The address a DSN block is about, as we mailed it. Original-Recipient is the address the sender gave
+    (RFC 3464), so when a receiving site forwards or expands an alias it is still ours while Final-Recipient
+    is the alias's target; in the real-bounce corpus 12 blocks carry both and they differed once, in a
+    relayed report whose Original-Recipient was an intermediate alias and whose returned message was
+    addressed to the Final one. So: the one the returned message's To names, else Original-Recipient, else
+    Final-Recipient. (A VERP tag of ours, when present, names the delivery and beats both.)"""
+    if block.final.lower() in mailed and block.address.lower() not in mailed:
+        return block.final
+    return block.address
+
+
+def _names_sender(diagnostic: str | None, senders: set[str], recipients: list[str]) -> bool:
+    """Whether the server's reply is about the sender: right after its code it names one of the bounce's
+    own addresses or the returned message's sender, and no recipient ("550 5.7.0 <news@blog.example.com>...
+    Please use the smtp server of your ISP")."""
+    reply = _REPLY_CODE.search(diagnostic or "")
+    if reply is None:
+        return False
+    named = {a.lower() for a in heuristics.addresses_in(diagnostic[reply.start():reply.start() + 120])}
+    return bool(named & senders) and not named & {a.lower() for a in recipients}
 
 
 def _failed(block: reports.RecipientStatus) -> bool:

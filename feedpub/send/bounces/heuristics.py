@@ -7,11 +7,14 @@ from __future__ import annotations
 import logging
 import re
 from email.errors import HeaderParseError
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
+from email.parser import HeaderParser
 from email.utils import parseaddr
 
 from flufl.bounce import all_failures
+
+from feedpub.addresses import BadAddress, mailable
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs a traceback for every detector a hostile message trips (and re-raises, which `failures`
@@ -21,13 +24,13 @@ logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 # The text of a bounce that is read for codes and words: its start says why (an attached 20 MB message
 # adds nothing).
 _TEXT_LIMIT = 64 * 1024
-_MAIL_SYSTEM = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mail\.delivery|"
+_MAIL_SYSTEM = re.compile(r"^(mailer-daemon|post_?master|mail-daemon|mailerdaemon|mail\.delivery|"
                           r"mdaemon|mail-delivery-system|microsoftexchange[0-9a-f]*)$", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery status notification|delivery (status )?fail|failure notice|returned mail|"
     r"mail delivery (failed|failure|subsystem|problem)|could not be delivered|non-?delivery|nondeliverable|"
     r"delivery (has )?failed|delayed mail|delivery delayed|warning: could not send|not delivered|"
-    r"message you sent .*(blocked|rejected)|配信(不能|エラー|に失敗)|届きませんでした|送信エラー", re.I)
+    r"message you sent .*(blocked|rejected)|配信(不能|エラー|に失敗)|届きませんでした|送信エラー|エラー通知", re.I)
 _AUTO_SUBJECT = re.compile(
     r"^\s*(\[?auto(matic|matische)?[ -]?(reply|response|antwort|r[ée]ponse)|auto:|ooo\b|out of (the )?office|"
     r"away from (the|my) office|on vacation|vacation|abwesen|absence|r[ée]ponse automatique|"
@@ -45,6 +48,15 @@ _CODE_AND_STATUS = re.compile(r"\b([245]\d\d)[\s\-]+#?([245]\.\d{1,3}\.\d{1,3})\
 _LONE_STATUS = re.compile(r"(?:#|\(|\b)([45]\.\d{1,3}\.\d{1,3})\b")
 _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|code|smtp)[:;\s]*\(?([45][0-5]\d)\b"
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
+_MESSAGE_ID = re.compile(r"^\s*(?:Message-ID|In-Reply-To|References|X-Original-Message-ID):"
+                         r"\s*<?([^\s<>]+@[^\s<>]+?)>?\s*$", re.I | re.M)
+_SENDER_LINE = re.compile(r"^\s*(?:From|Sender|Reply-To|Return-Path):(.*)$", re.I | re.M)
+_RCPT_TO = re.compile(r"RCPT TO:\s*<?([^\s<>@]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})", re.I)
+_COPY_MARKER = re.compile(r"^-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
+                          r"original message|returned message|the header of the original message is following)\b.*$",
+                          re.I | re.M)
+# Addresses a bounce's words name that are never the failed recipient ("please contact <support@isp>").
+_ROLE = re.compile(r"^(postmaster|post_master|mailer-daemon|support|help|abuse|admin|no-?reply)@", re.I)
 _ADDRESS = re.compile(r"<?([A-Za-z0-9._%+\-=#!$&'*/?^`{|}~]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})>?")
 
 
@@ -78,12 +90,50 @@ def from_mail_system(message: Message) -> bool:
 
 
 def subject_of(message: Message) -> str:
-    """The Subject, its encoded words decoded ("=?UTF-8?B?…?=" → "不在のお知らせ")."""
-    value = str(message.get("Subject", ""))
+    """The Subject, its encoded words decoded ("=?UTF-8?B?…?=" → "不在のお知らせ"); raw 8-bit bytes (a
+    Japanese carrier writes "メールエラー通知" unencoded) are read as UTF-8."""
+    subject = message.get("Subject", "")
+    if isinstance(subject, Header):
+        return "".join(part.decode("utf-8", "replace") if isinstance(part, bytes) else part
+                       for part, _ in decode_header(subject))
+    value = str(subject)
     try:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError):
         return value
+
+
+def returned_in_text(text: str) -> Message | None:
+    """The headers of the message a plain-text bounce copies below its explanation (Exim's "------ This is
+    a copy of the message, including all the headers. ------", qmail's "--- Below this line is a copy of
+    the message.", Gmail's "----- Original message -----"), or None."""
+    marker = _COPY_MARKER.search(text)
+    if marker is None:
+        return None
+    return HeaderParser().parsestr(text[marker.end():].lstrip("\r\n"), headersonly=True)
+
+
+def failed_in_text(text: str, senders: set[str]) -> list[str]:
+    """The recipient a mail system's own words name when no detector knew its format: the address of an
+    SMTP transcript's "RCPT TO:" (Apache James, Sendmail, Courier), else the one address its text names
+    other than `senders` (a Japanese carrier's notice lists the address alone, in <…>)."""
+    marker = _COPY_MARKER.search(text)
+    words = text[:marker.start()] if marker else text      # not the copy of the message it returns
+    rcpt = [a for a in dict.fromkeys(m[1] for m in _RCPT_TO.finditer(words)) if a.lower() not in senders]
+    if rcpt:
+        return rcpt
+    others = [a for a in addresses_in(words) if a.lower() not in senders and not _ROLE.match(a)]
+    return others if len(others) == 1 else []
+
+
+def quoted_non_recipients(text: str) -> set[str]:
+    """What a bounce's text quotes from the message it returns that looks like an address but is none of its
+    recipients: Message-IDs ("Message-ID:<…@host>") and the senders (From:, Sender:, Reply-To:,
+    Return-Path:). Some detectors take them for failed recipients."""
+    found = {match[1].lower() for match in _MESSAGE_ID.finditer(text)}
+    for line in _SENDER_LINE.finditer(text):
+        found |= {address.lower() for address in addresses_in(line[1])}
+    return found
 
 
 def addresses_in(text: str) -> list[str]:
@@ -121,22 +171,39 @@ def text_of(message: Message) -> str:
 
 
 def status_in(text: str, near: str = "") -> tuple[str | None, str | None]:
-    """(enhanced status, the line that says it) written in `text`, preferring a line that names `near`
-    (the recipient); a bare reply code gives its class ("550" → "5.0.0")."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if near:
-        lines.sort(key=lambda line: near.lower() not in line.lower())   # stable: the recipient's lines first
+    """(enhanced status, the words around it) written in `text`, preferring a line that names `near`
+    (the recipient); a bare reply code gives its class ("550" → "5.0.0"). The words are the paragraph the
+    status stands in, because MTAs fold a reply over lines: Exim writes "SMTP error … after MAIL FROM:" on
+    the line above the code and Postfix continues "Recipient address rejected: …" on the line below."""
+    lines = text.splitlines()
+    order = sorted(range(len(lines)), key=lambda i: near.lower() not in lines[i].lower()) if near \
+        else range(len(lines))   # stable: the recipient's lines first
+    success: tuple[str, str] | None = None    # "250 2.1.5 … Recipient ok" of a transcript: only if nothing failed
     for pattern, group in ((_CODE_AND_STATUS, 2), (_LONE_STATUS, 1)):
-        for line in lines:
-            match = pattern.search(line)
-            if match:
-                return match[group], line[:500]
-    for line in lines:
-        match = _BARE_CODE.search(line)
+        for i in order:
+            match = pattern.search(lines[i])
+            if match and match[group].startswith("2"):
+                success = success or (match[group], _paragraph(lines, i))
+            elif match:
+                return match[group], _paragraph(lines, i)
+    for i in order:
+        match = _BARE_CODE.search(lines[i])
         if match:
             code = match[1] or match[2]
-            return f"{code[0]}.0.0", line[:500]
-    return None, None
+            return f"{code[0]}.0.0", _paragraph(lines, i)
+    return success or (None, None)
+
+
+def _paragraph(lines: list[str], at: int) -> str:
+    """The lines around `at` up to the blank lines before and after it (at most three above and three below),
+    joined into one line of at most 500 characters."""
+    start = at
+    while start > 0 and at - start < 3 and lines[start - 1].strip():
+        start -= 1
+    end = at + 1
+    while end < len(lines) and end - at <= 3 and lines[end].strip():
+        end += 1
+    return " ".join(line.strip() for line in lines[start:end])[:500]
 
 
 def _readable_parts(message: Message) -> list[Message]:
@@ -146,8 +213,11 @@ def _readable_parts(message: Message) -> list[Message]:
     for part in message.get_payload():
         if not isinstance(part, Message) or part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             continue
+        # A multipart part whose boundary was lost (a parameter written on an unindented line, as Apache
+        # James does) reaches us as one string: its text is still the bounce's text.
+        broken = part.get_content_maintype() == "multipart" and not part.is_multipart()
         found += _readable_parts(part) if part.is_multipart() else \
-            [part] if part.get_content_type() in ("text/plain", "text/html") else []
+            [part] if broken or part.get_content_type() in ("text/plain", "text/html") else []
     return found
 
 
@@ -160,4 +230,19 @@ def _known_charset(name: str | None) -> bool:
 
 
 def _addresses(found: frozenset[bytes] | set[bytes]) -> list[str]:
-    return sorted({value.decode("utf-8", "replace").strip().strip("<>") for value in found if b"@" in value})
+    """The addresses in what flufl.bounce's detectors return. A detector that matches a format it does not
+    know returns the text around an address (a JSON notification gave '"bounce":{… "emailAddress":"x@y"'):
+    the addresses written in such a text are taken instead of the text."""
+    addresses: set[str] = set()
+    for value in found:
+        text = value.decode("utf-8", "replace").strip().strip("<>")
+        addresses |= {text} if _is_address(text) else {a for a in addresses_in(text) if _is_address(a)}
+    return sorted(addresses)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        mailable(text)
+    except BadAddress:
+        return False
+    return True

@@ -23,6 +23,7 @@ class RecipientStatus:
     action: str                  # failed | delayed | delivered | relayed | expanded | "" (missing)
     status: str | None           # "5.1.1"
     diagnostic: str | None       # the remote server's words, without the "smtp;" type
+    final: str                   # Final-Recipient (the address after the receiving site's aliases and forwards)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
         return None
     recipients = []
     for block in _blocks(part)[1:]:          # the first block is about the message, the rest one per recipient
-        address = _address(block.get("Original-Recipient", "")) or _address(block.get("Final-Recipient", ""))
+        final = _address(block.get("Final-Recipient", ""))
+        address = _address(block.get("Original-Recipient", "")) or final
         if not address:
             continue
         found = _ENHANCED_STATUS.search(str(block.get("Status", "")))
@@ -57,7 +59,7 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
         if said and (status is None or status.endswith(".0.0") and said[1][0] == status[0]):
             status = said[1]        # "5.0.0" with the server's "550 5.1.1 …": the server's is the precise one
         recipients.append(RecipientStatus(address, _unfold(str(block.get("Action", ""))).lower(), status,
-                                          diagnostic or None))
+                                          diagnostic or None, final or address))
     return recipients
 
 
