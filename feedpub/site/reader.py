@@ -100,12 +100,13 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     author = _author(meta.get("author")) or config.site.author
     excerpt, explicit = _excerpt(front, body, config.site.excerpt_separator)
     minutes = _reading_time(front)
-    site_path = _permalink(front, stem, date.astimezone(config.site.tz), categories, config)
+    site_path, id_path = _permalinks(front, stem, date.astimezone(config.site.tz), categories, config)
     url = urls.absolute(config.site.root_url, site_path)
+    entry_id = _entry_id(front, urls.absolute(config.site.root_url, id_path))
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
                 reading_time=minutes, reads=liquid_reads(body, excerpt), path=site_path, url=url,
-                id=_entry_id(front, url), image=_image(meta.get("image"), url, config),
+                id=entry_id, image=_image(meta.get("image"), url, config),
                 image_size=_image_size(meta.get("image")), image_alt=_image_alt(meta.get("image")), name=stem,
                 matter={key: value for key, value in meta.items() if key not in _FIELDS})
 
@@ -219,19 +220,34 @@ def _reading_time(front: _FrontMatter) -> int | None:
     return None
 
 
-def _permalink(front: _FrontMatter, stem: str, date: datetime, categories: tuple[str, ...], config: Config) -> str:
-    """The site path (unescaped) from the post's or the site's permalink style; `date` in the site's zone."""
+def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tuple[str, ...],
+                config: Config) -> tuple[str, str]:
+    """The site path (unescaped) from the post's or the site's permalink style, as Jekyll makes it; and the path
+    for the default entry id. `date` is in the site's zone.
+
+    Until feedpub followed Jekyll's `:title` (which keeps `_`, and drops a file name's trailing dots), it wrote
+    `my_first_post` as `my-first-post`; the links it published then were also the ids of their entries, and a
+    reader shows an entry whose id changes again, as new. So the id keeps coming from that old rule: it is the
+    link for every post the two rules agree on, and for the others the id every earlier build gave. Derived
+    from the file alone, it needs no record of what was published."""
     named = _FILENAME.match(stem)
-    slug = front.values.get("slug")
-    title_slug = urls.jekyll_title_slug(str(slug) if slug else named[4] if named else stem)
+    name = named[4] if named else stem
+    front_slug = front.values.get("slug")
     template = front.values.get("permalink") or config.site.permalink
     if not isinstance(template, str):
         raise front.fail("permalink", f"permalink is {template!r}", "a path or pattern string")
-    path = urls.expand_permalink(template, date=date, title_slug=title_slug, categories=categories)
+    slug = urls.post_slug(name, front_slug)
+    title = urls.jekyll_slugify(slug, "pretty", cased=True)
+    path = urls.expand_permalink(template, date=date, title=title, slug=urls.jekyll_slugify(slug),
+                                 categories=categories)
     if path == "/":
         raise front.fail("permalink", f"permalink {template!r} gives an empty path",
                          "a pattern that includes :title or a file name")
-    return path
+    old_title = urls.legacy_title_slug(str(front_slug) if front_slug else name)
+    if old_title == title and urls.slugify(old_title) == urls.jekyll_slugify(slug):
+        return path, path
+    return path, urls.expand_permalink(template, date=date, title=old_title, slug=urls.slugify(old_title),
+                                       categories=categories)
 
 
 def _entry_id(front: _FrontMatter, url: str) -> str:
