@@ -7,15 +7,18 @@ with and without the cache.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+import operator
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from feedpub.files import write_atomic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Bump when a cached type changes its fields: pickles of the old shape would load without error.
 FORMAT = b"feedpub-cache 6\n"
@@ -69,6 +72,25 @@ class Cache:
             _SAVED[path] = (_stat(path), self.key, value)
         except OSError as exc:
             log.info("cache %s not saved (%s)", self.folder, exc.strerror)
+
+
+def pickled_as_tuple(cls: type[T]) -> type[T]:
+    """Make a frozen slots dataclass pickle as the tuple of its field values. Python 3.11's own pickling of slots
+    dataclasses calls `dataclasses.fields()` for every object: 0.08 s of the 0.44 s CPU that saving and loading
+    10,000 posts costs every build that changed something (the state is the same: cache files stay readable)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    values = operator.attrgetter(*names)
+
+    def __getstate__(self: T) -> tuple[object, ...]:
+        return values(self)
+
+    def __setstate__(self: T, state: tuple[object, ...]) -> None:
+        for name, value in zip(names, state, strict=True):
+            object.__setattr__(self, name, value)
+
+    cls.__getstate__ = __getstate__  # type: ignore[method-assign]
+    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    return cls
 
 
 def _stat(path: Path) -> tuple[int, int] | None:

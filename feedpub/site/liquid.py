@@ -43,8 +43,6 @@ class LiquidSite:
     url: str                            # site.url without a trailing slash
     baseurl: str                        # '' or '/blog'
     site: Mapping[str, Any]             # the `site` variable
-    post_urls: Mapping[str, str]        # post file name without extension (or with its folders) → URL path
-    link_paths: Mapping[str, str]       # post file name with extension → URL path
     markdownify: Callable[[str], str]   # Markdown → HTML, for the `markdownify` filter
     posts: Sequence[Post]               # every post of the site
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
@@ -54,6 +52,24 @@ class LiquidSite:
         from feedpub.site.liquid_engine import JekyllEnvironment  # see render_liquid
 
         return JekyllEnvironment(self)
+
+    # The two maps below are made when a post first needs them: ~0.1 s for 10,000 posts, which a build whose
+    # rendered posts name no other post (or come from the render cache) does not pay.
+    @cached_property
+    def post_urls(self) -> dict[str, str]:
+        """Post file name without extension (or with the folder above its `_posts`) → URL path."""
+        post_urls: dict[str, str] = {}
+        for post in self.posts:
+            post_urls[post.name] = post.path
+            folders = post.source.replace("\\", "/").rsplit("/", 1)[0].split("/_posts", 1)
+            if len(folders) == 2:   # `{% post_url news/2025-01-01-x %}` names a post under news/_posts
+                post_urls[f"{folders[0].rsplit('/', 1)[-1]}/{post.name}"] = post.path
+        return post_urls
+
+    @cached_property
+    def link_paths(self) -> dict[str, str]:
+        """Post file name with extension → URL path."""
+        return {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in self.posts}
 
     def inputs(self, reads: Sequence[str]) -> str:
         """A fingerprint of what `reads` (a post's `Post.reads`) names: the values of those `site` keys, every
@@ -99,14 +115,7 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
                 lang=site_config.language, timezone=site_config.timezone, author=site_config.author,
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
                 time=_time(posts[0].date) if posts else None, data=data)
-    post_urls: dict[str, str] = {}
-    for post in posts:
-        post_urls[post.name] = post.path
-        folders = post.source.replace("\\", "/").rsplit("/", 1)[0].split("/_posts", 1)
-        if len(folders) == 2:   # `{% post_url news/2025-01-01-x %}` names a post under news/_posts
-            post_urls[f"{folders[0].rsplit('/', 1)[-1]}/{post.name}"] = post.path
-    link_paths = {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in posts}
-    return LiquidSite(root.resolve(), url, baseurl, site, post_urls, link_paths, markdownify, posts, tuple(problems))
+    return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, tuple(problems))
 
 
 class _Site(dict):

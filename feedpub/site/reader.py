@@ -19,6 +19,7 @@ from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import parse_date
 from feedpub.errors import Problem
+from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
 from feedpub.site.source import MAX_POST_BYTES, YAML, Skip, check_text, decode, line_of, split
 
@@ -41,6 +42,7 @@ READS_BESIDE = "include_relative"
 POSTS_VARIABLES = frozenset(("posts", "categories", "tags", "time", READS_EVERYTHING))
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Post:
     source: str                  # path as given to the user in messages (relative to the config)
