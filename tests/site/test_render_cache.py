@@ -92,6 +92,20 @@ def test_a_post_reading_an_include_renders_again_when_the_include_changes(blog, 
     assert '&lt;div class="note"&gt;注意&lt;/div&gt;' in (blog / "public/feed.xml").read_text(encoding="utf-8")
 
 
+def test_a_post_reading_one_data_file_renders_again_only_when_that_file_changes(blog, rendered) -> None:
+    files = {"_data/team.yml": "lead: 花子\n", "_data/links.yml": "- /docs/\n",
+             "_posts/2025-12-05-data.md": "---\ntitle: Team\n---\nLead: {{ site.data.team.lead }}.\n"}
+    for name, text in files.items():
+        (blog / "blog" / name).parent.mkdir(exist_ok=True)
+        (blog / "blog" / name).write_text(text, encoding="utf-8")
+    rebuild(blog, rendered)
+    edit(blog / "blog/_data/links.yml", "/docs/", "/guide/")
+    assert rebuild(blog, rendered) == {"インクルード"}
+    edit(blog / "blog/_data/team.yml", "花子", "Bob")
+    assert rebuild(blog, rendered) == {"Team", "インクルード"}
+    assert "Lead: Bob." in (blog / "public/feed.xml").read_text(encoding="utf-8")
+
+
 def test_a_build_that_renders_no_liquid_does_not_import_python_liquid(blog) -> None:
     command = [sys.executable, "-X", "importtime", "-m", "feedpub", "--config", str(blog / "feedpub.toml"), "build"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
