@@ -159,8 +159,9 @@ def page_variable(post: Post, root: Path) -> dict[str, Any]:
 
 
 def _slug(post: Post) -> str:
+    """Jekyll's `page.slug`: the front matter's, else the file name's after its date, without trailing dots."""
     stem = post.name
-    return str(post.matter.get("slug") or (stem[11:] if re.match(r"^\d{4}-\d\d-\d\d-", stem) else stem))
+    return str(post.matter.get("slug") or (stem[11:] if re.match(r"^\d{4}-\d\d-\d\d-", stem) else stem).rstrip("."))
 
 
 def _grouped(pages: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
