@@ -25,7 +25,7 @@ _DEFAULT_UNSAFE = re.compile(r"(?:[^\w]|_)+")
 _JEKYLL_KEPT = {"default": "", "pretty": "._~!$&'()+,;=@"}
 _JEKYLL_ASCII = {kept: re.compile(f"[^A-Za-z0-9{re.escape(kept)}]+") for kept in _JEKYLL_KEPT.values()}
 _SLUGIFY_MODES = ("default", "pretty", "raw", "ascii", "latin")
-_SPACES = re.compile(r"\s+")
+_SPACES = re.compile(r"\s+", re.ASCII)   # Ruby's \s: ASCII white space only (an ideographic space stays)
 _NOT_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]+")
 # feedpub before it kept `_` in `:title` as Jekyll does: the paths it made are still the entry ids of the posts it
 # published (see reader._entry_id), so this rule stays exactly as it was.
@@ -69,7 +69,8 @@ def _hyphenated(text: str, kept: str) -> str:
 
 def post_slug(name: str, front_matter_slug: object = None) -> str:
     """What Jekyll makes `:title` and `:slug` of: the front matter's `slug`, else the file name's (after the date,
-    without the extension and without trailing dots). NFC: a name typed on macOS arrives decomposed."""
+    without the extension and without trailing dots). NFC, as Jekyll's links come out (Addressable normalises
+    them): a name typed on macOS arrives decomposed."""
     slug = str(front_matter_slug) if front_matter_slug else name.rstrip(".")
     return unicodedata.normalize("NFC", slug)
 

@@ -46,6 +46,7 @@ def test_unicode_slugs_and_percent_encoding() -> None:
     ("ﾊﾝｶｸ_ＦＵＬＬ", ["ﾊﾝｶｸ-ｆｕｌｌ", "ﾊﾝｶｸ_ｆｕｌｌ", "ﾊﾝｶｸ_ｆｕｌｌ", "ﾊﾝｶｸ_ｆｕｌｌ", "", ""]),
     ("C++ / C#", ["c-c", "c++-c", "c++-/-c#", "c++ / c#", "c-c", "c-c"]),
     ("  a  b  ", ["a-b", "a-b", "a-b", "  a  b  ", "a-b", "a-b"]),
+    ("全角\u3000スペース", ["全角-スペース", "全角-スペース", "全角\u3000スペース", "全角\u3000スペース", "", ""]),
 ])
 def test_jekyll_slugify_modes_as_jekyll_prints_them(text: str, expected: list[str]) -> None:
     modes = ["default", "pretty", "raw", "none", "ascii", "latin"]
