@@ -222,11 +222,20 @@ def _files(folder: Path) -> list[Path]:
 def site_file_stats(root: Path) -> list[tuple[str, int, int]]:
     """(path, size, mtime_ns) of every file of the site that Liquid reads besides the posts: the config files,
     `_data/` and `_includes/`. A build whose posts are unchanged still redoes the work when these changed."""
+    return _stats([*config_files(root), *_tree(root / "_data")]) + include_file_stats(root)
+
+
+def include_file_stats(root: Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every file below `_includes/`."""
+    return _stats(_tree(root / "_includes"))
+
+
+def _tree(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
     stats = []
-    paths = config_files(root)
-    for folder in (root / "_data", root / "_includes"):
-        if folder.is_dir():
-            paths += sorted(p for p in folder.rglob("*") if p.is_file())
     for path in paths:
         stat = path.stat()
         stats.append((str(path), stat.st_size, stat.st_mtime_ns))

@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from itertools import groupby
 from urllib.parse import quote, unquote
 
 STYLES = {
@@ -18,9 +19,17 @@ STYLES = {
 _PLACEHOLDER = re.compile(r":(categories|slugified_categories|year|month|day|i_month|i_day|"
                           r"short_year|short_month|long_month|y_day|week|short_day|long_day|hour|"
                           r"minute|second|title|slug|output_ext)\b")
-# Jekyll's "pretty" slugify mode keeps these besides letters, marks and digits.
-_PRETTY_UNSAFE = re.compile(r"(?:[^\w.~!$&'()+,;=@]|_)+")
 _DEFAULT_UNSAFE = re.compile(r"(?:[^\w]|_)+")
+# Jekyll's Utils.slugify modes (jekyll/utils.rb): what each keeps besides letters, marks and decimal digits
+# (Ruby's [\p{L}\p{M}\p{Nd}]; Python's \w differs: it has `_`, other numbers such as ① and 〇, and no marks).
+_JEKYLL_KEPT = {"default": "", "pretty": "._~!$&'()+,;=@"}
+_JEKYLL_ASCII = {kept: re.compile(f"[^A-Za-z0-9{re.escape(kept)}]+") for kept in _JEKYLL_KEPT.values()}
+_SLUGIFY_MODES = ("default", "pretty", "raw", "ascii", "latin")
+_SPACES = re.compile(r"\s+", re.ASCII)   # Ruby's \s: ASCII white space only (an ideographic space stays)
+_NOT_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]+")
+# feedpub before it kept `_` in `:title` as Jekyll does: the paths it made are still the entry ids of the posts it
+# published (see reader._entry_id), so this rule stays exactly as it was.
+_LEGACY_PRETTY_UNSAFE = re.compile(r"(?:[^\w.~!$&'()+,;=@]|_)+")
 # RFC 3986 path characters that need no escaping (Addressable's PATH class, as Jekyll uses).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -31,9 +40,44 @@ def slugify(name: str) -> str:
     return _DEFAULT_UNSAFE.sub("-", text).strip("-")
 
 
-def jekyll_title_slug(name: str) -> str:
-    """Jekyll's `:title`: slugify in 'pretty' mode, case kept."""
-    return _PRETTY_UNSAFE.sub("-", unicodedata.normalize("NFC", name)).strip("-")
+def jekyll_slugify(text: str, mode: str = "default", *, cased: bool = False) -> str:
+    """Jekyll's Utils.slugify: runs of what `mode` does not keep → one '-', one '-' off each end, lower case unless
+    `cased`. Modes: default, pretty, raw (only spaces replaced), ascii, latin (accents dropped first); any other
+    (e.g. 'none') leaves the text as it is."""
+    if mode not in _SLUGIFY_MODES:
+        return text if cased else text.lower()
+    if mode == "latin":   # Jekyll transliterates; dropping the accents NFD splits off gives the same for Latin
+        text = "".join(c if c.isascii() else "" if unicodedata.combining(c) else "?"
+                       for c in unicodedata.normalize("NFD", text))
+    if mode == "raw":
+        slug = _SPACES.sub("-", text)
+    elif mode == "ascii":
+        slug = _NOT_ALPHANUMERIC.sub("-", text)
+    else:
+        slug = _hyphenated(text, _JEKYLL_KEPT.get(mode, ""))
+    slug = slug.removeprefix("-").removesuffix("-")
+    return slug if cased else slug.lower()
+
+
+def _hyphenated(text: str, kept: str) -> str:
+    """Runs of characters that are not letters, marks, decimal digits or in `kept` → '-'."""
+    if text.isascii():
+        return _JEKYLL_ASCII[kept].sub("-", text)
+    runs = groupby(text, lambda c: c.isalpha() or c.isdecimal() or c in kept or unicodedata.category(c)[0] == "M")
+    return "".join("".join(run) if keep else "-" for keep, run in runs)
+
+
+def post_slug(name: str, front_matter_slug: object = None) -> str:
+    """What Jekyll makes `:title` and `:slug` of: the front matter's `slug`, else the file name's (after the date,
+    without the extension and without trailing dots). NFC, as Jekyll's links come out (Addressable normalises
+    them): a name typed on macOS arrives decomposed."""
+    slug = str(front_matter_slug) if front_matter_slug else name.rstrip(".")
+    return unicodedata.normalize("NFC", slug)
+
+
+def legacy_title_slug(name: str) -> str:
+    """`:title` as feedpub made it before it kept `_` (and trailing dots) as Jekyll does; for entry ids only."""
+    return _LEGACY_PRETTY_UNSAFE.sub("-", unicodedata.normalize("NFC", name)).strip("-")
 
 
 def assign_slugs(sources: Mapping[str, str], overrides: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -60,9 +104,10 @@ def assign_slugs(sources: Mapping[str, str], overrides: Mapping[str, str]) -> tu
     return slugs, problems
 
 
-def expand_permalink(template: str, *, date: datetime, title_slug: str, categories: Iterable[str],
+def expand_permalink(template: str, *, date: datetime, title: str, slug: str, categories: Iterable[str],
                      output_ext: str = ".html") -> str:
-    """A permalink path (not escaped) for a post: a style name or a pattern with placeholders.
+    """A permalink path (not escaped) for a post: a style name or a pattern with placeholders; `title` and `slug`
+    are the values of `:title` and `:slug`.
 
     `date` must already be in the site's time zone: Jekyll builds URLs from local time.
     """
@@ -87,8 +132,8 @@ def expand_permalink(template: str, *, date: datetime, title_slug: str, categori
         "hour": lambda: f"{date.hour:02d}",
         "minute": lambda: f"{date.minute:02d}",
         "second": lambda: f"{date.second:02d}",
-        "title": lambda: title_slug,
-        "slug": lambda: slugify(title_slug),
+        "title": lambda: title,
+        "slug": lambda: slug,
         "output_ext": lambda: output_ext,
     }
     path = _PLACEHOLDER.sub(lambda m: values[m[1]](), pattern)

@@ -29,6 +29,7 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
     # Imported in the command: at the top it would add 0.14 s to `feedpub --help`, mostly for
     # feedpub.config, which --help never loads (python -X importtime -m feedpub --help).
     from feedpub.site.build import build_site
+    from feedpub.site.cache import forget_saved
 
     def once(config, announce, parallel: bool = True) -> int:  # noqa: ANN001 - Config and a callable, imported lazily
         try:
@@ -50,7 +51,9 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
         return PARTIAL if result.errors or not archived else OK
 
     if not watch:
-        raise SystemExit(once(app.config, _announce_now))
+        code = once(app.config, _announce_now)
+        forget_saved()
+        raise SystemExit(code)
 
     from feedpub.site.watch import LiveConfig, follow
     from feedpub.site.websub import Publisher

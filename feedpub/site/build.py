@@ -8,6 +8,7 @@ The bytes written are the same with and without the cache.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -88,7 +89,8 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     if problem:
         raise ConfigError(problem)
     now = now or datetime.now(UTC)
-    cache = Cache(config.path(CACHE_FOLDER) if use_cache else None, _cache_key(config, output, future, drafts))
+    folder = config.path(CACHE_FOLDER) if use_cache else None
+    cache = Cache(folder, _cache_key(config, output, future, drafts))
     listing = post_files(config.posts_dir, config.site.exclude)
     site_stats = site_file_stats(config.jekyll_root or config.root)
     sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats)
@@ -101,15 +103,16 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     # collection passes in between find nothing and cost ~5% of a cold build.
     gc.disable()
     try:
-        return _build(config, output, cache, state, listing, sources, site_stats, now=now, future=future,
-                      drafts=drafts, parallel=parallel, on_written=on_written)
+        return _build(config, output, cache, Cache(folder, _render_key(config)), state, listing, sources,
+                      site_stats, now=now, future=future, drafts=drafts, parallel=parallel, on_written=on_written)
     finally:
         gc.enable()
 
 
-def _build(config: Config, output: Path, cache: Cache, state: _State | None, listing: list[PostFile], sources: str,
-           site_stats: list[tuple[str, int, int]], *, now: datetime, future: bool, drafts: bool, parallel: bool,
-           on_written: Callable[[WriteResult], object] | None) -> BuildReport:
+def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, state: _State | None,
+           listing: list[PostFile], sources: str, site_stats: list[tuple[str, int, int]], *, now: datetime,
+           future: bool, drafts: bool, parallel: bool, on_written: Callable[[WriteResult], object] | None,
+           ) -> BuildReport:
     """Collect → plan the feeds → render the posts of the changed ones → write → remember for next time."""
     # Imported here, once something changed: the no-op build must not load YAML, Markdown and feedgen
     # (0.12 s more on a 0.27 s no-op build of 2,000 posts; python -X importtime).
@@ -122,7 +125,7 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     feeds, plan_problems = plan_feeds(config, collection.posts)
     fingerprints = _fingerprints(feeds, listing, collection.posts, site_stats)
     changed = _changed(config, output, feeds, fingerprints, state)
-    renders = cache.load("renders") or {}
+    renders = render_cache.load("renders") or {}
     to_render = needed_posts(changed)
     rendered, render_problems = render_posts(config, to_render, site_posts=collection.posts, cache=renders,
                                              parallel=parallel)
@@ -139,7 +142,7 @@ def _build(config: Config, output: Path, cache: Cache, state: _State | None, lis
     problems = [*collection.problems, *plan_problems, *(p for ps in problems_by_url.values() for p in ps)]
     report = _report(output, collection, len(feeds), written, problems)
     cache.save("posts", collection.entries)
-    cache.save("renders", {url: render for url, render in renders.items() if url in shown})
+    render_cache.save("renders", {url: render for url, render in renders.items() if url in shown})
     cache.save("build", _State(sources, report, _stats(output, [*files, *kept]), fingerprints, problems_by_url))
     return report
 
@@ -227,6 +230,19 @@ def _intact(output: Path, files: dict[str, tuple[int, int]]) -> bool:
 
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:
     """Everything cached results depend on besides the post files themselves."""
-    libraries = [version(name) for name in ("feedpub", "markdown", "nh3", "feedgen", "pyyaml", "python-liquid")]
-    return fingerprint(libraries, RENDER_VERSION, config.site, config.feeds, config.root, output, future, drafts,
+    return fingerprint(_libraries(), RENDER_VERSION, config.site, config.feeds, config.root, output, future, drafts,
                        sys.version)
+
+
+def _render_key(config: Config) -> str:
+    """What every rendering depends on besides what its own key holds (the post, its text, the site data its
+    Liquid reads): so a new site title, say, renders again only the posts that show it. The address is here for
+    `relative_url` and `absolute_url`, the time zone for Liquid's dates, the site folder for its includes."""
+    return fingerprint(_libraries(), RENDER_VERSION, config.site.url, config.site.baseurl, config.site.timezone,
+                       config.jekyll_root or config.root, sys.version)
+
+
+@functools.cache
+def _libraries() -> tuple[str, ...]:
+    """The versions of what makes the bytes (5 ms to look up: once per process)."""
+    return tuple(version(name) for name in ("feedpub", "markdown", "nh3", "feedgen", "pyyaml", "python-liquid"))

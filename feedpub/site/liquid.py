@@ -26,12 +26,12 @@ from feedpub import jekyll as jekyll_files
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.errors import Problem
-from feedpub.site.reader import Post
+from feedpub.site.cache import fingerprint
+from feedpub.site.reader import LIQUID_MARKUP, POSTS_VARIABLES, READS_EVERYTHING, Post
 
 if TYPE_CHECKING:
     from feedpub.site.liquid_engine import JekyllEnvironment
 
-_MARKUP = re.compile(r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}", re.S)
 _UNCLOSED = re.compile(r"\{[{%][^\n]*")
 
 
@@ -43,9 +43,8 @@ class LiquidSite:
     url: str                            # site.url without a trailing slash
     baseurl: str                        # '' or '/blog'
     site: Mapping[str, Any]             # the `site` variable
-    post_urls: Mapping[str, str]        # post file name without extension (or with its folders) → URL path
-    link_paths: Mapping[str, str]       # post file name with extension → URL path
     markdownify: Callable[[str], str]   # Markdown → HTML, for the `markdownify` filter
+    posts: Sequence[Post]               # every post of the site
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
 
     @cached_property
@@ -53,6 +52,53 @@ class LiquidSite:
         from feedpub.site.liquid_engine import JekyllEnvironment  # see render_liquid
 
         return JekyllEnvironment(self)
+
+    # The two maps below are made when a post first needs them: ~0.1 s for 10,000 posts, which a build whose
+    # rendered posts name no other post (or come from the render cache) does not pay.
+    @cached_property
+    def post_urls(self) -> dict[str, str]:
+        """Post file name without extension (or with the folder above its `_posts`) → URL path."""
+        post_urls: dict[str, str] = {}
+        for post in self.posts:
+            post_urls[post.name] = post.path
+            folders = post.source.replace("\\", "/").rsplit("/", 1)[0].split("/_posts", 1)
+            if len(folders) == 2:   # `{% post_url news/2025-01-01-x %}` names a post under news/_posts
+                post_urls[f"{folders[0].rsplit('/', 1)[-1]}/{post.name}"] = post.path
+        return post_urls
+
+    @cached_property
+    def link_paths(self) -> dict[str, str]:
+        """Post file name with extension → URL path."""
+        return {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in self.posts}
+
+    def inputs(self, reads: Sequence[str]) -> str:
+        """A fingerprint of what `reads` (a post's `Post.reads`) names: the values of those `site` keys, every
+        post for `site.posts` and the like, everything and the include files for READS_EVERYTHING. A post whose
+        text and inputs are unchanged renders the same, so the render cache is keyed by them."""
+        values = []
+        for name in reads:
+            if name == READS_EVERYTHING:
+                values.append((self._settings, self._posts_fingerprint, self._includes_fingerprint))
+            elif name in POSTS_VARIABLES and name != "time":
+                values.append(self._posts_fingerprint)
+            elif name.startswith("data."):
+                values.append(self.site["data"].get(name.removeprefix("data.")))
+            else:
+                values.append(self.site.get(name))   # dict.get: never makes the `site.posts` pages
+        return fingerprint(reads, values) if reads else ""
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        """`site` without the keys made from the posts."""
+        return {key: value for key, value in self.site.items() if key not in POSTS_VARIABLES or key == "time"}
+
+    @cached_property
+    def _posts_fingerprint(self) -> str:
+        return fingerprint(self.posts)   # ~0.25 s for 10,000 posts, once a build, only when a post reads them
+
+    @cached_property
+    def _includes_fingerprint(self) -> str:
+        return fingerprint(jekyll_files.include_file_stats(self.root))
 
 
 def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[[str], str]) -> LiquidSite:
@@ -69,14 +115,7 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
                 lang=site_config.language, timezone=site_config.timezone, author=site_config.author,
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
                 time=_time(posts[0].date) if posts else None, data=data)
-    post_urls: dict[str, str] = {}
-    for post in posts:
-        post_urls[post.name] = post.path
-        folders = post.source.replace("\\", "/").rsplit("/", 1)[0].split("/_posts", 1)
-        if len(folders) == 2:   # `{% post_url news/2025-01-01-x %}` names a post under news/_posts
-            post_urls[f"{folders[0].rsplit('/', 1)[-1]}/{post.name}"] = post.path
-    link_paths = {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in posts}
-    return LiquidSite(root.resolve(), url, baseurl, site, post_urls, link_paths, markdownify, tuple(problems))
+    return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, tuple(problems))
 
 
 class _Site(dict):
@@ -120,8 +159,9 @@ def page_variable(post: Post, root: Path) -> dict[str, Any]:
 
 
 def _slug(post: Post) -> str:
+    """Jekyll's `page.slug`: the front matter's, else the file name's after its date, without trailing dots."""
     stem = post.name
-    return str(post.matter.get("slug") or (stem[11:] if re.match(r"^\d{4}-\d\d-\d\d-", stem) else stem))
+    return str(post.matter.get("slug") or (stem[11:] if re.match(r"^\d{4}-\d\d-\d\d-", stem) else stem).rstrip("."))
 
 
 def _grouped(pages: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
@@ -137,8 +177,9 @@ def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> t
     warnings met on the way."""
     if "{{" not in text and "{%" not in text:
         return text, []
-    # Imported here: python-liquid costs ~0.2 s of start-up (-X importtime, cProfile of `make bench`'s edit
-    # build), which a build whose rendered posts hold no Liquid does not pay.
+    # Imported here: python-liquid and the tags and filters on it take 0.14-0.19 s to import once the rest of a
+    # build is loaded (median 0.17 s of 5), which a build whose rendered posts hold no Liquid, or come from the
+    # render cache, does not pay (`make bench`'s one-post edit).
     from feedpub.site.liquid_engine import render
 
     return render(text, site, post, first_line)
@@ -146,7 +187,7 @@ def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> t
 
 def without_liquid(text: str) -> str:
     """`text` with every Liquid tag and output removed, an unclosed one up to the end of its line."""
-    return _UNCLOSED.sub("", _MARKUP.sub("", text))
+    return _UNCLOSED.sub("", LIQUID_MARKUP.sub("", text))
 
 
 def escape_braces(html_text: str) -> str:

@@ -20,13 +20,12 @@ from xml.sax.saxutils import escape
 from liquid import Undefined
 from liquid.filter import with_context, with_environment
 
+from feedpub import urls
 from feedpub.site import typography
 
 # Jekyll's "cjk" word count: Han, Hiragana, Katakana and Hangul characters each count as a word.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 _SPACE = re.compile(r"\s+")
-_SLUG_UNSAFE = {"raw": _SPACE, "default": re.compile(r"(?:\W|_)+"), "pretty": re.compile(r"[^\w.~!$&'()+,;=@]+"),
-                "ascii": re.compile(r"[^A-Za-z0-9]+"), "latin": re.compile(r"[^A-Za-z0-9]+")}
 
 
 def _text(value: object) -> str:
@@ -127,11 +126,7 @@ def uri_escape(value: object) -> str:
 
 
 def slugify(value: object, mode: object = "default") -> str:
-    """Jekyll's Utils.slugify: runs of what the mode does not keep → '-', lower case."""
-    text = _text(value)
-    if mode == "none":
-        return text
-    return _SLUG_UNSAFE.get(_text(mode), _SLUG_UNSAFE["default"]).sub("-", text).strip("-").lower()
+    return urls.jekyll_slugify(_text(value), _text(mode) or "default")
 
 
 @with_environment

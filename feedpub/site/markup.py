@@ -27,7 +27,7 @@ from feedpub.errors import Problem
 from feedpub.site import kramdown
 from feedpub.site.cache import fingerprint
 from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, render_liquid, without_liquid
-from feedpub.site.reader import Post, load_body
+from feedpub.site.reader import READS_BESIDE, Post, load_body
 from feedpub.site.source import INVALID_XML
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]")
@@ -62,13 +62,14 @@ class RenderedPost:
 
 @dataclass(frozen=True)
 class CachedRender:
-    """A rendering kept in the build cache, valid while its `key` (the text it came from) is unchanged."""
+    """A rendering kept in the build cache, valid while its `key` is unchanged: the post, its text as written and
+    the site data its Liquid reads (`LiquidSite.inputs`)."""
 
     key: str
     html: str
     excerpt_html: str
     reading_time: int
-    problems: tuple[Problem, ...]
+    problems: tuple[Problem, ...]   # met reading the file again, running its Liquid, converting its Markdown
 
 
 def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[Post] | None = None,
@@ -76,25 +77,30 @@ def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[
                  ) -> tuple[list[RenderedPost], list[Problem]]:
     """Render `posts`; Liquid's `site.posts`, `{% post_url %}` and `{% link %}` see `site_posts` (all posts).
 
-    `cache` (post URL → CachedRender) is read and updated: Liquid is applied to every post (it is
-    cheap and its output is the cache key), Markdown only to posts whose text changed."""
+    `cache` (post URL → CachedRender) is read and updated: a post whose key is unchanged goes through neither
+    Liquid nor Markdown."""
     site_posts = posts if site_posts is None else site_posts
     site = liquid_site(config, site_posts, markdownify=lambda text: _markdown().convert(text))
     cache = {} if cache is None else cache
-    prepared, problems = [], list(site.problems)
+    missing = []
     for post in posts:
-        item, warnings = _prepare(post, site)
-        prepared.append(item)
-        problems.extend(warnings)
-    missing = [item for item in prepared
-               if item.post.url not in cache or cache[item.post.url].key != item.key]
+        raw, warnings = _read_body(post)
+        liquid = None
+        inputs = site.inputs(post.reads)
+        if READS_BESIDE in post.reads:   # the files beside the post are not watched: its Liquid's output tells
+            liquid = _apply_liquid(post, raw, site)
+            inputs = fingerprint(inputs, liquid[:2])
+        key = fingerprint(raw, post, inputs)
+        if post.url not in cache or cache[post.url].key != key:
+            body, excerpt, liquid_warnings = liquid or _apply_liquid(post, raw, site)
+            missing.append(_Prepared(post, body, excerpt, raw, key, (*warnings, *liquid_warnings)))
     for item, fresh in zip(missing, _convert_all(missing, parallel=parallel), strict=True):
         cache[item.post.url] = fresh
-    rendered = []
-    for item in prepared:
-        done = cache[item.post.url]
+    rendered, problems = [], list(site.problems)
+    for post in posts:
+        done = cache[post.url]
         problems.extend(done.problems)
-        rendered.append(RenderedPost(item.post, done.html, done.excerpt_html, html_to_text(done.excerpt_html),
+        rendered.append(RenderedPost(post, done.html, done.excerpt_html, html_to_text(done.excerpt_html),
                                      done.reading_time))
     return rendered, problems
 
@@ -108,28 +114,28 @@ class _Prepared:
     excerpt: str
     raw_body: str      # as written (for reading time)
     key: str
+    problems: tuple[Problem, ...]
 
 
-def _prepare(post: Post, site: LiquidSite) -> tuple[_Prepared, list[Problem]]:
+def _read_body(post: Post) -> tuple[str, list[Problem]]:
     try:
-        raw = load_body(post)
+        return load_body(post), []
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raw = ""
-        warnings = [Problem(post.source, None, f"could not be read again while building ({exc}); "
+        return "", [Problem(post.source, None, f"could not be read again while building ({exc}); "
                             "published with its excerpt only", warning=True)]
-    else:
-        warnings = []
+
+
+def _apply_liquid(post: Post, raw: str, site: LiquidSite) -> tuple[str, str, list[Problem]]:
+    """The body and the excerpt with their Liquid rendered, and the warnings met."""
     try:
         with _time_limit(RENDER_SECONDS):
-            body, liquid_warnings = render_liquid(raw, site, post, post.body_line)
+            body, warnings = render_liquid(raw, site, post, post.body_line)
             excerpt, _ = render_liquid(post.excerpt, site, post, post.body_line)
     except RenderTimeout:
-        body, excerpt = without_liquid(raw), without_liquid(post.excerpt)
-        liquid_warnings = [Problem(post.source, post.body_line, f"Liquid took over {RENDER_SECONDS:g} s; "
-                                   "published without its Liquid", "loops and filters over fewer items",
-                                   warning=True)]
-    key = fingerprint(raw, body, excerpt, post.url, post.reading_time)
-    return _Prepared(post, body, excerpt, raw, key), warnings + liquid_warnings
+        return without_liquid(raw), without_liquid(post.excerpt), [
+            Problem(post.source, post.body_line, f"Liquid took over {RENDER_SECONDS:g} s; published without its "
+                    "Liquid", "loops and filters over fewer items", warning=True)]
+    return body, excerpt, warnings
 
 
 def _convert_all(items: Sequence[_Prepared], *, parallel: bool) -> list[CachedRender]:
@@ -159,8 +165,9 @@ def _convert(item: _Prepared) -> CachedRender:
                           "published as plain text", "Markdown without thousands of nested or unclosed marks",
                           warning=True)
         _local.markdown = None  # interrupted mid-document, the converter's state cannot be trusted
-        return CachedRender(item.key, _plain_html(item.body), _plain_html(item.excerpt), minutes, (problem,))
-    return CachedRender(item.key, html, excerpt_html, minutes, ())
+        return CachedRender(item.key, _plain_html(item.body), _plain_html(item.excerpt), minutes,
+                            (*item.problems, problem))
+    return CachedRender(item.key, html, excerpt_html, minutes, item.problems)
 
 
 def to_html(markdown_text: str, base_url: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.reader import Post, read_post
 from feedpub.site.source import Skip
@@ -25,6 +26,7 @@ from feedpub.site.source import Skip
 _PARALLEL_FROM = 400
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     """What reading one file gave, valid while its size and mtime stay the same."""

@@ -19,6 +19,7 @@ from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import parse_date
 from feedpub.errors import Problem
+from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
 from feedpub.site.source import MAX_POST_BYTES, YAML, Skip, check_text, decode, line_of, split
 
@@ -28,13 +29,20 @@ _FILENAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 # Front matter keys whose values `Post` holds in its own fields (Liquid's `page` gives those).
 _FIELDS = frozenset(("title", "date", "categories", "category", "tags", "tag", "excerpt", "reading_time"))
 _MORE = "<!--more-->"
-# Liquid that reads other posts or the site's files: such a post is re-rendered when they change.
-# Liquid that reads the site's files (config, _data/, _includes/), and Liquid that reads other posts (an
-# include may: counted as reading them).
-_SITE_READS = re.compile(r"\{%-?\s*include|\{\{[^}]*\bsite\b|\{%[^%]*\bsite\b")
-_POSTS_READS = re.compile(r"\{%-?\s*(?:post_url|link|include)|\bsite\s*(?:\.\s*(?:posts|categories|tags)\b|\[)")
+# A Liquid tag or output (closing delimiters searched only up to the next opening one: unclosed runs stay linear).
+LIQUID_MARKUP = re.compile(r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}", re.S)
+_TAG_NAME = re.compile(r"\{%-?\s*(\w+)")
+# `site`, `site.title`, `site.data.authors`: the variable and up to two names below it.
+_SITE_VARIABLE = re.compile(r"\bsite\b(?:\s*\.\s*([\w-]+)(?:\s*\.\s*([\w-]+))?)?")
+# What `Post.reads` holds besides `site` keys: everything the site has (an include may read anything, as may
+# Liquid handed the whole `site`), and the files beside the post (`include_relative`: not watched).
+READS_EVERYTHING = "*"
+READS_BESIDE = "include_relative"
+# `site` keys made from every post (`time` is the newest post's date); `post_url` and `link` read as `posts`.
+POSTS_VARIABLES = frozenset(("posts", "categories", "tags", "time", READS_EVERYTHING))
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Post:
     source: str                  # path as given to the user in messages (relative to the config)
@@ -49,8 +57,8 @@ class Post:
     excerpt: str                 # Markdown (with Liquid) of the excerpt
     excerpt_explicit: bool       # from front matter or a separator, not the first paragraph
     reading_time: int | None     # minutes, from front matter; else computed when rendered
-    reads_site: bool             # its Liquid reads site files ({{ site.data.x }}, {% include %}, …)
-    reads_posts: bool            # its Liquid reads other posts ({% post_url %}, site.posts, …)
+    reads: tuple[str, ...]       # what its Liquid reads of the site: `site` keys ('title', 'data.authors', 'posts'),
+                                 # READS_EVERYTHING, READS_BESIDE; sorted (it is part of cache keys)
     path: str                    # site path, unescaped, e.g. /ai/2025/12/16/slug.html
     url: str                     # absolute, percent-encoded
     id: str                      # stable entry id
@@ -61,6 +69,16 @@ class Post:
     # The front matter's other keys, for Liquid's `page` (what the fields above hold is not kept twice: the
     # build cache holds every post).
     matter: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def reads_site(self) -> bool:
+        """Its Liquid reads the site: config values, data, includes or other posts."""
+        return bool(self.reads)
+
+    @property
+    def reads_posts(self) -> bool:
+        """Its Liquid reads other posts (`site.posts`, `{% post_url %}`, an include…)."""
+        return not POSTS_VARIABLES.isdisjoint(self.reads)
 
 
 def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: list[Problem]) -> Post | None:
@@ -84,18 +102,35 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     author = _author(meta.get("author")) or config.site.author
     excerpt, explicit = _excerpt(front, body, config.site.excerpt_separator)
     minutes = _reading_time(front)
-    site_path = _permalink(front, stem, date.astimezone(config.site.tz), categories, config)
+    site_path, id_path = _permalinks(front, stem, date.astimezone(config.site.tz), categories, config)
     url = urls.absolute(config.site.root_url, site_path)
-    # Most posts hold no Liquid: the two searches below cost ~50 µs each over a long body (a second of a
-    # 10,000-post cold build).
-    liquid = "{{" in body or "{%" in body
+    entry_id = _entry_id(front, urls.absolute(config.site.root_url, id_path))
     return Post(source=shown, title=title, date=date, updated=updated, categories=categories, tags=tags,
                 author=author, file=file.path, body_line=body_line, excerpt=excerpt, excerpt_explicit=explicit,
-                reading_time=minutes, reads_site=liquid and bool(_SITE_READS.search(body)),
-                reads_posts=liquid and bool(_POSTS_READS.search(body)), path=site_path, url=url,
-                id=_entry_id(front, url), image=_image(meta.get("image"), url, config),
+                reading_time=minutes, reads=liquid_reads(body, excerpt), path=site_path, url=url,
+                id=entry_id, image=_image(meta.get("image"), url, config),
                 image_size=_image_size(meta.get("image")), image_alt=_image_alt(meta.get("image")), name=stem,
                 matter={key: value for key, value in meta.items() if key not in _FIELDS})
+
+
+def liquid_reads(*texts: str) -> tuple[str, ...]:
+    """What the Liquid in `texts` reads of the site (`Post.reads`): a post is rendered again when that changes."""
+    reads = set()
+    # Most posts hold no Liquid: searching a long body costs ~50 µs (a second of a 10,000-post cold build).
+    for text in texts:
+        if "{{" not in text and "{%" not in text:
+            continue
+        for markup in LIQUID_MARKUP.findall(text):
+            tag = _TAG_NAME.match(markup)
+            if tag and tag[1] == READS_BESIDE:
+                reads.update((READS_EVERYTHING, READS_BESIDE))
+            elif tag and tag[1] == "include":
+                reads.add(READS_EVERYTHING)
+            elif tag and tag[1] in ("post_url", "link"):
+                reads.add("posts")
+            for name, key in _SITE_VARIABLE.findall(markup):
+                reads.add(f"data.{key}" if name == "data" and key else name or READS_EVERYTHING)
+    return tuple(sorted(reads))
 
 
 def load_body(post: Post) -> str:
@@ -187,19 +222,34 @@ def _reading_time(front: _FrontMatter) -> int | None:
     return None
 
 
-def _permalink(front: _FrontMatter, stem: str, date: datetime, categories: tuple[str, ...], config: Config) -> str:
-    """The site path (unescaped) from the post's or the site's permalink style; `date` in the site's zone."""
+def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tuple[str, ...],
+                config: Config) -> tuple[str, str]:
+    """The site path (unescaped) from the post's or the site's permalink style, as Jekyll makes it; and the path
+    for the default entry id. `date` is in the site's zone.
+
+    Until feedpub followed Jekyll's `:title` (which keeps `_`, and drops a file name's trailing dots), it wrote
+    `my_first_post` as `my-first-post`; the links it published then were also the ids of their entries, and a
+    reader shows an entry whose id changes again, as new. So the id keeps coming from that old rule: it is the
+    link for every post the two rules agree on, and for the others the id every earlier build gave. Derived
+    from the file alone, it needs no record of what was published."""
     named = _FILENAME.match(stem)
-    slug = front.values.get("slug")
-    title_slug = urls.jekyll_title_slug(str(slug) if slug else named[4] if named else stem)
+    name = named[4] if named else stem
+    front_slug = front.values.get("slug")
     template = front.values.get("permalink") or config.site.permalink
     if not isinstance(template, str):
         raise front.fail("permalink", f"permalink is {template!r}", "a path or pattern string")
-    path = urls.expand_permalink(template, date=date, title_slug=title_slug, categories=categories)
+    slug = urls.post_slug(name, front_slug)
+    title = urls.jekyll_slugify(slug, "pretty", cased=True)
+    path = urls.expand_permalink(template, date=date, title=title, slug=urls.jekyll_slugify(slug),
+                                 categories=categories)
     if path == "/":
         raise front.fail("permalink", f"permalink {template!r} gives an empty path",
                          "a pattern that includes :title or a file name")
-    return path
+    old_title = urls.legacy_title_slug(str(front_slug) if front_slug else name)
+    if old_title == title and urls.slugify(old_title) == urls.jekyll_slugify(slug):
+        return path, path
+    return path, urls.expand_permalink(template, date=date, title=old_title, slug=urls.slugify(old_title),
+                                       categories=categories)
 
 
 def _entry_id(front: _FrontMatter, url: str) -> str:

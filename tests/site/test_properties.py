@@ -104,7 +104,7 @@ def test_slugs_never_collide_silently(names: list[str], overrides: dict[str, str
        date=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
 def test_permalinks_and_urls_never_climb_or_carry_spaces(template: str, title: str, categories: list[str],
                                                           date: datetime) -> None:
-    path = expand_permalink(template, date=date, title_slug=title, categories=categories)
+    path = expand_permalink(template, date=date, title=title, slug=title, categories=categories)
     assert path.startswith("/")
     segments = path.split("/")
     assert ".." not in segments and "." not in segments and "\\" not in path
