@@ -58,6 +58,15 @@ EXPECTED = {
     "james-broken-multipart-rcpt-to.eml": ("hard", ["5550100@sms.example.com"], "5.0.0"),
     # one bounce for several recipients: each judged by the words next to its own address;
     "gmx-two-recipients-one-unknown.eml": ("hard", ["haruto.abe@example.co.jp"], "5.1.1"),
+    # a failure that does not say the address is dead is counted, not suppressed at once: a bare 550
+    # ("5.0.0" says only "permanent"), a report without a status, a notice with no reason at all;
+    "exim-administrative-prohibition.eml": ("soft", ["olivia@example.net"], "5.0.0"),
+    "dsn-no-status-quota-folded.eml": ("soft", ["jonas.weber@example.de"], None),
+    "sendmail-version-numbers-no-reason.eml": ("soft", ["yui.nakamura@example.co.jp"], None),
+    "smtp32-invalid-final-userid.eml": ("hard", ["lars.berg@example.se"], None),
+    # a reader who also sent the returned message (a list post) is still the recipient when nothing else is
+    # named.
+    "list-reader-also-sender.eml": ("hard", ["shun@example.jp"], "5.1.1"),
     # a success status (a provider's delivery notification) is no bounce, unless a failure is written too;
     "ses-delivery-notification-by-email.eml": ("not-a-bounce", [], None),
     "sendmail-transcript-rcpt-ok-then-refused.eml": ("soft", ["kaho.nishimura@example.co.jp"], "5.7.1"),

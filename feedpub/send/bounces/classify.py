@@ -34,7 +34,7 @@ KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "auto-reply", "not-a-bou
 # attachment behind them adds nothing but time.
 PARSE_LIMIT = 1024 * 1024
 _COMPLAINT_TYPES = ("abuse", "fraud", "virus", "other")
-_FULL = re.compile(r"mailbox (is |was )?full|over ?quota|quota (exceeded|exceed|full)|exceeded (its |the |their )?"
+_FULL = re.compile(r"mailbox (is |was )?full|over ?quota|quota\s+(exceeded|exceed|full)|exceeded (its |the |their )?"
                    r"(storage|quota|allotted)|insufficient (system )?storage|mailbox size limit|out of storage|"
                    r"storage allocation|disk full|too many messages in|is full|容量", re.I)
 _NOT_THE_ADDRESS = re.compile(r"gr[ae]y ?list|try (again )?later|temporar|deferred|please retry|spam|blocked|"
@@ -50,7 +50,7 @@ _NO_SUCH_ADDRESS = re.compile(
     r"recipientnotfound|domain (not found|does not exist)|host (or domain name )?not found|name service error|"
     r"nxdomain|null mx|does not accept mail|bad destination|address not found|doesn't have an? .{1,40} account|"
     r"no longer (active|available|valid|in use)|not listed in|unknown or illegal alias|user (account )?expired|"
-    r"宛先.{0,10}(存在|不明)|存在しません", re.I)
+    r"invalid final delivery userid|recipient name is not recognized|宛先.{0,10}(存在|不明)|存在しません", re.I)
 # Refusals of the sender or of the sending server, not of the recipient: the stage of the SMTP dialogue
 # (Exim's "SMTP error from remote mail server after MAIL FROM:" or "after initial connection:", Postfix's
 # "(in reply to MAIL FROM command)") or the words; "550 Unroutable sender address" is no unknown user, and a
@@ -145,9 +145,13 @@ def classify(raw: bytes) -> Bounce:
     if temporary or permanent or system or statuses is not None:
         # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
-        ours |= heuristics.quoted_non_recipients(text)
-        recipients = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
-                      if a.lower() not in ours]
+        ours |= heuristics.quoted_message_ids(text)
+        detected = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
+                    if a.lower() not in ours]
+        # A quoted sender is a recipient only when the detector found nothing else: a list's bounce for a
+        # reader who also posted to it.
+        senders = heuristics.quoted_senders(text)
+        recipients = [a for a in detected if a.lower() not in senders] or detected
         copied = returned if returned is not None else heuristics.returned_in_text(text)
         ours |= {a.lower() for h in ("From", "Return-Path", "Sender") for a in _header_addresses(copied, h)} \
             if copied is not None else set()
@@ -171,7 +175,7 @@ def classify(raw: bytes) -> Bounce:
                 return "soft"
             if temporary and not permanent:
                 return "soft"
-            return severity(status, diagnostic or text, unknown="hard" if permanent else "soft")
+            return severity(status, diagnostic or text)
 
         kind = judged(status, diagnostic, recipients)
         if len(recipients) > 1:
@@ -191,10 +195,9 @@ def classify(raw: bytes) -> Bounce:
     return found("not-a-bounce", [], None, None, "no report, no mail system's bounce, no automatic reply")
 
 
-def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["hard", "soft"] = "hard") \
-        -> Literal["hard", "soft"]:
-    """Hard when the failure is permanent and about the address; soft otherwise. `unknown`: for a failure
-    that says neither its class nor what was wrong."""
+def severity(status: str | None, diagnostic: str | None) -> Literal["hard", "soft"]:
+    """Hard when the failure is permanent and about the address; soft otherwise, and when it says neither
+    its class nor what was wrong: a dead address is suppressed at once, so it takes evidence."""
     words = diagnostic or ""
     if status is None:
         code = re.search(r"\b([45])\d\d\b", words)
@@ -204,7 +207,7 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
             return "soft"
         if _NO_SUCH_ADDRESS.search(words):
             return "hard"
-        return "soft" if _FULL.search(words) or _NOT_THE_ADDRESS.search(words) else unknown
+        return "soft"
     if not status.startswith("5"):
         return "soft"
     if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words) \
@@ -214,7 +217,9 @@ def severity(status: str | None, diagnostic: str | None, *, unknown: Literal["ha
         return "hard"
     if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words) or _AT_DATA.search(words):
         return "soft"
-    return "hard"
+    # 5.0.0 says only "permanent" (RFC 3463 "other undefined status"): without words about the address it
+    # is counted, not taken for a dead address.
+    return "soft" if status == "5.0.0" else "hard"
 
 
 def _mailed_address(block: reports.RecipientStatus, mailed: set[str]) -> str:

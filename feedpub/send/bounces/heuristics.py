@@ -44,8 +44,9 @@ _CHALLENGE_HEADERS = ("X-Challenge", "X-Challenge-Response", "X-Boxbe-Request", 
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Reply", "X-Vacation")
 # An SMTP reply with an enhanced status ("550 5.1.1", "550-5.1.1", "#5.1.1"), a lone enhanced status, or a
 # bare reply code where a server's words are quoted.
-_CODE_AND_STATUS = re.compile(r"\b([245]\d\d)[\s\-]+#?([245]\.\d{1,3}\.\d{1,3})\b")
-_LONE_STATUS = re.compile(r"(?:#|\(|\b)([45]\.\d{1,3}\.\d{1,3})\b")
+# A status is no part of a longer dotted number: "SMSSMTP 4.1.5.31", "[64.4.15.110]", "X-StarScan-Version: 5.5.9.1".
+_CODE_AND_STATUS = re.compile(r"\b([245]\d\d)[\s\-]+#?([245]\.\d{1,3}\.\d{1,3})\b(?!\.?\d)")
+_LONE_STATUS = re.compile(r"(?<![\d.])([45]\.\d{1,3}\.\d{1,3})\b(?!\.\d)")
 _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|code|smtp)[:;\s]*\(?([45][0-5]\d)\b"
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
 _MESSAGE_ID = re.compile(r"^\s*(?:Message-ID|In-Reply-To|References|X-Original-Message-ID):"
@@ -126,14 +127,16 @@ def failed_in_text(text: str, senders: set[str]) -> list[str]:
     return others if len(others) == 1 else []
 
 
-def quoted_non_recipients(text: str) -> set[str]:
-    """What a bounce's text quotes from the message it returns that looks like an address but is none of its
-    recipients: Message-IDs ("Message-ID:<…@host>") and the senders (From:, Sender:, Reply-To:,
-    Return-Path:). Some detectors take them for failed recipients."""
-    found = {match[1].lower() for match in _MESSAGE_ID.finditer(text)}
-    for line in _SENDER_LINE.finditer(text):
-        found |= {address.lower() for address in addresses_in(line[1])}
-    return found
+def quoted_message_ids(text: str) -> set[str]:
+    """The Message-IDs a bounce's text quotes ("Message-ID:<…@host>"): they look like addresses, and some
+    detectors take them for failed recipients."""
+    return {match[1].lower() for match in _MESSAGE_ID.finditer(text)}
+
+
+def quoted_senders(text: str) -> set[str]:
+    """The senders a bounce's text quotes from the message it returns (From:, Sender:, Reply-To:,
+    Return-Path:), which some detectors take for failed recipients."""
+    return {address.lower() for line in _SENDER_LINE.finditer(text) for address in addresses_in(line[1])}
 
 
 def addresses_in(text: str) -> list[str]:
