@@ -3,8 +3,8 @@
 `message_template` builds the MIME skeleton with the `email` package once. Both bodies are
 quoted-printable, encoded once in static segments around the link markers of `feedpub.send.issue`; per
 recipient only the links (and To, Date, Message-ID, List-Unsubscribe) are encoded and joined in —
-no template render and no EmailMessage build per recipient. With `[smtp.dkim]`, the finished bytes of
-every message are signed (`feedpub.send.dkim`).
+no template render and no EmailMessage build per recipient. With `[smtp.dkim]`, every message is signed;
+the static pieces are canonicalised for it once, with the template (`feedpub.send.dkim`).
 
 Header values come only from cleaned text (`digest.header_text`) and validated addresses, so a CR or LF
 in a title or a name can never start a new header.
