@@ -17,7 +17,6 @@ today; an issue none of whose posts is published any more stays out of the list 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from feedpub.config import Config
 from feedpub.files import write_if_changed
 from feedpub.records import ArchivedIssue
 from feedpub.site.build import CACHE_FOLDER
-from feedpub.site.cache import Cache, fingerprint
+from feedpub.site.cache import Cache, file_stamp, fingerprint, intact
 
 if TYPE_CHECKING:
     from feedpub.store import Store
@@ -97,7 +96,7 @@ def refresh(config: Config, store: Store | None = None, *, output: Path | None =
         stamp = _stamp(config.store_file)
         if stamp is not None and stamp[0] is None:
             return ArchiveReport(0, (), 0)
-        if state is not None and stamp is not None and state.store == stamp and _intact(output, state.outputs):
+        if state is not None and stamp is not None and state.store == stamp and intact(output, state.outputs):
             return ArchiveReport(state.issues, (), len(state.outputs))
         with _opened(config, store) as db:
             _fill_in(config, db)
@@ -106,7 +105,7 @@ def refresh(config: Config, store: Store | None = None, *, output: Path | None =
         old = state.made_from if state else {}
         old_outputs = state.outputs if state else {}
         stale = [path for path, source in made_from.items()
-                 if old.get(path) != source or not _intact(output, {path: old_outputs.get(path, (-1, -1))})]
+                 if old.get(path) != source or not intact(output, {path: old_outputs.get(path, (-1, -1))})]
         written = []
         if stale:
             # Imported only when a file is out of date: css-inline, feedgen and the digest renderer, 0.25 s
@@ -116,7 +115,7 @@ def refresh(config: Config, store: Store | None = None, *, output: Path | None =
             for path, data in documents(config, archived, stale).items():
                 if write_if_changed(output / path, data):
                     written.append(path)
-        outputs = {path: _size_and_mtime(output / path) for path in made_from}
+        outputs = {path: file_stamp(output / path) for path in made_from}
         cache.save("archive", _State(stamp, len(archived), made_from, outputs))
     return ArchiveReport(len(archived), tuple(sorted(written)), len(made_from) - len(written))
 
@@ -166,26 +165,13 @@ def _stamp(store_file: Path | None) -> Stamp | None:
     for PostgreSQL, which is always asked."""
     if store_file is None:
         return None
-    return tuple(_size_and_mtime(path) for path in (store_file, Path(f"{store_file}-wal")))
-
-
-def _size_and_mtime(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
-
-
-def _intact(output: Path, files: dict[str, tuple[int, int] | None]) -> bool:
-    """Every file is still there as the last refresh left it."""
-    return all(_size_and_mtime(output / path) == stat for path, stat in files.items())
+    return tuple(file_stamp(path) for path in (store_file, Path(f"{store_file}-wal")))
 
 
 def _key(config: Config, output: Path) -> str:
     """Everything the archive's bytes depend on besides the stored issues."""
     override = config.path(config.digest.templates_dir) if config.digest.templates_dir else None
-    template_files = [(str(path), _size_and_mtime(path)) for folder in (templates.folder("email"), override)
+    template_files = [(str(path), file_stamp(path)) for folder in (templates.folder("email"), override)
                       if folder is not None and folder.is_dir() for path in sorted(folder.iterdir())]
     libraries = [version(name) for name in ("feedpub", "feedgen", "css-inline", "jinja2")]
     return fingerprint(libraries, template_files, config.site, config.digest, config.feeds.limit,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 from feedpub.config import Config
 from feedpub.errors import ConfigError, Problem
 from feedpub.jekyll import site_file_stats
-from feedpub.site.cache import Cache, fingerprint
+from feedpub.site.cache import Cache, file_stamp, fingerprint, intact
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.output import WriteResult, output_problem, write_files
 
@@ -65,7 +64,7 @@ class _State:
 
     sources: str                              # fingerprint of every post file's path, size and mtime
     report: BuildReport
-    outputs: dict[str, tuple[int, int]]       # file in the output folder → (size, mtime_ns) after writing
+    outputs: dict[str, tuple[int, int] | None]   # file in the output folder → (size, mtime_ns) after writing
     feeds: dict[str, str]                     # feed folder → fingerprint of what it was made from
     render_problems: dict[str, tuple[Problem, ...]]   # post URL → problems met rendering it
 
@@ -95,7 +94,7 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     site_stats = site_file_stats(config.jekyll_root or config.root)
     sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats)
     state: _State | None = cache.load("build")
-    if (state is not None and state.sources == sources and _intact(output, state.outputs)
+    if (state is not None and state.sources == sources and intact(output, state.outputs)
             and (state.report.next_future is None or now < state.report.next_future)):
         unchanged = WriteResult((), tuple(sorted(state.outputs)), ())
         return replace(state.report, written=unchanged)
@@ -143,7 +142,8 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     report = _report(output, collection, len(feeds), written, problems)
     cache.save("posts", collection.entries)
     render_cache.save("renders", {url: render for url, render in renders.items() if url in shown})
-    cache.save("build", _State(sources, report, _stats(output, [*files, *kept]), fingerprints, problems_by_url))
+    outputs = {path: file_stamp(output / path) for path in [*files, *kept]}
+    cache.save("build", _State(sources, report, outputs, fingerprints, problems_by_url))
     return report
 
 
@@ -172,7 +172,7 @@ def _changed(config: Config, output: Path, feeds: list[Feed], fingerprints: dict
     old_outputs = state.outputs if state else {}
     return [feed for feed in feeds
             if old.get(feed.folder) != fingerprints[feed.folder]
-            or not _intact(output, {p: old_outputs.get(p, (-1, -1)) for p in _paths(config, feed)})]
+            or not intact(output, {p: old_outputs.get(p, (-1, -1)) for p in _paths(config, feed)})]
 
 
 def _write(output: Path, files: dict[str, bytes], kept: list[str]) -> WriteResult:
@@ -203,29 +203,8 @@ def _report(output: Path, collection: Collection, feeds: int, written: WriteResu
                        collection.next_future)
 
 
-def _stats(output: Path, paths: list[str]) -> dict[str, tuple[int, int]]:
-    """(size, mtime_ns) of each written or kept file, to recognise them untouched next time."""
-    stats = {}
-    for path in paths:
-        stat = os.stat(output / path)
-        stats[path] = (stat.st_size, stat.st_mtime_ns)
-    return stats
-
-
 def _paths(config: Config, feed: Feed) -> list[str]:
     return [feed.path(fmt) for fmt in config.feeds.formats]
-
-
-def _intact(output: Path, files: dict[str, tuple[int, int]]) -> bool:
-    """Every file is still there as the last build left it."""
-    for path, (size, mtime_ns) in files.items():
-        try:
-            stat = os.stat(output / path)
-        except OSError:
-            return False
-        if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
-            return False
-    return True
 
 
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:

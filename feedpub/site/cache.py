@@ -12,6 +12,7 @@ import hashlib
 import logging
 import operator
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +42,7 @@ class Cache:
             return None
         path = self.folder / f"{name}.pickle"
         kept = _SAVED.get(path)
-        if kept is not None and kept[1] == self.key and kept[0] == _stat(path):
+        if kept is not None and kept[1] == self.key and kept[0] == file_stamp(path):
             return kept[2]
         try:
             data = path.read_bytes()
@@ -69,7 +70,7 @@ class Cache:
             payload = FORMAT + self.key + b"\n" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             path = self.folder / f"{name}.pickle"
             write_atomic(path, payload)
-            _SAVED[path] = (_stat(path), self.key, value)
+            _SAVED[path] = (file_stamp(path), self.key, value)
         except OSError as exc:
             log.info("cache %s not saved (%s)", self.folder, exc.strerror)
 
@@ -99,12 +100,18 @@ def pickled_as_tuple(cls: type[T]) -> type[T]:
     return cls
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """A file's (size, mtime_ns), None when it cannot be read: equal stamps mean the file is untouched since."""
     try:
         stat = path.stat()
     except OSError:
         return None
     return stat.st_size, stat.st_mtime_ns
+
+
+def intact(folder: Path, stamps: Mapping[str, tuple[int, int] | None]) -> bool:
+    """Every file (a path relative to `folder`) is still as its stamp says."""
+    return all(file_stamp(folder / path) == stamp for path, stamp in stamps.items())
 
 
 def fingerprint(*parts: object) -> str:

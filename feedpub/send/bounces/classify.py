@@ -70,7 +70,7 @@ _AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
 # A failure that calls itself temporary, without a status to say so: Postfix's "Name service error for
 # domain …: Host not found, try again" is DNS's TRY_AGAIN, not a domain that does not exist.
 _TEMPORARY = re.compile(r"not\s+found,\s+try\s+again|temporar(y|ily)\s+(failure|error|suspended|unavailable)", re.I)
-_REPLY_CODE = re.compile(r"\b[45]\d\d\b")
+_REPLY_CODE = re.compile(r"\b([45])\d\d\b")
 # RFC 3463 subjects and details that are about the address itself.
 _ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
 # …and those that are not, whatever the class: full mailbox, message too big, expired in a queue.
@@ -200,14 +200,11 @@ def severity(status: str | None, diagnostic: str | None) -> Literal["hard", "sof
     its class nor what was wrong: a dead address is suppressed at once, so it takes evidence."""
     words = diagnostic or ""
     if status is None:
-        code = re.search(r"\b([45])\d\d\b", words)
+        code = _REPLY_CODE.search(words)
         status = f"{code[1]}.0.0" if code else None
     if status is None:
-        if _NOT_THE_RECIPIENT.search(words) or _TEMPORARY.search(words):
-            return "soft"
-        if _NO_SUCH_ADDRESS.search(words):
-            return "hard"
-        return "soft"
+        dead = _NO_SUCH_ADDRESS.search(words) and not (_NOT_THE_RECIPIENT.search(words) or _TEMPORARY.search(words))
+        return "hard" if dead else "soft"
     if not status.startswith("5"):
         return "soft"
     if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words) \
