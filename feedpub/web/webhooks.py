@@ -166,8 +166,8 @@ async def sendgrid(request: Request) -> Response:
     timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
     if not signature or not timestamp:
         raise Refused(401, "no signature")
-    _well_formed(timestamp, _TIMESTAMP, "the signature timestamp", "Unix time in digits")
-    _well_formed(signature, _BASE64, "the signature", "base64")
+    _well_formed(timestamp, _TIMESTAMP, "X-Twilio-Email-Event-Webhook-Timestamp", "Unix time in digits")
+    _well_formed(signature, _BASE64, "X-Twilio-Email-Event-Webhook-Signature", "base64")
     body = await _body(request, JSON_TYPES)
     try:
         key = _sendgrid_key(config.bounces.sendgrid_public_key)
