@@ -350,3 +350,16 @@ def test_a_store_made_before_gains_the_unverified_flag_and_the_token_table(tmp_p
     assert (row.effect, row.unverified) == ("suppressed", False)
     with store.writing() as conn:
         assert evidence.remember(conn, evidence.Token("mailgun", "t", START), START)
+
+
+def test_unverified_soft_bounces_count_for_nothing(store_config, monkeypatch):
+    store, config = store_config
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    reader = "ayumi@example.jp"
+    delivery = mailed(store, reader, "2025-12-01-0900", START)
+    made_up = [soft_bounce(config, store, reader, None, f"made-up-{n}@mx", START + timedelta(hours=1 + n))
+               for n in range(2)]
+    assert all(effect.startswith("none: unverified: ") for effect in made_up)
+    assert soft_bounce(config, store, reader, delivery, "real@mx", START + timedelta(hours=5)) == \
+        "counted: soft bounce 1 of 3 within 30d"
+    assert store.suppression(reader) is None

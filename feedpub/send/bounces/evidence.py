@@ -37,8 +37,9 @@ _LAST_CLEAN = (sa.select(sa.func.max(deliveries.c.updated_at))
                       deliveries.c.updated_at >= sa.bindparam("since", type_=UTCDateTime),
                       deliveries.c.id != sa.bindparam("bouncing"),
                       ~sa.exists().where(bounces.c.delivery_id == deliveries.c.id)))
+# Unverified ones count for nothing: two made-up soft bounces must not make a real one suppress.
 _SOFT_AFTER = sa.select(bounces.c.delivery_id, bounces.c.message_key).where(
-    bounces.c.recipient == sa.bindparam("key"), bounces.c.kind == "soft",
+    bounces.c.recipient == sa.bindparam("key"), bounces.c.kind == "soft", bounces.c.unverified.is_(False),
     bounces.c.received_at > sa.bindparam("after", type_=UTCDateTime))
 
 

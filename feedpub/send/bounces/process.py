@@ -104,8 +104,7 @@ def verified(config: Config, item: Returned, recipient: str) -> bool:
         return True
     if not config.smtp.return_path:
         return True
-    secret = config.web.secret()
-    return any(verp.sent_to(secret, found, recipient) for found in named.message_ids)
+    return any(verp.sent_to(config.web.secret(), found, recipient) for found in named.message_ids)
 
 
 def read_message(config: Config, raw: bytes, source: str) -> Returned:
