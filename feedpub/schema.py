@@ -158,7 +158,20 @@ bounces = sa.Table(
     sa.Column("effect", sa.Text, nullable=False),                 # what feedpub did about it
     sa.Column("raw", sa.LargeBinary, nullable=False),             # the message or JSON, cut at bounces.raw_limit
     sa.Column("raw_size", sa.Integer, nullable=False),
+    # Nothing vouches for it (a forged VERP tag, or with smtp.return_path set neither a tag nor a Message-ID of
+    # ours): kept as evidence, and it changed no subscriber.
+    sa.Column("unverified", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("message_key", "recipient"),
+)
+
+# The tokens of signed webhook requests seen (Mailgun's), until their signature's timestamp is too old to
+# be accepted anyway: a request whose token was seen is a replay.
+webhook_tokens = sa.Table(
+    "webhook_tokens", metadata,
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("token", sa.String(256), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhook_tokens_expires", "expires_at"),
 )
 
 
@@ -199,9 +212,17 @@ def _add_bounces_v5(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_bounces_delivery ON bounces (delivery_id, kind)"))
 
 
+def _add_webhook_replays_v6(conn: Connection) -> None:
+    webhook_tokens.create(conn)
+    # Step 5 creates `bounces` from today's table, the column included; a store made before has none.
+    if "unverified" not in {column["name"] for column in sa.inspect(conn).get_columns("bounces")}:
+        conn.execute(sa.text("ALTER TABLE bounces ADD COLUMN unverified BOOLEAN NOT NULL DEFAULT FALSE"))
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
-                                                      _add_admin_v4, _add_bounces_v5)
+                                                      _add_admin_v4, _add_bounces_v5,
+                                                      _add_webhook_replays_v6)
 
 
 def migrate(conn: Connection) -> int:

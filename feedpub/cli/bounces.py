@@ -37,7 +37,7 @@ def bounces() -> None:
 def parse(app: App, files: tuple[Path, ...], fmt: str) -> None:
     """Classify messages and print why; records nothing, changes nothing."""
     from feedpub.send.bounces.classify import classify
-    from feedpub.send.bounces.process import named_delivery
+    from feedpub.send.bounces.process import Returned, named_delivery, verified
 
     config = app.config
     results, unreadable = [], 0
@@ -48,11 +48,13 @@ def parse(app: App, files: tuple[Path, ...], fmt: str) -> None:
             continue
         bounce = classify(raw)
         try:
-            delivery = named_delivery(config, raw).delivery_id
+            item = Returned(bounce, named_delivery(config, raw), raw, str(file))
+            trusted = all(verified(config, item, recipient) for recipient in bounce.recipients or ("",))
         except ConfigError as exc:
             fail(str(exc))
         results.append({"file": str(file), "kind": bounce.kind, "recipients": list(bounce.recipients),
-                        "status": bounce.status, "diagnostic": bounce.diagnostic, "delivery": delivery})
+                        "status": bounce.status, "diagnostic": bounce.diagnostic,
+                        "delivery": item.named.delivery_id, "verified": trusted})
     if fmt == "json":
         for result in results:
             click.echo(json.dumps(result, ensure_ascii=False))
@@ -126,7 +128,7 @@ def list_(app: App, since: str | None, kinds: tuple[str, ...], fmt: str) -> None
     rows = evidence.listing(store, since=_since(since) if since else None, kinds=kinds)
     records = [{"id": r.id, "received": r.received_at.isoformat(), "source": r.source, "recipient": r.recipient,
                 "kind": r.kind, "status": r.status, "diagnostic": r.diagnostic, "delivery": r.delivery_id,
-                "issue": r.issue, "effect": r.effect} for r in rows]
+                "issue": r.issue, "effect": r.effect, "unverified": r.unverified} for r in rows]
     if fmt == "json":
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif fmt == "csv":

@@ -43,7 +43,7 @@ def personalised(config: Config, period: str,
         return templates[row.variant_key].render(
             to_email=row.email, to_name=row.name, unsubscribe_url=messages.unsubscribe_url(config, row.subscriber_id),
             preferences_url=messages.preferences_url(config, row.subscriber_id),
-            message_id=messages.new_message_id(config, period, row.email))
+            message_id=messages.delivery_message_id(config, period, row.email))
 
     return message
 

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from feedpub import tokens
 from feedpub.config import Config
 from feedpub.errors import ConfigError
+from feedpub.send import verp
 from feedpub.send.dkim import Signer, signer
 from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER, Variant, header_text
 
@@ -188,6 +189,12 @@ def new_message_id(config: Config, issue_period: str, email: str) -> str:
     """A fresh Message-ID for one delivery. Random, so a test copy never shares an ID with the real
     message (Gmail drops a second message with a known ID); it reveals nothing about `email`."""
     return f"<{issue_period}.{secrets.token_hex(12)}@{_sender_domain(config)}>"
+
+
+def delivery_message_id(config: Config, issue_period: str, email: str) -> str:
+    """The Message-ID of a delivery: fresh, and signed for its reader (`verp.message_id`), so a complaint
+    quoting it without a VERP tag is still known to be about mail feedpub sent them."""
+    return verp.message_id(config.web.secret(), issue_period, email, _sender_domain(config))
 
 
 def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:

@@ -2,12 +2,18 @@
 Mailgun, SendGrid, and a generic JSON with a bearer token. Module-level endpoints that read
 `request.app.state.config` and `request.app.state.store`; `routes()` is what the app includes.
 
-Each request is authenticated before anything is read from it, the provider's way: SNS's signature
+Each request is authenticated before anything is recorded from it, the provider's way: SNS's signature
 against its signing certificate (fetched only from an HTTPS sns.<region>.amazonaws.com URL), Mailgun's
 HMAC, SendGrid's ECDSA signature, a bearer token (or the password of HTTP basic auth, as Postmark sends
-it) for the others. Missing credentials answer 401, wrong ones 403, a payload that is not what the
-provider documents 400; none of them records anything. A replayed event is recorded once (its event id
-is its key), and a Mailgun or SendGrid signature older than SIGNATURE_MAX_AGE is refused.
+it) for the others. Missing credentials answer 401, wrong ones 403; a malformed request (a body that is
+not the provider's JSON, nested too deeply, a signature, token or timestamp that is not what the provider
+writes) 400, too large 413, of another content type 415: each with a short reason, and none records
+anything.
+
+Replays: events are read only from what the signature covers, and each event's id is its key, so a
+replayed event is recorded once. Mailgun signs a timestamp and a token but not the event, so a token is
+accepted once (remembered in the store until its timestamp is too old anyway) and a reused one answers
+406; a Mailgun or SendGrid signature more than SIGNATURE_MAX_AGE from now is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import os
 import re
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable
-from functools import lru_cache
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import lru_cache, partial, wraps
 from typing import Any
 
 from cryptography import x509
@@ -34,12 +41,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feedpub.config import Config
-from feedpub.send.bounces import providers
-from feedpub.send.bounces.process import Named, Returned, named_delivery, record_all
-from feedpub.store import Store
+from feedpub.send.bounces import evidence, providers
+from feedpub.send.bounces.process import Named, Replayed, Returned, named_delivery, record_all
 
 MAX_BODY = 1024 * 1024
 SIGNATURE_MAX_AGE = 15 * 60
+JSON_TYPES = ("application/json",)
+SNS_TYPES = ("text/plain", "application/json")    # SNS posts its JSON as text/plain
+# ASCII only: int() reads "١٢٣" and " 12", and a signature is compared as ASCII.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_MAILGUN_TOKEN = re.compile(r"[0-9A-Za-z]{1,256}")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{1,4096}={0,2}")
+_LENGTH = re.compile(r"[0-9]{1,18}")
 # Where SNS signing certificates and subscription confirmations may come from. Tests point these at
 # 127.0.0.1; nothing else changes them.
 SNS_CERT_URL = re.compile(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[A-Za-z0-9/_.-]+\.pem$")
@@ -60,40 +74,35 @@ class Refused(Exception):
         self.status = status
 
 
-# A provider's events in a request's body, once its signature holds; raises Refused or providers.BadEvent.
-Reader = Callable[[Request, Config, bytes], Awaitable[list[providers.Event]]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def _refusals(endpoint: Endpoint) -> Endpoint:
+    """The endpoint, with its refusals (and payloads that are not what the provider documents) answered as
+    such: a status and a short reason, nothing recorded."""
+    @wraps(endpoint)
+    async def answered(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Refused as exc:
+            return _answer(exc.status, str(exc))
+        except providers.BadEvent as exc:
+            return _answer(400, str(exc))
+        except Replayed:
+            # 406: the one refusal Mailgun does not retry; a first delivery of this token was recorded.
+            return _answer(406, "this signature's token was used before (a replay?)")
+
+    return answered
+
+
+@_refusals
 async def ses(request: Request) -> Response:
-    if not request.app.state.config.bounces.ses_topic_arn:
-        return _answer(404, "SES webhooks are off (set bounces.ses_topic_arn)")
-    return await _receive(request, "webhook:ses", _ses_events)
-
-
-async def postmark(request: Request) -> Response:
-    return await _with_token(request, "webhook:postmark", lambda payload: providers.postmark(_dict(payload)))
-
-
-async def generic(request: Request) -> Response:
-    return await _with_token(request, "webhook:bounce", providers.generic)
-
-
-async def mailgun(request: Request) -> Response:
-    name = request.app.state.config.bounces.mailgun_key_env
-    if not _env_secret(name):
-        return _answer(404, f"Mailgun webhooks are off (set the variable {name})")
-    return await _receive(request, "webhook:mailgun", _mailgun_events)
-
-
-async def sendgrid(request: Request) -> Response:
-    if not request.app.state.config.bounces.sendgrid_public_key:
-        return _answer(404, "SendGrid webhooks are off (set bounces.sendgrid_public_key)")
-    return await _receive(request, "webhook:sendgrid", _sendgrid_events)
-
-
-async def _ses_events(request: Request, config: Config, body: bytes) -> list[providers.Event]:
-    payload = providers.parse_json(body)
-    if not isinstance(payload, dict) or payload.get("TopicArn") != config.bounces.ses_topic_arn:
+    config = request.app.state.config
+    if not config.bounces.ses_topic_arn:
+        raise Refused(404, "SES webhooks are off (set bounces.ses_topic_arn)")
+    body = await _body(request, SNS_TYPES)
+    payload = _dict(providers.parse_json(body))
+    if payload.get("TopicArn") != config.bounces.ses_topic_arn:
         raise Refused(403, "not from the SNS topic bounces.ses_topic_arn names")
     await run_in_threadpool(verify_sns, payload)
     if payload["Type"] == "SubscriptionConfirmation":
@@ -101,38 +110,75 @@ async def _ses_events(request: Request, config: Config, body: bytes) -> list[pro
         raise Refused(200, "subscription confirmed")
     if payload["Type"] != "Notification":
         raise Refused(200, "nothing to do")
-    return list(providers.ses(providers.parse_json(str(payload.get("Message", "")).encode())))
+    # Only the signed Message is read: the events are what SNS signed.
+    message = _dict(providers.parse_json(str(payload.get("Message", "")).encode("utf-8")))
+    return await _record(request, list(providers.ses(message)), body, "webhook:ses")
 
 
-async def _mailgun_events(request: Request, config: Config, body: bytes) -> list[providers.Event]:
+@_refusals
+async def postmark(request: Request) -> Response:
+    _bearer(request)
+    body = await _body(request, JSON_TYPES)
+    events = providers.postmark(_dict(providers.parse_json(body)))
+    return await _record(request, list(events), body, "webhook:postmark")
+
+
+@_refusals
+async def generic(request: Request) -> Response:
+    _bearer(request)
+    body = await _body(request, JSON_TYPES)
+    return await _record(request, list(providers.generic(providers.parse_json(body))), body, "webhook:bounce")
+
+
+@_refusals
+async def mailgun(request: Request) -> Response:
+    """Mailgun signs only a timestamp and a token, not the event: a token is accepted once, so a captured
+    signature cannot carry other events while its timestamp is fresh."""
+    name = request.app.state.config.bounces.mailgun_key_env
+    key = _env_secret(name)
+    if not key:
+        raise Refused(404, f"Mailgun webhooks are off (set the variable {name})")
+    body = await _body(request, JSON_TYPES)
     payload = _dict(providers.parse_json(body))
     signature = payload.get("signature")
     if not isinstance(signature, dict):
         raise Refused(401, "no signature")
-    timestamp, token = str(signature.get("timestamp", "")), str(signature.get("token", ""))
-    key = _env_secret(config.bounces.mailgun_key_env)
-    expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, str(signature.get("signature", ""))):
+    timestamp = _well_formed(signature.get("timestamp"), _TIMESTAMP, "signature.timestamp", "Unix time in digits")
+    token = _well_formed(signature.get("token"), _MAILGUN_TOKEN, "signature.token", "letters and digits")
+    given = _well_formed(signature.get("signature"), _HEX_SHA256, "signature.signature", "64 hex digits")
+    expected = hmac.new(key.encode(), (timestamp + token).encode("ascii"), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given.lower()):
         raise Refused(403, "bad signature")
     _fresh(timestamp)
-    return list(providers.mailgun(_dict(payload.get("event-data"))))
+    expires = datetime.fromtimestamp(int(timestamp) + SIGNATURE_MAX_AGE, UTC)
+    events = list(providers.mailgun(_dict(payload.get("event-data"))))
+    return await _record(request, events, body, "webhook:mailgun", evidence.Token("mailgun", token, expires))
 
 
-async def _sendgrid_events(request: Request, config: Config, body: bytes) -> list[providers.Event]:
+@_refusals
+async def sendgrid(request: Request) -> Response:
+    """SendGrid signs the timestamp and the body: the events are read from the bytes verified, and only
+    while the timestamp is fresh (a replay within it repeats signed event ids, recorded once)."""
+    config = request.app.state.config
+    if not config.bounces.sendgrid_public_key:
+        raise Refused(404, "SendGrid webhooks are off (set bounces.sendgrid_public_key)")
     signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
     timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
     if not signature or not timestamp:
         raise Refused(401, "no signature")
+    _well_formed(timestamp, _TIMESTAMP, "X-Twilio-Email-Event-Webhook-Timestamp", "Unix time in digits")
+    _well_formed(signature, _BASE64, "X-Twilio-Email-Event-Webhook-Signature", "base64")
+    body = await _body(request, JSON_TYPES)
     try:
         key = _sendgrid_key(config.bounces.sendgrid_public_key)
-        key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        key.verify(base64.b64decode(signature), timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise Refused(403, "bad signature") from exc
     _fresh(timestamp)
     payload = providers.parse_json(body)
     if not isinstance(payload, list):
         raise providers.BadEvent("not a list of events")
-    return list(providers.sendgrid(payload))
+    return await _record(request, list(providers.sendgrid(payload)), body, "webhook:sendgrid")
 
 
 def routes() -> list[Route]:
@@ -142,20 +188,21 @@ def routes() -> list[Route]:
 
 def verify_sns(payload: dict[str, Any]) -> None:
     """Refused(403) unless `payload` is signed by the certificate its SigningCertURL names, and that URL
-    is SNS's own."""
+    is SNS's own; Refused(400) for a message no SNS sends."""
     kind = payload.get("Type")
-    if kind not in _SNS_SIGNED:
-        raise Refused(400, f"unknown SNS message type {kind!r}")
+    if not isinstance(kind, str) or kind not in _SNS_SIGNED:
+        raise Refused(400, f"unknown SNS message type {kind!r}"[:200])
     url = str(payload.get("SigningCertURL", ""))
     if not SNS_CERT_URL.match(url):
         raise Refused(403, "the signing certificate is not SNS's (expected https://sns.<region>.amazonaws.com/…)")
     version = str(payload.get("SignatureVersion", ""))
     if version not in ("1", "2"):
-        raise Refused(403, f"unknown SNS signature version {version!r}")
+        raise Refused(403, f"unknown SNS signature version {version!r}"[:200])
+    signature = _well_formed(payload.get("Signature"), _BASE64, "Signature", "base64")
     signed = "".join(f"{name}\n{payload[name]}\n" for name in _SNS_SIGNED[kind] if name in payload)
     try:
         key = _sns_key(url)
-        key.verify(base64.b64decode(str(payload.get("Signature", ""))), signed.encode("utf-8"), padding.PKCS1v15(),
+        key.verify(base64.b64decode(signature), signed.encode("utf-8"), padding.PKCS1v15(),
                    hashes.SHA1() if version == "1" else hashes.SHA256())
     except (InvalidSignature, binascii.Error, ValueError, OSError) as exc:
         raise Refused(403, "bad signature") from exc
@@ -188,64 +235,59 @@ def _confirm_subscription(url: str) -> None:
         raise Refused(502, f"could not confirm the subscription: {exc}") from exc
 
 
-async def _with_token(request: Request, source: str,
-                      events_of: Callable[[Any], Iterable[providers.Event]]) -> Response:
+def _bearer(request: Request) -> None:
+    """Refused unless the request carries the token of bounces.webhook_token_env."""
     name = request.app.state.config.bounces.webhook_token_env
     token = _env_secret(name)
     if not token:
-        return _answer(404, f"webhooks are off (set the variable {name})")
+        raise Refused(404, f"webhooks are off (set the variable {name})")
     given = _credential(request.headers.get("Authorization", ""))
     if given is None:
-        return _answer(401, "no credentials (expected Authorization: Bearer TOKEN)")
+        raise Refused(401, "no credentials (expected Authorization: Bearer TOKEN)")
+    if not given.isascii() or not given.isprintable():
+        raise Refused(400, "malformed credentials (expected printable ASCII)")
     if not hmac.compare_digest(given.encode(), token.encode()):
-        return _answer(403, "wrong token")
-
-    async def read(_request: Request, _config: Config, body: bytes) -> list[providers.Event]:
-        return list(events_of(providers.parse_json(body)))
-
-    return await _receive(request, source, read)
+        raise Refused(403, "wrong token")
 
 
-async def _receive(request: Request, source: str, read: Reader) -> Response:
-    """Read the body within MAX_BODY, take its events with `read`, record them (each once)."""
-    config, store = _state(request)
-    try:
-        body = await _body(request)
-        events = await read(request, config, body)
-    except Refused as exc:
-        return _answer(exc.status, str(exc))
-    except providers.BadEvent as exc:
-        return _answer(400, str(exc))
-    return await _record(config, store, events, body, source)
-
-
-async def _record(config: Config, store: Store, events: list[providers.Event], raw: bytes, source: str) -> Response:
-    items = [Returned(event.bounce, _named(config, event.sender), raw, source) for event in events]
-    results = await run_in_threadpool(record_all, config, store, items)
+async def _record(request: Request, events: list[providers.Event], raw: bytes, source: str,
+                  token: evidence.Token | None = None) -> Response:
+    """Record the events (each once); a signed request's `token` only once (else `Replayed`)."""
+    config, store = request.app.state.config, request.app.state.store
+    items = [Returned(event.bounce, _named(config, event.sender), raw, source, signed=True) for event in events]
+    results = await run_in_threadpool(partial(record_all, config, store, items, token=token))
     outcomes = [outcome for result in results for outcome in result]
     new = sum(outcome.evidence_id is not None for outcome in outcomes)
     return JSONResponse({"recorded": new, "recorded_before": len(outcomes) - new})
 
 
 def _named(config: Config, sender: str) -> Named:
-    return named_delivery(config, sender.encode("utf-8", "replace")) if sender else Named(None, False)
+    return named_delivery(config, sender.encode("utf-8", "replace")) if sender else Named(None, False, ())
 
 
 def _credential(header: str) -> str | None:
-    """The token of `Bearer TOKEN`, or the password of `Basic base64(user:password)`."""
+    """The token of `Bearer TOKEN`, or the password of `Basic base64(user:password)`; Refused(400) for
+    Basic credentials that are not base64 of UTF-8."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     if scheme.lower() == "basic":
         try:
-            return base64.b64decode(value.strip()).decode("utf-8").partition(":")[2]
-        except (binascii.Error, UnicodeDecodeError):
-            return ""
+            return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except ValueError as exc:     # binascii.Error, UnicodeDecodeError, and non-ASCII text
+            raise Refused(400, "malformed Basic credentials (expected base64 of user:password)") from exc
     return None
 
 
-async def _body(request: Request) -> bytes:
-    if int(request.headers.get("Content-Length") or 0) > MAX_BODY:
+async def _body(request: Request, types: tuple[str, ...]) -> bytes:
+    """The body, of one of `types` and within MAX_BODY."""
+    given = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if given not in types:
+        raise Refused(415, f"Content-Type {given or 'none'!r}"[:100] + f" (expected {' or '.join(types)})")
+    length = request.headers.get("Content-Length")
+    if length is not None and not _LENGTH.fullmatch(length):
+        raise Refused(400, "malformed Content-Length")
+    if length is not None and int(length) > MAX_BODY:
         raise Refused(413, f"more than {MAX_BODY} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -256,17 +298,16 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _well_formed(value: Any, pattern: re.Pattern[str], what: str, expected: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise Refused(400, f"malformed {what} (expected {expected})")
+    return value
+
+
 def _fresh(timestamp: str) -> None:
-    try:
-        age = abs(time.time() - int(timestamp))
-    except ValueError as exc:
-        raise Refused(403, "bad signature timestamp") from exc
-    if age > SIGNATURE_MAX_AGE:
+    """Refused(403) for a signature's timestamp (checked digits) more than SIGNATURE_MAX_AGE from now."""
+    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE:
         raise Refused(403, f"signature older than {SIGNATURE_MAX_AGE} s (a replay?)")
-
-
-def _state(request: Request) -> tuple[Config, Store]:
-    return request.app.state.config, request.app.state.store
 
 
 def _env_secret(name: str) -> str:

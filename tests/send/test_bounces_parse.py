@@ -113,7 +113,7 @@ def test_every_sample_is_classified_with_its_recipient_status_and_words(tmp_path
     for record in found:
         kind, recipients, status = EXPECTED[Path(record["file"]).name]
         assert (record["kind"], record["recipients"], record["status"]) == (kind, recipients, status), record
-        assert set(record) == {"file", "kind", "recipients", "status", "diagnostic", "delivery"}
+        assert set(record) == {"file", "kind", "recipients", "status", "diagnostic", "delivery", "verified"}
         assert record["delivery"] is None
     by_name = {Path(r["file"]).name: r for r in found}
     assert "User unknown" in by_name["postfix-user-unknown.eml"]["diagnostic"]

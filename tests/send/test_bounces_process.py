@@ -5,6 +5,7 @@ Store-level rules (soft bounce counting, idempotency) run on SQLite and on Postg
 from __future__ import annotations
 
 import json
+import mailbox
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +18,9 @@ from click.testing import CliRunner
 from feedpub.cli import main
 from feedpub.config_file import load_config
 from feedpub.records import StoredVariant, SubscriberInput
-from feedpub.schema import deliveries
+from feedpub.schema import MIGRATIONS, deliveries, schema_version
 from feedpub.send.bounces import evidence
-from feedpub.send.bounces.process import process_message
+from feedpub.send.bounces.process import Replayed, process_message, record_all
 from feedpub.store import Store, open_store
 from tests.conftest import emptied
 from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site
@@ -100,10 +101,77 @@ def test_forged_tags_and_strangers_are_recorded_but_change_nothing(sent):
     forged = bounce_for("postfix-user-unknown.eml", READERS[3], "bounces+1-abcdefgh@blog.example.com",
                         fixture_reader="taro.yamada@example.jp")
     stranger = bounce_for("exim-user-unknown.eml", "never@example.net", RETURN_PATH, fixture_reader="dan@example.com")
-    assert process(config, forged).stdout.endswith("hard: none: its VERP tag is not signed with this site's key\n")
-    assert process(config, stranger).stdout == "-: never@example.net: hard: none: feedpub never mailed this address\n"
+    assert process(config, forged).stdout.endswith("hard: none: unverified: its VERP tag is not signed with this "
+                                                   "site's key\n")
+    assert process(config, stranger).stdout.startswith("-: never@example.net: hard: none: unverified: ")
     assert not any(row["suppressed"] for row in subscribers(config).values())
     assert len(json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)) == 2
+
+
+@pytest.fixture
+def sent_ids(tmp_path, smtp_server):
+    """A digest sent with VERP to READERS: (config path, reader → the Message-ID of their message)."""
+    config = write_site(tmp_path, smtp_server.port, return_path=RETURN_PATH)
+    assert feedpub(config, "digest", "send").exit_code == 0
+    return config, {received.rcpt_tos[0]: received.message()["Message-ID"] for received in smtp_server.received}
+
+
+def test_with_return_path_a_dsn_without_a_tag_is_recorded_unverified_and_changes_nobody(sent_ids, tmp_path):
+    """Every real bounce comes back to a VERP address: one mailed to the plain return path naming a reader
+    is what anyone can write."""
+    config, _ = sent_ids
+    reader = READERS[1]
+    forged = tmp_path / "forged.eml"
+    forged.write_bytes(bounce_for("postfix-user-unknown.eml", reader, RETURN_PATH,
+                                  fixture_reader="taro.yamada@example.jp"))
+    (parsed,) = [json.loads(line) for line in feedpub(config, "bounces", "parse", str(forged)).stdout.splitlines()]
+    assert (parsed["kind"], parsed["recipients"], parsed["delivery"], parsed["verified"]) == (
+        "hard", [reader], None, False)
+
+    processed = feedpub(config, "bounces", "process", str(forged))
+    assert processed.exit_code == 0, processed.output
+    assert processed.stdout == (f"{forged}: {reader}: hard: none: unverified: neither a VERP tag of this site nor the "
+                                "Message-ID of a message feedpub sent this address\n")
+    assert not any(row["suppressed"] for row in subscribers(config).values())
+    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert (row["recipient"], row["kind"], row["delivery"], row["unverified"]) == (reader, "hard", None, True)
+    assert "none: unverified:" in feedpub(config, "bounces", "list").stdout
+    assert feedpub(config, "digest", "status").stdout.splitlines()[1].split()[-2:] == ["0", "0"]
+
+
+def test_a_complaint_quoting_a_message_id_of_ours_acts_only_for_the_reader_it_was_sent_to(sent_ids):
+    """A feedback loop's report carries the message, not its envelope: the delivery's Message-ID, signed for
+    its reader, vouches for it, and only for that reader (a reader cannot use theirs against another)."""
+    config, message_ids = sent_ids
+    complainer, other = READERS[0], READERS[2]
+
+    def complaint(about: str, message_id: str) -> bytes:
+        raw = bounce_for("arf-abuse.eml", about, RETURN_PATH, fixture_reader="mina@mailbox.example")
+        return raw.replace(b"<2025-12-15-0900.77aa@blog.example.com>", message_id.encode()).replace(
+            b"fbl-20251215-0001", f"fbl-{about}".encode())
+
+    own = process(config, complaint(complainer, message_ids[complainer]))
+    assert own.stdout == f"-: {complainer}: complaint: unsubscribed and suppressed (complaint)\n"
+    borrowed = process(config, complaint(other, message_ids[complainer]))
+    assert borrowed.stdout.startswith(f"-: {other}: complaint: none: unverified: ")
+    rows = subscribers(config)
+    assert rows[complainer]["status"] == "unsubscribed" and rows[other]["status"] == "active"
+    assert not rows[other]["suppressed"]
+    listed = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert [(r["recipient"], r["unverified"]) for r in listed] == [(complainer, False), (other, True)]
+
+
+def test_polling_a_maildir_records_a_forged_dsn_as_unverified(sent_ids, tmp_path):
+    config, _ = sent_ids
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    key = box.add(bounce_for("exim-user-unknown.eml", READERS[3], RETURN_PATH, fixture_reader="dan@example.com"))
+    config.write_text(config.read_text(encoding="utf-8") + '[bounces]\nmailbox = "Maildir"\n', encoding="utf-8")
+    polled = feedpub(config, "bounces", "poll")
+    assert polled.exit_code == 0, polled.output
+    assert polled.stdout.startswith(f"mailbox:{tmp_path / 'Maildir'}#{key}: {READERS[3]}: hard: none: unverified: ")
+    assert not subscribers(config)[READERS[3]]["suppressed"]
+    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert row["unverified"] is True
 
 
 def test_without_verp_the_reported_address_finds_its_latest_delivery(tmp_path, smtp_server):
@@ -247,3 +315,51 @@ def test_process_files_keeps_going_past_an_unreadable_one_and_caps_the_evidence(
     assert row["source"] == f"file:{big}"
     shown = feedpub(config, "bounces", "show", str(row["id"])).stdout
     assert f"--- evidence ({big.stat().st_size} bytes, first 65536 kept) ---" in shown
+
+
+def test_signed_request_tokens_are_refused_a_second_time_until_they_expire(store_config):
+    store, config = store_config
+    token = evidence.Token("mailgun", "7f3e" * 12, START + timedelta(minutes=15))
+    with store.writing() as conn:
+        assert evidence.remember(conn, token, START)
+    with store.writing() as conn:
+        assert not evidence.remember(conn, token, START + timedelta(minutes=14))
+        assert evidence.remember(conn, evidence.Token("other", token.token, token.expires_at), START)
+    with time_machine.travel(START + timedelta(minutes=1)), pytest.raises(Replayed):
+        record_all(config, store, [], token=token)
+    with store.writing() as conn:     # expired: forgotten, and accepted (the signature's age refuses it first)
+        assert evidence.remember(conn, token, START + timedelta(minutes=16))
+
+
+def test_a_store_made_before_gains_the_unverified_flag_and_the_token_table(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=0))
+        for step in MIGRATIONS[:5]:
+            step(conn)
+        conn.execute(sa.text("ALTER TABLE bounces DROP COLUMN unverified"))   # as version 5 made it
+        conn.execute(sa.text("INSERT INTO bounces (received_at, source, message_key, recipient, kind, why, effect, "
+                             "raw, raw_size) VALUES ('2025-12-01 00:00:00', 'stdin', 'mid:1', 'a@example.jp', "
+                             "'hard', 'dsn', 'suppressed', x'00', 1)"))
+        conn.execute(schema_version.update().values(version=5))
+    engine.dispose()
+    store = open_store(url)
+    (row,) = evidence.listing(store)
+    assert (row.effect, row.unverified) == ("suppressed", False)
+    with store.writing() as conn:
+        assert evidence.remember(conn, evidence.Token("mailgun", "t", START), START)
+
+
+def test_unverified_soft_bounces_count_for_nothing(store_config, monkeypatch):
+    store, config = store_config
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    reader = "ayumi@example.jp"
+    delivery = mailed(store, reader, "2025-12-01-0900", START)
+    made_up = [soft_bounce(config, store, reader, None, f"made-up-{n}@mx", START + timedelta(hours=1 + n))
+               for n in range(2)]
+    assert all(effect.startswith("none: unverified: ") for effect in made_up)
+    assert soft_bounce(config, store, reader, delivery, "real@mx", START + timedelta(hours=5)) == \
+        "counted: soft bounce 1 of 3 within 30d"
+    assert store.suppression(reader) is None

@@ -1,7 +1,8 @@
 """The evidence of bounces and complaints in the store: one row per message (or provider event) and
 recipient, written once however often the message is read, and the queries that decide and show what
 was done: soft bounces counted since the last clean delivery, the list (oldest first for the CLI, newest
-first by page for the dashboard), one row, per-issue counts.
+first by page for the dashboard), one row, per-issue counts; and the tokens of signed webhook requests
+seen, which make a replayed request known.
 
 The functions that decide take the connection of the caller's transaction, so a batch of messages costs
 one transaction, and evidence and effect are committed together.
@@ -18,13 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from feedpub.schema import UTCDateTime, bounces, deliveries, issues, subscribers
+from feedpub.schema import UTCDateTime, bounces, deliveries, issues, subscribers, webhook_tokens
 from feedpub.send.bounces.classify import Kind
 from feedpub.store import Store, email_key
 
 # Built once: a statement built per row costs more than the row's insert (SQLAlchemy's coercions).
 _INSERT = {name: dialect.insert(bounces).on_conflict_do_nothing().returning(bounces.c.id)
            for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_REMEMBER = {name: dialect.insert(webhook_tokens).on_conflict_do_nothing().returning(webhook_tokens.c.token)
+             for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 
 
 # The last delivery to an address that was sent and that no bounce names, and the soft bounces after a time.
@@ -34,8 +37,9 @@ _LAST_CLEAN = (sa.select(sa.func.max(deliveries.c.updated_at))
                       deliveries.c.updated_at >= sa.bindparam("since", type_=UTCDateTime),
                       deliveries.c.id != sa.bindparam("bouncing"),
                       ~sa.exists().where(bounces.c.delivery_id == deliveries.c.id)))
+# Unverified ones count for nothing: two made-up soft bounces must not make a real one suppress.
 _SOFT_AFTER = sa.select(bounces.c.delivery_id, bounces.c.message_key).where(
-    bounces.c.recipient == sa.bindparam("key"), bounces.c.kind == "soft",
+    bounces.c.recipient == sa.bindparam("key"), bounces.c.kind == "soft", bounces.c.unverified.is_(False),
     bounces.c.received_at > sa.bindparam("after", type_=UTCDateTime))
 
 
@@ -55,6 +59,23 @@ class Evidence:
     effect: str
     raw: bytes
     raw_size: int
+    unverified: bool              # nothing vouched for it: it changed no subscriber
+
+
+@dataclass(frozen=True)
+class Token:
+    """The token of a signed webhook request, and when its signature stops being accepted anyway."""
+
+    provider: str
+    token: str
+    expires_at: datetime
+
+
+def remember(conn: Connection, token: Token, now: datetime) -> bool:
+    """Remember `token` until it expires; False if it was seen before (a replay). Expired ones are forgotten."""
+    conn.execute(webhook_tokens.delete().where(webhook_tokens.c.expires_at < now))
+    values = {"provider": token.provider, "token": token.token, "expires_at": token.expires_at}
+    return conn.scalar(_REMEMBER[conn.dialect.name], values) is not None
 
 
 def recorded(conn: Connection, message_keys: Iterable[str]) -> set[tuple[str, str]]:
@@ -166,4 +187,4 @@ def _select(*, with_raw: bool) -> sa.Select[Any]:
 def _evidence(row: Any) -> Evidence:
     raw = row.raw if "raw" in row._fields else b""
     return Evidence(row.id, row.received_at, row.source, row.message_key, row.recipient, row.delivery_id, row.period,
-                    row.kind, row.status, row.diagnostic, row.why, row.effect, raw, row.raw_size)
+                    row.kind, row.status, row.diagnostic, row.why, row.effect, raw, row.raw_size, row.unverified)

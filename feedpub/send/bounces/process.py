@@ -8,6 +8,10 @@ Feedback-ID names if any). Effects:
   delivery in between;
 - complaint: unsubscribed and suppressed with reason `complaint`;
 - auto-replies, other mail, and bounces for addresses feedpub never mailed: recorded, nothing done.
+Returned mail is verified before it acts: a VERP tag that does not verify, or (with `smtp.return_path`
+set, when every real bounce comes back tagged) a bounce or complaint with neither a tag nor the signed
+Message-ID of a delivery to the address it names, is recorded as unverified and changes no subscriber.
+A provider's event is vouched for by the provider's signature, checked by `feedpub.web.webhooks`.
 A batch of messages is one transaction: each message's evidence and effect are committed together, and
 a message recorded before (read twice, or by two processes at once) does nothing again.
 """
@@ -27,6 +31,7 @@ from feedpub.store import Store, email_key, suppress_address, unsubscribe_addres
 
 COMPLAINT = "complaint"
 RECORDED_BEFORE = "recorded before; nothing done again"
+UNVERIFIED = "none: unverified: "
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Named:
-    """The delivery a message's VERP tags name, and whether a tag was present that did not verify."""
+    """What a message's own bytes say about who it is about: the delivery its VERP tags name, whether a
+    tag was present that did not verify, and the delivery Message-IDs it quotes (verified per address)."""
 
     delivery_id: int | None
     forged: bool
+    message_ids: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -53,21 +60,51 @@ class Returned:
     named: Named
     raw: bytes
     source: str
+    signed: bool = False         # a provider's signature vouches for it (a webhook's event)
+
+
+class Replayed(Exception):
+    """A signed request's token was seen before: nothing of it is recorded."""
+
+
+@dataclass(frozen=True)
+class Target:
+    recipient: str
+    delivery_id: int | None
+    note: str                    # replaces the effect when not ""
+    unverified: bool = False
 
 
 def named_delivery(config: Config, raw: bytes) -> Named:
-    """The delivery the VERP tags in `raw` name (None without `smtp.return_path` or without a good tag)."""
+    """The delivery the VERP tags in `raw` name (None without `smtp.return_path` or without a good tag), and
+    the delivery Message-IDs it quotes."""
     if not config.smtp.return_path:
-        return Named(None, False)
-    tags = verp.tags_in(config.smtp.return_path, raw[:PARSE_LIMIT].decode("latin-1"))
+        return Named(None, False, ())
+    text = raw[:PARSE_LIMIT].decode("latin-1")
+    message_ids = tuple(verp.message_ids_in(text))
+    tags = verp.tags_in(config.smtp.return_path, text)
     if not tags:
-        return Named(None, False)
+        return Named(None, False, message_ids)
     secret = config.web.secret()
     for tag in tags:
         delivery_id = verp.read_tag(secret, tag)
         if delivery_id is not None:
-            return Named(delivery_id, False)
-    return Named(None, True)
+            return Named(delivery_id, False, message_ids)
+    return Named(None, True, message_ids)
+
+
+def verified(config: Config, item: Returned, recipient: str) -> bool:
+    """Whether anything vouches for `item` being about mail feedpub sent to `recipient`: a provider's
+    signature, a good VERP tag, or the signed Message-ID of a delivery to that address. Without
+    `smtp.return_path` only a forged tag counts against it (real bounces then carry no tag)."""
+    named = item.named
+    if named.forged:
+        return False
+    if item.signed or named.delivery_id is not None:
+        return True
+    if not config.smtp.return_path:
+        return True
+    return any(verp.sent_to(config.web.secret(), found, recipient) for found in named.message_ids)
 
 
 def read_message(config: Config, raw: bytes, source: str) -> Returned:
@@ -79,52 +116,62 @@ def process_message(config: Config, store: Store, raw: bytes, source: str) -> li
     return record_all(config, store, [read_message(config, raw, source)])[0]
 
 
-def record_all(config: Config, store: Store, items: Sequence[Returned]) -> list[list[Outcome]]:
-    """Record each item once per recipient and do what its kind asks, in one transaction."""
+def record_all(config: Config, store: Store, items: Sequence[Returned], *,
+               token: evidence.Token | None = None) -> list[list[Outcome]]:
+    """Record each item once per recipient and do what its kind asks, in one transaction; with the
+    `token` of a signed request, only if that token was not seen before (else `Replayed`)."""
     with store.writing() as conn:
+        if token is not None and not evidence.remember(conn, token, utcnow()):
+            raise Replayed(f"{token.provider} token seen before")
         done = evidence.recorded(conn, (item.bounce.message_key for item in items))
         addresses = evidence.addresses_of(conn, (i.named.delivery_id for i in items if i.named.delivery_id))
         results = []
         for item in items:
             outcomes = []
-            for recipient, delivery_id, note in _targets(conn, item, addresses):
-                key = (item.bounce.message_key, email_key(recipient))
+            for target in _targets(config, conn, item, addresses):
+                key = (item.bounce.message_key, email_key(target.recipient))
                 if key in done:
-                    outcomes.append(Outcome(None, recipient, item.bounce.kind, RECORDED_BEFORE))
+                    outcomes.append(Outcome(None, target.recipient, item.bounce.kind, RECORDED_BEFORE))
                     continue
-                effect = note or _effect(config, conn, item.bounce, recipient, delivery_id)
+                effect = target.note or _effect(config, conn, item.bounce, target.recipient, target.delivery_id)
                 evidence_id = evidence.record(conn, {
                     "received_at": utcnow(), "source": item.source, "message_key": item.bounce.message_key,
-                    "recipient": recipient, "delivery_id": delivery_id, "kind": item.bounce.kind,
+                    "recipient": target.recipient, "delivery_id": target.delivery_id, "kind": item.bounce.kind,
                     "status": item.bounce.status, "diagnostic": item.bounce.diagnostic, "why": item.bounce.why,
-                    "effect": effect, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw)})
+                    "effect": effect, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw),
+                    "unverified": target.unverified})
                 done.add(key)
-                outcomes.append(Outcome(evidence_id, recipient, item.bounce.kind,
+                outcomes.append(Outcome(evidence_id, target.recipient, item.bounce.kind,
                                         effect if evidence_id else RECORDED_BEFORE))
             results.append(outcomes)
     return results
 
 
-def _targets(conn: Connection, item: Returned, addresses: dict[int, str]) -> list[tuple[str, int | None, str]]:
-    """(recipient, delivery, a note that replaces the effect) for each address the item is about."""
+def _targets(config: Config, conn: Connection, item: Returned, addresses: dict[int, str]) -> list[Target]:
+    """Each address the item is about, with its delivery, or the note that replaces the effect."""
     bounce, named = item.bounce, item.named
     if named.delivery_id in addresses:
-        return [(addresses[named.delivery_id], named.delivery_id, "")]
+        return [Target(addresses[named.delivery_id], named.delivery_id, "")]
     recipients = bounce.recipients or ("",)
     if named.forged:   # real bounces go to the envelope sender, tag and all: this one was made up
-        return [(r, None, "none: its VERP tag is not signed with this site's key") for r in recipients]
+        return [Target(r, None, UNVERIFIED + "its VERP tag is not signed with this site's key", True)
+                for r in recipients]
     if bounce.kind in ("auto-reply", "not-a-bounce"):
-        return [(recipients[0], None, f"none ({bounce.kind})")]
+        return [Target(recipients[0], None, f"none ({bounce.kind})")]
     if not bounce.recipients:
-        return [("", None, "none: no recipient found in the message")]
+        return [Target("", None, "none: no recipient found in the message")]
     period = bounce.feedback_id.split(":", 1)[0] if bounce.feedback_id else None
-    targets: list[tuple[str, int | None, str]] = []
+    targets = []
     for recipient in bounce.recipients:
+        if not verified(config, item, recipient):
+            targets.append(Target(recipient, None, UNVERIFIED + "neither a VERP tag of this site nor the Message-ID "
+                                                                "of a message feedpub sent this address", True))
+            continue
         found = evidence.delivery_for(conn, recipient, period) or evidence.delivery_for(conn, recipient, None)
         if found is None and not evidence.is_subscriber(conn, recipient):
-            targets.append((recipient, None, "none: feedpub never mailed this address"))
+            targets.append(Target(recipient, None, "none: feedpub never mailed this address"))
         else:
-            targets.append((found[1] if found else recipient, found[0] if found else None, ""))
+            targets.append(Target(found[1] if found else recipient, found[0] if found else None, ""))
     return targets
 
 

@@ -138,10 +138,18 @@ def generic(payload: Any) -> Iterator[Event]:
 
 
 def parse_json(body: bytes) -> Any:
+    """The JSON in `body`; BadEvent for anything else, nesting too deep to parse included, and text no
+    store can hold (a lone surrogate written as "\\ud800")."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(body)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise BadEvent("not JSON feedpub reads: nested too deeply") from None
+    except UnicodeEncodeError:
+        raise BadEvent("not JSON feedpub reads: a lone surrogate (\\ud800-\\udfff) in a string") from None
+    except ValueError as exc:    # UnicodeDecodeError is one
         raise BadEvent(f"not JSON: {exc}") from None
+    return value
 
 
 def _bounce(kind: Kind, recipient: str, status: str | None, diagnostic: str | None, why: str, key: str) -> Bounce:

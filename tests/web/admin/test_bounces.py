@@ -102,7 +102,7 @@ def test_bounces_page_goes_back_a_page_at_a_time(site, dashboard) -> None:
     config = verp_config(site)
     store.save_subscribers([SubscriberInput(f"reader{i:02d}@example.org") for i in range(PAGE_SIZE + 1)],
                            status="active")
-    for i in range(PAGE_SIZE + 1):     # no VERP tag and never mailed: recorded, nothing done
+    for i in range(PAGE_SIZE + 1):     # no VERP tag: recorded as unverified, nothing done
         process_message(config, store, dsn(f"reader{i:02d}@example.org", "5.1.1", "550 5.1.1 gone", f"m{i}@mx",
                                            action="failed"), "test")
     login(dashboard.client)
@@ -115,3 +115,18 @@ def test_bounces_page_goes_back_a_page_at_a_time(site, dashboard) -> None:
     assert "reader00@example.org" in second and 'rel="next"' not in second and "« Newest" in second
     hard = dashboard.client.get("/admin/bounces?kind=hard").text
     assert 'rel="next" href="/admin/bounces?kind=hard&amp;before=' in hard
+
+
+def test_unverified_evidence_is_marked_on_the_list_and_its_page(site, dashboard) -> None:
+    ids = record_three(site, dashboard.store)
+    forged = process_message(verp_config(site), dashboard.store,
+                             dsn("bob@example.com", "5.1.1", "550 5.1.1 gone", "forged@mx", action="failed"), "test")
+    assert [o.effect.split(":")[:2] for o in forged] == [["none", " unverified"]]
+    login(dashboard.client)
+    listed = dashboard.client.get("/admin/bounces").text
+    rows = {int(n): row for row in listed.split("<tr>")[2:] for n in re.findall(r'href="/admin/bounces/(\d+)"', row)}
+    assert "(unverified)" in rows[forged[0].evidence_id]
+    assert all("(unverified)" not in rows[evidence_id] for evidence_id in ids.values())
+    shown = dashboard.client.get(f"/admin/bounces/{forged[0].evidence_id}").text
+    assert "hard (unverified: nothing shows feedpub sent the message it is about" in shown
+    assert dashboard.store.suppression("bob@example.com") is None
