@@ -44,6 +44,8 @@ subscribers = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("confirmed_at", UTCDateTime),
     sa.Column("unsubscribed_at", UTCDateTime),
+    # When the newest confirmation link was mailed (the time inside it); NULL once used or while none is out.
+    sa.Column("confirm_sent_at", UTCDateTime),
 )
 
 suppressions = sa.Table(
@@ -199,9 +201,17 @@ def _add_bounces_v5(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_bounces_delivery ON bounces (delivery_id, kind)"))
 
 
+def _add_confirmation_links_v6(conn: Connection) -> None:
+    # Only the newest confirmation link of an address works, once. `_create_v1` makes the subscribers table
+    # from its current definition, so a store created since already has the column.
+    if "confirm_sent_at" not in {column["name"] for column in sa.inspect(conn).get_columns("subscribers")}:
+        column_type = sa.DateTime().compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE subscribers ADD COLUMN confirm_sent_at {column_type}"))
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
-                                                      _add_admin_v4, _add_bounces_v5)
+                                                      _add_admin_v4, _add_bounces_v5, _add_confirmation_links_v6)
 
 
 def migrate(conn: Connection) -> int:
