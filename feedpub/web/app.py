@@ -108,14 +108,15 @@ class FeedFiles(StaticFiles):
 
 
 def published(config: Config) -> ASGIApp:
-    """The output folder as served: gzip-compressed for clients that ask (feeds compress to a fifth)."""
+    """The output folder as served: gzip-compressed for clients that ask (feeds shrink to about 0.25-0.3)."""
     return GZipMiddleware(FeedFiles(directory=config.output_dir, public_url=config.web.public_url))
 
 
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
                categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
-    """`send_confirmation(email, subject, text)` mails the double opt-in link; `categories()` lists the
-    site's categories for the form; `health()` adds daemon facts to /healthz."""
+    """`send_confirmation(email, subject, text)` mails what the subscribe form sends (the double opt-in link, or
+    a known reader's preferences link); `categories()` lists the site's categories for the form; `health()` adds
+    daemon facts to /healthz."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
