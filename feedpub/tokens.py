@@ -4,7 +4,8 @@
 so none in access logs, proxies or Referer headers), the issuing time in seconds, and an HMAC-SHA256
 (cut to 128 bits) of both under a key derived from the secret and the purpose, so a token made for one
 purpose never reads for another. Made with `hmac` directly: a digest sends two per message, and
-itsdangerous's serializer costs ~40 µs a token against ~3 µs here.
+itsdangerous's serializer costs ~40 µs a token against ~3 µs here. A confirmation link's time is also stored
+with its subscriber, so that only the newest one confirms, once (`feedpub.store.Store.confirm`).
 
 Links sent before ids (the same form, with the lower-cased address in place of the id, signed under
 the older key) are still read until `LEGACY_MAX_AGE` after they were issued. That older form carries
