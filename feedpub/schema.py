@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateColumn
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -44,6 +45,8 @@ subscribers = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("confirmed_at", UTCDateTime),
     sa.Column("unsubscribed_at", UTCDateTime),
+    # When the newest confirmation link was mailed (the time inside it); NULL once used or while none is out.
+    sa.Column("confirm_sent_at", UTCDateTime),
 )
 
 suppressions = sa.Table(
@@ -214,15 +217,25 @@ def _add_bounces_v5(conn: Connection) -> None:
 
 def _add_webhook_replays_v6(conn: Connection) -> None:
     webhook_tokens.create(conn)
-    # Step 5 creates `bounces` from today's table, the column included; a store made before has none.
-    if "unverified" not in {column["name"] for column in sa.inspect(conn).get_columns("bounces")}:
-        conn.execute(sa.text("ALTER TABLE bounces ADD COLUMN unverified BOOLEAN NOT NULL DEFAULT FALSE"))
+    _add_missing_column(conn, bounces, "unverified")
+
+
+def _add_confirmation_links_v7(conn: Connection) -> None:
+    # Only the newest confirmation link of an address works, once.
+    _add_missing_column(conn, subscribers, "confirm_sent_at")
+
+
+def _add_missing_column(conn: Connection, table: sa.Table, name: str) -> None:
+    # Earlier steps create their tables from today's definitions: a store made since has the column already.
+    if name not in {column["name"] for column in sa.inspect(conn).get_columns(table.name)}:
+        column = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
 
 
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
-                                                      _add_admin_v4, _add_bounces_v5,
-                                                      _add_webhook_replays_v6)
+                                                      _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
+                                                      _add_confirmation_links_v7)
 
 
 def migrate(conn: Connection) -> int:

@@ -46,6 +46,8 @@ from feedpub.schema import (
 
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
+# The suppression a reader's own unsubscribe leaves: the only one their confirming a new sign-up lifts.
+READER_UNSUBSCRIBED = "unsubscribed by the reader"
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
 _INSERT_CHUNK = 5000
 
@@ -104,6 +106,45 @@ class Store:
                 saved = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).one()
                 results.append((_subscriber(saved), row is None))
         return results
+
+    def sign_up(self, entry: SubscriberInput, issued: datetime) -> Subscriber:
+        """The subscribe form's request. A new address is stored pending; a known one keeps its address, name
+        and categories (only its owner changes them), and unless active, its newest confirmation link becomes
+        the one issued at `issued` (whole seconds): older ones stop working."""
+        key = email_key(entry.email)
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).first()
+            if row is None:
+                conn.execute(subscribers.insert().values(
+                    email=entry.email, email_key=key, name=entry.name or "", status="pending",
+                    categories=list(entry.categories or ()), created_at=utcnow(), confirm_sent_at=issued))
+            elif row.status != "active":
+                conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(confirm_sent_at=issued))
+            return _subscriber(conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).one())
+
+    def confirmation_open(self, subscriber_id: int, issued: datetime) -> bool:
+        """Whether the confirmation link issued at `issued` is this subscriber's newest, still unused."""
+        query = sa.select(subscribers.c.id).where(subscribers.c.id == subscriber_id,
+                                                  subscribers.c.confirm_sent_at == issued)
+        with self.engine.connect() as conn:
+            return conn.scalar(query) is not None
+
+    def confirm(self, subscriber_id: int, issued: datetime) -> Subscriber | None:
+        """Activate the subscriber through the confirmation link issued at `issued`, if it is their newest and
+        unused, and use it up; None otherwise. Lifts only the suppression of the reader's own unsubscribe: a
+        complaint's, a bounce's or an operator's stays until an operator lifts it."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber_id, subscribers.c.confirm_sent_at == issued)
+                .values(status="active", confirmed_at=now, unsubscribed_at=None, confirm_sent_at=None))
+            if done.rowcount != 1:
+                return None
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).one()
+            conn.execute(suppressions.delete().where(suppressions.c.email_key == row.email_key,
+                                                     suppressions.c.reason == READER_UNSUBSCRIBED))
+        return _subscriber(row)
 
     def subscriber(self, email: str) -> Subscriber | None:
         with self.engine.connect() as conn:
@@ -367,6 +408,9 @@ def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime) 
     """In `conn`'s transaction: the subscriber with this address key (if any) unsubscribed, the address suppressed."""
     conn.execute(subscribers.update().where(subscribers.c.email_key == key, subscribers.c.status != "unsubscribed")
                  .values(status="unsubscribed", unsubscribed_at=now))
+    # A confirmation mailed before is no way back: only a new sign-up's is.
+    conn.execute(subscribers.update().where(subscribers.c.email_key == key, subscribers.c.confirm_sent_at.isnot(None))
+                 .values(confirm_sent_at=None))
     suppress_address(conn, key, reason, now)
 
 

@@ -4,7 +4,8 @@
 so none in access logs, proxies or Referer headers), the issuing time in seconds, and an HMAC-SHA256
 (cut to 128 bits) of both under a key derived from the secret and the purpose, so a token made for one
 purpose never reads for another. Made with `hmac` directly: a digest sends two per message, and
-itsdangerous's serializer costs ~40 µs a token against ~3 µs here.
+itsdangerous's serializer costs ~40 µs a token against ~3 µs here. A confirmation link's time is also stored
+with its subscriber, so that only the newest one confirms, once (`feedpub.store.Store.confirm`).
 
 Links sent before ids (the same form, with the lower-cased address in place of the id, signed under
 the older key) are still read until `LEGACY_MAX_AGE` after they were issued. That older form carries
@@ -18,6 +19,7 @@ import binascii
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 
@@ -35,9 +37,10 @@ class BadToken(ValueError):
     """Forged, altered, expired or made for another purpose."""
 
 
-def make_token(secret: str, purpose: Purpose, subscriber_id: int) -> str:
-    """A link token naming one subscriber."""
-    return _seal(_key(secret, purpose, 2), _int_bytes(subscriber_id))
+def make_token(secret: str, purpose: Purpose, subscriber_id: int, issued: datetime | None = None) -> str:
+    """A link token naming one subscriber, issued now or at `issued` (whole seconds: a confirmation link's
+    time is also stored, and only the newest works)."""
+    return _seal(_key(secret, purpose, 2), _int_bytes(subscriber_id), issued)
 
 
 def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> Holder:
@@ -51,6 +54,11 @@ def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = 
     if max_age is not None and age > max_age:
         raise BadToken("link expired")
     return int.from_bytes(raw, "big")
+
+
+def issued_at(token: str) -> datetime:
+    """When a token that `read_token` accepted was made."""
+    return datetime.fromtimestamp(int.from_bytes(_decode(token.split(".")[1]), "big"), UTC)
 
 
 def make_text_token(secret: str, purpose: Purpose, text: str) -> str:
@@ -69,8 +77,9 @@ def read_text_token(secret: str, purpose: Purpose, token: str, max_age: int | No
         raise BadToken("invalid link") from exc
 
 
-def _seal(key: bytes, value: bytes) -> str:
-    signed = f"{_encode(value)}.{_encode(_int_bytes(int(time.time())))}"
+def _seal(key: bytes, value: bytes, issued: datetime | None = None) -> str:
+    seconds = int(issued.timestamp() if issued else time.time())
+    signed = f"{_encode(value)}.{_encode(_int_bytes(seconds))}"
     return f"{signed}.{_sign(key, signed)}"
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from feedpub import templates
 from feedpub.config import Config
@@ -34,12 +36,20 @@ FEED_TYPES = {
 # way to flood someone's inbox.
 CONFIRMATIONS_PER_DAY = 3
 
+# Published files may be this old in a browser's or a proxy's cache; then they are asked again with their
+# ETag, and a rebuild that changed nothing answers 304.
+PUBLISHED_MAX_AGE = 300
+
+# GET (and with it HEAD) only shows a page; each change is its own POST endpoint.
 ROUTES = [
     Route("/subscribe", endpoints.subscribe_form, methods=["GET"]),
     Route("/subscribe", endpoints.subscribe, methods=["POST"]),
-    Route("/confirm/{token}", endpoints.confirm, methods=["GET"]),
-    Route("/unsubscribe/{token}", endpoints.unsubscribe, methods=["GET", "POST"]),
-    Route("/preferences/{token}", endpoints.preferences, methods=["GET", "POST"]),
+    Route("/confirm/{token}", endpoints.confirm_page, methods=["GET"]),
+    Route("/confirm/{token}", endpoints.confirm, methods=["POST"]),
+    Route("/unsubscribe/{token}", endpoints.unsubscribe_page, methods=["GET"]),
+    Route("/unsubscribe/{token}", endpoints.unsubscribe, methods=["POST"]),
+    Route("/preferences/{token}", endpoints.preferences_page, methods=["GET"]),
+    Route("/preferences/{token}", endpoints.preferences, methods=["POST"]),
     Route("/unsubscribe", endpoints.use_mail_link, methods=["GET"]),
     Route("/preferences", endpoints.use_mail_link, methods=["GET"]),
     Route("/healthz", endpoints.healthz, methods=["GET"]),
@@ -69,30 +79,48 @@ class RateLimit:
 
 
 class FeedFiles(StaticFiles):
-    """The output folder, with the registered feed content types (ETag/Last-Modified/304 from Starlette).
-    Dot-files and dot-folders (`.feedpub-manifest`, temporary files) are never served."""
+    """The output folder, with the registered feed content types and a Cache-Control (ETag/Last-Modified/304
+    from Starlette). Dot-files and dot-folders (`.feedpub-manifest`, temporary files) are never served. A
+    folder asked without its slash is redirected on `web.public_url`, never on the request's Host header."""
+
+    def __init__(self, *, directory: Path, public_url: str) -> None:
+        super().__init__(directory=directory, html=True)
+        self.public_url = public_url.rstrip("/")
 
     async def get_response(self, path: str, scope: Any) -> Response:
         if any(part.startswith(".") for part in path.replace("\\", "/").split("/")):
             raise HTTPException(status_code=404)
-        return await super().get_response(path, scope)
+        response = await super().get_response(path, scope)
+        if isinstance(response, RedirectResponse):
+            folder = scope["path"].removeprefix(scope.get("root_path", ""))
+            query = scope.get("query_string", b"").decode("latin-1")
+            return RedirectResponse(f"{self.public_url}{folder}/{'?' + query if query else ''}")
+        return response
 
     def file_response(self, full_path: Any, stat_result: Any, scope: Any, status_code: int = 200) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["cache-control"] = f"public, max-age={PUBLISHED_MAX_AGE}"
+        response.headers["x-content-type-options"] = "nosniff"
         media_type = FEED_TYPES.get(Path(full_path).name)
-        if media_type:
+        if media_type and response.status_code != 304:
             response.headers["content-type"] = media_type + ("; charset=utf-8" if "json" not in media_type else "")
         return response
 
 
+def published(config: Config) -> ASGIApp:
+    """The output folder as served: gzip-compressed for clients that ask (feeds shrink to about 0.25-0.3)."""
+    return GZipMiddleware(FeedFiles(directory=config.output_dir, public_url=config.web.public_url))
+
+
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
                categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
-    """`send_confirmation(email, subject, text)` mails the double opt-in link; `categories()` lists the
-    site's categories for the form; `health()` adds daemon facts to /healthz."""
+    """`send_confirmation(email, subject, text)` mails what the subscribe form sends (the double opt-in link, or
+    a known reader's preferences link); `categories()` lists the site's categories for the form; `health()` adds
+    daemon facts to /healthz."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
-    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=FeedFiles(directory=config.output_dir, html=True))])
+    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=published(config))])
     state = app.state
     state.config, state.store = config, store
     state.secret = config.web.secret()

@@ -1,25 +1,51 @@
-"""The reader pages, one endpoint each. What they share (config, store, secret, strings, templates, the
-daemon's callbacks and rate limits) is on `request.app.state`, set by `feedpub.web.app.create_app`."""
+"""The reader pages, one endpoint per page and method. What they share (config, store, secret, strings,
+templates, the daemon's callbacks and rate limits) is on `request.app.state`, set by `feedpub.web.app.create_app`.
+
+GET and HEAD only ever show a page: link scanners and mail gateways fetch every link in a mail. Each change is
+a POST from the page's button (RFC 8058's one-click POST on the unsubscribe link is one of those)."""
 
 from __future__ import annotations
 
 import math
+import re
+from datetime import datetime
+from email.message import Message
 from typing import Any
+from urllib.parse import parse_qsl
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
 from feedpub.records import Subscriber, SubscriberInput
-from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, make_token, read_token
+from feedpub.store import READER_UNSUBSCRIBED, utcnow
+from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, issued_at, make_token, read_token
+
+# What a browser may do with a reader page: no script at all, nothing from elsewhere, no framing, forms only
+# to this site, and no Referer carrying a link's token. Inline styles stay allowed, so an operator's own
+# templates (web.templates_dir) keep their looks.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+# A reader form is a few fields: a longer body is not one.
+FORM_BYTES = 64 * 1024
+FORM_FIELDS = 1000
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None,
          **context: Any) -> Response:
     state = request.app.state
     context.update(site=state.config.site, t=state.strings.texts)
-    return state.pages.TemplateResponse(request, name, context, status_code=status, headers=headers)
+    return state.pages.TemplateResponse(request, name, context, status_code=status,
+                                        headers={**PAGE_HEADERS, **(headers or {})})
 
 
 def message(request: Request, key: str, status: int = 200, headers: dict[str, str] | None = None,
@@ -27,10 +53,11 @@ def message(request: Request, key: str, status: int = 200, headers: dict[str, st
     return page(request, "message.html.j2", status, headers, message=request.app.state.strings.text(key, **values))
 
 
-def link(request: Request, purpose: Purpose, subscriber: Subscriber) -> str:
+def link(request: Request, purpose: Purpose, subscriber: Subscriber, issued: datetime | None = None) -> str:
     """An absolute link to one of this subscriber's pages."""
     state = request.app.state
-    return f"{state.config.web.public_url.rstrip('/')}/{purpose}/{make_token(state.secret, purpose, subscriber.id)}"
+    token = make_token(state.secret, purpose, subscriber.id, issued)
+    return f"{state.config.web.public_url.rstrip('/')}/{purpose}/{token}"
 
 
 def noted(request: Request, action: str, subscriber: Subscriber, detail: str = "") -> None:
@@ -49,13 +76,38 @@ def token_holder(request: Request, purpose: Purpose, max_age: int | None = None)
     return state.store.subscriber_by_id(holder) if isinstance(holder, int) else state.store.subscriber(holder)
 
 
+async def reader_form(request: Request) -> FormData | None:
+    """The fields of a reader page's form as browsers send it (urlencoded UTF-8, no control characters but
+    line breaks and tabs); None for any other body, which the caller answers 400."""
+    head = Message()
+    head["content-type"] = request.headers.get("content-type", "")
+    if (head.get_content_type() != "application/x-www-form-urlencoded"
+            or head.get_content_charset("utf-8") not in ("utf-8", "us-ascii")):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_BYTES:
+            return None
+    try:
+        fields = parse_qsl(body.decode("ascii"), keep_blank_values=True, errors="strict",
+                           max_num_fields=FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if any(CONTROL.search(text) for pair in fields for text in pair):
+        return None
+    return FormData(fields)
+
+
 async def subscribe_form(request: Request) -> Response:
     return page(request, "subscribe.html.j2", categories=request.app.state.categories())
 
 
 async def subscribe(request: Request) -> Response:
     state = request.app.state
-    form = await request.form()
+    form = await reader_form(request)
+    if form is None:
+        return message(request, "bad_form", 400)
     try:
         email = mailable(str(form.get("email", "")))
     except BadAddress:
@@ -69,42 +121,89 @@ async def subscribe(request: Request) -> Response:
     known = set(state.categories())
     chosen = tuple(c for c in form.getlist("categories") if c in known)
     name = " ".join(str(form.get("name", "")).split())[:200]
-    # The same answer whether or not the address is known: nothing is revealed.
     if not state.confirmations_limit.wait(email.lower()):
-        # A reader who left comes back as pending: only a confirmation made for this request (not a replay
-        # of the old one, see `confirm`) reactivates them.
-        before = state.store.subscriber(email)
-        status = "pending" if before and before.status == "unsubscribed" else None
-        state.store.save_subscribers([SubscriberInput(email, name or None, chosen)], status=status,
-                                     new_status="pending")
-        title = state.config.site.title
-        url = link(request, "confirm", state.store.subscriber(email))
-        state.send_confirmation(email, state.strings.text("confirm_subject", title=title),
-                                state.strings.text("confirm_body", title=title, url=url))
+        invite(request, SubscriberInput(email, name or None, chosen))
+    # The same answer whatever the address's state: nothing is revealed.
     return message(request, "check_mail")
+
+
+def invite(request: Request, entry: SubscriberInput) -> None:
+    """Mail the address's owner what they need: a new or returning reader the one confirmation link that works,
+    a subscriber a link to their own preferences page. An address suppressed for a complaint, a bounce or by an
+    operator is mailed nothing: only an operator lifts that."""
+    state = request.app.state
+    suppression = state.store.suppression(entry.email)
+    if suppression and suppression.reason != READER_UNSUBSCRIBED:
+        return
+    issued = utcnow().replace(microsecond=0)
+    subscriber = state.store.sign_up(entry, issued)
+    title = state.config.site.title
+    if subscriber.status == "active":
+        url = link(request, "preferences", subscriber)
+        state.send_confirmation(subscriber.email, state.strings.text("known_subject", title=title),
+                                state.strings.text("known_body", title=title, url=url, email=subscriber.email))
+    else:
+        url = link(request, "confirm", subscriber, issued)
+        state.send_confirmation(subscriber.email, state.strings.text("confirm_subject", title=title),
+                                state.strings.text("confirm_body", title=title, url=url))
+
+
+def confirmation(request: Request) -> tuple[Subscriber, datetime] | None:
+    """The subscriber the path's confirmation link was made for, and when it was made."""
+    subscriber = token_holder(request, "confirm", CONFIRM_MAX_AGE)
+    return (subscriber, issued_at(request.path_params["token"])) if subscriber else None
+
+
+async def confirm_page(request: Request) -> Response:
+    found = confirmation(request)
+    if found is None or not request.app.state.store.confirmation_open(found[0].id, found[1]):
+        return message(request, "bad_link", 400)
+    return page(request, "confirm.html.j2",
+                ask=request.app.state.strings.text("confirm_ask", email=found[0].email))
 
 
 async def confirm(request: Request) -> Response:
     state = request.app.state
-    subscriber = token_holder(request, "confirm", CONFIRM_MAX_AGE)
-    if subscriber is None or subscriber.status == "unsubscribed":   # a confirm link replayed after leaving
+    found = confirmation(request)
+    confirmed = state.store.confirm(found[0].id, found[1]) if found else None
+    if confirmed is None:
         return message(request, "bad_link", 400)
-    state.store.lift_suppression(subscriber.email)
-    state.store.save_subscribers([SubscriberInput(subscriber.email)], status="active")
-    noted(request, "reader.confirm", subscriber)
+    kept = state.store.suppression(confirmed.email)
+    noted(request, "reader.confirm", confirmed, f"suppression kept ({kept.reason})" if kept else "")
     return message(request, "confirmed")
 
 
-async def unsubscribe(request: Request) -> Response:
+async def unsubscribe_page(request: Request) -> Response:
     subscriber = token_holder(request, "unsubscribe")
     if subscriber is None:
         return message(request, "bad_link", 400)
-    if request.method == "GET":  # link scanners prefetch GETs: only ever show the button
-        return page(request, "unsubscribe.html.j2",
-                    ask=request.app.state.strings.text("unsubscribe_ask", email=subscriber.email))
-    request.app.state.store.unsubscribe(subscriber.email, "unsubscribed by the reader")
+    return page(request, "unsubscribe.html.j2",
+                ask=request.app.state.strings.text("unsubscribe_ask", email=subscriber.email))
+
+
+async def unsubscribe(request: Request) -> Response:
+    """The page's button and RFC 8058's one-click POST alike (whatever the body): 200, never a redirect."""
+    subscriber = token_holder(request, "unsubscribe")
+    if subscriber is None:
+        return message(request, "bad_link", 400)
+    request.app.state.store.unsubscribe(subscriber.email, READER_UNSUBSCRIBED)
     noted(request, "reader.unsubscribe", subscriber)
     return message(request, "unsubscribed")
+
+
+def preferences_context(request: Request, subscriber: Subscriber) -> dict[str, Any]:
+    """The form shows whose preferences these are, and how to leave instead."""
+    state = request.app.state
+    return {"categories": state.categories(), "chosen": set(subscriber.categories),
+            "for_email": state.strings.text("preferences_for", email=subscriber.email),
+            "unsubscribe_url": link(request, "unsubscribe", subscriber)}
+
+
+async def preferences_page(request: Request) -> Response:
+    subscriber = token_holder(request, "preferences")
+    if subscriber is None:
+        return message(request, "bad_link", 400)
+    return page(request, "preferences.html.j2", **preferences_context(request, subscriber))
 
 
 async def preferences(request: Request) -> Response:
@@ -112,17 +211,15 @@ async def preferences(request: Request) -> Response:
     subscriber = token_holder(request, "preferences")
     if subscriber is None:
         return message(request, "bad_link", 400)
-    # The form shows whose preferences these are, and how to leave instead.
-    context = {"categories": state.categories(), "chosen": set(subscriber.categories),
-               "for_email": state.strings.text("preferences_for", email=subscriber.email),
-               "unsubscribe_url": link(request, "unsubscribe", subscriber)}
-    if request.method == "GET":
-        return page(request, "preferences.html.j2", **context)
+    form = await reader_form(request)
+    if form is None:
+        return message(request, "bad_form", 400)
     known = set(state.categories())
-    asked = (await request.form()).getlist("categories")
+    asked = form.getlist("categories")
     chosen = tuple(c for c in asked if c in known)
     if asked and not chosen:   # only unknown names: saving would silently mean "everything"
-        return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"), **context)
+        return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"),
+                    **preferences_context(request, subscriber))
     state.store.save_subscribers([SubscriberInput(subscriber.email, None, chosen)], status=None)
     noted(request, "reader.preferences", subscriber, ", ".join(chosen) or "every category")
     return message(request, "saved")

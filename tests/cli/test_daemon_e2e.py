@@ -109,6 +109,7 @@ def test_subscribe_confirm_receive_unsubscribe(tmp_path: Path, smtp_server: SMTP
         assert confirmation["To"] == "reader@example.com"
         link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", confirmation.get_content())[0]
         page.goto(link)
+        page.get_by_role("button", name="購読を確定する").click()
         page.get_by_text("購読が確定しました").wait_for()
         browser.close()
 

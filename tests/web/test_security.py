@@ -143,7 +143,7 @@ def state(store, email: str) -> tuple[str, bool]:
     return subscriber.status, store.suppression(email) is not None
 
 
-ENDPOINTS = {"confirm": ("GET", "/confirm/"), "unsubscribe": ("POST", "/unsubscribe/"),
+ENDPOINTS = {"confirm": ("POST", "/confirm/"), "unsubscribe": ("POST", "/unsubscribe/"),
              "preferences": ("POST", "/preferences/")}
 
 
@@ -199,16 +199,15 @@ def test_a_token_works_only_for_its_own_purpose(web, made_for):
 
 
 def test_confirm_links_expire_after_seven_days_and_unsubscribe_links_never(web):
-    client, store, _ = web
+    client, store, outbox = web
     with time_machine.travel(datetime(2025, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
-        store.save_subscribers([SubscriberInput("late@example.com"), SubscriberInput("ontime@example.com")],
-                               status=None, new_status="pending")
-        late = make_token(SECRET, "confirm", store.subscriber("late@example.com").id)
-        ontime = make_token(SECRET, "confirm", store.subscriber("ontime@example.com").id)
+        client.post("/subscribe", data={"email": "late@example.com"})
+        client.post("/subscribe", data={"email": "ontime@example.com"})
+        late, ontime = (body.split("https://news.example.com", 1)[1].split()[0] for _, _, body in outbox)
         clock.shift(timedelta(days=6, hours=23))
-        assert client.get(f"/confirm/{ontime}").status_code == 200
+        assert client.post(ontime).status_code == 200
         clock.shift(timedelta(hours=2))
-        expired = client.get(f"/confirm/{late}")
+        expired = client.post(late)
         assert expired.status_code == 400 and "有効期限" in expired.text
         assert state(store, "late@example.com") == ("pending", False)
 
@@ -222,17 +221,18 @@ def test_a_used_confirm_link_cannot_resubscribe_after_unsubscribing(web):
     client, store, outbox = web
     client.post("/subscribe", data={"email": "reader@example.com"})
     link = outbox[-1][2].split("https://news.example.com", 1)[1].split()[0]
-    assert client.get(link).status_code == 200
+    assert client.post(link).status_code == 200
     assert state(store, "reader@example.com") == ("active", False)
     unsubscribe = make_token(SECRET, "unsubscribe", store.subscriber("reader@example.com").id)
     assert client.post(f"/unsubscribe/{unsubscribe}").status_code == 200
-    replay = client.get(link)                 # the old confirm mail, opened again (or by a link scanner)
+    assert client.get(link).status_code == 400     # the old confirm mail, opened again (or by a link scanner)
+    replay = client.post(link)
     assert replay.status_code == 400
     assert state(store, "reader@example.com") == ("unsubscribed", True)
     # Subscribing again through the form is the way back, with a fresh confirmation.
     client.post("/subscribe", data={"email": "reader@example.com"})
     fresh = outbox[-1][2].split("https://news.example.com", 1)[1].split()[0]
-    assert client.get(fresh).status_code == 200
+    assert client.post(fresh).status_code == 200
     assert state(store, "reader@example.com") == ("active", False)
 
 

@@ -68,19 +68,32 @@ def test_double_opt_in(web) -> None:
     [(to, subject, body)] = outbox
     assert to == "Reader@example.com" and "購読確認" in subject
     link = next(line for line in body.splitlines() if line.startswith("https://news.example.com/confirm/"))
-    confirmed = client.get(link.removeprefix("https://news.example.com"))
+    shown = client.get(link.removeprefix("https://news.example.com"))
+    assert shown.status_code == 200 and "Reader@example.com でダイジェストを受け取りますか" in shown.text
+    assert store.subscriber("reader@example.com").status == "pending"      # opening the link is not confirming
+    confirmed = client.post(link.removeprefix("https://news.example.com"))
     assert confirmed.status_code == 200 and "購読が確定しました" in confirmed.text
     assert store.subscriber("reader@example.com").status == "active"
 
 
-def test_resubscribing_reveals_nothing(web) -> None:
+def test_resubscribing_reveals_nothing_and_changes_nothing(web) -> None:
     client, store, outbox = web
-    store.save_subscribers([SubscriberInput("known@example.com")], status="active")
-    known = client.post("/subscribe", data={"email": "known@example.com"})
-    unknown = client.post("/subscribe", data={"email": "new@example.com"})
+    store.save_subscribers([SubscriberInput("known@example.com", "山田太郎", ("news",))], status="active")
+    before = store.subscriber("known@example.com")
+    known = client.post("/subscribe", data={"email": "KNOWN@example.com", "name": "Mallory <evil>",
+                                            "categories": ["AI導入戦略"]})
+    unknown = client.post("/subscribe", data={"email": "new@example.com", "name": "Mallory <evil>",
+                                              "categories": ["AI導入戦略"]})
     assert known.status_code == unknown.status_code == 200
-    assert known.text == unknown.text
-    assert store.subscriber("known@example.com").status == "active"  # not downgraded to pending
+    assert known.content == unknown.content and known.headers == unknown.headers
+    assert store.subscriber("known@example.com") == before     # address case, name, categories, status
+    # The owner is told, with a link to the page where they change what they receive.
+    (to, subject, body), (new_to, _, new_body) = outbox
+    assert to == "known@example.com" and subject == "Test blog のご購読について"
+    assert "すでに購読中" in body and "/confirm/" not in body
+    preferences = re.search(r"https://news.example.com(/preferences/\S+)", body)[1]
+    assert 'value="news" checked' in client.get(preferences).text
+    assert new_to == "new@example.com" and "/confirm/" in new_body
 
 
 def test_invalid_address_is_refused(web) -> None:
@@ -116,7 +129,7 @@ def test_links_carry_no_address(web) -> None:
     readable = token_text + "".join(base64.urlsafe_b64decode(part + "==").decode("latin-1")
                                     for part in token_text.split("."))
     assert "alice" not in readable.lower() and "YWxpY2" not in token_text
-    assert client.get(link.removeprefix("https://news.example.com")).status_code == 200
+    assert client.post(link.removeprefix("https://news.example.com")).status_code == 200
 
 
 def legacy_token(purpose: str, email: str, issued: float) -> str:
@@ -148,6 +161,7 @@ def test_confirm_token_is_single_purpose_and_unforgeable(web) -> None:
     for bad in (token(store, "unsubscribe", "a@example.com"), tampered(token(store, "confirm", "a@example.com")),
                 "garbage"):
         assert client.get(f"/confirm/{bad}").status_code == 400
+        assert client.post(f"/confirm/{bad}").status_code == 400
     assert store.subscriber("a@example.com").status == "pending"
 
 
@@ -232,7 +246,7 @@ def test_dot_files_and_dot_folders_are_never_served(web):
     client, _, _ = web
     assert client.get("/feed.xml").status_code == 200
     # The build's manifest and a preview or cache folder written beside the feeds stay private.
-    output = Path(client.app.routes[-1].app.directory)
+    output = Path(client.app.routes[-1].app.app.directory)
     (output / ".feedpub-manifest").write_text("feed.xml\n", encoding="utf-8")
     (output / ".feedpub" / "preview").mkdir(parents=True)
     (output / ".feedpub" / "preview" / "index.html").write_text("<p>unsent</p>", encoding="utf-8")

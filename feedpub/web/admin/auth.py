@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -140,8 +141,10 @@ def signed_in(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             return _redirect(f"/admin/login?next={target}")
         request.state.admin = admin
         if request.method == "POST":
-            form = await request.form()
-            if not secrets.compare_digest(str(form.get("csrf", "")), admin.session.csrf):
+            sent = form_token(await request.form())
+            if sent is None:
+                return malformed(request)
+            if not secrets.compare_digest(sent, admin.session.csrf):
                 return page(request, "message.html.j2", 403, title="Forbidden",
                             message="This form is stale or was not sent by the dashboard. Reload the page and "
                                     "try again.")
@@ -153,6 +156,18 @@ def signed_in(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         return response
 
     return guarded
+
+
+def form_token(form: FormData) -> str | None:
+    """A form's `csrf` field, if it can be a token (printable ASCII, as the dashboard makes them); None when it
+    cannot: a request no page of the dashboard sent."""
+    sent = form.get("csrf", "")
+    return sent if isinstance(sent, str) and sent.isascii() and sent.isprintable() else None
+
+
+def malformed(request: Request) -> Response:
+    return page(request, "message.html.j2", 400, title="Bad request",
+                message="The form's csrf field is malformed: this request was not sent by a dashboard page.")
 
 
 class Login:
@@ -169,7 +184,10 @@ class Login:
     async def submit(self, request: Request) -> Response:
         form = await request.form()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
-        if not self._form_token_ok(request, str(form.get("csrf", ""))):
+        sent = form_token(form)
+        if sent is None:
+            return malformed(request)
+        if not self._form_token_ok(request, sent):
             return page(request, "message.html.j2", 403, title="Forbidden",
                         message="The login form expired or was not sent by this site. Reload it and try again.")
         address = client(request)

@@ -8,6 +8,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from feedpub import accounts
+from feedpub.schema import admin_audit
 from feedpub.store import open_store
 from feedpub.tokens import make_text_token, make_token
 from feedpub.web.admin import auth
@@ -42,6 +43,32 @@ def test_every_admin_route_needs_a_session_and_every_post_a_csrf_token(dashboard
                 assert answer.status_code == 403, (path, data)
     # Nothing was done by the refused requests: the issue still sends, nobody got suppressed.
     assert dashboard.store.suppressed() == set()
+    assert "Pause" in client.get("/admin/issues/2026-11-30-0900").text
+
+
+def audit_lines(store) -> list:
+    with store.engine.connect() as conn:
+        return conn.execute(admin_audit.select().order_by(admin_audit.c.id)).all()
+
+
+def test_a_malformed_csrf_field_is_a_bad_request_on_every_post_and_the_login(dashboard) -> None:
+    client, store = dashboard.client, dashboard.store
+    form = client.get("/admin/login")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    for bad in ("é" + nonce[1:], "トークン", nonce[:-1] + "\x00"):
+        answer = client.post("/admin/login", data={"csrf": bad, "name": ACCOUNT, "password": PASSWORD},
+                             follow_redirects=False)
+        assert answer.status_code == 400 and "csrf field is malformed" in answer.text, bad
+        assert auth.COOKIE not in answer.cookies
+    login(client)
+    csrf = csrf_of(client)
+    before = audit_lines(store)
+    for method, path in admin_routes(client.app):
+        if method == "POST" and path != "/admin/login":
+            for bad in ("é" + csrf[1:], "トークン"):
+                answer = client.post(path, data={"csrf": bad}, follow_redirects=False)
+                assert answer.status_code == 400, (path, bad)
+    assert audit_lines(store) == before and store.suppressed() == set()
     assert "Pause" in client.get("/admin/issues/2026-11-30-0900").text
 
 
