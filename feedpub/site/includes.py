@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,24 +50,32 @@ class IncludeScope:
             return "a key file"
         return None
 
-    def stats(self, folders: Iterable[str]) -> dict[str, list[tuple[str, int, int]]]:
-        """Folder → (path, size, mtime_ns) of every file below it that `include_relative` may read (binary files
-        too: telling them costs a read). What a post reading the files beside it depends on."""
-        return {folder: self._stats(folder) for folder in folders}
+    def files_below(self, folder: str) -> list[tuple[str, int, int]]:
+        """(path, size, mtime_ns) of every file below `folder` that `include_relative` may read from a post in it
+        (binary files too: telling them costs a read): what such a post depends on besides its own text."""
+        found: list[tuple[str, int, int]] = []
+        private = {str(path) for path in self.private}
 
-    def _stats(self, folder: str) -> list[tuple[str, int, int]]:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if self.refusal(Path(dirpath, d)) is None)
-            for name in sorted(filenames):
-                path = Path(dirpath, name)
-                if self.refusal(path) is not None or (path.is_symlink() and self.refusal(path.resolve())):
-                    continue
-                try:
-                    stat = path.stat()
-                except OSError:     # a dangling link, or removed since listed: an include would not read it
-                    continue
-                found.append((str(path), stat.st_size, stat.st_mtime_ns))
+        def walk(folder: str) -> None:
+            try:
+                with os.scandir(folder) as scan:
+                    entries = sorted(scan, key=lambda e: e.name)
+            except OSError:     # gone since the last build
+                return
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if self.refusal(Path(entry.path)) is None:
+                        walk(entry.path)
+                elif not (entry.name.startswith(".") or entry.path in private
+                          or entry.name.lower().endswith(_KEY_SUFFIXES)
+                          or (entry.is_symlink() and self.refusal(Path(entry.path).resolve()) is not None)):
+                    try:
+                        stat = entry.stat()
+                    except OSError:     # a dangling link, or gone since listed: no include reads it
+                        continue
+                    found.append((entry.path, stat.st_size, stat.st_mtime_ns))
+
+        walk(folder)
         return found
 
 

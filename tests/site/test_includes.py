@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -75,16 +75,16 @@ def site_with_secrets(tmp_path: Path, posts: str) -> tuple[Path, Path]:
     return root, folder
 
 
-def feedpub_build(root: Path) -> str:
-    """`feedpub build`, its exit code checked: what it printed on stderr."""
+def feedpub_build(root: Path) -> Result:
+    """`feedpub build`, its exit code checked."""
     result = CliRunner().invoke(main, ["--config", str(root / "feedpub.toml"), "build"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    return result.stderr
+    return result
 
 
 def build(root: Path) -> tuple[list[str], list[str]]:
     """`feedpub build`: the Atom, RSS and JSON feeds, the warnings printed."""
-    stderr = feedpub_build(root)
+    stderr = feedpub_build(root).stderr
     feeds = [(root / "public" / name).read_bytes().decode("utf-8") for name in ("feed.xml", "rss.xml", "feed.json")]
     return feeds, [line for line in stderr.splitlines() if ": warning: " in line]
 
@@ -160,3 +160,22 @@ def test_a_name_from_a_variable_is_checked_as_a_written_one(tmp_path: Path) -> N
                         "feedpub's config file, which is never included; rendered as nothing (expected a text file "
                         "of the site's own sources)"]
     assert all("hunter2" not in feed and "After." in feed for feed in feeds)
+
+
+def test_a_post_is_built_again_when_a_file_it_may_include_changes_and_only_then(tmp_path: Path) -> None:
+    root, folder = site_with_secrets(tmp_path, ".")
+    (folder / "2025-12-16-post.md").write_text(
+        "---\ntitle: 投稿\n---\n{% include_relative snippet.txt %}\n", encoding="utf-8")
+    (folder / "2025-12-17-plain.md").write_text("---\ntitle: 別の投稿\n---\n本文。\n", encoding="utf-8")
+    feedpub_build(root)
+    feed = root / "public" / "feed.xml"
+    published = feed.read_bytes()
+    # What no include reads, however it changes, leaves the feeds as they are.
+    for name in (".env", "feedpub.db", "dkim/feedpub2026.key", "notes/server.pem", "_site/draft.html"):
+        with (root / name).open("ab") as file:
+            file.write(b"\nchanged")
+        assert feedpub_build(root).stdout.startswith("2 posts, 1 feeds: 0 files written"), name
+    assert feed.read_bytes() == published
+    (folder / "snippet.txt").write_text("書き換えた隣のファイル。\n", encoding="utf-8")
+    assert feedpub_build(root).stdout.startswith("2 posts, 1 feeds: 3 files written")
+    assert "書き換えた隣のファイル。" in feed.read_text(encoding="utf-8")

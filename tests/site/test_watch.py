@@ -125,3 +125,30 @@ def test_a_config_that_does_not_load_leaves_the_feeds_until_a_later_save_fixes_i
         assert b"<title>Fixed blog</title>" in feed.read_bytes()
     finally:
         batches.close()
+
+
+@pytest.mark.parametrize("included", ["_includes/note.html", "posts/snippets/note.html", "jekyll/_includes/note.html"])
+def test_editing_an_included_file_rebuilds_the_posts_that_include_it(site, included: str) -> None:
+    if included.startswith("jekyll/"):
+        (site.root / "jekyll").mkdir()
+        (site.root / "jekyll" / "_config.yml").write_text("title: Jekyll\n", encoding="utf-8")
+        site.configure(jekyll_dir="jekyll", posts_dir="posts")
+    tag = "include_relative snippets/note.html" if included.startswith("posts/") else "include note.html"
+    note = site.root / included
+    note.parent.mkdir(parents=True)
+    note.write_text("<aside>最初の注記</aside>\n", encoding="utf-8")
+    site.post("2025-12-01-first.md", POST.format(title="最初の記事", day=1) + f"\n{{% {tag} %}}\n")
+    site.post("2025-12-02-plain.md", POST.format(title="Plain", day=2))
+    live = LiveConfig(site.config, site.toml)
+    build_site(live.current)
+    feed = site.root / "public" / "feed.xml"
+    assert "最初の注記" in feed.read_text(encoding="utf-8")
+    stop = threading.Event()
+    batches = Batches(follow(live, stop), stop, on_batch=lambda _batch: build_site(live.current))
+    try:
+        note.write_text("<aside>書き直した注記</aside>\n", encoding="utf-8")
+        assert note in batches.next()
+        published = feed.read_text(encoding="utf-8")
+        assert "書き直した注記" in published and "最初の注記" not in published
+    finally:
+        batches.close()
