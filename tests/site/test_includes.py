@@ -179,3 +179,19 @@ def test_a_post_is_built_again_when_a_file_it_may_include_changes_and_only_then(
     (folder / "snippet.txt").write_text("書き換えた隣のファイル。\n", encoding="utf-8")
     assert feedpub_build(root).stdout.startswith("2 posts, 1 feeds: 3 files written")
     assert "書き換えた隣のファイル。" in feed.read_text(encoding="utf-8")
+
+
+def test_no_refused_file_reaches_the_digest(tmp_path: Path) -> None:
+    root, folder = site_with_secrets(tmp_path, ".")
+    (folder / "2025-12-16-post.md").write_text(
+        "---\ntitle: 投稿\n---\n設定は {% include_relative feedpub.toml %} 鍵は "
+        "{% include_relative dkim/feedpub2026.key %} 店は {% include_relative feedpub.db %} です。\n", encoding="utf-8")
+    preview = tmp_path / "preview" / "index.html"
+    result = CliRunner().invoke(main, ["--config", str(root / "feedpub.toml"), "digest", "preview", "--since",
+                                       "2025-12-01", "--output", str(preview)], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert [line.split(": warning: ")[0] for line in result.stderr.splitlines()] == ["2025-12-16-post.md:4"] * 3
+    for mail in (preview, preview.with_suffix(".txt")):
+        text = mail.read_text(encoding="utf-8")
+        assert "設定は" in text and "です。" in text
+        assert not [marker for marker in MARKERS if marker in text]
