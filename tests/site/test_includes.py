@@ -5,7 +5,9 @@ post and the line, the rest of the post is published, and no byte of the refused
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,23 @@ def test_no_refused_file_reaches_the_digest(tmp_path: Path) -> None:
         text = mail.read_text(encoding="utf-8")
         assert "設定は" in text and "です。" in text
         assert not [marker for marker in MARKERS if marker in text]
+
+
+@pytest.mark.skipif(shutil.which("jekyll") is None, reason="Debian's Jekyll is not installed")
+@pytest.mark.parametrize(("target", "jekyll_says", "feedpub_says"), [
+    ("../../outside.txt", "Invalid syntax for include tag. File contains invalid characters or sequences",
+     "invalid syntax for include tag, the file name contains invalid characters or sequences"),
+    ("outside-link.txt", "Could not locate the included file 'outside-link.txt'",
+     "could not locate the included file in the post's folder"),
+])
+def test_jekyll_refuses_the_same_names_and_links(tmp_path: Path, target: str, jekyll_says: str,
+                                                 feedpub_says: str) -> None:
+    root, folder = site_with_secrets(tmp_path, "_posts")
+    (folder / "2025-12-16-post.md").write_text(f"---\ntitle: 投稿\n---\n{{% include_relative {target} %}}\n",
+                                              encoding="utf-8")
+    jekyll = subprocess.run(["jekyll", "build", "--safe", "--quiet", "--source", str(root), "--destination",
+                             str(tmp_path / "jekyll-out")], capture_output=True, text=True, timeout=120)
+    assert jekyll.returncode != 0 and jekyll_says in " ".join(jekyll.stderr.split())
+    feeds, warnings = build(root)
+    assert len(warnings) == 1 and f"{{% include_relative {target} %}}: {feedpub_says}" in warnings[0]
+    assert not [marker for marker in MARKERS for feed in feeds if marker in feed]
