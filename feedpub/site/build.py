@@ -23,6 +23,7 @@ from feedpub.config import Config
 from feedpub.errors import ConfigError, Problem
 from feedpub.jekyll import site_file_stats
 from feedpub.site.cache import Cache, file_stamp, fingerprint, intact
+from feedpub.site.includes import IncludeScope, include_scope
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.output import WriteResult, output_problem, write_files
 
@@ -67,6 +68,7 @@ class _State:
     outputs: dict[str, tuple[int, int] | None]   # file in the output folder → (size, mtime_ns) after writing
     feeds: dict[str, str]                     # feed folder → fingerprint of what it was made from
     render_problems: dict[str, tuple[Problem, ...]]   # post URL → problems met rendering it
+    beside: tuple[str, ...] = ()              # the folders of the posts that include files beside them
 
 
 def build_site(config: Config, *, output: Path | None = None, future: bool = False, drafts: bool = False,
@@ -92,8 +94,10 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     cache = Cache(folder, _cache_key(config, output, future, drafts))
     listing = post_files(config.posts_dir, config.site.exclude)
     site_stats = site_file_stats(config.jekyll_root or config.root)
-    sources = fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats)
     state: _State | None = cache.load("build")
+    scope = include_scope(config)
+    beside = {folder: scope.files_below(folder) for folder in (state.beside if state else ())}
+    sources = _sources(listing, site_stats, beside)
     if (state is not None and state.sources == sources and intact(output, state.outputs)
             and (state.report.next_future is None or now < state.report.next_future)):
         unchanged = WriteResult((), tuple(sorted(state.outputs)), ())
@@ -102,14 +106,15 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     # collection passes in between find nothing and cost ~5% of a cold build.
     gc.disable()
     try:
-        return _build(config, output, cache, Cache(folder, _render_key(config)), state, listing, sources,
-                      site_stats, now=now, future=future, drafts=drafts, parallel=parallel, on_written=on_written)
+        return _build(config, output, cache, Cache(folder, _render_key(config)), state, listing, site_stats,
+                      scope, beside, now=now, future=future, drafts=drafts, parallel=parallel, on_written=on_written)
     finally:
         gc.enable()
 
 
 def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, state: _State | None,
-           listing: list[PostFile], sources: str, site_stats: list[tuple[str, int, int]], *, now: datetime,
+           listing: list[PostFile], site_stats: list[tuple[str, int, int]], scope: IncludeScope,
+           known_beside: dict[str, list[tuple[str, int, int]]], *, now: datetime,
            future: bool, drafts: bool, parallel: bool, on_written: Callable[[WriteResult], object] | None,
            ) -> BuildReport:
     """Collect → plan the feeds → render the posts of the changed ones → write → remember for next time."""
@@ -118,11 +123,20 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     from feedpub.site.feeds import feed_documents, needed_posts, plan_feeds, site_files
     from feedpub.site.markup import render_posts
     from feedpub.site.posts import collect
+    from feedpub.site.reader import READS_BESIDE
 
     collection = collect(config, now=now, future=future, drafts=drafts, known=cache.load("posts"),
                          files=listing, parallel=parallel)
     feeds, plan_problems = plan_feeds(config, collection.posts)
-    fingerprints = _fingerprints(feeds, listing, collection.posts, site_stats)
+    # What `include_relative` may read beside a post is part of what the post is made from.
+    folders = {post.file: str(Path(post.file).parent) for feed in feeds for post in feed.posts
+               if READS_BESIDE in post.reads}
+    beside = {folder: known_beside[folder] if folder in known_beside else scope.files_below(folder)
+              for folder in sorted(set(folders.values()))}
+    sources = _sources(listing, site_stats, beside)
+    beside_fingerprints = {folder: fingerprint(files) for folder, files in beside.items()}
+    fingerprints = _fingerprints(feeds, listing, collection.posts, site_stats,
+                                 {file: beside_fingerprints[folder] for file, folder in folders.items()})
     changed = _changed(config, output, feeds, fingerprints, state)
     renders = render_cache.load("renders") or {}
     to_render = needed_posts(changed)
@@ -143,15 +157,23 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     cache.save("posts", collection.entries)
     render_cache.save("renders", {url: render for url, render in renders.items() if url in shown})
     outputs = {path: file_stamp(output / path) for path in [*files, *kept]}
-    cache.save("build", _State(sources, report, outputs, fingerprints, problems_by_url))
+    cache.save("build", _State(sources, report, outputs, fingerprints, problems_by_url, tuple(beside)))
     return report
 
 
+def _sources(listing: list[PostFile], site_stats: list[tuple[str, int, int]],
+             beside: dict[str, list[tuple[str, int, int]]]) -> str:
+    """Fingerprint of every file a build reads: the posts, the site files and the files beside the posts that
+    include them (`beside`: folder → files)."""
+    return fingerprint([(f.relative, f.size, f.mtime_ns) for f in listing], site_stats, beside)
+
+
 def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post, ...],
-                  site_stats: list[tuple[str, int, int]]) -> dict[str, str]:
+                  site_stats: list[tuple[str, int, int]], beside: dict[str, str]) -> dict[str, str]:
     """Feed folder → fingerprint of what the feed is made from: its title, its Atom path and its posts, each
     with its file's size and mtime and what its Liquid reads besides: the site files' sizes and mtimes
-    (`reads_site`), and every post (`reads_posts`)."""
+    (`reads_site`), every post (`reads_posts`), and the files beside it (`beside`: post file → fingerprint of
+    the files `include_relative` may read from it)."""
     stats = {f.path: (f.size, f.mtime_ns) for f in listing}
     shown = [post for feed in feeds for post in feed.posts]
     files = fingerprint(site_stats) if any(post.reads_site for post in shown) else ""
@@ -160,9 +182,8 @@ def _fingerprints(feeds: list[Feed], listing: list[PostFile], posts: tuple[Post,
     def reads(post: Post) -> str:
         return everything if post.reads_posts else files if post.reads_site else ""
 
-    return {feed.folder: fingerprint(feed.title, feed.atom_path, [(post, stats[post.file], reads(post))
-                                                                  for post in feed.posts])
-            for feed in feeds}
+    return {feed.folder: fingerprint(feed.title, feed.atom_path, [
+        (post, stats[post.file], reads(post), beside.get(post.file, "")) for post in feed.posts]) for feed in feeds}
 
 
 def _changed(config: Config, output: Path, feeds: list[Feed], fingerprints: dict[str, str],

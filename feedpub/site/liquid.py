@@ -27,6 +27,7 @@ from feedpub import urls
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.cache import fingerprint
+from feedpub.site.includes import IncludeScope, include_scope
 from feedpub.site.reader import LIQUID_MARKUP, POSTS_VARIABLES, READS_EVERYTHING, Post
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class LiquidSite:
     site: Mapping[str, Any]             # the `site` variable
     markdownify: Callable[[str], str]   # Markdown → HTML, for the `markdownify` filter
     posts: Sequence[Post]               # every post of the site
+    includes: IncludeScope              # what `include` and `include_relative` may read
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
 
     @cached_property
@@ -115,7 +117,7 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
                 lang=site_config.language, timezone=site_config.timezone, author=site_config.author,
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
                 time=_time(posts[0].date) if posts else None, data=data)
-    return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, tuple(problems))
+    return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, include_scope(config), tuple(problems))
 
 
 class _Site(dict):

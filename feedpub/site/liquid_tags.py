@@ -23,6 +23,7 @@ from liquid.token import TOKEN_EOF, TOKEN_EXPRESSION, TOKEN_TAG, Token
 
 from feedpub import urls
 from feedpub.errors import Problem
+from feedpub.site.includes import is_text
 from feedpub.site.reader import Post
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 # Jekyll's include syntax: `name key="value" key='value' key=variable`, the name possibly with `{{ variables }}`.
 _INCLUDE_NAME = re.compile(r"((?:[^\s{]*\{\{.*?\}\})+[^\s{]*|\S+)\s*(.*)", re.S)
 _INCLUDE_PARAM = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'|(\S+))""")
+# The file names Jekyll's include tags accept (Jekyll::Tags::IncludeTag's VALID_FILENAME_CHARS and
+# INVALID_SEQUENCES: no `..`, `./`, `/.` or `//`); letters beyond ASCII too, which Jekyll's Ruby refuses.
+_INCLUDE_FILE_NAME = re.compile(r"[\w/.\-()+~#@]+")
+_INVALID_SEQUENCE = re.compile(r"[./]{2,}")
 
 
 class RenderState:
@@ -66,6 +71,14 @@ current: ContextVar[RenderState] = ContextVar("feedpub_liquid_render")
 
 class IncludeError(LiquidError):
     expected = "a file in the site's _includes/ (include) or beside the post (include_relative)"
+
+
+class _IncludeRefused(IncludeError):
+    """A file no include reads, and what an include may read instead."""
+
+    def __init__(self, message: str, expected: str = IncludeError.expected) -> None:
+        super().__init__(message, token=None)
+        self.expected = expected
 
 
 def _tag(stream: TokenStream) -> tuple[Token, Token | None]:
@@ -173,6 +186,7 @@ class _IncludeNode(Node):
         folder = Path(current.get().post.file).parent if self.relative else env.site.root / "_includes"
         name = "".join(part if isinstance(part, str) else str(part.evaluate(context)) for part in self.name)
         try:
+            _check_include(env.site, folder, name, tag)
             template = env.include(name, folder, tag)
         except LiquidError as exc:
             exc.token = self.token
@@ -182,6 +196,30 @@ class _IncludeNode(Node):
         with context.extend({"include": params}, template=template):
             template.render_with_context(context, buffer, partial=True)
         return True
+
+
+def _check_include(site: LiquidSite, folder: Path, name: str, tag: str) -> None:
+    """Raise _IncludeRefused unless `name` below `folder` is a text file of the site's own sources that the tag
+    may read (`includes.IncludeScope`), with the refusals of Jekyll's include tags."""
+    shown = f"{{% {tag} {name if len(name) <= 100 else name[:99] + '…'} %}}"
+    if _INVALID_SEQUENCE.search(name) or not _INCLUDE_FILE_NAME.fullmatch(name):
+        raise _IncludeRefused(f"{shown}: invalid syntax for include tag, the file name contains invalid "
+                              "characters or sequences", "a file name of letters, digits and _ / . - ( ) + ~ # @, "
+                              "without '..', './', '/.' or '//'")
+    named = folder / name
+    path = named.resolve()
+    where = "the post's folder" if tag == "include_relative" else "_includes/"
+    if not path.is_relative_to(folder.resolve()):
+        raise _IncludeRefused(f"{shown}: could not locate the included file in {where}; a file outside it, or "
+                              "a symbolic link pointing outside it, is never read")
+    for candidate in dict.fromkeys((named, path)):
+        refusal = site.includes.refusal(candidate)
+        if refusal:
+            raise _IncludeRefused(f"{shown}: {Path(name).name} is {refusal}, which is never included",
+                                  "a text file of the site's own sources")
+    if path.is_file() and not is_text(path):
+        raise _IncludeRefused(f"{shown}: {Path(name).name} is a binary file, which is never included",
+                              "a UTF-8 text file")
 
 
 class _IncludeTag(Tag):

@@ -1,6 +1,6 @@
-"""Watching what a build reads — the posts folder, the config file and the operator's digest templates —
-for `feedpub run` and `feedpub build --watch`: `changes` yields batches of changed paths, one batch per
-burst of saves.
+"""Watching what a build reads — the posts folder, the config file, the site's `_includes/`, `_data/` and
+`_config*.yml`, and the operator's digest templates — for `feedpub run` and `feedpub build --watch`:
+`changes` yields batches of changed paths, one batch per burst of saves.
 
 A burst (an editor's save, a `git pull` of 200 posts) ends when nothing changed for `QUIET_MS`, or
 after `LONGEST_MS` of continuous changes (watchfiles' step and debounce); what changes while the caller
@@ -11,7 +11,8 @@ are watched because every build renders the digest archive's pages with them.
 The config file is watched through its folder, not by itself: an editor saves by writing a new file
 and renaming it over the old one, and a watch on the old file sees nothing after that. That folder and the
 templates folder are watched without their subfolders (the first often holds .git/ and .venv/), the posts
-folder with them.
+folder, `_includes/` and `_data/` with them. Files beside the posts (what `include_relative` reads) are in the
+posts folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import watchfiles
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 # Its "1 change detected" at every save says less than the build's own line that follows.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
+# The site's folders Liquid reads besides the posts (feedpub.jekyll.site_file_stats).
+SITE_FOLDERS = ("_includes", "_data")
 QUIET_MS = 100
 LONGEST_MS = 1600
 # How often the merging loop looks at the caller's stop event while no change arrives.
@@ -48,6 +52,7 @@ class Watched:
     config: Path | None           # None: built-in defaults, no file
     ignored: tuple[Path, ...]     # what the build writes itself (output folder, cache), in case it is below posts
     templates: Path | None = None  # digest.templates_dir, when set
+    site: Path | None = None      # the site folder (site.jekyll_dir, else the config's), for its SITE_FOLDERS
 
     def wanted(self, path: Path) -> bool:
         """A change to `path` can change what the build makes."""
@@ -55,10 +60,17 @@ class Watched:
             return True
         if path.parent == self.templates:
             return not path.name.startswith(".") and not path.name.endswith("~")
-        if not path.is_relative_to(self.posts) or any(path.is_relative_to(folder) for folder in self.ignored):
+        if any(path.is_relative_to(folder) for folder in self.ignored):
+            return False
+        if self.site is not None and (any(path.is_relative_to(self.site / name) for name in SITE_FOLDERS) or (
+                path.parent == self.site and (path.name == "_config.yml" or fnmatch(path.name, "_config.*.yml")))):
+            below = self.site
+        elif path.is_relative_to(self.posts):
+            below = self.posts
+        else:
             return False
         # Editors' swap, lock and backup files (.post.md.swp, .#post.md, post.md~) never hold a post.
-        return not any(part.startswith(".") for part in path.relative_to(self.posts).parts) and \
+        return not any(part.startswith(".") for part in path.relative_to(below).parts) and \
             not path.name.endswith("~")
 
 
@@ -72,9 +84,10 @@ class LiveConfig:
         self.broken = False
 
     def watched(self) -> Watched:
-        templates = self.current.digest.templates_dir
-        return Watched(self.current.posts_dir, self.file, (self.current.output_dir, self.current.path(CACHE_FOLDER)),
-                       self.current.path(templates) if templates else None)
+        config = self.current
+        templates = config.digest.templates_dir
+        return Watched(config.posts_dir, self.file, (config.output_dir, config.path(CACHE_FOLDER)),
+                       config.path(templates) if templates else None, (config.jekyll_root or config.root).resolve())
 
     def refresh(self, batch: frozenset[Path]) -> None:
         if self.file is None or not (self.file in batch or self.broken):
@@ -111,6 +124,10 @@ def changes(what: Watched, stop: threading.Event) -> Iterator[frozenset[Path]]:
         folders.append((what.config.parent, False))
     if what.templates is not None and what.templates.is_dir() and (what.templates, False) not in folders:
         folders.append((what.templates, False))
+    if what.site is not None and not what.site.is_relative_to(what.posts):
+        folders += [(folder, True) for folder in (what.site / name for name in SITE_FOLDERS) if folder.is_dir()]
+        if (what.site, False) not in folders:   # its _config*.yml
+            folders.append((what.site, False))
     watchers = [threading.Thread(target=_watch, args=(folder, recursive, what.wanted, done, found),
                                  name=f"watch {folder}", daemon=True) for folder, recursive in folders]
     for watcher in watchers:

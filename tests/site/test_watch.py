@@ -1,7 +1,8 @@
 """Watching posts and the config (`feedpub.site.watch`) with real files and the real watcher: a burst of
 saves is one batch, what changes while a build runs is the next batch, editors' scratch files are
-ignored, a config saved by rename is still seen, and a config that does not load leaves the feeds as
-they were until a later save fixes it."""
+ignored, a config saved by rename is still seen, a config that does not load leaves the feeds as
+they were until a later save fixes it, and saving a file a post includes (`_includes/`, beside the post,
+`_data/`) rebuilds its feed."""
 
 from __future__ import annotations
 
@@ -123,5 +124,37 @@ def test_a_config_that_does_not_load_leaves_the_feeds_until_a_later_save_fixes_i
         batches.next()
         assert not live.broken
         assert b"<title>Fixed blog</title>" in feed.read_bytes()
+    finally:
+        batches.close()
+
+
+@pytest.mark.parametrize(("included", "liquid"), [
+    ("_includes/note.html", "{% include note.html %}"),
+    ("posts/snippets/note.html", "{% include_relative snippets/note.html %}"),
+    ("jekyll/_includes/note.html", "{% include note.html %}"),
+    ("jekyll/_data/note.yml", "<aside>{{ site.data.note.text }}</aside>"),
+])
+def test_editing_an_included_file_rebuilds_the_posts_that_include_it(site, included: str, liquid: str) -> None:
+    if included.startswith("jekyll/"):
+        (site.root / "jekyll").mkdir()
+        (site.root / "jekyll" / "_config.yml").write_text("title: Jekyll\n", encoding="utf-8")
+        site.configure(jekyll_dir="jekyll", posts_dir="posts")
+    note = site.root / included
+    note.parent.mkdir(parents=True)
+    text = "text: {}\n" if note.suffix == ".yml" else "<aside>{}</aside>\n"
+    note.write_text(text.format("最初の注記"), encoding="utf-8")
+    site.post("2025-12-01-first.md", POST.format(title="最初の記事", day=1) + f"\n{liquid}\n")
+    site.post("2025-12-02-plain.md", POST.format(title="Plain", day=2))
+    live = LiveConfig(site.config, site.toml)
+    build_site(live.current)
+    feed = site.root / "public" / "feed.xml"
+    assert "最初の注記" in feed.read_text(encoding="utf-8")
+    stop = threading.Event()
+    batches = Batches(follow(live, stop), stop, on_batch=lambda _batch: build_site(live.current))
+    try:
+        note.write_text(text.format("書き直した注記"), encoding="utf-8")
+        assert note in batches.next()
+        published = feed.read_text(encoding="utf-8")
+        assert "書き直した注記" in published and "最初の注記" not in published
     finally:
         batches.close()
