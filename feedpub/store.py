@@ -9,6 +9,10 @@ are stored as naive UTC and read back as aware UTC datetimes.
 from __future__ import annotations
 
 import itertools
+import logging
+import os
+import sqlite3
+import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -19,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from feedpub import schema
 from feedpub.errors import FeedpubError
 from feedpub.records import (
     DELIVERY_STATUSES,
@@ -39,11 +44,16 @@ from feedpub.schema import (
     issue_holds,
     issue_variants,
     issues,
-    migrate,
     subscribers,
     suppressions,
 )
 
+log = logging.getLogger("feedpub.store")
+
+# How long a command waits for another process's write to finish before it gives up (SQLite's busy
+# timeout, PostgreSQL's lock_timeout): feedpub's own writes take milliseconds, queueing an issue of 100,000
+# readers about a second; a store locked longer is one an operator should hear about.
+BUSY_WAIT_SECONDS = 5
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
@@ -52,6 +62,10 @@ _INSERT_CHUNK = 5000
 
 class StoreError(FeedpubError):
     """The store cannot be opened or used (unreadable, corrupt, from a newer feedpub)."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the store's write lock for longer than BUSY_WAIT_SECONDS."""
 
 
 def email_key(email: str) -> str:
@@ -278,36 +292,144 @@ class Store:
         return self._write_lock or nullcontext()
 
 
-def open_store(url: str) -> Store:
-    """Open (and create or migrate) the store at `url`. StoreError names the file when it is unusable."""
-    shown = url
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Open the store at `url`, creating it when there is none yet. With `migrate`, a store older than this
+    feedpub is brought to its schema (once, under the write lock, logged); without, such a store is a
+    StoreError saying what to run, so a command that only reads never needs the write lock. StoreError
+    names the file when it is unusable; StoreBusy when another process holds the lock too long."""
+    engine, shown = _engine(url)
+    with _usable(engine, shown):
+        with engine.connect() as conn:
+            found = schema.version(conn)
+        if found is None or (migrate and found < len(MIGRATIONS)):
+            found = _migrated(engine, shown)[1]
+    if found > len(MIGRATIONS):
+        engine.dispose()
+        raise StoreError(f"{shown}: store schema version {found} is newer than this feedpub understands "
+                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+    if found < len(MIGRATIONS):
+        engine.dispose()
+        raise StoreError(f"{shown}: the store is at schema v{found} and this feedpub needs v{len(MIGRATIONS)} "
+                         f"(run `feedpub store migrate`, or any command that writes, first)")
+    return Store(engine, shown)
+
+
+def migrate_store(url: str) -> tuple[str, int, int]:
+    """Bring the store at `url` to this feedpub's schema (creating it if need be): how messages name it, the
+    version it had (0: none yet) and the one it has now."""
+    engine, shown = _engine(url)
+    try:
+        with _usable(engine, shown):
+            was, found = _migrated(engine, shown)
+    finally:
+        engine.dispose()
+    if found > len(MIGRATIONS):
+        raise StoreError(f"{shown}: store schema version {found} is newer than this feedpub understands "
+                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+    return shown, was, found
+
+
+def _migrated(engine: Engine, shown: str) -> tuple[int, int]:
+    with engine.connect() as conn:
+        was, found = schema.migrate(conn)
+        conn.commit()
+    if 0 < was < found:
+        log.info("%s: store migrated from v%d to v%d", shown, was, found)
+    return was, found
+
+
+@contextmanager
+def _usable(engine: Engine, shown: str) -> Iterator[None]:
+    """The database errors of opening a store as StoreError naming it (StoreBusy for a lock held too long)."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        if busy(exc):
+            raise StoreBusy(busy_message(shown)) from exc
+        reason = getattr(exc, "orig", None) or exc
+        raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
+
+
+def busy(exc: BaseException) -> bool:
+    """`exc` (SQLAlchemy's, or the driver's under it) says another process holds the lock this one waited
+    BUSY_WAIT_SECONDS for: SQLite's SQLITE_BUSY or SQLITE_LOCKED, PostgreSQL's lock_not_available."""
+    if isinstance(exc, StoreBusy):
+        return True
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(cause, sqlite3.Error):
+        return (getattr(cause, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "sqlstate", None) == "55P03"
+
+
+def busy_message(shown: str) -> str:
+    return (f"the store {shown} is locked by another process (waited {BUSY_WAIT_SECONDS} s for its write to "
+            f"finish: another feedpub command, the daemon or a worker; try again when it is done)")
+
+
+def shown_url(url: str) -> str:
+    """How messages name the store at `url`: the file of a SQLite store, else the URL without its password."""
+    if url.startswith("sqlite:///") and url != "sqlite://":
+        return url[len("sqlite:///"):]
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _engine(url: str) -> tuple[Engine, str]:
+    """An engine on `url` that waits BUSY_WAIT_SECONDS for a lock, and how messages name the store."""
+    shown = shown_url(url)
     if url.startswith("postgresql://"):   # the driver feedpub ships with is psycopg 3, not SQLAlchemy's default
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///") and url != "sqlite://":
-        path = Path(url[len("sqlite:///"):])
-        shown = str(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{path.parent}: cannot create the store's folder ({exc.strerror})") from exc
+        keep_private(Path(shown))
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, connect_args={"options": f"-c lock_timeout={BUSY_WAIT_SECONDS}s"}
+                                  if url.startswith("postgresql") else {})
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise StoreError(f"store.url {url!r}: {exc} (expected sqlite:///PATH or postgresql://…)") from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine, shown
+
+
+def keep_private(path: Path) -> None:
+    """The SQLite store at `path` readable by its owner only: it holds addresses, password hashes and raw
+    bounces. A folder made for it is 0700, as is feedpub's own `.feedpub/`; the file (created empty, which
+    SQLite takes for a new database) and its -wal and -shm, which SQLite gives the file's mode, are 0600.
+    Looser ones made by an older feedpub are tightened, saying so."""
+    folder = path.parent
     try:
-        with engine.begin() as conn:
-            version = migrate(conn)
-    except sa.exc.SQLAlchemyError as exc:
-        engine.dispose()
-        reason = getattr(exc, "orig", None) or exc
-        raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
-    if version > len(MIGRATIONS):
-        engine.dispose()
-        raise StoreError(f"{shown}: store schema version {version} is newer than this feedpub understands "
-                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
-    return Store(engine, shown)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{folder}: cannot create the store's folder ({exc.strerror})") from exc
+    if folder.name == ".feedpub":
+        _tighten(folder, 0o700)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the store ({exc.strerror})") from exc
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        _tighten(each, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        found = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not found & 0o077:
+        return
+    try:
+        path.chmod(mode)
+    except OSError as exc:
+        log.warning("%s: mode %04o left as it is (%s); only its owner should read the store", path, found,
+                    exc.strerror)
+    else:
+        log.info("%s: mode %04o tightened to %04o (only its owner may read the store)", path, found, mode)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -315,7 +437,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers never block the writer; NORMAL sync is still safe against a killed process.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_WAIT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Reads through a memory map instead of read() calls: the dashboard's aggregates over a million
     # delivery rows take a third of the time (bench/admin_bench.py).

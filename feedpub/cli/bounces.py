@@ -122,7 +122,7 @@ def list_(app: App, since: str | None, kinds: tuple[str, ...], fmt: str) -> None
     """List the recorded bounces, complaints and replies, oldest first."""
     from feedpub.send.bounces import evidence
 
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
     rows = evidence.listing(store, since=_since(since) if since else None, kinds=kinds)
     records = [{"id": r.id, "received": r.received_at.isoformat(), "source": r.source, "recipient": r.recipient,
                 "kind": r.kind, "status": r.status, "diagnostic": r.diagnostic, "delivery": r.delivery_id,
@@ -146,7 +146,7 @@ def show(app: App, evidence_id: int) -> None:
     """Show one recorded bounce: what it was classified as, why, what was done, and the message itself."""
     from feedpub.send.bounces import evidence
 
-    found = evidence.one(open_store_or_fail(app), evidence_id)
+    found = evidence.one(open_store_or_fail(app, migrate=False), evidence_id)
     if found is None:
         fail(f"no bounce with id {evidence_id} (expected an ID from `feedpub bounces list`)")
     for label, value in (("received", found.received_at.isoformat()), ("source", found.source),

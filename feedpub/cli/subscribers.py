@@ -72,7 +72,7 @@ def remove(app: App, email: str) -> None:
 @click.pass_obj
 def list_(app: App, fmt: str) -> None:
     """List all subscribers with their status."""
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
     rows = store.subscribers()
     suppressed = store.suppressed()
     records = [{"email": r.email, "name": r.name, "status": r.status, "categories": list(r.categories),
@@ -117,7 +117,7 @@ def import_(app: App, file: Path) -> None:
 @click.pass_obj
 def export(app: App) -> None:
     """Write the active subscribers as CSV to stdout (the format `import` reads)."""
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
     suppressed = store.suppressed()
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["email", "name", "categories"])
@@ -126,12 +126,13 @@ def export(app: App) -> None:
             writer.writerow([row.email, row.name, ";".join(row.categories)])
 
 
-def open_store_or_fail(app: App):  # noqa: ANN201 - feedpub.store.Store, imported lazily
-    """The configured store; an unusable store is exit 2 naming the file."""
+def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - feedpub.store.Store, imported lazily
+    """The configured store, migrated if it is older than this feedpub (a command that only reads passes
+    `migrate=False` and never needs the write lock); an unusable or locked store is exit 2 naming the file."""
     from feedpub.store import StoreError, open_store
 
     try:
-        return open_store(app.config.store_url)
+        return open_store(app.config.store_url, migrate=migrate)
     except StoreError as exc:
         fail(str(exc))
 

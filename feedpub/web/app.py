@@ -10,16 +10,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from feedpub import templates
 from feedpub.config import Config
-from feedpub.store import Store
+from feedpub.store import BUSY_WAIT_SECONDS, Store, StoreBusy, busy
 from feedpub.strings import load_strings
 from feedpub.web import admin, endpoints, webhooks
 
@@ -85,6 +87,15 @@ class FeedFiles(StaticFiles):
         return response
 
 
+def store_busy(request: Request, exc: Exception) -> Response:
+    """Another process holds the store's write lock for longer than the store waits: 503 and when to come
+    back (a form resubmitted, a provider's webhook retried), instead of an error page."""
+    if not busy(exc):
+        raise exc
+    return PlainTextResponse("The service is busy; please try again in a few seconds.\n", 503,
+                             headers={"Retry-After": str(BUSY_WAIT_SECONDS)})
+
+
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
                categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
     """`send_confirmation(email, subject, text)` mails the double opt-in link; `categories()` lists the
@@ -92,7 +103,8 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
-    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=FeedFiles(directory=config.output_dir, html=True))])
+    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=FeedFiles(directory=config.output_dir, html=True))],
+                    exception_handlers={sa.exc.OperationalError: store_busy, StoreBusy: store_busy})
     state = app.state
     state.config, state.store = config, store
     state.secret = config.web.secret()
