@@ -54,6 +54,11 @@ log = logging.getLogger("feedpub.store")
 # timeout, PostgreSQL's lock_timeout): feedpub's own writes take milliseconds, queueing an issue of 100,000
 # readers about a second; a store locked longer is one an operator should hear about.
 BUSY_WAIT_SECONDS = 5
+# What `Store.addresses` gives of each address: every column of a subscriber but its id and key (the
+# address is the key) and of its suppression, named with SUPPRESSION_PREFIX, whatever columns migrations add.
+SUBSCRIBER_COLUMNS = tuple(c.name for c in subscribers.columns if c.name not in ("id", "email_key"))
+SUPPRESSION_COLUMNS = tuple(c.name for c in suppressions.columns if c.name != "email_key")
+SUPPRESSION_PREFIX = "suppression_"
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
@@ -150,6 +155,46 @@ class Store:
         with self.engine.begin() as conn:
             unsubscribe_address(conn, key, reason, now)
         return self.subscriber(email)
+
+    def addresses(self) -> Iterator[dict[str, Any]]:
+        """Every address the store holds, a subscriber's or only suppressed, with all it knows of it: the
+        columns of `address_columns` (None where there is no subscriber or no suppression); subscribers in
+        id order, then the addresses only suppressed."""
+        subscriber_part = [subscribers.c[name] for name in SUBSCRIBER_COLUMNS]
+        suppression_part = [suppressions.c[name].label(SUPPRESSION_PREFIX + name) for name in SUPPRESSION_COLUMNS]
+        joined = (sa.select(*subscriber_part, *suppression_part)
+                  .outerjoin(suppressions, suppressions.c.email_key == subscribers.c.email_key)
+                  .order_by(subscribers.c.id))
+        alone = (sa.select(suppressions.c.email_key.label("email"),
+                           *(sa.null().label(name) for name in SUBSCRIBER_COLUMNS if name != "email"),
+                           *suppression_part)
+                 .where(~sa.exists().where(subscribers.c.email_key == suppressions.c.email_key))
+                 .order_by(suppressions.c.email_key))
+        with self.engine.connect() as conn:
+            for query in (joined, alone):
+                for row in conn.execution_options(yield_per=1000).execute(query):
+                    yield dict(row._mapping)
+
+    def restore_addresses(self, rows: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+        """Put back addresses as `addresses` gave them (another store's, through `subscribers export --all`),
+        in one transaction: a subscriber this store lacks comes back as it was, its status and times
+        included, while one it has keeps its row (restoring never re-mails anyone); a suppression it lacks
+        comes back with its reason and every other column. (Subscribers, suppressions) added."""
+        added = suppressed = 0
+        with self.writing() as conn:
+            for row in rows:
+                key = email_key(row["email"])
+                if row.get("status") and conn.scalar(sa.select(subscribers.c.id)
+                                                     .where(subscribers.c.email_key == key)) is None:
+                    conn.execute(subscribers.insert().values(
+                        email_key=key, **{name: row[name] for name in SUBSCRIBER_COLUMNS if name in row}))
+                    added += 1
+                suppression = {name: row[SUPPRESSION_PREFIX + name] for name in SUPPRESSION_COLUMNS
+                               if row.get(SUPPRESSION_PREFIX + name) not in (None, "")}
+                if suppression and conn.scalar(_SUPPRESSION, {"key": key}) is None:
+                    conn.execute(suppressions.insert().values(email_key=key, **suppression))
+                    suppressed += 1
+        return added, suppressed
 
     # -- suppressions ------------------------------------------------------------------------------
 
@@ -349,6 +394,12 @@ def _usable(engine: Engine, shown: str) -> Iterator[None]:
             raise StoreBusy(busy_message(shown)) from exc
         reason = getattr(exc, "orig", None) or exc
         raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
+
+
+def address_columns() -> dict[str, sa.Column[Any]]:
+    """The columns of `Store.addresses`, by the name it gives them."""
+    return {**{name: subscribers.c[name] for name in SUBSCRIBER_COLUMNS},
+            **{SUPPRESSION_PREFIX + name: suppressions.c[name] for name in SUPPRESSION_COLUMNS}}
 
 
 def busy(exc: BaseException) -> bool:

@@ -7,7 +7,6 @@ SQLAlchemy they cost ~0.3 s that `feedpub --help` does not need.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from feedpub import spreadsheet
 from feedpub.cli import FAILED, OK, PARTIAL, App, fail
 from feedpub.cli.subscribers import _table, open_store_or_fail
 from feedpub.errors import ConfigError
@@ -130,9 +130,10 @@ def list_(app: App, since: str | None, kinds: tuple[str, ...], fmt: str) -> None
     if fmt == "json":
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["id"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
+        writer = spreadsheet.Writer(sys.stdout)
+        writer.writerow(list(records[0]) if records else ["id"])
+        for record in records:
+            writer.writerow(record.values())
     else:
         _table([[str(r["id"]), r["received"][:16].replace("T", " "), r["recipient"] or "-", r["kind"],
                  r["status"] or "", r["issue"] or "", r["effect"]] for r in records],
