@@ -1,8 +1,10 @@
 """The store: subscribers, suppressions, issues and their deliveries (SQLAlchemy 2 Core), on the tables
 of `feedpub.schema`. Claims, leases and the per-message marks of sending live in `feedpub.send.claims`.
 
-SQLite by default (one file, WAL, created and migrated on first use); the same code and migrations run on
-PostgreSQL (psycopg 3), where several `feedpub worker` processes share one deliveries table. Timestamps
+SQLite by default (one file, WAL, readable by its owner only, created on first use); the same code and
+migrations run on PostgreSQL (psycopg 3), where several `feedpub worker` processes share one deliveries
+table. A store older than this feedpub is migrated by the first command that writes (or `feedpub store
+migrate`); one that only reads never takes the write lock. The engine under it is `feedpub.store_engine`'s. Timestamps
 are stored as naive UTC and read back as aware UTC datetimes.
 """
 
@@ -10,21 +12,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import sqlite3
-import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub import schema
-from feedpub.errors import FeedpubError
 from feedpub.records import (
     DELIVERY_STATUSES,
     ArchivedIssue,
@@ -47,30 +44,14 @@ from feedpub.schema import (
     subscribers,
     suppressions,
 )
+from feedpub.store_engine import StoreBusy, StoreError, busy, busy_message, make_engine
 
 log = logging.getLogger("feedpub.store")
 
-# How long a command waits for another process's write to finish before it gives up (SQLite's busy
-# timeout, PostgreSQL's lock_timeout): feedpub's own writes take milliseconds, queueing an issue of 100,000
-# readers about a second; a store locked longer is one an operator should hear about.
-BUSY_WAIT_SECONDS = 5
-# What `Store.addresses` gives of each address: every column of a subscriber but its id and key (the
-# address is the key) and of its suppression, named with SUPPRESSION_PREFIX, whatever columns migrations add.
-SUBSCRIBER_COLUMNS = tuple(c.name for c in subscribers.columns if c.name not in ("id", "email_key"))
-SUPPRESSION_COLUMNS = tuple(c.name for c in suppressions.columns if c.name != "email_key")
-SUPPRESSION_PREFIX = "suppression_"
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
 _INSERT_CHUNK = 5000
-
-
-class StoreError(FeedpubError):
-    """The store cannot be opened or used (unreadable, corrupt, from a newer feedpub)."""
-
-
-class StoreBusy(StoreError):
-    """Another process held the store's write lock for longer than BUSY_WAIT_SECONDS."""
 
 
 def email_key(email: str) -> str:
@@ -155,46 +136,6 @@ class Store:
         with self.engine.begin() as conn:
             unsubscribe_address(conn, key, reason, now)
         return self.subscriber(email)
-
-    def addresses(self) -> Iterator[dict[str, Any]]:
-        """Every address the store holds, a subscriber's or only suppressed, with all it knows of it: the
-        columns of `address_columns` (None where there is no subscriber or no suppression); subscribers in
-        id order, then the addresses only suppressed."""
-        subscriber_part = [subscribers.c[name] for name in SUBSCRIBER_COLUMNS]
-        suppression_part = [suppressions.c[name].label(SUPPRESSION_PREFIX + name) for name in SUPPRESSION_COLUMNS]
-        joined = (sa.select(*subscriber_part, *suppression_part)
-                  .outerjoin(suppressions, suppressions.c.email_key == subscribers.c.email_key)
-                  .order_by(subscribers.c.id))
-        alone = (sa.select(suppressions.c.email_key.label("email"),
-                           *(sa.null().label(name) for name in SUBSCRIBER_COLUMNS if name != "email"),
-                           *suppression_part)
-                 .where(~sa.exists().where(subscribers.c.email_key == suppressions.c.email_key))
-                 .order_by(suppressions.c.email_key))
-        with self.engine.connect() as conn:
-            for query in (joined, alone):
-                for row in conn.execution_options(yield_per=1000).execute(query):
-                    yield dict(row._mapping)
-
-    def restore_addresses(self, rows: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
-        """Put back addresses as `addresses` gave them (another store's, through `subscribers export --all`),
-        in one transaction: a subscriber this store lacks comes back as it was, its status and times
-        included, while one it has keeps its row (restoring never re-mails anyone); a suppression it lacks
-        comes back with its reason and every other column. (Subscribers, suppressions) added."""
-        added = suppressed = 0
-        with self.writing() as conn:
-            for row in rows:
-                key = email_key(row["email"])
-                if row.get("status") and conn.scalar(sa.select(subscribers.c.id)
-                                                     .where(subscribers.c.email_key == key)) is None:
-                    conn.execute(subscribers.insert().values(
-                        email_key=key, **{name: row[name] for name in SUBSCRIBER_COLUMNS if name in row}))
-                    added += 1
-                suppression = {name: row[SUPPRESSION_PREFIX + name] for name in SUPPRESSION_COLUMNS
-                               if row.get(SUPPRESSION_PREFIX + name) not in (None, "")}
-                if suppression and conn.scalar(_SUPPRESSION, {"key": key}) is None:
-                    conn.execute(suppressions.insert().values(email_key=key, **suppression))
-                    suppressed += 1
-        return added, suppressed
 
     # -- suppressions ------------------------------------------------------------------------------
 
@@ -342,7 +283,7 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     feedpub is brought to its schema (once, under the write lock, logged); without, such a store is a
     StoreError saying what to run, so a command that only reads never needs the write lock. StoreError
     names the file when it is unusable; StoreBusy when another process holds the lock too long."""
-    engine, shown = _engine(url)
+    engine, shown = make_engine(url)
     with _usable(engine, shown):
         with engine.connect() as conn:
             found = schema.version(conn)
@@ -362,7 +303,7 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
 def migrate_store(url: str) -> tuple[str, int, int]:
     """Bring the store at `url` to this feedpub's schema (creating it if need be): how messages name it, the
     version it had (0: none yet) and the one it has now."""
-    engine, shown = _engine(url)
+    engine, shown = make_engine(url)
     try:
         with _usable(engine, shown):
             was, found = _migrated(engine, shown)
@@ -394,106 +335,6 @@ def _usable(engine: Engine, shown: str) -> Iterator[None]:
             raise StoreBusy(busy_message(shown)) from exc
         reason = getattr(exc, "orig", None) or exc
         raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
-
-
-def address_columns() -> dict[str, sa.Column[Any]]:
-    """The columns of `Store.addresses`, by the name it gives them."""
-    return {**{name: subscribers.c[name] for name in SUBSCRIBER_COLUMNS},
-            **{SUPPRESSION_PREFIX + name: suppressions.c[name] for name in SUPPRESSION_COLUMNS}}
-
-
-def busy(exc: BaseException) -> bool:
-    """`exc` (SQLAlchemy's, or the driver's under it) says another process holds the lock this one waited
-    BUSY_WAIT_SECONDS for: SQLite's SQLITE_BUSY or SQLITE_LOCKED, PostgreSQL's lock_not_available."""
-    if isinstance(exc, StoreBusy):
-        return True
-    cause = getattr(exc, "orig", None) or exc
-    if isinstance(cause, sqlite3.Error):
-        return (getattr(cause, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return getattr(cause, "sqlstate", None) == "55P03"
-
-
-def busy_message(shown: str) -> str:
-    return (f"the store {shown} is locked by another process (waited {BUSY_WAIT_SECONDS} s for its write to "
-            f"finish: another feedpub command, the daemon or a worker; try again when it is done)")
-
-
-def shown_url(url: str) -> str:
-    """How messages name the store at `url`: the file of a SQLite store, else the URL without its password."""
-    if url.startswith("sqlite:///") and url != "sqlite://":
-        return url[len("sqlite:///"):]
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
-
-
-def _engine(url: str) -> tuple[Engine, str]:
-    """An engine on `url` that waits BUSY_WAIT_SECONDS for a lock, and how messages name the store."""
-    shown = shown_url(url)
-    if url.startswith("postgresql://"):   # the driver feedpub ships with is psycopg 3, not SQLAlchemy's default
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite:///") and url != "sqlite://":
-        keep_private(Path(shown))
-    try:
-        engine = sa.create_engine(url, connect_args={"options": f"-c lock_timeout={BUSY_WAIT_SECONDS}s"}
-                                  if url.startswith("postgresql") else {})
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        raise StoreError(f"store.url {url!r}: {exc} (expected sqlite:///PATH or postgresql://…)") from exc
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine, shown
-
-
-def keep_private(path: Path) -> None:
-    """The SQLite store at `path` readable by its owner only: it holds addresses, password hashes and raw
-    bounces. A folder made for it is 0700, as is feedpub's own `.feedpub/`; the file (created empty, which
-    SQLite takes for a new database) and its -wal and -shm, which SQLite gives the file's mode, are 0600.
-    Looser ones made by an older feedpub are tightened, saying so."""
-    folder = path.parent
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"{folder}: cannot create the store's folder ({exc.strerror})") from exc
-    if folder.name == ".feedpub":
-        _tighten(folder, 0o700)
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot create the store ({exc.strerror})") from exc
-    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-        _tighten(each, 0o600)
-
-
-def _tighten(path: Path, mode: int) -> None:
-    try:
-        found = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return
-    if not found & 0o077:
-        return
-    try:
-        path.chmod(mode)
-    except OSError as exc:
-        log.warning("%s: mode %04o left as it is (%s); only its owner should read the store", path, found,
-                    exc.strerror)
-    else:
-        log.info("%s: mode %04o tightened to %04o (only its owner may read the store)", path, found, mode)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL sync is still safe against a killed process.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_WAIT_SECONDS * 1000}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # Reads through a memory map instead of read() calls: the dashboard's aggregates over a million
-    # delivery rows take a third of the time (bench/admin_bench.py).
-    cursor.execute("PRAGMA mmap_size=268435456")
-    cursor.close()
 
 
 def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: datetime) -> None:

@@ -1,5 +1,6 @@
-"""A whole store copied into an empty one (SQLite to PostgreSQL, or back) and checked row by row, and a
-running store backed up to a new SQLite file.
+"""Moving a list: a whole store copied into an empty one (SQLite to PostgreSQL, or back) and checked row by
+row, a running store backed up to a new SQLite file, and every address of a store with all it knows of it
+(`subscribers export --all`) restored in another (`import`).
 
 Every table of `feedpub.schema.metadata` is copied as it is, column for column, so a table or column a
 migration adds comes along with no change here. The source is read in one snapshot (a read transaction on
@@ -13,7 +14,7 @@ import hashlib
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,11 +24,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from feedpub.schema import metadata
-from feedpub.store import Store, StoreError, keep_private, open_store
+from feedpub.schema import metadata, subscribers, suppressions
+from feedpub.store import Store, StoreError, email_key, open_store
+from feedpub.store_engine import keep_private
 
 # Rows per INSERT batch and per fetch: bounded memory whatever the size of the store.
 BATCH = 2000
+# What `addresses` gives of each address: every column of a subscriber but its id and key (the address is
+# the key) and of its suppression, named with SUPPRESSION_PREFIX, whatever columns migrations add.
+SUBSCRIBER_COLUMNS = tuple(c.name for c in subscribers.columns if c.name not in ("id", "email_key"))
+SUPPRESSION_COLUMNS = tuple(c.name for c in suppressions.columns if c.name != "email_key")
+SUPPRESSION_PREFIX = "suppression_"
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,54 @@ def backup(source: Store, destination: Path) -> list[Copied]:
                     for table in tables()]
     finally:
         target.engine.dispose()
+
+
+def address_columns() -> dict[str, sa.Column[Any]]:
+    """The columns of `addresses`, by the name it gives them."""
+    return {**{name: subscribers.c[name] for name in SUBSCRIBER_COLUMNS},
+            **{SUPPRESSION_PREFIX + name: suppressions.c[name] for name in SUPPRESSION_COLUMNS}}
+
+
+def addresses(store: Store) -> Iterator[dict[str, Any]]:
+    """Every address the store holds, a subscriber's or only suppressed, with all it knows of it: the
+    columns of `address_columns` (None where there is no subscriber or no suppression); subscribers in id
+    order, then the addresses only suppressed."""
+    subscriber_part = [subscribers.c[name] for name in SUBSCRIBER_COLUMNS]
+    suppression_part = [suppressions.c[name].label(SUPPRESSION_PREFIX + name) for name in SUPPRESSION_COLUMNS]
+    joined = (sa.select(*subscriber_part, *suppression_part)
+              .outerjoin(suppressions, suppressions.c.email_key == subscribers.c.email_key)
+              .order_by(subscribers.c.id))
+    alone = (sa.select(suppressions.c.email_key.label("email"),
+                       *(sa.null().label(name) for name in SUBSCRIBER_COLUMNS if name != "email"), *suppression_part)
+             .where(~sa.exists().where(subscribers.c.email_key == suppressions.c.email_key))
+             .order_by(suppressions.c.email_key))
+    with store.engine.connect() as conn:
+        for query in (joined, alone):
+            for row in conn.execution_options(yield_per=BATCH).execute(query):
+                yield dict(row._mapping)
+
+
+def restore_addresses(store: Store, rows: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    """Put back addresses as `addresses` gave them (another store's, through `subscribers export --all`), in
+    one transaction: a subscriber this store lacks comes back as it was, its status and times included,
+    while one it has keeps its row (restoring never re-mails anyone); a suppression it lacks comes back
+    with its reason and every other column. (Subscribers, suppressions) added."""
+    added = suppressed = 0
+    with store.writing() as conn:
+        for row in rows:
+            key = email_key(row["email"])
+            if row.get("status") and conn.scalar(
+                    sa.select(subscribers.c.id).where(subscribers.c.email_key == key)) is None:
+                conn.execute(subscribers.insert().values(
+                    email_key=key, **{name: row[name] for name in SUBSCRIBER_COLUMNS if name in row}))
+                added += 1
+            suppression = {name: row[SUPPRESSION_PREFIX + name] for name in SUPPRESSION_COLUMNS
+                           if row.get(SUPPRESSION_PREFIX + name) not in (None, "")}
+            if suppression and conn.scalar(
+                    sa.select(suppressions.c.email_key).where(suppressions.c.email_key == key)) is None:
+                conn.execute(suppressions.insert().values(email_key=key, **suppression))
+                suppressed += 1
+    return added, suppressed
 
 
 @contextmanager

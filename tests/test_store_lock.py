@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from feedpub.cli import main
 from feedpub.records import SubscriberInput
 from feedpub.schema import MIGRATIONS, schema_version
-from feedpub.store import BUSY_WAIT_SECONDS, open_store
+from feedpub.store import open_store
+from feedpub.store_engine import BUSY_WAIT_SECONDS
 from feedpub.web.app import create_app
 
 HOLDER = """

@@ -72,7 +72,7 @@ class Commands(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from feedpub.store import busy, busy_message, shown_url  # lazy: SQLAlchemy, only on failure
+            from feedpub.store_engine import busy, busy_message, shown_url  # lazy: SQLAlchemy, only on failure
 
             if not busy(exc) or not isinstance(ctx.obj, App):
                 raise

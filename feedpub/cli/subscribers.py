@@ -255,20 +255,21 @@ def _site_spelling(names: tuple[str, ...] | None,
 def _export_all(store: Store) -> None:
     """`export --all`: every address with a column for each column the store keeps of it (a column a
     migration adds comes along); `import` reads it back with `_import_all`."""
-    from feedpub.store import address_columns
+    from feedpub.store_copy import address_columns, addresses
 
     columns = address_columns()
     writer = spreadsheet.Writer(sys.stdout)
     writer.writerow(columns)
-    for address in store.addresses():
+    for address in addresses(store):
         writer.writerow(_as_text(name, address[name]) for name in columns)
 
 
 def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, dict[str, str]]],
                 problems: list[Problem]) -> NoReturn:
-    """`import` of an `export --all` file: each address back as it was (`Store.restore_addresses`)."""
+    """`import` of an `export --all` file: each address back as it was (`store_copy.restore_addresses`)."""
     from feedpub.addresses import BadAddress, mailable
-    from feedpub.store import address_columns, email_key
+    from feedpub.store import email_key
+    from feedpub.store_copy import address_columns, restore_addresses
 
     columns = address_columns()
     problems = problems + [Problem(str(file), 1, f"unknown column '{name}' ignored", "the columns of export --all",
@@ -297,7 +298,7 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
             continue
         seen.add(email_key(values["email"]))
         restored.append(values)
-    added, suppressed = open_store_or_fail(app).restore_addresses(restored)
+    added, suppressed = restore_addresses(open_store_or_fail(app), restored)
     report(problems)
     errors = sum(not p.warning for p in problems)
     click.echo(f"restored {added} subscribers and {suppressed} suppressions from {len(restored)} rows "

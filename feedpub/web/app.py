@@ -21,7 +21,8 @@ from starlette.templating import Jinja2Templates
 
 from feedpub import templates
 from feedpub.config import Config
-from feedpub.store import BUSY_WAIT_SECONDS, Store, StoreBusy, busy
+from feedpub.store import Store
+from feedpub.store_engine import BUSY_WAIT_SECONDS, StoreBusy, busy
 from feedpub.strings import load_strings
 from feedpub.web import admin, endpoints, webhooks
 
