@@ -21,8 +21,9 @@ from feedpub.cli import main
 from feedpub.records import SubscriberInput
 from feedpub.schema import MIGRATIONS, schema_version
 from feedpub.store import open_store
-from feedpub.store_engine import BUSY_WAIT_SECONDS
+from feedpub.store_engine import BUSY_WAIT_SECONDS, shown_url
 from feedpub.web.app import create_app
+from tests.conftest import emptied
 
 HOLDER = """
 import sqlite3, sys
@@ -182,3 +183,19 @@ def test_looser_modes_left_by_an_older_feedpub_are_tightened_naming_the_path(sit
     lines = [r.getMessage() for r in caplog.records]
     assert f"{folder}: mode 0755 tightened to 0700 (only its owner may read the store)" in lines
     assert f"{db}: mode 0644 tightened to 0600 (only its owner may read the store)" in lines
+
+
+def test_a_command_waits_for_a_postgresql_lock_then_exits_2_naming_it(site, monkeypatch, pg_url):
+    site.configure(f'[store]\nurl = "{pg_url}"\n')
+    monkeypatch.chdir(site.root)
+    emptied(open_store(pg_url)).engine.dispose()
+    holder = sa.create_engine(pg_url)
+    with holder.connect() as conn:
+        conn.execute(sa.text("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE"))   # writes wait, reads go on
+        listed = cli("subscribers", "list")
+        added = cli("subscribers", "add", "taro@example.jp")
+        conn.rollback()
+    holder.dispose()
+    assert listed.exit_code == 0
+    assert added.exit_code == 2
+    assert f"the store {shown_url(pg_url)} is locked by another process (waited {BUSY_WAIT_SECONDS} s" in added.stderr
