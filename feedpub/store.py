@@ -278,15 +278,19 @@ class Store:
         return self._write_lock or nullcontext()
 
 
-def open_store(url: str, *, migrate: bool = True) -> Store:
-    """Open the store at `url`, creating it when there is none yet. With `migrate`, a store older than this
+def open_store(url: str, *, migrate: bool = True, create: bool = True) -> Store:
+    """Open the store at `url`, creating it when there is none yet (without `create`, that is a StoreError:
+    a store to copy from must exist). With `migrate`, a store older than this
     feedpub is brought to its schema (once, under the write lock, logged); without, such a store is a
     StoreError saying what to run, so a command that only reads never needs the write lock. StoreError
     names the file when it is unusable; StoreBusy when another process holds the lock too long."""
-    engine, shown = make_engine(url)
+    engine, shown = make_engine(url, create=create)
     with _usable(engine, shown):
         with engine.connect() as conn:
             found = schema.version(conn)
+        if found is None and not create:
+            engine.dispose()
+            raise StoreError(f"{shown}: no feedpub store there (expected a store feedpub made)")
         if found is None or (migrate and found < len(MIGRATIONS)):
             found = _migrated(engine, shown)[1]
     if found > len(MIGRATIONS):

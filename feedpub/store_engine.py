@@ -60,12 +60,15 @@ def shown_url(url: str) -> str:
         return url
 
 
-def make_engine(url: str) -> tuple[Engine, str]:
-    """An engine on `url` that waits BUSY_WAIT_SECONDS for a lock, and how messages name the store."""
+def make_engine(url: str, *, create: bool = True) -> tuple[Engine, str]:
+    """An engine on `url` that waits BUSY_WAIT_SECONDS for a lock, and how messages name the store. Without
+    `create`, a SQLite file that does not exist is a StoreError (instead of a new, empty store)."""
     shown = shown_url(url)
     if url.startswith("postgresql://"):   # the driver feedpub ships with is psycopg 3, not SQLAlchemy's default
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///") and url != "sqlite://":
+        if not create and not Path(shown).is_file():
+            raise StoreError(f"{shown}: no such file (expected the file of a feedpub store)")
         keep_private(Path(shown))
     try:
         engine = sa.create_engine(url, connect_args={"options": f"-c lock_timeout={BUSY_WAIT_SECONDS}s"}

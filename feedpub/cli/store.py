@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import click
 
 from feedpub.cli import App, fail
-from feedpub.cli.subscribers import open_store_or_fail
 
 if TYPE_CHECKING:
     from feedpub.store_copy import Copied
@@ -52,7 +51,7 @@ def copy(source_url: str, destination_url: str) -> None:
     from feedpub.store_copy import copy_store
 
     try:
-        source = open_store(source_url, migrate=False)
+        source = open_store(source_url, migrate=False, create=False)
         target = open_store(destination_url)
         copied = copy_store(source, target)
     except StoreError as exc:
@@ -65,11 +64,11 @@ def copy(source_url: str, destination_url: str) -> None:
 @click.pass_obj
 def backup(app: App, file: Path) -> None:
     """Back up the store, while it runs, to the new SQLite file FILE (readable by its owner only)."""
-    from feedpub.store import StoreError
+    from feedpub.store import StoreError, open_store
     from feedpub.store_copy import backup as back_up
 
-    store_ = open_store_or_fail(app, migrate=False)
     try:
+        store_ = open_store(app.config.store_url, migrate=False, create=False)
         copied = back_up(store_, file)
     except StoreError as exc:
         fail(str(exc))
