@@ -4,8 +4,9 @@ of `feedpub.schema`. Claims, leases and the per-message marks of sending live in
 SQLite by default (one file, WAL, readable by its owner only, created on first use); the same code and
 migrations run on PostgreSQL (psycopg 3), where several `feedpub worker` processes share one deliveries
 table. A store older than this feedpub is migrated by the first command that writes (or `feedpub store
-migrate`); one that only reads never takes the write lock. The engine under it is `feedpub.store_engine`'s. Timestamps
-are stored as naive UTC and read back as aware UTC datetimes.
+migrate`); a command that only reads never takes the write lock. The engine under it (driver, lock waits,
+file modes) is `feedpub.store_engine`'s. Timestamps are stored as naive UTC and read back as aware UTC
+datetimes.
 """
 
 from __future__ import annotations
@@ -280,10 +281,10 @@ class Store:
 
 def open_store(url: str, *, migrate: bool = True, create: bool = True) -> Store:
     """Open the store at `url`, creating it when there is none yet (without `create`, that is a StoreError:
-    a store to copy from must exist). With `migrate`, a store older than this
-    feedpub is brought to its schema (once, under the write lock, logged); without, such a store is a
-    StoreError saying what to run, so a command that only reads never needs the write lock. StoreError
-    names the file when it is unusable; StoreBusy when another process holds the lock too long."""
+    a store to copy from must exist). With `migrate`, a store older than this feedpub is brought to its
+    schema (once, under the write lock, logged); without, such a store is a StoreError saying what to run,
+    so a command that only reads never needs the write lock. StoreError names the file when it is
+    unusable; StoreBusy when another process holds the lock too long."""
     engine, shown = make_engine(url, create=create)
     with _usable(engine, shown):
         with engine.connect() as conn:

@@ -45,7 +45,7 @@ def migrate(app: App, url: str | None) -> None:
 @click.argument("source_url", metavar="SRC_URL")
 @click.argument("destination_url", metavar="DST_URL")
 def copy(source_url: str, destination_url: str) -> None:
-    """Copy a whole store into an empty one (e.g. SQLite to PostgreSQL): subscribers, suppressions, issues,
+    """Copy a whole store into an empty one, SQLite to PostgreSQL or back: subscribers, suppressions, issues,
     deliveries, bounces, accounts, the audit log; then check it row by row. The source may be in use."""
     from feedpub.store import StoreError, open_store
     from feedpub.store_copy import copy_store
