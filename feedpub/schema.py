@@ -238,15 +238,34 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers
                                                       _add_confirmation_links_v7)
 
 
-def migrate(conn: Connection) -> int:
-    """Bring the store to the newest version; the version it had. A version newer than `MIGRATIONS` knows
-    is left as it is (the caller refuses it)."""
+# Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).
+_MIGRATION_LOCK = 0x66656564707562
+
+
+def version(conn: Connection) -> int | None:
+    """The store's schema version, read without writing; None when it has none yet (a new, empty database)."""
     if not sa.inspect(conn).has_table("schema_version"):
+        return None
+    return conn.scalar(sa.select(schema_version.c.version)) or 0
+
+
+def migrate(conn: Connection) -> tuple[int, int]:
+    """Bring the store to the newest version in `conn`'s transaction (the caller commits): (the version it
+    had, the version it has). The write lock is taken before the version is read, so of several processes
+    starting together one migrates and the others find it done. A version newer than `MIGRATIONS` knows is
+    left as it is (the caller refuses it)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")   # the driver would begin only at the first INSERT or UPDATE
+    elif conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    found = version(conn)
+    if found is None:
         schema_version.create(conn)
         conn.execute(schema_version.insert().values(version=0))
-    version = conn.scalar(sa.select(schema_version.c.version)) or 0
-    if version <= len(MIGRATIONS):
-        for step in MIGRATIONS[version:]:
-            step(conn)
-        conn.execute(schema_version.update().values(version=len(MIGRATIONS)))
-    return version
+        found = 0
+    if found >= len(MIGRATIONS):
+        return found, found
+    for step in MIGRATIONS[found:]:
+        step(conn)
+    conn.execute(schema_version.update().values(version=len(MIGRATIONS)))
+    return found, len(MIGRATIONS)

@@ -1,25 +1,28 @@
 """The store: subscribers, suppressions, issues and their deliveries (SQLAlchemy 2 Core), on the tables
 of `feedpub.schema`. Claims, leases and the per-message marks of sending live in `feedpub.send.claims`.
 
-SQLite by default (one file, WAL, created and migrated on first use); the same code and migrations run on
-PostgreSQL (psycopg 3), where several `feedpub worker` processes share one deliveries table. Timestamps
-are stored as naive UTC and read back as aware UTC datetimes.
+SQLite by default (one file, WAL, readable by its owner only, created on first use); the same code and
+migrations run on PostgreSQL (psycopg 3), where several `feedpub worker` processes share one deliveries
+table. A store older than this feedpub is migrated by the first command that writes (or `feedpub store
+migrate`); a command that only reads never takes the write lock. The engine under it (driver, lock waits,
+file modes) is `feedpub.store_engine`'s. Timestamps are stored as naive UTC and read back as aware UTC
+datetimes.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from feedpub.errors import FeedpubError
+from feedpub import schema
 from feedpub.records import (
     DELIVERY_STATUSES,
     ArchivedIssue,
@@ -39,10 +42,12 @@ from feedpub.schema import (
     issue_holds,
     issue_variants,
     issues,
-    migrate,
     subscribers,
     suppressions,
 )
+from feedpub.store_engine import StoreBusy, StoreError, busy, busy_message, make_engine
+
+log = logging.getLogger("feedpub.store")
 
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
@@ -50,10 +55,6 @@ OPEN_STATUSES = ("queued", "sending", "deferred")
 READER_UNSUBSCRIBED = "unsubscribed by the reader"
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
 _INSERT_CHUNK = 5000
-
-
-class StoreError(FeedpubError):
-    """The store cannot be opened or used (unreadable, corrupt, from a newer feedpub)."""
 
 
 def email_key(email: str) -> str:
@@ -319,49 +320,67 @@ class Store:
         return self._write_lock or nullcontext()
 
 
-def open_store(url: str) -> Store:
-    """Open (and create or migrate) the store at `url`. StoreError names the file when it is unusable."""
-    shown = url
-    if url.startswith("postgresql://"):   # the driver feedpub ships with is psycopg 3, not SQLAlchemy's default
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite:///") and url != "sqlite://":
-        path = Path(url[len("sqlite:///"):])
-        shown = str(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{path.parent}: cannot create the store's folder ({exc.strerror})") from exc
-    try:
-        engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        raise StoreError(f"store.url {url!r}: {exc} (expected sqlite:///PATH or postgresql://…)") from exc
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    try:
-        with engine.begin() as conn:
-            version = migrate(conn)
-    except sa.exc.SQLAlchemyError as exc:
+def open_store(url: str, *, migrate: bool = True, create: bool = True) -> Store:
+    """Open the store at `url`, creating it when there is none yet (without `create`, that is a StoreError:
+    a store to copy from must exist). With `migrate`, a store older than this feedpub is brought to its
+    schema (once, under the write lock, logged); without, such a store is a StoreError saying what to run,
+    so a command that only reads never needs the write lock. StoreError names the file when it is
+    unusable; StoreBusy when another process holds the lock too long."""
+    engine, shown = make_engine(url, create=create)
+    with _usable(engine, shown):
+        with engine.connect() as conn:
+            found = schema.version(conn)
+        if found is None and not create:
+            engine.dispose()
+            raise StoreError(f"{shown}: no feedpub store there (expected a store feedpub made)")
+        if found is None or (migrate and found < len(MIGRATIONS)):
+            found = _migrated(engine, shown)[1]
+    if found > len(MIGRATIONS):
         engine.dispose()
-        reason = getattr(exc, "orig", None) or exc
-        raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
-    if version > len(MIGRATIONS):
-        engine.dispose()
-        raise StoreError(f"{shown}: store schema version {version} is newer than this feedpub understands "
+        raise StoreError(f"{shown}: store schema version {found} is newer than this feedpub understands "
                          f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+    if found < len(MIGRATIONS):
+        engine.dispose()
+        raise StoreError(f"{shown}: the store is at schema v{found} and this feedpub needs v{len(MIGRATIONS)} "
+                         f"(run `feedpub store migrate`, or any command that writes, first)")
     return Store(engine, shown)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL sync is still safe against a killed process.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # Reads through a memory map instead of read() calls: the dashboard's aggregates over a million
-    # delivery rows take a third of the time (bench/admin_bench.py).
-    cursor.execute("PRAGMA mmap_size=268435456")
-    cursor.close()
+def migrate_store(url: str) -> tuple[str, int, int]:
+    """Bring the store at `url` to this feedpub's schema (creating it if need be): how messages name it, the
+    version it had (0: none yet) and the one it has now."""
+    engine, shown = make_engine(url)
+    try:
+        with _usable(engine, shown):
+            was, found = _migrated(engine, shown)
+    finally:
+        engine.dispose()
+    if found > len(MIGRATIONS):
+        raise StoreError(f"{shown}: store schema version {found} is newer than this feedpub understands "
+                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+    return shown, was, found
+
+
+def _migrated(engine: Engine, shown: str) -> tuple[int, int]:
+    with engine.connect() as conn:
+        was, found = schema.migrate(conn)
+        conn.commit()
+    if 0 < was < found:
+        log.info("%s: store migrated from v%d to v%d", shown, was, found)
+    return was, found
+
+
+@contextmanager
+def _usable(engine: Engine, shown: str) -> Iterator[None]:
+    """The database errors of opening a store as StoreError naming it (StoreBusy for a lock held too long)."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        if busy(exc):
+            raise StoreBusy(busy_message(shown)) from exc
+        reason = getattr(exc, "orig", None) or exc
+        raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
 
 
 def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: datetime) -> None:

@@ -64,7 +64,22 @@ def report(problems: list[Problem]) -> None:
         click.echo(str(problem), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group; a store that stays locked while a command waits for it is exit 2 naming the lock,
+    wherever in the command it happens."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from feedpub.store_engine import busy, busy_message, shown_url  # lazy: SQLAlchemy, only on failure
+
+            if not busy(exc) or not isinstance(ctx.obj, App):
+                raise
+            fail(busy_message(shown_url(ctx.obj.config.store_url)))
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Config file (default: ./feedpub.toml if it exists, else built-in defaults).")
 @click.option("-v", "--verbose", count=True, help="More log output.")
@@ -85,10 +100,10 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 def _register() -> None:
     # Here, not at the top: the command modules import App, fail and the exit codes from this module.
-    from feedpub.cli import admin, bounces, build, daemon, digest, dkim, site, subscribers, worker
+    from feedpub.cli import admin, bounces, build, daemon, digest, dkim, site, store, subscribers, worker
 
     for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest, daemon.run,
-                    worker.worker, dkim.dkim, admin.admin, bounces.bounces):
+                    worker.worker, dkim.dkim, admin.admin, bounces.bounces, store.store):
         main.add_command(command)
     main.add_command(bounces.bounces)
 

@@ -41,7 +41,7 @@ def list_users(app: App) -> None:
     """List the accounts (name and creation time)."""
     from feedpub import accounts  # lazy: sqlalchemy and argon2
 
-    for user in accounts.users(open_store_or_fail(app)):
+    for user in accounts.users(open_store_or_fail(app, migrate=False)):
         click.echo(f"{user.name}\t{user.created_at.astimezone(app.config.site.tz):%Y-%m-%d %H:%M %Z}")
 
 

@@ -7,7 +7,6 @@ SQLAlchemy they cost ~0.3 s that `feedpub --help` does not need.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from feedpub import spreadsheet
 from feedpub.cli import FAILED, OK, PARTIAL, App, fail
 from feedpub.cli.subscribers import _table, open_store_or_fail
 from feedpub.errors import ConfigError
@@ -124,7 +124,7 @@ def list_(app: App, since: str | None, kinds: tuple[str, ...], fmt: str) -> None
     """List the recorded bounces, complaints and replies, oldest first."""
     from feedpub.send.bounces import evidence
 
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
     rows = evidence.listing(store, since=_since(since) if since else None, kinds=kinds)
     records = [{"id": r.id, "received": r.received_at.isoformat(), "source": r.source, "recipient": r.recipient,
                 "kind": r.kind, "status": r.status, "diagnostic": r.diagnostic, "delivery": r.delivery_id,
@@ -132,9 +132,10 @@ def list_(app: App, since: str | None, kinds: tuple[str, ...], fmt: str) -> None
     if fmt == "json":
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else ["id"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
+        writer = spreadsheet.Writer(sys.stdout)
+        writer.writerow(list(records[0]) if records else ["id"])
+        for record in records:
+            writer.writerow(record.values())
     else:
         _table([[str(r["id"]), r["received"][:16].replace("T", " "), r["recipient"] or "-", r["kind"],
                  r["status"] or "", r["issue"] or "", r["effect"]] for r in records],
@@ -148,7 +149,7 @@ def show(app: App, evidence_id: int) -> None:
     """Show one recorded bounce: what it was classified as, why, what was done, and the message itself."""
     from feedpub.send.bounces import evidence
 
-    found = evidence.one(open_store_or_fail(app), evidence_id)
+    found = evidence.one(open_store_or_fail(app, migrate=False), evidence_id)
     if found is None:
         fail(f"no bounce with id {evidence_id} (expected an ID from `feedpub bounces list`)")
     for label, value in (("received", found.received_at.isoformat()), ("source", found.source),

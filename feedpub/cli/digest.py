@@ -56,7 +56,7 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
         if since:
             starts = since.replace(tzinfo=config.site.tz)
         else:
-            starts = next_start(config, open_store_or_fail(app), due_slot(config, now)[1])
+            starts = next_start(config, open_store_or_fail(app, migrate=False), due_slot(config, now)[1])
         issue, problems = compose_issue(config, now, starts, now)
         report(problems)
         if not issue.posts:
@@ -186,7 +186,7 @@ def status(app: App) -> None:
     or were complained about later."""
     from feedpub.send.bounces.evidence import per_issue  # lazy: 0.3 s, see the module docstring
 
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
     tz = app.config.site.tz
     from feedpub import holds  # lazy: sqlalchemy, see the module docstring
 

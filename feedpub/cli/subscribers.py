@@ -14,19 +14,23 @@ import json
 import sys
 import unicodedata
 from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
 import click
 
+from feedpub import spreadsheet
 from feedpub.cli import OK, PARTIAL, App, fail, report
 from feedpub.errors import Problem
-from feedpub.records import SubscriberInput
+from feedpub.records import SubscriberInput, SubscriberStatus
 
 if TYPE_CHECKING:
     from feedpub.config import Config
+    from feedpub.store import Store
 
 CSV_HELP = "a header row: email[,name][,categories as a;b]"
+STATUSES: tuple[str, ...] = get_args(SubscriberStatus)
 # Terminal columns a table cell may take; longer ones are clipped (CSV and JSON keep them whole).
 CELL_WIDTH = 40
 
@@ -46,7 +50,9 @@ def add(app: App, email: str, name: str | None, categories: str | None, pending:
     """Add a subscriber, or update and reactivate an existing one."""
     address = valid_address_or_fail(email)
     chosen = _split(categories, ",") if categories is not None else None
-    report(_unknown_categories("--categories", None, chosen or (), _site_categories(app.config)))
+    known = _site_categories(app.config)
+    report(_unknown_categories("--categories", None, chosen or (), known))
+    chosen = _site_spelling(chosen, known)
     store = open_store_or_fail(app)
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
@@ -72,7 +78,7 @@ def remove(app: App, email: str) -> None:
 @click.pass_obj
 def list_(app: App, fmt: str) -> None:
     """List all subscribers with their status."""
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
     rows = store.subscribers()
     suppressed = store.suppressed()
     records = [{"email": r.email, "name": r.name, "status": r.status, "categories": list(r.categories),
@@ -82,7 +88,7 @@ def list_(app: App, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = spreadsheet.Writer(sys.stdout)
         writer.writerow(["email", "name", "status", "categories", "suppressed", "created"])
         for r in records:
             writer.writerow([r["email"], r["name"], r["status"], ";".join(r["categories"]),
@@ -97,8 +103,13 @@ def list_(app: App, fmt: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_obj
 def import_(app: App, file: Path) -> None:
-    """Add or update subscribers from a CSV file (header row: email[,name][,categories as a;b])."""
-    entries, problems = _read_csv(file, _site_categories(app.config))
+    """Add or update subscribers from a CSV file (header row: email[,name][,categories as a;b]), or put
+    back the addresses of `export --all` as they were (a header with a status column)."""
+    header, rows, problems = _csv_rows(file)
+    if "status" in header:
+        _import_all(app, file, header, rows, problems)
+    entries, found = _subscriber_inputs(file, header, rows, _site_categories(app.config))
+    problems = found + problems
     store = open_store_or_fail(app)
     # Importing a list must never re-mail someone who unsubscribed or bounced: existing rows keep their status.
     saved = store.save_subscribers(entries, status=None)
@@ -114,24 +125,31 @@ def import_(app: App, file: Path) -> None:
 
 
 @subscribers.command()
+@click.option("--all", "everything", is_flag=True,
+              help="Every address with all the store knows of it: pending, unsubscribed and suppressed ones "
+                   "too, with their status, times and suppression (for moving a list; `import` restores it).")
 @click.pass_obj
-def export(app: App) -> None:
+def export(app: App, everything: bool) -> None:
     """Write the active subscribers as CSV to stdout (the format `import` reads)."""
-    store = open_store_or_fail(app)
+    store = open_store_or_fail(app, migrate=False)
+    if everything:
+        _export_all(store)
+        return
     suppressed = store.suppressed()
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = spreadsheet.Writer(sys.stdout)
     writer.writerow(["email", "name", "categories"])
     for row in store.subscribers("active"):
         if row.email.lower() not in suppressed:
             writer.writerow([row.email, row.name, ";".join(row.categories)])
 
 
-def open_store_or_fail(app: App):  # noqa: ANN201 - feedpub.store.Store, imported lazily
-    """The configured store; an unusable store is exit 2 naming the file."""
+def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - feedpub.store.Store, imported lazily
+    """The configured store, migrated if it is older than this feedpub (a command that only reads passes
+    `migrate=False` and never needs the write lock); an unusable or locked store is exit 2 naming the file."""
     from feedpub.store import StoreError, open_store
 
     try:
-        return open_store(app.config.store_url)
+        return open_store(app.config.store_url, migrate=migrate)
     except StoreError as exc:
         fail(str(exc))
 
@@ -158,12 +176,9 @@ def _site_categories(config: Config) -> Callable[[], frozenset[str]]:
     return read
 
 
-def _read_csv(file: Path, known: Callable[[], Collection[str]]) -> tuple[list[SubscriberInput], list[Problem]]:
-    """The subscribers a CSV file lists, and what is wrong with it. Rows with a bad address or one seen
-    on an earlier row are skipped (the first row of an address wins)."""
-    from feedpub.addresses import BadAddress, mailable
-    from feedpub.store import email_key
-
+def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[Problem]]:
+    """A CSV file's header (lower-case), its rows by line (each cell as `spreadsheet.cell` was given it)
+    and the problem that stopped the reading, if any; exit 2 when it cannot be read or has no email column."""
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -173,28 +188,42 @@ def _read_csv(file: Path, known: Callable[[], Collection[str]]) -> tuple[list[Su
     if "email" not in header:
         fail(f"{file}:1: no 'email' column (expected {CSV_HELP})")
     reader.fieldnames = header
+    rows: list[tuple[int, dict[str, str]]] = []
+    problems = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, {name: spreadsheet.read_cell(value or "") for name, value in row.items()
+                                           if isinstance(value, str | None) and name is not None}))
+    except csv.Error as exc:
+        problems.append(Problem(str(file), reader.line_num, f"unreadable CSV ({exc}); rest of the file skipped"))
+    return header, rows, problems
+
+
+def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict[str, str]]],
+                       known: Callable[[], Collection[str]]) -> tuple[list[SubscriberInput], list[Problem]]:
+    """The subscribers a CSV file lists, and what is wrong with it. Rows with a bad address or one seen
+    on an earlier row are skipped (the first row of an address wins)."""
+    from feedpub.addresses import BadAddress, mailable
+    from feedpub.store import email_key
+
     problems = [Problem(str(file), 1, f"unknown column '{name}' ignored", "email, name, categories", warning=True)
                 for name in header if name not in ("email", "name", "categories")]
     entries: list[SubscriberInput] = []
     first_lines: dict[str, int] = {}   # email key → the line that listed it first
-    try:
-        for row in reader:
-            line = reader.line_num
-            try:
-                address = mailable(row.get("email") or "")
-            except BadAddress as exc:
-                problems.append(Problem(str(file), line, str(exc), "a valid e-mail address"))
-                continue
-            first = first_lines.setdefault(email_key(address), line)
-            if first != line:
-                problems.append(Problem(str(file), line, f"duplicate of line {first}; skipped", "each address once"))
-                continue
-            name = (row.get("name") or "").strip() if "name" in header else None
-            cats = _split(row.get("categories") or "", ";") if "categories" in header else None
-            problems += _unknown_categories(str(file), line, cats or (), known)
-            entries.append(SubscriberInput(address, name, cats))
-    except csv.Error as exc:
-        problems.append(Problem(str(file), reader.line_num, f"unreadable CSV ({exc}); rest of the file skipped"))
+    for line, row in rows:
+        try:
+            address = mailable(row.get("email") or "")
+        except BadAddress as exc:
+            problems.append(Problem(str(file), line, str(exc), "a valid e-mail address"))
+            continue
+        first = first_lines.setdefault(email_key(address), line)
+        if first != line:
+            problems.append(Problem(str(file), line, f"duplicate of line {first}; skipped", "each address once"))
+            continue
+        name = (row.get("name") or "").strip() if "name" in header else None
+        cats = _split(row.get("categories") or "", ";") if "categories" in header else None
+        problems += _unknown_categories(str(file), line, cats or (), known)
+        entries.append(SubscriberInput(address, name, _site_spelling(cats, known)))
     return entries, problems
 
 
@@ -203,7 +232,7 @@ def _unknown_categories(path: str, line: int | None, names: Iterable[str],
     """A warning for each category no published post has; it is kept (such posts may come later)."""
     problems = []
     for name in names:
-        if name in known():
+        if name.casefold() in {category.casefold() for category in known()}:
             continue
         by_lower = {category.lower(): category for category in known()}
         close = difflib.get_close_matches(name.lower(), by_lower, n=1)
@@ -211,6 +240,104 @@ def _unknown_categories(path: str, line: int | None, names: Iterable[str],
         problems.append(Problem(path, line, f"unknown category '{name}' kept; no published post has it",
                                 f"a category of the site's posts{such_as}", warning=True))
     return problems
+
+
+def _site_spelling(names: tuple[str, ...] | None,
+                   known: Callable[[], Collection[str]]) -> tuple[str, ...] | None:
+    """Category names as the site's posts write them: `releases` is the site's `Releases` (digests match
+    categories case-insensitively; this keeps one spelling in the store and on the dashboard)."""
+    if not names:
+        return names
+    spelled = {category.casefold(): category for category in sorted(known())}
+    return tuple(dict.fromkeys(spelled.get(name.casefold(), name) for name in names))
+
+
+def _export_all(store: Store) -> None:
+    """`export --all`: every address with a column for each column the store keeps of it (a column a
+    migration adds comes along); `import` reads it back with `_import_all`."""
+    from feedpub.store_copy import address_columns, addresses
+
+    columns = address_columns()
+    writer = spreadsheet.Writer(sys.stdout)
+    writer.writerow(columns)
+    for address in addresses(store):
+        writer.writerow(_as_text(name, address[name]) for name in columns)
+
+
+def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, dict[str, str]]],
+                problems: list[Problem]) -> NoReturn:
+    """`import` of an `export --all` file: each address back as it was (`store_copy.restore_addresses`)."""
+    from feedpub.addresses import BadAddress, mailable
+    from feedpub.store import email_key
+    from feedpub.store_copy import address_columns, restore_addresses
+
+    columns = address_columns()
+    problems = problems + [Problem(str(file), 1, f"unknown column '{name}' ignored", "the columns of export --all",
+                                   warning=True) for name in header if name not in columns]
+    required = [name for name, column in columns.items()
+                if column.table.name == "subscribers" and not column.nullable and column.default is None]
+    restored: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for line, row in rows:
+        try:
+            values = {name: _from_text(name, columns[name], row.get(name) or "") for name in header if name in columns}
+            if values.get("status"):
+                values["email"] = mailable(values.get("email") or "")
+                if values["status"] not in STATUSES:
+                    raise ValueError(f"status {values['status']!r} is not one of {', '.join(STATUSES)}")
+                missing = [name for name in required if values.get(name) is None]
+                if missing:
+                    raise ValueError(f"{', '.join(missing)} empty")
+            elif "@" not in (values.get("email") or ""):
+                raise ValueError(f"{values.get('email')!r} is not an address")
+        except (ValueError, BadAddress) as exc:
+            problems.append(Problem(str(file), line, str(exc), "a row as `subscribers export --all` writes it"))
+            continue
+        if email_key(values["email"]) in seen:
+            problems.append(Problem(str(file), line, "a later row of the same address; skipped", "each address once"))
+            continue
+        seen.add(email_key(values["email"]))
+        restored.append(values)
+    added, suppressed = restore_addresses(open_store_or_fail(app), restored)
+    report(problems)
+    errors = sum(not p.warning for p in problems)
+    click.echo(f"restored {added} subscribers and {suppressed} suppressions from {len(restored)} rows "
+               f"(addresses already in the store are kept as they are), {errors} bad rows", err=True)
+    raise SystemExit(PARTIAL if errors else OK)
+
+
+def _as_text(name: str, value: Any) -> str:
+    """A stored value as `export --all` writes it (and `_from_text` reads it)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if name == "categories":
+        return ";".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _from_text(name: str, column: Any, text: str) -> Any:
+    """A cell of `export --all` as the store keeps it in `column`; ValueError saying what is wrong."""
+    if name == "categories":
+        return list(_split(text, ";"))
+    kind = getattr(column.type, "impl", column.type).python_type   # UTCDateTime's is its impl's; JSON's is dict
+    if text == "" and (column.nullable or kind is not str):
+        return None
+    if kind is datetime:
+        found = datetime.fromisoformat(text)
+        if found.tzinfo is None:
+            raise ValueError(f"{name}: {text!r} has no UTC offset")
+        return found
+    if kind is dict:
+        return json.loads(text)
+    if kind is bool:
+        return text == "true"
+    return kind(text)
 
 
 def _split(text: str, sep: str) -> tuple[str, ...]:

@@ -133,7 +133,8 @@ def archive_url(config: Config, period: str = "") -> str:
 def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:
     """Subject, HTML and text for subscribers whose preferences are `key`; None if no post matches."""
     chosen = set(key.split("\t")) if key else set()
-    posts = [r for r in issue.posts if not chosen or chosen & set(r.post.categories)]
+    folded = {name.casefold() for name in chosen}    # `releases` chooses the posts of `Releases`
+    posts = [r for r in issue.posts if not folded or folded & {name.casefold() for name in r.post.categories}]
     if not posts:
         return None
     return _render(config, issue.period, issue.slot, entries(config, posts), key, sorted(chosen), links=None,

@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from brotli_asgi import BrotliMiddleware
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -22,6 +24,7 @@ from starlette.types import ASGIApp
 from feedpub import templates
 from feedpub.config import Config
 from feedpub.store import Store
+from feedpub.store_engine import BUSY_WAIT_SECONDS, StoreBusy, busy
 from feedpub.strings import load_strings
 from feedpub.web import admin, endpoints, webhooks
 
@@ -113,6 +116,15 @@ def published(config: Config) -> ASGIApp:
     return BrotliMiddleware(FeedFiles(directory=config.output_dir, public_url=config.web.public_url))
 
 
+def store_busy(request: Request, exc: Exception) -> Response:
+    """Another process holds the store's write lock for longer than the store waits: 503 and when to come
+    back (a form resubmitted, a provider's webhook retried), instead of an error page."""
+    if not busy(exc):
+        raise exc
+    return PlainTextResponse("The service is busy; please try again in a few seconds.\n", 503,
+                             headers={"Retry-After": str(BUSY_WAIT_SECONDS)})
+
+
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
                categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
     """`send_confirmation(email, subject, text)` mails what the subscribe form sends (the double opt-in link, or
@@ -121,7 +133,8 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
-    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=published(config))])
+    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=published(config))],
+                    exception_handlers={sa.exc.OperationalError: store_busy, StoreBusy: store_busy})
     state = app.state
     state.config, state.store = config, store
     state.secret = config.web.secret()

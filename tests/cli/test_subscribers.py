@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from feedpub.cli import main
+from feedpub.store import open_store
 
 
 @pytest.fixture
@@ -174,3 +175,72 @@ def test_the_local_part_holds_at_most_64_characters(run):
     imported = import_csv(run, f"email\n{'b' * 65}@example.com\n{'c' * 64}@example.com\n")
     assert imported.exit_code == 1 and "list.csv:2: " in imported.stderr
     assert [r["email"] for r in listing(run)] == [f"{'c' * 64}@example.com"]
+
+
+def test_export_all_and_import_move_every_address_as_it_was(run, site):
+    run("add", "taro@example.jp", "--name", "山田 太郎", "--categories", "AI導入戦略,Python")
+    run("add", "hanako@example.jp", "--pending")
+    run("add", "--name", '=HYPERLINK("https://evil.example/","click")', "--", "-dev@example.com")
+    run("add", "left@example.org")
+    run("remove", "left@example.org")
+    run("remove", "never-a-reader@example.net")
+    store = open_store("sqlite:///data/feedpub.db")
+    run("add", "bounced@example.net")
+    store.suppress("bounced@example.net", "@hard bounce: 550 5.1.1 no such user")
+    store.engine.dispose()
+
+    exported = run("export", "--all")
+    assert exported.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [(r["email"], r["status"], r["suppression_reason"]) for r in rows] == [
+        ("taro@example.jp", "active", ""), ("hanako@example.jp", "pending", ""), ("'-dev@example.com", "active", ""),
+        ("left@example.org", "unsubscribed", "removed by operator"), ("bounced@example.net", "active",
+                                                                      "'@hard bounce: 550 5.1.1 no such user"),
+        ("never-a-reader@example.net", "", "removed by operator")]
+    assert rows[2]["name"] == "'=HYPERLINK(\"https://evil.example/\",\"click\")"    # text in a spreadsheet
+    assert rows[0]["categories"] == "AI導入戦略;Python" and rows[0]["created_at"].endswith("+00:00")
+
+    Path("all.csv").write_text(exported.stdout, encoding="utf-8")
+    site.configure('[store]\nurl = "sqlite:///moved/feedpub.db"\n')
+    imported = run("import", "all.csv")
+    assert imported.exit_code == 0, imported.output
+    assert "restored 5 subscribers and 3 suppressions from 6 rows" in imported.stderr
+    assert run("export", "--all").stdout == exported.stdout          # every column, as it was
+    assert "-dev@example.com" not in run("export").stdout.replace("'-dev", "")
+    again = run("import", "all.csv")                                 # a second time: nothing changes
+    assert again.exit_code == 0 and "restored 0 subscribers and 0 suppressions" in again.stderr
+
+
+def test_an_export_all_row_that_is_wrong_is_named_by_line(run):
+    result = import_csv(run, "email,name,categories,status,created_at,confirmed_at,unsubscribed_at,"
+                             "suppression_reason,suppression_created_at\n"
+                             "a@example.com,A,,active,2025-12-01T00:00:00+00:00,,,,\n"
+                             "b@example.com,B,,gone,2025-12-01T00:00:00+00:00,,,,\n"
+                             "c@example.com,C,,active,2025-12-01 09:00,,,,\n")
+    assert result.exit_code == 1
+    assert "list.csv:3: status 'gone' is not one of pending, active, unsubscribed" in result.stderr
+    assert "list.csv:4: created_at: '2025-12-01 09:00' has no UTC offset" in result.stderr
+    assert [r["email"] for r in listing(run)] == ["a@example.com"]
+
+
+def test_no_csv_cell_is_a_formula_and_import_reads_them_back(run):
+    names = ["=1+2", "+SUM(A1)", "-3", "@cmd", "\tindented", "\rreturn", "'quoted", "plain"]
+    for i, name in enumerate(names):
+        run("add", f"r{i}@example.com", "--name", name)
+    listed = list(csv.reader(io.StringIO(run("list", "--format", "csv").stdout)))
+    exported = run("export").stdout
+    cells = [row[1] for row in listed[1:]]
+    assert cells == ["'=1+2", "'+SUM(A1)", "'-3", "'@cmd", "'\tindented", "'\rreturn", "'quoted", "plain"]
+    assert [row["name"] for row in csv.DictReader(io.StringIO(exported))] == cells
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in listed for cell in row)
+    Path("again.csv").write_text(exported.replace("r0@", "s0@"), encoding="utf-8")
+    assert run("import", "again.csv").exit_code == 0
+    assert [r["name"] for r in listing(run) if r["email"] == "s0@example.com"] == ["=1+2"]
+
+
+def test_categories_match_the_site_case_insensitively(run):
+    added = run("add", "taro@example.jp", "--categories", "python,ai導入戦略")
+    assert added.exit_code == 0 and "unknown category" not in added.stderr
+    imported = import_csv(run, "email,categories\nhanako@example.jp,ENGINEERING;Someday\n")
+    assert "unknown category 'Someday'" in imported.stderr and "ENGINEERING" not in imported.stderr
+    assert [r["categories"] for r in listing(run)] == [["Python", "AI導入戦略"], ["engineering", "Someday"]]

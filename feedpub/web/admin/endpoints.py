@@ -9,7 +9,6 @@ carried is shown back); every action writes an audit line first.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 from collections.abc import Iterable, Iterator
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from feedpub import accounts, holds
+from feedpub import accounts, holds, spreadsheet
 from feedpub.addresses import BadAddress, mailable
 from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
@@ -151,7 +150,7 @@ def subscribers_csv(request: Request) -> Response:
 
     def lines() -> Iterator[str]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = spreadsheet.Writer(out)
         writer.writerow(["email", "name", "categories", "status", "suppressed", "created_at"])
         for row in queries.every_match(store(request), wanted):
             writer.writerow([row.email, row.name, ";".join(row.categories), row.status,

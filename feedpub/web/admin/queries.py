@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from feedpub.records import DELIVERY_STATUSES
-from feedpub.schema import deliveries, issue_holds, issue_variants, issues, subscribers, suppressions
+from feedpub.schema import UTCDateTime, deliveries, issue_holds, issue_variants, issues, subscribers, suppressions
 from feedpub.send.bounces import evidence
 from feedpub.store import OPEN_STATUSES, Store
 
@@ -78,22 +78,38 @@ class Search:
 
 
 def weekly(store: Store, now: datetime, weeks: int = 12) -> Weekly:
-    """Per week, the last `weeks` weeks: active at the week's end, new, unsubscribed, suppressed."""
+    """Per week, the last `weeks` weeks: readers at the week's end (confirmed, and neither unsubscribed nor
+    suppressed since), new readers (confirmed that week: a sign-up never confirmed is none), unsubscribed,
+    suppressed."""
     edges = [now - timedelta(weeks=weeks - i) for i in range(weeks + 1)]
+    left = _readers_left()
     with store.engine.connect() as conn:
-        new = _per_bucket(conn, subscribers.c.created_at, edges)
         confirmed = _per_bucket(conn, subscribers.c.confirmed_at, edges)
-        left = _per_bucket(conn, subscribers.c.unsubscribed_at, edges)
+        gone = _per_bucket(conn, left, edges)
+        unsubscribed = _per_bucket(conn, subscribers.c.unsubscribed_at, edges)
         suppressed = _per_bucket(conn, suppressions.c.created_at, edges)
         before = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.confirmed_at < edges[0])) or 0
-        # Only a confirmed reader can leave (the link to do so comes with the digest): counted from the index.
-        gone = conn.scalar(sa.select(sa.func.count()).where(subscribers.c.unsubscribed_at < edges[0])) or 0
-    active, running = [], before - gone
-    for joined, quit_ in zip(confirmed, left, strict=True):
+        gone_before = conn.scalar(sa.select(sa.func.count()).where(left < edges[0])) or 0
+    active, running = [], before - gone_before
+    for joined, quit_ in zip(confirmed, gone, strict=True):
         running += joined - quit_
         active.append(running)
     labels = tuple(f"{edge:%m-%d}" for edge in edges[1:])
-    return Weekly(labels, tuple(active), tuple(new), tuple(left), tuple(suppressed))
+    return Weekly(labels, tuple(active), tuple(confirmed), tuple(unsubscribed), tuple(suppressed))
+
+
+def _readers_left() -> sa.ColumnElement[datetime]:
+    """When each confirmed reader stopped being one: the first of their unsubscribing and their address's
+    suppression, never before they joined (a reader whose address was suppressed before confirming left
+    as they joined). Null for readers still there."""
+    unsubscribed, suppressed = subscribers.c.unsubscribed_at, suppressions.c.created_at
+    first = sa.case((unsubscribed.is_(None), suppressed), (suppressed.is_(None), unsubscribed),
+                    (unsubscribed < suppressed, unsubscribed), else_=suppressed)
+    left = sa.case((first < subscribers.c.confirmed_at, subscribers.c.confirmed_at), else_=first)
+    readers = (sa.select(sa.type_coerce(left, UTCDateTime).label("left_at"))
+               .select_from(subscribers.outerjoin(suppressions, suppressions.c.email_key == subscribers.c.email_key))
+               .where(subscribers.c.confirmed_at.is_not(None)).subquery())
+    return readers.c.left_at
 
 
 def recent_issues(store: Store, limit: int = 10) -> list[IssueRow]:
@@ -224,9 +240,10 @@ def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]
     if wanted.status:
         where.append(subscribers.c.status == wanted.status)
     if wanted.category:
-        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the name as it is written.
-        where.append(sa.cast(subscribers.c.categories, sa.Text).contains(json.dumps(wanted.category),
-                                                                            autoescape=True))
+        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the name as it is written,
+        # in either case, as digests match categories (`releases` is `Releases`).
+        where.append(sa.func.lower(sa.cast(subscribers.c.categories, sa.Text)).contains(
+            json.dumps(wanted.category).lower(), autoescape=True))
     if wanted.suppressed == "yes":
         where.append(blocked)
     elif wanted.suppressed == "no":

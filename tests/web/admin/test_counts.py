@@ -1,0 +1,42 @@
+"""The overview's counts (readers, new readers) and the subscribers' CSV export, on the seeded dashboard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from feedpub.records import SubscriberInput
+from tests.web.admin.conftest import login
+
+
+def card(page: str, title: str) -> int:
+    return int(re.search(rf"{title}<b>(\d+)</b>", page).group(1))
+
+
+def test_readers_exclude_suppressed_addresses_and_new_ones_unconfirmed_sign_ups(dashboard) -> None:
+    store = dashboard.store
+    store.save_subscribers([SubscriberInput("pending@example.com")], status="pending")
+    store.save_subscribers([SubscriberInput("left@example.com")], status="active")
+    store.unsubscribe("left@example.com", "unsubscribed")
+    store.suppress("bob@example.com", "hard bounce")       # still "active", but never mailed again
+    login(dashboard.client)
+    page = dashboard.client.get("/admin").text
+    # alice, taro, carol; not bob (suppressed), left (gone), pending (never confirmed)
+    assert card(page, "Active subscribers") == 3
+    # confirmed this week: the four seeded readers and left@; not pending@
+    assert card(page, "New this week") == 5
+    assert card(page, "Unsubscribed this week") == 1 and card(page, "Suppressed this week") == 2
+
+
+def test_the_csv_export_has_no_formula_cells_and_filters_categories_in_any_case(dashboard) -> None:
+    store = dashboard.store
+    store.save_subscribers([SubscriberInput("eve@example.com", '=HYPERLINK("https://evil.example/")',
+                                            ("News",))], status="active")
+    login(dashboard.client)
+    answer = dashboard.client.get("/admin/subscribers.csv", params={"category": "NEWS"})
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert [(r["email"], r["name"]) for r in rows] == [
+        ("bob@example.com", "Bob"), ("eve@example.com", "'=HYPERLINK(\"https://evil.example/\")")]
+    listed = dashboard.client.get("/admin/subscribers", params={"category": "news"}).text
+    assert "eve@example.com" in listed and "bob@example.com" in listed and "alice@example.com" not in listed
