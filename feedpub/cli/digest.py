@@ -229,7 +229,7 @@ def resume(app: App, period: str) -> None:
 @click.argument("period")
 @click.pass_obj
 def cancel(app: App, period: str) -> None:
-    """Cancel the unsent rest of issue PERIOD for good."""
+    """Cancel the unsent rest of issue PERIOD for good (exit 1, nothing changed, when nothing is left to send)."""
     _hold(app, "cancel", period)
 
 
@@ -239,6 +239,9 @@ def _hold(app: App, action: str, period: str) -> None:
     store = open_store_or_fail(app)
     try:
         change = getattr(holds, action)(store, period)
+    except holds.NothingToCancel as exc:
+        click.echo(f"feedpub: {exc}", err=True)   # finished, but the issue had already gone out: exit 1
+        raise SystemExit(PARTIAL) from exc
     except holds.HoldError as exc:
         fail(str(exc))
     accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
