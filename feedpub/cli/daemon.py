@@ -7,14 +7,17 @@ The site, send and web modules are imported when the command runs, not with this
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from feedpub.cli import App, fail, stop_on_signals
+from feedpub.cli import PARTIAL, App, fail, stop_on_signals
+from feedpub.cli.notify import notify, watchdog_interval
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError, Problem
 
@@ -177,7 +180,8 @@ class Daemon:
 @click.pass_obj
 def run(app: App, no_watch: bool) -> None:
     """The daemon: feed builds on every change (and every feeds.rebuild_every), digests, and the web app,
-    until SIGTERM/SIGINT."""
+    until SIGTERM/SIGINT (exit 0). Exits 2 when it cannot start (config, store, web.listen in use) and 1
+    when one of its parts (web server, scheduler, watcher) stops on its own, so systemd restarts it."""
     import uvicorn  # lazy: 40 ms
 
     from feedpub.scheduler import describe_jobs, make_scheduler  # lazy: 80 ms
@@ -187,7 +191,6 @@ def run(app: App, no_watch: bool) -> None:
     config = app.config
     store = open_store_or_fail(app)
     daemon = Daemon(config, store, app.config_path, Publisher())
-    host, _, port = config.web.listen.rpartition(":")
     try:
         config.smtp.password()
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
@@ -196,10 +199,8 @@ def run(app: App, no_watch: bool) -> None:
                              categories=lambda: daemon.categories, health=daemon.health)
     except ConfigError as exc:
         fail(str(exc))
-    if not port.isdigit():
-        fail(f"{config.source}: 'web.listen': {config.web.listen!r} (expected HOST:PORT, e.g. 127.0.0.1:8080)")
-    server = uvicorn.Server(uvicorn.Config(web_app, host=host.strip("[]") or "127.0.0.1", port=int(port),
-                                           log_level="warning", proxy_headers=True,
+    listening = _listen(config)
+    server = uvicorn.Server(uvicorn.Config(web_app, log_level="warning", proxy_headers=True,
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))
     scheduler = make_scheduler(config, build=daemon.build, digest=daemon.digest, retry=daemon.retry,
                                read_bounces=daemon.read_bounces)
@@ -208,23 +209,69 @@ def run(app: App, no_watch: bool) -> None:
         server.should_exit = True
 
     stop_on_signals(daemon.stop, then="rows left 'sending' are resumed at next start", on_first=stop_web)
-    web = threading.Thread(target=server.run, name="web", daemon=True)
+    web = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="web", daemon=True)
     web.start()
     scheduler.start()
     watcher = threading.Thread(target=daemon.watch, name="watch", daemon=True)
+    parts = {f"the web server on http://{config.web.listen}": web.is_alive, "the scheduler": scheduler.alive}
     if not no_watch:
         watcher.start()
+        parts["the watcher"] = watcher.is_alive
+    while not server.started and web.is_alive() and not daemon.stop.wait(0.02):
+        pass
     log.info("running: web on http://%s, public at %s", config.web.listen, config.web.public_url)
     for line in describe_jobs(scheduler, config):
         log.info("%s", line)
     if not no_watch:
         log.info("watching %s and %s for changes", config.posts_dir, app.config_path or "no config file")
-    while not daemon.stop.wait(1):
-        pass
+    if server.started:
+        notify("READY=1", f"STATUS=serving on http://{config.web.listen}, public at {config.web.public_url}")
+    dead = _supervise(daemon.stop, parts, watchdog_interval())
+    if dead:
+        log.error("%s stopped on its own: feedpub exits (status 1) for its service manager to start it again", dead)
+        daemon.stop.set()
+        stop_web()
+    notify("STOPPING=1", "STATUS=stopping after the messages in flight")
     scheduler.shutdown(wait=True)
     if watcher.is_alive():
         watcher.join()     # after the build in hand
     daemon.publisher.close(timeout=config.smtp.timeout)
     web.join(timeout=config.smtp.timeout)
+    listening.close()
     store.engine.dispose()
     log.info("stopped")
+    if dead:
+        raise SystemExit(PARTIAL)
+
+
+def _listen(config: Config) -> socket.socket:
+    """The web app's socket, bound before anything starts: an address in use is exit 2 naming it, not a daemon
+    that builds and sends on without the pages its mail links to."""
+    host, _, port = config.web.listen.rpartition(":")
+    if not port.isdigit():
+        fail(f"{config.source}: 'web.listen': {config.web.listen!r} (expected HOST:PORT, e.g. 127.0.0.1:8080)")
+    host = host.strip("[]") or "127.0.0.1"
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # As uvicorn binds: SO_REUSEADDR, so a restart finds the port free while the old connections time out.
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, int(port)))
+        listening.listen(2048)
+        return listening
+    except OSError as exc:
+        listening.close()
+        fail(f"{config.source}: 'web.listen': cannot listen on {config.web.listen} ({exc.strerror}) (expected an "
+             "address no other program holds: is another feedpub running?)")
+
+
+def _supervise(stop: threading.Event, parts: dict[str, Callable[[], bool]], watchdog: timedelta | None) -> str | None:
+    """Wait for `stop`, telling systemd's watchdog (when asked for) that all is well; the name of the first part
+    that stopped on its own, if one did before."""
+    tick = min(1.0, watchdog.total_seconds()) if watchdog else 1.0
+    while not stop.wait(tick):
+        dead = next((name for name, alive in parts.items() if not alive()), None)
+        if dead:
+            return dead
+        if watchdog:
+            notify("WATCHDOG=1")
+    return None
