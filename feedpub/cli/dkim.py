@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import fail
+from feedpub.cli import fail, say
 
 
 @click.group()
@@ -51,6 +51,6 @@ def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
     except OSError as exc:
         fail(f"{output}: cannot write the key ({exc.strerror})")
     click.echo(dns_record(selector, domain, public))
-    click.echo(f"wrote {output} ({bits}-bit RSA, readable only by you). Publish the TXT record above, then "
-               f"add to feedpub.toml:\n[smtp.dkim]\ndomain = \"{domain or 'YOUR-DOMAIN'}\"\n"
-               f"selector = \"{selector}\"\nkey_file = \"{output.resolve()}\"", err=True)
+    say(f"wrote {output} ({bits}-bit RSA, readable only by you). Publish the TXT record above, then "
+        f"add to feedpub.toml:\n[smtp.dkim]\ndomain = \"{domain or 'YOUR-DOMAIN'}\"\n"
+        f"selector = \"{selector}\"\nkey_file = \"{output.resolve()}\"", err=True)
