@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +28,12 @@ if TYPE_CHECKING:
     from feedpub.store import Store
 
 log = logging.getLogger("feedpub.run")
+SHOWN = 20     # problems (and warnings) of one job that /healthz lists; `feedpub check` lists all of a build's
 
 
 class Daemon:
-    """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged and
-    the next one tries again."""
+    """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged, kept as a
+    problem of that job until its next run, and the next one tries again."""
 
     def __init__(self, config: Config, store: Store, config_file: Path | None, publisher: Publisher) -> None:
         from feedpub.site.watch import LiveConfig  # lazy: watchfiles, 70 ms
@@ -45,7 +46,10 @@ class Daemon:
         self.last_build: datetime | None = None
         self._building = threading.Lock()      # the timed build and the watcher's never overlap
         self._reported: set[Problem] = set()
-        self.last_build_facts: dict[str, int] = {}    # posts and problems of the last build, for /admin
+        self.last_build_facts: dict[str, int] = {}    # posts, problems and warnings of the last build, for /admin
+        # What each job's last run left wrong (problems: /healthz answers 503) or worth a look (warnings).
+        self.problems: dict[str, list[str]] = {}
+        self.warnings: dict[str, list[str]] = {}
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
 
@@ -70,9 +74,11 @@ class Daemon:
             report = build_site(config, on_written=lambda written: self._announce(config, written))
         except ConfigError as exc:
             log.error("build failed, published files left as they were: %s", exc)
+            self._outcome("build", [f"build failed, published files left as they were: {exc}"])
             return
-        except Exception:
+        except Exception as exc:
             log.exception("build failed, published files left as they were")
+            self._outcome("build", [f"build failed, published files left as they were: {exc!r}"])
             return
         for problem in report.problems:    # each once, not at every timed rebuild
             if problem not in self._reported:
@@ -81,16 +87,26 @@ class Daemon:
         if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
             log.info("%s", report.summary())
         self.categories, self.last_build = report.categories, datetime.now(UTC)
-        self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(report.problems)}
+        errors = [str(p) for p in report.problems if not p.warning]
+        warnings = [str(p) for p in report.problems if p.warning]
+        self._outcome("build", errors, warnings)
+        self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(errors),
+                                 "last_build_warnings": len(warnings)}
+
+    def _outcome(self, job: str, problems: list[str], warnings: Sequence[str] = ()) -> None:
+        """What `job`'s last run left wrong and worth a look, in place of its run before."""
+        self.problems[job], self.warnings[job] = problems, list(warnings)
 
     def _write_archive(self, config: Config) -> None:
         from feedpub.send.archive_sync import refresh  # lazy: loads site.build, as the build above
 
         try:
             archived = refresh(config, self.store)
-        except Exception:
+        except Exception as exc:
             log.exception("digest archive not written, its files left as they were")
+            self._outcome("archive", [f"digest archive not written, its files left as they were: {exc!r}"])
             return
+        self._outcome("archive", [])
         if archived.written:
             log.info("%s", archived.summary())
 
@@ -119,11 +135,14 @@ class Daemon:
                 result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
                                         missed_after=parse_duration(self.config.digest.misfire_grace),
                                         send=self.config.digest.send_in_daemon)
-        except Exception:
+        except Exception as exc:
             log.exception("digest failed")
+            self._outcome("digest", [f"digest failed: {exc!r}"])
             return
         for problem in result.problems:
             log.warning("%s", problem)
+        self._outcome("digest", [str(p) for p in result.problems if not p.warning],
+                      [str(p) for p in result.problems if p.warning])
         if result.summary is None:
             log.info("%s", result.note)
         else:
@@ -143,10 +162,13 @@ class Daemon:
                     self.sending.release()
                 if summary is not None:
                     log.info("retries: %s", summary.line())
-            return self.store.next_retry()
-        except Exception:
+            wake = self.store.next_retry()
+        except Exception as exc:
             log.exception("retry failed")
+            self._outcome("retry", [f"retrying deferred deliveries failed: {exc!r}"])
             return None
+        self._outcome("retry", [])
+        return wake
 
     def read_bounces(self) -> None:
         """Read the bounce mailbox and IMAP folder; each message that changed something is logged."""
@@ -159,8 +181,11 @@ class Daemon:
 
         try:
             poll(self.config, self.store, logged)
-        except Exception:
+        except Exception as exc:
             log.exception("reading bounces failed")
+            self._outcome("bounces", [f"reading bounces failed: {exc!r}"])
+            return
+        self._outcome("bounces", [])
 
     def send_confirmation(self, email: str, subject: str, text: str) -> None:
         from feedpub.send import messages, smtp  # lazy: 90 ms
@@ -168,10 +193,26 @@ class Daemon:
         smtp.send_one(self.config, messages.notice(self.config, email, subject, text), email)
 
     def health(self) -> dict[str, Any]:
+        """/healthz's facts: `problems` (something does not work: 503) apart from `warnings` (it works; look
+        when you can), at most SHOWN of each job."""
         next_retry = self.store.next_retry()
+        websub = self.publisher.last()
+        unaccepted = [f"{hub}: the last WebSub ping was not accepted (answer {ping['status']})"
+                      for hub, ping in websub.items() if not ping["ok"]]
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
                 "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
-                "websub": self.publisher.last(), **self.last_build_facts}
+                "websub": websub, **self.last_build_facts,
+                "problems": _shown(self.problems), "warnings": _shown({**self.warnings, "websub": unaccepted})}
+
+
+def _shown(by_job: dict[str, list[str]]) -> list[str]:
+    """Each job's lines, at most SHOWN of one job, then how many more."""
+    lines = []
+    for found in by_job.values():
+        lines += found[:SHOWN]
+        if len(found) > SHOWN:
+            lines.append(f"… and {len(found) - SHOWN} more (`feedpub check` lists a build's)")
+    return lines
 
 
 @click.command()

@@ -149,3 +149,47 @@ def test_worker_that_cannot_open_its_store_exits_2_and_never_says_ready(tmp_path
     notify_socket.sock.settimeout(0.2)
     with pytest.raises(TimeoutError):
         notify_socket.sock.recv(4096)
+
+
+def test_healthz_of_a_running_daemon_answers_503_for_problems_only(tmp_path: Path,
+                                                                    smtp_server: SMTPTestServer) -> None:
+    port = free_port()
+    write_site(tmp_path, smtp_server, port)
+    (tmp_path / "posts" / "2025-01-01-twice.md").write_text(
+        "---\ntitle: 一回目\ntitle: 二回目\n---\n\n本文です。\n", encoding="utf-8")
+    daemon = start(tmp_path, "run")
+
+    def health(until) -> httpx.Response:    # noqa: ANN001 - a predicate on the answer
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                if until(answer):
+                    return answer
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and daemon.poll() is None, "no such answer from /healthz"
+            time.sleep(0.2)
+
+    try:
+        warned = health(lambda answer: answer.json()["last_build"]).json()
+        assert warned["status"] == "ok" and warned["problems"] == []
+        twice = ("posts/2025-01-01-twice.md:3: warning: key 'title' appears twice; the last one is used "
+                 "(expected each key once)")
+        assert twice in warned["warnings"]
+        assert (warned["last_build_posts"], warned["last_build_problems"]) == (3, 0)
+        assert warned["last_build_warnings"] == len(warned["warnings"])
+
+        broken = tmp_path / "posts" / "2025-01-02-broken.md"
+        broken.write_text("---\ntitle: 壊れた記事\n\n本文\n", encoding="utf-8")
+        failing = health(lambda answer: answer.status_code == 503).json()     # the watcher rebuilt
+        assert failing["status"] == "problems"
+        assert failing["problems"] == ["posts/2025-01-02-broken.md:1: front matter is not closed (expected a '---' "
+                                       "line after the front matter)"]
+        assert twice in failing["warnings"]
+
+        broken.unlink()
+        assert health(lambda answer: answer.status_code == 200).json()["problems"] == []
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=15)
