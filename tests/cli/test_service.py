@@ -193,3 +193,47 @@ def test_healthz_of_a_running_daemon_answers_503_for_problems_only(tmp_path: Pat
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=15)
+
+
+def documented(heading: str) -> str:
+    """The first code block of docs/OPERATIONS.md below `heading`."""
+    text = (Path(__file__).parents[2] / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    start = section.index("\n", section.index("```")) + 1
+    return section[start:section.index("```", start)]
+
+
+def test_the_documented_crontab_lines_run_by_sh_with_the_documented_env_file(tmp_path: Path,
+                                                                             smtp_server: SMTPTestServer) -> None:
+    from feedpub.tokens import read_token
+    from tests.send.sites import READERS
+    from tests.send.sites import write_site as write_mailing_site
+
+    root = tmp_path / "blog"
+    root.mkdir()
+    write_mailing_site(root, smtp_server.port)
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "feedpub").write_text(f'#!/bin/sh\nexec {sys.executable} -m feedpub "$@"\n')
+    (root / ".venv" / "bin" / "feedpub").chmod(0o755)
+    # The secret as the documented file holds it; `$`, spaces and `#` stay as written, for sh as for systemd.
+    secret = "k9$HOME x #y"
+    env_file = tmp_path / "env"
+    env_file.write_text(documented("## systemd").replace("FEEDPUB_SECRET='…'",
+                                                                               f"FEEDPUB_SECRET='{secret}'")
+                        .replace("FEEDPUB_SMTP_PASSWORD='…'", "FEEDPUB_SMTP_PASSWORD='unused here'"))
+    env_file.chmod(0o600)
+    crontab = documented("## cron instead of a daemon")
+    commands = {}
+    for line in crontab.splitlines()[1:]:
+        command = line.split(None, 5)[5].replace("/srv/blog", str(root)).replace("/etc/feedpub/env", str(env_file))
+        commands["digest send" if "digest send" in command else "build"] = command
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("FEEDPUB_")}
+
+    for name in ("build", "digest send"):
+        ran = subprocess.run(["sh", "-c", commands[name]], env=environment, capture_output=True, text=True,
+                             timeout=120)
+        assert (ran.returncode, ran.stdout, ran.stderr) == (0, "", ""), (commands[name], ran.stderr)
+    assert sorted(smtp_server.recipients()) == sorted(READERS)
+    unsubscribe = smtp_server.received[0].message()["List-Unsubscribe"].split(">")[0].rsplit("/", 1)[1]
+    assert read_token(secret, "unsubscribe", unsubscribe)      # signed with the secret exactly as written
+    assert (root / "public" / "feed.xml").is_file()
