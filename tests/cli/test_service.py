@@ -17,7 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedpub.tokens import read_token
 from tests.cli.test_daemon_e2e import free_port, write_site
+from tests.send.sites import READERS
+from tests.send.sites import write_site as write_mailing_site
 from tests.smtp_server import SMTPTestServer
 
 ENV = {**os.environ, "FEEDPUB_SECRET": "service-secret"}
@@ -205,10 +208,6 @@ def documented(heading: str) -> str:
 
 def test_the_documented_crontab_lines_run_by_sh_with_the_documented_env_file(tmp_path: Path,
                                                                              smtp_server: SMTPTestServer) -> None:
-    from feedpub.tokens import read_token
-    from tests.send.sites import READERS
-    from tests.send.sites import write_site as write_mailing_site
-
     root = tmp_path / "blog"
     root.mkdir()
     write_mailing_site(root, smtp_server.port)
