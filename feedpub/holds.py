@@ -26,6 +26,10 @@ class HoldError(FeedpubError):
     """The issue does not exist, or is not in a state the action applies to."""
 
 
+class NothingToCancel(HoldError):
+    """Every delivery of the issue was already sent or failed: cancelling would change nothing."""
+
+
 @dataclass(frozen=True)
 class HoldChange:
     period: str
@@ -69,11 +73,15 @@ def resume(store: Store, period: str) -> HoldChange:
 
 
 def cancel(store: Store, period: str) -> HoldChange:
-    """Hold the issue for good and mark its unsent rows cancelled (a paused issue can be cancelled)."""
+    """Hold the issue for good and mark its unsent rows cancelled (a paused issue can be cancelled).
+    NothingToCancel, and nothing changed, when no row is left to send."""
     now = utcnow()
     with store.writing() as conn:
         issue_id = _issue_id(conn, store, period)
         _refuse(conn, issue_id, period, {"cancelled": "was already cancelled"})
+        if not _unsent(conn, issue_id):
+            raise NothingToCancel(f"issue {period}: nothing to cancel: every delivery was already sent or failed "
+                                  "(nothing changed)")
         conn.execute(issue_holds.delete().where(issue_holds.c.issue_id == issue_id))
         conn.execute(issue_holds.insert().values(issue_id=issue_id, state="cancelled", since=now))
         # A row `sending` under a live lease is left to its sender, which marks its outcome; one left by a

@@ -32,6 +32,13 @@ RETRY_NAME = "retry deferred deliveries"
 RETRY_LOOK_EVERY = timedelta(minutes=1)
 
 
+class Scheduler(BackgroundScheduler):
+    """APScheduler's BackgroundScheduler, whose thread the daemon watches (`feedpub run` exits when it ends)."""
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
 def digest_trigger(config: Config) -> OrTrigger:
     """One cron trigger per `digest.schedule` entry, in the site's zone."""
     return OrTrigger([CronTrigger(day_of_week=entry.day_names, hour=entry.at.hour, minute=entry.at.minute,
@@ -40,7 +47,7 @@ def digest_trigger(config: Config) -> OrTrigger:
 
 def make_scheduler(config: Config, *, build: Callable[[], object], digest: Callable[[], object],
                    retry: Callable[[], datetime | None], now: datetime | None = None,
-                   read_bounces: Callable[[], object] | None = None) -> BackgroundScheduler:
+                   read_bounces: Callable[[], object] | None = None) -> Scheduler:
     """A scheduler with the build job (every `feeds.rebuild_every`, and at start), the digest job (on
     `digest.schedule`, and at start so a slot missed while the daemon was down is caught up within
     `digest.misfire_grace`), when the daemon sends (`digest.send_in_daemon`), the retry job: `retry`
@@ -48,7 +55,7 @@ def make_scheduler(config: Config, *, build: Callable[[], object], digest: Calla
     mailbox or IMAP folder is configured, `read_bounces` every `bounces.poll_every` (and at start)."""
     start = now or datetime.now(config.site.tz)
     grace = int(parse_duration(config.digest.misfire_grace).total_seconds())
-    scheduler = BackgroundScheduler(timezone=config.site.tz)
+    scheduler = Scheduler(timezone=config.site.tz)
     scheduler.add_job(build, IntervalTrigger(seconds=int(parse_duration(config.feeds.rebuild_every).total_seconds()),
                                              timezone=config.site.tz),
                       id=BUILD_JOB, name="build feeds", replace_existing=True, coalesce=True,

@@ -20,10 +20,12 @@ OK, PARTIAL, FAILED = 0, 1, 2
 
 
 class App:
-    """What every command needs: the config file named on the command line, loaded once."""
+    """What every command needs: the config file named on the command line, loaded once; and whether to keep
+    quiet (`-q`)."""
 
-    def __init__(self, config_path: Path | None) -> None:
+    def __init__(self, config_path: Path | None, *, quiet: bool = False) -> None:
         self.config_path = config_path
+        self.quiet = quiet
         self._config = None
 
     @property
@@ -59,9 +61,28 @@ def stop_on_signals(stop: threading.Event, *, then: str, on_first: Callable[[], 
     signal.signal(signal.SIGINT, handler)
 
 
+def quiet() -> bool:
+    """`-q` was given: print problems only (what makes the exit code 1 or 2), so that a run that went well (exit
+    0) prints nothing and cron mails nobody. Data a command was asked for (lists, JSON, a DNS record) still
+    goes to stdout."""
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx else None
+    return app is not None and app.quiet
+
+
+def say(message: str, *, err: bool = False) -> None:
+    """A line about work that went well (a summary, a file written, a warning): left out with `-q`."""
+    if not quiet():
+        click.echo(message, err=err)
+
+
 def report(problems: list[Problem]) -> None:
+    """Each problem on stderr; warnings (which leave the exit code 0) not with `-q`."""
     for problem in problems:
-        click.echo(str(problem), err=True)
+        if problem.warning:
+            say(str(problem), err=True)
+        else:
+            click.echo(str(problem), err=True)
 
 
 class Commands(click.Group):
@@ -83,7 +104,8 @@ class Commands(click.Group):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Config file (default: ./feedpub.toml if it exists, else built-in defaults).")
 @click.option("-v", "--verbose", count=True, help="More log output.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only problems (exit 1 or 2): nothing when all went well; data asked for goes to stdout.")
 @click.version_option(package_name="feedpub")
 @click.pass_context
 def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool) -> None:
@@ -95,7 +117,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
         config_file = Path("feedpub.toml")
     elif config_file is not None and not config_file.is_file():
         fail(f"{config_file}: config file not found")
-    ctx.obj = App(config_file)
+    ctx.obj = App(config_file, quiet=quiet)
 
 
 def _register() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail
+from feedpub.cli import FAILED, OK, PARTIAL, App, fail, say
 from feedpub.cli.subscribers import _table, open_store_or_fail
 from feedpub.errors import ConfigError
 
@@ -85,7 +85,7 @@ def process(app: App, files: tuple[str, ...]) -> None:
         except ConfigError as exc:
             fail(str(exc))
         for outcome in outcomes:
-            click.echo(f"{name}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}")
+            say(f"{name}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}")
     raise SystemExit(PARTIAL if unreadable else OK)
 
 
@@ -104,7 +104,7 @@ def poll(app: App) -> None:
     def show(read) -> None:  # noqa: ANN001 - feedpub.send.bounces.sources.Read, imported lazily
         for outcome in read.outcomes:
             moved = " (moved)" if read.moved else ""
-            click.echo(f"{read.where}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}{moved}")
+            say(f"{read.where}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}{moved}")
 
     try:
         poll_sources(config, store, show)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, report, stop_on_signals
+from feedpub.cli import FAILED, OK, PARTIAL, App, report, say, stop_on_signals
 from feedpub.errors import ConfigError, FeedpubError
 
 log = logging.getLogger("feedpub.build")
@@ -39,7 +39,7 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
             click.echo(f"feedpub: {exc}", err=True)
             return FAILED
         report(list(result.problems))
-        click.echo(result.summary())
+        say(result.summary())
         if config.feeds.websub_hub and result.written.written:
             # Imported once a build wrote something: it loads site.feeds (0.23 s), which a no-op build never does.
             from feedpub.site.websub import changed_feeds
@@ -63,7 +63,7 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
     publisher = Publisher()
     live = LiveConfig(app.config, app.config_path)
     code = once(live.current, publisher.publish)
-    click.echo(f"watching {live.current.posts_dir} and {app.config_path or 'no config file'} (Ctrl-C stops)", err=True)
+    say(f"watching {live.current.posts_dir} and {app.config_path or 'no config file'} (Ctrl-C stops)", err=True)
     for _batch in follow(live, stop):
         # In one process from here on: forking worker processes beside the watcher's and the publisher's
         # threads could copy a lock one of them holds.
@@ -86,7 +86,7 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
         click.echo(f"feedpub: {exc.filename}: cannot write the digest archive ({exc.strerror})", err=True)
         return False
     if archived.issues:
-        click.echo(archived.summary())
+        say(archived.summary())
     return True
 
 

@@ -7,14 +7,17 @@ The site, send and web modules are imported when the command runs, not with this
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from feedpub.cli import App, fail, stop_on_signals
+from feedpub.cli import PARTIAL, App, fail, stop_on_signals
+from feedpub.cli.notify import notify, watchdog_interval
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError, Problem
 
@@ -25,11 +28,12 @@ if TYPE_CHECKING:
     from feedpub.store import Store
 
 log = logging.getLogger("feedpub.run")
+SHOWN = 20     # problems (and warnings) of one job that /healthz lists; `feedpub check` lists all of a build's
 
 
 class Daemon:
-    """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged and
-    the next one tries again."""
+    """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged, kept as a
+    problem of that job until its next run, and the next one tries again."""
 
     def __init__(self, config: Config, store: Store, config_file: Path | None, publisher: Publisher) -> None:
         from feedpub.site.watch import LiveConfig  # lazy: watchfiles, 70 ms
@@ -42,7 +46,10 @@ class Daemon:
         self.last_build: datetime | None = None
         self._building = threading.Lock()      # the timed build and the watcher's never overlap
         self._reported: set[Problem] = set()
-        self.last_build_facts: dict[str, int] = {}    # posts and problems of the last build, for /admin
+        self.last_build_facts: dict[str, int] = {}    # posts, problems and warnings of the last build, for /admin
+        # What each job's last run left wrong (problems: /healthz answers 503) or worth a look (warnings).
+        self.problems: dict[str, list[str]] = {}
+        self.warnings: dict[str, list[str]] = {}
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
 
@@ -67,9 +74,11 @@ class Daemon:
             report = build_site(config, on_written=lambda written: self._announce(config, written))
         except ConfigError as exc:
             log.error("build failed, published files left as they were: %s", exc)
+            self._outcome("build", [f"build failed, published files left as they were: {exc}"])
             return
-        except Exception:
+        except Exception as exc:
             log.exception("build failed, published files left as they were")
+            self._outcome("build", [f"build failed, published files left as they were: {exc!r}"])
             return
         for problem in report.problems:    # each once, not at every timed rebuild
             if problem not in self._reported:
@@ -78,16 +87,26 @@ class Daemon:
         if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
             log.info("%s", report.summary())
         self.categories, self.last_build = report.categories, datetime.now(UTC)
-        self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(report.problems)}
+        errors = [str(p) for p in report.problems if not p.warning]
+        warnings = [str(p) for p in report.problems if p.warning]
+        self._outcome("build", errors, warnings)
+        self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(errors),
+                                 "last_build_warnings": len(warnings)}
+
+    def _outcome(self, job: str, problems: list[str], warnings: Sequence[str] = ()) -> None:
+        """What `job`'s last run left wrong and worth a look, in place of its run before."""
+        self.problems[job], self.warnings[job] = problems, list(warnings)
 
     def _write_archive(self, config: Config) -> None:
         from feedpub.send.archive_sync import refresh  # lazy: loads site.build, as the build above
 
         try:
             archived = refresh(config, self.store)
-        except Exception:
+        except Exception as exc:
             log.exception("digest archive not written, its files left as they were")
+            self._outcome("archive", [f"digest archive not written, its files left as they were: {exc!r}"])
             return
+        self._outcome("archive", [])
         if archived.written:
             log.info("%s", archived.summary())
 
@@ -116,11 +135,14 @@ class Daemon:
                 result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
                                         missed_after=parse_duration(self.config.digest.misfire_grace),
                                         send=self.config.digest.send_in_daemon)
-        except Exception:
+        except Exception as exc:
             log.exception("digest failed")
+            self._outcome("digest", [f"digest failed: {exc!r}"])
             return
         for problem in result.problems:
             log.warning("%s", problem)
+        self._outcome("digest", [str(p) for p in result.problems if not p.warning],
+                      [str(p) for p in result.problems if p.warning])
         if result.summary is None:
             log.info("%s", result.note)
         else:
@@ -140,10 +162,13 @@ class Daemon:
                     self.sending.release()
                 if summary is not None:
                     log.info("retries: %s", summary.line())
-            return self.store.next_retry()
-        except Exception:
+            wake = self.store.next_retry()
+        except Exception as exc:
             log.exception("retry failed")
+            self._outcome("retry", [f"retrying deferred deliveries failed: {exc!r}"])
             return None
+        self._outcome("retry", [])
+        return wake
 
     def read_bounces(self) -> None:
         """Read the bounce mailbox and IMAP folder; each message that changed something is logged."""
@@ -156,8 +181,11 @@ class Daemon:
 
         try:
             poll(self.config, self.store, logged)
-        except Exception:
+        except Exception as exc:
             log.exception("reading bounces failed")
+            self._outcome("bounces", [f"reading bounces failed: {exc!r}"])
+            return
+        self._outcome("bounces", [])
 
     def send_confirmation(self, email: str, subject: str, text: str) -> None:
         from feedpub.send import messages, smtp  # lazy: 90 ms
@@ -165,10 +193,26 @@ class Daemon:
         smtp.send_one(self.config, messages.notice(self.config, email, subject, text), email)
 
     def health(self) -> dict[str, Any]:
+        """/healthz's facts: `problems` (something does not work: 503) apart from `warnings` (it works; look
+        when you can), at most SHOWN of each job."""
         next_retry = self.store.next_retry()
+        websub = self.publisher.last()
+        unaccepted = [f"{hub}: the last WebSub ping was not accepted (answer {ping['status']})"
+                      for hub, ping in websub.items() if not ping["ok"]]
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
                 "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
-                "websub": self.publisher.last(), **self.last_build_facts}
+                "websub": websub, **self.last_build_facts,
+                "problems": _shown(self.problems), "warnings": _shown({**self.warnings, "websub": unaccepted})}
+
+
+def _shown(by_job: dict[str, list[str]]) -> list[str]:
+    """Each job's lines, at most SHOWN of one job, then how many more."""
+    lines = []
+    for found in by_job.values():
+        lines += found[:SHOWN]
+        if len(found) > SHOWN:
+            lines.append(f"… and {len(found) - SHOWN} more (`feedpub check` lists a build's)")
+    return lines
 
 
 @click.command()
@@ -177,7 +221,8 @@ class Daemon:
 @click.pass_obj
 def run(app: App, no_watch: bool) -> None:
     """The daemon: feed builds on every change (and every feeds.rebuild_every), digests, and the web app,
-    until SIGTERM/SIGINT."""
+    until SIGTERM/SIGINT (exit 0). Exits 2 when it cannot start (config, store, web.listen in use) and 1
+    when one of its parts (web server, scheduler, watcher) stops on its own, so systemd restarts it."""
     import uvicorn  # lazy: 40 ms
 
     from feedpub.scheduler import describe_jobs, make_scheduler  # lazy: 80 ms
@@ -187,7 +232,6 @@ def run(app: App, no_watch: bool) -> None:
     config = app.config
     store = open_store_or_fail(app)
     daemon = Daemon(config, store, app.config_path, Publisher())
-    host, _, port = config.web.listen.rpartition(":")
     try:
         config.smtp.password()
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
@@ -196,10 +240,8 @@ def run(app: App, no_watch: bool) -> None:
                              categories=lambda: daemon.categories, health=daemon.health)
     except ConfigError as exc:
         fail(str(exc))
-    if not port.isdigit():
-        fail(f"{config.source}: 'web.listen': {config.web.listen!r} (expected HOST:PORT, e.g. 127.0.0.1:8080)")
-    server = uvicorn.Server(uvicorn.Config(web_app, host=host.strip("[]") or "127.0.0.1", port=int(port),
-                                           log_level="warning", proxy_headers=True,
+    listening = _listen(config)
+    server = uvicorn.Server(uvicorn.Config(web_app, log_level="warning", proxy_headers=True,
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))
     scheduler = make_scheduler(config, build=daemon.build, digest=daemon.digest, retry=daemon.retry,
                                read_bounces=daemon.read_bounces)
@@ -208,23 +250,69 @@ def run(app: App, no_watch: bool) -> None:
         server.should_exit = True
 
     stop_on_signals(daemon.stop, then="rows left 'sending' are resumed at next start", on_first=stop_web)
-    web = threading.Thread(target=server.run, name="web", daemon=True)
+    web = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="web", daemon=True)
     web.start()
     scheduler.start()
     watcher = threading.Thread(target=daemon.watch, name="watch", daemon=True)
+    parts = {f"the web server on http://{config.web.listen}": web.is_alive, "the scheduler": scheduler.alive}
     if not no_watch:
         watcher.start()
+        parts["the watcher"] = watcher.is_alive
+    while not server.started and web.is_alive() and not daemon.stop.wait(0.02):
+        pass
     log.info("running: web on http://%s, public at %s", config.web.listen, config.web.public_url)
     for line in describe_jobs(scheduler, config):
         log.info("%s", line)
     if not no_watch:
         log.info("watching %s and %s for changes", config.posts_dir, app.config_path or "no config file")
-    while not daemon.stop.wait(1):
-        pass
+    if server.started:
+        notify("READY=1", f"STATUS=serving on http://{config.web.listen}, public at {config.web.public_url}")
+    dead = _supervise(daemon.stop, parts, watchdog_interval())
+    if dead:
+        log.error("%s stopped on its own: feedpub exits (status 1) for its service manager to start it again", dead)
+        daemon.stop.set()
+        stop_web()
+    notify("STOPPING=1", "STATUS=stopping after the messages in flight")
     scheduler.shutdown(wait=True)
     if watcher.is_alive():
         watcher.join()     # after the build in hand
     daemon.publisher.close(timeout=config.smtp.timeout)
     web.join(timeout=config.smtp.timeout)
+    listening.close()
     store.engine.dispose()
     log.info("stopped")
+    if dead:
+        raise SystemExit(PARTIAL)
+
+
+def _listen(config: Config) -> socket.socket:
+    """The web app's socket, bound before anything starts: an address in use is exit 2 naming it, not a daemon
+    that builds and sends on without the pages its mail links to."""
+    host, _, port = config.web.listen.rpartition(":")
+    if not port.isdigit():
+        fail(f"{config.source}: 'web.listen': {config.web.listen!r} (expected HOST:PORT, e.g. 127.0.0.1:8080)")
+    host = host.strip("[]") or "127.0.0.1"
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # As uvicorn binds: SO_REUSEADDR, so a restart finds the port free while the old connections time out.
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, int(port)))
+        listening.listen(2048)
+        return listening
+    except OSError as exc:
+        listening.close()
+        fail(f"{config.source}: 'web.listen': cannot listen on {config.web.listen} ({exc.strerror}) (expected an "
+             "address no other program holds: is another feedpub running?)")
+
+
+def _supervise(stop: threading.Event, parts: dict[str, Callable[[], bool]], watchdog: timedelta | None) -> str | None:
+    """Wait for `stop`, telling systemd's watchdog (when asked for) that all is well; the name of the first part
+    that stopped on its own, if one did before."""
+    tick = min(1.0, watchdog.total_seconds()) if watchdog else 1.0
+    while not stop.wait(tick):
+        dead = next((name for name, alive in parts.items() if not alive()), None)
+        if dead:
+            return dead
+        if watchdog:
+            notify("WATCHDOG=1")
+    return None

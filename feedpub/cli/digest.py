@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report
+from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say
 from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
@@ -100,16 +100,16 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
         raise SystemExit(PARTIAL if _errors(result.problems) else OK)
     summary, stored = result.summary, result.issue
     assert stored is not None
-    for outcome in summary.problems:
-        click.echo(f"{outcome.email}: {outcome.status}: {outcome.reply}", err=True)
+    for outcome in summary.problems:     # a deferred row is tried again: with -q only the failed ones are shown
+        (click.echo if outcome.status == "failed" else say)(f"{outcome.email}: {outcome.status}: {outcome.reply}",
+                                                            err=True)
     counts = store.counts(stored.id)
     waiting = counts["queued"] + counts["deferred"] + counts["sending"]
     retry = store.next_retry(stored.id)
     tail = f"; {waiting} waiting" if waiting else ""
     if retry:
         tail += f" (next retry {retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z})"
-    click.echo(f"issue {result.period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in "
-               f"total{tail}")
+    say(f"issue {result.period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in total{tail}")
     raise SystemExit(PARTIAL if summary.failed or _errors(result.problems) else OK)
 
 
@@ -229,7 +229,7 @@ def resume(app: App, period: str) -> None:
 @click.argument("period")
 @click.pass_obj
 def cancel(app: App, period: str) -> None:
-    """Cancel the unsent rest of issue PERIOD for good."""
+    """Cancel the unsent rest of issue PERIOD for good (exit 1, nothing changed, when nothing is left to send)."""
     _hold(app, "cancel", period)
 
 
@@ -239,12 +239,15 @@ def _hold(app: App, action: str, period: str) -> None:
     store = open_store_or_fail(app)
     try:
         change = getattr(holds, action)(store, period)
+    except holds.NothingToCancel as exc:
+        click.echo(f"feedpub: {exc}", err=True)   # finished, but the issue had already gone out: exit 1
+        raise SystemExit(PARTIAL) from exc
     except holds.HoldError as exc:
         fail(str(exc))
     accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
     shown = {"pause": f"paused; {change.rows} rows wait", "resume": f"resumed; {change.rows} rows left to send",
              "cancel": f"cancelled; {change.rows} unsent rows cancelled"}[action]
-    click.echo(f"issue {period}: {shown}")
+    say(f"issue {period}: {shown}")
 
 
 def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int, str]) -> None:

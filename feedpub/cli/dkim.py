@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import fail
+from feedpub.cli import fail, say
 
 
 @click.group()
@@ -25,7 +25,8 @@ def dkim() -> None:
               "record's name is relative to your zone.")
 @click.option("--bits", type=click.IntRange(1024, 4096), default=2048, show_default=True, help="RSA key size.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the private key (mode 0600, never overwritten)  [default: dkim-SELECTOR.key]")
+              help="Where to write the private key (mode 0600, never overwritten; a missing folder is made 0700)  "
+              "[default: dkim-SELECTOR.key]")
 def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
     """Write a new private key and print the DNS TXT record to publish."""
     # Imported here, as in the other command modules: feedpub.config costs ~26 ms of start-up that
@@ -41,6 +42,8 @@ def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
     output = output or Path(f"dkim-{selector}.key")
     private, public = new_key(bits)
     try:
+        # The folder too is the owner's alone (an existing one is left as it is).
+        output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private_key(output, private)
     except FileExistsError:
         fail(f"{output}: already exists; keygen never overwrites a key (expected a new --output, and a new "
@@ -48,6 +51,6 @@ def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
     except OSError as exc:
         fail(f"{output}: cannot write the key ({exc.strerror})")
     click.echo(dns_record(selector, domain, public))
-    click.echo(f"wrote {output} ({bits}-bit RSA, readable only by you). Publish the TXT record above, then "
-               f"add to feedpub.toml:\n[smtp.dkim]\ndomain = \"{domain or 'YOUR-DOMAIN'}\"\n"
-               f"selector = \"{selector}\"\nkey_file = \"{output.resolve()}\"", err=True)
+    say(f"wrote {output} ({bits}-bit RSA, readable only by you). Publish the TXT record above, then "
+        f"add to feedpub.toml:\n[smtp.dkim]\ndomain = \"{domain or 'YOUR-DOMAIN'}\"\n"
+        f"selector = \"{selector}\"\nkey_file = \"{output.resolve()}\"", err=True)

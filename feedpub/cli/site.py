@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import OK, PARTIAL, App, fail, report
+from feedpub.cli import OK, PARTIAL, App, fail, report, say
 from feedpub.templates import folder
 
 
@@ -42,9 +42,9 @@ def init(directory: Path, jekyll_dir: Path | None) -> None:
             shutil.copyfileobj(src, dst)
     if jekyll_dir is not None:
         (directory / "feedpub.toml").write_text(toml, encoding="utf-8")
-        click.echo(f"created {directory / 'feedpub.toml'} (from {jekyll_dir}), {directory / 'email_templates'}/")
+        say(f"created {directory / 'feedpub.toml'} (from {jekyll_dir}), {directory / 'email_templates'}/")
         return
-    click.echo(f"created {directory / 'feedpub.toml'}, {directory / 'posts'}/, "
+    say(f"created {directory / 'feedpub.toml'}, {directory / 'posts'}/, "
                f"{directory / 'email_templates'}/")
 
 
@@ -96,7 +96,7 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
     skipped = collection.skipped_future + collection.skipped_drafts
     if skipped:
         summary += f", {skipped} skipped ({collection.skipped_future} future, {collection.skipped_drafts} draft)"
-    click.echo(summary)
+    say(summary)
     raise SystemExit(PARTIAL if errors else OK)
 
 

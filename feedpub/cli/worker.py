@@ -13,6 +13,7 @@ import threading
 import click
 
 from feedpub.cli import OK, App, fail, stop_on_signals
+from feedpub.cli.notify import notify
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError
 
@@ -51,6 +52,8 @@ def worker(app: App, lease: str, idle: str) -> None:
     stop_on_signals(stop, then="rows left 'sending' are taken over after the lease")
     messages = Messages(config, store)
     log.info("worker started: sending from %s to %s:%s", store.shown, config.smtp.host, config.smtp.port)
+    # No WATCHDOG=1: one pass of the loop sends a whole batch of an issue, for longer than a watchdog waits.
+    notify("READY=1", f"STATUS=sending from {store.shown} to {config.smtp.host}:{config.smtp.port}")
     while not stop.is_set():
         try:
             summary = deliver(config, store, None, messages, stop=stop, lease=lease_time)
@@ -63,6 +66,7 @@ def worker(app: App, lease: str, idle: str) -> None:
         if summary.sent or summary.problems or summary.skipped:
             log.info("%s", summary.line())
         stop.wait(idle_time.total_seconds())
+    notify("STOPPING=1", "STATUS=stopping after the messages in flight")
     store.engine.dispose()
     log.info("stopped")
     raise SystemExit(OK)

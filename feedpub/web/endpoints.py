@@ -231,9 +231,13 @@ async def use_mail_link(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """The daemon's facts with what is wrong (`problems`: 503, status "problems") apart from what is worth a
+    look (`warnings`: still 200, status "ok"), so a monitor pages someone only for the first."""
     state = request.app.state
     latest = state.store.latest_issue()
     queued = (sum(state.store.counts(latest.id).get(s, 0) for s in ("queued", "sending", "deferred"))
               if latest else 0)
-    return JSONResponse({"status": "ok", "last_digest_period": latest.period if latest else None,
-                         "queued_deliveries": queued, **state.health()})
+    facts = {"problems": [], "warnings": [], **state.health()}
+    return JSONResponse({"status": "problems" if facts["problems"] else "ok",
+                         "last_digest_period": latest.period if latest else None, "queued_deliveries": queued,
+                         **facts}, status_code=503 if facts["problems"] else 200)

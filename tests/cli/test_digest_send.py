@@ -283,3 +283,17 @@ def test_an_issue_renders_only_its_own_posts_and_links_to_older_ones(tmp_path, m
     assert rendered == ["生成AIと著作権の現在地"]
     (post,) = issue.posts
     assert "https://blog.example.com/" in post.html and "post-40" in post.html
+
+
+def test_cancelling_an_issue_that_went_out_says_so_changes_nothing_and_exits_1(site, smtp_server):
+    add_subscribers(site, 3)
+    assert feedpub("digest", "send").exit_code == 0
+    (issue,) = open_store(f"sqlite:///{site}/.feedpub/feedpub.db").issues()
+    before = feedpub("digest", "status").stdout
+
+    cancelled = feedpub("digest", "cancel", issue.period)
+    assert cancelled.exit_code == 1
+    assert cancelled.stdout == ""
+    assert f"issue {issue.period}: nothing to cancel: every delivery was already sent" in cancelled.stderr
+    assert feedpub("digest", "status").stdout == before          # still sent, not "cancelled"
+    assert feedpub("digest", "cancel", issue.period).exit_code == 1   # and again: nothing was held

@@ -87,3 +87,12 @@ def test_a_key_that_cannot_sign_stops_every_command(tmp_path: Path, key_text: st
         code, _, err = feedpub("--config", str(config), *command)
         assert code == 2
         assert err.startswith(f"feedpub: {config}:{line}: ") and message in err, err
+
+
+def test_keygen_makes_the_folder_it_writes_into_readable_only_by_its_owner(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = feedpub("dkim", "keygen", "--bits", "1024", "--output", "dkim/x.key")
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "dkim").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "dkim" / "x.key").stat().st_mode) == 0o600
+    assert out.startswith("feedpub._domainkey IN TXT ")

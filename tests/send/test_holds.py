@@ -11,6 +11,7 @@ import pytest
 
 from feedpub import holds
 from feedpub.config_file import load_config
+from feedpub.schema import deliveries
 from feedpub.send.delivery import deliver
 from feedpub.send.dispatch import Messages, send_due_retries
 from feedpub.store import open_store, utcnow
@@ -79,3 +80,15 @@ def test_cancel_ends_the_unsent_rest_for_good(sending, smtp_server):
         holds.resume(store, issue.period)
     with pytest.raises(holds.HoldError, match="no issue 'nope'"):
         holds.pause(store, "nope")
+
+
+def test_cancelling_an_issue_with_nothing_left_to_send_changes_nothing(sending):
+    _, store, issue = sending
+    with store.writing() as conn:     # every row went out (one refused): nothing is left to cancel
+        conn.execute(deliveries.update().where(deliveries.c.issue_id == issue.id).values(status="sent"))
+        conn.execute(deliveries.update().where(deliveries.c.id == conn.scalar(
+            deliveries.select().with_only_columns(deliveries.c.id).limit(1))).values(status="failed"))
+    with pytest.raises(holds.NothingToCancel, match=f"issue {issue.period}: nothing to cancel"):
+        holds.cancel(store, issue.period)
+    assert holds.state(store, issue.id) is None
+    assert store.counts(issue.id)["sent"] == READERS - 1 and store.counts(issue.id)["cancelled"] == 0

@@ -230,9 +230,25 @@ def test_feeds_served_with_types_etag_and_304(web) -> None:
 
 def test_healthz(web) -> None:
     client, _, _ = web
-    body = client.get("/healthz").json()
-    assert body == {"status": "ok", "last_digest_period": None, "queued_deliveries": 0,
-                    "last_build": "2025-12-16T00:00:00Z"}
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "last_digest_period": None, "queued_deliveries": 0,
+                             "last_build": "2025-12-16T00:00:00Z", "problems": [], "warnings": []}
+
+
+@pytest.mark.parametrize(("problems", "status", "code"),
+                         [([], "ok", 200), (["posts/b.md:1: 壊れている"], "problems", 503)])
+def test_healthz_answers_503_for_problems_and_200_for_warnings_alone(site, monkeypatch, problems, status, code) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    warnings = ["posts/a.md:3: key 'title' appears twice; the last one is used (expected each key once)"]
+    app = create_app(site.config, open_store(site.config.store_url), send_confirmation=lambda *mail: None,
+                     categories=lambda: [], health=lambda: {"last_build": None, "problems": problems,
+                                                            "warnings": warnings})
+    with TestClient(app) as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == code
+    assert answer.json()["status"] == status
+    assert answer.json()["problems"] == problems and answer.json()["warnings"] == warnings
 
 
 def test_archive_links_without_token_explain_what_to_do(web) -> None:

@@ -42,7 +42,10 @@ class Dashboard:
 def make_app(config: Any, store: Store) -> Any:
     return create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: ["AI導入戦略", "news"],
                       health=lambda: {"last_build": "2026-12-01T00:00:00+00:00", "last_build_posts": 12,
-                                      "last_build_problems": 1})
+                                      "last_build_problems": 1, "last_build_warnings": 2,
+                                      "problems": ["posts/b.md:1: front matter is not closed"],
+                                      "warnings": ["posts/a.md:3: warning: key 'title' appears twice",
+                                                   "posts/c.md:2: warning: <script>alert(1)</script>"]})
 
 
 def seed(store: Store) -> int:

@@ -36,7 +36,12 @@ def test_overview_shows_the_list_the_last_issue_the_queue_and_the_schedule(dashb
     assert "<svg" in page and "Subscribers per week" in page and "<script" not in page
     assert f'href="/admin/issues/{PERIOD}"' in page
     assert "25.0%" in page                          # 1 sent of 4 recipients
-    assert "12 posts, 1 problems" in page           # the last build, from the daemon's facts
+    assert "12 posts, 1 problems, 2 warnings" in page           # the last build, from the daemon's facts
+    problems = page[page.index('<ul class="problems">'):]
+    warnings = page[page.index('<ul class="warnings">'):]
+    assert problems.index("front matter is not closed") < problems.index("</ul>")
+    assert warnings.index("key &#39;title&#39; appears twice") < warnings.index("</ul>")
+    assert "appears twice" not in problems[:problems.index("</ul>")]      # warnings apart from problems
     assert "Next digest" in page and "Queued" in page
 
 
