@@ -55,14 +55,17 @@ _FULL = re.compile(r"mailbox (is |was )?full|over ?quota|quota\s+(exceeded|excee
 _NOT_THE_ADDRESS = re.compile(r"gr[ae]y ?list|try (again )?later|temporar|deferred|please retry|spam|blocked|"
                               r"block ?list|black ?list|reputation|rate limit|too many|throttl|dmarc|\bspf\b|dkim|"
                               r"policy|content|suspicious|unsolicited|bulk|message rejected|too (big|large)|"
-                              r"size exceeds|message size|virus|malware|\blisted\b|\brbl\b|spamhaus", re.I)
+                              r"size exceeds|message size|virus|malware|\blisted\b|\brbl\b|spamhaus|dnsbl|spamcop|"
+                              r"sorbs|barracuda|hop count|mail loop|routing loop|loops back|too many hops|"
+                              r"sender verify|callout|greylist|not permitted", re.I)
 _NO_SUCH_ADDRESS = re.compile(
-    r"user unknown|unknown user|no such (user|recipient|mailbox|address|account|domain)|does ?n[o']t exist|"
-    r"not exist|unknown (recipient|address|mailbox|alias)|invalid (recipient|mailbox|address|user)|"
-    r"recipient (address )?rejected|mailbox (not found|unavailable|does not exist|disabled|inactive)|"
-    r"address rejected|no mailbox|account (has been |is |was )?(disabled|closed|deactivated|inactive|suspended|"
+    r"(user|addressee|recipient|host|domain) unknown|no such (user|recipient|mailbox|address|account|domain)|"
+    r"does ?n[o']t exist|not exist|unknown (user|recipient|address(ee)?|mailbox|alias|host|domain)|"
+    r"invalid (recipient|mailbox|address|user)|"
+    r"mailbox (not found|unavailable|does not exist|disabled|inactive)|"
+    r"no mailbox|account (has been |is |was )?(disabled|closed|deactivated|inactive|suspended|"
     r"terminated|expired)|not a valid (recipient|mailbox|user|address)|unrouteable|unroutable|user not found|"
-    r"recipientnotfound|domain (not found|does not exist)|host (or domain name )?not found|name service error|"
+    r"recipientnotfound|domain (not found|does not exist)|host (or domain name )?not found|"
     r"nxdomain|null mx|does not accept mail|bad destination|address not found|doesn't have an? .{1,40} account|"
     r"no longer (active|available|valid|in use)|not listed in|unknown or illegal alias|user (account )?expired|"
     r"invalid final delivery userid|recipient name is not recognized|宛先.{0,10}(存在|不明)|存在しません", re.I)
@@ -86,10 +89,10 @@ _AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
 # domain …: Host not found, try again" is DNS's TRY_AGAIN, not a domain that does not exist.
 _TEMPORARY = re.compile(r"not\s+found,\s+try\s+again|temporar(y|ily)\s+(failure|error|suspended|unavailable)", re.I)
 _REPLY_CODE = re.compile(r"\b([45])\d\d\b")
-# RFC 3463 subjects and details that are about the address itself.
-_ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
-# …and those that are not, whatever the class: full mailbox, message too big, expired in a queue.
-_PASSING_STATUSES = re.compile(r"^5\.2\.[23]$|^5\.3\.[14]$|^5\.4\.[57]$|^5\.1\.[78]$")
+# RFC 3463 subjects and details that are about the address itself (5.4.6, a routing loop, is not).
+_ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[14]$|^5\.1\.10$")
+# …and those that are not, whatever the class: full mailbox, message too big, expired in a queue, a loop.
+_PASSING_STATUSES = re.compile(r"^5\.2\.[23]$|^5\.3\.[14]$|^5\.4\.[567]$|^5\.1\.[78]$")
 
 
 @dataclass(frozen=True)
@@ -230,9 +233,19 @@ def _classified(raw: bytes) -> Bounce:
     return found("not-a-bounce", [], None, None, "no report, no mail system's bounce, no automatic reply")
 
 
+def refusal(reply: str) -> Literal["hard", "soft"]:
+    """An SMTP server's refusal while we send ("550 5.1.1 <x>: User unknown"), judged by the rule returned
+    mail is judged by: hard only when it is permanent and about the address."""
+    status, _ = heuristics.status_in(reply)
+    return severity(status, reply)
+
+
 def severity(status: str | None, diagnostic: str | None) -> Literal["hard", "soft"]:
     """Hard when the failure is permanent and about the address; soft otherwise, and when it says neither
-    its class nor what was wrong: a dead address is suppressed at once, so it takes evidence."""
+    its class nor what was wrong: a dead address is suppressed at once, so it takes evidence. Words are
+    that evidence before a status is: many servers write 5.1.x (or 5.1.0, "other address status") for
+    a refusal whose words name another cause (a block list, a rate, SPF, a loop), and 5.x.x other than
+    the address statuses (5.5.x protocol, 5.6.x content, 5.3.x system) is never about the address."""
     words = diagnostic or ""
     if status is None:
         code = _REPLY_CODE.search(words)
@@ -245,13 +258,13 @@ def severity(status: str | None, diagnostic: str | None) -> Literal["hard", "sof
     if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words) \
             or _REFUSED_BY_RECIPIENT.search(words):
         return "soft"
-    if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
+    if _NO_SUCH_ADDRESS.search(words):
         return "hard"
     if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words) or _AT_DATA.search(words):
         return "soft"
     # 5.0.0 says only "permanent" (RFC 3463 "other undefined status"): without words about the address it
-    # is counted, not taken for a dead address.
-    return "soft" if status == "5.0.0" else "hard"
+    # is counted, not taken for a dead address; so is any status that is not about the address.
+    return "hard" if _ADDRESS_STATUSES.match(status) else "soft"
 
 
 def _mailed_address(block: reports.RecipientStatus, mailed: set[str]) -> str:
