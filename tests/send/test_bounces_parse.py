@@ -97,6 +97,23 @@ EXPECTED = {
     "ses-notification-by-email-json.eml": ("hard", ["kaito.hayashi@example.jp"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.
     "microsoft-jmrp-complaint.eml": ("complaint", ["tomoko.ito@outlook.example"], None),
+    # Only evidence about the address suppresses (issue 21): words naming another cause (a rate, a block
+    # list) outweigh a 5.1.x status, a loop (5.4.6) and a DNS answer without data are no dead address…
+    "cox-rate-limit-status-5-1-0.eml": ("soft", ["mio.tanaka@cox.example.net"], "5.1.0"),
+    "postfix-blocklist-status-5-1-0.eml": ("soft", ["ren.suzuki@strict.example.com"], "5.1.0"),
+    "postfix-hop-count-exceeded.eml": ("soft", ["aoi.yamamoto@loop.example.org"], "5.4.6"),
+    "postfix-name-service-error-no-data.eml": ("soft", ["yuna.kobayashi@nodata.example.jp"], None),
+    # …a status that is no address status is hard only by its words ("Addressee unknown"), and a quoted
+    # Message-Id's dotted numbers ("<5.0.2.1.0.2025…>") are no status;
+    "smtp32-addressee-unknown-5-3-0.eml": ("hard", ["sho.inoue@isp.example.net"], "5.3.0"),
+    # a message whose boundary was lost is read as text; OpenSMTPD's copy starts "Below is a copy of the
+    # original message:";
+    "carrier-boundary-lost-no-such-user.eml": ("hard", ["5550123@vtext.example.com"], "5.0.0"),
+    "opensmtpd-domain-does-not-exist.eml": ("hard", ["takeshi.mori@gone.example.jp"], None),
+    # text in ISO-2022-JP or Shift_JIS is decoded (by its escapes, or by trying the legacy charsets) before it
+    # is judged, even when no charset is declared.
+    "notes-iso-2022-jp-undeclared.eml": ("hard", ["daichi.ishii@notes.example.co.jp"], "5.0.0"),
+    "carrier-shift-jis-mailbox-full.eml": ("soft", ["hinata.sato@carrier.example.ne.jp"], "5.0.0"),
 }
 
 
@@ -121,6 +138,9 @@ def test_every_sample_is_classified_with_its_recipient_status_and_words(tmp_path
     assert "User unknown" in by_name["postfix-user-unknown.eml"]["diagnostic"]
     assert "does not exist" in by_name["gmail-no-such-user-ja.eml"]["diagnostic"]
     assert by_name["exchange-out-of-office.eml"]["diagnostic"] is None
+    notes = by_name["notes-iso-2022-jp-undeclared.eml"]["diagnostic"]
+    assert "宛先のユーザ daichi.ishii@notes.example.co.jp は存在しません" in notes
+    assert "552 メールボックスの容量を超えています" in by_name["carrier-shift-jis-mailbox-full.eml"]["diagnostic"]
 
 
 def test_parse_writes_nothing_and_needs_no_store(tmp_path):
