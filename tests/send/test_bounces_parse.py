@@ -97,6 +97,8 @@ EXPECTED = {
     "ses-notification-by-email-json.eml": ("hard", ["kaito.hayashi@example.jp"], "5.1.1"),
     # Microsoft's complaint reports (JMRP) are no ARF.
     "microsoft-jmrp-complaint.eml": ("complaint", ["tomoko.ito@outlook.example"], None),
+    # an ARF report is one by its message/feedback-report part, whatever the wrapper says.
+    "arf-abuse-in-multipart-mixed.eml": ("complaint", ["kanon.ueda@isp.example.ne.jp"], None),
     # Only evidence about the address suppresses (issue 21): words naming another cause (a rate, a block
     # list) outweigh a 5.1.x status, a loop (5.4.6) and a DNS answer without data are no dead address…
     "cox-rate-limit-status-5-1-0.eml": ("soft", ["mio.tanaka@cox.example.net"], "5.1.0"),

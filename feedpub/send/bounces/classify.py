@@ -140,12 +140,13 @@ def _classified(raw: bytes) -> Bounce:
               why: str) -> Bounce:
         return Bounce(kind, tuple(dict.fromkeys(recipients)), status, diagnostic, why, key, feedback_id)
 
-    kind_of_report = reports.report_type(message)
     if returned is not None and returned.get("X-HmXmrOriginalRecipient"):
         # Microsoft's complaint report (JMRP) is no ARF: the reported message, as delivered, names its reader.
         return found("complaint", _header_addresses(returned, "X-HmXmrOriginalRecipient"), None,
                      "complaint report (Microsoft JMRP)", "Microsoft JMRP report: X-HmXmrOriginalRecipient")
-    feedback = reports.feedback_report(message) if kind_of_report == "feedback-report" else None
+    # Some feedback loops wrap their report in multipart/mixed, or leave out report-type: the
+    # message/feedback-report part is what makes it one.
+    feedback = reports.feedback_report(message)
     if feedback is not None:
         recipients = feedback.recipients or tuple(_to_addresses(returned))
         agent = f" from {feedback.user_agent}" if feedback.user_agent else ""

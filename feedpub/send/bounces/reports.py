@@ -40,13 +40,6 @@ class FeedbackReport:
     user_agent: str
 
 
-def report_type(message: Message) -> str:
-    """"delivery-status", "feedback-report", … for a multipart/report; "" for anything else."""
-    if message.get_content_type() != "multipart/report":
-        return ""
-    return str(message.get_param("report-type", "") or "").lower()
-
-
 def delivery_status(message: Message) -> list[RecipientStatus] | None:
     """The per-recipient blocks of a DSN; None when the message has no delivery-status part."""
     part = _part(message, _DSN_TYPES)
