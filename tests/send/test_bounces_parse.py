@@ -108,6 +108,8 @@ EXPECTED = {
     # …a status that is no address status is hard only by its words ("Addressee unknown"), and a quoted
     # Message-Id's dotted numbers ("<5.0.2.1.0.2025…>") are no status;
     "smtp32-addressee-unknown-5-3-0.eml": ("hard", ["sho.inoue@isp.example.net"], "5.3.0"),
+    # …and words that say the user does not exist outweigh a 5.7.x status.
+    "postfix-nonexistent-user-5-7-1.eml": ("hard", ["itsuki.kimura@inbox.example.lv"], "5.7.1"),
     # a message whose boundary was lost is read as text; OpenSMTPD's copy starts "Below is a copy of the
     # original message:";
     "carrier-boundary-lost-no-such-user.eml": ("hard", ["5550123@vtext.example.com"], "5.0.0"),

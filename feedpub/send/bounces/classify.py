@@ -59,7 +59,8 @@ _NOT_THE_ADDRESS = re.compile(r"gr[ae]y ?list|try (again )?later|temporar|deferr
                               r"sorbs|barracuda|hop count|mail loop|routing loop|loops back|too many hops|"
                               r"sender verify|callout|greylist|not permitted", re.I)
 _NO_SUCH_ADDRESS = re.compile(
-    r"(user|addressee|recipient|host|domain) unknown|no such (user|recipient|mailbox|address|account|domain)|"
+    r"(user|address(ee)?|recipient|host|domain) unknown|no such (user|recipient|mailbox|address|account|domain)|"
+    r"non-?existent (user|recipient|mailbox|address|account|domain)|"
     r"does ?n[o']t exist|not exist|unknown (user|recipient|address(ee)?|mailbox|alias|host|domain)|"
     r"invalid (recipient|mailbox|address|user)|"
     r"mailbox (not found|unavailable|does not exist|disabled|inactive)|"
