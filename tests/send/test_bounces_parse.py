@@ -43,10 +43,10 @@ EXPECTED = {
     "helpdesk-auto-acknowledgement.eml": ("auto-reply", [], None),
     "dsn-success-without-action.eml": ("not-a-bounce", ["momo@example.org"], None),
     # Shapes the real-bounce corpus (bench/bounce_accuracy.py) showed us missing:
-    # a reply folded over lines is read whole ("Recipient address rejected" is on the line below the code);
-    # Postfix writes "Recipient address rejected:" before whatever a recipient restriction says, so only its
-    # words count: "Access denied" under 5.7.1 is a policy, not a dead address;
-    "exim-recipient-rejected-folded.eml": ("soft", ["paul@shop.example.ch"], "5.7.1"),
+    # a reply folded over lines is read whole ("Recipient address rejected" is on the line below the code;
+    # Postfix writes it before whatever a recipient restriction says, so it counts with its words: "Access
+    # denied" is the receiving site refusing this very address);
+    "exim-recipient-rejected-folded.eml": ("hard", ["paul@shop.example.ch"], "5.7.1"),
     # a refusal at MAIL FROM, or one that names our own sender, is not about the recipient;
     "exim-sender-unroutable.eml": ("soft", ["quinn@university.example.edu"], "5.0.0"),
     "exim-sender-domain-invalid.eml": ("soft", ["rie.kato@hosting.example.com"], "5.2.0"),

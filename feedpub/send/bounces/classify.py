@@ -61,6 +61,9 @@ _NOT_THE_ADDRESS = re.compile(r"gr[ae]y ?list|try (again )?later|temporar|deferr
 _NO_SUCH_ADDRESS = re.compile(
     r"(user|address(ee)?|recipient|host|domain) unknown|no such (user|recipient|mailbox|address|account|domain)|"
     r"non-?existent (user|recipient|mailbox|address|account|domain)|"
+    # Postfix's check_recipient_access REJECT, Exchange Online's directory check (5.4.1): the site refuses
+    # this very address. (A relay's "Relay access denied" refuses us: `_NOT_THE_RECIPIENT`.)
+    r"recipient address rejected: access denied|"
     r"does ?n[o']t exist|not exist|unknown (user|recipient|address(ee)?|mailbox|alias|host|domain)|"
     r"invalid (recipient|mailbox|address|user)|"
     r"mailbox (not found|unavailable|does not exist|disabled|inactive)|"
