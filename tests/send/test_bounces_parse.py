@@ -118,6 +118,7 @@ EXPECTED = {
     # is judged, even when no charset is declared.
     "notes-iso-2022-jp-undeclared.eml": ("hard", ["daichi.ishii@notes.example.co.jp"], "5.0.0"),
     "carrier-shift-jis-mailbox-full.eml": ("soft", ["hinata.sato@carrier.example.ne.jp"], "5.0.0"),
+    "dsn-diagnostic-raw-shift-jis.eml": ("hard", ["yuzuki.honda@carrier.example.ne.jp"], "5.0.0"),
 }
 
 
@@ -145,6 +146,7 @@ def test_every_sample_is_classified_with_its_recipient_status_and_words(tmp_path
     notes = by_name["notes-iso-2022-jp-undeclared.eml"]["diagnostic"]
     assert "宛先のユーザ daichi.ishii@notes.example.co.jp は存在しません" in notes
     assert "552 メールボックスの容量を超えています" in by_name["carrier-shift-jis-mailbox-full.eml"]["diagnostic"]
+    assert by_name["dsn-diagnostic-raw-shift-jis.eml"]["diagnostic"] == "550 このメールアドレスは存在しません"
 
 
 def test_parse_writes_nothing_and_needs_no_store(tmp_path):

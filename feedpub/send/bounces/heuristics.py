@@ -98,19 +98,21 @@ def subject_of(message: Message) -> str:
     Japanese carrier writes "メールエラー通知" unencoded, in UTF-8 or Shift_JIS) and raw ISO-2022-JP are
     decoded as `decoded` guesses."""
     subject = message.get("Subject", "")
+    value = header_text(subject)
     if isinstance(subject, Header):
-        return "".join(decoded(part, None) if isinstance(part, bytes) else part
-                       for part, _ in decode_header(subject))
-    value = header_text(str(subject))
+        return value
     try:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError):
         return value
 
 
-def header_text(value: str) -> str:
-    """A header value as `email` (compat32) gives it, with the raw 8-bit bytes it kept as surrogates and raw
-    ISO-2022-JP decoded: a Japanese server's Diagnostic-Code or Subject in its own charset."""
+def header_text(value: str | Header) -> str:
+    """A header value as `email` (compat32) gives it — a `Header` of raw 8-bit bytes, or a string with
+    them as surrogates, or raw ISO-2022-JP — decoded: a Japanese server's Diagnostic-Code or Subject in its
+    own charset."""
+    if isinstance(value, Header):
+        return "".join(decoded(part, None) if isinstance(part, bytes) else part for part, _ in decode_header(value))
     if value.isascii() and "\x1b" not in value:
         return value
     return decoded(value.encode("ascii", "surrogateescape"), None)

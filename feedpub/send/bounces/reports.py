@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 
+from feedpub.send.bounces.heuristics import header_text
+
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _FEEDBACK_TYPES = ("message/feedback-report",)
 _RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
@@ -52,7 +54,7 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
         if not address:
             continue
         found = _ENHANCED_STATUS.search(str(block.get("Status", "")))
-        diagnostic = _unfold(str(block.get("Diagnostic-Code", "")))
+        diagnostic = _unfold(header_text(block.get("Diagnostic-Code", "")))
         diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic[:12] else diagnostic
         status = found[1] if found else None
         said = _ENHANCED_STATUS.search(diagnostic)
