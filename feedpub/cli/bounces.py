@@ -20,9 +20,7 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, fail, say
 from feedpub.cli.subscribers import _table, open_store_or_fail
 from feedpub.errors import ConfigError
 
-KINDS = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce")
-# A message read from a file or stdin is cut here: no bounce needs more, and a runaway pipe cannot fill memory.
-_READ_LIMIT = 64 * 1024 * 1024
+KINDS = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce", "unreadable")
 
 
 @click.group()
@@ -31,37 +29,40 @@ def bounces() -> None:
 
 
 @bounces.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
 @click.pass_obj
-def parse(app: App, files: tuple[Path, ...], fmt: str) -> None:
-    """Classify messages and print why; records nothing, changes nothing."""
+def parse(app: App, files: tuple[str, ...], fmt: str) -> None:
+    """Classify messages (FILE…, or - for one on stdin) and print why; records nothing, changes nothing."""
     from feedpub.send.bounces.classify import classify
     from feedpub.send.bounces.process import Returned, named_delivery, verified
 
     config = app.config
-    results, unreadable = [], 0
-    for file in files:
-        raw = _read(file)
+    results, skipped = [], 0
+    for name in files:
+        raw = _read(name)
         if raw is None:
-            unreadable += 1
+            skipped += 1
             continue
         bounce = classify(raw)
+        if bounce.kind == "unreadable":
+            skipped += 1
+            click.echo(f"{name}: {bounce.why}", err=True)
         try:
-            item = Returned(bounce, named_delivery(config, raw), raw, str(file))
+            item = Returned(bounce, named_delivery(config, raw), raw, name)
             trusted = all(verified(config, item, recipient) for recipient in bounce.recipients or ("",))
         except ConfigError as exc:
             fail(str(exc))
-        results.append({"file": str(file), "kind": bounce.kind, "recipients": list(bounce.recipients),
+        results.append({"file": name, "kind": bounce.kind, "recipients": list(bounce.recipients),
                         "status": bounce.status, "diagnostic": bounce.diagnostic,
-                        "delivery": item.named.delivery_id, "verified": trusted})
+                        "delivery": item.named.delivery_id, "verified": trusted, "why": bounce.why})
     if fmt == "json":
         for result in results:
             click.echo(json.dumps(result, ensure_ascii=False))
     else:
-        _table([[r["file"], r["kind"], ", ".join(r["recipients"]), r["status"] or "", r["diagnostic"] or ""]
-                for r in results], ["FILE", "KIND", "RECIPIENTS", "STATUS", "DIAGNOSTIC"])
-    raise SystemExit(PARTIAL if unreadable else OK)
+        _table([[r["file"], r["kind"], ", ".join(r["recipients"]), r["status"] or "", r["diagnostic"] or r["why"]]
+                for r in results], ["FILE", "KIND", "RECIPIENTS", "STATUS", "DIAGNOSTIC OR WHY"])
+    raise SystemExit(PARTIAL if skipped else OK)
 
 
 @bounces.command()
@@ -70,23 +71,26 @@ def parse(app: App, files: tuple[Path, ...], fmt: str) -> None:
 def process(app: App, files: tuple[str, ...]) -> None:
     """Record messages (FILE…, or - for one on stdin, as from a Postfix alias "|feedpub bounces process -")
     and suppress or unsubscribe as they say."""
-    from feedpub.send.bounces.process import process_message
+    from feedpub.send.bounces.process import read_message, record_all
 
     config = app.config
     store = open_store_or_fail(app)
-    unreadable = 0
+    skipped = 0
     for name in files:
-        raw = sys.stdin.buffer.read(_READ_LIMIT) if name == "-" else _read(Path(name))
+        raw = _read(name)
         if raw is None:
-            unreadable += 1
+            skipped += 1
             continue
         try:
-            outcomes = process_message(config, store, raw, "stdin" if name == "-" else f"file:{Path(name).resolve()}")
+            item = read_message(config, raw, "stdin" if name == "-" else f"file:{Path(name).resolve()}")
         except ConfigError as exc:
             fail(str(exc))
-        for outcome in outcomes:
+        for outcome in record_all(config, store, [item])[0]:
             say(f"{name}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}")
-    raise SystemExit(PARTIAL if unreadable else OK)
+        if item.bounce.kind == "unreadable":
+            skipped += 1
+            click.echo(f"{name}: {item.bounce.why}", err=True)
+    raise SystemExit(PARTIAL if skipped else OK)
 
 
 @bounces.command()
@@ -101,10 +105,15 @@ def poll(app: App) -> None:
         fail(f"{config.source}: neither bounces.mailbox nor bounces.imap_url is set (expected one of them)")
     store = open_store_or_fail(app)
 
+    unreadable = []
+
     def show(read) -> None:  # noqa: ANN001 - feedpub.send.bounces.sources.Read, imported lazily
         for outcome in read.outcomes:
             moved = " (moved)" if read.moved else ""
             say(f"{read.where}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}{moved}")
+        if read.unreadable and any(outcome.evidence_id for outcome in read.outcomes):
+            unreadable.append(read)
+            click.echo(f"{read.where}: {read.unreadable}", err=True)
 
     try:
         poll_sources(config, store, show)
@@ -113,6 +122,7 @@ def poll(app: App) -> None:
         raise SystemExit(FAILED) from exc
     except ConfigError as exc:
         fail(str(exc))
+    raise SystemExit(PARTIAL if unreadable else OK)
 
 
 @bounces.command(name="list")
@@ -164,12 +174,21 @@ def show(app: App, evidence_id: int) -> None:
     sys.stdout.buffer.write(found.raw if found.raw.endswith(b"\n") else found.raw + b"\n")
 
 
-def _read(file: Path) -> bytes | None:
+def _read(name: str) -> bytes | None:
+    """The message in file `name` (or on stdin for "-"), read up to one byte past what is ever read of a
+    message: past it, it is unreadable, and a runaway pipe cannot fill memory."""
+    from feedpub.send.bounces.classify import SIZE_LIMIT
+
+    if name == "-":
+        raw = sys.stdin.buffer.read(SIZE_LIMIT + 1)
+        while sys.stdin.buffer.read(1 << 20):   # the rest, unkept: an MTA piping it in sees it all taken
+            pass
+        return raw
     try:
-        with file.open("rb") as handle:
-            return handle.read(_READ_LIMIT)
+        with open(name, "rb") as handle:
+            return handle.read(SIZE_LIMIT + 1)
     except OSError as exc:
-        click.echo(f"{file}: cannot read ({exc.strerror}) (expected a message file)", err=True)
+        click.echo(f"{name}: cannot read ({exc.strerror}) (expected a message file)", err=True)
         return None
 
 

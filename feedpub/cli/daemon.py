@@ -175,6 +175,8 @@ class Daemon:
         from feedpub.send.bounces.sources import poll  # lazy: flufl.bounce + imapclient, ~120 ms (-X importtime)
 
         def logged(read: Any) -> None:
+            if read.unreadable and any(outcome.evidence_id is not None for outcome in read.outcomes):
+                log.warning("%s: %s", read.where, read.unreadable)
             for outcome in read.outcomes:
                 if outcome.evidence_id is not None and outcome.kind != "not-a-bounce":
                     log.info("%s: %s: %s: %s", read.where, outcome.recipient or "-", outcome.kind, outcome.effect)

@@ -363,3 +363,21 @@ def test_unverified_soft_bounces_count_for_nothing(store_config, monkeypatch):
     assert soft_bounce(config, store, reader, delivery, "real@mx", START + timedelta(hours=5)) == \
         "counted: soft bounce 1 of 3 within 30d"
     assert store.suppression(reader) is None
+
+
+def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_still_acts(sent):
+    config, senders = sent
+    nested = b"From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail\nMessage-ID: <deep@mx.example.net>\n" + \
+        b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(3000))
+    first = process(config, nested)
+    assert first.exit_code == 1
+    assert first.stdout == "-: -: unreadable: none: no recipient found in the message\n"
+    assert first.stderr == "-: unreadable: 3000 multipart or message/* parts (at most 50 are read)\n"
+    assert process(config, nested).stdout == "-: -: unreadable: recorded before; nothing done again\n"
+
+    reader = READERS[1]
+    raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
+    second = process(config, raw)
+    assert (second.exit_code, second.stdout) == (0, f"-: {reader}: hard: suppressed\n")
+    rows = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert [(row["kind"], row["source"]) for row in rows] == [("unreadable", "stdin"), ("hard", "stdin")]

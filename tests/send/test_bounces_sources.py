@@ -3,6 +3,7 @@ is processed and moved to bounces.processed_folder; everything else stays exactl
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import shutil
@@ -187,3 +188,109 @@ def test_round_trip_bounces_in_imap_suppress_readers_and_the_next_issue_skips_th
     result = send_due_issue(config, store, slot + timedelta(days=7, minutes=1))
     assert result.summary is not None and result.summary.sent == 2
     assert sorted(r.rcpt_tos[0] for r in smtp_server.received[first:]) == [READERS[0], READERS[3]]
+
+
+def hostile() -> dict[str, bytes]:
+    """Messages that no parser may be let loose on: the issue's 3,000 nested multiparts (~170 KB), 100,000
+    one-line parts in one multipart, and a message larger than any returned mail."""
+    head = b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n" \
+           b"Message-ID: <%s@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+    nested = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(3000))
+    closed = b"".join(b"--b%d--\r\n" % i for i in reversed(range(3000)))
+    parts = b"Content-Type: multipart/mixed; boundary=p\r\n\r\n" + b"--p\r\n\r\nx\r\n" * 100_000 + b"--p--\r\n"
+    return {
+        "nested": head % b"nested" + nested + b"Content-Type: text/plain\r\n\r\n550 5.1.1 no\r\n" + closed,
+        "parts": head % b"parts" + parts,
+        "oversized": head % b"oversized" + b"Content-Type: text/plain\r\n\r\n" + (b"x" * 78 + b"\r\n") * 140_000,
+    }
+
+
+HOSTILE_WHY = {
+    "nested": "unreadable: 3000 multipart or message/* parts (at most 50 are read)",
+    "parts": "unreadable: 100001 MIME boundary lines (at most 500 are read)",
+    "oversized": "unreadable: larger than 10 MiB (expected returned mail, which is never that big)",
+}
+
+
+def test_hostile_mail_before_a_bounce_in_a_maildir_is_recorded_once_and_moved(sent, tmp_path):
+    config, senders = sent
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    keys = {name: box.add(raw) for name, raw in hostile().items()}      # read first: Maildir keys sort by time
+    keys["hard"] = box.add(returned_mail(senders)["hard"])
+    configure(config, mailbox="Maildir")
+
+    result = feedpub(config, "bounces", "poll")
+    assert result.exit_code == 1, result.output
+    where = f"mailbox:{tmp_path / 'Maildir'}#"
+    unreadable = ": -: unreadable: none: no recipient found in the message (moved)"
+    assert result.stdout.splitlines() == [*(f"{where}{keys[name]}{unreadable}" for name in HOSTILE_WHY),
+                                          f"{where}{keys['hard']}: {READERS[1]}: hard: suppressed (moved)"]
+    assert result.stderr.splitlines() == [f"{where}{keys[name]}: {why}" for name, why in HOSTILE_WHY.items()]
+    assert subscribers(config)[READERS[1]]["suppressed"]
+    assert list(mailbox.Maildir(tmp_path / "Maildir", create=False).keys()) == []
+
+    recorded = json.loads(feedpub(config, "bounces", "list", "--kind", "unreadable", "--format", "json").stdout)
+    assert [row["kind"] for row in recorded] == ["unreadable"] * 3
+    assert [feedpub(config, "bounces", "show", str(row["id"])).stdout.splitlines()[8] for row in recorded] == \
+        [f"why:        {why}" for why in HOSTILE_WHY.values()]
+    again = feedpub(config, "bounces", "poll")
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_hostile_mail_before_a_bounce_in_an_mbox_is_recorded_once(sent, tmp_path):
+    config, senders = sent
+    box = mailbox.mbox(tmp_path / "bounces.mbox", create=True)
+    for raw in (*hostile().values(), returned_mail(senders)["hard"]):
+        box.add(raw)
+    box.close()
+    configure(config, mailbox="bounces.mbox")
+
+    result = feedpub(config, "bounces", "poll")
+    assert result.exit_code == 1, result.output
+    assert [line.split(": ", 1)[1] for line in result.stderr.splitlines()] == list(HOSTILE_WHY.values())
+    assert result.stdout.splitlines()[-1].endswith(f"#3: {READERS[1]}: hard: suppressed")
+    assert subscribers(config)[READERS[1]]["suppressed"]
+    again = feedpub(config, "bounces", "poll")     # an mbox is only read: the same four, nothing done again
+    assert again.exit_code == 0 and again.stderr == ""
+    assert [line.rsplit(": ", 1)[1] for line in again.stdout.splitlines()] == \
+        ["recorded before; nothing done again"] * 4
+
+
+def test_hostile_mail_before_a_bounce_in_imap_is_recorded_once_and_moved(sent, imap_server):
+    config, senders = sent
+    for raw in hostile().values():
+        imap_server.deliver(raw)
+    imap_server.deliver(returned_mail(senders)["hard"])
+    configure(config, imap_url=imap_server.url, imap_password_env="TEST_IMAP_PASSWORD")
+
+    result = feedpub(config, "bounces", "poll", TEST_IMAP_PASSWORD=PASSWORD)
+    assert result.exit_code == 1, result.output
+    where = f"imap:{imap_server.url}#"
+    assert result.stderr.splitlines() == [f"{where}{uid}: {why}" for uid, why in enumerate(HOSTILE_WHY.values(), 1)]
+    assert result.stdout.splitlines()[-1] == f"{where}4: {READERS[1]}: hard: suppressed (moved)"
+    assert subscribers(config)[READERS[1]]["suppressed"]
+
+    client = imap_server.client()
+    assert client.select_folder("INBOX")[b"EXISTS"] == 0
+    assert client.select_folder("feedpub-processed")[b"EXISTS"] == 4
+    client.logout()
+    again = feedpub(config, "bounces", "poll", TEST_IMAP_PASSWORD=PASSWORD)
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_the_daemon_reads_past_hostile_mail_and_logs_why(sent, tmp_path, monkeypatch, caplog):
+    config_path, senders = sent
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(hostile()["nested"])
+    box.add(returned_mail(senders)["hard"])
+    configure(config_path, mailbox="Maildir")
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    config = load_config(config_path)
+    daemon = Daemon(config, open_store(config.store_url), None, Publisher())
+
+    daemon.read_bounces()
+    assert subscribers(config_path)[READERS[1]]["suppressed"]
+    assert HOSTILE_WHY["nested"] in caplog.text and "reading bounces failed" not in caplog.text
+    caplog.clear()
+    daemon.read_bounces()                  # both were moved: the next poll finds nothing
+    assert caplog.text == ""

@@ -317,3 +317,53 @@ def test_relay_down_for_a_whole_run_then_back(tmp_path) -> None:
         assert status[1].split()[-7:] == ["0", "0", "4", "0", "0", "0", "0"]   # queued … failed bounced complained
     finally:
         server.stop()
+
+
+# -- a refusal that is not about the address never suppresses: the same rule as returned mail ------------
+
+NOT_ABOUT_THE_ADDRESS = {
+    "relay access denied": "554 5.7.1 <{email}>: Relay access denied",
+    "authentication required": "530 5.7.0 Authentication required",
+    "IP on a block list": "550 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.spamhaus.org",
+    "SPF": "550 5.7.23 <{email}>: Recipient address rejected: SPF check failed for sender domain",
+    "rate": "550 5.7.1 This IP has sent too many to too many recipients this hour",
+    "mail loop": "554 5.4.6 Hop count exceeded - possible mail loop",
+    "mailbox full": "552 5.2.2 <{email}>: Mailbox full",
+    "message size": "552 5.3.4 Message size exceeds fixed limit",
+}
+
+
+@pytest.mark.parametrize("reply", NOT_ABOUT_THE_ADDRESS.values(), ids=NOT_ABOUT_THE_ADDRESS.keys())
+def test_a_5xx_about_anything_but_the_address_defers_every_reader_and_suppresses_none(tmp_path, reply) -> None:
+    server = SMTPTestServer().start()
+    try:
+        config = write_site(tmp_path, server.port)
+        for email in READERS:
+            server.faults.rcpt_replies[email] = [reply.format(email=email)]
+        first = feedpub(config, "digest", "send")
+        assert first.exit_code == 0, first.output             # deferred, not failed: a later run retries
+        assert set(statuses(config).values()) == {"deferred"}
+        assert "suppressed" not in first.stderr
+        with sqlite3.connect(config.parent / ".feedpub" / "feedpub.db") as db:
+            assert db.execute("SELECT count(*) FROM suppressions").fetchone() == (0,)
+
+        wait_until_due(config)
+        again = feedpub(config, "digest", "send")            # the relay was fixed: everyone gets one copy
+        assert again.exit_code == 0, again.output
+        assert set(statuses(config).values()) == {"sent"}
+        assert sorted(server.recipients()) == sorted(READERS)
+    finally:
+        server.stop()
+
+
+def test_a_5xx_that_says_the_address_is_dead_suppresses_only_it(tmp_path) -> None:
+    server = SMTPTestServer().start()
+    try:
+        config = write_site(tmp_path, server.port)
+        server.faults.rcpt_replies[READERS[1]] = [
+            f"550 5.1.1 <{READERS[1]}>: Recipient address rejected: User unknown in virtual mailbox table"]
+        assert feedpub(config, "digest", "send").exit_code == 1
+        with sqlite3.connect(config.parent / ".feedpub" / "feedpub.db") as db:
+            assert [key for (key,) in db.execute("SELECT email_key FROM suppressions")] == [READERS[1]]
+    finally:
+        server.stop()

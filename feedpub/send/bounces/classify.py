@@ -10,6 +10,8 @@ Pure: bytes in, a `Bounce` out; nothing is looked up or written. In order:
 4. an automatic reply (RFC 3834 Auto-Submitted, Precedence: auto_reply, vacation and out-of-office
    subjects, challenge-response): never a bounce;
 5. anything else: not a bounce.
+A message beyond the bounds returned mail is read within (size, nesting, parts, report blocks), or one the
+`email` package cannot read, is `unreadable`, with the reason: recorded, and never in the way of the rest.
 Hard means permanent and about the address (5.1.1 unknown user, 5.1.10 null MX, a disabled mailbox);
 soft is everything that may pass (4.x.x, a full mailbox, greylisting, content or reputation blocks that
 are not about the address).
@@ -24,15 +26,28 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email.message import Message
+from email.parser import BytesHeaderParser
 from typing import Literal
 
 from feedpub.send.bounces import heuristics, reports
 
-Kind = Literal["hard", "soft", "complaint", "auto-reply", "not-a-bounce"]
-KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce")
+Kind = Literal["hard", "soft", "complaint", "auto-reply", "not-a-bounce", "unreadable"]
+KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce", "unreadable")
 # Bytes of a message that are parsed: a report says what it has to say in its first parts; a 20 MB
 # attachment behind them adds nothing but time.
 PARSE_LIMIT = 1024 * 1024
+# A larger message is no returned mail of ours (a digest is ~100 KB; Gmail clips HTML past 102 KB): it is
+# unreadable, unparsed. Sources read at most SIZE_LIMIT + 1 bytes of a message, so memory stays bounded.
+SIZE_LIMIT = 10 * 1024 * 1024
+# Bounds on the structure that is parsed, counted in the bytes before the `email` package sees them: it
+# recurses once per nested multipart or message/* part (3,000 levels raise RecursionError), and
+# flufl.bounce reads every line of every part (100,000 one-line parts: 30 s). Each part needs a
+# Content-Type line or a boundary line, at the start of a line ("\r" alone ends lines too). The 153 real
+# messages of the flufl.bounce and bounce_email test sets and our fixtures have at most 8 and 16.
+_LINE_START = rb"(?:^|(?<=\r))"
+_BOUNDS = (("multipart or message/* parts", 50, re.compile(
+               _LINE_START + rb"content-type:[ \t]*(?:(?:\r\n|\r|\n)[ \t]+)*(?:multipart|message)/", re.I | re.M)),
+           ("MIME boundary lines", 500, re.compile(_LINE_START + rb"--", re.M)))
 _COMPLAINT_TYPES = ("abuse", "fraud", "virus", "other")
 _FULL = re.compile(r"mailbox (is |was )?full|over ?quota|quota\s+(exceeded|exceed|full)|exceeded (its |the |their )?"
                    r"(storage|quota|allotted)|insufficient (system )?storage|mailbox size limit|out of storage|"
@@ -40,14 +55,21 @@ _FULL = re.compile(r"mailbox (is |was )?full|over ?quota|quota\s+(exceeded|excee
 _NOT_THE_ADDRESS = re.compile(r"gr[ae]y ?list|try (again )?later|temporar|deferred|please retry|spam|blocked|"
                               r"block ?list|black ?list|reputation|rate limit|too many|throttl|dmarc|\bspf\b|dkim|"
                               r"policy|content|suspicious|unsolicited|bulk|message rejected|too (big|large)|"
-                              r"size exceeds|message size|virus|malware|\blisted\b|\brbl\b|spamhaus", re.I)
+                              r"size exceeds|message size|virus|malware|\blisted\b|\brbl\b|spamhaus|dnsbl|spamcop|"
+                              r"sorbs|barracuda|hop count|mail loop|routing loop|loops back|too many hops|"
+                              r"sender verify|callout|not permitted", re.I)
 _NO_SUCH_ADDRESS = re.compile(
-    r"user unknown|unknown user|no such (user|recipient|mailbox|address|account|domain)|does ?n[o']t exist|"
-    r"not exist|unknown (recipient|address|mailbox|alias)|invalid (recipient|mailbox|address|user)|"
-    r"recipient (address )?rejected|mailbox (not found|unavailable|does not exist|disabled|inactive)|"
-    r"address rejected|no mailbox|account (has been |is |was )?(disabled|closed|deactivated|inactive|suspended|"
+    r"(user|address(ee)?|recipient|host|domain) unknown|no such (user|recipient|mailbox|address|account|domain)|"
+    r"non-?existent (user|recipient|mailbox|address|account|domain)|"
+    # Postfix's check_recipient_access REJECT, Exchange Online's directory check (5.4.1): the site refuses
+    # this very address. (A relay's "Relay access denied" refuses us: `_NOT_THE_RECIPIENT`.)
+    r"recipient address rejected: access denied|"
+    r"does ?n[o']t exist|not exist|unknown (user|recipient|address(ee)?|mailbox|alias|host|domain)|"
+    r"invalid (recipient|mailbox|address|user)|"
+    r"mailbox (not found|unavailable|does not exist|disabled|inactive)|"
+    r"no mailbox|account (has been |is |was )?(disabled|closed|deactivated|inactive|suspended|"
     r"terminated|expired)|not a valid (recipient|mailbox|user|address)|unrouteable|unroutable|user not found|"
-    r"recipientnotfound|domain (not found|does not exist)|host (or domain name )?not found|name service error|"
+    r"recipientnotfound|domain (not found|does not exist)|host (or domain name )?not found|"
     r"nxdomain|null mx|does not accept mail|bad destination|address not found|doesn't have an? .{1,40} account|"
     r"no longer (active|available|valid|in use)|not listed in|unknown or illegal alias|user (account )?expired|"
     r"invalid final delivery userid|recipient name is not recognized|宛先.{0,10}(存在|不明)|存在しません", re.I)
@@ -71,10 +93,10 @@ _AT_DATA = re.compile(r"(in reply to|after) (end of )?DATA\b", re.I)
 # domain …: Host not found, try again" is DNS's TRY_AGAIN, not a domain that does not exist.
 _TEMPORARY = re.compile(r"not\s+found,\s+try\s+again|temporar(y|ily)\s+(failure|error|suspended|unavailable)", re.I)
 _REPLY_CODE = re.compile(r"\b([45])\d\d\b")
-# RFC 3463 subjects and details that are about the address itself.
-_ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[146]$|^5\.1\.10$")
-# …and those that are not, whatever the class: full mailbox, message too big, expired in a queue.
-_PASSING_STATUSES = re.compile(r"^5\.2\.[23]$|^5\.3\.[14]$|^5\.4\.[57]$|^5\.1\.[78]$")
+# RFC 3463 subjects and details that are about the address itself (5.4.6, a routing loop, is not).
+_ADDRESS_STATUSES = re.compile(r"^5\.1\.(\d+)$|^5\.2\.1$|^5\.4\.[14]$|^5\.1\.10$")
+# …and those that are not, whatever the class: full mailbox, message too big, expired in a queue, a loop.
+_PASSING_STATUSES = re.compile(r"^5\.2\.[23]$|^5\.3\.[14]$|^5\.4\.[567]$|^5\.1\.[78]$")
 
 
 @dataclass(frozen=True)
@@ -89,10 +111,30 @@ class Bounce:
 
 
 def read_message(raw: bytes) -> Message:
-    return email.message_from_bytes(raw[:PARSE_LIMIT], policy=email.policy.compat32)
+    """The message, parsed within the bounds; `reports.Unreadable` names the bound it passes."""
+    if len(raw) > SIZE_LIMIT:
+        raise reports.Unreadable(f"larger than {SIZE_LIMIT // 1024 // 1024} MiB (expected returned mail, "
+                                 f"which is never that big)")
+    head = raw[:PARSE_LIMIT]
+    for what, limit, pattern in _BOUNDS:
+        count = sum(1 for _ in pattern.finditer(head))
+        if count > limit:
+            raise reports.Unreadable(f"{count} {what} (at most {limit} are read)")
+    return email.message_from_bytes(head, policy=email.policy.compat32)
 
 
 def classify(raw: bytes) -> Bounce:
+    try:
+        return _classified(raw)
+    except reports.Unreadable as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever trips the `email` package or a detector on one message
+        reason = f"{type(exc).__name__} while reading it: {exc}"[:300]   # must not stop the messages behind it
+    key = message_key(BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:PARSE_LIMIT]), raw)
+    return Bounce("unreadable", (), None, None, f"unreadable: {reason}", key, None)
+
+
+def _classified(raw: bytes) -> Bounce:
     message = read_message(raw)
     key = message_key(message, raw)
     returned = reports.returned_headers(message)
@@ -102,12 +144,13 @@ def classify(raw: bytes) -> Bounce:
               why: str) -> Bounce:
         return Bounce(kind, tuple(dict.fromkeys(recipients)), status, diagnostic, why, key, feedback_id)
 
-    kind_of_report = reports.report_type(message)
     if returned is not None and returned.get("X-HmXmrOriginalRecipient"):
         # Microsoft's complaint report (JMRP) is no ARF: the reported message, as delivered, names its reader.
         return found("complaint", _header_addresses(returned, "X-HmXmrOriginalRecipient"), None,
                      "complaint report (Microsoft JMRP)", "Microsoft JMRP report: X-HmXmrOriginalRecipient")
-    feedback = reports.feedback_report(message) if kind_of_report == "feedback-report" else None
+    # Some feedback loops wrap their report in multipart/mixed, or leave out report-type: the
+    # message/feedback-report part is what makes it one.
+    feedback = reports.feedback_report(message)
     if feedback is not None:
         recipients = feedback.recipients or tuple(_to_addresses(returned))
         agent = f" from {feedback.user_agent}" if feedback.user_agent else ""
@@ -195,9 +238,19 @@ def classify(raw: bytes) -> Bounce:
     return found("not-a-bounce", [], None, None, "no report, no mail system's bounce, no automatic reply")
 
 
+def refusal(reply: str) -> Literal["hard", "soft"]:
+    """An SMTP server's refusal while we send ("550 5.1.1 <x>: User unknown"), judged by the rule returned
+    mail is judged by: hard only when it is permanent and about the address."""
+    status, _ = heuristics.status_in(reply)
+    return severity(status, reply)
+
+
 def severity(status: str | None, diagnostic: str | None) -> Literal["hard", "soft"]:
     """Hard when the failure is permanent and about the address; soft otherwise, and when it says neither
-    its class nor what was wrong: a dead address is suppressed at once, so it takes evidence."""
+    its class nor what was wrong: a dead address is suppressed at once, so it takes evidence. Words are
+    that evidence before a status is: many servers write 5.1.x (or 5.1.0, "other address status") for
+    a refusal whose words name another cause (a block list, a rate, SPF, a loop), and 5.x.x other than
+    the address statuses (5.5.x protocol, 5.6.x content, 5.3.x system) is never about the address."""
     words = diagnostic or ""
     if status is None:
         code = _REPLY_CODE.search(words)
@@ -210,13 +263,13 @@ def severity(status: str | None, diagnostic: str | None) -> Literal["hard", "sof
     if _PASSING_STATUSES.match(status) or _FULL.search(words) or _NOT_THE_RECIPIENT.search(words) \
             or _REFUSED_BY_RECIPIENT.search(words):
         return "soft"
-    if _NO_SUCH_ADDRESS.search(words) or _ADDRESS_STATUSES.match(status):
+    if _NO_SUCH_ADDRESS.search(words):
         return "hard"
     if status.startswith("5.7.") or _NOT_THE_ADDRESS.search(words) or _AT_DATA.search(words):
         return "soft"
     # 5.0.0 says only "permanent" (RFC 3463 "other undefined status"): without words about the address it
-    # is counted, not taken for a dead address.
-    return "soft" if status == "5.0.0" else "hard"
+    # is counted, not taken for a dead address; so is any status that is not about the address.
+    return "hard" if _ADDRESS_STATUSES.match(status) else "soft"
 
 
 def _mailed_address(block: reports.RecipientStatus, mailed: set[str]) -> str:

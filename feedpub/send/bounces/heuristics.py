@@ -51,11 +51,14 @@ _BARE_CODE = re.compile(r"(?:said|error|reply|response|replied|answer|returned|c
                         r"|^\s*([45][0-5]\d)[\s\-:]+\S", re.I | re.M)
 _MESSAGE_ID = re.compile(r"^\s*(?:Message-ID|In-Reply-To|References|X-Original-Message-ID):"
                          r"\s*<?([^\s<>]+@[^\s<>]+?)>?\s*$", re.I | re.M)
+# A header line of a quoted message: its ids and dates hold dotted numbers ("Message-Id: <5.0.2.1.0.2001…>")
+# that are no status.
+_QUOTED_HEADER = re.compile(r"^\s*(?:Message-ID|In-Reply-To|References|Received|Date|X-[\w-]+)\s*:", re.I)
 _SENDER_LINE = re.compile(r"^\s*(?:From|Sender|Reply-To|Return-Path):(.*)$", re.I | re.M)
 _RCPT_TO = re.compile(r"RCPT TO:\s*<?([^\s<>@]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})", re.I)
-_COPY_MARKER = re.compile(r"^-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
-                          r"original message|returned message|the header of the original message is following)\b.*$",
-                          re.I | re.M)
+_COPY_MARKER = re.compile(r"^(?:-+ ?(this is a copy of (the|your) message|below this line is a copy of the message|"
+                          r"original message|returned message|the header of the original message is following)\b|"
+                          r"\s*below is a copy of the original message\b).*$", re.I | re.M)
 # Addresses a bounce's words name that are never the failed recipient ("please contact <support@isp>").
 _ROLE = re.compile(r"^(postmaster|post_master|mailer-daemon|support|help|abuse|admin|no-?reply)@", re.I)
 _ADDRESS = re.compile(r"<?([A-Za-z0-9._%+\-=#!$&'*/?^`{|}~]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})>?")
@@ -92,16 +95,46 @@ def from_mail_system(message: Message) -> bool:
 
 def subject_of(message: Message) -> str:
     """The Subject, its encoded words decoded ("=?UTF-8?B?…?=" → "不在のお知らせ"); raw 8-bit bytes (a
-    Japanese carrier writes "メールエラー通知" unencoded) are read as UTF-8."""
+    Japanese carrier writes "メールエラー通知" unencoded, in UTF-8 or Shift_JIS) and raw ISO-2022-JP are
+    decoded as `decoded` guesses."""
     subject = message.get("Subject", "")
+    value = header_text(subject)
     if isinstance(subject, Header):
-        return "".join(part.decode("utf-8", "replace") if isinstance(part, bytes) else part
-                       for part, _ in decode_header(subject))
-    value = str(subject)
+        return value
     try:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError):
         return value
+
+
+def header_text(value: str | Header) -> str:
+    """A header value as `email` (compat32) gives it — a `Header` of raw 8-bit bytes, or a string with
+    them as surrogates, or raw ISO-2022-JP — decoded: a Japanese server's Diagnostic-Code or Subject in its
+    own charset."""
+    if isinstance(value, Header):
+        return "".join(decoded(part, None) if isinstance(part, bytes) else part for part, _ in decode_header(value))
+    if value.isascii() and "\x1b" not in value:
+        return value
+    return decoded(value.encode("ascii", "surrogateescape"), None)
+
+
+def decoded(data: bytes, charset: str | None) -> str:
+    """Text in the charset it declares, else the one it is in: ISO-2022-JP by its escapes, UTF-8 if valid,
+    then Shift_JIS (Microsoft's cp932, a superset) and EUC-JP, the legacy charsets of Japanese mail, and
+    Latin-1 for the rest. A declared charset that is unknown or that the bytes contradict is guessed too."""
+    if charset and _known_charset(charset):
+        try:
+            return data.decode(charset)
+        except UnicodeDecodeError:
+            pass
+    if b"\x1b$" in data or b"\x1b(" in data:
+        return data.decode("iso-2022-jp", "replace")
+    for guess in ("utf-8", "cp932", "euc-jp"):
+        try:
+            return data.decode(guess)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
 
 
 def returned_in_text(text: str) -> Message | None:
@@ -162,8 +195,7 @@ def text_of(message: Message) -> str:
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             continue
-        text = data[:_TEXT_LIMIT - size].decode(part.get_content_charset() or "utf-8", "replace") \
-            if _known_charset(part.get_content_charset()) else data[:_TEXT_LIMIT - size].decode("latin-1")
+        text = decoded(data[:_TEXT_LIMIT - size], part.get_content_charset())
         if part.get_content_type() == "text/html":
             text = re.sub(r"<[^>]*>", " ", text)
         pieces.append(text)
@@ -178,7 +210,7 @@ def status_in(text: str, near: str = "") -> tuple[str | None, str | None]:
     (the recipient); a bare reply code gives its class ("550" → "5.0.0"). The words are the paragraph the
     status stands in, because MTAs fold a reply over lines: Exim writes "SMTP error … after MAIL FROM:" on
     the line above the code and Postfix continues "Recipient address rejected: …" on the line below."""
-    lines = text.splitlines()
+    lines = [line if not _QUOTED_HEADER.match(line) else "" for line in text.splitlines()]
     order = sorted(range(len(lines)), key=lambda i: near.lower() not in lines[i].lower()) if near \
         else range(len(lines))   # stable: the recipient's lines first
     success: tuple[str, str] | None = None    # "250 2.1.5 … Recipient ok" of a transcript: only if nothing failed
@@ -211,7 +243,9 @@ def _paragraph(lines: list[str], at: int) -> str:
 
 def _readable_parts(message: Message) -> list[Message]:
     if not message.is_multipart():
-        return [message] if message.get_content_maintype() == "text" else []
+        # A multipart message whose boundary was lost (a parameter on an unindented line, as Verizon's
+        # gateway writes it) reaches us as one string: its text is the bounce's text.
+        return [message] if message.get_content_maintype() in ("text", "multipart") else []
     found: list[Message] = []
     for part in message.get_payload():
         if not isinstance(part, Message) or part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):

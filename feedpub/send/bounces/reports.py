@@ -9,10 +9,19 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 
+from feedpub.send.bounces.heuristics import header_text
+
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _FEEDBACK_TYPES = ("message/feedback-report",)
 _RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
 _ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+# Header blocks of a delivery-status or feedback-report part that are read: a bounce of ours is about one
+# recipient (real reports name at most 11), and each block's address is looked for in the report's text.
+BLOCK_LIMIT = 200
+
+
+class Unreadable(ValueError):
+    """A message beyond the bounds within which returned mail is read; the message says which bound."""
 
 
 @dataclass(frozen=True)
@@ -33,13 +42,6 @@ class FeedbackReport:
     user_agent: str
 
 
-def report_type(message: Message) -> str:
-    """"delivery-status", "feedback-report", … for a multipart/report; "" for anything else."""
-    if message.get_content_type() != "multipart/report":
-        return ""
-    return str(message.get_param("report-type", "") or "").lower()
-
-
 def delivery_status(message: Message) -> list[RecipientStatus] | None:
     """The per-recipient blocks of a DSN; None when the message has no delivery-status part."""
     part = _part(message, _DSN_TYPES)
@@ -52,7 +54,7 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
         if not address:
             continue
         found = _ENHANCED_STATUS.search(str(block.get("Status", "")))
-        diagnostic = _unfold(str(block.get("Diagnostic-Code", "")))
+        diagnostic = _unfold(header_text(block.get("Diagnostic-Code", "")))
         diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic[:12] else diagnostic
         status = found[1] if found else None
         said = _ENHANCED_STATUS.search(diagnostic)
@@ -108,12 +110,16 @@ def _blocks(part: Message) -> list[Message]:
     the part was encoded, or its type unknown to `email`) parsed here from its text."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [block for block in payload if isinstance(block, Message)]
-    data = part.get_payload(decode=True)
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(payload)
-    text = text.replace("\r\n", "\n")
-    return [HeaderParser().parsestr(block.strip("\n") + "\n") for block in re.split(r"\n\s*\n", text)
-            if block.strip()]
+        blocks = [block for block in payload if isinstance(block, Message)]
+    else:
+        data = part.get_payload(decode=True)
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(payload)
+        blocks = [block for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if block.strip()]
+    if len(blocks) > BLOCK_LIMIT:
+        raise Unreadable(f"{len(blocks)} header blocks in its {part.get_content_type()} part "
+                         f"(at most {BLOCK_LIMIT} are read)")
+    return [block if isinstance(block, Message) else HeaderParser().parsestr(block.strip("\n") + "\n")
+            for block in blocks]
 
 
 def _address(value: str) -> str:

@@ -3,7 +3,9 @@
 something other than "not-a-bounce" is moved to `bounces.processed_folder` (created when first needed;
 in a Maildir, a Maildir++ sub-folder); anything else stays exactly as it was (an IMAP message keeps its
 unseen flag, a Maildir file its place). An mbox is never written: reading a message again records
-nothing new.
+nothing new. A message that cannot be read (`unreadable`: too big, too deeply nested, too many parts) is
+recorded with the reason and moved like a recognised one, so it is read once and the messages behind it
+are read as usual.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from imapclient import IMAPClient
 
 from feedpub.config import Config
 from feedpub.errors import FeedpubError
-from feedpub.send.bounces.classify import Bounce, classify
+from feedpub.send.bounces.classify import SIZE_LIMIT, Bounce, classify
 from feedpub.send.bounces.process import Outcome, Returned, named_delivery, read_message, record_all
 from feedpub.store import Store
 
@@ -48,6 +50,7 @@ class Read:
     where: str                   # "mailbox:PATH#KEY", "imap:URL#UID"
     outcomes: tuple[Outcome, ...]
     moved: bool
+    unreadable: str | None       # why the message could not be read (the bounce's `why`), else None
 
 
 def poll(config: Config, store: Store, on_read: Callable[[Read], None] = lambda read: None) -> list[Read]:
@@ -83,19 +86,20 @@ def _read_maildir(config: Config, store: Store, path: Path) -> Iterator[Read]:
 
     def load(file: Path) -> bytes | None:
         try:
-            return file.read_bytes()
+            with file.open("rb") as handle:
+                return handle.read(SIZE_LIMIT + 1)
         except FileNotFoundError:     # another reader took it meanwhile
             return None
 
     processed: Path | None = None
-    for file, outcomes in _recorded(config, store, f"mailbox:{path}", files, load):
+    for file, bounce, outcomes in _recorded(config, store, f"mailbox:{path}", files, load):
         moved = _recognised(outcomes)
         if moved:
             if processed is None:
                 processed = _maildir_folder(path, config.bounces.processed_folder)
             # A rename into the same place of the folder: bytes, flags and times stay as they were.
             file.rename(processed / file.parent.name / file.name)
-        yield Read(f"mailbox:{path}#{file.name.split(':', 1)[0]}", tuple(outcomes), moved)
+        yield Read(f"mailbox:{path}#{file.name.split(':', 1)[0]}", tuple(outcomes), moved, _unreadable(bounce))
 
 
 def _maildir_folder(path: Path, name: str) -> Path:
@@ -108,15 +112,20 @@ def _maildir_folder(path: Path, name: str) -> Path:
 
 def _read_mbox(config: Config, store: Store, path: Path) -> Iterator[Read]:
     box = mailbox.mbox(path, factory=None, create=False)
+
+    def load(key: str) -> bytes:
+        with box.get_file(key) as message:
+            return message.read(SIZE_LIMIT + 1)
+
     try:
-        for key, outcomes in _recorded(config, store, f"mailbox:{path}", list(box.iterkeys()), box.get_bytes):
-            yield Read(f"mailbox:{path}#{key}", tuple(outcomes), False)
+        for key, bounce, outcomes in _recorded(config, store, f"mailbox:{path}", list(box.iterkeys()), load):
+            yield Read(f"mailbox:{path}#{key}", tuple(outcomes), False, _unreadable(bounce))
     finally:
         box.close()
 
 
 def _recorded(config: Config, store: Store, source: str, keys: list[K],
-              load: Callable[[K], bytes | None]) -> Iterator[tuple[K, list[Outcome]]]:
+              load: Callable[[K], bytes | None]) -> Iterator[tuple[K, Bounce, list[Outcome]]]:
     """Each message (by key) classified and recorded, _BATCH per transaction. A backlog of _PARALLEL_FROM
     or more is classified by a pool of processes, one batch ahead of the recording here: parsing is
     CPU-bound and ~60% of the time (cProfile of `make bench-bounces`)."""
@@ -129,7 +138,8 @@ def _recorded(config: Config, store: Store, source: str, keys: list[K],
                 batch, bounces = pending
                 items = [Returned(bounce, named_delivery(config, raw), raw, source)
                          for (_, raw), bounce in zip(batch, bounces, strict=True)]
-                yield from zip((key for key, _ in batch), record_all(config, store, items), strict=True)
+                yield from zip((key for key, _ in batch), (item.bounce for item in items),
+                               record_all(config, store, items), strict=True)
             pending = submitted
 
 
@@ -162,13 +172,14 @@ def read_imap(config: Config, store: Store) -> Iterator[Read]:
         client.select_folder(folder)
         unseen = client.search(["UNSEEN"])
         for start in range(0, len(unseen), _BATCH):
-            fetched = client.fetch(unseen[start:start + _BATCH], ["BODY.PEEK[]"])
-            items = [read_message(config, data[b"BODY[]"], f"imap:{shown}") for data in fetched.values()]
+            # A partial fetch: the server sends no more than a message that is read can be.
+            fetched = client.fetch(unseen[start:start + _BATCH], [f"BODY.PEEK[]<0.{SIZE_LIMIT + 1}>"])
+            items = [read_message(config, data[b"BODY[]<0>"], f"imap:{shown}") for data in fetched.values()]
             recognised = []
-            for uid, outcomes in zip(fetched, record_all(config, store, items), strict=True):
+            for uid, item, outcomes in zip(fetched, items, record_all(config, store, items), strict=True):
                 if _recognised(outcomes):
                     recognised.append(uid)
-                yield Read(f"imap:{shown}#{uid}", tuple(outcomes), _recognised(outcomes))
+                yield Read(f"imap:{shown}#{uid}", tuple(outcomes), _recognised(outcomes), _unreadable(item.bounce))
             if recognised:
                 _move(client, recognised, config.bounces.processed_folder)
     except (IMAPClient.Error, OSError) as exc:
@@ -195,6 +206,10 @@ def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
     client.delete_messages(uids)
     if client.has_capability("UIDPLUS"):
         client.uid_expunge(uids)
+
+
+def _unreadable(bounce: Bounce) -> str | None:
+    return bounce.why if bounce.kind == "unreadable" else None
 
 
 def _recognised(outcomes: list[Outcome] | tuple[Outcome, ...]) -> bool:
