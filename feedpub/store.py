@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,8 @@ from feedpub.schema import (
 
 # Rows with these statuses may still be claimed and sent.
 OPEN_STATUSES = ("queued", "sending", "deferred")
+# Suppression causes that are a reader's own wish: no restore lifts them.
+READERS_OWN = ("unsubscribe", "complaint")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
 _INSERT_CHUNK = 5000
 
@@ -129,19 +131,20 @@ class Store:
         with self.engine.connect() as conn:
             return [_subscriber(row) for row in conn.execute(query)]
 
-    def unsubscribe(self, email: str, reason: str) -> Subscriber | None:
+    def unsubscribe(self, email: str, reason: str, *, cause: str = "unsubscribe",
+                    cause_ref: str = "") -> Subscriber | None:
         """Mark the subscriber unsubscribed (if there is one) and suppress the address."""
         now = utcnow()
         key = email_key(email)
         with self.engine.begin() as conn:
-            unsubscribe_address(conn, key, reason, now)
+            unsubscribe_address(conn, key, reason, now, cause=cause, cause_ref=cause_ref)
         return self.subscriber(email)
 
     # -- suppressions ------------------------------------------------------------------------------
 
-    def suppress(self, email: str, reason: str) -> None:
+    def suppress(self, email: str, reason: str, *, cause: str = "operator", cause_ref: str = "") -> None:
         with self.engine.begin() as conn:
-            suppress_address(conn, email_key(email), reason, utcnow())
+            suppress_address(conn, email_key(email), reason, utcnow(), cause=cause, cause_ref=cause_ref)
 
     def lift_suppression(self, email: str) -> Suppression | None:
         """Remove the suppression of an address; returns what was lifted."""
@@ -154,11 +157,30 @@ class Store:
     def suppression(self, email: str) -> Suppression | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(suppressions).where(suppressions.c.email_key == email_key(email))).first()
-        return Suppression(row.email_key, row.reason, row.created_at) if row else None
+        return _suppression(row) if row else None
 
     def suppressed(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.scalars(sa.select(suppressions.c.email_key)))
+
+    def restore(self, *, causes: Collection[str], cause_ref: str | None = None, since: datetime | None = None,
+                dry_run: bool = False) -> list[Suppression]:
+        """Lift the suppressions made by `causes` (with `cause_ref`: by that one; with `since`: at or after
+        it), in one transaction; returns them, oldest first. Never those a reader asked for (unsubscribes,
+        complaints)."""
+        query = (sa.select(suppressions).where(suppressions.c.cause.in_(set(causes) - set(READERS_OWN)))
+                 .order_by(suppressions.c.created_at, suppressions.c.email_key))
+        if cause_ref is not None:
+            query = query.where(suppressions.c.cause_ref == cause_ref)
+        if since is not None:
+            query = query.where(suppressions.c.created_at >= since)
+        with self.writing() as conn:
+            found = [_suppression(row) for row in conn.execute(query)]
+            if found and not dry_run:
+                keys = iter([s.email_key for s in found])
+                while chunk := list(itertools.islice(keys, _INSERT_CHUNK)):
+                    conn.execute(suppressions.delete().where(suppressions.c.email_key.in_(chunk)))
+        return found
 
     # -- issues ------------------------------------------------------------------------------------
 
@@ -363,16 +385,20 @@ def is_suppressed() -> sa.Exists:
     return sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
 
 
-def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
+def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime, *, cause: str,
+                        cause_ref: str = "") -> None:
     """In `conn`'s transaction: the subscriber with this address key (if any) unsubscribed, the address suppressed."""
     conn.execute(subscribers.update().where(subscribers.c.email_key == key, subscribers.c.status != "unsubscribed")
                  .values(status="unsubscribed", unsubscribed_at=now))
-    suppress_address(conn, key, reason, now)
+    suppress_address(conn, key, reason, now, cause=cause, cause_ref=cause_ref)
 
 
-def suppress_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
+def suppress_address(conn: Connection, key: str, reason: str, now: datetime, *, cause: str,
+                     cause_ref: str = "") -> None:
+    """Suppress the address for `reason`, made by `cause` (`cause_ref`: which one); the first cause stays."""
     if conn.scalar(_SUPPRESSION, {"key": key}) is None:   # bounce processing suppresses thousands a second
-        conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now})
+        conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now, "cause": cause,
+                                             "cause_ref": cause_ref})
 
 
 _SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_key == sa.bindparam("key"))
@@ -381,6 +407,10 @@ _SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_ke
 def delivery_select() -> sa.Select[Any]:
     return sa.select(deliveries, subscribers.c.email, subscribers.c.name).join(
         subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+
+
+def _suppression(row: Any) -> Suppression:
+    return Suppression(row.email_key, row.reason, row.created_at, row.cause, row.cause_ref)
 
 
 def _subscriber(row: Any) -> Subscriber:

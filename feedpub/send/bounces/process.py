@@ -92,12 +92,15 @@ def record_all(config: Config, store: Store, items: Sequence[Returned]) -> list[
                 if key in done:
                     outcomes.append(Outcome(None, recipient, item.bounce.kind, RECORDED_BEFORE))
                     continue
-                effect = note or _effect(config, conn, item.bounce, recipient, delivery_id)
+                # The evidence first: the suppression it makes names it as its cause.
                 evidence_id = evidence.record(conn, {
                     "received_at": utcnow(), "source": item.source, "message_key": item.bounce.message_key,
                     "recipient": recipient, "delivery_id": delivery_id, "kind": item.bounce.kind,
                     "status": item.bounce.status, "diagnostic": item.bounce.diagnostic, "why": item.bounce.why,
-                    "effect": effect, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw)})
+                    "effect": note, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw)})
+                effect = note or _effect(config, conn, item.bounce, recipient, delivery_id, evidence_id)
+                if evidence_id is not None and not note:
+                    evidence.set_effect(conn, evidence_id, effect)
                 done.add(key)
                 outcomes.append(Outcome(evidence_id, recipient, item.bounce.kind,
                                         effect if evidence_id else RECORDED_BEFORE))
@@ -128,12 +131,14 @@ def _targets(conn: Connection, item: Returned, addresses: dict[int, str]) -> lis
     return targets
 
 
-def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, delivery_id: int | None) -> str:
+def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, delivery_id: int | None,
+            evidence_id: int | None) -> str:
     now = utcnow()
     key = email_key(recipient)
+    cause_ref = "" if evidence_id is None else str(evidence_id)
     if bounce.kind == "hard":
         reason = f"hard bounce {bounce.status or ''}: {bounce.diagnostic or bounce.why}".replace("  ", " ")
-        suppress_address(conn, key, reason[:300], now)
+        suppress_address(conn, key, reason[:300], now, cause="bounce", cause_ref=cause_ref)
         return "suppressed"
     if bounce.kind == "soft":
         window = config.bounces.soft_window
@@ -142,10 +147,11 @@ def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, de
         limit = config.bounces.soft_limit
         if count >= limit:
             suppress_address(conn, key, f"{count} soft bounces within {window}: "
-                                        f"{bounce.diagnostic or bounce.status or bounce.why}"[:300], now)
+                                        f"{bounce.diagnostic or bounce.status or bounce.why}"[:300], now,
+                             cause="bounce", cause_ref=cause_ref)
             return f"suppressed: soft bounce {count} of {limit} within {window}"
         return f"counted: soft bounce {count} of {limit} within {window}"
     if bounce.kind == "complaint":
-        unsubscribe_address(conn, key, COMPLAINT, now)
+        unsubscribe_address(conn, key, COMPLAINT, now, cause="complaint", cause_ref=cause_ref)
         return "unsubscribed and suppressed (complaint)"
     return f"none ({bounce.kind})"

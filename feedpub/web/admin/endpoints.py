@@ -186,7 +186,7 @@ async def subscriber_action(request: Request) -> Response:
     action = request.url.path.rsplit("/", 1)[1]
     if action == "suppress":
         record(request, "subscriber.suppress", found.email)
-        db.suppress(found.email, "suppressed by an operator")
+        db.suppress(found.email, "suppressed by an operator", cause_ref=request.state.admin.session.user.name)
         done = "suppressed"
     elif action == "lift":
         record(request, "subscriber.lift", found.email)
