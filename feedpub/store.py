@@ -34,6 +34,7 @@ from feedpub.records import (
 )
 from feedpub.schema import (
     MIGRATIONS,
+    bounces,
     deliveries,
     issue_archive,
     issue_holds,
@@ -287,6 +288,30 @@ class Store:
         with self.engine.connect() as conn:
             found.update({status: n for status, n in conn.execute(query)})
         return found
+
+    def failure_share(self) -> float:
+        """The share of tried deliveries that failed, over every issue so far (0 with none tried)."""
+        tried = deliveries.c.attempts > 0
+        query = sa.select(sa.func.count().filter(deliveries.c.status == "failed"),
+                          sa.func.count()).where(tried, deliveries.c.status.in_(("sent", "failed")))
+        with self.engine.connect() as conn:
+            failed, total = conn.execute(query).one()
+        return failed / total if total else 0.0
+
+    def issue_returns(self, issue_id: int) -> tuple[int, int, int]:
+        """(messages sent, deliveries complained about, hard bounces) of one issue: a hard bounce is a
+        returned message or an address the relay refused while sending it (the suppressions it made)."""
+        about = sa.select(bounces.c.kind, sa.func.count(sa.distinct(bounces.c.delivery_id))).join(
+            deliveries, deliveries.c.id == bounces.c.delivery_id).where(
+            deliveries.c.issue_id == issue_id, bounces.c.kind.in_(("complaint", "hard"))).group_by(bounces.c.kind)
+        sent = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue_id == issue_id,
+                                                                        deliveries.c.status == "sent")
+        refused = sa.select(sa.func.count()).select_from(suppressions).where(
+            suppressions.c.cause == "issue", suppressions.c.cause_ref == str(issue_id))
+        with self.engine.connect() as conn:
+            kinds = dict(conn.execute(about).all())
+            return (conn.scalar(sent) or 0, kinds.get("complaint", 0),
+                    kinds.get("hard", 0) + (conn.scalar(refused) or 0))
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:

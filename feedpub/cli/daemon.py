@@ -165,10 +165,12 @@ class Daemon:
         smtp.send_one(self.config, messages.notice(self.config, email, subject, text), email)
 
     def health(self) -> dict[str, Any]:
+        from feedpub import holds  # lazy: sqlalchemy (0.25 s), which `feedpub --help` would otherwise load
+
         next_retry = self.store.next_retry()
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
                 "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
-                "websub": self.publisher.last(), **self.last_build_facts}
+                "websub": self.publisher.last(), "paused_issues": holds.reasons(self.store), **self.last_build_facts}
 
 
 @click.command()

@@ -110,7 +110,10 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
         tail += f" (next retry {retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z})"
     click.echo(f"issue {result.period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in "
                f"total{tail}")
-    raise SystemExit(PARTIAL if summary.failed or _errors(result.problems) else OK)
+    for reason in summary.paused:
+        click.echo(f"feedpub: {reason}; nobody was failed or suppressed for it (`feedpub digest resume "
+                   f"{result.period}` sends the rest once that is fixed)", err=True)
+    raise SystemExit(PARTIAL if summary.failed or summary.paused or _errors(result.problems) else OK)
 
 
 def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, *, force: bool) -> NoReturn:
@@ -207,6 +210,10 @@ def status(app: App) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    # Below the table, on stderr: scripts read the rows.
+    for period, reason in holds.reasons(store).items():
+        click.echo(f"issue {period} paused by the circuit breaker: {reason} (`feedpub digest resume {period}` "
+                   "sends the rest once that is fixed)", err=True)
 
 
 @digest.command()

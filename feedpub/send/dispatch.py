@@ -72,8 +72,10 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
     hold = holds.state(store, stored.id)
     if hold is not None:
+        why = holds.reasons(store).get(period)
+        state = f"{hold} by the circuit breaker: {why}" if why else hold
         resume = f" (`feedpub digest resume {period}` sends the rest)" if hold == "paused" else ""
-        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {hold}; nothing sent{resume}")
+        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {state}; nothing sent{resume}")
     if not send:
         return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
                         "digest.send_in_daemon = false, so `feedpub worker` processes send it")
