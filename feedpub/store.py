@@ -38,6 +38,7 @@ from feedpub.schema import (
     deliveries,
     issue_archive,
     issue_holds,
+    issue_posts,
     issue_variants,
     issues,
     migrate,
@@ -201,10 +202,11 @@ class Store:
 
     def create_issue(self, *, period: str, slot: datetime, starts: datetime, ends: datetime,
                      variants: Sequence[StoredVariant], recipients: Mapping[int, str],
-                     archived: Sequence[Mapping[str, Any]] = ()) -> StoredIssue:
-        """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key) and
-        what the public archive shows of its posts (`archived`; none: not in the archive), all or nothing.
-        Raises StoreError if the period exists (another process composed it first)."""
+                     archived: Sequence[Mapping[str, Any]] = (), carried: Collection[str] = ()) -> StoredIssue:
+        """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key),
+        what the public archive shows of its posts (`archived`; none: not in the archive) and the URLs of
+        the posts it carries, all or nothing. Raises StoreError if the period exists (another process
+        composed it first)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -216,12 +218,31 @@ class Store:
                         for v in variants])
                 if archived:
                     conn.execute(issue_archive.insert().values(issue_id=issue_id, entries=list(archived)))
+                if carried:
+                    conn.execute(issue_posts.insert(), [{"issue_id": issue_id, "url": u} for u in sorted(set(carried))])
                 _queue(conn, issue_id, recipients, now)
         except sa.exc.IntegrityError as exc:
             raise StoreError(f"{self.shown}: issue {period} was composed by another process") from exc
         stored = self.issue(period)
         assert stored is not None
         return stored
+
+    def carried_since(self, moment: datetime) -> tuple[dict[str, str], datetime | None]:
+        """What the issues ending after `moment` carried: post URL → the period of the issue that carried it;
+        and the latest end among those that recorded none (composed before schema v6 without an archive
+        copy: what they carried is unknown)."""
+        query = (sa.select(issues.c.id, issues.c.period, issues.c.ends, issue_posts.c.url)
+                 .outerjoin(issue_posts, issue_posts.c.issue_id == issues.c.id).where(issues.c.ends > moment)
+                 .order_by(issues.c.slot))
+        carried: dict[str, str] = {}
+        unknown: datetime | None = None
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                if row.url is None:
+                    unknown = max(unknown or row.ends, row.ends)
+                else:
+                    carried.setdefault(row.url, row.period)
+        return carried, unknown
 
     def archived_issues(self) -> list[ArchivedIssue]:
         """The issues in the public archive, oldest first (an issue archived with no posts is not one)."""

@@ -47,7 +47,7 @@ def digest() -> None:
 @click.pass_obj
 def preview(app: App, since: datetime | None, output: Path | None) -> None:
     """Render the next issue to an .html and a .txt file; send nothing."""
-    from feedpub.send.dispatch import compose_issue, next_start  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.dispatch import compose_issue, coverage  # lazy: 0.3 s, see the module docstring
     from feedpub.send.issue import due_slot, public_copy
 
     config = app.config
@@ -55,9 +55,11 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
         now = datetime.now(UTC)
         if since:
             starts = since.replace(tzinfo=config.site.tz)
+            issue, problems = compose_issue(config, now, starts, now)
         else:
-            starts = next_start(config, open_store_or_fail(app), due_slot(config, now)[1])
-        issue, problems = compose_issue(config, now, starts, now)
+            found = coverage(config, open_store_or_fail(app), due_slot(config, now)[1])
+            starts = found.starts
+            issue, problems = compose_issue(config, now, starts, now, reach=found.reach, carried=found.carried.keys())
         report(problems)
         if not issue.posts:
             log.info("no posts published since %s: nothing to preview",
