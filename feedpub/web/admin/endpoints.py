@@ -50,6 +50,7 @@ DONE = {
     "test": "Test copy sent.",
     "suppressed": "Address suppressed: it receives nothing any more.",
     "lifted": "Suppression lifted.",
+    "restored": "The suppressions this issue made are lifted: those readers get the next issue.",
     "categories": "Categories saved.",
     "rebuilt": "Feeds rebuilt.",
 }
@@ -88,6 +89,8 @@ def issue(request: Request) -> Response:
                 failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
                 refresh=LIVE_REFRESH_SECONDS if sending else None,
                 returned=evidence.newest(db, issue_id=stored.id, limit=EVIDENCE_LINES),
+                paused_because=holds.reasons(db).get(stored.period),
+                suppressed=queries.issue_suppressions(db, stored.id),
                 flash=DONE.get(request.query_params.get("done", "")))
 
 
@@ -111,6 +114,19 @@ async def issue_action(request: Request) -> Response:
         return page(request, "message.html.j2", 409, title="Not done", message=str(exc))
     done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retry"}[action]
     return _back(f"/admin/issues/{stored.period}", done)
+
+
+@signed_in
+def issue_restore(request: Request) -> Response:
+    """Lift the suppressions the relay's refusals made while sending this issue, as `feedpub subscribers
+    restore --cause PERIOD` does (unsubscribes and complaints are never lifted)."""
+    stored, _ = _issue_or_404(request)
+    db = store(request)
+    found = db.restore(causes=("issue",), cause_ref=str(stored.id), dry_run=True)
+    record(request, "suppressions.restore",
+           f"--cause {stored.period}: {len(found)} lifted: {', '.join(s.email_key for s in found)}")
+    db.restore(causes=("issue",), cause_ref=str(stored.id))
+    return _back(f"/admin/issues/{stored.period}", "restored")
 
 
 @signed_in
