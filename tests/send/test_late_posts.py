@@ -1,6 +1,7 @@
 """Every post reaches the readers who want it: a post dated into a window an issue already covered
 (backdated, or saved after that issue went out) goes into the next issue, exactly once, and `feedpub check`
-says so; the first issue still reaches back only `digest.first_issue_days`. On SQLite and PostgreSQL."""
+and the dashboard say so; the first issue still reaches back only `digest.first_issue_days`. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
+from starlette.testclient import TestClient
 
+from feedpub import accounts
 from feedpub.cli import main
 from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue
 from feedpub.store import open_store
 from tests.conftest import emptied
 from tests.smtp_server import SMTPTestServer
+from tests.web.admin.conftest import ACCOUNT, PASSWORD, login, make_app
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 FIRST = datetime(2026, 11, 30, 9, 0, tzinfo=TOKYO)          # a Monday: the first issue's slot
@@ -63,6 +67,13 @@ def test_a_backdated_post_goes_into_the_next_issue_exactly_once(setup) -> None:
     assert len(notes) == 1 and "2026-11-27-late.md" in notes[0]
     assert "dated 2026-11-27 18:00, inside the window of issue 2026-11-30-0900" in notes[0]
     assert "it goes into the next issue" in notes[0]
+    accounts.add_user(store, ACCOUNT, PASSWORD)
+    with TestClient(make_app(site.config, store), base_url="https://testserver") as client:
+        login(client)
+        overview = client.get("/admin").text
+    late = overview[overview.index('<ul id="late-posts">'):]
+    assert "遅れて保存した記事" in late[:late.index("</ul>")] and "2026-11-30-0900" in late[:late.index("</ul>")]
+    assert "今週の記事" not in late[:late.index("</ul>")]
 
     second = send_due_issue(site.config, store, FIRST + timedelta(days=7, minutes=1))
     assert second.summary.sent == 1

@@ -30,8 +30,9 @@ from feedpub.scheduler import digest_trigger
 from feedpub.send import archive_sync, messages, smtp
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.classify import KINDS
-from feedpub.send.dispatch import stored_variant
+from feedpub.send.dispatch import late_posts, stored_variant
 from feedpub.site.build import build_site
+from feedpub.site.posts import collect
 from feedpub.store import utcnow
 from feedpub.web.admin import charts, published, queries
 from feedpub.web.admin.auth import config, page, record, signed_in, store
@@ -71,7 +72,8 @@ def overview(request: Request) -> Response:
     return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
                 issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
                 next_digest=next_digest, next_build=next_build, last_build=last_build,
-                next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")))
+                next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")),
+                late=late_posts(cfg, db, collect(cfg, now=now).posts, now))
 
 
 @signed_in
