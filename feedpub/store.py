@@ -310,11 +310,11 @@ class Store:
             found.update({status: n for status, n in conn.execute(query)})
         return found
 
-    def failure_share(self) -> float:
-        """The share of tried deliveries that failed, over every issue so far (0 with none tried)."""
-        tried = deliveries.c.attempts > 0
-        query = sa.select(sa.func.count().filter(deliveries.c.status == "failed"),
-                          sa.func.count()).where(tried, deliveries.c.status.in_(("sent", "failed")))
+    def failure_share(self, issues_back: int = 10) -> float:
+        """The share of tried deliveries that failed in the latest `issues_back` issues (0 with none tried)."""
+        recent = sa.select(issues.c.id).order_by(issues.c.slot.desc()).limit(issues_back)
+        query = sa.select(sa.func.count().filter(deliveries.c.status == "failed"), sa.func.count()).where(
+            deliveries.c.issue_id.in_(recent), deliveries.c.attempts > 0, deliveries.c.status.in_(("sent", "failed")))
         with self.engine.connect() as conn:
             failed, total = conn.execute(query).one()
         return failed / total if total else 0.0

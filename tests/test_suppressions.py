@@ -160,3 +160,15 @@ def test_restore_by_bounce_and_since_from_the_command_line(site, monkeypatch) ->
     assert store.suppressed() == set()
     assert [e.action for e in accounts.audit_log(store, 5)][:2] == ["suppressions.restore"] * 2
     store.engine.dispose()
+
+
+def test_the_usual_share_of_failures_and_an_issues_returns(store: Store) -> None:
+    issue = issue_of(store, "2026-12-01-0900", READERS)
+    assert store.failure_share() == 0.0 and store.issue_returns(issue.id) == (0, 0, 0)
+    with store.writing() as conn:
+        conn.execute(deliveries.update().values(status="sent", attempts=1))
+        first = conn.scalar(sa.select(sa.func.min(deliveries.c.id)))
+        conn.execute(deliveries.update().where(deliveries.c.id == first).values(status="failed"))
+    store.suppress(READERS[0], "550 5.1.1 no such user", cause="issue", cause_ref=str(issue.id))
+    assert store.failure_share() == 0.25
+    assert store.issue_returns(issue.id) == (3, 0, 1)      # the address refused while sending counts as hard
