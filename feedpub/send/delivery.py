@@ -96,9 +96,8 @@ class _Run:
         renew_every = min(1.0, self.lease.total_seconds() / 3)
         next_renew = 0.0
         batch = self._batch_size(self.smtp.rate_per_second)
-        if issue_id is not None:
-            self.guard.watch([issue_id])
         try:
+            self.guard.watch([] if issue_id is None else [issue_id])
             while not self.stop.is_set():
                 if time.monotonic() >= next_renew:
                     self.guard.check_rates()

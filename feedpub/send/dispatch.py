@@ -156,7 +156,7 @@ def late_posts(config: Config, store: Store, posts: Iterable[Post], now: datetim
     """The posts the next issue takes though they are dated into a window an issue already covered, each
     with the period of that issue (it went out without them), oldest first."""
     found = coverage(config, store, due_slot(config, now)[1])
-    late = sorted((p for p in posts if found.reach < p.date <= found.starts and p.url not in found.carried),
+    late = sorted((p for p in posts if covers(p.date, p.url, found.starts, found.starts, found.reach, found.carried)),
                   key=lambda p: p.date)
     windows = store.issues()
     return [(post, next((i.period for i in windows if i.starts < post.date <= i.ends), windows[-1].period))
