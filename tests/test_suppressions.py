@@ -172,3 +172,16 @@ def test_the_usual_share_of_failures_and_an_issues_returns(store: Store) -> None
     store.suppress(READERS[0], "550 5.1.1 no such user", cause="issue", cause_ref=str(issue.id))
     assert store.failure_share() == 0.25
     assert store.issue_returns(issue.id) == (3, 0, 1)      # the address refused while sending counts as hard
+
+
+def test_the_breakers_hold_says_why_until_resumed(store: Store) -> None:
+    issue = issue_of(store, "2026-12-01-0900", READERS)
+    reason = "10 recipients in a row refused with the same reply: 554 5.7.1 <ayumi@example.jp>: Relay access denied"
+    assert holds.trip(store, issue.id, reason) is True
+    assert holds.trip(store, issue.id, "again") is False             # on hold already: the first reason stays
+    assert holds.reasons(store) == {"2026-12-01-0900": reason}
+    assert store.count_due(issue.id, T0 + timedelta(days=1)) == 0      # no sender claims its rows
+    assert holds.resume(store, "2026-12-01-0900").rows == 4
+    assert holds.reasons(store) == {} and store.count_due(issue.id, T0 + timedelta(days=1)) == 4
+    holds.pause(store, "2026-12-01-0900")
+    assert holds.reasons(store) == {}                                 # the operator's pause has no reason to show

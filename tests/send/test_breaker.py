@@ -14,7 +14,7 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
-from feedpub import accounts
+from feedpub import accounts, holds
 from feedpub.cli.daemon import Daemon
 from feedpub.config_file import load_config
 from feedpub.records import SubscriberInput
@@ -25,6 +25,7 @@ from feedpub.send.issue import due_slot
 from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from feedpub.web.app import create_app
+from tests.conftest import emptied
 from tests.send.sites import PASSWORD, SECRET, deliveries, feedpub, write_site
 from tests.smtp_server import SMTPTestServer
 
@@ -281,3 +282,25 @@ def test_complaint_or_bounce_rate_over_the_line_pauses_the_rest(sent_issue, kind
         assert store.counts(issue.id)["deferred"] == 10 and len(smtp.received) == 100
     else:
         assert rest.sent == 10 and rest.paused == ()
+
+
+def test_relay_denying_every_rcpt_on_postgresql(tmp_path, pg_url) -> None:
+    """The same on a shared PostgreSQL store (the one `feedpub worker` processes use)."""
+    store = emptied(open_store(pg_url))
+    server = SMTPTestServer().start()
+    try:
+        config = write_site(tmp_path, server.port, readers=READERS, connections=2, store_url=pg_url)
+        for reader in READERS:
+            server.faults.rcpt_replies[reader] = [RELAY_DENIED.format(reader)]
+        first = feedpub(config, "digest", "send")
+        assert first.exit_code == 1 and "Relay access denied" in first.stderr
+        (issue,) = store.issues()
+        assert store.counts(issue.id)["queued"] == 50 and store.suppressed() == set()
+        assert "Relay access denied" in holds.reasons(store)[issue.period]
+        server.faults.rcpt_replies.clear()
+        assert feedpub(config, "digest", "resume", issue.period).exit_code == 0
+        assert "50 of 50 sent in total" in feedpub(config, "digest", "send").stdout
+        assert sorted(server.recipients()) == sorted(READERS)
+    finally:
+        server.stop()
+        store.engine.dispose()
