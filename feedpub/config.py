@@ -165,6 +165,8 @@ class BouncesConfig:
     mailgun_key_env: str = "FEEDPUB_MAILGUN_SIGNING_KEY"
     sendgrid_public_key: str = ""        # the Event Webhook's verification key (base64; not a secret)
     ses_topic_arn: str = ""              # /webhooks/ses accepts notifications of this SNS topic only
+    max_complaint_rate: float = 0.003    # complaints per message sent that pause an issue (0.3%: Gmail's line)
+    max_bounce_rate: float = 0.05        # hard bounces per message sent that pause an issue
 
     def imap_password(self) -> str:
         return require_env(self.imap_password_env)

@@ -262,6 +262,13 @@ def check_dns_name(value: str) -> None:
                          "or 'feedpub2026')")
 
 
+def _check_rate(value: float) -> None:
+    """A share of the messages sent: more than 0, at most 1."""
+    if not 0 < value <= 1:
+        raise ValueError(f"{value!r} is not a share of the messages sent (expected more than 0 and at most 1, "
+                         "e.g. 0.003 for 0.3%)")
+
+
 # Values the file sets that are checked beyond their type, where a bad one would otherwise surface only
 # when mail goes out or the store opens.
 _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
@@ -274,6 +281,8 @@ _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("web", "unsubscribe_mailto"): _check_unsubscribe_mailto,
     ("smtp", "return_path"): _check_return_path,
     ("bounces", "imap_url"): _check_imap_url,
+    ("bounces", "max_complaint_rate"): _check_rate,
+    ("bounces", "max_bounce_rate"): _check_rate,
 }
 
 

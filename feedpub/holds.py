@@ -1,5 +1,7 @@
 """Pausing, resuming and cancelling an issue's sending: a row in `issue_holds` that every claim honours.
 
+The circuit breaker (`feedpub.send.breaker`) pauses an issue too, with the reason it says why; the rows
+it found refused by a sending problem go back to queued and their suppressions are lifted (`put_back`).
 A paused issue's rows stay as they are and no sender (the daemon, `digest send`, any `feedpub worker`)
 claims them any more (`feedpub.store.due`); the rows a sender holds but has not started are taken back,
 so only the messages already on their way (one per connection, a few with pipelining) go out.
@@ -48,18 +50,52 @@ def states(store: Store) -> dict[int, HoldState]:
         return dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)).all())
 
 
+def reasons(store: Store) -> dict[str, str]:
+    """The period of every issue the circuit breaker paused → why."""
+    query = (sa.select(issues.c.period, issue_holds.c.reason).join(issues, issues.c.id == issue_holds.c.issue_id)
+             .where(issue_holds.c.state == "paused", issue_holds.c.reason != "").order_by(issues.c.slot))
+    with store.engine.connect() as conn:
+        return dict(conn.execute(query).all())
+
+
 def pause(store: Store, period: str) -> HoldChange:
     with store.writing() as conn:
         issue_id = _issue_id(conn, store, period)
         _refuse(conn, issue_id, period, {"paused": "is already paused", "cancelled": "was cancelled"})
-        conn.execute(issue_holds.insert().values(issue_id=issue_id, state="paused", since=utcnow()))
-        # Rows a sender claimed but has not started are taken back: it marks a row `sending` only while
-        # it still holds the claim, so only the messages already on their way go out.
-        conn.execute(deliveries.update().where(deliveries.c.issue_id == issue_id,
-                                               deliveries.c.status.in_(("queued", "deferred")),
-                                               deliveries.c.claimed_by.is_not(None))
-                     .values(claimed_by=None, claimed_until=None))
+        _hold(conn, issue_id, "")
         return HoldChange(period, "paused", _unsent(conn, issue_id))
+
+
+def trip(store: Store, issue_id: int, reason: str) -> bool:
+    """Pause the issue for `reason` (the circuit breaker, `feedpub.send.breaker`); False if it was on hold
+    already (paused by the operator meanwhile, or cancelled)."""
+    with store.writing() as conn:
+        if conn.scalar(sa.select(issue_holds.c.state).where(issue_holds.c.issue_id == issue_id)) is not None:
+            return False
+        _hold(conn, issue_id, reason)
+        return True
+
+
+def put_back(store: Store, issue_id: int, delivery_ids: set[int]) -> set[int]:
+    """Rows the circuit breaker found refused by a sending problem (deferred: such a refusal never fails or
+    suppresses anyone): queued again, to wait for `digest resume`. Returns the rows put back (a row whose
+    outcome is not written yet is not: the caller asks again once it is)."""
+    with store.writing() as conn:
+        return set(conn.scalars(deliveries.update().where(
+            deliveries.c.issue_id == issue_id, deliveries.c.id.in_(sorted(delivery_ids)),
+            deliveries.c.status == "deferred").values(
+                status="queued", next_attempt_at=None, claimed_by=None, claimed_until=None, updated_at=utcnow())
+            .returning(deliveries.c.id)))
+
+
+def _hold(conn: sa.Connection, issue_id: int, reason: str) -> None:
+    conn.execute(issue_holds.insert().values(issue_id=issue_id, state="paused", since=utcnow(), reason=reason))
+    # Rows a sender claimed but has not started are taken back: it marks a row `sending` only while
+    # it still holds the claim, so only the messages already on their way go out.
+    conn.execute(deliveries.update().where(deliveries.c.issue_id == issue_id,
+                                           deliveries.c.status.in_(("queued", "deferred")),
+                                           deliveries.c.claimed_by.is_not(None))
+                 .values(claimed_by=None, claimed_until=None))
 
 
 def resume(store: Store, period: str) -> HoldChange:

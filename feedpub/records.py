@@ -36,6 +36,8 @@ class Suppression:
     email_key: str
     reason: str
     created_at: datetime
+    cause: str = ""                           # issue, bounce, complaint, unsubscribe, operator ("": unknown)
+    cause_ref: str = ""                       # the issue id, the bounce evidence id, the operator
 
 
 @dataclass(frozen=True)

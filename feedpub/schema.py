@@ -54,6 +54,11 @@ suppressions = sa.Table(
     sa.Column("email_key", sa.String(320), primary_key=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # What made it (`feedpub subscribers restore` lifts one cause's): "issue" (a refusal while sending issue
+    # `cause_ref`, an issue id), "bounce" / "complaint" (bounce evidence `cause_ref`, a returned message or a
+    # webhook event), "unsubscribe" (the reader), "operator" (`cause_ref` names who); "" before schema v6.
+    sa.Column("cause", sa.String(16), nullable=False, default=""),
+    sa.Column("cause_ref", sa.String(100), nullable=False, default=""),
 )
 
 issues = sa.Table(
@@ -136,6 +141,14 @@ issue_holds = sa.Table(
     sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),      # why the circuit breaker paused it; "": the operator
+)
+
+# The posts each issue carried (by URL): the next issue takes a post dated into a window already sent.
+issue_posts = sa.Table(
+    "issue_posts", metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("url", sa.String(2000), primary_key=True),
 )
 
 
@@ -232,10 +245,29 @@ def _add_missing_column(conn: Connection, table: sa.Table, name: str) -> None:
         conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
 
 
+def _add_suppression_causes_v8(conn: Connection) -> None:
+    # The earlier steps create tables as they are defined now, so a new store has these columns already.
+    for table, column, sql_type in (("suppressions", "cause", "VARCHAR(16)"),
+                                    ("suppressions", "cause_ref", "VARCHAR(100)"), ("issue_holds", "reason", "TEXT")):
+        if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type} NOT NULL DEFAULT ''"))
+    conn.execute(sa.text("CREATE INDEX ix_suppressions_cause ON suppressions (cause, cause_ref)"))
+    # The causes a reason named for sure: a complaint, the reader's own unsubscribe.
+    conn.execute(suppressions.update().where(suppressions.c.reason == "complaint").values(cause="complaint"))
+    conn.execute(suppressions.update().where(suppressions.c.reason == "unsubscribed by the reader")
+                 .values(cause="unsubscribe"))
+    issue_posts.create(conn)
+    # What the issues so far carried is what their archive copy shows (every post of the issue).
+    carried = {(row.issue_id, entry["url"]) for row in conn.execute(sa.select(issue_archive))
+               for entry in row.entries if entry.get("url")}
+    if carried:
+        conn.execute(issue_posts.insert(), [{"issue_id": i, "url": url} for i, url in sorted(carried)])
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
-                                                      _add_confirmation_links_v7)
+                                                      _add_confirmation_links_v7, _add_suppression_causes_v8)
 
 
 # Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).

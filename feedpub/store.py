@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -37,9 +37,11 @@ from feedpub.records import (
 )
 from feedpub.schema import (
     MIGRATIONS,
+    bounces,
     deliveries,
     issue_archive,
     issue_holds,
+    issue_posts,
     issue_variants,
     issues,
     subscribers,
@@ -53,6 +55,8 @@ log = logging.getLogger("feedpub.store")
 OPEN_STATUSES = ("queued", "sending", "deferred")
 # The suppression a reader's own unsubscribe leaves: the only one their confirming a new sign-up lifts.
 READER_UNSUBSCRIBED = "unsubscribed by the reader"
+# Suppression causes that are a reader's own wish: no restore lifts them.
+READERS_OWN = ("unsubscribe", "complaint")
 # Rows per executemany when queueing an issue: bounded memory for the parameter lists.
 _INSERT_CHUNK = 5000
 
@@ -144,7 +148,7 @@ class Store:
                 return None
             row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).one()
             conn.execute(suppressions.delete().where(suppressions.c.email_key == row.email_key,
-                                                     suppressions.c.reason == READER_UNSUBSCRIBED))
+                                                     suppressions.c.cause == "unsubscribe"))
         return _subscriber(row)
 
     def subscriber(self, email: str) -> Subscriber | None:
@@ -171,19 +175,19 @@ class Store:
         with self.engine.connect() as conn:
             return [_subscriber(row) for row in conn.execute(query)]
 
-    def unsubscribe(self, email: str, reason: str) -> Subscriber | None:
+    def unsubscribe(self, email: str, reason: str, *, cause: str, cause_ref: str = "") -> Subscriber | None:
         """Mark the subscriber unsubscribed (if there is one) and suppress the address."""
         now = utcnow()
         key = email_key(email)
         with self.engine.begin() as conn:
-            unsubscribe_address(conn, key, reason, now)
+            unsubscribe_address(conn, key, reason, now, cause=cause, cause_ref=cause_ref)
         return self.subscriber(email)
 
     # -- suppressions ------------------------------------------------------------------------------
 
-    def suppress(self, email: str, reason: str) -> None:
+    def suppress(self, email: str, reason: str, *, cause: str = "operator", cause_ref: str = "") -> None:
         with self.engine.begin() as conn:
-            suppress_address(conn, email_key(email), reason, utcnow())
+            suppress_address(conn, email_key(email), reason, utcnow(), cause=cause, cause_ref=cause_ref)
 
     def lift_suppression(self, email: str) -> Suppression | None:
         """Remove the suppression of an address; returns what was lifted."""
@@ -196,11 +200,30 @@ class Store:
     def suppression(self, email: str) -> Suppression | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(suppressions).where(suppressions.c.email_key == email_key(email))).first()
-        return Suppression(row.email_key, row.reason, row.created_at) if row else None
+        return _suppression(row) if row else None
 
     def suppressed(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.scalars(sa.select(suppressions.c.email_key)))
+
+    def restore(self, *, causes: Collection[str], cause_ref: str | None = None, since: datetime | None = None,
+                dry_run: bool = False) -> list[Suppression]:
+        """Lift the suppressions made by `causes` (with `cause_ref`: by that one; with `since`: at or after
+        it), in one transaction; returns them, oldest first. Never those a reader asked for (unsubscribes,
+        complaints)."""
+        query = (sa.select(suppressions).where(suppressions.c.cause.in_(set(causes) - set(READERS_OWN)))
+                 .order_by(suppressions.c.created_at, suppressions.c.email_key))
+        if cause_ref is not None:
+            query = query.where(suppressions.c.cause_ref == cause_ref)
+        if since is not None:
+            query = query.where(suppressions.c.created_at >= since)
+        with self.writing() as conn:
+            found = [_suppression(row) for row in conn.execute(query)]
+            if found and not dry_run:
+                keys = iter([s.email_key for s in found])
+                while chunk := list(itertools.islice(keys, _INSERT_CHUNK)):
+                    conn.execute(suppressions.delete().where(suppressions.c.email_key.in_(chunk)))
+        return found
 
     # -- issues ------------------------------------------------------------------------------------
 
@@ -220,10 +243,11 @@ class Store:
 
     def create_issue(self, *, period: str, slot: datetime, starts: datetime, ends: datetime,
                      variants: Sequence[StoredVariant], recipients: Mapping[int, str],
-                     archived: Sequence[Mapping[str, Any]] = ()) -> StoredIssue:
-        """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key) and
-        what the public archive shows of its posts (`archived`; none: not in the archive), all or nothing.
-        Raises StoreError if the period exists (another process composed it first)."""
+                     archived: Sequence[Mapping[str, Any]] = (), carried: Collection[str] = ()) -> StoredIssue:
+        """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key),
+        what the public archive shows of its posts (`archived`; none: not in the archive) and the URLs of
+        the posts it carries, all or nothing. Raises StoreError if the period exists (another process
+        composed it first)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -235,12 +259,31 @@ class Store:
                         for v in variants])
                 if archived:
                     conn.execute(issue_archive.insert().values(issue_id=issue_id, entries=list(archived)))
+                if carried:
+                    conn.execute(issue_posts.insert(), [{"issue_id": issue_id, "url": u} for u in sorted(set(carried))])
                 _queue(conn, issue_id, recipients, now)
         except sa.exc.IntegrityError as exc:
             raise StoreError(f"{self.shown}: issue {period} was composed by another process") from exc
         stored = self.issue(period)
         assert stored is not None
         return stored
+
+    def carried_since(self, moment: datetime) -> tuple[dict[str, str], datetime | None]:
+        """What the issues ending after `moment` carried: post URL → the period of the issue that carried it;
+        and the latest end among those that recorded none (composed before schema v6 without an archive
+        copy: what they carried is unknown)."""
+        query = (sa.select(issues.c.id, issues.c.period, issues.c.ends, issue_posts.c.url)
+                 .outerjoin(issue_posts, issue_posts.c.issue_id == issues.c.id).where(issues.c.ends > moment)
+                 .order_by(issues.c.slot))
+        carried: dict[str, str] = {}
+        unknown: datetime | None = None
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                if row.url is None:
+                    unknown = max(unknown or row.ends, row.ends)
+                else:
+                    carried.setdefault(row.url, row.period)
+        return carried, unknown
 
     def archived_issues(self) -> list[ArchivedIssue]:
         """The issues in the public archive, oldest first (an issue archived with no posts is not one)."""
@@ -307,6 +350,30 @@ class Store:
         with self.engine.connect() as conn:
             found.update({status: n for status, n in conn.execute(query)})
         return found
+
+    def failure_share(self, issues_back: int = 10) -> float:
+        """The share of tried deliveries that failed in the latest `issues_back` issues (0 with none tried)."""
+        recent = sa.select(issues.c.id).order_by(issues.c.slot.desc()).limit(issues_back)
+        query = sa.select(sa.func.count().filter(deliveries.c.status == "failed"), sa.func.count()).where(
+            deliveries.c.issue_id.in_(recent), deliveries.c.attempts > 0, deliveries.c.status.in_(("sent", "failed")))
+        with self.engine.connect() as conn:
+            failed, total = conn.execute(query).one()
+        return failed / total if total else 0.0
+
+    def issue_returns(self, issue_id: int) -> tuple[int, int, int]:
+        """(messages sent, deliveries complained about, hard bounces) of one issue: a hard bounce is a
+        returned message or an address the relay refused while sending it (the suppressions it made)."""
+        about = sa.select(bounces.c.kind, sa.func.count(sa.distinct(bounces.c.delivery_id))).join(
+            deliveries, deliveries.c.id == bounces.c.delivery_id).where(
+            deliveries.c.issue_id == issue_id, bounces.c.kind.in_(("complaint", "hard"))).group_by(bounces.c.kind)
+        sent = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue_id == issue_id,
+                                                                        deliveries.c.status == "sent")
+        refused = sa.select(sa.func.count()).select_from(suppressions).where(
+            suppressions.c.cause == "issue", suppressions.c.cause_ref == str(issue_id))
+        with self.engine.connect() as conn:
+            kinds = dict(conn.execute(about).all())
+            return (conn.scalar(sent) or 0, kinds.get("complaint", 0),
+                    kinds.get("hard", 0) + (conn.scalar(refused) or 0))
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -423,19 +490,23 @@ def is_suppressed() -> sa.Exists:
     return sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
 
 
-def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
+def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime, *, cause: str,
+                        cause_ref: str = "") -> None:
     """In `conn`'s transaction: the subscriber with this address key (if any) unsubscribed, the address suppressed."""
     conn.execute(subscribers.update().where(subscribers.c.email_key == key, subscribers.c.status != "unsubscribed")
                  .values(status="unsubscribed", unsubscribed_at=now))
     # A confirmation mailed before is no way back: only a new sign-up's is.
     conn.execute(subscribers.update().where(subscribers.c.email_key == key, subscribers.c.confirm_sent_at.isnot(None))
                  .values(confirm_sent_at=None))
-    suppress_address(conn, key, reason, now)
+    suppress_address(conn, key, reason, now, cause=cause, cause_ref=cause_ref)
 
 
-def suppress_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
+def suppress_address(conn: Connection, key: str, reason: str, now: datetime, *, cause: str,
+                     cause_ref: str = "") -> None:
+    """Suppress the address for `reason`, made by `cause` (`cause_ref`: which one); the first cause stays."""
     if conn.scalar(_SUPPRESSION, {"key": key}) is None:   # bounce processing suppresses thousands a second
-        conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now})
+        conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now, "cause": cause,
+                                             "cause_ref": cause_ref})
 
 
 _SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_key == sa.bindparam("key"))
@@ -444,6 +515,10 @@ _SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_ke
 def delivery_select() -> sa.Select[Any]:
     return sa.select(deliveries, subscribers.c.email, subscribers.c.name).join(
         subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+
+
+def _suppression(row: Any) -> Suppression:
+    return Suppression(row.email_key, row.reason, row.created_at, row.cause, row.cause_ref)
 
 
 def _subscriber(row: Any) -> Subscriber:

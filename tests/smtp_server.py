@@ -20,8 +20,8 @@ directly.
 
 TLS and AUTH: `SMTPTestServer(tls="starttls" | "ssl", cert=self_signed_cert(folder))` offers STARTTLS
 (or speaks TLS from the first byte) with that certificate; `SMTPTestServer(users={"name": "password"})`
-offers AUTH and answers 535 to any other credentials. `stop()` and `start()` again keep the port, for a
-server that is down for a while and comes back.
+offers AUTH and answers 535 to any other credentials (with `auth_required=True`, 530 to a MAIL before
+AUTH). `stop()` and `start()` again keep the port, for a server that is down for a while and comes back.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class SMTPTestServer:
     host = "127.0.0.1"
 
     def __init__(self, *, tls: Literal["starttls", "ssl"] | None = None, cert: tuple[Path, Path] | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, auth_required: bool = False) -> None:
         self.port = _free_port()
         self.faults = Faults()
         self.received: list[Received] = []
@@ -202,7 +202,8 @@ class SMTPTestServer:
             context.load_cert_chain(*cert)
             self._kwargs = {"ssl_context": context} if tls == "ssl" else {"tls_context": context}
         if users is not None:
-            self._kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+            # auth_required: MAIL before a successful AUTH gets "530 5.7.0 Authentication required".
+            self._kwargs.update(authenticator=self._authenticate, auth_require_tls=False, auth_required=auth_required)
         self._controller: _Controller | None = None
 
     def start(self) -> SMTPTestServer:

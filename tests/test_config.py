@@ -94,6 +94,9 @@ url = "sqlite:///.feedpub/feedpub.db"
         ('[smtp.dkim]\ndomain = "blog.example.com"\nselector = "2026年"\n',
          "feedpub.toml:3: 'smtp.dkim.selector': '2026年' is not a DNS name"),
         ('[smtp]\ndkim = "blog.example.com"\n', "feedpub.toml:2: 'smtp.dkim' must be a table ([smtp.dkim])"),
+        ('[bounces]\nsoft_limit = 3\nmax_complaint_rate = 0.3\nmax_bounce_rate = 5\n',
+         "feedpub.toml:4: 'bounces.max_bounce_rate': 5.0 is not a share of the messages sent (expected more than 0 "
+         "and at most 1, e.g. 0.003 for 0.3%)"),
         ('[smtp.dkim]\nselector = "feedpub"\nkey_file = "dkim.key"\n',
          "feedpub.toml:1: [smtp.dkim]: 'smtp.dkim.domain' not set (expected domain, selector and key_file all set"),
     ],

@@ -85,7 +85,7 @@ def test_an_issue_stored_without_its_archive_gets_it_once(store):
 def test_subscribers_suppressions_and_times(store):
     store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("AI導入戦略",))], status="active")
     assert store.subscriber("taro@example.jp").categories == ("AI導入戦略",)
-    store.unsubscribe("TARO@example.jp", "removed by operator")
+    store.unsubscribe("TARO@example.jp", "removed by operator", cause="operator")
     assert store.suppressed() == {"taro@example.jp"} and store.active_recipients() == {}
     issue = queue_issue(store, 0)
     assert issue.slot.tzinfo == UTC and store.issue(issue.period) == issue
@@ -137,7 +137,7 @@ def test_concurrent_claims_never_share_a_row(store):
 
 def test_readers_who_leave_after_queueing_are_not_sent(store):
     issue = queue_issue(store, 3)
-    store.unsubscribe("reader0000@example.com", "one-click unsubscribe")
+    store.unsubscribe("reader0000@example.com", "one-click unsubscribe", cause="unsubscribe")
     store.suppress("reader0002@example.com", "complaint")
     claim = Claims(store, "here:1:a").claim(datetime.now(UTC), LEASE, 10)
     assert [row.email for row in claim.rows] == ["reader0001@example.com"]

@@ -41,7 +41,7 @@ def test_addresses_are_unique_case_insensitively(store):
 
 def test_unsubscribe_keeps_a_suppression_apart_from_the_subscriber(store):
     store.save_subscribers([SubscriberInput("a@example.com")], status="active")
-    row = store.unsubscribe("A@example.com", "removed by operator")
+    row = store.unsubscribe("A@example.com", "removed by operator", cause="operator")
     assert row.status == "unsubscribed" and row.unsubscribed_at is not None
     assert store.suppressed() == {"a@example.com"}
     assert store.suppression("a@example.com").reason == "removed by operator"

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from feedpub import accounts, holds
 from feedpub.cli import main
 from feedpub.records import StoredVariant, SubscriberInput
-from feedpub.schema import bounces, deliveries, workers
+from feedpub.schema import bounces, deliveries, issue_posts, webhook_tokens, workers
 from feedpub.store import Store, StoreError, open_store
 from feedpub.store_copy import check, copy_store, snapshot, tables
 from tests.conftest import emptied
@@ -29,12 +29,12 @@ READERS = ["taro@example.jp", "Hanako@Example.JP", "=cmd@example.com", "left@exa
 
 def filled(path: Path) -> Store:
     """A SQLite store with rows in every table: readers (Japanese names, categories), suppressions, two
-    issues (one sent, one paused) with variants, archive and deliveries, a worker, an account with a
-    session and audit lines, a bounce with its raw bytes."""
+    issues (one sent, one paused) with variants, archive, deliveries and the posts carried, a worker, an
+    account with a session and audit lines, a bounce with its raw bytes, a webhook token remembered."""
     store = open_store(f"sqlite:///{path}")
     saved = store.save_subscribers([SubscriberInput(email, f"読者 {i}", ("Releases", "AI導入戦略")[: i % 3])
                                     for i, email in enumerate(READERS)], status="active")
-    store.unsubscribe("left@example.org", "unsubscribed from the digest")
+    store.unsubscribe("left@example.org", "unsubscribed from the digest", cause="unsubscribe")
     store.suppress("bounced@example.net", "hard bounce: 550 5.1.1 no such user")
     store.suppress("never-subscribed@example.com", "complaint")
     for n, period in enumerate(["2025-12-08-0900", "2025-12-15-0900"]):
@@ -54,7 +54,10 @@ def filled(path: Path) -> Store:
         conn.execute(bounces.insert().values(
             received_at=NOW, source="file:/var/mail/bounces", message_key="<b1@mx>", recipient="bounced@example.net",
             delivery_id=5, kind="hard", status="5.1.1", diagnostic="550 5.1.1 no such user", why="DSN",
-            effect="suppressed", raw=b"\x00\xffReturned mail\r\n", raw_size=20))
+            effect="suppressed", raw=b"\x00\xffReturned mail\r\n", raw_size=20, unverified=False))
+        conn.execute(issue_posts.insert().values(issue_id=1, url="https://blog.example.com/2025/12/07/ai.html"))
+        conn.execute(webhook_tokens.insert().values(provider="mailgun", token="7f3e" * 12,
+                                                    expires_at=NOW + timedelta(minutes=15)))
     return store
 
 

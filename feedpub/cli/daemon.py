@@ -197,14 +197,19 @@ class Daemon:
     def health(self) -> dict[str, Any]:
         """/healthz's facts: `problems` (something does not work: 503) apart from `warnings` (it works; look
         when you can), at most SHOWN of each job."""
+        from feedpub import holds  # lazy: sqlalchemy (0.25 s), which `feedpub --help` would otherwise load
+
         next_retry = self.store.next_retry()
         websub = self.publisher.last()
+        paused = holds.reasons(self.store)
         unaccepted = [f"{hub}: the last WebSub ping was not accepted (answer {ping['status']})"
                       for hub, ping in websub.items() if not ping["ok"]]
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
                 "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
-                "websub": websub, **self.last_build_facts,
-                "problems": _shown(self.problems), "warnings": _shown({**self.warnings, "websub": unaccepted})}
+                "websub": websub, "paused_issues": paused, **self.last_build_facts,
+                "problems": _shown({**self.problems, "paused": [f"issue {period} is paused: {why}"
+                                                                for period, why in paused.items()]}),
+                "warnings": _shown({**self.warnings, "websub": unaccepted})}
 
 
 def _shown(by_job: dict[str, list[str]]) -> list[str]:

@@ -47,7 +47,7 @@ def digest() -> None:
 @click.pass_obj
 def preview(app: App, since: datetime | None, output: Path | None) -> None:
     """Render the next issue to an .html and a .txt file; send nothing."""
-    from feedpub.send.dispatch import compose_issue, next_start  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.dispatch import compose_issue, coverage  # lazy: 0.3 s, see the module docstring
     from feedpub.send.issue import due_slot, public_copy
 
     config = app.config
@@ -55,9 +55,11 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
         now = datetime.now(UTC)
         if since:
             starts = since.replace(tzinfo=config.site.tz)
+            issue, problems = compose_issue(config, now, starts, now)
         else:
-            starts = next_start(config, open_store_or_fail(app, migrate=False), due_slot(config, now)[1])
-        issue, problems = compose_issue(config, now, starts, now)
+            found = coverage(config, open_store_or_fail(app, migrate=False), due_slot(config, now)[1])
+            starts = found.starts
+            issue, problems = compose_issue(config, now, starts, now, reach=found.reach, carried=found.carried.keys())
         report(problems)
         if not issue.posts:
             log.info("no posts published since %s: nothing to preview",
@@ -110,7 +112,10 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
     if retry:
         tail += f" (next retry {retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z})"
     say(f"issue {result.period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in total{tail}")
-    raise SystemExit(PARTIAL if summary.failed or _errors(result.problems) else OK)
+    for reason in summary.paused:
+        click.echo(f"feedpub: {reason}; nobody was failed or suppressed for it (`feedpub digest resume "
+                   f"{result.period}` sends the rest once that is fixed)", err=True)
+    raise SystemExit(PARTIAL if summary.failed or summary.paused or _errors(result.problems) else OK)
 
 
 def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, *, force: bool) -> NoReturn:
@@ -207,6 +212,10 @@ def status(app: App) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    # Below the table, on stderr: scripts read the rows.
+    for period, reason in holds.reasons(store).items():
+        click.echo(f"issue {period} paused by the circuit breaker: {reason} (`feedpub digest resume {period}` "
+                   "sends the rest once that is fixed)", err=True)
 
 
 @digest.command()

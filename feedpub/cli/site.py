@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from feedpub.cli import OK, PARTIAL, App, fail, report, say
 from feedpub.templates import folder
+
+if TYPE_CHECKING:
+    from feedpub.config import Config
+    from feedpub.site.reader import Post
 
 
 @click.command()
@@ -96,8 +103,26 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
     skipped = collection.skipped_future + collection.skipped_drafts
     if skipped:
         summary += f", {skipped} skipped ({collection.skipped_future} future, {collection.skipped_drafts} draft)"
+    for post, period in _late_posts(config, collection.posts):
+        say(f"{post.source}: note: dated {post.date.astimezone(config.site.tz):%Y-%m-%d %H:%M}, inside the "
+            f"window of issue {period}, which went out without it; it goes into the next issue", err=True)
     say(summary)
     raise SystemExit(PARTIAL if errors else OK)
+
+
+def _late_posts(config: Config, posts: Sequence[Post]) -> list[tuple[Post, str]]:
+    """The posts the next issue takes though an issue already covered their date, when there is a store
+    to ask (`check` never creates one)."""
+    from feedpub.send.dispatch import late_posts  # lazy: 0.3 s, as above
+    from feedpub.store import StoreError, open_store
+
+    if config.store_file is not None and not config.store_file.exists():
+        return []
+    try:
+        store = open_store(config.store_url)
+    except StoreError:
+        return []
+    return late_posts(config, store, posts, datetime.now(UTC))
 
 
 def _list_jekyll_keys(root: Path, given: frozenset[str]) -> None:

@@ -1,4 +1,4 @@
-"""`feedpub subscribers add|remove|list|import|export`.
+"""`feedpub subscribers add|remove|list|import|export|restore`.
 
 The store (SQLAlchemy, ~250 ms), the address check (email-validator, ~45 ms) and the post reader (~80 ms)
 are imported inside the commands (measured with `python -X importtime`): `feedpub --help` stays fast.
@@ -69,7 +69,7 @@ def add(app: App, email: str, name: str | None, categories: str | None, pending:
 def remove(app: App, email: str) -> None:
     """Unsubscribe an address and suppress it (it is never mailed again)."""
     address = valid_address_or_fail(email)
-    row = open_store_or_fail(app).unsubscribe(address, "removed by operator")
+    row = open_store_or_fail(app).unsubscribe(address, "removed by operator", cause="operator", cause_ref="cli")
     click.echo(f"unsubscribed and suppressed {address}" if row else f"suppressed {address} (not a subscriber)")
 
 
@@ -141,6 +141,47 @@ def export(app: App, everything: bool) -> None:
     for row in store.subscribers("active"):
         if row.email.lower() not in suppressed:
             writer.writerow([row.email, row.name, ";".join(row.categories)])
+
+
+@subscribers.command()
+@click.option("--cause", metavar="ISSUE|bounce:ID",
+              help="Whose suppressions: an issue's period (refused while sending it) or a bounce's evidence id "
+                   "(`feedpub bounces list`).")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+              help="Only suppressions made at or after this time (site.timezone); alone: those of every issue "
+                   "and bounce since then.")
+@click.option("--dry-run", is_flag=True, help="List what would be lifted; lift nothing.")
+@click.pass_obj
+def restore(app: App, cause: str | None, since: datetime | None, dry_run: bool) -> None:
+    """Lift the suppressions one cause made (an issue's refusals, a bounce), audited. Unsubscribes and
+    complaints are the readers' own and are never lifted."""
+    from feedpub import accounts  # lazy: sqlalchemy, see the module docstring
+
+    if cause is None and since is None:
+        fail("subscribers restore: give --cause ISSUE|bounce:ID or --since TIME (expected at least one)")
+    store = open_store_or_fail(app)
+    causes, cause_ref = ("issue", "bounce"), None
+    if cause is not None and cause.startswith("bounce:"):
+        causes, cause_ref = ("bounce",), cause.removeprefix("bounce:")
+        if not cause_ref.isdigit():
+            fail(f"--cause {cause!r}: not a bounce id (expected bounce:ID, the number `feedpub bounces list` shows)")
+    elif cause is not None:
+        issue = store.issue(cause)
+        if issue is None:
+            fail(f"--cause {cause!r}: no such issue (expected bounce:ID or a period listed by `feedpub digest status`)")
+        causes, cause_ref = ("issue",), str(issue.id)
+    starts = since.replace(tzinfo=app.config.site.tz) if since else None
+    lifted = store.restore(causes=causes, cause_ref=cause_ref, since=starts, dry_run=dry_run)
+    for suppression in lifted:
+        click.echo(f"{suppression.email_key}\t{suppression.reason}")
+    chosen = " ".join(part for part in (f"--cause {cause}" if cause else "",
+                                        f"--since {starts.isoformat()}" if starts else "") if part)
+    if dry_run:
+        click.echo(f"dry run: {len(lifted)} suppressions would be lifted ({chosen}); nothing changed", err=True)
+        return
+    accounts.audit(store, user="cli", address="cli", action="suppressions.restore",
+                   detail=f"{chosen}: {len(lifted)} lifted: {', '.join(s.email_key for s in lifted)}")
+    click.echo(f"{len(lifted)} suppressions lifted ({chosen})", err=True)
 
 
 def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - feedpub.store.Store, imported lazily

@@ -39,7 +39,9 @@ _START = ("UPDATE deliveries SET status = 'sending', attempts = attempts + 1, ne
 _FINISH = ("UPDATE deliveries SET status = ?, last_reply = ?, next_attempt_at = ?, claimed_by = NULL, "
            "claimed_until = NULL, updated_at = ?, "
            "attempts = CASE WHEN status = 'sending' THEN attempts ELSE attempts + 1 END WHERE id = ?")
-_SUPPRESS = ("INSERT INTO suppressions (email_key, reason, created_at) SELECT s.email_key, ?, ? FROM subscribers s "
+# The suppression's cause is the issue being sent (`feedpub subscribers restore --cause PERIOD` lifts them).
+_SUPPRESS = ("INSERT INTO suppressions (email_key, reason, created_at, cause, cause_ref) "
+             "SELECT s.email_key, ?, ?, 'issue', CAST(d.issue_id AS VARCHAR(20)) FROM subscribers s "
              "JOIN deliveries d ON d.subscriber_id = s.id WHERE d.id = ? "
              "AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_key = s.email_key)")
 

@@ -7,25 +7,32 @@ One thread claims rows (a few seconds' worth at a time, under a lease renewed wh
 (committed) before its message goes out and `sent` only after the server's 250, and that 250 is committed
 before the next message on the same connection goes out: a process killed at any point resends at most
 one message per connection. 4xx replies and broken connections defer a row with exponential backoff from
-smtp.retry_base; a 5xx for a recipient fails it and suppresses the address.
+smtp.retry_base; a 5xx for a recipient fails it and suppresses the address, unless the circuit breaker
+(`feedpub.send.breaker`) finds the refusals are a sending problem: it pauses the issue, and the rows it
+refused that way go back to queued, unsuppressed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 
+from feedpub import holds
 from feedpub.config import Config, parse_duration
 from feedpub.records import Delivery, StoredIssue
 from feedpub.send import messages, verp
+from feedpub.send.breaker import Breaker, Trip, rates_trip
 from feedpub.send.claims import Claims, Mark, Marks, new_worker_id
 from feedpub.send.sender import RateLimiter, Ready, Sender
 from feedpub.send.tally import Outcome, Summary, Tally
 from feedpub.store import Store, utcnow
+
+log = logging.getLogger(__name__)
 
 # How long claimed rows stay this process's without a renewal; renewed every third of it (at most 1 s).
 DEFAULT_LEASE = timedelta(minutes=5)
@@ -77,7 +84,8 @@ class _Run:
         self.limiter = RateLimiter(config.smtp.rate_per_second)
         self.work: queue.SimpleQueue[Ready] = queue.SimpleQueue()   # rows with their messages built
         self.finished = threading.Event()          # nothing more will be claimed: the sender drains and exits
-        self.tally = Tally(on_outcome)
+        self.guard = _Guard(config, store)
+        self.tally = Tally(on_outcome, self.guard)
 
     def go(self, issue_id: int | None, wait_for_retries: timedelta) -> Summary:
         self.claims.register(utcnow(), _FORGET_WORKERS)
@@ -89,8 +97,10 @@ class _Run:
         next_renew = 0.0
         batch = self._batch_size(self.smtp.rate_per_second)
         try:
+            self.guard.watch([] if issue_id is None else [issue_id])
             while not self.stop.is_set():
                 if time.monotonic() >= next_renew:
+                    self.guard.check_rates()
                     share = self.claims.renew(utcnow(), self.lease, busy=self.tally.open_rows > 0)
                     self.limiter.set_rate(self.smtp.rate_per_second / share)
                     batch = self._batch_size(self.smtp.rate_per_second / share)
@@ -112,6 +122,7 @@ class _Run:
         finally:
             self.finished.set()
             sender.join()
+            self.tally.undo()          # the last failures the breaker puts back, now that they are written
             self._give_back()
             self.claims.release(retire=True)
             marks.close()
@@ -152,6 +163,7 @@ class _Run:
         claim = self.claims.claim(utcnow(), self.lease, batch, issue_id)
         for row in claim.skipped:
             self.tally.count(Outcome(row.id, row.email, "skipped", row.last_reply))
+        self.guard.watch(row.issue_id for row in claim.rows)
         self.tally.opened(len(claim.rows))
         for row in claim.rows:   # built here, off the sender's path from one server reply to the next
             message = self._message(marks, row)
@@ -167,6 +179,73 @@ class _Run:
             failed = Mark(row.id, "failed", f"cannot build the message: {exc}")
             self.tally.write(marks, [self.tally.record(row, failed)])
             return None
+
+
+class _Guard:
+    """The circuit breaker of one run and its I/O: the issues it pauses, the rows it puts back."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.bounces = config.bounces
+        self.store = store
+        self.breaker = Breaker(store.failure_share())
+        self.lock = threading.Lock()
+        self.trips: list[Trip] = []            # decided, not yet recorded
+        self.paused: list[str] = []
+
+    def watch(self, issue_ids: Iterable[int]) -> None:
+        """The run sends rows of these issues: the breaker learns their size, their rates are judged."""
+        for issue_id in set(issue_ids):
+            with self.lock:
+                if self.breaker.knows(issue_id):
+                    continue
+            rows = sum(self.store.counts(issue_id).values())
+            with self.lock:
+                self.breaker.expect(issue_id, rows)
+            self._judge_rates(issue_id)
+
+    def check_rates(self) -> None:
+        with self.lock:
+            watched = self.breaker.untripped()
+        for issue_id in watched:
+            self._judge_rates(issue_id)
+
+    def _judge_rates(self, issue_id: int) -> None:
+        reason = rates_trip(*self.store.issue_returns(issue_id), self.bounces.max_complaint_rate,
+                            self.bounces.max_bounce_rate)
+        if reason is not None:
+            with self.lock:
+                self.breaker.tripped(issue_id)
+                self.trips.append(Trip(issue_id, reason))
+            self.written()
+
+    def recorded(self, row: Delivery, mark: Mark) -> None:
+        with self.lock:
+            trip = self.breaker.observe(row.issue_id, row.id, mark.status, mark.reply)
+            if trip is not None:
+                self.trips.append(trip)
+
+    def written(self) -> set[int]:
+        with self.lock:
+            trips, self.trips = self.trips, []
+            waiting = self.breaker.to_put_back()
+        for trip in trips:
+            if holds.trip(self.store, trip.issue_id, trip.reason):
+                period = self.store.issue_period(trip.issue_id)
+                log.warning("issue %s paused: %s (`feedpub digest resume %s` sends the rest once that is fixed)",
+                            period, trip.reason, period)
+                with self.lock:
+                    self.paused.append(f"issue {period} paused: {trip.reason}")
+        undone: set[int] = set()
+        for issue_id, rows in waiting.items():
+            back = holds.put_back(self.store, issue_id, rows)
+            with self.lock:
+                self.breaker.put_back(back)
+            undone |= back
+        return undone
+
+    def reasons(self) -> tuple[str, ...]:
+        with self.lock:
+            return tuple(self.paused)
 
 
 def _alive(pid: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,12 +19,17 @@ from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.records import Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, delivery, messages
-from feedpub.send.issue import Issue, Variant, compose, due_slot, entries, render_variant, variant_key
+from feedpub.send.issue import Issue, Variant, compose, covers, due_slot, entries, render_variant, variant_key
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import Collection, collect
+from feedpub.site.reader import Post
 from feedpub.store import Store, StoreError
 
 log = logging.getLogger("feedpub.send.issue")
+
+# How far before its window an issue still takes a post no issue carried (backdated, or saved after its
+# window's issue went out): weeks, not the whole archive (a URL changed long ago is no new post).
+LATE_REACH = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
         try:
             stored = store.create_issue(period=period, slot=slot, starts=issue.starts, ends=issue.ends,
                                         recipients=queued, variants=[_stored(v) for v in variants.values()],
-                                        archived=[archive.record(e) for e in entries(config, issue.posts)])
+                                        archived=[archive.record(e) for e in entries(config, issue.posts)],
+                                        carried=[r.post.url for r in issue.posts])
         except StoreError:
             stored = store.issue(period)   # another process composed it a moment ago: resume that one
             if stored is None:
@@ -72,8 +79,10 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
         log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
     hold = holds.state(store, stored.id)
     if hold is not None:
+        why = holds.reasons(store).get(period)
+        state = f"{hold} by the circuit breaker: {why}" if why else hold
         resume = f" (`feedpub digest resume {period}` sends the rest)" if hold == "paused" else ""
-        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {hold}; nothing sent{resume}")
+        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {state}; nothing sent{resume}")
     if not send:
         return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
                         "digest.send_in_daemon = false, so `feedpub worker` processes send it")
@@ -118,36 +127,71 @@ class Messages:
         return delivery.personalised(self.config, period, templates)
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What the next issue takes: the posts dated in (starts, its slot], and the late ones, dated in
+    (reach, starts], that no issue carried."""
+
+    starts: datetime
+    reach: datetime
+    carried: dict[str, str]            # post URL → the period of the issue that carried it
+
+
+def coverage(config: Config, store: Store, slot: datetime) -> Coverage:
+    """Where the issue of `slot` starts: the previous issue's end, reaching LATE_REACH further back for
+    posts no issue carried, but never before the first issue's window: the first issue covers
+    `digest.first_issue_days` before its slot, and what came before is the archive, not late posts."""
+    issues = store.issues()
+    if not issues:
+        starts = slot - timedelta(days=config.digest.first_issue_days)
+        return Coverage(starts, starts, {})
+    latest = store.latest_issue()
+    assert latest is not None
+    reach = max(latest.ends - LATE_REACH, min(issue.starts for issue in issues))
+    carried, unknown = store.carried_since(reach)
+    return Coverage(latest.ends, max(reach, unknown) if unknown else reach, carried)
+
+
+def late_posts(config: Config, store: Store, posts: Iterable[Post], now: datetime) -> list[tuple[Post, str]]:
+    """The posts the next issue takes though they are dated into a window an issue already covered, each
+    with the period of that issue (it went out without them), oldest first."""
+    found = coverage(config, store, due_slot(config, now)[1])
+    late = sorted((p for p in posts if covers(p.date, p.url, found.starts, found.starts, found.reach, found.carried)),
+                  key=lambda p: p.date)
+    windows = store.issues()
+    return [(post, next((i.period for i in windows if i.starts < post.date <= i.ends), windows[-1].period))
+            for post in late]
+
+
 def compose_due_issue(config: Config, store: Store, now: datetime) -> tuple[Issue, list[Problem]]:
     """The issue of the slot due at `now`, as `send_due_issue` composes it: it covers (the previous
-    issue's end, its slot]; a post dated after the slot goes into the next issue."""
+    issue's end, its slot] and the late posts no issue carried; a post dated after the slot goes into
+    the next issue."""
     _, slot = due_slot(config, now)
-    return compose_issue(config, now, next_start(config, store, slot), slot)
+    found = coverage(config, store, slot)
+    return compose_issue(config, now, found.starts, slot, reach=found.reach, carried=found.carried.keys())
 
 
-def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetime) -> tuple[Issue, list[Problem]]:
-    """The issue of the slot due at `now`, covering (starts, ends]; with the problems met reading posts."""
+def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetime, *, reach: datetime | None = None,
+                  carried: AbstractSet[str] = frozenset()) -> tuple[Issue, list[Problem]]:
+    """The issue of the slot due at `now`, covering (starts, ends] (and late posts back to `reach` not in
+    `carried`); with the problems met reading posts."""
     collection = collect(config, now=now)
-    rendered, warnings = covered_posts(config, collection, starts, ends)
+    rendered, warnings = covered_posts(config, collection, starts, ends, reach=reach, carried=carried)
     period, slot = due_slot(config, now)
-    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=ends)
+    issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=ends, reach=reach, carried=carried)
     return issue, [*collection.problems, *warnings]
 
 
-def covered_posts(config: Config, collection: Collection, starts: datetime,
-                  ends: datetime) -> tuple[list[RenderedPost], list[Problem]]:
+def covered_posts(config: Config, collection: Collection, starts: datetime, ends: datetime, *,
+                  reach: datetime | None = None,
+                  carried: AbstractSet[str] = frozenset()) -> tuple[list[RenderedPost], list[Problem]]:
     """The posts of `collection` an issue covering (starts, ends] can hold, rendered; with the warnings met.
     Only those are rendered (a large site would otherwise render every post it has); `{% post_url %}` still
     resolves against all of them."""
-    covered = sorted((p for p in collection.posts if starts < p.date <= ends), key=lambda p: p.date, reverse=True)
+    covered = sorted((p for p in collection.posts if covers(p.date, p.url, starts, ends, reach, carried)),
+                     key=lambda p: p.date, reverse=True)
     return render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
-
-
-def next_start(config: Config, store: Store, slot: datetime) -> datetime:
-    """Where the issue of `slot` starts: the previous issue's end; for the first issue,
-    `digest.first_issue_days` before the slot."""
-    latest = store.latest_issue()
-    return latest.ends if latest else slot - timedelta(days=config.digest.first_issue_days)
 
 
 def active_recipients(store: Store) -> dict[int, str]:

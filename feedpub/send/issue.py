@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -112,10 +112,20 @@ def variant_key(categories: Iterable[str]) -> str:
 
 
 def compose(config: Config, rendered: Sequence[RenderedPost], *, period: str, slot: datetime,
-            starts: datetime, ends: datetime) -> Issue:
-    """The issue covering posts published in (starts, ends], newest first (none: nothing to send)."""
-    covered = sorted((r for r in rendered if starts < r.post.date <= ends), key=lambda r: r.post.date, reverse=True)
+            starts: datetime, ends: datetime, reach: datetime | None = None,
+            carried: Collection[str] = ()) -> Issue:
+    """The issue covering posts published in (starts, ends], newest first (none: nothing to send); with
+    `reach`, also the posts dated in (reach, starts] (late: backdated, or saved after their window's
+    issue went out); never a post whose URL is in `carried` (an earlier issue carried it)."""
+    covered = sorted((r for r in rendered if covers(r.post.date, r.post.url, starts, ends, reach, carried)),
+                     key=lambda r: r.post.date, reverse=True)
     return Issue(period, slot, starts, ends, tuple(covered[: config.digest.max_posts]))
+
+
+def covers(date: datetime, url: str, starts: datetime, ends: datetime, reach: datetime | None,
+           carried: Collection[str]) -> bool:
+    """Whether an issue covering (starts, ends], reaching back to `reach` for late posts, takes this post."""
+    return (reach if reach is not None and reach < starts else starts) < date <= ends and url not in carried
 
 
 def entries(config: Config, posts: Iterable[RenderedPost]) -> tuple[Entry, ...]:

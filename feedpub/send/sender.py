@@ -23,6 +23,7 @@ from datetime import timedelta
 from feedpub.config import SmtpConfig
 from feedpub.records import Delivery
 from feedpub.send import smtp
+from feedpub.send.bounces.classify import refusal
 from feedpub.send.claims import Mark, Marks
 from feedpub.send.tally import Tally
 from feedpub.store import utcnow
@@ -296,9 +297,6 @@ class Sender:
         """A refusal of the recipient that says the address is dead (the rule returned mail is judged by):
         failed and suppressed. Anything else (4xx; a 5xx about the sender, the relay, authentication, policy,
         rate, size, content or a full mailbox): try again later (421: the server closes the connection)."""
-        # Imported on the first refusal only: the rules and flufl.bounce behind them cost ~240 ms (-X importtime).
-        from feedpub.send.bounces.classify import refusal
-
         if exc.code >= 500 and exc.recipient and refusal(str(exc)) == "hard":
             return Mark(row.id, "failed", str(exc), suppress=str(exc))
         if exc.code == 421:

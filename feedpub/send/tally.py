@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from feedpub.records import Delivery
 from feedpub.send.claims import Mark, Marks
@@ -32,6 +32,7 @@ class Summary:
     problems: tuple[Outcome, ...]   # the deferred and failed rows, with the server's reply
     stopped: bool                    # the stop flag ended the run early
     skipped: int = 0                 # readers who left after the issue was queued
+    paused: tuple[str, ...] = ()     # why the circuit breaker paused an issue this run
 
     def line(self) -> str:
         counts = f"{self.sent} sent, {self.deferred} deferred, {self.failed} failed"
@@ -39,11 +40,25 @@ class Summary:
         return counts + (" (stopped)" if self.stopped else "")
 
 
+class Guard(Protocol):
+    """What watches a run's outcomes (the circuit breaker, `feedpub.send.delivery`)."""
+
+    def recorded(self, row: Delivery, mark: Mark) -> None:
+        """An outcome, as the server answered (not written yet)."""
+
+    def written(self) -> set[int]:
+        """Outcomes were written; returns the rows whose failure it undid (queued again)."""
+
+    def reasons(self) -> tuple[str, ...]:
+        """Why it paused issues this run."""
+
+
 class Tally:
     """The counts of one run and the rows it holds, safe to update from any thread."""
 
-    def __init__(self, on_outcome: Callable[[Outcome], None] | None) -> None:
+    def __init__(self, on_outcome: Callable[[Outcome], None] | None, guard: Guard | None = None) -> None:
         self.on_outcome = on_outcome
+        self.guard = guard
         self.lock = threading.Lock()
         self.open_rows = 0                         # claimed by this run and not yet recorded
         self.sent = 0
@@ -62,6 +77,8 @@ class Tally:
     def record(self, row: Delivery, mark: Mark) -> Mark:
         """Count and report an outcome as soon as the server has answered (it is written a moment later)."""
         self.count(Outcome(row.id, row.email, mark.status, mark.reply))
+        if self.guard:
+            self.guard.recorded(row, mark)
         return mark
 
     def count(self, outcome: Outcome) -> None:
@@ -86,9 +103,19 @@ class Tally:
         started = marks.write(done, starts)
         self.closed(len(done))
         done.clear()
+        self.undo()
         return started
+
+    def undo(self) -> None:
+        """Forget the failures the guard undid (it does so once their outcome is written)."""
+        if self.guard:
+            undone = self.guard.written()
+            with self.lock:
+                for row in undone:
+                    self.problems.pop(row, None)
 
     def summary(self, stopped: bool) -> Summary:
         problems = tuple(self.problems.values())
         return Summary(self.sent, sum(o.status == "deferred" for o in problems),
-                       sum(o.status == "failed" for o in problems), problems, stopped, self.skipped)
+                       sum(o.status == "failed" for o in problems), problems, stopped, self.skipped,
+                       self.guard.reasons() if self.guard else ())

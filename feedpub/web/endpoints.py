@@ -133,7 +133,7 @@ def invite(request: Request, entry: SubscriberInput) -> None:
     operator is mailed nothing: only an operator lifts that."""
     state = request.app.state
     suppression = state.store.suppression(entry.email)
-    if suppression and suppression.reason != READER_UNSUBSCRIBED:
+    if suppression and suppression.cause != "unsubscribe":
         return
     issued = utcnow().replace(microsecond=0)
     subscriber = state.store.sign_up(entry, issued)
@@ -186,7 +186,7 @@ async def unsubscribe(request: Request) -> Response:
     subscriber = token_holder(request, "unsubscribe")
     if subscriber is None:
         return message(request, "bad_link", 400)
-    request.app.state.store.unsubscribe(subscriber.email, READER_UNSUBSCRIBED)
+    request.app.state.store.unsubscribe(subscriber.email, READER_UNSUBSCRIBED, cause="unsubscribe")
     noted(request, "reader.unsubscribe", subscriber)
     return message(request, "unsubscribed")
 

@@ -181,7 +181,7 @@ def test_a_test_copy_to_an_unsubscribed_or_suppressed_address_needs_force(site, 
     store = open_store(f"sqlite:///{site}/.feedpub/feedpub.db")
     store.save_subscribers([SubscriberInput("left@example.com"), SubscriberInput("bounced@example.com")],
                            status="active")
-    store.unsubscribe("left@example.com", "one-click unsubscribe")
+    store.unsubscribe("left@example.com", "one-click unsubscribe", cause="unsubscribe")
     store.suppress("bounced@example.com", "550 5.1.1 no such user")
     left = feedpub("digest", "send", "--to", "Left@example.com")
     assert left.exit_code == 2
@@ -257,7 +257,7 @@ def test_a_reader_who_unsubscribed_after_queueing_is_counted_skipped_not_failed(
     emails = add_subscribers(site, 3)
     store = open_store(f"sqlite:///{site}/.feedpub/feedpub.db")
     send_due_issue(load_config(site / "feedpub.toml"), store, datetime.now(UTC), send=False)
-    store.unsubscribe(emails[1], "one-click unsubscribe")
+    store.unsubscribe(emails[1], "one-click unsubscribe", cause="unsubscribe")
     result = feedpub("digest", "send")
     assert result.exit_code == 0, result.output
     assert "2 sent, 0 deferred, 0 failed, 1 skipped (unsubscribed meanwhile)" in result.stdout

@@ -4,11 +4,11 @@ once when it starts inside `digest.misfire_grace`, and not at all when it starts
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 
 from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue, send_due_retries
@@ -77,7 +77,7 @@ def test_cron_send_has_no_grace(setup) -> None:
 
 def test_no_subscribers_leaves_the_slot_unused(setup) -> None:
     config, store, smtp = setup
-    store.unsubscribe("reader@example.com", "test")
+    store.unsubscribe("reader@example.com", "test", cause="unsubscribe")
     empty = send_due_issue(config, store, SLOT + timedelta(minutes=1), missed_after=GRACE)
     assert empty.issue is None and "no active subscribers" in empty.note
     store.lift_suppression("reader@example.com")
@@ -113,8 +113,10 @@ def test_an_issue_covers_the_week_up_to_its_slot_not_up_to_when_it_is_sent(setup
 
 
 def test_deferred_rows_are_sent_again_once_their_retry_time_comes(setup, site) -> None:
+    # The retry is an hour away and the clock is moved to it: a slow machine can neither make it due early
+    # (inside the first run, or before the "not due yet" check) nor late.
     config, store, smtp = setup
-    config = configure(site, smtp, 'retry_base = "1s"')
+    config = configure(site, smtp, 'retry_base = "1h"')
     _, slot = due_slot(config, datetime.now(UTC))
     date = slot - timedelta(days=1)   # in the issue that is due now
     site.post("this-week.md", f"---\ntitle: 今週の記事\ndate: {date:%Y-%m-%d %H:%M:%S %z}\n---\n本文。\n")
@@ -126,8 +128,10 @@ def test_deferred_rows_are_sent_again_once_their_retry_time_comes(setup, site) -
     assert send_due_retries(config, store, datetime.now(UTC), stop=stop) is None   # not due yet: nothing sent
     assert smtp.recipients() == ["reader@example.com"]
 
-    time.sleep(max(0.0, (store.next_retry() - datetime.now(UTC)).total_seconds()) + 0.05)
-    retried = send_due_retries(config, store, datetime.now(UTC), stop=stop)
-    assert (retried.sent, retried.deferred) == (1, 0)
-    assert send_due_retries(config, store, datetime.now(UTC), stop=stop) is None
+    retry_at = store.next_retry()
+    assert retry_at - datetime.now(UTC) > timedelta(minutes=59)
+    with time_machine.travel(retry_at + timedelta(seconds=1)):
+        retried = send_due_retries(config, store, datetime.now(UTC), stop=stop)
+        assert (retried.sent, retried.deferred) == (1, 0)
+        assert send_due_retries(config, store, datetime.now(UTC), stop=stop) is None
     assert smtp.recipients() == ["reader@example.com", "later@example.com"]

@@ -334,21 +334,23 @@ NOT_ABOUT_THE_ADDRESS = {
 
 
 @pytest.mark.parametrize("reply", NOT_ABOUT_THE_ADDRESS.values(), ids=NOT_ABOUT_THE_ADDRESS.keys())
-def test_a_5xx_about_anything_but_the_address_defers_every_reader_and_suppresses_none(tmp_path, reply) -> None:
+def test_a_5xx_about_anything_but_the_address_pauses_the_issue_and_suppresses_none(tmp_path, reply) -> None:
     server = SMTPTestServer().start()
     try:
         config = write_site(tmp_path, server.port)
         for email in READERS:
             server.faults.rcpt_replies[email] = [reply.format(email=email)]
         first = feedpub(config, "digest", "send")
-        assert first.exit_code == 0, first.output             # deferred, not failed: a later run retries
-        assert set(statuses(config).values()) == {"deferred"}
-        assert "suppressed" not in first.stderr
+        # Every reader refused alike: the circuit breaker pauses the issue; nobody failed or suppressed.
+        assert first.exit_code == 1 and "paused" in first.stderr, first.output
+        assert set(statuses(config).values()) == {"queued"}
         with sqlite3.connect(config.parent / ".feedpub" / "feedpub.db") as db:
             assert db.execute("SELECT count(*) FROM suppressions").fetchone() == (0,)
 
-        wait_until_due(config)
-        again = feedpub(config, "digest", "send")            # the relay was fixed: everyone gets one copy
+        server.faults.rcpt_replies.clear()                   # the relay was fixed: everyone gets one copy
+        period = feedpub(config, "digest", "status").stdout.splitlines()[1].split()[0]
+        assert feedpub(config, "digest", "resume", period).exit_code == 0
+        again = feedpub(config, "digest", "send")
         assert again.exit_code == 0, again.output
         assert set(statuses(config).values()) == {"sent"}
         assert sorted(server.recipients()) == sorted(READERS)

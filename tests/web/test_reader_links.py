@@ -186,7 +186,7 @@ def test_a_reader_who_left_comes_back_only_through_a_new_confirmation(web) -> No
 def test_a_complaint_survives_a_confirmation_link(web) -> None:
     client, store, outbox = web
     confirm = signed_up(client, outbox, "reader@example.com")
-    store.unsubscribe("reader@example.com", "complaint")      # as bounce processing records an ARF complaint
+    store.unsubscribe("reader@example.com", "complaint", cause="complaint")   # as an ARF complaint does
     before = rows(store)
     for method in ("GET", "POST"):
         assert client.request(method, confirm).status_code == 400

@@ -47,7 +47,7 @@ def test_only_the_newest_link_confirms_once_and_only_the_readers_own_suppression
     assert store.confirm(reader.id, T0 + timedelta(seconds=1)).status == "active"
     assert store.confirm(reader.id, T0 + timedelta(seconds=1)) is None                 # used up
 
-    store.unsubscribe("reader@example.com", READER_UNSUBSCRIBED)
+    store.unsubscribe("reader@example.com", READER_UNSUBSCRIBED, cause="unsubscribe")
     store.sign_up(SubscriberInput("reader@example.com"), T0 + timedelta(days=1))
     assert store.confirm(reader.id, T0 + timedelta(days=1)).status == "active"
     assert store.suppression("reader@example.com") is None
@@ -55,19 +55,26 @@ def test_only_the_newest_link_confirms_once_and_only_the_readers_own_suppression
     store.sign_up(SubscriberInput("reader@example.com"), T0 + timedelta(days=2))      # active: nothing to confirm
     assert store.confirm(reader.id, T0 + timedelta(days=2)) is None
     other = store.sign_up(SubscriberInput("other@example.com"), T0)
-    store.unsubscribe("other@example.com", "complaint")                              # ends the open link too
+    store.unsubscribe("other@example.com", "complaint", cause="complaint")   # ends the open link too
     assert store.confirm(other.id, T0) is None
     assert store.subscriber("other@example.com").status == "unsubscribed"
     assert store.suppression("other@example.com").reason == "complaint"
 
 
-def test_a_store_made_before_confirmation_links_gets_their_column(store) -> None:
-    store.save_subscribers([SubscriberInput("old@example.com")], status=None, new_status="pending")
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE subscribers DROP COLUMN confirm_sent_at"))
-        conn.execute(schema_version.update().values(version=6))   # the version before confirmation links
-    store.engine.dispose()
-    upgraded = open_store(store.engine.url.render_as_string(hide_password=False))
+def test_a_store_made_before_confirmation_links_gets_their_column(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=0))
+        for step in MIGRATIONS[:6]:
+            step(conn)
+        conn.execute(sa.text("ALTER TABLE subscribers DROP COLUMN confirm_sent_at"))   # as version 6 made it
+        conn.execute(sa.text("INSERT INTO subscribers (email, email_key, name, status, categories, created_at) "
+                             "VALUES ('old@example.com', 'old@example.com', '', 'pending', '[]', '2026-12-01')"))
+        conn.execute(schema_version.update().values(version=6))
+    engine.dispose()
+    upgraded = open_store(url)
     try:
         old = upgraded.subscriber("old@example.com")
         assert old.status == "pending" and not upgraded.confirmation_open(old.id, T0)

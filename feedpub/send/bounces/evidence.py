@@ -92,6 +92,11 @@ def record(conn: Connection, values: dict[str, Any]) -> int | None:
     return conn.scalar(_INSERT[conn.dialect.name], values)
 
 
+def set_effect(conn: Connection, evidence_id: int, effect: str) -> None:
+    """What feedpub did about a piece of evidence, once done (the suppression it made names the evidence)."""
+    conn.execute(bounces.update().where(bounces.c.id == evidence_id).values(effect=effect))
+
+
 def addresses_of(conn: Connection, delivery_ids: Iterable[int]) -> dict[int, str]:
     """Delivery id → the address of the subscriber it went to, for those the store has."""
     query = (sa.select(deliveries.c.id, subscribers.c.email)

@@ -133,13 +133,17 @@ def record_all(config: Config, store: Store, items: Sequence[Returned], *,
                 if key in done:
                     outcomes.append(Outcome(None, target.recipient, item.bounce.kind, RECORDED_BEFORE))
                     continue
-                effect = target.note or _effect(config, conn, item.bounce, target.recipient, target.delivery_id)
+                # The evidence first: the suppression it makes names it as its cause.
                 evidence_id = evidence.record(conn, {
                     "received_at": utcnow(), "source": item.source, "message_key": item.bounce.message_key,
                     "recipient": target.recipient, "delivery_id": target.delivery_id, "kind": item.bounce.kind,
                     "status": item.bounce.status, "diagnostic": item.bounce.diagnostic, "why": item.bounce.why,
-                    "effect": effect, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw),
+                    "effect": target.note, "raw": item.raw[:config.bounces.raw_limit], "raw_size": len(item.raw),
                     "unverified": target.unverified})
+                effect = target.note or _effect(config, conn, item.bounce, target.recipient, target.delivery_id,
+                                                evidence_id)
+                if evidence_id is not None and not target.note:
+                    evidence.set_effect(conn, evidence_id, effect)
                 done.add(key)
                 outcomes.append(Outcome(evidence_id, target.recipient, item.bounce.kind,
                                         effect if evidence_id else RECORDED_BEFORE))
@@ -175,12 +179,14 @@ def _targets(config: Config, conn: Connection, item: Returned, addresses: dict[i
     return targets
 
 
-def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, delivery_id: int | None) -> str:
+def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, delivery_id: int | None,
+            evidence_id: int | None) -> str:
     now = utcnow()
     key = email_key(recipient)
+    cause_ref = "" if evidence_id is None else str(evidence_id)
     if bounce.kind == "hard":
         reason = f"hard bounce {bounce.status or ''}: {bounce.diagnostic or bounce.why}".replace("  ", " ")
-        suppress_address(conn, key, reason[:300], now)
+        suppress_address(conn, key, reason[:300], now, cause="bounce", cause_ref=cause_ref)
         return "suppressed"
     if bounce.kind == "soft":
         window = config.bounces.soft_window
@@ -189,10 +195,11 @@ def _effect(config: Config, conn: Connection, bounce: Bounce, recipient: str, de
         limit = config.bounces.soft_limit
         if count >= limit:
             suppress_address(conn, key, f"{count} soft bounces within {window}: "
-                                        f"{bounce.diagnostic or bounce.status or bounce.why}"[:300], now)
+                                        f"{bounce.diagnostic or bounce.status or bounce.why}"[:300], now,
+                             cause="bounce", cause_ref=cause_ref)
             return f"suppressed: soft bounce {count} of {limit} within {window}"
         return f"counted: soft bounce {count} of {limit} within {window}"
     if bounce.kind == "complaint":
-        unsubscribe_address(conn, key, COMPLAINT, now)
+        unsubscribe_address(conn, key, COMPLAINT, now, cause="complaint", cause_ref=cause_ref)
         return "unsubscribed and suppressed (complaint)"
     return f"none ({bounce.kind})"

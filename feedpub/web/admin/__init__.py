@@ -26,6 +26,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin", endpoints.overview, methods=["GET"]),
         Route("/admin/issues/{period}", endpoints.issue, methods=["GET"]),
         Route("/admin/issues/{period}/test", endpoints.issue_test, methods=["POST"]),
+        Route("/admin/issues/{period}/restore", endpoints.issue_restore, methods=["POST"]),
         *(Route(f"/admin/issues/{{period}}/{action}", endpoints.issue_action, methods=["POST"])
           for action in ISSUE_ACTIONS),
         Route("/admin/subscribers", endpoints.subscribers, methods=["GET"]),

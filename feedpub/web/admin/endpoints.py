@@ -29,8 +29,9 @@ from feedpub.scheduler import digest_trigger
 from feedpub.send import archive_sync, messages, smtp
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.classify import KINDS
-from feedpub.send.dispatch import stored_variant
+from feedpub.send.dispatch import late_posts, stored_variant
 from feedpub.site.build import build_site
+from feedpub.site.posts import collect
 from feedpub.store import utcnow
 from feedpub.web.admin import charts, published, queries
 from feedpub.web.admin.auth import config, page, record, signed_in, store
@@ -49,6 +50,7 @@ DONE = {
     "test": "Test copy sent.",
     "suppressed": "Address suppressed: it receives nothing any more.",
     "lifted": "Suppression lifted.",
+    "restored": "The suppressions this issue made are lifted: those readers get the next issue.",
     "categories": "Categories saved.",
     "rebuilt": "Feeds rebuilt.",
 }
@@ -69,7 +71,8 @@ def overview(request: Request) -> Response:
     return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
                 issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
                 next_digest=next_digest, next_build=next_build, last_build=last_build,
-                next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")))
+                next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")),
+                late=late_posts(cfg, db, collect(cfg, now=now).posts, now))
 
 
 @signed_in
@@ -87,6 +90,8 @@ def issue(request: Request) -> Response:
                 failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
                 refresh=LIVE_REFRESH_SECONDS if sending else None,
                 returned=evidence.newest(db, issue_id=stored.id, limit=EVIDENCE_LINES),
+                paused_because=holds.reasons(db).get(stored.period),
+                suppressed=queries.issue_suppressions(db, stored.id),
                 flash=DONE.get(request.query_params.get("done", "")))
 
 
@@ -110,6 +115,19 @@ async def issue_action(request: Request) -> Response:
         return page(request, "message.html.j2", 409, title="Not done", message=str(exc))
     done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retry"}[action]
     return _back(f"/admin/issues/{stored.period}", done)
+
+
+@signed_in
+def issue_restore(request: Request) -> Response:
+    """Lift the suppressions the relay's refusals made while sending this issue, as `feedpub subscribers
+    restore --cause PERIOD` does (unsubscribes and complaints are never lifted)."""
+    stored, _ = _issue_or_404(request)
+    db = store(request)
+    found = db.restore(causes=("issue",), cause_ref=str(stored.id), dry_run=True)
+    record(request, "suppressions.restore",
+           f"--cause {stored.period}: {len(found)} lifted: {', '.join(s.email_key for s in found)}")
+    db.restore(causes=("issue",), cause_ref=str(stored.id))
+    return _back(f"/admin/issues/{stored.period}", "restored")
 
 
 @signed_in
@@ -185,7 +203,7 @@ async def subscriber_action(request: Request) -> Response:
     action = request.url.path.rsplit("/", 1)[1]
     if action == "suppress":
         record(request, "subscriber.suppress", found.email)
-        db.suppress(found.email, "suppressed by an operator")
+        db.suppress(found.email, "suppressed by an operator", cause_ref=request.state.admin.session.user.name)
         done = "suppressed"
     elif action == "lift":
         record(request, "subscriber.lift", found.email)

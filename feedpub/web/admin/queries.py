@@ -112,6 +112,14 @@ def _readers_left() -> sa.ColumnElement[datetime]:
     return readers.c.left_at
 
 
+def issue_suppressions(store: Store, issue_id: int) -> int:
+    """Addresses suppressed because the relay refused them while sending this issue."""
+    query = sa.select(sa.func.count()).select_from(suppressions).where(suppressions.c.cause == "issue",
+                                                                       suppressions.c.cause_ref == str(issue_id))
+    with store.engine.connect() as conn:
+        return conn.scalar(query) or 0
+
+
 def recent_issues(store: Store, limit: int = 10) -> list[IssueRow]:
     """The newest issues with their counts, bounces and complaints."""
     return _issue_rows(store, sa.select(issues.c.id, issues.c.period, issues.c.created_at)

@@ -18,7 +18,7 @@ def test_readers_exclude_suppressed_addresses_and_new_ones_unconfirmed_sign_ups(
     store = dashboard.store
     store.save_subscribers([SubscriberInput("pending@example.com")], status="pending")
     store.save_subscribers([SubscriberInput("left@example.com")], status="active")
-    store.unsubscribe("left@example.com", "unsubscribed")
+    store.unsubscribe("left@example.com", "unsubscribed", cause="unsubscribe")
     store.suppress("bob@example.com", "hard bounce")       # still "active", but never mailed again
     login(dashboard.client)
     page = dashboard.client.get("/admin").text
