@@ -158,3 +158,11 @@ def escape_path(path: str) -> str:
 def absolute(root_url: str, path: str) -> str:
     """`root_url` (site url + baseurl) joined with an unescaped site path."""
     return root_url.rstrip("/") + escape_path(path if path.startswith("/") else "/" + path)
+
+
+def titleize_slug(slug: str) -> str:
+    """Jekyll's Utils.titleize_slug, the title of a post without one: `no-title` → `No Title`."""
+    words = slug.split("-")
+    while words and not words[-1]:   # Ruby's String#split drops trailing empty fields
+        words.pop()
+    return " ".join(word.capitalize() for word in words)
