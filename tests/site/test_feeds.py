@@ -253,15 +253,17 @@ def test_tag_and_author_feeds_when_enabled_and_formats_chosen(site):
     assert document["feed_url"] == "https://blog.example.com/tags/%E6%8E%A8%E8%AB%96/feed.json"
 
 
-def test_colliding_slugs_are_a_problem_naming_both_sources(site):
-    site.post("2025-12-01-a.md", "---\ntitle: A\ncategories: [News]\n---\nA.\n")
-    site.post("2025-12-02-b.md", "---\ntitle: B\ncategories: [news]\n---\nB.\n")
+def test_colliding_slugs_are_a_warning_naming_both_sources_and_both_feeds_are_kept(site):
+    site.post("2025-12-01-a.md", "---\ntitle: A\ncategories: [news]\n---\nA.\n")
+    site.post("2025-12-02-b.md", "---\ntitle: B\ncategories: [News]\n---\nB.\n")
+    site.post("2025-12-03-c.md", "---\ntitle: C\ncategories: [news]\n---\nC.\n")
     result = build(site)
-    assert len(result.problems) == 1
+    assert len(result.problems) == 1 and result.problems[0].warning
     message = str(result.problems[0])
-    assert "'News'" in message and "'news'" in message and "2025-12-01-a.md" in message
-    assert "2025-12-02-b.md" in message and not result.problems[0].warning
-    assert "categories/news/feed.xml" in result.files  # the first name keeps the slug
+    assert "'News' (from posts/2025-12-02-b.md) and 'news' (from posts/2025-12-01-a.md)" in message
+    # the name whose first post is older keeps the slug, whichever is newer or sorts first
+    assert [e.title for e in feedparser.parse(result.files["categories/news/feed.xml"]).entries] == ["C", "A"]
+    assert [e.title for e in feedparser.parse(result.files["categories/news-2/feed.xml"]).entries] == ["B"]
 
 
 def test_empty_site_still_has_valid_feeds(site):
