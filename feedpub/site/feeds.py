@@ -49,7 +49,9 @@ _GROUP_ORDER = {folder: i for i, (folder, _, _) in enumerate(_GROUPS)}
 
 # Groups whose Atom document can live elsewhere (as jekyll-feed's feed/<category>.xml), and the key saying where.
 _ATOM_PATHS = {"categories": "category_atom_path", "tags": "tag_atom_path"}
-_PLAIN_NAME = re.compile(r"\w[\w.-]*")
+# A name jekyll-feed puts in a path as it is (`feed/Machine Learning.xml`) that would not stay one visible file of the
+# folder: a separator, a leading dot (hidden: never served), `%` (read as an escape in the URL).
+_UNSAFE_NAME = re.compile(r"^\.|[/\\%]")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def plan_feeds(config: Config, posts: Sequence[Post], *, fold_case: bool = False
                 continue
             slug = slugs[name]
             # jekyll-feed puts the name itself in the path; one that could leave the folder gets its slug.
-            atom_path = pattern.format(name=name if _PLAIN_NAME.fullmatch(name) else slug, slug=slug)
+            atom_path = pattern.format(name=slug if _UNSAFE_NAME.search(name) else name, slug=slug)
             holder = atom_paths.setdefault(atom_path.casefold() if fold_case else atom_path, name) if pattern else name
             if holder != name:
                 problems.append(Problem(config.source, None, f"{holder!r} and {name!r} have the same Atom feed path "
