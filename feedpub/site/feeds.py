@@ -114,7 +114,7 @@ def plan_feeds(config: Config, posts: Sequence[Post], *, fold_case: bool = False
             if holder != name:
                 problems.append(Problem(config.source, None, f"{holder!r} and {name!r} have the same Atom feed path "
                                         f"{atom_path!r} on this case-insensitive file system: {holder!r} keeps it "
-                                        f"(its first post is older), {name!r}'s Atom feed is "
+                                        f"(its first post is older), {name!r} has its Atom feed at "
                                         f"{folder}/{slug}/{FORMATS['atom'][0]}", warning=True))
                 atom_path = ""
             feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]), atom_path))
