@@ -176,7 +176,7 @@ def _title(front: _FrontMatter, slug: str) -> str:
     if title is None or title is False:
         return urls.titleize_slug(slug)
     if not isinstance(title, str | int | float):
-        raise front.fail("title", f"title is {type(title).__name__} {title!r}", "a string")
+        raise front.fail("title", f"title is {_ruby_inspect(title)}, not text", "a string")
     text = _one_line(ruby_text(title))  # a newline in a title would split a mail header or a feed line
     if not text:
         # Jekyll keeps an empty title; a feed entry must have one.
@@ -247,7 +247,7 @@ def _reading_time(front: _FrontMatter) -> int | None:
     if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
         return minutes
     if minutes is not None:
-        front.warn("reading_time", f"reading_time {minutes!r} ignored", "a whole number of minutes")
+        front.warn("reading_time", f"reading_time {_ruby_inspect(minutes)} ignored", "a whole number of minutes")
     return None
 
 
@@ -266,7 +266,7 @@ def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tupl
     front_slug = front.values.get("slug")
     template = front.values.get("permalink") or config.site.permalink
     if not isinstance(template, str):
-        raise front.fail("permalink", f"permalink is {template!r}", "a path or pattern string")
+        raise front.fail("permalink", f"permalink is {_ruby_inspect(template)}", "a path or pattern string")
     slug = urls.post_slug(name, front_slug)
     title = urls.jekyll_slugify(slug, "pretty", cased=True)
     path = urls.expand_permalink(template, date=date, title=title, slug=urls.jekyll_slugify(slug),
@@ -284,7 +284,7 @@ def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tupl
 def _entry_id(front: _FrontMatter, url: str) -> str:
     entry_id = front.values.get("id") or front.values.get("guid") or url
     if isinstance(entry_id, bool) or not isinstance(entry_id, str | int):
-        raise front.fail("id" if "id" in front.values else "guid", f"id is {entry_id!r}", "a string")
+        raise front.fail("id" if "id" in front.values else "guid", f"id is {_ruby_inspect(entry_id)}", "a string")
     return str(entry_id)
 
 
@@ -362,12 +362,17 @@ def _ruby_class(value: Any) -> str:
             bytes: "String"}.get(type(value), type(value).__name__)
 
 
-def _ruby_inspect(value: Any) -> str:
-    """A front-matter value as YAML would write it (`false`, `{ai: true}`), not as Python's repr."""
+def _ruby_inspect(value: Any, quoted: bool = True) -> str:
+    """A front-matter value as YAML would write it (`false`, `{ai: true}`, `[one, two]`, `'text'`), not as Python's
+    repr; text inside a list or a mapping is not quoted."""
+    if isinstance(value, bytes):
+        return f"binary data ({len(value)} bytes)"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'" if quoted else value
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_ruby_inspect(k)}: {_ruby_inspect(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_ruby_inspect(k, False)}: {_ruby_inspect(v, False)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(_ruby_inspect(v) for v in value) + "]"
+        return "[" + ", ".join(_ruby_inspect(v, False) for v in value) + "]"
     return "null" if value is None else ruby_text(value)
 
 
@@ -384,7 +389,7 @@ def _excerpt(front: _FrontMatter, body: str, site_separator: str) -> tuple[str, 
     value = front.values.get("excerpt") or front.values.get("description")
     if value is not None:
         if not isinstance(value, str):
-            raise front.fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
+            raise front.fail("excerpt", f"excerpt is {_ruby_inspect(value)}", "a string of Markdown")
         return value.strip(), True
     separator = front.values.get("excerpt_separator") or site_separator
     for marker in (separator, _MORE):

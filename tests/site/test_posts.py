@@ -194,7 +194,7 @@ def test_bom_and_crlf_are_read(site) -> None:
         ("just text\n", "posts/2025-01-01-bad.md:1: no front matter"),
         ("---\ntitle: x\ndate: 2025-13-45\n---\nb\n", "posts/2025-01-01-bad.md:3: '2025-13-45' is not a date"),
         ("---\ntitle: ok\n---\nline\nbell\x07\n", "posts/2025-01-01-bad.md:5: control character U+0007"),
-        ("---\ntitle: [a, b]\n---\nb\n", "posts/2025-01-01-bad.md:2: title is list ['a', 'b']"),
+        ("---\ntitle: [a, b]\n---\nb\n", "posts/2025-01-01-bad.md:2: title is [a, b], not text"),
         ("---\ntitle: c\ncategories: 2025\n---\nb\n", "posts/2025-01-01-bad.md:3: categories is 2025; Jekyll cannot "
                                                    "read the file (no implicit conversion of Integer into Array)"),
         ("---\n- a\n- b\n---\nb\n", "posts/2025-01-01-bad.md:2: front matter is not a mapping"),
