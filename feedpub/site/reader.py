@@ -93,13 +93,17 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     if file.symlink and not path.resolve().is_relative_to(root):
         raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
                            "a post file inside site.posts_dir"))
+    stem = file.relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if not file.draft and "_posts" in file.relative.split("/")[:-1] and not _FILENAME.match(stem):
+        warnings.append(Problem(shown, None, "not published: Jekyll reads a file in _posts/ as a post only when its "
+                                "name starts with its date", "a file name YYYY-MM-DD-slug.md", warning=True))
+        return None
     text = decode(path, shown)
     check_text(text, shown)
     meta, body, body_line = split(text, shown, warnings)
     front = _FrontMatter(shown, text, meta, warnings)
     if meta.get("published") is False:
         return None
-    stem = file.relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     named = _FILENAME.match(stem)
     title = _title(front, urls.post_slug(named[2] if named else stem))
     date, updated = _dates(front, stem, config.site.tz, file.mtime_ns / 1e9 if file.draft else None)

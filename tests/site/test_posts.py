@@ -116,6 +116,16 @@ def test_missing_title_comes_from_the_file_name_and_author_falls_back(site) -> N
     assert collection.problems == ()
 
 
+def test_a_file_in_posts_without_a_date_in_its_name_is_not_a_post_as_in_jekyll(site) -> None:
+    site.post("_posts/about.md", "---\ntitle: About\ndate: 2025-01-01\n---\nb\n")
+    site.post("_posts/2025-01-02-日記.md", "---\ntitle: 日記\n---\nb\n")
+    collection = collect(site.config, now=NOW)
+    assert [p.title for p in collection.posts] == ["日記"]
+    assert [str(p) for p in collection.problems] == [
+        "posts/_posts/about.md: warning: not published: Jekyll reads a file in _posts/ as a post only when its name "
+        "starts with its date (expected a file name YYYY-MM-DD-slug.md)"]
+
+
 def test_tag_wins_over_tags_and_is_one_name(site) -> None:
     """As Jekyll's Utils.pluralized_array_from_hash reads them."""
     assert only_post(site, "2025-01-03-u.md", "---\ntitle: u\ntags: [a]\ntag: two words\n---\nb\n").tags == (
