@@ -139,8 +139,8 @@ def _fill_in(config: Config, store: Store) -> None:
                         ends=issue.ends).posts
         store.archive_issue(issue.id, [record(entry) for entry in entries(config, shown)])
         if shown:
-            log.info("issue %s: composed before the archive existed; archived with the %d posts its dates cover",
-                     issue.period, len(shown))
+            log.info("issue %s: composed before the archive existed; archived with the %s its dates cover",
+                     issue.period, counted(len(shown), "post"))
         else:
             log.warning("issue %s: composed before the archive existed and none of its posts is published any "
                         "more; not listed in %s/", issue.period, FOLDER)
