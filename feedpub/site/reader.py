@@ -174,20 +174,20 @@ def _title(front: _FrontMatter, slug: str) -> str:
     """Jekyll's title: the front matter's, as text (`2017`, `true`); without one (or `false`), the file name's
     slug titleized (`no-title` → `No Title`)."""
     title = front.values.get("title")
+    from_name = _one_line(urls.titleize_slug(slug))
+    if title is not None and title is not False and not isinstance(title, str | int | float):
+        raise front.fail("title", f"title is {_ruby_inspect(title)}, not text", "a string")
+    text = "" if title is None or title is False else _one_line(ruby_text(title))  # one line: it goes into mail headers
+    if text:
+        return text
+    if not from_name:   # `2025-01-01-.md`: Jekyll publishes an empty title, which a feed entry cannot have
+        raise front.fail("title", "no title, and the file name gives none", "a 'title:' line or a name after the date")
     if title is False:
         front.warn("title", "title is the YAML boolean false (NO, no, off and false are); Jekyll titles the post "
-                            f"{urls.titleize_slug(slug)!r} from its file name", "a quoted title, e.g. title: \"NO\"")
-    if title is None or title is False:
-        return urls.titleize_slug(slug)
-    if not isinstance(title, str | int | float):
-        raise front.fail("title", f"title is {_ruby_inspect(title)}, not text", "a string")
-    text = _one_line(ruby_text(title))  # a newline in a title would split a mail header or a feed line
-    if not text:
-        # Jekyll keeps an empty title; a feed entry must have one.
-        front.warn("title", f"title is empty; titled {urls.titleize_slug(slug)!r} from the file name",
-                   "a title, or no 'title:' line")
-        return urls.titleize_slug(slug)
-    return text
+                            f"{from_name!r} from its file name", "a quoted title, e.g. title: \"NO\"")
+    elif title is not None:   # Jekyll keeps an empty title; a feed entry must have one
+        front.warn("title", f"title is empty; titled {from_name!r} from the file name", "a title, or no 'title:' line")
+    return from_name
 
 
 def _dates(front: _FrontMatter, stem: str, tz: tzinfo, mtime: float | None) -> tuple[datetime, datetime]:
@@ -366,18 +366,23 @@ def _ruby_class(value: Any) -> str:
             bytes: "String"}.get(type(value), type(value).__name__)
 
 
-def _ruby_inspect(value: Any, quoted: bool = True) -> str:
+def _ruby_inspect(value: Any, depth: int = 0) -> str:
     """A front-matter value as YAML would write it (`false`, `{ai: true}`, `[one, two]`, `'text'`), not as Python's
-    repr; text inside a list or a mapping is not quoted."""
+    repr; text inside a list or a mapping is not quoted; short (a message, not a dump)."""
     if isinstance(value, bytes):
         return f"binary data ({len(value)} bytes)"
     if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'" if quoted else value
+        return value if depth else "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dict | list) and depth == 3:
+        return "…"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_ruby_inspect(k, False)}: {_ruby_inspect(v, False)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_ruby_inspect(v, False) for v in value) + "]"
-    return "null" if value is None else ruby_text(value)
+        text = "{" + ", ".join(f"{_ruby_inspect(k, depth + 1)}: {_ruby_inspect(v, depth + 1)}"
+                               for k, v in list(value.items())[:20]) + (", …" if len(value) > 20 else "") + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_ruby_inspect(v, depth + 1) for v in value[:20]) + (", …" if len(value) > 20 else "") + "]"
+    else:
+        text = "null" if value is None else ruby_text(value)
+    return text if depth or len(text) <= 200 else text[:199] + "…"
 
 
 def _author(value: Any) -> str:
