@@ -375,11 +375,12 @@ def _ruby_inspect(value: Any, depth: int = 0) -> str:
         return value if depth else "'" + value.replace("'", "''") + "'"
     if isinstance(value, dict | list) and depth == 3:
         return "…"
+    more = ", …" if isinstance(value, dict | list) and len(value) > 20 else ""
     if isinstance(value, dict):
         text = "{" + ", ".join(f"{_ruby_inspect(k, depth + 1)}: {_ruby_inspect(v, depth + 1)}"
-                               for k, v in list(value.items())[:20]) + (", …" if len(value) > 20 else "") + "}"
+                               for k, v in list(value.items())[:20]) + more + "}"
     elif isinstance(value, list):
-        text = "[" + ", ".join(_ruby_inspect(v, depth + 1) for v in value[:20]) + (", …" if len(value) > 20 else "") + "]"
+        text = "[" + ", ".join(_ruby_inspect(v, depth + 1) for v in value[:20]) + more + "]"
     else:
         text = "null" if value is None else ruby_text(value)
     return text if depth or len(text) <= 200 else text[:199] + "…"
