@@ -35,6 +35,7 @@ _NOT_APPLIED = {
     "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
     "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
     "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
+    "defaults": "feedpub reads each post's own front matter only: front matter defaults are not applied",
 }
 _DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
 MAX_DATA_BYTES = 10_000_000
