@@ -35,6 +35,7 @@ _NOT_APPLIED = {
     "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
     "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
     "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
+    "defaults": "feedpub reads each post's own front matter only: front matter defaults are not applied",
 }
 _DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
 MAX_DATA_BYTES = 10_000_000
@@ -111,10 +112,15 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
 
 
 def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str], ignored: dict[str, str]) -> None:
-    """jekyll-feed's `feed:` settings: the feeds keep the URLs their subscribers have."""
-    for key, value in feed.items():
+    """jekyll-feed's `feed:` settings (jekyll-feed/lib/jekyll-feed/generator.rb): the feeds keep the URLs their
+    subscribers have. `collections.posts` is the same as the top-level `path` and `categories`, and wins."""
+    posts = _posts_collection(feed.get("collections"))
+    for key, value in [*feed.items(), *((f"collections.posts.{k}", v) for k, v in posts.items())]:
         name = f"feed.{key}"
-        if key == "path" and isinstance(value, str):
+        if key in ("path", "collections.posts.path") and isinstance(value, str):
+            if key == "path" and isinstance(posts.get("path"), str):
+                ignored[name] = "feed.collections.posts.path wins"
+                continue
             feeds["atom_path"] = value.lstrip("/")
             used[name] = "feeds.atom_path"
         elif key == "posts_limit" and isinstance(value, int) and not isinstance(value, bool):
@@ -123,17 +129,34 @@ def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str], 
         elif key == "excerpt_only" and isinstance(value, bool):
             feeds["content"] = "excerpt" if value else "full"
             used[name] = "feeds.content"
-        elif key == "categories" and value:
+        elif key in ("categories", "collections.posts.categories") and value:
             feeds["categories"] = True
             feeds["category_atom_path"] = FEED_CATEGORY_PATH
             used[name] = "feeds.categories, feeds.category_atom_path (every category gets a feed)"
-        elif key == "tags" and value:
+        elif key == "tags" and value is not None and value is not False:   # `tags: {}` is on, as in Ruby
             feeds["tags"] = True
             prefix = value.get("path") if isinstance(value, Mapping) else None
-            feeds["tag_atom_path"] = (str(prefix).strip("/") + "/{name}.xml") if prefix else FEED_TAG_PATH
-            used[name] = "feeds.tags, feeds.tag_atom_path"
+            # jekyll-feed joins the two as they are: `path: /feed/tags/` → feed/tags/<tag>.xml
+            feeds["tag_atom_path"] = (str(prefix).lstrip("/") + "{name}.xml") if prefix else FEED_TAG_PATH
+            used[name] = "feeds.tags, feeds.tag_atom_path (every tag gets a feed)"
+        elif key == "collections":
+            others = sorted(set(_collection_names(value)) - {"posts"})
+            if others:
+                ignored[name] = f"feedpub makes feeds of posts only, not of {', '.join(others)}"
         else:
-            ignored[name] = "feedpub makes feeds of posts only" if key == "collections" else "not used by feedpub"
+            ignored[name] = "not used by feedpub"
+
+
+def _collection_names(value: Any) -> list[str]:
+    """jekyll-feed's `collections`: a list of names, or a mapping of names to their `path` and `categories`."""
+    if isinstance(value, Mapping):
+        return [str(name) for name in value]
+    return [str(name) for name in value] if isinstance(value, list) else []
+
+
+def _posts_collection(value: Any) -> Mapping[str, Any]:
+    posts = value.get("posts") if isinstance(value, Mapping) else None
+    return posts if isinstance(posts, Mapping) else {}
 
 
 def _author(value: Any) -> Any:

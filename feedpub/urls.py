@@ -80,28 +80,37 @@ def legacy_title_slug(name: str) -> str:
     return _LEGACY_PRETTY_UNSAFE.sub("-", unicodedata.normalize("NFC", name)).strip("-")
 
 
-def assign_slugs(sources: Mapping[str, str], overrides: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Map each name to its slug; `sources` maps a name to where it was first seen (a post path).
+def assign_slugs(sources: Mapping[str, str], overrides: Mapping[str, str],
+                 ) -> tuple[dict[str, str], list[str], list[str]]:
+    """Map each name to its slug; `sources` maps a name to where it was first seen (a post path), in the order of
+    precedence: a name earlier there keeps a slug that later names share.
 
-    Returns the slugs and one message per name whose slug is empty or taken by another name; such
-    names get no slug.
-    """
+    Returns the slugs; one problem per name whose slug is empty or unusable (it gets none); and one note per name
+    whose slug another name took first: it gets the slug with `-2` (`-3`…) appended, one no name has."""
+    wanted = {name: overrides.get(name) or slugify(name) for name in sources}
+    taken = set(wanted.values())
     slugs: dict[str, str] = {}
     owner: dict[str, str] = {}
     problems: list[str] = []
-    for name in sorted(sources):
-        slug = overrides.get(name) or slugify(name)
+    notes: list[str] = []
+    for name, slug in wanted.items():
         if not slug or "/" in slug or slug in (".", ".."):
             problems.append(f"{name!r} (from {sources[name]}) has no usable URL slug "
                             f"(add one under [feeds.slugs])")
-        elif slug in owner:
-            other = owner[slug]
-            problems.append(f"{name!r} (from {sources[name]}) and {other!r} (from {sources[other]}) "
-                            f"both have the URL slug {slug!r} (give one a different slug under [feeds.slugs])")
-        else:
-            owner[slug] = name
-            slugs[name] = slug
-    return slugs, problems
+            continue
+        if slug in owner:
+            first = owner[slug]
+            number = 2
+            while f"{slug}-{number}" in taken:
+                number += 1
+            notes.append(f"{name!r} (from {sources[name]}) and {first!r} (from {sources[first]}) both have the URL "
+                         f"slug {slug!r}: {first!r} keeps it (its first post is older), {name!r} gets "
+                         f"'{slug}-{number}' (give one its own under [feeds.slugs])")
+            slug = f"{slug}-{number}"
+            taken.add(slug)
+        owner[slug] = name
+        slugs[name] = slug
+    return slugs, problems, notes
 
 
 def expand_permalink(template: str, *, date: datetime, title: str, slug: str, categories: Iterable[str],
@@ -158,3 +167,11 @@ def escape_path(path: str) -> str:
 def absolute(root_url: str, path: str) -> str:
     """`root_url` (site url + baseurl) joined with an unescaped site path."""
     return root_url.rstrip("/") + escape_path(path if path.startswith("/") else "/" + path)
+
+
+def titleize_slug(slug: str) -> str:
+    """Jekyll's Utils.titleize_slug, the title of a post without one: `no-title` → `No Title`."""
+    words = slug.split("-")
+    while words and not words[-1]:   # Ruby's String#split drops trailing empty fields
+        words.pop()
+    return " ".join(word.capitalize() for word in words)

@@ -168,7 +168,7 @@ def test_init_scaffolds_a_working_site_and_never_overwrites(tmp_path: Path) -> N
     assert load_config(target / "feedpub.toml").site.title == "My blog"
     check = subprocess.run([sys.executable, "-m", "feedpub", "check"], cwd=target, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    assert check.stdout.startswith("1 posts, 0 problems")
+    assert check.stdout.startswith("1 post, 0 problems")
 
     (target / "feedpub.toml").write_text("# mine\n", encoding="utf-8")
     again = subprocess.run([sys.executable, "-m", "feedpub", "init", str(target)], capture_output=True, text=True)

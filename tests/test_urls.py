@@ -55,9 +55,10 @@ def test_jekyll_slugify_modes_as_jekyll_prints_them(text: str, expected: list[st
 
 
 def test_slug_overrides_and_collisions_name_both_sources() -> None:
-    slugs, problems = assign_slugs({"AI導入戦略": "a.md", "AI": "b.md", "ai": "c.md", "!!!": "d.md"},
-                                   {"AI導入戦略": "ai-strategy"})
-    assert slugs == {"AI": "ai", "AI導入戦略": "ai-strategy"}
-    assert len(problems) == 2
-    assert any("'ai' (from c.md) and 'AI' (from b.md) both have the URL slug 'ai'" in p for p in problems)
-    assert any("'!!!' (from d.md) has no usable URL slug" in p for p in problems)
+    slugs, problems, notes = assign_slugs({"AI導入戦略": "a.md", "AI": "b.md", "ai": "c.md", "!!!": "d.md",
+                                           "ai-2": "e.md"}, {"AI導入戦略": "ai-strategy"})
+    # the earlier name keeps the slug; the later gets the first numbered one no name has
+    assert slugs == {"AI": "ai", "AI導入戦略": "ai-strategy", "ai": "ai-3", "ai-2": "ai-2"}
+    assert problems == ["'!!!' (from d.md) has no usable URL slug (add one under [feeds.slugs])"]
+    assert notes == ["'ai' (from c.md) and 'AI' (from b.md) both have the URL slug 'ai': 'AI' keeps it (its first "
+                     "post is older), 'ai' gets 'ai-3' (give one its own under [feeds.slugs])"]

@@ -18,6 +18,7 @@ import click
 from feedpub import spreadsheet
 from feedpub.cli import FAILED, OK, PARTIAL, App, fail, say
 from feedpub.cli.subscribers import _table, open_store_or_fail
+from feedpub.counts import counted
 from feedpub.errors import ConfigError
 
 KINDS = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce", "unreadable")
@@ -169,7 +170,7 @@ def show(app: App, evidence_id: int) -> None:
                          ("why", found.why), ("effect", found.effect)):
         click.echo(f"{label + ':':<12}{value}")
     cut = f", first {len(found.raw)} kept" if len(found.raw) < found.raw_size else ""
-    click.echo(f"\n--- evidence ({found.raw_size} bytes{cut}) ---")
+    click.echo(f"\n--- evidence ({counted(found.raw_size, 'byte')}{cut}) ---")
     sys.stdout.flush()
     sys.stdout.buffer.write(found.raw if found.raw.endswith(b"\n") else found.raw + b"\n")
 

@@ -18,6 +18,7 @@ import click
 
 from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say
 from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
+from feedpub.counts import counted
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
 from feedpub.records import StoredIssue
@@ -69,7 +70,7 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
         target = output or config.path(PREVIEW)
         write_atomic(target, copy.html.encode("utf-8"))
         write_atomic(target.with_suffix(".txt"), copy.text.encode("utf-8"))
-    click.echo(f"{target} ({len(issue.posts)} posts, subject: {copy.subject})")
+    click.echo(f"{target} ({counted(len(issue.posts), 'post')}, subject: {copy.subject})")
     click.echo(target.with_suffix(".txt"))
 
 
@@ -254,8 +255,9 @@ def _hold(app: App, action: str, period: str) -> None:
     except holds.HoldError as exc:
         fail(str(exc))
     accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
-    shown = {"pause": f"paused; {change.rows} rows wait", "resume": f"resumed; {change.rows} rows left to send",
-             "cancel": f"cancelled; {change.rows} unsent rows cancelled"}[action]
+    shown = {"pause": f"paused; {counted(change.rows, 'row waits', 'rows wait')}",
+             "resume": f"resumed; {counted(change.rows, 'row')} left to send",
+             "cancel": f"cancelled; {counted(change.rows, 'unsent row')} cancelled"}[action]
     say(f"issue {period}: {shown}")
 
 
@@ -269,7 +271,8 @@ def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int
     for sid in sorted(recipients.keys() - queued.keys()):
         subscriber = by_id[sid]
         click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.categories)})", err=True)
-    click.echo(f"dry run: {len(queued)} recipients, {len(variants)} variants; nothing sent or recorded", err=True)
+    click.echo(f"dry run: {counted(len(queued), 'recipient')}, {counted(len(variants), 'variant')}; nothing sent or "
+               "recorded", err=True)
 
 
 def _print_pending(store: Store, issue: StoredIssue, now: datetime) -> None:
@@ -277,7 +280,8 @@ def _print_pending(store: Store, issue: StoredIssue, now: datetime) -> None:
     rows = store.due_deliveries(issue.id, now)
     for row in rows:
         click.echo(f"{row.email}\t{subjects[row.variant_key]}")
-    click.echo(f"dry run: issue {issue.period} already composed; {len(rows)} deliveries due; nothing sent",
+    click.echo(f"dry run: issue {issue.period} already composed; {counted(len(rows), 'delivery', 'deliveries')} due; "
+               "nothing sent",
                err=True)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from feedpub.cli import OK, PARTIAL, App, fail, report, say
+from feedpub.counts import counted
 from feedpub.templates import folder
 
 if TYPE_CHECKING:
@@ -85,21 +86,33 @@ def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Also list every key of the Jekyll _config.yml, read or ignored.")
 @click.pass_obj
 def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
-    """Parse and render every post, print problems, write nothing."""
+    """Read every post and render the ones the feeds show, as `build` does: print the problems `build` would
+    report and exit as it would; write nothing."""
     # Imported in the command: at the top, YAML and Markdown would add 0.1 s to the start-up of every
     # command, --help and the no-op build included (python -X importtime -m feedpub --help).
+    from feedpub.errors import ConfigError
+    from feedpub.site.build import check_folders
+    from feedpub.site.feeds import needed_posts, plan_feeds
     from feedpub.site.markup import render_posts
+    from feedpub.site.output import folds_case
     from feedpub.site.posts import collect
 
     config = app.config
     if verbose and config.jekyll_root:
         _list_jekyll_keys(config.jekyll_root, config.given)
+    output = config.output_dir.resolve()
+    try:
+        check_folders(config, output)
+    except ConfigError as exc:
+        fail(str(exc))
     collection = collect(config, future=future, drafts=drafts)
-    _, warnings = render_posts(config, collection.posts)
-    problems = sorted([*collection.problems, *warnings], key=lambda p: (p.path, p.line or 0))
+    feeds, plan_problems = plan_feeds(config, collection.posts, fold_case=folds_case(output))
+    _, warnings = render_posts(config, needed_posts(feeds), site_posts=collection.posts)
+    problems = sorted([*collection.problems, *plan_problems, *warnings], key=lambda p: (p.path, p.line or 0))
     report(problems)
     errors = sum(not p.warning for p in problems)
-    summary = f"{len(collection.posts)} posts, {errors} problems, {len(problems) - errors} warnings"
+    summary = (f"{counted(len(collection.posts), 'post')}, {counted(errors, 'problem')}, "
+               f"{counted(len(problems) - errors, 'warning')}")
     skipped = collection.skipped_future + collection.skipped_drafts
     if skipped:
         summary += f", {skipped} skipped ({collection.skipped_future} future, {collection.skipped_drafts} draft)"

@@ -22,6 +22,7 @@ import click
 
 from feedpub import spreadsheet
 from feedpub.cli import OK, PARTIAL, App, fail, report
+from feedpub.counts import counted
 from feedpub.errors import Problem
 from feedpub.records import SubscriberInput, SubscriberStatus
 
@@ -119,7 +120,8 @@ def import_(app: App, file: Path) -> None:
     report(problems)
     created = sum(new for _, new in saved)
     errors = sum(not p.warning for p in problems)
-    click.echo(f"imported {len(saved)} subscribers ({created} new, {len(saved) - created} updated), {errors} bad rows",
+    click.echo(f"imported {counted(len(saved), 'subscriber')} ({created} new, {len(saved) - created} updated), "
+               f"{counted(errors, 'bad row')}",
                err=True)
     raise SystemExit(PARTIAL if errors else OK)
 

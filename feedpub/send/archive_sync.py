@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from feedpub import templates
 from feedpub.config import Config
+from feedpub.counts import counted
 from feedpub.files import write_if_changed
 from feedpub.records import ArchivedIssue
 from feedpub.site.build import CACHE_FOLDER
@@ -54,8 +55,8 @@ class ArchiveReport:
     unchanged: int
 
     def summary(self) -> str:
-        return (f"digest archive: {self.issues} issues, {len(self.written)} files written, {self.unchanged} "
-                "unchanged")
+        return (f"digest archive: {counted(self.issues, 'issue')}, {counted(len(self.written), 'file')} written, "
+                f"{self.unchanged} unchanged")
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ def _fill_in(config: Config, store: Store) -> None:
                         ends=issue.ends).posts
         store.archive_issue(issue.id, [record(entry) for entry in entries(config, shown)])
         if shown:
-            log.info("issue %s: composed before the archive existed; archived with the %d posts its dates cover",
-                     issue.period, len(shown))
+            log.info("issue %s: composed before the archive existed; archived with the %s its dates cover",
+                     issue.period, counted(len(shown), "post"))
         else:
             log.warning("issue %s: composed before the archive existed and none of its posts is published any "
                         "more; not listed in %s/", issue.period, FOLDER)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from feedpub import holds
 from feedpub.config import Config
+from feedpub.counts import counted
 from feedpub.errors import Problem
 from feedpub.records import Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, delivery, messages
@@ -76,7 +77,7 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
             if stored is None:
                 raise
         archive_sync.refresh(config, store)
-        log.info("issue %s: %d posts, %d recipients", period, len(issue.posts), len(queued))
+        log.info("issue %s: %s, %s", period, counted(len(issue.posts), "post"), counted(len(queued), "recipient"))
     hold = holds.state(store, stored.id)
     if hold is not None:
         why = holds.reasons(store).get(period)

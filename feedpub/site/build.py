@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedpub.config import Config
+from feedpub.counts import counted
 from feedpub.errors import ConfigError, Problem
 from feedpub.jekyll import site_file_stats
 from feedpub.site.cache import Cache, file_stamp, fingerprint, intact
 from feedpub.site.includes import IncludeScope, include_scope
 from feedpub.site.listing import PostFile, post_files
-from feedpub.site.output import WriteResult, output_problem, write_files
+from feedpub.site.output import WriteResult, folds_case, output_problem, write_files
 
 if TYPE_CHECKING:
     from feedpub.site.feeds import Feed
@@ -54,9 +55,9 @@ class BuildReport:
 
     def summary(self) -> str:
         w = self.written
-        return (f"{self.posts} posts, {self.feeds} feeds: {len(w.written)} files written, {len(w.unchanged)} "
-                f"unchanged, {len(w.removed)} removed in {self.output}; {self.errors} problems, "
-                f"{len(self.problems) - self.errors} warnings")
+        return (f"{counted(self.posts, 'post')}, {counted(self.feeds, 'feed')}: {counted(len(w.written), 'file')} "
+                f"written, {len(w.unchanged)} unchanged, {len(w.removed)} removed in {self.output}; "
+                f"{counted(self.errors, 'problem')}, {counted(len(self.problems) - self.errors, 'warning')}")
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,7 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
     `on_written` is called as soon as the output folder is written, before the cache is saved (0.7 s of a
     10,000-post build that WebSub pings need not wait for); not at all when nothing changed."""
     output = (output or config.output_dir).resolve()
-    # Checked before anything is written: a wrong posts_dir must not replace good feeds with empty ones.
-    if not config.posts_dir.is_dir():
-        raise ConfigError(f"{config.posts_dir}: posts folder does not exist "
-                          f"(expected site.posts_dir to name a folder)")
-    if output == config.posts_dir or config.posts_dir.is_relative_to(output):
-        raise ConfigError(f"{output}: output folder contains the posts (expected a separate feeds.output_dir)")
-    problem = output_problem(output)
-    if problem:
-        raise ConfigError(problem)
+    check_folders(config, output)
     now = now or datetime.now(UTC)
     folder = config.path(CACHE_FOLDER) if use_cache else None
     cache = Cache(folder, _cache_key(config, output, future, drafts))
@@ -112,6 +105,19 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
         gc.enable()
 
 
+def check_folders(config: Config, output: Path) -> None:
+    """ConfigError when the posts or the output folder cannot be used (`feedpub check` and `build` alike):
+    checked before anything is written, so a wrong posts_dir never replaces good feeds with empty ones."""
+    if not config.posts_dir.is_dir():
+        raise ConfigError(f"{config.posts_dir}: posts folder does not exist "
+                          f"(expected site.posts_dir to name a folder)")
+    if output == config.posts_dir or config.posts_dir.is_relative_to(output):
+        raise ConfigError(f"{output}: output folder contains the posts (expected a separate feeds.output_dir)")
+    problem = output_problem(output)
+    if problem:
+        raise ConfigError(problem)
+
+
 def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, state: _State | None,
            listing: list[PostFile], site_stats: list[tuple[str, int, int]], scope: IncludeScope,
            known_beside: dict[str, list[tuple[str, int, int]]], *, now: datetime,
@@ -127,7 +133,7 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
 
     collection = collect(config, now=now, future=future, drafts=drafts, known=cache.load("posts"),
                          files=listing, parallel=parallel)
-    feeds, plan_problems = plan_feeds(config, collection.posts)
+    feeds, plan_problems = plan_feeds(config, collection.posts, fold_case=folds_case(output))
     # What `include_relative` may read beside a post is part of what the post is made from.
     folders = {post.file: str(Path(post.file).parent) for feed in feeds for post in feed.posts
                if READS_BESIDE in post.reads}

@@ -45,9 +45,13 @@ _GROUPS: tuple[tuple[str, Callable[[Post], Sequence[str]], str], ...] = (
     ("authors", lambda post: (post.author,) if post.author else (), "authors"),
 )
 
+_GROUP_ORDER = {folder: i for i, (folder, _, _) in enumerate(_GROUPS)}
+
 # Groups whose Atom document can live elsewhere (as jekyll-feed's feed/<category>.xml), and the key saying where.
 _ATOM_PATHS = {"categories": "category_atom_path", "tags": "tag_atom_path"}
-_PLAIN_NAME = re.compile(r"\w[\w.-]*")
+# A name jekyll-feed puts in a path as it is (`feed/Machine Learning.xml`) that would not stay one visible file of the
+# folder: a separator, a leading dot (hidden: never served), `%` (read as an escape in the URL).
+_UNSAFE_NAME = re.compile(r"^\.|[/\\%]")
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,13 @@ class Feed:
         return urls.absolute(config.site.root_url, self.path(fmt))
 
 
-def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[Problem]]:
+def plan_feeds(config: Config, posts: Sequence[Post], *, fold_case: bool = False) -> tuple[list[Feed], list[Problem]]:
     """The site feed plus one feed per category (and tag, author when enabled), each with its newest
-    `feeds.limit` posts. One pass over the posts per kind of group: never posts × categories."""
+    `feeds.limit` posts. One pass over the posts per kind of group: never posts × categories.
+
+    Names are told apart as Jekyll tells them, by case too: `Perl` and `perl` are two feeds, each with its own
+    posts and Atom path (`feed/by_tag/Perl.xml`, `feed/by_tag/perl.xml`). `fold_case` says the output folder's
+    file system does not tell such paths apart: then the name whose first post is older keeps the path."""
     limit = config.feeds.limit
     newest_first = sorted(posts, key=lambda p: (p.date, p.path), reverse=True)
     title = smartify(config.site.title)  # as jekyll-feed writes titles: `| smartify`
@@ -80,21 +88,37 @@ def plan_feeds(config: Config, posts: Sequence[Post]) -> tuple[list[Feed], list[
         if not getattr(config.feeds, switch):
             continue
         members: dict[str, list[Post]] = {}
-        first_seen: dict[str, str] = {}
+        oldest: dict[str, Post] = {}
         for post in newest_first:
             for name in names_of(post):
                 group = members.setdefault(name, [])
-                first_seen.setdefault(name, post.source)
+                oldest[name] = post
                 if len(group) < limit:
                     group.append(post)
-        slugs, messages = urls.assign_slugs(first_seen, config.feeds.slugs)
+        # The name that had a feed first keeps a URL two names share (and on every build after, as new posts
+        # are newer).
+        precedence = sorted(oldest, key=lambda name: (oldest[name].date, oldest[name].path, name))
+        slugs, messages, notes = urls.assign_slugs({name: oldest[name].source for name in precedence},
+                                                   config.feeds.slugs)
         problems += [Problem(config.source, None, message) for message in messages]
-        for name, slug in sorted(slugs.items(), key=lambda item: item[1]):
-            pattern = getattr(config.feeds, _ATOM_PATHS[folder]) if folder in _ATOM_PATHS else ""
+        problems += [Problem(config.source, None, note, warning=True) for note in notes]
+        pattern = getattr(config.feeds, _ATOM_PATHS[folder]) if folder in _ATOM_PATHS else ""
+        atom_paths: dict[str, str] = {}   # the path as the file system tells paths apart → the name holding it
+        for name in precedence:
+            if name not in slugs:
+                continue
+            slug = slugs[name]
             # jekyll-feed puts the name itself in the path; one that could leave the folder gets its slug.
-            plain = name if _PLAIN_NAME.fullmatch(name) else slug
-            feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]),
-                              pattern.format(name=plain, slug=slug)))
+            atom_path = pattern.format(name=slug if _UNSAFE_NAME.search(name) else name, slug=slug)
+            holder = atom_paths.setdefault(atom_path.casefold() if fold_case else atom_path, name) if pattern else name
+            if holder != name:
+                problems.append(Problem(config.source, None, f"{holder!r} and {name!r} have the same Atom feed path "
+                                        f"{atom_path!r} on this case-insensitive file system: {holder!r} keeps it "
+                                        f"(its first post is older), {name!r} has its Atom feed at "
+                                        f"{folder}/{slug}/{FORMATS['atom'][0]}", warning=True))
+                atom_path = ""
+            feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]), atom_path))
+    feeds[1:] = sorted(feeds[1:], key=lambda feed: (_GROUP_ORDER[feed.folder.split("/", 1)[0]], feed.folder))
     return feeds, problems
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from feedpub.files import TEMP_PREFIX, write_if_changed
@@ -40,6 +41,21 @@ def output_problem(root: Path) -> str | None:
     if manifest.exists() and not os.access(manifest, os.R_OK | os.W_OK):
         return f"{manifest}: cannot read and write the list of files feedpub manages"
     return None
+
+
+def folds_case(root: Path) -> bool:
+    """Whether the file system holding `root` (or the folder it would be made in) takes `Feed.xml` and
+    `feed.xml` for one file, as macOS and Windows do by default. Tried on a name already there: nothing is
+    written."""
+    existing = root
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        candidates = chain((existing,), existing.iterdir() if existing.is_dir() else ())
+        path = next((p for p in candidates if p.name.swapcase() != p.name), None)
+        return path is not None and os.path.samefile(path, path.with_name(path.name.swapcase()))
+    except OSError:   # the other spelling does not exist: the names are told apart
+        return False
 
 
 def write_files(root: Path, files: Mapping[str, bytes], keep: Collection[str] = ()) -> WriteResult:

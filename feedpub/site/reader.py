@@ -17,13 +17,18 @@ from urllib.parse import urljoin
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
-from feedpub.dates import parse_date
+from feedpub.dates import read_date, ruby_text
 from feedpub.errors import Problem
 from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
 from feedpub.site.source import MAX_POST_BYTES, YAML, Skip, check_text, decode, line_of, split
 
-_FILENAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
+# Jekyll's Document::DATE_FILENAME_MATCHER (on the name without its extension): `2017-9-1-slug` too.
+_FILENAME = re.compile(r"^(\d{2,4}-\d{1,2}-\d{1,2})-(.*)$")
+# Ruby's `\s` (String#split, normalize_whitespace) is ASCII white space: an ideographic space stays in a tag or a
+# title, as Jekyll keeps it. Line separators are broken too: a title goes into a mail header.
+_SPACES = re.compile(r"[ \t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
+_RUBY_SPLIT = re.compile(r"[ \t\n\v\f\r]+")
 
 
 # Front matter keys whose values `Post` holds in its own fields (Liquid's `page` gives those).
@@ -88,17 +93,22 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     if file.symlink and not path.resolve().is_relative_to(root):
         raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
                            "a post file inside site.posts_dir"))
+    stem = file.relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if not file.draft and "_posts" in file.relative.split("/")[:-1] and not _FILENAME.match(stem):
+        warnings.append(Problem(shown, None, "not published: Jekyll reads a file in _posts/ as a post only when its "
+                                "name starts with its date", "a file name YYYY-MM-DD-slug.md", warning=True))
+        return None
     text = decode(path, shown)
     check_text(text, shown)
     meta, body, body_line = split(text, shown, warnings)
     front = _FrontMatter(shown, text, meta, warnings)
     if meta.get("published") is False:
         return None
-    stem = file.relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    title = _title(front)
+    named = _FILENAME.match(stem)
+    title = _title(front, urls.post_slug(named[2] if named else stem))
     date, updated = _dates(front, stem, config.site.tz, file.mtime_ns / 1e9 if file.draft else None)
-    categories = tuple(dict.fromkeys(_folder_categories(file.relative) + _names(front, "categories", "category")))
-    tags = _names(front, "tags", "tag")
+    categories = _categories(front, _folder_categories(file.relative))
+    tags = _tags(front)
     author = _author(meta.get("author")) or config.site.author
     excerpt, explicit = _excerpt(front, body, config.site.excerpt_separator)
     minutes = _reading_time(front)
@@ -160,22 +170,32 @@ class _FrontMatter:
         self.warnings.append(Problem(self.shown, self.line(key), message, expected, warning=True))
 
 
-def _title(front: _FrontMatter) -> str:
+def _title(front: _FrontMatter, slug: str) -> str:
+    """Jekyll's title: the front matter's, as text (`2017`, `true`); without one (or `false`), the file name's
+    slug titleized (`no-title` → `No Title`)."""
     title = front.values.get("title")
-    if title is None or (isinstance(title, str) and not title.strip()):
-        raise front.fail("title", "no title", "a 'title:' line in the front matter")
-    if isinstance(title, bool) or not isinstance(title, str | int | float):
-        raise front.fail("title", f"title is {type(title).__name__} {title!r}",
-                         "a string; quote it, e.g. title: \"NO\"")
-    return _one_line(str(title))  # a newline in a title would split a mail header or a feed line
+    from_name = _one_line(urls.titleize_slug(slug))
+    if title is not None and title is not False and not isinstance(title, str | int | float):
+        raise front.fail("title", f"title is {_ruby_inspect(title)}, not text", "a string")
+    text = "" if title is None or title is False else _one_line(ruby_text(title))  # one line: it goes into mail headers
+    if text:
+        return text
+    if not from_name:   # `2025-01-01-.md`: Jekyll publishes an empty title, which a feed entry cannot have
+        raise front.fail("title", "no title, and the file name gives none", "a 'title:' line or a name after the date")
+    if title is False:
+        front.warn("title", "title is the YAML boolean false (NO, no, off and false are); Jekyll titles the post "
+                            f"{from_name!r} from its file name", "a quoted title, e.g. title: \"NO\"")
+    elif title is not None:   # Jekyll keeps an empty title; a feed entry must have one
+        front.warn("title", f"title is empty; titled {from_name!r} from the file name", "a title, or no 'title:' line")
+    return from_name
 
 
 def _dates(front: _FrontMatter, stem: str, tz: tzinfo, mtime: float | None) -> tuple[datetime, datetime]:
     """Published and updated. Published is the front matter's `date`, else the file name's, else `mtime`
     (given for drafts, which often have neither)."""
-    file_date = _file_name_date(front.shown, stem, tz)
+    file_date = _file_name_date(front, stem, tz)
     meta = front.values
-    if "date" in meta:
+    if "date" in meta:   # Jekyll reads a `date:` that is there even when empty (and stops at it)
         date = _parse(front, "date", tz)
         if file_date and date.astimezone(tz).date() != file_date.date():
             front.warn("date", f"front-matter date {date.astimezone(tz):%Y-%m-%d} differs from the "
@@ -191,25 +211,38 @@ def _dates(front: _FrontMatter, stem: str, tz: tzinfo, mtime: float | None) -> t
     return date, (max(date, _parse(front, key, tz)) if key else date)
 
 
-def _file_name_date(shown: str, stem: str, tz: tzinfo) -> datetime | None:
+def _file_name_date(front: _FrontMatter, stem: str, tz: tzinfo) -> datetime | None:
     named = _FILENAME.match(stem)
     if not named:
         return None
     try:
-        file_date = datetime(int(named[1]), int(named[2]), int(named[3]), tzinfo=tz)
+        file_date, rolled = read_date(named[1], tz)
         if not 1 < file_date.year < 9999:   # converting to UTC or another zone must not overflow
-            raise ValueError
-    except ValueError:
-        raise Skip(Problem(shown, None, f"file name date {stem[:10]} does not exist",
+            raise ValueError(f"year {file_date.year} is out of range")
+    except (ValueError, OverflowError) as exc:
+        raise Skip(Problem(front.shown, None, f"file name date {named[1]}: {exc}; Jekyll stops the build at it",
                            "a real date in YYYY-MM-DD-slug.md")) from None
+    _note_rollover(front, None, named[1], file_date, rolled)
     return file_date
 
 
 def _parse(front: _FrontMatter, key: str, tz: tzinfo) -> datetime:
     try:
-        return parse_date(front.values[key], tz)
+        date, rolled = read_date(front.values[key], tz)
     except (ValueError, OverflowError) as exc:
-        raise front.fail(key, str(exc), DATE_FORMS) from None
+        raise front.fail(key, f"{exc}; Jekyll stops the build at it (Invalid date)", DATE_FORMS) from None
+    _note_rollover(front, key, ruby_text(front.values[key]), date, rolled)
+    return date
+
+
+def _note_rollover(front: _FrontMatter, key: str | None, text: str, date: datetime, rolled: bool) -> None:
+    """A warning for a date past its end (30 February), which Ruby's Time, so Jekyll, moves forward."""
+    if rolled:
+        message = f"date {text!r} does not exist; Jekyll publishes it on {date:%Y-%m-%d %H:%M:%S}, as feedpub does"
+        if key is None:
+            front.warnings.append(Problem(front.shown, None, message, "a real date", warning=True))
+        else:
+            front.warn(key, message, "a real date")
 
 
 def _reading_time(front: _FrontMatter) -> int | None:
@@ -218,7 +251,7 @@ def _reading_time(front: _FrontMatter) -> int | None:
     if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
         return minutes
     if minutes is not None:
-        front.warn("reading_time", f"reading_time {minutes!r} ignored", "a whole number of minutes")
+        front.warn("reading_time", f"reading_time {_ruby_inspect(minutes)} ignored", "a whole number of minutes")
     return None
 
 
@@ -233,11 +266,11 @@ def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tupl
     link for every post the two rules agree on, and for the others the id every earlier build gave. Derived
     from the file alone, it needs no record of what was published."""
     named = _FILENAME.match(stem)
-    name = named[4] if named else stem
+    name = named[2] if named else stem
     front_slug = front.values.get("slug")
     template = front.values.get("permalink") or config.site.permalink
     if not isinstance(template, str):
-        raise front.fail("permalink", f"permalink is {template!r}", "a path or pattern string")
+        raise front.fail("permalink", f"permalink is {_ruby_inspect(template)}", "a path or pattern string")
     slug = urls.post_slug(name, front_slug)
     title = urls.jekyll_slugify(slug, "pretty", cased=True)
     path = urls.expand_permalink(template, date=date, title=title, slug=urls.jekyll_slugify(slug),
@@ -255,38 +288,102 @@ def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tupl
 def _entry_id(front: _FrontMatter, url: str) -> str:
     entry_id = front.values.get("id") or front.values.get("guid") or url
     if isinstance(entry_id, bool) or not isinstance(entry_id, str | int):
-        raise front.fail("id" if "id" in front.values else "guid", f"id is {entry_id!r}", "a string")
+        raise front.fail("id" if "id" in front.values else "guid", f"id is {_ruby_inspect(entry_id)}", "a string")
     return str(entry_id)
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(_SPACES.split(text)).strip()
 
 
-def _names(front: _FrontMatter, plural: str, singular: str) -> tuple[str, ...]:
-    """Categories or tags: a list, a space-separated string, a singular key; ints allowed."""
+def _categories(front: _FrontMatter, folders: tuple[str, ...]) -> tuple[str, ...]:
+    """Jekyll's categories (Document#populate_categories): the folders above `_posts`, then `categories` (a list,
+    or a string of names split at white space), then `category` (one name, or a list), each as text."""
     meta = front.values
-    value = meta.get(plural, meta.get(singular))
-    if value is None:
-        return ()
+    value = meta.get("categories")
+    if value is not None and not isinstance(value, str | list):
+        # Jekyll merges the value into the folders' list: Array#| refuses anything else, and the file is not read.
+        raise front.fail("categories", f"categories is {_ruby_inspect(value)}; Jekyll cannot read the file (no "
+                                       f"implicit conversion of {_ruby_class(value)} into Array)",
+                         "a list or a space-separated string")
+    listed = _RUBY_SPLIT.split(value) if isinstance(value, str) else value or []
+    singular = meta.get("category")
+    # The singular key's value is flattened before the names are made text; a list inside `categories` is not.
+    more = _flattened([singular]) if singular is not None and singular is not False else listed
+    return _as_names(front, "categories", [*folders, *listed, *more], flatten=False)
+
+
+def _tags(front: _FrontMatter) -> tuple[str, ...]:
+    """Jekyll's tags (Utils.pluralized_array_from_hash): `tag` (one name, or a list) when set, else `tags` (a list,
+    or a string of names split at white space; any other value gives no tags)."""
+    meta = front.values
+    singular = meta.get("tag")
+    if singular is not None and singular is not False:
+        return _as_names(front, "tag", [singular])
+    value = meta.get("tags")
     if isinstance(value, str):
-        items: list[Any] = value.split() if plural in meta else [value]
-    elif isinstance(value, list):
-        items = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        items = [value]
-    else:
-        raise front.fail(plural if plural in meta else singular,
-                         f"{plural} is {value!r}", "a list or a space-separated string")
+        return _as_names(front, "tags", _RUBY_SPLIT.split(value))
+    if isinstance(value, list):
+        return _as_names(front, "tags", value)
+    if value is not None:
+        front.warn("tags", f"tags is {_ruby_inspect(value)}; Jekyll gives the post no tags",
+                   "a list or a space-separated string")
+    return ()
+
+
+def _as_names(front: _FrontMatter, key: str, items: list[Any], *, flatten: bool = True) -> tuple[str, ...]:
+    """Each item as the text Jekyll shows (`false`, `2017`), once; lists inside are flattened as Ruby's
+    Array#flatten does (categories are made text first: a list there is refused), null and empty names left out."""
     names = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise front.fail(plural if plural in meta else singular,
-                             f"{plural} entry {item!r} is not a name", "strings or numbers")
-        name = _one_line(str(item))
-        if name:
-            names.append(name)
+    for item in _flattened(items) if flatten else items:
+        if item is None:
+            continue
+        if isinstance(item, str | int | float):
+            name = _one_line(ruby_text(item))
+            if name:
+                names.append(name)
+        else:
+            raise front.fail(key, f"{key} entry {_ruby_inspect(item)} is not a name; Jekyll would show Ruby's "
+                                  f"{_ruby_class(item)}", "strings or numbers")
     return tuple(dict.fromkeys(names))
+
+
+def _flattened(items: list[Any]) -> list[Any]:
+    """Ruby's Array#flatten (without recursion: YAML aliases can nest deeply)."""
+    flat = []
+    stack = list(reversed(items))
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            flat.append(item)
+    return flat
+
+
+def _ruby_class(value: Any) -> str:
+    return {dict: "Hash", list: "Array", bool: "true" if value else "false", int: "Integer", float: "Float",
+            bytes: "String"}.get(type(value), type(value).__name__)
+
+
+def _ruby_inspect(value: Any, depth: int = 0) -> str:
+    """A front-matter value as YAML would write it (`false`, `{ai: true}`, `[one, two]`, `'text'`), not as Python's
+    repr; text inside a list or a mapping is not quoted; short (a message, not a dump)."""
+    if isinstance(value, bytes):
+        return f"binary data ({len(value)} bytes)"
+    if isinstance(value, str):
+        return value if depth else "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dict | list) and depth == 3:
+        return "…"
+    more = ", …" if isinstance(value, dict | list) and len(value) > 20 else ""
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{_ruby_inspect(k, depth + 1)}: {_ruby_inspect(v, depth + 1)}"
+                               for k, v in list(value.items())[:20]) + more + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_ruby_inspect(v, depth + 1) for v in value[:20]) + more + "]"
+    else:
+        text = "null" if value is None else ruby_text(value)
+    return text if depth or len(text) <= 200 else text[:199] + "…"
 
 
 def _author(value: Any) -> str:
@@ -302,7 +399,7 @@ def _excerpt(front: _FrontMatter, body: str, site_separator: str) -> tuple[str, 
     value = front.values.get("excerpt") or front.values.get("description")
     if value is not None:
         if not isinstance(value, str):
-            raise front.fail("excerpt", f"excerpt is {value!r}", "a string of Markdown")
+            raise front.fail("excerpt", f"excerpt is {_ruby_inspect(value)}", "a string of Markdown")
         return value.strip(), True
     separator = front.values.get("excerpt_separator") or site_separator
     for marker in (separator, _MORE):

@@ -25,6 +25,7 @@ from typing import Any
 
 from feedpub import urls
 from feedpub.config import Config
+from feedpub.counts import counted
 from feedpub.site.feeds import FORMATS
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,9 @@ class Ping:
     accepted: int                # how many of them the hub accepted
 
     def line(self) -> str:
-        verdict = "accepted" if self.ok else f"FAILED ({self.accepted}/{len(self.feeds)} feeds accepted)"
-        return f"WebSub hub {self.hub}: {verdict}, {len(self.feeds)} feeds, last answer {self.status}, " \
-               f"{self.attempts} requests"
+        verdict = "accepted" if self.ok else f"FAILED ({self.accepted}/{counted(len(self.feeds), 'feed')} accepted)"
+        return f"WebSub hub {self.hub}: {verdict}, {counted(len(self.feeds), 'feed')}, last answer {self.status}, " \
+               f"{counted(self.attempts, 'request')}"
 
     def as_json(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(timespec="seconds"), "ok": self.ok, "status": self.status,

@@ -26,7 +26,7 @@ def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:
     before = sorted(p.relative_to(site.root) for p in site.root.rglob("*"))
     result = feedpub("check", cwd=site.root)
     assert result.returncode == 1
-    assert result.stdout == "1 posts, 1 problems, 1 warnings\n"
+    assert result.stdout == "1 post, 1 problem, 1 warning\n"
     lines = result.stderr.splitlines()
     assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid: {% include x.html %}: no such file")
     assert lines[1].startswith("posts/2025-01-02-bad.md:")
@@ -40,7 +40,7 @@ def test_check_counts_the_posts_skipped_as_future_or_draft(site) -> None:
     site.post("_drafts/idea.md", "---\ntitle: idea\n---\nb\n")
     result = feedpub("check", cwd=site.root)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "1 posts, 0 problems, 0 warnings, 3 skipped (1 future, 2 draft)\n"
+    assert result.stdout == "1 post, 0 problems, 0 warnings, 3 skipped (1 future, 2 draft)\n"
     # `--drafts` takes in _drafts/, not posts marked `published: false`
     result = feedpub("check", "--future", "--drafts", cwd=site.root)
     assert result.stdout == "3 posts, 0 problems, 0 warnings, 1 skipped (0 future, 1 draft)\n"
@@ -49,7 +49,7 @@ def test_check_counts_the_posts_skipped_as_future_or_draft(site) -> None:
 def test_check_with_future_includes_future_posts(site) -> None:
     site.post("2999-01-01-later.md", "---\ntitle: later\n---\nb\n")
     assert feedpub("check", cwd=site.root).stdout.startswith("0 posts")
-    assert feedpub("check", "--future", cwd=site.root).stdout.startswith("1 posts")
+    assert feedpub("check", "--future", cwd=site.root).stdout.startswith("1 post,")
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:

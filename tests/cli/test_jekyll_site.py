@@ -79,7 +79,7 @@ def test_check_v_lists_every_config_key_read_or_ignored(tmp_path: Path) -> None:
                                            encoding="utf-8")
     result = feedpub("check", "-v", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "1 posts, 0 problems, 0 warnings\n"
+    assert result.stdout == "1 post, 0 problems, 0 warnings\n"
     lines = result.stderr.splitlines()
     assert lines == [
         "_config.yml: title: read → site.title",
@@ -89,7 +89,7 @@ def test_check_v_lists_every_config_key_read_or_ignored(tmp_path: Path) -> None:
         "_config.yml: lang: read → site.language",
         "_config.yml: feed.categories: read → feeds.categories, feeds.category_atom_path (every category gets a feed)",
         "_config.yml: twitter_username: ignored (the site's own key; Liquid reads it as site.twitter_username)",
-        "_config.yml: feed.collections: ignored (feedpub makes feeds of posts only)",
+        "_config.yml: feed.collections: ignored (feedpub makes feeds of posts only, not of docs)",
     ]
     quiet = feedpub("check", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == ""

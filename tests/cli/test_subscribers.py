@@ -132,7 +132,7 @@ def test_import_skips_a_later_duplicate_address_and_keeps_the_first(run):
                              " BOB@EXAMPLE.COM ,Bob dup,\n")
     assert result.exit_code == 1
     assert "list.csv:4: duplicate of line 2; skipped (expected each address once)" in result.stderr
-    assert "imported 2 subscribers (2 new, 0 updated), 1 bad rows" in result.stderr
+    assert "imported 2 subscribers (2 new, 0 updated), 1 bad row" in result.stderr
     assert [(r["email"], r["name"], r["categories"]) for r in listing(run)] == [
         ("bob@example.com", "Bob", ["engineering"]), ("carol@example.com", "Carol", [])]
 

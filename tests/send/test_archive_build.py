@@ -123,7 +123,7 @@ def test_issues_composed_before_the_store_kept_the_archive_are_listed_from_their
 
     built = build(site.root)
     assert built.returncode == 0, built.stderr
-    assert "digest archive: 1 issues, 3 files written" in built.stdout
+    assert "digest archive: 1 issue, 3 files written" in built.stdout
     # The first one's week has no post any more: said, and left out.
     assert "issue 2025-12-01-0900: composed before the archive existed and none of its posts" in built.stderr
     assert listed(config.output_dir) == [("2025-12-08-0900/", ["トークン単価の下がり方", "Rust in production"])]
@@ -134,7 +134,7 @@ def test_issues_composed_before_the_store_kept_the_archive_are_listed_from_their
     site.post("2025-12-03-rust.md", '---\ntitle: "Rust in production, revised"\ndate: 2025-12-03 10:00:00 +09:00\n'
                                     "---\n\nEdited.\n")
     again = build(site.root)
-    assert "digest archive: 1 issues, 0 files written, 3 unchanged" in again.stdout
+    assert "digest archive: 1 issue, 0 files written, 3 unchanged" in again.stdout
     assert "composed before the archive" not in again.stderr
 
 

@@ -92,7 +92,7 @@ def test_a_broken_post_is_reported_and_the_rest_is_published_with_exit_1(site) -
     assert result.returncode == 1
     assert result.stderr.startswith("posts/2025-12-01-broken.md:")
     assert "invalid YAML front matter" in result.stderr
-    assert "1 posts, 3 feeds" in result.stdout and "1 problems" in result.stdout
+    assert "1 post, 3 feeds" in result.stdout and "1 problem," in result.stdout
     parsed = feedparser.parse((site.root / "public/feed.xml").read_bytes())
     assert [e.title for e in parsed.entries] == ["推論性能35%向上は何を変えるのか"]
 

@@ -14,7 +14,9 @@ from lxml import etree
 
 from feedpub.errors import Problem
 from feedpub.site.build import build_site
+from feedpub.site.feeds import plan_feeds
 from feedpub.site.output import MANIFEST
+from feedpub.site.posts import collect
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 NS = {"a": "http://www.w3.org/2005/Atom", "media": "http://search.yahoo.com/mrss/",
@@ -253,15 +255,17 @@ def test_tag_and_author_feeds_when_enabled_and_formats_chosen(site):
     assert document["feed_url"] == "https://blog.example.com/tags/%E6%8E%A8%E8%AB%96/feed.json"
 
 
-def test_colliding_slugs_are_a_problem_naming_both_sources(site):
-    site.post("2025-12-01-a.md", "---\ntitle: A\ncategories: [News]\n---\nA.\n")
-    site.post("2025-12-02-b.md", "---\ntitle: B\ncategories: [news]\n---\nB.\n")
+def test_colliding_slugs_are_a_warning_naming_both_sources_and_both_feeds_are_kept(site):
+    site.post("2025-12-01-a.md", "---\ntitle: A\ncategories: [news]\n---\nA.\n")
+    site.post("2025-12-02-b.md", "---\ntitle: B\ncategories: [News]\n---\nB.\n")
+    site.post("2025-12-03-c.md", "---\ntitle: C\ncategories: [news]\n---\nC.\n")
     result = build(site)
-    assert len(result.problems) == 1
+    assert len(result.problems) == 1 and result.problems[0].warning
     message = str(result.problems[0])
-    assert "'News'" in message and "'news'" in message and "2025-12-01-a.md" in message
-    assert "2025-12-02-b.md" in message and not result.problems[0].warning
-    assert "categories/news/feed.xml" in result.files  # the first name keeps the slug
+    assert "'News' (from posts/2025-12-02-b.md) and 'news' (from posts/2025-12-01-a.md)" in message
+    # the name whose first post is older keeps the slug, whichever is newer or sorts first
+    assert [e.title for e in feedparser.parse(result.files["categories/news/feed.xml"]).entries] == ["C", "A"]
+    assert [e.title for e in feedparser.parse(result.files["categories/news-2/feed.xml"]).entries] == ["B"]
 
 
 def test_empty_site_still_has_valid_feeds(site):
@@ -302,3 +306,24 @@ def test_index_page_lists_feeds_and_link_tags_escaped(site):
     assert "https://blog.example.com/categories/q-a-tips/feed.json" in page
     tree = etree.HTML(result.files["feeds/index.html"])
     assert "Tom & Jerry’s <blog> | Q&A <tips>" in "".join(tree.itertext())
+
+
+def test_case_variants_on_a_case_folding_file_system_keep_one_path_and_say_so(site):
+    """Where `feed/by_tag/Perl.xml` and `feed/by_tag/perl.xml` are one file, the name whose first post is older
+    keeps the path, the other's Atom feed goes to its own folder, and a warning names both."""
+    site.post("2025-12-01-a.md", "---\ntitle: A\ntags: [perl]\n---\nA.\n")
+    site.post("2025-12-02-b.md", "---\ntitle: B\ntags: [Perl]\n---\nB.\n")
+    site.configure('[feeds]\ntags = true\ntag_atom_path = "feed/by_tag/{name}.xml"\n')
+    posts = collect(site.config, now=datetime(2026, 1, 1, tzinfo=UTC)).posts
+    by_folder = {feed.folder: feed for feed in plan_feeds(site.config, posts)[0]}
+    assert by_folder["tags/perl"].path("atom") == "feed/by_tag/perl.xml"
+    assert by_folder["tags/perl-2"].path("atom") == "feed/by_tag/Perl.xml"
+    feeds, problems = plan_feeds(site.config, posts, fold_case=True)
+    by_folder = {feed.folder: feed for feed in feeds}
+    assert by_folder["tags/perl"].path("atom") == "feed/by_tag/perl.xml"
+    assert [p.title for p in by_folder["tags/perl-2"].posts] == ["B"]
+    assert by_folder["tags/perl-2"].path("atom") == "tags/perl-2/feed.xml"
+    assert [str(p).split(": warning: ", 1)[1] for p in problems][-1] == (
+        "'perl' and 'Perl' have the same Atom feed path 'feed/by_tag/Perl.xml' on this case-insensitive file "
+        "system: 'perl' keeps it (its first post is older), 'Perl' has its Atom feed at "
+        "tags/perl-2/feed.xml")

@@ -176,10 +176,10 @@ def test_a_post_is_built_again_when_a_file_it_may_include_changes_and_only_then(
     for name in (".env", "feedpub.db", "dkim/feedpub2026.key", "notes/server.pem", "_site/draft.html"):
         with (root / name).open("ab") as file:
             file.write(b"\nchanged")
-        assert feedpub_build(root).stdout.startswith("2 posts, 1 feeds: 0 files written"), name
+        assert feedpub_build(root).stdout.startswith("2 posts, 1 feed: 0 files written"), name
     assert feed.read_bytes() == published
     (folder / "snippet.txt").write_text("書き換えた隣のファイル。\n", encoding="utf-8")
-    assert feedpub_build(root).stdout.startswith("2 posts, 1 feeds: 3 files written")
+    assert feedpub_build(root).stdout.startswith("2 posts, 1 feed: 3 files written")
     assert "書き換えた隣のファイル。" in feed.read_text(encoding="utf-8")
 
 

@@ -65,7 +65,8 @@ def test_front_matter_date_on_another_day_wins_with_a_warning(site) -> None:
         ("categories: news analysis", ("news", "analysis")),
         ("category: Machine Learning", ("Machine Learning",)),
         ("categories: [2025, release]", ("2025", "release")),
-        ("categories: 2025", ("2025",)),
+        ("category: 2025", ("2025",)),
+        ("categories: [false, 日本語, null]\ncategory: [x, [y]]", ("false", "日本語", "x", "y")),
         ("categories:\n  - 法務\n  - 法務", ("法務",)),
     ],
 )
@@ -75,8 +76,9 @@ def test_category_forms(site, front: str, categories: tuple[str, ...]) -> None:
 
 
 def test_tags_forms_and_folder_categories(site) -> None:
-    post = only_post(site, "news/_posts/2025-01-02-t.md", "---\ntitle: t\ntags: python ai\ntag: ignored\n---\nb\n")
+    post = only_post(site, "news/_posts/2025-01-02-t.md", "---\ntitle: t\ntags: python ai\n---\nb\n")
     assert post.tags == ("python", "ai")
+
     assert post.categories == ("news",)  # Jekyll: folders above _posts are categories
     post2 = collect(site.config, now=NOW)
     assert post2.posts[0].path == "/news/2025/01/02/t.html"
@@ -106,13 +108,28 @@ def test_posts_sorted_newest_first_and_recursive(site) -> None:
     assert [p.title for p in collect(site.config, now=NOW).posts] == ["c", "b", "a"]
 
 
-def test_missing_title_is_an_error_and_author_falls_back(site) -> None:
-    site.post("2025-01-01-untitled.md", "---\ndate: 2025-01-01\n---\nb\n")
+def test_missing_title_comes_from_the_file_name_and_author_falls_back(site) -> None:
+    site.post("2025-01-01-my-untitled-post.md", "---\ndate: 2025-01-01\n---\nb\n")
     site.post("2025-01-02-ok.md", "---\ntitle: ok\n---\nb\n")
     collection = collect(site.config, now=NOW)
-    assert [p.author for p in collection.posts] == ["編集部"]
+    assert [(p.title, p.author) for p in collection.posts] == [("ok", "編集部"), ("My Untitled Post", "編集部")]
+    assert collection.problems == ()
+
+
+def test_a_file_in_posts_without_a_date_in_its_name_is_not_a_post_as_in_jekyll(site) -> None:
+    site.post("_posts/about.md", "---\ntitle: About\ndate: 2025-01-01\n---\nb\n")
+    site.post("_posts/2025-01-02-日記.md", "---\ntitle: 日記\n---\nb\n")
+    collection = collect(site.config, now=NOW)
+    assert [p.title for p in collection.posts] == ["日記"]
     assert [str(p) for p in collection.problems] == [
-        "posts/2025-01-01-untitled.md:1: no title (expected a 'title:' line in the front matter)"]
+        "posts/_posts/about.md: warning: not published: Jekyll reads a file in _posts/ as a post only when its name "
+        "starts with its date (expected a file name YYYY-MM-DD-slug.md)"]
+
+
+def test_tag_wins_over_tags_and_is_one_name(site) -> None:
+    """As Jekyll's Utils.pluralized_array_from_hash reads them."""
+    assert only_post(site, "2025-01-03-u.md", "---\ntitle: u\ntags: [a]\ntag: two words\n---\nb\n").tags == (
+        "two words",)
 
 
 def test_author_forms(site) -> None:
@@ -187,7 +204,9 @@ def test_bom_and_crlf_are_read(site) -> None:
         ("just text\n", "posts/2025-01-01-bad.md:1: no front matter"),
         ("---\ntitle: x\ndate: 2025-13-45\n---\nb\n", "posts/2025-01-01-bad.md:3: '2025-13-45' is not a date"),
         ("---\ntitle: ok\n---\nline\nbell\x07\n", "posts/2025-01-01-bad.md:5: control character U+0007"),
-        ("---\ntitle: NO\n---\nb\n", "posts/2025-01-01-bad.md:2: title is bool False"),
+        ("---\ntitle: [a, b]\n---\nb\n", "posts/2025-01-01-bad.md:2: title is [a, b], not text"),
+        ("---\ntitle: c\ncategories: 2025\n---\nb\n", "posts/2025-01-01-bad.md:3: categories is 2025; Jekyll cannot "
+                                                   "read the file (no implicit conversion of Integer into Array)"),
         ("---\n- a\n- b\n---\nb\n", "posts/2025-01-01-bad.md:2: front matter is not a mapping"),
     ],
 )

@@ -89,11 +89,13 @@ def test_slugs_never_contain_a_slash(name: str) -> None:
        overrides=st.dictionaries(st.text(max_size=4), st.sampled_from(["x", "", "a/b", "..", "ai"]), max_size=3))
 def test_slugs_never_collide_silently(names: list[str], overrides: dict[str, str]) -> None:
     sources = {name: f"posts/{i}.md" for i, name in enumerate(names)}
-    slugs, problems = assign_slugs(sources, overrides)
+    slugs, problems, notes = assign_slugs(sources, overrides)
     assert len(set(slugs.values())) == len(slugs)
     assert all("/" not in slug and slug not in ("", ".", "..") for slug in slugs.values())
     for name in set(names) - set(slugs):
         assert any(repr(name) in message for message in problems)
+    for name, slug in slugs.items():   # a name that lost its slug to another is told so
+        assert slug == (overrides.get(name) or slugify(name)) or any(repr(name) in note for note in notes)
 
 
 @SETTINGS
