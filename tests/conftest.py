@@ -1,21 +1,27 @@
 """Shared fixtures: a site folder with posts (`site`), a real SMTP server (`smtp_server`), a fresh
-PostgreSQL database (`pg_url`), and Debian's Chromium (`require_browser`, `CHROMIUM`, `BROWSER_ARGS`)."""
+PostgreSQL database (`pg_url`), an app served by uvicorn (`serving`), and Debian's Chromium
+(`require_browser`, `CHROMIUM`, `BROWSER_ARGS`)."""
 
 from __future__ import annotations
 
 import os
 import textwrap
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from hypothesis import settings
 
 from feedpub.config import Config
 from feedpub.config_file import load_config
-from feedpub.schema import metadata
+from feedpub.schema import MIGRATIONS, metadata, schema_version
 from feedpub.store import Store
 from tests.smtp_server import SMTPTestServer
 
@@ -94,6 +100,37 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def serving(app: Any, port: int) -> Iterator[None]:
+    """`app` served by uvicorn on 127.0.0.1:`port`, as the daemon serves it, until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def store_of_version(url: str, version: int, *after: str) -> None:
+    """A store at `url` as a feedpub of schema `version` left it: its first `version` migration steps, then the
+    SQL statements `after` (the steps create tables as defined today: a test drops what later steps add)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=version))
+        for step in MIGRATIONS[:version]:
+            step(conn)
+        for statement in after:
+            conn.execute(sa.text(statement))
+    engine.dispose()
 
 
 def emptied(store: Store) -> Store:

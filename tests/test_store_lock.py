@@ -19,11 +19,11 @@ from starlette.testclient import TestClient
 
 from feedpub.cli import main
 from feedpub.records import SubscriberInput
-from feedpub.schema import MIGRATIONS, schema_version
+from feedpub.schema import MIGRATIONS
 from feedpub.store import open_store
 from feedpub.store_engine import BUSY_WAIT_SECONDS, shown_url
 from feedpub.web.app import create_app
-from tests.conftest import emptied
+from tests.conftest import emptied, store_of_version
 
 HOLDER = """
 import sqlite3, sys
@@ -95,22 +95,11 @@ def test_reading_commands_work_on_a_locked_store_and_writing_ones_exit_2_naming_
     assert cli("subscribers", "add", "hanako@example.jp").exit_code == 0   # once the lock is gone
 
 
-def old_store(path: Path, version: int) -> None:
-    """A store as an older feedpub left it: the first `version` migrations only."""
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        schema_version.create(conn)
-        conn.execute(schema_version.insert().values(version=version))
-        for step in MIGRATIONS[:version]:
-            step(conn)
-    engine.dispose()
-
-
 def test_an_old_store_is_migrated_once_by_a_writing_command_and_reading_ones_say_so(site, monkeypatch, caplog):
     monkeypatch.chdir(site.root)
     path = site.root / ".feedpub" / "feedpub.db"
     path.parent.mkdir()
-    old_store(path, len(MIGRATIONS) - 1)
+    store_of_version(f"sqlite:///{path}", len(MIGRATIONS) - 1)
     caplog.set_level(logging.INFO, logger="feedpub")
 
     status = cli("digest", "status")
@@ -129,7 +118,7 @@ def test_store_migrate_is_the_explicit_form(site, monkeypatch):
     monkeypatch.chdir(site.root)
     path = site.root / ".feedpub" / "feedpub.db"
     path.parent.mkdir()
-    old_store(path, 2)
+    store_of_version(f"sqlite:///{path}", 2)
     first = cli("store", "migrate")
     assert first.exit_code == 0 and f"{path}: migrated from v2 to v{len(MIGRATIONS)}" in first.stdout
     again = cli("store", "migrate")
@@ -140,7 +129,7 @@ def test_a_migration_waits_for_the_lock_and_then_exits_2_naming_it(site, monkeyp
     monkeypatch.chdir(site.root)
     path = site.root / ".feedpub" / "feedpub.db"
     path.parent.mkdir()
-    old_store(path, 2)
+    store_of_version(f"sqlite:///{path}", 2)
     with locked(path):
         result = cli("subscribers", "add", "taro@example.jp")
     assert result.exit_code == 2 and f"the store {path} is locked by another process" in result.stderr

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from feedpub.cli import main
 from feedpub.config_file import load_config
 from feedpub.records import StoredVariant, SubscriberInput
-from feedpub.schema import MIGRATIONS, deliveries, schema_version
+from feedpub.schema import deliveries
 from feedpub.send.bounces import evidence
 from feedpub.send.bounces.process import Replayed, process_message, record_all
 from feedpub.store import Store, open_store
-from tests.conftest import emptied
+from tests.conftest import emptied, store_of_version
 from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
@@ -333,18 +333,10 @@ def test_signed_request_tokens_are_refused_a_second_time_until_they_expire(store
 
 def test_a_store_made_before_gains_the_unverified_flag_and_the_token_table(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        schema_version.create(conn)
-        conn.execute(schema_version.insert().values(version=0))
-        for step in MIGRATIONS[:5]:
-            step(conn)
-        conn.execute(sa.text("ALTER TABLE bounces DROP COLUMN unverified"))   # as version 5 made it
-        conn.execute(sa.text("INSERT INTO bounces (received_at, source, message_key, recipient, kind, why, effect, "
-                             "raw, raw_size) VALUES ('2025-12-01 00:00:00', 'stdin', 'mid:1', 'a@example.jp', "
-                             "'hard', 'dsn', 'suppressed', x'00', 1)"))
-        conn.execute(schema_version.update().values(version=5))
-    engine.dispose()
+    store_of_version(url, 5, "ALTER TABLE bounces DROP COLUMN unverified",   # as version 5 made it
+                     "INSERT INTO bounces (received_at, source, message_key, recipient, kind, why, effect, raw, "
+                     "raw_size) VALUES ('2025-12-01 00:00:00', 'stdin', 'mid:1', 'a@example.jp', 'hard', 'dsn', "
+                     "'suppressed', x'00', 1)")
     store = open_store(url)
     (row,) = evidence.listing(store)
     assert (row.effect, row.unverified) == ("suppressed", False)

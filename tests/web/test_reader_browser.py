@@ -5,18 +5,15 @@ unsubscribe — and the browser blocks nothing the pages need, but would block a
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 from tests.cli.test_daemon_e2e import free_port
-from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
+from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser, serving
 
 SECRET = "reader-browser-secret"
 
@@ -31,18 +28,8 @@ def served(site, monkeypatch) -> Iterator[tuple[str, object, list]]:
     outbox: list[tuple[str, str, str]] = []
     app = create_app(site.config, store, send_confirmation=lambda *mail: outbox.append(mail),
                      categories=lambda: ["AI導入戦略", "news"], health=dict)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with serving(app, port):
         yield f"http://127.0.0.1:{port}", store, outbox
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_the_buttons_work_with_the_content_security_policy_in_force(served) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from feedpub.records import SubscriberInput
 from feedpub.schema import MIGRATIONS, schema_version
 from feedpub.store import READER_UNSUBSCRIBED, Store, open_store
-from tests.conftest import emptied
+from tests.conftest import emptied, store_of_version
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -63,17 +63,9 @@ def test_only_the_newest_link_confirms_once_and_only_the_readers_own_suppression
 
 def test_a_store_made_before_confirmation_links_gets_their_column(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        schema_version.create(conn)
-        conn.execute(schema_version.insert().values(version=0))
-        for step in MIGRATIONS[:6]:
-            step(conn)
-        conn.execute(sa.text("ALTER TABLE subscribers DROP COLUMN confirm_sent_at"))   # as version 6 made it
-        conn.execute(sa.text("INSERT INTO subscribers (email, email_key, name, status, categories, created_at) "
-                             "VALUES ('old@example.com', 'old@example.com', '', 'pending', '[]', '2026-12-01')"))
-        conn.execute(schema_version.update().values(version=6))
-    engine.dispose()
+    store_of_version(url, 6, "ALTER TABLE subscribers DROP COLUMN confirm_sent_at",   # as version 6 made it
+                     "INSERT INTO subscribers (email, email_key, name, status, categories, created_at) "
+                     "VALUES ('old@example.com', 'old@example.com', '', 'pending', '[]', '2026-12-01')")
     upgraded = open_store(url)
     try:
         old = upgraded.subscriber("old@example.com")

@@ -4,15 +4,10 @@ unsubscribe. Through the test client, and clicked in Debian's Chromium."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import uvicorn
-
 from feedpub import accounts, holds
 from feedpub.store import open_store
 from tests.cli.test_daemon_e2e import free_port
-from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
+from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser, serving
 from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, csrf_of, login, make_app, seed
 
 REFUSED = "554 5.7.1 <bob@example.com>: Relay access denied"
@@ -62,15 +57,7 @@ def test_an_operator_restores_an_issues_suppressions_in_chromium(site, monkeypat
     store = open_store(site.config.store_url)
     accounts.add_user(store, ACCOUNT, PASSWORD)
     bad_send(store, seed(store))
-    server = uvicorn.Server(uvicorn.Config(make_app(site.config, store), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with serving(make_app(site.config, store), port):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             try:
@@ -87,8 +74,5 @@ def test_an_operator_restores_an_issues_suppressions_in_chromium(site, monkeypat
                 expect(page.locator("td", has_text="suppressions.restore").first).to_be_visible()
             finally:
                 browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert store.suppression("bob@example.com") is None and store.suppression("carol@example.com") is None
     assert store.suppression("alice@example.com") is not None
