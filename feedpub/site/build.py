@@ -138,7 +138,11 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
 
     shown = {post.url for post in needed_posts(feeds)}
     problems_by_url = _render_problems(state, shown, to_render, render_problems)
-    problems = [*collection.problems, *plan_problems, *(p for ps in problems_by_url.values() for p in ps)]
+    # Met reading the site's own files (`_data/`, `_config.yml`) rather than a post.
+    sources = {post.source for post in to_render}
+    site_problems = [p for p in render_problems if p.path not in sources]
+    problems = [*collection.problems, *plan_problems, *site_problems,
+                *(p for ps in problems_by_url.values() for p in ps)]
     report = _report(output, collection, len(feeds), written, problems)
     cache.save("posts", collection.entries)
     render_cache.save("renders", {url: render for url, render in renders.items() if url in shown})

@@ -213,7 +213,9 @@ def test_a_post_past_the_render_bounds_is_named_with_its_line_and_what_was_expec
 @pytest.mark.parametrize("name", sorted({**REFUSED, **STOPPED, **STRESSED, **PUBLISHED}))
 def test_check_and_build_agree_on_each_post(runs, name: str) -> None:
     def about(command: str) -> list[str]:
-        return [line for line in runs[command].stderr.splitlines() if line.startswith(f"posts/{name}")]
+        lines = lines_about(runs[command], name)
+        # which bound a post meets first (time or memory) depends on the machine's load
+        return [re.sub(r"warning: .*?;", "warning: …;", line) for line in lines] if name in STOPPED else lines
 
     assert about("check") == about("build")
 
