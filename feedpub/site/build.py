@@ -74,7 +74,8 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
                on_written: Callable[[WriteResult], object] | None = None) -> BuildReport:
     """Write every feed. ConfigError (nothing written) when the folders are unusable.
 
-    `parallel` reads and renders across cores (worker processes; not for threaded callers).
+    `parallel` reads across cores (worker processes; not for threaded callers). Posts are always rendered in
+    child processes, one per core at most (`markup.render_posts`).
     `on_written` is called as soon as the output folder is written, before the cache is saved (0.7 s of a
     10,000-post build that WebSub pings need not wait for); not at all when nothing changed."""
     output = (output or config.output_dir).resolve()
@@ -126,8 +127,7 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     changed = _changed(config, output, feeds, fingerprints, state)
     renders = render_cache.load("renders") or {}
     to_render = needed_posts(changed)
-    rendered, render_problems = render_posts(config, to_render, site_posts=collection.posts, cache=renders,
-                                             parallel=parallel)
+    rendered, render_problems = render_posts(config, to_render, site_posts=collection.posts, cache=renders)
     by_url = {r.post.url: r for r in rendered}
     files = {path: data for feed in changed for path, data in feed_documents(config, feed, by_url).items()}
     files.update(site_files(config, feeds))

@@ -49,8 +49,6 @@ RENDER_MEMORY = 512 * 1024 * 1024
 _OVER_MEMORY = f"needed over {RENDER_MEMORY // 2**20} MB"
 # A child that has not answered by then (stuck where no signal reaches: inside a C extension) is killed.
 _STOP_SECONDS = 2 * RENDER_SECONDS + 2
-# Below this many posts to render, starting more than one child process costs more than it saves.
-_PARALLEL_FROM = 64
 
 
 class RenderTimeout(Exception):
@@ -79,13 +77,12 @@ class CachedRender:
 
 
 def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[Post] | None = None,
-                 cache: dict[str, CachedRender] | None = None, parallel: bool = False,
-                 ) -> tuple[list[RenderedPost], list[Problem]]:
+                 cache: dict[str, CachedRender] | None = None) -> tuple[list[RenderedPost], list[Problem]]:
     """Render `posts`; Liquid's `site.posts`, `{% post_url %}` and `{% link %}` see `site_posts` (all posts).
 
     `cache` (post URL → CachedRender) is read and updated: a post whose key is unchanged goes through neither
-    Liquid nor Markdown, nor a child process. The others are rendered in child processes (`bounded`), across
-    cores with `parallel`."""
+    Liquid nor Markdown, nor a child process. The others are rendered in child processes (`bounded`), one per
+    core at most: two hostile posts cost the others one bound, not two."""
     site_posts = posts if site_posts is None else site_posts
     site = liquid_site(config, site_posts, markdownify=lambda text: _markdown().convert(text))
     cache = {} if cache is None else cache
@@ -97,7 +94,7 @@ def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[
         if key is None or post.url not in cache or cache[post.url].key != key:
             tasks.append(_Task(post, raw, key, tuple(warnings)))
     if tasks:
-        workers = (os.cpu_count() or 1) if parallel and len(tasks) >= _PARALLEL_FROM else 1
+        workers = min(os.cpu_count() or 1, len(tasks))
         # Built here once, inherited by every child.
         _markdown()
         _sanitize("", "")

@@ -28,7 +28,9 @@ def tree_rss(pid: int) -> int:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            # children are listed under the thread that forked them (the daemon's build thread)
+            children = [pid for task in Path(f"/proc/{current}/task").iterdir()
+                        for pid in (task / "children").read_text().split()]
         except OSError:
             continue
         total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
