@@ -45,7 +45,7 @@ _URL_ATTRIBUTES = {"href", "src", "poster"}
 # long (the post is then published without its Liquid, or as escaped plain text)...
 RENDER_SECONDS = 5.0
 # ...and the child process rendering it may use this much memory more than the process that builds.
-RENDER_MEMORY = 512 * 1024 * 1024
+RENDER_MEMORY = 256 * 1024 * 1024
 _OVER_MEMORY = f"needed over {RENDER_MEMORY // 2**20} MB"
 # A child that has not answered by then (stuck where no signal reaches: inside a C extension) is killed.
 _STOP_SECONDS = 2 * RENDER_SECONDS + 2
