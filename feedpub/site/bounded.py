@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -113,6 +114,10 @@ class _Child(Generic[T, R]):
 def _serve(connection: Connection, work: Callable[[T], R], items: Sequence[T], memory: int) -> None:
     """The child: answer each index sent with (index, work(item)) until the parent closes the pipe."""
     try:
+        # Ctrl-C and a service manager's stop reach the whole process group: the parent, which lets the build in
+        # hand finish, decides when its children end (and they end when its end of the pipe closes).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _cap_memory(memory)
         while True:
             try:
