@@ -51,8 +51,9 @@ _OVER_MEMORY = f"needed over {RENDER_MEMORY // 2**20} MB"
 _STOP_SECONDS = 2 * RENDER_SECONDS + 2
 
 
-class RenderTimeout(Exception):
-    """Rendering one post took longer than RENDER_SECONDS."""
+class RenderTimeout(BaseException):
+    """Rendering one post took longer than RENDER_SECONDS. Not an Exception, as KeyboardInterrupt is not: python-liquid
+    turns any Exception met while parsing into a syntax error and renders on past one in lax mode."""
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def test_a_hostile_post_is_bounded_in_build_watch_too(site) -> None:
         eventually(lambda: feed_has(site, "普通の記事"), "the normal post in public/feed.xml", log, timeout=60)
         assert "posts/2025-12-10-links.md:5: warning: Markdown could not be rendered" in log.read_text()
         watcher.send_signal(signal.SIGINT)
-        assert watcher.wait(timeout=30) == 0
+        assert watcher.wait(timeout=30) == 0, log.read_text()
     finally:
         if watcher.poll() is None:
             watcher.kill()
