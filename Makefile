@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint lock bench bench-send bench-publish bench-admin bench-bounces bench-bounce-accuracy bench-archive \
-	bench-jekyll clean
+	bench-jekyll bench-hostile clean
 
 run: $(VENV)/.installed
 	$(BIN)/feedpub check
@@ -31,6 +31,9 @@ bench-bounces: $(VENV)/.installed
 
 bench-archive: $(VENV)/.installed
 	$(BIN)/python bench/archive_bench.py
+
+bench-hostile: $(VENV)/.installed
+	$(BIN)/python bench/hostile_bench.py
 
 # CORPUS: a folder of returned mail with an expected.json (never part of the project)
 bench-bounce-accuracy: $(VENV)/.installed

@@ -38,7 +38,7 @@ _NOT_APPLIED = {
     "defaults": "feedpub reads each post's own front matter only: front matter defaults are not applied",
 }
 _DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
-MAX_DATA_BYTES = 10_000_000
+MAX_DATA_BYTES = 10_000_000   # a data file, and any YAML file of the site
 
 
 @dataclass(frozen=True)
@@ -178,18 +178,23 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
 def _load_yaml(path: Path) -> tuple[Any, Problem | None]:
     # Imported here: YAML costs ~50 ms of start-up (-X importtime), and a no-op build, which lists the
     # site files through this module, reads none of them.
-    import yaml
+    from feedpub import safe_yaml
 
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as file:
+            data = file.read(MAX_DATA_BYTES + 1)
+        if len(data) > MAX_DATA_BYTES:
+            return None, Problem(str(path), None, f"over the {MAX_DATA_BYTES:,}-byte limit for YAML files",
+                                 "a smaller file; split it")
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         return None, Problem(str(path), None, f"cannot be read ({exc})", "a UTF-8 YAML file")
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, Problem(str(path), mark.line + 1 if mark else 1, f"invalid YAML: {what}", "'key: value' lines")
+        return safe_yaml.load(text), None
+    except safe_yaml.UnsafeYaml as exc:
+        return None, Problem(str(path), exc.line or 1, exc.what, "plain values; an alias repeated a few times at most")
+    except safe_yaml.InvalidYaml as exc:
+        return None, Problem(str(path), exc.line, f"invalid YAML: {exc.what}", "'key: value' lines")
 
 
 def read_data(root: Path) -> tuple[dict[str, Any], list[Problem]]:
@@ -211,11 +216,11 @@ def read_data(root: Path) -> tuple[dict[str, Any], list[Problem]]:
 
 
 def _data_file(path: Path) -> tuple[Any, Problem | None]:
-    if path.stat().st_size > MAX_DATA_BYTES:
-        return None, Problem(str(path), None, f"over the {MAX_DATA_BYTES:,}-byte limit for data files", None)
     suffix = path.suffix.lower()
     if suffix in (".yml", ".yaml"):
         return _load_yaml(path)
+    if path.stat().st_size > MAX_DATA_BYTES:
+        return None, Problem(str(path), None, f"over the {MAX_DATA_BYTES:,}-byte limit for data files", None)
     try:
         text = path.read_text(encoding="utf-8-sig")
         if suffix == ".json":
@@ -225,6 +230,8 @@ def _data_file(path: Path) -> tuple[Any, Problem | None]:
         return None, Problem(str(path), None, f"cannot be read ({exc})", "a UTF-8 text file")
     except json.JSONDecodeError as exc:
         return None, Problem(str(path), exc.lineno, f"invalid JSON: {exc.msg}", None)
+    except RecursionError:
+        return None, Problem(str(path), None, "nested too deeply", "data nested a few hundred levels at most")
 
 
 def _files(folder: Path) -> list[Path]:

@@ -77,7 +77,8 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
                on_written: Callable[[WriteResult], object] | None = None) -> BuildReport:
     """Write every feed. ConfigError (nothing written) when the folders are unusable.
 
-    `parallel` reads and renders across cores (worker processes; not for threaded callers).
+    `parallel` reads across cores (worker processes; not for threaded callers). Posts are always rendered in
+    child processes, one per core at most (`markup.render_posts`).
     `on_written` is called as soon as the output folder is written, before the cache is saved (0.7 s of a
     10,000-post build that WebSub pings need not wait for); not at all when nothing changed."""
     output = (output or config.output_dir).resolve()
@@ -146,8 +147,7 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     changed = _changed(config, output, feeds, fingerprints, state)
     renders = render_cache.load("renders") or {}
     to_render = needed_posts(changed)
-    rendered, render_problems = render_posts(config, to_render, site_posts=collection.posts, cache=renders,
-                                             parallel=parallel)
+    rendered, render_problems = render_posts(config, to_render, site_posts=collection.posts, cache=renders)
     by_url = {r.post.url: r for r in rendered}
     files = {path: data for feed in changed for path, data in feed_documents(config, feed, by_url).items()}
     files.update(site_files(config, feeds))
@@ -158,7 +158,11 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
 
     shown = {post.url for post in needed_posts(feeds)}
     problems_by_url = _render_problems(state, shown, to_render, render_problems)
-    problems = [*collection.problems, *plan_problems, *(p for ps in problems_by_url.values() for p in ps)]
+    # Met reading the site's own files (`_data/`, `_config.yml`) rather than a post.
+    sources = {post.source for post in to_render}
+    site_problems = [p for p in render_problems if p.path not in sources]
+    problems = [*collection.problems, *plan_problems, *site_problems,
+                *(p for ps in problems_by_url.values() for p in ps)]
     report = _report(output, collection, len(feeds), written, problems)
     cache.save("posts", collection.entries)
     render_cache.save("renders", {url: render for url, render in renders.items() if url in shown})

@@ -9,7 +9,8 @@ variable, a tag that cannot be parsed — is a warning naming the file and line;
 
 Sandboxed: files are read only from the site folder (`_includes/`, and the post's own folder for
 `include_relative`), and each post's rendering is bounded in loop iterations, output size, include
-depth and local variables; past a bound the post is published without its Liquid, with a warning.
+depth and local variables, and in time and memory by the child process it runs in (`markup.render_posts`);
+past a bound the post is published without its Liquid, with a warning.
 """
 
 from __future__ import annotations

@@ -155,12 +155,9 @@ class JekyllEnvironment(Environment):
         return self._snippets[source]
 
     def include(self, name: str, folder: Path, tag: str) -> BoundTemplate:
-        """The parsed file `name` below `folder`, which must stay inside the site folder."""
+        """The parsed file `name` below `folder` (`liquid_tags` checked that an include may read it)."""
         path = (folder / name).resolve()
         name = name if len(name) <= 100 else name[:99] + "…"   # as messages show it
-        if not path.is_relative_to(folder.resolve()) or not path.is_relative_to(self.site.root):
-            raise IncludeError(f"{{% {tag} {name} %}} names a file outside {folder.name}/, which is never read",
-                              token=None)
         if path not in self._includes:
             self._includes[path] = self._load(path, name, tag)
         found = self._includes[path]

@@ -6,15 +6,14 @@ Python-Markdown (not a CommonMark parser) because it bolds `**推論性能35%**�
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import math
-import multiprocessing
 import os
 import re
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -25,6 +24,7 @@ import nh3
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site import kramdown
+from feedpub.site.bounded import Stopped, map_bounded
 from feedpub.site.cache import fingerprint
 from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, render_liquid, without_liquid
 from feedpub.site.reader import READS_BESIDE, Post, load_body
@@ -40,15 +40,20 @@ _CJK_GAP = re.compile(r"(?<=[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffe
                       r"(?=[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef])")
 _SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)")
 _URL_ATTRIBUTES = {"href", "src", "poster"}
-# Python-Markdown is quadratic on some inputs (thousands of unclosed `[`, `<a `, fences) and recursive on
-# deep nesting. A post that takes longer than this to render is published as escaped plain text instead.
+# Python-Markdown is quadratic on some inputs (thousands of unclosed `[`, `[a](`, fences) and recursive on deep
+# nesting; Liquid can loop or ask for gigabytes. A post's Liquid, and then its Markdown, each stop after this
+# long (the post is then published without its Liquid, or as escaped plain text)...
 RENDER_SECONDS = 5.0
-# Below this many posts to convert, starting worker processes costs more than it saves.
-_PARALLEL_FROM = 64
+# ...and the child process rendering it may use this much memory more than the process that builds.
+RENDER_MEMORY = 256 * 1024 * 1024
+_OVER_MEMORY = f"needed over {RENDER_MEMORY // 2**20} MB"
+# A child that has not answered by then (stuck where no signal reaches: inside a C extension) is killed.
+_STOP_SECONDS = 2 * RENDER_SECONDS + 2
 
 
-class RenderTimeout(Exception):
-    """Rendering one post took longer than RENDER_SECONDS."""
+class RenderTimeout(BaseException):
+    """Rendering one post took longer than RENDER_SECONDS. Not an Exception, as KeyboardInterrupt is not: python-liquid
+    turns any Exception met while parsing into a syntax error and renders on past one in lax mode."""
 
 
 @dataclass(frozen=True)
@@ -73,48 +78,55 @@ class CachedRender:
 
 
 def render_posts(config: Config, posts: Sequence[Post], *, site_posts: Sequence[Post] | None = None,
-                 cache: dict[str, CachedRender] | None = None, parallel: bool = False,
-                 ) -> tuple[list[RenderedPost], list[Problem]]:
+                 cache: dict[str, CachedRender] | None = None) -> tuple[list[RenderedPost], list[Problem]]:
     """Render `posts`; Liquid's `site.posts`, `{% post_url %}` and `{% link %}` see `site_posts` (all posts).
 
     `cache` (post URL → CachedRender) is read and updated: a post whose key is unchanged goes through neither
-    Liquid nor Markdown."""
+    Liquid nor Markdown, nor a child process. The others are rendered in child processes (`bounded`), one per
+    core at most: two hostile posts cost the others one bound, not two."""
     site_posts = posts if site_posts is None else site_posts
     site = liquid_site(config, site_posts, markdownify=lambda text: _markdown().convert(text))
     cache = {} if cache is None else cache
-    missing = []
+    tasks = []
     for post in posts:
         raw, warnings = _read_body(post)
-        liquid = None
-        inputs = site.inputs(post.reads)
-        if READS_BESIDE in post.reads:   # the files beside the post are not watched: its Liquid's output tells
-            liquid = _apply_liquid(post, raw, site)
-            inputs = fingerprint(inputs, liquid[:2])
-        key = fingerprint(raw, post, inputs)
-        if post.url not in cache or cache[post.url].key != key:
-            body, excerpt, liquid_warnings = liquid or _apply_liquid(post, raw, site)
-            missing.append(_Prepared(post, body, excerpt, raw, key, (*warnings, *liquid_warnings)))
-    for item, fresh in zip(missing, _convert_all(missing, parallel=parallel), strict=True):
-        cache[item.post.url] = fresh
+        # The files beside a post are not watched: its key holds its Liquid's output, known once rendered.
+        key = None if READS_BESIDE in post.reads else fingerprint(raw, post, site.inputs(post.reads))
+        if key is None or post.url not in cache or cache[post.url].key != key:
+            tasks.append(_Task(post, raw, key, tuple(warnings)))
+    if tasks:
+        workers = min(os.cpu_count() or 1, len(tasks))
+        _prepare(site, tasks)
+        done = map_bounded(functools.partial(_render, site=site, cache=cache), tasks, workers=workers,
+                           seconds=_STOP_SECONDS, memory=RENDER_MEMORY)
+        for task, fresh in zip(tasks, done, strict=True):
+            cache[task.post.url] = _stopped(task, fresh) if isinstance(fresh, Stopped) else fresh
     rendered, problems = [], list(site.problems)
     for post in posts:
-        done = cache[post.url]
-        problems.extend(done.problems)
-        rendered.append(RenderedPost(post, done.html, done.excerpt_html, html_to_text(done.excerpt_html),
-                                     done.reading_time))
+        found = cache[post.url]
+        problems.extend(found.problems)
+        rendered.append(RenderedPost(post, found.html, found.excerpt_html, html_to_text(found.excerpt_html),
+                                     found.reading_time))
     return rendered, problems
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """A post after Liquid, before Markdown."""
+class _Task:
+    """A post to render: its text as written, and its render cache key (None: known once its Liquid is rendered)."""
 
     post: Post
-    body: str          # Markdown, Liquid applied
-    excerpt: str
-    raw_body: str      # as written (for reading time)
-    key: str
-    problems: tuple[Problem, ...]
+    raw_body: str
+    key: str | None
+    problems: tuple[Problem, ...]   # met reading it again
+
+
+def _prepare(site: LiquidSite, tasks: Sequence[_Task]) -> None:
+    """Build here, once, what every child would otherwise build for itself: the converter, the sanitiser and, when a
+    post holds Liquid, python-liquid's environment (0.15-0.2 s to import: `liquid.render_liquid`)."""
+    _markdown()
+    _sanitize("", "")
+    if any("{{" in text or "{%" in text for task in tasks for text in (task.raw_body, task.post.excerpt)):
+        site.env  # noqa: B018 - the cached property made here, inherited by the children
 
 
 def _read_body(post: Post) -> tuple[str, list[Problem]]:
@@ -125,49 +137,63 @@ def _read_body(post: Post) -> tuple[str, list[Problem]]:
                             "published with its excerpt only", warning=True)]
 
 
+def _render(task: _Task, *, site: LiquidSite, cache: dict[str, CachedRender]) -> CachedRender:
+    """One post's Liquid, then its Markdown (in a child process of `render_posts`)."""
+    post = task.post
+    body, excerpt, warnings = _apply_liquid(post, task.raw_body, site)
+    key = task.key
+    if key is None:
+        key = fingerprint(task.raw_body, post, fingerprint(site.inputs(post.reads), (body, excerpt)))
+        if post.url in cache and cache[post.url].key == key:
+            return cache[post.url]
+    return _convert(key, post, body, excerpt, task.raw_body, (*task.problems, *warnings))
+
+
 def _apply_liquid(post: Post, raw: str, site: LiquidSite) -> tuple[str, str, list[Problem]]:
     """The body and the excerpt with their Liquid rendered, and the warnings met."""
     try:
         with _time_limit(RENDER_SECONDS):
             body, warnings = render_liquid(raw, site, post, post.body_line)
             excerpt, _ = render_liquid(post.excerpt, site, post, post.body_line)
-    except RenderTimeout:
+    except (RenderTimeout, MemoryError) as exc:
+        reason = f"took over {RENDER_SECONDS:g} s" if isinstance(exc, RenderTimeout) else _OVER_MEMORY
         return without_liquid(raw), without_liquid(post.excerpt), [
-            Problem(post.source, post.body_line, f"Liquid took over {RENDER_SECONDS:g} s; published without its "
-                    "Liquid", "loops and filters over fewer items", warning=True)]
+            Problem(post.source, post.body_line, f"Liquid {reason}; published without its Liquid",
+                    "loops and filters over fewer items", warning=True)]
     return body, excerpt, warnings
 
 
-def _convert_all(items: Sequence[_Prepared], *, parallel: bool) -> list[CachedRender]:
-    workers = os.cpu_count() or 1
-    if not parallel or workers < 2 or len(items) < _PARALLEL_FROM:
-        return [_convert(item) for item in items]
-    # fork: children inherit the Markdown converter and the sanitiser built here once, and each child's
-    # main thread keeps the time limit.
-    _markdown()
-    _sanitize("", "")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_convert, items, chunksize=max(1, len(items) // (workers * 4))))
-
-
-def _convert(item: _Prepared) -> CachedRender:
-    """Markdown → HTML for one prepared post. A post whose Markdown cannot be rendered (too slow, too
-    deeply nested) comes out as escaped plain text with a warning, so one hostile file never stops a build."""
-    post = item.post
-    minutes = post.reading_time or reading_time(item.raw_body)
+def _convert(key: str, post: Post, body: str, excerpt: str, raw_body: str,
+             problems: tuple[Problem, ...]) -> CachedRender:
+    """Markdown → HTML for one post, Liquid applied. A post whose Markdown cannot be rendered (too slow, too
+    deeply nested, too big) comes out as escaped plain text with a warning, so one hostile file never stops a
+    build."""
+    minutes = post.reading_time or reading_time(raw_body)
     try:
         with _time_limit(RENDER_SECONDS):
-            html = to_html(item.body, post.url)
-            excerpt_html = to_html(item.excerpt, post.url)
-    except (RenderTimeout, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else f"took over {RENDER_SECONDS:g} s"
+            html = to_html(body, post.url)
+            excerpt_html = to_html(excerpt, post.url)
+    except (RenderTimeout, RecursionError, MemoryError) as exc:
+        reason = {RenderTimeout: f"took over {RENDER_SECONDS:g} s", RecursionError: "nested too deeply",
+                  MemoryError: _OVER_MEMORY}[type(exc)]
         problem = Problem(post.source, post.body_line, f"Markdown could not be rendered ({reason}); "
                           "published as plain text", "Markdown without thousands of nested or unclosed marks",
                           warning=True)
         _local.markdown = None  # interrupted mid-document, the converter's state cannot be trusted
-        return CachedRender(item.key, _plain_html(item.body), _plain_html(item.excerpt), minutes,
-                            (*item.problems, problem))
-    return CachedRender(item.key, html, excerpt_html, minutes, item.problems)
+        return CachedRender(key, _plain_html(body), _plain_html(excerpt), minutes, (*problems, problem))
+    return CachedRender(key, html, excerpt_html, minutes, problems)
+
+
+def _stopped(task: _Task, stopped: Stopped) -> CachedRender:
+    """A post whose rendering process was stopped: its text without Liquid, as escaped plain text."""
+    post = task.post
+    problem = Problem(post.source, post.body_line, f"rendering stopped ({stopped.reason}); published as plain "
+                      "text without its Liquid", "Markdown without thousands of nested or unclosed marks, and "
+                      "Liquid loops and filters over fewer items", warning=True)
+    # An empty key never matches: a post keyed by its Liquid's output is tried again at the next build.
+    return CachedRender(task.key or "", _plain_html(without_liquid(task.raw_body)),
+                        _plain_html(without_liquid(post.excerpt)), post.reading_time or reading_time(task.raw_body),
+                        (*task.problems, problem))
 
 
 def to_html(markdown_text: str, base_url: str) -> str:
@@ -185,11 +211,8 @@ def _plain_html(text: str) -> str:
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise RenderTimeout in the block after `seconds`. Signals reach only the main thread; elsewhere
-    (the daemon's worker threads) the block runs unbounded."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """Raise RenderTimeout in the block after `seconds`: in the main thread of a rendering child process (only a
+    process's main thread receives signals)."""
 
     def expire(signum: int, frame: object) -> None:
         raise RenderTimeout

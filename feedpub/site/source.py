@@ -10,27 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import frontmatter
-import yaml
 
+from feedpub import safe_yaml
 from feedpub.errors import Problem
 
 # A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
 # before they are read (a 1 MB post renders in ~4 s here).
 MAX_POST_BYTES = 1_000_000
-# Values in the front matter after YAML aliases are expanded: a real post has a few dozen; an alias
-# "billion laughs" has billions, which any code walking the values (or printing them) would expand.
-MAX_FRONT_MATTER_VALUES = 10_000
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The C safe loader without YAML's timestamp type: every date arrives as text and goes through
-    one parser, instead of PyYAML's mix of str (`+0000`), naive, aware and date values."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
-}
 YAML = frontmatter.YAMLHandler()
 # A top-level key of the front matter, for the line of a key written twice.
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:(?:[ \t]|$)", re.M)
@@ -89,13 +75,14 @@ def split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any
     except ValueError:
         raise Skip(Problem(shown, 1, "front matter is not closed",
                             "a '---' line after the front matter")) from None
+    # `fm` begins with the rest of the first '---' line: its line numbers are the file's.
     try:
-        meta = yaml.load(fm, Loader=_Loader) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Skip(Problem(shown, line, f"invalid YAML front matter: {what}",
+        meta = safe_yaml.load(fm, dates_as_text=True, max_values=safe_yaml.MAX_VALUES, check=_control_character) or {}
+    except safe_yaml.UnsafeYaml as exc:
+        raise Skip(Problem(shown, exc.line or 2, f"front matter {exc.what}",
+                           "plain values, without aliases or control characters")) from None
+    except safe_yaml.InvalidYaml as exc:
+        raise Skip(Problem(shown, exc.line, f"invalid YAML front matter: {exc.what}",
                             "'key: value' lines indented with spaces; quote values containing ': '")) from None
     if not isinstance(meta, dict):
         raise Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
@@ -106,32 +93,15 @@ def split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any
             warnings.append(Problem(shown, fm.count("\n", 0, key.start()) + 1, f"key {key[1]!r} appears twice; "
                                     "the last one is used", "each key once", warning=True))
         seen.add(key[1])
-    unsafe = _unsafe_value(meta)
-    if unsafe:
-        raise Skip(Problem(shown, 2, f"front matter {unsafe}", "plain values, without aliases or control characters"))
     stripped = body.lstrip("\n")
     # `fm` and `body` each begin with the rest of a '---' line: count lines from there.
     body_line = fm.count("\n") + 1 + len(body) - len(stripped)
     return meta, stripped, body_line
 
 
-def _unsafe_value(meta: dict[str, Any]) -> str | None:
-    """Why the parsed front matter must not be used (alias bomb, cycle, control character), or None.
-    Walks at most MAX_FRONT_MATTER_VALUES values, counting shared (aliased) ones each time they appear."""
-    pending: list[Any] = [meta]
-    for _ in range(MAX_FRONT_MATTER_VALUES):
-        if not pending:
-            return None
-        value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, str) and (bad := INVALID_XML.search(value)):
-            return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}"
-    return None if not pending else (f"expands to more than {MAX_FRONT_MATTER_VALUES:,} values "
-                                     "(YAML aliases repeated or recursive)")
+def _control_character(value: str) -> str | None:
+    bad = INVALID_XML.search(value)
+    return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}" if bad else None
 
 
 def line_of(text: str, index: int) -> int:

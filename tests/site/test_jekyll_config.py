@@ -100,7 +100,7 @@ def test_feedpub_toml_wins_and_config_overrides_apply_in_name_order(tmp_path: Pa
 def test_a_bad_value_in_config_yml_is_refused_with_its_file_and_line(tmp_path: Path) -> None:
     write_site(tmp_path / "blog", {"_config.yml": "title: ok\nurl: [not, a, string\n"})
     (tmp_path / "feedpub.toml").write_text('[site]\njekyll_dir = "blog"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"blog/_config.yml:3: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"blog/_config.yml:2: invalid YAML: while parsing a flow sequence"):
         load_config(tmp_path / "feedpub.toml")
     write_site(tmp_path / "blog", {"_config.yml": "title: ok\ntimezone: Mars/Olympus\n"})
     with pytest.raises(ConfigError, match=r"blog/_config.yml: 'site.timezone': unknown time zone 'Mars/Olympus'"):
