@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--from-jekyll", "jekyll_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Write a feedpub.toml that publishes this Jekyll site (its _config.yml and _posts/).")
+              help="Write a feedpub.toml that publishes this Jekyll site, its _config.yml staying the source.")
 def init(directory: Path, jekyll_dir: Path | None) -> None:
     """Scaffold feedpub.toml, posts/ and email_templates/ in DIRECTORY."""
     scaffold = resources.files("feedpub") / "scaffold"

@@ -208,6 +208,13 @@ def test_build_watch_applies_an_edit_of_config_yml(tmp_path: Path) -> None:
         eventually(lambda: f"{blog.resolve() / '_config.yml'}:2: invalid YAML" in log.read_text(),
                    "the broken _config.yml reported", log)
         assert "<title>週刊・技術ブログ</title>" in atom(feeds, "atom.xml")
+        (blog / "_config.yml").unlink()
+        eventually(lambda: "holds no _config.yml" in log.read_text(), "the missing _config.yml reported", log)
+        assert "<title>週刊・技術ブログ</title>" in atom(feeds, "atom.xml")
+
+        (blog / "_config.yml").write_text(CONFIG.replace("技術ブログ", "Tech blog, again"), encoding="utf-8")
+        eventually(lambda: (feeds / "public" / "feed.xml").is_file() and
+                   "<title>Tech blog, again</title>" in atom(feeds), "the restored _config.yml applied", log)
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=30) == 0
     finally:
