@@ -77,6 +77,9 @@ def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -
     if not root.is_dir():
         raise ConfigError(_at(path, text, "site.jekyll_dir", f"'site.jekyll_dir': {root} is not a folder",
                               "the folder of a Jekyll site, holding its _config.yml"))
+    if not jekyll.config_files(root):
+        raise ConfigError(_at(path, text, "site.jekyll_dir", f"'site.jekyll_dir': {root} holds no _config.yml",
+                              "the folder of a Jekyll site, holding its _config.yml"))
     values, problems = jekyll.read_config(root)
     if problems:
         raise ConfigError(str(problems[0]))

@@ -24,6 +24,10 @@ from feedpub.errors import Problem
 SITE_KEYS = {"url": "url", "baseurl": "baseurl", "title": "title", "description": "description",
              "author": "author", "timezone": "timezone", "permalink": "permalink", "lang": "language",
              "excerpt_separator": "excerpt_separator", "future": "future", "show_drafts": "show_drafts"}
+# The feedpub.toml keys `settings` can fill: a feedpub.toml beside a Jekyll site leaves them to `_config.yml`.
+FILLED_KEYS = frozenset({*(f"site.{key}" for key in SITE_KEYS.values()), "site.posts_dir", "site.exclude",
+                         *(f"feeds.{key}" for key in ("atom_path", "limit", "content", "categories",
+                                                     "category_atom_path", "tags", "tag_atom_path"))})
 # jekyll-feed's defaults (jekyll-feed/lib/jekyll-feed/generator.rb).
 FEED_PATH = "feed.xml"
 FEED_POSTS_LIMIT = 10
@@ -70,6 +74,26 @@ def read_config(root: Path) -> tuple[dict[str, Any], list[Problem]]:
         elif data is not None:
             problems.append(Problem(str(path), 1, "is not a mapping of keys", "'key: value' lines"))
     return merged, problems
+
+
+def setting_files(root: Path) -> dict[str, Path]:
+    """Every key of the site's `_config*.yml`, nested ones dotted ("feed.path") → the file whose value is in force
+    (the last one that sets it)."""
+    found: dict[str, Path] = {}
+    for path in config_files(root):
+        data, _ = _load_yaml(path)
+        if isinstance(data, Mapping):
+            found.update(dict.fromkeys(_dotted_keys(data), path))
+    return found
+
+
+def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings:

@@ -62,7 +62,7 @@ def parse(app: App, files: tuple[str, ...], fmt: str) -> None:
             click.echo(json.dumps(result, ensure_ascii=False))
     else:
         _table([[r["file"], r["kind"], ", ".join(r["recipients"]), r["status"] or "", r["diagnostic"] or r["why"]]
-                for r in results], ["FILE", "KIND", "RECIPIENTS", "STATUS", "DIAGNOSTIC OR WHY"])
+                for r in results], ["FILE", "KIND", "RECIPIENTS", "STATUS", "DIAGNOSTIC OR WHY"], paths=[0])
     raise SystemExit(PARTIAL if skipped else OK)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--from-jekyll", "jekyll_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Write a feedpub.toml that publishes this Jekyll site (its _config.yml and _posts/).")
+              help="Write a feedpub.toml that publishes this Jekyll site, its _config.yml staying the source.")
 def init(directory: Path, jekyll_dir: Path | None) -> None:
     """Scaffold feedpub.toml, posts/ and email_templates/ in DIRECTORY."""
     scaffold = resources.files("feedpub") / "scaffold"
@@ -57,27 +59,51 @@ def init(directory: Path, jekyll_dir: Path | None) -> None:
 
 
 def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
-    """A feedpub.toml naming the Jekyll site and spelling out what its `_config.yml` sets (the file's keys
-    would be read anyway; written here, the operator sees and can change them)."""
+    """A feedpub.toml naming the Jekyll site and nothing its `_config.yml` can say, so that the site stays the
+    source: the file's values are read at every load. feedpub's own keys follow, commented out at their
+    defaults (the scaffold's lines)."""
     from feedpub import jekyll
 
-    values, problems = jekyll.read_config(jekyll_dir)
+    _, problems = jekyll.read_config(jekyll_dir)
     if problems:
         fail(str(problems[0]))
     if not jekyll.config_files(jekyll_dir):
         fail(f"{jekyll_dir}: no _config.yml (expected the folder of a Jekyll site)")
-    found = jekyll.settings(values)
-    relative = os.path.relpath(jekyll_dir.resolve(), directory.resolve())
-    lines = [f"# Made by `feedpub init --from-jekyll {jekyll_dir}`; `feedpub init` documents every key.",
-             "[site]", f"jekyll_dir = {json.dumps(Path(relative).as_posix())}"]
-    for section, table in found.values.items():
-        if section != "site":
-            lines += ["", f"[{section}]"]
-        for key, value in table.items():
-            if key == "posts_dir":
-                value = (Path(relative) / value).as_posix()
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    return "\n".join(lines) + "\n"
+    relative = Path(os.path.relpath(jekyll_dir.resolve(), directory.resolve())).as_posix()
+    scaffold = (resources.files("feedpub") / "scaffold" / "feedpub.toml").read_text(encoding="utf-8")
+    read = ", ".join([*jekyll.SITE_KEYS, "exclude", "collections_dir", "and jekyll-feed's feed: settings"])
+    header = (f"Made by `feedpub init --from-jekyll {jekyll_dir}`. The Jekyll site stays the source: what its "
+              f"_config.yml (then each _config.*.yml) sets is read at every build: {read}. A key set here wins "
+              "over it (`feedpub check -v` says where each value comes from). Below, feedpub's own keys, "
+              "commented out at their defaults. Relative paths are relative to this file's folder; secrets only "
+              "ever come from the environment.")
+    lines = [*(f"# {line}" for line in textwrap.wrap(header, 110, break_on_hyphens=False)), ""]
+    return "\n".join(lines + _own_keys(scaffold, jekyll.FILLED_KEYS, {"site.jekyll_dir": json.dumps(relative)})) + "\n"
+
+
+def _own_keys(scaffold: str, left_out: frozenset[str], values: dict[str, str]) -> list[str]:
+    """The scaffold's sections from the first on: the keys of `values` first in their section, set to those; the
+    ones in `left_out` dropped with their comments; every other one commented out."""
+    lines: list[str] = []
+    section, kept = "", True
+    for line in scaffold[scaffold.index("\n[") + 1:].splitlines():
+        key = re.match(r"(\w+) = ", line)
+        if line.startswith("["):
+            section, kept = line.split("]")[0].strip("["), True
+            lines.append(line)
+            lines += [f"{dotted.split('.')[-1]} = {value}" for dotted, value in values.items()
+                      if dotted.rpartition(".")[0] == section]
+        elif key:
+            dotted = f"{section}.{key[1]}"
+            kept = dotted not in left_out and dotted not in values
+            if kept:
+                lines.append(f"# {line}")
+        elif line.startswith(" "):        # a key's comment continued below it, kept in its column
+            if kept:
+                lines.append(f"  {line}")
+        else:
+            lines.append(line)
+    return lines
 
 
 @click.command()
@@ -144,10 +170,10 @@ def _list_jekyll_keys(root: Path, given: frozenset[str]) -> None:
 
     values, _ = jekyll.read_config(root)
     found = jekyll.settings(values)
-    files = ", ".join(path.name for path in jekyll.config_files(root))
+    files = {key: path.name for key, path in jekyll.setting_files(root).items()}
     for key, target in found.used.items():
         overridden = [name for name in target.split(", ") if name.split(" ")[0] in given]
         note = f" (feedpub.toml sets {overridden[0].split(' ')[0]}; it wins)" if overridden else ""
-        click.echo(f"{files}: {key}: read → {target}{note}", err=True)
+        click.echo(f"{files[str(key)]}: {key}: read → {target}{note}", err=True)
     for key, why in found.ignored.items():
-        click.echo(f"{files}: {key}: ignored ({why})", err=True)
+        click.echo(f"{files[str(key)]}: {key}: ignored ({why})", err=True)

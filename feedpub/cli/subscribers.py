@@ -387,19 +387,23 @@ def _split(text: str, sep: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in text.split(sep) if part.strip()))
 
 
-def _table(rows: Iterable[list[str]], headings: list[str]) -> None:
-    rows = [headings, *([_clip(cell) for cell in row] for row in rows)]
+def _table(rows: Iterable[list[str]], headings: list[str], *, paths: Collection[int] = ()) -> None:
+    """Aligned columns; the columns numbered in `paths` hold file paths, cut at their start when too long, as
+    their end is what tells one file from the next."""
+    rows = [headings, *([_clip(cell, keep_end=i in paths) for i, cell in enumerate(row)] for row in rows)]
     widths = [max(_width(row[i]) for row in rows) for i in range(len(headings))]
     for row in rows:
         click.echo("  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _clip(cell: str) -> str:
-    """At most CELL_WIDTH columns, ending in "…" when cut: one long name must not widen every row."""
+def _clip(cell: str, *, keep_end: bool = False) -> str:
+    """At most CELL_WIDTH columns, "…" where cut (the end, or with `keep_end` the start): one long name must not
+    widen every row."""
     if _width(cell) <= CELL_WIDTH:
         return cell
-    kept = sum(1 for used in itertools.accumulate(map(_width, cell)) if used < CELL_WIDTH)   # room for "…"
-    return cell[:kept] + "…"
+    ordered = cell[::-1] if keep_end else cell
+    kept = sum(1 for used in itertools.accumulate(map(_width, ordered)) if used < CELL_WIDTH)   # room for "…"
+    return "…" + cell[len(cell) - kept:] if keep_end else cell[:kept] + "…"
 
 
 def _width(text: str) -> int:

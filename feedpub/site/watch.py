@@ -63,7 +63,7 @@ class Watched:
         if any(path.is_relative_to(folder) for folder in self.ignored):
             return False
         if self.site is not None and (any(path.is_relative_to(self.site / name) for name in SITE_FOLDERS) or (
-                path.parent == self.site and (path.name == "_config.yml" or fnmatch(path.name, "_config.*.yml")))):
+                path.parent == self.site and _is_jekyll_config(path.name))):
             below = self.site
         elif path.is_relative_to(self.posts):
             below = self.posts
@@ -75,8 +75,9 @@ class Watched:
 
 
 class LiveConfig:
-    """The config in force while watching: read again when its file changes. A file that does not load
-    is reported and the last good config stays in force; the next change of anything tries again."""
+    """The config in force while watching: read again when its file or its Jekyll site's `_config*.yml` changes.
+    A file that does not load is reported and the last good config stays in force; the next change of anything
+    tries again."""
 
     def __init__(self, config: Config, file: Path | None) -> None:
         self.current = config
@@ -90,7 +91,8 @@ class LiveConfig:
                        config.path(templates) if templates else None, (config.jekyll_root or config.root).resolve())
 
     def refresh(self, batch: frozenset[Path]) -> None:
-        if self.file is None or not (self.file in batch or self.broken):
+        sources = sorted(str(path) for path in batch if self._is_site_config(path))
+        if self.file is None or not (self.broken or self.file in batch or sources):
             return
         try:
             self.current = load_config(self.file)
@@ -99,7 +101,16 @@ class LiveConfig:
             self.broken = True
             return
         self.broken = False
-        log.info("%s reloaded", self.file)
+        log.info("%s reloaded%s", self.file, f" ({', '.join(sources)} changed)" if sources else "")
+
+    def _is_site_config(self, path: Path) -> bool:
+        """`path` is a `_config*.yml` of the config's Jekyll site, which fills the keys the file leaves unset."""
+        root = self.current.jekyll_root
+        return root is not None and path.parent == root.resolve() and _is_jekyll_config(path.name)
+
+
+def _is_jekyll_config(name: str) -> bool:
+    return name == "_config.yml" or fnmatch(name, "_config.*.yml")
 
 
 def follow(live: LiveConfig, stop: threading.Event) -> Iterator[frozenset[Path]]:

@@ -223,3 +223,27 @@ def test_an_automatic_reply_is_never_a_bounce_even_from_a_null_sender(tmp_path, 
     null_sender.write_bytes(b"Return-Path: <>\r\n" + text)
     _, (record,) = parse(None, null_sender)
     assert record["kind"] == "auto-reply"
+
+
+def test_the_table_shows_the_end_of_each_long_file_name_that_tells_them_apart(tmp_path):
+    maildir = tmp_path / "var" / "mail" / "bounces.blog.example.com" / "Maildir" / "new"
+    maildir.mkdir(parents=True)
+    names = {maildir / "1733581234.M17P4242.mx1,S=2048:2,": ("postfix-user-unknown.eml", "hard"),
+             maildir / "1733581299.M91P4243.mx1,S=4096:2,": ("exim-quota-exceeded.eml", "soft"),
+             maildir / "1733581300.M3P44.返送メール,S=9:2,": ("vacation-rfc3834-ja.eml", "auto-reply"),
+             tmp_path.parent / "返送.eml": ("gmail-no-such-user-ja.eml", "hard")}
+    for target, (fixture, _) in names.items():
+        target.write_bytes((FIXTURES / fixture).read_bytes())
+    result = CliRunner().invoke(main, ["bounces", "parse", "--format", "table", *map(str, names)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    heading, *rows = result.stdout.splitlines()
+    assert heading.split() == ["FILE", "KIND", "RECIPIENTS", "STATUS", "DIAGNOSTIC", "OR", "WHY"]
+    cells = [row.split("  ")[0] for row in rows]
+    kinds = [row.split()[1] for row in rows]
+    assert kinds == [kind for _, kind in names.values()]
+    for cell, path in zip(cells, list(names)[:3], strict=False):
+        # cut at the start, so the distinguishing file name shows whole; 40 columns ("メ" takes two)
+        assert cell.startswith("…") and str(path).endswith(cell[1:]) and cell.endswith(path.name), cell
+        assert 38 <= len(cell) + sum(ch in "返送メール" for ch in cell) <= 40
+    assert cells[3].endswith("/返送.eml")
