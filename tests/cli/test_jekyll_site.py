@@ -205,7 +205,7 @@ def test_build_watch_applies_an_edit_of_config_yml(tmp_path: Path) -> None:
         assert "<title>週刊・技術ブログ" in atom(feeds, "feed/news.xml")
 
         (blog / "_config.yml").write_text("title: [unclosed\n", encoding="utf-8")
-        eventually(lambda: f"{blog.resolve() / '_config.yml'}:2: invalid YAML" in log.read_text(),
+        eventually(lambda: f"{blog.resolve() / '_config.yml'}:1: invalid YAML" in log.read_text(),
                    "the broken _config.yml reported", log)
         assert "<title>週刊・技術ブログ</title>" in atom(feeds, "atom.xml")
         (blog / "_config.yml").unlink()
