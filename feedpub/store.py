@@ -222,7 +222,8 @@ class Store:
             if found and not dry_run:
                 keys = iter([s.email_key for s in found])
                 while chunk := list(itertools.islice(keys, _INSERT_CHUNK)):
-                    conn.execute(suppressions.delete().where(suppressions.c.email_key.in_(chunk)))
+                    conn.execute(suppressions.delete().where(suppressions.c.email_key.in_(chunk),
+                                                             suppressions.c.cause.in_(set(causes) - set(READERS_OWN))))
         return found
 
     # -- issues ------------------------------------------------------------------------------------
@@ -503,13 +504,22 @@ def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime, 
 
 def suppress_address(conn: Connection, key: str, reason: str, now: datetime, *, cause: str,
                      cause_ref: str = "") -> None:
-    """Suppress the address for `reason`, made by `cause` (`cause_ref`: which one); the first cause stays."""
-    if conn.scalar(_SUPPRESSION, {"key": key}) is None:   # bounce processing suppresses thousands a second
+    """Suppress the address for `reason`, made by `cause` (`cause_ref`: which one). An address suppressed
+    already keeps the stronger cause: a complaint or an operator's block after the reader's own unsubscribe
+    must not be lifted by the reader's next confirmation, nor a complaint by a restore."""
+    held = conn.scalar(_SUPPRESSION, {"key": key})   # bounce processing suppresses thousands a second
+    if held is None:
         conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now, "cause": cause,
                                              "cause_ref": cause_ref})
+    elif _CAUSE_STRENGTH.get(cause, 0) > _CAUSE_STRENGTH.get(held, 0):
+        conn.execute(suppressions.update().where(suppressions.c.email_key == key).values(
+            reason=reason, created_at=now, cause=cause, cause_ref=cause_ref))
 
 
-_SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_key == sa.bindparam("key"))
+# Which cause an address keeps when it is suppressed again: the one that fewest acts may lift (a complaint
+# none; an operator's block only an operator; a bounce's or an issue's a restore; an unsubscribe a confirmation).
+_CAUSE_STRENGTH = {"complaint": 4, "operator": 3, "bounce": 2, "issue": 2, "unsubscribe": 1}
+_SUPPRESSION = sa.select(suppressions.c.cause).where(suppressions.c.email_key == sa.bindparam("key"))
 
 
 def delivery_select() -> sa.Select[Any]:

@@ -183,3 +183,25 @@ def test_the_breakers_hold_says_why_until_resumed(store: Store) -> None:
     assert holds.reasons(store) == {} and store.count_due(issue.id, T0 + timedelta(days=1)) == 4
     holds.pause(store, "2026-12-01-0900")
     assert holds.reasons(store) == {}                                 # the operator's pause has no reason to show
+
+
+def test_a_stronger_cause_replaces_the_readers_own_unsubscribe_and_no_confirmation_lifts_it(store: Store) -> None:
+    reader = store.sign_up(SubscriberInput(READERS[0]), T0)
+    store.confirm(reader.id, T0)
+    store.unsubscribe(READERS[0], "unsubscribed by the reader", cause="unsubscribe")
+    store.suppress(READERS[0], "suppressed by an operator", cause="operator", cause_ref="編集者")
+    assert (store.suppression(READERS[0]).cause, store.suppression(READERS[0]).reason) == \
+        ("operator", "suppressed by an operator")
+    store.sign_up(SubscriberInput(READERS[0]), T0 + timedelta(days=1))          # the form, posted by anyone
+    store.confirm(reader.id, T0 + timedelta(days=1))
+    assert store.suppression(READERS[0]).cause == "operator"
+    # A weaker cause never replaces a stronger one.
+    store.unsubscribe(READERS[0], "unsubscribed by the reader", cause="unsubscribe")
+    assert store.suppression(READERS[0]).cause == "operator"
+
+
+def test_a_complaint_after_an_issues_refusal_is_never_restored(store: Store) -> None:
+    store.suppress(READERS[1], "550 5.1.1 User unknown", cause="issue", cause_ref="1")
+    store.unsubscribe(READERS[1], "complaint", cause="complaint")
+    assert store.restore(causes=("issue",), cause_ref="1") == []
+    assert store.suppression(READERS[1]).cause == "complaint"

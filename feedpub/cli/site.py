@@ -158,10 +158,13 @@ def _late_posts(config: Config, posts: Sequence[Post]) -> list[tuple[Post, str]]
     if config.store_file is not None and not config.store_file.exists():
         return []
     try:
-        store = open_store(config.store_url)
+        store = open_store(config.store_url, migrate=False, create=False)   # `check` writes nothing
     except StoreError:
         return []
-    return late_posts(config, store, posts, datetime.now(UTC))
+    try:
+        return late_posts(config, store, posts, datetime.now(UTC))
+    finally:
+        store.engine.dispose()
 
 
 def _list_jekyll_keys(root: Path, given: frozenset[str]) -> None:

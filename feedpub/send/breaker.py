@@ -114,7 +114,8 @@ class Breaker:
         if pattern == issue.pattern:
             issue.streak += 1
         else:
-            issue.pattern, issue.streak, issue.first_reply = pattern, 1, reply
+            # Without its addresses: the reason is shown in /healthz and the dashboard.
+            issue.pattern, issue.streak, issue.first_reply = pattern, 1, _ADDRESS.sub("<>", reply)
         if issue.tripped:
             return None
         if issue.streak >= max(SMALLEST, min(STREAK, issue.rows)):
@@ -126,7 +127,7 @@ class Breaker:
             issue.tripped = True
             return Trip(issue_id, f"{issue.refused} of {issue.answered} recipients refused with replies not about "
                                   f"their addresses ({share:.0%}; usually {self.usual_failures:.0%} fail), "
-                                  f"e.g. {reply}")
+                                  f"e.g. {_ADDRESS.sub('<>', reply)}")
         return None
 
     def tripped(self, issue_id: int) -> None:
