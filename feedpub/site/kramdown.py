@@ -18,7 +18,7 @@ from pathlib import Path
 
 from markdown import Markdown
 from markdown.blockparser import BlockParser
-from markdown.blockprocessors import BlockProcessor
+from markdown.blockprocessors import BlockProcessor, HashHeaderProcessor
 from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
 from markdown.extensions.toc import unescape
@@ -56,6 +56,8 @@ _BLOCK_START = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#|\s| {0,3}>|\||<|\x02|:"
 _NON_WORD = re.compile(r"[^\w\- \t]")
 _TASK = re.compile(r"\A\s*\[[ xX]\]\s+")
 _TAG = re.compile(r"<[^>]*>")
+# kramdown-parser-gfm's ESCAPED_CHARS_GFM, beyond Python-Markdown's own (`\\<Esc>` is the text `<Esc>`).
+_GFM_ESCAPED = ("<", ":", '"', "'", "$", "=", "~", "|")
 _MARKDOWN_STARTS = {"em": "*", "strong": "**", "code": "`", "a": "[", "img": "!", "del": "~~", "sup": "[", "br": " "}
 _HEADERS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
@@ -71,6 +73,7 @@ class KramdownExtension(Extension):
     """What Python-Markdown and its bundled extensions do not do as kramdown does."""
 
     def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
+        md.ESCAPED_CHARS.extend(char for char in _GFM_ESCAPED if char not in md.ESCAPED_CHARS)
         # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
         md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
         extensions = _Extensions(md)
@@ -78,6 +81,7 @@ class KramdownExtension(Extension):
         md.preprocessors.register(_IndentedHtmlBlocks(md), "kramdown_html_blocks", 21)
         md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
         md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
+        md.parser.blockprocessors.register(_AtxHeader(md.parser), "hashheader", 70)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
         md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
@@ -190,6 +194,17 @@ class _BlockBoundaries(Preprocessor):
                 in_paragraph = not _BLOCK_START.match(line)
             out.append(line)
         return out
+
+
+class _AtxHeader(HashHeaderProcessor):
+    """kramdown-parser-gfm's ATX header: one to six `#` at the start of a line, then at least one space or
+    tab, then some text (`#見出し`, `##─ 見出し`, `#######` and a lone `#` are paragraph text). Closing
+    hashes go only after a space or tab: `## C#` keeps its `#`."""
+
+    RE = re.compile(r"(?:^|\n)(?P<level>#{1,6})[\t ]+(?P<header>[^\n]*?[^\t \n][^\n]*?)(?:[\t ]+#+)?[\t ]*(?:\n|$)")
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        return (block.startswith("#") or "\n#" in block) and bool(self.RE.search(block))
 
 
 class _BlockIal(BlockProcessor):

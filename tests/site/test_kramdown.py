@@ -213,3 +213,21 @@ def test_an_indented_markdown_html_block_is_read_as_kramdown_reads_it() -> None:
     assert to_html(' <div markdown="1">\nhello\n{: .x}\n</div>\n', BASE) == '<div>\n<p class="x">hello</p>\n</div>'
     assert to_html(' <div markdown="1">\n{: .x}\n', BASE) == "<div></div>"
     assert to_html('a\n <div markdown="1">\n{: .x}\n', BASE) == "<p>a</p>\n<div></div>"   # it ends a paragraph
+
+
+def test_a_header_needs_a_space_after_its_hashes() -> None:
+    # kramdown-parser-gfm's ATX_HEADER_START: hashes, then a space or tab, then text; closing hashes only after
+    # a space. Expected: Debian's kramdown 2.4 (GFM input) on the same text.
+    html = to_html("##─ 見出しではない\n\n#タグ風\n\n## 本当の見出し ##\n\n## C#\n\n####### 七つ\n\n#\n\n"
+                   "段落の途中\n# 見出し\n続き\n", BASE)
+    assert html == ("<p>##─ 見出しではない</p>\n<p>#タグ風</p>\n"
+                    '<h2 id="本当の見出し">本当の見出し</h2>\n<h2 id="c">C#</h2>\n<p>####### 七つ</p>\n<p>#</p>\n'
+                    '<p>段落の途中</p>\n<h1 id="見出し">見出し</h1>\n<p>続き</p>')
+
+
+def test_gfm_backslash_escapes_keep_the_character() -> None:
+    # Vim key names in release notes: `\<Esc>` is the text <Esc>, not a tag the sanitiser drops.
+    html = to_html('- [7.4.850 : \\<Esc> does not show up](https://example.com/)\n\n'
+                   '\\"quoted\\" a\\:b \\$x \\= \\~ \\| \\a で g\\< を押す\n', BASE)
+    assert html == ('<ul>\n<li><a href="https://example.com/">7.4.850 : &lt;Esc&gt; does not show up</a></li>\n'
+                    '</ul>\n<p>"quoted" a:b $x = ~ | \\a で g&lt; を押す</p>')
