@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import html
+import itertools
 import re
 import xml.etree.ElementTree as etree
 from collections import Counter
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from markdown import Markdown
 from markdown.blockparser import BlockParser
-from markdown.blockprocessors import BlockProcessor, HashHeaderProcessor
+from markdown.blockprocessors import BlockProcessor, HashHeaderProcessor, ListIndentProcessor
 from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
+from markdown.extensions.sane_lists import SaneOListProcessor, SaneUListProcessor
 from markdown.extensions.toc import unescape
 from markdown.inlinepatterns import InlineProcessor
 from markdown.preprocessors import Preprocessor
@@ -34,6 +36,9 @@ from feedpub.site.typography import smartify
 _OPENING = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*$")
 _CLOSING = re.compile(r" *(`{3,}|~{3,})\s*$")
 _LIST_ITEM = re.compile(r"(?:[*+-]|\d+\.)[ \t]")
+# kramdown's LIST_START with the item's text: the marker's indentation, the marker, the spaces after it.
+_LIST_MARKER = re.compile(r"(?P<indent> *)(?P<marker>[*+-]|\d+\.)(?P<gap>[ \t]+|$)")
+_FENCE_LINE = re.compile(r" *(?:`{3,}|~{3,})")
 _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
                           .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
                           for word in line.split())
@@ -60,6 +65,11 @@ _TAG = re.compile(r"<[^>]*>")
 _GFM_ESCAPED = ("<", ":", '"', "'", "$", "=", "~", "|")
 _MARKDOWN_STARTS = {"em": "*", "strong": "**", "code": "`", "a": "[", "img": "!", "del": "~~", "sup": "[", "br": " "}
 _HEADERS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_LISTS = ("ul", "ol")
+_BLOCKS = frozenset({"ul", "ol", "p", "div", "pre", "blockquote", "table", "dl", "hr", "h1", "h2", "h3", "h4", "h5",
+                     "h6"})
+# Set while parsing on an item whose first paragraph a blank line follows; removed when the tree is walked.
+_BLANK_AFTER = "data-kramdown-blank-after"
 
 def extensions() -> list[Extension | str]:
     """The Python-Markdown extensions that make up kramdown's dialect (Python-Markdown's `extra` minus its
@@ -75,6 +85,7 @@ class KramdownExtension(Extension):
     def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
         md.ESCAPED_CHARS.extend(char for char in _GFM_ESCAPED if char not in md.ESCAPED_CHARS)
         # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
+        md.preprocessors.register(_ListIndentation(), "kramdown_list_indentation", 26)
         md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
         extensions = _Extensions(md)
         md.preprocessors.register(extensions, "kramdown_extensions", 24)
@@ -82,6 +93,9 @@ class KramdownExtension(Extension):
         md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
         md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
         md.parser.blockprocessors.register(_AtxHeader(md.parser), "hashheader", 70)
+        md.parser.blockprocessors.register(_ListIndent(md.parser), "indent", 90)
+        md.parser.blockprocessors.register(_OList(md.parser), "olist", 40)
+        md.parser.blockprocessors.register(_UList(md.parser), "ulist", 30)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
         md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
@@ -96,6 +110,59 @@ def _code_block(code: str, lang: str | None) -> str:
         return (f'<div class="language-{lang or "plaintext"} highlighter-rouge"><div class="highlight">'
                 f'<pre class="highlight"><code>{escaped}</code></pre></div></div>')
     return f'<pre><code class="language-{html.escape(lang)}">{escaped}</code></pre>'
+
+
+class _ListIndentation(Preprocessor):
+    """List items indented as kramdown reads them, written as Python-Markdown reads them. kramdown continues
+    an item (and nests a list in it) at the column its text starts (2 after `- `, 3 after `1. `);
+    Python-Markdown at multiples of 4. Each line inside an item is moved from the item's text column to
+    4 × its depth, keeping any deeper indentation; lines outside lists are left alone."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        if not any(_LIST_ITEM.match(line.lstrip(" ")) for line in lines):
+            return lines
+        out: list[str] = []
+        items: list[tuple[int, int]] = []   # open items: (text column as written, text column written out)
+        in_fence = after_text = False
+        block_indent = None   # the indentation written out of the first line since the last blank line
+        for line in lines:
+            if not line.strip():
+                out.append(line)
+                after_text = False
+                block_indent = None
+                continue
+            if "\t" in line[:len(line) - len(line.lstrip())]:
+                line = line[:len(line) - len(line.lstrip())].expandtabs(4) + line.lstrip()
+            indent = len(line) - len(line.lstrip(" "))
+            marker = None if in_fence else _LIST_MARKER.match(line)
+            if marker and (items or indent <= 3):
+                while items and indent < items[-1][0]:
+                    items.pop()
+                column = items[-1][1] if items else 0
+                if block_indent is not None and column < block_indent:
+                    # Python-Markdown reads a block that starts indented as one piece of the item above.
+                    out.append("")
+                    block_indent = column
+                text = line[marker.end():]
+                # kramdown: the text column is after all the spaces following the marker.
+                items.append((marker.end() if text else indent + len(marker["marker"]) + 1,
+                              column + 4))
+                out.append(" " * column + marker["marker"] + " " + text)
+            elif items and (indent >= items[-1][0] or in_fence or after_text):
+                # Deeper lines move with their item; an unindented line right after text is a lazy continuation.
+                if indent >= items[-1][0]:
+                    line = " " * items[-1][1] + line[items[-1][0]:]
+                out.append(line)
+            else:
+                while items and indent < items[-1][0]:
+                    items.pop()
+                out.append(" " * items[-1][1] + line[items[-1][0]:] if items else line)
+            if _FENCE_LINE.match(line):
+                in_fence = not in_fence
+            after_text = not in_fence
+            if block_indent is None:
+                block_indent = len(out[-1]) - len(out[-1].lstrip(" "))
+        return out
 
 
 class _FencedCode(Preprocessor):
@@ -207,6 +274,89 @@ class _AtxHeader(HashHeaderProcessor):
         return (block.startswith("#") or "\n#" in block) and bool(self.RE.search(block))
 
 
+def _mark_blank_after(items: etree.Element) -> None:
+    """The last item of `items` is followed by a blank line (kramdown: its first paragraph is a <p>)."""
+    if len(items) and items[-1].tag == "li" and len(items[-1]) <= 1:
+        items[-1].set(_BLANK_AFTER, "")
+
+
+class _OList(SaneOListProcessor):
+    """sane_lists' list, noting which items a blank line follows (for _loose_as_kramdown)."""
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        sibling = self.lastChild(parent)
+        if sibling is not None and sibling.tag in self.SIBLING_TAGS:
+            _mark_blank_after(sibling)
+        super().run(parent, blocks)
+
+
+class _UList(SaneUListProcessor):
+    """sane_lists' list, noting which items a blank line follows (for _loose_as_kramdown)."""
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        sibling = self.lastChild(parent)
+        if sibling is not None and sibling.tag in self.SIBLING_TAGS:
+            _mark_blank_after(sibling)
+        super().run(parent, blocks)
+
+
+class _ListIndent(ListIndentProcessor):
+    """Python-Markdown's indented block inside a list item, noting that a blank line follows the item's
+    first paragraph."""
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        if parent.tag not in self.ITEM_TYPES:
+            _, sibling = self.get_level(parent, blocks[0])
+            if sibling.tag in self.LIST_TYPES:
+                _mark_blank_after(sibling)
+        super().run(parent, blocks)
+
+
+def _loose_as_kramdown(items: etree.Element) -> None:
+    """Which items' text is a paragraph, by kramdown's rule (list.rb) instead of Python-Markdown's: an item's
+    text is a <p> when a blank line follows it in the item (the blank line before the next item counts);
+    the last item's text is a <p> only when every item before it has one. Python-Markdown also makes one
+    of the item a blank line precedes."""
+    paragraphs = []   # kramdown's answer for each item so far
+    for index, item in enumerate(items):
+        blank_after = item.attrib.pop(_BLANK_AFTER, None) is not None
+        first = item[0] if len(item) and not (item.text or "").strip() else None
+        if first is not None and (first.tag != "p" or first.get("class")):
+            paragraphs.append(True)
+            continue
+        last = index == len(items) - 1
+        paragraph = blank_after or (last and len(items) > 1 and all(paragraphs))
+        paragraphs.append(paragraph)
+        if first is not None and not paragraph:
+            item.text = first.text
+            item.remove(first)
+            for position, child in enumerate(first):
+                item.insert(position, child)
+            if len(item) > len(first) and not (first[-1].tail if len(first) else item.text or "").endswith("\n"):
+                _append_text(item, len(first), "\n")
+        elif first is None and paragraph and (item.text or "").strip():
+            wrapper = etree.Element("p")
+            wrapper.text, item.text = item.text, ""
+            inline = list(itertools.takewhile(lambda child: child.tag not in _BLOCKS, item))
+            for child in inline:
+                item.remove(child)
+                wrapper.append(child)
+            if inline:
+                wrapper[-1].tail = (wrapper[-1].tail or "").rstrip("\n") or None
+            else:
+                wrapper.text = wrapper.text.rstrip("\n")
+            wrapper.tail = "\n"
+            item.insert(0, wrapper)
+
+
+def _append_text(parent: etree.Element, count: int, text: str) -> None:
+    """`text` after the first `count` children of `parent` (or after its text when `count` is 0)."""
+    if count:
+        parent[count - 1].tail = (parent[count - 1].tail or "") + text
+    else:
+        parent.text = (parent.text or "") + text
+
+
 class _BlockIal(BlockProcessor):
     """A block IAL (`{: .class #id key="value"}` on a line of its own) applied to the block it closes, or,
     on a line of its own after a blank line, to the block it opens; never printed."""
@@ -312,7 +462,9 @@ class _KramdownTree(Treeprocessor):
             elif child.tag == "pre" and len(child) and child[0].tag == "code":
                 parent[index] = self._highlighted(child)
             elif child.tag not in ("code", "pre"):
-                if child.tag in ("ul", "ol"):
+                if child.tag in _LISTS:
+                    if parent.get("class") != "footnote":   # kramdown's notes are always paragraphs
+                        _loose_as_kramdown(child)
                     _task_list(child)
                 self._walk(child)
                 if child.tag in _HEADERS and "id" not in child.attrib and self.auto_ids:

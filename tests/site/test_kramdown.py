@@ -231,3 +231,66 @@ def test_gfm_backslash_escapes_keep_the_character() -> None:
                    '\\"quoted\\" a\\:b \\$x \\= \\~ \\| \\a で g\\< を押す\n', BASE)
     assert html == ('<ul>\n<li><a href="https://example.com/">7.4.850 : &lt;Esc&gt; does not show up</a></li>\n'
                     '</ul>\n<p>"quoted" a:b $x = ~ | \\a で g&lt; を押す</p>')
+
+
+def _between_tags(html: str) -> str:
+    """HTML without the line breaks and indentation next to tags: kramdown indents its lists, Python-Markdown
+    does not."""
+    return re.sub(r"(?<=>)\s+(?=<)|\s*\n\s*(?=<)|(?<=>)\s*\n\s*", "", html.strip()).replace("<br />", "<br>")
+
+
+def test_lists_nest_and_loosen_as_kramdown_reads_them() -> None:
+    # Nested at the column the item's text starts (2 after "- ", 3 after "1. "); an item's text is a paragraph
+    # when a blank line follows it, the last item's only when every item before it has one; a list of
+    # another kind after a blank line is a new list. Expected: Debian's kramdown 2.4 (GFM input), verbatim.
+    html = to_html("- 手順の一つ目\n- 二つ目\n\n- 三つ目（前に空行）\n- 四つ目\n\n1. Install it:\n\n   ```sh\n"
+                   "   make\n   ```\n2. Then the nested list:\n   - child *one*\n   - 子 二\n     - 孫\n3. Last\n\n"
+                   "- single item\n\nAfter.\n\n* a\n\n  続き\n* b\n", BASE)
+    kramdown = """
+<ul>
+  <li>手順の一つ目</li>
+  <li>
+    <p>二つ目</p>
+  </li>
+  <li>三つ目（前に空行）</li>
+  <li>四つ目</li>
+</ul>
+
+<ol>
+  <li>
+    <p>Install it:</p>
+
+    <div class="language-sh highlighter-rouge"><div class="highlight"><pre class="highlight"><code>make
+</code></pre></div>    </div>
+  </li>
+  <li>Then the nested list:
+    <ul>
+      <li>child <em>one</em></li>
+      <li>子 二
+        <ul>
+          <li>孫</li>
+        </ul>
+      </li>
+    </ul>
+  </li>
+  <li>Last</li>
+</ol>
+
+<ul>
+  <li>single item</li>
+</ul>
+
+<p>After.</p>
+
+<ul>
+  <li>
+    <p>a</p>
+
+    <p>続き</p>
+  </li>
+  <li>
+    <p>b</p>
+  </li>
+</ul>
+"""
+    assert _between_tags(html) == _between_tags(kramdown)
