@@ -39,6 +39,10 @@ _LIST_ITEM = re.compile(r"(?:[*+-]|\d+\.)[ \t]")
 # kramdown's LIST_START with the item's text: the marker's indentation, the marker, the spaces after it.
 _LIST_MARKER = re.compile(r"(?P<indent> *)(?P<marker>[*+-]|\d+\.)(?P<gap>[ \t]+|$)")
 _FENCE_LINE = re.compile(r" *(?:`{3,}|~{3,})")
+# kramdown's table lines: a code span keeps its pipes; an unescaped pipe elsewhere makes a cell boundary.
+_CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)")
+_CELL_PIPE = re.compile(r"(?<!\\)\|")
+_TABLE_SEPARATOR = re.compile(r"[+|: \t-]*?-[+|: \t-]*?[ \t]*$")
 _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
                           .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
                           for word in line.split())
@@ -96,6 +100,8 @@ class KramdownExtension(Extension):
         md.parser.blockprocessors.register(_ListIndent(md.parser), "indent", 90)
         md.parser.blockprocessors.register(_OList(md.parser), "olist", 40)
         md.parser.blockprocessors.register(_UList(md.parser), "ulist", 30)
+        # After lists, quotes and headers, as kramdown tries its table parser after those.
+        md.parser.blockprocessors.register(_PipeRows(md.parser), "kramdown_pipe_rows", 19)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
         md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
@@ -274,6 +280,46 @@ class _AtxHeader(HashHeaderProcessor):
         return (block.startswith("#") or "\n#" in block) and bool(self.RE.search(block))
 
 
+class _PipeRows(BlockProcessor):
+    """kramdown's table without a header: a block whose every line has an unescaped pipe outside code
+    spans is a table body, one row a line (`Open : 129 | Closed : 116`), rows padded to the widest. Tables
+    with a separator line under their first row are the tables extension's."""
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        if "|" not in block:
+            return False
+        lines = block.split("\n")
+        return (not (len(lines) > 1 and _TABLE_SEPARATOR.match(lines[1]))
+                and all(_CELL_PIPE.search(_CODE_SPAN.sub("", line)) for line in lines))
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        lines = blocks.pop(0).split("\n")
+        leading_pipe = lines[0].lstrip().startswith("|")
+        rows = [self._cells(line, leading_pipe) for line in lines]
+        body = etree.SubElement(etree.SubElement(parent, "table"), "tbody")
+        for cells in rows:
+            row = etree.SubElement(body, "tr")
+            for text in cells + [""] * (max(map(len, rows)) - len(cells)):
+                etree.SubElement(row, "td").text = text
+
+    @staticmethod
+    def _cells(line: str, leading_pipe: bool) -> list[str]:
+        cells, start = [""], 0
+        for span in [*_CODE_SPAN.finditer(line), None]:
+            outside = line[start:span.start() if span else len(line)]
+            first, *more = (piece.replace("\\|", "|") for piece in _CELL_PIPE.split(outside))
+            cells[-1] += first
+            cells += more
+            if span:
+                cells[-1] += span[0]
+                start = span.end()
+        if leading_pipe and not cells[0].strip():
+            cells.pop(0)
+        if cells and not cells[-1].strip():
+            cells.pop()
+        return [cell.strip() for cell in cells]
+
+
 def _mark_blank_after(items: etree.Element) -> None:
     """The last item of `items` is followed by a blank line (kramdown: its first paragraph is a <p>)."""
     if len(items) and items[-1].tag == "li" and len(items[-1]) <= 1:
@@ -320,9 +366,10 @@ def _loose_as_kramdown(items: etree.Element) -> None:
     paragraphs = []   # kramdown's answer for each item so far
     for index, item in enumerate(items):
         blank_after = item.attrib.pop(_BLANK_AFTER, None) is not None
-        first = item[0] if len(item) and not (item.text or "").strip() else None
-        if first is not None and (first.tag != "p" or first.get("class")):
-            paragraphs.append(True)
+        inline = bool((item.text or "").strip()) or (len(item) and item[0].tag not in _BLOCKS)
+        first = item[0] if not inline and len(item) else None
+        if not inline and (first is None or first.tag != "p" or first.get("class")):
+            paragraphs.append(False)   # empty, or opening with a header, code…: kramdown leaves it as it is
             continue
         last = index == len(items) - 1
         paragraph = blank_after or (last and len(items) > 1 and all(paragraphs))
@@ -334,7 +381,7 @@ def _loose_as_kramdown(items: etree.Element) -> None:
                 item.insert(position, child)
             if len(item) > len(first) and not (first[-1].tail if len(first) else item.text or "").endswith("\n"):
                 _append_text(item, len(first), "\n")
-        elif first is None and paragraph and (item.text or "").strip():
+        elif inline and paragraph:
             wrapper = etree.Element("p")
             wrapper.text, item.text = item.text, ""
             inline = list(itertools.takewhile(lambda child: child.tag not in _BLOCKS, item))

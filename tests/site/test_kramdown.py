@@ -294,3 +294,47 @@ def test_lists_nest_and_loosen_as_kramdown_reads_them() -> None:
 </ul>
 """
     assert _between_tags(html) == _between_tags(kramdown)
+
+
+def test_lines_with_pipes_are_a_table_body_as_in_kramdown() -> None:
+    # kramdown reads a block whose every line has an unescaped pipe outside code as a table without a header.
+    html = to_html("Open : 129 (+5) | Closed : 116 (+9)\n\n| a | `x|y` | b \\| c |\n| d |\n\n"
+                   "Not | a table\nbecause this line has none\n\n日本語 | **太字**\n", BASE)
+    kramdown = """
+<table>
+  <tbody>
+    <tr>
+      <td>Open : 129 (+5)</td>
+      <td>Closed : 116 (+9)</td>
+    </tr>
+  </tbody>
+</table>
+
+<table>
+  <tbody>
+    <tr>
+      <td>a</td>
+      <td><code class="language-plaintext highlighter-rouge">x|y</code></td>
+      <td>b | c</td>
+    </tr>
+    <tr>
+      <td>d</td>
+      <td> </td>
+      <td> </td>
+    </tr>
+  </tbody>
+</table>
+
+<p>Not | a table
+because this line has none</p>
+
+<table>
+  <tbody>
+    <tr>
+      <td>日本語</td>
+      <td><strong>太字</strong></td>
+    </tr>
+  </tbody>
+</table>
+"""
+    assert _between_tags(html) == _between_tags(kramdown).replace("<td> </td>", "<td></td>")
