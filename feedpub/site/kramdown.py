@@ -25,6 +25,7 @@ from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
 from markdown.extensions.sane_lists import SaneOListProcessor, SaneUListProcessor
 from markdown.extensions.toc import unescape
 from markdown.inlinepatterns import InlineProcessor
+from markdown.postprocessors import Postprocessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
@@ -42,6 +43,7 @@ _FENCE_LINE = re.compile(r" *(?:`{3,}|~{3,})")
 # kramdown's table lines: a code span keeps its pipes; an unescaped pipe elsewhere makes a cell boundary.
 _CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)")
 _CELL_PIPE = re.compile(r"(?<!\\)\|")
+_NOSCRIPT = re.compile(r"<noscript\b[^>]*>(.*?)</noscript\s*>", re.S | re.I)
 _TABLE_SEPARATOR = re.compile(r"[+|: \t-]*?-[+|: \t-]*?[ \t]*$")
 _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
                           .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
@@ -106,6 +108,8 @@ class KramdownExtension(Extension):
         md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
         md.treeprocessors.register(_KramdownTree(md, extensions), "kramdown", 6)
+        # After raw HTML is put back (30).
+        md.postprocessors.register(_NoScript(md), "kramdown_noscript", 25)
 
 
 def _code_block(code: str, lang: str | None) -> str:
@@ -402,6 +406,14 @@ def _append_text(parent: etree.Element, count: int, text: str) -> None:
         parent[count - 1].tail = (parent[count - 1].tail or "") + text
     else:
         parent.text = (parent.text or "") + text
+
+
+class _NoScript(Postprocessor):
+    """`<noscript>` content as a reader without scripts sees it (a feed reader runs none): the sanitiser would
+    otherwise drop the element and print its markup as text."""
+
+    def run(self, text: str) -> str:
+        return _NOSCRIPT.sub(r"\1", text) if "<noscript" in text.lower() else text
 
 
 class _BlockIal(BlockProcessor):

@@ -338,3 +338,13 @@ because this line has none</p>
 </table>
 """
     assert _between_tags(html) == _between_tags(kramdown).replace("<td> </td>", "<td></td>")
+
+
+def test_noscript_content_reads_as_in_a_reader_without_scripts() -> None:
+    # Jekyll keeps `<noscript><p><a …>See the example</a></p></noscript>` after an embedded player's script;
+    # the sanitiser drops script and noscript, so the link is what a feed reader can show.
+    html = to_html('Demo:\n\n<script src="https://asciinema.org/a/1.js" async></script><noscript><p>'
+                   '<a href="https://asciinema.org/a/2">See the example</a></p></noscript>\n\n'
+                   '<noscript><a href="/poll/">好きなVim scriptは何ですか？</a></noscript>\n', BASE)
+    assert html == ('<p>Demo:</p>\n\n<p><a href="https://asciinema.org/a/2">See the example</a></p>\n\n'
+                    '<a href="https://blog.example.com/poll/">好きなVim scriptは何ですか？</a>')
