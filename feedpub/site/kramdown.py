@@ -126,19 +126,20 @@ class _ListIndentation(Preprocessor):
     """List items indented as kramdown reads them, written as Python-Markdown reads them. kramdown continues
     an item (and nests a list in it) at the column its text starts (2 after `- `, 3 after `1. `);
     Python-Markdown at multiples of 4. Each line inside an item is moved from the item's text column to
-    4 × its depth, keeping any deeper indentation; lines outside lists are left alone."""
+    4 × its depth, keeping any deeper indentation, except the lines that continue the item's first
+    paragraph, which kramdown joins without that indentation; lines outside lists are left alone."""
 
     def run(self, lines: list[str]) -> list[str]:
         if not any(_LIST_ITEM.match(line.lstrip(" ")) for line in lines):
             return lines
         out: list[str] = []
         items: list[tuple[int, int]] = []   # open items: (text column as written, text column written out)
-        in_fence = after_text = False
+        in_fence = after_text = item_text = False
         block_indent = None   # the indentation written out of the first line since the last blank line
         for line in lines:
             if not line.strip():
                 out.append(line)
-                after_text = False
+                after_text = item_text = False
                 block_indent = None
                 continue
             if "\t" in line[:len(line) - len(line.lstrip())]:
@@ -158,10 +159,12 @@ class _ListIndentation(Preprocessor):
                 items.append((marker.end() if text else indent + len(marker["marker"]) + 1,
                               column + 4))
                 out.append(" " * column + marker["marker"] + " " + text)
+                item_text = bool(text.strip())
             elif items and (indent >= items[-1][0] or in_fence or after_text):
                 # Deeper lines move with their item; an unindented line right after text is a lazy continuation.
                 if indent >= items[-1][0]:
-                    line = " " * items[-1][1] + line[items[-1][0]:]
+                    continues_text = item_text and not (_FENCE_LINE.match(line) or _IAL.match(line))
+                    line = " " * (items[-1][1] - 4 * continues_text) + line[items[-1][0]:]
                 out.append(line)
             else:
                 while items and indent < items[-1][0]:
@@ -169,6 +172,7 @@ class _ListIndentation(Preprocessor):
                 out.append(" " * items[-1][1] + line[items[-1][0]:] if items else line)
             if _FENCE_LINE.match(line):
                 in_fence = not in_fence
+                item_text = False
             after_text = not in_fence
             if block_indent is None:
                 block_indent = len(out[-1]) - len(out[-1].lstrip(" "))
@@ -326,8 +330,12 @@ class _PipeRows(BlockProcessor):
 
 def _mark_blank_after(items: etree.Element) -> None:
     """The last item of `items` is followed by a blank line (kramdown: its first paragraph is a <p>)."""
-    if len(items) and items[-1].tag == "li" and len(items[-1]) <= 1:
-        items[-1].set(_BLANK_AFTER, "")
+    item = items[-1] if len(items) else None
+    if item is not None and item.tag == "li":
+        blocks = [child for child in item if child.tag in _BLOCKS]
+        # Only when nothing but its first paragraph precedes the blank line (not a nested list, say).
+        if not blocks or (len(blocks) == 1 and blocks[0] is item[0] and blocks[0].tag == "p"):
+            item.set(_BLANK_AFTER, "")
 
 
 class _OList(SaneOListProcessor):
@@ -398,6 +406,15 @@ def _loose_as_kramdown(items: etree.Element) -> None:
                 wrapper.text = wrapper.text.rstrip("\n")
             wrapper.tail = "\n"
             item.insert(0, wrapper)
+
+
+def _strip_end(paragraph: etree.Element) -> None:
+    """kramdown's paragraph text ends at its last non-space character."""
+    if len(paragraph):
+        if paragraph[-1].tail:
+            paragraph[-1].tail = paragraph[-1].tail.rstrip()
+    elif paragraph.text:
+        paragraph.text = paragraph.text.rstrip()
 
 
 def _append_text(parent: etree.Element, count: int, text: str) -> None:
@@ -526,6 +543,8 @@ class _KramdownTree(Treeprocessor):
                         _loose_as_kramdown(child)
                     _task_list(child)
                 self._walk(child)
+                if child.tag == "p":
+                    _strip_end(child)
                 if child.tag in _HEADERS and "id" not in child.attrib and self.auto_ids:
                     child.set("id", self._header_id(child))
                 elif child.tag == "sup" and child.get("id", "").startswith("fnref"):

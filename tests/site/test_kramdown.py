@@ -348,3 +348,30 @@ def test_noscript_content_reads_as_in_a_reader_without_scripts() -> None:
                    '<noscript><a href="/poll/">好きなVim scriptは何ですか？</a></noscript>\n', BASE)
     assert html == ('<p>Demo:</p>\n\n<p><a href="https://asciinema.org/a/2">See the example</a></p>\n\n'
                     '<a href="https://blog.example.com/poll/">好きなVim scriptは何ですか？</a>')
+
+
+def test_white_space_in_paragraphs_and_items_as_kramdown_keeps_it() -> None:
+    # A paragraph ends at its last character; a list item's continuation lines lose the item's indentation
+    # (Japanese text joins across them without stray spaces). Expected: Debian's kramdown 2.4, verbatim.
+    html = to_html("日本語の文 \n  続きの行 **太字** と\n\n末尾の空白   \n\n- 項目\n  続き\n    深い続き\n"
+                   "  - 子\n    子の続き\n\n  二段落目\n  の続き\n", BASE)
+    kramdown = """<p>日本語の文\u0020
+  続きの行 <strong>太字</strong> と</p>
+
+<p>末尾の空白</p>
+
+<ul>
+  <li>項目
+続き
+  深い続き
+    <ul>
+      <li>子
+子の続き</li>
+    </ul>
+
+    <p>二段落目
+の続き</p>
+  </li>
+</ul>
+"""
+    assert _between_tags(html) == _between_tags(kramdown)
