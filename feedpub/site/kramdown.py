@@ -391,8 +391,11 @@ def _loose_as_kramdown(items: etree.Element) -> None:
             item.remove(first)
             for position, child in enumerate(first):
                 item.insert(position, child)
-            if len(item) > len(first) and not (first[-1].tail if len(first) else item.text or "").endswith("\n"):
-                _append_text(item, len(first), "\n")
+            moved = len(first)
+            if len(item) > moved:   # kramdown ends the text with a line break before a nested list
+                text_end = item[moved - 1].tail if moved else item.text
+                if not (text_end or "").endswith("\n"):
+                    _append_text(item, moved, "\n")
         elif inline and paragraph:
             wrapper = etree.Element("p")
             wrapper.text, item.text = item.text, ""

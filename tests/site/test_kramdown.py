@@ -294,6 +294,9 @@ def test_lists_nest_and_loosen_as_kramdown_reads_them() -> None:
 </ul>
 """
     assert _between_tags(html) == _between_tags(kramdown)
+    # An item after a blank line, opening with markup and holding a list (a sponsor plan and its benefits).
+    assert _between_tags(to_html("- a\n\n- **プラン**\n  - 特典\n- c\n", BASE)) == (
+        "<ul><li><p>a</p></li><li><strong>プラン</strong><ul><li>特典</li></ul></li><li>c</li></ul>")
 
 
 def test_lines_with_pipes_are_a_table_body_as_in_kramdown() -> None:
