@@ -95,7 +95,8 @@ KRAMDOWN_PIECES = [
     "```", "~~~", "```ruby", "    ", "- ", "1. ", "## ", "> ", "\n{: .x}\n", "\n{:a: .y}\n", "{::comment}",
     "{:/comment}", "{:/}", "{::nomarkdown}", '{::options auto_ids="false" /}', "[^1]", "[^1]: n", "*[AI]: x",
     ": d", "| a |", "|---|", "~~", "<<", ">>", "\\\n", '<div markdown="1">', "</div>", "- [ ] ", "**", "`", '"',
-    "'", "--", "...", "日本語", "\n", "\n\n"]
+    "'", "--", "...", "日本語", "\n", "\n\n", "  - ", "  ", "\t", "#", "|", "\\|", "**x**", "<noscript>",
+    "</noscript>"]
 kramdown_pieces = st.lists(st.one_of(st.sampled_from(KRAMDOWN_PIECES), st.text(alphabet="ab \n", max_size=5)),
                            max_size=30).map("".join)
 
