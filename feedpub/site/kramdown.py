@@ -19,7 +19,7 @@ from pathlib import Path
 
 from markdown import Markdown
 from markdown.blockparser import BlockParser
-from markdown.blockprocessors import BlockProcessor, HashHeaderProcessor, ListIndentProcessor
+from markdown.blockprocessors import BlockProcessor, BlockQuoteProcessor, HashHeaderProcessor, ListIndentProcessor
 from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
 from markdown.extensions.sane_lists import SaneOListProcessor, SaneUListProcessor
@@ -102,6 +102,7 @@ class KramdownExtension(Extension):
         md.parser.blockprocessors.register(_ListIndent(md.parser), "indent", 90)
         md.parser.blockprocessors.register(_OList(md.parser), "olist", 40)
         md.parser.blockprocessors.register(_UList(md.parser), "ulist", 30)
+        md.parser.blockprocessors.register(_BlockQuote(md.parser), "quote", 20)
         # After lists, quotes and headers, as kramdown tries its table parser after those.
         md.parser.blockprocessors.register(_PipeRows(md.parser), "kramdown_pipe_rows", 19)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
@@ -286,6 +287,14 @@ class _AtxHeader(HashHeaderProcessor):
 
     def test(self, parent: etree.Element, block: str) -> bool:
         return (block.startswith("#") or "\n#" in block) and bool(self.RE.search(block))
+
+
+class _BlockQuote(BlockQuoteProcessor):
+    """kramdown's quote ends at a blank line: `> 旧: …`, a blank line, `> 新: …` are two quotes (Python-Markdown
+    would continue the first; a `>` line between keeps one quote of two paragraphs in both)."""
+
+    def lastChild(self, parent: etree.Element) -> etree.Element | None:  # noqa: N802 - Python-Markdown's name
+        return None
 
 
 class _PipeRows(BlockProcessor):

@@ -379,3 +379,23 @@ def test_white_space_in_paragraphs_and_items_as_kramdown_keeps_it() -> None:
 </ul>
 """
     assert _between_tags(html) == _between_tags(kramdown)
+
+
+def test_a_blank_line_ends_a_quote_as_in_kramdown() -> None:
+    html = to_html("> 旧: [old](https://old.example/)\n\n> 新: [new](https://new.example/)\n\n> 一\n>\n> 二\n", BASE)
+    kramdown = """
+<blockquote>
+  <p>旧: <a href="https://old.example/">old</a></p>
+</blockquote>
+
+<blockquote>
+  <p>新: <a href="https://new.example/">new</a></p>
+</blockquote>
+
+<blockquote>
+  <p>一</p>
+
+  <p>二</p>
+</blockquote>
+"""
+    assert _between_tags(html) == _between_tags(kramdown)
