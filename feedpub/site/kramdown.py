@@ -337,10 +337,9 @@ class _PipeRows(BlockProcessor):
         return [cell.strip() for cell in cells]
 
 
-def _mark_blank_after(items: etree.Element) -> None:
-    """The last item of `items` is followed by a blank line (kramdown: its first paragraph is a <p>)."""
-    item = items[-1] if len(items) else None
-    if item is not None and item.tag == "li":
+def _mark_blank_after(item: etree.Element) -> None:
+    """A blank line follows `item`'s text (kramdown: its first paragraph is a <p>)."""
+    if item.tag == "li":
         blocks = [child for child in item if child.tag in _BLOCKS]
         # Only when nothing but its first paragraph precedes the blank line (not a nested list, say).
         if not blocks or (len(blocks) == 1 and blocks[0] is item[0] and blocks[0].tag == "p"):
@@ -352,8 +351,8 @@ class _OList(SaneOListProcessor):
 
     def run(self, parent: etree.Element, blocks: list[str]) -> None:
         sibling = self.lastChild(parent)
-        if sibling is not None and sibling.tag in self.SIBLING_TAGS:
-            _mark_blank_after(sibling)
+        if sibling is not None and sibling.tag in self.SIBLING_TAGS and len(sibling):
+            _mark_blank_after(sibling[-1])
         super().run(parent, blocks)
 
 
@@ -362,8 +361,8 @@ class _UList(SaneUListProcessor):
 
     def run(self, parent: etree.Element, blocks: list[str]) -> None:
         sibling = self.lastChild(parent)
-        if sibling is not None and sibling.tag in self.SIBLING_TAGS:
-            _mark_blank_after(sibling)
+        if sibling is not None and sibling.tag in self.SIBLING_TAGS and len(sibling):
+            _mark_blank_after(sibling[-1])
         super().run(parent, blocks)
 
 
@@ -374,7 +373,10 @@ class _ListIndent(ListIndentProcessor):
     def run(self, parent: etree.Element, blocks: list[str]) -> None:
         if parent.tag not in self.ITEM_TYPES:
             _, sibling = self.get_level(parent, blocks[0])
-            if sibling.tag in self.LIST_TYPES:
+            # The list whose last item the block goes to, or (a block indented deeper) that item itself.
+            if sibling.tag in self.LIST_TYPES and len(sibling):
+                _mark_blank_after(sibling[-1])
+            elif sibling.tag in self.ITEM_TYPES:
                 _mark_blank_after(sibling)
         super().run(parent, blocks)
 
