@@ -24,11 +24,11 @@ from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
 from markdown.extensions.sane_lists import SaneOListProcessor, SaneUListProcessor
 from markdown.extensions.toc import unescape
-from markdown.inlinepatterns import InlineProcessor
+from markdown.inlinepatterns import BACKTICK_RE, BacktickInlineProcessor, InlineProcessor
 from markdown.postprocessors import Postprocessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
-from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
+from markdown.util import HTML_PLACEHOLDER_RE, AtomicString, code_escape
 
 from feedpub.site.typography import smartify
 
@@ -105,6 +105,7 @@ class KramdownExtension(Extension):
         md.parser.blockprocessors.register(_BlockQuote(md.parser), "quote", 20)
         # After lists, quotes and headers, as kramdown tries its table parser after those.
         md.parser.blockprocessors.register(_PipeRows(md.parser), "kramdown_pipe_rows", 19)
+        md.inlinePatterns.register(_CodeSpan(BACKTICK_RE), "backtick", 190)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
         md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
@@ -509,6 +510,28 @@ def _inner_text(element: etree.Element) -> str:
             parts.append(_inner_text(child))
         parts.append(child.tail or "")
     return "".join(parts)
+
+
+class _CodeSpan(BacktickInlineProcessor):
+    """kramdown's code span (codespan.rb): a lone backtick with white space on both sides is text; a span
+    in single backticks keeps its spaces (`` `Ctrl+\\ ` ``), one in longer runs loses one on each side."""
+
+    def handleMatch(self, m: re.Match[str], data: str  # noqa: N802 - Python-Markdown's name
+                    ) -> tuple[etree.Element | str | None, int | None, int | None]:
+        if m.group(1):
+            return super().handleMatch(m, data)
+        begin = m.start(0)
+        start, end = self.find_code_spans(begin, data)
+        if start - begin == 1 and (begin == 0 or data[begin - 1].isspace()) and data[start:start + 1].isspace():
+            return None, begin, start
+        if end is None:
+            return None, begin, start
+        code = data[start:end]
+        if start - begin > 1:
+            code = code.removeprefix(" ").removesuffix(" ")
+        element = etree.Element("code")
+        element.text = AtomicString(code_escape(code))
+        return element, begin, end + (start - begin)
 
 
 class _GfmSpans(InlineProcessor):

@@ -402,3 +402,12 @@ def test_a_blank_line_ends_a_quote_as_in_kramdown() -> None:
 </blockquote>
 """
     assert _between_tags(html) == _between_tags(kramdown)
+
+
+def test_code_spans_keep_their_spaces_as_in_kramdown() -> None:
+    # kramdown's codespan.rb: single backticks keep the spaces inside (a key ending in a space), double ones
+    # lose one on each side, and a lone backtick between spaces is text.
+    html = to_html("SIGQUIT (`Ctrl+\\\\ `) で止める。`` `z` `` と ` x` と` 空白 `。\n", BASE)
+    assert html == ('<p>SIGQUIT (<code class="language-plaintext highlighter-rouge">Ctrl+\\\\ </code>) で止める。'
+                    '<code class="language-plaintext highlighter-rouge">`z`</code> と ` x'
+                    '<code class="language-plaintext highlighter-rouge"> と</code> 空白 `。</p>')
