@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import re
 import shutil
 import subprocess
@@ -35,6 +36,9 @@ _LIQUID = re.compile(r"\{[{%]")
 _BLOCKS = ("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure",
            "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "ol", "p", "pre", "section", "table", "td", "th", "tr",
            "ul")
+# The elements whose nesting makes a post's outline: what a reader sees as headers, paragraphs and lists.
+_OUTLINE = ("blockquote", "dd", "dl", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "ol", "p", "pre", "table",
+            "td", "th", "tr", "ul")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Comparison:
     feedpub_text: str
     liquid_leaked: bool       # `{{` or `{%` in feedpub's text but not in Jekyll's
     paragraphs_missing: int   # Jekyll's paragraphs whose text is not in feedpub's verbatim (lost or changed)
+    outline_difference: str   # where the nesting of headers, paragraphs, lists… first differs; "" if it does not
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Report:
 
     def share_at_least(self, threshold: float) -> float:
         return sum(c.ratio >= threshold for c in self.comparisons) / max(1, len(self.comparisons))
+
+    def share_same_outline(self) -> float:
+        return sum(not c.outline_difference for c in self.comparisons) / max(1, len(self.comparisons))
 
 
 def compare_site(site: Path, *, url: str = "https://example.com", timezone: str = "UTC",
@@ -150,7 +158,30 @@ def compare_entry(jekyll: Entry, feedpub: Entry) -> Comparison:
     ratio = difflib.SequenceMatcher(None, jekyll_text, feedpub_text, autojunk=False).ratio()
     leaked = bool(_LIQUID.search(feedpub_text)) and not _LIQUID.search(jekyll_text)
     missing = sum(text not in feedpub_text for text in _paragraphs(jekyll.content))
-    return Comparison(jekyll.url, ratio, jekyll_text, feedpub_text, leaked, missing)
+    return Comparison(jekyll.url, ratio, jekyll_text, feedpub_text, leaked, missing,
+                      outline_difference(jekyll.content, feedpub.content))
+
+
+def outline(content: str) -> list[str]:
+    """Each header, paragraph, list, item, quote, table cell… as `ul>li>p`, with the first words of its
+    text, in document order (nothing inside <pre>)."""
+    if not content.strip():
+        return []
+    fragment = html.fragment_fromstring(content, create_parent="div")
+    lines = []
+    for element in fragment.iter(_OUTLINE):
+        path = [element.tag, *(a.tag for a in element.iterancestors(_OUTLINE))]
+        if "pre" in path[1:]:
+            continue
+        words = " ".join(normalised_text(etree.tostring(element, encoding="unicode", with_tail=False)).split()[:4])
+        lines.append(f"{'>'.join(reversed(path))} {words[:24]}")
+    return lines
+
+
+def outline_difference(jekyll: str, feedpub: str) -> str:
+    """The first place the outlines of the two contents differ, as `Jekyll's | feedpub's`."""
+    pairs = itertools.zip_longest(outline(jekyll), outline(feedpub), fillvalue="(end)")
+    return next((f"#{index}: {a} | {b}" for index, (a, b) in enumerate(pairs) if a != b), "")
 
 
 def _paragraphs(content: str) -> list[str]:
@@ -186,6 +217,9 @@ def print_report(report: Report, *, threshold: float, worst: int) -> None:
     if comparisons:
         ratios = sorted(c.ratio for c in comparisons)
         print(f"median similarity {ratios[len(ratios) // 2]:.4f}, lowest {ratios[0]:.4f}")
+    same = sum(not c.outline_difference for c in comparisons)
+    print(f"same outline (headers, paragraphs, lists, quotes, tables nested alike): {same}/{len(comparisons)} "
+          f"= {report.share_same_outline():.1%}")
     leaked = [c.url for c in comparisons if c.liquid_leaked]
     missing = [(c.url, c.paragraphs_missing) for c in comparisons if c.paragraphs_missing]
     print(f"Liquid leaked into feedpub's text: {len(leaked)} post(s) {' '.join(leaked)}")
@@ -195,6 +229,10 @@ def print_report(report: Report, *, threshold: float, worst: int) -> None:
     for c in sorted(comparisons, key=lambda c: c.ratio)[:worst]:
         print(f"\n{c.ratio:.4f}  {c.url}")
         print("\n".join(differences(c.jekyll_text, c.feedpub_text)) or "    (identical text)")
+    different = [c for c in comparisons if c.outline_difference]
+    print(f"\noutlines that differ ({len(different)}; first place, Jekyll's | feedpub's):")
+    for c in different:
+        print(f"  {c.url}\n    {c.outline_difference}")
 
 
 def main() -> int:

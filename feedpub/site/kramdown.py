@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import html
+import itertools
 import re
 import xml.etree.ElementTree as etree
 from collections import Counter
@@ -18,14 +19,16 @@ from pathlib import Path
 
 from markdown import Markdown
 from markdown.blockparser import BlockParser
-from markdown.blockprocessors import BlockProcessor
+from markdown.blockprocessors import BlockProcessor, BlockQuoteProcessor, HashHeaderProcessor, ListIndentProcessor
 from markdown.extensions import Extension
 from markdown.extensions.footnotes import NBSP_PLACEHOLDER, FootnoteExtension
+from markdown.extensions.sane_lists import SaneOListProcessor, SaneUListProcessor
 from markdown.extensions.toc import unescape
-from markdown.inlinepatterns import InlineProcessor
+from markdown.inlinepatterns import BACKTICK_RE, BacktickInlineProcessor, InlineProcessor
+from markdown.postprocessors import Postprocessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
-from markdown.util import HTML_PLACEHOLDER_RE, AtomicString
+from markdown.util import HTML_PLACEHOLDER_RE, AtomicString, code_escape
 
 from feedpub.site.typography import smartify
 
@@ -34,6 +37,14 @@ from feedpub.site.typography import smartify
 _OPENING = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*?((?P<lang>\S+?)(?:\?\S*)?)?\s*$")
 _CLOSING = re.compile(r" *(`{3,}|~{3,})\s*$")
 _LIST_ITEM = re.compile(r"(?:[*+-]|\d+\.)[ \t]")
+# kramdown's LIST_START with the item's text: the marker's indentation, the marker, the spaces after it.
+_LIST_MARKER = re.compile(r"(?P<indent> *)(?P<marker>[*+-]|\d+\.)(?P<gap>[ \t]+|$)")
+_FENCE_LINE = re.compile(r" *(?:`{3,}|~{3,})")
+# kramdown's table lines: a code span keeps its pipes; an unescaped pipe elsewhere makes a cell boundary.
+_CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)")
+_CELL_PIPE = re.compile(r"(?<!\\)\|")
+_NOSCRIPT = re.compile(r"<noscript\b[^>]*>(.*?)</noscript\s*>", re.S | re.I)
+_TABLE_SEPARATOR = re.compile(r"[+|: \t-]*?-[+|: \t-]*?[ \t]*$")
 _ROUGE_LEXERS = frozenset(word for line in (Path(__file__).parent / "assets" / "rouge_lexers.txt")
                           .read_text(encoding="utf-8").splitlines() if not line.startswith("#")
                           for word in line.split())
@@ -56,8 +67,15 @@ _BLOCK_START = re.compile(r" {0,3}(?:[+*-]|\d+\.)[\t ]|#|\s| {0,3}>|\||<|\x02|:"
 _NON_WORD = re.compile(r"[^\w\- \t]")
 _TASK = re.compile(r"\A\s*\[[ xX]\]\s+")
 _TAG = re.compile(r"<[^>]*>")
+# kramdown-parser-gfm's ESCAPED_CHARS_GFM, beyond Python-Markdown's own (`\\<Esc>` is the text `<Esc>`).
+_GFM_ESCAPED = ("<", ":", '"', "'", "$", "=", "~", "|")
 _MARKDOWN_STARTS = {"em": "*", "strong": "**", "code": "`", "a": "[", "img": "!", "del": "~~", "sup": "[", "br": " "}
 _HEADERS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_LISTS = ("ul", "ol")
+_BLOCKS = frozenset({"ul", "ol", "p", "div", "pre", "blockquote", "table", "dl", "hr", "h1", "h2", "h3", "h4", "h5",
+                     "h6"})
+# Set while parsing on an item whose first paragraph a blank line follows; removed when the tree is walked.
+_BLANK_AFTER = "data-kramdown-blank-after"
 
 def extensions() -> list[Extension | str]:
     """The Python-Markdown extensions that make up kramdown's dialect (Python-Markdown's `extra` minus its
@@ -71,17 +89,29 @@ class KramdownExtension(Extension):
     """What Python-Markdown and its bundled extensions do not do as kramdown does."""
 
     def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 - Python-Markdown's name
+        md.ESCAPED_CHARS.extend(char for char in _GFM_ESCAPED if char not in md.ESCAPED_CHARS)
         # Before raw HTML blocks are stashed (20), as Python-Markdown's own fenced code is.
+        md.preprocessors.register(_ListIndentation(), "kramdown_list_indentation", 26)
         md.preprocessors.register(_FencedCode(md), "gfm_fenced_code", 25)
         extensions = _Extensions(md)
         md.preprocessors.register(extensions, "kramdown_extensions", 24)
         md.preprocessors.register(_IndentedHtmlBlocks(md), "kramdown_html_blocks", 21)
         md.preprocessors.register(_BlockBoundaries(md), "kramdown_blocks", 19)
         md.parser.blockprocessors.register(_BlockIal(md.parser), "kramdown_ial", 95)
+        md.parser.blockprocessors.register(_AtxHeader(md.parser), "hashheader", 70)
+        md.parser.blockprocessors.register(_ListIndent(md.parser), "indent", 90)
+        md.parser.blockprocessors.register(_OList(md.parser), "olist", 40)
+        md.parser.blockprocessors.register(_UList(md.parser), "ulist", 30)
+        md.parser.blockprocessors.register(_BlockQuote(md.parser), "quote", 20)
+        # After lists, quotes and headers, as kramdown tries its table parser after those.
+        md.parser.blockprocessors.register(_PipeRows(md.parser), "kramdown_pipe_rows", 19)
+        md.inlinePatterns.register(_CodeSpan(BACKTICK_RE), "backtick", 190)
         # Before escapes (180) take the backslash of a line break, and HTML (90) takes `<<tag>>`.
         md.inlinePatterns.register(_GfmSpans(_GFM_SPANS), "kramdown_spans", 185)
         # After attr_list (8) set explicit ids, footnotes (15) and abbreviations (7) their markup.
         md.treeprocessors.register(_KramdownTree(md, extensions), "kramdown", 6)
+        # After raw HTML is put back (30).
+        md.postprocessors.register(_NoScript(md), "kramdown_noscript", 25)
 
 
 def _code_block(code: str, lang: str | None) -> str:
@@ -92,6 +122,63 @@ def _code_block(code: str, lang: str | None) -> str:
         return (f'<div class="language-{lang or "plaintext"} highlighter-rouge"><div class="highlight">'
                 f'<pre class="highlight"><code>{escaped}</code></pre></div></div>')
     return f'<pre><code class="language-{html.escape(lang)}">{escaped}</code></pre>'
+
+
+class _ListIndentation(Preprocessor):
+    """List items indented as kramdown reads them, written as Python-Markdown reads them. kramdown continues
+    an item (and nests a list in it) at the column its text starts (2 after `- `, 3 after `1. `);
+    Python-Markdown at multiples of 4. Each line inside an item is moved from the item's text column to
+    4 × its depth, keeping any deeper indentation, except the lines that continue the item's first
+    paragraph, which kramdown joins without that indentation; lines outside lists are left alone."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        if not any(_LIST_ITEM.match(line.lstrip(" ")) for line in lines):
+            return lines
+        out: list[str] = []
+        items: list[tuple[int, int]] = []   # open items: (text column as written, text column written out)
+        in_fence = after_text = item_text = False
+        block_indent = None   # the indentation written out of the first line since the last blank line
+        for line in lines:
+            if not line.strip():
+                out.append(line)
+                after_text = item_text = False
+                block_indent = None
+                continue
+            if "\t" in line[:len(line) - len(line.lstrip())]:
+                line = line[:len(line) - len(line.lstrip())].expandtabs(4) + line.lstrip()
+            indent = len(line) - len(line.lstrip(" "))
+            marker = None if in_fence else _LIST_MARKER.match(line)
+            if marker and (items or indent <= 3):
+                while items and indent < items[-1][0]:
+                    items.pop()
+                column = items[-1][1] if items else 0
+                if block_indent is not None and column < block_indent:
+                    # Python-Markdown reads a block that starts indented as one piece of the item above.
+                    out.append("")
+                    block_indent = column
+                text = line[marker.end():]
+                # kramdown: the text column is after all the spaces following the marker.
+                items.append((marker.end() if text else indent + len(marker["marker"]) + 1,
+                              column + 4))
+                out.append(" " * column + marker["marker"] + " " + text)
+                item_text = bool(text.strip())
+            elif items and (indent >= items[-1][0] or in_fence or after_text):
+                # Deeper lines move with their item; an unindented line right after text is a lazy continuation.
+                if indent >= items[-1][0]:
+                    continues_text = item_text and not (_FENCE_LINE.match(line) or _IAL.match(line))
+                    line = " " * (items[-1][1] - 4 * continues_text) + line[items[-1][0]:]
+                out.append(line)
+            else:
+                while items and indent < items[-1][0]:
+                    items.pop()
+                out.append(" " * items[-1][1] + line[items[-1][0]:] if items else line)
+            if _FENCE_LINE.match(line):
+                in_fence = not in_fence
+                item_text = False
+            after_text = not in_fence
+            if block_indent is None:
+                block_indent = len(out[-1]) - len(out[-1].lstrip(" "))
+        return out
 
 
 class _FencedCode(Preprocessor):
@@ -192,6 +279,175 @@ class _BlockBoundaries(Preprocessor):
         return out
 
 
+class _AtxHeader(HashHeaderProcessor):
+    """kramdown-parser-gfm's ATX header: one to six `#` at the start of a line, then at least one space or
+    tab, then some text (`#見出し`, `##─ 見出し`, `#######` and a lone `#` are paragraph text). Closing
+    hashes go only after a space or tab: `## C#` keeps its `#`."""
+
+    RE = re.compile(r"(?:^|\n)(?P<level>#{1,6})[\t ]+(?P<header>[^\n]*?[^\t \n][^\n]*?)(?:[\t ]+#+)?[\t ]*(?:\n|$)")
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        return (block.startswith("#") or "\n#" in block) and bool(self.RE.search(block))
+
+
+class _BlockQuote(BlockQuoteProcessor):
+    """kramdown's quote ends at a blank line: `> 旧: …`, a blank line, `> 新: …` are two quotes (Python-Markdown
+    would continue the first; a `>` line between keeps one quote of two paragraphs in both)."""
+
+    def lastChild(self, parent: etree.Element) -> etree.Element | None:  # noqa: N802 - Python-Markdown's name
+        return None
+
+
+class _PipeRows(BlockProcessor):
+    """kramdown's table without a header: a block whose every line has an unescaped pipe outside code
+    spans is a table body, one row a line (`Open : 129 | Closed : 116`), rows padded to the widest. Tables
+    with a separator line under their first row are the tables extension's."""
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        if "|" not in block:
+            return False
+        lines = block.split("\n")
+        return (not (len(lines) > 1 and _TABLE_SEPARATOR.match(lines[1]))
+                and all(_CELL_PIPE.search(_CODE_SPAN.sub("", line)) for line in lines))
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        lines = blocks.pop(0).split("\n")
+        leading_pipe = lines[0].lstrip().startswith("|")
+        rows = [self._cells(line, leading_pipe) for line in lines]
+        body = etree.SubElement(etree.SubElement(parent, "table"), "tbody")
+        for cells in rows:
+            row = etree.SubElement(body, "tr")
+            for text in cells + [""] * (max(map(len, rows)) - len(cells)):
+                etree.SubElement(row, "td").text = text
+
+    @staticmethod
+    def _cells(line: str, leading_pipe: bool) -> list[str]:
+        cells, start = [""], 0
+        for span in [*_CODE_SPAN.finditer(line), None]:
+            outside = line[start:span.start() if span else len(line)]
+            first, *more = (piece.replace("\\|", "|") for piece in _CELL_PIPE.split(outside))
+            cells[-1] += first
+            cells += more
+            if span:
+                cells[-1] += span[0]
+                start = span.end()
+        if leading_pipe and not cells[0].strip():
+            cells.pop(0)
+        if cells and not cells[-1].strip():
+            cells.pop()
+        return [cell.strip() for cell in cells]
+
+
+def _mark_blank_after(item: etree.Element) -> None:
+    """A blank line follows `item`'s text (kramdown: its first paragraph is a <p>)."""
+    if item.tag == "li":
+        blocks = [child for child in item if child.tag in _BLOCKS]
+        # Only when nothing but its first paragraph precedes the blank line (not a nested list, say).
+        if not blocks or (len(blocks) == 1 and blocks[0] is item[0] and blocks[0].tag == "p"):
+            item.set(_BLANK_AFTER, "")
+
+
+class _OList(SaneOListProcessor):
+    """sane_lists' list, noting which items a blank line follows (for _loose_as_kramdown)."""
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        sibling = self.lastChild(parent)
+        if sibling is not None and sibling.tag in self.SIBLING_TAGS and len(sibling):
+            _mark_blank_after(sibling[-1])
+        super().run(parent, blocks)
+
+
+class _UList(SaneUListProcessor):
+    """sane_lists' list, noting which items a blank line follows (for _loose_as_kramdown)."""
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        sibling = self.lastChild(parent)
+        if sibling is not None and sibling.tag in self.SIBLING_TAGS and len(sibling):
+            _mark_blank_after(sibling[-1])
+        super().run(parent, blocks)
+
+
+class _ListIndent(ListIndentProcessor):
+    """Python-Markdown's indented block inside a list item, noting that a blank line follows the item's
+    first paragraph."""
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        if parent.tag not in self.ITEM_TYPES:
+            _, sibling = self.get_level(parent, blocks[0])
+            # The list whose last item the block goes to, or (a block indented deeper) that item itself.
+            if sibling.tag in self.LIST_TYPES and len(sibling):
+                _mark_blank_after(sibling[-1])
+            elif sibling.tag in self.ITEM_TYPES:
+                _mark_blank_after(sibling)
+        super().run(parent, blocks)
+
+
+def _loose_as_kramdown(items: etree.Element) -> None:
+    """Which items' text is a paragraph, by kramdown's rule (list.rb) instead of Python-Markdown's: an item's
+    text is a <p> when a blank line follows it in the item (the blank line before the next item counts);
+    the last item's text is a <p> only when every item before it has one. Python-Markdown also makes one
+    of the item a blank line precedes."""
+    paragraphs = []   # kramdown's answer for each item so far
+    for index, item in enumerate(items):
+        blank_after = item.attrib.pop(_BLANK_AFTER, None) is not None
+        inline = bool((item.text or "").strip()) or (len(item) and item[0].tag not in _BLOCKS)
+        first = item[0] if not inline and len(item) else None
+        if not inline and (first is None or first.tag != "p" or first.get("class")):
+            paragraphs.append(False)   # empty, or opening with a header, code…: kramdown leaves it as it is
+            continue
+        last = index == len(items) - 1
+        paragraph = blank_after or (last and len(items) > 1 and all(paragraphs))
+        paragraphs.append(paragraph)
+        if first is not None and not paragraph:
+            item.text = first.text
+            item.remove(first)
+            for position, child in enumerate(first):
+                item.insert(position, child)
+            moved = len(first)
+            if len(item) > moved:   # kramdown ends the text with a line break before a nested list
+                text_end = item[moved - 1].tail if moved else item.text
+                if not (text_end or "").endswith("\n"):
+                    _append_text(item, moved, "\n")
+        elif inline and paragraph:
+            wrapper = etree.Element("p")
+            wrapper.text, item.text = item.text, ""
+            inline = list(itertools.takewhile(lambda child: child.tag not in _BLOCKS, item))
+            for child in inline:
+                item.remove(child)
+                wrapper.append(child)
+            if inline:
+                wrapper[-1].tail = (wrapper[-1].tail or "").rstrip("\n") or None
+            else:
+                wrapper.text = wrapper.text.rstrip("\n")
+            wrapper.tail = "\n"
+            item.insert(0, wrapper)
+
+
+def _strip_end(paragraph: etree.Element) -> None:
+    """kramdown's paragraph text ends at its last non-space character."""
+    if len(paragraph):
+        if paragraph[-1].tail:
+            paragraph[-1].tail = paragraph[-1].tail.rstrip()
+    elif paragraph.text:
+        paragraph.text = paragraph.text.rstrip()
+
+
+def _append_text(parent: etree.Element, count: int, text: str) -> None:
+    """`text` after the first `count` children of `parent` (or after its text when `count` is 0)."""
+    if count:
+        parent[count - 1].tail = (parent[count - 1].tail or "") + text
+    else:
+        parent.text = (parent.text or "") + text
+
+
+class _NoScript(Postprocessor):
+    """`<noscript>` content as a reader without scripts sees it (a feed reader runs none): the sanitiser would
+    otherwise drop the element and print its markup as text."""
+
+    def run(self, text: str) -> str:
+        return _NOSCRIPT.sub(r"\1", text) if "<noscript" in text.lower() else text
+
+
 class _BlockIal(BlockProcessor):
     """A block IAL (`{: .class #id key="value"}` on a line of its own) applied to the block it closes, or,
     on a line of its own after a blank line, to the block it opens; never printed."""
@@ -256,6 +512,28 @@ def _inner_text(element: etree.Element) -> str:
     return "".join(parts)
 
 
+class _CodeSpan(BacktickInlineProcessor):
+    """kramdown's code span (codespan.rb): a lone backtick with white space on both sides is text; a span
+    in single backticks keeps its spaces (`` `Ctrl+\\ ` ``), one in longer runs loses one on each side."""
+
+    def handleMatch(self, m: re.Match[str], data: str  # noqa: N802 - Python-Markdown's name
+                    ) -> tuple[etree.Element | str | None, int | None, int | None]:
+        if m.group(1):
+            return super().handleMatch(m, data)
+        begin = m.start(0)
+        start, end = self.find_code_spans(begin, data)
+        if start - begin == 1 and (begin == 0 or data[begin - 1].isspace()) and data[start:start + 1].isspace():
+            return None, begin, start
+        if end is None:
+            return None, begin, start
+        code = data[start:end]
+        if start - begin > 1:
+            code = code.removeprefix(" ").removesuffix(" ")
+        element = etree.Element("code")
+        element.text = AtomicString(code_escape(code))
+        return element, begin, end + (start - begin)
+
+
 class _GfmSpans(InlineProcessor):
     """GFM's ~~strikethrough~~ and backslash line break, and kramdown's `<<` where it reads a guillemet
     before what could otherwise open a tag: one pattern, as each pattern costs a pass over every text."""
@@ -297,9 +575,13 @@ class _KramdownTree(Treeprocessor):
             elif child.tag == "pre" and len(child) and child[0].tag == "code":
                 parent[index] = self._highlighted(child)
             elif child.tag not in ("code", "pre"):
-                if child.tag in ("ul", "ol"):
+                if child.tag in _LISTS:
+                    if parent.get("class") != "footnote":   # kramdown's notes are always paragraphs
+                        _loose_as_kramdown(child)
                     _task_list(child)
                 self._walk(child)
+                if child.tag == "p":
+                    _strip_end(child)
                 if child.tag in _HEADERS and "id" not in child.attrib and self.auto_ids:
                     child.set("id", self._header_id(child))
                 elif child.tag == "sup" and child.get("id", "").startswith("fnref"):

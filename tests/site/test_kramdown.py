@@ -95,7 +95,7 @@ KRAMDOWN_PIECES = [
     "```", "~~~", "```ruby", "    ", "- ", "1. ", "## ", "> ", "\n{: .x}\n", "\n{:a: .y}\n", "{::comment}",
     "{:/comment}", "{:/}", "{::nomarkdown}", '{::options auto_ids="false" /}', "[^1]", "[^1]: n", "*[AI]: x",
     ": d", "| a |", "|---|", "~~", "<<", ">>", "\\\n", '<div markdown="1">', "</div>", "- [ ] ", "**", "`", '"',
-    "'", "--", "...", "日本語", "\n", "\n\n"]
+    "'", "--", "...", "日本語", "\n", "\n\n", "  - ", "  ", "\t", "#", "|", "\\|", "**x**"]
 kramdown_pieces = st.lists(st.one_of(st.sampled_from(KRAMDOWN_PIECES), st.text(alphabet="ab \n", max_size=5)),
                            max_size=30).map("".join)
 
@@ -213,3 +213,201 @@ def test_an_indented_markdown_html_block_is_read_as_kramdown_reads_it() -> None:
     assert to_html(' <div markdown="1">\nhello\n{: .x}\n</div>\n', BASE) == '<div>\n<p class="x">hello</p>\n</div>'
     assert to_html(' <div markdown="1">\n{: .x}\n', BASE) == "<div></div>"
     assert to_html('a\n <div markdown="1">\n{: .x}\n', BASE) == "<p>a</p>\n<div></div>"   # it ends a paragraph
+
+
+def test_a_header_needs_a_space_after_its_hashes() -> None:
+    # kramdown-parser-gfm's ATX_HEADER_START: hashes, then a space or tab, then text; closing hashes only after
+    # a space. Expected: Debian's kramdown 2.4 (GFM input) on the same text.
+    html = to_html("##─ 見出しではない\n\n#タグ風\n\n## 本当の見出し ##\n\n## C#\n\n####### 七つ\n\n#\n\n"
+                   "段落の途中\n# 見出し\n続き\n", BASE)
+    assert html == ("<p>##─ 見出しではない</p>\n<p>#タグ風</p>\n"
+                    '<h2 id="本当の見出し">本当の見出し</h2>\n<h2 id="c">C#</h2>\n<p>####### 七つ</p>\n<p>#</p>\n'
+                    '<p>段落の途中</p>\n<h1 id="見出し">見出し</h1>\n<p>続き</p>')
+
+
+def test_gfm_backslash_escapes_keep_the_character() -> None:
+    # Vim key names in release notes: `\<Esc>` is the text <Esc>, not a tag the sanitiser drops.
+    html = to_html('- [7.4.850 : \\<Esc> does not show up](https://example.com/)\n\n'
+                   '\\"quoted\\" a\\:b \\$x \\= \\~ \\| \\a で g\\< を押す\n', BASE)
+    assert html == ('<ul>\n<li><a href="https://example.com/">7.4.850 : &lt;Esc&gt; does not show up</a></li>\n'
+                    '</ul>\n<p>"quoted" a:b $x = ~ | \\a で g&lt; を押す</p>')
+
+
+def _between_tags(html: str) -> str:
+    """HTML without the line breaks and indentation next to tags: kramdown indents its lists, Python-Markdown
+    does not."""
+    return re.sub(r"(?<=>)\s+(?=<)|\s*\n\s*(?=<)|(?<=>)\s*\n\s*", "", html.strip()).replace("<br />", "<br>")
+
+
+def test_lists_nest_and_loosen_as_kramdown_reads_them() -> None:
+    # Nested at the column the item's text starts (2 after "- ", 3 after "1. "); an item's text is a paragraph
+    # when a blank line follows it, the last item's only when every item before it has one; a list of
+    # another kind after a blank line is a new list. Expected: Debian's kramdown 2.4 (GFM input), verbatim.
+    html = to_html("- 手順の一つ目\n- 二つ目\n\n- 三つ目（前に空行）\n- 四つ目\n\n1. Install it:\n\n   ```sh\n"
+                   "   make\n   ```\n2. Then the nested list:\n   - child *one*\n   - 子 二\n     - 孫\n3. Last\n\n"
+                   "- single item\n\nAfter.\n\n* a\n\n  続き\n* b\n", BASE)
+    kramdown = """
+<ul>
+  <li>手順の一つ目</li>
+  <li>
+    <p>二つ目</p>
+  </li>
+  <li>三つ目（前に空行）</li>
+  <li>四つ目</li>
+</ul>
+
+<ol>
+  <li>
+    <p>Install it:</p>
+
+    <div class="language-sh highlighter-rouge"><div class="highlight"><pre class="highlight"><code>make
+</code></pre></div>    </div>
+  </li>
+  <li>Then the nested list:
+    <ul>
+      <li>child <em>one</em></li>
+      <li>子 二
+        <ul>
+          <li>孫</li>
+        </ul>
+      </li>
+    </ul>
+  </li>
+  <li>Last</li>
+</ol>
+
+<ul>
+  <li>single item</li>
+</ul>
+
+<p>After.</p>
+
+<ul>
+  <li>
+    <p>a</p>
+
+    <p>続き</p>
+  </li>
+  <li>
+    <p>b</p>
+  </li>
+</ul>
+"""
+    assert _between_tags(html) == _between_tags(kramdown)
+    # Code indented deeper than the item's text after a blank line: the item's text is a paragraph.
+    html = to_html("1. Add a dep:\n\n          def deps do\n          end\n\n2. Run it.\n", BASE)
+    assert "<li>\n<p>Add a dep:</p>" in html and "<code>   def deps do\n   end\n</code>" in html
+    assert "<li>\n<p>Run it.</p>\n</li>" in html
+    # An item after a blank line, opening with markup and holding a list (a sponsor plan and its benefits).
+    assert _between_tags(to_html("- a\n\n- **プラン**\n  - 特典\n- c\n", BASE)) == (
+        "<ul><li><p>a</p></li><li><strong>プラン</strong><ul><li>特典</li></ul></li><li>c</li></ul>")
+
+
+def test_lines_with_pipes_are_a_table_body_as_in_kramdown() -> None:
+    # kramdown reads a block whose every line has an unescaped pipe outside code as a table without a header.
+    html = to_html("Open : 129 (+5) | Closed : 116 (+9)\n\n| a | `x|y` | b \\| c |\n| d |\n\n"
+                   "Not | a table\nbecause this line has none\n\n日本語 | **太字**\n", BASE)
+    kramdown = """
+<table>
+  <tbody>
+    <tr>
+      <td>Open : 129 (+5)</td>
+      <td>Closed : 116 (+9)</td>
+    </tr>
+  </tbody>
+</table>
+
+<table>
+  <tbody>
+    <tr>
+      <td>a</td>
+      <td><code class="language-plaintext highlighter-rouge">x|y</code></td>
+      <td>b | c</td>
+    </tr>
+    <tr>
+      <td>d</td>
+      <td> </td>
+      <td> </td>
+    </tr>
+  </tbody>
+</table>
+
+<p>Not | a table
+because this line has none</p>
+
+<table>
+  <tbody>
+    <tr>
+      <td>日本語</td>
+      <td><strong>太字</strong></td>
+    </tr>
+  </tbody>
+</table>
+"""
+    assert _between_tags(html) == _between_tags(kramdown).replace("<td> </td>", "<td></td>")
+
+
+def test_noscript_content_reads_as_in_a_reader_without_scripts() -> None:
+    # Jekyll keeps `<noscript><p><a …>See the example</a></p></noscript>` after an embedded player's script;
+    # the sanitiser drops script and noscript, so the link is what a feed reader can show.
+    html = to_html('Demo:\n\n<script src="https://asciinema.org/a/1.js" async></script><noscript><p>'
+                   '<a href="https://asciinema.org/a/2">See the example</a></p></noscript>\n\n'
+                   '<noscript><a href="/poll/">好きなVim scriptは何ですか？</a></noscript>\n', BASE)
+    assert html == ('<p>Demo:</p>\n\n<p><a href="https://asciinema.org/a/2">See the example</a></p>\n\n'
+                    '<a href="https://blog.example.com/poll/">好きなVim scriptは何ですか？</a>')
+
+
+def test_white_space_in_paragraphs_and_items_as_kramdown_keeps_it() -> None:
+    # A paragraph ends at its last character; a list item's continuation lines lose the item's indentation
+    # (Japanese text joins across them without stray spaces). Expected: Debian's kramdown 2.4, verbatim.
+    html = to_html("日本語の文 \n  続きの行 **太字** と\n\n末尾の空白   \n\n- 項目\n  続き\n    深い続き\n"
+                   "  - 子\n    子の続き\n\n  二段落目\n  の続き\n", BASE)
+    kramdown = """<p>日本語の文\u0020
+  続きの行 <strong>太字</strong> と</p>
+
+<p>末尾の空白</p>
+
+<ul>
+  <li>項目
+続き
+  深い続き
+    <ul>
+      <li>子
+子の続き</li>
+    </ul>
+
+    <p>二段落目
+の続き</p>
+  </li>
+</ul>
+"""
+    assert _between_tags(html) == _between_tags(kramdown)
+
+
+def test_a_blank_line_ends_a_quote_as_in_kramdown() -> None:
+    html = to_html("> 旧: [old](https://old.example/)\n\n> 新: [new](https://new.example/)\n\n> 一\n>\n> 二\n", BASE)
+    kramdown = """
+<blockquote>
+  <p>旧: <a href="https://old.example/">old</a></p>
+</blockquote>
+
+<blockquote>
+  <p>新: <a href="https://new.example/">new</a></p>
+</blockquote>
+
+<blockquote>
+  <p>一</p>
+
+  <p>二</p>
+</blockquote>
+"""
+    assert _between_tags(html) == _between_tags(kramdown)
+
+
+def test_code_spans_keep_their_spaces_as_in_kramdown() -> None:
+    # kramdown's codespan.rb: single backticks keep the spaces inside (a key ending in a space), double ones
+    # lose one on each side, and a lone backtick between spaces is text.
+    html = to_html("SIGQUIT (`Ctrl+\\\\ `) で止める。`` `z` `` と ` x` と` 空白 `。\n", BASE)
+    assert html == ('<p>SIGQUIT (<code class="language-plaintext highlighter-rouge">Ctrl+\\\\ </code>) で止める。'
+                    '<code class="language-plaintext highlighter-rouge">`z`</code> と ` x'
+                    '<code class="language-plaintext highlighter-rouge"> と</code> 空白 `。</p>')

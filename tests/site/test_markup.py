@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feedpub.site.markup import cut_excerpt, render_posts, to_html
+from feedpub.site.markup import cut_excerpt, html_to_text, render_posts, to_html
 from feedpub.site.posts import collect
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -100,6 +100,28 @@ def test_excerpt_rendering_and_plain_text(site) -> None:
     [result], _ = render_posts(site.config, posts)
     assert result.excerpt_html == '<p><strong>要約</strong> <a href="https://blog.example.com/a">link</a></p>'
     assert result.excerpt_text == "要約 link"
+
+
+
+@pytest.mark.parametrize(("markdown", "expected"), [
+    ("It is twice as **fast**. Run `feedpub init`. Replace it.", "It is twice as fast. Run feedpub init. Replace it."),
+    ("written by `feedpub init`, then *edited*: done", "written by feedpub init, then edited: done"),
+    ("*速く*なった。`feedpub init`で始めて、[リンク](/a)を押す。", "速くなった。feedpub initで始めて、リンクを押す。"),
+    ("日本語の文は\n途中で改行しても\n続きます。", "日本語の文は途中で改行しても続きます。"),
+    ("An English line\nwraps with a space.", "An English line wraps with a space."),
+    ("一行目\\\n二行目", "一行目\n二行目"),
+    ("Paragraph one.\n\n- item *one*\n- 項目二\n\n> quoted `<b>` text",
+     "Paragraph one.\nitem one\n項目二\nquoted <b> text"),
+])
+def test_plain_text_joins_inline_elements_without_inventing_spaces(markdown: str, expected: str) -> None:
+    # The JSON Feed summary and the mail's text part: as the HTML reads, not with a space per tag edge.
+    assert html_to_text(to_html(markdown, BASE)) == expected
+
+
+def test_plain_text_keeps_a_line_break() -> None:
+    assert html_to_text("a<br>b") == "a\nb"
+    assert html_to_text("<p>before<!-- note --> after &amp; more</p>") == "before after & more"
+    assert html_to_text("") == ""
 
 
 @pytest.mark.parametrize(("text", "limit", "expected"), [
