@@ -170,7 +170,8 @@ def _classified(raw: bytes) -> Bounce:
         text = heuristics.text_of(message)
         # The report's own words for each recipient come with the human-readable part's paragraph about it:
         # only there does Postfix say at which stage the server refused ("(in reply to MAIL FROM command)").
-        said = {s.address: heuristics.status_in(text, s.address)[1] for s in failing}
+        said = {s.address: heuristics.status_in(text, s.address)[1] or heuristics.words_about(text, s.address)
+                for s in failing}
         hard = [s for s in failing if not s.action.startswith("delay")
                 and severity(s.status, " ".join(filter(None, (s.diagnostic, said[s.address])))) == "hard"]
         chosen = hard[0] if hard else failing[0]
@@ -190,7 +191,7 @@ def _classified(raw: bytes) -> Bounce:
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
         ours |= heuristics.quoted_message_ids(text)
         detected = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
-                    if a.lower() not in ours]
+                    or reports.header_recipients(message) if a.lower() not in ours]
         # A quoted sender is a recipient only when the detector found nothing else: a list's bounce for a
         # reader who also posted to it.
         senders = heuristics.quoted_senders(text)
@@ -296,9 +297,10 @@ def _names_sender(diagnostic: str | None, senders: set[str], recipients: list[st
 
 
 def _failed(block: reports.RecipientStatus) -> bool:
-    """A recipient the report says failed or is delayed; without an Action, one whose status is no success."""
+    """A recipient the report says failed or is delayed; without an Action, one whose status is no success.
+    OpenSMTPD (before 6.6) wrote "Action: error" for a failure."""
     if block.action:
-        return block.action.startswith(("fail", "delay"))
+        return block.action.startswith(("fail", "delay", "error"))
     return block.status is None or not block.status.startswith("2")
 
 

@@ -65,6 +65,17 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
     return recipients
 
 
+def header_recipients(message: Message) -> list[str]:
+    """The recipient a bounce without a delivery-status part names in its own header with a DSN's fields
+    (a hosting provider's "Mail Delivery Failure" writes "Original-Recipient: rfc822;x@example.org" there):
+    Original-Recipient, the address that was mailed, else Final-Recipient."""
+    for name in ("Original-Recipient", "Final-Recipient"):
+        found = [address for address in map(_address, message.get_all(name, [])) if address]
+        if found:
+            return found
+    return []
+
+
 def feedback_report(message: Message) -> FeedbackReport | None:
     part = _part(message, _FEEDBACK_TYPES)
     if part is None:
