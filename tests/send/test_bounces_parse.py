@@ -123,6 +123,10 @@ EXPECTED = {
     "opensmtpd-dsn-action-error.eml": ("hard", ["haruto.kato@closed-isp.example.jp"], "5.0.0"),
     # No DSN part, but DSN fields in the bounce's own header; the full mailbox stays soft.
     "hosting-dsn-fields-in-header-full-mailbox.eml": ("soft", ["lena.keller@hosting.example.ch"], None),
+    # Dovecot refuses at delivery with a disposition notification ("deleted"): a failure about that reader;
+    # a read receipt ("displayed") is none.
+    "dovecot-quota-rejection-mdn.eml": ("soft", ["mei.fujita@mail.example.net"], None),
+    "read-receipt-mdn.eml": ("not-a-bounce", [], None),
 }
 
 

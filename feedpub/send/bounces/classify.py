@@ -186,12 +186,13 @@ def _classified(raw: bytes) -> Bounce:
     reason = heuristics.auto_reply(message)
     system = heuristics.from_mail_system(message)
     temporary, permanent = heuristics.failures(message) if system or not reason else ([], [])
-    if temporary or permanent or system or statuses is not None:
+    rejected = reports.rejected_recipients(message)
+    if temporary or permanent or system or rejected or statuses is not None:
         # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
         ours |= heuristics.quoted_message_ids(text)
         detected = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
-                    or reports.header_recipients(message) if a.lower() not in ours]
+                    or rejected or reports.header_recipients(message) if a.lower() not in ours]
         # A quoted sender is a recipient only when the detector found nothing else: a list's bounce for a
         # reader who also posted to it.
         senders = heuristics.quoted_senders(text)
@@ -231,6 +232,7 @@ def _classified(raw: bytes) -> Bounce:
             recipients = hard or recipients
             status, diagnostic = said[recipients[0]]
         how = "flufl.bounce found " + ("permanent" if permanent else "temporary") if permanent or temporary \
+            else "a delivery agent's disposition notification (deleted)" if rejected \
             else "a mail system's non-delivery message"
         return found(kind, recipients, status, diagnostic, f"{how} failure, status {status or 'none'}")
 
