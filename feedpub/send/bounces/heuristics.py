@@ -233,10 +233,9 @@ def words_about(text: str, address: str) -> str | None:
     """The paragraph of `text` that names `address`, when it writes no status: OpenSMTPD's report lists
     "x@example.org: Domain does not exist" and nothing else says why."""
     lines = [line if not _QUOTED_HEADER.match(line) else "" for line in text.splitlines()]
-    for i, line in enumerate(lines):
-        if address and address.lower() in line.lower():
-            return _paragraph(lines, i)
-    return None
+    named = (i for i, line in enumerate(lines) if address and address.lower() in line.lower())
+    at = next(named, None)
+    return _paragraph(lines, at) if at is not None else None
 
 
 def _paragraph(lines: list[str], at: int) -> str:
