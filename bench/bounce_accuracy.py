@@ -116,6 +116,8 @@ def report(tally: dict[str, tuple[int, int]], misses: list[Miss], files: int, se
         target = _TARGETS.get(measure)
         if target is None:
             verdict = ""
+        elif not total:
+            verdict = "  no message of this kind: not measured"
         elif measure in _WRONG_COUNTED:
             verdict = f"  target ≤ {target:.0%}: {'PASS' if share <= target else 'FAIL'}"
         else:

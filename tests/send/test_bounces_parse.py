@@ -119,6 +119,14 @@ EXPECTED = {
     "notes-iso-2022-jp-undeclared.eml": ("hard", ["daichi.ishii@notes.example.co.jp"], "5.0.0"),
     "carrier-shift-jis-mailbox-full.eml": ("soft", ["hinata.sato@carrier.example.ne.jp"], "5.0.0"),
     "dsn-diagnostic-raw-shift-jis.eml": ("hard", ["yuzuki.honda@carrier.example.ne.jp"], "5.0.0"),
+    # OpenSMTPD's older "Action: error" is a failure; its only words are the line naming the address.
+    "opensmtpd-dsn-action-error.eml": ("hard", ["haruto.kato@closed-isp.example.jp"], "5.0.0"),
+    # No DSN part, but DSN fields in the bounce's own header; the full mailbox stays soft.
+    "hosting-dsn-fields-in-header-full-mailbox.eml": ("soft", ["lena.keller@hosting.example.ch"], None),
+    # Dovecot refuses at delivery with a disposition notification ("deleted"): a failure about that reader;
+    # a read receipt ("displayed") is none.
+    "dovecot-quota-rejection-mdn.eml": ("soft", ["mei.fujita@mail.example.net"], None),
+    "read-receipt-mdn.eml": ("not-a-bounce", [], None),
 }
 
 
@@ -147,6 +155,8 @@ def test_every_sample_is_classified_with_its_recipient_status_and_words(tmp_path
     assert "宛先のユーザ daichi.ishii@notes.example.co.jp は存在しません" in notes
     assert "552 メールボックスの容量を超えています" in by_name["carrier-shift-jis-mailbox-full.eml"]["diagnostic"]
     assert by_name["dsn-diagnostic-raw-shift-jis.eml"]["diagnostic"] == "550 このメールアドレスは存在しません"
+    assert by_name["opensmtpd-dsn-action-error.eml"]["diagnostic"] == \
+        "haruto.kato@closed-isp.example.jp: Domain does not exist"
 
 
 def test_parse_writes_nothing_and_needs_no_store(tmp_path):

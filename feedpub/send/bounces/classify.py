@@ -170,7 +170,8 @@ def _classified(raw: bytes) -> Bounce:
         text = heuristics.text_of(message)
         # The report's own words for each recipient come with the human-readable part's paragraph about it:
         # only there does Postfix say at which stage the server refused ("(in reply to MAIL FROM command)").
-        said = {s.address: heuristics.status_in(text, s.address)[1] for s in failing}
+        said = {s.address: heuristics.status_in(text, s.address)[1] or heuristics.words_about(text, s.address)
+                for s in failing}
         hard = [s for s in failing if not s.action.startswith("delay")
                 and severity(s.status, " ".join(filter(None, (s.diagnostic, said[s.address])))) == "hard"]
         chosen = hard[0] if hard else failing[0]
@@ -185,12 +186,13 @@ def _classified(raw: bytes) -> Bounce:
     reason = heuristics.auto_reply(message)
     system = heuristics.from_mail_system(message)
     temporary, permanent = heuristics.failures(message) if system or not reason else ([], [])
-    if temporary or permanent or system or statuses is not None:
+    rejected = reports.rejected_recipients(message)
+    if temporary or permanent or system or rejected or statuses is not None:
         # The bounce's own addresses (the mail system, our return path) are never the failed recipient.
         ours = {a.lower() for h in ("From", "To", "Delivered-To", "Return-Path") for a in _header_addresses(message, h)}
         ours |= heuristics.quoted_message_ids(text)
         detected = [a for a in permanent or temporary or _header_addresses(message, "X-Failed-Recipients")
-                    if a.lower() not in ours]
+                    or rejected or reports.header_recipients(message) if a.lower() not in ours]
         # A quoted sender is a recipient only when the detector found nothing else: a list's bounce for a
         # reader who also posted to it.
         senders = heuristics.quoted_senders(text)
@@ -230,6 +232,7 @@ def _classified(raw: bytes) -> Bounce:
             recipients = hard or recipients
             status, diagnostic = said[recipients[0]]
         how = "flufl.bounce found " + ("permanent" if permanent else "temporary") if permanent or temporary \
+            else "a delivery agent's disposition notification (deleted)" if rejected \
             else "a mail system's non-delivery message"
         return found(kind, recipients, status, diagnostic, f"{how} failure, status {status or 'none'}")
 
@@ -296,9 +299,10 @@ def _names_sender(diagnostic: str | None, senders: set[str], recipients: list[st
 
 
 def _failed(block: reports.RecipientStatus) -> bool:
-    """A recipient the report says failed or is delayed; without an Action, one whose status is no success."""
+    """A recipient the report says failed or is delayed; without an Action, one whose status is no success.
+    OpenSMTPD (before 6.6) wrote "Action: error" for a failure."""
     if block.action:
-        return block.action.startswith(("fail", "delay"))
+        return block.action.startswith(("fail", "delay", "error"))
     return block.status is None or not block.status.startswith("2")
 
 

@@ -229,6 +229,15 @@ def status_in(text: str, near: str = "") -> tuple[str | None, str | None]:
     return success or (None, None)
 
 
+def words_about(text: str, address: str) -> str | None:
+    """The paragraph of `text` that names `address`, when it writes no status: OpenSMTPD's report lists
+    "x@example.org: Domain does not exist" and nothing else says why."""
+    lines = [line if not _QUOTED_HEADER.match(line) else "" for line in text.splitlines()]
+    named = (i for i, line in enumerate(lines) if address and address.lower() in line.lower())
+    at = next(named, None)
+    return _paragraph(lines, at) if at is not None else None
+
+
 def _paragraph(lines: list[str], at: int) -> str:
     """The lines around `at` up to the blank lines before and after it (at most three above and three below),
     joined into one line of at most 500 characters."""

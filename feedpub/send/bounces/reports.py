@@ -13,6 +13,7 @@ from feedpub.send.bounces.heuristics import header_text
 
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _FEEDBACK_TYPES = ("message/feedback-report",)
+_DISPOSITION_TYPES = ("message/disposition-notification", "message/global-disposition-notification")
 _RETURNED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
 _ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 # Header blocks of a delivery-status or feedback-report part that are read: a bounce of ours is about one
@@ -63,6 +64,33 @@ def delivery_status(message: Message) -> list[RecipientStatus] | None:
         recipients.append(RecipientStatus(address, _unfold(str(block.get("Action", ""))).lower(), status,
                                           diagnostic or None, final or address))
     return recipients
+
+
+def header_recipients(message: Message) -> list[str]:
+    """The recipient a bounce without a delivery-status part names in its own header with a DSN's fields (a
+    hosting provider's "Mail Delivery Failure" writes "Original-Recipient: rfc822;x@example.org" there)."""
+    return _recipients(message)
+
+
+def rejected_recipients(message: Message) -> list[str]:
+    """The recipients a rejection at delivery names: a disposition notification whose mailbox deleted the
+    message unread by itself (Dovecot's quota refusal, Sieve's reject of RFC 5429: "Disposition:
+    automatic-action/MDN-sent-automatically; deleted"). A read receipt ("displayed") names none."""
+    part = _part(message, _DISPOSITION_TYPES)
+    if part is None:
+        return []
+    return [address for block in _blocks(part)
+            if re.match(r"automatic-action\b.*;\s*deleted\b", _unfold(str(block.get("Disposition", ""))), re.I)
+            for address in _recipients(block)]
+
+
+def _recipients(fields: Message) -> list[str]:
+    """Original-Recipient (the address that was mailed), else Final-Recipient."""
+    for name in ("Original-Recipient", "Final-Recipient"):
+        found = [address for address in map(_address, fields.get_all(name, [])) if address]
+        if found:
+            return found
+    return []
 
 
 def feedback_report(message: Message) -> FeedbackReport | None:
