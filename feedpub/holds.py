@@ -1,7 +1,7 @@
 """Pausing, resuming and cancelling an issue's sending: a row in `issue_holds` that every claim honours.
 
 The circuit breaker (`feedpub.send.breaker`) pauses an issue too, with the reason it says why; the rows
-it found refused by a sending problem go back to queued and their suppressions are lifted (`put_back`).
+it found refused by a sending problem go back to queued (`put_back`).
 A paused issue's rows stay as they are and no sender (the daemon, `digest send`, any `feedpub worker`)
 claims them any more (`feedpub.store.due`); the rows a sender holds but has not started are taken back,
 so only the messages already on their way (one per connection, a few with pipelining) go out.

@@ -57,8 +57,8 @@ suppressions = sa.Table(
     # What made it (`feedpub subscribers restore` lifts one cause's): "issue" (a refusal while sending issue
     # `cause_ref`, an issue id), "bounce" / "complaint" (bounce evidence `cause_ref`, a returned message or a
     # webhook event), "unsubscribe" (the reader), "operator" (`cause_ref` names who); "" before schema v6.
-    sa.Column("cause", sa.String(16), nullable=False, default=""),
-    sa.Column("cause_ref", sa.String(100), nullable=False, default=""),
+    sa.Column("cause", sa.String(16), nullable=False, server_default=""),
+    sa.Column("cause_ref", sa.String(100), nullable=False, server_default=""),
 )
 
 issues = sa.Table(
@@ -141,7 +141,8 @@ issue_holds = sa.Table(
     sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("since", UTCDateTime, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False, default=""),      # why the circuit breaker paused it; "": the operator
+    # Why the circuit breaker paused it; "": the operator did.
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
 )
 
 # The posts each issue carried (by URL): the next issue takes a post dated into a window already sent.
@@ -246,11 +247,8 @@ def _add_missing_column(conn: Connection, table: sa.Table, name: str) -> None:
 
 
 def _add_suppression_causes_v8(conn: Connection) -> None:
-    # The earlier steps create tables as they are defined now, so a new store has these columns already.
-    for table, column, sql_type in (("suppressions", "cause", "VARCHAR(16)"),
-                                    ("suppressions", "cause_ref", "VARCHAR(100)"), ("issue_holds", "reason", "TEXT")):
-        if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type} NOT NULL DEFAULT ''"))
+    for table, column in ((suppressions, "cause"), (suppressions, "cause_ref"), (issue_holds, "reason")):
+        _add_missing_column(conn, table, column)
     conn.execute(sa.text("CREATE INDEX ix_suppressions_cause ON suppressions (cause, cause_ref)"))
     # The causes a reason named for sure: a complaint, the reader's own unsubscribe.
     conn.execute(suppressions.update().where(suppressions.c.reason == "complaint").values(cause="complaint"))

@@ -7,9 +7,10 @@ One thread claims rows (a few seconds' worth at a time, under a lease renewed wh
 (committed) before its message goes out and `sent` only after the server's 250, and that 250 is committed
 before the next message on the same connection goes out: a process killed at any point resends at most
 one message per connection. 4xx replies and broken connections defer a row with exponential backoff from
-smtp.retry_base; a 5xx for a recipient fails it and suppresses the address, unless the circuit breaker
-(`feedpub.send.breaker`) finds the refusals are a sending problem: it pauses the issue, and the rows it
-refused that way go back to queued, unsuppressed.
+smtp.retry_base, and so does a 5xx that is not about the address (the rule returned mail is judged by,
+`feedpub.send.bounces.classify.refusal`); a 5xx saying the address is dead fails the row and suppresses
+it. When the refusals look like a sending problem, the circuit breaker (`feedpub.send.breaker`) pauses the
+issue and the rows it refused that way go back to queued for `digest resume`.
 """
 
 from __future__ import annotations

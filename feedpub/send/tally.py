@@ -47,7 +47,7 @@ class Guard(Protocol):
         """An outcome, as the server answered (not written yet)."""
 
     def written(self) -> set[int]:
-        """Outcomes were written; returns the rows whose failure it undid (queued again)."""
+        """Outcomes were written; returns the rows it put back (queued again for `digest resume`)."""
 
     def reasons(self) -> tuple[str, ...]:
         """Why it paused issues this run."""
@@ -107,7 +107,7 @@ class Tally:
         return started
 
     def undo(self) -> None:
-        """Forget the failures the guard undid (it does so once their outcome is written)."""
+        """Forget the problems of the rows the guard put back (it does so once their outcome is written)."""
         if self.guard:
             undone = self.guard.written()
             with self.lock:
