@@ -362,8 +362,9 @@ class Store:
         return failed / total if total else 0.0
 
     def issue_returns(self, issue_id: int) -> tuple[int, int, int]:
-        """(messages sent, deliveries complained about, hard bounces) of one issue: a hard bounce is a
-        returned message or an address the relay refused while sending it (the suppressions it made)."""
+        """(messages answered: sent, or refused as dead addresses; deliveries complained about; hard bounces) of
+        one issue: a hard bounce is a returned message or an address the relay refused while sending it (the
+        suppressions it made)."""
         about = sa.select(bounces.c.kind, sa.func.count(sa.distinct(bounces.c.delivery_id))).join(
             deliveries, deliveries.c.id == bounces.c.delivery_id).where(
             deliveries.c.issue_id == issue_id, bounces.c.kind.in_(("complaint", "hard"))).group_by(bounces.c.kind)
@@ -373,8 +374,9 @@ class Store:
             suppressions.c.cause == "issue", suppressions.c.cause_ref == str(issue_id))
         with self.engine.connect() as conn:
             kinds = dict(conn.execute(about).all())
-            return (conn.scalar(sent) or 0, kinds.get("complaint", 0),
-                    kinds.get("hard", 0) + (conn.scalar(refused) or 0))
+            refused_count = conn.scalar(refused) or 0
+            return ((conn.scalar(sent) or 0) + refused_count, kinds.get("complaint", 0),
+                    kinds.get("hard", 0) + refused_count)
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:

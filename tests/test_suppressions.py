@@ -169,7 +169,7 @@ def test_the_usual_share_of_failures_and_an_issues_returns(store: Store) -> None
         conn.execute(deliveries.update().where(deliveries.c.id == first).values(status="failed"))
     store.suppress(READERS[0], "550 5.1.1 no such user", cause="issue", cause_ref=str(issue.id))
     assert store.failure_share() == 0.25
-    assert store.issue_returns(issue.id) == (3, 0, 1)      # the address refused while sending counts as hard
+    assert store.issue_returns(issue.id) == (4, 0, 1)      # the address refused while sending: answered, and hard
 
 
 def test_the_breakers_hold_says_why_until_resumed(store: Store) -> None:

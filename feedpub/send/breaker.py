@@ -9,7 +9,7 @@ The breaker trips on
   that reply is not about the address (`feedpub.send.bounces.classify.refusal` says soft, the rule the sender
   and returned mail follow);
 - a run's share of such refusals far above the share of failures the list usually has;
-- an issue's complaint or hard-bounce rate (per message sent) above `bounces.max_complaint_rate` or
+- an issue's complaint or hard-bounce rate (per message sent or refused) above `bounces.max_complaint_rate` or
   `bounces.max_bounce_rate`, once enough messages went out to judge.
 Pure: `Breaker` is fed each outcome as the server answers and says when to trip and which rows to put back
 (every row the run refused with a reply not about the address); `feedpub.send.delivery` does the I/O.
@@ -52,17 +52,18 @@ def sending_refusal(reply: str) -> str | None:
     return _ADDRESS.sub("<>", reply).strip().lower()
 
 
-def rates_trip(sent: int, complaints: int, hard_bounces: int, max_complaint_rate: float,
+def rates_trip(answered: int, complaints: int, hard_bounces: int, max_complaint_rate: float,
                max_bounce_rate: float) -> str | None:
-    """Why an issue with these counts is paused (complaints or hard bounces per message sent above the
-    line), or None; with fewer than RATE_SAMPLE messages sent, None."""
-    if sent < RATE_SAMPLE:
+    """Why an issue with these counts is paused (complaints or hard bounces per message answered, sent or
+    refused as a dead address, above the line), or None; with fewer than RATE_SAMPLE answered, None. The
+    refused count too: a relay that calls every address dead has sent nothing, and must still be stopped."""
+    if answered < RATE_SAMPLE:
         return None
-    if complaints / sent > max_complaint_rate:
-        return (f"complaint rate {complaints / sent:.2%} ({complaints} of {sent} sent) is above "
+    if complaints / answered > max_complaint_rate:
+        return (f"complaint rate {complaints / answered:.2%} ({complaints} of {answered} answered) is above "
                 f"bounces.max_complaint_rate {max_complaint_rate:.2%}")
-    if hard_bounces / sent > max_bounce_rate:
-        return (f"hard-bounce rate {hard_bounces / sent:.2%} ({hard_bounces} of {sent} sent) is above "
+    if hard_bounces / answered > max_bounce_rate:
+        return (f"hard-bounce rate {hard_bounces / answered:.2%} ({hard_bounces} of {answered} answered) is above "
                 f"bounces.max_bounce_rate {max_bounce_rate:.2%}")
     return None
 
@@ -75,6 +76,7 @@ class _Issue:
     first_reply: str = ""
     answered: int = 0                          # sent, failed or refused this run
     refused: int = 0                           # refused this run with a reply not about the address
+    dead: int = 0                              # refused this run as a dead address
     refused_rows: set[int] = field(default_factory=set)
     tripped: bool = False
 
@@ -83,8 +85,9 @@ class Breaker:
     """The refusals of one sending run, per issue. `usual_failures`: the share of the list's deliveries
     that failed before this run."""
 
-    def __init__(self, usual_failures: float) -> None:
+    def __init__(self, usual_failures: float, max_bounce_rate: float = 1.0) -> None:
         self.usual_failures = usual_failures
+        self.max_bounce_rate = max_bounce_rate
         self._issues: dict[int, _Issue] = {}
         self._returned: set[int] = set()
 
@@ -108,7 +111,16 @@ class Breaker:
         issue.answered += 1
         if pattern is None:
             issue.pattern, issue.streak = None, 0
-            return None
+            if status != "failed" or not _SMTP_REFUSAL.match(reply) or issue.tripped:
+                return None
+            # Refused as a dead address: judged as it goes (the store's rates are read only every second,
+            # and a relay that calls every address dead answers hundreds in that time).
+            issue.dead += 1
+            reason = rates_trip(issue.answered, 0, issue.dead, 1.0, self.max_bounce_rate)
+            if reason is None:
+                return None
+            issue.tripped = True
+            return Trip(issue_id, reason)
         issue.refused += 1
         issue.refused_rows.add(delivery_id)
         if pattern == issue.pattern:

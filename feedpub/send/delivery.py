@@ -188,7 +188,7 @@ class _Guard:
     def __init__(self, config: Config, store: Store) -> None:
         self.bounces = config.bounces
         self.store = store
-        self.breaker = Breaker(store.failure_share())
+        self.breaker = Breaker(store.failure_share(), config.bounces.max_bounce_rate)
         self.lock = threading.Lock()
         self.trips: list[Trip] = []            # decided, not yet recorded
         self.paused: list[str] = []

@@ -159,6 +159,26 @@ def test_relay_denying_every_rcpt_pauses_the_issue_with_nobody_suppressed(tmp_pa
         server.stop()
 
 
+def test_a_relay_calling_every_address_dead_is_stopped_by_the_bounce_rate_and_restored(tmp_path) -> None:
+    # A broken relay_recipient_maps: every reader, on 150 domains, refused as unknown in the same words.
+    readers = [f"reader{i:03d}@site{i:03d}.example.jp" for i in range(150)]
+    server = SMTPTestServer().start()
+    try:
+        config = write_site(tmp_path, server.port, readers=readers, connections=1)
+        for reader in readers:
+            server.faults.rcpt_replies[reader] = [
+                f"550 5.1.1 <{reader}>: Recipient address rejected: User unknown in relay recipient table"]
+        first = feedpub(config, "digest", "send")
+        assert first.exit_code == 1 and "hard-bounce rate" in first.stderr, first.output
+        assert len(suppressed(config)) >= 100                      # judged from 100 answers on
+        period = period_of(config)
+        assert period in feedpub(config, "digest", "status").stderr
+        restored = feedpub(config, "subscribers", "restore", "--cause", period)
+        assert restored.exit_code == 0 and suppressed(config) == []
+    finally:
+        server.stop()
+
+
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_relay_wanting_authentication_pauses_the_issue(tmp_path) -> None:
     server = SMTPTestServer(users={"mailer": PASSWORD}, auth_required=True).start()
