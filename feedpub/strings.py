@@ -9,7 +9,8 @@ language. A string missing from a language's table is taken from [en], so an ope
 leaves a hole.
 
 A count is a table of plural forms, `post = { one = "{count} post", other = "{count} posts" }`, or one string
-where the language has a single form (`post = "{count}件の投稿"`); `plural_form` says which form a number takes.
+where the language has a single form (`post = "記事 {count} 件"`); `feedpub.counts.plural_form` says which form a
+number takes.
 """
 
 from __future__ import annotations
@@ -24,15 +25,12 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from feedpub import templates
+from feedpub.counts import plural_form
 from feedpub.errors import ConfigError
 
 STRINGS_FILE = "strings.toml"
 _FALLBACK = "en"
 _LINE = re.compile(r"at line (\d+)")
-PluralForm = Literal["one", "other"]
-# CLDR's cardinal rules for whole numbers: Japanese (Chinese, Korean) has one form; English says "1 post",
-# "2 posts", and so does every other language here until it needs a rule of its own.
-_NO_PLURAL = ("ja", "zh", "ko")
 # The command line's words: not templates, so not a templates.Home; they live beside the commands.
 _CLI = Path(__file__).parent / "cli"
 Home = templates.Home | Literal["cli"]
@@ -109,13 +107,6 @@ def load_strings(home: Home, language: str, override: Path | None) -> Strings:
             raise StringsError(f"{sources}: [{chosen}] {name}: {value!r} (expected a string, or plural forms "
                                'such as { one = "{count} post", other = "{count} posts" })')
     return Strings(chosen, MappingProxyType(merged), tuple(months), sources)
-
-
-def plural_form(language: str, count: int) -> PluralForm:
-    """Which plural form `count` takes in `language` (`ja`: always `other`; English: `one` for 1)."""
-    if language.split("-")[0] in _NO_PLURAL:
-        return "other"
-    return "one" if count == 1 else "other"
 
 
 def _is_count(value: object) -> bool:
