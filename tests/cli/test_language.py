@@ -113,3 +113,28 @@ def test_a_broken_override_names_its_file_and_line(site) -> None:
     result = feedpub(site.root, "check")
     assert result.returncode == 2
     assert re.match(r"feedpub: .*web_templates/strings\.toml:2: ", result.stderr), result.stderr
+
+
+def test_plural_forms_of_an_override_are_checked(site) -> None:
+    words = site.root / "web_templates"
+    words.mkdir()
+    (words / "strings.toml").write_text('[en]\nposts = { one = "{count} article", few = "{count} articles" }\n',
+                                        encoding="utf-8")
+    site.configure('[web]\ntemplates_dir = "web_templates"\n', language="en")
+    result = feedpub(site.root, "check")
+    assert result.returncode == 2
+    assert "web_templates/strings.toml: [en] posts: " in result.stderr
+    assert 'expected a string, or plural forms such as { one = "{count} post", other = "{count} posts" }' in \
+        result.stderr
+
+
+def test_an_english_override_with_both_forms_counts_one_and_two(site) -> None:
+    words = site.root / "web_templates"
+    words.mkdir()
+    (words / "strings.toml").write_text('[en]\nposts = { one = "{count} article", other = "{count} articles" }\n',
+                                        encoding="utf-8")
+    site.configure('[web]\ntemplates_dir = "web_templates"\n', language="en")
+    site.post("2025-01-01-a.md", "---\ntitle: a\n---\nb\n")
+    assert feedpub(site.root, "check").stdout == "1 article, 0 problems, 0 warnings\n"
+    site.post("2025-01-02-b.md", "---\ntitle: b\n---\nb\n")
+    assert feedpub(site.root, "check").stdout == "2 articles, 0 problems, 0 warnings\n"
