@@ -47,6 +47,7 @@ def test_every_page_of_a_japanese_site_is_japanese(dashboard) -> None:
     assert "週ごとの購読者数" in overview                                     # the chart's title, in its SVG
     issue = dashboard.client.get(f"/admin/issues/{PERIOD}?done=paused").text
     assert "一時停止しました。" in issue and "時間ごとの配信" in issue and "送信済み" in issue
+    assert "<tr><td>すべて</td><td>Weekly 11-30</td>" in issue and "<tr><td>AI導入戦略</td>" in issue
 
 
 def test_the_login_form_and_its_refusal_in_english(site, monkeypatch) -> None:
