@@ -117,8 +117,7 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
                retry=t.text("send_retry", when=f"{retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}") if retry
                else ""))
     for reason in summary.paused:
-        click.echo(f"feedpub: {reason}; nobody was failed or suppressed for it (`feedpub digest resume "
-                   f"{result.period}` sends the rest once that is fixed)", err=True)
+        click.echo(t.text("send_paused", reason=reason, period=result.period), err=True)
     raise SystemExit(PARTIAL if summary.failed or summary.paused or _errors(result.problems) else OK)
 
 
@@ -155,10 +154,10 @@ def _refuse_unwilling(store: Store, address: str) -> None:
     """Exit 2 for an address that asked for no more mail or whose server refused it."""
     subscriber = store.subscriber(address)
     if subscriber is not None and subscriber.status == "unsubscribed":
-        fail(f"{address} unsubscribed; no test copy sent (--force sends it anyway)")
+        fail(words().text("test_refused_unsubscribed", address=address))
     suppression = store.suppression(address)
     if suppression is not None:
-        fail(f"{address} is suppressed ({suppression.reason}); no test copy sent (--force sends it anyway)")
+        fail(words().text("test_refused_suppressed", address=address, reason=suppression.reason))
 
 
 def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
@@ -218,8 +217,7 @@ def status(app: App) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     # Below the table, on stderr: scripts read the rows.
     for period, reason in holds.reasons(store).items():
-        click.echo(f"issue {period} paused by the circuit breaker: {reason} (`feedpub digest resume {period}` "
-                   "sends the rest once that is fixed)", err=True)
+        click.echo(words().text("status_paused", reason=reason, period=period), err=True)
 
 
 @digest.command()

@@ -57,7 +57,7 @@ def add(app: App, email: str, name: str | None, categories: str | None, pending:
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
     if lifted:
-        click.echo(f"feedpub: {address}: suppression lifted (was: {lifted.reason})", err=True)
+        click.echo(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
     entry = SubscriberInput(address, name, chosen)
     ((row, created),) = store.save_subscribers([entry], status="pending" if pending else "active")
     click.echo(words().text("subscriber_added" if created else "subscriber_updated", email=row.email,
@@ -344,8 +344,9 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
     added, suppressed = restore_addresses(open_store_or_fail(app), restored)
     report(problems)
     errors = sum(not p.warning for p in problems)
-    click.echo(f"restored {added} subscribers and {suppressed} suppressions from {len(restored)} rows "
-               f"(addresses already in the store are kept as they are), {errors} bad rows", err=True)
+    t = words()
+    click.echo(t.text("restore_from_summary", subscribers=t.count("subscribers", added), suppressions=suppressed,
+                      rows=len(restored), bad_rows=t.count("bad_rows", errors)), err=True)
     raise SystemExit(PARTIAL if errors else OK)
 
 

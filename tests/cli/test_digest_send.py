@@ -185,10 +185,11 @@ def test_a_test_copy_to_an_unsubscribed_or_suppressed_address_needs_force(site, 
     store.suppress("bounced@example.com", "550 5.1.1 no such user")
     left = feedpub("digest", "send", "--to", "Left@example.com")
     assert left.exit_code == 2
-    assert "Left@example.com unsubscribed; no test copy sent (--force sends it anyway)" in left.stderr
+    assert ("Left@example.com は購読を解除しています。テストメールは送信していません（--force を付けると送信します）"
+            in left.stderr)
     bounced = feedpub("digest", "send", "--to", "bounced@example.com")
     assert bounced.exit_code == 2
-    assert "bounced@example.com is suppressed (550 5.1.1 no such user)" in bounced.stderr
+    assert "bounced@example.com は配信停止中です（550 5.1.1 no such user）" in bounced.stderr
     assert smtp_server.received == []
 
     forced = feedpub("digest", "send", "--to", "left@example.com", "--force")
