@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from feedpub.store import open_store
+from tests.web.admin.conftest import PERIOD, seed
+
 
 def feedpub(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "feedpub", *args], cwd=root, capture_output=True, text=True,
@@ -138,3 +141,18 @@ def test_an_english_override_with_both_forms_counts_one_and_two(site) -> None:
     assert feedpub(site.root, "check").stdout == "1 article, 0 problems, 0 warnings\n"
     site.post("2025-01-02-b.md", "---\ntitle: b\n---\nb\n")
     assert feedpub(site.root, "check").stdout == "2 articles, 0 problems, 0 warnings\n"
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", ["issue {p}: paused; 2 rows wait", "issue {p}: resumed; 2 rows left to send",
+            "issue {p}: cancelled; 2 unsent rows cancelled"]),
+    ("ja", ["{p} 号：一時停止しました。2 件が待機しています", "{p} 号：再開しました。残り 2 件を送信します",
+            "{p} 号：中止しました。未送信の 2 件を取り消しました"]),
+])
+def test_pause_resume_cancel_in_the_site_language(site, language, expected) -> None:
+    site.configure(language=language)
+    store = open_store(site.config.store_url)
+    seed(store)               # four recipients: one sent, one failed, one deferred, one queued
+    store.engine.dispose()
+    shown = [feedpub(site.root, "digest", action, PERIOD).stdout.strip() for action in ("pause", "resume", "cancel")]
+    assert shown == [line.format(p=PERIOD) for line in expected]
