@@ -141,7 +141,7 @@ def queue_now(store: Store) -> dict[str, int]:
         deliveries.c.status.in_(OPEN_STATUSES))
     with store.engine.connect() as conn:
         counts = dict.fromkeys(OPEN_STATUSES, 0) | dict(conn.execute(query).all())
-        counts["on paused issues"] = conn.scalar(paused) or 0
+        counts["on_paused"] = conn.scalar(paused) or 0        # its words: status_on_paused
     return counts
 
 

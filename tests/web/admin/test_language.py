@@ -45,6 +45,7 @@ def test_every_page_of_a_japanese_site_is_japanese(dashboard) -> None:
     overview = dashboard.client.get("/admin").text
     assert "<h1>概要</h1>" in overview and "<title>概要 · Test blog 管理画面</title>" in overview
     assert "週ごとの購読者数" in overview                                     # the chart's title, in its SVG
+    assert '<div class="card">一時停止中の号<b>0</b></div>' in overview
     issue = dashboard.client.get(f"/admin/issues/{PERIOD}?done=paused").text
     assert "一時停止しました。" in issue and "時間ごとの配信" in issue and "送信済み" in issue
     assert "<tr><td>すべて</td><td>Weekly 11-30</td>" in issue and "<tr><td>AI導入戦略</td>" in issue
