@@ -61,7 +61,7 @@ class Strings:
         return self._fill(name, value if isinstance(value, str) else value["other"], fields)
 
     def count(self, name: str, count: int, **fields: Any) -> str:
-        """The count `name` in the form `count` takes in this language: `2 posts`, `2件の投稿`."""
+        """The count `name` in the form `count` takes in this language: `2 posts`, `記事 2 件`."""
         value = self.texts[name]
         if isinstance(value, str):
             return self._fill(name, value, {**fields, "count": count})
