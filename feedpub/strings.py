@@ -1,10 +1,16 @@
-"""Every word feedpub shows a reader, in site.language, dates included: the digest mail, its archive
-pages and feed (`email_templates/strings.toml`), and the subscriber web pages
-(`feedpub/web/templates/strings.toml`).
+"""Every word feedpub shows a reader or an operator, in site.language, dates and counts included: the
+digest mail, its archive pages and feed (`email_templates/strings.toml`), the subscriber web pages
+(`feedpub/web/templates/strings.toml`), the feeds index and its stylesheet (`feedpub/site/assets/`), the
+dashboard (`feedpub/web/admin/templates/`) and the command line's summaries (`feedpub/cli/strings.toml`).
 
 Each home's `strings.toml` has one table per language; a `strings.toml` in the operator's templates folder
-(`digest.templates_dir`, `web.templates_dir`) overrides single strings or adds a language. A string missing
-from a language's table is taken from [en], so an operator's new language never leaves a hole.
+(`digest.templates_dir` for the mail, `web.templates_dir` for the rest) overrides single strings or adds a
+language. A string missing from a language's table is taken from [en], so an operator's new language never
+leaves a hole.
+
+A count is a table of plural forms, `post = { one = "{count} post", other = "{count} posts" }`, or one string
+where the language has a single form (`post = "記事 {count} 件"`); `feedpub.counts.plural_form` says which form a
+number takes.
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from feedpub import templates
+from feedpub.counts import plural_form
 from feedpub.errors import ConfigError
 
 STRINGS_FILE = "strings.toml"
 _FALLBACK = "en"
 _LINE = re.compile(r"at line (\d+)")
+# The command line's words: not templates, so not a templates.Home; they live beside the commands.
+_CLI = Path(__file__).parent / "cli"
+Home = templates.Home | Literal["cli"]
 
 
 class StringsError(ConfigError):
@@ -41,21 +51,33 @@ class _Unfilled(dict[str, Any]):
 @dataclass(frozen=True)
 class Strings:
     language: str                    # the table in use: "ja", "en" or an operator's
-    texts: Mapping[str, str]
+    texts: Mapping[str, str | Mapping[str, str]]
     month_names: tuple[str, ...]     # empty where the home shows no dates
     sources: str                     # the files read, for messages
 
     def text(self, name: str, **fields: Any) -> str:
-        """The string `name` with `fields` filled in."""
-        try:
-            return self.texts[name].format_map(_Unfilled(fields))
-        except (ValueError, IndexError, AttributeError) as exc:
-            raise StringsError(f"{self.sources}: [{self.language}] {name}: {exc} "
-                                      "(expected text with fields such as {title} or {count})") from exc
+        """The string `name` with `fields` filled in (a count's `other` form)."""
+        value = self.texts[name]
+        return self._fill(name, value if isinstance(value, str) else value["other"], fields)
+
+    def count(self, name: str, count: int, **fields: Any) -> str:
+        """The count `name` in the form `count` takes in this language: `2 posts`, `記事 2 件`."""
+        value = self.texts[name]
+        if isinstance(value, str):
+            return self._fill(name, value, {**fields, "count": count})
+        form = plural_form(self.language, count)
+        return self._fill(name, value.get(form, value["other"]), {**fields, "count": count})
 
     def all(self, **fields: Any) -> dict[str, str]:
         """Every string with the fields known for the whole issue or page filled in (the template's `t`)."""
         return {name: self.text(name, **fields) for name in self.texts}
+
+    def _fill(self, name: str, text: str, fields: dict[str, Any]) -> str:
+        try:
+            return text.format_map(_Unfilled(fields))
+        except (ValueError, IndexError, AttributeError) as exc:
+            raise StringsError(f"{self.sources}: [{self.language}] {name}: {exc} "
+                               "(expected text with fields such as {title} or {count})") from exc
 
     def date(self, day: date) -> str:
         """`7 December 2026`, `2026年12月7日`: the `date` string of the language."""
@@ -63,9 +85,9 @@ class Strings:
                          month_name=self.month_names[day.month - 1])
 
 
-def load_strings(home: templates.Home, language: str, override: Path | None) -> Strings:
+def load_strings(home: Home, language: str, override: Path | None) -> Strings:
     """The strings of `language` for `home`: the shipped table, overridden by `override`/strings.toml."""
-    files = [templates.folder(home) / STRINGS_FILE]
+    files = [(_CLI if home == "cli" else templates.folder(home)) / STRINGS_FILE]
     if override is not None and (override / STRINGS_FILE).is_file():
         files.append(override / STRINGS_FILE)
     tables = [_read(path) for path in files]
@@ -81,9 +103,15 @@ def load_strings(home: templates.Home, language: str, override: Path | None) -> 
         raise StringsError(f"{sources}: [{chosen}] month_names: {months!r} "
                            "(expected a list of 12 strings, January first)")
     for name, value in merged.items():
-        if not isinstance(value, str):
-            raise StringsError(f"{sources}: [{chosen}] {name}: {value!r} (expected a string)")
+        if not (isinstance(value, str) or _is_count(value)):
+            raise StringsError(f"{sources}: [{chosen}] {name}: {value!r} (expected a string, or plural forms "
+                               'such as { one = "{count} post", other = "{count} posts" })')
     return Strings(chosen, MappingProxyType(merged), tuple(months), sources)
+
+
+def _is_count(value: object) -> bool:
+    return (isinstance(value, dict) and "other" in value and set(value) <= {"one", "other"}
+            and all(isinstance(form, str) for form in value.values()))
 
 
 def _language(setting: str, tables: list[dict[str, Any]]) -> str:

@@ -154,7 +154,7 @@ def test_restore_by_bounce_and_since_from_the_command_line(site, monkeypatch) ->
     # 2026-12-01 12:00 in Tokyo is after the bounce's T0 (09:00 there) and before alice's suppression.
     since = restore("--since", "2026-12-01T12:00")
     assert since.exit_code == 0 and since.stdout.splitlines() == ["alice@example.com\t550 5.7.1 Relay access denied"]
-    assert "1 suppressions lifted (--since 2026-12-01T12:00:00+09:00)" in since.stderr
+    assert "配信停止 1 件を解除しました（--since 2026-12-01T12:00:00+09:00）" in since.stderr
     assert store.suppressed() == set()
     assert [e.action for e in accounts.audit_log(store, 5)][:2] == ["suppressions.restore"] * 2
     store.engine.dispose()

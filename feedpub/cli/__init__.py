@@ -20,13 +20,14 @@ OK, PARTIAL, FAILED = 0, 1, 2
 
 
 class App:
-    """What every command needs: the config file named on the command line, loaded once; and whether to keep
-    quiet (`-q`)."""
+    """What every command needs: the config file named on the command line, loaded once; whether to keep
+    quiet (`-q`); and the words of its summaries in site.language (`strings.toml` beside this module)."""
 
     def __init__(self, config_path: Path | None, *, quiet: bool = False) -> None:
         self.config_path = config_path
         self.quiet = quiet
         self._config = None
+        self._strings = None
 
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
@@ -38,6 +39,19 @@ class App:
             except ConfigError as exc:
                 fail(str(exc))
         return self._config
+
+    @property
+    def strings(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+        if self._strings is None:
+            from feedpub.strings import load_strings  # lazy: it loads Jinja, which `feedpub --help` does not need
+
+            web = self.config.web
+            override = self.config.path(web.templates_dir) if web.templates_dir else None
+            try:
+                self._strings = load_strings("cli", self.config.site.language, override)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._strings
 
 
 def fail(message: str) -> NoReturn:
@@ -68,6 +82,11 @@ def quiet() -> bool:
     ctx = click.get_current_context(silent=True)
     app = ctx.find_object(App) if ctx else None
     return app is not None and app.quiet
+
+
+def words():  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+    """The running command's summaries and messages in site.language."""
+    return click.get_current_context().find_object(App).strings
 
 
 def say(message: str, *, err: bool = False) -> None:

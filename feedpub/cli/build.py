@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, report, say, stop_on_signals
+from feedpub.cli import FAILED, OK, PARTIAL, App, report, say, stop_on_signals, words
 from feedpub.errors import ConfigError, FeedpubError
 
 log = logging.getLogger("feedpub.build")
@@ -39,7 +39,7 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
             click.echo(f"feedpub: {exc}", err=True)
             return FAILED
         report(list(result.problems))
-        say(result.summary())
+        say(_summary(result))
         if config.feeds.websub_hub and result.written.written:
             # Imported once a build wrote something: it loads site.feeds (0.23 s), which a no-op build never does.
             from feedpub.site.websub import changed_feeds
@@ -86,8 +86,19 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
         click.echo(f"feedpub: {exc.filename}: cannot write the digest archive ({exc.strerror})", err=True)
         return False
     if archived.issues:
-        say(archived.summary())
+        t = words()
+        say(t.text("archive_summary", issues=t.count("issues", archived.issues),
+                   files=t.count("files", len(archived.written)), unchanged=archived.unchanged))
     return True
+
+
+def _summary(result) -> str:  # noqa: ANN001 - feedpub.site.build.BuildReport, imported lazily
+    """What the build did, in site.language."""
+    t, written = words(), result.written
+    return t.text("build_summary", posts=t.count("posts", result.posts), feeds=t.count("feeds", result.feeds),
+                  files=t.count("files", len(written.written)), unchanged=len(written.unchanged),
+                  removed=len(written.removed), output=result.output, problems=t.count("problems", result.errors),
+                  warnings=t.count("warnings", len(result.problems) - result.errors))
 
 
 def _announce_now(hubs: tuple[str, ...], feeds: tuple[str, ...]) -> None:

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say
+from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say, words
 from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
-from feedpub.counts import counted
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
 from feedpub.records import StoredIssue
@@ -70,7 +69,8 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
         target = output or config.path(PREVIEW)
         write_atomic(target, copy.html.encode("utf-8"))
         write_atomic(target.with_suffix(".txt"), copy.text.encode("utf-8"))
-    click.echo(f"{target} ({counted(len(issue.posts), 'post')}, subject: {copy.subject})")
+    t = words()
+    click.echo(t.text("preview", path=target, posts=t.count("posts", len(issue.posts)), subject=copy.subject))
     click.echo(target.with_suffix(".txt"))
 
 
@@ -109,13 +109,15 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
     counts = store.counts(stored.id)
     waiting = counts["queued"] + counts["deferred"] + counts["sending"]
     retry = store.next_retry(stored.id)
-    tail = f"; {waiting} waiting" if waiting else ""
-    if retry:
-        tail += f" (next retry {retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z})"
-    say(f"issue {result.period}: {summary.line()}; {counts['sent']} of {sum(counts.values())} sent in total{tail}")
+    t = words()
+    say(t.text("send_summary", period=result.period, sent=summary.sent, deferred=summary.deferred,
+               failed=summary.failed, skipped=t.count("send_skipped", summary.skipped) if summary.skipped else "",
+               stopped=t.text("send_stopped") if summary.stopped else "", sent_total=counts["sent"],
+               total=sum(counts.values()), waiting=t.count("send_waiting", waiting) if waiting else "",
+               retry=t.text("send_retry", when=f"{retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}") if retry
+               else ""))
     for reason in summary.paused:
-        click.echo(f"feedpub: {reason}; nobody was failed or suppressed for it (`feedpub digest resume "
-                   f"{result.period}` sends the rest once that is fixed)", err=True)
+        click.echo(t.text("send_paused", reason=reason, period=result.period), err=True)
     raise SystemExit(PARTIAL if summary.failed or summary.paused or _errors(result.problems) else OK)
 
 
@@ -144,7 +146,7 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, 
     except (smtp.Refused, OSError) as exc:     # OSError covers smtplib.SMTPException
         click.echo(f"{address}: test copy not sent: {exc}", err=True)
         raise SystemExit(PARTIAL) from exc
-    click.echo(f"test copy of {period} sent to {address}: {reply}")
+    click.echo(words().text("test_sent", period=period, address=address, reply=reply))
     raise SystemExit(OK)
 
 
@@ -152,10 +154,10 @@ def _refuse_unwilling(store: Store, address: str) -> None:
     """Exit 2 for an address that asked for no more mail or whose server refused it."""
     subscriber = store.subscriber(address)
     if subscriber is not None and subscriber.status == "unsubscribed":
-        fail(f"{address} unsubscribed; no test copy sent (--force sends it anyway)")
+        fail(words().text("test_refused_unsubscribed", address=address))
     suppression = store.suppression(address)
     if suppression is not None:
-        fail(f"{address} is suppressed ({suppression.reason}); no test copy sent (--force sends it anyway)")
+        fail(words().text("test_refused_suppressed", address=address, reason=suppression.reason))
 
 
 def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
@@ -208,15 +210,14 @@ def status(app: App) -> None:
                      *(str(counts[s]) for s in ("cancelled", "queued", "sending", "sent", "deferred", "failed")),
                      *(str(n) for n in returned.get(issue.id, (0, 0)))])
     if len(rows) == 1:
-        click.echo("no issues yet")
+        click.echo(words().text("no_issues"))
         return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     # Below the table, on stderr: scripts read the rows.
     for period, reason in holds.reasons(store).items():
-        click.echo(f"issue {period} paused by the circuit breaker: {reason} (`feedpub digest resume {period}` "
-                   "sends the rest once that is fixed)", err=True)
+        click.echo(words().text("status_paused", reason=reason, period=period), err=True)
 
 
 @digest.command()
@@ -255,10 +256,7 @@ def _hold(app: App, action: str, period: str) -> None:
     except holds.HoldError as exc:
         fail(str(exc))
     accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
-    shown = {"pause": f"paused; {counted(change.rows, 'row waits', 'rows wait')}",
-             "resume": f"resumed; {counted(change.rows, 'row')} left to send",
-             "cancel": f"cancelled; {counted(change.rows, 'unsent row')} cancelled"}[action]
-    say(f"issue {period}: {shown}")
+    say(words().count(f"hold_{action}", change.rows, period=period))
 
 
 def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int, str]) -> None:
@@ -271,8 +269,9 @@ def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int
     for sid in sorted(recipients.keys() - queued.keys()):
         subscriber = by_id[sid]
         click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.categories)})", err=True)
-    click.echo(f"dry run: {counted(len(queued), 'recipient')}, {counted(len(variants), 'variant')}; nothing sent or "
-               "recorded", err=True)
+    t = words()
+    click.echo(t.text("dry_run_plan", recipients=t.count("recipients", len(queued)),
+                      variants=t.count("variants", len(variants))), err=True)
 
 
 def _print_pending(store: Store, issue: StoredIssue, now: datetime) -> None:
@@ -280,9 +279,8 @@ def _print_pending(store: Store, issue: StoredIssue, now: datetime) -> None:
     rows = store.due_deliveries(issue.id, now)
     for row in rows:
         click.echo(f"{row.email}\t{subjects[row.variant_key]}")
-    click.echo(f"dry run: issue {issue.period} already composed; {counted(len(rows), 'delivery', 'deliveries')} due; "
-               "nothing sent",
-               err=True)
+    t = words()
+    click.echo(t.text("dry_run_pending", period=issue.period, deliveries=t.count("deliveries", len(rows))), err=True)
 
 
 def _errors(problems: list[Problem]) -> int:

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedpub.cli import OK, PARTIAL, App, fail, report, say
-from feedpub.counts import counted
+from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
 from feedpub.templates import folder
 
 if TYPE_CHECKING:
@@ -137,11 +136,13 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
     problems = sorted([*collection.problems, *plan_problems, *warnings], key=lambda p: (p.path, p.line or 0))
     report(problems)
     errors = sum(not p.warning for p in problems)
-    summary = (f"{counted(len(collection.posts), 'post')}, {counted(errors, 'problem')}, "
-               f"{counted(len(problems) - errors, 'warning')}")
+    t = words()
+    summary = t.text("check_summary", posts=t.count("posts", len(collection.posts)),
+                     problems=t.count("problems", errors), warnings=t.count("warnings", len(problems) - errors))
     skipped = collection.skipped_future + collection.skipped_drafts
     if skipped:
-        summary += f", {skipped} skipped ({collection.skipped_future} future, {collection.skipped_drafts} draft)"
+        summary += t.count("check_skipped", skipped, future=collection.skipped_future,
+                           drafts=collection.skipped_drafts)
     for post, period in _late_posts(config, collection.posts):
         say(f"{post.source}: note: dated {post.date.astimezone(config.site.tz):%Y-%m-%d %H:%M}, inside the "
             f"window of issue {period}, which went out without it; it goes into the next issue", err=True)

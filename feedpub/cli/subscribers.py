@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, get_args
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import OK, PARTIAL, App, fail, report
-from feedpub.counts import counted
+from feedpub.cli import OK, PARTIAL, App, fail, report, words
 from feedpub.errors import Problem
 from feedpub.records import SubscriberInput, SubscriberStatus
 
@@ -58,10 +57,11 @@ def add(app: App, email: str, name: str | None, categories: str | None, pending:
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
     if lifted:
-        click.echo(f"feedpub: {address}: suppression lifted (was: {lifted.reason})", err=True)
+        click.echo(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
     entry = SubscriberInput(address, name, chosen)
     ((row, created),) = store.save_subscribers([entry], status="pending" if pending else "active")
-    click.echo(f"{'added' if created else 'updated'} {row.email} ({row.status})")
+    click.echo(words().text("subscriber_added" if created else "subscriber_updated", email=row.email,
+                            status=row.status))
 
 
 @subscribers.command()
@@ -71,7 +71,7 @@ def remove(app: App, email: str) -> None:
     """Unsubscribe an address and suppress it (it is never mailed again)."""
     address = valid_address_or_fail(email)
     row = open_store_or_fail(app).unsubscribe(address, "removed by operator", cause="operator", cause_ref="cli")
-    click.echo(f"unsubscribed and suppressed {address}" if row else f"suppressed {address} (not a subscriber)")
+    click.echo(words().text("subscriber_removed" if row else "subscriber_not_found", email=address))
 
 
 @subscribers.command(name="list")
@@ -120,9 +120,9 @@ def import_(app: App, file: Path) -> None:
     report(problems)
     created = sum(new for _, new in saved)
     errors = sum(not p.warning for p in problems)
-    click.echo(f"imported {counted(len(saved), 'subscriber')} ({created} new, {len(saved) - created} updated), "
-               f"{counted(errors, 'bad row')}",
-               err=True)
+    t = words()
+    click.echo(t.text("import_summary", subscribers=t.count("subscribers", len(saved)), new=created,
+                      updated=len(saved) - created, bad_rows=t.count("bad_rows", errors)), err=True)
     raise SystemExit(PARTIAL if errors else OK)
 
 
@@ -179,11 +179,11 @@ def restore(app: App, cause: str | None, since: datetime | None, dry_run: bool) 
     chosen = " ".join(part for part in (f"--cause {cause}" if cause else "",
                                         f"--since {starts.isoformat()}" if starts else "") if part)
     if dry_run:
-        click.echo(f"dry run: {len(lifted)} suppressions would be lifted ({chosen}); nothing changed", err=True)
+        click.echo(words().count("restore_dry_run", len(lifted), chosen=chosen), err=True)
         return
     accounts.audit(store, user="cli", address="cli", action="suppressions.restore",
                    detail=f"{chosen}: {len(lifted)} lifted: {', '.join(s.email_key for s in lifted)}")
-    click.echo(f"{len(lifted)} suppressions lifted ({chosen})", err=True)
+    click.echo(words().count("restore_done", len(lifted), chosen=chosen), err=True)
 
 
 def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - feedpub.store.Store, imported lazily
@@ -344,8 +344,9 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
     added, suppressed = restore_addresses(open_store_or_fail(app), restored)
     report(problems)
     errors = sum(not p.warning for p in problems)
-    click.echo(f"restored {added} subscribers and {suppressed} suppressions from {len(restored)} rows "
-               f"(addresses already in the store are kept as they are), {errors} bad rows", err=True)
+    t = words()
+    click.echo(t.text("restore_from_summary", subscribers=t.count("subscribers", added), suppressions=suppressed,
+                      rows=len(restored), bad_rows=t.count("bad_rows", errors)), err=True)
     raise SystemExit(PARTIAL if errors else OK)
 
 

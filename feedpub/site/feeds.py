@@ -27,6 +27,7 @@ from feedpub.errors import Problem
 from feedpub.site.markup import RenderedPost, strip_invalid_xml
 from feedpub.site.reader import Post
 from feedpub.site.typography import smartify
+from feedpub.strings import Strings, load_strings
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 # format → (file name, media type, label shown to people)
@@ -137,9 +138,10 @@ def feed_documents(config: Config, feed: Feed, rendered: Mapping[str, RenderedPo
 
 def site_files(config: Config, feeds: Sequence[Feed]) -> dict[str, bytes]:
     """The files about all feeds: feeds.opml, feeds/index.html and feed.xsl."""
-    files = {"feeds.opml": opml_bytes(config, feeds), "feeds/index.html": index_html_bytes(config, feeds)}
+    t = _strings(config).all(title=config.site.title)
+    files = {"feeds.opml": opml_bytes(config, feeds, t), "feeds/index.html": index_html_bytes(config, feeds, t)}
     if config.feeds.stylesheet:
-        files["feed.xsl"] = (templates.folder("site") / "feed.xsl").read_bytes()
+        files["feed.xsl"] = _templates().get_template("feed.xsl").render(t=t).encode("utf-8")
     return files
 
 
@@ -179,11 +181,11 @@ def json_feed_bytes(config: Config, feed: Feed, entries: Sequence[RenderedPost])
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def opml_bytes(config: Config, feeds: Sequence[Feed]) -> bytes:
+def opml_bytes(config: Config, feeds: Sequence[Feed], t: Mapping[str, str]) -> bytes:
     """OPML 2.0 listing every feed once (its first configured format), for one-click import."""
     opml = etree.Element("opml", version="2.0")
     head = etree.SubElement(opml, "head")
-    etree.SubElement(head, "title").text = _clean(f"{config.site.title} feeds")
+    etree.SubElement(head, "title").text = _clean(t["opml_title"])
     body = etree.SubElement(opml, "body")
     fmt = config.feeds.formats[0]
     for feed in feeds:
@@ -192,12 +194,13 @@ def opml_bytes(config: Config, feeds: Sequence[Feed]) -> bytes:
     return etree.tostring(opml, pretty_print=True, xml_declaration=True, encoding="UTF-8")
 
 
-def index_html_bytes(config: Config, feeds: Sequence[Feed]) -> bytes:
-    """A page listing the feeds and the `<link rel="alternate">` tags to paste into a site's <head>."""
+def index_html_bytes(config: Config, feeds: Sequence[Feed], t: Mapping[str, str]) -> bytes:
+    """A page listing the feeds and the `<link rel="alternate">` tags to paste into a site's <head>, in the
+    words `t` of site.language."""
     rows = [{"title": feed.title, "count": len(feed.posts),
              "documents": [_document(config, feed, fmt) for fmt in config.feeds.formats]}
             for feed in feeds]
-    page = _templates().get_template("feeds_index.html").render(site=config.site, feeds=rows)
+    page = _templates().get_template("feeds_index.html").render(site=config.site, feeds=rows, t=t)
     return page.encode("utf-8")
 
 
@@ -330,6 +333,12 @@ def _version() -> str:
         return version("feedpub")
     except PackageNotFoundError:
         return "0"
+
+
+def _strings(config: Config) -> Strings:
+    """The words of the feeds index, feeds.opml and feed.xsl; an operator's in web.templates_dir/strings.toml."""
+    override = config.path(config.web.templates_dir) if config.web.templates_dir else None
+    return load_strings("site", config.site.language, override)
 
 
 @cache

@@ -140,6 +140,7 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     state.secret = config.web.secret()
     override = config.path(config.web.templates_dir) if config.web.templates_dir else None
     state.strings = load_strings("web", config.site.language, override)
+    state.admin_strings = load_strings("admin", config.site.language, override)
     state.pages = Jinja2Templates(env=templates.environment("web", override))
     state.send_confirmation, state.categories, state.health = send_confirmation, categories, health
     state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)

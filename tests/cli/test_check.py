@@ -17,7 +17,8 @@ def feedpub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_check_on_the_sample_posts_is_clean() -> None:
     result = feedpub("check", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "6 posts, 0 problems, 0 warnings, 2 skipped (1 future, 1 draft)\n"
+    # The sample site is Japanese (site.language = "ja"): so is its summary.
+    assert result.stdout == "記事 6 件、問題 0 件、警告 0 件、スキップ 2 件（未来の日付 1 件、下書き 1 件）\n"
 
 
 def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:

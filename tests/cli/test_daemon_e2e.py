@@ -185,9 +185,9 @@ def send_with_one_reader_deferred(root: Path, smtp: SMTPTestServer, web_port: in
     sent = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=root, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"})
     assert sent.returncode == 0, sent.stderr
-    assert "1 sent, 1 deferred, 0 failed" in sent.stdout
+    assert "送信 1 件、再送待ち 1 件、失敗 0 件" in sent.stdout
     # The retry time names its zone: the site's.
-    assert re.search(r"1 waiting \(next retry \d{4}-\d\d-\d\d \d\d:\d\d JST\)", sent.stdout), sent.stdout
+    assert re.search(r"待機中 1 件（次回の再送 \d{4}-\d\d-\d\d \d\d:\d\d JST）", sent.stdout), sent.stdout
     assert smtp.recipients() == ["alpha@example.com"]
 
 

@@ -92,7 +92,7 @@ def test_send_reaches_every_subscriber_once_and_a_rerun_sends_nothing(site, smtp
     emails = add_subscribers(site, 20, strategist=("AI導入戦略",), gardener=("園芸",))
     result = feedpub("digest", "send")
     assert result.exit_code == 0, result.output
-    assert "21 sent, 0 deferred, 0 failed" in result.stdout
+    assert "送信 21 件、再送待ち 0 件、失敗 0 件" in result.stdout
 
     expected = [e for e in emails if e != "gardener@example.jp"]    # no post matches 園芸: no mail
     assert sorted(smtp_server.recipients()) == sorted(expected)
@@ -122,7 +122,7 @@ def test_send_reaches_every_subscriber_once_and_a_rerun_sends_nothing(site, smtp
     assert "/unsubscribe" not in archive and "登録されているため" not in archive
 
     again = feedpub("digest", "send")
-    assert again.exit_code == 0 and "0 sent" in again.stdout
+    assert again.exit_code == 0 and "送信 0 件" in again.stdout
     assert len(smtp_server.received) == 21
     status = feedpub("digest", "status").stdout
     assert issue.period in status and " 21 " in status
@@ -134,7 +134,7 @@ def test_a_rejected_recipient_is_reported_suppressed_and_exits_1(site, smtp_serv
     result = feedpub("digest", "send")
     assert result.exit_code == 1
     assert f"{emails[3]}: failed: 550 5.1.1" in result.stderr
-    assert "4 sent, 0 deferred, 1 failed" in result.stdout
+    assert "送信 4 件、再送待ち 0 件、失敗 1 件" in result.stdout
     assert open_store(f"sqlite:///{site}/.feedpub/feedpub.db").suppressed() == {emails[3]}
 
 
@@ -143,9 +143,9 @@ def test_a_temporary_failure_is_left_for_the_next_run(site, smtp_server):
     smtp_server.faults.defer_data = 1
     result = feedpub("digest", "send")
     assert result.exit_code == 0
-    assert "2 sent, 1 deferred, 0 failed" in result.stdout
+    assert "送信 2 件、再送待ち 1 件、失敗 0 件" in result.stdout
     # In the site's zone, and saying so.
-    retry = re.search(r"1 waiting \(next retry (\d{4}-\d\d-\d\d \d\d:\d\d) JST\)", result.stdout)
+    retry = re.search(r"待機中 1 件（次回の再送 (\d{4}-\d\d-\d\d \d\d:\d\d) JST）", result.stdout)
     assert retry, result.stdout
     due = datetime.strptime(retry[1], "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo("Asia/Tokyo"))
     assert abs(due - datetime.now(UTC)) < timedelta(minutes=2)   # smtp.retry_base is 1m
@@ -159,7 +159,7 @@ def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
     assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == emails[:3]
     # Who would get nothing, and why: none of their categories has a new post.
     assert "gardener@example.jp: nothing (no new post in 園芸, 料理)\n" in dry.stderr
-    assert "dry run: 3 recipients" in dry.stderr
+    assert "ドライラン：宛先 3 件" in dry.stderr
     assert smtp_server.received == []
 
     test = feedpub("digest", "send", "--to", "editor@example.org")
@@ -169,7 +169,7 @@ def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
     assert str(make_header(decode_header(received.message()["Subject"]))).startswith("[TEST] ALLFORCES")
     # Not a subscriber: the links lead to the pages that say to use a subscriber's own mail.
     assert received.message()["List-Unsubscribe"] == "<https://news.blog.example.com/unsubscribe>"
-    assert feedpub("digest", "status").stdout.strip() == "no issues yet"
+    assert feedpub("digest", "status").stdout.strip() == "まだ号はありません"
 
     feedpub("digest", "send", "--to", emails[0])
     own = smtp_server.received[-1].message()["List-Unsubscribe"].strip("<>")
@@ -185,10 +185,11 @@ def test_a_test_copy_to_an_unsubscribed_or_suppressed_address_needs_force(site, 
     store.suppress("bounced@example.com", "550 5.1.1 no such user")
     left = feedpub("digest", "send", "--to", "Left@example.com")
     assert left.exit_code == 2
-    assert "Left@example.com unsubscribed; no test copy sent (--force sends it anyway)" in left.stderr
+    assert ("Left@example.com は購読を解除しています。テストメールは送信していません（--force を付けると送信します）"
+            in left.stderr)
     bounced = feedpub("digest", "send", "--to", "bounced@example.com")
     assert bounced.exit_code == 2
-    assert "bounced@example.com is suppressed (550 5.1.1 no such user)" in bounced.stderr
+    assert "bounced@example.com は配信停止中です（550 5.1.1 no such user）" in bounced.stderr
     assert smtp_server.received == []
 
     forced = feedpub("digest", "send", "--to", "left@example.com", "--force")
@@ -260,7 +261,7 @@ def test_a_reader_who_unsubscribed_after_queueing_is_counted_skipped_not_failed(
     store.unsubscribe(emails[1], "one-click unsubscribe", cause="unsubscribe")
     result = feedpub("digest", "send")
     assert result.exit_code == 0, result.output
-    assert "2 sent, 0 deferred, 0 failed, 1 skipped (unsubscribed meanwhile)" in result.stdout
+    assert "送信 2 件、再送待ち 0 件、失敗 0 件、スキップ 1 件（送信中に購読解除）" in result.stdout
     assert sorted(smtp_server.recipients()) == [emails[0], emails[2]]
 
 

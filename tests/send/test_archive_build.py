@@ -53,7 +53,7 @@ def test_a_build_after_deleting_the_output_folder_restores_the_archive_byte_for_
 
     built = build(site.root)
     assert built.returncode == 0, built.stderr
-    assert "digest archive: 3 issues, 5 files written, 0 unchanged" in built.stdout
+    assert "ダイジェストのアーカイブ：3 号分、ファイル 5 件を書き込み、0 件は変更なし" in built.stdout
     assert archive_files(config.output_dir) == composed
     assert (config.output_dir / "feed.xml").is_file()
 
@@ -78,12 +78,13 @@ def test_a_changed_strings_file_reaches_every_archived_page(site, smtp_server, m
     (site.root / "overrides").mkdir()
     site.toml.write_text(site.toml.read_text(encoding="utf-8").replace(
         'schedule = "mon 09:00"', 'schedule = "mon 09:00"\ntemplates_dir = "overrides"'), encoding="utf-8")
-    assert "5 unchanged" in build(site.root).stdout      # an empty override folder changes no byte
+    assert "5 件は変更なし" in build(site.root).stdout      # an empty override folder changes no byte
     before = mtimes(config.output_dir)
 
     (site.root / "overrides" / "strings.toml").write_text('[ja]\nall_issues = "過去の号"\n', encoding="utf-8")
     built = build(site.root)
-    assert "digest archive: 3 issues, 3 files written, 2 unchanged" in built.stdout   # the pages, not the list
+    # the pages, not the list
+    assert "ダイジェストのアーカイブ：3 号分、ファイル 3 件を書き込み、2 件は変更なし" in built.stdout
     for week in WEEKS:
         page = lxml.html.fromstring((config.output_dir / "digests" / week / "index.html").read_bytes())
         assert page.xpath(".//a[@href='../']")[0].text_content() == "過去の号"

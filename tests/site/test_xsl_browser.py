@@ -102,11 +102,12 @@ def test_feed_opened_in_chromium_reads_as_a_page(served_site: str, document: str
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(f"{served_site}/{document}")
             page.wait_for_selector("article")
-            assert page.title() == "ALLFORCES — feed"
+            assert page.title() == "ALLFORCES — フィード"                     # the site's language, ja
             assert page.locator("h1").inner_text() == "ALLFORCES"
             assert page.locator("article h2").all_inner_texts() == TITLES
             body = page.locator("main").inner_text()
             assert f"{served_site}/{document}" in body          # the address to copy into a reader
+            assert "これはフィードです。" in body and "サイトを見る →" in body
             assert "新モデルの推論性能35%向上について" in body      # the summary's HTML is rendered, not shown
             assert "<strong>" not in body
             assert ("2025-12-10" if document == "feed.xml" else "10 Dec 2025") in body  # the post's own date

@@ -20,7 +20,7 @@
       <head>
         <meta charset="utf-8"/>
         <meta name="viewport" content="width=device-width, initial-scale=1"/>
-        <title><xsl:value-of select="$title"/> — feed</title>
+        <title><xsl:value-of select="$title"/> — {{ t.xsl_title }}</title>
         <style>
           :root { color-scheme: light dark; --accent: #c2410c; --muted: #6b7280; --card: #ffffff; --bg: #f6f5f3; }
           @media (prefers-color-scheme: dark) { :root { --card: #1f2023; --bg: #141517; --muted: #9ca3af; } }
@@ -50,12 +50,12 @@
       </head>
       <body>
         <main>
-          <p class="notice">This is a web feed. Copy its address into your feed reader to subscribe:
+          <p class="notice">{{ t.xsl_notice }}
             <code><xsl:value-of select="$self"/></code></p>
           <header>
             <h1><xsl:value-of select="$title"/></h1>
             <xsl:if test="$subtitle != $title"><p><xsl:value-of select="$subtitle"/></p></xsl:if>
-            <p><a href="{$home}">Visit the site →</a></p>
+            <p><a href="{$home}">{{ t.xsl_visit }}</a></p>
           </header>
           <xsl:apply-templates select="/atom:feed/atom:entry | /rss/channel/item"/>
         </main>

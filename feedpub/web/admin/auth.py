@@ -30,6 +30,7 @@ from starlette.templating import Jinja2Templates
 from feedpub import accounts, templates
 from feedpub.config import Config
 from feedpub.store import Store
+from feedpub.strings import Strings
 from feedpub.tokens import BadToken, make_text_token, read_text_token
 
 COOKIE = "feedpub_admin"
@@ -101,12 +102,21 @@ class Admin:
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    """`template` with the dashboard's words of site.language: `t.NAME`, `text(NAME, field=…)` and
+    `count(NAME, n)` (feedpub/web/admin/templates/strings.toml)."""
     admin: Admin | None = getattr(request.state, "admin", None)
-    context.update(site=config(request).site, user=admin.session.user if admin else None,
-                   csrf=admin.session.csrf if admin else "")
+    site = config(request).site
+    shown = words(request)
+    context.update(site=site, user=admin.session.user if admin else None, csrf=admin.session.csrf if admin else "",
+                   t=shown.all(site=site.title), text=shown.text, count=shown.count)
     response = pages.TemplateResponse(request, template, context, status_code=status)
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def words(request: Request) -> Strings:
+    """The dashboard's strings, loaded with the app (`admin_strings`)."""
+    return request.app.state.admin_strings
 
 
 def config(request: Request) -> Config:
@@ -188,14 +198,14 @@ class Login:
         if sent is None:
             return malformed(request)
         if not self._form_token_ok(request, sent):
-            return page(request, "message.html.j2", 403, title="Forbidden",
-                        message="The login form expired or was not sent by this site. Reload it and try again.")
+            return page(request, "message.html.j2", 403, title=words(request).text("forbidden"),
+                        message=words(request).text("login_expired"))
         address = client(request)
         keys = (f"account:{name}", f"address:{address}")
         wait = self.throttle.wait(*keys)
         if wait > 0:
             accounts.audit(store(request), user=name, address=address, action="login.throttled")
-            response = self._form(request, 429, error=f"Too many failed logins. Try again in {int(wait) + 1} s.",
+            response = self._form(request, 429, error=words(request).count("login_throttled", int(wait) + 1),
                                   name=name)
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
@@ -204,7 +214,7 @@ class Login:
         if user is None:
             self.throttle.failed(*keys)
             accounts.audit(store(request), user=name, address=address, action="login.failed")
-            return self._form(request, 401, error="Wrong account name or password.", name=name)
+            return self._form(request, 401, error=words(request).text("login_wrong"), name=name)
         self.throttle.succeeded(*keys)
         old = _current(request)
         if old is not None:              # a new id at every login: a planted cookie is worth nothing
@@ -242,7 +252,7 @@ def setup(request: Request) -> Response:
     reader pages' strings). No form: there is nothing to log in to, and a login POST without the login form's
     cookie is refused as any stale form is."""
     strings = request.app.state.strings
-    return page(request, "setup.html.j2", title=strings.text("admin_setup_title"), t=strings.texts)
+    return page(request, "setup.html.j2", title=strings.text("admin_setup_title"), setup=strings.texts)
 
 
 @signed_in

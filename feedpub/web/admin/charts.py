@@ -2,7 +2,7 @@
 
 Text and axes take `currentColor` and the backgrounds are transparent, so a chart reads on the page's
 light and dark backgrounds alike; the series colours are mid-tones that hold on both. The SVG scales to
-the width of its box (a phone's too).
+the width of its box (a phone's too). Titles, series names and the no-data text come in site.language.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ _STYLE = Style(background="transparent", plot_background="transparent", foregrou
 
 
 @lru_cache(maxsize=32)
-def lines(title: str, labels: tuple[str, ...], series: tuple[tuple[str, tuple[int, ...]], ...], *,
+def lines(title: str, no_data: str, labels: tuple[str, ...], series: tuple[tuple[str, tuple[int, ...]], ...], *,
           height: int = 320) -> Markup:
-    """A line chart of several series over the same labels (e.g. subscribers per week). pygal takes tens of
-    milliseconds to draw one: the same figures are drawn once (bench/admin_bench.py)."""
-    chart = pygal.Line(**_options(title, height), x_label_rotation=0, show_minor_x_labels=False,
+    """A line chart of several series over the same labels (e.g. subscribers per week); `no_data` is shown
+    while there are none. pygal takes tens of milliseconds to draw one: the same figures are drawn once
+    (bench/admin_bench.py)."""
+    chart = pygal.Line(**_options(title, no_data, height), x_label_rotation=0, show_minor_x_labels=False,
                        x_labels_major_every=max(1, len(labels) // 6), dots_size=2.5, truncate_label=-1)
     chart.x_labels = list(labels)
     for name, values in series:
@@ -37,10 +38,10 @@ def lines(title: str, labels: tuple[str, ...], series: tuple[tuple[str, tuple[in
 
 
 @lru_cache(maxsize=32)
-def bars(title: str, labels: tuple[str, ...], series: tuple[tuple[str, tuple[int, ...]], ...], *,
+def bars(title: str, no_data: str, labels: tuple[str, ...], series: tuple[tuple[str, tuple[int, ...]], ...], *,
          height: int = 320) -> Markup:
     """Stacked bars (e.g. deliveries per minute by outcome); the same figures are drawn once."""
-    chart = pygal.StackedBar(**_options(title, height), show_minor_x_labels=False,
+    chart = pygal.StackedBar(**_options(title, no_data, height), show_minor_x_labels=False,
                              x_labels_major_every=max(1, len(labels) // 6), truncate_label=-1)
     chart.x_labels = list(labels)
     for name, values in series:
@@ -48,11 +49,11 @@ def bars(title: str, labels: tuple[str, ...], series: tuple[tuple[str, tuple[int
     return _svg(chart)
 
 
-def _options(title: str, height: int) -> dict[str, object]:
+def _options(title: str, no_data: str, height: int) -> dict[str, object]:
     return {"title": title, "style": _STYLE, "js": [], "disable_xml_declaration": True, "width": 720,
             "height": height, "legend_at_bottom": True, "legend_at_bottom_columns": 4, "margin": 12,
             "margin_bottom": 28,
-            "show_y_guides": True, "include_x_axis": True, "no_data_text": "no data yet", "print_values": False}
+            "show_y_guides": True, "include_x_axis": True, "no_data_text": no_data, "print_values": False}
 
 
 def _svg(chart: pygal.Graph) -> Markup:

@@ -34,7 +34,7 @@ from feedpub.site.build import build_site
 from feedpub.site.posts import collect
 from feedpub.store import utcnow
 from feedpub.web.admin import charts, published, queries
-from feedpub.web.admin.auth import config, page, record, signed_in, store
+from feedpub.web.admin.auth import config, page, record, signed_in, store, words
 
 log = logging.getLogger("feedpub.web.admin")
 # While an issue has rows to send, its page reloads itself this often (no script needed).
@@ -42,18 +42,8 @@ LIVE_REFRESH_SECONDS = 5
 AUDIT_LINES = 200
 # Bounces and complaints listed on an issue's or a subscriber's page (the bounces page has them all, by page).
 EVIDENCE_LINES = 100
-DONE = {
-    "paused": "Paused: no sender takes this issue's rows any more (messages already on their way still go).",
-    "resumed": "Resumed: the daemon sends the rest within a minute.",
-    "cancelled": "Cancelled: the unsent rows are marked cancelled.",
-    "retry": "Deferred rows are due now: the daemon retries them within a minute.",
-    "test": "Test copy sent.",
-    "suppressed": "Address suppressed: it receives nothing any more.",
-    "lifted": "Suppression lifted.",
-    "restored": "The suppressions this issue made are lifted: those readers get the next issue.",
-    "categories": "Categories saved.",
-    "rebuilt": "Feeds rebuilt.",
-}
+# The messages an action's `?done=` may name; their words are the `done_…` strings (strings.toml beside the templates).
+DONE = ("paused", "resumed", "cancelled", "retry", "test", "suppressed", "lifted", "restored", "categories", "rebuilt")
 
 
 @signed_in
@@ -61,17 +51,18 @@ def overview(request: Request) -> Response:
     cfg, db = config(request), store(request)
     now = utcnow()
     weekly = queries.weekly(db, now)
-    chart = charts.lines("Subscribers per week", weekly.labels, (
-        ("active", weekly.active), ("new", weekly.new), ("unsubscribed", weekly.unsubscribed),
-        ("suppressed", weekly.suppressed)))
+    t = words(request)
+    chart = charts.lines(t.text("chart_subscribers"), t.text("chart_no_data"), weekly.labels, (
+        (t.text("series_active"), weekly.active), (t.text("series_new"), weekly.new),
+        (t.text("series_unsubscribed"), weekly.unsubscribed), (t.text("series_suppressed"), weekly.suppressed)))
     facts = request.app.state.health()
     next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
     last_build = _last_build(facts)
     next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
-    return page(request, "overview.html.j2", title="Overview", chart=chart, weekly=weekly,
+    return page(request, "overview.html.j2", title=t.text("overview"), chart=chart, weekly=weekly,
                 issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
                 next_digest=next_digest, next_build=next_build, last_build=last_build,
-                next_retry=db.next_retry(), tz=cfg.site.tz, flash=DONE.get(request.query_params.get("done", "")),
+                next_retry=db.next_retry(), tz=cfg.site.tz, flash=_flash(request),
                 late=late_posts(cfg, db, collect(cfg, now=now).posts, now))
 
 
@@ -80,19 +71,21 @@ def issue(request: Request) -> Response:
     cfg, db = config(request), store(request)
     stored, row = _issue_or_404(request)
     edges, series = queries.progress(db, stored.id)
-    chart = charts.bars("Deliveries over time", tuple(f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges),
-                        tuple((status, tuple(counts)) for status, counts in series.items()))
+    t = words(request)
+    chart = charts.bars(t.text("chart_deliveries"), t.text("chart_no_data"),
+                        tuple(f"{e.astimezone(cfg.site.tz):%H:%M:%S}" for e in edges),
+                        tuple((t.text(f"status_{status}"), tuple(counts)) for status, counts in series.items()))
     sending = row.hold is None and any(row.counts[s] for s in ("queued", "sending"))
     variants = db.variants(stored.id)
     archive = f"{cfg.web.public_url.rstrip('/')}/digests/{stored.period}/"
-    return page(request, "issue.html.j2", title=f"Issue {stored.period}", issue=stored, row=row, chart=chart,
-                variants=queries.variant_counts(db, stored.id), posts=_posts(v.html for v in variants),
+    return page(request, "issue.html.j2", title=t.text("issue_title", period=stored.period), issue=stored, row=row,
+                chart=chart, variants=queries.variant_counts(db, stored.id), posts=_posts(v.html for v in variants),
                 failures=queries.failures(db, stored.id), archive=archive, tz=cfg.site.tz,
                 refresh=LIVE_REFRESH_SECONDS if sending else None,
                 returned=evidence.newest(db, issue_id=stored.id, limit=EVIDENCE_LINES),
                 paused_because=holds.reasons(db).get(stored.period),
                 suppressed=queries.issue_suppressions(db, stored.id),
-                flash=DONE.get(request.query_params.get("done", "")))
+                flash=_flash(request))
 
 
 @signed_in
@@ -112,7 +105,7 @@ async def issue_action(request: Request) -> Response:
         else:
             holds.retry_now(db, stored.period)
     except holds.HoldError as exc:
-        return page(request, "message.html.j2", 409, title="Not done", message=str(exc))
+        return page(request, "message.html.j2", 409, title=words(request).text("not_done"), message=str(exc))
     done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retry"}[action]
     return _back(f"/admin/issues/{stored.period}", done)
 
@@ -133,23 +126,25 @@ def issue_restore(request: Request) -> Response:
 @signed_in
 async def issue_test(request: Request) -> Response:
     """Send a [TEST] copy of the issue (the variant of readers with no category preference) to an address."""
-    cfg = config(request)
+    cfg, t = config(request), words(request)
     stored, _ = _issue_or_404(request)
     try:
         address = mailable(str((await request.form()).get("to", "")))
     except BadAddress as exc:
-        return page(request, "message.html.j2", 400, title="Not sent", message=f"Test copy not sent: {exc}")
+        return page(request, "message.html.j2", 400, title=t.text("not_sent"),
+                    message=t.text("test_not_sent", error=exc))
     variant = stored_variant(store(request), stored, "") or next(
         (stored_variant(store(request), stored, v.key) for v in store(request).variants(stored.id)), None)
     if variant is None:
-        return page(request, "message.html.j2", 409, title="Not sent", message="This issue has no content.")
+        return page(request, "message.html.j2", 409, title=t.text("not_sent"), message=t.text("no_content"))
     record(request, "issue.test", f"{stored.period} → {address}")
     try:
         reader = store(request).subscriber(address)
         message = messages.test_copy(cfg, variant, stored.period, address, reader.id if reader else None)
         await run_in_threadpool(smtp.send_one, cfg, message, address)
     except (smtp.Refused, OSError, FeedpubError) as exc:     # OSError covers smtplib.SMTPException
-        return page(request, "message.html.j2", 502, title="Not sent", message=f"Test copy not sent: {exc}")
+        return page(request, "message.html.j2", 502, title=t.text("not_sent"),
+                    message=t.text("test_not_sent", error=exc))
     return _back(f"/admin/issues/{stored.period}", "test")
 
 
@@ -157,8 +152,8 @@ async def issue_test(request: Request) -> Response:
 def subscribers(request: Request) -> Response:
     wanted = _search(request)
     found, after = queries.search(store(request), wanted)
-    return page(request, "subscribers.html.j2", title="Subscribers", wanted=wanted, found=found, after=after,
-                categories=request.app.state.categories(), tz=config(request).site.tz)
+    return page(request, "subscribers.html.j2", title=words(request).text("subscribers"), wanted=wanted, found=found,
+                after=after, categories=request.app.state.categories(), tz=config(request).site.tz)
 
 
 @signed_in
@@ -192,7 +187,7 @@ def subscriber(request: Request) -> Response:
                 suppression=db.suppression(found.email), history=queries.history(db, found.id),
                 returned=evidence.newest(db, recipient=found.email, limit=EVIDENCE_LINES),
                 changes=changes, categories=request.app.state.categories(), tz=config(request).site.tz,
-                flash=DONE.get(request.query_params.get("done", "")))
+                flash=_flash(request))
 
 
 @signed_in
@@ -230,8 +225,9 @@ def bounces(request: Request) -> Response:
                             limit=queries.PAGE_SIZE + 1)
     more = len(found) > queries.PAGE_SIZE
     found = found[:queries.PAGE_SIZE]
-    return page(request, "bounces.html.j2", title="Bounces and complaints", returned=found, kinds=KINDS, kind=kind,
-                paged=before_id is not None, before=found[-1].id if more else None, tz=config(request).site.tz)
+    return page(request, "bounces.html.j2", title=words(request).text("bounces_heading"), returned=found, kinds=KINDS,
+                kind=kind, paged=before_id is not None, before=found[-1].id if more else None,
+                tz=config(request).site.tz)
 
 
 @signed_in
@@ -242,15 +238,15 @@ def bounce(request: Request) -> Response:
         raise HTTPException(404)
     # Shown as text whatever its charset: the evidence is for reading, and the bytes stay in the store.
     raw = found.raw.decode("utf-8", "replace")
-    return page(request, "bounce.html.j2", title=f"Bounce {found.id}", bounce=found, raw=raw,
-                tz=config(request).site.tz)
+    return page(request, "bounce.html.j2", title=words(request).text("bounce_title", id=found.id), bounce=found,
+                raw=raw, tz=config(request).site.tz)
 
 
 @signed_in
 def feeds(request: Request) -> Response:
-    return page(request, "feeds.html.j2", title="Feeds", feeds=published.published_feeds(config(request)),
-                last_build=_last_build(request.app.state.health()), tz=config(request).site.tz,
-                flash=DONE.get(request.query_params.get("done", "")))
+    return page(request, "feeds.html.j2", title=words(request).text("feeds"),
+                feeds=published.published_feeds(config(request)), last_build=_last_build(request.app.state.health()),
+                tz=config(request).site.tz, flash=_flash(request))
 
 
 @signed_in
@@ -262,15 +258,15 @@ async def rebuild(request: Request) -> Response:
         report = await run_in_threadpool(build_site, config(request))
         archived = await run_in_threadpool(archive_sync.refresh, config(request), store(request))
     except FeedpubError as exc:
-        return page(request, "message.html.j2", 500, title="Build failed", message=str(exc))
+        return page(request, "message.html.j2", 500, title=words(request).text("build_failed"), message=str(exc))
     log.info("rebuild from the dashboard: %s; %s", report.summary(), archived.summary())
     return _back("/admin/feeds", "rebuilt")
 
 
 @signed_in
 def audit(request: Request) -> Response:
-    return page(request, "audit.html.j2", title="Audit log", entries=accounts.audit_log(store(request), AUDIT_LINES),
-                tz=config(request).site.tz)
+    return page(request, "audit.html.j2", title=words(request).text("audit"),
+                entries=accounts.audit_log(store(request), AUDIT_LINES), tz=config(request).site.tz)
 
 
 def _last_build(facts: dict[str, object]) -> datetime | None:
@@ -316,6 +312,12 @@ def _posts(variant_html: Iterable[str]) -> list[tuple[str, str]]:
         for link in lxml_html.fromstring(text).xpath("//h2//a[@href]"):
             seen.setdefault(link.get("href"), link.text_content().strip())
     return [(title, url) for url, title in seen.items()]
+
+
+def _flash(request: Request) -> str | None:
+    """The message of the action that returned to this page, in site.language."""
+    done = request.query_params.get("done", "")
+    return words(request).text(f"done_{done}") if done in DONE else None
 
 
 def _back(path: str, done: str) -> Response:

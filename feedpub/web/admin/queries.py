@@ -141,19 +141,19 @@ def queue_now(store: Store) -> dict[str, int]:
         deliveries.c.status.in_(OPEN_STATUSES))
     with store.engine.connect() as conn:
         counts = dict.fromkeys(OPEN_STATUSES, 0) | dict(conn.execute(query).all())
-        counts["on paused issues"] = conn.scalar(paused) or 0
+        counts["on_paused"] = conn.scalar(paused) or 0        # its words: status_on_paused
     return counts
 
 
-def variant_counts(store: Store, issue_id: int) -> list[tuple[str, str, int]]:
-    """(category set, subject, recipients) per variant of an issue."""
+def variant_counts(store: Store, issue_id: int) -> list[tuple[tuple[str, ...], str, int]]:
+    """(categories, subject, recipients) per variant of an issue; no categories (): everyone's variant."""
     counts = (sa.select(deliveries.c.variant_key, sa.func.count().label("n"))
               .where(deliveries.c.issue_id == issue_id).group_by(deliveries.c.variant_key).subquery())
     query = (sa.select(issue_variants.c.key, issue_variants.c.subject, sa.func.coalesce(counts.c.n, 0))
              .outerjoin(counts, counts.c.variant_key == issue_variants.c.key)
              .where(issue_variants.c.issue_id == issue_id).order_by(issue_variants.c.key))
     with store.engine.connect() as conn:
-        return [(key.replace("\t", ", ") or "everything", subject, n) for key, subject, n in conn.execute(query)]
+        return [(tuple(key.split("\t")) if key else (), subject, n) for key, subject, n in conn.execute(query)]
 
 
 def progress(store: Store, issue_id: int, buckets: int = 24) -> tuple[list[datetime], dict[str, list[int]]]:

@@ -43,7 +43,7 @@ def test_every_admin_route_needs_a_session_and_every_post_a_csrf_token(dashboard
                 assert answer.status_code == 403, (path, data)
     # Nothing was done by the refused requests: the issue still sends, nobody got suppressed.
     assert dashboard.store.suppressed() == set()
-    assert "Pause" in client.get("/admin/issues/2026-11-30-0900").text
+    assert "一時停止" in client.get("/admin/issues/2026-11-30-0900").text
 
 
 def audit_lines(store) -> list:
@@ -69,7 +69,7 @@ def test_a_malformed_csrf_field_is_a_bad_request_on_every_post_and_the_login(das
                 answer = client.post(path, data={"csrf": bad}, follow_redirects=False)
                 assert answer.status_code == 400, (path, bad)
     assert audit_lines(store) == before and store.suppressed() == set()
-    assert "Pause" in client.get("/admin/issues/2026-11-30-0900").text
+    assert "一時停止" in client.get("/admin/issues/2026-11-30-0900").text
 
 
 def test_login_form_posts_without_its_own_token_are_refused(dashboard) -> None:
@@ -173,7 +173,8 @@ def test_unknown_account_and_wrong_password_get_the_same_answer(dashboard) -> No
     unknown = login(dashboard.client, name="nobody")
     wrong = login(dashboard.client, password="not the password")
     assert unknown.status_code == wrong.status_code == 401
-    assert "Wrong account name or password." in unknown.text and "Wrong account name or password." in wrong.text
+    refused = "アカウント名またはパスワードが違います。"
+    assert refused in unknown.text and refused in wrong.text
 
 
 def test_login_redirects_only_within_the_dashboard(dashboard) -> None:

@@ -39,11 +39,11 @@ def test_overview_and_issue_count_bounced_and_complained_deliveries_with_rates_o
     record_three(site, dashboard.store)
     login(dashboard.client)
     overview = dashboard.client.get("/admin").text
-    assert '<th class="n" title="deliveries a bounce names, of those sent">Bounced</th>' in overview
+    assert '<th class="n" title="送信済みのうち、バウンスの届いた配信">バウンス</th>' in overview
     # 3 sent (Alice, Taro, Carol): 2 bounced, 1 complained.
     assert '2 <span class="muted">66.7%</span>' in overview and '1 <span class="muted">33.3%</span>' in overview
     issue = dashboard.client.get(f"/admin/issues/{PERIOD}").text
-    assert "Bounced<b>2</b>" in issue and "66.7% of sent" in issue and "Complained<b>1</b>" in issue
+    assert "バウンス<b>2</b>" in issue and "送信済みの 66.7%" in issue and "苦情<b>1</b>" in issue
 
 
 def test_issue_page_gives_each_bounce_its_reason_escaped(site, dashboard) -> None:
@@ -52,7 +52,7 @@ def test_issue_page_gives_each_bounce_its_reason_escaped(site, dashboard) -> Non
     page = dashboard.client.get(f"/admin/issues/{PERIOD}").text
     assert "550 no such user" in page                                   # the synchronous failure, as before
     assert "550 5.1.1 &lt;carol@example.com&gt;: Recipient address rejected: User unknown" in page
-    assert "5.1.1" in page and "4.2.2" in page and ">complaint<" in page and ">hard<" in page
+    assert "5.1.1" in page and "4.2.2" in page and ">苦情<" in page and ">ハードバウンス<" in page
     assert "452 4.2.2 &lt;script&gt;alert(1)&lt;/script&gt; mailbox full" in page and SCRIPT not in page
     for evidence_id in ids.values():
         assert f'href="/admin/bounces/{evidence_id}"' in page
@@ -69,7 +69,7 @@ def test_subscriber_page_shows_that_address_bounces_and_complaints(site, dashboa
     assert "unsubscribed and suppressed (complaint)" in pages["alice@example.com"]
     assert "User unknown in" not in pages["alice@example.com"]
     bob = pages["bob@example.com"]
-    assert re.search(r'Bounces and complaints</h2>\s*<p class="muted">None.</p>', bob)
+    assert re.search(r'バウンスと苦情</h2>\s*<p class="muted">ありません。</p>', bob)
 
 
 def test_bounces_page_lists_newest_first_filters_by_kind_and_links_the_raw_message(site, dashboard) -> None:
@@ -82,8 +82,8 @@ def test_bounces_page_lists_newest_first_filters_by_kind_and_links_the_raw_messa
     assert "&lt;script&gt;" in listed and SCRIPT not in listed and f'href="/admin/issues/{PERIOD}"' in listed
     complaints = client.get("/admin/bounces?kind=complaint").text
     assert re.findall(r'href="/admin/bounces/(\d+)"', complaints) == [str(ids["alice"])]
-    assert "No hard recorded." not in complaints and "<strong>complaint</strong>" in complaints
-    assert "No auto-reply recorded." in client.get("/admin/bounces?kind=auto-reply").text
+    assert "ハードバウンスの記録はありません。" not in complaints and "<strong>苦情</strong>" in complaints
+    assert "自動返信の記録はありません。" in client.get("/admin/bounces?kind=auto-reply").text
     unknown = client.get("/admin/bounces", params={"kind": SCRIPT}).text      # not a kind: everything, unechoed
     assert len(re.findall(r'href="/admin/bounces/(\d+)"', unknown)) == 3 and SCRIPT not in unknown
 
@@ -112,7 +112,7 @@ def test_bounces_page_goes_back_a_page_at_a_time(site, dashboard) -> None:
     older = re.search(r'rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
     second = dashboard.client.get(older).text
     assert re.findall(r'href="/admin/bounces/(\d+)"', second) == [str(min(map(int, links)) - 1)]
-    assert "reader00@example.org" in second and 'rel="next"' not in second and "« Newest" in second
+    assert "reader00@example.org" in second and 'rel="next"' not in second and "« 最新" in second
     hard = dashboard.client.get("/admin/bounces?kind=hard").text
     assert 'rel="next" href="/admin/bounces?kind=hard&amp;before=' in hard
 
@@ -125,8 +125,8 @@ def test_unverified_evidence_is_marked_on_the_list_and_its_page(site, dashboard)
     login(dashboard.client)
     listed = dashboard.client.get("/admin/bounces").text
     rows = {int(n): row for row in listed.split("<tr>")[2:] for n in re.findall(r'href="/admin/bounces/(\d+)"', row)}
-    assert "(unverified)" in rows[forged[0].evidence_id]
+    assert "（未確認）" in rows[forged[0].evidence_id]
     assert all("(unverified)" not in rows[evidence_id] for evidence_id in ids.values())
     shown = dashboard.client.get(f"/admin/bounces/{forged[0].evidence_id}").text
-    assert "hard (unverified: nothing shows feedpub sent the message it is about" in shown
+    assert "ハードバウンス （未確認：このメッセージが指すメールを feedpub が送った記録がない" in shown
     assert dashboard.store.suppression("bob@example.com") is None

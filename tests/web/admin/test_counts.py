@@ -23,10 +23,10 @@ def test_readers_exclude_suppressed_addresses_and_new_ones_unconfirmed_sign_ups(
     login(dashboard.client)
     page = dashboard.client.get("/admin").text
     # alice, taro, carol; not bob (suppressed), left (gone), pending (never confirmed)
-    assert card(page, "Active subscribers") == 3
+    assert card(page, "購読者数") == 3
     # confirmed this week: the four seeded readers and left@; not pending@
-    assert card(page, "New this week") == 5
-    assert card(page, "Unsubscribed this week") == 1 and card(page, "Suppressed this week") == 2
+    assert card(page, "今週の新規購読") == 5
+    assert card(page, "今週の購読解除") == 1 and card(page, "今週の配信停止") == 2
 
 
 def test_the_csv_export_has_no_formula_cells_and_filters_categories_in_any_case(dashboard) -> None:

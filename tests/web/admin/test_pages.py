@@ -33,16 +33,16 @@ SCRIPT = "<script>alert(1)</script>"
 def test_overview_shows_the_list_the_last_issue_the_queue_and_the_schedule(dashboard) -> None:
     login(dashboard.client)
     page = dashboard.client.get("/admin").text
-    assert "<svg" in page and "Subscribers per week" in page and "<script" not in page
+    assert "<svg" in page and "週ごとの購読者数" in page and "<script" not in page
     assert f'href="/admin/issues/{PERIOD}"' in page
     assert "25.0%" in page                          # 1 sent of 4 recipients
-    assert "12 posts, 1 problems, 2 warnings" in page           # the last build, from the daemon's facts
+    assert "記事 12 件、問題 1 件、警告 2 件" in page           # the last build, from the daemon's facts
     problems = page[page.index('<ul class="problems">'):]
     warnings = page[page.index('<ul class="warnings">'):]
     assert problems.index("front matter is not closed") < problems.index("</ul>")
     assert warnings.index("key &#39;title&#39; appears twice") < warnings.index("</ul>")
     assert "appears twice" not in problems[:problems.index("</ul>")]      # warnings apart from problems
-    assert "Next digest" in page and "Queued" in page
+    assert "次回のダイジェスト" in page and "送信待ち" in page
 
 
 def test_issue_page_lists_posts_variants_failures_and_refreshes_while_sending(dashboard) -> None:
@@ -62,7 +62,7 @@ def test_pause_resume_retry_and_cancel_from_the_issue_page(dashboard) -> None:
     answer = client.post(f"/admin/issues/{PERIOD}/pause", data={"csrf": csrf}, follow_redirects=False)
     assert answer.status_code == 303 and holds.state(store, dashboard.issue_id) == "paused"
     page = client.get(answer.headers["location"]).text
-    assert "Paused: no sender takes" in page and "Resume" in page and "http-equiv" not in page
+    assert "一時停止しました。" in page and "再開" in page and "http-equiv" not in page
     client.post(f"/admin/issues/{PERIOD}/resume", data={"csrf": csrf})
     assert holds.state(store, dashboard.issue_id) is None
     client.post(f"/admin/issues/{PERIOD}/retry", data={"csrf": csrf})
@@ -83,7 +83,7 @@ def test_send_a_test_copy_over_smtp(site, dashboard, smtp_server) -> None:
     login(dashboard.client)
     csrf = csrf_of(dashboard.client)
     answer = dashboard.client.post(f"/admin/issues/{PERIOD}/test", data={"csrf": csrf, "to": "editor@example.com"})
-    assert answer.status_code == 200 and "Test copy sent." in answer.text
+    assert answer.status_code == 200 and "テストメールを送信しました。" in answer.text
     [received] = smtp_server.received
     assert received.rcpt_tos == ("editor@example.com",) and received.message()["Subject"].startswith("[TEST] Weekly")
     bad = dashboard.client.post(f"/admin/issues/{PERIOD}/test", data={"csrf": csrf, "to": "not an address"})
@@ -170,9 +170,9 @@ def test_feeds_page_lists_the_published_feeds_and_rebuilds(site, dashboard) -> N
         本文です。
         """)
     login(dashboard.client)
-    assert "No feeds published yet" in dashboard.client.get("/admin/feeds").text
+    assert "公開中のフィードはまだありません" in dashboard.client.get("/admin/feeds").text
     answer = dashboard.client.post("/admin/feeds/rebuild", data={"csrf": csrf_of(dashboard.client)})
-    assert answer.status_code == 200 and "Feeds rebuilt." in answer.text
+    assert answer.status_code == 200 and "フィードを再生成しました。" in answer.text
     assert "https://blog.example.com/feed.xml" in answer.text and "<td class=\"n\">1</td>" in answer.text
 
 

@@ -25,15 +25,15 @@ def test_the_issue_page_says_why_the_breaker_paused_it(dashboard) -> None:
     holds.trip(dashboard.store, dashboard.issue_id, f"10 recipients in a row refused with the same reply: {REFUSED}")
     login(dashboard.client)
     page = dashboard.client.get(f"/admin/issues/{PERIOD}").text
-    assert "Paused by the circuit breaker: 10 recipients in a row refused" in page
-    assert "Relay access denied" in page and "Restore the suppressions" not in page   # none made
+    assert "サーキットブレーカーが一時停止しました：10 recipients in a row refused" in page
+    assert "Relay access denied" in page and "この号で停止した宛先を元に戻す" not in page   # none made
 
 
 def test_restore_lifts_the_issues_suppressions_only_with_the_csrf_token(dashboard) -> None:
     bad_send(dashboard.store, dashboard.issue_id)
     login(dashboard.client)
     page = dashboard.client.get(f"/admin/issues/{PERIOD}").text
-    assert "Restore the suppressions this issue made" in page and "(2 addresses the relay refused" in page
+    assert "この号で停止した宛先を元に戻す" in page and "（送信中にリレーが拒否した 2 件のアドレス）" in page
     forged = dashboard.client.post(f"/admin/issues/{PERIOD}/restore", data={"csrf": "forged"}, follow_redirects=False)
     assert forged.status_code == 403 and dashboard.store.suppression("bob@example.com") is not None
     done = dashboard.client.post(f"/admin/issues/{PERIOD}/restore", data={"csrf": csrf_of(dashboard.client)},
@@ -65,12 +65,12 @@ def test_an_operator_restores_an_issues_suppressions_in_chromium(site, monkeypat
                 page.goto(f"http://127.0.0.1:{port}/admin/issues/{PERIOD}")
                 page.fill("#name", ACCOUNT)
                 page.fill("#password", PASSWORD)
-                page.click("text=Log in")
-                expect(page.locator("h1")).to_have_text(f"Issue {PERIOD}")
-                page.click("button:text('Restore the suppressions this issue made')")
-                expect(page.get_by_role("status")).to_contain_text("The suppressions this issue made are lifted")
-                expect(page.locator("button:text('Restore the suppressions this issue made')")).to_have_count(0)
-                page.click("nav >> text=Audit log")
+                page.click("button:text('ログイン')")
+                expect(page.locator("h1")).to_have_text(f"{PERIOD} 号")
+                page.click("button:text('この号で停止した宛先を元に戻す')")
+                expect(page.get_by_role("status")).to_contain_text("この号で停止した宛先を元に戻しました")
+                expect(page.locator("button:text('この号で停止した宛先を元に戻す')")).to_have_count(0)
+                page.click("nav >> text=操作記録")
                 expect(page.locator("td", has_text="suppressions.restore").first).to_be_visible()
             finally:
                 browser.close()
