@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,13 +175,142 @@ def test_polling_a_maildir_records_a_forged_dsn_as_unverified(sent_ids, tmp_path
     assert row["unverified"] is True
 
 
-def test_without_verp_the_reported_address_finds_its_latest_delivery(tmp_path, smtp_server):
+STRANGER_DSN = """\
+From: MAILER-DAEMON@mx.stranger.example
+To: news@blog.example.com
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{key}@mx.stranger.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.stranger.example
+
+Final-Recipient: rfc822; {first}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+Final-Recipient: rfc822; {second}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+--b
+Content-Type: text/rfc822-headers
+
+From: ALLFORCES <news@blog.example.com>
+Subject: ALLFORCES weekly
+Message-ID: {message_id}
+
+--b--
+"""
+
+
+@pytest.fixture
+def sent_plain(tmp_path, smtp_server):
+    """A digest sent without smtp.return_path (the default): bounces come back to the digest.from address,
+    which anyone can write to. (config path, reader → the Message-ID of their message)."""
     config = write_site(tmp_path, smtp_server.port)
     assert feedpub(config, "digest", "send").exit_code == 0
+    return config, {received.rcpt_tos[0]: received.message()["Message-ID"] for received in smtp_server.received}
+
+
+def test_without_return_path_a_stranger_s_dsn_or_complaint_naming_readers_changes_nobody(sent_plain, tmp_path):
+    """The From: address is public: a hand-written DSN listing two readers, one quoting a Message-ID of ours
+    sent to someone else, and a made-up ARF report are kept as evidence and suppress no one."""
+    config, message_ids = sent_plain
+    dsn = tmp_path / "stranger.eml"
+    dsn.write_text(STRANGER_DSN.format(key="two", first=READERS[1], second=READERS[2],
+                                       message_id="<2025-12-15-0900.5f3e2a@blog.example.com>"), encoding="utf-8")
+    borrowed = STRANGER_DSN.format(key="borrowed", first=READERS[3], second=READERS[3],
+                                   message_id=message_ids[READERS[0]]).encode()
+    complaint = bounce_for("arf-abuse.eml", READERS[0], RETURN_PATH, fixture_reader="mina@mailbox.example")
+
+    (parsed,) = [json.loads(line) for line in feedpub(config, "bounces", "parse", str(dsn)).stdout.splitlines()]
+    assert (parsed["kind"], parsed["recipients"], parsed["verified"]) == ("hard", [READERS[1], READERS[2]], False)
+    unverified = ("none: unverified: neither a VERP tag of this site nor the Message-ID of a message feedpub "
+                  "sent this address")
+    processed = feedpub(config, "bounces", "process", str(dsn))
+    assert (processed.exit_code, processed.stdout) == (0, f"{dsn}: {READERS[1]}: hard: {unverified}\n"
+                                                          f"{dsn}: {READERS[2]}: hard: {unverified}\n")
+    assert process(config, borrowed).stdout == f"-: {READERS[3]}: hard: {unverified}\n"
+    assert process(config, complaint).stdout == f"-: {READERS[0]}: complaint: {unverified}\n"
+
+    rows = subscribers(config)
+    assert all(row["status"] == "active" and not row["suppressed"] for row in rows.values())
+    listed = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert [(r["recipient"], r["kind"], r["unverified"]) for r in listed] == [
+        (READERS[1], "hard", True), (READERS[2], "hard", True), (READERS[3], "hard", True),
+        (READERS[0], "complaint", True)]
+    assert feedpub(config, "digest", "status").stdout.splitlines()[1].split()[-2:] == ["0", "0"]
+
+
+def test_without_return_path_a_bounce_quoting_its_message_finds_its_delivery(sent_plain):
+    config, message_ids = sent_plain
     raw = bounce_for("qmail-no-mailbox.eml", READERS[0], RETURN_PATH, fixture_reader="fumiko@example.net")
-    assert process(config, raw).stdout == f"-: {READERS[0]}: hard: suppressed\n"
-    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
-    assert row["delivery"] is not None
+    forged = bounce_for("qmail-no-mailbox.eml", READERS[0], RETURN_PATH, fixture_reader="fumiko@example.net",
+                        message_id="forged@mx.example")
+    assert process(config, forged).stdout.endswith(": hard: none: unverified: neither a VERP tag of this site nor the "
+                                                "Message-ID of a message feedpub sent this address\n")
+    quoting = raw.replace(b"Subject: ALLFORCES", f"Message-ID: {message_ids[READERS[0]]}\nSubject: ALLFORCES".encode())
+    assert quoting != raw
+    assert process(config, quoting).stdout == f"-: {READERS[0]}: hard: suppressed\n"
+    verified = [row for row in json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+                if not row["unverified"]]
+    assert [(row["recipient"], row["issue"] is not None, row["delivery"] is not None) for row in verified] == [
+        (READERS[0], True, True)]
+
+
+_QUOTED_ID = re.compile(rb"^([ \t>]*)Message-I[dD]:[ \t]*<[^>]*@blog\.example\.com>", re.M)
+_QUOTED_FROM = re.compile(rb"^([ \t>]*)From:[ \t]*ALLFORCES <news@blog\.example\.com>", re.M)
+
+
+def quoting_our_message(raw: bytes, message_id: str) -> bytes | None:
+    """`raw` with the message it returns quoting `message_id`: in place of the quoted Message-ID, or after
+    the quoted From: where the fixture kept no Message-ID; None if it quotes no header of ours."""
+    if _QUOTED_ID.search(raw):
+        return _QUOTED_ID.sub(lambda m: m[1] + b"Message-ID: " + message_id.encode(), raw, count=1)
+    if _QUOTED_FROM.search(raw):
+        return _QUOTED_FROM.sub(lambda m: m[0] + b"\n" + m[1] + b"Message-ID: " + message_id.encode(), raw, count=1)
+    return None
+
+
+EFFECTS = {"hard": "suppressed", "soft": "counted: soft bounce 1 of 3 within 30d",
+           "complaint": "unsubscribed and suppressed (complaint)"}
+
+
+def test_without_return_path_the_real_returned_mail_of_the_fixtures_acts_when_it_quotes_the_message(tmp_path,
+                                                                                                    smtp_server):
+    """Every fixture that returns our message's headers, about one address: re-addressed to a reader of its
+    own and quoting the Message-ID of the digest that reader got, it acts as its kind says."""
+    parsed = {}
+    for path in sorted(FIXTURES.glob("*.eml")):
+        (result,) = [json.loads(line) for line in
+                     feedpub(write_config(tmp_path, 25), "bounces", "parse", str(path)).stdout.splitlines()]
+        if result["kind"] in EFFECTS and len(result["recipients"]) == 1 and quoting_our_message(
+                path.read_bytes(), "<x>") is not None:
+            parsed[path.name] = result
+    assert len(parsed) >= 35, sorted(parsed)
+    readers = [f"reader{n}@example.jp" for n in range(len(parsed))]
+    config = write_site(tmp_path, smtp_server.port, readers=readers)
+    assert feedpub(config, "digest", "send").exit_code == 0
+    message_ids = {received.rcpt_tos[0]: received.message()["Message-ID"] for received in smtp_server.received}
+
+    for reader, (name, result) in zip(readers, parsed.items(), strict=True):
+        raw = bounce_for(name, reader, RETURN_PATH, fixture_reader=result["recipients"][0])
+        unverified = process(config, b"Message-ID: <copy@mx.example>\n" + raw)   # another message
+        assert unverified.stdout.startswith(f"-: {reader}: {result['kind']}: none: unverified: "), name
+        quoting = quoting_our_message(raw, message_ids[reader])
+        acted = process(config, quoting)
+        assert acted.stdout == f"-: {reader}: {result['kind']}: {EFFECTS[result['kind']]}\n", name
 
 
 def test_list_filters_and_formats(sent):
