@@ -25,6 +25,7 @@ from feedpub.send.bounces.process import Replayed, process_message, record_all
 from feedpub.store import Store, open_store
 from tests.conftest import emptied, store_of_version
 from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site
+from tests.test_store_lock import locked
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 RETURN_PATH = "bounces@blog.example.com"
@@ -487,15 +488,22 @@ def test_unverified_soft_bounces_count_for_nothing(store_config, monkeypatch):
     assert store.suppression(reader) is None
 
 
-def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_still_acts(sent):
+def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_still_acts(sent, tmp_path):
+    """On stdin (a Postfix alias) the unreadable message is recorded: exit 0, as any other exit would make
+    Postfix bounce it to the postmaster; the same message given as a file is exit 1, skipped."""
     config, senders = sent
     nested = b"From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail\nMessage-ID: <deep@mx.example.net>\n" + \
         b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(3000))
     first = process(config, nested)
-    assert first.exit_code == 1
+    assert first.exit_code == 0
     assert first.stdout == "-: -: unreadable: none: no recipient found in the message\n"
     assert first.stderr == "-: unreadable: 3000 multipart or message/* parts (at most 50 are read)\n"
     assert process(config, nested).stdout == "-: -: unreadable: recorded before; nothing done again\n"
+    named = tmp_path / "nested.eml"
+    named.write_bytes(nested)
+    as_file = feedpub(config, "bounces", "process", str(named))
+    assert (as_file.exit_code, as_file.stderr) == (1, f"{named}: unreadable: 3000 multipart or message/* parts "
+                                                      "(at most 50 are read)\n")
 
     reader = READERS[1]
     raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
@@ -503,3 +511,19 @@ def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_sti
     assert (second.exit_code, second.stdout) == (0, f"-: {reader}: hard: suppressed\n")
     rows = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
     assert [(row["kind"], row["source"]) for row in rows] == [("unreadable", "stdin"), ("hard", "stdin")]
+
+
+def test_a_locked_store_is_exit_75_so_the_mta_keeps_the_bounce_and_delivers_it_again(sent):
+    """Postfix answers EX_TEMPFAIL (75) from a pipe alias by queueing the message and trying again; exit 2
+    would bounce it to the postmaster, and the bounce would be lost."""
+    config, senders = sent
+    reader = READERS[1]
+    raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
+    path = config.parent / ".feedpub" / "feedpub.db"
+    with locked(path):
+        busy = process(config, raw)
+    assert busy.exit_code == 75, busy.output
+    assert busy.stderr.startswith(f"feedpub: the store {path} is locked by another process (waited ")
+    assert not subscribers(config)[reader]["suppressed"]
+    again = process(config, raw)                      # the MTA's next try
+    assert (again.exit_code, again.stdout) == (0, f"-: {reader}: hard: suppressed\n")
