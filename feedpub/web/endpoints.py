@@ -31,6 +31,7 @@ log = logging.getLogger("feedpub.web")
 # When a reader whose confirmation mail the relay did not take may try again: a relay that is down or
 # deferring is seldom back within seconds.
 NOT_SENT_RETRY_AFTER = 300
+
 # What a browser may do with a reader page: no script at all, nothing from elsewhere, no framing, forms only
 # to this site, and no Referer carrying a link's token. Inline styles stay allowed, so an operator's own
 # templates (web.templates_dir) keep their looks.
