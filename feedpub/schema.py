@@ -175,8 +175,8 @@ bounces = sa.Table(
     sa.Column("effect", sa.Text, nullable=False),                 # what feedpub did about it
     sa.Column("raw", sa.LargeBinary, nullable=False),             # the message or JSON, cut at bounces.raw_limit
     sa.Column("raw_size", sa.Integer, nullable=False),
-    # Nothing vouches for it (a forged VERP tag, or with smtp.return_path set neither a tag nor a Message-ID of
-    # ours): kept as evidence, and it changed no subscriber.
+    # Nothing vouches for it (a forged VERP tag, or neither a good tag nor the signed Message-ID of a delivery
+    # to the address): kept as evidence, and it changed no subscriber.
     sa.Column("unverified", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("message_key", "recipient"),
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from feedpub.cli.subscribers import _table, open_store_or_fail
 from feedpub.counts import counted
 from feedpub.errors import ConfigError
 
+TEMPFAIL = 75      # sysexits.h EX_TEMPFAIL
 KINDS = ("hard", "soft", "complaint", "auto-reply", "not-a-bounce", "unreadable")
 
 
@@ -71,27 +74,51 @@ def parse(app: App, files: tuple[str, ...], fmt: str) -> None:
 @click.pass_obj
 def process(app: App, files: tuple[str, ...]) -> None:
     """Record messages (FILE…, or - for one on stdin, as from a Postfix alias "|feedpub bounces process -")
-    and suppress or unsubscribe as they say."""
+    and suppress or unsubscribe as they say. A store locked by another process is exit 75 (EX_TEMPFAIL:
+    the MTA keeps the message and tries again); an unreadable message on stdin is recorded, so exit 0."""
     from feedpub.send.bounces.process import read_message, record_all
+    from feedpub.store import open_store
 
     config = app.config
-    store = open_store_or_fail(app)
     skipped = 0
-    for name in files:
-        raw = _read(name)
-        if raw is None:
-            skipped += 1
-            continue
-        try:
-            item = read_message(config, raw, "stdin" if name == "-" else f"file:{Path(name).resolve()}")
-        except ConfigError as exc:
-            fail(str(exc))
-        for outcome in record_all(config, store, [item])[0]:
-            say(f"{name}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}")
-        if item.bounce.kind == "unreadable":
-            skipped += 1
-            click.echo(f"{name}: {item.bounce.why}", err=True)
+    with _tempfail_when_busy(app):
+        store = open_store(config.store_url)
+        for name in files:
+            raw = _read(name)
+            if raw is None:
+                skipped += 1
+                continue
+            try:
+                item = read_message(config, raw, "stdin" if name == "-" else f"file:{Path(name).resolve()}")
+            except ConfigError as exc:
+                fail(str(exc))
+            for outcome in record_all(config, store, [item])[0]:
+                say(f"{name}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}")
+            if item.bounce.kind == "unreadable":
+                # Recorded either way; a non-zero exit would make the MTA piping it in bounce it to the
+                # postmaster, so only a file given by name counts as skipped.
+                if name != "-":
+                    skipped += 1
+                click.echo(f"{name}: {item.bounce.why}", err=True)
     raise SystemExit(PARTIAL if skipped else OK)
+
+
+@contextmanager
+def _tempfail_when_busy(app: App) -> Iterator[None]:
+    """A store another process keeps locked is exit 75, sysexits' EX_TEMPFAIL, which an MTA delivering to a
+    pipe (Postfix, Exim, sendmail) answers by keeping the message and trying again later; exit 2, for any
+    other unusable store, makes it bounce the message to the postmaster."""
+    from feedpub.store_engine import StoreError, busy, busy_message, shown_url
+
+    try:
+        yield
+    except Exception as exc:
+        if busy(exc):
+            click.echo(f"feedpub: {busy_message(shown_url(app.config.store_url))}", err=True)
+            raise SystemExit(TEMPFAIL) from exc
+        if isinstance(exc, StoreError):
+            fail(str(exc))
+        raise
 
 
 @bounces.command()

@@ -6,6 +6,7 @@ a POST from the page's button (RFC 8058's one-click POST on the unsubscribe link
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from datetime import datetime
@@ -13,6 +14,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,8 +22,15 @@ from starlette.responses import JSONResponse, Response
 from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
 from feedpub.records import Subscriber, SubscriberInput
+from feedpub.send.smtp import Refused
 from feedpub.store import READER_UNSUBSCRIBED, utcnow
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, issued_at, make_token, read_token
+
+log = logging.getLogger("feedpub.web")
+
+# When a reader whose confirmation mail the relay did not take may try again: a relay that is down or
+# deferring is seldom back within seconds.
+NOT_SENT_RETRY_AFTER = 300
 
 # What a browser may do with a reader page: no script at all, nothing from elsewhere, no framing, forms only
 # to this site, and no Referer carrying a link's token. Inline styles stay allowed, so an operator's own
@@ -122,7 +131,12 @@ async def subscribe(request: Request) -> Response:
     chosen = tuple(c for c in form.getlist("categories") if c in known)
     name = " ".join(str(form.get("name", "")).split())[:200]
     if not state.confirmations_limit.wait(email.lower()):
-        invite(request, SubscriberInput(email, name or None, chosen))
+        # The store's waits and the relay's SMTP exchange block: off the event loop, so other requests go on.
+        try:
+            await run_in_threadpool(invite, request, SubscriberInput(email, name or None, chosen))
+        except (Refused, OSError) as exc:    # the relay refused the mail, or could not be reached (smtplib's errors)
+            log.warning("the subscribe form's mail to %s was not sent: %s", email, exc)
+            return message(request, "not_sent", 503, {"Retry-After": str(NOT_SENT_RETRY_AFTER)})
     # The same answer whatever the address's state: nothing is revealed.
     return message(request, "check_mail")
 
@@ -130,22 +144,27 @@ async def subscribe(request: Request) -> Response:
 def invite(request: Request, entry: SubscriberInput) -> None:
     """Mail the address's owner what they need: a new or returning reader the one confirmation link that works,
     a subscriber a link to their own preferences page. An address suppressed for a complaint, a bounce or by an
-    operator is mailed nothing: only an operator lifts that."""
+    operator is mailed nothing: only an operator lifts that. A new link replaces the reader's older one only
+    once its mail was handed to the relay: when sending fails, the link they already have still works."""
     state = request.app.state
     suppression = state.store.suppression(entry.email)
     if suppression and suppression.cause != "unsubscribe":
         return
-    issued = utcnow().replace(microsecond=0)
-    subscriber = state.store.sign_up(entry, issued)
     title = state.config.site.title
-    if subscriber.status == "active":
-        url = link(request, "preferences", subscriber)
-        state.send_confirmation(subscriber.email, state.strings.text("known_subject", title=title),
-                                state.strings.text("known_body", title=title, url=url, email=subscriber.email))
-    else:
-        url = link(request, "confirm", subscriber, issued)
-        state.send_confirmation(subscriber.email, state.strings.text("confirm_subject", title=title),
-                                state.strings.text("confirm_body", title=title, url=url))
+    known = state.store.subscriber(entry.email)
+    if known is not None and known.status == "active":
+        url = link(request, "preferences", known)
+        state.send_confirmation(known.email, state.strings.text("known_subject", title=title),
+                                state.strings.text("known_body", title=title, url=url, email=known.email))
+        return
+    issued = utcnow().replace(microsecond=0)
+    # A new address needs its row first (the link names its id); it has no older link to lose.
+    subscriber = known or state.store.sign_up(entry, issued)
+    url = link(request, "confirm", subscriber, issued)
+    state.send_confirmation(subscriber.email, state.strings.text("confirm_subject", title=title),
+                            state.strings.text("confirm_body", title=title, url=url))
+    if known is not None:
+        state.store.sign_up(entry, issued)
 
 
 def confirmation(request: Request) -> tuple[Subscriber, datetime] | None:

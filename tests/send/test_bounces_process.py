@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from feedpub.send.bounces.process import Replayed, process_message, record_all
 from feedpub.store import Store, open_store
 from tests.conftest import emptied, store_of_version
 from tests.send.sites import READERS, SECRET, feedpub, write_config, write_site
+from tests.test_store_lock import locked
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 RETURN_PATH = "bounces@blog.example.com"
@@ -174,13 +176,142 @@ def test_polling_a_maildir_records_a_forged_dsn_as_unverified(sent_ids, tmp_path
     assert row["unverified"] is True
 
 
-def test_without_verp_the_reported_address_finds_its_latest_delivery(tmp_path, smtp_server):
+STRANGER_DSN = """\
+From: MAILER-DAEMON@mx.stranger.example
+To: news@blog.example.com
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{key}@mx.stranger.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.stranger.example
+
+Final-Recipient: rfc822; {first}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+Final-Recipient: rfc822; {second}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+--b
+Content-Type: text/rfc822-headers
+
+From: ALLFORCES <news@blog.example.com>
+Subject: ALLFORCES weekly
+Message-ID: {message_id}
+
+--b--
+"""
+
+
+@pytest.fixture
+def sent_plain(tmp_path, smtp_server):
+    """A digest sent without smtp.return_path (the default): bounces come back to the digest.from address,
+    which anyone can write to. (config path, reader → the Message-ID of their message)."""
     config = write_site(tmp_path, smtp_server.port)
     assert feedpub(config, "digest", "send").exit_code == 0
+    return config, {received.rcpt_tos[0]: received.message()["Message-ID"] for received in smtp_server.received}
+
+
+def test_without_return_path_a_stranger_s_dsn_or_complaint_naming_readers_changes_nobody(sent_plain, tmp_path):
+    """The From: address is public: a hand-written DSN listing two readers, one quoting a Message-ID of ours
+    sent to someone else, and a made-up ARF report are kept as evidence and suppress no one."""
+    config, message_ids = sent_plain
+    dsn = tmp_path / "stranger.eml"
+    dsn.write_text(STRANGER_DSN.format(key="two", first=READERS[1], second=READERS[2],
+                                       message_id="<2025-12-15-0900.5f3e2a@blog.example.com>"), encoding="utf-8")
+    borrowed = STRANGER_DSN.format(key="borrowed", first=READERS[3], second=READERS[3],
+                                   message_id=message_ids[READERS[0]]).encode()
+    complaint = bounce_for("arf-abuse.eml", READERS[0], RETURN_PATH, fixture_reader="mina@mailbox.example")
+
+    (parsed,) = [json.loads(line) for line in feedpub(config, "bounces", "parse", str(dsn)).stdout.splitlines()]
+    assert (parsed["kind"], parsed["recipients"], parsed["verified"]) == ("hard", [READERS[1], READERS[2]], False)
+    unverified = ("none: unverified: neither a VERP tag of this site nor the Message-ID of a message feedpub "
+                  "sent this address")
+    processed = feedpub(config, "bounces", "process", str(dsn))
+    assert (processed.exit_code, processed.stdout) == (0, f"{dsn}: {READERS[1]}: hard: {unverified}\n"
+                                                          f"{dsn}: {READERS[2]}: hard: {unverified}\n")
+    assert process(config, borrowed).stdout == f"-: {READERS[3]}: hard: {unverified}\n"
+    assert process(config, complaint).stdout == f"-: {READERS[0]}: complaint: {unverified}\n"
+
+    rows = subscribers(config)
+    assert all(row["status"] == "active" and not row["suppressed"] for row in rows.values())
+    listed = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert [(r["recipient"], r["kind"], r["unverified"]) for r in listed] == [
+        (READERS[1], "hard", True), (READERS[2], "hard", True), (READERS[3], "hard", True),
+        (READERS[0], "complaint", True)]
+    assert feedpub(config, "digest", "status").stdout.splitlines()[1].split()[-2:] == ["0", "0"]
+
+
+def test_without_return_path_a_bounce_quoting_its_message_finds_its_delivery(sent_plain):
+    config, message_ids = sent_plain
     raw = bounce_for("qmail-no-mailbox.eml", READERS[0], RETURN_PATH, fixture_reader="fumiko@example.net")
-    assert process(config, raw).stdout == f"-: {READERS[0]}: hard: suppressed\n"
-    (row,) = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
-    assert row["delivery"] is not None
+    forged = bounce_for("qmail-no-mailbox.eml", READERS[0], RETURN_PATH, fixture_reader="fumiko@example.net",
+                        message_id="forged@mx.example")
+    assert process(config, forged).stdout.endswith(": hard: none: unverified: neither a VERP tag of this site nor the "
+                                                "Message-ID of a message feedpub sent this address\n")
+    quoting = raw.replace(b"Subject: ALLFORCES", f"Message-ID: {message_ids[READERS[0]]}\nSubject: ALLFORCES".encode())
+    assert quoting != raw
+    assert process(config, quoting).stdout == f"-: {READERS[0]}: hard: suppressed\n"
+    verified = [row for row in json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+                if not row["unverified"]]
+    assert [(row["recipient"], row["issue"] is not None, row["delivery"] is not None) for row in verified] == [
+        (READERS[0], True, True)]
+
+
+_QUOTED_ID = re.compile(rb"^([ \t>]*)Message-I[dD]:[ \t]*<[^>]*@blog\.example\.com>", re.M)
+_QUOTED_FROM = re.compile(rb"^([ \t>]*)From:[ \t]*ALLFORCES <news@blog\.example\.com>", re.M)
+
+
+def quoting_our_message(raw: bytes, message_id: str) -> bytes | None:
+    """`raw` with the message it returns quoting `message_id`: in place of the quoted Message-ID, or after
+    the quoted From: where the fixture kept no Message-ID; None if it quotes no header of ours."""
+    if _QUOTED_ID.search(raw):
+        return _QUOTED_ID.sub(lambda m: m[1] + b"Message-ID: " + message_id.encode(), raw, count=1)
+    if _QUOTED_FROM.search(raw):
+        return _QUOTED_FROM.sub(lambda m: m[0] + b"\n" + m[1] + b"Message-ID: " + message_id.encode(), raw, count=1)
+    return None
+
+
+EFFECTS = {"hard": "suppressed", "soft": "counted: soft bounce 1 of 3 within 30d",
+           "complaint": "unsubscribed and suppressed (complaint)"}
+
+
+def test_without_return_path_the_real_returned_mail_of_the_fixtures_acts_when_it_quotes_the_message(tmp_path,
+                                                                                                    smtp_server):
+    """Every fixture that returns our message's headers, about one address: re-addressed to a reader of its
+    own and quoting the Message-ID of the digest that reader got, it acts as its kind says."""
+    parsed = {}
+    for path in sorted(FIXTURES.glob("*.eml")):
+        (result,) = [json.loads(line) for line in
+                     feedpub(write_config(tmp_path, 25), "bounces", "parse", str(path)).stdout.splitlines()]
+        if result["kind"] in EFFECTS and len(result["recipients"]) == 1 and quoting_our_message(
+                path.read_bytes(), "<x>") is not None:
+            parsed[path.name] = result
+    assert len(parsed) >= 35, sorted(parsed)
+    readers = [f"reader{n}@example.jp" for n in range(len(parsed))]
+    config = write_site(tmp_path, smtp_server.port, readers=readers)
+    assert feedpub(config, "digest", "send").exit_code == 0
+    message_ids = {received.rcpt_tos[0]: received.message()["Message-ID"] for received in smtp_server.received}
+
+    for reader, (name, result) in zip(readers, parsed.items(), strict=True):
+        raw = bounce_for(name, reader, RETURN_PATH, fixture_reader=result["recipients"][0])
+        unverified = process(config, b"Message-ID: <copy@mx.example>\n" + raw)   # another message
+        assert unverified.stdout.startswith(f"-: {reader}: {result['kind']}: none: unverified: "), name
+        quoting = quoting_our_message(raw, message_ids[reader])
+        acted = process(config, quoting)
+        assert acted.stdout == f"-: {reader}: {result['kind']}: {EFFECTS[result['kind']]}\n", name
 
 
 def test_list_filters_and_formats(sent):
@@ -357,15 +488,22 @@ def test_unverified_soft_bounces_count_for_nothing(store_config, monkeypatch):
     assert store.suppression(reader) is None
 
 
-def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_still_acts(sent):
+def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_still_acts(sent, tmp_path):
+    """On stdin (a Postfix alias) the unreadable message is recorded: exit 0, as any other exit would make
+    Postfix bounce it to the postmaster; the same message given as a file is exit 1, skipped."""
     config, senders = sent
     nested = b"From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail\nMessage-ID: <deep@mx.example.net>\n" + \
         b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(3000))
     first = process(config, nested)
-    assert first.exit_code == 1
+    assert first.exit_code == 0
     assert first.stdout == "-: -: unreadable: none: no recipient found in the message\n"
     assert first.stderr == "-: unreadable: 3000 multipart or message/* parts (at most 50 are read)\n"
     assert process(config, nested).stdout == "-: -: unreadable: recorded before; nothing done again\n"
+    named = tmp_path / "nested.eml"
+    named.write_bytes(nested)
+    as_file = feedpub(config, "bounces", "process", str(named))
+    assert (as_file.exit_code, as_file.stderr) == (1, f"{named}: unreadable: 3000 multipart or message/* parts "
+                                                      "(at most 50 are read)\n")
 
     reader = READERS[1]
     raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
@@ -373,3 +511,19 @@ def test_hostile_mail_on_stdin_is_recorded_as_unreadable_and_the_next_bounce_sti
     assert (second.exit_code, second.stdout) == (0, f"-: {reader}: hard: suppressed\n")
     rows = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
     assert [(row["kind"], row["source"]) for row in rows] == [("unreadable", "stdin"), ("hard", "stdin")]
+
+
+def test_a_locked_store_is_exit_75_so_the_mta_keeps_the_bounce_and_delivers_it_again(sent):
+    """Postfix answers EX_TEMPFAIL (75) from a pipe alias by queueing the message and trying again; exit 2
+    would bounce it to the postmaster, and the bounce would be lost."""
+    config, senders = sent
+    reader = READERS[1]
+    raw = bounce_for("postfix-user-unknown.eml", reader, senders[reader], fixture_reader="taro.yamada@example.jp")
+    path = config.parent / ".feedpub" / "feedpub.db"
+    with locked(path):
+        busy = process(config, raw)
+    assert busy.exit_code == 75, busy.output
+    assert busy.stderr.startswith(f"feedpub: the store {path} is locked by another process (waited ")
+    assert not subscribers(config)[reader]["suppressed"]
+    again = process(config, raw)                      # the MTA's next try
+    assert (again.exit_code, again.stdout) == (0, f"-: {reader}: hard: suppressed\n")

@@ -22,7 +22,7 @@ from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from tests.imap_server import DOVECOT, PASSWORD, DovecotServer
 from tests.send.sites import READERS, SECRET, feedpub, write_post, write_site
-from tests.send.test_bounces_process import FIXTURES, RETURN_PATH, bounce_for, subscribers
+from tests.send.test_bounces_process import FIXTURES, RETURN_PATH, bounce_for, quoting_our_message, subscribers
 
 REPLY = (FIXTURES / "ordinary-reply.eml").read_bytes()
 
@@ -101,6 +101,28 @@ def test_an_mbox_is_only_read(sent, tmp_path):
     again = feedpub(config, "bounces", "poll").stdout.splitlines()
     assert len(again) == 4 and all(line.endswith("recorded before; nothing done again") for line in again)
     assert (tmp_path / "bounces.mbox").read_bytes() == before
+
+
+def test_without_return_path_polling_acts_only_on_mail_quoting_a_message_of_ours(tmp_path, smtp_server):
+    """The bounce address is then the public From: address: a stranger's DSN naming a reader is kept, marked
+    unverified, and suppresses no one; a real one quoting the Message-ID its reader got acts."""
+    config = write_site(tmp_path, smtp_server.port)
+    assert feedpub(config, "digest", "send").exit_code == 0
+    message_ids = {received.rcpt_tos[0]: received.message()["Message-ID"] for received in smtp_server.received}
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    stranger = box.add(bounce_for("exim-user-unknown.eml", READERS[3], RETURN_PATH, fixture_reader="dan@example.com"))
+    real = box.add(quoting_our_message(bounce_for("postfix-user-unknown.eml", READERS[1], RETURN_PATH,
+                                                  fixture_reader="taro.yamada@example.jp"), message_ids[READERS[1]]))
+    configure(config, mailbox="Maildir")
+
+    result = feedpub(config, "bounces", "poll")
+    assert result.exit_code == 0, result.output
+    where = f"mailbox:{tmp_path / 'Maildir'}#"
+    assert f"{where}{stranger}: {READERS[3]}: hard: none: unverified: " in result.stdout
+    assert f"{where}{real}: {READERS[1]}: hard: suppressed (moved)\n" in result.stdout
+    assert {email for email, row in subscribers(config).items() if row["suppressed"]} == {READERS[1]}
+    listed = json.loads(feedpub(config, "bounces", "list", "--format", "json").stdout)
+    assert sorted((row["recipient"], row["unverified"]) for row in listed) == [(READERS[1], False), (READERS[3], True)]
 
 
 def test_a_missing_mailbox_is_an_error_naming_it(sent):

@@ -1,12 +1,15 @@
 """The reader's links as link scanners, strangers and readers use them: GET and HEAD only show a page, every
 change is a POST; a known address's sign-up changes nothing; only the newest confirmation link works, once;
 confirming never lifts a complaint's, a bounce's or an operator's suppression; malformed forms answer 400;
-the pages' and the published folder's headers. Starlette's TestClient on a real SQLite store."""
+the pages' and the published folder's headers; a relay that refuses the confirmation mail leaves the reader's
+link working, and a slow one holds up no other page. Starlette's TestClient on a real SQLite store, the
+confirmation mail through the daemon's sender to a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
 import gzip
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
 import brotli
@@ -14,8 +17,10 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
+from feedpub.cli.daemon import Daemon
 from feedpub.records import SubscriberInput
 from feedpub.schema import admin_audit, subscribers, suppressions
+from feedpub.site.websub import Publisher
 from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
@@ -302,3 +307,72 @@ def test_folder_redirects_go_to_the_public_url_never_the_host_header(web, host) 
     assert answer.headers["location"] == f"{PUBLIC}/digests/2025-12-15-0900/"
     with_query = client.get("/digests/2025-12-15-0900?from=mail", headers={"host": host}, follow_redirects=False)
     assert with_query.headers["location"] == f"{PUBLIC}/digests/2025-12-15-0900/?from=mail"
+
+
+# -- the confirmation mail through a real relay -----------------------------------------------------------------
+
+@pytest.fixture
+def relayed(site, smtp_server, monkeypatch):
+    """The reader pages mailing through the daemon's own sender to a real SMTP server (that waits up to 60 s
+    for a reply)."""
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure(f'[web]\npublic_url = "{PUBLIC}"\n[digest]\nfrom = "編集部 <news@example.com>"\n'
+                   f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\ntimeout = 60\n',
+                   language="ja")
+    config = site.config
+    store = open_store(config.store_url)
+    daemon = Daemon(config, store, None, Publisher())
+    app = create_app(config, store, send_confirmation=daemon.send_confirmation, categories=lambda: ["news"],
+                     health=dict)
+    with TestClient(app) as client:
+        yield client, store, smtp_server
+
+
+def confirm_link_in(received) -> str:
+    return re.search(rf"{PUBLIC}(/confirm/\S+)", received.message().get_content())[1]
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["new address", "pending address"])
+def test_when_the_relay_refuses_the_mail_the_reader_gets_503_and_their_link_still_works(relayed, known) -> None:
+    client, store, smtp = relayed
+    with time_machine.travel(datetime(2026, 12, 7, 9, 0, tzinfo=UTC), tick=False) as clock:
+        if known:
+            assert client.post("/subscribe", data={"email": "hanako@example.jp"}).status_code == 200
+            first = confirm_link_in(smtp.received[-1])
+        clock.shift(timedelta(minutes=5))
+        smtp.faults.data_replies = ["451 4.3.0 Temporary local problem"]
+        refused = client.post("/subscribe", data={"email": "hanako@example.jp"})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "300"
+        assert "ただいまメールを送信できませんでした" in refused.text
+        assert len(smtp.received) == int(known)
+        if known:
+            assert client.get(first).status_code == 200          # the link already mailed still works
+        clock.shift(timedelta(minutes=5))
+        again = client.post("/subscribe", data={"email": "hanako@example.jp"})
+        assert again.status_code == 200 and "確認用のリンク" in again.text
+        newest = confirm_link_in(smtp.received[-1])
+    if known:
+        assert newest != first and client.get(first).status_code == 400     # replaced once the new one went out
+    assert client.post(newest).status_code == 200
+    assert store.subscriber("hanako@example.jp").status == "active"
+
+
+def test_a_slow_relay_does_not_hold_up_other_readers_pages(relayed) -> None:
+    """The SMTP exchange runs off the event loop: while the relay holds one reader's mail, other pages answer."""
+    client, store, smtp = relayed
+    smtp.faults.hold_data = True
+    answers: dict[str, int] = {}
+    signing_up = threading.Thread(target=lambda: answers.update(
+        subscribe=client.post("/subscribe", data={"email": "slow@example.jp"}).status_code))
+    signing_up.start()
+    try:
+        smtp.wait_for(1)                                     # the relay has the mail and holds its 250
+        other = threading.Thread(target=lambda: answers.update(form=client.get("/subscribe").status_code))
+        other.start()
+        other.join(timeout=30)              # no timing: a blocked loop answers nothing before the relay does
+        assert answers == {"form": 200}                      # and the sign-up still waits for its 250
+    finally:
+        smtp.faults.hold_data = False
+        signing_up.join(timeout=30)
+    assert answers == {"form": 200, "subscribe": 200}
+    assert store.subscriber("slow@example.jp").status == "pending"

@@ -8,9 +8,11 @@ Feedback-ID names if any). Effects:
   delivery in between;
 - complaint: unsubscribed and suppressed with reason `complaint`;
 - auto-replies, other mail, and bounces for addresses feedpub never mailed: recorded, nothing done.
-Returned mail is verified before it acts: a VERP tag that does not verify, or (with `smtp.return_path`
-set, when every real bounce comes back tagged) a bounce or complaint with neither a tag nor the signed
-Message-ID of a delivery to the address it names, is recorded as unverified and changes no subscriber.
+Returned mail is verified before it acts, with or without `smtp.return_path` (without it the bounce
+address is the public From: address, which anyone can write to): a bounce or complaint with neither a
+VERP tag that verifies nor the signed Message-ID of a delivery to the address it names (most returned
+mail quotes the message's headers), and anything with a forged tag, is recorded as unverified and
+changes no subscriber.
 A provider's event is vouched for by the provider's signature, checked by `feedpub.web.webhooks`.
 A batch of messages is one transaction: each message's evidence and effect are committed together, and
 a message recorded before (read twice, or by two processes at once) does nothing again.
@@ -77,12 +79,10 @@ class Target:
 
 def named_delivery(config: Config, raw: bytes) -> Named:
     """The delivery the VERP tags in `raw` name (None without `smtp.return_path` or without a good tag), and
-    the delivery Message-IDs it quotes."""
-    if not config.smtp.return_path:
-        return Named(None, False, ())
+    the delivery Message-IDs it quotes (whatever the config: every delivery's Message-ID is signed)."""
     text = raw[:PARSE_LIMIT].decode("latin-1")
     message_ids = tuple(verp.message_ids_in(text))
-    tags = verp.tags_in(config.smtp.return_path, text)
+    tags = verp.tags_in(config.smtp.return_path, text) if config.smtp.return_path else []
     if not tags:
         return Named(None, False, message_ids)
     secret = config.web.secret()
@@ -95,14 +95,11 @@ def named_delivery(config: Config, raw: bytes) -> Named:
 
 def verified(config: Config, item: Returned, recipient: str) -> bool:
     """Whether anything vouches for `item` being about mail feedpub sent to `recipient`: a provider's
-    signature, a good VERP tag, or the signed Message-ID of a delivery to that address. Without
-    `smtp.return_path` only a forged tag counts against it (real bounces then carry no tag)."""
+    signature, a good VERP tag, or the signed Message-ID of a delivery to that address."""
     named = item.named
     if named.forged:
         return False
     if item.signed or named.delivery_id is not None:
-        return True
-    if not config.smtp.return_path:
         return True
     return any(verp.sent_to(config.web.secret(), found, recipient) for found in named.message_ids)
 
