@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedpub.cli import App, fail
+from feedpub.cli import App, fail, say
+from feedpub.counts import counted
 
 if TYPE_CHECKING:
     from feedpub.store_copy import Copied
@@ -34,11 +35,11 @@ def migrate(app: App, url: str | None) -> None:
     except StoreError as exc:
         fail(str(exc))
     if was == 0:
-        click.echo(f"{shown}: created (v{found})")
+        say(f"{shown}: created (v{found})")
     elif was < found:
-        click.echo(f"{shown}: migrated from v{was} to v{found}")
+        say(f"{shown}: migrated from v{was} to v{found}")
     else:
-        click.echo(f"{shown}: up to date (v{found})")
+        say(f"{shown}: up to date (v{found})")
 
 
 @store.command()
@@ -77,5 +78,5 @@ def backup(app: App, file: Path) -> None:
 
 def _summary(copied: list[Copied], done: str) -> None:
     for each in copied:
-        click.echo(f"{each.table}: {each.rows} rows", err=True)
-    click.echo(f"{done}: {sum(each.rows for each in copied)} rows in {len(copied)} tables, checked")
+        say(f"{each.table}: {counted(each.rows, 'row')}", err=True)
+    say(f"{done}: {counted(sum(each.rows for each in copied), 'row')} in {counted(len(copied), 'table')}, checked")

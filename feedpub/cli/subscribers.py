@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, get_args
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import OK, PARTIAL, App, fail, report, words
+from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
 from feedpub.errors import Problem
 from feedpub.records import SubscriberInput, SubscriberStatus
 
@@ -57,11 +57,10 @@ def add(app: App, email: str, name: str | None, categories: str | None, pending:
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
     if lifted:
-        click.echo(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
+        say(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
     entry = SubscriberInput(address, name, chosen)
     ((row, created),) = store.save_subscribers([entry], status="pending" if pending else "active")
-    click.echo(words().text("subscriber_added" if created else "subscriber_updated", email=row.email,
-                            status=row.status))
+    say(words().text("subscriber_added" if created else "subscriber_updated", email=row.email, status=row.status))
 
 
 @subscribers.command()
@@ -71,7 +70,7 @@ def remove(app: App, email: str) -> None:
     """Unsubscribe an address and suppress it (it is never mailed again)."""
     address = valid_address_or_fail(email)
     row = open_store_or_fail(app).unsubscribe(address, "removed by operator", cause="operator", cause_ref="cli")
-    click.echo(words().text("subscriber_removed" if row else "subscriber_not_found", email=address))
+    say(words().text("subscriber_removed" if row else "subscriber_not_found", email=address))
 
 
 @subscribers.command(name="list")
@@ -121,8 +120,8 @@ def import_(app: App, file: Path) -> None:
     created = sum(new for _, new in saved)
     errors = sum(not p.warning for p in problems)
     t = words()
-    click.echo(t.text("import_summary", subscribers=t.count("subscribers", len(saved)), new=created,
-                      updated=len(saved) - created, bad_rows=t.count("bad_rows", errors)), err=True)
+    say(t.text("import_summary", subscribers=t.count("subscribers", len(saved)), new=created,
+               updated=len(saved) - created, bad_rows=t.count("bad_rows", errors)), err=True)
     raise SystemExit(PARTIAL if errors else OK)
 
 
@@ -179,11 +178,11 @@ def restore(app: App, cause: str | None, since: datetime | None, dry_run: bool) 
     chosen = " ".join(part for part in (f"--cause {cause}" if cause else "",
                                         f"--since {starts.isoformat()}" if starts else "") if part)
     if dry_run:
-        click.echo(words().count("restore_dry_run", len(lifted), chosen=chosen), err=True)
+        say(words().count("restore_dry_run", len(lifted), chosen=chosen), err=True)
         return
     accounts.audit(store, user="cli", address="cli", action="suppressions.restore",
                    detail=f"{chosen}: {len(lifted)} lifted: {', '.join(s.email_key for s in lifted)}")
-    click.echo(words().count("restore_done", len(lifted), chosen=chosen), err=True)
+    say(words().count("restore_done", len(lifted), chosen=chosen), err=True)
 
 
 def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - feedpub.store.Store, imported lazily
@@ -345,8 +344,8 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
     report(problems)
     errors = sum(not p.warning for p in problems)
     t = words()
-    click.echo(t.text("restore_from_summary", subscribers=t.count("subscribers", added), suppressions=suppressed,
-                      rows=len(restored), bad_rows=t.count("bad_rows", errors)), err=True)
+    say(t.text("restore_from_summary", subscribers=t.count("subscribers", added), suppressions=suppressed,
+               rows=len(restored), bad_rows=t.count("bad_rows", errors)), err=True)
     raise SystemExit(PARTIAL if errors else OK)
 
 

@@ -86,3 +86,13 @@ def test_bounces_poll_prints_nothing_when_it_read_the_mailbox_and_the_problem_ot
     missing = feedpub(config, "-q", "bounces", "poll")
     assert missing.returncode == 2 and missing.stdout == ""
     assert "Maildir: bounces.mailbox does not exist" in missing.stderr
+
+
+def test_store_and_subscriber_commands_print_nothing_on_success_with_q(tmp_path) -> None:
+    config = tmp_path / "feedpub.toml"
+    config.write_text('[site]\ntitle = "Q"\nurl = "https://blog.example.com"\n', encoding="utf-8")
+    for args in (["subscribers", "add", "taro@example.jp"], ["subscribers", "remove", "taro@example.jp"],
+                 ["store", "migrate"], ["store", "backup", str(tmp_path / "backup.db")]):
+        done = subprocess.run([sys.executable, "-m", "feedpub", "--config", str(config), "-q", *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), args
