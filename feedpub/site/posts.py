@@ -18,6 +18,7 @@ from pathlib import Path
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.cache import pickled_as_tuple
+from feedpub.site.links import Targets, unresolved
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.reader import Post, read_post
 from feedpub.site.source import Skip
@@ -80,7 +81,12 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
             continue
         posts.append(post)
     posts.sort(key=lambda p: (p.date, p.path), reverse=True)
-    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems), min(held_future, default=None),
+    posts = _drop_duplicate_urls(posts, problems)
+    # Jekyll stops its build at a `post_url` or `link` it cannot resolve: that post is left out, the rest published.
+    posts, link_problems = unresolved(posts, Targets(posts, root, config.jekyll_root or config.root,
+                                                     config.site.permalink, config.site.exclude))
+    problems.extend(link_problems)
+    return Collection(tuple(posts), tuple(problems), min(held_future, default=None),
                       entries, skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished)
 
 

@@ -1,0 +1,170 @@
+"""`{% post_url %}` and `{% link %}` resolved as Jekyll 4.3 resolves them (jekyll/tags/post_url.rb, link.rb), and
+the check that leaves out a post naming a target Jekyll cannot find (Jekyll stops the whole build there; feedpub
+names the post and its line, leaves it out, and publishes the rest).
+
+Pure but for `link`'s look at the site folder for a page or a static file. Standard library only: the check runs
+in every build that changed something, before any Liquid is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+
+from feedpub.dates import read_date
+from feedpub.errors import Problem
+from feedpub.site.reader import Post, post_slug, relative_path
+
+# Jekyll::Tags::PostComparer::MATCHER (the tag's argument without a leading slash).
+_POST_NAME = re.compile(r"^(.+/)*(\d+-\d+-\d+)-(.*)$")
+# Kramdown's Markdown extensions (Jekyll's `markdown_ext`), whose pages are written as .html.
+_MARKDOWN = frozenset((".markdown", ".mkdown", ".mkdn", ".mkd", ".md"))
+_FRONT_MATTER = re.compile(rb"\A---\s*\r?\n")
+
+
+class LinkError(ValueError):
+    """A target Jekyll cannot resolve: its build stops with this message."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    path: str                   # the site path, unescaped (without the baseurl)
+    deprecated: str = ""        # Jekyll's deprecation warning for the match, if any
+
+
+class Targets:
+    """What `post_url` and `link` can name: the site's posts (newest first, as a build holds them) and the files
+    below the site folder."""
+
+    def __init__(self, posts: Sequence[Post], posts_root: Path, site_root: Path, permalink_style: str,
+                 exclude: Iterable[str] = ()) -> None:
+        self.posts, self.posts_root, self.site_root = posts, posts_root, site_root
+        self.permalink_style, self.exclude = permalink_style, tuple(exclude)
+
+    @cached_property
+    def _in_jekyll_order(self) -> list[tuple[str, Post]]:
+        """(path below the site, post), in the order of Jekyll's site.posts.docs: by date, then file."""
+        return [(relative_path(post, self.posts_root), post)
+                for post in sorted(self.posts, key=lambda post: (post.date, post.file))]
+
+    @cached_property
+    def _by_path(self) -> dict[str, Post]:
+        by_path: dict[str, Post] = {}
+        for path, post in self._in_jekyll_order:
+            by_path.setdefault(path, post)
+        return by_path
+
+    def post_url(self, name: str) -> Resolved:
+        """The post `{% post_url name %}` names, matched as Jekyll's PostComparer does: the path, date and slug
+        against each post's path below the site (`_posts/<path><date>-<slug>.<ext>` or `<path>_posts/<date>-…`),
+        then, with Jekyll's deprecation warning, the slug and the day alone (a post in any folder)."""
+        matched = _POST_NAME.match(name.removeprefix("/"))
+        if not matched:
+            raise LinkError(f'Could not parse name of post "{name}" in tag \'post_url\'. Make sure the post exists '
+                            "and the name is correct. Jekyll::Errors::InvalidPostNameError: "
+                            f"'{name}' does not contain valid date and/or title.")
+        folder, date, slug = matched[1] or "", matched[2], matched[3]
+        base = rf"{re.escape(date)}-{re.escape(slug)}\.[^.]+"
+        pattern = re.compile(rf"^_posts/{re.escape(folder)}{base}|^{re.escape(folder)}_posts/?{base}")
+        for path, post in self._in_jekyll_order:
+            # A posts folder that is not a Jekyll site (no `_posts/`) plays `_posts/`.
+            if pattern.match(path if "_posts" in path.split("/")[:-1] else f"_posts/{path}"):
+                return Resolved(post.path)
+        try:
+            day = read_date(date, self.posts[0].date.tzinfo)[0] if self.posts else None   # type: ignore[arg-type]
+        except (ValueError, OverflowError):
+            day = None   # Jekyll raises an error for it, the same as for no post found
+        for _, post in self._in_jekyll_order:
+            if day and post_slug(post) == slug and post.date.date() == day.date():
+                return Resolved(post.path, f"A call to '{{% post_url {name} %}}' did not match a post using the "
+                                           "new matching method of checking name (path-date-slug) equality. Please "
+                                           "make sure that you change this tag to match the post's name exactly.")
+        raise LinkError(f'Could not find post "{name}" in tag \'post_url\'. Make sure the post exists and the name '
+                        "is correct.")
+
+    def link(self, target: str) -> Resolved:
+        """The file `{% link target %}` names by its path below the site, as Jekyll's each_site_file finds it: a
+        page, a static file, then a post. The target is taken as written: quotes are part of the name."""
+        page = _site_file(self.site_root, target, self.permalink_style, self.exclude)
+        if page is not None:
+            return Resolved(page)
+        post = self._by_path.get(target) or self._by_path.get("/" + target)
+        if post is not None:
+            return Resolved(post.path)
+        raise LinkError(f"Could not find document '{target}' in tag 'link'. Make sure the document exists and the "
+                        "path is correct.")
+
+    def resolve(self, tag: str, argument: str) -> Resolved:
+        return self.post_url(argument) if tag == "post_url" else self.link(argument)
+
+
+def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[str]) -> str | None:
+    """The URL path of a page (a file with front matter) or a static file at `target` below `root`, which Jekyll
+    would write; None for anything else (a post, a file Jekyll leaves out, no such file)."""
+    relative = PurePosixPath(target)
+    if (not target or target.startswith("/") or ".." in relative.parts or "\\" in target
+            or any(part.startswith(("_", ".", "#")) or part.endswith("~") for part in relative.parts)
+            or any(relative.is_relative_to(excluded.strip("/")) for excluded in exclude if excluded.strip("/"))):
+        return None
+    path = root / target
+    try:
+        if not path.is_file() or not path.resolve().is_relative_to(root.resolve()):
+            return None
+        with path.open("rb") as file:
+            is_page = bool(_FRONT_MATTER.match(file.read(16)))
+    except OSError:
+        return None
+    if not is_page:
+        return "/" + target
+    return _page_url(relative, permalink_style)
+
+
+def _page_url(relative: PurePosixPath, permalink_style: str) -> str:
+    """Jekyll's Page#template and URL for a page without a permalink of its own."""
+    output_ext = ".html" if relative.suffix.lower() in _MARKDOWN else relative.suffix
+    folder = "/" + relative.parent.as_posix().removeprefix(".").strip("/")
+    if output_ext != ".html":
+        template = f"{folder}/{relative.stem}{output_ext}"
+    elif relative.stem == "index":
+        template = f"{folder}/"
+    else:
+        style = {"date": ":output_ext", "ordinal": ":output_ext", "none": ":output_ext", "pretty": "/"}.get(
+            permalink_style, "")
+        if not style:
+            style = "/" if permalink_style.endswith("/") else ":output_ext" if permalink_style.endswith(
+                ":output_ext") else ""
+        template = f"{folder}/{relative.stem}{style.replace(':output_ext', output_ext)}"
+    return re.sub(r"/{2,}", "/", template)
+
+
+def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], list[Problem]]:
+    """The posts whose every `post_url` and `link` Jekyll resolves, and the problems of the others: a target Jekyll
+    cannot find is an error naming the post and the line (the post is left out: Jekyll's build stops at it); a
+    match Jekyll deprecates is a warning. A target made of Liquid variables is checked when the post renders."""
+    kept: list[Post] = []
+    problems: list[Problem] = []
+    for post in posts:
+        errors = []
+        for tag, argument, line in post.links:
+            if "{{" in argument or "{%" in argument:
+                continue
+            try:
+                found = targets.resolve(tag, argument)
+            except LinkError as exc:
+                errors.append(Problem(post.source, line, f"{exc}; the post is left out, as Jekyll's build stops "
+                                                         "at it", EXPECTED[tag]))
+                continue
+            if found.deprecated:
+                problems.append(Problem(post.source, line, f"Jekyll deprecates this: {found.deprecated}",
+                                        EXPECTED[tag], warning=True))
+        problems.extend(errors)
+        if not errors:
+            kept.append(post)
+    return kept, problems
+
+
+EXPECTED = {"post_url": "the post's path below the site without its extension, e.g. en/2025-01-01-slug",
+            "link": "the path of a post, page or file below the site, e.g. en/_posts/2025-01-01-slug.md"}
