@@ -236,8 +236,8 @@ def _paths(config: Config, feed: Feed) -> list[str]:
 
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:
     """Everything cached results depend on besides the post files themselves."""
-    return fingerprint(_libraries(), RENDER_VERSION, config.site, config.feeds, config.root, output, future, drafts,
-                       sys.version)
+    return fingerprint(_libraries(), RENDER_VERSION, config.site, config.feeds, config.front_matter_defaults,
+                       config.root, output, future, drafts, sys.version)
 
 
 def _render_key(config: Config) -> str:

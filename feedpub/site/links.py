@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from feedpub.dates import read_date
 from feedpub.errors import Problem
@@ -23,6 +24,7 @@ _POST_NAME = re.compile(r"^(.+/)*(\d+-\d+-\d+)-(.*)$")
 # Kramdown's Markdown extensions (Jekyll's `markdown_ext`), whose pages are written as .html.
 _MARKDOWN = frozenset((".markdown", ".mkdown", ".mkdn", ".mkd", ".md"))
 _FRONT_MATTER = re.compile(rb"\A---\s*\r?\n")
+_PAGE_VALUE = re.compile(r"\{\{-?\s*page\.([\w-]+(?:\.[\w-]+)*)\s*-?\}\}")
 
 
 class LinkError(ValueError):
@@ -143,13 +145,15 @@ def _page_url(relative: PurePosixPath, permalink_style: str) -> str:
 def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], list[Problem]]:
     """The posts whose every `post_url` and `link` Jekyll resolves, and the problems of the others: a target Jekyll
     cannot find is an error naming the post and the line (the post is left out: Jekyll's build stops at it); a
-    match Jekyll deprecates is a warning. A target made of Liquid variables is checked when the post renders."""
+    match Jekyll deprecates is a warning. A `link` target made of the post's own front matter
+    (`{% link {{ page.other }} %}`) is checked here too; one made of other Liquid, when the post renders."""
     kept: list[Post] = []
     problems: list[Problem] = []
     for post in posts:
         errors = []
-        for tag, argument, line in post.links:
-            if "{{" in argument or "{%" in argument:
+        for tag, written, line in post.links:
+            argument = _with_page_values(written, post)
+            if argument is None:
                 continue
             try:
                 found = targets.resolve(tag, argument)
@@ -164,6 +168,24 @@ def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], lis
         if not errors:
             kept.append(post)
     return kept, problems
+
+
+def _with_page_values(argument: str, post: Post) -> str | None:
+    """The argument with each `{{ page.key }}` replaced by the post's front-matter text (nothing when the key is
+    not there, as Liquid outputs nil); None when other Liquid is left."""
+    def value(match: re.Match[str]) -> str:
+        found: Any = post.matter
+        for key in match[1].split("."):
+            found = found.get(key) if isinstance(found, dict) else None
+        if found is not None and not isinstance(found, str | int | float) or isinstance(found, bool):
+            raise LookupError(match[1])
+        return "" if found is None else str(found)
+
+    try:
+        text = _PAGE_VALUE.sub(value, argument)
+    except LookupError:
+        return None
+    return None if "{{" in text or "{%" in text else text
 
 
 EXPECTED = {"post_url": "the post's path below the site without its extension, e.g. en/2025-01-01-slug",

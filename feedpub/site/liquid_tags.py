@@ -173,14 +173,12 @@ class _LinkTag(Tag):
 def _resolved(token: Token, site: LiquidSite, resolve: Callable[[], links.Resolved]) -> str:
     """The URL a `post_url` or `link` gives, with the baseurl; nothing, with an error, where Jekyll's build stops
     (the posts whose literal targets are missing were left out before rendering: `links.unresolved`)."""
-    state = current.get()
     try:
         found = resolve()
     except links.LinkError as exc:
-        state.warn(token, f"{exc}; rendered as nothing", links.EXPECTED[token.value], warning=False)
+        current.get().warn(token, f"{exc}; rendered as nothing", links.EXPECTED[token.value], warning=False)
         return ""
-    if found.deprecated:
-        state.warn(token, f"Jekyll deprecates this: {found.deprecated}")
+    # A deprecated match was told when the post's targets were checked (`links.unresolved`).
     return site.baseurl + urls.escape_path(found.path)
 
 

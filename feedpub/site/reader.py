@@ -19,6 +19,7 @@ from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import read_date, ruby_text
 from feedpub.errors import Problem
+from feedpub.jekyll import defaults_for, with_defaults
 from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
 from feedpub.site.source import MAX_POST_BYTES, YAML, Skip, check_text, decode, line_of, split
@@ -105,6 +106,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     text = decode(path, shown)
     check_text(text, shown)
     meta, body, body_line = split(text, shown, warnings)
+    if config.front_matter_defaults:   # Jekyll 4 reads drafts into the posts collection: their type is `posts`
+        meta = with_defaults(defaults_for(config.front_matter_defaults, file.relative, "posts"), meta)
     front = _FrontMatter(shown, text, meta, warnings)
     if meta.get("published") is False:
         return None

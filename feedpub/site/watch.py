@@ -63,7 +63,7 @@ class Watched:
         if any(path.is_relative_to(folder) for folder in self.ignored):
             return False
         if self.site is not None and (any(path.is_relative_to(self.site / name) for name in SITE_FOLDERS) or (
-                path.parent == self.site and (path.name == "_config.yml" or fnmatch(path.name, "_config.*.yml")))):
+                path.parent == self.site and _is_site_config(path))):
             below = self.site
         elif path.is_relative_to(self.posts):
             below = self.posts
@@ -72,6 +72,10 @@ class Watched:
         # Editors' swap, lock and backup files (.post.md.swp, .#post.md, post.md~) never hold a post.
         return not any(part.startswith(".") for part in path.relative_to(below).parts) and \
             not path.name.endswith("~")
+
+
+def _is_site_config(path: Path) -> bool:
+    return path.name == "_config.yml" or fnmatch(path.name, "_config.*.yml")
 
 
 class LiveConfig:
@@ -90,7 +94,10 @@ class LiveConfig:
                        config.path(templates) if templates else None, (config.jekyll_root or config.root).resolve())
 
     def refresh(self, batch: frozenset[Path]) -> None:
-        if self.file is None or not (self.file in batch or self.broken):
+        # The Jekyll site's _config*.yml fills keys of the config and gives the posts' front matter defaults.
+        jekyll = self.current.jekyll_root
+        site_config = jekyll is not None and any(path.parent == jekyll and _is_site_config(path) for path in batch)
+        if self.file is None or not (self.file in batch or self.broken or site_config):
             return
         try:
             self.current = load_config(self.file)
