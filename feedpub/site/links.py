@@ -1,9 +1,9 @@
 """`{% post_url %}` and `{% link %}` resolved as Jekyll 4.3 resolves them (jekyll/tags/post_url.rb, link.rb), and
-the check that leaves out a post naming a target Jekyll cannot find (Jekyll stops the whole build there; feedpub
-names the post and its line, leaves it out, and publishes the rest).
+the check that leaves out a post naming a target (or an `{% include %}` file) Jekyll cannot find: Jekyll stops the
+whole build there; feedpub names the post and its line, leaves it out, and publishes the rest.
 
-Pure but for `link`'s look at the site folder for a page or a static file. Standard library only: the check runs
-in every build that changed something, before any Liquid is rendered.
+Pure but for the look at the site folder for a page, a static file or an include. Standard library only: the
+check runs in every build that changed something, before any Liquid is rendered.
 """
 
 from __future__ import annotations
@@ -99,7 +99,19 @@ class Targets:
         raise LinkError(f"Could not find document '{target}' in tag 'link'. Make sure the document exists and the "
                         "path is correct.")
 
+    def include(self, argument: str) -> Resolved:
+        """The file `{% include name … %}` reads: a file of `_includes/` (what it may read is the include tag's
+        business: `includes.py`)."""
+        name = argument.split(maxsplit=1)[0] if argument.strip() else ""
+        if not (self.site_root / "_includes" / name).is_file():
+            raise LinkError(f"Could not locate the included file '{name}' in any of [\"_includes\"]. Ensure it "
+                            "exists in one of those directories and, if it is a symlink, does not point outside your "
+                            "site source.")
+        return Resolved("")
+
     def resolve(self, tag: str, argument: str) -> Resolved:
+        if tag == "include":
+            return self.include(argument)
         return self.post_url(argument) if tag == "post_url" else self.link(argument)
 
 
@@ -143,9 +155,9 @@ def _page_url(relative: PurePosixPath, permalink_style: str) -> str:
 
 
 def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], list[Problem]]:
-    """The posts whose every `post_url` and `link` Jekyll resolves, and the problems of the others: a target Jekyll
-    cannot find is an error naming the post and the line (the post is left out: Jekyll's build stops at it); a
-    match Jekyll deprecates is a warning. A `link` target made of the post's own front matter
+    """The posts whose every `post_url`, `link` and `include` Jekyll resolves, and the problems of the others: a
+    target Jekyll cannot find is an error naming the post and the line (the post is left out: Jekyll's build stops
+    at it); a match Jekyll deprecates is a warning. A target made of the post's own front matter
     (`{% link {{ page.other }} %}`) is checked here too; one made of other Liquid, when the post renders."""
     kept: list[Post] = []
     problems: list[Problem] = []
@@ -188,5 +200,6 @@ def _with_page_values(argument: str, post: Post) -> str | None:
     return None if "{{" in text or "{%" in text else text
 
 
-EXPECTED = {"post_url": "the post's path below the site without its extension, e.g. en/2025-01-01-slug",
+EXPECTED = {"include": "a file in the site's _includes/",
+            "post_url": "the post's path below the site without its extension, e.g. en/2025-01-01-slug",
             "link": "the path of a post, page or file below the site, e.g. en/_posts/2025-01-01-slug.md"}
