@@ -17,7 +17,9 @@ from typing import Any
 
 from feedpub.dates import read_date
 from feedpub.errors import Problem
+from feedpub.jekyll import FrontMatterDefault, defaults_for, with_defaults
 from feedpub.site.reader import Post, post_slug, relative_path
+from feedpub.site.source import Skip, split
 
 # Jekyll::Tags::PostComparer::MATCHER (the tag's argument without a leading slash).
 _POST_NAME = re.compile(r"^(.+/)*(\d+-\d+-\d+)-(.*)$")
@@ -42,9 +44,9 @@ class Targets:
     below the site folder."""
 
     def __init__(self, posts: Sequence[Post], posts_root: Path, site_root: Path, permalink_style: str,
-                 exclude: Iterable[str] = ()) -> None:
+                 exclude: Iterable[str] = (), defaults: tuple[FrontMatterDefault, ...] = ()) -> None:
         self.posts, self.posts_root, self.site_root = posts, posts_root, site_root
-        self.permalink_style, self.exclude = permalink_style, tuple(exclude)
+        self.permalink_style, self.exclude, self.defaults = permalink_style, tuple(exclude), defaults
 
     @cached_property
     def _in_jekyll_order(self) -> list[tuple[str, Post]]:
@@ -90,7 +92,7 @@ class Targets:
     def link(self, target: str) -> Resolved:
         """The file `{% link target %}` names by its path below the site, as Jekyll's each_site_file finds it: a
         page, a static file, then a post. The target is taken as written: quotes are part of the name."""
-        page = _site_file(self.site_root, target, self.permalink_style, self.exclude)
+        page = _site_file(self.site_root, target, self.permalink_style, self.exclude, self.defaults)
         if page is not None:
             return Resolved(page)
         post = self._by_path.get(target) or self._by_path.get("/" + target)
@@ -115,7 +117,8 @@ class Targets:
         return self.post_url(argument) if tag == "post_url" else self.link(argument)
 
 
-def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[str]) -> str | None:
+def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[str],
+               defaults: tuple[FrontMatterDefault, ...]) -> str | None:
     """The URL path of a page (a file with front matter) or a static file at `target` below `root`, which Jekyll
     would write; None for anything else (a post, a file Jekyll leaves out, no such file)."""
     relative = PurePosixPath(target)
@@ -129,29 +132,39 @@ def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[
             return None
         with path.open("rb") as file:
             is_page = bool(_FRONT_MATTER.match(file.read(16)))
-    except OSError:
+        if not is_page:
+            return "/" + target
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
         return None
-    if not is_page:
-        return "/" + target
-    return _page_url(relative, permalink_style)
+    try:
+        meta = split(text, target, [])[0]
+    except Skip:
+        meta = {}   # Jekyll reads a page whose front matter it cannot parse without it
+    permalink = with_defaults(defaults_for(defaults, target, "pages"), meta).get("permalink")
+    return _page_url(relative, permalink if isinstance(permalink, str) and permalink else None, permalink_style)
 
 
-def _page_url(relative: PurePosixPath, permalink_style: str) -> str:
-    """Jekyll's Page#template and URL for a page without a permalink of its own."""
+def _page_url(relative: PurePosixPath, permalink: str | None, permalink_style: str) -> str:
+    """Jekyll's Page#template and URL: the page's own permalink, else the site's style."""
     output_ext = ".html" if relative.suffix.lower() in _MARKDOWN else relative.suffix
     folder = "/" + relative.parent.as_posix().removeprefix(".").strip("/")
-    if output_ext != ".html":
-        template = f"{folder}/{relative.stem}{output_ext}"
+    if permalink:
+        template = permalink
+    elif output_ext != ".html":
+        template = "/:path/:basename:output_ext"
     elif relative.stem == "index":
-        template = f"{folder}/"
+        template = "/:path/"
     else:
         style = {"date": ":output_ext", "ordinal": ":output_ext", "none": ":output_ext", "pretty": "/"}.get(
             permalink_style, "")
         if not style:
             style = "/" if permalink_style.endswith("/") else ":output_ext" if permalink_style.endswith(
                 ":output_ext") else ""
-        template = f"{folder}/{relative.stem}{style.replace(':output_ext', output_ext)}"
-    return re.sub(r"/{2,}", "/", template)
+        template = f"/:path/:basename{style}"
+    url = re.sub(r":(path|basename|output_ext)\b", lambda match: {
+        "path": folder, "basename": relative.stem, "output_ext": output_ext}[match[1]], template)
+    return "/" + re.sub(r"/{2,}", "/", url).lstrip("/")
 
 
 def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], list[Problem]]:

@@ -26,6 +26,7 @@ from feedpub import jekyll as jekyll_files
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.jekyll import FrontMatterDefault
 from feedpub.site.cache import fingerprint
 from feedpub.site.includes import IncludeScope, include_scope
 from feedpub.site.links import Targets
@@ -51,6 +52,7 @@ class LiquidSite:
     posts_root: Path                    # the folder post paths are relative to (`links.py`)
     permalink: str                      # the site's permalink style, for the URLs of pages `link` names
     exclude: tuple[str, ...]            # what Jekyll leaves out of the site
+    defaults: tuple[FrontMatterDefault, ...]   # the front matter defaults, for the URLs of pages `link` names
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
 
     @cached_property
@@ -62,7 +64,7 @@ class LiquidSite:
     @cached_property
     def targets(self) -> Targets:
         """What `post_url` and `link` name."""
-        return Targets(self.posts, self.posts_root, self.root, self.permalink, self.exclude)
+        return Targets(self.posts, self.posts_root, self.root, self.permalink, self.exclude, self.defaults)
 
     def inputs(self, reads: Sequence[str]) -> str:
         """A fingerprint of what `reads` (a post's `Post.reads`) names: the values of those `site` keys, every
@@ -109,7 +111,7 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
                 time=_time(posts[0].date) if posts else None, data=data)
     return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, include_scope(config), config.posts_dir,
-                      site_config.permalink, site_config.exclude, tuple(problems))
+                      site_config.permalink, site_config.exclude, config.front_matter_defaults, tuple(problems))
 
 
 class _Site(dict):

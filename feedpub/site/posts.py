@@ -84,7 +84,8 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     posts = _drop_duplicate_urls(posts, problems)
     # Jekyll stops its build at a `post_url` or `link` it cannot resolve: that post is left out, the rest published.
     posts, link_problems = unresolved(posts, Targets(posts, root, config.jekyll_root or config.root,
-                                                     config.site.permalink, config.site.exclude))
+                                                     config.site.permalink, config.site.exclude,
+                                                     config.front_matter_defaults))
     problems.extend(link_problems)
     return Collection(tuple(posts), tuple(problems), min(held_future, default=None),
                       entries, skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished)

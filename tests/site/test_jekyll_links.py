@@ -41,12 +41,16 @@ defaults:
     values: {{published: false}}
   - scope: {{path: "en", type: post}}
     values: {{permalink: "/en/:categories/:title.html"}}
+  - scope: {{path: "guides", type: pages}}
+    values: {{permalink: "/g/:basename/"}}
 """
 FILES = {
     "_config.yml": CONFIG,
     "about.md": "---\ntitle: About\n---\nAbout us.\n",
     "docs/index.md": "---\ntitle: Docs\n---\nDocs.\n",
     "img/logo.png": "not really a picture\n",
+    "company.md": "---\ntitle: 会社\npermalink: /company/概要/\n---\n会社概要。\n",
+    "guides/intro.md": "---\ntitle: Intro\n---\nIntro.\n",
     "en/_posts/2025-01-01-hello.md": """\
 ---
 title: Hello
@@ -54,7 +58,8 @@ related: about.md
 ---
 Read [the Japanese one]({% post_url ja/2025-01-01-hello %}), [by path]({% link ja/_posts/2025-01-01-hello.md %}),
 [about]({% link about.md %}), [the logo]({% link img/logo.png %}), [docs]({% link docs/index.md %}),
-[related]({% link {{ page.related }} %}) and [the root post]({% post_url /2025-01-03-root %}).
+[related]({% link {{ page.related }} %}) and [the root post]({% post_url /2025-01-03-root %}),
+[会社]({% link company.md %}), [a guide]({% link guides/intro.md %}).
 
 {% raw %}{% link not-rendered.md %}{% endraw %}
 """,
@@ -138,7 +143,8 @@ def test_the_cases_that_matter_resolve_to_jekylls_urls(built) -> None:
     assert ours[f"{SITE_URL}/blog/en/en/blog/hello.html"][3] == [
         f"{SITE_URL}/blog/ja/2025/hello/", f"{SITE_URL}/blog/ja/2025/hello/", f"{SITE_URL}/blog/about.html",
         f"{SITE_URL}/blog/img/logo.png", f"{SITE_URL}/blog/docs/", f"{SITE_URL}/blog/about.html",
-        f"{SITE_URL}/blog/blog/2025/01/03/custom-slug.html"]
+        f"{SITE_URL}/blog/blog/2025/01/03/custom-slug.html", f"{SITE_URL}/blog/company/%E6%A6%82%E8%A6%81/",
+        f"{SITE_URL}/blog/g/intro/"]
     # The date and slug alone match the first post in Jekyll's order (en/ before ja/), which Jekyll deprecates.
     assert ours[f"{SITE_URL}/blog/ja/2025/hello/"][3] == [f"{SITE_URL}/blog/en/en/blog/hello.html"] * 2
     # The folder's, the defaults' and the post's own categories are kept, as Jekyll merges them; the longer scope
