@@ -26,6 +26,10 @@ _POST_NAME = re.compile(r"^(.+/)*(\d+-\d+-\d+)-(.*)$")
 # Kramdown's Markdown extensions (Jekyll's `markdown_ext`), whose pages are written as .html.
 _MARKDOWN = frozenset((".markdown", ".mkdown", ".mkdn", ".mkd", ".md"))
 _FRONT_MATTER = re.compile(rb"\A---\s*\r?\n")
+# `page` keys Jekyll fills itself (or feedpub keeps outside `Post.matter`): a target made of them waits for rendering.
+_COMPUTED = frozenset(("title", "date", "categories", "category", "tags", "tag", "excerpt", "reading_time", "url", "id",
+                       "path", "slug", "name", "author", "content", "next", "previous", "collection", "draft", "ext",
+                       "output", "relative_path"))
 _PAGE_VALUE = re.compile(r"\{\{-?\s*page\.([\w-]+(?:\.[\w-]+)*)\s*-?\}\}")
 
 
@@ -199,6 +203,8 @@ def _with_page_values(argument: str, post: Post) -> str | None:
     """The argument with each `{{ page.key }}` replaced by the post's front-matter text (nothing when the key is
     not there, as Liquid outputs nil); None when other Liquid is left."""
     def value(match: re.Match[str]) -> str:
+        if match[1].split(".")[0] in _COMPUTED:
+            raise LookupError(match[1])
         found: Any = post.matter
         for key in match[1].split("."):
             found = found.get(key) if isinstance(found, dict) else None

@@ -249,3 +249,25 @@ def test_changed_defaults_in_config_yml_are_reloaded_and_change_the_urls(tmp_pat
     build_site(live.current, now=NOW)
     assert list(entries(feed.read_bytes())) == [f"{SITE_URL}/new/post/"]
     assert re.search(rb"/old/", feed.read_bytes()) is None
+
+
+def test_pretty_permalinks_and_a_collections_dir_resolve_as_in_jekyll(tmp_path: Path) -> None:
+    needs_jekyll()
+    site = make_site(tmp_path, {
+        "_config.yml": f"url: {SITE_URL}\npermalink: pretty\ncollections_dir: coll\nplugins: [jekyll-feed]\n"
+                       "defaults:\n  - scope: {path: coll/_posts}\n    values: {author: 編集部, tags: [既定]}\n",
+        "about.md": "---\ntitle: About\n---\nAbout.\n",
+        "coll/_posts/2025-05-01-first.md": "---\ntitle: 最初\n---\n最初の記事。\n",
+        "coll/_posts/2025-05-02-second.md": "---\ntitle: Second\n---\n[about]({% link about.md %}), "
+                                            "[first]({% link _posts/2025-05-01-first.md %}), "
+                                            "[again]({% post_url 2025-05-01-first %}).\n",
+    })
+    run = jekyll_build(site)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = build_site(load_config(tmp_path / "feedpub.toml"), now=NOW)
+    assert [str(p) for p in report.problems] == []
+    jekyll = entries((tmp_path / "_site" / "feed.xml").read_bytes())
+    ours = entries((tmp_path / "public" / "feed.xml").read_bytes())
+    assert ours == jekyll
+    assert ours[f"{SITE_URL}/2025/05/02/second/"] == ("Second", "編集部", frozenset({"既定"}), [
+        f"{SITE_URL}/about/", f"{SITE_URL}/2025/05/01/first/", f"{SITE_URL}/2025/05/01/first/"])
