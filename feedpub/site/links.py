@@ -8,6 +8,7 @@ check runs in every build that changed something, before any Liquid is rendered.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,10 @@ class Targets:
             by_path.setdefault(path, post)
         return by_path
 
+    @cached_property
+    def _by_file(self) -> dict[str, Post]:
+        return {os.path.normpath(post.file): post for post in self.posts}
+
     def post_url(self, name: str) -> Resolved:
         """The post `{% post_url name %}` names, matched as Jekyll's PostComparer does: the path, date and slug
         against each post's path below the site (`_posts/<path><date>-<slug>.<ext>` or `<path>_posts/<date>-…`),
@@ -95,13 +100,15 @@ class Targets:
 
     def link(self, target: str) -> Resolved:
         """The file `{% link target %}` names by its path below the site, as Jekyll's each_site_file finds it: a
-        page, a static file, then a post. The target is taken as written: quotes are part of the name."""
+        post, a page or a static file. The target is taken as written: quotes are part of the name."""
+        # Posts first: in a posts folder that is not a Jekyll site (no `_posts/`), a post would also pass for a page.
+        post = (self._by_path.get(target) or self._by_path.get("/" + target)
+                or self._by_file.get(os.path.normpath(self.site_root / target)))
+        if post is not None:
+            return Resolved(post.path)
         page = _site_file(self.site_root, target, self.permalink_style, self.exclude, self.defaults)
         if page is not None:
             return Resolved(page)
-        post = self._by_path.get(target) or self._by_path.get("/" + target)
-        if post is not None:
-            return Resolved(post.path)
         raise LinkError(f"Could not find document '{target}' in tag 'link'. Make sure the document exists and the "
                         "path is correct.")
 

@@ -114,13 +114,15 @@ def test_site_posts_and_links(site) -> None:
     (site.root / "about.md").write_text("---\ntitle: About\n---\nAbout.\n", encoding="utf-8")
     body = ("{% for p in site.posts %}{{ p.title }}@{{ p.url }};{% endfor %}\n"
             "{{ site.categories.engineering.size }} {{ site.tags.python.first.title }} {{ site.time | date: '%F' }}\n"
-            "{% post_url 2025-12-05-deploy %} {% link about.md %} {% link 2025-12-05-deploy.md %}\n")
+            "{% post_url 2025-12-05-deploy %} {% link about.md %} {% link 2025-12-05-deploy.md %}\n"
+            "{% link posts/2025-12-05-deploy.md %}\n")
     html, warnings = render(site, body)
     assert warnings == []
     assert html == ("<p>投稿 \u201cquoted\u201d@/ai/news/2025/12/16/post.html;"
                     "Deploy guide@/engineering/2025/12/05/deploy.html;\n"
                     "1 Deploy guide 2025-12-16\n"
-                    "/engineering/2025/12/05/deploy.html /about.html /engineering/2025/12/05/deploy.html</p>")
+                    "/engineering/2025/12/05/deploy.html /about.html /engineering/2025/12/05/deploy.html\n"
+                    "/engineering/2025/12/05/deploy.html</p>")
 
 
 def test_highlight_gives_jekylls_html(site) -> None:
