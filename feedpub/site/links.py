@@ -2,8 +2,8 @@
 the check that leaves out a post naming a target (or an `{% include %}` file) Jekyll cannot find: Jekyll stops the
 whole build there; feedpub names the post and its line, leaves it out, and publishes the rest.
 
-Pure but for the look at the site folder for a page, a static file or an include. Standard library only: the
-check runs in every build that changed something, before any Liquid is rendered.
+Pure but for the look at the site folder for a page, a static file or an include. Without Liquid: the check runs
+in every build that changed something, before any post is rendered.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -135,7 +136,8 @@ def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[
     relative = PurePosixPath(target)
     if (not target or target.startswith("/") or ".." in relative.parts or "\\" in target
             or any(part.startswith(("_", ".", "#")) or part.endswith("~") for part in relative.parts)
-            or any(relative.is_relative_to(excluded.strip("/")) for excluded in exclude if excluded.strip("/"))):
+            or any(relative.is_relative_to(excluded.strip("/")) or fnmatch(target, excluded.strip("/"))
+                   for excluded in exclude if excluded.strip("/"))):
         return None
     path = root / target
     try:

@@ -255,7 +255,9 @@ def test_pretty_permalinks_and_a_collections_dir_resolve_as_in_jekyll(tmp_path: 
     needs_jekyll()
     site = make_site(tmp_path, {
         "_config.yml": f"url: {SITE_URL}\npermalink: pretty\ncollections_dir: coll\nplugins: [jekyll-feed]\n"
-                       "defaults:\n  - scope: {path: coll/_posts}\n    values: {author: 編集部, tags: [既定]}\n",
+                       # the same scope path: the set naming the type wins, whichever comes first
+                       "defaults:\n  - scope: {path: coll/_posts, type: posts}\n    values: {author: 編集部}\n"
+                       "  - scope: {path: coll/_posts}\n    values: {author: 誰か, tags: [既定]}\n",
         "about.md": "---\ntitle: About\n---\nAbout.\n",
         "coll/_posts/2025-05-01-first.md": "---\ntitle: 最初\n---\n最初の記事。\n",
         "coll/_posts/2025-05-02-second.md": "---\ntitle: Second\n---\n[about]({% link about.md %}), "
