@@ -20,6 +20,7 @@ from typing import Any
 from feedpub.dates import read_date
 from feedpub.errors import Problem
 from feedpub.jekyll import FrontMatterDefault, defaults_for, with_defaults
+from feedpub.site.includes import valid_include_name
 from feedpub.site.reader import Post, post_slug, relative_path
 from feedpub.site.source import Skip, split
 
@@ -113,19 +114,26 @@ class Targets:
         raise LinkError(f"Could not find document '{target}' in tag 'link'. Make sure the document exists and the "
                         "path is correct.")
 
-    def include(self, argument: str) -> Resolved:
-        """The file `{% include name … %}` reads: a file of `_includes/` (what it may read is the include tag's
-        business: `includes.py`)."""
+    def include(self, argument: str, post: Post, *, relative: bool) -> Resolved:
+        """The file `{% include name … %}` reads: a file of `_includes/`, or of the post's folder for
+        `include_relative` (what either may read is the include tags' business: `includes.py`)."""
         name = argument.split(maxsplit=1)[0] if argument.strip() else ""
-        if not (self.site_root / "_includes" / name).is_file():
-            raise LinkError(f"Could not locate the included file '{name}' in any of [\"_includes\"]. Ensure it "
+        if not valid_include_name(name):   # refused with a warning as the post renders (`liquid_tags.py`)
+            return Resolved("")
+        if relative:
+            folder, shown = Path(post.file).parent, os.path.dirname(relative_path(post, self.posts_root)) or "."
+        else:
+            folder, shown = self.site_root / "_includes", "_includes"
+        if not (folder / name).is_file():
+            raise LinkError(f"Could not locate the included file '{name}' in any of [\"{shown}\"]. Ensure it "
                             "exists in one of those directories and, if it is a symlink, does not point outside your "
                             "site source.")
         return Resolved("")
 
-    def resolve(self, tag: str, argument: str) -> Resolved:
-        if tag == "include":
-            return self.include(argument)
+    def resolve(self, tag: str, argument: str, post: Post) -> Resolved:
+        """What the tag `tag` of `post` names."""
+        if tag in ("include", "include_relative"):
+            return self.include(argument, post, relative=tag == "include_relative")
         return self.post_url(argument) if tag == "post_url" else self.link(argument)
 
 
@@ -180,12 +188,13 @@ def _page_url(relative: PurePosixPath, permalink: str | None, permalink_style: s
     return "/" + re.sub(r"/{2,}", "/", url).lstrip("/")
 
 
-def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], list[Problem]]:
-    """The posts whose every `post_url`, `link` and `include` Jekyll resolves, and the problems of the others: a
-    target Jekyll cannot find is an error naming the post and the line (the post is left out: Jekyll's build stops
-    at it); a match Jekyll deprecates is a warning. A target made of the post's own front matter
+def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], list[Post], list[Problem]]:
+    """The posts whose every `post_url`, `link`, `include` and `include_relative` Jekyll resolves, the others, and
+    their problems: a target Jekyll cannot find is an error naming the post and the line (the post is left out:
+    Jekyll's build stops at it); a match Jekyll deprecates is a warning. A target made of the post's own front matter
     (`{% link {{ page.other }} %}`) is checked here too; one made of other Liquid, when the post renders."""
     kept: list[Post] = []
+    left_out: list[Post] = []
     problems: list[Problem] = []
     for post in posts:
         errors = []
@@ -194,7 +203,7 @@ def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], lis
             if argument is None:
                 continue
             try:
-                found = targets.resolve(tag, argument)
+                found = targets.resolve(tag, argument, post)
             except LinkError as exc:
                 errors.append(Problem(post.source, line, f"{exc}; the post is left out, as Jekyll's build stops "
                                                          "at it", EXPECTED[tag]))
@@ -203,9 +212,8 @@ def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], lis
                 problems.append(Problem(post.source, line, f"Jekyll deprecates this: {found.deprecated}",
                                         EXPECTED[tag], warning=True))
         problems.extend(errors)
-        if not errors:
-            kept.append(post)
-    return kept, problems
+        (left_out if errors else kept).append(post)
+    return kept, left_out, problems
 
 
 def _with_page_values(argument: str, post: Post) -> str | None:
@@ -228,6 +236,6 @@ def _with_page_values(argument: str, post: Post) -> str | None:
     return None if "{{" in text or "{%" in text else text
 
 
-EXPECTED = {"include": "a file in the site's _includes/",
+EXPECTED = {"include": "a file in the site's _includes/", "include_relative": "a file in the post's folder",
             "post_url": "the post's path below the site without its extension, e.g. en/2025-01-01-slug",
             "link": "the path of a post, page or file below the site, e.g. en/_posts/2025-01-01-slug.md"}

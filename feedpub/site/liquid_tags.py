@@ -24,7 +24,7 @@ from liquid.token import TOKEN_EOF, TOKEN_EXPRESSION, TOKEN_TAG, Token
 from feedpub import urls
 from feedpub.errors import Problem
 from feedpub.site import links
-from feedpub.site.includes import is_text
+from feedpub.site.includes import is_text, valid_include_name
 from feedpub.site.reader import Post
 
 if TYPE_CHECKING:
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 # Jekyll's include syntax: `name key="value" key='value' key=variable`, the name possibly with `{{ variables }}`.
 _INCLUDE_NAME = re.compile(r"((?:[^\s{]*\{\{.*?\}\})+[^\s{]*|\S+)\s*(.*)", re.S)
 _INCLUDE_PARAM = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'|(\S+))""")
-# The file names Jekyll's include tags accept (Jekyll::Tags::IncludeTag's VALID_FILENAME_CHARS and
-# INVALID_SEQUENCES: no `..`, `./`, `/.` or `//`); letters beyond ASCII too, which Jekyll's Ruby refuses.
-_INCLUDE_FILE_NAME = re.compile(r"[\w/.\-()+~#@]+")
-_INVALID_SEQUENCE = re.compile(r"[./]{2,}")
 
 
 class RenderState:
@@ -212,7 +208,7 @@ def _check_include(site: LiquidSite, folder: Path, name: str, tag: str) -> None:
     """Raise _IncludeRefused unless `name` below `folder` is a text file of the site's own sources that the tag
     may read (`includes.IncludeScope`), with the refusals of Jekyll's include tags."""
     shown = f"{{% {tag} {name if len(name) <= 100 else name[:99] + '…'} %}}"
-    if _INVALID_SEQUENCE.search(name) or not _INCLUDE_FILE_NAME.fullmatch(name):
+    if not valid_include_name(name):
         raise _IncludeRefused(f"{shown}: invalid syntax for include tag, the file name contains invalid "
                               "characters or sequences", "a file name of letters, digits and _ / . - ( ) + ~ # @, "
                               "without '..', './', '/.' or '//'")

@@ -47,6 +47,7 @@ class Collection:
     entries: dict[str, FileEntry] = field(default_factory=dict)   # for the build cache
     skipped_future: int = 0               # posts held back for their future date
     skipped_drafts: int = 0               # posts in _drafts/ (unless drafts are asked for) or `published: false`
+    left_out: tuple[Post, ...] = ()       # posts naming a target Jekyll cannot find (`links.unresolved`)
 
 
 def collect(config: Config, *, now: datetime | None = None, future: bool = False, drafts: bool = False,
@@ -82,13 +83,15 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
         posts.append(post)
     posts.sort(key=lambda p: (p.date, p.path), reverse=True)
     posts = _drop_duplicate_urls(posts, problems)
-    # Jekyll stops its build at a `post_url` or `link` it cannot resolve: that post is left out, the rest published.
-    posts, link_problems = unresolved(posts, Targets(posts, root, config.jekyll_root or config.root,
-                                                     config.site.permalink, config.site.exclude,
-                                                     config.front_matter_defaults))
+    # Jekyll stops its build at a post or file a tag names that it cannot find: that post is left out, the rest
+    # published.
+    targets = Targets(posts, root, config.jekyll_root or config.root, config.site.permalink, config.site.exclude,
+                      config.front_matter_defaults)
+    posts, left_out, link_problems = unresolved(posts, targets)
     problems.extend(link_problems)
-    return Collection(tuple(posts), tuple(problems), min(held_future, default=None),
-                      entries, skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished)
+    return Collection(tuple(posts), tuple(problems), min(held_future, default=None), entries,
+                      skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished,
+                      left_out=tuple(left_out))
 
 
 def _entries(config: Config, root: Path, files: Sequence[PostFile], known: Mapping[str, FileEntry], *,

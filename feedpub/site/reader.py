@@ -46,7 +46,7 @@ READS_EVERYTHING = "*"
 READS_BESIDE = "include_relative"
 # The tags that name other posts or files (`links.py`), outside the blocks Jekyll does not render.
 _NOT_RENDERED = re.compile(r"\{%-?\s*(raw|comment)\s*-?%\}.*?\{%-?\s*end\1\s*-?%\}", re.S)
-_LINK_TAG = re.compile(r"\{%-?\s*(post_url|link|include)\s(.*?)-?%\}", re.S)
+_LINK_TAG = re.compile(r"\{%-?\s*(post_url|link|include|include_relative)\s(.*?)-?%\}", re.S)
 # `site` keys made from every post (`time` is the newest post's date); `post_url` and `link` read as `posts`.
 POSTS_VARIABLES = frozenset(("posts", "categories", "tags", "time", READS_EVERYTHING))
 
@@ -78,7 +78,7 @@ class Post:
     # The front matter's other keys, for Liquid's `page` (what the fields above hold is not kept twice: the
     # build cache holds every post).
     matter: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    # Each `post_url`, `link` and `include`: (tag, argument, line of the file).
+    # Each `post_url`, `link`, `include` and `include_relative`: (tag, argument, line of the file).
     links: tuple[tuple[str, str, int], ...] = ()
 
     @property
@@ -153,8 +153,8 @@ def liquid_reads(*texts: str) -> tuple[str, ...]:
 
 
 def link_tags(text: str, first_line: int) -> tuple[tuple[str, str, int], ...]:
-    """Each `{% post_url %}`, `{% link %}` and `{% include %}` Jekyll renders in `text` (not inside raw or comment):
-    the tag, its argument and its line (`text` starts at line `first_line`)."""
+    """Each `{% post_url %}`, `{% link %}`, `{% include %}` and `{% include_relative %}` Jekyll renders in `text`
+    (not inside raw or comment): the tag, its argument and its line (`text` starts at line `first_line`)."""
     if "{%" not in text or ("post_url" not in text and "link" not in text and "include" not in text):
         return ()
     hidden = _NOT_RENDERED.sub(lambda match: "\n" * match[0].count("\n"), text)

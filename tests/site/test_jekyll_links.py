@@ -192,6 +192,9 @@ GOOD = "---\ntitle: Still published\n---\nFine.\n"
     ("{% include missing.html %}",
      "Could not locate the included file 'missing.html' in any of [\"_includes\"]. Ensure it exists in one of those "
      "directories and, if it is a symlink, does not point outside your site source."),
+    ("{% include_relative note.md %}",
+     "Could not locate the included file 'note.md' in any of [\"en/_posts\"]. Ensure it exists in one of those "
+     "directories and, if it is a symlink, does not point outside your site source."),
 ])
 def test_a_target_jekyll_cannot_find_names_the_post_and_line_and_leaves_only_that_post_out(
         tmp_path: Path, tag: str, message: str) -> None:
@@ -273,3 +276,17 @@ def test_pretty_permalinks_and_a_collections_dir_resolve_as_in_jekyll(tmp_path: 
     assert ours == jekyll
     assert ours[f"{SITE_URL}/2025/05/02/second/"] == ("Second", "編集部", frozenset({"既定"}), [
         f"{SITE_URL}/about/", f"{SITE_URL}/2025/05/01/first/", f"{SITE_URL}/2025/05/01/first/"])
+
+
+def test_a_post_left_out_for_a_missing_file_beside_it_comes_back_when_the_file_appears(tmp_path: Path) -> None:
+    site = make_site(tmp_path, {
+        "_config.yml": f"url: {SITE_URL}\n",
+        "ja/_posts/2025-06-01-note.md": "---\ntitle: 注記つき\n---\n本文。\n\n{% include_relative 注記.txt %}\n",
+    })
+    config = load_config(tmp_path / "feedpub.toml")
+    report = build_site(config, now=NOW)
+    assert [p.line for p in report.problems] == [6] and report.posts == 0
+    (site / "ja" / "_posts" / "注記.txt").write_text("注記の本文。\n", encoding="utf-8")
+    report = build_site(config, now=NOW)   # the same config and cache: only the new file changed
+    assert report.problems == () and report.posts == 1
+    assert "注記の本文。" in (tmp_path / "public" / "feed.xml").read_text(encoding="utf-8")
