@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from fnmatch import fnmatch
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,7 @@ from feedpub.site.source import Skip, split
 
 # Jekyll::Tags::PostComparer::MATCHER (the tag's argument without a leading slash).
 _POST_NAME = re.compile(r"^(.+/)*(\d+-\d+-\d+)-(.*)$")
+_DATED = re.compile(r"(\d+-\d+-\d+)-")
 # Kramdown's Markdown extensions (Jekyll's `markdown_ext`), whose pages are written as .html.
 _MARKDOWN = frozenset((".markdown", ".mkdown", ".mkdn", ".mkd", ".md"))
 _FRONT_MATTER = re.compile(rb"\A---\s*\r?\n")
@@ -69,6 +71,24 @@ class Targets:
         return by_path
 
     @cached_property
+    def _by_date_text(self) -> dict[str, list[tuple[str, Post]]]:
+        """The date as the file name writes it (`2025-01-01`, `2025-1-1`) → (path, post), in Jekyll's order: only
+        those can match a `post_url` naming that date (a site's links are checked in one pass, not one per post)."""
+        found: dict[str, list[tuple[str, Post]]] = {}
+        for path, post in self._in_jekyll_order:
+            named = _DATED.match(path.rsplit("/", 1)[-1])
+            if named:
+                found.setdefault(named[1], []).append((path, post))
+        return found
+
+    @cached_property
+    def _by_day(self) -> dict[date, list[Post]]:
+        found: dict[date, list[Post]] = {}
+        for _, post in self._in_jekyll_order:
+            found.setdefault(post.date.date(), []).append(post)
+        return found
+
+    @cached_property
     def _by_file(self) -> dict[str, Post]:
         return {os.path.normpath(post.file): post for post in self.posts}
 
@@ -81,19 +101,18 @@ class Targets:
             raise LinkError(f'Could not parse name of post "{name}" in tag \'post_url\'. Make sure the post exists '
                             "and the name is correct. Jekyll::Errors::InvalidPostNameError: "
                             f"'{name}' does not contain valid date and/or title.")
-        folder, date, slug = matched[1] or "", matched[2], matched[3]
-        base = rf"{re.escape(date)}-{re.escape(slug)}\.[^.]+"
-        pattern = re.compile(rf"^_posts/{re.escape(folder)}{base}|^{re.escape(folder)}_posts/?{base}")
-        for path, post in self._in_jekyll_order:
+        folder, written_date, slug = matched[1] or "", matched[2], matched[3]
+        for path, post in self._by_date_text.get(written_date, ()):
             # A posts folder that is not a Jekyll site (no `_posts/`) plays `_posts/`.
-            if pattern.match(path if "_posts" in path.split("/")[:-1] else f"_posts/{path}"):
+            if _names(path if "_posts" in path.split("/")[:-1] else f"_posts/{path}", folder,
+                      f"{written_date}-{slug}."):
                 return Resolved(post.path)
         try:
-            day = read_date(date, self.posts[0].date.tzinfo)[0] if self.posts else None   # type: ignore[arg-type]
+            day = read_date(written_date, self.posts[0].date.tzinfo)[0] if self.posts else None  # type: ignore[arg-type]
         except (ValueError, OverflowError):
             day = None   # Jekyll raises an error for it, the same as for no post found
-        for _, post in self._in_jekyll_order:
-            if day and post_slug(post) == slug and post.date.date() == day.date():
+        for post in self._by_day.get(day.date(), ()) if day else ():
+            if post_slug(post) == slug:
                 return Resolved(post.path, f"A call to '{{% post_url {name} %}}' did not match a post using the "
                                            "new matching method of checking name (path-date-slug) equality. Please "
                                            "make sure that you change this tag to match the post's name exactly.")
@@ -135,6 +154,15 @@ class Targets:
         if tag in ("include", "include_relative"):
             return self.include(argument, post, relative=tag == "include_relative")
         return self.post_url(argument) if tag == "post_url" else self.link(argument)
+
+
+def _names(path: str, folder: str, start: str) -> bool:
+    """PostComparer's name regex, `^_posts/<folder><date>-<slug>\\.[^.]+|^<folder>_posts/?<date>-<slug>\\.[^.]+`,
+    without compiling one per tag (`start` is `<date>-<slug>.`)."""
+    for prefix in (f"_posts/{folder}", f"{folder}_posts/", f"{folder}_posts"):
+        if path.startswith(prefix + start) and path[len(prefix) + len(start):][:1] not in ("", "."):
+            return True
+    return False
 
 
 def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[str],
