@@ -341,13 +341,17 @@ def _hashable(item: Any) -> Any:
 
 
 def _in_scope(scope_path: str, path: str) -> bool:
-    """applies_path?: a string prefix of the path (no leading slash), or a glob matching a folder above it or it."""
+    """applies_path?: a string prefix of the path, or a glob below the site matching a folder above it or it. As in
+    Jekyll, a scope path with a leading slash never applies (the post's path has none; a glob from `/` is the file
+    system's root)."""
     if not scope_path:
         return True
     path = path.removeprefix("/")
     if "*" not in scope_path:
         return path.startswith(scope_path)
-    pattern = re.compile(_glob_regex(scope_path.removeprefix("/")))
+    if scope_path.startswith("/"):
+        return False
+    pattern = re.compile(_glob_regex(scope_path))
     parts = path.split("/")
     return any(pattern.fullmatch("/".join(parts[:n])) for n in range(1, len(parts) + 1))
 

@@ -43,6 +43,8 @@ defaults:
     values: {{permalink: "/en/:categories/:title.html"}}
   - scope: {{path: "guides", type: pages}}
     values: {{permalink: "/g/:basename/"}}
+  - scope: {{path: "/ja", type: posts}}
+    values: {{permalink: "/a-leading-slash-never-applies/"}}
 """
 FILES = {
     "_config.yml": CONFIG,
