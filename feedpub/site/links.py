@@ -8,6 +8,7 @@ in every build that changed something, before any post is rendered.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -21,13 +22,15 @@ from typing import Any
 from feedpub.dates import read_date
 from feedpub.errors import Problem
 from feedpub.jekyll import FrontMatterDefault, defaults_for, with_defaults
-from feedpub.site.includes import valid_include_name
-from feedpub.site.reader import Post, post_slug, relative_path
-from feedpub.site.source import Skip, split
+from feedpub.site.includes import IncludeScope, valid_include_name
+from feedpub.site.reader import Post, link_tags, post_slug, relative_path
+from feedpub.site.source import MAX_POST_BYTES, Skip, split
 
 # Jekyll::Tags::PostComparer::MATCHER (the tag's argument without a leading slash).
 _POST_NAME = re.compile(r"^(.+/)*(\d+-\d+-\d+)-(.*)$")
 _DATED = re.compile(r"(\d+-\d+-\d+)-")
+# Includes within includes that are checked: as deep as the renderer goes (liquid_engine's context_depth_limit).
+MAX_INCLUDE_DEPTH = 10
 # Kramdown's Markdown extensions (Jekyll's `markdown_ext`), whose pages are written as .html.
 _MARKDOWN = frozenset((".markdown", ".mkdown", ".mkdn", ".mkd", ".md"))
 _FRONT_MATTER = re.compile(rb"\A---\s*\r?\n")
@@ -53,9 +56,19 @@ class Targets:
     below the site folder."""
 
     def __init__(self, posts: Sequence[Post], posts_root: Path, site_root: Path, permalink_style: str,
-                 exclude: Iterable[str] = (), defaults: tuple[FrontMatterDefault, ...] = ()) -> None:
+                 exclude: Iterable[str] = (), defaults: tuple[FrontMatterDefault, ...] = (),
+                 scope: IncludeScope | None = None) -> None:
         self.posts, self.posts_root, self.site_root = posts, posts_root, site_root
         self.permalink_style, self.exclude, self.defaults = permalink_style, tuple(exclude), defaults
+        self.scope = scope   # what includes may read: their tags are checked too (none without it)
+        self._included: dict[Path, tuple[tuple[str, str, int], ...]] = {}
+
+    def among(self, posts: Sequence[Post]) -> Targets:
+        """The same site with only `posts`."""
+        narrowed = Targets(posts, self.posts_root, self.site_root, self.permalink_style, self.exclude, self.defaults,
+                           self.scope)
+        narrowed._included = self._included
+        return narrowed
 
     @cached_property
     def _in_jekyll_order(self) -> list[tuple[str, Post]]:
@@ -138,16 +151,30 @@ class Targets:
         `include_relative` (what either may read is the include tags' business: `includes.py`)."""
         name = argument.split(maxsplit=1)[0] if argument.strip() else ""
         if not valid_include_name(name):   # refused with a warning as the post renders (`liquid_tags.py`)
-            return Resolved("")
+            return Resolved("")   # (nothing to read)
         if relative:
             folder, shown = Path(post.file).parent, os.path.dirname(relative_path(post, self.posts_root)) or "."
         else:
             folder, shown = self.site_root / "_includes", "_includes"
-        if not (folder / name).is_file():
+        path = folder / name
+        if not path.is_file():
             raise LinkError(f"Could not locate the included file '{name}' in any of [\"{shown}\"]. Ensure it "
                             "exists in one of those directories and, if it is a symlink, does not point outside your "
                             "site source.")
-        return Resolved("")
+        return Resolved(str(path))
+
+    def tags_included(self, path: Path) -> tuple[tuple[str, str, int], ...]:
+        """The tags (`reader.link_tags`) of an include file that an include may read (`includes.IncludeScope`)."""
+        if path not in self._included:
+            tags: tuple[tuple[str, str, int], ...] = ()
+            if self.scope is not None and not any(self.scope.refusal(p) for p in (path, path.resolve())):
+                try:
+                    if path.stat().st_size <= MAX_POST_BYTES:
+                        tags = link_tags(path.read_text(encoding="utf-8-sig"), 1)
+                except (OSError, UnicodeDecodeError):
+                    pass   # the include tag reports it as the post renders
+            self._included[path] = tags
+        return self._included[path]
 
     def resolve(self, tag: str, argument: str, post: Post) -> Resolved:
         """What the tag `tag` of `post` names."""
@@ -221,27 +248,55 @@ def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], lis
     their problems: a target Jekyll cannot find is an error naming the post and the line (the post is left out:
     Jekyll's build stops at it); a match Jekyll deprecates is a warning. A target made of the post's own front matter
     (`{% link {{ page.other }} %}`) is checked here too; one made of other Liquid, when the post renders."""
-    kept: list[Post] = []
+    kept = list(posts)
     left_out: list[Post] = []
     problems: list[Problem] = []
-    for post in posts:
-        errors = []
-        for tag, written, line in post.links:
-            argument = _with_page_values(written, post)
-            if argument is None:
-                continue
-            try:
-                found = targets.resolve(tag, argument, post)
-            except LinkError as exc:
-                errors.append(Problem(post.source, line, f"{exc}; the post is left out, as Jekyll's build stops "
-                                                         "at it", EXPECTED[tag]))
-                continue
-            if found.deprecated:
-                problems.append(Problem(post.source, line, f"Jekyll deprecates this: {found.deprecated}",
-                                        EXPECTED[tag], warning=True))
-        problems.extend(errors)
-        (left_out if errors else kept).append(post)
-    return kept, left_out, problems
+    current = targets
+    while True:   # a post naming one left out is left out too: the URL it names is in no feed
+        warnings: list[Problem] = []
+        dropped: dict[int, list[Problem]] = {}
+        for post in kept:
+            errors: list[Problem] = []
+            for tag, written, line in post.links:
+                _check(current, targets, post, tag, written, line, "", errors, warnings, depth=0)
+            if errors:
+                dropped[id(post)] = errors
+        if not dropped:
+            return kept, left_out, [*problems, *warnings]
+        for post in kept:
+            problems.extend(dropped.get(id(post), ()))
+        left_out.extend(post for post in kept if id(post) in dropped)
+        kept = [post for post in kept if id(post) not in dropped]
+        current = targets.among(kept)
+
+
+def _check(targets: Targets, every: Targets, post: Post, tag: str, written: str, line: int, within: str,
+           errors: list[Problem], warnings: list[Problem], *, depth: int) -> None:
+    """One tag of `post` at `line` (`within`: the include files it comes from, for messages); an include's own tags
+    too, to the include tags' depth."""
+    argument = _with_page_values(written, post)
+    if argument is None:
+        return
+    try:
+        found = targets.resolve(tag, argument, post)
+    except LinkError as exc:
+        message = f"{exc}{within}; the post is left out, as Jekyll's build stops at it"
+        if targets is not every and tag in ("post_url", "link"):
+            with contextlib.suppress(LinkError):
+                every.resolve(tag, argument, post)
+                message = (f"{tag} {argument!r}{within} names a post that is left out for a problem of its own; "
+                           "this post is left out too, as its link would lead to no post of the feeds")
+        errors.append(Problem(post.source, line, message, EXPECTED[tag]))
+        return
+    if found.deprecated:
+        warnings.append(Problem(post.source, line, f"Jekyll deprecates this{within}: {found.deprecated}",
+                                EXPECTED[tag], warning=True))
+    if found.path and tag in ("include", "include_relative") and depth < MAX_INCLUDE_DEPTH:
+        path = Path(found.path)
+        shown = os.path.relpath(path, targets.site_root).replace(os.sep, "/")
+        for inner_tag, inner_written, inner_line in targets.tags_included(path):
+            _check(targets, every, post, inner_tag, inner_written, line, f" (in {shown}:{inner_line}){within}",
+                   errors, warnings, depth=depth + 1)
 
 
 def _with_page_values(argument: str, post: Post) -> str | None:

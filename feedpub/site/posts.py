@@ -18,6 +18,7 @@ from pathlib import Path
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.cache import pickled_as_tuple
+from feedpub.site.includes import include_scope
 from feedpub.site.links import Targets, unresolved
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.reader import Post, read_post
@@ -86,7 +87,7 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     # Jekyll stops its build at a post or file a tag names that it cannot find: that post is left out, the rest
     # published.
     targets = Targets(posts, root, config.jekyll_root or config.root, config.site.permalink, config.site.exclude,
-                      config.front_matter_defaults)
+                      config.front_matter_defaults, include_scope(config))
     posts, left_out, link_problems = unresolved(posts, targets)
     problems.extend(link_problems)
     return Collection(tuple(posts), tuple(problems), min(held_future, default=None), entries,

@@ -292,3 +292,33 @@ def test_a_post_left_out_for_a_missing_file_beside_it_comes_back_when_the_file_a
     report = build_site(config, now=NOW)   # the same config and cache: only the new file changed
     assert report.problems == () and report.posts == 1
     assert "注記の本文。" in (tmp_path / "public" / "feed.xml").read_text(encoding="utf-8")
+
+
+def test_a_target_missing_in_an_include_names_the_post_the_include_and_its_line(tmp_path: Path) -> None:
+    """…and a post naming a post left out is left out too (its link would lead to no post of the feeds)."""
+    needs_jekyll()
+    site = make_site(tmp_path, {
+        "_config.yml": f"url: {SITE_URL}\nplugins: [jekyll-feed]\n",
+        "about.md": "---\ntitle: About\n---\nAbout.\n",
+        "_includes/card.html": "<p>カード</p>\n<a href=\"{% link {{ page.target }} %}\">{{ include.label }}</a>\n",
+        "ja/_posts/2025-07-01-card.md": "---\ntitle: カード\ntarget: ja/_posts/2025-07-09-gone.md\n---\n"
+                                        "{% include card.html label=\"次へ\" %}\n",
+        "ja/_posts/2025-07-02-fine.md": "---\ntitle: 問題なし\ntarget: about.md\n---\n"
+                                        "{% include card.html label=\"会社\" %}\n",
+        "ja/_posts/2025-07-03-follows.md": "---\ntitle: 続き\n---\n[前]({% post_url ja/2025-07-01-card %})\n",
+    })
+    run = jekyll_build(site)
+    assert run.returncode != 0
+    assert "Could not find document 'ja/_posts/2025-07-09-gone.md' in tag 'link'" in run.stdout + run.stderr
+    report = build_site(load_config(tmp_path / "feedpub.toml"), now=NOW)
+    assert [str(p) for p in report.problems] == [
+        "site/ja/_posts/2025-07-01-card.md:5: Could not find document 'ja/_posts/2025-07-09-gone.md' in tag 'link'. "
+        "Make sure the document exists and the path is correct. (in _includes/card.html:2); the post is left out, as "
+        "Jekyll's build stops at it (expected the path of a post, page or file below the site, e.g. "
+        "en/_posts/2025-01-01-slug.md)",
+        "site/ja/_posts/2025-07-03-follows.md:4: post_url 'ja/2025-07-01-card' names a post that is left out for a "
+        "problem of its own; this post is left out too, as its link would lead to no post of the feeds (expected the "
+        "post's path below the site without its extension, e.g. en/2025-01-01-slug)"]
+    published = entries((tmp_path / "public" / "feed.xml").read_bytes())
+    assert published == {
+        f"{SITE_URL}/ja/2025/07/02/fine.html": ("問題なし", "My blog", frozenset({"ja"}), [f"{SITE_URL}/about.html"])}
