@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from feedpub.errors import ConfigError
+from feedpub.jekyll import FrontMatterDefault
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,8 @@ class Config:
     root: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
     given: frozenset[str] = frozenset()   # the keys the file sets ("site.url"), which win over a Jekyll _config.yml
+    # `defaults:` of the Jekyll _config.yml (site.jekyll_dir), applied to each post's front matter.
+    front_matter_defaults: tuple[FrontMatterDefault, ...] = ()
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feedpub.config import Config, parse_duration, parse_schedule_entry
 from feedpub.errors import ConfigError
+from feedpub.jekyll import FrontMatterDefault
 
 # TOML names that are Python keywords or otherwise differ from the field name.
 _RENAMED = {"from": "from_"}
@@ -64,13 +65,16 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
     given = frozenset(f"{name}.{key}" for name, table in data.items() if isinstance(table, dict) for key in table)
     site = data.get("site")
+    defaults: tuple[FrontMatterDefault, ...] = ()
     if isinstance(site, dict) and isinstance(site.get("jekyll_dir"), str) and site["jekyll_dir"]:
-        data = _with_jekyll(data, path, text, site["jekyll_dir"])
-    return dataclasses.replace(_build(data, path, text), given=given)
+        data, defaults = _with_jekyll(data, path, text, site["jekyll_dir"])
+    return dataclasses.replace(_build(data, path, text), given=given, front_matter_defaults=defaults)
 
 
-def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -> dict[str, Any]:
-    """`data` with the keys it leaves unset taken from the Jekyll site's `_config.yml` (feedpub.toml wins)."""
+def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str,
+                 ) -> tuple[dict[str, Any], tuple[FrontMatterDefault, ...]]:
+    """`data` with the keys it leaves unset taken from the Jekyll site's `_config.yml` (feedpub.toml wins), and
+    the site's front matter defaults."""
     from feedpub import jekyll  # here: YAML is imported only for configs that name a Jekyll site
 
     root = (path.parent / jekyll_dir).resolve()
@@ -94,14 +98,14 @@ def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str) -
                 value = (Path(jekyll_dir) / value).as_posix()
             if isinstance(target, dict):
                 target.setdefault(key, value)
-    return merged
+    return merged, jekyll.front_matter_defaults(values)[0]
 
 
 def _build(data: dict[str, Any], path: Path, text: str) -> Config:
     sections: dict[str, Any] = {}
     hints = get_type_hints(Config)
     for name, value in data.items():
-        if name not in hints or name in ("root", "source", "given"):
+        if name not in hints or name in ("root", "source", "given", "front_matter_defaults"):
             raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
         if not isinstance(value, dict):
             raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))

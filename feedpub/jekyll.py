@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,6 @@ _NOT_APPLIED = {
     "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
     "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
     "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
-    "defaults": "feedpub reads each post's own front matter only: front matter defaults are not applied",
 }
 _DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
 MAX_DATA_BYTES = 10_000_000   # a data file, and any YAML file of the site
@@ -123,6 +123,9 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
         elif key == "exclude" and isinstance(value, list) and all(isinstance(item, str) for item in value):
             site["exclude"] = value
             used[key] = "site.exclude"
+        elif key == "defaults":
+            problems.extend(front_matter_defaults(jekyll, source)[1])
+            used[key] = "each post's front matter, under its own values (Jekyll's front matter defaults)"
         elif key == "feed" and isinstance(value, Mapping):
             _feed(value, feeds, used, ignored)
         else:
@@ -294,3 +297,117 @@ def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
         stat = path.stat()
         stats.append((str(path), stat.st_size, stat.st_mtime_ns))
     return stats
+
+
+@dataclass(frozen=True)
+class FrontMatterDefault:
+    """One set of `_config.yml`'s `defaults:` (jekyll/frontmatter_defaults.rb): its scope and its values."""
+
+    path: str                  # scope.path as written ('' for every file); a glob when it holds '*'
+    type: str | None           # scope.type ('posts', 'pages', …; Jekyll's deprecated 'post' read as 'posts')
+    values: dict[str, Any]
+
+
+# Jekyll::FrontmatterDefaults#update_deprecated_types.
+_DEPRECATED_TYPES = {"post": "posts", "page": "pages", "draft": "drafts"}
+
+
+def front_matter_defaults(jekyll: Mapping[str, Any], source: str = "_config.yml",
+                          ) -> tuple[tuple[FrontMatterDefault, ...], list[Problem]]:
+    """The valid sets of `defaults:`, in order; a set Jekyll skips (not a mapping with a `values` mapping) is a
+    warning, as in Jekyll."""
+    sets = jekyll.get("defaults")
+    if not isinstance(sets, list):
+        return (), []
+    found, problems = [], []
+    collections_dir = str(jekyll.get("collections_dir") or "").strip("/")
+    for item in sets:
+        if not isinstance(item, dict) or not isinstance(item.get("values"), dict):
+            problems.append(Problem(source, None, f"an invalid front-matter default set was found: {item!r}; "
+                                    "Jekyll skips it", "'- scope: {path: …, type: posts}' and 'values: {…}'",
+                                    warning=True))
+            continue
+        scope = item.get("scope") if isinstance(item.get("scope"), dict) else {}
+        path = scope.get("path")
+        path = path if isinstance(path, str) else ""
+        if collections_dir and path.startswith(collections_dir + "/"):   # strip_collections_dir
+            path = path.removeprefix(collections_dir + "/")
+        kind = scope.get("type")
+        kind = _DEPRECATED_TYPES.get(str(kind), str(kind)) if "type" in scope and kind is not None else None
+        found.append(FrontMatterDefault(path, kind, item["values"]))
+    return tuple(found), problems
+
+
+def defaults_for(sets: tuple[FrontMatterDefault, ...], path: str, kind: str) -> dict[str, Any]:
+    """Jekyll's FrontmatterDefaults#all: the values of every set whose scope holds the file at `path` (below the
+    site, or its collections_dir) of type `kind`; the longer scope path wins, then a scope naming the type."""
+    defaults: dict[str, Any] = {}
+    winner: FrontMatterDefault | None = None
+    for item in sets:
+        if (item.type is not None and item.type != kind) or not _in_scope(item.path, path):
+            continue
+        if winner is None or _has_precedence(winner, item):
+            defaults, winner = _deep_merge(defaults, item.values), item
+        else:
+            defaults = _deep_merge(item.values, defaults)
+    return defaults
+
+
+def with_defaults(defaults: Mapping[str, Any], front: Mapping[str, Any]) -> dict[str, Any]:
+    """A file's front matter over its defaults, as Jekyll merges them (Document#merge_data!): mappings merged
+    deeply, other values replaced, and the categories of both kept (Array#|, a string split at spaces)."""
+    merged = _deep_merge(dict(defaults), front)
+    listed = [_as_list(defaults.get("categories")), _as_list(front.get("categories"))]
+    if all(value is not None for value in listed):
+        merged["categories"] = list(dict.fromkeys(_hashable(item) for value in listed for item in value))
+    return merged
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    return value.split() if isinstance(value, str) else value if isinstance(value, list) else None
+
+
+def _hashable(item: Any) -> Any:
+    return item if isinstance(item, str | int | float | bool | type(None)) else repr(item)
+
+
+def _in_scope(scope_path: str, path: str) -> bool:
+    """applies_path?: a string prefix of the path, or a glob below the site matching a folder above it or it. As in
+    Jekyll, a scope path with a leading slash never applies (the post's path has none; a glob from `/` is the file
+    system's root)."""
+    if not scope_path:
+        return True
+    path = path.removeprefix("/")
+    if "*" not in scope_path:
+        return path.startswith(scope_path)
+    if scope_path.startswith("/"):
+        return False
+    pattern = re.compile(_glob_regex(scope_path))
+    parts = path.split("/")
+    return any(pattern.fullmatch("/".join(parts[:n])) for n in range(1, len(parts) + 1))
+
+
+def _glob_regex(glob: str) -> str:
+    """Ruby's Dir.glob pattern as a regular expression: `**/` any folders, `*` and `?` within one name."""
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+def _has_precedence(old: FrontMatterDefault, new: FrontMatterDefault) -> bool:
+    old_path, new_path = old.path.removeprefix("/"), new.path.removeprefix("/")
+    if len(new_path) != len(old_path):
+        return len(new_path) >= len(old_path)
+    return new.type is not None or old.type is None

@@ -135,9 +135,10 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     collection = collect(config, now=now, future=future, drafts=drafts, known=cache.load("posts"),
                          files=listing, parallel=parallel)
     feeds, plan_problems = plan_feeds(config, collection.posts, fold_case=folds_case(output))
-    # What `include_relative` may read beside a post is part of what the post is made from.
-    folders = {post.file: str(Path(post.file).parent) for feed in feeds for post in feed.posts
-               if READS_BESIDE in post.reads}
+    # What `include_relative` may read beside a post is part of what the post is made from; for a post left out
+    # because a file it includes is missing, the file appearing is what brings it back.
+    folders = {post.file: str(Path(post.file).parent) for post in (
+        *(post for feed in feeds for post in feed.posts), *collection.left_out) if READS_BESIDE in post.reads}
     beside = {folder: known_beside[folder] if folder in known_beside else scope.files_below(folder)
               for folder in sorted(set(folders.values()))}
     sources = _sources(listing, site_stats, beside)
@@ -240,8 +241,8 @@ def _paths(config: Config, feed: Feed) -> list[str]:
 
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:
     """Everything cached results depend on besides the post files themselves."""
-    return fingerprint(_libraries(), RENDER_VERSION, config.site, config.feeds, config.root, output, future, drafts,
-                       sys.version)
+    return fingerprint(_libraries(), RENDER_VERSION, config.site, config.feeds, config.front_matter_defaults,
+                       config.root, output, future, drafts, sys.version)
 
 
 def _render_key(config: Config) -> str:

@@ -14,12 +14,17 @@ from __future__ import annotations
 import codecs
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from feedpub.config import Config
 
+# The file names Jekyll's include tags accept (Jekyll::Tags::IncludeTag's VALID_FILENAME_CHARS and
+# INVALID_SEQUENCES: no `..`, `./`, `/.` or `//`); letters beyond ASCII too, which Jekyll's Ruby refuses.
+_INCLUDE_FILE_NAME = re.compile(r"[\w/.\-()+~#@]+")
+_INVALID_SEQUENCE = re.compile(r"[./]{2,}")
 _KEY_SUFFIXES = (".key", ".pem")
 _SQLITE_JOURNALS = ("-journal", "-wal", "-shm")
 _JEKYLL_OUTPUT = "_site"
@@ -112,3 +117,8 @@ def _is_text(path: Path, size: int, mtime_ns: int) -> bool:   # the stat in the 
     except UnicodeDecodeError:
         return False
     return True
+
+
+def valid_include_name(name: str) -> bool:
+    """A file name the include tags accept (`_INCLUDE_FILE_NAME`, without `_INVALID_SEQUENCE`)."""
+    return bool(_INCLUDE_FILE_NAME.fullmatch(name)) and not _INVALID_SEQUENCE.search(name)

@@ -27,9 +27,11 @@ from feedpub import jekyll as jekyll_files
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.errors import Problem
+from feedpub.jekyll import FrontMatterDefault
 from feedpub.site.cache import fingerprint
 from feedpub.site.includes import IncludeScope, include_scope
-from feedpub.site.reader import LIQUID_MARKUP, POSTS_VARIABLES, READS_EVERYTHING, Post
+from feedpub.site.links import Targets
+from feedpub.site.reader import LIQUID_MARKUP, POSTS_VARIABLES, READS_EVERYTHING, Post, post_slug
 
 if TYPE_CHECKING:
     from feedpub.site.liquid_engine import JekyllEnvironment
@@ -48,6 +50,10 @@ class LiquidSite:
     markdownify: Callable[[str], str]   # Markdown → HTML, for the `markdownify` filter
     posts: Sequence[Post]               # every post of the site
     includes: IncludeScope              # what `include` and `include_relative` may read
+    posts_root: Path                    # the folder post paths are relative to (`links.py`)
+    permalink: str                      # the site's permalink style, for the URLs of pages `link` names
+    exclude: tuple[str, ...]            # what Jekyll leaves out of the site
+    defaults: tuple[FrontMatterDefault, ...]   # the front matter defaults, for the URLs of pages `link` names
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
 
     @cached_property
@@ -56,23 +62,10 @@ class LiquidSite:
 
         return JekyllEnvironment(self)
 
-    # The two maps below are made when a post first needs them: ~0.1 s for 10,000 posts, which a build whose
-    # rendered posts name no other post (or come from the render cache) does not pay.
     @cached_property
-    def post_urls(self) -> dict[str, str]:
-        """Post file name without extension (or with the folder above its `_posts`) → URL path."""
-        post_urls: dict[str, str] = {}
-        for post in self.posts:
-            post_urls[post.name] = post.path
-            folders = post.source.replace("\\", "/").rsplit("/", 1)[0].split("/_posts", 1)
-            if len(folders) == 2:   # `{% post_url news/2025-01-01-x %}` names a post under news/_posts
-                post_urls[f"{folders[0].rsplit('/', 1)[-1]}/{post.name}"] = post.path
-        return post_urls
-
-    @cached_property
-    def link_paths(self) -> dict[str, str]:
-        """Post file name with extension → URL path."""
-        return {p.source.replace("\\", "/").rsplit("/", 1)[-1]: p.path for p in self.posts}
+    def targets(self) -> Targets:
+        """What `post_url` and `link` name."""
+        return Targets(self.posts, self.posts_root, self.root, self.permalink, self.exclude, self.defaults)
 
     def inputs(self, reads: Sequence[str]) -> str:
         """A fingerprint of what `reads` (a post's `Post.reads`) names: the values of those `site` keys, every
@@ -118,7 +111,8 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
                 lang=site_config.language, timezone=site_config.timezone, author=site_config.author,
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
                 time=_time(posts[0].date) if posts else None, data=data)
-    return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, include_scope(config), tuple(problems))
+    return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, include_scope(config), config.posts_dir,
+                      site_config.permalink, site_config.exclude, config.front_matter_defaults, tuple(problems))
 
 
 class _Site(dict):
@@ -157,14 +151,8 @@ def page_variable(post: Post, root: Path) -> dict[str, Any]:
                 id=post.path.rsplit(".", 1)[0], categories=list(post.categories), tags=list(post.tags),
                 excerpt=post.excerpt,
                 path=file.relative_to(root).as_posix() if file.is_relative_to(root) else post.source,
-                slug=_slug(post), name=file.name, author=page.get("author") or post.author)
+                slug=post_slug(post), name=file.name, author=page.get("author") or post.author)
     return page
-
-
-def _slug(post: Post) -> str:
-    """Jekyll's `page.slug`: the front matter's, else the file name's after its date, without trailing dots."""
-    stem = post.name
-    return str(post.matter.get("slug") or (stem[11:] if re.match(r"^\d{4}-\d\d-\d\d-", stem) else stem).rstrip("."))
 
 
 def _grouped(pages: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:

@@ -23,7 +23,8 @@ from liquid.token import TOKEN_EOF, TOKEN_EXPRESSION, TOKEN_TAG, Token
 
 from feedpub import urls
 from feedpub.errors import Problem
-from feedpub.site.includes import is_text
+from feedpub.site import links
+from feedpub.site.includes import is_text, valid_include_name
 from feedpub.site.reader import Post
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 # Jekyll's include syntax: `name key="value" key='value' key=variable`, the name possibly with `{{ variables }}`.
 _INCLUDE_NAME = re.compile(r"((?:[^\s{]*\{\{.*?\}\})+[^\s{]*|\S+)\s*(.*)", re.S)
 _INCLUDE_PARAM = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'|(\S+))""")
-# The file names Jekyll's include tags accept (Jekyll::Tags::IncludeTag's VALID_FILENAME_CHARS and
-# INVALID_SEQUENCES: no `..`, `./`, `/.` or `//`); letters beyond ASCII too, which Jekyll's Ruby refuses.
-_INCLUDE_FILE_NAME = re.compile(r"[\w/.\-()+~#@]+")
-_INVALID_SEQUENCE = re.compile(r"[./]{2,}")
 
 
 class RenderState:
@@ -54,14 +51,14 @@ class RenderState:
         line = self.first_line + self.text.count("\n", 0, index)
         self.problems.append(Problem(self.post.source, line, message, expected, warning=True))
 
-    def warn(self, token: Token | None, message: str, expected: str | None = None) -> None:
-        """A warning at `token`: in the post, or in the include file it comes from."""
+    def warn(self, token: Token | None, message: str, expected: str | None = None, *, warning: bool = True) -> None:
+        """A warning (or an error) at `token`: in the post, or in the include file it comes from."""
         if token is None or token.start_index < 0:
-            self.problems.append(Problem(self.post.source, self.first_line, message, expected, warning=True))
+            self.problems.append(Problem(self.post.source, self.first_line, message, expected, warning=warning))
             return
         shown, first = self.sources.get(id(token.source), (self.post.source, self.first_line))
         line = first + token.source.count("\n", 0, token.start_index)
-        problem = Problem(shown, line, message, expected, warning=True)
+        problem = Problem(shown, line, message, expected, warning=warning)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -147,16 +144,7 @@ class _PostUrlTag(Tag):
         token, expression = _tag(stream)
         name = expression.value.strip() if expression else ""
         site: LiquidSite = self.env.site
-
-        def render(context: RenderContext) -> str:
-            path = site.post_urls.get(name) or site.post_urls.get(name.rsplit("/", 1)[-1])
-            if path is None:
-                current.get().warn(token, f"{{% post_url {name} %}} names no post; rendered as nothing",
-                                    "the file name of a post, without its extension")
-                return ""
-            return site.baseurl + urls.escape_path(path)
-
-        return _TextNode(token, render)
+        return _TextNode(token, lambda context: _resolved(token, site, lambda: site.targets.post_url(name)))
 
 
 class _LinkTag(Tag):
@@ -165,11 +153,29 @@ class _LinkTag(Tag):
 
     def parse(self, stream: TokenStream) -> Node:
         token, expression = _tag(stream)
-        target = expression.value.strip().strip("'\"") if expression else ""
+        argument = self.env.from_string(expression.value.strip() if expression else "")
         site: LiquidSite = self.env.site
-        path = site.link_paths.get(target.rsplit("/", 1)[-1]) or re.sub(r"\.(md|markdown)$", ".html",
-                                                                        "/" + target.lstrip("/"))
-        return _TextNode(token, lambda context: site.baseurl + urls.escape_path(path))
+
+        def render(context: RenderContext) -> str:
+            # Jekyll renders the argument as Liquid first: `{% link {{ page.other }} %}`.
+            buffer = context.get_buffer()
+            argument.render_with_context(context, buffer, partial=True)
+            target = buffer.getvalue()
+            return _resolved(token, site, lambda: site.targets.link(target))
+
+        return _TextNode(token, render)
+
+
+def _resolved(token: Token, site: LiquidSite, resolve: Callable[[], links.Resolved]) -> str:
+    """The URL a `post_url` or `link` gives, with the baseurl; nothing, with an error, where Jekyll's build stops
+    (the posts whose literal targets are missing were left out before rendering: `links.unresolved`)."""
+    try:
+        found = resolve()
+    except links.LinkError as exc:
+        current.get().warn(token, f"{exc}; rendered as nothing", links.EXPECTED[token.value], warning=False)
+        return ""
+    # A deprecated match was told when the post's targets were checked (`links.unresolved`).
+    return site.baseurl + urls.escape_path(found.path)
 
 
 class _IncludeNode(Node):
@@ -202,7 +208,7 @@ def _check_include(site: LiquidSite, folder: Path, name: str, tag: str) -> None:
     """Raise _IncludeRefused unless `name` below `folder` is a text file of the site's own sources that the tag
     may read (`includes.IncludeScope`), with the refusals of Jekyll's include tags."""
     shown = f"{{% {tag} {name if len(name) <= 100 else name[:99] + '…'} %}}"
-    if _INVALID_SEQUENCE.search(name) or not _INCLUDE_FILE_NAME.fullmatch(name):
+    if not valid_include_name(name):
         raise _IncludeRefused(f"{shown}: invalid syntax for include tag, the file name contains invalid "
                               "characters or sequences", "a file name of letters, digits and _ / . - ( ) + ~ # @, "
                               "without '..', './', '/.' or '//'")

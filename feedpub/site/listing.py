@@ -35,10 +35,11 @@ class PostFile:
 def post_files(root: Path, exclude: tuple[str, ...] = ()) -> list[PostFile]:
     """Markdown files below `root` with their size and mtime, in a stable order. Hidden and `_`-folders
     are skipped except Jekyll's `_posts` and `_drafts`; so is what `exclude` names (paths or globs relative
-    to `root`, as Jekyll's `exclude`). When `root` is a Jekyll site (it has a `_posts` folder), only files in
+    to `root`, as Jekyll's `exclude`). When `root` is a Jekyll site (it has a `_posts` folder or a `_config.yml`:
+    `en/_posts` and `ja/_posts` alone make one too), only files in
     `_posts` and `_drafts` folders are posts, and the folders Jekyll excludes by default are not entered."""
     found: list[PostFile] = []
-    jekyll = (root / "_posts").is_dir()
+    jekyll = (root / "_posts").is_dir() or (root / "_config.yml").is_file()
     skipped = tuple(pattern.strip("/") for pattern in (*exclude, *(_JEKYLL_EXCLUDED if jekyll else ())))
 
     def excluded(relative: str) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 from feedpub.config import Config
 from feedpub.errors import Problem
 from feedpub.site.cache import pickled_as_tuple
+from feedpub.site.includes import include_scope
+from feedpub.site.links import Targets, unresolved
 from feedpub.site.listing import PostFile, post_files
 from feedpub.site.reader import Post, read_post
 from feedpub.site.source import Skip
@@ -46,6 +48,7 @@ class Collection:
     entries: dict[str, FileEntry] = field(default_factory=dict)   # for the build cache
     skipped_future: int = 0               # posts held back for their future date
     skipped_drafts: int = 0               # posts in _drafts/ (unless drafts are asked for) or `published: false`
+    left_out: tuple[Post, ...] = ()       # posts naming a target Jekyll cannot find (`links.unresolved`)
 
 
 def collect(config: Config, *, now: datetime | None = None, future: bool = False, drafts: bool = False,
@@ -80,8 +83,16 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
             continue
         posts.append(post)
     posts.sort(key=lambda p: (p.date, p.path), reverse=True)
-    return Collection(tuple(_drop_duplicate_urls(posts, problems)), tuple(problems), min(held_future, default=None),
-                      entries, skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished)
+    posts = _drop_duplicate_urls(posts, problems)
+    # Jekyll stops its build at a post or file a tag names that it cannot find: that post is left out, the rest
+    # published.
+    targets = Targets(posts, root, config.jekyll_root or config.root, config.site.permalink, config.site.exclude,
+                      config.front_matter_defaults, include_scope(config))
+    posts, left_out, link_problems = unresolved(posts, targets)
+    problems.extend(link_problems)
+    return Collection(tuple(posts), tuple(problems), min(held_future, default=None), entries,
+                      skipped_future=len(held_future), skipped_drafts=len(listed) - len(wanted) + unpublished,
+                      left_out=tuple(left_out))
 
 
 def _entries(config: Config, root: Path, files: Sequence[PostFile], known: Mapping[str, FileEntry], *,

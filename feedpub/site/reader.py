@@ -6,6 +6,7 @@ metadata of every post is what the build cache holds.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from feedpub.config import Config
 from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import read_date, ruby_text
 from feedpub.errors import Problem
+from feedpub.jekyll import defaults_for, with_defaults
 from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
 from feedpub.site.source import MAX_POST_BYTES, YAML, Skip, check_text, decode, line_of, split
@@ -43,6 +45,9 @@ _SITE_VARIABLE = re.compile(r"\bsite\b(?:\s*\.\s*([\w-]+)(?:\s*\.\s*([\w-]+))?)?
 # Liquid handed the whole `site`), and the files beside the post (`include_relative`: not watched).
 READS_EVERYTHING = "*"
 READS_BESIDE = "include_relative"
+# The tags that name other posts or files (`links.py`), outside the blocks Jekyll does not render.
+_NOT_RENDERED = re.compile(r"\{%-?\s*(raw|comment)\s*-?%\}.*?\{%-?\s*end\1\s*-?%\}", re.S)
+_LINK_TAG = re.compile(r"\{%-?\s*(post_url|link|include|include_relative)\s(.*?)-?%\}", re.S)
 # `site` keys made from every post (`time` is the newest post's date); `post_url` and `link` read as `posts`.
 POSTS_VARIABLES = frozenset(("posts", "categories", "tags", "time", READS_EVERYTHING))
 
@@ -74,6 +79,8 @@ class Post:
     # The front matter's other keys, for Liquid's `page` (what the fields above hold is not kept twice: the
     # build cache holds every post).
     matter: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Each `post_url`, `link`, `include` and `include_relative`: (tag, argument, line of the file).
+    links: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def reads_site(self) -> bool:
@@ -101,6 +108,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     text = decode(path, shown)
     check_text(text, shown)
     meta, body, body_line = split(text, shown, warnings)
+    if config.front_matter_defaults:   # Jekyll 4 reads drafts into the posts collection: their type is `posts`
+        meta = with_defaults(defaults_for(config.front_matter_defaults, file.relative, "posts"), meta)
     front = _FrontMatter(shown, text, meta, warnings)
     if meta.get("published") is False:
         return None
@@ -120,7 +129,8 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
                 reading_time=minutes, reads=liquid_reads(body, excerpt), path=site_path, url=url,
                 id=entry_id, image=_image(meta.get("image"), url, config),
                 image_size=_image_size(meta.get("image")), image_alt=_image_alt(meta.get("image")), name=stem,
-                matter={key: value for key, value in meta.items() if key not in _FIELDS})
+                matter={key: value for key, value in meta.items() if key not in _FIELDS},
+                links=link_tags(body, body_line))
 
 
 def liquid_reads(*texts: str) -> tuple[str, ...]:
@@ -141,6 +151,29 @@ def liquid_reads(*texts: str) -> tuple[str, ...]:
             for name, key in _SITE_VARIABLE.findall(markup):
                 reads.add(f"data.{key}" if name == "data" and key else name or READS_EVERYTHING)
     return tuple(sorted(reads))
+
+
+def link_tags(text: str, first_line: int) -> tuple[tuple[str, str, int], ...]:
+    """Each `{% post_url %}`, `{% link %}`, `{% include %}` and `{% include_relative %}` Jekyll renders in `text`
+    (not inside raw or comment): the tag, its argument and its line (`text` starts at line `first_line`)."""
+    if "{%" not in text or ("post_url" not in text and "link" not in text and "include" not in text):
+        return ()
+    hidden = _NOT_RENDERED.sub(lambda match: "\n" * match[0].count("\n"), text)
+    return tuple((tag[1], tag[2].strip(), first_line + hidden.count("\n", 0, tag.start()))
+                 for tag in _LINK_TAG.finditer(hidden))
+
+
+def post_slug(post: Post) -> str:
+    """Jekyll's `page.slug`: the front matter's, else the file name's after its date, without trailing dots."""
+    stem = post.name
+    named = _FILENAME.match(stem)
+    return str(post.matter.get("slug") or (named[2] if named else stem).rstrip("."))
+
+
+def relative_path(post: Post, posts_root: Path) -> str:
+    """The post's path below the site (Jekyll's `relative_path`: `en/_posts/2025-01-01-slug.md`)."""
+    root = os.path.join(posts_root, "")   # string work: ~10x faster than pathlib's for a site's every post
+    return post.file[len(root):].replace(os.sep, "/") if post.file.startswith(root) else Path(post.file).name
 
 
 def load_body(post: Post) -> str:

@@ -22,14 +22,14 @@ def test_check_on_the_sample_posts_is_clean() -> None:
 
 
 def test_check_reports_each_problem_and_exits_1_writing_nothing(site) -> None:
-    site.post("2025-01-01-good.md", "---\ntitle: good\n---\n{% include x.html %}\n")
+    site.post("2025-01-01-good.md", "---\ntitle: good\n---\n{{ 'x' | no_such_filter }}\n")
     site.post("2025-01-02-bad.md", "---\ntitle: [unclosed\n---\nb\n")
     before = sorted(p.relative_to(site.root) for p in site.root.rglob("*"))
     result = feedpub("check", cwd=site.root)
     assert result.returncode == 1
     assert result.stdout == "1 post, 1 problem, 1 warning\n"
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid: {% include x.html %}: no such file")
+    assert lines[0].startswith("posts/2025-01-01-good.md:4: warning: Liquid filter 'no_such_filter' is unknown")
     assert lines[1].startswith("posts/2025-01-02-bad.md:")
     assert sorted(p.relative_to(site.root) for p in site.root.rglob("*")) == before
 

@@ -235,7 +235,7 @@ def test_check_v_lists_every_config_key_read_or_ignored(tmp_path: Path) -> None:
                                            encoding="utf-8")
     result = feedpub("check", "-v", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "1 post, 0 problems, 0 warnings\n"
+    assert result.stdout == "記事 1 件、問題 0 件、警告 0 件\n"       # _config.yml says lang: ja
     lines = result.stderr.splitlines()
     assert lines == [
         "_config.yml: title: read → site.title",

@@ -28,7 +28,7 @@ def make_site(root: Path, posts: dict[str, str], config: str = CONFIG) -> Path:
 CASE_VARIANTS = {
     "2025-01-01-perl-upper.md": "---\ntitle: Perl の話\ntags: [Perl]\ncategories: [Perl]\n---\n本文。\n",
     "2025-01-02-perl-lower.md": "---\ntitle: perl one-liners\ntags: [perl]\ncategories: [perl]\n---\nBody.\n",
-    "2025-01-03-liquid.md": "---\ntitle: Liquid\n---\n{% include missing.html %}\n",
+    "2025-01-03-liquid.md": "---\ntitle: Liquid\n---\n{{ 'x' | no_such_filter }}\n",
 }
 BROKEN = {**CASE_VARIANTS, "2025-01-04-broken.md": "---\ntitle: Broken\ndate: next tuesday-ish\n---\nBody.\n"}
 
@@ -44,7 +44,7 @@ def test_check_and_build_report_the_same_problems_and_exit_alike(tmp_path: Path,
     assert check.stderr.count("'perl' (from posts/2025-01-02-perl-lower.md) and 'Perl' (from "
                               "posts/2025-01-01-perl-upper.md) both have the URL slug 'perl'") == 2
     assert (site / "public/categories/perl-2/feed.xml").exists() and (site / "public/tags/perl-2/feed.xml").exists()
-    assert "posts/2025-01-03-liquid.md:4: warning: Liquid: {% include missing.html %}" in check.stderr
+    assert "posts/2025-01-03-liquid.md:4: warning: Liquid filter 'no_such_filter' is unknown" in check.stderr
     assert check.stdout == ("3 posts, 0 problems, 3 warnings\n", "3 posts, 1 problem, 3 warnings\n")[code]
 
 

@@ -52,6 +52,8 @@ REFUSED = {
     "2025-02-15-category-with-nul.md": "contains control character U+0000",
     "2025-02-20-excerpt-is-a-list.md": "excerpt is [a, b]",
     "2025-02-23-permalink-is-a-number.md": "permalink is 42",
+    # Jekyll's build stops at an include it cannot find: the post is left out
+    "2025-02-03-liquid-include-and-loops.md": ":4: Could not locate the included file 'evil.html'",
     # made by make_site()
     "2025-03-10-huge-20-mb-post.md": "over the 1,000,000-byte limit",
     "2025-03-11-yaml-huge-scalar-title.md": "over the 1,000,000-byte limit",
@@ -87,7 +89,6 @@ PUBLISHED = {
     "2025-01-28-liquid-unterminated-tag.md": ("warning: Liquid cannot be parsed", "Before"),
     "2025-02-01-liquid-nested-raw.md": ("warning: Liquid tag {% endraw %} is unknown", "Done."),
     "2025-02-02-liquid-unclosed-raw.md": ("warning: {% raw %} is never closed", "never closed"),
-    "2025-02-03-liquid-include-and-loops.md": ("warning: Liquid: {% include evil.html %}: no such file", "Kept text."),
     "2025-02-04-html-script-tag.md": ("", "world."),
     "2025-02-05-javascript-links.md": ("", "mixed case"),
     "2025-02-06-html-event-attributes.md": ("", "hover"),

@@ -16,6 +16,7 @@ def rendered(site, body: str, **site_values: str):
         site.configure(**site_values)
     site.post("2025-12-05-deploy.md", "---\ntitle: Deploy\n---\nx\n")
     site.post("2025-12-16-post.md", f"---\ntitle: 投稿\n---\n{body}")
+    (site.root / "about.md").write_text("---\ntitle: About\n---\nAbout.\n", encoding="utf-8")   # for {% link %}
     config = site.config
     posts = collect(config, now=NOW).posts
     results, warnings = render_posts(config, [p for p in posts if p.title == "投稿"], site_posts=posts)
