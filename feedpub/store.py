@@ -415,11 +415,16 @@ def unsubscribe_address(conn: Connection, key: str, reason: str, now: datetime) 
 
 
 def suppress_address(conn: Connection, key: str, reason: str, now: datetime) -> None:
-    if conn.scalar(_SUPPRESSION, {"key": key}) is None:   # bounce processing suppresses thousands a second
+    """A suppression stays as it was made, except a reader's own unsubscribe: a complaint, a bounce or an
+    operator's suppression after it takes its place, or confirming a new sign-up would lift that too."""
+    held = conn.scalar(_SUPPRESSION, {"key": key})    # bounce processing suppresses thousands a second
+    if held is None:
         conn.execute(suppressions.insert(), {"email_key": key, "reason": reason, "created_at": now})
+    elif held == READER_UNSUBSCRIBED and reason != READER_UNSUBSCRIBED:
+        conn.execute(suppressions.update().where(suppressions.c.email_key == key).values(reason=reason))
 
 
-_SUPPRESSION = sa.select(suppressions.c.email_key).where(suppressions.c.email_key == sa.bindparam("key"))
+_SUPPRESSION = sa.select(suppressions.c.reason).where(suppressions.c.email_key == sa.bindparam("key"))
 
 
 def delivery_select() -> sa.Select[Any]:
