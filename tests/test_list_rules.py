@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pytest
 import sqlalchemy as sa
 import time_machine
 from hypothesis import HealthCheck, settings
@@ -284,7 +285,9 @@ class ListRules(RuleBasedStateMachine):
                                                                               if c in CATEGORIES), "pending", None)
         assert to == reader.email                       # as stored, not as this sign-up typed it
         if reader.status == "active":
-            assert f"{PUBLIC}/preferences/" in body and "/confirm/" not in body
+            assert "/confirm/" not in body           # their own preferences page instead, which names them
+            page = self.client.get(re.search(rf"{PUBLIC}(/preferences/\S+)", body)[1])
+            assert page.status_code == 200 and reader.email in page.text
             return
         reader.confirm_issued = now.replace(microsecond=0)
         reader.confirm_links.append(re.search(rf"{PUBLIC}(/confirm/\S+)", body)[1])
@@ -549,3 +552,34 @@ def test_nothing_but_a_reader_or_the_operator_changes_a_subscriber(monkeypatch) 
         max_examples=50, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
+
+
+@pytest.mark.parametrize(("event", "reason"), [
+    ("complaint", "complaint"), ("hard bounce", "hard bounce 5.1.1: 550 5.1.1 user unknown"),
+    ("operator", "suppressed by an operator")])
+def test_what_follows_a_readers_unsubscribe_outlasts_their_next_confirmation(tmp_path, monkeypatch, event,
+                                                                             reason) -> None:
+    """The reader left, signed up again, and before they confirm a complaint, a hard bounce of an earlier
+    issue or the operator suppresses the address: confirming lifts only the reader's own unsubscribe."""
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    outbox: list[tuple[str, str, str]] = []
+    _, store, client = reader_app(tmp_path, outbox)
+    reader = "ayumi.sato@example.jp"
+    with client, time_machine.travel(START, tick=False) as clock:
+        client.post("/subscribe", data={"email": reader})
+        assert client.post(re.search(rf"{PUBLIC}(/confirm/\S+)", outbox[-1][2])[1]).status_code == 200
+        clock.shift(timedelta(minutes=1))
+        assert client.post(f"/unsubscribe/{make_token(SECRET, 'unsubscribe', 1)}").status_code == 200
+        clock.shift(timedelta(minutes=1))
+        client.post("/subscribe", data={"email": reader})
+        link = re.search(rf"{PUBLIC}(/confirm/\S+)", outbox[-1][2])[1]
+        if event == "complaint":
+            store.unsubscribe(reader, reason)          # as a complaint, by mail or webhook, does
+        else:
+            store.suppress(reader, reason)             # as a hard bounce, or the dashboard's button, does
+        confirmed = client.post(link)
+        assert confirmed.status_code == (400 if event == "complaint" else 200)
+        assert store.suppression(reader).reason == reason
+        mailed = len(outbox)
+        assert client.post("/subscribe", data={"email": reader}).status_code == 200
+    assert len(outbox) == mailed                       # nothing more is mailed to it
