@@ -72,6 +72,9 @@ SOFT = [("exim-sender-domain-invalid.eml", "rie.kato@hosting.example.com"),
         ("postfix-greylisted-delayed.eml", "ben@example.com"),
         ("SIZE", "reader@example.net")]
 COMPLAINT = ("arf-abuse.eml", "mina@mailbox.example")
+# Each example's store file where the disk is memory (tmpfs) if there is one: what is under test is the rules, and
+# on a loaded machine the disk's syncs took two thirds of the run.
+FOLDERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
 SIZE = """From: MAILER-DAEMON@mx.example.net
 To: bounces@blog.example.com
 Subject: Undelivered Mail Returned to Sender
@@ -171,7 +174,7 @@ url = "sqlite:///{root / 'feedpub.db'}"
 class ListRules(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.folder = tempfile.TemporaryDirectory(prefix="feedpub-list-rules-")
+        self.folder = tempfile.TemporaryDirectory(prefix="feedpub-list-rules-", dir=FOLDERS)
         self.outbox: list[tuple[str, str, str]] = []
         self.config, self.store, self.client = reader_app(Path(self.folder.name), self.outbox)
         self.client.__enter__()
@@ -279,6 +282,9 @@ class ListRules(RuleBasedStateMachine):
         link = self.signed_up(spelled(address, how), name, categories)
         if link:
             self.scanned("HEAD" if how else "GET", link, True)    # the mail's link, as the mail arrives
+            reader = self.readers[email_key(address)]
+            if len(reader.confirm_links) > 1:                      # the button in the mail before: a dead link
+                self.confirmed(reader, reader.confirm_links[-2])
 
     def signed_up(self, typed: str, name: str, categories: list[str]) -> str | None:
         """Sign up through the form; the confirmation link mailed, if one was."""
@@ -323,21 +329,24 @@ class ListRules(RuleBasedStateMachine):
             self.scanned(method, *self.token(reader, purpose, variant))
 
     def scanned(self, method: str, path: str, good: bool) -> None:
-        for _ in range(2):        # a mail gateway and a scanner
-            assert self.client.request(method, path).status_code == (200 if good else 400), (method, path)
+        """One fetch (the model, compared after the step, shows whether it changed anything)."""
+        assert self.client.request(method, path).status_code == (200 if good else 400), (method, path)
 
-    @rule(data=st.data(), which=st.sampled_from(["newest", "older", "forged"]))
+    @rule(data=st.data(), which=st.sampled_from(["newest", "older, then newest", "forged"]), waiting=st.booleans())
     @precondition(lambda self: any(r.confirm_links for r in self.readers.values()))
-    def reader_presses_confirm(self, data: st.DataObject, which: str) -> None:
+    def reader_presses_confirm(self, data: st.DataObject, which: str, waiting: bool) -> None:
+        """A reader presses the button of a confirmation link: of their newest mail, or of an older one first (then
+        they find the newer mail), or a forged one; mostly a reader whose newest link still works."""
         mailed = [r for r in self.readers.values() if r.confirm_links]
-        likely = {"newest": [r for r in mailed if self.link_open(r, r.confirm_links[-1])],
-                  "older": [r for r in mailed if len(r.confirm_links) > 1]}.get(which)
-        reader = data.draw(st.sampled_from(likely or mailed))
-        path = data.draw(st.sampled_from(reader.confirm_links[:-1] if which == "older" and len(reader.confirm_links) > 1
-                                         else reader.confirm_links[-1:]))
+        open_ = [r for r in mailed if self.link_open(r, r.confirm_links[-1])]
+        reader = data.draw(st.sampled_from(open_ if waiting and open_ else mailed))
         if which == "forged":
-            path = f"/confirm/{make_token('not-' + SECRET, 'confirm', reader.id, reader.confirm_issued)}"
-        self.confirmed(reader, path)
+            forged = make_token("not-" + SECRET, "confirm", reader.id, reader.confirm_issued)
+            self.confirmed(reader, f"/confirm/{forged}")
+            return
+        if which != "newest" and len(reader.confirm_links) > 1:
+            self.confirmed(reader, data.draw(st.sampled_from(reader.confirm_links[:-1])))
+        self.confirmed(reader, reader.confirm_links[-1])
 
     def confirmed(self, reader: Reader, path: str) -> None:
         self.tick()
@@ -491,6 +500,7 @@ class ListRules(RuleBasedStateMachine):
         answer = self.client.post("/webhooks/mailgun", json=body)
         assert answer.status_code == 200, answer.text
         self.captured.append((body, int(body["signature"]["timestamp"])))
+        assert self.client.post("/webhooks/mailgun", json=body).status_code == 406     # a captured copy, at once
         return answer.json()
 
     @rule(data=st.data(), event=st.sampled_from(["complained", "failed permanently", "failed temporarily"]))
@@ -582,7 +592,7 @@ def test_nothing_but_a_reader_or_the_operator_changes_a_subscriber(monkeypatch) 
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     monkeypatch.setenv("FEEDPUB_MAILGUN_SIGNING_KEY", MAILGUN_KEY)
     run_state_machine_as_test(ListRules, settings=settings(
-        max_examples=50, stateful_step_count=30, deadline=None,
+        max_examples=75, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 
