@@ -64,20 +64,20 @@ def test_operator_pauses_and_resumes_an_issue_in_the_running_daemon(tmp_path: Pa
             form = browser.get("/admin/login").text
             answer = browser.post("/admin/login", data={"csrf": csrf(form), "name": "ops",
                                                         "password": "operator password"})
-            assert answer.status_code == 200 and "<h1>Overview</h1>" in answer.text
+            assert answer.status_code == 200 and "<h1>概要</h1>" in answer.text          # a Japanese site
             period = re.search(r'href="/admin/issues/([^"]+)"', answer.text)[1]
             token = csrf(answer.text)
 
             wait_for(lambda: len(smtp_server.received) >= 3, 30, "the issue to start sending")
             paused = browser.post(f"/admin/issues/{period}/pause", data={"csrf": token})
-            assert paused.status_code == 200 and "Paused" in paused.text
+            assert paused.status_code == 200 and "一時停止しました" in paused.text
             time.sleep(1.5)                       # the message on its way, if any, arrives
             stopped_at = len(smtp_server.received)
             time.sleep(3)                         # > one retry-job look and many sends at 4 a second
             assert len(smtp_server.received) == stopped_at < len(READERS) - 1
 
             resumed = browser.post(f"/admin/issues/{period}/resume", data={"csrf": token})
-            assert resumed.status_code == 200 and "Resumed" in resumed.text
+            assert resumed.status_code == 200 and "再開しました" in resumed.text
             wait_for(lambda: len(smtp_server.received) == len(READERS) - 1, 60, "the rest of the issue")
             counts = Counter(smtp_server.recipients())
             assert set(counts) == set(READERS) - {REFUSED} and set(counts.values()) == {1}
