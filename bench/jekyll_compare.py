@@ -77,7 +77,9 @@ def compare_site(site: Path, *, url: str = "https://example.com", timezone: str 
     """Build `site` with Jekyll and with feedpub; compare each post's feed content."""
     with tempfile.TemporaryDirectory(prefix="jekyll-compare-") as work:
         jekyll = jekyll_entries(site, Path(work) / "jekyll", url=url, timezone=timezone, permalink=permalink)
-        feedpub = feedpub_entries(site, Path(work) / "feedpub", url=url, timezone=timezone, permalink=permalink)
+        # feedpub reads the folder Jekyll built, stubs included: both resolve the same links and includes.
+        feedpub = feedpub_entries(Path(work) / "jekyll", Path(work) / "feedpub", url=url, timezone=timezone,
+                                  permalink=permalink)
     comparisons = [compare_entry(jekyll[key], feedpub[key]) for key in sorted(jekyll.keys() & feedpub.keys())]
     return Report(comparisons, sorted(jekyll.keys() - feedpub.keys()), sorted(feedpub.keys() - jekyll.keys()))
 
@@ -117,13 +119,15 @@ def _stub_targets(text: str, work: Path) -> set[str]:
     return collections
 
 
-def feedpub_entries(site: Path, work: Path, *, url: str, timezone: str, permalink: str) -> dict[str, Entry]:
+def feedpub_entries(source: Path, work: Path, *, url: str, timezone: str, permalink: str) -> dict[str, Entry]:
+    """feedpub's feed of the posts in `source/_posts`, `source` being the site folder its links are below."""
     work.mkdir(parents=True)
-    (work / "feedpub.toml").write_text(
+    (source / "feedpub.toml").write_text(
         f'[site]\nurl = "{url}"\ntitle = "Comparison"\ntimezone = "{timezone}"\npermalink = "{permalink}"\n'
-        f'posts_dir = "{(site / "_posts").resolve().as_posix()}"\n'
-        '[feeds]\nformats = ["atom"]\nlimit = 1000000\ncategories = false\nstylesheet = false\n', encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "feedpub", "--config", str(work / "feedpub.toml"), "build"],
+        'posts_dir = "_posts"\n'
+        f'[feeds]\noutput_dir = "{(work / "public").as_posix()}"\nformats = ["atom"]\nlimit = 1000000\n'
+        'categories = false\nstylesheet = false\n', encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "feedpub", "--config", str(source / "feedpub.toml"), "build"],
                             cwd=work, capture_output=True, text=True, timeout=600)
     feed = work / "public" / "feed.xml"
     if result.returncode not in (0, 1) or not feed.exists():

@@ -322,3 +322,16 @@ def test_a_target_missing_in_an_include_names_the_post_the_include_and_its_line(
     published = entries((tmp_path / "public" / "feed.xml").read_bytes())
     assert published == {
         f"{SITE_URL}/ja/2025/07/02/fine.html": ("問題なし", "My blog", frozenset({"ja"}), [f"{SITE_URL}/about.html"])}
+
+
+def test_a_posts_folder_named_posts_is_one_of_the_sites_so_links_name_it(site) -> None:
+    # posts_dir = "_posts" (a Jekyll site's posts folder named directly): `{% link _posts/… %}` finds the post.
+    site.configure(posts_dir="_posts")
+    (site.root / "_posts").mkdir()
+    (site.root / "_posts" / "2025-01-01-first.md").write_text("---\ntitle: First\n---\n\n最初\n", encoding="utf-8")
+    (site.root / "_posts" / "2025-01-02-second.md").write_text(
+        "---\ntitle: Second\n---\n\n[前の記事]({% link _posts/2025-01-01-first.md %})\n", encoding="utf-8")
+    report = build_site(site.config)
+    assert not report.problems, report.problems
+    feed = (site.root / "public" / "feed.xml").read_text(encoding="utf-8")
+    assert 'href="https://blog.example.com/2025/01/01/first.html"' in feed
