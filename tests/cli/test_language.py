@@ -42,7 +42,7 @@ def test_check_summary_in_the_site_language(site, language, number, expected) ->
     ("ja", "記事 1 件、問題 1 件、警告 1 件\n"),
 ])
 def test_problems_keep_their_path_line_form_in_japanese(site, language, expected) -> None:
-    site.post("2025-01-01-good.md", "---\ntitle: good\n---\n{% include x.html %}\n")
+    site.post("2025-01-01-good.md", "---\ntitle: good\n---\n{{ page.nope }}\n")   # a warning: published
     site.post("2025-01-02-bad.md", "---\ntitle: [unclosed\n---\nb\n")
     site.configure(language=language)
     result = feedpub(site.root, "check")
