@@ -144,13 +144,14 @@ def signed_in(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
         admin = _current(request)
+        safe = request.method in ("GET", "HEAD")    # only show a page; every other method changes something
         if admin is None:
-            if request.method == "GET" and not accounts.has_users(store(request)):
+            if safe and not accounts.has_users(store(request)):
                 return setup(request)
-            target = quote(request.url.path) if request.method == "GET" else "/admin"
+            target = quote(request.url.path) if safe else "/admin"
             return _redirect(f"/admin/login?next={target}")
         request.state.admin = admin
-        if request.method == "POST":
+        if not safe:
             sent = form_token(await request.form())
             if sent is None:
                 return malformed(request)
