@@ -165,7 +165,7 @@ def test_copy(config: Config, variant: Variant, period: str, to_email: str, subs
         to_email=to_email, to_name="",
         unsubscribe_url=unsubscribe_url(config, subscriber_id) if subscriber_id else f"{public}/unsubscribe",
         preferences_url=preferences_url(config, subscriber_id) if subscriber_id else f"{public}/preferences",
-        message_id=new_message_id(config, period, to_email))
+        message_id=new_message_id(config, period))
 
 
 def feedback_id(config: Config, period: str) -> str:
@@ -185,9 +185,9 @@ def preferences_url(config: Config, subscriber_id: int) -> str:
     return f"{config.web.public_url.rstrip('/')}/preferences/{token}"
 
 
-def new_message_id(config: Config, issue_period: str, email: str) -> str:
-    """A fresh Message-ID for one delivery. Random, so a test copy never shares an ID with the real
-    message (Gmail drops a second message with a known ID); it reveals nothing about `email`."""
+def new_message_id(config: Config, issue_period: str) -> str:
+    """A fresh Message-ID for a test copy or a notice. Random, so a test copy never shares an ID with the real
+    message (Gmail drops a second message with a known ID)."""
     return f"<{issue_period}.{secrets.token_hex(12)}@{_sender_domain(config)}>"
 
 
@@ -205,7 +205,7 @@ def notice(config: Config, to_email: str, subject: str, text: str) -> bytes:
     message["To"] = format_address("", to_email)
     message["Subject"] = header_text(subject)
     message["Date"] = format_datetime(datetime.now(config.site.tz))
-    message["Message-ID"] = new_message_id(config, "notice", to_email)
+    message["Message-ID"] = new_message_id(config, "notice")
     message.set_content(text, charset="utf-8", cte="quoted-printable")
     signing = signer(config)
     return signing.sign(message.as_bytes()) if signing else message.as_bytes()

@@ -67,7 +67,7 @@ def send_to(config, template: messages.MessageTemplate, address: str, name: str 
     raw = template.render(to_email=address, to_name=name,
                           unsubscribe_url=messages.unsubscribe_url(config, subscriber_id),
                           preferences_url=messages.preferences_url(config, subscriber_id),
-                          message_id=messages.new_message_id(config, "2025-12-22-0900", address))
+                          message_id=messages.new_message_id(config, "2025-12-22-0900"))
     assert b"\n" not in raw.replace(b"\r\n", b""), "every line ends in CRLF"
     return email.message_from_bytes(raw, policy=email.policy.default)
 
@@ -184,7 +184,7 @@ def test_bodies_are_quoted_printable_with_short_lines(config):
 
 
 def test_message_ids_are_unique(config):
-    ids = {messages.new_message_id(config, "2025-12-22-0900", "reader@example.org") for _ in range(100)}
+    ids = {messages.new_message_id(config, "2025-12-22-0900") for _ in range(100)}
     assert len(ids) == 100
 
 
