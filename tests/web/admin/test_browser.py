@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from feedpub import accounts
 from feedpub.records import SubscriberInput
@@ -23,7 +20,7 @@ from feedpub.schema import deliveries, subscribers
 from feedpub.store import open_store
 from tests.cli.test_admin_daemon import feedpub
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
-from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
+from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser, serving
 from tests.web.admin.conftest import ACCOUNT, FIXTURES, PASSWORD, PERIOD, RETURN_PATH, SECRET, make_app, returned, seed
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -65,19 +62,10 @@ def served(site, smtp_server, monkeypatch) -> Iterator[tuple[str, object]]:
     grow(store, datetime.now(UTC))
     returned(site.config, store, (FIXTURES / "postfix-user-unknown.eml").read_bytes(), "carol@example.com",
              about="taro.yamada@example.jp")
-    server = uvicorn.Server(uvicorn.Config(make_app(site.config, store), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", store
+        with serving(make_app(site.config, store), port):
+            yield f"http://127.0.0.1:{port}", store
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.engine.dispose()
 
 
