@@ -87,7 +87,7 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     # Jekyll stops its build at a post or file a tag names that it cannot find: that post is left out, the rest
     # published.
     targets = Targets(posts, root, config.jekyll_root or config.root, config.site.permalink, config.site.exclude,
-                      config.front_matter_defaults, include_scope(config))
+                      config.front_matter_defaults, include_scope(config), config.jekyll_collections, config.site.tz)
     posts, left_out, link_problems = unresolved(posts, targets)
     problems.extend(link_problems)
     return Collection(tuple(posts), tuple(problems), min(held_future, default=None), entries,
