@@ -128,6 +128,8 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
             used[key] = "each post's front matter, under its own values (Jekyll's front matter defaults)"
         elif key == "feed" and isinstance(value, Mapping):
             _feed(value, feeds, used, ignored)
+        elif key == "collections" and isinstance(value, Mapping | list):
+            used[key] = "the documents of those with `output: true`, which {% link %} names (feeds are of posts only)"
         else:
             reason = _NOT_APPLIED.get(key, "the site's own key")
             ignored[key] = f"{reason}; Liquid reads it as site.{key}"
