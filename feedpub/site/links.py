@@ -66,18 +66,19 @@ class Targets:
     def __init__(self, posts: Sequence[Post], posts_root: Path, site_root: Path, permalink_style: str,
                  exclude: Iterable[str] = (), defaults: tuple[FrontMatterDefault, ...] = (),
                  scope: IncludeScope | None = None, collections: tuple[JekyllCollection, ...] = (),
-                 tz: tzinfo = UTC) -> None:
+                 tz: tzinfo = UTC, hidden_after: datetime | None = None) -> None:
         self.posts, self.posts_root, self.site_root = posts, posts_root, site_root
         self.permalink_style, self.exclude, self.defaults = permalink_style, tuple(exclude), defaults
         self.scope = scope   # what includes may read: their tags are checked too (none without it)
         self.collections = collections   # the site's other collections, whose documents `link` can name
         self.tz = tz   # the site's time zone, in which Jekyll fills a document's URL with its date
+        self.hidden_after = hidden_after   # a document dated later is not written (Jekyll without `future`)
         self._included: dict[Path, tuple[tuple[str, str, int], ...]] = {}
 
     def among(self, posts: Sequence[Post]) -> Targets:
         """The same site with only `posts`."""
         narrowed = Targets(posts, self.posts_root, self.site_root, self.permalink_style, self.exclude, self.defaults,
-                           self.scope, self.collections, self.tz)
+                           self.scope, self.collections, self.tz, self.hidden_after)
         narrowed._included = self._included
         return narrowed
 
@@ -154,7 +155,7 @@ class Targets:
             return Resolved(post.path)
         page = (_site_file(self.site_root, target, self.permalink_style, self.exclude, self.defaults)
                 or _collection_file(self.site_root, target, self.collections, self.permalink_style, self.exclude,
-                                    self.defaults, self.tz))
+                                    self.defaults, self.tz, self.hidden_after))
         if page is not None:
             return Resolved(page)
         raise LinkError(f"Could not find document '{target}' in tag 'link'. Make sure the document exists and the "
@@ -242,11 +243,12 @@ def _excluded(target: str, exclude: Iterable[str]) -> bool:
 
 
 def _collection_file(root: Path, target: str, collections: Iterable[JekyllCollection], permalink_style: str,
-                     exclude: Iterable[str], defaults: tuple[FrontMatterDefault, ...], tz: tzinfo) -> str | None:
+                     exclude: Iterable[str], defaults: tuple[FrontMatterDefault, ...], tz: tzinfo,
+                     hidden_after: datetime | None) -> str | None:
     """The URL path of a document (a file with front matter) or a static file of a collection Jekyll writes
     (`output: true`), `target` being its path below the collections folder (`_docs/history.md`: Document's and
     StaticFile's relative_path); None for anything else (a collection Jekyll does not write, a file its
-    Collection#filtered_entries leaves out, one `published: false`, no such file)."""
+    Collection#filtered_entries leaves out, one `published: false` or dated after `hidden_after`, no such file)."""
     label, _, below = target.partition("/")
     collection = next((c for c in collections if c.output and f"_{c.label}" == label), None)
     relative = PurePosixPath(target)
@@ -284,8 +286,12 @@ def _collection_file(root: Path, target: str, collections: Iterable[JekyllCollec
     own = matter.get("permalink")
     dated = _DATED_DOCUMENT.match(target)
     slug = str(matter.get("slug") or (dated[2] if dated else relative.stem)).rstrip(".")
+    written = matter.get("date") or (dated[1] if dated else None)
+    day = _document_date(written, target, tz)
+    if written is not None and hidden_after is not None and day > hidden_after:   # Publisher#hidden_in_the_future?
+        return None
     values = urls.placeholder_values(
-        date=_document_date(matter.get("date") or (dated[1] if dated else None), target, tz),
+        date=day,
         title=urls.jekyll_slugify(slug, "pretty", cased=True), slug=urls.jekyll_slugify(slug),
         categories=_document_categories(matter), output_ext=(
             PurePosixPath(own).suffix if isinstance(own, str) and not own.endswith("/") and PurePosixPath(own).suffix

@@ -66,7 +66,8 @@ class LiquidSite:
 
     @cached_property
     def targets(self) -> Targets:
-        """What `post_url` and `link` name."""
+        """What `post_url` and `link` name (a document dated in the future too: whether Jekyll writes it, the check
+        before rendering has decided, with the build's `--future`)."""
         return Targets(self.posts, self.posts_root, self.root, self.permalink, self.exclude, self.defaults,
                        collections=self.collections, tz=self.tz)
 

@@ -24,13 +24,15 @@ title: Links
 [history]({% link _docs/history.md %}), [履歴]({% link _docs/ja/履歴.md %}),
 [own]({% link _docs/own.md %}), [by default]({% link _docs/guides/setup.md %}),
 [picture]({% link _docs/ja/図.png %}), [note]({% link _notes/2024-03-05-First_Note.md %}),
-[dated in front matter]({% link _notes/メモ.markdown %}), [text]({% link _notes/plain.txt %}).
+[dated in front matter]({% link _notes/メモ.markdown %}), [text]({% link _notes/plain.txt %}),
+[future]({% link _notes/future.md %}).
 """
 SITE = {
     "_config.yml": f"""\
 url: {SITE_URL}
 author: 編集部
 permalink: /:year/:title/
+future: true
 plugins: [jekyll-feed]
 collections:
   docs:
@@ -50,6 +52,7 @@ defaults:
     "_notes/2024-03-05-First_Note.md": "---\ntitle: First note\n---\nNote.\n",
     "_notes/メモ.markdown": "---\ndate: 2023-11-02\n---\nメモ。\n",
     "_notes/plain.txt": "---\ndate: 2022-07-01 10:00:00\n---\nText.\n",
+    "_notes/future.md": "---\ndate: 2099-12-31\n---\nWritten with future: true.\n",
     "_posts/2025-01-01-links.md": LINKS,
     "_posts/2025-01-02-日本語.md": "---\ntitle: 日本語\n---\n[履歴]({% link _docs/ja/履歴.md %})を見てください。\n",
 }
@@ -78,7 +81,7 @@ def test_documents_of_collections_jekyll_writes_get_jekylls_urls(tmp_path: Path)
         f"{SITE_URL}/docs/ja/%E5%9B%B3.png",   # a static file of the collection
         f"{SITE_URL}/n/2024/03/First_Note.html",   # the collection's permalink, the date from the file name
         f"{SITE_URL}/n/2023/11/%E3%83%A1%E3%83%A2.html",
-        f"{SITE_URL}/n/2022/07/plain.txt"]
+        f"{SITE_URL}/n/2022/07/plain.txt", f"{SITE_URL}/n/2099/12/future.html"]
     assert jekyll[f"{SITE_URL}/2025/%E6%97%A5%E6%9C%AC%E8%AA%9E/"][3] == [f"{SITE_URL}/docs/ja/%E5%B1%A5%E6%AD%B4/"]
 
 
@@ -104,6 +107,7 @@ GOOD = "---\ntitle: Still published\n---\nFine.\n"
     ("collections:\n  docs:\n    output: false", "_docs/history.md"),
     ("collections:\n  docs:\n    output: true", "_docs/missing.md"),
     ("collections:\n  docs:\n    output: true", "_docs/unpublished.md"),
+    ("collections:\n  docs:\n    output: true", "_docs/2099-01-01-later.md"),   # dated in the future
     ("collections_dir: my\ncollections:\n  docs:\n    output: true", "my/_docs/history.md"),
     ("collections:\n  docs:\n    output: true", "docs/history.md"),
 ])
@@ -115,6 +119,7 @@ def test_a_document_jekyll_does_not_write_names_the_post_and_line_and_leaves_onl
         "_config.yml": f"url: {SITE_URL}\nplugins: [jekyll-feed]\n{config}\n",
         f"{folder}_docs/history.md": "---\ntitle: History\n---\nHistory.\n",
         f"{folder}_docs/unpublished.md": "---\ntitle: 非公開\npublished: false\n---\n非公開。\n",
+        f"{folder}_docs/2099-01-01-later.md": "---\ntitle: Later\n---\nLater.\n",
         f"{folder}_posts/2025-03-01-broken.md": ("---\ntitle: 壊れたリンク\n---\n一行目。\n\n"
                                                 f"[履歴]({{% link {target} %}})\n"),
         f"{folder}_posts/2025-03-02-good.md": GOOD,
