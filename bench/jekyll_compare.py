@@ -120,11 +120,12 @@ def _stub_targets(text: str, work: Path) -> set[str]:
 
 
 def feedpub_entries(source: Path, work: Path, *, url: str, timezone: str, permalink: str) -> dict[str, Entry]:
-    """feedpub's feed of the posts in `source/_posts`, `source` being the site folder its links are below."""
+    """feedpub's feed of the posts in `source/_posts`, `source` being the Jekyll site its links are below (its
+    `_config.yml` read as Jekyll's, so that `{% link %}` finds the documents of its collections)."""
     work.mkdir(parents=True)
     (source / "feedpub.toml").write_text(
         f'[site]\nurl = "{url}"\ntitle = "Comparison"\ntimezone = "{timezone}"\npermalink = "{permalink}"\n'
-        'posts_dir = "_posts"\n'
+        'posts_dir = "_posts"\njekyll_dir = "."\n'
         f'[feeds]\noutput_dir = "{(work / "public").as_posix()}"\nformats = ["atom"]\nlimit = 1000000\n'
         'categories = false\nstylesheet = false\n', encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "feedpub", "--config", str(source / "feedpub.toml"), "build"],

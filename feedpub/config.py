@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from feedpub.errors import ConfigError
-from feedpub.jekyll import FrontMatterDefault
+from feedpub.jekyll import FrontMatterDefault, JekyllCollection
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,8 @@ class Config:
     given: frozenset[str] = frozenset()   # the keys the file sets ("site.url"), which win over a Jekyll _config.yml
     # `defaults:` of the Jekyll _config.yml (site.jekyll_dir), applied to each post's front matter.
     front_matter_defaults: tuple[FrontMatterDefault, ...] = ()
+    # Its `collections:` but posts, whose documents `{% link %}` can name.
+    jekyll_collections: tuple[JekyllCollection, ...] = ()
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()

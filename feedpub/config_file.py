@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feedpub.config import Config, parse_duration, parse_schedule_entry
 from feedpub.errors import ConfigError
-from feedpub.jekyll import FrontMatterDefault
+from feedpub.jekyll import FrontMatterDefault, JekyllCollection
 
 # TOML names that are Python keywords or otherwise differ from the field name.
 _RENAMED = {"from": "from_"}
@@ -66,15 +66,17 @@ def load_config(path: Path | None) -> Config:
     given = frozenset(f"{name}.{key}" for name, table in data.items() if isinstance(table, dict) for key in table)
     site = data.get("site")
     defaults: tuple[FrontMatterDefault, ...] = ()
+    collections: tuple[JekyllCollection, ...] = ()
     if isinstance(site, dict) and isinstance(site.get("jekyll_dir"), str) and site["jekyll_dir"]:
-        data, defaults = _with_jekyll(data, path, text, site["jekyll_dir"])
-    return dataclasses.replace(_build(data, path, text), given=given, front_matter_defaults=defaults)
+        data, defaults, collections = _with_jekyll(data, path, text, site["jekyll_dir"])
+    return dataclasses.replace(_build(data, path, text), given=given, front_matter_defaults=defaults,
+                               jekyll_collections=collections)
 
 
 def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str,
-                 ) -> tuple[dict[str, Any], tuple[FrontMatterDefault, ...]]:
-    """`data` with the keys it leaves unset taken from the Jekyll site's `_config.yml` (feedpub.toml wins), and
-    the site's front matter defaults."""
+                 ) -> tuple[dict[str, Any], tuple[FrontMatterDefault, ...], tuple[JekyllCollection, ...]]:
+    """`data` with the keys it leaves unset taken from the Jekyll site's `_config.yml` (feedpub.toml wins), the
+    site's front matter defaults and its collections."""
     from feedpub import jekyll  # here: YAML is imported only for configs that name a Jekyll site
 
     root = (path.parent / jekyll_dir).resolve()
@@ -98,14 +100,14 @@ def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str,
                 value = (Path(jekyll_dir) / value).as_posix()
             if isinstance(target, dict):
                 target.setdefault(key, value)
-    return merged, jekyll.front_matter_defaults(values)[0]
+    return merged, jekyll.front_matter_defaults(values)[0], jekyll.collections(values)
 
 
 def _build(data: dict[str, Any], path: Path, text: str) -> Config:
     sections: dict[str, Any] = {}
     hints = get_type_hints(Config)
     for name, value in data.items():
-        if name not in hints or name in ("root", "source", "given", "front_matter_defaults"):
+        if name not in hints or name in ("root", "source", "given", "front_matter_defaults", "jekyll_collections"):
             raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
         if not isinstance(value, dict):
             raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))
@@ -398,7 +400,8 @@ def _line(text: str, section: str, key: str = "") -> int | None:
 
 def _known(cls: type) -> str:
     names = [f.name.rstrip("_") for f in dataclasses.fields(cls)
-             if f.name not in ("root", "source", "given") and not f.name.startswith("_")]
+             if f.name not in ("root", "source", "given", "front_matter_defaults", "jekyll_collections")
+             and not f.name.startswith("_")]
     return "one of " + ", ".join(names)
 
 

@@ -128,6 +128,8 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
             used[key] = "each post's front matter, under its own values (Jekyll's front matter defaults)"
         elif key == "feed" and isinstance(value, Mapping):
             _feed(value, feeds, used, ignored)
+        elif key == "collections" and isinstance(value, Mapping | list):
+            used[key] = "the documents of those with `output: true`, which {% link %} names (feeds are of posts only)"
         else:
             reason = _NOT_APPLIED.get(key, "the site's own key")
             ignored[key] = f"{reason}; Liquid reads it as site.{key}"
@@ -297,6 +299,39 @@ def _stats(paths: list[Path]) -> list[tuple[str, int, int]]:
         stat = path.stat()
         stats.append((str(path), stat.st_size, stat.st_mtime_ns))
     return stats
+
+
+@dataclass(frozen=True)
+class JekyllCollection:
+    """One of `_config.yml`'s `collections:` other than posts, as jekyll/collection.rb reads it: its documents are in
+    `<collections_dir>/_<label>/`; Jekyll writes them (and `{% link %}` finds them) only with `output: true`."""
+
+    label: str                 # the name as Jekyll keeps it (sanitize_label: letters a-z, digits, `_`, `-`, `.`)
+    output: bool
+    permalink: str | None      # the collection's own URL template; None for `/:collection/:path` + the style's suffix
+    collections_dir: str       # '' for the site folder itself
+
+
+_UNSAFE_LABEL = re.compile(r"[^a-z0-9_\-.]", re.IGNORECASE)
+
+
+def collections(jekyll: Mapping[str, Any]) -> tuple[JekyllCollection, ...]:
+    """The site's collections but posts (Site#collections): `collections:` as a list of names (none written) or a
+    mapping of names to their `output` and `permalink`."""
+    declared = jekyll.get("collections")
+    names = list(declared) if isinstance(declared, Mapping | list) else []
+    folder = str(jekyll.get("collections_dir") or "").strip("/")
+    found: dict[str, JekyllCollection] = {}
+    for name in names:
+        label = _UNSAFE_LABEL.sub("", str(name))
+        # Collection#extract_metadata looks the sanitised label up, so `日本:` gets no settings.
+        metadata = declared.get(label) if isinstance(declared, Mapping) else None
+        metadata = metadata if isinstance(metadata, Mapping) else {}
+        permalink = metadata.get("permalink")
+        if label != "posts":
+            found.setdefault(label, JekyllCollection(label, metadata.get("output", False) not in (None, False),
+                                                     permalink if isinstance(permalink, str) else None, folder))
+    return tuple(found.values())
 
 
 @dataclass(frozen=True)

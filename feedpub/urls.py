@@ -17,7 +17,7 @@ STYLES = {
     "none": "/:categories/:title:output_ext",
 }
 _PLACEHOLDER = re.compile(r":(categories|slugified_categories|year|month|day|i_month|i_day|"
-                          r"short_year|short_month|long_month|y_day|week|short_day|long_day|hour|"
+                          r"short_year|short_month|long_month|y_day|w_year|week|w_day|short_day|long_day|hour|"
                           r"minute|second|title|slug|output_ext)\b")
 _DEFAULT_UNSAFE = re.compile(r"(?:[^\w]|_)+")
 # Jekyll's Utils.slugify modes (jekyll/utils.rb): what each keeps besides letters, marks and decimal digits
@@ -120,10 +120,17 @@ def expand_permalink(template: str, *, date: datetime, title: str, slug: str, ca
 
     `date` must already be in the site's time zone: Jekyll builds URLs from local time.
     """
-    pattern = STYLES.get(template, template)
+    values = placeholder_values(date=date, title=title, slug=slug, categories=categories, output_ext=output_ext)
+    path = _PLACEHOLDER.sub(lambda m: values[m[1]](), STYLES.get(template, template))
+    return sanitize_path(path)
+
+
+def placeholder_values(*, date: datetime, title: str, slug: str, categories: Iterable[str],
+                       output_ext: str) -> dict[str, Callable[[], str]]:
+    """The value of each placeholder a post's permalink can hold (Jekyll's UrlDrop), made only when asked for: this
+    runs once per post on a cold build."""
     cats = list(dict.fromkeys(str(c).lower() for c in categories))
-    # Computed only for the placeholders the pattern uses: this runs once per post on a cold build.
-    values: dict[str, Callable[[], str]] = {
+    return {
         "categories": lambda: "/".join(cats),
         "slugified_categories": lambda: "/".join(slugify(c) for c in cats),
         "year": lambda: f"{date.year:04d}",
@@ -136,6 +143,8 @@ def expand_permalink(template: str, *, date: datetime, title: str, slug: str, ca
         "long_month": lambda: date.strftime("%B"),
         "y_day": lambda: f"{date.timetuple().tm_yday:03d}",
         "week": lambda: f"{date.isocalendar().week:02d}",
+        "w_year": lambda: str(date.isocalendar().year),
+        "w_day": lambda: str(date.isocalendar().weekday),
         "short_day": lambda: date.strftime("%a"),
         "long_day": lambda: date.strftime("%A"),
         "hour": lambda: f"{date.hour:02d}",
@@ -145,8 +154,6 @@ def expand_permalink(template: str, *, date: datetime, title: str, slug: str, ca
         "slug": lambda: slug,
         "output_ext": lambda: output_ext,
     }
-    path = _PLACEHOLDER.sub(lambda m: values[m[1]](), pattern)
-    return sanitize_path(path)
 
 
 def sanitize_path(path: str) -> str:

@@ -242,7 +242,7 @@ def _paths(config: Config, feed: Feed) -> list[str]:
 def _cache_key(config: Config, output: Path, future: bool, drafts: bool) -> str:
     """Everything cached results depend on besides the post files themselves."""
     return fingerprint(_libraries(), RENDER_VERSION, config.site, config.feeds, config.front_matter_defaults,
-                       config.root, output, future, drafts, sys.version)
+                       config.jekyll_collections, config.root, output, future, drafts, sys.version)
 
 
 def _render_key(config: Config) -> str:

@@ -1,9 +1,10 @@
-"""`{% post_url %}` and `{% link %}` resolved as Jekyll 4.3 resolves them (jekyll/tags/post_url.rb, link.rb), and
-the check that leaves out a post naming a target (or an `{% include %}` file) Jekyll cannot find: Jekyll stops the
-whole build there; feedpub names the post and its line, leaves it out, and publishes the rest.
+"""`{% post_url %}` and `{% link %}` resolved as Jekyll 4.3 resolves them (jekyll/tags/post_url.rb, link.rb; the URLs
+of collections' documents as collection.rb, document.rb and url.rb make them), and the check that leaves out a post
+naming a target (or an `{% include %}` file) Jekyll cannot find: Jekyll stops the whole build there; feedpub names
+the post and its line, leaves it out, and publishes the rest.
 
-Pure but for the look at the site folder for a page, a static file or an include. Without Liquid: the check runs
-in every build that changed something, before any post is rendered.
+Pure but for the look at the site folder for a page, a static file, a collection's document or an include. Without
+Liquid: the check runs in every build that changed something, before any post is rendered.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
 from fnmatch import fnmatch
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from feedpub import urls
 from feedpub.dates import read_date
 from feedpub.errors import Problem
-from feedpub.jekyll import FrontMatterDefault, defaults_for, with_defaults
+from feedpub.jekyll import FrontMatterDefault, JekyllCollection, defaults_for, with_defaults
 from feedpub.site.includes import IncludeScope, valid_include_name
 from feedpub.site.reader import Post, link_tags, post_slug, relative_path
 from feedpub.site.source import MAX_POST_BYTES, Skip, split
@@ -39,6 +41,12 @@ _COMPUTED = frozenset(("title", "date", "categories", "category", "tags", "tag",
                        "path", "slug", "name", "author", "content", "next", "previous", "collection", "draft", "ext",
                        "output", "relative_path"))
 _PAGE_VALUE = re.compile(r"\{\{-?\s*page\.([\w-]+(?:\.[\w-]+)*)\s*-?\}\}")
+# Jekyll's Document::DATE_FILENAME_MATCHER, on a document's path below the collections folder.
+_DATED_DOCUMENT = re.compile(r"^(?:.+/)*?(\d{2,4}-\d{1,2}-\d{1,2})-([^/]*)(\.[^.]+)$")
+# A placeholder of a document's URL template (URL#generate_url_from_drop).
+_DROP_PLACEHOLDER = re.compile(r":([a-z_]+)")
+# EntryFilter's SPECIAL_LEADING_CHAR_REGEX: a collection's entry or file name starting so is left out.
+_SPECIAL = (".", "_", "#", "~")
 
 
 class LinkError(ValueError):
@@ -57,16 +65,20 @@ class Targets:
 
     def __init__(self, posts: Sequence[Post], posts_root: Path, site_root: Path, permalink_style: str,
                  exclude: Iterable[str] = (), defaults: tuple[FrontMatterDefault, ...] = (),
-                 scope: IncludeScope | None = None) -> None:
+                 scope: IncludeScope | None = None, collections: tuple[JekyllCollection, ...] = (),
+                 tz: tzinfo = UTC, hidden_after: datetime | None = None) -> None:
         self.posts, self.posts_root, self.site_root = posts, posts_root, site_root
         self.permalink_style, self.exclude, self.defaults = permalink_style, tuple(exclude), defaults
         self.scope = scope   # what includes may read: their tags are checked too (none without it)
+        self.collections = collections   # the site's other collections, whose documents `link` can name
+        self.tz = tz   # the site's time zone, in which Jekyll fills a document's URL with its date
+        self.hidden_after = hidden_after   # a document dated later is not written (Jekyll without `future`)
         self._included: dict[Path, tuple[tuple[str, str, int], ...]] = {}
 
     def among(self, posts: Sequence[Post]) -> Targets:
         """The same site with only `posts`."""
         narrowed = Targets(posts, self.posts_root, self.site_root, self.permalink_style, self.exclude, self.defaults,
-                           self.scope)
+                           self.scope, self.collections, self.tz, self.hidden_after)
         narrowed._included = self._included
         return narrowed
 
@@ -134,13 +146,16 @@ class Targets:
 
     def link(self, target: str) -> Resolved:
         """The file `{% link target %}` names by its path below the site, as Jekyll's each_site_file finds it: a
-        post, a page or a static file. The target is taken as written: quotes are part of the name."""
+        post, a page, a static file, or a document of a collection Jekyll writes (by its path below the collections
+        folder). The target is taken as written: quotes are part of the name."""
         # Posts first: in a posts folder that is not a Jekyll site (no `_posts/`), a post would also pass for a page.
         post = (self._by_path.get(target) or self._by_path.get("/" + target)
                 or self._by_file.get(os.path.normpath(self.site_root / target)))
         if post is not None:
             return Resolved(post.path)
-        page = _site_file(self.site_root, target, self.permalink_style, self.exclude, self.defaults)
+        page = (_site_file(self.site_root, target, self.permalink_style, self.exclude, self.defaults)
+                or _collection_file(self.site_root, target, self.collections, self.permalink_style, self.exclude,
+                                    self.defaults, self.tz, self.hidden_after))
         if page is not None:
             return Resolved(page)
         raise LinkError(f"Could not find document '{target}' in tag 'link'. Make sure the document exists and the "
@@ -199,8 +214,7 @@ def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[
     relative = PurePosixPath(target)
     if (not target or target.startswith("/") or ".." in relative.parts or "\\" in target
             or any(part.startswith(("_", ".", "#")) or part.endswith("~") for part in relative.parts)
-            or any(relative.is_relative_to(excluded.strip("/")) or fnmatch(target, excluded.strip("/"))
-                   for excluded in exclude if excluded.strip("/"))):
+            or _excluded(target, exclude)):
         return None
     path = root / target
     try:
@@ -221,6 +235,115 @@ def _site_file(root: Path, target: str, permalink_style: str, exclude: Iterable[
     return _page_url(relative, permalink if isinstance(permalink, str) and permalink else None, permalink_style)
 
 
+def _excluded(target: str, exclude: Iterable[str]) -> bool:
+    """Whether the site's `exclude` names `target` (a path below the site): a folder above it, or a glob."""
+    relative = PurePosixPath(target)
+    return any(relative.is_relative_to(excluded.strip("/")) or fnmatch(target, excluded.strip("/"))
+               for excluded in exclude if excluded.strip("/"))
+
+
+def _collection_file(root: Path, target: str, collections: Iterable[JekyllCollection], permalink_style: str,
+                     exclude: Iterable[str], defaults: tuple[FrontMatterDefault, ...], tz: tzinfo,
+                     hidden_after: datetime | None) -> str | None:
+    """The URL path of a document (a file with front matter) or a static file of a collection Jekyll writes
+    (`output: true`), `target` being its path below the collections folder (`_docs/history.md`: Document's and
+    StaticFile's relative_path); None for anything else (a collection Jekyll does not write, a file its
+    Collection#filtered_entries leaves out, one `published: false` or dated after `hidden_after`, no such file)."""
+    label, _, below = target.partition("/")
+    collection = next((c for c in collections if c.output and f"_{c.label}" == label), None)
+    relative = PurePosixPath(target)
+    if (collection is None or not below or ".." in relative.parts or "\\" in target or "//" in target
+            or below.startswith(_SPECIAL) or relative.name.startswith(_SPECIAL) or target.endswith((".", "~"))
+            or _excluded(target, exclude)):
+        return None
+    path = root / collection.collections_dir / target
+    try:
+        if not path.is_file() or not path.resolve().is_relative_to(root.resolve()):
+            return None
+        with path.open("rb") as file:
+            is_document = bool(_FRONT_MATTER.match(file.read(16)))
+        text = path.read_text(encoding="utf-8-sig") if is_document else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    # Both cut the extension, then trailing dots, then the collection's folder off the path (cleaned_relative_path).
+    cleaned = target.removesuffix(relative.suffix).rstrip(".").replace(label, "", 1)
+    template = collection.permalink or "/:collection/:path" + _permalink_suffix(permalink_style)
+    if not is_document:   # StaticFile#url: the hash of placeholders, each replaced where it is written
+        url = template
+        for key, value in (("collection", collection.label), ("path", cleaned), ("output_ext", ""),
+                           ("name", relative.name.removesuffix(relative.suffix).rstrip(".")), ("title", "")):
+            if ":" not in url:
+                break
+            url = url.replace(f":{key}", value)
+        return _sanitized(url).removesuffix("/") + relative.suffix
+    try:
+        matter = split(text, target, [])[0]
+    except Skip:
+        matter = {}   # Jekyll reads a document whose front matter it cannot parse without it
+    matter = with_defaults(defaults_for(defaults, target, collection.label), matter)
+    if matter.get("published") is False:
+        return None
+    own = matter.get("permalink")
+    dated = _DATED_DOCUMENT.match(target)
+    slug = str(matter.get("slug") or (dated[2] if dated else relative.stem)).rstrip(".")
+    written = matter.get("date") or (dated[1] if dated else None)
+    day = _document_date(written, target, tz)
+    if written is not None and hidden_after is not None and day > hidden_after:   # Publisher#hidden_in_the_future?
+        return None
+    values = urls.placeholder_values(
+        date=day,
+        title=urls.jekyll_slugify(slug, "pretty", cased=True), slug=urls.jekyll_slugify(slug),
+        categories=_document_categories(matter), output_ext=(
+            PurePosixPath(own).suffix if isinstance(own, str) and not own.endswith("/") and PurePosixPath(own).suffix
+            else ".html" if relative.suffix.lower() in _MARKDOWN else relative.suffix))
+    values.update(collection=lambda: collection.label, path=lambda: cleaned,
+                  name=lambda: urls.jekyll_slugify(relative.stem))
+
+    def placeholder(match: re.Match[str]) -> str:
+        name = match[1]
+        key = name.removesuffix("_")   # `:title_` is `:title` then `_`, as Ruby's `chomp!` leaves it
+        if key not in values:
+            raise LinkError(f"The URL template doesn't have {key} keys. Check your permalink template! "
+                            f"(the permalink of {target})")
+        return values[key]() + name[len(key):]
+
+    return _sanitized(_DROP_PLACEHOLDER.sub(placeholder, own if isinstance(own, str) else template))
+
+
+def _document_date(value: object, target: str, tz: tzinfo) -> datetime:
+    """A document's date: its front matter's, its file name's, else the build's time (Jekyll's site.time)."""
+    if value is None:
+        return datetime.now(tz)
+    try:
+        return read_date(value, tz)[0].astimezone(tz)
+    except (ValueError, OverflowError):
+        raise LinkError(f"Document '{target}' does not have a valid date in the YAML front matter.") from None
+
+
+def _document_categories(matter: dict[str, Any]) -> list[str]:
+    """Document#populate_categories: `categories` (a string split at spaces), and `category` as it is."""
+    listed = matter.get("categories")
+    found = listed.split() if isinstance(listed, str) else list(listed) if isinstance(listed, list) else []
+    single = matter.get("category")
+    found += single if isinstance(single, list) else [] if single is None else [single]
+    return [str(item) for item in found if item is not None]
+
+
+def _sanitized(url: str) -> str:
+    """Jekyll's URL#sanitize_url."""
+    return re.sub(r"/{2,}", "/", ("/" + url).replace("..", "/").replace("./", ""))
+
+
+def _permalink_suffix(permalink_style: str) -> str:
+    """What Utils.add_permalink_suffix appends for the site's permalink style."""
+    style = {"date": ":output_ext", "ordinal": ":output_ext", "none": ":output_ext", "pretty": "/"}.get(
+        permalink_style, "")
+    if not style:
+        style = "/" if permalink_style.endswith("/") else ":output_ext" if permalink_style.endswith(
+            ":output_ext") else ""
+    return style
+
+
 def _page_url(relative: PurePosixPath, permalink: str | None, permalink_style: str) -> str:
     """Jekyll's Page#template and URL: the page's own permalink, else the site's style."""
     output_ext = ".html" if relative.suffix.lower() in _MARKDOWN else relative.suffix
@@ -232,12 +355,7 @@ def _page_url(relative: PurePosixPath, permalink: str | None, permalink_style: s
     elif relative.stem == "index":
         template = "/:path/"
     else:
-        style = {"date": ":output_ext", "ordinal": ":output_ext", "none": ":output_ext", "pretty": "/"}.get(
-            permalink_style, "")
-        if not style:
-            style = "/" if permalink_style.endswith("/") else ":output_ext" if permalink_style.endswith(
-                ":output_ext") else ""
-        template = f"/:path/:basename{style}"
+        template = f"/:path/:basename{_permalink_suffix(permalink_style)}"
     url = re.sub(r":(path|basename|output_ext)\b", lambda match: {
         "path": folder, "basename": relative.stem, "output_ext": output_ext}[match[1]], template)
     return "/" + re.sub(r"/{2,}", "/", url).lstrip("/")

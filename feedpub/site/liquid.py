@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from feedpub import jekyll as jekyll_files
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.errors import Problem
-from feedpub.jekyll import FrontMatterDefault
+from feedpub.jekyll import FrontMatterDefault, JekyllCollection
 from feedpub.site.cache import fingerprint
 from feedpub.site.includes import IncludeScope, include_scope
 from feedpub.site.links import Targets
@@ -55,6 +55,8 @@ class LiquidSite:
     exclude: tuple[str, ...]            # what Jekyll leaves out of the site
     defaults: tuple[FrontMatterDefault, ...]   # the front matter defaults, for the URLs of pages `link` names
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
+    collections: tuple[JekyllCollection, ...] = ()   # the site's other collections, whose documents `link` names
+    tz: tzinfo = UTC                    # the site's time zone, for the dates in those documents' URLs
 
     @cached_property
     def env(self) -> JekyllEnvironment:
@@ -64,8 +66,10 @@ class LiquidSite:
 
     @cached_property
     def targets(self) -> Targets:
-        """What `post_url` and `link` name."""
-        return Targets(self.posts, self.posts_root, self.root, self.permalink, self.exclude, self.defaults)
+        """What `post_url` and `link` name (a document dated in the future too: whether Jekyll writes it, the check
+        before rendering has decided, with the build's `--future`)."""
+        return Targets(self.posts, self.posts_root, self.root, self.permalink, self.exclude, self.defaults,
+                       collections=self.collections, tz=self.tz)
 
     def inputs(self, reads: Sequence[str]) -> str:
         """A fingerprint of what `reads` (a post's `Post.reads`) names: the values of those `site` keys, every
@@ -90,7 +94,9 @@ class LiquidSite:
 
     @cached_property
     def _posts_fingerprint(self) -> str:
-        return fingerprint(self.posts)   # ~0.25 s for 10,000 posts, once a build, only when a post reads them
+        """Every post, and the settings of the collections whose documents `link` names (their URLs)."""
+        # ~0.25 s for 10,000 posts, once a build, only when a post reads them
+        return fingerprint(self.posts, self.collections)
 
     @cached_property
     def _includes_fingerprint(self) -> str:
@@ -112,7 +118,8 @@ def liquid_site(config: Config, posts: Sequence[Post], *, markdownify: Callable[
                 # The newest post's date, not the clock: an unchanged site renders byte-identical feeds.
                 time=_time(posts[0].date) if posts else None, data=data)
     return LiquidSite(root.resolve(), url, baseurl, site, markdownify, posts, include_scope(config), config.posts_dir,
-                      site_config.permalink, site_config.exclude, config.front_matter_defaults, tuple(problems))
+                      site_config.permalink, site_config.exclude, config.front_matter_defaults, tuple(problems),
+                      config.jekyll_collections, site_config.tz)
 
 
 class _Site(dict):

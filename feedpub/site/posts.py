@@ -87,7 +87,8 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     # Jekyll stops its build at a post or file a tag names that it cannot find: that post is left out, the rest
     # published.
     targets = Targets(posts, root, config.jekyll_root or config.root, config.site.permalink, config.site.exclude,
-                      config.front_matter_defaults, include_scope(config))
+                      config.front_matter_defaults, include_scope(config), config.jekyll_collections, config.site.tz,
+                      None if future else now)
     posts, left_out, link_problems = unresolved(posts, targets)
     problems.extend(link_problems)
     return Collection(tuple(posts), tuple(problems), min(held_future, default=None), entries,
