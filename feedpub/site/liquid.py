@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from feedpub import jekyll as jekyll_files
 from feedpub import urls
@@ -32,9 +32,6 @@ from feedpub.site.cache import fingerprint
 from feedpub.site.includes import IncludeScope, include_scope
 from feedpub.site.links import Targets
 from feedpub.site.reader import LIQUID_MARKUP, POSTS_VARIABLES, READS_EVERYTHING, Post, post_slug
-
-if TYPE_CHECKING:
-    from feedpub.site.liquid_engine import JekyllEnvironment
 
 _UNCLOSED = re.compile(r"\{[{%][^\n]*")
 
@@ -57,12 +54,6 @@ class LiquidSite:
     problems: tuple[Problem, ...] = ()  # met while reading the site's data files
     collections: tuple[JekyllCollection, ...] = ()   # the site's other collections, whose documents `link` names
     tz: tzinfo = UTC                    # the site's time zone, for the dates in those documents' URLs
-
-    @cached_property
-    def env(self) -> JekyllEnvironment:
-        from feedpub.site.liquid_engine import JekyllEnvironment  # see render_liquid
-
-        return JekyllEnvironment(self)
 
     @cached_property
     def targets(self) -> Targets:
@@ -168,19 +159,6 @@ def _grouped(pages: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, 
         for name in page[key]:
             groups.setdefault(name, []).append(page)
     return groups
-
-
-def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[str, list[Problem]]:
-    """`text` (from the post, starting at file line `first_line`) with its Liquid rendered, and the
-    warnings met on the way."""
-    if "{{" not in text and "{%" not in text:
-        return text, []
-    # Imported here: python-liquid and the tags and filters on it take 0.14-0.19 s to import once the rest of a
-    # build is loaded (median 0.17 s of 5), which a build whose rendered posts hold no Liquid, or come from the
-    # render cache, does not pay (`make bench`'s one-post edit).
-    from feedpub.site.liquid_engine import render
-
-    return render(text, site, post, first_line)
 
 
 def without_liquid(text: str) -> str:

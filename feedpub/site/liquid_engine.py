@@ -39,7 +39,7 @@ def render(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[st
     try:
         text = _close_raw(text, state)
         try:
-            template = site.env.from_string(text)
+            template = environment(site).from_string(text)
             return template.render(page=page_variable(post, site.root)), state.problems
         except ResourceLimitError as exc:
             state.warn(exc.token, f"Liquid stopped: {exc.message}; the post is published without its Liquid",
@@ -96,6 +96,19 @@ class _Context(RenderContext):
 
 class _Template(BoundTemplate):
     context_class = _Context
+
+
+_newest: tuple[LiquidSite, JekyllEnvironment] | None = None
+
+
+def environment(site: LiquidSite) -> JekyllEnvironment:
+    """The environment of `site`, made once per build: the posts rendered with it share its parsed includes.
+    One is kept, the newest site's (a build makes one site; a daemon makes a new one at every build)."""
+    global _newest
+    newest = _newest
+    if newest is None or newest[0] is not site:
+        newest = _newest = (site, JekyllEnvironment(site))
+    return newest[1]
 
 
 class JekyllEnvironment(Environment):

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from liquid import RenderContext
 from liquid.ast import BlockNode, Node
@@ -28,8 +28,9 @@ from feedpub.site.includes import is_text, valid_include_name
 from feedpub.site.reader import Post
 
 if TYPE_CHECKING:
+    from liquid import BoundTemplate
+
     from feedpub.site.liquid import LiquidSite
-    from feedpub.site.liquid_engine import JekyllEnvironment
 
 # Jekyll's include syntax: `name key="value" key='value' key=variable`, the name possibly with `{{ variables }}`.
 _INCLUDE_NAME = re.compile(r"((?:[^\s{]*\{\{.*?\}\})+[^\s{]*|\S+)\s*(.*)", re.S)
@@ -64,6 +65,14 @@ class RenderState:
 
 
 current: ContextVar[RenderState] = ContextVar("feedpub_liquid_render")
+
+
+class Including(Protocol):
+    """What the tags need of the environment they are registered on (`liquid_engine.JekyllEnvironment`)."""
+
+    site: LiquidSite
+
+    def include(self, name: str, folder: Path, tag: str) -> BoundTemplate: ...
 
 
 class IncludeError(LiquidError):
@@ -187,7 +196,7 @@ class _IncludeNode(Node):
         self.name, self.params, self.relative = name, params, relative
 
     def render_to_output(self, context: RenderContext, buffer: TextIO) -> int:
-        env: JekyllEnvironment = context.env  # type: ignore[assignment]
+        env: Including = context.env  # type: ignore[assignment]
         tag = "include_relative" if self.relative else "include"
         folder = Path(current.get().post.file).parent if self.relative else env.site.root / "_includes"
         name = "".join(part if isinstance(part, str) else str(part.evaluate(context)) for part in self.name)

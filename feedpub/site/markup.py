@@ -28,7 +28,7 @@ from feedpub.errors import Problem
 from feedpub.site import kramdown
 from feedpub.site.bounded import Stopped, map_bounded
 from feedpub.site.cache import fingerprint
-from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, render_liquid, without_liquid
+from feedpub.site.liquid import LiquidSite, escape_braces, liquid_site, without_liquid
 from feedpub.site.reader import READS_BESIDE, Post, load_body
 from feedpub.site.source import INVALID_XML
 
@@ -129,11 +129,13 @@ class _Task:
 
 def _prepare(site: LiquidSite, tasks: Sequence[_Task]) -> None:
     """Build here, once, what every child would otherwise build for itself: the converter, the sanitiser and, when a
-    post holds Liquid, python-liquid's environment (0.15-0.2 s to import: `liquid.render_liquid`)."""
+    post holds Liquid, python-liquid's environment (0.15-0.2 s to import: `render_liquid`)."""
     _markdown()
     _sanitize("", "")
     if any("{{" in text or "{%" in text for task in tasks for text in (task.raw_body, task.post.excerpt)):
-        site.env  # noqa: B018 - the cached property made here, inherited by the children
+        from feedpub.site.liquid_engine import environment  # see render_liquid
+
+        environment(site)   # made here, inherited by the children
 
 
 def _read_body(post: Post) -> tuple[str, list[Problem]]:
@@ -168,6 +170,19 @@ def _apply_liquid(post: Post, raw: str, site: LiquidSite) -> tuple[str, str, lis
             Problem(post.source, post.body_line, f"Liquid {reason}; published without its Liquid",
                     "loops and filters over fewer items", warning=True)]
     return body, excerpt, warnings
+
+
+def render_liquid(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[str, list[Problem]]:
+    """`text` (from the post, starting at file line `first_line`) with its Liquid rendered, and the
+    warnings met on the way."""
+    if "{{" not in text and "{%" not in text:
+        return text, []
+    # Imported here: python-liquid and the tags and filters on it take 0.14-0.19 s to import once the rest of a
+    # build is loaded (median 0.17 s of 5), which a build whose rendered posts hold no Liquid, or come from the
+    # render cache, does not pay (`make bench`'s one-post edit).
+    from feedpub.site.liquid_engine import render
+
+    return render(text, site, post, first_line)
 
 
 def _convert(key: str, post: Post, body: str, excerpt: str, raw_body: str,
