@@ -28,6 +28,7 @@ class App:
         self.quiet = quiet
         self._config = None
         self._strings = None
+        self._problems = None
 
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
@@ -52,6 +53,26 @@ class App:
             except ConfigError as exc:
                 fail(str(exc))
         return self._strings
+
+    @property
+    def problems(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+        """The words of problems (`feedpub/problems.toml`) in site.language, overridable as the summaries are."""
+        if self._problems is None:
+            from feedpub.strings import load_strings  # lazy: see `strings`
+
+            web = self.config.web
+            override = self.config.path(web.templates_dir) if web.templates_dir else None
+            try:
+                self._problems = load_strings("problems", self.config.site.language, override)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._problems
+
+    def problem_line(self, problem: Problem) -> str:
+        """`path:line: what (expected …)` in site.language."""
+        from feedpub.strings import problem_line  # loaded with `problems` above
+
+        return problem_line(problem, self.problems)
 
 
 def fail(message: str) -> NoReturn:
@@ -96,12 +117,13 @@ def say(message: str, *, err: bool = False) -> None:
 
 
 def report(problems: list[Problem]) -> None:
-    """Each problem on stderr; warnings (which leave the exit code 0) not with `-q`."""
+    """Each problem on stderr in site.language; warnings (which leave the exit code 0) not with `-q`."""
+    app = click.get_current_context().find_object(App)
     for problem in problems:
         if problem.warning:
-            say(str(problem), err=True)
+            say(app.problem_line(problem), err=True)
         else:
-            click.echo(str(problem), err=True)
+            click.echo(app.problem_line(problem), err=True)
 
 
 class Commands(click.Group):
