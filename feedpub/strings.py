@@ -24,11 +24,14 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from feedpub import templates
 from feedpub.counts import plural_form
 from feedpub.errors import ConfigError, Message, Problem
+
+if TYPE_CHECKING:
+    from feedpub.config import Config
 
 STRINGS_FILE = "strings.toml"
 _FALLBACK = "en"
@@ -119,6 +122,13 @@ def load_strings(home: Home, language: str, override: Path | None) -> Strings:
             raise StringsError(f"{sources}: [{chosen}] {name}: {value!r} (expected a string, or plural forms "
                                'such as { one = "{count} post", other = "{count} posts" })')
     return Strings(chosen, MappingProxyType(merged), tuple(months), sources)
+
+
+def operator_strings(config: Config, home: Home) -> Strings:
+    """The strings of `home` as the operator reads them: in site.language, web.templates_dir's strings.toml over
+    the shipped ones (the command line, the daemon's log, problems)."""
+    web = config.web
+    return load_strings(home, config.site.language, config.path(web.templates_dir) if web.templates_dir else None)
 
 
 @cache

@@ -94,9 +94,10 @@ def list_(app: App, fmt: str) -> None:
             writer.writerow([r["email"], r["name"], r["status"], ";".join(r["categories"]),
                              "yes" if r["suppressed"] else "", r["created"]])
     else:
-        _table([[r["email"], r["name"], r["status"] + (" (suppressed)" if r["suppressed"] else ""),
+        t = app.strings
+        _table([[r["email"], r["name"], r["status"] + (t.text("suppressed_mark") if r["suppressed"] else ""),
                  ", ".join(r["categories"]), r["created"][:10]] for r in records],
-               ["EMAIL", "NAME", "STATUS", "CATEGORIES", "CREATED"])
+               [t.text(f"column_{name}") for name in ("email", "name", "status", "categories", "created")])
 
 
 @subscribers.command(name="import")
