@@ -61,12 +61,12 @@ class Strings:
     month_names: tuple[str, ...]     # empty where the home shows no dates
     sources: str                     # the files read, for messages
 
-    def text(self, name: str, **fields: Any) -> str:
+    def text(self, name: str, /, **fields: Any) -> str:
         """The string `name` with `fields` filled in (a count's `other` form)."""
         value = self.texts[name]
         return self._fill(name, value if isinstance(value, str) else value["other"], fields)
 
-    def count(self, name: str, count: int, **fields: Any) -> str:
+    def count(self, name: str, count: int, /, **fields: Any) -> str:
         """The count `name` in the form `count` takes in this language: `2 posts`, `記事 2 件`."""
         value = self.texts[name]
         if isinstance(value, str):

@@ -217,8 +217,8 @@ def test_the_running_daemon_retries_a_deferred_delivery_when_it_falls_due(tmp_pa
     assert daemon.stop() == 0
     assert sorted(smtp_server.recipients()) == ["alpha@example.com", "beta@example.com"]   # each exactly once
     log = daemon.log.read_text(encoding="utf-8")
-    assert "feedpub: retries: 1 sent, 0 deferred, 0 failed" in log
-    assert "feedpub: running: web on" in log and "feedpub: feedpub" not in log
+    assert "feedpub: 再送: 送信 1 件、再送待ち 0 件、失敗 0 件" in log      # a Japanese site's log
+    assert "feedpub: 実行中: Web は" in log and "feedpub: feedpub" not in log
 
 
 def test_a_worker_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path, smtp_server: SMTPTestServer) -> None:
