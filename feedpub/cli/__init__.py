@@ -62,7 +62,7 @@ class App:
         from feedpub.strings import english
 
         try:
-            load_config(self.config_path)
+            self._config = self._config or load_config(self.config_path)
         except ConfigError:
             return english("cli")
         return self.strings

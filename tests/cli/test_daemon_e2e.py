@@ -161,8 +161,9 @@ def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Pat
                             capture_output=True, text=True, timeout=30).stdout.splitlines()
     header, row = status[0].split(), status[1].split()
     counts = dict(zip(header[-7:], row[-7:], strict=True))
-    assert counts["SENDING"] == "0"                       # the message in flight was finished and marked
-    assert int(counts["SENT"]) == sent_before_resume      # nothing marked sent that the server did not get
+    # The headings of a Japanese site: SENDING, SENT.
+    assert counts["送信中"] == "0"                         # the message in flight was finished and marked
+    assert int(counts["送信済み"]) == sent_before_resume   # nothing marked sent that the server did not get
     resumed = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=tmp_path,
                              env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, capture_output=True, text=True,
                              timeout=60)
