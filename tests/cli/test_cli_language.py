@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedpub.strings import load_strings
 from tests.cli.test_admin_daemon import csrf
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
 from tests.smtp_server import SMTPTestServer
@@ -195,3 +197,16 @@ def test_the_daemon_logs_and_the_dashboard_speak_the_site_language_and_healthz_e
     log = daemon.log.read_text(encoding="utf-8")
     assert running in log
     assert log.splitlines()[-1] == ("feedpub: stopped" if language == "en" else "feedpub: 停止しました")
+
+
+@pytest.mark.parametrize("home", ["cli", "problems"])
+def test_every_string_is_in_english_and_japanese_with_the_same_fields(home) -> None:
+    english, japanese = load_strings(home, "en", None), load_strings(home, "ja", None)
+    assert set(english.texts) == set(japanese.texts)
+
+    def fields(value: object) -> set[str]:
+        texts = [value] if isinstance(value, str) else list(value.values())
+        return {name for text in texts for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    assert {key: fields(value) for key, value in english.texts.items()} == \
+        {key: fields(value) for key, value in japanese.texts.items()}
