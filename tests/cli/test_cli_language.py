@@ -50,6 +50,14 @@ def test_problem_lines_in_the_site_language_keep_file_and_line(site, language, l
     assert result.stderr.splitlines() == lines
 
 
+def test_a_liquid_warning_in_japanese_names_the_post_and_its_line(site) -> None:
+    site.post("2025-01-01-liquid.md", "---\ntitle: a\n---\n本文 {{ page.nope }}\n")
+    site.configure(language="ja")
+    result = feedpub(site.root, "check")
+    assert result.stderr == ("posts/2025-01-01-liquid.md:4: 警告: Liquid の変数 'page.nope' は定義されていないため、"
+                             "何も出力しませんでした（想定: site.、page.、include. の変数、または assign した変数）\n")
+
+
 def test_an_operator_overrides_the_words_of_one_problem(site) -> None:
     site.post("2025-01-02-broken.md", NO_FRONT_MATTER)
     (site.root / "words").mkdir()
