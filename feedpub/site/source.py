@@ -12,7 +12,7 @@ from typing import Any
 import frontmatter
 
 from feedpub import safe_yaml
-from feedpub.errors import Problem, message
+from feedpub.errors import Message, Problem, message
 
 # A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
 # before they are read (a 1 MB post renders in ~4 s here).
@@ -100,9 +100,9 @@ def split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any
     return meta, stripped, body_line
 
 
-def _control_character(value: str) -> str | None:
+def _control_character(value: str) -> Message | None:
     bad = INVALID_XML.search(value)
-    return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}" if bad else None
+    return message("value_control_character", value=value[:40], character=f"U+{ord(bad[0]):04X}") if bad else None
 
 
 def line_of(text: str, index: int) -> int:
