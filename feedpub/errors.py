@@ -27,9 +27,9 @@ class Message:
 
     def __str__(self) -> str:
         # Imported here: feedpub.strings imports this module (its errors are ConfigErrors).
-        from feedpub.strings import english_problems
+        from feedpub.strings import english
 
-        return english_problems().message(self)
+        return english("problems").message(self)
 
 
 Field = str | int | float | Message
@@ -51,6 +51,6 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
-        from feedpub.strings import english_problems, problem_line  # as in Message.__str__
+        from feedpub.strings import english, problem_line  # as in Message.__str__
 
-        return problem_line(self, english_problems())
+        return problem_line(self, english("problems"))

@@ -108,6 +108,6 @@ def describe_jobs(scheduler: BackgroundScheduler, config: Config, t: Strings) ->
             lines.append(t.text("job_on_retries", job=name))
             continue
         upcoming = job.trigger.get_next_fire_time(None, datetime.now(config.site.tz))
-        when = upcoming.astimezone(config.site.tz).strftime("%Y-%m-%d %H:%M %Z") if upcoming else t.text("never")
+        when = upcoming.astimezone(config.site.tz).strftime("%Y-%m-%d %H:%M %Z") if upcoming else t.text("job_never")
         lines.append(t.text("job_next", job=name, when=when))
     return lines

@@ -137,10 +137,6 @@ def english(home: Home) -> Strings:
     return load_strings(home, _FALLBACK, None)
 
 
-def english_problems() -> Strings:
-    return english("problems")
-
-
 def problem_line(problem: Problem, strings: Strings) -> str:
     """`path:line: what (expected …)` in the language of `strings` (a `load_strings("problems", …)`)."""
     where = f"{problem.path}:{problem.line}" if problem.line else problem.path

@@ -104,12 +104,12 @@ class Daemon:
         try:
             report = build_site(config, on_written=lambda written: self._announce(config, written))
         except ConfigError as exc:
-            line = self._line("build_failed", reason=str(exc))
+            line = self._line("daemon_build_failed", reason=str(exc))
             log.error("%s", line[1])
             self._outcome("build", [line])
             return
         except Exception as exc:
-            line = self._line("build_failed", reason=repr(exc))
+            line = self._line("daemon_build_failed", reason=repr(exc))
             log.exception("%s", self.words.text("build_failed_logged"))
             self._outcome("build", [line])
             return

@@ -218,3 +218,10 @@ def test_every_string_is_in_english_and_japanese_with_the_same_fields(home) -> N
 
     assert {key: fields(value) for key, value in english.texts.items()} == \
         {key: fields(value) for key, value in japanese.texts.items()}
+
+
+def test_no_problem_shares_its_key_with_another_word_of_the_same_override_file() -> None:
+    """web.templates_dir's one strings.toml overrides every home: a problem's key must name that problem only."""
+    problems = set(load_strings("problems", "en", None).texts)
+    for home in ("cli", "web", "admin", "site"):
+        assert not problems & set(load_strings(home, "en", None).texts), home
