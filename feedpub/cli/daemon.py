@@ -56,7 +56,7 @@ class Daemon:
         # What each job's last run left wrong (problems: /healthz answers 503) or worth a look (warnings).
         self.problems: dict[str, list[Line]] = {}
         self.warnings: dict[str, list[Line]] = {}
-        self._words: tuple[Config, Strings, Strings] | None = None
+        self._voices: tuple[Config, Strings, Strings] | None = None
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
 
@@ -72,21 +72,27 @@ class Daemon:
         return self._voice()[0]
 
     def _voice(self) -> tuple[Strings, Strings]:
-        """The command line's and the problems' strings, loaded again when the config was."""
-        from feedpub.strings import operator_strings  # lazy: Jinja, see feedpub.cli.App.strings
+        """The command line's and the problems' strings, loaded again when the config was; a strings.toml broken
+        since is logged and the words in use kept (jobs never raise)."""
+        from feedpub.strings import english, operator_strings  # lazy: Jinja, see feedpub.cli.App.strings
 
         config = self.config
-        if self._words is None or self._words[0] is not config:
-            self._words = (config, operator_strings(config, "cli"), operator_strings(config, "problems"))
-        return self._words[1], self._words[2]
+        if self._voices is None or self._voices[0] is not config:
+            try:
+                self._voices = (config, operator_strings(config, "cli"), operator_strings(config, "problems"))
+            except ConfigError as exc:
+                log.error("%s", exc)
+                kept = self._voices[1:] if self._voices else (english("cli"), english("problems"))
+                self._voices = (config, *kept)
+        return self._voices[1], self._voices[2]
 
     def _line(self, key: str, **fields: Any) -> Line:
-        from feedpub.strings import english
+        from feedpub.strings import english  # lazy: as in _voice
 
         return english("cli").text(key, **fields), self.words.text(key, **fields)
 
     def _problem(self, problem: Problem) -> Line:
-        from feedpub.strings import problem_line
+        from feedpub.strings import problem_line  # lazy: as in _voice
 
         return str(problem), problem_line(problem, self._voice()[1])
 

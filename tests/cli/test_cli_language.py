@@ -17,6 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedpub.cli.daemon import Daemon
+from feedpub.config_file import load_config
+from feedpub.site.websub import Publisher
+from feedpub.store import open_store
 from feedpub.strings import load_strings
 from tests.cli.test_admin_daemon import csrf
 from tests.cli.test_daemon_e2e import DaemonProcess, free_port, write_site
@@ -225,3 +229,22 @@ def test_no_problem_shares_its_key_with_another_word_of_the_same_override_file()
     problems = set(load_strings("problems", "en", None).texts)
     for home in ("cli", "web", "admin", "site"):
         assert not problems & set(load_strings(home, "en", None).texts), home
+
+
+def test_a_daemon_whose_strings_file_is_broken_says_so_in_english_and_carries_on(site, caplog) -> None:
+    site.post("2025-01-02-broken.md", NO_FRONT_MATTER)
+    (site.root / "words").mkdir()
+    (site.root / "words" / "strings.toml").write_text('[ja]\nno_front_matter = "前付け\n', encoding="utf-8")
+    site.configure('[web]\ntemplates_dir = "words"\n', language="ja")
+    config = load_config(site.toml)
+    store = open_store(config.store_url)
+    try:
+        daemon = Daemon(config, store, None, Publisher())
+        daemon.build()
+        shown = daemon.health()["shown"]["problems"]
+    finally:
+        store.engine.dispose()
+    # The feeds index reads the same file, so the build stops at it too; the job says why, and returns.
+    assert len(shown) == 1 and shown[0].startswith("build failed, published files left as they were: ")
+    assert "words/strings.toml:2: " in shown[0]
+    assert any(record.getMessage().endswith(" read_more = \"続きを読む\")") for record in caplog.records)
