@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from feedpub.errors import FeedpubError
+from feedpub.errors import FeedpubError, Message, message
 from feedpub.schema import admin_audit, admin_sessions, admin_users
 from feedpub.store import Store, utcnow
 
@@ -29,7 +29,12 @@ MAX_NAME = 100
 
 
 class AccountError(FeedpubError):
-    """A bad account name or password, or an account that exists (add) or does not (remove, reset)."""
+    """A bad account name or password, or an account that exists (add) or does not (remove, reset): `what`, in
+    words of `problems.toml` (the message is their English)."""
+
+    def __init__(self, what: Message) -> None:
+        super().__init__(str(what))
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,12 @@ class AuditEntry:
 
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise AccountError(f"password too short (expected at least {MIN_PASSWORD} characters)")
+        raise AccountError(message("password_too_short", minimum=MIN_PASSWORD))
 
 
 def add_user(store: Store, name: str, password: str) -> AdminUser:
     if not name or len(name) > MAX_NAME or not name.isprintable() or name != name.strip():
-        raise AccountError(f"account name {name!r} (expected 1 to {MAX_NAME} printable characters, no outer spaces)")
+        raise AccountError(message("bad_account_name", name=name, maximum=MAX_NAME))
     check_password(password)
     now = utcnow()
     try:
@@ -70,8 +75,7 @@ def add_user(store: Store, name: str, password: str) -> AdminUser:
             user_id = conn.execute(admin_users.insert().values(
                 name=name, password_hash=_HASHER.hash(password), created_at=now)).inserted_primary_key[0]
     except sa.exc.IntegrityError as exc:
-        raise AccountError(f"account {name!r} exists (expected a new name; `admin reset-password` changes a "
-                           "password)") from exc
+        raise AccountError(message("account_exists", name=name)) from exc
     return AdminUser(user_id, name, now)
 
 
@@ -160,7 +164,7 @@ def audit_log(store: Store, limit: int, about: str = "") -> list[AuditEntry]:
 def _user_id(conn: sa.Connection, name: str) -> int:
     found = conn.scalar(sa.select(admin_users.c.id).where(admin_users.c.name == name))
     if found is None:
-        raise AccountError(f"no account {name!r} (expected a name listed by `feedpub admin list-users`)")
+        raise AccountError(message("no_account", name=name))
     return found
 
 

@@ -41,8 +41,6 @@ _ZONES = {"UTC": 0, "Z": 0, "UT": 0, "GMT": 0, "EST": -5, "EDT": -4, "CST": -6, 
           **{c: -(i + 1) for i, c in enumerate("NOPQRSTUVWXY")}}
 _NUMERIC_ZONE = re.compile(r"([+-])(\d\d)(:?)(\d\d)(?:\3(\d\d))?|([+-]\d\d)")
 
-EXPECTED = "a date Jekyll reads, e.g. 2025-12-16, 2025-12-16 04:49:25 +0000, 16-12-2025, Dec 16, 2025 4:49 PM"
-
 
 def parse_date(value: object, tz: tzinfo) -> datetime:
     """An aware datetime from a front-matter value (any YAML scalar, as Jekyll reads its text); ValueError

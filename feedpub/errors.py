@@ -1,4 +1,8 @@
-"""Errors and problems, in the one format every message uses: `path:line: what (expected …)`."""
+"""Errors and problems, in the one format every message uses: `path:line: what (expected …)`.
+
+A problem's words are a `Message`: the key of a string in `feedpub/problems.toml` and its fields, put into words
+in the operator's language where the problem is shown (`feedpub.strings.problem_line`: the command line, the
+daemon's log, the dashboard); `str()` gives the English line (logs of library code, `/healthz`, tests)."""
 
 from __future__ import annotations
 
@@ -14,17 +18,39 @@ class ConfigError(FeedpubError):
 
 
 @dataclass(frozen=True, slots=True)
+class Message:
+    """The string `key` of `problems.toml` with its fields: text a library or Jekyll gives (a YAML parser's
+    reason, Jekyll's own error) is a field, shown as it is; a field may be a Message of its own."""
+
+    key: str
+    fields: tuple[tuple[str, Field], ...] = ()
+
+    def __str__(self) -> str:
+        # Imported here: feedpub.strings imports this module (its errors are ConfigErrors).
+        from feedpub.strings import english
+
+        return english("problems").message(self)
+
+
+Field = str | int | float | Message
+
+
+def message(key: str, /, **fields: Field) -> Message:
+    """`message("not_utf8", byte="0xFF")`: the words of `problems.toml`'s `not_utf8`, filled in where shown."""
+    return Message(key, tuple(sorted(fields.items())))
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with one input. An error skips that input; a warning keeps it."""
 
     path: str
     line: int | None
-    message: str
-    expected: str | None = None
+    message: Message
+    expected: Message | None = None
     warning: bool = False
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        kind = "warning: " if self.warning else ""
-        tail = f" (expected {self.expected})" if self.expected else ""
-        return f"{where}: {kind}{self.message}{tail}"
+        from feedpub.strings import english, problem_line  # as in Message.__str__
+
+        return problem_line(self, english("problems"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from feedpub.errors import Problem
+from feedpub.errors import Problem, message
 
 # Jekyll's keys that feedpub uses, and where each goes in feedpub.toml.
 SITE_KEYS = {"url": "url", "baseurl": "baseurl", "title": "title", "description": "description",
@@ -72,7 +72,7 @@ def read_config(root: Path) -> tuple[dict[str, Any], list[Problem]]:
         elif isinstance(data, dict):
             merged = _deep_merge(merged, data)
         elif data is not None:
-            problems.append(Problem(str(path), 1, "is not a mapping of keys", "'key: value' lines"))
+            problems.append(Problem(str(path), 1, message("not_mapping_of_keys"), message("expected_key_value_lines")))
     return merged, problems
 
 
@@ -113,8 +113,8 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
                 site[SITE_KEYS[key]] = converted
                 used[key] = f"site.{SITE_KEYS[key]}"
             elif converted is not None:
-                problems.append(Problem(source, None, f"'{key}' is {converted!r}; ignored",
-                                        "true or false" if key in ("future", "show_drafts") else "a string",
+                problems.append(Problem(source, None, message("jekyll_value_ignored", key=key, value=repr(converted)),
+                                        message("expected_boolean" if boolean else "expected_string"),
                                         warning=True))
                 ignored[key] = "not a usable value"
         elif key == "collections_dir":
@@ -213,17 +213,19 @@ def _load_yaml(path: Path) -> tuple[Any, Problem | None]:
         with path.open("rb") as file:
             data = file.read(MAX_DATA_BYTES + 1)
         if len(data) > MAX_DATA_BYTES:
-            return None, Problem(str(path), None, f"over the {MAX_DATA_BYTES:,}-byte limit for YAML files",
-                                 "a smaller file; split it")
+            return None, Problem(str(path), None, message("yaml_too_big", limit=MAX_DATA_BYTES),
+                                 message("expected_smaller_file"))
         text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        return None, Problem(str(path), None, f"cannot be read ({exc})", "a UTF-8 YAML file")
+        return None, Problem(str(path), None, message("cannot_be_read", reason=str(exc)), message("expected_utf8_yaml"))
     try:
         return safe_yaml.load(text), None
     except safe_yaml.UnsafeYaml as exc:
-        return None, Problem(str(path), exc.line or 1, exc.what, "plain values; an alias repeated a few times at most")
+        return None, Problem(str(path), exc.line or 1, message("unsafe_yaml", reason=exc.what),
+                             message("expected_few_aliases"))
     except safe_yaml.InvalidYaml as exc:
-        return None, Problem(str(path), exc.line, f"invalid YAML: {exc.what}", "'key: value' lines")
+        return None, Problem(str(path), exc.line, message("invalid_yaml", reason=exc.what),
+                             message("expected_key_value_lines"))
 
 
 def read_data(root: Path) -> tuple[dict[str, Any], list[Problem]]:
@@ -249,18 +251,19 @@ def _data_file(path: Path) -> tuple[Any, Problem | None]:
     if suffix in (".yml", ".yaml"):
         return _load_yaml(path)
     if path.stat().st_size > MAX_DATA_BYTES:
-        return None, Problem(str(path), None, f"over the {MAX_DATA_BYTES:,}-byte limit for data files", None)
+        return None, Problem(str(path), None, message("data_too_big", limit=MAX_DATA_BYTES))
     try:
         text = path.read_text(encoding="utf-8-sig")
         if suffix == ".json":
             return json.loads(text), None
         return list(csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")), None
     except (OSError, UnicodeDecodeError) as exc:
-        return None, Problem(str(path), None, f"cannot be read ({exc})", "a UTF-8 text file")
+        return None, Problem(str(path), None, message("cannot_be_read", reason=str(exc)),
+                             message("expected_utf8_text_file"))
     except json.JSONDecodeError as exc:
-        return None, Problem(str(path), exc.lineno, f"invalid JSON: {exc.msg}", None)
+        return None, Problem(str(path), exc.lineno, message("invalid_json", reason=exc.msg))
     except RecursionError:
-        return None, Problem(str(path), None, "nested too deeply", "data nested a few hundred levels at most")
+        return None, Problem(str(path), None, message("nested_too_deeply"), message("expected_shallow_data"))
 
 
 def _files(folder: Path) -> list[Path]:
@@ -358,9 +361,8 @@ def front_matter_defaults(jekyll: Mapping[str, Any], source: str = "_config.yml"
     collections_dir = str(jekyll.get("collections_dir") or "").strip("/")
     for item in sets:
         if not isinstance(item, dict) or not isinstance(item.get("values"), dict):
-            problems.append(Problem(source, None, f"an invalid front-matter default set was found: {item!r}; "
-                                    "Jekyll skips it", "'- scope: {path: …, type: posts}' and 'values: {…}'",
-                                    warning=True))
+            problems.append(Problem(source, None, message("invalid_default_set", value=repr(item)),
+                                    message("expected_default_set"), warning=True))
             continue
         scope = item.get("scope") if isinstance(item.get("scope"), dict) else {}
         path = scope.get("path")

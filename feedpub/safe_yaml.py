@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from feedpub.errors import Message, message
+
 # Values a front matter may expand to (a real post has a few dozen). A data or config file may hold many more:
 # as many as it has characters on top of this, which no file reaches without aliases repeated over and over.
 MAX_VALUES = 10_000
@@ -42,9 +44,9 @@ _DatesAsText.yaml_implicit_resolvers = {
 class InvalidYaml(ValueError):
     """A YAML text that cannot be read: `line` (1-based, in the text; None: not known) and what is wrong."""
 
-    def __init__(self, line: int | None, what: str) -> None:
-        super().__init__(what)
-        self.line, self.what = line, what
+    def __init__(self, line: int | None, what: str | Message) -> None:
+        super().__init__(str(what))
+        self.line, self.what = line, what     # libyaml's words, or feedpub's (a Message, shown in site.language)
 
 
 class UnsafeYaml(InvalidYaml):
@@ -52,7 +54,7 @@ class UnsafeYaml(InvalidYaml):
 
 
 def load(text: str, *, dates_as_text: bool = False, max_values: int | None = None,
-         check: Callable[[str], str | None] | None = None) -> Any:
+         check: Callable[[str], Message | None] | None = None) -> Any:
     """The value of a YAML document: InvalidYaml when it cannot be read, UnsafeYaml when `guard` refuses it
     (`max_values`: by default MAX_VALUES plus the text's length; `check`: see `guard`)."""
     try:
@@ -62,11 +64,11 @@ def load(text: str, *, dates_as_text: bool = False, max_values: int | None = Non
     except yaml.YAMLError as exc:
         raise InvalidYaml(1, str(exc).splitlines()[0]) from None
     except RecursionError:
-        raise InvalidYaml(1, "nested too deeply") from None
+        raise InvalidYaml(1, message("nested_too_deeply")) from None
     limit = MAX_VALUES + len(text) if max_values is None else max_values
     unsafe = guard(value, limit, check)
     if unsafe:
-        alias = _ALIAS.search(text) if unsafe.startswith("expands") else None
+        alias = _ALIAS.search(text) if unsafe.key == "yaml_expands" else None
         raise UnsafeYaml(text.count("\n", 0, alias.start()) + 1 if alias else None, unsafe)
     return value
 
@@ -80,7 +82,7 @@ def _cause(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str]:
     return (mark.line + 1 if mark else 1), what
 
 
-def guard(value: Any, limit: int, check: Callable[[str], str | None] | None = None) -> str | None:
+def guard(value: Any, limit: int, check: Callable[[str], Message | None] | None = None) -> Message | None:
     """Why `value` must not be used — it expands to more than `limit` values (aliases repeated or recursive), or
     `check` finds a string wrong — or None. Walks at most `limit` values, an aliased one each time it appears."""
     pending: list[Any] = [value]
@@ -95,4 +97,4 @@ def guard(value: Any, limit: int, check: Callable[[str], str | None] | None = No
             pending.extend(value)
         elif check is not None and isinstance(value, str) and (wrong := check(value)):
             return wrong
-    return None if not pending else f"expands to more than {limit:,} values (YAML aliases repeated or recursive)"
+    return None if not pending else message("yaml_expands", limit=limit)

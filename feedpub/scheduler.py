@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.combining import OrTrigger
@@ -19,6 +20,9 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from feedpub.config import Config, parse_duration
+
+if TYPE_CHECKING:
+    from feedpub.strings import Strings
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +98,16 @@ def _add_retry_job(scheduler: BackgroundScheduler, retry: Callable[[], datetime 
     scheduler.add_job(run, DateTrigger(start), **options)
 
 
-def describe_jobs(scheduler: BackgroundScheduler, config: Config) -> list[str]:
-    """One line per job with its next run after the start-up run, in the site's time zone."""
+def describe_jobs(scheduler: BackgroundScheduler, config: Config, t: Strings) -> list[str]:
+    """One line per job with its next run after the start-up run, in the site's time zone, in the words of `t`
+    (the command line's strings)."""
     lines = []
     for job in scheduler.get_jobs():
+        name = t.text(f"job_{job.id}")
         if job.id == RETRY_JOB:
-            lines.append(f"job '{job.name}': runs now, then whenever a deferred delivery falls due")
+            lines.append(t.text("job_on_retries", job=name))
             continue
         upcoming = job.trigger.get_next_fire_time(None, datetime.now(config.site.tz))
-        when = upcoming.astimezone(config.site.tz).strftime("%Y-%m-%d %H:%M %Z") if upcoming else "never"
-        lines.append(f"job '{job.name}': runs now, then next at {when}")
+        when = upcoming.astimezone(config.site.tz).strftime("%Y-%m-%d %H:%M %Z") if upcoming else t.text("job_never")
+        lines.append(t.text("job_next", job=name, when=when))
     return lines

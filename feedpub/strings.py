@@ -1,7 +1,8 @@
 """Every word feedpub shows a reader or an operator, in site.language, dates and counts included: the
 digest mail, its archive pages and feed (`email_templates/strings.toml`), the subscriber web pages
 (`feedpub/web/templates/strings.toml`), the feeds index and its stylesheet (`feedpub/site/assets/`), the
-dashboard (`feedpub/web/admin/templates/`) and the command line's summaries (`feedpub/cli/strings.toml`).
+dashboard (`feedpub/web/admin/templates/`), the command line's messages (`feedpub/cli/strings.toml`) and the
+problems of every input (`feedpub/problems.toml`, shown by the command line, the daemon's log and the dashboard).
 
 Each home's `strings.toml` has one table per language; a `strings.toml` in the operator's templates folder
 (`digest.templates_dir` for the mail, `web.templates_dir` for the rest) overrides single strings or adds a
@@ -20,20 +21,25 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from feedpub import templates
 from feedpub.counts import plural_form
-from feedpub.errors import ConfigError
+from feedpub.errors import ConfigError, Message, Problem
+
+if TYPE_CHECKING:
+    from feedpub.config import Config
 
 STRINGS_FILE = "strings.toml"
 _FALLBACK = "en"
 _LINE = re.compile(r"at line (\d+)")
-# The command line's words: not templates, so not a templates.Home; they live beside the commands.
-_CLI = Path(__file__).parent / "cli"
-Home = templates.Home | Literal["cli"]
+# Not templates, so not a templates.Home: the command line's words live beside the commands, the problems' beside
+# the modules that find them.
+_SHIPPED = {"cli": Path(__file__).parent / "cli" / STRINGS_FILE, "problems": Path(__file__).parent / "problems.toml"}
+Home = templates.Home | Literal["cli", "problems"]
 
 
 class StringsError(ConfigError):
@@ -55,18 +61,27 @@ class Strings:
     month_names: tuple[str, ...]     # empty where the home shows no dates
     sources: str                     # the files read, for messages
 
-    def text(self, name: str, **fields: Any) -> str:
+    def text(self, name: str, /, **fields: Any) -> str:
         """The string `name` with `fields` filled in (a count's `other` form)."""
         value = self.texts[name]
         return self._fill(name, value if isinstance(value, str) else value["other"], fields)
 
-    def count(self, name: str, count: int, **fields: Any) -> str:
+    def count(self, name: str, count: int, /, **fields: Any) -> str:
         """The count `name` in the form `count` takes in this language: `2 posts`, `記事 2 件`."""
         value = self.texts[name]
         if isinstance(value, str):
             return self._fill(name, value, {**fields, "count": count})
         form = plural_form(self.language, count)
         return self._fill(name, value.get(form, value["other"]), {**fields, "count": count})
+
+    def message(self, words: Message) -> str:
+        """A problem's words (`feedpub.errors.Message`), its Messages within filled in first; a count by `count`."""
+        fields = {name: self.message(value) if isinstance(value, Message) else value for name, value in words.fields}
+        value = self.texts[words.key]
+        if not isinstance(value, str):
+            value = value.get(plural_form(self.language, fields["count"]), value["other"]) if "count" in fields \
+                else value["other"]
+        return self._fill(words.key, value, fields)
 
     def all(self, **fields: Any) -> dict[str, str]:
         """Every string with the fields known for the whole issue or page filled in (the template's `t`)."""
@@ -87,7 +102,7 @@ class Strings:
 
 def load_strings(home: Home, language: str, override: Path | None) -> Strings:
     """The strings of `language` for `home`: the shipped table, overridden by `override`/strings.toml."""
-    files = [(_CLI if home == "cli" else templates.folder(home)) / STRINGS_FILE]
+    files = [_SHIPPED[home] if home in _SHIPPED else templates.folder(home) / STRINGS_FILE]
     if override is not None and (override / STRINGS_FILE).is_file():
         files.append(override / STRINGS_FILE)
     tables = [_read(path) for path in files]
@@ -107,6 +122,27 @@ def load_strings(home: Home, language: str, override: Path | None) -> Strings:
             raise StringsError(f"{sources}: [{chosen}] {name}: {value!r} (expected a string, or plural forms "
                                'such as { one = "{count} post", other = "{count} posts" })')
     return Strings(chosen, MappingProxyType(merged), tuple(months), sources)
+
+
+def operator_strings(config: Config, home: Home) -> Strings:
+    """The strings of `home` as the operator reads them: in site.language, web.templates_dir's strings.toml over
+    the shipped ones (the command line, the daemon's log, problems)."""
+    web = config.web
+    return load_strings(home, config.site.language, config.path(web.templates_dir) if web.templates_dir else None)
+
+
+@cache
+def english(home: Home) -> Strings:
+    """The shipped English strings of `home`: `str(problem)`, and what machines read (`/healthz`)."""
+    return load_strings(home, _FALLBACK, None)
+
+
+def problem_line(problem: Problem, strings: Strings) -> str:
+    """`path:line: what (expected …)` in the language of `strings` (a `load_strings("problems", …)`)."""
+    where = f"{problem.path}:{problem.line}" if problem.line else problem.path
+    kind = strings.text("warning") if problem.warning else ""
+    tail = strings.text("expected", expected=strings.message(problem.expected)) if problem.expected else ""
+    return f"{where}: {kind}{strings.message(problem.message)}{tail}"
 
 
 def _is_count(value: object) -> bool:

@@ -9,6 +9,8 @@ from datetime import datetime
 from itertools import groupby
 from urllib.parse import quote, unquote
 
+from feedpub.errors import Message, message
+
 STYLES = {
     "date": "/:categories/:year/:month/:day/:title:output_ext",
     "pretty": "/:categories/:year/:month/:day/:title/",
@@ -81,7 +83,7 @@ def legacy_title_slug(name: str) -> str:
 
 
 def assign_slugs(sources: Mapping[str, str], overrides: Mapping[str, str],
-                 ) -> tuple[dict[str, str], list[str], list[str]]:
+                 ) -> tuple[dict[str, str], list[Message], list[Message]]:
     """Map each name to its slug; `sources` maps a name to where it was first seen (a post path), in the order of
     precedence: a name earlier there keeps a slug that later names share.
 
@@ -91,21 +93,19 @@ def assign_slugs(sources: Mapping[str, str], overrides: Mapping[str, str],
     taken = set(wanted.values())
     slugs: dict[str, str] = {}
     owner: dict[str, str] = {}
-    problems: list[str] = []
-    notes: list[str] = []
+    problems: list[Message] = []
+    notes: list[Message] = []
     for name, slug in wanted.items():
         if not slug or "/" in slug or slug in (".", ".."):
-            problems.append(f"{name!r} (from {sources[name]}) has no usable URL slug "
-                            f"(add one under [feeds.slugs])")
+            problems.append(message("no_usable_slug", name=name, source=sources[name]))
             continue
         if slug in owner:
             first = owner[slug]
             number = 2
             while f"{slug}-{number}" in taken:
                 number += 1
-            notes.append(f"{name!r} (from {sources[name]}) and {first!r} (from {sources[first]}) both have the URL "
-                         f"slug {slug!r}: {first!r} keeps it (its first post is older), {name!r} gets "
-                         f"'{slug}-{number}' (give one its own under [feeds.slugs])")
+            notes.append(message("slug_shared", name=name, source=sources[name], first=first,
+                                 first_source=sources[first], slug=slug, numbered=f"{slug}-{number}"))
             slug = f"{slug}-{number}"
             taken.add(slug)
         owner[slug] = name

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from feedpub.scheduler import BUILD_JOB, DIGEST_JOB, RETRY_JOB, describe_jobs, digest_trigger, make_scheduler
+from feedpub.strings import english
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -58,7 +59,7 @@ def test_jobs_run_at_start_then_on_schedule(site) -> None:
         assert jobs[DIGEST_JOB].misfire_grace_time == 6 * 3600
         assert jobs[DIGEST_JOB].coalesce and jobs[DIGEST_JOB].max_instances == 1
         assert jobs[BUILD_JOB].trigger.interval.total_seconds() == 120
-        build, retry, digest = sorted(describe_jobs(scheduler, config))
+        build, retry, digest = sorted(describe_jobs(scheduler, config, english("cli")))
         assert build.startswith("job 'build feeds': runs now, then next at ")
         assert retry == "job 'retry deferred deliveries': runs now, then whenever a deferred delivery falls due"
         assert digest.startswith("job 'send digest': runs now, then next at ") and digest.endswith("JST")

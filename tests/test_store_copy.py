@@ -77,7 +77,8 @@ def cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def test_every_table_is_copied_to_postgresql_and_back_and_checked(tmp_path, pg, pg_url):
+def test_every_table_is_copied_to_postgresql_and_back_and_checked(tmp_path, pg, pg_url, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # no feedpub.toml: English
     source = filled(tmp_path / "source.db")
     assert all(counts(source).values()), counts(source)         # the fixture reaches every table
 

@@ -59,6 +59,7 @@ def test_slug_overrides_and_collisions_name_both_sources() -> None:
                                            "ai-2": "e.md"}, {"AI導入戦略": "ai-strategy"})
     # the earlier name keeps the slug; the later gets the first numbered one no name has
     assert slugs == {"AI": "ai", "AI導入戦略": "ai-strategy", "ai": "ai-3", "ai-2": "ai-2"}
-    assert problems == ["'!!!' (from d.md) has no usable URL slug (add one under [feeds.slugs])"]
-    assert notes == ["'ai' (from c.md) and 'AI' (from b.md) both have the URL slug 'ai': 'AI' keeps it (its first "
-                     "post is older), 'ai' gets 'ai-3' (give one its own under [feeds.slugs])"]
+    assert list(map(str, problems)) == ["'!!!' (from d.md) has no usable URL slug (add one under [feeds.slugs])"]
+    assert list(map(str, notes)) == ["'ai' (from c.md) and 'AI' (from b.md) both have the URL slug 'ai': 'AI' keeps "
+                                     "it (its first post is older), 'ai' gets 'ai-3' (give one its own under "
+                                     "[feeds.slugs])"]

@@ -28,6 +28,7 @@ class App:
         self.quiet = quiet
         self._config = None
         self._strings = None
+        self._problems = None
 
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
@@ -43,15 +44,42 @@ class App:
     @property
     def strings(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
         if self._strings is None:
-            from feedpub.strings import load_strings  # lazy: it loads Jinja, which `feedpub --help` does not need
-
-            web = self.config.web
-            override = self.config.path(web.templates_dir) if web.templates_dir else None
-            try:
-                self._strings = load_strings("cli", self.config.site.language, override)
-            except ConfigError as exc:
-                fail(str(exc))
+            self._strings = self._operator_strings("cli")
         return self._strings
+
+    @property
+    def problems(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+        """The words of problems and errors (`feedpub/problems.toml`) in site.language, overridable as the
+        command line's are."""
+        if self._problems is None:
+            self._problems = self._operator_strings("problems")
+        return self._problems
+
+    def strings_without_config(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+        """The command line's words in site.language when the config loads, else in English: for a command that
+        needs no config (`dkim keygen` writes the key a config names before the config can load)."""
+        from feedpub.config_file import load_config  # lazy: see `config`
+        from feedpub.strings import english
+
+        try:
+            self._config = self._config or load_config(self.config_path)
+        except ConfigError:
+            return english("cli")
+        return self.strings
+
+    def problem_line(self, problem: Problem) -> str:
+        """`path:line: what (expected …)` in site.language."""
+        from feedpub.strings import problem_line  # loaded with `problems`
+
+        return problem_line(problem, self.problems)
+
+    def _operator_strings(self, home: str):  # noqa: ANN202 - feedpub.strings.Strings, imported lazily
+        from feedpub.strings import operator_strings  # lazy: it loads Jinja, which `feedpub --help` does not need
+
+        try:
+            return operator_strings(self.config, home)
+        except ConfigError as exc:
+            fail(str(exc))
 
 
 def fail(message: str) -> NoReturn:
@@ -61,13 +89,15 @@ def fail(message: str) -> NoReturn:
 
 
 def stop_on_signals(stop: threading.Event, *, then: str, on_first: Callable[[], None] = lambda: None) -> None:
-    """SIGTERM/SIGINT set `stop` (the work in hand finishes; `then` says what happens to it); a second
-    signal exits at once."""
+    """SIGTERM/SIGINT set `stop` (the work in hand finishes; `then`, a string of cli/strings.toml, says what
+    happens to it); a second signal exits at once."""
+    t = words()
+
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
-            logging.getLogger("feedpub").warning("second signal: exiting now (%s)", then)
+            logging.getLogger("feedpub").warning("%s", t.text("second_signal", then=t.text(then)))
             os._exit(1)
-        logging.getLogger("feedpub").info("%s: stopping after the message in flight", signal.Signals(signum).name)
+        logging.getLogger("feedpub").info("%s", t.text("first_signal", signal=signal.Signals(signum).name))
         stop.set()
         on_first()
 
@@ -89,6 +119,19 @@ def words():  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
     return click.get_current_context().find_object(App).strings
 
 
+def recipient_line(t, outcome) -> str:  # noqa: ANN001 - Strings and feedpub.send.tally.Outcome, imported lazily
+    """One reader's delivery that did not go out: `address: deferred: the server's reply`."""
+    return t.text("recipient_outcome", email=outcome.email, status=t.text(f"outcome_{outcome.status}"),
+                  reply=outcome.reply)
+
+
+def sending_line(t, summary) -> str:  # noqa: ANN001 - Strings and feedpub.send.tally.Summary, imported lazily
+    """`3 sent, 1 deferred, 0 failed`: a sending run (the worker's, the daemon's retries)."""
+    return t.text("sending_counts", sent=summary.sent, deferred=summary.deferred, failed=summary.failed,
+                  skipped=t.count("send_skipped", summary.skipped) if summary.skipped else "",
+                  stopped=t.text("send_stopped") if summary.stopped else "")
+
+
 def say(message: str, *, err: bool = False) -> None:
     """A line about work that went well (a summary, a file written, a warning): left out with `-q`."""
     if not quiet():
@@ -96,12 +139,13 @@ def say(message: str, *, err: bool = False) -> None:
 
 
 def report(problems: list[Problem]) -> None:
-    """Each problem on stderr; warnings (which leave the exit code 0) not with `-q`."""
+    """Each problem on stderr in site.language; warnings (which leave the exit code 0) not with `-q`."""
+    app = click.get_current_context().find_object(App)
     for problem in problems:
         if problem.warning:
-            say(str(problem), err=True)
+            say(app.problem_line(problem), err=True)
         else:
-            click.echo(str(problem), err=True)
+            click.echo(app.problem_line(problem), err=True)
 
 
 class Commands(click.Group):

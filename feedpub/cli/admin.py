@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from feedpub.cli import App, fail
+from feedpub.cli import App, fail, words
 from feedpub.cli.subscribers import open_store_or_fail
 
 
@@ -32,7 +32,7 @@ def add_user(app: App, name: str, password_stdin: bool) -> None:
 
     password = _password(password_stdin)
     _change(app, "account.add", name, lambda store, user: accounts.add_user(store, user, password))
-    click.echo(f"added {name}; log in at /admin (a running `feedpub run` needs no restart)")
+    click.echo(app.strings.text("account_added", name=name))
 
 
 @admin.command("list-users")
@@ -53,7 +53,7 @@ def remove_user(app: App, name: str) -> None:
     from feedpub import accounts  # lazy: sqlalchemy and argon2
 
     _change(app, "account.remove", name, accounts.remove_user)
-    click.echo(f"removed {name}")
+    click.echo(app.strings.text("account_removed", name=name))
 
 
 @admin.command("reset-password")
@@ -66,7 +66,7 @@ def reset_password(app: App, name: str, password_stdin: bool) -> None:
 
     password = _password(password_stdin)
     _change(app, "account.reset-password", name, lambda store, user: accounts.reset_password(store, user, password))
-    click.echo(f"password of {name} changed; its sessions are ended")
+    click.echo(app.strings.text("account_password_changed", name=name))
 
 
 def _change(app: App, action: str, name: str, change: Callable[[Any, str], None]) -> None:
@@ -77,7 +77,7 @@ def _change(app: App, action: str, name: str, change: Callable[[Any, str], None]
     try:
         change(store, name)
     except accounts.AccountError as exc:
-        fail(str(exc))
+        fail(app.problems.message(exc.what))
     accounts.audit(store, user="cli", address="cli", action=action, detail=name)
 
 
@@ -85,5 +85,6 @@ def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
-        fail("no terminal to ask the password on (expected --password-stdin with the password on standard input)")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        fail(words().text("no_terminal"))
+    return click.prompt(words().text("password_prompt"), hide_input=True,
+                        confirmation_prompt=words().text("password_again"))

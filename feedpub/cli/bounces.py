@@ -18,9 +18,8 @@ from pathlib import Path
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail, say
-from feedpub.cli.subscribers import _table, open_store_or_fail
-from feedpub.counts import counted
+from feedpub.cli import FAILED, OK, PARTIAL, App, fail, say, words
+from feedpub.cli.subscribers import _table, _width, open_store_or_fail
 from feedpub.errors import ConfigError
 
 TEMPFAIL = 75      # sysexits.h EX_TEMPFAIL
@@ -64,8 +63,10 @@ def parse(app: App, files: tuple[str, ...], fmt: str) -> None:
         for result in results:
             click.echo(json.dumps(result, ensure_ascii=False))
     else:
+        t = app.strings
         _table([[r["file"], r["kind"], ", ".join(r["recipients"]), r["status"] or "", r["diagnostic"] or r["why"]]
-                for r in results], ["FILE", "KIND", "RECIPIENTS", "STATUS", "DIAGNOSTIC OR WHY"], paths=[0])
+                for r in results], [t.text(f"column_{name}") for name in ("file", "kind", "recipients", "status",
+                                                                          "diagnostic_or_why")], paths=[0])
     raise SystemExit(PARTIAL if skipped else OK)
 
 
@@ -130,14 +131,14 @@ def poll(app: App) -> None:
 
     config = app.config
     if not config.bounces.mailbox and not config.bounces.imap_url:
-        fail(f"{config.source}: neither bounces.mailbox nor bounces.imap_url is set (expected one of them)")
+        fail(app.strings.text("no_bounce_source", config=config.source))
     store = open_store_or_fail(app)
 
     unreadable = []
 
     def show(read) -> None:  # noqa: ANN001 - feedpub.send.bounces.sources.Read, imported lazily
         for outcome in read.outcomes:
-            moved = " (moved)" if read.moved else ""
+            moved = app.strings.text("bounce_moved") if read.moved else ""
             say(f"{read.where}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}{moved}")
         if read.unreadable and any(outcome.evidence_id for outcome in read.outcomes):
             unreadable.append(read)
@@ -175,9 +176,11 @@ def list_(app: App, since: str | None, kinds: tuple[str, ...], fmt: str) -> None
         for record in records:
             writer.writerow(record.values())
     else:
+        t = app.strings
         _table([[str(r["id"]), r["received"][:16].replace("T", " "), r["recipient"] or "-", r["kind"],
                  r["status"] or "", r["issue"] or "", r["effect"]] for r in records],
-               ["ID", "RECEIVED (UTC)", "RECIPIENT", "KIND", "STATUS", "ISSUE", "EFFECT"])
+               [t.text(f"column_{name}") for name in ("id", "received_utc", "recipient", "kind", "status", "issue",
+                                                      "effect")])
 
 
 @bounces.command()
@@ -187,17 +190,21 @@ def show(app: App, evidence_id: int) -> None:
     """Show one recorded bounce: what it was classified as, why, what was done, and the message itself."""
     from feedpub.send.bounces import evidence
 
+    t = app.strings
     found = evidence.one(open_store_or_fail(app, migrate=False), evidence_id)
     if found is None:
-        fail(f"no bounce with id {evidence_id} (expected an ID from `feedpub bounces list`)")
-    for label, value in (("received", found.received_at.isoformat()), ("source", found.source),
-                         ("message", found.message_key), ("recipient", found.recipient or "-"),
-                         ("delivery", f"{found.delivery_id} (issue {found.issue})" if found.delivery_id else "-"),
-                         ("kind", found.kind), ("status", found.status or "-"), ("diagnostic", found.diagnostic or "-"),
-                         ("why", found.why), ("effect", found.effect)):
-        click.echo(f"{label + ':':<12}{value}")
-    cut = f", first {len(found.raw)} kept" if len(found.raw) < found.raw_size else ""
-    click.echo(f"\n--- evidence ({counted(found.raw_size, 'byte')}{cut}) ---")
+        fail(t.text("no_bounce", id=evidence_id))
+    delivery = t.text("bounce_delivery", delivery=found.delivery_id, issue=found.issue) if found.delivery_id else "-"
+    shown = [(t.text(f"label_{name}"), value) for name, value in (
+        ("received", found.received_at.isoformat()), ("source", found.source), ("message", found.message_key),
+        ("recipient", found.recipient or "-"), ("delivery", delivery), ("kind", found.kind),
+        ("status", found.status or "-"), ("diagnostic", found.diagnostic or "-"), ("why", found.why),
+        ("effect", found.effect))]
+    width = max(_width(label) for label, _ in shown) + 2
+    for label, value in shown:
+        click.echo(f"{label}:{' ' * (width - _width(label) - 1)}{value}")
+    cut = t.count("evidence_cut", len(found.raw)) if len(found.raw) < found.raw_size else ""
+    click.echo("\n" + t.text("evidence_heading", size=t.count("bytes", found.raw_size), cut=cut))
     sys.stdout.flush()
     sys.stdout.buffer.write(found.raw if found.raw.endswith(b"\n") else found.raw + b"\n")
 
@@ -216,7 +223,7 @@ def _read(name: str) -> bytes | None:
         with open(name, "rb") as handle:
             return handle.read(SIZE_LIMIT + 1)
     except OSError as exc:
-        click.echo(f"{name}: cannot read ({exc.strerror}) (expected a message file)", err=True)
+        click.echo(words().text("message_unreadable", file=name, reason=exc.strerror), err=True)
         return None
 
 
@@ -228,5 +235,5 @@ def _since(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        fail(f"--since {text!r} is neither a date nor a duration (expected e.g. 2025-12-01 or 7d)")
+        fail(words().text("bad_since", since=text))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -39,7 +39,7 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
             click.echo(f"feedpub: {exc}", err=True)
             return FAILED
         report(list(result.problems))
-        say(_summary(result))
+        say(build_summary(words(), result))
         if config.feeds.websub_hub and result.written.written:
             # Imported once a build wrote something: it loads site.feeds (0.23 s), which a no-op build never does.
             from feedpub.site.websub import changed_feeds
@@ -59,11 +59,12 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
     from feedpub.site.websub import Publisher
 
     stop = threading.Event()
-    stop_on_signals(stop, then="the feeds are as the last finished build left them")
+    stop_on_signals(stop, then="build_then")
     publisher = Publisher()
     live = LiveConfig(app.config, app.config_path)
     code = once(live.current, publisher.publish)
-    say(f"watching {live.current.posts_dir} and {app.config_path or 'no config file'} (Ctrl-C stops)", err=True)
+    say(app.strings.text("build_watching", posts=live.current.posts_dir,
+                         config=app.config_path or app.strings.text("no_config_file")), err=True)
     for _batch in follow(live, stop):
         # In one process from here on: forking worker processes beside the watcher's and the publisher's
         # threads could copy a lock one of them holds.
@@ -83,18 +84,22 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
         click.echo(f"feedpub: {exc}", err=True)
         return False
     except OSError as exc:
-        click.echo(f"feedpub: {exc.filename}: cannot write the digest archive ({exc.strerror})", err=True)
+        click.echo(f"feedpub: {words().text('archive_unwritable', file=exc.filename, reason=exc.strerror)}", err=True)
         return False
     if archived.issues:
-        t = words()
-        say(t.text("archive_summary", issues=t.count("issues", archived.issues),
-                   files=t.count("files", len(archived.written)), unchanged=archived.unchanged))
+        say(archive_summary(words(), archived))
     return True
 
 
-def _summary(result) -> str:  # noqa: ANN001 - feedpub.site.build.BuildReport, imported lazily
-    """What the build did, in site.language."""
-    t, written = words(), result.written
+def archive_summary(t, archived) -> str:  # noqa: ANN001 - Strings and feedpub.send.archive_sync.Archived, lazily
+    """What writing the digest archive did, in the language of `t`."""
+    return t.text("archive_summary", issues=t.count("issues", archived.issues),
+                  files=t.count("files", len(archived.written)), unchanged=archived.unchanged)
+
+
+def build_summary(t, result) -> str:  # noqa: ANN001 - Strings and feedpub.site.build.BuildReport, imported lazily
+    """What the build did, in the language of `t`."""
+    written = result.written
     return t.text("build_summary", posts=t.count("posts", result.posts), feeds=t.count("feeds", result.feeds),
                   files=t.count("files", len(written.written)), unchanged=len(written.unchanged),
                   removed=len(written.removed), output=result.output, problems=t.count("problems", result.errors),

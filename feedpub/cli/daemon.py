@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from feedpub.cli import PARTIAL, App, fail, stop_on_signals
+from feedpub.cli import PARTIAL, App, fail, sending_line, stop_on_signals
+from feedpub.cli import words as _words
+from feedpub.cli.build import archive_summary, build_summary
 from feedpub.cli.notify import notify, watchdog_interval
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError, Problem
@@ -26,14 +28,18 @@ if TYPE_CHECKING:
     from feedpub.site.output import WriteResult
     from feedpub.site.websub import Publisher
     from feedpub.store import Store
+    from feedpub.strings import Strings
 
 log = logging.getLogger("feedpub.run")
 SHOWN = 20     # problems (and warnings) of one job that /healthz lists; `feedpub check` lists all of a build's
+# A line of /healthz and the dashboard: in English (what /healthz gives monitors) and in site.language.
+Line = tuple[str, str]
 
 
 class Daemon:
     """The daemon's jobs and the state /healthz reports. Jobs never raise: a failed run is logged, kept as a
-    problem of that job until its next run, and the next one tries again."""
+    problem of that job until its next run, and the next one tries again. The log and the dashboard speak
+    site.language; /healthz English."""
 
     def __init__(self, config: Config, store: Store, config_file: Path | None, publisher: Publisher) -> None:
         from feedpub.site.watch import LiveConfig  # lazy: watchfiles, 70 ms
@@ -48,8 +54,9 @@ class Daemon:
         self._reported: set[Problem] = set()
         self.last_build_facts: dict[str, int] = {}    # posts, problems and warnings of the last build, for /admin
         # What each job's last run left wrong (problems: /healthz answers 503) or worth a look (warnings).
-        self.problems: dict[str, list[str]] = {}
-        self.warnings: dict[str, list[str]] = {}
+        self.problems: dict[str, list[Line]] = {}
+        self.warnings: dict[str, list[Line]] = {}
+        self._voices: tuple[Config, Strings, Strings] | None = None
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
 
@@ -58,6 +65,36 @@ class Daemon:
         """Reloaded when the file changes (with watching on): [site], [feeds] and [digest] texts apply at the
         next build or issue; the web app, the store, SMTP and the schedules keep what they started with."""
         return self.live.current
+
+    @property
+    def words(self) -> Strings:
+        """The command line's strings in the current config's site.language."""
+        return self._voice()[0]
+
+    def _voice(self) -> tuple[Strings, Strings]:
+        """The command line's and the problems' strings, loaded again when the config was; a strings.toml broken
+        since is logged and the words in use kept (jobs never raise)."""
+        from feedpub.strings import english, operator_strings  # lazy: Jinja, see feedpub.cli.App.strings
+
+        config = self.config
+        if self._voices is None or self._voices[0] is not config:
+            try:
+                self._voices = (config, operator_strings(config, "cli"), operator_strings(config, "problems"))
+            except ConfigError as exc:
+                log.error("%s", exc)
+                kept = self._voices[1:] if self._voices else (english("cli"), english("problems"))
+                self._voices = (config, *kept)
+        return self._voices[1], self._voices[2]
+
+    def _line(self, key: str, **fields: Any) -> Line:
+        from feedpub.strings import english  # lazy: as in _voice
+
+        return english("cli").text(key, **fields), self.words.text(key, **fields)
+
+    def _problem(self, problem: Problem) -> Line:
+        from feedpub.strings import problem_line  # lazy: as in _voice
+
+        return str(problem), problem_line(problem, self._voice()[1])
 
     def build(self) -> None:
         """The feeds, then the digest archive from the store. Both are incremental: when nothing changed they
@@ -73,27 +110,30 @@ class Daemon:
         try:
             report = build_site(config, on_written=lambda written: self._announce(config, written))
         except ConfigError as exc:
-            log.error("build failed, published files left as they were: %s", exc)
-            self._outcome("build", [f"build failed, published files left as they were: {exc}"])
+            line = self._line("daemon_build_failed", reason=str(exc))
+            log.error("%s", line[1])
+            self._outcome("build", [line])
             return
         except Exception as exc:
-            log.exception("build failed, published files left as they were")
-            self._outcome("build", [f"build failed, published files left as they were: {exc!r}"])
+            line = self._line("daemon_build_failed", reason=repr(exc))
+            log.exception("%s", self.words.text("build_failed_logged"))
+            self._outcome("build", [line])
             return
-        for problem in report.problems:    # each once, not at every timed rebuild
+        lines = {problem: self._problem(problem) for problem in report.problems}
+        for problem, line in lines.items():    # each once, not at every timed rebuild
             if problem not in self._reported:
-                log.warning("%s", problem)
+                log.warning("%s", line[1])
         self._reported = set(report.problems)
         if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
-            log.info("%s", report.summary())
+            log.info("%s", build_summary(self.words, report))
         self.categories, self.last_build = report.categories, datetime.now(UTC)
-        errors = [str(p) for p in report.problems if not p.warning]
-        warnings = [str(p) for p in report.problems if p.warning]
+        errors = [line for problem, line in lines.items() if not problem.warning]
+        warnings = [line for problem, line in lines.items() if problem.warning]
         self._outcome("build", errors, warnings)
         self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(errors),
                                  "last_build_warnings": len(warnings)}
 
-    def _outcome(self, job: str, problems: list[str], warnings: Sequence[str] = ()) -> None:
+    def _outcome(self, job: str, problems: list[Line], warnings: Sequence[Line] = ()) -> None:
         """What `job`'s last run left wrong and worth a look, in place of its run before."""
         self.problems[job], self.warnings[job] = problems, list(warnings)
 
@@ -103,12 +143,12 @@ class Daemon:
         try:
             archived = refresh(config, self.store)
         except Exception as exc:
-            log.exception("digest archive not written, its files left as they were")
-            self._outcome("archive", [f"digest archive not written, its files left as they were: {exc!r}"])
+            log.exception("%s", self.words.text("archive_failed_logged"))
+            self._outcome("archive", [self._line("archive_failed", reason=repr(exc))])
             return
         self._outcome("archive", [])
         if archived.written:
-            log.info("%s", archived.summary())
+            log.info("%s", archive_summary(self.words, archived))
 
     def _announce(self, config: Config, written: WriteResult) -> None:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
@@ -136,17 +176,19 @@ class Daemon:
                                         missed_after=parse_duration(self.config.digest.misfire_grace),
                                         send=self.config.digest.send_in_daemon)
         except Exception as exc:
-            log.exception("digest failed")
-            self._outcome("digest", [f"digest failed: {exc!r}"])
+            log.exception("%s", self.words.text("digest_failed_logged"))
+            self._outcome("digest", [self._line("digest_failed", reason=repr(exc))])
             return
-        for problem in result.problems:
-            log.warning("%s", problem)
-        self._outcome("digest", [str(p) for p in result.problems if not p.warning],
-                      [str(p) for p in result.problems if p.warning])
+        lines = {problem: self._problem(problem) for problem in result.problems}
+        for line in lines.values():
+            log.warning("%s", line[1])
+        self._outcome("digest", [line for problem, line in lines.items() if not problem.warning],
+                      [line for problem, line in lines.items() if problem.warning])
         if result.summary is None:
             log.info("%s", result.note)
         else:
-            log.info("issue %s: %s", result.period, result.summary.line())
+            log.info("%s", self.words.text("issue_sent", period=result.period,
+                                           counts=sending_line(self.words, result.summary)))
 
     def retry(self) -> datetime | None:
         """Send the rows that are due (deferred ones whose retry time has come, those of a resumed issue);
@@ -161,11 +203,11 @@ class Daemon:
                 finally:
                     self.sending.release()
                 if summary is not None:
-                    log.info("retries: %s", summary.line())
+                    log.info("%s", self.words.text("retries_sent", counts=sending_line(self.words, summary)))
             wake = self.store.next_retry()
         except Exception as exc:
-            log.exception("retry failed")
-            self._outcome("retry", [f"retrying deferred deliveries failed: {exc!r}"])
+            log.exception("%s", self.words.text("retry_failed_logged"))
+            self._outcome("retry", [self._line("retry_failed", reason=repr(exc))])
             return None
         self._outcome("retry", [])
         return wake
@@ -184,8 +226,8 @@ class Daemon:
         try:
             poll(self.config, self.store, logged)
         except Exception as exc:
-            log.exception("reading bounces failed")
-            self._outcome("bounces", [f"reading bounces failed: {exc!r}"])
+            log.exception("%s", self.words.text("bounces_failed_logged"))
+            self._outcome("bounces", [self._line("bounces_failed", reason=repr(exc))])
             return
         self._outcome("bounces", [])
 
@@ -196,30 +238,32 @@ class Daemon:
 
     def health(self) -> dict[str, Any]:
         """/healthz's facts: `problems` (something does not work: 503) apart from `warnings` (it works; look
-        when you can), at most SHOWN of each job."""
+        when you can), at most SHOWN of each job, in English; `shown`: the same lines in site.language, for the
+        dashboard (/healthz leaves them out)."""
         from feedpub import holds  # lazy: sqlalchemy (0.25 s), which `feedpub --help` would otherwise load
 
         next_retry = self.store.next_retry()
         websub = self.publisher.last()
         paused = holds.reasons(self.store)
-        unaccepted = [f"{hub}: the last WebSub ping was not accepted (answer {ping['status']})"
+        unaccepted = [self._line("websub_refused", hub=hub, status=ping["status"])
                       for hub, ping in websub.items() if not ping["ok"]]
+        problems = self._shown({**self.problems, "paused": [self._line("issue_paused", period=period, reason=why)
+                                                            for period, why in paused.items()]})
+        warnings = self._shown({**self.warnings, "websub": unaccepted})
         return {"last_build": self.last_build.isoformat(timespec="seconds") if self.last_build else None,
                 "next_retry": next_retry.isoformat(timespec="seconds") if next_retry else None,
                 "websub": websub, "paused_issues": paused, **self.last_build_facts,
-                "problems": _shown({**self.problems, "paused": [f"issue {period} is paused: {why}"
-                                                                for period, why in paused.items()]}),
-                "warnings": _shown({**self.warnings, "websub": unaccepted})}
+                "problems": [english for english, _ in problems], "warnings": [english for english, _ in warnings],
+                "shown": {"problems": [shown for _, shown in problems], "warnings": [shown for _, shown in warnings]}}
 
-
-def _shown(by_job: dict[str, list[str]]) -> list[str]:
-    """Each job's lines, at most SHOWN of one job, then how many more."""
-    lines = []
-    for found in by_job.values():
-        lines += found[:SHOWN]
-        if len(found) > SHOWN:
-            lines.append(f"… and {len(found) - SHOWN} more (`feedpub check` lists a build's)")
-    return lines
+    def _shown(self, by_job: dict[str, list[Line]]) -> list[Line]:
+        """Each job's lines, at most SHOWN of one job, then how many more."""
+        lines = []
+        for found in by_job.values():
+            lines += found[:SHOWN]
+            if len(found) > SHOWN:
+                lines.append(self._line("and_more", count=len(found) - SHOWN))
+        return lines
 
 
 @click.command()
@@ -256,30 +300,32 @@ def run(app: App, no_watch: bool) -> None:
     def stop_web() -> None:
         server.should_exit = True
 
-    stop_on_signals(daemon.stop, then="rows left 'sending' are resumed at next start", on_first=stop_web)
+    stop_on_signals(daemon.stop, then="daemon_then", on_first=stop_web)
     web = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="web", daemon=True)
     web.start()
     scheduler.start()
     watcher = threading.Thread(target=daemon.watch, name="watch", daemon=True)
-    parts = {f"the web server on http://{config.web.listen}": web.is_alive, "the scheduler": scheduler.alive}
+    t = app.strings
+    parts = {t.text("part_web", listen=config.web.listen): web.is_alive, t.text("part_scheduler"): scheduler.alive}
     if not no_watch:
         watcher.start()
-        parts["the watcher"] = watcher.is_alive
+        parts[t.text("part_watcher")] = watcher.is_alive
     while not server.started and web.is_alive() and not daemon.stop.wait(0.02):
         pass
-    log.info("running: web on http://%s, public at %s", config.web.listen, config.web.public_url)
-    for line in describe_jobs(scheduler, config):
+    log.info("%s", t.text("daemon_running", listen=config.web.listen, public=config.web.public_url))
+    for line in describe_jobs(scheduler, config, t):
         log.info("%s", line)
     if not no_watch:
-        log.info("watching %s and %s for changes", config.posts_dir, app.config_path or "no config file")
+        log.info("%s", t.text("daemon_watching", posts=config.posts_dir,
+                              config=app.config_path or t.text("no_config_file")))
     if server.started:
-        notify("READY=1", f"STATUS=serving on http://{config.web.listen}, public at {config.web.public_url}")
+        notify("READY=1", f"STATUS={t.text('daemon_status', listen=config.web.listen, public=config.web.public_url)}")
     dead = _supervise(daemon.stop, parts, watchdog_interval())
     if dead:
-        log.error("%s stopped on its own: feedpub exits (status 1) for its service manager to start it again", dead)
+        log.error("%s", t.text("part_died", part=dead))
         daemon.stop.set()
         stop_web()
-    notify("STOPPING=1", "STATUS=stopping after the messages in flight")
+    notify("STOPPING=1", f"STATUS={t.text('stopping_status')}")
     scheduler.shutdown(wait=True)
     if watcher.is_alive():
         watcher.join()     # after the build in hand
@@ -287,7 +333,7 @@ def run(app: App, no_watch: bool) -> None:
     web.join(timeout=config.smtp.timeout)
     listening.close()
     store.engine.dispose()
-    log.info("stopped")
+    log.info("%s", t.text("stopped"))
     if dead:
         raise SystemExit(PARTIAL)
 
@@ -297,7 +343,7 @@ def _listen(config: Config) -> socket.socket:
     that builds and sends on without the pages its mail links to."""
     host, _, port = config.web.listen.rpartition(":")
     if not port.isdigit():
-        fail(f"{config.source}: 'web.listen': {config.web.listen!r} (expected HOST:PORT, e.g. 127.0.0.1:8080)")
+        fail(_words().text("listen_malformed", config=config.source, listen=config.web.listen))
     host = host.strip("[]") or "127.0.0.1"
     listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -308,8 +354,7 @@ def _listen(config: Config) -> socket.socket:
         return listening
     except OSError as exc:
         listening.close()
-        fail(f"{config.source}: 'web.listen': cannot listen on {config.web.listen} ({exc.strerror}) (expected an "
-             "address no other program holds: is another feedpub running?)")
+        fail(_words().text("listen_unavailable", config=config.source, listen=config.web.listen, reason=exc.strerror))
 
 
 def _supervise(stop: threading.Event, parts: dict[str, Callable[[], bool]], watchdog: timedelta | None) -> str | None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say, words
-from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
+from feedpub.cli import FAILED, OK, PARTIAL, App, fail, recipient_line, report, say, words
+from feedpub.cli.subscribers import _table, open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
 from feedpub.records import StoredIssue
@@ -104,8 +104,7 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
     summary, stored = result.summary, result.issue
     assert stored is not None
     for outcome in summary.problems:     # a deferred row is tried again: with -q only the failed ones are shown
-        (click.echo if outcome.status == "failed" else say)(f"{outcome.email}: {outcome.status}: {outcome.reply}",
-                                                            err=True)
+        (click.echo if outcome.status == "failed" else say)(recipient_line(words(), outcome), err=True)
     counts = store.counts(stored.id)
     waiting = counts["queued"] + counts["deferred"] + counts["sending"]
     retry = store.next_retry(stored.id)
@@ -201,8 +200,9 @@ def status(app: App) -> None:
     held = holds.states(store)
     returned = per_issue(store)
     # The counts stay the last columns, where scripts read them; HOLD is "paused", "cancelled" or "-".
-    rows = [["ISSUE", "COVERS", "HOLD", "CANCELLED", "QUEUED", "SENDING", "SENT", "DEFERRED", "FAILED", "BOUNCED",
-             "COMPLAINED"]]
+    rows = [[app.strings.text(f"column_{name}") for name in (
+        "issue", "covers", "hold", "cancelled", "queued", "sending", "sent", "deferred", "failed", "bounced",
+        "complained")]]
     for issue in store.issues():
         counts = store.counts(issue.id)
         covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
@@ -212,9 +212,7 @@ def status(app: App) -> None:
     if len(rows) == 1:
         click.echo(words().text("no_issues"))
         return
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    _table(rows[1:], rows[0])
     # Below the table, on stderr: scripts read the rows.
     for period, reason in holds.reasons(store).items():
         click.echo(words().text("status_paused", reason=reason, period=period), err=True)

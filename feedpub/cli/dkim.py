@@ -1,7 +1,7 @@
 """`feedpub dkim keygen`: a key for `[smtp.dkim]`, and the DNS record that publishes it.
 
-keygen reads no config: the config may already name the key file it is about to write (and a config
-naming a missing key does not load).
+keygen needs no config: the config may already name the key file it is about to write (and a config
+naming a missing key does not load). It speaks site.language when the config loads, else English.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import fail, say
+from feedpub.cli import App, fail, say
 
 
 @click.group()
@@ -27,18 +27,20 @@ def dkim() -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the private key (mode 0600, never overwritten; a missing folder is made 0700)  "
               "[default: dkim-SELECTOR.key]")
-def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
+@click.pass_obj
+def keygen(app: App, selector: str, domain: str, bits: int, output: Path | None) -> None:
     """Write a new private key and print the DNS TXT record to publish."""
     # Imported here, as in the other command modules: feedpub.config costs ~26 ms of start-up that
     # `feedpub --help` does not need.
     from feedpub.config_file import check_dns_name
     from feedpub.send.dkim import dns_record, new_key, write_private_key
 
+    t = app.strings_without_config()
     for option, value in (("--selector", selector), ("--domain", domain)):
         try:
             check_dns_name(value)
         except ValueError as exc:
-            fail(f"{option}: {exc}")
+            fail(t.text("dkim_bad_option", option=option, reason=str(exc)))
     output = output or Path(f"dkim-{selector}.key")
     private, public = new_key(bits)
     try:
@@ -46,11 +48,10 @@ def keygen(selector: str, domain: str, bits: int, output: Path | None) -> None:
         output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private_key(output, private)
     except FileExistsError:
-        fail(f"{output}: already exists; keygen never overwrites a key (expected a new --output, and a new "
-             "--selector for a new key)")
+        fail(t.text("dkim_key_exists", output=output))
     except OSError as exc:
-        fail(f"{output}: cannot write the key ({exc.strerror})")
+        fail(t.text("dkim_cannot_write", output=output, reason=exc.strerror))
     click.echo(dns_record(selector, domain, public))
-    say(f"wrote {output} ({bits}-bit RSA, readable only by you). Publish the TXT record above, then "
-        f"add to feedpub.toml:\n[smtp.dkim]\ndomain = \"{domain or 'YOUR-DOMAIN'}\"\n"
-        f"selector = \"{selector}\"\nkey_file = \"{output.resolve()}\"", err=True)
+    say(f"{t.text('dkim_written', output=output, bits=bits)}\n[smtp.dkim]\n"
+        f"domain = \"{domain or t.text('your_domain')}\"\nselector = \"{selector}\"\nkey_file = \"{output.resolve()}\"",
+        err=True)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import click
 
 from feedpub.cli import App, fail, say
-from feedpub.counts import counted
 
 if TYPE_CHECKING:
     from feedpub.store_copy import Copied
+    from feedpub.strings import Strings
 
 
 @click.group()
@@ -34,12 +34,13 @@ def migrate(app: App, url: str | None) -> None:
         shown, was, found = migrate_store(url or app.config.store_url)
     except StoreError as exc:
         fail(str(exc))
+    t = app.strings
     if was == 0:
-        say(f"{shown}: created (v{found})")
+        say(t.text("store_created", store=shown, version=found))
     elif was < found:
-        say(f"{shown}: migrated from v{was} to v{found}")
+        say(t.text("store_migrated", store=shown, was=was, version=found))
     else:
-        say(f"{shown}: up to date (v{found})")
+        say(t.text("store_up_to_date", store=shown, version=found))
 
 
 @store.command()
@@ -57,7 +58,9 @@ def copy(source_url: str, destination_url: str) -> None:
         copied = copy_store(source, target)
     except StoreError as exc:
         fail(str(exc))
-    _summary(copied, f"copied {source.shown} to {target.shown}")
+    # No config needed to copy: its words are in site.language when there is one that loads.
+    t = click.get_current_context().find_object(App).strings_without_config()
+    _summary(t, copied, t.text("store_copied", source=source.shown, target=target.shown))
 
 
 @store.command()
@@ -73,10 +76,11 @@ def backup(app: App, file: Path) -> None:
         copied = back_up(store_, file)
     except StoreError as exc:
         fail(str(exc))
-    _summary(copied, f"backed up {store_.shown} to {file}")
+    _summary(app.strings, copied, app.strings.text("store_backed_up", source=store_.shown, target=file))
 
 
-def _summary(copied: list[Copied], done: str) -> None:
+def _summary(t: Strings, copied: list[Copied], done: str) -> None:
     for each in copied:
-        say(f"{each.table}: {counted(each.rows, 'row')}", err=True)
-    say(f"{done}: {counted(sum(each.rows for each in copied), 'row')} in {counted(len(copied), 'table')}, checked")
+        say(t.text("store_table_rows", table=each.table, rows=t.count("rows", each.rows)), err=True)
+    say(t.text("store_summary", done=done, rows=t.count("rows", sum(each.rows for each in copied)),
+               tables=t.count("tables", len(copied))))

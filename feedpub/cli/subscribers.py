@@ -22,7 +22,7 @@ import click
 
 from feedpub import spreadsheet
 from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
-from feedpub.errors import Problem
+from feedpub.errors import Problem, message
 from feedpub.records import SubscriberInput, SubscriberStatus
 
 if TYPE_CHECKING:
@@ -94,9 +94,10 @@ def list_(app: App, fmt: str) -> None:
             writer.writerow([r["email"], r["name"], r["status"], ";".join(r["categories"]),
                              "yes" if r["suppressed"] else "", r["created"]])
     else:
-        _table([[r["email"], r["name"], r["status"] + (" (suppressed)" if r["suppressed"] else ""),
+        t = app.strings
+        _table([[r["email"], r["name"], r["status"] + (t.text("suppressed_mark") if r["suppressed"] else ""),
                  ", ".join(r["categories"]), r["created"][:10]] for r in records],
-               ["EMAIL", "NAME", "STATUS", "CATEGORIES", "CREATED"])
+               [t.text(f"column_{name}") for name in ("email", "name", "status", "categories", "created")])
 
 
 @subscribers.command(name="import")
@@ -114,7 +115,7 @@ def import_(app: App, file: Path) -> None:
     # Importing a list must never re-mail someone who unsubscribed or bounced: existing rows keep their status.
     saved = store.save_subscribers(entries, status=None)
     suppressed = store.suppressed()
-    problems += [Problem(str(file), None, f"{row.email}: suppressed; kept but never mailed", warning=True)
+    problems += [Problem(str(file), None, message("suppressed_kept", email=row.email), warning=True)
                  for row, _ in saved if row.email.lower() in suppressed]
     report(problems)
     created = sum(new for _, new in saved)
@@ -237,7 +238,7 @@ def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
             rows.append((reader.line_num, {name: spreadsheet.read_cell(value or "") for name, value in row.items()
                                            if isinstance(value, str | None) and name is not None}))
     except csv.Error as exc:
-        problems.append(Problem(str(file), reader.line_num, f"unreadable CSV ({exc}); rest of the file skipped"))
+        problems.append(Problem(str(file), reader.line_num, message("unreadable_csv", reason=str(exc))))
     return header, rows, problems
 
 
@@ -248,7 +249,8 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
     from feedpub.addresses import BadAddress, mailable
     from feedpub.store import email_key
 
-    problems = [Problem(str(file), 1, f"unknown column '{name}' ignored", "email, name, categories", warning=True)
+    problems = [Problem(str(file), 1, message("unknown_column", name=name), message("expected_import_columns"),
+                        warning=True)
                 for name in header if name not in ("email", "name", "categories")]
     entries: list[SubscriberInput] = []
     first_lines: dict[str, int] = {}   # email key → the line that listed it first
@@ -256,11 +258,13 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
         try:
             address = mailable(row.get("email") or "")
         except BadAddress as exc:
-            problems.append(Problem(str(file), line, str(exc), "a valid e-mail address"))
+            problems.append(Problem(str(file), line, message("bad_address", reason=str(exc)),
+                                    message("expected_address")))
             continue
         first = first_lines.setdefault(email_key(address), line)
         if first != line:
-            problems.append(Problem(str(file), line, f"duplicate of line {first}; skipped", "each address once"))
+            problems.append(Problem(str(file), line, message("duplicate_row", first=first),
+                                    message("expected_address_once")))
             continue
         name = (row.get("name") or "").strip() if "name" in header else None
         cats = _split(row.get("categories") or "", ";") if "categories" in header else None
@@ -278,9 +282,9 @@ def _unknown_categories(path: str, line: int | None, names: Iterable[str],
             continue
         by_lower = {category.lower(): category for category in known()}
         close = difflib.get_close_matches(name.lower(), by_lower, n=1)
-        such_as = f", such as '{by_lower[close[0]]}'" if close else ""
-        problems.append(Problem(path, line, f"unknown category '{name}' kept; no published post has it",
-                                f"a category of the site's posts{such_as}", warning=True))
+        expected = message("expected_category_like", such_as=by_lower[close[0]]) if close else message(
+            "expected_category")
+        problems.append(Problem(path, line, message("unknown_category", name=name), expected, warning=True))
     return problems
 
 
@@ -314,8 +318,9 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
     from feedpub.store_copy import address_columns, restore_addresses
 
     columns = address_columns()
-    problems = problems + [Problem(str(file), 1, f"unknown column '{name}' ignored", "the columns of export --all",
-                                   warning=True) for name in header if name not in columns]
+    problems = problems + [Problem(str(file), 1, message("unknown_column", name=name),
+                                   message("expected_export_columns"), warning=True)
+                           for name in header if name not in columns]
     required = [name for name, column in columns.items()
                 if column.table.name == "subscribers" and not column.nullable and column.default is None]
     restored: list[dict[str, Any]] = []
@@ -333,10 +338,11 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
             elif "@" not in (values.get("email") or ""):
                 raise ValueError(f"{values.get('email')!r} is not an address")
         except (ValueError, BadAddress) as exc:
-            problems.append(Problem(str(file), line, str(exc), "a row as `subscribers export --all` writes it"))
+            problems.append(Problem(str(file), line, message("bad_row", reason=str(exc)),
+                                    message("expected_export_row")))
             continue
         if email_key(values["email"]) in seen:
-            problems.append(Problem(str(file), line, "a later row of the same address; skipped", "each address once"))
+            problems.append(Problem(str(file), line, message("later_row"), message("expected_address_once")))
             continue
         seen.add(email_key(values["email"]))
         restored.append(values)

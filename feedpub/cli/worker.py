@@ -12,7 +12,7 @@ import threading
 
 import click
 
-from feedpub.cli import OK, App, fail, stop_on_signals
+from feedpub.cli import OK, App, fail, recipient_line, sending_line, stop_on_signals
 from feedpub.cli.notify import notify
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError
@@ -36,11 +36,11 @@ def worker(app: App, lease: str, idle: str) -> None:
     from feedpub.send.delivery import deliver  # 0.3 s, with sqlalchemy
     from feedpub.send.dispatch import Messages
 
-    config = app.config
+    config, t = app.config, app.strings
     try:
         lease_time, idle_time = parse_duration(lease), parse_duration(idle)
     except ValueError as exc:
-        fail(f"--lease/--idle: {exc}")
+        fail(t.text("bad_option", option="--lease/--idle", reason=str(exc)))
     try:
         config.web.secret()       # the unsubscribe links in every message are signed with it
         config.smtp.password()
@@ -49,24 +49,25 @@ def worker(app: App, lease: str, idle: str) -> None:
     store = open_store_or_fail(app)
     stop = threading.Event()
 
-    stop_on_signals(stop, then="rows left 'sending' are taken over after the lease")
+    stop_on_signals(stop, then="worker_then")
     messages = Messages(config, store)
-    log.info("worker started: sending from %s to %s:%s", store.shown, config.smtp.host, config.smtp.port)
+    relay = f"{config.smtp.host}:{config.smtp.port}"
+    log.info("%s", t.text("worker_started", store=store.shown, relay=relay))
     # No WATCHDOG=1: one pass of the loop sends a whole batch of an issue, for longer than a watchdog waits.
-    notify("READY=1", f"STATUS=sending from {store.shown} to {config.smtp.host}:{config.smtp.port}")
+    notify("READY=1", f"STATUS={t.text('worker_status', store=store.shown, relay=relay)}")
     while not stop.is_set():
         try:
             summary = deliver(config, store, None, messages, stop=stop, lease=lease_time)
         except SQLAlchemyError:   # the database restarted or went away for a moment: keep the worker
-            log.exception("store error; trying again in %s", idle)
+            log.exception("%s", t.text("worker_store_error", idle=idle))
             stop.wait(idle_time.total_seconds())
             continue
         for outcome in summary.problems:
-            log.warning("%s: %s: %s", outcome.email, outcome.status, outcome.reply)
+            log.warning("%s", recipient_line(t, outcome))
         if summary.sent or summary.problems or summary.skipped:
-            log.info("%s", summary.line())
+            log.info("%s", sending_line(t, summary))
         stop.wait(idle_time.total_seconds())
-    notify("STOPPING=1", "STATUS=stopping after the messages in flight")
+    notify("STOPPING=1", f"STATUS={t.text('stopping_status')}")
     store.engine.dispose()
-    log.info("stopped")
+    log.info("%s", t.text("stopped"))
     raise SystemExit(OK)

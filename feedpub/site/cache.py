@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Bump when a cached type changes its fields: pickles of the old shape would load without error.
-FORMAT = b"feedpub-cache 6\n"
+FORMAT = b"feedpub-cache 7\n"
 # What this process saved last, by file: (size, mtime_ns) of the file as written, the key, the value. A
 # long-running process (`feedpub run`, `build --watch`) loads it from here while the file is still the one it
 # wrote, skipping the unpickling: 1.2 s of a 10,000-post one-post-added build (bench/publish_bench.py).

@@ -23,7 +23,7 @@ from lxml import etree
 
 from feedpub import templates, urls
 from feedpub.config import Config
-from feedpub.errors import Problem
+from feedpub.errors import Problem, message
 from feedpub.site.markup import RenderedPost, strip_invalid_xml
 from feedpub.site.reader import Post
 from feedpub.site.typography import smartify
@@ -101,7 +101,7 @@ def plan_feeds(config: Config, posts: Sequence[Post], *, fold_case: bool = False
         precedence = sorted(oldest, key=lambda name: (oldest[name].date, oldest[name].path, name))
         slugs, messages, notes = urls.assign_slugs({name: oldest[name].source for name in precedence},
                                                    config.feeds.slugs)
-        problems += [Problem(config.source, None, message) for message in messages]
+        problems += [Problem(config.source, None, what) for what in messages]
         problems += [Problem(config.source, None, note, warning=True) for note in notes]
         pattern = getattr(config.feeds, _ATOM_PATHS[folder]) if folder in _ATOM_PATHS else ""
         atom_paths: dict[str, str] = {}   # the path as the file system tells paths apart → the name holding it
@@ -113,10 +113,9 @@ def plan_feeds(config: Config, posts: Sequence[Post], *, fold_case: bool = False
             atom_path = pattern.format(name=slug if _UNSAFE_NAME.search(name) else name, slug=slug)
             holder = atom_paths.setdefault(atom_path.casefold() if fold_case else atom_path, name) if pattern else name
             if holder != name:
-                problems.append(Problem(config.source, None, f"{holder!r} and {name!r} have the same Atom feed path "
-                                        f"{atom_path!r} on this case-insensitive file system: {holder!r} keeps it "
-                                        f"(its first post is older), {name!r} has its Atom feed at "
-                                        f"{folder}/{slug}/{FORMATS['atom'][0]}", warning=True))
+                problems.append(Problem(config.source, None, message(
+                    "atom_path_shared", holder=holder, name=name, atom_path=atom_path,
+                    moved=f"{folder}/{slug}/{FORMATS['atom'][0]}"), warning=True))
                 atom_path = ""
             feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]), atom_path))
     feeds[1:] = sorted(feeds[1:], key=lambda feed: (_GROUP_ORDER[feed.folder.split("/", 1)[0]], feed.folder))

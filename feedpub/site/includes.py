@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedpub.config import Config
+from feedpub.errors import Message, message
 
 # The file names Jekyll's include tags accept (Jekyll::Tags::IncludeTag's VALID_FILENAME_CHARS and
 # INVALID_SEQUENCES: no `..`, `./`, `/.` or `//`); letters beyond ASCII too, which Jekyll's Ruby refuses.
@@ -37,22 +38,22 @@ class IncludeScope:
     """The site folder and the files in it that no include reads."""
 
     root: Path                      # the site folder, resolved: `site.jekyll_dir`, else the config's folder
-    private: Mapping[Path, str]     # resolved file or folder → what it is, as messages say it
+    private: Mapping[Path, Message]     # resolved file or folder → what it is, as messages say it
 
-    def refusal(self, path: Path) -> str | None:
+    def refusal(self, path: Path) -> Message | None:
         """Why no include reads `path` (absolute: as the tag names it, or resolved), or None when one may."""
         if not path.is_relative_to(self.root):
-            return "outside the site folder"
+            return message("refused_outside_site")
         for private, what in self.private.items():
             if path.is_relative_to(private):
                 return what
         parts = path.relative_to(self.root).parts
         if any(part.startswith(".") for part in parts):
-            return "a dot-file or in a dot-folder"
+            return message("refused_dot_file")
         if parts and parts[0] == _JEKYLL_OUTPUT:
-            return "in _site/, Jekyll's output"
+            return message("refused_jekyll_output")
         if path.suffix.lower() in _KEY_SUFFIXES:
-            return "a key file"
+            return message("refused_key_file")
         return None
 
     def files_below(self, folder: str) -> list[tuple[str, int, int]]:
@@ -86,17 +87,17 @@ class IncludeScope:
 
 def include_scope(config: Config) -> IncludeScope:
     """What includes may read in the site of `config`."""
-    private: dict[Path, str] = {}
+    private: dict[Path, Message] = {}
     if config.source != "<defaults>":
-        private[(config.root / Path(config.source).name).resolve()] = "feedpub's config file"
+        private[(config.root / Path(config.source).name).resolve()] = message("refused_config")
     if config.smtp.dkim.key_file:
-        private[config.path(config.smtp.dkim.key_file)] = "the DKIM key (smtp.dkim.key_file)"
+        private[config.path(config.smtp.dkim.key_file)] = message("refused_dkim_key")
     if config.store_file is not None:
         store = config.store_file.resolve()
         for journal in ("", *_SQLITE_JOURNALS):
-            private[store.with_name(store.name + journal)] = "feedpub's store (store.url)"
-    private[config.path(".feedpub")] = "in feedpub's own folder .feedpub/"
-    private[config.output_dir] = "in the output folder (feeds.output_dir)"
+            private[store.with_name(store.name + journal)] = message("refused_store")
+    private[config.path(".feedpub")] = message("refused_feedpub_folder")
+    private[config.output_dir] = message("refused_output")
     return IncludeScope((config.jekyll_root or config.root).resolve(), private)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from feedpub import urls
 from feedpub.dates import read_date
-from feedpub.errors import Problem
+from feedpub.errors import Message, Problem, message
 from feedpub.jekyll import FrontMatterDefault, JekyllCollection, defaults_for, with_defaults
 from feedpub.site.includes import IncludeScope, valid_include_name
 from feedpub.site.reader import Post, link_tags, post_slug, relative_path
@@ -388,7 +388,7 @@ def unresolved(posts: Sequence[Post], targets: Targets) -> tuple[list[Post], lis
         current = targets.among(kept)
 
 
-def _check(targets: Targets, every: Targets, post: Post, tag: str, written: str, line: int, within: str,
+def _check(targets: Targets, every: Targets, post: Post, tag: str, written: str, line: int, within: Message | str,
            errors: list[Problem], warnings: list[Problem], *, depth: int) -> None:
     """One tag of `post` at `line` (`within`: the include files it comes from, for messages); an include's own tags
     too, to the include tags' depth."""
@@ -398,22 +398,22 @@ def _check(targets: Targets, every: Targets, post: Post, tag: str, written: str,
     try:
         found = targets.resolve(tag, argument, post)
     except LinkError as exc:
-        message = f"{exc}{within}; the post is left out, as Jekyll's build stops at it"
+        what = message("link_not_found", reason=str(exc), within=within)
         if targets is not every and tag in ("post_url", "link"):
             with contextlib.suppress(LinkError):
                 every.resolve(tag, argument, post)
-                message = (f"{tag} {argument!r}{within} names a post that is left out for a problem of its own; "
-                           "this post is left out too, as its link would lead to no post of the feeds")
-        errors.append(Problem(post.source, line, message, EXPECTED[tag]))
+                what = message("link_to_left_out", tag=tag, argument=argument, within=within)
+        errors.append(Problem(post.source, line, what, EXPECTED[tag]))
         return
     if found.deprecated:
-        warnings.append(Problem(post.source, line, f"Jekyll deprecates this{within}: {found.deprecated}",
+        warnings.append(Problem(post.source, line, message("jekyll_deprecates", within=within, reason=found.deprecated),
                                 EXPECTED[tag], warning=True))
     if found.path and tag in ("include", "include_relative") and depth < MAX_INCLUDE_DEPTH:
         path = Path(found.path)
         shown = os.path.relpath(path, targets.site_root).replace(os.sep, "/")
         for inner_tag, inner_written, inner_line in targets.tags_included(path):
-            _check(targets, every, post, inner_tag, inner_written, line, f" (in {shown}:{inner_line}){within}",
+            _check(targets, every, post, inner_tag, inner_written, line,
+                   message("within", place=f"{shown}:{inner_line}", outer=within),
                    errors, warnings, depth=depth + 1)
 
 
@@ -437,6 +437,4 @@ def _with_page_values(argument: str, post: Post) -> str | None:
     return None if "{{" in text or "{%" in text else text
 
 
-EXPECTED = {"include": "a file in the site's _includes/", "include_relative": "a file in the post's folder",
-            "post_url": "the post's path below the site without its extension, e.g. en/2025-01-01-slug",
-            "link": "the path of a post, page or file below the site, e.g. en/_posts/2025-01-01-slug.md"}
+EXPECTED = {tag: message(f"expected_{tag}") for tag in ("include", "include_relative", "post_url", "link")}

@@ -14,7 +14,7 @@ from liquid import BoundTemplate, Environment, Mode, RenderContext, Undefined
 from liquid.exceptions import LiquidError, ResourceLimitError
 from liquid.token import Token
 
-from feedpub.errors import Problem
+from feedpub.errors import Problem, message
 from feedpub.site.liquid import LiquidSite, page_variable, without_liquid
 from feedpub.site.liquid_filters import FILTERS
 from feedpub.site.liquid_tags import TAGS, IncludeError, RenderState, current
@@ -28,7 +28,7 @@ MAX_LOCALS_BYTES = 4_000_000         # what `assign` and `capture` may hold (sys
 MAX_SECONDS = 4.0                    # a post's Liquid, checked at each filter (under markup.RENDER_SECONDS)
 _RAW_OPEN = re.compile(r"\{%-?\s*raw\s*-?%\}")
 _RAW_CLOSE = re.compile(r"\{%-?\s*endraw\s*-?%\}")
-_JEKYLL_TAGS = "a Jekyll tag (raw, highlight, include, post_url, link, assign, capture, if, unless, case, for …)"
+_JEKYLL_TAGS = message("expected_jekyll_tag")
 
 
 def render(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[str, list[Problem]]:
@@ -42,11 +42,11 @@ def render(text: str, site: LiquidSite, post: Post, first_line: int) -> tuple[st
             template = environment(site).from_string(text)
             return template.render(page=page_variable(post, site.root)), state.problems
         except ResourceLimitError as exc:
-            state.warn(exc.token, f"Liquid stopped: {exc.message}; the post is published without its Liquid",
-                       "a loop, include or output of a reasonable size")
+            state.warn(exc.token, message("liquid_stopped", reason=str(exc.message)),
+                       message("expected_reasonable_size"))
         except LiquidError as exc:
-            state.warn(exc.token, f"Liquid cannot be parsed: {exc.message}; the post is published without "
-                       "its Liquid", "a closing '%}' or '}}' for every '{%' and '{{'")
+            state.warn(exc.token, message("liquid_unparsed", reason=str(exc.message)),
+                       message("expected_closed_liquid"))
         return without_liquid(text), state.problems
     finally:
         current.reset(token)
@@ -58,8 +58,7 @@ def _close_raw(text: str, state: RenderState) -> str:
     for opening in _RAW_OPEN.finditer(text):
         last_open = opening
     if last_open and not _RAW_CLOSE.search(text, last_open.end()):
-        state.warn_at(last_open.start(), "{% raw %} is never closed; it runs to the end of the post",
-                      "{% endraw %}")
+        state.warn_at(last_open.start(), message("raw_not_closed"), message("expected_endraw"))
         return text + "{% endraw %}"
     return text
 
@@ -71,8 +70,7 @@ class _Undefined(Undefined):
 
     def __str__(self) -> str:
         name = (self.hint or self.name).removesuffix(" is undefined").strip("'")
-        current.get().warn(self.token, f"Liquid variable '{name}' is not defined and was rendered as nothing",
-                            "a site., page., include. or assigned variable")
+        current.get().warn(self.token, message("undefined_variable", name=name), message("expected_variable"))
         return ""
 
 
@@ -88,8 +86,7 @@ class _Context(RenderContext):
             raise _TimeLimitError(f"render time limit of {MAX_SECONDS:g} s reached", token=token)
         if name not in self.env.filters:
             # Jekyll (strict_filters off) passes the value through an unknown filter unchanged.
-            current.get().warn(token, f"Liquid filter '{name}' is unknown and was skipped",
-                                "a Liquid or Jekyll filter")
+            current.get().warn(token, message("unknown_filter", name=name), message("expected_filter"))
             return lambda value, *args, **kwargs: value
         return super().filter(name, token)
 
@@ -140,13 +137,12 @@ class JekyllEnvironment(Environment):
         where = exc.token = exc.token or token
         if isinstance(exc, ResourceLimitError):
             raise exc
-        message = str(exc.message)
-        if message.startswith("unexpected tag"):
-            message = f"Liquid tag {{% {where.value if where else '?'} %}} is unknown and was rendered as nothing"
-            current.get().warn(where, message, _JEKYLL_TAGS)
+        if isinstance(exc, IncludeError):
+            current.get().warn(where, message("liquid_error", reason=exc.what), exc.expected)
+        elif str(exc.message).startswith("unexpected tag"):
+            current.get().warn(where, message("unknown_tag", tag=where.value if where else "?"), _JEKYLL_TAGS)
         else:
-            current.get().warn(where, f"Liquid: {message}; rendered as nothing",
-                                getattr(exc, "expected", "Liquid as Jekyll accepts it"))
+            current.get().warn(where, message("liquid_error", reason=str(exc.message)), message("expected_liquid"))
 
     def page_seed(self) -> str:
         """Seeds `sample`: the same post picks the same items on every build."""
@@ -184,12 +180,12 @@ class JekyllEnvironment(Environment):
     def _load(self, path: Path, name: str, tag: str) -> tuple[BoundTemplate, str] | LiquidError:
         try:
             if not path.is_file():
-                return IncludeError(f"{{% {tag} {name} %}}: no such file", token=None)
+                return IncludeError(message("include_missing", tag=tag, name=name))
             if path.stat().st_size > MAX_POST_BYTES:
-                return IncludeError(f"{{% {tag} {name} %}}: file over {MAX_POST_BYTES:,} bytes", token=None)
+                return IncludeError(message("include_too_big", tag=tag, name=name, limit=MAX_POST_BYTES))
             source = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
-            return IncludeError(f"{{% {tag} {name} %}}: cannot be read ({exc})", token=None)
+            return IncludeError(message("include_unreadable", tag=tag, name=name, reason=str(exc)))
         try:
             return self.from_string(source, name=name, path=path), source
         except LiquidError as exc:

@@ -22,7 +22,7 @@ from liquid.tag import Tag
 from liquid.token import TOKEN_EOF, TOKEN_EXPRESSION, TOKEN_TAG, Token
 
 from feedpub import urls
-from feedpub.errors import Problem
+from feedpub.errors import Message, Problem, message
 from feedpub.site import links
 from feedpub.site.includes import is_text, valid_include_name
 from feedpub.site.reader import Post
@@ -48,18 +48,19 @@ class RenderState:
         self.problems: list[Problem] = []
         self.sources: dict[int, tuple[str, int]] = {}   # id of an include's text → (file shown, first line)
 
-    def warn_at(self, index: int, message: str, expected: str | None = None) -> None:
+    def warn_at(self, index: int, what: Message, expected: Message | None = None) -> None:
         line = self.first_line + self.text.count("\n", 0, index)
-        self.problems.append(Problem(self.post.source, line, message, expected, warning=True))
+        self.problems.append(Problem(self.post.source, line, what, expected, warning=True))
 
-    def warn(self, token: Token | None, message: str, expected: str | None = None, *, warning: bool = True) -> None:
+    def warn(self, token: Token | None, what: Message, expected: Message | None = None, *, warning: bool = True,
+             ) -> None:
         """A warning (or an error) at `token`: in the post, or in the include file it comes from."""
         if token is None or token.start_index < 0:
-            self.problems.append(Problem(self.post.source, self.first_line, message, expected, warning=warning))
+            self.problems.append(Problem(self.post.source, self.first_line, what, expected, warning=warning))
             return
         shown, first = self.sources.get(id(token.source), (self.post.source, self.first_line))
         line = first + token.source.count("\n", 0, token.start_index)
-        problem = Problem(shown, line, message, expected, warning=warning)
+        problem = Problem(shown, line, what, expected, warning=warning)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -76,15 +77,11 @@ class Including(Protocol):
 
 
 class IncludeError(LiquidError):
-    expected = "a file in the site's _includes/ (include) or beside the post (include_relative)"
+    """A file an include cannot read, in words (`what`), and what an include may read instead."""
 
-
-class _IncludeRefused(IncludeError):
-    """A file no include reads, and what an include may read instead."""
-
-    def __init__(self, message: str, expected: str = IncludeError.expected) -> None:
-        super().__init__(message, token=None)
-        self.expected = expected
+    def __init__(self, what: Message, expected: Message | None = None) -> None:
+        super().__init__(str(what), token=None)
+        self.what, self.expected = what, expected or message("expected_include_file")
 
 
 def _tag(stream: TokenStream) -> tuple[Token, Token | None]:
@@ -181,7 +178,8 @@ def _resolved(token: Token, site: LiquidSite, resolve: Callable[[], links.Resolv
     try:
         found = resolve()
     except links.LinkError as exc:
-        current.get().warn(token, f"{exc}; rendered as nothing", links.EXPECTED[token.value], warning=False)
+        current.get().warn(token, message("rendered_as_nothing", reason=str(exc)), links.EXPECTED[token.value],
+                           warning=False)
         return ""
     # A deprecated match was told when the post's targets were checked (`links.unresolved`).
     return site.baseurl + urls.escape_path(found.path)
@@ -214,27 +212,24 @@ class _IncludeNode(Node):
 
 
 def _check_include(site: LiquidSite, folder: Path, name: str, tag: str) -> None:
-    """Raise _IncludeRefused unless `name` below `folder` is a text file of the site's own sources that the tag
+    """Raise IncludeError unless `name` below `folder` is a text file of the site's own sources that the tag
     may read (`includes.IncludeScope`), with the refusals of Jekyll's include tags."""
     shown = f"{{% {tag} {name if len(name) <= 100 else name[:99] + '…'} %}}"
     if not valid_include_name(name):
-        raise _IncludeRefused(f"{shown}: invalid syntax for include tag, the file name contains invalid "
-                              "characters or sequences", "a file name of letters, digits and _ / . - ( ) + ~ # @, "
-                              "without '..', './', '/.' or '//'")
+        raise IncludeError(message("include_invalid_name", tag=shown), message("expected_include_name"))
     named = folder / name
     path = named.resolve()
-    where = "the post's folder" if tag == "include_relative" else "_includes/"
+    where = message("the_post_folder") if tag == "include_relative" else "_includes/"
     if not path.is_relative_to(folder.resolve()):
-        raise _IncludeRefused(f"{shown}: could not locate the included file in {where}; a file outside it, or "
-                              "a symbolic link pointing outside it, is never read")
+        raise IncludeError(message("include_outside", tag=shown, where=where))
     for candidate in dict.fromkeys((named, path)):
         refusal = site.includes.refusal(candidate)
         if refusal:
-            raise _IncludeRefused(f"{shown}: {Path(name).name} is {refusal}, which is never included",
-                                  "a text file of the site's own sources")
+            raise IncludeError(message("include_refused", tag=shown, name=Path(name).name, refusal=refusal),
+                               message("expected_site_text_file"))
     if path.is_file() and not is_text(path):
-        raise _IncludeRefused(f"{shown}: {Path(name).name} is a binary file, which is never included",
-                              "a UTF-8 text file")
+        raise IncludeError(message("include_binary", tag=shown, name=Path(name).name),
+                           message("expected_utf8_text_file"))
 
 
 class _IncludeTag(Tag):

@@ -24,7 +24,7 @@ import markdown
 import nh3
 
 from feedpub.config import Config
-from feedpub.errors import Problem
+from feedpub.errors import Problem, message
 from feedpub.site import kramdown
 from feedpub.site.bounded import Stopped, map_bounded
 from feedpub.site.cache import fingerprint
@@ -53,7 +53,8 @@ _URL_ATTRIBUTES = {"href", "src", "poster"}
 RENDER_SECONDS = 5.0
 # ...and the child process rendering it may use this much memory more than the process that builds.
 RENDER_MEMORY = 256 * 1024 * 1024
-_OVER_MEMORY = f"needed over {RENDER_MEMORY // 2**20} MB"
+_OVER_MEMORY = message("needed_memory", megabytes=RENDER_MEMORY // 2**20)
+_OVER_TIME = message("took_seconds", seconds=RENDER_SECONDS)
 # A child that has not answered by then (stuck where no signal reaches: inside a C extension) is killed.
 _STOP_SECONDS = 2 * RENDER_SECONDS + 2
 
@@ -142,8 +143,7 @@ def _read_body(post: Post) -> tuple[str, list[Problem]]:
     try:
         return load_body(post), []
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return "", [Problem(post.source, None, f"could not be read again while building ({exc}); "
-                            "published with its excerpt only", warning=True)]
+        return "", [Problem(post.source, None, message("unreadable_while_building", reason=str(exc)), warning=True)]
 
 
 def _render(task: _Task, *, site: LiquidSite, cache: dict[str, CachedRender]) -> CachedRender:
@@ -165,10 +165,10 @@ def _apply_liquid(post: Post, raw: str, site: LiquidSite) -> tuple[str, str, lis
             body, warnings = render_liquid(raw, site, post, post.body_line)
             excerpt, _ = render_liquid(post.excerpt, site, post, post.body_line)
     except (RenderTimeout, MemoryError) as exc:
-        reason = f"took over {RENDER_SECONDS:g} s" if isinstance(exc, RenderTimeout) else _OVER_MEMORY
+        reason = _OVER_TIME if isinstance(exc, RenderTimeout) else _OVER_MEMORY
         return without_liquid(raw), without_liquid(post.excerpt), [
-            Problem(post.source, post.body_line, f"Liquid {reason}; published without its Liquid",
-                    "loops and filters over fewer items", warning=True)]
+            Problem(post.source, post.body_line, message("liquid_over_bound", reason=reason),
+                    message("expected_fewer_items"), warning=True)]
     return body, excerpt, warnings
 
 
@@ -196,11 +196,10 @@ def _convert(key: str, post: Post, body: str, excerpt: str, raw_body: str,
             html = to_html(body, post.url)
             excerpt_html = to_html(excerpt, post.url)
     except (RenderTimeout, RecursionError, MemoryError) as exc:
-        reason = {RenderTimeout: f"took over {RENDER_SECONDS:g} s", RecursionError: "nested too deeply",
+        reason = {RenderTimeout: _OVER_TIME, RecursionError: message("nested_too_deeply"),
                   MemoryError: _OVER_MEMORY}[type(exc)]
-        problem = Problem(post.source, post.body_line, f"Markdown could not be rendered ({reason}); "
-                          "published as plain text", "Markdown without thousands of nested or unclosed marks",
-                          warning=True)
+        problem = Problem(post.source, post.body_line, message("markdown_not_rendered", reason=reason),
+                          message("expected_plain_markdown"), warning=True)
         _local.markdown = None  # interrupted mid-document, the converter's state cannot be trusted
         return CachedRender(key, _plain_html(body), _plain_html(excerpt), minutes, (*problems, problem))
     return CachedRender(key, html, excerpt_html, minutes, problems)
@@ -209,9 +208,8 @@ def _convert(key: str, post: Post, body: str, excerpt: str, raw_body: str,
 def _stopped(task: _Task, stopped: Stopped) -> CachedRender:
     """A post whose rendering process was stopped: its text without Liquid, as escaped plain text."""
     post = task.post
-    problem = Problem(post.source, post.body_line, f"rendering stopped ({stopped.reason}); published as plain "
-                      "text without its Liquid", "Markdown without thousands of nested or unclosed marks, and "
-                      "Liquid loops and filters over fewer items", warning=True)
+    problem = Problem(post.source, post.body_line, message("rendering_stopped", reason=stopped.reason),
+                      message("expected_plain_markdown_and_liquid"), warning=True)
     # An empty key never matches: a post keyed by its Liquid's output is tried again at the next build.
     return CachedRender(task.key or "", _plain_html(without_liquid(task.raw_body)),
                         _plain_html(without_liquid(post.excerpt)), post.reading_time or reading_time(task.raw_body),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feedpub.config import Config
-from feedpub.errors import Problem
+from feedpub.errors import Problem, message
 from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.includes import include_scope
 from feedpub.site.links import Targets, unresolved
@@ -60,8 +60,8 @@ def collect(config: Config, *, now: datetime | None = None, future: bool = False
     future, drafts = future or config.site.future, drafts or config.site.show_drafts
     root = config.posts_dir
     if not root.is_dir():
-        problem = Problem(_display(root, config.root), None, "posts folder does not exist",
-                          "a folder of Markdown posts (site.posts_dir)")
+        problem = Problem(_display(root, config.root), None, message("no_posts_folder"),
+                          message("expected_posts_folder"))
         return Collection((), (problem,))
     listed = post_files(root, config.site.exclude) if files is None else files
     wanted = [file for file in listed if drafts or not file.draft]
@@ -147,8 +147,8 @@ def _drop_duplicate_urls(posts: list[Post], problems: list[Problem]) -> list[Pos
         if first is post:
             kept.append(post)
         else:
-            problems.append(Problem(post.source, None, f"URL {post.path} is already used by {first.source}",
-                                    "a unique permalink or file name"))
+            problems.append(Problem(post.source, None, message("url_taken", path=post.path, first=first.source),
+                                    message("expected_unique_permalink")))
     return kept[::-1]
 
 

@@ -17,9 +17,8 @@ from urllib.parse import urljoin
 
 from feedpub import urls
 from feedpub.config import Config
-from feedpub.dates import EXPECTED as DATE_FORMS
 from feedpub.dates import read_date, ruby_text
-from feedpub.errors import Problem
+from feedpub.errors import Message, Problem, message
 from feedpub.jekyll import defaults_for, with_defaults
 from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
@@ -98,12 +97,12 @@ def read_post(file: PostFile, root: Path, shown: str, config: Config, warnings: 
     `shown` names the file in messages; warnings are appended to `warnings`."""
     path = Path(file.path)
     if file.symlink and not path.resolve().is_relative_to(root):
-        raise Skip(Problem(shown, None, "symbolic link pointing outside the posts folder",
-                           "a post file inside site.posts_dir"))
+        raise Skip(Problem(shown, None, message("symlink_outside_posts"),
+                           message("expected_post_inside_posts_dir")))
     stem = file.relative.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if not file.draft and "_posts" in file.relative.split("/")[:-1] and not _FILENAME.match(stem):
-        warnings.append(Problem(shown, None, "not published: Jekyll reads a file in _posts/ as a post only when its "
-                                "name starts with its date", "a file name YYYY-MM-DD-slug.md", warning=True))
+        warnings.append(Problem(shown, None, message("not_published_undated_name"),
+                                message("expected_dated_file_name"), warning=True))
         return None
     text = decode(path, shown)
     check_text(text, shown)
@@ -196,11 +195,11 @@ class _FrontMatter:
         match = re.search(rf"^{re.escape(key)}\s*:", self.text, re.M)
         return line_of(self.text, match.start()) if match else 1
 
-    def fail(self, key: str, message: str, expected: str | None = None) -> Skip:
-        return Skip(Problem(self.shown, self.line(key), message, expected))
+    def fail(self, key: str, what: Message, expected: Message | None = None) -> Skip:
+        return Skip(Problem(self.shown, self.line(key), what, expected))
 
-    def warn(self, key: str, message: str, expected: str | None = None) -> None:
-        self.warnings.append(Problem(self.shown, self.line(key), message, expected, warning=True))
+    def warn(self, key: str, what: Message, expected: Message | None = None) -> None:
+        self.warnings.append(Problem(self.shown, self.line(key), what, expected, warning=True))
 
 
 def _title(front: _FrontMatter, slug: str) -> str:
@@ -209,17 +208,16 @@ def _title(front: _FrontMatter, slug: str) -> str:
     title = front.values.get("title")
     from_name = _one_line(urls.titleize_slug(slug))
     if title is not None and title is not False and not isinstance(title, str | int | float):
-        raise front.fail("title", f"title is {_ruby_inspect(title)}, not text", "a string")
+        raise front.fail("title", message("title_not_text", value=_ruby_inspect(title)), message("expected_string"))
     text = "" if title is None or title is False else _one_line(ruby_text(title))  # one line: it goes into mail headers
     if text:
         return text
     if not from_name:   # `2025-01-01-.md`: Jekyll publishes an empty title, which a feed entry cannot have
-        raise front.fail("title", "no title, and the file name gives none", "a 'title:' line or a name after the date")
+        raise front.fail("title", message("no_title"), message("expected_title_or_name"))
     if title is False:
-        front.warn("title", "title is the YAML boolean false (NO, no, off and false are); Jekyll titles the post "
-                            f"{from_name!r} from its file name", "a quoted title, e.g. title: \"NO\"")
+        front.warn("title", message("title_false", title=from_name), message("expected_quoted_title"))
     elif title is not None:   # Jekyll keeps an empty title; a feed entry must have one
-        front.warn("title", f"title is empty; titled {from_name!r} from the file name", "a title, or no 'title:' line")
+        front.warn("title", message("title_empty", title=from_name), message("expected_title_or_none"))
     return from_name
 
 
@@ -231,15 +229,14 @@ def _dates(front: _FrontMatter, stem: str, tz: tzinfo, mtime: float | None) -> t
     if "date" in meta:   # Jekyll reads a `date:` that is there even when empty (and stops at it)
         date = _parse(front, "date", tz)
         if file_date and date.astimezone(tz).date() != file_date.date():
-            front.warn("date", f"front-matter date {date.astimezone(tz):%Y-%m-%d} differs from the "
-                               f"file name's {file_date:%Y-%m-%d}; using the front matter")
+            front.warn("date", message("date_differs", date=f"{date.astimezone(tz):%Y-%m-%d}",
+                                               file_date=f"{file_date:%Y-%m-%d}"))
     elif file_date:
         date = file_date
     elif mtime is not None:
         date = datetime.fromtimestamp(mtime, tz)
     else:
-        raise Skip(Problem(front.shown, 1, "no date",
-                           "a 'date:' in the front matter or a file name YYYY-MM-DD-slug.md"))
+        raise Skip(Problem(front.shown, 1, message("no_date"), message("expected_date_or_dated_name")))
     key = next((key for key in ("last_modified_at", "updated") if meta.get(key) is not None), None)
     return date, (max(date, _parse(front, key, tz)) if key else date)
 
@@ -253,8 +250,8 @@ def _file_name_date(front: _FrontMatter, stem: str, tz: tzinfo) -> datetime | No
         if not 1 < file_date.year < 9999:   # converting to UTC or another zone must not overflow
             raise ValueError(f"year {file_date.year} is out of range")
     except (ValueError, OverflowError) as exc:
-        raise Skip(Problem(front.shown, None, f"file name date {named[1]}: {exc}; Jekyll stops the build at it",
-                           "a real date in YYYY-MM-DD-slug.md")) from None
+        raise Skip(Problem(front.shown, None, message("file_name_date", date=named[1], reason=str(exc)),
+                           message("expected_real_date_in_name"))) from None
     _note_rollover(front, None, named[1], file_date, rolled)
     return file_date
 
@@ -263,7 +260,7 @@ def _parse(front: _FrontMatter, key: str, tz: tzinfo) -> datetime:
     try:
         date, rolled = read_date(front.values[key], tz)
     except (ValueError, OverflowError) as exc:
-        raise front.fail(key, f"{exc}; Jekyll stops the build at it (Invalid date)", DATE_FORMS) from None
+        raise front.fail(key, message("invalid_date", reason=str(exc)), message("expected_date_forms")) from None
     _note_rollover(front, key, ruby_text(front.values[key]), date, rolled)
     return date
 
@@ -271,11 +268,11 @@ def _parse(front: _FrontMatter, key: str, tz: tzinfo) -> datetime:
 def _note_rollover(front: _FrontMatter, key: str | None, text: str, date: datetime, rolled: bool) -> None:
     """A warning for a date past its end (30 February), which Ruby's Time, so Jekyll, moves forward."""
     if rolled:
-        message = f"date {text!r} does not exist; Jekyll publishes it on {date:%Y-%m-%d %H:%M:%S}, as feedpub does"
+        what = message("date_rolled", text=text, date=f"{date:%Y-%m-%d %H:%M:%S}")
         if key is None:
-            front.warnings.append(Problem(front.shown, None, message, "a real date", warning=True))
+            front.warnings.append(Problem(front.shown, None, what, message("expected_real_date"), warning=True))
         else:
-            front.warn(key, message, "a real date")
+            front.warn(key, what, message("expected_real_date"))
 
 
 def _reading_time(front: _FrontMatter) -> int | None:
@@ -284,7 +281,8 @@ def _reading_time(front: _FrontMatter) -> int | None:
     if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
         return minutes
     if minutes is not None:
-        front.warn("reading_time", f"reading_time {_ruby_inspect(minutes)} ignored", "a whole number of minutes")
+        front.warn("reading_time", message("reading_time_ignored", value=_ruby_inspect(minutes)),
+                   message("expected_minutes"))
     return None
 
 
@@ -303,14 +301,15 @@ def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tupl
     front_slug = front.values.get("slug")
     template = front.values.get("permalink") or config.site.permalink
     if not isinstance(template, str):
-        raise front.fail("permalink", f"permalink is {_ruby_inspect(template)}", "a path or pattern string")
+        raise front.fail("permalink", message("permalink_not_text", value=_ruby_inspect(template)),
+                         message("expected_permalink"))
     slug = urls.post_slug(name, front_slug)
     title = urls.jekyll_slugify(slug, "pretty", cased=True)
     path = urls.expand_permalink(template, date=date, title=title, slug=urls.jekyll_slugify(slug),
                                  categories=categories)
     if path == "/":
-        raise front.fail("permalink", f"permalink {template!r} gives an empty path",
-                         "a pattern that includes :title or a file name")
+        raise front.fail("permalink", message("permalink_empty", permalink=template),
+                         message("expected_permalink_title"))
     old_title = urls.legacy_title_slug(str(front_slug) if front_slug else name)
     if old_title == title and urls.slugify(old_title) == urls.jekyll_slugify(slug):
         return path, path
@@ -321,7 +320,8 @@ def _permalinks(front: _FrontMatter, stem: str, date: datetime, categories: tupl
 def _entry_id(front: _FrontMatter, url: str) -> str:
     entry_id = front.values.get("id") or front.values.get("guid") or url
     if isinstance(entry_id, bool) or not isinstance(entry_id, str | int):
-        raise front.fail("id" if "id" in front.values else "guid", f"id is {_ruby_inspect(entry_id)}", "a string")
+        raise front.fail("id" if "id" in front.values else "guid",
+                         message("id_not_text", value=_ruby_inspect(entry_id)), message("expected_string"))
     return str(entry_id)
 
 
@@ -336,9 +336,9 @@ def _categories(front: _FrontMatter, folders: tuple[str, ...]) -> tuple[str, ...
     value = meta.get("categories")
     if value is not None and not isinstance(value, str | list):
         # Jekyll merges the value into the folders' list: Array#| refuses anything else, and the file is not read.
-        raise front.fail("categories", f"categories is {_ruby_inspect(value)}; Jekyll cannot read the file (no "
-                                       f"implicit conversion of {_ruby_class(value)} into Array)",
-                         "a list or a space-separated string")
+        raise front.fail("categories", message("categories_unreadable", value=_ruby_inspect(value),
+                                                         ruby_class=_ruby_class(value)),
+                         message("expected_list_or_words"))
     listed = _RUBY_SPLIT.split(value) if isinstance(value, str) else value or []
     singular = meta.get("category")
     # The singular key's value is flattened before the names are made text; a list inside `categories` is not.
@@ -359,8 +359,7 @@ def _tags(front: _FrontMatter) -> tuple[str, ...]:
     if isinstance(value, list):
         return _as_names(front, "tags", value)
     if value is not None:
-        front.warn("tags", f"tags is {_ruby_inspect(value)}; Jekyll gives the post no tags",
-                   "a list or a space-separated string")
+        front.warn("tags", message("tags_ignored", value=_ruby_inspect(value)), message("expected_list_or_words"))
     return ()
 
 
@@ -376,8 +375,8 @@ def _as_names(front: _FrontMatter, key: str, items: list[Any], *, flatten: bool 
             if name:
                 names.append(name)
         else:
-            raise front.fail(key, f"{key} entry {_ruby_inspect(item)} is not a name; Jekyll would show Ruby's "
-                                  f"{_ruby_class(item)}", "strings or numbers")
+            raise front.fail(key, message("entry_not_name", key=key, value=_ruby_inspect(item),
+                                                ruby_class=_ruby_class(item)), message("expected_strings_or_numbers"))
     return tuple(dict.fromkeys(names))
 
 
@@ -432,7 +431,8 @@ def _excerpt(front: _FrontMatter, body: str, site_separator: str) -> tuple[str, 
     value = front.values.get("excerpt") or front.values.get("description")
     if value is not None:
         if not isinstance(value, str):
-            raise front.fail("excerpt", f"excerpt is {_ruby_inspect(value)}", "a string of Markdown")
+            raise front.fail("excerpt", message("excerpt_not_text", value=_ruby_inspect(value)),
+                             message("expected_markdown_string"))
         return value.strip(), True
     separator = front.values.get("excerpt_separator") or site_separator
     for marker in (separator, _MORE):

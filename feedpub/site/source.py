@@ -12,7 +12,7 @@ from typing import Any
 import frontmatter
 
 from feedpub import safe_yaml
-from feedpub.errors import Problem
+from feedpub.errors import Message, Problem, message
 
 # A post is an article, not a data dump: Markdown rendering is superlinear, so bigger files are refused
 # before they are read (a 1 MB post renders in ~4 s here).
@@ -36,62 +36,63 @@ def decode(file: Path, shown: str) -> str:
     """The text of a UTF-8 file within the size limit, with universal newlines."""
     try:
         if not file.is_file():
-            raise Skip(Problem(shown, None, "not a regular file", "a Markdown text file"))
+            raise Skip(Problem(shown, None, message("not_regular_file"), message("expected_markdown_file")))
         with file.open("rb") as handle:
             raw = handle.read(MAX_POST_BYTES + 1)
     except OSError as exc:
-        raise Skip(Problem(shown, None, f"cannot read file ({exc.strerror})")) from None
+        raise Skip(Problem(shown, None, message("cannot_read_file", reason=exc.strerror or str(exc)))) from None
     if len(raw) > MAX_POST_BYTES:
-        raise Skip(Problem(shown, None, f"file is over the {MAX_POST_BYTES:,}-byte limit",
-                            "a smaller post; split it or move data out of it"))
+        raise Skip(Problem(shown, None, message("post_too_big", limit=MAX_POST_BYTES),
+                            message("expected_smaller_post")))
     if b"\x00" in raw:
         raise Skip(Problem(shown, raw.count(b"\n", 0, raw.index(b"\x00")) + 1,
-                            "binary data (NUL byte)", "a UTF-8 text file"))
+                            message("binary_data"), message("expected_utf8_text_file")))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise Skip(Problem(shown, line, f"not UTF-8 (byte 0x{raw[exc.start]:02X})",
-                            "UTF-8 text; re-save the file as UTF-8")) from None
+        raise Skip(Problem(shown, line, message("not_utf8", byte=f"0x{raw[exc.start]:02X}"),
+                            message("expected_utf8_resave"))) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def check_text(text: str, shown: str) -> None:
     """Refuse an empty post, or one with a character XML cannot carry."""
     if not text.strip():
-        raise Skip(Problem(shown, 1, "empty file", "front matter between '---' lines, then Markdown"))
+        raise Skip(Problem(shown, 1, message("empty_file"), message("expected_front_matter_then_markdown")))
     bad = INVALID_XML.search(text)
     if bad:
-        raise Skip(Problem(shown, line_of(text, bad.start()), f"control character U+{ord(bad[0]):04X} in the text",
-                           "printable text; remove the character"))
+        raise Skip(Problem(shown, line_of(text, bad.start()),
+                           message("control_character", character=f"U+{ord(bad[0]):04X}"),
+                           message("expected_printable_text")))
 
 
 def split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any], str, int]:
     """Front matter (a dict) and body; a missing or unclosed front matter is a problem."""
     if not YAML.detect(text):
-        raise Skip(Problem(shown, 1, "no front matter", "a first line '---'"))
+        raise Skip(Problem(shown, 1, message("no_front_matter"), message("expected_first_line_dashes")))
     try:
         fm, body = YAML.split(text)
     except ValueError:
-        raise Skip(Problem(shown, 1, "front matter is not closed",
-                            "a '---' line after the front matter")) from None
+        raise Skip(Problem(shown, 1, message("front_matter_not_closed"),
+                            message("expected_closing_dashes"))) from None
     # `fm` begins with the rest of the first '---' line: its line numbers are the file's.
     try:
         meta = safe_yaml.load(fm, dates_as_text=True, max_values=safe_yaml.MAX_VALUES, check=_control_character) or {}
     except safe_yaml.UnsafeYaml as exc:
-        raise Skip(Problem(shown, exc.line or 2, f"front matter {exc.what}",
-                           "plain values, without aliases or control characters")) from None
+        raise Skip(Problem(shown, exc.line or 2, message("front_matter_unsafe", reason=exc.what),
+                           message("expected_plain_values"))) from None
     except safe_yaml.InvalidYaml as exc:
-        raise Skip(Problem(shown, exc.line, f"invalid YAML front matter: {exc.what}",
-                            "'key: value' lines indented with spaces; quote values containing ': '")) from None
+        raise Skip(Problem(shown, exc.line, message("invalid_front_matter", reason=exc.what),
+                            message("expected_yaml_lines"))) from None
     if not isinstance(meta, dict):
-        raise Skip(Problem(shown, 2, "front matter is not a mapping", "'key: value' lines"))
+        raise Skip(Problem(shown, 2, message("front_matter_not_mapping"), message("expected_key_value_lines")))
     # YAML keeps the last of two equal keys without a word; the author meant one of them.
     seen: set[str] = set()
     for key in _TOP_KEY.finditer(fm):
         if key[1] in seen:
-            warnings.append(Problem(shown, fm.count("\n", 0, key.start()) + 1, f"key {key[1]!r} appears twice; "
-                                    "the last one is used", "each key once", warning=True))
+            warnings.append(Problem(shown, fm.count("\n", 0, key.start()) + 1, message("key_twice", key=key[1]),
+                                    message("expected_each_key_once"), warning=True))
         seen.add(key[1])
     stripped = body.lstrip("\n")
     # `fm` and `body` each begin with the rest of a '---' line: count lines from there.
@@ -99,9 +100,9 @@ def split(text: str, shown: str, warnings: list[Problem]) -> tuple[dict[str, Any
     return meta, stripped, body_line
 
 
-def _control_character(value: str) -> str | None:
+def _control_character(value: str) -> Message | None:
     bad = INVALID_XML.search(value)
-    return f"value {value[:40]!r} contains control character U+{ord(bad[0]):04X}" if bad else None
+    return message("value_control_character", value=value[:40], character=f"U+{ord(bad[0]):04X}") if bad else None
 
 
 def line_of(text: str, index: int) -> int:

@@ -257,6 +257,7 @@ async def healthz(request: Request) -> Response:
     queued = (sum(state.store.counts(latest.id).get(s, 0) for s in ("queued", "sending", "deferred"))
               if latest else 0)
     facts = {"problems": [], "warnings": [], **state.health()}
+    facts.pop("shown", None)    # the same lines in site.language, for the dashboard: monitors read English
     return JSONResponse({"status": "problems" if facts["problems"] else "ok",
                          "last_digest_period": latest.period if latest else None, "queued_deliveries": queued,
                          **facts}, status_code=503 if facts["problems"] else 200)

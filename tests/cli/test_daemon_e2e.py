@@ -161,8 +161,9 @@ def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Pat
                             capture_output=True, text=True, timeout=30).stdout.splitlines()
     header, row = status[0].split(), status[1].split()
     counts = dict(zip(header[-7:], row[-7:], strict=True))
-    assert counts["SENDING"] == "0"                       # the message in flight was finished and marked
-    assert int(counts["SENT"]) == sent_before_resume      # nothing marked sent that the server did not get
+    # The headings of a Japanese site: SENDING, SENT.
+    assert counts["送信中"] == "0"                         # the message in flight was finished and marked
+    assert int(counts["送信済み"]) == sent_before_resume   # nothing marked sent that the server did not get
     resumed = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=tmp_path,
                              env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, capture_output=True, text=True,
                              timeout=60)
@@ -217,8 +218,8 @@ def test_the_running_daemon_retries_a_deferred_delivery_when_it_falls_due(tmp_pa
     assert daemon.stop() == 0
     assert sorted(smtp_server.recipients()) == ["alpha@example.com", "beta@example.com"]   # each exactly once
     log = daemon.log.read_text(encoding="utf-8")
-    assert "feedpub: retries: 1 sent, 0 deferred, 0 failed" in log
-    assert "feedpub: running: web on" in log and "feedpub: feedpub" not in log
+    assert "feedpub: 再送: 送信 1 件、再送待ち 0 件、失敗 0 件" in log      # a Japanese site's log
+    assert "feedpub: 実行中: Web は" in log and "feedpub: feedpub" not in log
 
 
 def test_a_worker_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path, smtp_server: SMTPTestServer) -> None:

@@ -133,7 +133,7 @@ def test_a_rejected_recipient_is_reported_suppressed_and_exits_1(site, smtp_serv
     smtp_server.faults.reject_rcpt.add(emails[3])
     result = feedpub("digest", "send")
     assert result.exit_code == 1
-    assert f"{emails[3]}: failed: 550 5.1.1" in result.stderr
+    assert f"{emails[3]}: 失敗: 550 5.1.1" in result.stderr          # the site is Japanese
     assert "送信 4 件、再送待ち 0 件、失敗 1 件" in result.stdout
     assert open_store(f"sqlite:///{site}/.feedpub/feedpub.db").suppressed() == {emails[3]}
 
@@ -149,7 +149,7 @@ def test_a_temporary_failure_is_left_for_the_next_run(site, smtp_server):
     assert retry, result.stdout
     due = datetime.strptime(retry[1], "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo("Asia/Tokyo"))
     assert abs(due - datetime.now(UTC)) < timedelta(minutes=2)   # smtp.retry_base is 1m
-    assert "deferred: 451 4.3.0" in result.stderr
+    assert "再送待ち: 451 4.3.0" in result.stderr
 
 
 def test_dry_run_and_test_copy_record_nothing(site, smtp_server):

@@ -191,7 +191,7 @@ def test_build_watch_applies_an_edit_of_config_yml(tmp_path: Path) -> None:
     watcher = subprocess.Popen([sys.executable, "-m", "feedpub", "build", "--watch"], cwd=feeds,
                                stdout=log.open("ab"), stderr=subprocess.STDOUT)
     try:
-        eventually(lambda: "watching" in log.read_text(), "the first build", log)
+        eventually(lambda: "を監視しています" in log.read_text(), "the first build", log)   # lang: ja
         assert "<title>技術ブログ</title>" in atom(feeds)
         time.sleep(0.5)
         edited = CONFIG.replace("技術ブログ", "週刊・技術ブログ") + "feed:\n  path: atom.xml\n  categories: [news]\n"

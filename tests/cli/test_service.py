@@ -70,7 +70,8 @@ def test_run_says_ready_once_it_serves_pings_the_watchdog_and_says_when_it_stops
     daemon = start(tmp_path, "run", NOTIFY_SOCKET=notify_socket.address, WATCHDOG_USEC="400000")
     try:
         ready = notify_socket.until("READY=1")[-1]
-        assert f"STATUS=serving on http://127.0.0.1:{port}, public at http://127.0.0.1:{port}" in ready
+        # write_site's site is Japanese: so is what the daemon tells systemd.
+        assert f"STATUS=http://127.0.0.1:{port} で配信中、公開 URL は http://127.0.0.1:{port}" in ready
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200   # ready means serving
         notify_socket.until("WATCHDOG=1", timeout=2)
         notify_socket.until("WATCHDOG=1", timeout=2)
@@ -90,21 +91,21 @@ def test_run_exits_2_naming_the_address_when_another_program_holds_it(tmp_path: 
         result = subprocess.run([sys.executable, "-m", "feedpub", "run"], cwd=tmp_path, env=ENV,
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert f"'web.listen': cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr
+    assert f"'web.listen': 127.0.0.1:{port} で待ち受けできません（Address already in use）" in result.stderr
     assert not (tmp_path / "public" / "feed.xml").exists()      # it neither built nor started anything
 
 
 # No outside event makes a thread of a healthy daemon end, so these wrap the real code to end one: the web
 # server's loop a second after it started serving, or the scheduler's loop at its first look at the jobs.
 DEATHS = {
-    "the web server": """
+    "Web サーバー": """
 import asyncio, uvicorn
 async def main_loop(self):
     await asyncio.sleep(1)
     raise RuntimeError("the web server's loop ended")
 uvicorn.Server.main_loop = main_loop
 """,
-    "the scheduler": """
+    "スケジューラー": """
 from apscheduler.schedulers.base import BaseScheduler
 def process_jobs(self):
     raise RuntimeError("the scheduler's loop ended")
@@ -121,9 +122,9 @@ def test_run_exits_1_when_a_part_of_it_dies(tmp_path: Path, smtp_server: SMTPTes
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1, result.stderr
-    assert re.search(rf"feedpub: {part}( on http://127\.0\.0\.1:{port})? stopped on its own: feedpub exits "
-                     r"\(status 1\)", result.stderr), result.stderr
-    assert "stopped" in result.stderr.splitlines()[-1]       # after the others were stopped in order
+    assert re.search(rf"feedpub: (http://127\.0\.0\.1:{port} の )?{part}が単独で停止しました: サービスマネージャーが"
+                     r"再起動できるよう feedpub は終了します（ステータス 1）", result.stderr), result.stderr
+    assert result.stderr.splitlines()[-1] == "feedpub: 停止しました"       # after the others were stopped in order
 
 
 def test_worker_says_ready_and_stopping(tmp_path: Path, smtp_server: SMTPTestServer,
@@ -131,7 +132,7 @@ def test_worker_says_ready_and_stopping(tmp_path: Path, smtp_server: SMTPTestSer
     write_site(tmp_path, smtp_server, free_port())
     worker = start(tmp_path, "worker", "--idle", "1s", NOTIFY_SOCKET=notify_socket.address)
     try:
-        assert "STATUS=sending from" in " ".join(notify_socket.until("READY=1")[-1])
+        assert "へ送信中" in " ".join(notify_socket.until("READY=1")[-1])
         worker.send_signal(signal.SIGTERM)
         notify_socket.until("STOPPING=1", timeout=15)
         assert worker.wait(timeout=15) == 0

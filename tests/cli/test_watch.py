@@ -123,7 +123,7 @@ def test_build_watch_brings_a_changed_digest_strings_file_to_every_archived_issu
     pages = [config.output_dir / "digests" / week / "index.html" for week in WEEKS]
     watcher, log = start(site, "build", "--watch")
     try:
-        eventually(lambda: "watching" in log.read_text(), "the first build", log)
+        eventually(lambda: "を監視しています" in log.read_text(), "the first build", log)   # a Japanese site
         time.sleep(0.5)
         assert all("バックナンバー一覧" in page.read_text(encoding="utf-8") for page in pages)
 

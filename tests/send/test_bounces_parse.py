@@ -179,7 +179,8 @@ def test_a_verp_tag_names_the_delivery_and_a_forged_one_names_none(tmp_path):
     assert [r["kind"] for r in found] == ["hard", "hard"]
 
 
-def test_a_big_attachment_a_missing_file_and_an_empty_file_are_no_crash(tmp_path):
+def test_a_big_attachment_a_missing_file_and_an_empty_file_are_no_crash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # no feedpub.toml: English
     def returned(megabytes: int) -> bytes:
         message = EmailMessage()
         message["From"] = "MAILER-DAEMON@mx.example.org"
@@ -235,7 +236,8 @@ def test_an_automatic_reply_is_never_a_bounce_even_from_a_null_sender(tmp_path, 
     assert record["kind"] == "auto-reply"
 
 
-def test_the_table_shows_the_end_of_each_long_file_name_that_tells_them_apart(tmp_path):
+def test_the_table_shows_the_end_of_each_long_file_name_that_tells_them_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # no feedpub.toml: English
     maildir = tmp_path / "var" / "mail" / "bounces.blog.example.com" / "Maildir" / "new"
     maildir.mkdir(parents=True)
     names = {maildir / "1733581234.M17P4242.mx1,S=2048:2,": ("postfix-user-unknown.eml", "hard"),

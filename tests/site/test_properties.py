@@ -93,9 +93,9 @@ def test_slugs_never_collide_silently(names: list[str], overrides: dict[str, str
     assert len(set(slugs.values())) == len(slugs)
     assert all("/" not in slug and slug not in ("", ".", "..") for slug in slugs.values())
     for name in set(names) - set(slugs):
-        assert any(repr(name) in message for message in problems)
+        assert any(repr(name) in str(message) for message in problems)
     for name, slug in slugs.items():   # a name that lost its slug to another is told so
-        assert slug == (overrides.get(name) or slugify(name)) or any(repr(name) in note for note in notes)
+        assert slug == (overrides.get(name) or slugify(name)) or any(repr(name) in str(note) for note in notes)
 
 
 @SETTINGS
