@@ -23,6 +23,7 @@ from feedpub.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from feedpub.config import Config
+    from feedpub.site.build import Topic
     from feedpub.site.output import WriteResult
     from feedpub.site.websub import Publisher
     from feedpub.store import Store
@@ -42,7 +43,7 @@ class Daemon:
         self.store = store
         self.publisher = publisher
         self.stop = threading.Event()
-        self.categories: tuple[str, ...] = ()
+        self.topics: tuple[Topic, ...] = ()
         self.last_build: datetime | None = None
         self._building = threading.Lock()      # the timed build and the watcher's never overlap
         self._reported: set[Problem] = set()
@@ -86,7 +87,7 @@ class Daemon:
         self._reported = set(report.problems)
         if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
             log.info("%s", report.summary())
-        self.categories, self.last_build = report.categories, datetime.now(UTC)
+        self.topics, self.last_build = report.topics, datetime.now(UTC)
         errors = [str(p) for p in report.problems if not p.warning]
         warnings = [str(p) for p in report.problems if p.warning]
         self._outcome("build", errors, warnings)
@@ -244,7 +245,7 @@ def run(app: App, no_watch: bool) -> None:
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
             config.bounces.imap_password()
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
-                             categories=lambda: daemon.categories, health=daemon.health)
+                             topics=lambda: daemon.topics, health=daemon.health)
     except ConfigError as exc:
         fail(str(exc))
     listening = _listen(config)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import math
 import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import Message
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +28,11 @@ from feedpub.records import Subscriber, SubscriberInput
 from feedpub.send.smtp import Refused
 from feedpub.store import READER_UNSUBSCRIBED, utcnow
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, issued_at, make_token, read_token
+from feedpub.zones import known_zone, zone_groups
+
+if TYPE_CHECKING:
+    from feedpub.config import Config
+    from feedpub.site.build import Topic
 
 log = logging.getLogger("feedpub.web")
 
@@ -32,12 +40,13 @@ log = logging.getLogger("feedpub.web")
 # deferring is seldom back within seconds.
 NOT_SENT_RETRY_AFTER = 300
 
-# What a browser may do with a reader page: no script at all, nothing from elsewhere, no framing, forms only
-# to this site, and no Referer carrying a link's token. Inline styles stay allowed, so an operator's own
-# templates (web.templates_dir) keep their looks.
+# What a browser may do with a reader page: no script (but the subscribe page's own, by its nonce), nothing from
+# elsewhere, no framing, forms only to this site, and no Referer carrying a link's token. Inline styles stay
+# allowed, so an operator's own templates (web.templates_dir) keep their looks.
+PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+               "base-uri 'none'; frame-ancestors 'none'")
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": PAGE_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -47,14 +56,20 @@ PAGE_HEADERS = {
 FORM_BYTES = 64 * 1024
 FORM_FIELDS = 1000
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every cadence there is, as the forms list those the operator offers (digest.cadences).
+CADENCES = ("post", "daily", "weekly", "monthly")
 
 
-def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None,
-         **context: Any) -> Response:
+def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None, *,
+         scripted: bool = False, **context: Any) -> Response:
+    """A page; `scripted` lets its template run the inline scripts that carry its `nonce` (and no other)."""
     state = request.app.state
     context.update(site=state.config.site, t=state.strings.texts)
-    return state.pages.TemplateResponse(request, name, context, status_code=status,
-                                        headers={**PAGE_HEADERS, **(headers or {})})
+    sent = {**PAGE_HEADERS, **(headers or {})}
+    if scripted:
+        context["nonce"] = secrets.token_urlsafe(16)
+        sent["Content-Security-Policy"] = f"{PAGE_POLICY}; script-src 'nonce-{context['nonce']}'"
+    return state.pages.TemplateResponse(request, name, context, status_code=status, headers=sent)
 
 
 def message(request: Request, key: str, status: int = 200, headers: dict[str, str] | None = None,
@@ -108,8 +123,62 @@ async def reader_form(request: Request) -> FormData | None:
     return FormData(fields)
 
 
+def offered(config: Config) -> tuple[str, ...]:
+    """The cadences the operator offers, in the order a reader reads them (most often first)."""
+    return tuple(cadence for cadence in CADENCES if cadence in config.digest.cadences)
+
+
+def first_cadence(config: Config) -> str:
+    """A new reader's cadence when they choose none: weekly (the digest as it always was) when offered."""
+    choices = offered(config)
+    return "weekly" if "weekly" in choices else choices[0]
+
+
+def choices_context(request: Request, topics: Iterable[str], cadence: str, zone: str) -> dict[str, Any]:
+    """What the subscribe and preferences forms offer (the site's topics by group, the cadences offered, every
+    time zone) and what is chosen."""
+    state = request.app.state
+    groups: dict[str, list[Topic]] = {}
+    for topic in state.topics():
+        groups.setdefault(topic.group, []).append(topic)
+    return {"topics": list(groups.items()), "chosen": set(topics), "cadences": offered(state.config),
+            "cadence": cadence, "zones": zone_groups(), "zone": zone or state.config.site.timezone}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a reader's form asks for. A cadence or zone the form did not send is None (kept, or the default)."""
+
+    topics: tuple[str, ...]
+    cadence: str | None
+    timezone: str | None
+    problem: str | None = None      # what is wrong, in the reader's words: then nothing is saved
+
+
+def read_choices(request: Request, form: FormData) -> Choices:
+    """The topics, cadence and time zone a form sent. Topics no feed has any more are dropped (the page was
+    open across a rebuild); naming only such topics is a problem, as saving none would mean every post."""
+    state = request.app.state
+    known = {topic.folder for topic in state.topics()}
+    asked = [str(value) for value in form.getlist("topics")]
+    topics = tuple(dict.fromkeys(folder for folder in asked if folder in known))
+    cadence = str(form["cadence"]) if "cadence" in form else None
+    zone = str(form["timezone"]) if "timezone" in form else None
+    choices = Choices(topics, cadence, zone)
+    if asked and not topics:
+        return replace(choices, problem=state.strings.text("bad_topics"))
+    if cadence is not None and cadence not in offered(state.config):
+        words = ", ".join(state.strings.text(f"cadence_{name}") for name in offered(state.config))
+        return replace(choices, problem=state.strings.text("bad_cadence", offered=words))
+    if zone is not None and not known_zone(zone):
+        return replace(choices, problem=state.strings.text("bad_timezone", zone=zone))
+    return choices
+
+
 async def subscribe_form(request: Request) -> Response:
-    return page(request, "subscribe.html.j2", categories=request.app.state.categories())
+    config = request.app.state.config
+    return page(request, "subscribe.html.j2", scripted=True, guess_zone=True,
+                **choices_context(request, (), first_cadence(config), config.site.timezone))
 
 
 async def subscribe(request: Request) -> Response:
@@ -117,23 +186,32 @@ async def subscribe(request: Request) -> Response:
     form = await reader_form(request)
     if form is None:
         return message(request, "bad_form", 400)
+    email, name = str(form.get("email", "")), " ".join(str(form.get("name", "")).split())[:200]
+    choices = read_choices(request, form)
+    cadence = choices.cadence if choices.cadence in offered(state.config) else first_cadence(state.config)
+
+    def again(problem: str) -> Response:
+        """The form as the reader sent it, saying what to change."""
+        return page(request, "subscribe.html.j2", 400, error=problem, email=email, name=name,
+                    **choices_context(request, choices.topics, cadence, choices.timezone or ""))
+
+    if choices.problem:
+        return again(choices.problem)
     try:
-        email = mailable(str(form.get("email", "")))
+        email = mailable(email)
     except BadAddress:
-        return page(request, "subscribe.html.j2", 400, categories=state.categories(),
-                    error=state.strings.text("bad_email"))
+        return again(state.strings.text("bad_email"))
     # Only well-formed requests count: a reader who mistypes their address is not locked out.
     wait = state.subscribe_limit.wait(request.client.host if request.client else "unknown")
     if wait:
         return message(request, "too_many", 429, {"Retry-After": str(math.ceil(wait))},
                        limit=state.subscribe_limit.count, minutes=math.ceil(wait / 60))
-    known = set(state.categories())
-    chosen = tuple(c for c in form.getlist("categories") if c in known)
-    name = " ".join(str(form.get("name", "")).split())[:200]
+    entry = SubscriberInput(email, name or None, topics=choices.topics, cadence=cadence,
+                            timezone=choices.timezone or "")
     if not state.confirmations_limit.wait(email.lower()):
         # The store's waits and the relay's SMTP exchange block: off the event loop, so other requests go on.
         try:
-            await run_in_threadpool(invite, request, SubscriberInput(email, name or None, chosen))
+            await run_in_threadpool(invite, request, entry)
         except (Refused, OSError) as exc:    # the relay refused the mail, or could not be reached (smtplib's errors)
             log.warning("the subscribe form's mail to %s was not sent: %s", email, exc)
             return message(request, "not_sent", 503, {"Retry-After": str(NOT_SENT_RETRY_AFTER)})
@@ -211,9 +289,9 @@ async def unsubscribe(request: Request) -> Response:
 
 
 def preferences_context(request: Request, subscriber: Subscriber) -> dict[str, Any]:
-    """The form shows whose preferences these are, and how to leave instead."""
+    """The form shows whose preferences these are, what they get now, and how to leave instead."""
     state = request.app.state
-    return {"categories": state.categories(), "chosen": set(subscriber.categories),
+    return {**choices_context(request, subscriber.topics, subscriber.cadence, subscriber.timezone),
             "for_email": state.strings.text("preferences_for", email=subscriber.email),
             "unsubscribe_url": link(request, "unsubscribe", subscriber)}
 
@@ -233,14 +311,16 @@ async def preferences(request: Request) -> Response:
     form = await reader_form(request)
     if form is None:
         return message(request, "bad_form", 400)
-    known = set(state.categories())
-    asked = form.getlist("categories")
-    chosen = tuple(c for c in asked if c in known)
-    if asked and not chosen:   # only unknown names: saving would silently mean "everything"
-        return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"),
+    choices = read_choices(request, form)
+    if choices.problem:
+        return page(request, "preferences.html.j2", 400, error=choices.problem,
                     **preferences_context(request, subscriber))
-    state.store.save_subscribers([SubscriberInput(subscriber.email, None, chosen)], status=None)
-    noted(request, "reader.preferences", subscriber, ", ".join(chosen) or "every category")
+    entry = SubscriberInput(subscriber.email, None, topics=choices.topics, cadence=choices.cadence,
+                            timezone=choices.timezone)
+    state.store.save_subscribers([entry], status=None)
+    saved = state.store.subscriber_by_id(subscriber.id) or subscriber
+    noted(request, "reader.preferences", subscriber,
+          f"{', '.join(saved.topics) or 'everything'}; {saved.cadence}; {saved.timezone or 'site time zone'}")
     return message(request, "saved")
 
 
