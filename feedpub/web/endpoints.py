@@ -128,7 +128,7 @@ async def subscribe(request: Request) -> Response:
         return message(request, "too_many", 429, {"Retry-After": str(math.ceil(wait))},
                        limit=state.subscribe_limit.count, minutes=math.ceil(wait / 60))
     known = set(state.categories())
-    chosen = tuple(c for c in form.getlist("categories") if c in known)
+    chosen = tuple(f"categories/{c}" for c in form.getlist("categories") if c in known)
     name = " ".join(str(form.get("name", "")).split())[:200]
     if not state.confirmations_limit.wait(email.lower()):
         # The store's waits and the relay's SMTP exchange block: off the event loop, so other requests go on.
@@ -213,7 +213,8 @@ async def unsubscribe(request: Request) -> Response:
 def preferences_context(request: Request, subscriber: Subscriber) -> dict[str, Any]:
     """The form shows whose preferences these are, and how to leave instead."""
     state = request.app.state
-    return {"categories": state.categories(), "chosen": set(subscriber.categories),
+    return {"categories": state.categories(),
+            "chosen": {t.removeprefix("categories/") for t in subscriber.topics if t.startswith("categories/")},
             "for_email": state.strings.text("preferences_for", email=subscriber.email),
             "unsubscribe_url": link(request, "unsubscribe", subscriber)}
 
@@ -235,12 +236,12 @@ async def preferences(request: Request) -> Response:
         return message(request, "bad_form", 400)
     known = set(state.categories())
     asked = form.getlist("categories")
-    chosen = tuple(c for c in asked if c in known)
+    chosen = tuple(f"categories/{c}" for c in asked if c in known)
     if asked and not chosen:   # only unknown names: saving would silently mean "everything"
         return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"),
                     **preferences_context(request, subscriber))
     state.store.save_subscribers([SubscriberInput(subscriber.email, None, chosen)], status=None)
-    noted(request, "reader.preferences", subscriber, ", ".join(chosen) or "every category")
+    noted(request, "reader.preferences", subscriber, ", ".join(chosen) or "everything")
     return message(request, "saved")
 
 
