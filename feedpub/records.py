@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
+# How often a reader gets mail: each post as it is published, or a digest per local day, week or month.
+CADENCES = ("post", "daily", "weekly", "monthly")
 DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed", "cancelled"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "sent", "deferred", "failed", "cancelled")
 
@@ -18,7 +20,9 @@ class Subscriber:
     email: str
     name: str
     status: SubscriberStatus
-    categories: tuple[str, ...]
+    topics: tuple[str, ...]                   # feed folders ("categories/AI", "tags/x", "authors/y"); () = everything
+    cadence: str                              # post | daily | weekly | monthly
+    timezone: str                             # IANA name; "" = site.timezone
     created_at: datetime
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
@@ -28,7 +32,9 @@ class Subscriber:
 class SubscriberInput:
     email: str
     name: str | None = None                   # None keeps the stored name
-    categories: tuple[str, ...] | None = None  # None keeps the stored preferences
+    topics: tuple[str, ...] | None = None     # None keeps what is stored (each of these)
+    cadence: str | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ Reading and writing rows is `feedpub.store`'s job, and `feedpub.send.claims`' wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +42,11 @@ subscribers = sa.Table(
     sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # lower-case, for comparison
     sa.Column("name", sa.String(200), nullable=False, default=""),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("categories", sa.JSON, nullable=False),           # list of names; empty = everything
+    # Feed folders as `feedpub.site.feeds.Feed.folder` names them ("categories/<name>", "tags/<name>",
+    # "authors/<name>"); empty = everything.
+    sa.Column("topics", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("cadence", sa.String(16), nullable=False, server_default="weekly"),   # post | daily | weekly | monthly
+    sa.Column("timezone", sa.String(64), nullable=False, server_default=""),      # IANA name; "": site.timezone
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("confirmed_at", UTCDateTime),
     sa.Column("unsubscribed_at", UTCDateTime),
@@ -262,10 +267,26 @@ def _add_suppression_causes_v8(conn: Connection) -> None:
         conn.execute(issue_posts.insert(), [{"issue_id": i, "url": url} for i, url in sorted(carried)])
 
 
+def _add_reader_cadences_v9(conn: Connection) -> None:
+    # A reader's topics are feed folders: each category name they chose becomes "categories/<name>", and the
+    # old column goes (one name for one fact). Everyone keeps weekly mail in the site's time zone.
+    for name in ("topics", "cadence", "timezone"):
+        _add_missing_column(conn, subscribers, name)
+    if "categories" in {column["name"] for column in sa.inspect(conn).get_columns("subscribers")}:
+        rows = conn.execute(sa.text("SELECT id, categories FROM subscribers")).all()
+        for sid, categories in rows:
+            names = json.loads(categories) if isinstance(categories, str) else categories
+            if names:
+                conn.execute(subscribers.update().where(subscribers.c.id == sid)
+                             .values(topics=[f"categories/{name}" for name in names]))
+        conn.execute(sa.text("ALTER TABLE subscribers DROP COLUMN categories"))
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
-                                                      _add_confirmation_links_v7, _add_suppression_causes_v8)
+                                                      _add_confirmation_links_v7, _add_suppression_causes_v8,
+                                                      _add_reader_cadences_v9)
 
 
 # Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).

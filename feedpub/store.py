@@ -92,15 +92,13 @@ class Store:
                 if row is None:
                     wanted = status or new_status
                     conn.execute(subscribers.insert().values(
-                        email=entry.email, email_key=key, name=entry.name or "", status=wanted,
-                        categories=list(entry.categories or ()), created_at=now,
-                        confirmed_at=now if wanted == "active" else None))
+                        email=entry.email, email_key=key, name=entry.name or "", status=wanted, **_choices(entry),
+                        created_at=now, confirmed_at=now if wanted == "active" else None))
                 else:
                     changes: dict[str, Any] = {"email": entry.email}
                     if entry.name is not None:
                         changes["name"] = entry.name
-                    if entry.categories is not None:
-                        changes["categories"] = list(entry.categories)
+                    changes.update(_choices(entry))
                     if status is not None and status != row.status:
                         changes["status"] = status
                         if status == "active":
@@ -114,15 +112,15 @@ class Store:
 
     def sign_up(self, entry: SubscriberInput, issued: datetime) -> Subscriber:
         """The subscribe form's request. A new address is stored pending; a known one keeps its address, name
-        and categories (only its owner changes them), and unless active, its newest confirmation link becomes
+        and choices (only its owner changes them), and unless active, its newest confirmation link becomes
         the one issued at `issued` (whole seconds): older ones stop working."""
         key = email_key(entry.email)
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).first()
             if row is None:
                 conn.execute(subscribers.insert().values(
-                    email=entry.email, email_key=key, name=entry.name or "", status="pending",
-                    categories=list(entry.categories or ()), created_at=utcnow(), confirm_sent_at=issued))
+                    email=entry.email, email_key=key, name=entry.name or "", status="pending", **_choices(entry),
+                    created_at=utcnow(), confirm_sent_at=issued))
             elif row.status != "active":
                 conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(confirm_sent_at=issued))
             return _subscriber(conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).one())
@@ -161,12 +159,15 @@ class Store:
             row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
         return _subscriber(row) if row else None
 
-    def active_recipients(self) -> dict[int, tuple[str, ...]]:
-        """Active, unsuppressed subscribers → their category preferences (one light query, no objects)."""
-        query = (sa.select(subscribers.c.id, subscribers.c.categories)
+    def active_recipients(self, cadence: str | None = None) -> dict[int, tuple[str, ...]]:
+        """Active, unsuppressed subscribers (of one cadence, or all) → their topics (one light query, no
+        objects)."""
+        query = (sa.select(subscribers.c.id, subscribers.c.topics)
                  .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
+        if cadence is not None:
+            query = query.where(subscribers.c.cadence == cadence)
         with self.engine.connect() as conn:
-            return {sid: tuple(categories) for sid, categories in conn.execute(query)}
+            return {sid: tuple(topics) for sid, topics in conn.execute(query)}
 
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
         query = sa.select(subscribers).order_by(subscribers.c.id)
@@ -534,8 +535,15 @@ def _suppression(row: Any) -> Suppression:
 
 
 def _subscriber(row: Any) -> Subscriber:
-    return Subscriber(row.id, row.email, row.name, row.status, tuple(row.categories), row.created_at,
-                      row.confirmed_at, row.unsubscribed_at)
+    return Subscriber(row.id, row.email, row.name, row.status, tuple(row.topics), row.cadence, row.timezone,
+                      row.created_at, row.confirmed_at, row.unsubscribed_at)
+
+
+def _choices(entry: SubscriberInput) -> dict[str, Any]:
+    """The columns of what a reader chose that `entry` gives (None keeps what is stored)."""
+    given = {"topics": None if entry.topics is None else list(entry.topics), "cadence": entry.cadence,
+             "timezone": entry.timezone}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _issue(row: Any) -> StoredIssue:

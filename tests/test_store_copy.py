@@ -32,7 +32,8 @@ def filled(path: Path) -> Store:
     issues (one sent, one paused) with variants, archive, deliveries and the posts carried, a worker, an
     account with a session and audit lines, a bounce with its raw bytes, a webhook token remembered."""
     store = open_store(f"sqlite:///{path}")
-    saved = store.save_subscribers([SubscriberInput(email, f"読者 {i}", ("Releases", "AI導入戦略")[: i % 3])
+    saved = store.save_subscribers([SubscriberInput(email, f"読者 {i}",
+                                                    ("categories/Releases", "categories/AI導入戦略")[: i % 3])
                                     for i, email in enumerate(READERS)], status="active")
     store.unsubscribe("left@example.org", "unsubscribed from the digest", cause="unsubscribe")
     store.suppress("bounced@example.net", "hard bounce: 550 5.1.1 no such user")

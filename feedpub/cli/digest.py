@@ -261,14 +261,14 @@ def _hold(app: App, action: str, period: str) -> None:
 
 def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int, str]) -> None:
     """Each recipient with the subject they would get (stdout); on stderr, the subscribers who would get
-    nothing because no new post is in their categories, and the totals."""
+    nothing because no new post is in their topics, and the totals."""
     by_id = {s.id: s for s in store.subscribers("active")}
     queued = {sid: key for sid, key in sorted(recipients.items()) if key in variants}
     for sid, key in queued.items():
         click.echo(f"{by_id[sid].email}\t{variants[key].subject}")
     for sid in sorted(recipients.keys() - queued.keys()):
         subscriber = by_id[sid]
-        click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.categories)})", err=True)
+        click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.topics)})", err=True)
     t = words()
     click.echo(t.text("dry_run_plan", recipients=t.count("recipients", len(queued)),
                       variants=t.count("variants", len(variants))), err=True)

@@ -17,20 +17,23 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from feedpub import spreadsheet
 from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
 from feedpub.errors import Problem
-from feedpub.records import SubscriberInput, SubscriberStatus
+from feedpub.records import CADENCES, SubscriberInput, SubscriberStatus
 
 if TYPE_CHECKING:
     from feedpub.config import Config
     from feedpub.store import Store
 
-CSV_HELP = "a header row: email[,name][,categories as a;b]"
+CSV_HELP = "a header row: email[,name][,topics as categories/a;tags/b][,cadence][,timezone]"
 STATUSES: tuple[str, ...] = get_args(SubscriberStatus)
+# The columns `import` reads (categories: a file written before topics).
+_CSV_COLUMNS = ("email", "name", "topics", "cadence", "timezone", "categories")
 # Terminal columns a table cell may take; longer ones are clipped (CSV and JSON keep them whole).
 CELL_WIDTH = 40
 
@@ -52,13 +55,13 @@ def add(app: App, email: str, name: str | None, categories: str | None, pending:
     chosen = _split(categories, ",") if categories is not None else None
     known = _site_categories(app.config)
     report(_unknown_categories("--categories", None, chosen or (), known))
-    chosen = _site_spelling(chosen, known)
+    topics = _category_topics(_site_spelling(chosen, known))
     store = open_store_or_fail(app)
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
     if lifted:
         say(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
-    entry = SubscriberInput(address, name, chosen)
+    entry = SubscriberInput(address, name, topics)
     ((row, created),) = store.save_subscribers([entry], status="pending" if pending else "active")
     say(words().text("subscriber_added" if created else "subscriber_updated", email=row.email, status=row.status))
 
@@ -81,7 +84,8 @@ def list_(app: App, fmt: str) -> None:
     store = open_store_or_fail(app, migrate=False)
     rows = store.subscribers()
     suppressed = store.suppressed()
-    records = [{"email": r.email, "name": r.name, "status": r.status, "categories": list(r.categories),
+    records = [{"email": r.email, "name": r.name, "status": r.status, "topics": list(r.topics),
+                "cadence": r.cadence, "timezone": r.timezone,
                 "suppressed": r.email.lower() in suppressed, "created": r.created_at.isoformat(),
                 "confirmed": r.confirmed_at.isoformat() if r.confirmed_at else None,
                 "unsubscribed": r.unsubscribed_at.isoformat() if r.unsubscribed_at else None} for r in rows]
@@ -89,21 +93,22 @@ def list_(app: App, fmt: str) -> None:
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif fmt == "csv":
         writer = spreadsheet.Writer(sys.stdout)
-        writer.writerow(["email", "name", "status", "categories", "suppressed", "created"])
+        writer.writerow(["email", "name", "status", "topics", "cadence", "timezone", "suppressed", "created"])
         for r in records:
-            writer.writerow([r["email"], r["name"], r["status"], ";".join(r["categories"]),
+            writer.writerow([r["email"], r["name"], r["status"], ";".join(r["topics"]), r["cadence"], r["timezone"],
                              "yes" if r["suppressed"] else "", r["created"]])
     else:
         _table([[r["email"], r["name"], r["status"] + (" (suppressed)" if r["suppressed"] else ""),
-                 ", ".join(r["categories"]), r["created"][:10]] for r in records],
-               ["EMAIL", "NAME", "STATUS", "CATEGORIES", "CREATED"])
+                 ", ".join(r["topics"]), r["cadence"], r["timezone"], r["created"][:10]] for r in records],
+               ["EMAIL", "NAME", "STATUS", "TOPICS", "CADENCE", "TIMEZONE", "CREATED"])
 
 
 @subscribers.command(name="import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_obj
 def import_(app: App, file: Path) -> None:
-    """Add or update subscribers from a CSV file (header row: email[,name][,categories as a;b]), or put
+    """Add or update subscribers from a CSV file (header row: email[,name][,topics][,cadence][,timezone]; an
+    older file's categories column as a;b is read as those categories' topics), or put
     back the addresses of `export --all` as they were (a header with a status column)."""
     header, rows, problems = _csv_rows(file)
     if "status" in header:
@@ -138,10 +143,10 @@ def export(app: App, everything: bool) -> None:
         return
     suppressed = store.suppressed()
     writer = spreadsheet.Writer(sys.stdout)
-    writer.writerow(["email", "name", "categories"])
+    writer.writerow(["email", "name", "topics", "cadence", "timezone"])
     for row in store.subscribers("active"):
         if row.email.lower() not in suppressed:
-            writer.writerow([row.email, row.name, ";".join(row.categories)])
+            writer.writerow([row.email, row.name, ";".join(row.topics), row.cadence, row.timezone])
 
 
 @subscribers.command()
@@ -248,8 +253,8 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
     from feedpub.addresses import BadAddress, mailable
     from feedpub.store import email_key
 
-    problems = [Problem(str(file), 1, f"unknown column '{name}' ignored", "email, name, categories", warning=True)
-                for name in header if name not in ("email", "name", "categories")]
+    problems = [Problem(str(file), 1, f"unknown column '{name}' ignored", ", ".join(_CSV_COLUMNS), warning=True)
+                for name in header if name not in _CSV_COLUMNS]
     entries: list[SubscriberInput] = []
     first_lines: dict[str, int] = {}   # email key → the line that listed it first
     for line, row in rows:
@@ -263,9 +268,18 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
             problems.append(Problem(str(file), line, f"duplicate of line {first}; skipped", "each address once"))
             continue
         name = (row.get("name") or "").strip() if "name" in header else None
-        cats = _split(row.get("categories") or "", ";") if "categories" in header else None
-        problems += _unknown_categories(str(file), line, cats or (), known)
-        entries.append(SubscriberInput(address, name, _site_spelling(cats, known)))
+        topics = _split(row.get("topics") or "", ";") if "topics" in header else None
+        if "categories" in header:   # a file of a feedpub before topics: its categories are those topics
+            cats = _split(row.get("categories") or "", ";")
+            problems += _unknown_categories(str(file), line, cats, known)
+            topics = tuple(dict.fromkeys((*(topics or ()), *(_category_topics(_site_spelling(cats, known)) or ()))))
+        try:
+            cadence, timezone = _choices_cells(header, row)
+        except ValueError as exc:
+            problems.append(Problem(str(file), line, str(exc), "cadence one of post, daily, weekly, monthly; "
+                                    "timezone an IANA name such as Asia/Tokyo, or empty"))
+            continue
+        entries.append(SubscriberInput(address, name, topics, cadence, timezone))
     return entries, problems
 
 
@@ -282,6 +296,26 @@ def _unknown_categories(path: str, line: int | None, names: Iterable[str],
         problems.append(Problem(path, line, f"unknown category '{name}' kept; no published post has it",
                                 f"a category of the site's posts{such_as}", warning=True))
     return problems
+
+
+def _category_topics(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Category names as the topics (feed folders) that hold their posts."""
+    return None if names is None else tuple(f"categories/{name}" for name in names)
+
+
+def _choices_cells(header: list[str], row: dict[str, str]) -> tuple[str | None, str | None]:
+    """A CSV row's cadence and time zone (None: the column is absent or the cell empty, so the stored
+    choice stays); ValueError naming a bad one."""
+    cadence = (row.get("cadence") or "").strip().lower() or None if "cadence" in header else None
+    if cadence is not None and cadence not in CADENCES:
+        raise ValueError(f"cadence {cadence!r} is unknown")
+    timezone = (row.get("timezone") or "").strip() or None if "timezone" in header else None
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time zone {timezone!r} is unknown") from None
+    return cadence, timezone
 
 
 def _site_spelling(names: tuple[str, ...] | None,
@@ -314,10 +348,15 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
     from feedpub.store_copy import address_columns, restore_addresses
 
     columns = address_columns()
+    if "categories" in header and "topics" not in header:   # written before topics: its categories are those
+        header = [("topics" if name == "categories" else name) for name in header]
+        rows = [(line, {**row, "topics": ";".join(_category_topics(_split(row.get("categories") or "", ";")) or ())})
+                for line, row in rows]
     problems = problems + [Problem(str(file), 1, f"unknown column '{name}' ignored", "the columns of export --all",
                                    warning=True) for name in header if name not in columns]
     required = [name for name, column in columns.items()
-                if column.table.name == "subscribers" and not column.nullable and column.default is None]
+                if column.table.name == "subscribers" and not column.nullable and column.default is None
+                and column.server_default is None]
     restored: list[dict[str, Any]] = []
     seen: set[str] = set()
     for line, row in rows:
@@ -355,7 +394,7 @@ def _as_text(name: str, value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
-    if name == "categories":
+    if name == "topics":
         return ";".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -366,7 +405,7 @@ def _as_text(name: str, value: Any) -> str:
 
 def _from_text(name: str, column: Any, text: str) -> Any:
     """A cell of `export --all` as the store keeps it in `column`; ValueError saying what is wrong."""
-    if name == "categories":
+    if name == "topics":
         return list(_split(text, ";"))
     kind = getattr(column.type, "impl", column.type).python_type   # UTCDateTime's is its impl's; JSON's is dict
     if text == "" and (column.nullable or kind is not str):

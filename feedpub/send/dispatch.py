@@ -196,12 +196,12 @@ def covered_posts(config: Config, collection: Collection, starts: datetime, ends
 
 
 def active_recipients(store: Store) -> dict[int, str]:
-    """Active, unsuppressed subscribers → the variant key of their category preferences."""
-    return {sid: variant_key(categories) for sid, categories in store.active_recipients().items()}
+    """Active, unsuppressed subscribers → the variant key of their topics."""
+    return {sid: variant_key(topics) for sid, topics in store.active_recipients().items()}
 
 
 def render_variants(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:
-    """Each variant once; keys whose categories match no post are left out (those readers get nothing)."""
+    """Each variant once; keys whose topics match no post are left out (those readers get nothing)."""
     rendered = {key: render_variant(config, issue, key) for key in sorted(keys)}
     return {key: variant for key, variant in rendered.items() if variant is not None}
 

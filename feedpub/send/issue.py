@@ -1,7 +1,7 @@
 """The digest issue: which schedule slot is due, which posts it covers, and its HTML and text bodies.
 
 Pure functions over Config and RenderedPost; the CLI does the I/O (store, SMTP). Bodies are rendered
-once per category set (a `Variant`) and are the same for every recipient: the per-recipient links are
+once per topic set (a `Variant`) and are the same for every recipient: the per-recipient links are
 the marker tokens below, which `feedpub.send.messages` replaces per message.
 """
 
@@ -23,6 +23,7 @@ from markupsafe import Markup
 from feedpub import templates, urls
 from feedpub.config import Config
 from feedpub.errors import ConfigError
+from feedpub.send.cadences import post_topics, topic_label, wanted
 from feedpub.send.pictures import Picture, picture
 from feedpub.site.markup import RenderedPost, cut_excerpt
 from feedpub.strings import Strings, load_strings
@@ -80,9 +81,9 @@ class ArchiveLinks:
 
 @dataclass(frozen=True)
 class Variant:
-    """The issue as one group of subscribers receives it (same category preferences), or its public copy."""
+    """The issue as one group of subscribers receives it (same topics), or its public copy."""
 
-    key: str                         # variant_key(categories): "" for everyone (and the public copy)
+    key: str                         # variant_key(topics): "" for everyone (and the public copy)
     subject: str
     html: str                        # full HTML document, CSS inlined, with the link markers
     text: str                        # text/plain body, with the link markers
@@ -106,9 +107,9 @@ def due_slot(config: Config, now: datetime) -> tuple[str, datetime]:
     return slot.strftime("%Y-%m-%d-%H%M"), slot
 
 
-def variant_key(categories: Iterable[str]) -> str:
-    """"" for no preferences; otherwise the sorted, distinct category names joined by tabs."""
-    return "\t".join(sorted(set(categories)))
+def variant_key(topics: Iterable[str]) -> str:
+    """"" for everything; otherwise the sorted, distinct topics (feed folders) joined by tabs."""
+    return "\t".join(sorted(set(topics)))
 
 
 def compose(config: Config, rendered: Sequence[RenderedPost], *, period: str, slot: datetime,
@@ -141,14 +142,13 @@ def archive_url(config: Config, period: str = "") -> str:
 
 
 def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:
-    """Subject, HTML and text for subscribers whose preferences are `key`; None if no post matches."""
-    chosen = set(key.split("\t")) if key else set()
-    folded = {name.casefold() for name in chosen}    # `releases` chooses the posts of `Releases`
-    posts = [r for r in issue.posts if not folded or folded & {name.casefold() for name in r.post.categories}]
+    """Subject, HTML and text for subscribers whose topics are `key`; None if no post matches."""
+    chosen = key.split("\t") if key else []
+    posts = [r for r in issue.posts if wanted(chosen, post_topics(config, r.post))]
     if not posts:
         return None
-    return _render(config, issue.period, issue.slot, entries(config, posts), key, sorted(chosen), links=None,
-                   archive=False)
+    return _render(config, issue.period, issue.slot, entries(config, posts), key,
+                   [topic_label(topic) for topic in chosen], links=None, archive=False)
 
 
 def public_copy(config: Config, issue: Issue) -> Variant:

@@ -69,7 +69,7 @@ def test_the_buttons_work_with_the_content_security_policy_in_force(served) -> N
             page.get_by_label("news").uncheck()
             page.get_by_role("button", name="設定を保存").click()
             expect(page.get_by_role("status")).to_have_text("設定を保存しました。")
-            assert store.subscriber("reader@example.com").categories == ("AI導入戦略",)
+            assert store.subscriber("reader@example.com").topics == ("categories/AI導入戦略",)
 
             page.goto(f"{base}/preferences/{make_token(SECRET, 'preferences', reader.id)}")
             page.get_by_role("link", name="配信を停止する").click()

@@ -74,7 +74,7 @@ def link(store, purpose: str, email: str) -> str:
 def test_opening_any_reader_link_changes_nothing(web, method) -> None:
     client, store, outbox = web
     confirm = signed_up(client, outbox, "new@example.com")
-    store.save_subscribers([SubscriberInput("reader@example.com", "読者", ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("reader@example.com", "読者", ("categories/news",))], status="active")
     before = rows(store)
     for path in (confirm, link(store, "unsubscribe", "reader@example.com"),
                  link(store, "preferences", "reader@example.com")):
@@ -84,13 +84,13 @@ def test_opening_any_reader_link_changes_nothing(web, method) -> None:
             assert answer.headers["content-type"].startswith("text/html")
         assert rows(store) == before, path
     assert store.subscriber("new@example.com").status == "pending"
-    assert store.subscriber("reader@example.com").categories == ("news",)
+    assert store.subscriber("reader@example.com").topics == ("categories/news",)
 
 
 def test_each_page_shows_the_button_that_makes_its_change(web) -> None:
     client, store, outbox = web
     confirm = signed_up(client, outbox, "new@example.com")
-    store.save_subscribers([SubscriberInput("reader@example.com", "読者", ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("reader@example.com", "読者", ("categories/news",))], status="active")
     for path, button in ((confirm, "購読を確定する"),
                          (link(store, "unsubscribe", "reader@example.com"), "配信を停止する"),
                          (link(store, "preferences", "reader@example.com"), "設定を保存")):
@@ -101,7 +101,7 @@ def test_each_page_shows_the_button_that_makes_its_change(web) -> None:
     assert store.subscriber("new@example.com").status == "active"
     preferences = link(store, "preferences", "reader@example.com")
     assert client.post(preferences, data={"categories": ["AI導入戦略"]}).status_code == 200
-    assert store.subscriber("reader@example.com").categories == ("AI導入戦略",)
+    assert store.subscriber("reader@example.com").topics == ("categories/AI導入戦略",)
     # RFC 8058: the mail client's one-click POST, answered 200 without a redirect.
     one_click = client.post(link(store, "unsubscribe", "reader@example.com"), content="List-Unsubscribe=One-Click",
                             headers={"content-type": "application/x-www-form-urlencoded"}, follow_redirects=False)
@@ -127,7 +127,8 @@ def test_other_methods_are_not_allowed_and_change_nothing(web, method) -> None:
 
 def test_a_known_readers_sign_up_changes_nothing_and_mails_their_preferences_link(web) -> None:
     client, store, outbox = web
-    store.save_subscribers([SubscriberInput("Taro.Yamada@example.jp", "山田太郎", ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("Taro.Yamada@example.jp", "山田太郎", ("categories/news",))],
+                           status="active")
     before = rows(store)
     known = client.post("/subscribe", data={"email": "taro.yamada@EXAMPLE.JP", "name": "Mallory",
                                             "categories": ["AI導入戦略"]})
@@ -158,7 +159,7 @@ def test_only_the_newest_confirmation_link_works_and_only_once(web) -> None:
         second = signed_up(client, outbox, "PENDING@example.com", name="Mallory", categories=["AI導入戦略"])
     assert first != second
     stored = store.subscriber("pending@example.com")
-    assert (stored.email, stored.name, stored.categories) == ("pending@example.com", "花子", ("news",))
+    assert (stored.email, stored.name, stored.topics) == ("pending@example.com", "花子", ("categories/news",))
     for method in ("GET", "POST"):
         stale = client.request(method, first)
         assert stale.status_code == 400 and "無効か、有効期限が切れています" in stale.text
@@ -182,7 +183,7 @@ def test_a_reader_who_left_comes_back_only_through_a_new_confirmation(web) -> No
     assert client.post(confirm).status_code == 400
     assert client.post(again).status_code == 200
     reader = store.subscriber("reader@example.com")
-    assert (reader.status, reader.categories) == ("active", ("news",))
+    assert (reader.status, reader.topics) == ("active", ("categories/news",))
     assert store.suppression("reader@example.com") is None
 
 
@@ -234,7 +235,7 @@ MALFORMED = [
 @pytest.mark.parametrize(("content_type", "body"), MALFORMED, ids=range(len(MALFORMED)))
 def test_malformed_forms_answer_400_and_record_nothing(web, content_type, body) -> None:
     client, store, outbox = web
-    store.save_subscribers([SubscriberInput("known@example.com", None, ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("known@example.com", None, ("categories/news",))], status="active")
     before = rows(store)
     for path in ("/subscribe", link(store, "preferences", "known@example.com")):
         answer = client.post(path, content=body, headers={"content-type": content_type})
@@ -249,7 +250,7 @@ def test_a_well_formed_japanese_form_is_read(web) -> None:
     assert client.post("/subscribe", content=body,
                        headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"}).status_code == 200
     reader = store.subscriber("reader@example.com")
-    assert (reader.name, reader.categories) == ("読者", ("AI導入戦略",)) and len(outbox) == 1
+    assert (reader.name, reader.topics) == ("読者", ("categories/AI導入戦略",)) and len(outbox) == 1
 
 
 # -- headers ----------------------------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ def test_altered_tokens_are_refused_at_every_position(web):
         assert call(client, purpose, good[:-3]).status_code in (400, 404)
         assert call(client, purpose, good + "A").status_code in (400, 404)
     assert state(store, "target@example.com") == ("active", False)
-    assert store.subscriber("target@example.com").categories == ()
+    assert store.subscriber("target@example.com").topics == ()
 
 
 def test_forged_tokens_change_nothing(web):

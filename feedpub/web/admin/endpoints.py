@@ -164,9 +164,9 @@ def subscribers_csv(request: Request) -> Response:
     def lines() -> Iterator[str]:
         out = io.StringIO()
         writer = spreadsheet.Writer(out)
-        writer.writerow(["email", "name", "categories", "status", "suppressed", "created_at"])
+        writer.writerow(["email", "name", "topics", "status", "suppressed", "created_at"])
         for row in queries.every_match(store(request), wanted):
-            writer.writerow([row.email, row.name, ";".join(row.categories), row.status,
+            writer.writerow([row.email, row.name, ";".join(row.topics), row.status,
                              "yes" if row.blocked else "no", row.created_at.isoformat(timespec="seconds")])
             if out.tell() > 64 * 1024:
                 yield out.getvalue()
@@ -206,7 +206,7 @@ async def subscriber_action(request: Request) -> Response:
         done = "lifted"
     else:
         known = set(request.app.state.categories())
-        chosen = tuple(c for c in (await request.form()).getlist("categories") if c in known)
+        chosen = tuple(f"categories/{c}" for c in (await request.form()).getlist("categories") if c in known)
         record(request, "subscriber.categories", f"{found.email}: {', '.join(chosen) or 'everything'}")
         db.save_subscribers([SubscriberInput(found.email, None, chosen)], status=None)
         done = "categories"

@@ -63,7 +63,7 @@ class SubscriberRow:
     email: str
     name: str
     status: str
-    categories: tuple[str, ...]
+    topics: tuple[str, ...]
     created_at: datetime
     suppressed: bool
 
@@ -146,7 +146,7 @@ def queue_now(store: Store) -> dict[str, int]:
 
 
 def variant_counts(store: Store, issue_id: int) -> list[tuple[tuple[str, ...], str, int]]:
-    """(categories, subject, recipients) per variant of an issue; no categories (): everyone's variant."""
+    """(topics, subject, recipients) per variant of an issue; no topics (): everyone's variant."""
     counts = (sa.select(deliveries.c.variant_key, sa.func.count().label("n"))
               .where(deliveries.c.issue_id == issue_id).group_by(deliveries.c.variant_key).subquery())
     query = (sa.select(issue_variants.c.key, issue_variants.c.subject, sa.func.coalesce(counts.c.n, 0))
@@ -194,11 +194,11 @@ def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | Non
     """One page of subscribers matching `wanted`, in id order, and the id to continue after (None: last page)."""
     blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
     query = (sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status,
-                       subscribers.c.categories, subscribers.c.created_at, blocked.label("blocked"))
+                       subscribers.c.topics, subscribers.c.created_at, blocked.label("blocked"))
              .where(*_filters(wanted, blocked), subscribers.c.id > wanted.after)
              .order_by(subscribers.c.id).limit(PAGE_SIZE + 1))
     with store.engine.connect() as conn:
-        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.categories), r.created_at, bool(r.blocked))
+        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.topics), r.created_at, bool(r.blocked))
                  for r in conn.execute(query)]
     more = len(found) > PAGE_SIZE
     return found[:PAGE_SIZE], found[PAGE_SIZE - 1].id if more else None
@@ -207,7 +207,7 @@ def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | Non
 def every_match(store: Store, wanted: Search) -> Any:
     """Every subscriber matching `wanted` (for the CSV export), streamed in id order."""
     blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
-    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.categories, subscribers.c.status,
+    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.topics, subscribers.c.status,
                        blocked.label("blocked"), subscribers.c.created_at)
              .where(*_filters(wanted, blocked)).order_by(subscribers.c.id))
     with store.engine.connect() as conn:
@@ -248,10 +248,10 @@ def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]
     if wanted.status:
         where.append(subscribers.c.status == wanted.status)
     if wanted.category:
-        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the name as it is written,
-        # in either case, as digests match categories (`releases` is `Releases`).
-        where.append(sa.func.lower(sa.cast(subscribers.c.categories, sa.Text)).contains(
-            json.dumps(wanted.category).lower(), autoescape=True))
+        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the category's topic as it
+        # is written, in either case, as digests match topics (`releases` is `Releases`).
+        where.append(sa.func.lower(sa.cast(subscribers.c.topics, sa.Text)).contains(
+            json.dumps(f"categories/{wanted.category}").lower(), autoescape=True))
     if wanted.suppressed == "yes":
         where.append(blocked)
     elif wanted.suppressed == "no":

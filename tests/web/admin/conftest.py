@@ -51,8 +51,8 @@ def make_app(config: Any, store: Store) -> Any:
 def seed(store: Store) -> int:
     """Four readers and one issue: sent, deferred, failed and queued rows."""
     store.save_subscribers([SubscriberInput("alice@example.com", "Alice"),
-                            SubscriberInput("taro@example.jp", "山田太郎", ("AI導入戦略",)),
-                            SubscriberInput("bob@example.com", "Bob", ("news",)),
+                            SubscriberInput("taro@example.jp", "山田太郎", ("categories/AI導入戦略",)),
+                            SubscriberInput("bob@example.com", "Bob", ("categories/news",)),
                             SubscriberInput("carol@example.com", "Carol")], status="active")
     ids = {s.email: s.id for s in store.subscribers()}
     slot = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)

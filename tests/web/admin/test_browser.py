@@ -121,7 +121,7 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
             page.check("input[value=news]")
             page.click("button:text('カテゴリーを保存')")
             expect(page.get_by_role("status")).to_have_text("カテゴリーを保存しました。")
-            assert set(store.subscriber("taro@example.jp").categories) == {"AI導入戦略", "news"}
+            assert set(store.subscriber("taro@example.jp").topics) == {"categories/AI導入戦略", "categories/news"}
             page.click("nav >> text=購読者")
             with page.expect_download() as download:
                 page.click("text=CSVで書き出す")

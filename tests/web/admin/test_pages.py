@@ -119,7 +119,7 @@ def test_subscriber_page_history_and_actions(dashboard) -> None:
     client.post(f"/admin/subscribers/{bob.id}/lift", data={"csrf": csrf})
     assert store.suppression("bob@example.com") is None
     client.post(f"/admin/subscribers/{bob.id}/categories", data={"csrf": csrf, "categories": ["AI導入戦略", "nope"]})
-    assert store.subscriber("bob@example.com").categories == ("AI導入戦略",)
+    assert store.subscriber("bob@example.com").topics == ("categories/AI導入戦略",)
     assert "subscriber.categories" in client.get(f"/admin/subscribers/{bob.id}").text
 
 
@@ -131,7 +131,7 @@ def test_a_readers_own_changes_are_in_their_history(dashboard) -> None:
     assert client.post(f"/unsubscribe/{make_token(SECRET, 'unsubscribe', taro.id)}").status_code == 200
     login(client)
     page = client.get(f"/admin/subscribers/{taro.id}").text
-    assert "(reader): reader.preferences taro@example.jp: news" in page
+    assert "(reader): reader.preferences taro@example.jp: categories/news" in page
     assert "(reader): reader.unsubscribe taro@example.jp" in page
     assert "reader." not in client.get(f"/admin/subscribers/{store.subscriber('bob@example.com').id}").text
 
@@ -141,7 +141,8 @@ def test_export_csv_of_the_filtered_list(dashboard) -> None:
     answer = dashboard.client.get("/admin/subscribers.csv", params={"category": "AI導入戦略"})
     assert answer.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(answer.text)))
-    assert [(r["email"], r["name"], r["categories"]) for r in rows] == [("taro@example.jp", "山田太郎", "AI導入戦略")]
+    assert [(r["email"], r["name"], r["topics"]) for r in rows] == [
+        ("taro@example.jp", "山田太郎", "categories/AI導入戦略")]
 
 
 def test_no_page_reflects_unescaped_input(dashboard) -> None:
