@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
-from feedpub.records import Subscriber, SubscriberInput
+from feedpub.records import CADENCES, Subscriber, SubscriberInput
 from feedpub.send.smtp import Refused
 from feedpub.store import READER_UNSUBSCRIBED, utcnow
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, issued_at, make_token, read_token
@@ -56,8 +56,6 @@ PAGE_HEADERS = {
 FORM_BYTES = 64 * 1024
 FORM_FIELDS = 1000
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Every cadence there is, as the forms list those the operator offers (digest.cadences).
-CADENCES = ("post", "daily", "weekly", "monthly")
 
 
 def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None, *,
@@ -192,8 +190,9 @@ async def subscribe(request: Request) -> Response:
 
     def again(problem: str) -> Response:
         """The form as the reader sent it, saying what to change."""
-        return page(request, "subscribe.html.j2", 400, error=problem, email=email, name=name,
-                    **choices_context(request, choices.topics, cadence, choices.timezone or ""))
+        zone = choices.timezone if choices.timezone and known_zone(choices.timezone) else ""
+        return page(request, "subscribe.html.j2", 400, error=problem, typed_email=email, typed_name=name,
+                    **choices_context(request, choices.topics, cadence, zone))
 
     if choices.problem:
         return again(choices.problem)
