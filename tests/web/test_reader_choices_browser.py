@@ -20,7 +20,8 @@ from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser, serving
 
 SECRET = "reader-choices-browser-secret"
 # In the feed plan's order: categories, tags, authors.
-TOPICS = [Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news"), Topic("tags/python", "Python"),
+TOPICS = [Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news"),
+          Topic("tags/python", "Python"),
           Topic("tags/a-tag-whose-name-is-long", "AVeryLongTagNameWithoutAnySpaceThatMustWrapInsteadOfScrolling"),
           Topic("authors/hanako", "花子")]
 DESKTOP = {"width": 1280, "height": 900}

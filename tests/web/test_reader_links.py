@@ -249,7 +249,8 @@ def test_malformed_forms_answer_400_and_record_nothing(web, content_type, body) 
 
 def test_a_well_formed_japanese_form_is_read(web) -> None:
     client, store, outbox = web
-    body = "email=reader%40example.com&name=%E8%AA%AD%E8%80%85&topics=categories%2Fai%E5%B0%8E%E5%85%A5%E6%88%A6%E7%95%A5"
+    body = ("email=reader%40example.com&name=%E8%AA%AD%E8%80%85"
+            "&topics=categories%2Fai%E5%B0%8E%E5%85%A5%E6%88%A6%E7%95%A5")
     assert client.post("/subscribe", content=body,
                        headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"}).status_code == 200
     reader = store.subscriber("reader@example.com")
