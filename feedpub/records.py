@@ -54,6 +54,8 @@ class StoredIssue:
     starts: datetime
     ends: datetime
     created_at: datetime
+    kind: str = "weekly"                      # daily, weekly, monthly (digests), post, welcome
+    zone: str = ""                            # its readers' time zone ("": the site's)
 
 
 @dataclass(frozen=True)

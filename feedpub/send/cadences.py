@@ -9,6 +9,8 @@ from category names hold them) and one written as the feed's folder take the sam
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -33,6 +35,23 @@ def wanted(topics: Iterable[str], in_topics: frozenset[str]) -> bool:
     """Whether a reader of `topics` (none: everything) takes a post in `in_topics` (`post_topics`)."""
     chosen = {topic.casefold() for topic in topics}
     return not chosen or bool(chosen & in_topics)
+
+
+def variant_keys(choices: Iterable[tuple[str, tuple[str, ...]]]) -> dict[tuple[str, tuple[str, ...]], str]:
+    """The variant key of each (topics key, post URLs) readers were chosen: for each topics key, its most
+    common set of posts keeps the plain key (the variant every such reader got before the ledger), any other
+    set the key with "#" and a digest of its URLs."""
+    counts = Counter(choices)
+    keys: dict[tuple[str, tuple[str, ...]], str] = {}
+    plain_taken: set[str] = set()
+    for topics_key, post_urls in sorted(counts, key=lambda choice: (-counts[choice], choice)):
+        if topics_key in plain_taken:
+            digest = hashlib.sha256("\n".join(post_urls).encode()).hexdigest()[:12]
+            keys[topics_key, post_urls] = f"{topics_key}#{digest}"
+        else:
+            plain_taken.add(topics_key)
+            keys[topics_key, post_urls] = topics_key
+    return keys
 
 
 def topic_label(topic: str) -> str:
