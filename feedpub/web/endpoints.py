@@ -139,7 +139,12 @@ def choices_context(request: Request, topics: Iterable[str], cadence: str, zone:
     groups: dict[str, list[Topic]] = {}
     for topic in state.topics():
         groups.setdefault(topic.group, []).append(topic)
-    return {"topics": list(groups.items()), "chosen": set(topics), "cadences": offered(state.config),
+    # A store migrated from categories holds names ("categories/AI導入戦略"), the forms feed folders: either
+    # ticks the box, in any case (as digests match them), and saving stores the folder.
+    stored = {topic.casefold() for topic in topics}
+    chosen = {topic.folder for topic in state.topics()
+              if {topic.folder.casefold(), f"{topic.group}/{topic.name}".casefold()} & stored}
+    return {"topics": list(groups.items()), "chosen": chosen, "cadences": offered(state.config),
             "cadence": cadence, "zones": zone_groups(), "zone": zone or state.config.site.timezone}
 
 

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from feedpub.web.admin import auth, endpoints
 
 ISSUE_ACTIONS = ("pause", "resume", "cancel", "retry")
-SUBSCRIBER_ACTIONS = ("suppress", "lift", "categories")
+SUBSCRIBER_ACTIONS = ("suppress", "lift", "choices")
 
 
 def routes() -> list[BaseRoute]:

@@ -64,6 +64,7 @@ class SubscriberRow:
     name: str
     status: str
     topics: tuple[str, ...]
+    cadence: str
     created_at: datetime
     suppressed: bool
 
@@ -72,7 +73,7 @@ class SubscriberRow:
 class Search:
     query: str = ""
     status: str = ""
-    category: str = ""
+    topic: str = ""                   # a feed folder ("categories/news")
     suppressed: str = ""              # "", "yes", "no"
     after: int = 0                    # the last id of the previous page
 
@@ -194,11 +195,12 @@ def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | Non
     """One page of subscribers matching `wanted`, in id order, and the id to continue after (None: last page)."""
     blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
     query = (sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status,
-                       subscribers.c.topics, subscribers.c.created_at, blocked.label("blocked"))
+                       subscribers.c.topics, subscribers.c.cadence, subscribers.c.created_at, blocked.label("blocked"))
              .where(*_filters(wanted, blocked), subscribers.c.id > wanted.after)
              .order_by(subscribers.c.id).limit(PAGE_SIZE + 1))
     with store.engine.connect() as conn:
-        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.topics), r.created_at, bool(r.blocked))
+        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.topics), r.cadence, r.created_at,
+                               bool(r.blocked))
                  for r in conn.execute(query)]
     more = len(found) > PAGE_SIZE
     return found[:PAGE_SIZE], found[PAGE_SIZE - 1].id if more else None
@@ -207,8 +209,8 @@ def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | Non
 def every_match(store: Store, wanted: Search) -> Any:
     """Every subscriber matching `wanted` (for the CSV export), streamed in id order."""
     blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
-    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.topics, subscribers.c.status,
-                       blocked.label("blocked"), subscribers.c.created_at)
+    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.topics, subscribers.c.cadence,
+                       subscribers.c.timezone, subscribers.c.status, blocked.label("blocked"), subscribers.c.created_at)
              .where(*_filters(wanted, blocked)).order_by(subscribers.c.id))
     with store.engine.connect() as conn:
         yield from conn.execution_options(yield_per=1000).execute(query)
@@ -247,11 +249,11 @@ def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]
                             subscribers.c.name.contains(wanted.query, autoescape=True)))
     if wanted.status:
         where.append(subscribers.c.status == wanted.status)
-    if wanted.category:
-        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the category's topic as it
-        # is written, in either case, as digests match topics (`releases` is `Releases`).
+    if wanted.topic:
+        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the topic as it is written,
+        # in either case, as digests match topics (`categories/releases` is `categories/Releases`).
         where.append(sa.func.lower(sa.cast(subscribers.c.topics, sa.Text)).contains(
-            json.dumps(f"categories/{wanted.category}").lower(), autoescape=True))
+            json.dumps(wanted.topic).lower(), autoescape=True))
     if wanted.suppressed == "yes":
         where.append(blocked)
     elif wanted.suppressed == "no":

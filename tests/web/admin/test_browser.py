@@ -118,10 +118,12 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
             expect(page.get_by_role("status")).to_contain_text("このアドレスを配信停止にしました")
             page.click("button:text('配信停止を解除')")
             expect(page.get_by_role("status")).to_have_text("配信停止を解除しました。")
-            page.check("input[value=news]")
-            page.click("button:text('カテゴリーを保存')")
-            expect(page.get_by_role("status")).to_have_text("カテゴリーを保存しました。")
-            assert set(store.subscriber("taro@example.jp").topics) == {"categories/AI導入戦略", "categories/news"}
+            page.check("input[value='categories/news']")        # his stored categories/AI導入戦略 is ticked
+            page.select_option("select[name=timezone]", "Asia/Seoul")
+            page.click("button:text('配信内容を保存')")
+            expect(page.get_by_role("status")).to_have_text("この読者の配信内容を保存しました。")
+            taro = store.subscriber("taro@example.jp")
+            assert (set(taro.topics), taro.timezone) == ({"categories/ai導入戦略", "categories/news"}, "Asia/Seoul")
             page.click("nav >> text=購読者")
             with page.expect_download() as download:
                 page.click("text=CSVで書き出す")
