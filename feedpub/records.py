@@ -3,6 +3,7 @@ and deliveries. Plain frozen dataclasses, so every wing can hold them without th
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -10,6 +11,20 @@ from typing import Any, Literal
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
 # How often a reader gets mail: each post as it is published, or a digest per local day, week or month.
 CADENCES = ("post", "daily", "weekly", "monthly")
+
+
+def offered_cadences(chosen: Collection[str]) -> tuple[str, ...]:
+    """The cadences of `digest.cadences` as readers are shown them: most often first."""
+    return tuple(cadence for cadence in CADENCES if cadence in chosen)
+
+
+def default_cadence(chosen: Collection[str]) -> str:
+    """A new reader's cadence when none is given: weekly (the digest as it always was) when offered, else the
+    first offered."""
+    offered = offered_cadences(chosen)
+    return "weekly" if "weekly" in offered else offered[0]
+
+
 DeliveryStatus = Literal["queued", "sending", "sent", "deferred", "failed", "cancelled"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "sending", "sent", "deferred", "failed", "cancelled")
 

@@ -17,14 +17,13 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from feedpub import spreadsheet
 from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
 from feedpub.errors import Problem
-from feedpub.records import CADENCES, SubscriberInput, SubscriberStatus
+from feedpub.records import CADENCES, SubscriberInput, SubscriberStatus, default_cadence
 
 if TYPE_CHECKING:
     from feedpub.config import Config
@@ -46,22 +45,43 @@ def subscribers() -> None:
 @subscribers.command()
 @click.argument("email")
 @click.option("--name", default=None, help="Display name.")
+@click.option("--topics", default=None, metavar="GROUP/NAME,…",
+              help="Only the posts of these feeds (comma-separated: categories/NAME, tags/NAME, authors/NAME, as the "
+                   "feed's folder or the name the posts give).")
 @click.option("--categories", default=None, help="Only posts in these categories (comma-separated).")
+@click.option("--cadence", type=click.Choice(CADENCES), default=None,
+              help="How often: each post, daily, weekly or monthly (one of digest.cadences; a new subscriber "
+                   "without it gets weekly when offered).")
+@click.option("--timezone", "zone", default=None, metavar="ZONE",
+              help="The reader's IANA time zone, such as Asia/Tokyo (default: site.timezone).")
 @click.option("--pending", is_flag=True, help="Add unconfirmed (not mailed until confirmed).")
 @click.pass_obj
-def add(app: App, email: str, name: str | None, categories: str | None, pending: bool) -> None:
+def add(app: App, email: str, name: str | None, topics: str | None, categories: str | None, cadence: str | None,
+        zone: str | None, pending: bool) -> None:
     """Add a subscriber, or update and reactivate an existing one."""
+    from feedpub.zones import known_zone  # lazy: reads the time zone database's names, 0.1-0.4 s
+
     address = valid_address_or_fail(email)
+    config = app.config
+    if cadence is not None and cadence not in config.digest.cadences:
+        fail(f"--cadence {cadence}: not offered by this site "
+             f"(expected one of digest.cadences: {', '.join(config.digest.cadences)})")
+    if zone is not None and not known_zone(zone):
+        fail(f"--timezone {zone!r}: unknown time zone (expected an IANA name such as Asia/Tokyo or America/New_York)")
     chosen = _split(categories, ",") if categories is not None else None
-    known = _site_categories(app.config)
+    known = _site_categories(config)
     report(_unknown_categories("--categories", None, chosen or (), known))
-    topics = _category_topics(_site_spelling(chosen, known))
+    folders = _category_topics(_site_spelling(chosen, known))
+    if topics is not None:
+        folders = tuple(dict.fromkeys((*(folders or ()), *_site_topics_or_fail(config, _split(topics, ",")))))
     store = open_store_or_fail(app)
+    if cadence is None and store.subscriber(address) is None:
+        cadence = default_cadence(config.digest.cadences)
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
     if lifted:
         say(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
-    entry = SubscriberInput(address, name, topics)
+    entry = SubscriberInput(address, name, folders, cadence, zone)
     ((row, created),) = store.save_subscribers([entry], status="pending" if pending else "active")
     say(words().text("subscriber_added" if created else "subscriber_updated", email=row.email, status=row.status))
 
@@ -113,7 +133,7 @@ def import_(app: App, file: Path) -> None:
     header, rows, problems = _csv_rows(file)
     if "status" in header:
         _import_all(app, file, header, rows, problems)
-    entries, found = _subscriber_inputs(file, header, rows, _site_categories(app.config))
+    entries, found = _subscriber_inputs(file, header, rows, _site_categories(app.config), app.config.digest.cadences)
     problems = found + problems
     store = open_store_or_fail(app)
     # Importing a list must never re-mail someone who unsubscribed or bounced: existing rows keep their status.
@@ -223,6 +243,29 @@ def _site_categories(config: Config) -> Callable[[], frozenset[str]]:
     return read
 
 
+def _site_topics_or_fail(config: Config, names: Iterable[str]) -> tuple[str, ...]:
+    """The feed folders `--topics` names, each given as its folder (`categories/ai導入戦略`) or as its group and
+    the name the posts write (`categories/AI導入戦略`), in any case; exit 2 naming one no feed of the site has."""
+    from feedpub.site.build import site_topics  # lazy: reads the posts
+
+    known = site_topics(config)
+    folders = {}
+    for topic in known:
+        folders[topic.folder.casefold()] = topic.folder
+        folders.setdefault(f"{topic.group}/{topic.name}".casefold(), topic.folder)
+    found = []
+    for name in names:
+        folder = folders.get(name.casefold())
+        if folder is None:
+            close = difflib.get_close_matches(name.casefold(), folders, n=1)
+            such_as = f", such as '{folders[close[0]]}'" if close else ""
+            groups = ", ".join(dict.fromkeys(topic.group for topic in known)) or "none"
+            fail(f"--topics {name!r}: no feed of this site has this topic (expected GROUP/NAME of one of its "
+                 f"category, tag or author feeds{such_as}; groups with feeds: {groups})")
+        found.append(folder)
+    return tuple(dict.fromkeys(found))
+
+
 def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[Problem]]:
     """A CSV file's header (lower-case), its rows by line (each cell as `spreadsheet.cell` was given it)
     and the problem that stopped the reading, if any; exit 2 when it cannot be read or has no email column."""
@@ -247,7 +290,8 @@ def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
 
 
 def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict[str, str]]],
-                       known: Callable[[], Collection[str]]) -> tuple[list[SubscriberInput], list[Problem]]:
+                       known: Callable[[], Collection[str]],
+                       offered: Collection[str]) -> tuple[list[SubscriberInput], list[Problem]]:
     """The subscribers a CSV file lists, and what is wrong with it. Rows with a bad address or one seen
     on an earlier row are skipped (the first row of an address wins)."""
     from feedpub.addresses import BadAddress, mailable
@@ -274,9 +318,9 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
             problems += _unknown_categories(str(file), line, cats, known)
             topics = tuple(dict.fromkeys((*(topics or ()), *(_category_topics(_site_spelling(cats, known)) or ()))))
         try:
-            cadence, timezone = _choices_cells(header, row)
+            cadence, timezone = _choices_cells(header, row, offered)
         except ValueError as exc:
-            problems.append(Problem(str(file), line, str(exc), "cadence one of post, daily, weekly, monthly; "
+            problems.append(Problem(str(file), line, str(exc), f"cadence one of {', '.join(offered)}; "
                                     "timezone an IANA name such as Asia/Tokyo, or empty"))
             continue
         entries.append(SubscriberInput(address, name, topics, cadence, timezone))
@@ -303,18 +347,17 @@ def _category_topics(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return None if names is None else tuple(f"categories/{name}" for name in names)
 
 
-def _choices_cells(header: list[str], row: dict[str, str]) -> tuple[str | None, str | None]:
+def _choices_cells(header: list[str], row: dict[str, str], offered: Collection[str]) -> tuple[str | None, str | None]:
     """A CSV row's cadence and time zone (None: the column is absent or the cell empty, so the stored
     choice stays); ValueError naming a bad one."""
+    from feedpub.zones import known_zone  # lazy: reads the time zone database's names, 0.1-0.4 s
+
     cadence = (row.get("cadence") or "").strip().lower() or None if "cadence" in header else None
-    if cadence is not None and cadence not in CADENCES:
-        raise ValueError(f"cadence {cadence!r} is unknown")
+    if cadence is not None and cadence not in offered:
+        raise ValueError(f"cadence {cadence!r} is not offered (digest.cadences: {', '.join(offered)})")
     timezone = (row.get("timezone") or "").strip() or None if "timezone" in header else None
-    if timezone is not None:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"time zone {timezone!r} is unknown") from None
+    if timezone is not None and not known_zone(timezone):
+        raise ValueError(f"time zone {timezone!r} is unknown")
     return cadence, timezone
 
 

@@ -24,14 +24,13 @@ from starlette.responses import JSONResponse, Response
 
 from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
-from feedpub.records import CADENCES, Subscriber, SubscriberInput
+from feedpub.records import Subscriber, SubscriberInput, default_cadence, offered_cadences
 from feedpub.send.smtp import Refused
 from feedpub.store import READER_UNSUBSCRIBED, utcnow
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, issued_at, make_token, read_token
 from feedpub.zones import known_zone, zone_groups
 
 if TYPE_CHECKING:
-    from feedpub.config import Config
     from feedpub.site.build import Topic
 
 log = logging.getLogger("feedpub.web")
@@ -121,17 +120,6 @@ async def reader_form(request: Request) -> FormData | None:
     return FormData(fields)
 
 
-def offered(config: Config) -> tuple[str, ...]:
-    """The cadences the operator offers, in the order a reader reads them (most often first)."""
-    return tuple(cadence for cadence in CADENCES if cadence in config.digest.cadences)
-
-
-def first_cadence(config: Config) -> str:
-    """A new reader's cadence when they choose none: weekly (the digest as it always was) when offered."""
-    choices = offered(config)
-    return "weekly" if "weekly" in choices else choices[0]
-
-
 def choices_context(request: Request, topics: Iterable[str], cadence: str, zone: str) -> dict[str, Any]:
     """What the subscribe and preferences forms offer (the site's topics by group, the cadences offered, every
     time zone) and what is chosen."""
@@ -144,8 +132,9 @@ def choices_context(request: Request, topics: Iterable[str], cadence: str, zone:
     stored = {topic.casefold() for topic in topics}
     chosen = {topic.folder for topic in state.topics()
               if {topic.folder.casefold(), f"{topic.group}/{topic.name}".casefold()} & stored}
-    return {"topics": list(groups.items()), "chosen": chosen, "cadences": offered(state.config),
-            "cadence": cadence, "zones": zone_groups(), "zone": zone or state.config.site.timezone}
+    return {"topics": list(groups.items()), "chosen": chosen,
+            "cadences": offered_cadences(state.config.digest.cadences), "cadence": cadence, "zones": zone_groups(),
+            "zone": zone or state.config.site.timezone}
 
 
 @dataclass(frozen=True)
@@ -170,8 +159,9 @@ def read_choices(request: Request, form: FormData) -> Choices:
     choices = Choices(topics, cadence, zone)
     if asked and not topics:
         return replace(choices, problem=state.strings.text("bad_topics"))
-    if cadence is not None and cadence not in offered(state.config):
-        words = ", ".join(state.strings.text(f"cadence_{name}") for name in offered(state.config))
+    offered = offered_cadences(state.config.digest.cadences)
+    if cadence is not None and cadence not in offered:
+        words = ", ".join(state.strings.text(f"cadence_{name}") for name in offered)
         return replace(choices, problem=state.strings.text("bad_cadence", offered=words))
     if zone is not None and not known_zone(zone):
         return replace(choices, problem=state.strings.text("bad_timezone", zone=zone))
@@ -181,7 +171,7 @@ def read_choices(request: Request, form: FormData) -> Choices:
 async def subscribe_form(request: Request) -> Response:
     config = request.app.state.config
     return page(request, "subscribe.html.j2", scripted=True, guess_zone=True,
-                **choices_context(request, (), first_cadence(config), config.site.timezone))
+                **choices_context(request, (), default_cadence(config.digest.cadences), config.site.timezone))
 
 
 async def subscribe(request: Request) -> Response:
@@ -191,7 +181,8 @@ async def subscribe(request: Request) -> Response:
         return message(request, "bad_form", 400)
     email, name = str(form.get("email", "")), " ".join(str(form.get("name", "")).split())[:200]
     choices = read_choices(request, form)
-    cadence = choices.cadence if choices.cadence in offered(state.config) else first_cadence(state.config)
+    offered = offered_cadences(state.config.digest.cadences)
+    cadence = choices.cadence if choices.cadence in offered else default_cadence(offered)
 
     def again(problem: str) -> Response:
         """The form as the reader sent it, saying what to change."""
