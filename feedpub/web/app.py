@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from feedpub import templates
 from feedpub.config import Config
+from feedpub.records import Subscriber
 from feedpub.store import Store
 from feedpub.store_engine import BUSY_WAIT_SECONDS, StoreBusy, busy
 from feedpub.strings import load_strings
@@ -126,10 +127,11 @@ def store_busy(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
-               categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
+               categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]],
+               welcome: Callable[[Subscriber], object] | None = None) -> Starlette:
     """`send_confirmation(email, subject, text)` mails what the subscribe form sends (the double opt-in link, or
     a known reader's preferences link); `categories()` lists the site's categories for the form; `health()` adds
-    daemon facts to /healthz."""
+    daemon facts to /healthz; `welcome(subscriber)` queues a newly confirmed reader's welcome mail."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
@@ -143,6 +145,7 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     state.admin_strings = load_strings("admin", config.site.language, override)
     state.pages = Jinja2Templates(env=templates.environment("web", override))
     state.send_confirmation, state.categories, state.health = send_confirmation, categories, health
+    state.welcome = welcome
     state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)
     state.confirmations_limit = RateLimit(CONFIRMATIONS_PER_DAY, 24 * 3600)
     return app
