@@ -338,10 +338,11 @@ class Store:
         return got
 
     def first_windows(self) -> dict[int, datetime]:
-        """Each reader who was queued any mail → the start of the earliest window a mail to them covered: what
-        came before is no post of theirs."""
+        """Each reader who was queued a digest or a welcome → the start of the earliest window such a mail
+        covered: what came before is no post of theirs. (A post's mail covers no window.)"""
         query = (sa.select(deliveries.c.subscriber_id, sa.func.min(issues.c.starts))
-                 .join(issues, issues.c.id == deliveries.c.issue_id).group_by(deliveries.c.subscriber_id))
+                 .join(issues, issues.c.id == deliveries.c.issue_id).where(issues.c.kind != "post")
+                 .group_by(deliveries.c.subscriber_id))
         with self.engine.connect() as conn:
             return dict(conn.execute(query).all())
 

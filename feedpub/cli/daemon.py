@@ -23,6 +23,7 @@ from feedpub.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from feedpub.config import Config
+    from feedpub.records import Subscriber
     from feedpub.site.build import Topic
     from feedpub.site.output import WriteResult
     from feedpub.site.websub import Publisher
@@ -190,6 +191,12 @@ class Daemon:
             return
         self._outcome("bounces", [])
 
+    def welcome(self, reader: Subscriber) -> None:
+        """Queue a newly confirmed reader's welcome mail; the retry job sends it within RETRY_LOOK_EVERY."""
+        from feedpub.send.reader_mail import queue_welcome  # lazy: 0.3 s (sqlalchemy)
+
+        queue_welcome(self.config, self.store, reader, datetime.now(UTC))
+
     def send_confirmation(self, email: str, subject: str, text: str) -> None:
         from feedpub.send import messages, smtp  # lazy: 90 ms
 
@@ -245,7 +252,7 @@ def run(app: App, no_watch: bool) -> None:
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
             config.bounces.imap_password()
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
-                             topics=lambda: daemon.topics, health=daemon.health)
+                             topics=lambda: daemon.topics, health=daemon.health, welcome=daemon.welcome)
     except ConfigError as exc:
         fail(str(exc))
     listening = _listen(config)

@@ -25,6 +25,7 @@ from feedpub.records import StoredIssue
 if TYPE_CHECKING:
     from feedpub.config import Config
     from feedpub.errors import Problem
+    from feedpub.send.dispatch import Dispatch
     from feedpub.send.issue import Variant
     from feedpub.store import Store
 
@@ -81,7 +82,7 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
 @click.pass_obj
 def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
     """Compose the issue that is due (if any) and deliver it; a rerun resumes only unsent rows."""
-    from feedpub.send.dispatch import send_due_issue  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.reader_mail import send_due  # lazy: 0.3 s, see the module docstring
 
     config = app.config
     store = open_store_or_fail(app)
@@ -96,11 +97,20 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
             _dry_run(config, store, now)
         due = _due_count(config, store, now)
         with _progress(due) as advance:
-            result = send_due_issue(config, store, now, on_outcome=advance)
-    report(list(result.problems))
+            results = send_due(config, store, now, on_outcome=advance)
+    problems = list(dict.fromkeys(p for result in results for p in result.problems))
+    report(problems)
+    partial = _errors(problems)
+    for result in results:
+        partial = _said(config, store, result) or partial
+    raise SystemExit(PARTIAL if partial else OK)
+
+
+def _said(config: Config, store: Store, result: Dispatch) -> bool:
+    """What one issue's run did, on stderr; whether some of it failed or was paused."""
     if result.summary is None:
         log.info("%s", result.note)
-        raise SystemExit(PARTIAL if _errors(result.problems) else OK)
+        return False
     summary, stored = result.summary, result.issue
     assert stored is not None
     for outcome in summary.problems:     # a deferred row is tried again: with -q only the failed ones are shown
@@ -118,7 +128,7 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
                else ""))
     for reason in summary.paused:
         click.echo(t.text("send_paused", reason=reason, period=result.period), err=True)
-    raise SystemExit(PARTIAL if summary.failed or summary.paused or _errors(result.problems) else OK)
+    return bool(summary.failed or summary.paused)
 
 
 def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, *, force: bool) -> NoReturn:

@@ -133,3 +133,24 @@ def first_window(config: Config, kind: str, tz: ZoneInfo, slot: datetime) -> dat
     if kind == "weekly":
         return slot - timedelta(days=config.digest.first_issue_days)
     return previous_slot(config, kind, tz, slot - timedelta(microseconds=1))
+
+
+# -- posts as they appear ------------------------------------------------------------------------------------
+
+# A post dated further back than this when it first appears is backdated: the digests carry it, no post mail.
+BACKDATED = timedelta(days=1)
+
+
+def sightings(new: Iterable[tuple[str, datetime]], now: datetime, *, burst: int, first: bool) -> dict[str, str]:
+    """What becomes of posts seen for the first time, (URL, date) each: "waiting" for their post mail, or
+    "digest" (the digests carry them): every post on the very first look (the site's archive is no news), a
+    backdated post, and all of them when more than `burst` fresh ones appear at once (a bulk import)."""
+    found = list(new)
+    fresh = [url for url, dated in found if dated >= now - BACKDATED]
+    mailed = set() if first or len(fresh) > burst else set(fresh)
+    return {url: "waiting" if url in mailed else "digest" for url, _ in found}
+
+
+def post_period(slot: datetime, url: str) -> str:
+    """The issue of one post's mail: its slot (UTC) and a digest of the post's URL."""
+    return f"{slot.astimezone(UTC):%Y-%m-%d-%H%M}-post-{hashlib.sha256(url.encode()).hexdigest()[:12]}"

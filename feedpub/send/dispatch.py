@@ -164,7 +164,7 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     variants: dict[str, Variant] = {}
     for (topics_key, urls), key in keys.items():
         posts = tuple(by_url[url] for url in urls if url in by_url)
-        variant = render_variant(config, Issue(period, slot, found.starts, slot, posts), topics_key)
+        variant = render_variant(config, Issue(period, slot, found.starts, slot, posts, kind, zone), topics_key)
         if variant is not None:
             variants[key] = Variant(key, variant.subject, variant.html, variant.text)
     recipients = {sid: keys[choice] for sid, choice in chosen.items() if keys[choice] in variants}
@@ -180,7 +180,7 @@ def store_composed(config: Config, store: Store, composed: Composed) -> StoredIs
     public = (composed.kind, composed.zone) == ("weekly", "")
     return store.create_issue(
         period=composed.period, slot=composed.slot, starts=composed.starts, ends=composed.slot,
-        recipients=composed.recipients, variants=[_stored(v) for v in composed.variants.values()],
+        recipients=composed.recipients, variants=[as_stored(v) for v in composed.variants.values()],
         archived=[archive.record(e) for e in entries(config, composed.carried)] if public else (),
         carried=[r.post.url for r in composed.carried], kind=composed.kind, zone=composed.zone,
         variant_posts=composed.variant_posts)
@@ -306,7 +306,7 @@ def stored_variant(store: Store, issue: StoredIssue, key: str) -> Variant | None
     return Variant(key, found[0].subject, found[0].html, found[0].text) if found else None
 
 
-def _stored(variant: Variant) -> StoredVariant:
+def as_stored(variant: Variant) -> StoredVariant:
     return StoredVariant(variant.key, variant.subject, variant.html, variant.text)
 
 

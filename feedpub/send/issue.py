@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2
@@ -193,6 +194,10 @@ def _render(config: Config, period: str, slot: datetime, shown: Sequence[Entry],
     strings = strings_for(config)
     context = _context(config, strings, period, slot, shown, chosen, links=links, archive=archive)
     context.update(_kind_context(config, strings, kind, zone, chosen, shown, full or {}))
+    if zone:     # the reader's own date of the slot
+        context["date_label"] = strings.date(slot.astimezone(ZoneInfo(zone)).date())
+    if kind == "welcome":
+        context["t"] = {**context["t"], "intro": strings.text("welcome_intro", title=config.site.title)}
     subject = (header_text(strings.text("subject_post", post=shown[0].title, title=config.site.title))
                if kind == "post" else _render_subject(config, env, strings, context, kind))
     context["subject"] = subject

@@ -262,6 +262,11 @@ async def confirm(request: Request) -> Response:
         return message(request, "bad_link", 400)
     kept = state.store.suppression(confirmed.email)
     noted(request, "reader.confirm", confirmed, f"suppression kept ({kept.reason})" if kept else "")
+    if state.welcome is not None and kept is None:
+        try:     # the reader is subscribed whatever becomes of it: a failure here is logged, not theirs
+            await run_in_threadpool(state.welcome, confirmed)
+        except Exception:
+            log.exception("the welcome mail of %s was not queued", confirmed.email)
     return message(request, "confirmed")
 
 
