@@ -11,6 +11,8 @@ from typing import Any, Literal
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
 # How often a reader gets mail: each post as it is published, or a digest per local day, week or month.
 CADENCES = ("post", "daily", "weekly", "monthly")
+# What a mail is: a post's own, a digest of a reader's cadence, or the welcome on confirmation.
+MAIL_KINDS = (*CADENCES, "welcome")
 
 
 def offered_cadences(chosen: Collection[str]) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say, words
 from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
-from feedpub.records import CADENCES, StoredIssue
+from feedpub.records import CADENCES, MAIL_KINDS, StoredIssue
 
 if TYPE_CHECKING:
     from feedpub.config import Config
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("feedpub.send.issue")
 
-# What a mail is: a post's own, a digest of a reader's cadence, or the welcome on confirmation.
-MAIL_KINDS = (*CADENCES, "welcome")
 # Beside the store, out of the published folder the daemon serves.
 PREVIEW = ".feedpub/preview/index.html"
 

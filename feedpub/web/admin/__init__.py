@@ -24,6 +24,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin/login", login.submit, methods=["POST"]),
         Route("/admin/logout", auth.logout, methods=["POST"]),
         Route("/admin", endpoints.overview, methods=["GET"]),
+        Route("/admin/issues", endpoints.issues, methods=["GET"]),
         Route("/admin/issues/{period}", endpoints.issue, methods=["GET"]),
         Route("/admin/issues/{period}/test", endpoints.issue_test, methods=["POST"]),
         Route("/admin/issues/{period}/restore", endpoints.issue_restore, methods=["POST"]),

@@ -24,7 +24,7 @@ from feedpub import accounts, holds, spreadsheet
 from feedpub.addresses import BadAddress, mailable
 from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
-from feedpub.records import StoredIssue, Subscriber, SubscriberInput
+from feedpub.records import MAIL_KINDS, StoredIssue, Subscriber, SubscriberInput
 from feedpub.scheduler import digest_trigger
 from feedpub.send import archive_sync, messages, smtp
 from feedpub.send.bounces import evidence
@@ -41,6 +41,8 @@ log = logging.getLogger("feedpub.web.admin")
 # While an issue has rows to send, its page reloads itself this often (no script needed).
 LIVE_REFRESH_SECONDS = 5
 AUDIT_LINES = 200
+# The mails the mails page lists (the newest first).
+ISSUES_LISTED = 200
 # Bounces and complaints listed on an issue's or a subscriber's page (the bounces page has them all, by page).
 EVIDENCE_LINES = 100
 # The messages an action's `?done=` may name; their words are the `done_…` strings (strings.toml beside the templates).
@@ -60,11 +62,25 @@ def overview(request: Request) -> Response:
     next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
     last_build = _last_build(facts)
     next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
+    days, sent = queries.sent_per_day(db, MAIL_KINDS, now, cfg.site.tz)
+    kinds_chart = charts.bars(t.text("chart_kinds"), t.text("chart_no_data"), tuple(f"{day:%m-%d}" for day in days),
+                              tuple((t.text(f"kind_{kind}"), tuple(counts)) for kind, counts in sent.items()))
     return page(request, "overview.html.j2", title=t.text("overview"), chart=chart, weekly=weekly,
+                kinds=queries.by_kind(db, MAIL_KINDS), kinds_chart=kinds_chart,
                 issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
                 next_digest=next_digest, next_build=next_build, last_build=last_build,
                 next_retry=db.next_retry(), tz=cfg.site.tz, flash=_flash(request),
                 late=late_posts(cfg, db, collect(cfg, now=now).posts, now))
+
+
+@signed_in
+def issues(request: Request) -> Response:
+    """The newest mails, of every kind or of the one asked (`?kind=`), as the overview lists issues."""
+    kind = request.query_params.get("kind", "")
+    kind = kind if kind in MAIL_KINDS else ""
+    t = words(request)
+    return page(request, "issues.html.j2", title=t.text("mails_heading"), kinds=MAIL_KINDS, kind=kind,
+                issues=queries.recent_issues(store(request), ISSUES_LISTED, kind))
 
 
 @signed_in

@@ -87,9 +87,13 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
             page.fill("#password", PASSWORD)
             page.click("button:text('ログイン')")
             expect(page.locator("h1")).to_have_text("概要")
-            expect(page.locator("figure.chart svg")).to_be_visible()
+            expect(page.get_by_role("img", name="週ごとの購読者数")).to_be_visible()
+            expect(page.get_by_role("img", name="1日に送信したメール（種類別）")).to_be_visible()
             shots.append(_shot(page, tmp_path, "admin-overview-desktop.png"))
 
+            page.click("#kinds >> text=毎週")                         # the mails of one kind
+            expect(page.locator("h1")).to_have_text("メール")
+            expect(page.locator("[aria-current=page]")).to_have_text("毎週")
             page.click(f"a[href='/admin/issues/{PERIOD}']")
             expect(page.locator("h1")).to_have_text(f"{PERIOD} 号")
             expect(page.get_by_text("AI導入戦略の現在")).to_be_visible()
