@@ -8,10 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from lxml import html
+from starlette.testclient import TestClient
 
-from feedpub.records import StoredVariant
+from feedpub import accounts
+from feedpub.records import MAIL_KINDS, StoredVariant
 from feedpub.schema import deliveries
-from tests.web.admin.conftest import PERIOD, csrf_of, login
+from feedpub.store import open_store
+from feedpub.web.admin import queries
+from tests.conftest import emptied
+from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, csrf_of, login, make_app, seed
 
 NOW = datetime.now(UTC)
 POST = "2026-12-01-0910-post-tools"
@@ -85,3 +90,29 @@ def test_the_mails_page_lists_one_kind_and_the_post_mail_pauses_like_an_issue(da
         statuses = sorted(conn.execute(sa.select(deliveries.c.status).where(
             deliveries.c.issue_id == store.issue(POST).id)).scalars())
     assert statuses == ["cancelled", "cancelled", "sent"]
+
+
+def test_mails_by_kind_on_postgresql(site, monkeypatch, pg_url) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure(f'[store]\nurl = "{pg_url}"\n[web]\npublic_url = "https://news.example.com"\n')
+    config = site.config
+    store = emptied(open_store(config.store_url))
+    accounts.add_user(store, ACCOUNT, PASSWORD)
+    seed(store)
+    readers = sorted(s.id for s in store.subscribers())
+    mail(store, "post", POST, readers[:3], sent=2)
+    mail(store, "monthly", "2026-12-01-monthly-asia-kolkata", readers[2:], zone="Asia/Kolkata", sent=2)
+    days, sent = queries.sent_per_day(store, MAIL_KINDS, NOW, config.site.tz)
+    assert len(days) == 14 and days[-1] == NOW.astimezone(config.site.tz).date()
+    assert {kind: sum(counts) for kind, counts in sent.items()} == {
+        "post": 2, "daily": 0, "weekly": 1, "monthly": 2, "welcome": 0}      # the seeded weekly's sent row: today
+    try:
+        with TestClient(make_app(config, store), base_url="https://testserver") as client:
+            login(client)
+            table = kinds_table(client.get("/admin").text)
+            assert table["each post"][:3] == ["1", "3", "2 66.7%"] and table["monthly"][:3] == ["1", "2", "2 100.0%"]
+            assert table["weekly"][:2] == ["1", "4"]           # in English: the site's language is not set
+            monthly = client.get("/admin/issues?kind=monthly").text
+            assert "Asia/Kolkata" in monthly and POST not in monthly
+    finally:
+        store.engine.dispose()
