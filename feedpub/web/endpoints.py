@@ -133,8 +133,18 @@ def choices_context(request: Request, topics: Iterable[str], cadence: str, zone:
     chosen = {topic.folder for topic in state.topics()
               if {topic.folder.casefold(), f"{topic.group}/{topic.name}".casefold()} & stored}
     return {"topics": list(groups.items()), "chosen": chosen,
-            "cadences": offered_cadences(state.config.digest.cadences), "cadence": cadence, "zones": zone_groups(),
-            "zone": zone or state.config.site.timezone}
+            "cadences": offered_cadences(state.config.digest.cadences), "cadence": cadence,
+            "cadence_words": cadence_words(request), "zones": zone_groups(), "zone": zone or state.config.site.timezone}
+
+
+def cadence_words(request: Request) -> dict[str, str]:
+    """Each cadence as a reader reads it, with when its mail leaves (in their own zone)."""
+    state = request.app.state
+    digest, text = state.config.digest, state.strings.text
+    days = ", ".join(text("day_names").split()[day] for entry in digest.schedule for day in entry.days)
+    at = {"daily": digest.daily_at, "weekly": digest.schedule[0].at, "monthly": digest.monthly_on.at}
+    return {cadence: text(f"cadence_{cadence}", time=f"{at.get(cadence, digest.daily_at):%H:%M}", days=days,
+                          day=digest.monthly_on.day) for cadence in offered_cadences(digest.cadences)}
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,7 @@ def read_choices(request: Request, form: FormData) -> Choices:
         return replace(choices, problem=state.strings.text("bad_topics"))
     offered = offered_cadences(state.config.digest.cadences)
     if cadence is not None and cadence not in offered:
-        words = ", ".join(state.strings.text(f"cadence_{name}") for name in offered)
+        words = "; ".join(cadence_words(request).values())
         return replace(choices, problem=state.strings.text("bad_cadence", offered=words))
     if zone is not None and not known_zone(zone):
         return replace(choices, problem=state.strings.text("bad_timezone", zone=zone))

@@ -61,7 +61,9 @@ def test_the_subscribe_page_offers_topics_by_group_cadences_and_the_site_zone(we
     radios = document.xpath("//input[@name='cadence']")
     assert [(radio.get("value"), radio.get("checked") is not None) for radio in radios] == [
         ("post", False), ("daily", False), ("weekly", True), ("monthly", False)]
-    assert radios[0].getparent().text_content().strip() == "Each post, as it is published"
+    # Each with when its mail leaves, in the reader's own zone (the defaults: 09:00, weekly on Mondays).
+    assert [radio.getparent().text_content().strip() for radio in radios] == [
+        "Each post, as it is published", "Daily, at 09:00", "Weekly, on Monday at 09:00", "Monthly, on day 1 at 09:00"]
     # Every control has a label a screen reader reads.
     assert document.xpath("//label[@for='timezone']")[0].text_content() == "Your time zone"
     zone = document.get_element_by_id("timezone")
@@ -112,8 +114,8 @@ def test_signing_up_stores_the_chosen_topics_cadence_and_zone(web) -> None:
     ({"timezone": "Mars/Olympus_Mons"}, "“Mars/Olympus_Mons” is not a time zone we know"),
     ({"timezone": "../../etc/passwd"}, "“../../etc/passwd” is not a time zone we know"),
     ({"timezone": "asia/tokyo"}, "“asia/tokyo” is not a time zone we know"),
-    ({"cadence": "hourly"}, "Please choose how often you want to receive mail: Each post, as it is published, "
-                            "Daily, Weekly, Monthly."),
+    ({"cadence": "hourly"}, "Please choose how often you want to receive mail: Each post, as it is published; "
+                            "Daily, at 09:00; Weekly, on Monday at 09:00; Monthly, on day 1 at 09:00."),
     ({"topics": ["categories/gone"]}, "None of the chosen topics exists any more"),
 ])
 def test_a_bad_choice_is_400_saying_what_to_change_and_keeps_what_was_typed(web, fields, said) -> None:
@@ -130,11 +132,14 @@ def test_a_bad_choice_is_400_saying_what_to_change_and_keeps_what_was_typed(web,
 
 
 def test_a_cadence_the_operator_does_not_offer_is_refused(site, monkeypatch) -> None:
-    client, store, _ = served(site, monkeypatch, digest='[digest]\ncadences = ["weekly", "monthly"]\n')
+    digest = ('[digest]\ncadences = ["weekly", "monthly"]\nschedule = ["tue 07:30", "fri 07:30"]\n'
+              'monthly_on = "15 20:00"\n')
+    client, store, _ = served(site, monkeypatch, digest=digest)
     with client:
         answer = client.post("/subscribe", data={"email": "reader@example.com", "cadence": "post",
                                                  "timezone": "UTC"})
-    assert answer.status_code == 400 and "Weekly, Monthly." in answer.text and store.subscribers() == []
+    assert answer.status_code == 400 and store.subscribers() == []
+    assert "Weekly, on Tuesday, Friday at 07:30; Monthly, on day 15 at 20:00." in answer.text
 
 
 def test_preferences_show_and_change_what_the_reader_gets(web) -> None:
@@ -191,7 +196,7 @@ def test_japanese_pages(site, monkeypatch) -> None:
         document = html.fromstring(client.get("/subscribe").text)
         assert legends(document) == ["受け取る内容（選択なし：すべての記事）", "カテゴリ", "タグ", "著者", "配信頻度"]
         assert [r.getparent().text_content().strip() for r in document.xpath("//input[@name='cadence']")] == [
-            "記事ごと（公開時）", "毎日", "毎週", "毎月"]
+            "記事ごと（公開時）", "毎日 09:00", "毎週 月曜 09:00", "毎月 1日 09:00"]
         assert document.xpath("//label[@for='timezone']")[0].text_content() == "お住まいのタイムゾーン"
         answer = client.post("/subscribe", data={"email": "reader@example.com", "timezone": "火星/オリンポス"})
     assert answer.status_code == 400
