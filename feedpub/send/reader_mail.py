@@ -27,8 +27,8 @@ log = logging.getLogger("feedpub.send.issue")
 def streams_in_use(config: Config, store: Store) -> list[tuple[str, str]]:
     """The (cadence, zone) of every stream of digests some active reader takes: `post` readers take the weekly
     one of their zone (it carries what their post mails do not)."""
-    found = {("weekly" if cadence == "post" else cadence, cadences.zone_key(config, timezone))
-             for _, _, cadence, timezone in store.active_readers()}
+    found = {("weekly" if reader.cadence == "post" else reader.cadence, cadences.zone_key(config, reader.timezone))
+             for reader in store.active_readers()}
     return sorted(found)
 
 
@@ -125,9 +125,9 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime,
             return stored
         got = store.readers_got([post.url])
         in_topics = cadences.post_topics(config, post)
-        recipients = {sid: variant_key(topics) for sid, topics, cadence, _ in store.active_readers()
-                      if cadence == "post" and post.url not in got.get(sid, ())
-                      and cadences.wanted(topics, in_topics)}
+        recipients = {reader.id: variant_key(reader.topics) for reader in store.active_readers()
+                      if reader.cadence == "post" and post.url not in got.get(reader.id, ())
+                      and cadences.wanted(reader.topics, in_topics)}
         if not recipients:
             return None
         rendered, _ = render_posts(config, [post], site_posts=site_posts)
