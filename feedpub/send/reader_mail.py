@@ -48,6 +48,16 @@ def send_due(config: Config, store: Store, now: datetime, *, stop: threading.Eve
     return done
 
 
+def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
+    """When mail falls due next after `now`: the next slot of a stream in use, or a waiting post's mail."""
+    slots = [cadences.next_slot(config, kind, cadences.zone_of(config, zone), now)
+             for kind, zone in streams_in_use(config, store)]
+    waiting = store.next_waiting_post()
+    if waiting is not None:
+        slots.append(max(waiting + parse_duration(config.digest.post_delay), now))
+    return min(slots, default=None)
+
+
 def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, str]:
     """Record the posts seen for the first time (when `post` is offered): their post mail waits
     `digest.post_delay`, unless they are backdated or a bulk import (`cadences.sightings`)."""
