@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -98,7 +99,9 @@ def _add_waking_job(scheduler: BackgroundScheduler, work: Callable[[], datetime 
             now = datetime.now(UTC)
             # A retry time already past means others hold those rows under a lease: look again later.
             at = min(wake, now + look_every) if wake is not None and wake > now else now + look_every
-            scheduler.add_job(run, DateTrigger(at), **options)
+            # Shutting down (it waits for this run under the job store's lock): no next run to add.
+            if scheduler.state != STATE_STOPPED:
+                scheduler.add_job(run, DateTrigger(at), **options)
 
     # However late the scheduler gets to it, the job runs: a one-off job that missed its time is dropped.
     options = {"id": job_id, "name": name, "replace_existing": True, "misfire_grace_time": None}
