@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 SubscriberStatus = Literal["pending", "active", "unsubscribed"]
 # How often a reader gets mail: each post as it is published, or a digest per local day, week or month.
@@ -43,6 +43,16 @@ class Subscriber:
     created_at: datetime
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
+
+
+class ActiveReader(NamedTuple):
+    """What sending needs of an active, unsuppressed subscriber."""
+
+    id: int
+    topics: tuple[str, ...]
+    cadence: str
+    timezone: str
+    joined: datetime                          # when they subscribed (created_at)
 
 
 @dataclass(frozen=True)

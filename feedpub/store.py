@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from feedpub import schema
 from feedpub.records import (
     DELIVERY_STATUSES,
+    ActiveReader,
     ArchivedIssue,
     Delivery,
     DeliveryStatus,
@@ -175,12 +176,14 @@ class Store:
         with self.engine.connect() as conn:
             return {sid: tuple(topics) for sid, topics in conn.execute(query)}
 
-    def active_readers(self) -> list[tuple[int, tuple[str, ...], str, str]]:
-        """Active, unsuppressed subscribers as (id, topics, cadence, time zone), in id order (one light query)."""
-        query = (sa.select(subscribers.c.id, subscribers.c.topics, subscribers.c.cadence, subscribers.c.timezone)
+    def active_readers(self) -> list[ActiveReader]:
+        """Active, unsuppressed subscribers, in id order (one light query, no objects)."""
+        query = (sa.select(subscribers.c.id, subscribers.c.topics, subscribers.c.cadence, subscribers.c.timezone,
+                           subscribers.c.created_at)
                  .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
         with self.engine.connect() as conn:
-            return [(sid, tuple(topics), cadence, zone) for sid, topics, cadence, zone in conn.execute(query)]
+            return [ActiveReader(sid, tuple(topics), cadence, zone, joined)
+                    for sid, topics, cadence, zone, joined in conn.execute(query)]
 
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
         query = sa.select(subscribers).order_by(subscribers.c.id)

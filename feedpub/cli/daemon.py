@@ -54,6 +54,9 @@ class Daemon:
         self.warnings: dict[str, list[str]] = {}
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
+        # Called after a build that changed the site: the cadence job looks for new posts now (their mail
+        # waits digest.post_delay from when they first appear).
+        self.on_changed: Callable[[], None] = lambda: None
 
     @property
     def config(self) -> Config:
@@ -88,6 +91,7 @@ class Daemon:
         self._reported = set(report.problems)
         if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
             log.info("%s", report.summary())
+            self.on_changed()
         self.topics, self.last_build = report.topics, datetime.now(UTC)
         errors = [str(p) for p in report.problems if not p.warning]
         warnings = [str(p) for p in report.problems if p.warning]
@@ -126,29 +130,36 @@ class Daemon:
         for _batch in follow(self.live, self.stop):
             self.build()
 
-    def digest(self) -> None:
+    def digest(self) -> datetime | None:
+        """Send whatever is due of every cadence (each stream's digest, post mails, welcomes); returns when
+        the next falls due, for the cadence job to wake then."""
         from feedpub.config import parse_duration  # lazy: 26 ms
-        from feedpub.send.dispatch import send_due_issue  # lazy: 0.3 s (sqlalchemy)
+        from feedpub.send.reader_mail import next_due, send_due  # lazy: 0.3 s (sqlalchemy)
 
         if self.stop.is_set():
-            return
+            return None
+        config = self.config
         try:
             with self.sending:
-                result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
-                                        missed_after=parse_duration(self.config.digest.misfire_grace),
-                                        send=self.config.digest.send_in_daemon)
+                now = datetime.now(UTC)
+                results = send_due(config, self.store, now, stop=self.stop,
+                                   missed_after=parse_duration(config.digest.misfire_grace),
+                                   send=config.digest.send_in_daemon)
+            wake = next_due(config, self.store, datetime.now(UTC))
         except Exception as exc:
             log.exception("digest failed")
             self._outcome("digest", [f"digest failed: {exc!r}"])
-            return
-        for problem in result.problems:
+            return None
+        problems = list(dict.fromkeys(p for result in results for p in result.problems))
+        for problem in problems:
             log.warning("%s", problem)
-        self._outcome("digest", [str(p) for p in result.problems if not p.warning],
-                      [str(p) for p in result.problems if p.warning])
-        if result.summary is None:
-            log.info("%s", result.note)
-        else:
-            log.info("issue %s: %s", result.period, result.summary.line())
+        self._outcome("digest", [str(p) for p in problems if not p.warning], [str(p) for p in problems if p.warning])
+        for result in results:
+            if result.summary is None:
+                log.info("%s", result.note)
+            else:
+                log.info("issue %s: %s", result.period, result.summary.line())
+        return wake
 
     def retry(self) -> datetime | None:
         """Send the rows that are due (deferred ones whose retry time has come, those of a resumed issue);
@@ -240,7 +251,7 @@ def run(app: App, no_watch: bool) -> None:
     when one of its parts (web server, scheduler, watcher) stops on its own, so systemd restarts it."""
     import uvicorn  # lazy: 40 ms
 
-    from feedpub.scheduler import describe_jobs, make_scheduler  # lazy: 80 ms
+    from feedpub.scheduler import CADENCE_JOB, describe_jobs, make_scheduler, wake_now  # lazy: 80 ms
     from feedpub.site.websub import Publisher  # lazy: loads site.feeds, 0.23 s
     from feedpub.web.app import create_app  # lazy: 0.3 s
 
@@ -260,6 +271,7 @@ def run(app: App, no_watch: bool) -> None:
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))
     scheduler = make_scheduler(config, build=daemon.build, digest=daemon.digest, retry=daemon.retry,
                                read_bounces=daemon.read_bounces)
+    daemon.on_changed = lambda: wake_now(scheduler, CADENCE_JOB)
 
     def stop_web() -> None:
         server.should_exit = True

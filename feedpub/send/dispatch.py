@@ -18,7 +18,7 @@ from feedpub import holds
 from feedpub.config import Config
 from feedpub.counts import counted
 from feedpub.errors import Problem
-from feedpub.records import Delivery, StoredIssue, StoredVariant
+from feedpub.records import ActiveReader, Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, cadences, delivery, messages
 from feedpub.send.issue import Issue, Variant, compose, covers, due_slot, entries, render_variant, variant_key
 from feedpub.site.markup import RenderedPost, render_posts
@@ -99,20 +99,14 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
     return Dispatch(period, stored, summary, tuple(problems), "")
 
 
-def stream_readers(config: Config, store: Store, stream: tuple[str, str]) -> dict[int, Reader]:
+def stream_readers(config: Config, store: Store, stream: tuple[str, str]) -> dict[int, ActiveReader]:
     """The active readers a stream of digests mails: those of its cadence in its zone, and for the weekly
     one, the `post` readers of that zone too (it carries what their post mails do not: backdated posts,
     bulk imports)."""
     kind, zone = stream
     takers = {kind, "post"} if kind == "weekly" else {kind}
-    return {sid: Reader(topics, cadence) for sid, topics, cadence, timezone in store.active_readers()
-            if cadence in takers and cadences.zone_key(config, timezone) == zone}
-
-
-@dataclass(frozen=True)
-class Reader:
-    topics: tuple[str, ...]
-    cadence: str
+    return {reader.id: reader for reader in store.active_readers()
+            if reader.cadence in takers and cadences.zone_key(config, reader.timezone) == zone}
 
 
 @dataclass(frozen=True)
@@ -132,11 +126,12 @@ class Composed:
 
 
 def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tuple[str, str], slot: datetime,
-                         readers: Mapping[int, Reader]) -> Composed:
+                         readers: Mapping[int, ActiveReader]) -> Composed:
     """The issue of `slot` for each reader of a stream: the posts of their topics dated in their window,
     none they got already (the ledger), composed once per variant (topics and the set of posts). A reader's
     window starts at the stream's previous issue (the first: one period back), reaching LATE_REACH further
-    for posts no mail brought them, never before the earliest window a mail to them covered."""
+    for posts no mail brought them, never before the earliest window a mail to them covered (none yet: the
+    stream's window, or from when they joined if that was before it)."""
     kind, zone = stream
     found = coverage(config, store, slot, stream)
     collection = collect(config, now=now)
@@ -148,7 +143,8 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
     chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
     for sid, reader in readers.items():
-        lower = max(found.reach, since.get(sid, found.starts))
+        # A reader no digest reached yet takes the stream's window, and the posts since they joined before it.
+        lower = max(found.reach, since.get(sid, min(found.starts, reader.joined)))
         mine = got.get(sid, set())
         urls = tuple(p.url for p in newest_first
                      if p.date > lower and p.url not in mine and cadences.wanted(reader.topics, topics_of[p.url])

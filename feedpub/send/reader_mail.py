@@ -27,8 +27,8 @@ log = logging.getLogger("feedpub.send.issue")
 def streams_in_use(config: Config, store: Store) -> list[tuple[str, str]]:
     """The (cadence, zone) of every stream of digests some active reader takes: `post` readers take the weekly
     one of their zone (it carries what their post mails do not)."""
-    found = {("weekly" if cadence == "post" else cadence, cadences.zone_key(config, timezone))
-             for _, _, cadence, timezone in store.active_readers()}
+    found = {("weekly" if reader.cadence == "post" else reader.cadence, cadences.zone_key(config, reader.timezone))
+             for reader in store.active_readers()}
     return sorted(found)
 
 
@@ -46,6 +46,16 @@ def send_due(config: Config, store: Store, now: datetime, *, stop: threading.Eve
     if send:
         send_due_retries(config, store, now, stop=stop or threading.Event())
     return done
+
+
+def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
+    """When mail falls due next after `now`: the next slot of a stream in use, or a waiting post's mail."""
+    slots = [cadences.next_slot(config, kind, cadences.zone_of(config, zone), now)
+             for kind, zone in streams_in_use(config, store)]
+    waiting = store.next_waiting_post()
+    if waiting is not None:
+        slots.append(max(waiting + parse_duration(config.digest.post_delay), now))
+    return min(slots, default=None)
 
 
 def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, str]:
@@ -125,9 +135,9 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime,
             return stored
         got = store.readers_got([post.url])
         in_topics = cadences.post_topics(config, post)
-        recipients = {sid: variant_key(topics) for sid, topics, cadence, _ in store.active_readers()
-                      if cadence == "post" and post.url not in got.get(sid, ())
-                      and cadences.wanted(topics, in_topics)}
+        recipients = {reader.id: variant_key(reader.topics) for reader in store.active_readers()
+                      if reader.cadence == "post" and post.url not in got.get(reader.id, ())
+                      and cadences.wanted(reader.topics, in_topics)}
         if not recipients:
             return None
         rendered, _ = render_posts(config, [post], site_posts=site_posts)
