@@ -21,7 +21,7 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, fail, report, say, words
 from feedpub.cli.subscribers import open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
-from feedpub.records import CADENCES, MAIL_KINDS, StoredIssue
+from feedpub.records import CADENCES, MAIL_KINDS, ActiveReader, StoredIssue
 
 if TYPE_CHECKING:
     from feedpub.config import Config
@@ -94,7 +94,7 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
     next digest of their stream (its posts since that stream's last issue), or for `post` the next post's mail
     (the post waiting longest for it, else the newest). Their own links become the generic pages' links."""
     from feedpub.send import cadences  # lazy: 0.3 s, see the module docstring
-    from feedpub.send.dispatch import Reader, compose_stream_issue
+    from feedpub.send.dispatch import compose_stream_issue
     from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER, Issue, render_variant
     from feedpub.site.markup import render_posts
     from feedpub.site.posts import collect
@@ -130,7 +130,9 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
             posts = len(rendered)
         else:
             slot = cadences.next_slot(config, cadence, cadences.zone_of(config, zone or ""), now)
-            composed = compose_stream_issue(config, store, now, (cadence, key), slot, {0: Reader((), cadence)})
+            # A reader of no topic in particular (every post), joining now: no mail reached them yet.
+            reader = ActiveReader(0, (), cadence, zone or "", now)
+            composed = compose_stream_issue(config, store, now, (cadence, key), slot, {0: reader})
             report(composed.problems)
             variant = next(iter(composed.variants.values()), None)
             posts = len(next(iter(composed.variant_posts.values()), ()))

@@ -180,7 +180,7 @@ def read_choices(request: Request, form: FormData) -> Choices:
 
 async def subscribe_form(request: Request) -> Response:
     config = request.app.state.config
-    return page(request, "subscribe.html.j2", scripted=True, guess_zone=True,
+    return page(request, "subscribe.html.j2", scripted=True,
                 **choices_context(request, (), default_cadence(config.digest.cadences), config.site.timezone))
 
 
