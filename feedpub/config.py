@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from feedpub.errors import ConfigError
@@ -79,6 +80,13 @@ class ScheduleEntry:
         return ",".join(DAY_NAMES[day] for day in self.days)
 
 
+class MonthlySlot(NamedTuple):
+    """`digest.monthly_on`: "1 09:00" → the 1st of each month at 09:00, in each reader's time zone."""
+
+    day: int                   # 1–28: every month has it
+    at: time
+
+
 @dataclass(frozen=True)
 class DigestConfig:
     schedule: tuple[ScheduleEntry, ...] = (ScheduleEntry((0,), time(9, 0)),)
@@ -91,6 +99,13 @@ class DigestConfig:
     misfire_grace: str = "6h"
     send_in_daemon: bool = True          # false: `feedpub run` composes and queues; `feedpub worker`s send
     images: str = "image"                # "image": front matter `image`; "first": else the body's first; "none"
+    cadences: tuple[str, ...] = ("weekly",)   # what readers may choose of post, daily, weekly, monthly
+    daily_at: time = time(9, 0)          # the daily digest's local time (each reader's own zone)
+    monthly_on: MonthlySlot = MonthlySlot(1, time(9, 0))
+    post_delay: str = "10m"              # a post is mailed to `post` readers this long after it first appears
+    post_burst: int = 5                  # more new posts than this in one build: a bulk import, left to digests
+    post_content: str = "full"           # "full" | "excerpt": what a `post` mail shows
+    welcome_posts: int = 3               # the newest posts a confirmed reader is welcomed with; 0: no welcome
 
 
 @dataclass(frozen=True)
@@ -235,6 +250,8 @@ def require_env(name: str) -> str:
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
+_LOCAL_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_MONTHLY = re.compile(r"^(\d{1,2})\s+(\S+)$")
 _SCHEDULE = re.compile(rf"^({_DAY}(?:,{_DAY})*)\s+([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -245,6 +262,23 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration (expected e.g. '90s', '5m', '6h', '1d')")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
     return timedelta(**{unit: int(match[1])})
+
+
+def parse_local_time(text: str) -> time:
+    """'09:00' → 09:00."""
+    match = _LOCAL_TIME.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a time of day (expected e.g. '09:00')")
+    return time(int(match[1]), int(match[2]))
+
+
+def parse_monthly_slot(text: str) -> MonthlySlot:
+    """'1 09:00' → the 1st at 09:00."""
+    match = _MONTHLY.match(text.strip())
+    if not match or not 1 <= int(match[1]) <= 28:
+        raise ValueError(f"{text!r} is not a day of the month and a time "
+                         "(expected e.g. '1 09:00': a day from 1 to 28, which every month has)")
+    return MonthlySlot(int(match[1]), parse_local_time(match[2]))
 
 
 def parse_schedule_entry(text: str) -> ScheduleEntry:

@@ -16,9 +16,10 @@ from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from feedpub.config import Config, parse_duration, parse_schedule_entry
+from feedpub.config import Config, parse_duration, parse_local_time, parse_monthly_slot, parse_schedule_entry
 from feedpub.errors import ConfigError
 from feedpub.jekyll import FrontMatterDefault, JekyllCollection
+from feedpub.records import CADENCES
 
 # TOML names that are Python keywords or otherwise differ from the field name.
 _RENAMED = {"from": "from_"}
@@ -27,6 +28,8 @@ _CHOICES = {
     ("feeds", "content"): {"full", "excerpt"},
     ("smtp", "security"): {"starttls", "ssl", "none"},
     ("digest", "images"): {"image", "first", "none"},
+    ("digest", "cadences"): set(CADENCES),
+    ("digest", "post_content"): {"full", "excerpt"},
 }
 # The stores feedpub ships drivers for: SQLite, and PostgreSQL through psycopg 3.
 _STORE_URL = re.compile(r"^(sqlite:///|postgresql(\+psycopg)?://)")
@@ -148,6 +151,14 @@ def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
         if not entries:
             raise ValueError("is empty (expected e.g. 'mon 09:00')")
         return tuple(parse_schedule_entry(entry) for entry in entries)
+    if where == ("digest", "daily_at"):
+        if not isinstance(value, str):
+            raise TypeError("expected a time such as '09:00'")
+        return parse_local_time(value)
+    if where == ("digest", "monthly_on"):
+        if not isinstance(value, str):
+            raise TypeError("expected a day of the month and a time such as '1 09:00'")
+        return parse_monthly_slot(value)
     if where == ("feeds", "websub_hub"):
         hubs = [value] if isinstance(value, str) else value
         if not isinstance(hubs, list) or not all(isinstance(v, str) for v in hubs):
@@ -322,6 +333,7 @@ def _validate(config: Config, path: Path, text: str) -> None:
         checks.append(("smtp.connections", "'smtp.connections' must be at least 1", "a positive integer"))
     for section, key, value in (("feeds", "rebuild_every", config.feeds.rebuild_every),
                                 ("digest", "misfire_grace", config.digest.misfire_grace),
+                                ("digest", "post_delay", config.digest.post_delay),
                                 ("smtp", "retry_base", config.smtp.retry_base),
                                 ("bounces", "soft_window", config.bounces.soft_window),
                                 ("bounces", "poll_every", config.bounces.poll_every)):
@@ -329,6 +341,12 @@ def _validate(config: Config, path: Path, text: str) -> None:
             parse_duration(value)
         except ValueError as exc:
             checks.append((f"{section}.{key}", f"'{key}': {exc}", None))
+    if not config.digest.cadences:
+        checks.append(("digest.cadences", "'digest.cadences' is empty",
+                       "at least one of 'post', 'daily', 'weekly', 'monthly'"))
+    if config.digest.post_burst < 1 or config.digest.welcome_posts < 0:
+        checks.append(("digest", "'digest.post_burst' must be at least 1 and 'digest.welcome_posts' at least 0",
+                       "e.g. post_burst = 5, welcome_posts = 3"))
     if config.bounces.soft_limit < 1 or config.bounces.raw_limit < 1024:
         checks.append(("bounces", "'bounces.soft_limit' must be at least 1 and 'bounces.raw_limit' at least 1024",
                        "e.g. soft_limit = 3, raw_limit = 65536"))

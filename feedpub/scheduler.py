@@ -13,7 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -31,6 +33,11 @@ DIGEST_JOB = "send-digest"
 RETRY_JOB = "retry-deliveries"
 BOUNCES_JOB = "read-bounces"
 RETRY_NAME = "retry deferred deliveries"
+CADENCE_JOB = "send-due-mail"
+CADENCE_NAME = "send the mail of every cadence"
+# The cadence job looks at least this often for what it was not told about: a reader who chose a time zone
+# or cadence no one had, a post another process saw first. Between looks it sleeps until the next slot.
+CADENCE_LOOK_EVERY = timedelta(minutes=15)
 # The retry job looks at least this often (and at least every smtp.retry_base) for deferred rows it was not
 # told about: those another process, or the daemon's digest job, deferred since its last run.
 RETRY_LOOK_EVERY = timedelta(minutes=1)
@@ -49,14 +56,17 @@ def digest_trigger(config: Config) -> OrTrigger:
                                   timezone=config.site.tz) for entry in config.digest.schedule])
 
 
-def make_scheduler(config: Config, *, build: Callable[[], object], digest: Callable[[], object],
+def make_scheduler(config: Config, *, build: Callable[[], object], digest: Callable[[], datetime | None],
                    retry: Callable[[], datetime | None], now: datetime | None = None,
                    read_bounces: Callable[[], object] | None = None) -> Scheduler:
     """A scheduler with the build job (every `feeds.rebuild_every`, and at start), the digest job (on
     `digest.schedule`, and at start so a slot missed while the daemon was down is caught up within
     `digest.misfire_grace`), when the daemon sends (`digest.send_in_daemon`), the retry job: `retry`
     sends the due deferred rows and returns the next retry time, when it runs again; and when a bounce
-    mailbox or IMAP folder is configured, `read_bounces` every `bounces.poll_every` (and at start)."""
+    mailbox or IMAP folder is configured, `read_bounces` every `bounces.poll_every` (and at start). `digest`
+    sends whatever is due of every cadence and returns when something falls due next (the next slot of a
+    stream in use, the next post mail): the cadence job runs it then, and at the latest CADENCE_LOOK_EVERY
+    later, so the daemon sleeps between slots."""
     start = now or datetime.now(config.site.tz)
     grace = int(parse_duration(config.digest.misfire_grace).total_seconds())
     scheduler = Scheduler(timezone=config.site.tz)
@@ -73,29 +83,42 @@ def make_scheduler(config: Config, *, build: Callable[[], object], digest: Calla
                               timezone=config.site.tz),
                           id=BOUNCES_JOB, name="read bounces", replace_existing=True, coalesce=True,
                           max_instances=1, next_run_time=start)
+    _add_waking_job(scheduler, digest, start, CADENCE_LOOK_EVERY, CADENCE_JOB, CADENCE_NAME)
     if config.digest.send_in_daemon:
-        _add_retry_job(scheduler, retry, start, min(RETRY_LOOK_EVERY, parse_duration(config.smtp.retry_base)))
+        _add_waking_job(scheduler, retry, start, min(RETRY_LOOK_EVERY, parse_duration(config.smtp.retry_base)),
+                        RETRY_JOB, RETRY_NAME)
     return scheduler
 
 
-def _add_retry_job(scheduler: BackgroundScheduler, retry: Callable[[], datetime | None], start: datetime,
-                   look_every: timedelta) -> None:
-    """A one-off job that adds itself again after each run, for the retry time `retry` returned (at the
-    latest `look_every` later): it wakes when a retry falls due, and never overlaps itself however long
-    a run of retries takes."""
+def _add_waking_job(scheduler: BackgroundScheduler, work: Callable[[], datetime | None], start: datetime,
+                    look_every: timedelta, job_id: str, name: str) -> None:
+    """A one-off job that adds itself again after each run, for the time `work` returned (at the latest
+    `look_every` later): it wakes when something falls due, and never overlaps itself however long a run
+    takes."""
     def run() -> None:
         wake = None
         try:
-            wake = retry()
+            wake = work()
         finally:
             now = datetime.now(UTC)
             # A retry time already past means others hold those rows under a lease: look again later.
             at = min(wake, now + look_every) if wake is not None and wake > now else now + look_every
-            scheduler.add_job(run, DateTrigger(at), **options)
+            # Shutting down (it waits for this run under the job store's lock): no next run to add.
+            if scheduler.state != STATE_STOPPED:
+                scheduler.add_job(run, DateTrigger(at), **options)
 
     # However late the scheduler gets to it, the job runs: a one-off job that missed its time is dropped.
-    options = {"id": RETRY_JOB, "name": RETRY_NAME, "replace_existing": True, "misfire_grace_time": None}
+    options = {"id": job_id, "name": name, "replace_existing": True, "misfire_grace_time": None}
     scheduler.add_job(run, DateTrigger(start), **options)
+
+
+def wake_now(scheduler: BackgroundScheduler, job_id: str) -> None:
+    """Run a waking job now instead of at its time (a running one, not in the store meanwhile, finds what
+    woke it at its end or its next look)."""
+    try:
+        scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+    except JobLookupError:
+        pass
 
 
 def describe_jobs(scheduler: BackgroundScheduler, config: Config, t: Strings) -> list[str]:
@@ -106,6 +129,9 @@ def describe_jobs(scheduler: BackgroundScheduler, config: Config, t: Strings) ->
         name = t.text(f"job_{job.id}")
         if job.id == RETRY_JOB:
             lines.append(t.text("job_on_retries", job=name))
+            continue
+        if job.id == CADENCE_JOB:
+            lines.append(t.text("job_on_cadences", job=name))
             continue
         upcoming = job.trigger.get_next_fire_time(None, datetime.now(config.site.tz))
         when = upcoming.astimezone(config.site.tz).strftime("%Y-%m-%d %H:%M %Z") if upcoming else t.text("job_never")

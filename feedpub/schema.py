@@ -4,6 +4,7 @@ Reading and writing rows is `feedpub.store`'s job, and `feedpub.send.claims`' wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +42,11 @@ subscribers = sa.Table(
     sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # lower-case, for comparison
     sa.Column("name", sa.String(200), nullable=False, default=""),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("categories", sa.JSON, nullable=False),           # list of names; empty = everything
+    # Feed folders as `feedpub.site.feeds.Feed.folder` names them ("categories/<name>", "tags/<name>",
+    # "authors/<name>"); empty = everything.
+    sa.Column("topics", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("cadence", sa.String(16), nullable=False, server_default="weekly"),   # post | daily | weekly | monthly
+    sa.Column("timezone", sa.String(64), nullable=False, server_default=""),      # IANA name; "": site.timezone
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("confirmed_at", UTCDateTime),
     sa.Column("unsubscribed_at", UTCDateTime),
@@ -64,11 +69,17 @@ suppressions = sa.Table(
 issues = sa.Table(
     "issues", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("period", sa.String(32), nullable=False, unique=True),
+    sa.Column("period", sa.String(200), nullable=False, unique=True),
     sa.Column("slot", UTCDateTime, nullable=False),
     sa.Column("starts", UTCDateTime, nullable=False),
     sa.Column("ends", UTCDateTime, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # What mail it is: a digest (daily, weekly, monthly) of the readers in time zone `zone` ("": the site's),
+    # one post's mail (post), or a reader's welcome (welcome).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="weekly"),
+    sa.Column("zone", sa.String(64), nullable=False, server_default=""),
+    # Its readers' posts are in `reader_posts`; before schema v10 only `issue_posts` says what it carried.
+    sa.Column("ledgered", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 issue_variants = sa.Table(
@@ -150,6 +161,28 @@ issue_posts = sa.Table(
     "issue_posts", metadata,
     sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
     sa.Column("url", sa.String(2000), primary_key=True),
+)
+
+
+# The ledger: which post (by URL) went to which reader in which mail; a reader gets a post once.
+reader_posts = sa.Table(
+    "reader_posts", metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("url", sa.String(2000), primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
+    sa.Index("ix_reader_posts_url", "url"),
+    sa.Index("ix_reader_posts_issue", "issue_id"),
+)
+
+# When each post was first seen published (its `post` mail goes out `digest.post_delay` later), and what
+# became of it: "waiting" for its post mail, "mailed", or "digest" (backdated or part of a bulk import: the
+# digests carry it).
+post_sightings = sa.Table(
+    "post_sightings", metadata,
+    sa.Column("url", sa.String(2000), primary_key=True),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Index("ix_post_sightings_state", "state", "first_seen"),
 )
 
 
@@ -262,10 +295,35 @@ def _add_suppression_causes_v8(conn: Connection) -> None:
         conn.execute(issue_posts.insert(), [{"issue_id": i, "url": url} for i, url in sorted(carried)])
 
 
+def _add_reader_cadences_v9(conn: Connection) -> None:
+    # A reader's topics are feed folders: each category name they chose becomes "categories/<name>", and the
+    # old column goes (one name for one fact). Everyone keeps weekly mail in the site's time zone.
+    for name in ("topics", "cadence", "timezone"):
+        _add_missing_column(conn, subscribers, name)
+    if "categories" in {column["name"] for column in sa.inspect(conn).get_columns("subscribers")}:
+        rows = conn.execute(sa.text("SELECT id, categories FROM subscribers")).all()
+        for sid, categories in rows:
+            names = json.loads(categories) if isinstance(categories, str) else categories
+            if names:
+                conn.execute(subscribers.update().where(subscribers.c.id == sid)
+                             .values(topics=[f"categories/{name}" for name in names]))
+        conn.execute(sa.text("ALTER TABLE subscribers DROP COLUMN categories"))
+
+
+def _add_cadence_mail_v10(conn: Connection) -> None:
+    for name in ("kind", "zone", "ledgered"):
+        _add_missing_column(conn, issues, name)
+    if conn.dialect.name == "postgresql":    # periods name a stream's cadence and zone too (SQLite has no lengths)
+        conn.execute(sa.text("ALTER TABLE issues ALTER COLUMN period TYPE VARCHAR(200)"))
+    metadata.create_all(conn, tables=[reader_posts, post_sightings])
+    conn.execute(sa.text("CREATE INDEX ix_issues_kind_zone ON issues (kind, zone, slot)"))
+
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
-                                                      _add_confirmation_links_v7, _add_suppression_causes_v8)
+                                                      _add_confirmation_links_v7, _add_suppression_causes_v8,
+                                                      _add_reader_cadences_v9, _add_cadence_mail_v10)
 
 
 # Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from feedpub import schema
 from feedpub.records import (
     DELIVERY_STATUSES,
+    ActiveReader,
     ArchivedIssue,
     Delivery,
     DeliveryStatus,
@@ -44,10 +45,16 @@ from feedpub.schema import (
     issue_posts,
     issue_variants,
     issues,
+    post_sightings,
+    reader_posts,
     subscribers,
     suppressions,
 )
 from feedpub.store_engine import StoreBusy, StoreError, busy, busy_message, make_engine
+
+
+class LedgerClash(StoreError):
+    """A reader of an issue being stored got one of its posts in another mail meanwhile: compose it again."""
 
 log = logging.getLogger("feedpub.store")
 
@@ -92,15 +99,13 @@ class Store:
                 if row is None:
                     wanted = status or new_status
                     conn.execute(subscribers.insert().values(
-                        email=entry.email, email_key=key, name=entry.name or "", status=wanted,
-                        categories=list(entry.categories or ()), created_at=now,
-                        confirmed_at=now if wanted == "active" else None))
+                        email=entry.email, email_key=key, name=entry.name or "", status=wanted, **_choices(entry),
+                        created_at=now, confirmed_at=now if wanted == "active" else None))
                 else:
                     changes: dict[str, Any] = {"email": entry.email}
                     if entry.name is not None:
                         changes["name"] = entry.name
-                    if entry.categories is not None:
-                        changes["categories"] = list(entry.categories)
+                    changes.update(_choices(entry))
                     if status is not None and status != row.status:
                         changes["status"] = status
                         if status == "active":
@@ -114,15 +119,15 @@ class Store:
 
     def sign_up(self, entry: SubscriberInput, issued: datetime) -> Subscriber:
         """The subscribe form's request. A new address is stored pending; a known one keeps its address, name
-        and categories (only its owner changes them), and unless active, its newest confirmation link becomes
+        and choices (only its owner changes them), and unless active, its newest confirmation link becomes
         the one issued at `issued` (whole seconds): older ones stop working."""
         key = email_key(entry.email)
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).first()
             if row is None:
                 conn.execute(subscribers.insert().values(
-                    email=entry.email, email_key=key, name=entry.name or "", status="pending",
-                    categories=list(entry.categories or ()), created_at=utcnow(), confirm_sent_at=issued))
+                    email=entry.email, email_key=key, name=entry.name or "", status="pending", **_choices(entry),
+                    created_at=utcnow(), confirm_sent_at=issued))
             elif row.status != "active":
                 conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(confirm_sent_at=issued))
             return _subscriber(conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).one())
@@ -161,12 +166,24 @@ class Store:
             row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
         return _subscriber(row) if row else None
 
-    def active_recipients(self) -> dict[int, tuple[str, ...]]:
-        """Active, unsuppressed subscribers → their category preferences (one light query, no objects)."""
-        query = (sa.select(subscribers.c.id, subscribers.c.categories)
+    def active_recipients(self, cadence: str | None = None) -> dict[int, tuple[str, ...]]:
+        """Active, unsuppressed subscribers (of one cadence, or all) → their topics (one light query, no
+        objects)."""
+        query = (sa.select(subscribers.c.id, subscribers.c.topics)
+                 .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
+        if cadence is not None:
+            query = query.where(subscribers.c.cadence == cadence)
+        with self.engine.connect() as conn:
+            return {sid: tuple(topics) for sid, topics in conn.execute(query)}
+
+    def active_readers(self) -> list[ActiveReader]:
+        """Active, unsuppressed subscribers, in id order (one light query, no objects)."""
+        query = (sa.select(subscribers.c.id, subscribers.c.topics, subscribers.c.cadence, subscribers.c.timezone,
+                           subscribers.c.created_at)
                  .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
         with self.engine.connect() as conn:
-            return {sid: tuple(categories) for sid, categories in conn.execute(query)}
+            return [ActiveReader(sid, tuple(topics), cadence, zone, joined)
+                    for sid, topics, cadence, zone, joined in conn.execute(query)]
 
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
         query = sa.select(subscribers).order_by(subscribers.c.id)
@@ -233,27 +250,40 @@ class Store:
             row = conn.execute(sa.select(issues).where(issues.c.period == period)).first()
         return _issue(row) if row else None
 
-    def latest_issue(self) -> StoredIssue | None:
+    def latest_issue(self, stream: tuple[str, str] | None = None) -> StoredIssue | None:
+        """The issue ending last (of one stream of digests, (kind, zone), or of any)."""
+        query = sa.select(issues).order_by(issues.c.ends.desc(), issues.c.id.desc()).limit(1)
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(issues).order_by(issues.c.ends.desc(), issues.c.id.desc()).limit(1)).first()
+            row = conn.execute(_of_stream(query, stream)).first()
         return _issue(row) if row else None
 
-    def issues(self) -> list[StoredIssue]:
+    def issues(self, stream: tuple[str, str] | None = None) -> list[StoredIssue]:
+        """The issues (of one stream of digests, (kind, zone), or all), oldest slot first."""
+        query = sa.select(issues).order_by(issues.c.slot, issues.c.id)
         with self.engine.connect() as conn:
-            return [_issue(row) for row in conn.execute(sa.select(issues).order_by(issues.c.slot, issues.c.id))]
+            return [_issue(row) for row in conn.execute(_of_stream(query, stream))]
+
+    def streams(self) -> set[tuple[str, str]]:
+        """The (kind, zone) of every digest stream that has an issue."""
+        with self.engine.connect() as conn:
+            return {(kind, zone) for kind, zone in conn.execute(sa.select(issues.c.kind, issues.c.zone).distinct())}
 
     def create_issue(self, *, period: str, slot: datetime, starts: datetime, ends: datetime,
                      variants: Sequence[StoredVariant], recipients: Mapping[int, str],
-                     archived: Sequence[Mapping[str, Any]] = (), carried: Collection[str] = ()) -> StoredIssue:
+                     archived: Sequence[Mapping[str, Any]] = (), carried: Collection[str] = (),
+                     kind: str = "weekly", zone: str = "",
+                     variant_posts: Mapping[str, Collection[str]] | None = None) -> StoredIssue:
         """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key),
         what the public archive shows of its posts (`archived`; none: not in the archive) and the URLs of
-        the posts it carries, all or nothing. Raises StoreError if the period exists (another process
-        composed it first)."""
+        the posts it carries, all or nothing; with `variant_posts` (variant key → post URLs), the ledger
+        rows of each recipient's posts. Raises StoreError if the period exists (another process composed
+        it first), LedgerClash if a recipient got one of its posts meanwhile (compose again)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
                 issue_id = conn.execute(issues.insert().values(
-                    period=period, slot=slot, starts=starts, ends=ends, created_at=now)).inserted_primary_key[0]
+                    period=period, slot=slot, starts=starts, ends=ends, created_at=now, kind=kind, zone=zone,
+                    ledgered=variant_posts is not None)).inserted_primary_key[0]
                 if variants:
                     conn.execute(issue_variants.insert(), [
                         {"issue_id": issue_id, "key": v.key, "subject": v.subject, "html": v.html, "text": v.text}
@@ -263,7 +293,13 @@ class Store:
                 if carried:
                     conn.execute(issue_posts.insert(), [{"issue_id": issue_id, "url": u} for u in sorted(set(carried))])
                 _queue(conn, issue_id, recipients, now)
+                if variant_posts is not None:
+                    bulk_insert(conn, "reader_posts", ("subscriber_id", "url", "issue_id"),
+                                ((sid, url, issue_id) for sid, key in recipients.items()
+                                 for url in variant_posts.get(key, ())))
         except sa.exc.IntegrityError as exc:
+            if self.issue(period) is None:
+                raise LedgerClash(f"{self.shown}: a reader of issue {period} got one of its posts meanwhile") from exc
             raise StoreError(f"{self.shown}: issue {period} was composed by another process") from exc
         stored = self.issue(period)
         assert stored is not None
@@ -285,6 +321,66 @@ class Store:
                 else:
                     carried.setdefault(row.url, row.period)
         return carried, unknown
+
+    def readers_got(self, urls: Collection[str]) -> dict[int, set[str]]:
+        """Which of these posts each reader got already: the ledger's rows, and for the issues composed before
+        it (schema v10), every post such an issue carried to each reader it was queued for."""
+        got: dict[int, set[str]] = {}
+        wanted = sorted(set(urls))
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted, 500):
+                ledger = (sa.select(reader_posts.c.subscriber_id, reader_posts.c.url)
+                          .where(reader_posts.c.url.in_(chunk)))
+                legacy = (sa.select(deliveries.c.subscriber_id, issue_posts.c.url)
+                          .join(issue_posts, issue_posts.c.issue_id == deliveries.c.issue_id)
+                          .join(issues, issues.c.id == deliveries.c.issue_id)
+                          .where(issue_posts.c.url.in_(chunk), ~issues.c.ledgered))
+                for query in (ledger, legacy):
+                    for sid, url in conn.execute(query):
+                        got.setdefault(sid, set()).add(url)
+        return got
+
+    def first_windows(self) -> dict[int, datetime]:
+        """Each reader who was queued a digest or a welcome → the start of the earliest window such a mail
+        covered: what came before is no post of theirs. (A post's mail covers no window.)"""
+        query = (sa.select(deliveries.c.subscriber_id, sa.func.min(issues.c.starts))
+                 .join(issues, issues.c.id == deliveries.c.issue_id).where(issues.c.kind != "post")
+                 .group_by(deliveries.c.subscriber_id))
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).all())
+
+    # -- post sightings --------------------------------------------------------------------------------
+
+    def sight_posts(self, found: Mapping[str, str], now: datetime) -> dict[str, str]:
+        """Record the posts seen for the first time (URL → "waiting" or "digest"; those known keep theirs);
+        returns the ones recorded now."""
+        with self.writing() as conn:
+            known = set()
+            for chunk in _chunks(sorted(found), 500):
+                known.update(conn.scalars(sa.select(post_sightings.c.url).where(post_sightings.c.url.in_(chunk))))
+            new = {url: state for url, state in found.items() if url not in known}
+            if new:
+                conn.execute(post_sightings.insert(), [{"url": url, "first_seen": now, "state": state}
+                                                       for url, state in new.items()])
+        return new
+
+    def sightings(self, state: str | None = None) -> dict[str, tuple[datetime, str]]:
+        """URL → (first seen, state) of the posts seen (in one state, or all)."""
+        query = sa.select(post_sightings)
+        if state is not None:
+            query = query.where(post_sightings.c.state == state)
+        with self.engine.connect() as conn:
+            return {row.url: (row.first_seen, row.state) for row in conn.execute(query)}
+
+    def next_waiting_post(self) -> datetime | None:
+        """When the post waiting longest for its post mail was first seen."""
+        query = sa.select(sa.func.min(post_sightings.c.first_seen)).where(post_sightings.c.state == "waiting")
+        with self.engine.connect() as conn:
+            return conn.scalar(query)
+
+    def mark_sighting(self, url: str, state: str) -> None:
+        with self.writing() as conn:
+            conn.execute(post_sightings.update().where(post_sightings.c.url == url).values(state=state))
 
     def archived_issues(self) -> list[ArchivedIssue]:
         """The issues in the public archive, oldest first (an issue archived with no posts is not one)."""
@@ -534,12 +630,28 @@ def _suppression(row: Any) -> Suppression:
 
 
 def _subscriber(row: Any) -> Subscriber:
-    return Subscriber(row.id, row.email, row.name, row.status, tuple(row.categories), row.created_at,
-                      row.confirmed_at, row.unsubscribed_at)
+    return Subscriber(row.id, row.email, row.name, row.status, tuple(row.topics), row.cadence, row.timezone,
+                      row.created_at, row.confirmed_at, row.unsubscribed_at)
+
+
+def _choices(entry: SubscriberInput) -> dict[str, Any]:
+    """The columns of what a reader chose that `entry` gives (None keeps what is stored)."""
+    given = {"topics": None if entry.topics is None else list(entry.topics), "cadence": entry.cadence,
+             "timezone": entry.timezone}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _of_stream(query: sa.Select[Any], stream: tuple[str, str] | None) -> sa.Select[Any]:
+    return query if stream is None else query.where(issues.c.kind == stream[0], issues.c.zone == stream[1])
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _issue(row: Any) -> StoredIssue:
-    return StoredIssue(row.id, row.period, row.slot, row.starts, row.ends, row.created_at)
+    return StoredIssue(row.id, row.period, row.slot, row.starts, row.ends, row.created_at, row.kind, row.zone)
 
 
 def to_delivery(row: Any) -> Delivery:

@@ -41,7 +41,7 @@ def add_readers(store: Store, count: int) -> None:
     with store.engine.begin() as conn:
         conn.execute(subscribers.insert(), [
             {"email": f"reader{i:04d}@example.com", "email_key": f"reader{i:04d}@example.com", "name": f"読者{i}",
-             "status": "active", "categories": [], "created_at": now, "confirmed_at": now} for i in range(count)])
+             "status": "active", "topics": [], "created_at": now, "confirmed_at": now} for i in range(count)])
 
 
 def queue_issue(store: Store, count: int, period: str = "2025-12-15-0900"):
@@ -82,8 +82,9 @@ def test_an_issue_stored_without_its_archive_gets_it_once(store):
 
 
 def test_subscribers_suppressions_and_times(store):
-    store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("AI導入戦略",))], status="active")
-    assert store.subscriber("taro@example.jp").categories == ("AI導入戦略",)
+    store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("categories/AI導入戦略",))],
+                           status="active")
+    assert store.subscriber("taro@example.jp").topics == ("categories/AI導入戦略",)
     store.unsubscribe("TARO@example.jp", "removed by operator", cause="operator")
     assert store.suppressed() == {"taro@example.jp"} and store.active_recipients() == {}
     issue = queue_issue(store, 0)

@@ -8,7 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from feedpub.scheduler import BUILD_JOB, DIGEST_JOB, RETRY_JOB, describe_jobs, digest_trigger, make_scheduler
+from feedpub.scheduler import (
+    BUILD_JOB,
+    CADENCE_JOB,
+    DIGEST_JOB,
+    RETRY_JOB,
+    describe_jobs,
+    digest_trigger,
+    make_scheduler,
+)
 from feedpub.strings import english
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -52,14 +60,16 @@ def test_jobs_run_at_start_then_on_schedule(site) -> None:
     scheduler.start(paused=True)
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {BUILD_JOB, DIGEST_JOB, RETRY_JOB}
+        assert set(jobs) == {BUILD_JOB, DIGEST_JOB, RETRY_JOB, CADENCE_JOB}
+        assert jobs[CADENCE_JOB].next_run_time == start  # every cadence's due mail, then at the next slot
         assert jobs[BUILD_JOB].next_run_time == start  # a build at start
         assert jobs[DIGEST_JOB].next_run_time == start  # a digest check at start (catch-up within grace)
         assert jobs[RETRY_JOB].next_run_time == start   # deferred rows left by an earlier run
         assert jobs[DIGEST_JOB].misfire_grace_time == 6 * 3600
         assert jobs[DIGEST_JOB].coalesce and jobs[DIGEST_JOB].max_instances == 1
         assert jobs[BUILD_JOB].trigger.interval.total_seconds() == 120
-        build, retry, digest = sorted(describe_jobs(scheduler, config, english("cli")))
+        build, retry, digest, cadences = sorted(describe_jobs(scheduler, config, english("cli")))
+        assert cadences.startswith("job 'send the mail of every cadence': runs now, then at every slot")
         assert build.startswith("job 'build feeds': runs now, then next at ")
         assert retry == "job 'retry deferred deliveries': runs now, then whenever a deferred delivery falls due"
         assert digest.startswith("job 'send digest': runs now, then next at ") and digest.endswith("JST")
@@ -114,5 +124,28 @@ def test_the_retry_job_survives_a_failed_run(site) -> None:
         with pytest.raises(OSError):
             scheduler.get_job(RETRY_JOB).func()
         assert scheduler.get_job(RETRY_JOB).next_run_time > datetime.now(UTC)   # looks again after a minute
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(("returned", "wakes_in"), [
+    (lambda: soon(90), 90),        # the next slot of a cadence in use, or a post's mail
+    (lambda: soon(7 * 24 * 3600), 15 * 60),   # far off: still looks every CADENCE_LOOK_EVERY for new zones
+    (lambda: None, 15 * 60),
+])
+def test_the_cadence_job_sleeps_until_the_next_slot(site, returned, wakes_in) -> None:
+    config = config_with(site, '"mon 09:00"')
+    runs: list[datetime] = []
+
+    def digest() -> datetime | None:
+        runs.append(datetime.now(UTC))
+        return returned()
+
+    scheduler = make_scheduler(config, build=lambda: None, digest=digest, retry=lambda: None)
+    scheduler.start(paused=True)
+    try:
+        scheduler.get_job(CADENCE_JOB).func()
+        wake = scheduler.get_job(CADENCE_JOB).next_run_time
+        assert len(runs) == 1 and abs((wake - runs[0]).total_seconds() - wakes_in) < 2, wake
     finally:
         scheduler.shutdown(wait=False)

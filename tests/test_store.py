@@ -11,6 +11,7 @@ from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import MIGRATIONS
 from feedpub.send.claims import Claims, Mark
 from feedpub.store import StoreError, open_store
+from tests.conftest import store_of_version
 
 JST = timezone(timedelta(hours=9))
 
@@ -29,12 +30,13 @@ def test_created_on_first_use_with_wal_and_schema_version(tmp_path, store):
 
 
 def test_addresses_are_unique_case_insensitively(store):
-    ((first, created),) = store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("AI",))],
+    ((first, created),) = store.save_subscribers([SubscriberInput("Taro@Example.JP", "山田太郎", ("categories/AI",))],
                                                  status="active")
     ((again, created_again),) = store.save_subscribers([SubscriberInput("taro@example.jp", None, None)],
                                                        status=None)
     assert created and not created_again and again.id == first.id
-    assert again.name == "山田太郎" and again.categories == ("AI",) and again.status == "active"
+    assert again.name == "山田太郎" and again.topics == ("categories/AI",) and again.cadence == "weekly"
+    assert again.status == "active"
     assert len(store.subscribers()) == 1
     assert store.subscriber("TARO@EXAMPLE.JP").id == first.id
 
@@ -130,3 +132,29 @@ def test_store_from_a_newer_feedpub_is_refused(tmp_path):
         conn.execute("UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="newer than this feedpub"):
         open_store(url)
+
+
+def test_a_store_of_category_readers_keeps_them_weekly_in_the_site_zone_with_those_topics(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v8.db'}"
+    dropped = (f"ALTER TABLE subscribers DROP COLUMN {name}" for name in ("topics", "cadence", "timezone"))
+    store_of_version(url, 8, *dropped,
+                     "ALTER TABLE subscribers ADD COLUMN categories JSON NOT NULL DEFAULT '[]'",
+                     "INSERT INTO subscribers (email, email_key, name, status, categories, created_at) VALUES "
+                     "('taro@example.jp', 'taro@example.jp', '太郎', 'active', '[\"AI導入戦略\", \"news\"]', "
+                     "'2026-12-01'),"
+                     "('all@example.com', 'all@example.com', '', 'active', '[]', '2026-12-01')")
+    upgraded = open_store(url)
+    taro, everyone = upgraded.subscriber("taro@example.jp"), upgraded.subscriber("all@example.com")
+    assert (taro.topics, taro.cadence, taro.timezone) == (("categories/AI導入戦略", "categories/news"), "weekly", "")
+    assert (everyone.topics, everyone.cadence, everyone.timezone) == ((), "weekly", "")
+    with sqlite3.connect(tmp_path / "v8.db") as conn:
+        assert "categories" not in [row[1] for row in conn.execute("PRAGMA table_info(subscribers)")]
+    upgraded.engine.dispose()
+
+
+def test_choices_left_out_keep_what_is_stored(store):
+    store.save_subscribers([SubscriberInput("a@example.com", "A", ("tags/rust",), "daily", "Asia/Tokyo")],
+                           status="active")
+    ((again, _),) = store.save_subscribers([SubscriberInput("a@example.com", None, None, "post")], status=None)
+    assert (again.topics, again.cadence, again.timezone) == (("tags/rust",), "post", "Asia/Tokyo")
+    assert store.active_recipients("post") == {again.id: ("tags/rust",)} and store.active_recipients("daily") == {}

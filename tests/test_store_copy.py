@@ -32,7 +32,8 @@ def filled(path: Path) -> Store:
     issues (one sent, one paused) with variants, archive, deliveries and the posts carried, a worker, an
     account with a session and audit lines, a bounce with its raw bytes, a webhook token remembered."""
     store = open_store(f"sqlite:///{path}")
-    saved = store.save_subscribers([SubscriberInput(email, f"読者 {i}", ("Releases", "AI導入戦略")[: i % 3])
+    saved = store.save_subscribers([SubscriberInput(email, f"読者 {i}",
+                                                    ("categories/Releases", "categories/AI導入戦略")[: i % 3])
                                     for i, email in enumerate(READERS)], status="active")
     store.unsubscribe("left@example.org", "unsubscribed from the digest", cause="unsubscribe")
     store.suppress("bounced@example.net", "hard bounce: 550 5.1.1 no such user")
@@ -42,8 +43,10 @@ def filled(path: Path) -> Store:
                            variants=[StoredVariant("", "今週のまとめ", "<p>本文</p>", "本文"),
                                      StoredVariant("Releases", "Releases", "<p>r</p>", "r")],
                            recipients={row.id: "" for row, _ in saved},
-                           archived=[{"title": "推論性能35%向上", "categories": ["AI導入戦略"]}])
+                           archived=[{"title": "推論性能35%向上", "categories": ["AI導入戦略"]}],
+                           variant_posts={"": ["https://blog.example.com/2025/12/07/ai.html"]} if n else None)
     holds.pause(store, "2025-12-15-0900")
+    store.sight_posts({"https://blog.example.com/2025/12/07/ai.html": "mailed"}, NOW)
     user = accounts.add_user(store, "編集者", "a long enough passphrase")
     accounts.open_session(store, user, timedelta(hours=1))
     accounts.audit(store, user="編集者", address="127.0.0.1", action="login")

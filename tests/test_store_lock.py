@@ -67,7 +67,7 @@ def cli(*args: str):
 
 def test_a_locked_store_answers_503_with_retry_after_to_forms_and_webhooks(site_store):
     site, store, path = site_store
-    app = create_app(site.config, store, send_confirmation=lambda *mail: None, categories=lambda: [],
+    app = create_app(site.config, store, send_confirmation=lambda *mail: None, topics=lambda: [],
                      health=dict)
     with TestClient(app) as client, locked(path):
         form = client.post("/subscribe", data={"email": "hanako@example.jp"})

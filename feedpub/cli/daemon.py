@@ -25,6 +25,8 @@ from feedpub.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from feedpub.config import Config
+    from feedpub.records import Subscriber
+    from feedpub.site.build import Topic
     from feedpub.site.output import WriteResult
     from feedpub.site.websub import Publisher
     from feedpub.store import Store
@@ -48,7 +50,7 @@ class Daemon:
         self.store = store
         self.publisher = publisher
         self.stop = threading.Event()
-        self.categories: tuple[str, ...] = ()
+        self.topics: tuple[Topic, ...] = ()
         self.last_build: datetime | None = None
         self._building = threading.Lock()      # the timed build and the watcher's never overlap
         self._reported: set[Problem] = set()
@@ -59,6 +61,9 @@ class Daemon:
         self._voices: tuple[Config, Strings, Strings] | None = None
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
+        # Called after a build that changed the site: the cadence job looks for new posts now (their mail
+        # waits digest.post_delay from when they first appear).
+        self.on_changed: Callable[[], None] = lambda: None
 
     @property
     def config(self) -> Config:
@@ -126,7 +131,8 @@ class Daemon:
         self._reported = set(report.problems)
         if report.written.written or report.written.removed:   # an unchanged site is not worth a log line
             log.info("%s", build_summary(self.words, report))
-        self.categories, self.last_build = report.categories, datetime.now(UTC)
+            self.on_changed()
+        self.topics, self.last_build = report.topics, datetime.now(UTC)
         errors = [line for problem, line in lines.items() if not problem.warning]
         warnings = [line for problem, line in lines.items() if problem.warning]
         self._outcome("build", errors, warnings)
@@ -164,31 +170,39 @@ class Daemon:
         for _batch in follow(self.live, self.stop):
             self.build()
 
-    def digest(self) -> None:
+    def digest(self) -> datetime | None:
+        """Send whatever is due of every cadence (each stream's digest, post mails, welcomes); returns when
+        the next falls due, for the cadence job to wake then."""
         from feedpub.config import parse_duration  # lazy: 26 ms
-        from feedpub.send.dispatch import send_due_issue  # lazy: 0.3 s (sqlalchemy)
+        from feedpub.send.reader_mail import next_due, send_due  # lazy: 0.3 s (sqlalchemy)
 
         if self.stop.is_set():
-            return
+            return None
+        config = self.config
         try:
             with self.sending:
-                result = send_due_issue(self.config, self.store, datetime.now(UTC), stop=self.stop,
-                                        missed_after=parse_duration(self.config.digest.misfire_grace),
-                                        send=self.config.digest.send_in_daemon)
+                now = datetime.now(UTC)
+                results = send_due(config, self.store, now, stop=self.stop,
+                                   missed_after=parse_duration(config.digest.misfire_grace),
+                                   send=config.digest.send_in_daemon)
+            wake = next_due(config, self.store, datetime.now(UTC))
         except Exception as exc:
             log.exception("%s", self.words.text("digest_failed_logged"))
             self._outcome("digest", [self._line("digest_failed", reason=repr(exc))])
-            return
-        lines = {problem: self._problem(problem) for problem in result.problems}
+            return None
+        problems = list(dict.fromkeys(p for result in results for p in result.problems))
+        lines = {problem: self._problem(problem) for problem in problems}
         for line in lines.values():
             log.warning("%s", line[1])
         self._outcome("digest", [line for problem, line in lines.items() if not problem.warning],
                       [line for problem, line in lines.items() if problem.warning])
-        if result.summary is None:
-            log.info("%s", result.note)
-        else:
-            log.info("%s", self.words.text("issue_sent", period=result.period,
-                                           counts=sending_line(self.words, result.summary)))
+        for result in results:
+            if result.summary is None:
+                log.info("%s", result.note)
+            else:
+                log.info("%s", self.words.text("issue_sent", period=result.period,
+                                               counts=sending_line(self.words, result.summary)))
+        return wake
 
     def retry(self) -> datetime | None:
         """Send the rows that are due (deferred ones whose retry time has come, those of a resumed issue);
@@ -230,6 +244,12 @@ class Daemon:
             self._outcome("bounces", [self._line("bounces_failed", reason=repr(exc))])
             return
         self._outcome("bounces", [])
+
+    def welcome(self, reader: Subscriber) -> None:
+        """Queue a newly confirmed reader's welcome mail; the retry job sends it within RETRY_LOOK_EVERY."""
+        from feedpub.send.reader_mail import queue_welcome  # lazy: 0.3 s (sqlalchemy)
+
+        queue_welcome(self.config, self.store, reader, datetime.now(UTC))
 
     def send_confirmation(self, email: str, subject: str, text: str) -> None:
         from feedpub.send import messages, smtp  # lazy: 90 ms
@@ -276,7 +296,7 @@ def run(app: App, no_watch: bool) -> None:
     when one of its parts (web server, scheduler, watcher) stops on its own, so systemd restarts it."""
     import uvicorn  # lazy: 40 ms
 
-    from feedpub.scheduler import describe_jobs, make_scheduler  # lazy: 80 ms
+    from feedpub.scheduler import CADENCE_JOB, describe_jobs, make_scheduler, wake_now  # lazy: 80 ms
     from feedpub.site.websub import Publisher  # lazy: loads site.feeds, 0.23 s
     from feedpub.web.app import create_app  # lazy: 0.3 s
 
@@ -288,7 +308,7 @@ def run(app: App, no_watch: bool) -> None:
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
             config.bounces.imap_password()
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
-                             categories=lambda: daemon.categories, health=daemon.health)
+                             topics=lambda: daemon.topics, health=daemon.health, welcome=daemon.welcome)
     except ConfigError as exc:
         fail(str(exc))
     listening = _listen(config)
@@ -296,6 +316,7 @@ def run(app: App, no_watch: bool) -> None:
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))
     scheduler = make_scheduler(config, build=daemon.build, digest=daemon.digest, retry=daemon.retry,
                                read_bounces=daemon.read_bounces)
+    daemon.on_changed = lambda: wake_now(scheduler, CADENCE_JOB)
 
     def stop_web() -> None:
         server.should_exit = True

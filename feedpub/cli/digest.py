@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,11 +21,12 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, fail, recipient_line, report, 
 from feedpub.cli.subscribers import _table, open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
-from feedpub.records import StoredIssue
+from feedpub.records import CADENCES, MAIL_KINDS, ActiveReader, StoredIssue
 
 if TYPE_CHECKING:
     from feedpub.config import Config
     from feedpub.errors import Problem
+    from feedpub.send.dispatch import Dispatch
     from feedpub.send.issue import Variant
     from feedpub.store import Store
 
@@ -44,13 +46,20 @@ def digest() -> None:
               help="Cover posts after this time (site.timezone; default: the end of the last issue).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help=f"HTML file to write (default {PREVIEW} in the config file's folder); the text goes beside it.")
+@click.option("--cadence", type=click.Choice(CADENCES), default=None,
+              help="The next mail of a reader of this cadence (one of digest.cadences), with every topic, instead "
+                   "of the public copy of the weekly issue.")
+@click.option("--tz", "zone", default=None, metavar="ZONE",
+              help="With --cadence: the reader's IANA time zone (default site.timezone).")
 @click.pass_obj
-def preview(app: App, since: datetime | None, output: Path | None) -> None:
+def preview(app: App, since: datetime | None, output: Path | None, cadence: str | None, zone: str | None) -> None:
     """Render the next issue to an .html and a .txt file; send nothing."""
     from feedpub.send.dispatch import compose_issue, coverage  # lazy: 0.3 s, see the module docstring
     from feedpub.send.issue import due_slot, public_copy
 
     config = app.config
+    if cadence is not None or zone is not None:
+        _preview_reader_mail(app, output, cadence, zone, since)
     with _user_errors():
         now = datetime.now(UTC)
         if since:
@@ -66,12 +75,76 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
                      starts.astimezone(config.site.tz).isoformat(timespec="minutes"))
             raise SystemExit(OK)
         copy = public_copy(config, issue)
-        target = output or config.path(PREVIEW)
-        write_atomic(target, copy.html.encode("utf-8"))
-        write_atomic(target.with_suffix(".txt"), copy.text.encode("utf-8"))
+    _write_preview(config, output, copy, len(issue.posts))
+
+
+def _write_preview(config: Config, output: Path | None, copy: Variant, posts: int) -> NoReturn:
+    target = output or config.path(PREVIEW)
+    write_atomic(target, copy.html.encode("utf-8"))
+    write_atomic(target.with_suffix(".txt"), copy.text.encode("utf-8"))
     t = words()
-    click.echo(t.text("preview", path=target, posts=t.count("posts", len(issue.posts)), subject=copy.subject))
+    click.echo(t.text("preview", path=target, posts=t.count("posts", posts), subject=copy.subject))
     click.echo(target.with_suffix(".txt"))
+    raise SystemExit(OK)
+
+
+def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zone: str | None,
+                         since: datetime | None) -> NoReturn:
+    """`preview --cadence K --tz Z`: what a reader of cadence K in zone Z who follows every topic gets next — the
+    next digest of their stream (its posts since that stream's last issue), or for `post` the next post's mail
+    (the post waiting longest for it, else the newest). Their own links become the generic pages' links."""
+    from feedpub.send import cadences  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.dispatch import compose_stream_issue
+    from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER, Issue, render_variant
+    from feedpub.site.markup import render_posts
+    from feedpub.site.posts import collect
+    from feedpub.zones import known_zone
+
+    config = app.config
+    if cadence is None:
+        fail("--tz: give the cadence too (expected --cadence post|daily|weekly|monthly)")
+    if since is not None:
+        fail("--since: not with --cadence (a reader's next mail covers what their stream has not carried yet)")
+    if cadence not in config.digest.cadences:
+        fail(f"--cadence {cadence}: not offered by this site "
+             f"(expected one of digest.cadences: {', '.join(config.digest.cadences)})")
+    if zone is not None and not known_zone(zone):
+        fail(f"--tz {zone!r}: unknown time zone (expected an IANA name such as Asia/Tokyo or America/New_York)")
+    store = open_store_or_fail(app, migrate=False)
+    key = cadences.zone_key(config, zone or "")
+    now = datetime.now(UTC)
+    with _user_errors():
+        if cadence == "post":
+            collection = collect(config, now=now)
+            report(list(collection.problems))
+            waiting = store.sightings("waiting")
+            published = sorted(collection.posts, key=lambda p: (0, waiting[p.url][0].timestamp()) if p.url in waiting
+                               else (1, -p.date.timestamp()))
+            if not published:
+                log.info("no post published: nothing to preview")
+                raise SystemExit(OK)
+            rendered, problems = render_posts(config, published[:1], site_posts=collection.posts)
+            report(problems)
+            issue = Issue("preview", now, now, now, tuple(rendered), kind="post", zone=key)
+            variant = render_variant(config, issue, "")
+            posts = len(rendered)
+        else:
+            slot = cadences.next_slot(config, cadence, cadences.zone_of(config, zone or ""), now)
+            # A reader of no topic in particular (every post), joining now: no mail reached them yet.
+            reader = ActiveReader(0, (), cadence, zone or "", now)
+            composed = compose_stream_issue(config, store, now, (cadence, key), slot, {0: reader})
+            report(composed.problems)
+            variant = next(iter(composed.variants.values()), None)
+            posts = len(next(iter(composed.variant_posts.values()), ()))
+        if variant is None:
+            log.info("%s mail in %s: no post to carry yet; nothing to preview", cadence, zone or config.site.timezone)
+            raise SystemExit(OK)
+    base = config.web.public_url.rstrip("/")
+    generic = {UNSUBSCRIBE_MARKER: f"{base}/unsubscribe", PREFERENCES_MARKER: f"{base}/preferences"}
+    html, text = variant.html, variant.text
+    for marker, url in generic.items():
+        html, text = html.replace(marker, url), text.replace(marker, url)
+    _write_preview(config, output, replace(variant, html=html, text=text), posts)
 
 
 @digest.command()
@@ -81,7 +154,7 @@ def preview(app: App, since: datetime | None, output: Path | None) -> None:
 @click.pass_obj
 def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
     """Compose the issue that is due (if any) and deliver it; a rerun resumes only unsent rows."""
-    from feedpub.send.dispatch import send_due_issue  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.reader_mail import send_due  # lazy: 0.3 s, see the module docstring
 
     config = app.config
     store = open_store_or_fail(app)
@@ -96,11 +169,20 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
             _dry_run(config, store, now)
         due = _due_count(config, store, now)
         with _progress(due) as advance:
-            result = send_due_issue(config, store, now, on_outcome=advance)
-    report(list(result.problems))
+            results = send_due(config, store, now, on_outcome=advance)
+    problems = list(dict.fromkeys(p for result in results for p in result.problems))
+    report(problems)
+    partial = _errors(problems)
+    for result in results:
+        partial = _said(config, store, result) or partial
+    raise SystemExit(PARTIAL if partial else OK)
+
+
+def _said(config: Config, store: Store, result: Dispatch) -> bool:
+    """What one issue's run did, on stderr; whether some of it failed or was paused."""
     if result.summary is None:
         log.info("%s", result.note)
-        raise SystemExit(PARTIAL if _errors(result.problems) else OK)
+        return False
     summary, stored = result.summary, result.issue
     assert stored is not None
     for outcome in summary.problems:     # a deferred row is tried again: with -q only the failed ones are shown
@@ -117,7 +199,7 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
                else ""))
     for reason in summary.paused:
         click.echo(t.text("send_paused", reason=reason, period=result.period), err=True)
-    raise SystemExit(PARTIAL if summary.failed or summary.paused or _errors(result.problems) else OK)
+    return bool(summary.failed or summary.paused)
 
 
 def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, *, force: bool) -> NoReturn:
@@ -187,10 +269,12 @@ def _due_count(config: Config, store: Store, now: datetime) -> int:
 
 
 @digest.command()
+@click.option("--kind", type=click.Choice(MAIL_KINDS), default=None, help="Only the mails of this kind.")
 @click.pass_obj
-def status(app: App) -> None:
-    """List issues with their queued / sent / deferred / failed counts, and the deliveries that bounced
-    or were complained about later."""
+def status(app: App, kind: str | None) -> None:
+    """List issues (every mail: each post's, the daily, weekly and monthly digests of each time zone, the
+    welcomes) with their kind and queued / sent / deferred / failed counts, and the deliveries that bounced or
+    were complained about later."""
     from feedpub.send.bounces.evidence import per_issue  # lazy: 0.3 s, see the module docstring
 
     store = open_store_or_fail(app, migrate=False)
@@ -199,14 +283,17 @@ def status(app: App) -> None:
 
     held = holds.states(store)
     returned = per_issue(store)
-    # The counts stay the last columns, where scripts read them; HOLD is "paused", "cancelled" or "-".
+    # The counts stay the last columns, where scripts read them; HOLD is "paused", "cancelled" or "-"; ZONE is
+    # the readers' time zone, "-" for the site's.
     rows = [[app.strings.text(f"column_{name}") for name in (
-        "issue", "covers", "hold", "cancelled", "queued", "sending", "sent", "deferred", "failed", "bounced",
-        "complained")]]
+        "issue", "kind", "zone", "covers", "hold", "cancelled", "queued", "sending", "sent", "deferred", "failed",
+        "bounced", "complained")]]
     for issue in store.issues():
+        if kind is not None and issue.kind != kind:
+            continue
         counts = store.counts(issue.id)
         covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
-        rows.append([issue.period, covers, held.get(issue.id, "-"),
+        rows.append([issue.period, issue.kind, issue.zone or "-", covers, held.get(issue.id, "-"),
                      *(str(counts[s]) for s in ("cancelled", "queued", "sending", "sent", "deferred", "failed")),
                      *(str(n) for n in returned.get(issue.id, (0, 0)))])
     if len(rows) == 1:
@@ -259,14 +346,14 @@ def _hold(app: App, action: str, period: str) -> None:
 
 def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int, str]) -> None:
     """Each recipient with the subject they would get (stdout); on stderr, the subscribers who would get
-    nothing because no new post is in their categories, and the totals."""
+    nothing because no new post is in their topics, and the totals."""
     by_id = {s.id: s for s in store.subscribers("active")}
     queued = {sid: key for sid, key in sorted(recipients.items()) if key in variants}
     for sid, key in queued.items():
         click.echo(f"{by_id[sid].email}\t{variants[key].subject}")
     for sid in sorted(recipients.keys() - queued.keys()):
         subscriber = by_id[sid]
-        click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.categories)})", err=True)
+        click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.topics)})", err=True)
     t = words()
     click.echo(t.text("dry_run_plan", recipients=t.count("recipients", len(queued)),
                       variants=t.count("variants", len(variants))), err=True)

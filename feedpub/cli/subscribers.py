@@ -22,15 +22,17 @@ import click
 
 from feedpub import spreadsheet
 from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
-from feedpub.errors import Problem, message
-from feedpub.records import SubscriberInput, SubscriberStatus
+from feedpub.errors import Message, Problem, message
+from feedpub.records import CADENCES, SubscriberInput, SubscriberStatus, default_cadence
 
 if TYPE_CHECKING:
     from feedpub.config import Config
     from feedpub.store import Store
 
-CSV_HELP = "a header row: email[,name][,categories as a;b]"
+CSV_HELP = "a header row: email[,name][,topics as categories/a;tags/b][,cadence][,timezone]"
 STATUSES: tuple[str, ...] = get_args(SubscriberStatus)
+# The columns `import` reads (categories: a file written before topics).
+_CSV_COLUMNS = ("email", "name", "topics", "cadence", "timezone", "categories")
 # Terminal columns a table cell may take; longer ones are clipped (CSV and JSON keep them whole).
 CELL_WIDTH = 40
 
@@ -43,22 +45,43 @@ def subscribers() -> None:
 @subscribers.command()
 @click.argument("email")
 @click.option("--name", default=None, help="Display name.")
+@click.option("--topics", default=None, metavar="GROUP/NAME,…",
+              help="Only the posts of these feeds (comma-separated: categories/NAME, tags/NAME, authors/NAME, as the "
+                   "feed's folder or the name the posts give).")
 @click.option("--categories", default=None, help="Only posts in these categories (comma-separated).")
+@click.option("--cadence", type=click.Choice(CADENCES), default=None,
+              help="How often: each post, daily, weekly or monthly (one of digest.cadences; a new subscriber "
+                   "without it gets weekly when offered).")
+@click.option("--timezone", "zone", default=None, metavar="ZONE",
+              help="The reader's IANA time zone, such as Asia/Tokyo (default: site.timezone).")
 @click.option("--pending", is_flag=True, help="Add unconfirmed (not mailed until confirmed).")
 @click.pass_obj
-def add(app: App, email: str, name: str | None, categories: str | None, pending: bool) -> None:
+def add(app: App, email: str, name: str | None, topics: str | None, categories: str | None, cadence: str | None,
+        zone: str | None, pending: bool) -> None:
     """Add a subscriber, or update and reactivate an existing one."""
+    from feedpub.zones import known_zone  # lazy: reads the time zone database's names, 0.1-0.4 s
+
     address = valid_address_or_fail(email)
+    config = app.config
+    if cadence is not None and cadence not in config.digest.cadences:
+        fail(f"--cadence {cadence}: not offered by this site "
+             f"(expected one of digest.cadences: {', '.join(config.digest.cadences)})")
+    if zone is not None and not known_zone(zone):
+        fail(f"--timezone {zone!r}: unknown time zone (expected an IANA name such as Asia/Tokyo or America/New_York)")
     chosen = _split(categories, ",") if categories is not None else None
-    known = _site_categories(app.config)
+    known = _site_categories(config)
     report(_unknown_categories("--categories", None, chosen or (), known))
-    chosen = _site_spelling(chosen, known)
+    folders = _category_topics(_site_spelling(chosen, known))
+    if topics is not None:
+        folders = tuple(dict.fromkeys((*(folders or ()), *_site_topics_or_fail(config, _split(topics, ",")))))
     store = open_store_or_fail(app)
+    if cadence is None and store.subscriber(address) is None:
+        cadence = default_cadence(config.digest.cadences)
     # An operator adding an address by hand overrides an earlier removal; an import never does.
     lifted = store.lift_suppression(address)
     if lifted:
         say(words().text("suppression_lifted", email=address, reason=lifted.reason), err=True)
-    entry = SubscriberInput(address, name, chosen)
+    entry = SubscriberInput(address, name, folders, cadence, zone)
     ((row, created),) = store.save_subscribers([entry], status="pending" if pending else "active")
     say(words().text("subscriber_added" if created else "subscriber_updated", email=row.email, status=row.status))
 
@@ -81,7 +104,8 @@ def list_(app: App, fmt: str) -> None:
     store = open_store_or_fail(app, migrate=False)
     rows = store.subscribers()
     suppressed = store.suppressed()
-    records = [{"email": r.email, "name": r.name, "status": r.status, "categories": list(r.categories),
+    records = [{"email": r.email, "name": r.name, "status": r.status, "topics": list(r.topics),
+                "cadence": r.cadence, "timezone": r.timezone,
                 "suppressed": r.email.lower() in suppressed, "created": r.created_at.isoformat(),
                 "confirmed": r.confirmed_at.isoformat() if r.confirmed_at else None,
                 "unsubscribed": r.unsubscribed_at.isoformat() if r.unsubscribed_at else None} for r in rows]
@@ -89,27 +113,29 @@ def list_(app: App, fmt: str) -> None:
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif fmt == "csv":
         writer = spreadsheet.Writer(sys.stdout)
-        writer.writerow(["email", "name", "status", "categories", "suppressed", "created"])
+        writer.writerow(["email", "name", "status", "topics", "cadence", "timezone", "suppressed", "created"])
         for r in records:
-            writer.writerow([r["email"], r["name"], r["status"], ";".join(r["categories"]),
+            writer.writerow([r["email"], r["name"], r["status"], ";".join(r["topics"]), r["cadence"], r["timezone"],
                              "yes" if r["suppressed"] else "", r["created"]])
     else:
         t = app.strings
         _table([[r["email"], r["name"], r["status"] + (t.text("suppressed_mark") if r["suppressed"] else ""),
-                 ", ".join(r["categories"]), r["created"][:10]] for r in records],
-               [t.text(f"column_{name}") for name in ("email", "name", "status", "categories", "created")])
+                 ", ".join(r["topics"]), r["cadence"], r["timezone"], r["created"][:10]] for r in records],
+               [t.text(f"column_{name}") for name in ("email", "name", "status", "topics", "cadence", "timezone",
+                                                      "created")])
 
 
 @subscribers.command(name="import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_obj
 def import_(app: App, file: Path) -> None:
-    """Add or update subscribers from a CSV file (header row: email[,name][,categories as a;b]), or put
+    """Add or update subscribers from a CSV file (header row: email[,name][,topics][,cadence][,timezone]; an
+    older file's categories column as a;b is read as those categories' topics), or put
     back the addresses of `export --all` as they were (a header with a status column)."""
     header, rows, problems = _csv_rows(file)
     if "status" in header:
         _import_all(app, file, header, rows, problems)
-    entries, found = _subscriber_inputs(file, header, rows, _site_categories(app.config))
+    entries, found = _subscriber_inputs(file, header, rows, _site_categories(app.config), app.config.digest.cadences)
     problems = found + problems
     store = open_store_or_fail(app)
     # Importing a list must never re-mail someone who unsubscribed or bounced: existing rows keep their status.
@@ -139,10 +165,10 @@ def export(app: App, everything: bool) -> None:
         return
     suppressed = store.suppressed()
     writer = spreadsheet.Writer(sys.stdout)
-    writer.writerow(["email", "name", "categories"])
+    writer.writerow(["email", "name", "topics", "cadence", "timezone"])
     for row in store.subscribers("active"):
         if row.email.lower() not in suppressed:
-            writer.writerow([row.email, row.name, ";".join(row.categories)])
+            writer.writerow([row.email, row.name, ";".join(row.topics), row.cadence, row.timezone])
 
 
 @subscribers.command()
@@ -219,6 +245,29 @@ def _site_categories(config: Config) -> Callable[[], frozenset[str]]:
     return read
 
 
+def _site_topics_or_fail(config: Config, names: Iterable[str]) -> tuple[str, ...]:
+    """The feed folders `--topics` names, each given as its folder (`categories/ai導入戦略`) or as its group and
+    the name the posts write (`categories/AI導入戦略`), in any case; exit 2 naming one no feed of the site has."""
+    from feedpub.site.build import site_topics  # lazy: reads the posts
+
+    known = site_topics(config)
+    folders = {}
+    for topic in known:
+        folders[topic.folder.casefold()] = topic.folder
+        folders.setdefault(f"{topic.group}/{topic.name}".casefold(), topic.folder)
+    found = []
+    for name in names:
+        folder = folders.get(name.casefold())
+        if folder is None:
+            close = difflib.get_close_matches(name.casefold(), folders, n=1)
+            such_as = f", such as '{folders[close[0]]}'" if close else ""
+            groups = ", ".join(dict.fromkeys(topic.group for topic in known)) or "none"
+            fail(f"--topics {name!r}: no feed of this site has this topic (expected GROUP/NAME of one of its "
+                 f"category, tag or author feeds{such_as}; groups with feeds: {groups})")
+        found.append(folder)
+    return tuple(dict.fromkeys(found))
+
+
 def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[Problem]]:
     """A CSV file's header (lower-case), its rows by line (each cell as `spreadsheet.cell` was given it)
     and the problem that stopped the reading, if any; exit 2 when it cannot be read or has no email column."""
@@ -243,7 +292,8 @@ def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
 
 
 def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict[str, str]]],
-                       known: Callable[[], Collection[str]]) -> tuple[list[SubscriberInput], list[Problem]]:
+                       known: Callable[[], Collection[str]],
+                       offered: Collection[str]) -> tuple[list[SubscriberInput], list[Problem]]:
     """The subscribers a CSV file lists, and what is wrong with it. Rows with a bad address or one seen
     on an earlier row are skipped (the first row of an address wins)."""
     from feedpub.addresses import BadAddress, mailable
@@ -251,7 +301,7 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
 
     problems = [Problem(str(file), 1, message("unknown_column", name=name), message("expected_import_columns"),
                         warning=True)
-                for name in header if name not in ("email", "name", "categories")]
+                for name in header if name not in _CSV_COLUMNS]
     entries: list[SubscriberInput] = []
     first_lines: dict[str, int] = {}   # email key → the line that listed it first
     for line, row in rows:
@@ -267,9 +317,18 @@ def _subscriber_inputs(file: Path, header: list[str], rows: list[tuple[int, dict
                                     message("expected_address_once")))
             continue
         name = (row.get("name") or "").strip() if "name" in header else None
-        cats = _split(row.get("categories") or "", ";") if "categories" in header else None
-        problems += _unknown_categories(str(file), line, cats or (), known)
-        entries.append(SubscriberInput(address, name, _site_spelling(cats, known)))
+        topics = _split(row.get("topics") or "", ";") if "topics" in header else None
+        if "categories" in header:   # a file of a feedpub before topics: its categories are those topics
+            cats = _split(row.get("categories") or "", ";")
+            problems += _unknown_categories(str(file), line, cats, known)
+            topics = tuple(dict.fromkeys((*(topics or ()), *(_category_topics(_site_spelling(cats, known)) or ()))))
+        try:
+            cadence, timezone = _choices_cells(header, row, offered)
+        except _BadChoice as exc:
+            problems.append(Problem(str(file), line, exc.words, message("expected_import_choice",
+                                                                        offered=", ".join(offered))))
+            continue
+        entries.append(SubscriberInput(address, name, topics, cadence, timezone))
     return entries, problems
 
 
@@ -286,6 +345,31 @@ def _unknown_categories(path: str, line: int | None, names: Iterable[str],
             "expected_category")
         problems.append(Problem(path, line, message("unknown_category", name=name), expected, warning=True))
     return problems
+
+
+def _category_topics(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Category names as the topics (feed folders) that hold their posts."""
+    return None if names is None else tuple(f"categories/{name}" for name in names)
+
+
+class _BadChoice(ValueError):
+    def __init__(self, words: Message) -> None:
+        super().__init__(str(words))
+        self.words = words
+
+
+def _choices_cells(header: list[str], row: dict[str, str], offered: Collection[str]) -> tuple[str | None, str | None]:
+    """A CSV row's cadence and time zone (None: the column is absent or the cell empty, so the stored
+    choice stays); _BadChoice naming a bad one."""
+    from feedpub.zones import known_zone  # lazy: reads the time zone database's names, 0.1-0.4 s
+
+    cadence = (row.get("cadence") or "").strip().lower() or None if "cadence" in header else None
+    if cadence is not None and cadence not in offered:
+        raise _BadChoice(message("cadence_not_offered", cadence=cadence, offered=", ".join(offered)))
+    timezone = (row.get("timezone") or "").strip() or None if "timezone" in header else None
+    if timezone is not None and not known_zone(timezone):
+        raise _BadChoice(message("unknown_zone", zone=timezone))
+    return cadence, timezone
 
 
 def _site_spelling(names: tuple[str, ...] | None,
@@ -318,11 +402,16 @@ def _import_all(app: App, file: Path, header: list[str], rows: list[tuple[int, d
     from feedpub.store_copy import address_columns, restore_addresses
 
     columns = address_columns()
+    if "categories" in header and "topics" not in header:   # written before topics: its categories are those
+        header = [("topics" if name == "categories" else name) for name in header]
+        rows = [(line, {**row, "topics": ";".join(_category_topics(_split(row.get("categories") or "", ";")) or ())})
+                for line, row in rows]
     problems = problems + [Problem(str(file), 1, message("unknown_column", name=name),
                                    message("expected_export_columns"), warning=True)
                            for name in header if name not in columns]
     required = [name for name, column in columns.items()
-                if column.table.name == "subscribers" and not column.nullable and column.default is None]
+                if column.table.name == "subscribers" and not column.nullable and column.default is None
+                and column.server_default is None]
     restored: list[dict[str, Any]] = []
     seen: set[str] = set()
     for line, row in rows:
@@ -361,7 +450,7 @@ def _as_text(name: str, value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
-    if name == "categories":
+    if name == "topics":
         return ";".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -372,7 +461,7 @@ def _as_text(name: str, value: Any) -> str:
 
 def _from_text(name: str, column: Any, text: str) -> Any:
     """A cell of `export --all` as the store keeps it in `column`; ValueError saying what is wrong."""
-    if name == "categories":
+    if name == "topics":
         return list(_split(text, ";"))
     kind = getattr(column.type, "impl", column.type).python_type   # UTCDateTime's is its impl's; JSON's is dict
     if text == "" and (column.nullable or kind is not str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,13 +18,13 @@ from feedpub import holds
 from feedpub.config import Config
 from feedpub.counts import counted
 from feedpub.errors import Problem
-from feedpub.records import Delivery, StoredIssue, StoredVariant
-from feedpub.send import archive, archive_sync, delivery, messages
+from feedpub.records import ActiveReader, Delivery, StoredIssue, StoredVariant
+from feedpub.send import archive, archive_sync, cadences, delivery, messages
 from feedpub.send.issue import Issue, Variant, compose, covers, due_slot, entries, render_variant, variant_key
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import Collection, collect
 from feedpub.site.reader import Post
-from feedpub.store import Store, StoreError
+from feedpub.store import LedgerClash, Store, StoreError
 
 log = logging.getLogger("feedpub.send.issue")
 
@@ -44,40 +44,47 @@ class Dispatch:
 
 def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
                    on_outcome: Callable[[delivery.Outcome], None] | None = None,
-                   missed_after: timedelta | None = None, send: bool = True) -> Dispatch:
-    """Compose the issue of the latest scheduled slot unless it exists, then deliver its due rows
-    (with `send=False`, only queue them for `feedpub worker` processes).
+                   missed_after: timedelta | None = None, send: bool = True,
+                   stream: tuple[str, str] = ("weekly", "")) -> Dispatch:
+    """Compose the issue of the latest slot of a stream of digests (cadence, zone: "" the site's) unless it
+    exists, then deliver its due rows (with `send=False`, only queue them for `feedpub worker` processes).
 
     With `missed_after` (the daemon's misfire grace), a slot that passed longer ago and was never
     composed is skipped: its posts go into the next issue instead of a stale one going out now.
     """
-    period, slot = due_slot(config, now)
+    kind, zone = stream
+    slot = cadences.previous_slot(config, kind, cadences.zone_of(config, zone), now)
+    period = cadences.period_key(config, kind, zone, slot)
     stored = store.issue(period)
     problems: list[Problem] = []
     if stored is None:
         if missed_after is not None and now - slot > missed_after:
             return Dispatch(period, None, None, (), f"issue {period} was due {_ago(now - slot)} ago, beyond "
                             f"digest.misfire_grace; skipped (its posts go into the next issue)")
-        recipients = active_recipients(store)
-        if not recipients:   # composing now would use up the slot before anyone could receive it
+        readers = stream_readers(config, store, stream)
+        if not readers:   # composing now would use up the slot before anyone could receive it
             return Dispatch(period, None, None, (), f"issue {period}: no active subscribers; nothing composed")
-        issue, problems = compose_due_issue(config, store, now)
-        if not issue.posts:
-            return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published from "
-                            f"{_shown(config, issue.starts)} to {_shown(config, issue.ends)}; nothing to send")
-        variants = render_variants(config, issue, {"", *recipients.values()})
-        queued = {sid: key for sid, key in recipients.items() if key in variants}
-        try:
-            stored = store.create_issue(period=period, slot=slot, starts=issue.starts, ends=issue.ends,
-                                        recipients=queued, variants=[_stored(v) for v in variants.values()],
-                                        archived=[archive.record(e) for e in entries(config, issue.posts)],
-                                        carried=[r.post.url for r in issue.posts])
-        except StoreError:
-            stored = store.issue(period)   # another process composed it a moment ago: resume that one
-            if stored is None:
-                raise
+        for _attempt in range(3):
+            composed = compose_stream_issue(config, store, now, stream, slot, readers)
+            problems = composed.problems
+            if not composed.recipients:
+                return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published from "
+                                f"{_shown(config, composed.starts)} to {_shown(config, slot)}; nothing to send")
+            try:
+                stored = store_composed(config, store, composed)
+                break
+            except LedgerClash:
+                continue     # a reader got one of its posts in another mail meanwhile: compose it again
+            except StoreError:
+                stored = store.issue(period)   # another process composed it a moment ago: resume that one
+                if stored is None:
+                    raise
+                break
+        else:
+            raise StoreError(f"{store.shown}: issue {period}: its readers' posts kept changing while composing")
         archive_sync.refresh(config, store)
-        log.info("issue %s: %s, %s", period, counted(len(issue.posts), "post"), counted(len(queued), "recipient"))
+        log.info("issue %s: %s, %s", period, counted(len(composed.carried), "post"),
+                 counted(len(composed.recipients), "recipient"))
     hold = holds.state(store, stored.id)
     if hold is not None:
         why = holds.reasons(store).get(period)
@@ -90,6 +97,89 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
     summary = delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
                                on_outcome=on_outcome)
     return Dispatch(period, stored, summary, tuple(problems), "")
+
+
+def stream_readers(config: Config, store: Store, stream: tuple[str, str]) -> dict[int, ActiveReader]:
+    """The active readers a stream of digests mails: those of its cadence in its zone, and for the weekly
+    one, the `post` readers of that zone too (it carries what their post mails do not: backdated posts,
+    bulk imports)."""
+    kind, zone = stream
+    takers = {kind, "post"} if kind == "weekly" else {kind}
+    return {reader.id: reader for reader in store.active_readers()
+            if reader.cadence in takers and cadences.zone_key(config, reader.timezone) == zone}
+
+
+@dataclass(frozen=True)
+class Composed:
+    """An issue ready to store: its variants, who gets which, and which posts each variant carries."""
+
+    kind: str
+    zone: str
+    period: str
+    slot: datetime
+    starts: datetime
+    variants: dict[str, Variant]
+    recipients: dict[int, str]               # subscriber id → variant key
+    variant_posts: dict[str, tuple[str, ...]]  # variant key → post URLs
+    carried: tuple[RenderedPost, ...]        # every post some variant carries, newest first
+    problems: list[Problem]
+
+
+def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tuple[str, str], slot: datetime,
+                         readers: Mapping[int, ActiveReader]) -> Composed:
+    """The issue of `slot` for each reader of a stream: the posts of their topics dated in their window,
+    none they got already (the ledger), composed once per variant (topics and the set of posts). A reader's
+    window starts at the stream's previous issue (the first: one period back), reaching LATE_REACH further
+    for posts no mail brought them, never before the earliest window a mail to them covered (none yet: the
+    stream's window, or from when they joined if that was before it)."""
+    kind, zone = stream
+    found = coverage(config, store, slot, stream)
+    collection = collect(config, now=now)
+    candidates = [p for p in collection.posts if found.reach < p.date <= slot]
+    got = store.readers_got([p.url for p in candidates])
+    since = store.first_windows()
+    waiting = set(store.sightings("waiting")) if any(r.cadence == "post" for r in readers.values()) else set()
+    topics_of = {p.url: cadences.post_topics(config, p) for p in candidates}
+    newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
+    chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
+    for sid, reader in readers.items():
+        # A reader no digest reached yet takes the stream's window, and the posts since they joined before it.
+        lower = max(found.reach, since.get(sid, min(found.starts, reader.joined)))
+        mine = got.get(sid, set())
+        urls = tuple(p.url for p in newest_first
+                     if p.date > lower and p.url not in mine and cadences.wanted(reader.topics, topics_of[p.url])
+                     and not (reader.cadence == "post" and p.url in waiting))[:config.digest.max_posts]
+        if urls:
+            chosen[sid] = (variant_key(reader.topics), urls)
+    keys = cadences.variant_keys(chosen.values())
+    carried_urls = {url for _, urls in chosen.values() for url in urls}
+    rendered, warnings = render_posts(config, [p for p in newest_first if p.url in carried_urls],
+                                      site_posts=collection.posts)
+    by_url = {r.post.url: r for r in rendered}
+    period = cadences.period_key(config, kind, zone, slot)
+    variants: dict[str, Variant] = {}
+    for (topics_key, urls), key in keys.items():
+        posts = tuple(by_url[url] for url in urls if url in by_url)
+        variant = render_variant(config, Issue(period, slot, found.starts, slot, posts, kind, zone), topics_key)
+        if variant is not None:
+            variants[key] = Variant(key, variant.subject, variant.html, variant.text)
+    recipients = {sid: keys[choice] for sid, choice in chosen.items() if keys[choice] in variants}
+    variant_posts = {key: urls for (_, urls), key in keys.items() if key in variants}
+    carried = tuple(r for r in rendered if any(r.post.url in variant_posts[recipients[sid]] for sid in recipients))
+    return Composed(kind, zone, period, slot, found.starts, variants, recipients, variant_posts, carried,
+                    [*collection.problems, *warnings])
+
+
+def store_composed(config: Config, store: Store, composed: Composed) -> StoredIssue:
+    """Store a composed issue with its deliveries and ledger rows; only the weekly digests of the site's zone
+    are the public archive's issues."""
+    public = (composed.kind, composed.zone) == ("weekly", "")
+    return store.create_issue(
+        period=composed.period, slot=composed.slot, starts=composed.starts, ends=composed.slot,
+        recipients=composed.recipients, variants=[as_stored(v) for v in composed.variants.values()],
+        archived=[archive.record(e) for e in entries(config, composed.carried)] if public else (),
+        carried=[r.post.url for r in composed.carried], kind=composed.kind, zone=composed.zone,
+        variant_posts=composed.variant_posts)
 
 
 def send_due_retries(config: Config, store: Store, now: datetime, *,
@@ -138,15 +228,16 @@ class Coverage:
     carried: dict[str, str]            # post URL → the period of the issue that carried it
 
 
-def coverage(config: Config, store: Store, slot: datetime) -> Coverage:
-    """Where the issue of `slot` starts: the previous issue's end, reaching LATE_REACH further back for
-    posts no issue carried, but never before the first issue's window: the first issue covers
-    `digest.first_issue_days` before its slot, and what came before is the archive, not late posts."""
-    issues = store.issues()
+def coverage(config: Config, store: Store, slot: datetime, stream: tuple[str, str] = ("weekly", "")) -> Coverage:
+    """Where the issue of `slot` of a stream of digests starts: the previous issue's end, reaching LATE_REACH
+    further back for posts no issue carried, but never before the first issue's window: the first issue
+    covers one period before its slot (`digest.first_issue_days` for weekly), and what came before is the
+    archive, not late posts."""
+    issues = store.issues(stream)
     if not issues:
-        starts = slot - timedelta(days=config.digest.first_issue_days)
+        starts = cadences.first_window(config, stream[0], cadences.zone_of(config, stream[1]), slot)
         return Coverage(starts, starts, {})
-    latest = store.latest_issue()
+    latest = store.latest_issue(stream)
     assert latest is not None
     reach = max(latest.ends - LATE_REACH, min(issue.starts for issue in issues))
     carried, unknown = store.carried_since(reach)
@@ -196,12 +287,12 @@ def covered_posts(config: Config, collection: Collection, starts: datetime, ends
 
 
 def active_recipients(store: Store) -> dict[int, str]:
-    """Active, unsuppressed subscribers → the variant key of their category preferences."""
-    return {sid: variant_key(categories) for sid, categories in store.active_recipients().items()}
+    """Active, unsuppressed subscribers → the variant key of their topics."""
+    return {sid: variant_key(topics) for sid, topics in store.active_recipients().items()}
 
 
 def render_variants(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:
-    """Each variant once; keys whose categories match no post are left out (those readers get nothing)."""
+    """Each variant once; keys whose topics match no post are left out (those readers get nothing)."""
     rendered = {key: render_variant(config, issue, key) for key in sorted(keys)}
     return {key: variant for key, variant in rendered.items() if variant is not None}
 
@@ -211,7 +302,7 @@ def stored_variant(store: Store, issue: StoredIssue, key: str) -> Variant | None
     return Variant(key, found[0].subject, found[0].html, found[0].text) if found else None
 
 
-def _stored(variant: Variant) -> StoredVariant:
+def as_stored(variant: Variant) -> StoredVariant:
     return StoredVariant(variant.key, variant.subject, variant.html, variant.text)
 
 

@@ -1,7 +1,7 @@
 """The digest issue: which schedule slot is due, which posts it covers, and its HTML and text bodies.
 
 Pure functions over Config and RenderedPost; the CLI does the I/O (store, SMTP). Bodies are rendered
-once per category set (a `Variant`) and are the same for every recipient: the per-recipient links are
+once per topic set (a `Variant`) and are the same for every recipient: the per-recipient links are
 the marker tokens below, which `feedpub.send.messages` replaces per message.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import re
 import traceback
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2
@@ -23,6 +24,7 @@ from markupsafe import Markup
 from feedpub import templates, urls
 from feedpub.config import Config
 from feedpub.errors import ConfigError
+from feedpub.send.cadences import post_topics, topic_label, wanted
 from feedpub.send.pictures import Picture, picture
 from feedpub.site.markup import RenderedPost, cut_excerpt
 from feedpub.strings import Strings, load_strings
@@ -51,6 +53,8 @@ class Issue:
     starts: datetime                 # covered range: exclusive start, inclusive end; aware
     ends: datetime
     posts: tuple[RenderedPost, ...]  # newest first, at most digest.max_posts
+    kind: str = "weekly"             # daily, weekly, monthly (digests), post (one post's mail), welcome
+    zone: str = ""                   # the time zone of its readers ("": site.timezone)
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,9 @@ class ArchiveLinks:
 
 @dataclass(frozen=True)
 class Variant:
-    """The issue as one group of subscribers receives it (same category preferences), or its public copy."""
+    """The issue as one group of subscribers receives it (same topics), or its public copy."""
 
-    key: str                         # variant_key(categories): "" for everyone (and the public copy)
+    key: str                         # variant_key(topics): "" for everyone (and the public copy)
     subject: str
     html: str                        # full HTML document, CSS inlined, with the link markers
     text: str                        # text/plain body, with the link markers
@@ -106,9 +110,9 @@ def due_slot(config: Config, now: datetime) -> tuple[str, datetime]:
     return slot.strftime("%Y-%m-%d-%H%M"), slot
 
 
-def variant_key(categories: Iterable[str]) -> str:
-    """"" for no preferences; otherwise the sorted, distinct category names joined by tabs."""
-    return "\t".join(sorted(set(categories)))
+def variant_key(topics: Iterable[str]) -> str:
+    """"" for everything; otherwise the sorted, distinct topics (feed folders) joined by tabs."""
+    return "\t".join(sorted(set(topics)))
 
 
 def compose(config: Config, rendered: Sequence[RenderedPost], *, period: str, slot: datetime,
@@ -141,14 +145,15 @@ def archive_url(config: Config, period: str = "") -> str:
 
 
 def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:
-    """Subject, HTML and text for subscribers whose preferences are `key`; None if no post matches."""
-    chosen = set(key.split("\t")) if key else set()
-    folded = {name.casefold() for name in chosen}    # `releases` chooses the posts of `Releases`
-    posts = [r for r in issue.posts if not folded or folded & {name.casefold() for name in r.post.categories}]
+    """Subject, HTML and text for subscribers whose topics are `key`; None if no post matches."""
+    chosen = key.split("\t") if key else []
+    posts = [r for r in issue.posts if wanted(chosen, post_topics(config, r.post))]
     if not posts:
         return None
-    return _render(config, issue.period, issue.slot, entries(config, posts), key, sorted(chosen), links=None,
-                   archive=False)
+    full = {r.post.url: r.html for r in posts} if issue.kind == "post" and config.digest.post_content == "full" else {}
+    return _render(config, issue.period, issue.slot, entries(config, posts), key,
+                   [topic_label(topic) for topic in chosen], links=None, archive=False, kind=issue.kind,
+                   zone=issue.zone, full=full)
 
 
 def public_copy(config: Config, issue: Issue) -> Variant:
@@ -183,11 +188,18 @@ def header_text(value: str) -> str:
 
 
 def _render(config: Config, period: str, slot: datetime, shown: Sequence[Entry], key: str, chosen: list[str], *,
-            links: ArchiveLinks | None, archive: bool) -> Variant:
+            links: ArchiveLinks | None, archive: bool, kind: str = "weekly", zone: str = "",
+            full: Mapping[str, str] | None = None) -> Variant:
     env = environment(config)
     strings = strings_for(config)
     context = _context(config, strings, period, slot, shown, chosen, links=links, archive=archive)
-    subject = _render_subject(config, env, strings, context)
+    context.update(_kind_context(config, strings, kind, zone, chosen, shown, full or {}))
+    if zone:     # the reader's own date of the slot
+        context["date_label"] = strings.date(slot.astimezone(ZoneInfo(zone)).date())
+    if kind == "welcome":
+        context["t"] = {**context["t"], "intro": strings.text("welcome_intro", title=config.site.title)}
+    subject = (header_text(strings.text("subject_post", post=shown[0].title, title=config.site.title))
+               if kind == "post" else _render_subject(config, env, strings, context, kind))
     context["subject"] = subject
     html = _inline_css(render_file(env, HTML_TEMPLATE, context))
     text = render_file(env, TEXT_TEMPLATE, context)
@@ -205,7 +217,7 @@ def _context(config: Config, strings: Strings, period: str, slot: datetime, show
         "site": site,
         "issue": {"date": issue_date, "period": period, "count": len(posts), "posts": posts},
         "posts": posts,
-        "chosen_categories": chosen,
+        "chosen_topics": chosen,
         "lang": strings.language,
         "t": strings.all(title=site.title, url=site.root_url, count=len(posts), categories=", ".join(chosen),
                          date=date_label),
@@ -302,7 +314,23 @@ def _template_frame(exc: BaseException) -> str | None:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
 
 
-def _render_subject(config: Config, env: Any, strings: Strings, context: dict[str, Any]) -> str:
+def _kind_context(config: Config, strings: Strings, kind: str, zone: str, chosen: list[str], shown: Sequence[Entry],
+                  full: Mapping[str, str]) -> dict[str, Any]:
+    """What a reader of this kind of mail gets, said in its footer, and for a post's mail its full text."""
+    digest = config.digest
+    at = {"daily": digest.daily_at, "monthly": digest.monthly_on.at}.get(kind) or digest.schedule[0].at
+    days = ", ".join(strings.text("day_names").split()[day] for entry in digest.schedule for day in entry.days)
+    gets = strings.text(f"gets_{kind}", time=at.strftime("%H:%M"), days=days, day=digest.monthly_on.day,
+                        zone=zone or config.site.timezone)
+    topics = strings.text("gets_topics", topics=", ".join(chosen)) if chosen else strings.text("gets_everything")
+    public = (kind, zone) == ("weekly", "")    # the archive keeps only the site zone's weekly issues
+    return {"kind": kind, "gets": f"{gets} {topics}", **({} if public else {"view_url": ""}),
+            "full_html": {entry.url: Markup(full[entry.url]) for entry in shown if entry.url in full}}
+
+
+def _render_subject(config: Config, env: Any, strings: Strings, context: dict[str, Any], kind: str = "weekly") -> str:
+    if kind != "weekly" and (kind == "welcome" or not config.digest.subject):
+        return header_text(strings.text(f"subject_{kind}", title=config.site.title, date=context["date_label"]))
     if not config.digest.subject:
         return _default_subject(config, strings, context["date_label"])
     try:

@@ -12,12 +12,12 @@ import functools
 import gc
 import sys
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from feedpub.config import Config
 from feedpub.counts import counted
@@ -39,6 +39,18 @@ CACHE_FOLDER = ".feedpub/cache"
 RENDER_VERSION = 1
 
 
+class Topic(NamedTuple):
+    """A feed a reader may follow by mail: a category's, a tag's or an author's."""
+
+    folder: str     # the feed's folder ("categories/ai導入戦略"): what a subscription stores
+    name: str       # as the posts write it ("AI導入戦略"): what a reader is shown
+
+    @property
+    def group(self) -> str:
+        """"categories", "tags" or "authors"."""
+        return self.folder.split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class BuildReport:
     output: Path
@@ -47,6 +59,7 @@ class BuildReport:
     written: WriteResult
     problems: tuple[Problem, ...]
     categories: tuple[str, ...]      # every category of the published posts, sorted
+    topics: tuple[Topic, ...]        # what a reader may follow besides the whole site: the other feeds
     next_future: datetime | None     # a rebuild is due then, even if no file changes
 
     @property
@@ -164,7 +177,7 @@ def _build(config: Config, output: Path, cache: Cache, render_cache: Cache, stat
     site_problems = [p for p in render_problems if p.path not in sources]
     problems = [*collection.problems, *plan_problems, *site_problems,
                 *(p for ps in problems_by_url.values() for p in ps)]
-    report = _report(output, collection, len(feeds), written, problems)
+    report = _report(output, collection, feeds, written, problems)
     cache.save("posts", collection.entries)
     render_cache.save("renders", {url: render for url, render in renders.items() if url in shown})
     outputs = {path: file_stamp(output / path) for path in [*files, *kept]}
@@ -227,12 +240,27 @@ def _render_problems(state: _State | None, shown: set[str], rendered: list[Post]
     return by_url
 
 
-def _report(output: Path, collection: Collection, feeds: int, written: WriteResult,
+def _report(output: Path, collection: Collection, feeds: list[Feed], written: WriteResult,
             problems: list[Problem]) -> BuildReport:
-    return BuildReport(output, len(collection.posts), feeds, written,
+    return BuildReport(output, len(collection.posts), len(feeds), written,
                        tuple(sorted(problems, key=lambda p: (p.path, p.line or 0))),
                        tuple(sorted({c for post in collection.posts for c in post.categories})),
+                       topics(feeds),
                        collection.next_future)
+
+
+def topics(feeds: Sequence[Feed]) -> tuple[Topic, ...]:
+    """The feeds of a plan a reader may follow besides the whole site, in the plan's order."""
+    return tuple(Topic(feed.folder, feed.name) for feed in feeds if feed.folder)
+
+
+def site_topics(config: Config) -> tuple[Topic, ...]:
+    """The topics the site's next build will have (posts read, feeds planned, nothing rendered or written): for a
+    command that checks a topic a reader is given without building."""
+    from feedpub.site.feeds import plan_feeds
+    from feedpub.site.posts import collect
+
+    return topics(plan_feeds(config, collect(config, parallel=True).posts)[0])
 
 
 def _paths(config: Config, feed: Feed) -> list[str]:

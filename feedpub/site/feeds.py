@@ -61,6 +61,7 @@ class Feed:
     folder: str                 # "" for the site-wide feed, else e.g. "categories/ai導入戦略" (not escaped)
     posts: tuple[Post, ...]     # newest first, at most feeds.limit
     atom_path: str = ""         # where the Atom document goes when not in `folder` (feeds.*atom_path)
+    name: str = ""              # the category, tag or author it carries ("" for the site-wide feed)
 
     def path(self, fmt: str) -> str:
         """The document's path inside the output folder."""
@@ -117,7 +118,8 @@ def plan_feeds(config: Config, posts: Sequence[Post], *, fold_case: bool = False
                     "atom_path_shared", holder=holder, name=name, atom_path=atom_path,
                     moved=f"{folder}/{slug}/{FORMATS['atom'][0]}"), warning=True))
                 atom_path = ""
-            feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]), atom_path))
+            feeds.append(Feed(_clean(f"{title} | {name}"), f"{folder}/{slug}", tuple(members[name]), atom_path,
+                              name))
     feeds[1:] = sorted(feeds[1:], key=lambda feed: (_GROUP_ORDER[feed.folder.split("/", 1)[0]], feed.folder))
     return feeds, problems
 

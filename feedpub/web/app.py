@@ -8,7 +8,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from brotli_asgi import BrotliMiddleware
@@ -23,10 +23,14 @@ from starlette.types import ASGIApp
 
 from feedpub import templates
 from feedpub.config import Config
+from feedpub.records import Subscriber
 from feedpub.store import Store
 from feedpub.store_engine import BUSY_WAIT_SECONDS, StoreBusy, busy
 from feedpub.strings import load_strings
 from feedpub.web import admin, endpoints, webhooks
+
+if TYPE_CHECKING:
+    from feedpub.site.build import Topic
 
 FEED_TYPES = {
     "feed.xml": "application/atom+xml",
@@ -126,10 +130,12 @@ def store_busy(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
-               categories: Callable[[], Sequence[str]], health: Callable[[], dict[str, Any]]) -> Starlette:
+               topics: Callable[[], Sequence[Topic]], health: Callable[[], dict[str, Any]],
+               welcome: Callable[[Subscriber], object] | None = None) -> Starlette:
     """`send_confirmation(email, subject, text)` mails what the subscribe form sends (the double opt-in link, or
-    a known reader's preferences link); `categories()` lists the site's categories for the form; `health()` adds
-    daemon facts to /healthz."""
+    a known reader's preferences link); `topics()` lists what a reader may follow (the last build's category,
+    tag and author feeds); `health()` adds daemon facts to /healthz; `welcome(subscriber)` queues a newly
+    confirmed reader's welcome mail."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
@@ -142,7 +148,8 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     state.strings = load_strings("web", config.site.language, override)
     state.admin_strings = load_strings("admin", config.site.language, override)
     state.pages = Jinja2Templates(env=templates.environment("web", override))
-    state.send_confirmation, state.categories, state.health = send_confirmation, categories, health
+    state.send_confirmation, state.topics, state.health = send_confirmation, topics, health
+    state.welcome = welcome
     state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)
     state.confirmations_limit = RateLimit(CONFIRMATIONS_PER_DAY, 24 * 3600)
     return app

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import math
 import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import Message
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -21,10 +24,14 @@ from starlette.responses import JSONResponse, Response
 
 from feedpub import accounts
 from feedpub.addresses import BadAddress, mailable
-from feedpub.records import Subscriber, SubscriberInput
+from feedpub.records import Subscriber, SubscriberInput, default_cadence, offered_cadences
 from feedpub.send.smtp import Refused
 from feedpub.store import READER_UNSUBSCRIBED, utcnow
 from feedpub.tokens import CONFIRM_MAX_AGE, BadToken, Purpose, issued_at, make_token, read_token
+from feedpub.zones import known_zone, zone_groups
+
+if TYPE_CHECKING:
+    from feedpub.site.build import Topic
 
 log = logging.getLogger("feedpub.web")
 
@@ -32,12 +39,13 @@ log = logging.getLogger("feedpub.web")
 # deferring is seldom back within seconds.
 NOT_SENT_RETRY_AFTER = 300
 
-# What a browser may do with a reader page: no script at all, nothing from elsewhere, no framing, forms only
-# to this site, and no Referer carrying a link's token. Inline styles stay allowed, so an operator's own
-# templates (web.templates_dir) keep their looks.
+# What a browser may do with a reader page: no script (but the subscribe page's own, by its nonce), nothing from
+# elsewhere, no framing, forms only to this site, and no Referer carrying a link's token. Inline styles stay
+# allowed, so an operator's own templates (web.templates_dir) keep their looks.
+PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+               "base-uri 'none'; frame-ancestors 'none'")
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": PAGE_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -49,12 +57,16 @@ FORM_FIELDS = 1000
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None,
-         **context: Any) -> Response:
+def page(request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None, *,
+         scripted: bool = False, **context: Any) -> Response:
+    """A page; `scripted` lets its template run the inline scripts that carry its `nonce` (and no other)."""
     state = request.app.state
     context.update(site=state.config.site, t=state.strings.texts)
-    return state.pages.TemplateResponse(request, name, context, status_code=status,
-                                        headers={**PAGE_HEADERS, **(headers or {})})
+    sent = {**PAGE_HEADERS, **(headers or {})}
+    if scripted:
+        context["nonce"] = secrets.token_urlsafe(16)
+        sent["Content-Security-Policy"] = f"{PAGE_POLICY}; script-src 'nonce-{context['nonce']}'"
+    return state.pages.TemplateResponse(request, name, context, status_code=status, headers=sent)
 
 
 def message(request: Request, key: str, status: int = 200, headers: dict[str, str] | None = None,
@@ -108,8 +120,68 @@ async def reader_form(request: Request) -> FormData | None:
     return FormData(fields)
 
 
+def choices_context(request: Request, topics: Iterable[str], cadence: str, zone: str) -> dict[str, Any]:
+    """What the subscribe and preferences forms offer (the site's topics by group, the cadences offered, every
+    time zone) and what is chosen."""
+    state = request.app.state
+    groups: dict[str, list[Topic]] = {}
+    for topic in state.topics():
+        groups.setdefault(topic.group, []).append(topic)
+    # A store migrated from categories holds names ("categories/AI導入戦略"), the forms feed folders: either
+    # ticks the box, in any case (as digests match them), and saving stores the folder.
+    stored = {topic.casefold() for topic in topics}
+    chosen = {topic.folder for topic in state.topics()
+              if {topic.folder.casefold(), f"{topic.group}/{topic.name}".casefold()} & stored}
+    return {"topics": list(groups.items()), "chosen": chosen,
+            "cadences": offered_cadences(state.config.digest.cadences), "cadence": cadence,
+            "cadence_words": cadence_words(request), "zones": zone_groups(), "zone": zone or state.config.site.timezone}
+
+
+def cadence_words(request: Request) -> dict[str, str]:
+    """Each cadence as a reader reads it, with when its mail leaves (in their own zone)."""
+    state = request.app.state
+    digest, text = state.config.digest, state.strings.text
+    days = ", ".join(text("day_names").split()[day] for entry in digest.schedule for day in entry.days)
+    at = {"daily": digest.daily_at, "weekly": digest.schedule[0].at, "monthly": digest.monthly_on.at}
+    return {cadence: text(f"cadence_{cadence}", time=f"{at.get(cadence, digest.daily_at):%H:%M}", days=days,
+                          day=digest.monthly_on.day) for cadence in offered_cadences(digest.cadences)}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a reader's form asks for. A cadence or zone the form did not send is None (kept, or the default)."""
+
+    topics: tuple[str, ...]
+    cadence: str | None
+    timezone: str | None
+    problem: str | None = None      # what is wrong, in the reader's words: then nothing is saved
+
+
+def read_choices(request: Request, form: FormData) -> Choices:
+    """The topics, cadence and time zone a form sent. Topics no feed has any more are dropped (the page was
+    open across a rebuild); naming only such topics is a problem, as saving none would mean every post."""
+    state = request.app.state
+    known = {topic.folder for topic in state.topics()}
+    asked = [str(value) for value in form.getlist("topics")]
+    topics = tuple(dict.fromkeys(folder for folder in asked if folder in known))
+    cadence = str(form["cadence"]) if "cadence" in form else None
+    zone = str(form["timezone"]) if "timezone" in form else None
+    choices = Choices(topics, cadence, zone)
+    if asked and not topics:
+        return replace(choices, problem=state.strings.text("bad_topics"))
+    offered = offered_cadences(state.config.digest.cadences)
+    if cadence is not None and cadence not in offered:
+        words = "; ".join(cadence_words(request).values())
+        return replace(choices, problem=state.strings.text("bad_cadence", offered=words))
+    if zone is not None and not known_zone(zone):
+        return replace(choices, problem=state.strings.text("bad_timezone", zone=zone))
+    return choices
+
+
 async def subscribe_form(request: Request) -> Response:
-    return page(request, "subscribe.html.j2", categories=request.app.state.categories())
+    config = request.app.state.config
+    return page(request, "subscribe.html.j2", scripted=True,
+                **choices_context(request, (), default_cadence(config.digest.cadences), config.site.timezone))
 
 
 async def subscribe(request: Request) -> Response:
@@ -117,23 +189,34 @@ async def subscribe(request: Request) -> Response:
     form = await reader_form(request)
     if form is None:
         return message(request, "bad_form", 400)
+    email, name = str(form.get("email", "")), " ".join(str(form.get("name", "")).split())[:200]
+    choices = read_choices(request, form)
+    offered = offered_cadences(state.config.digest.cadences)
+    cadence = choices.cadence if choices.cadence in offered else default_cadence(offered)
+
+    def again(problem: str) -> Response:
+        """The form as the reader sent it, saying what to change."""
+        zone = choices.timezone if choices.timezone and known_zone(choices.timezone) else ""
+        return page(request, "subscribe.html.j2", 400, error=problem, typed_email=email, typed_name=name,
+                    **choices_context(request, choices.topics, cadence, zone))
+
+    if choices.problem:
+        return again(choices.problem)
     try:
-        email = mailable(str(form.get("email", "")))
+        email = mailable(email)
     except BadAddress:
-        return page(request, "subscribe.html.j2", 400, categories=state.categories(),
-                    error=state.strings.text("bad_email"))
+        return again(state.strings.text("bad_email"))
     # Only well-formed requests count: a reader who mistypes their address is not locked out.
     wait = state.subscribe_limit.wait(request.client.host if request.client else "unknown")
     if wait:
         return message(request, "too_many", 429, {"Retry-After": str(math.ceil(wait))},
                        limit=state.subscribe_limit.count, minutes=math.ceil(wait / 60))
-    known = set(state.categories())
-    chosen = tuple(c for c in form.getlist("categories") if c in known)
-    name = " ".join(str(form.get("name", "")).split())[:200]
+    entry = SubscriberInput(email, name or None, topics=choices.topics, cadence=cadence,
+                            timezone=choices.timezone or "")
     if not state.confirmations_limit.wait(email.lower()):
         # The store's waits and the relay's SMTP exchange block: off the event loop, so other requests go on.
         try:
-            await run_in_threadpool(invite, request, SubscriberInput(email, name or None, chosen))
+            await run_in_threadpool(invite, request, entry)
         except (Refused, OSError) as exc:    # the relay refused the mail, or could not be reached (smtplib's errors)
             log.warning("the subscribe form's mail to %s was not sent: %s", email, exc)
             return message(request, "not_sent", 503, {"Retry-After": str(NOT_SENT_RETRY_AFTER)})
@@ -189,6 +272,11 @@ async def confirm(request: Request) -> Response:
         return message(request, "bad_link", 400)
     kept = state.store.suppression(confirmed.email)
     noted(request, "reader.confirm", confirmed, f"suppression kept ({kept.reason})" if kept else "")
+    if state.welcome is not None and kept is None:
+        try:     # the reader is subscribed whatever becomes of it: a failure here is logged, not theirs
+            await run_in_threadpool(state.welcome, confirmed)
+        except Exception:
+            log.exception("the welcome mail of %s was not queued", confirmed.email)
     return message(request, "confirmed")
 
 
@@ -211,9 +299,9 @@ async def unsubscribe(request: Request) -> Response:
 
 
 def preferences_context(request: Request, subscriber: Subscriber) -> dict[str, Any]:
-    """The form shows whose preferences these are, and how to leave instead."""
+    """The form shows whose preferences these are, what they get now, and how to leave instead."""
     state = request.app.state
-    return {"categories": state.categories(), "chosen": set(subscriber.categories),
+    return {**choices_context(request, subscriber.topics, subscriber.cadence, subscriber.timezone),
             "for_email": state.strings.text("preferences_for", email=subscriber.email),
             "unsubscribe_url": link(request, "unsubscribe", subscriber)}
 
@@ -233,14 +321,16 @@ async def preferences(request: Request) -> Response:
     form = await reader_form(request)
     if form is None:
         return message(request, "bad_form", 400)
-    known = set(state.categories())
-    asked = form.getlist("categories")
-    chosen = tuple(c for c in asked if c in known)
-    if asked and not chosen:   # only unknown names: saving would silently mean "everything"
-        return page(request, "preferences.html.j2", 400, error=state.strings.text("bad_categories"),
+    choices = read_choices(request, form)
+    if choices.problem:
+        return page(request, "preferences.html.j2", 400, error=choices.problem,
                     **preferences_context(request, subscriber))
-    state.store.save_subscribers([SubscriberInput(subscriber.email, None, chosen)], status=None)
-    noted(request, "reader.preferences", subscriber, ", ".join(chosen) or "every category")
+    entry = SubscriberInput(subscriber.email, None, topics=choices.topics, cadence=choices.cadence,
+                            timezone=choices.timezone)
+    state.store.save_subscribers([entry], status=None)
+    saved = state.store.subscriber_by_id(subscriber.id) or subscriber
+    noted(request, "reader.preferences", subscriber,
+          f"{', '.join(saved.topics) or 'everything'}; {saved.cadence}; {saved.timezone or 'site time zone'}")
     return message(request, "saved")
 
 

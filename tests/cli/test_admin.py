@@ -66,8 +66,9 @@ def test_digest_pause_resume_cancel(tmp_path):
     paused = feedpub(config, "digest", "pause", issue.period)
     assert paused.exit_code == 0 and "paused; 3 rows wait" in paused.output
     status = feedpub(config, "digest", "status").output.splitlines()
-    assert status[0].split()[2:5] == ["HOLD", "CANCELLED", "QUEUED"]
+    assert status[0].split()[:7] == ["ISSUE", "KIND", "ZONE", "COVERS", "HOLD", "CANCELLED", "QUEUED"]
     assert status[1].split()[-9:] == ["paused", "0", "3", "0", "0", "0", "0", "0", "0"]
+    assert status[1].split()[1:3] == ["weekly", "-"]                 # KIND, ZONE (the site's)
     assert feedpub(config, "digest", "pause", issue.period).exit_code == 2
     assert "resumed; 3 rows left" in feedpub(config, "digest", "resume", issue.period).output
     cancelled = feedpub(config, "digest", "cancel", issue.period)

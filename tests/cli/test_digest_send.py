@@ -71,7 +71,8 @@ public_url = "https://news.blog.example.com"
 def add_subscribers(root, count: int, **categories: tuple[str, ...]) -> list[str]:
     store = open_store(f"sqlite:///{root}/.feedpub/feedpub.db")
     entries = [SubscriberInput(f"reader{i:03d}@example.com", f"読者{i}") for i in range(count)]
-    entries += [SubscriberInput(f"{name}@example.jp", name, cats) for name, cats in categories.items()]
+    entries += [SubscriberInput(f"{name}@example.jp", name, tuple(f"categories/{c}" for c in cats))
+                for name, cats in categories.items()]
     store.save_subscribers(entries, status="active")
     return [e.email for e in entries]
 
@@ -158,7 +159,7 @@ def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
     assert dry.exit_code == 0
     assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == emails[:3]
     # Who would get nothing, and why: none of their categories has a new post.
-    assert "gardener@example.jp: nothing (no new post in 園芸, 料理)\n" in dry.stderr
+    assert "gardener@example.jp: nothing (no new post in categories/園芸, categories/料理)\n" in dry.stderr
     assert "ドライラン：宛先 3 件" in dry.stderr
     assert smtp_server.received == []
 

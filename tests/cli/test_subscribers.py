@@ -46,8 +46,8 @@ def test_add_list_remove(run, tmp_path):
     assert (tmp_path / "data/feedpub.db").is_file()
     assert run("add", "hanako@example.jp", "--pending").exit_code == 0
     rows = listing(run)
-    assert [(r["email"], r["name"], r["status"], r["categories"]) for r in rows] == [
-        ("Taro@example.jp", "山田 太郎", "active", ["AI導入戦略", "Python"]),
+    assert [(r["email"], r["name"], r["status"], r["topics"]) for r in rows] == [
+        ("Taro@example.jp", "山田 太郎", "active", ["categories/AI導入戦略", "categories/Python"]),
         ("hanako@example.jp", "", "pending", []),
     ]
     table = run("list").stdout
@@ -62,7 +62,7 @@ def test_add_list_remove(run, tmp_path):
 def test_add_twice_updates_instead_of_duplicating(run):
     run("add", "a@example.com", "--name", "A")
     run("add", "A@EXAMPLE.com", "--categories", "AI")
-    assert [(r["name"], r["categories"]) for r in listing(run)] == [("A", ["AI"])]
+    assert [(r["name"], r["topics"]) for r in listing(run)] == [("A", ["categories/AI"])]
 
 
 def test_add_bad_address_exits_2(run):
@@ -86,7 +86,7 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good_ones(run):
     assert "gone@example.com: suppressed" in result.stderr
     rows = {r["email"].lower(): r for r in listing(run)}
     assert set(rows) == {"old@example.com", "hanako@example.jp", "gone@example.com"}
-    assert rows["hanako@example.jp"]["categories"] == ["AI", "LLM"]
+    assert rows["hanako@example.jp"]["topics"] == ["categories/AI", "categories/LLM"]
     assert rows["old@example.com"]["name"] == "Old Renamed"
     # an import never re-subscribes a removed address
     assert "gone@example.com" not in run("export").stdout
@@ -103,8 +103,9 @@ def test_export_round_trips_through_import(run, tmp_path):
     run("add", "b@example.com")
     exported = run("export").stdout
     assert list(csv.DictReader(io.StringIO(exported))) == [
-        {"email": "a@example.com", "name": "Ａ, \"quoted\"", "categories": "AI;生成AI"},
-        {"email": "b@example.com", "name": "", "categories": ""},
+        {"email": "a@example.com", "name": "Ａ, \"quoted\"", "topics": "categories/AI;categories/生成AI",
+         "cadence": "weekly", "timezone": ""},
+        {"email": "b@example.com", "name": "", "topics": "", "cadence": "weekly", "timezone": ""},
     ]
     (tmp_path / "again.csv").write_text(exported, encoding="utf-8")
     assert run("import", "again.csv").exit_code == 0
@@ -133,8 +134,8 @@ def test_import_skips_a_later_duplicate_address_and_keeps_the_first(run):
     assert result.exit_code == 1
     assert "list.csv:4: duplicate of line 2; skipped (expected each address once)" in result.stderr
     assert "imported 2 subscribers (2 new, 0 updated), 1 bad row" in result.stderr
-    assert [(r["email"], r["name"], r["categories"]) for r in listing(run)] == [
-        ("bob@example.com", "Bob", ["engineering"]), ("carol@example.com", "Carol", [])]
+    assert [(r["email"], r["name"], r["topics"]) for r in listing(run)] == [
+        ("bob@example.com", "Bob", ["categories/engineering"]), ("carol@example.com", "Carol", [])]
 
 
 def test_unknown_categories_are_warnings_naming_the_line(run, site):
@@ -149,7 +150,7 @@ def test_unknown_categories_are_warnings_naming_the_line(run, site):
         "(expected a category of the site's posts, such as 'engineering')",
         "list.csv:3: warning: unknown category 'someday' kept; no published post has it "
         "(expected a category of the site's posts)"]
-    assert listing(run)[1]["categories"] == ["enginering", "someday"]
+    assert listing(run)[1]["topics"] == ["categories/enginering", "categories/someday"]
 
     added = run("add", "dave@example.com", "--categories", "Python, pyhton")
     assert added.exit_code == 0
@@ -198,7 +199,8 @@ def test_export_all_and_import_move_every_address_as_it_was(run, site):
                                                                       "'@hard bounce: 550 5.1.1 no such user"),
         ("never-a-reader@example.net", "", "removed by operator")]
     assert rows[2]["name"] == "'=HYPERLINK(\"https://evil.example/\",\"click\")"    # text in a spreadsheet
-    assert rows[0]["categories"] == "AI導入戦略;Python" and rows[0]["created_at"].endswith("+00:00")
+    assert rows[0]["topics"] == "categories/AI導入戦略;categories/Python" and rows[0]["cadence"] == "weekly"
+    assert rows[0]["created_at"].endswith("+00:00")
 
     Path("all.csv").write_text(exported.stdout, encoding="utf-8")
     site.configure('[store]\nurl = "sqlite:///moved/feedpub.db"\n')
@@ -243,4 +245,5 @@ def test_categories_match_the_site_case_insensitively(run):
     assert added.exit_code == 0 and "unknown category" not in added.stderr
     imported = import_csv(run, "email,categories\nhanako@example.jp,ENGINEERING;Someday\n")
     assert "unknown category 'Someday'" in imported.stderr and "ENGINEERING" not in imported.stderr
-    assert [r["categories"] for r in listing(run)] == [["Python", "AI導入戦略"], ["engineering", "Someday"]]
+    assert [r["topics"] for r in listing(run)] == [["categories/Python", "categories/AI導入戦略"],
+                                                   ["categories/engineering", "categories/Someday"]]

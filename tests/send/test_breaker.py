@@ -147,7 +147,7 @@ def test_relay_denying_every_rcpt_pauses_the_issue_with_nobody_suppressed(tmp_pa
         site = load_config(config)
         store = open_store(site.store_url)
         daemon = Daemon(site, store, config, Publisher())
-        app = create_app(site, store, send_confirmation=lambda *mail: None, categories=lambda: [],
+        app = create_app(site, store, send_confirmation=lambda *mail: None, topics=lambda: [],
                          health=daemon.health)
         with TestClient(app) as client:
             paused = client.get("/healthz").json()["paused_issues"]

@@ -10,5 +10,5 @@ def test_a_category_chosen_in_another_case_still_chooses_its_posts(site):
     config = config_for(site)
     add_posts(site)
     issue = issue_for(site, config)
-    shouting = render_variant(config, issue, variant_key(["ENGINEERING"]))
+    shouting = render_variant(config, issue, variant_key(["categories/ENGINEERING"]))
     assert shouting is not None and "Deploying with" in shouting.text and "生成AIと著作権" not in shouting.text

@@ -96,7 +96,7 @@ def test_the_confirmation_mail_verifies(tmp_path, monkeypatch, smtp_server: SMTP
     config = load_config(signing_site(tmp_path, smtp_server.port, private))
     store = open_store(config.store_url)
     app = create_app(config, store, send_confirmation=Daemon(config, store, None, Publisher()).send_confirmation,
-                     categories=lambda: [], health=lambda: {})
+                     topics=lambda: [], health=lambda: {})
     with TestClient(app) as client:
         answer = client.post("/subscribe", data={"email": "yuki@example.jp", "name": "山田 由紀"})
     assert answer.status_code == 200

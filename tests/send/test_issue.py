@@ -141,13 +141,14 @@ def test_subscriber_with_preferences_gets_only_matching_posts(site):
     config = config_for(site)
     add_posts(site)
     issue = issue_for(site, config)
-    legal = render_variant(config, issue, variant_key(["法務"]))
+    legal = render_variant(config, issue, variant_key(["categories/法務"]))
     assert "生成AIと著作権" in legal.html and "生成AIと著作権" in legal.text
     assert "推論性能35%向上" not in legal.html and "推論性能35%向上" not in legal.text
-    assert "選択中のカテゴリー: 法務" in legal.text
+    assert "毎週 月曜 09:00（Asia/Tokyo）にダイジェストをお届けします。 対象: 法務" in legal.text   # the footer
     everyone = render_variant(config, issue, "")
+    assert "対象: すべての記事" in everyone.text and "対象: すべての記事" in everyone.html
     assert "推論性能35%向上" in everyone.html and "生成AIと著作権" in everyone.html
-    assert render_variant(config, issue, variant_key(["料理"])) is None
+    assert render_variant(config, issue, variant_key(["categories/料理"])) is None
 
 
 # --- templates --------------------------------------------------------------------------------------

@@ -137,3 +137,16 @@ def test_a_missing_posts_folder_exits_2_and_keeps_the_published_feeds(site) -> N
     assert result.returncode == 2
     assert "posts folder does not exist" in result.stderr
     assert files_of(site.root / "public") == before
+
+
+def test_the_topics_a_reader_may_follow_are_the_feeds_the_build_makes(site) -> None:
+    from feedpub.site.build import Topic, build_site, site_topics
+
+    site.configure("[feeds]\ntags = true\n")
+    site.post("2025-12-16-gains.md", JAPANESE.replace("categories:", "tags: [Python]\ncategories:"))
+    site.post("2025-12-10-roundup.md", ENGLISH)
+    report = build_site(site.config)
+    assert report.topics == (Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news"),
+                             Topic("categories/古い分類", "古い分類"), Topic("tags/python", "Python"))
+    assert [topic.group for topic in report.topics] == ["categories"] * 3 + ["tags"]   # authors: no feeds
+    assert site_topics(site.config) == report.topics                 # the same, without building

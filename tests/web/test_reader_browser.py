@@ -9,11 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from feedpub.site.build import Topic
 from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 from tests.cli.test_daemon_e2e import free_port
 from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser, serving
+
+TOPICS = [Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news")]
 
 SECRET = "reader-browser-secret"
 
@@ -27,7 +30,7 @@ def served(site, monkeypatch) -> Iterator[tuple[str, object, list]]:
     store = open_store(site.config.store_url)
     outbox: list[tuple[str, str, str]] = []
     app = create_app(site.config, store, send_confirmation=lambda *mail: outbox.append(mail),
-                     categories=lambda: ["AI導入戦略", "news"], health=dict)
+                     topics=lambda: TOPICS, health=dict)
     with serving(app, port):
         yield f"http://127.0.0.1:{port}", store, outbox
 
@@ -69,7 +72,7 @@ def test_the_buttons_work_with_the_content_security_policy_in_force(served) -> N
             page.get_by_label("news").uncheck()
             page.get_by_role("button", name="設定を保存").click()
             expect(page.get_by_role("status")).to_have_text("設定を保存しました。")
-            assert store.subscriber("reader@example.com").categories == ("AI導入戦略",)
+            assert store.subscriber("reader@example.com").topics == ("categories/ai導入戦略",)
 
             page.goto(f"{base}/preferences/{make_token(SECRET, 'preferences', reader.id)}")
             page.get_by_role("link", name="配信を停止する").click()

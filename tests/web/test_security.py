@@ -19,11 +19,14 @@ from starlette.testclient import TestClient
 from feedpub.config_file import load_config
 from feedpub.records import SubscriberInput
 from feedpub.send.issue import due_slot
+from feedpub.site.build import Topic
 from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 from tests.send.sites import PASSWORD, SECRET, deliveries, feedpub, write_site
 from tests.smtp_server import SMTPTestServer, self_signed_cert
+
+TOPICS = [Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news")]
 
 # The headers a digest message has; anything else was injected.
 HEADERS = {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post", "list-id",
@@ -133,7 +136,7 @@ def web(tmp_path, monkeypatch):
     store = open_store(config.store_url)
     outbox: list[tuple[str, str, str]] = []
     app = create_app(config, store, send_confirmation=lambda *mail: outbox.append(mail),
-                     categories=lambda: ["news"], health=dict)
+                     topics=lambda: TOPICS[1:], health=dict)
     with TestClient(app) as client:
         yield client, store, outbox
 
@@ -149,7 +152,7 @@ ENDPOINTS = {"confirm": ("POST", "/confirm/"), "unsubscribe": ("POST", "/unsubsc
 
 def call(client, purpose: str, token: str):
     method, path = ENDPOINTS[purpose]
-    return client.request(method, path + token, data={"categories": ["news"]})
+    return client.request(method, path + token, data={"topics": ["categories/news"]})
 
 
 def test_altered_tokens_are_refused_at_every_position(web):
@@ -165,7 +168,7 @@ def test_altered_tokens_are_refused_at_every_position(web):
         assert call(client, purpose, good[:-3]).status_code in (400, 404)
         assert call(client, purpose, good + "A").status_code in (400, 404)
     assert state(store, "target@example.com") == ("active", False)
-    assert store.subscriber("target@example.com").categories == ()
+    assert store.subscriber("target@example.com").topics == ()
 
 
 def test_forged_tokens_change_nothing(web):

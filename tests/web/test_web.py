@@ -13,9 +13,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from feedpub.records import SubscriberInput
+from feedpub.site.build import Topic
 from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
+
+TOPICS = [Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news")]
 
 SECRET = "test-secret-key"
 
@@ -28,7 +31,7 @@ def web(site, monkeypatch):
     store = open_store(config.store_url)
     outbox: list[tuple[str, str, str]] = []
     app = create_app(config, store, send_confirmation=lambda *mail: outbox.append(mail),
-                     categories=lambda: ["AI導入戦略", "news"], health=lambda: {"last_build": "2025-12-16T00:00:00Z"})
+                     topics=lambda: TOPICS, health=lambda: {"last_build": "2025-12-16T00:00:00Z"})
     (config.output_dir / "categories" / "news").mkdir(parents=True)
     (config.output_dir / "feed.xml").write_text("<feed/>", encoding="utf-8")
     (config.output_dir / "categories" / "news" / "rss.xml").write_text("<rss/>", encoding="utf-8")
@@ -54,16 +57,16 @@ def test_subscribe_form_lists_categories_in_the_site_language(web) -> None:
     page = client.get("/subscribe")
     assert page.status_code == 200
     assert '<html lang="ja">' in page.text and "メールアドレス" in page.text
-    assert 'value="AI導入戦略"' in page.text
+    assert 'value="categories/ai導入戦略"' in page.text
 
 
 def test_double_opt_in(web) -> None:
     client, store, outbox = web
     answer = client.post("/subscribe", data={"email": "Reader@Example.com", "name": "読者\r\nBcc: x@evil",
-                                             "categories": ["news", "unknown"]})
+                                             "topics": ["categories/news", "categories/unknown"]})
     assert answer.status_code == 200 and "確認用のリンク" in answer.text
     subscriber = store.subscriber("reader@example.com")
-    assert subscriber.status == "pending" and subscriber.categories == ("news",)
+    assert subscriber.status == "pending" and subscriber.topics == ("categories/news",)
     assert "\n" not in subscriber.name
     [(to, subject, body)] = outbox
     assert to == "Reader@example.com" and "購読確認" in subject
@@ -78,12 +81,12 @@ def test_double_opt_in(web) -> None:
 
 def test_resubscribing_reveals_nothing_and_changes_nothing(web) -> None:
     client, store, outbox = web
-    store.save_subscribers([SubscriberInput("known@example.com", "山田太郎", ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("known@example.com", "山田太郎", ("categories/news",))], status="active")
     before = store.subscriber("known@example.com")
     known = client.post("/subscribe", data={"email": "KNOWN@example.com", "name": "Mallory <evil>",
-                                            "categories": ["AI導入戦略"]})
+                                            "topics": ["categories/ai導入戦略"]})
     unknown = client.post("/subscribe", data={"email": "new@example.com", "name": "Mallory <evil>",
-                                              "categories": ["AI導入戦略"]})
+                                              "topics": ["categories/ai導入戦略"]})
     assert known.status_code == unknown.status_code == 200
     assert known.content == unknown.content and known.headers == unknown.headers
     assert store.subscriber("known@example.com") == before     # address case, name, categories, status
@@ -92,7 +95,7 @@ def test_resubscribing_reveals_nothing_and_changes_nothing(web) -> None:
     assert to == "known@example.com" and subject == "Test blog のご購読について"
     assert "すでに購読中" in body and "/confirm/" not in body
     preferences = re.search(r"https://news.example.com(/preferences/\S+)", body)[1]
-    assert 'value="news" checked' in client.get(preferences).text
+    assert 'value="categories/news" checked' in client.get(preferences).text
     assert new_to == "new@example.com" and "/confirm/" in new_body
 
 
@@ -193,25 +196,25 @@ def test_forged_unsubscribe_changes_nothing(web) -> None:
 
 def test_preferences(web) -> None:
     client, store, _ = web
-    store.save_subscribers([SubscriberInput("d@example.com", None, ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("d@example.com", None, ("categories/news",))], status="active")
     url = f"/preferences/{token(store, 'preferences', 'd@example.com')}"
     page = client.get(url).text
-    assert 'value="news" checked' in page
+    assert 'value="categories/news" checked' in page
     assert "d@example.com の配信設定" in page                        # whose preferences these are
     leave = re.search(r'href="https://news.example.com(/unsubscribe/[^"]+)"', page)[1]
     assert "d@example.com" in client.get(leave).text              # the reader's own unsubscribe page
-    assert client.post(url, data={"categories": ["AI導入戦略"]}).status_code == 200
-    assert store.subscriber("d@example.com").categories == ("AI導入戦略",)
+    assert client.post(url, data={"topics": ["categories/ai導入戦略"]}).status_code == 200
+    assert store.subscriber("d@example.com").topics == ("categories/ai導入戦略",)
 
 
 def test_preferences_with_only_unknown_categories_are_refused_and_kept(web) -> None:
     client, store, _ = web
-    store.save_subscribers([SubscriberInput("e@example.com", None, ("news",))], status="active")
+    store.save_subscribers([SubscriberInput("e@example.com", None, ("categories/news",))], status="active")
     url = f"/preferences/{token(store, 'preferences', 'e@example.com')}"
-    answer = client.post(url, data={"categories": ["gone-category"]})
+    answer = client.post(url, data={"topics": ["categories/gone-category"]})
     assert answer.status_code == 400
-    assert "設定は変更されていません" in answer.text and 'value="news" checked' in answer.text
-    assert store.subscriber("e@example.com").categories == ("news",)
+    assert "設定は変更されていません" in answer.text and 'value="categories/news" checked' in answer.text
+    assert store.subscriber("e@example.com").topics == ("categories/news",)
 
 
 def test_feeds_served_with_types_etag_and_304(web) -> None:
@@ -242,7 +245,7 @@ def test_healthz_answers_503_for_problems_and_200_for_warnings_alone(site, monke
     monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
     warnings = ["posts/a.md:3: key 'title' appears twice; the last one is used (expected each key once)"]
     app = create_app(site.config, open_store(site.config.store_url), send_confirmation=lambda *mail: None,
-                     categories=lambda: [], health=lambda: {"last_build": None, "problems": problems,
+                     topics=lambda: [], health=lambda: {"last_build": None, "problems": problems,
                                                             "warnings": warnings})
     with TestClient(app) as client:
         answer = client.get("/healthz")
@@ -277,6 +280,6 @@ def test_page_words_are_overridden_from_the_templates_folder(site, monkeypatch) 
     (site.root / "pages" / "strings.toml").write_text('[ja]\nsubscribe = "登録する"\n', encoding="utf-8")
     site.configure('[web]\ntemplates_dir = "pages"\n', language="ja")
     app = create_app(site.config, open_store(site.config.store_url), send_confirmation=lambda *mail: None,
-                     categories=list, health=dict)
+                     topics=list, health=dict)
     page = TestClient(app).get("/subscribe").text
     assert "登録する</button>" in page and "メールアドレス" in page     # the rest still shipped

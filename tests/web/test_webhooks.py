@@ -116,7 +116,7 @@ sendgrid_public_key = "{base64.b64encode(public).decode()}"
         conn.execute(deliveries.update().values(status="sent"))
         ids = dict(conn.execute(sa.text("SELECT s.email, d.id FROM deliveries d JOIN subscribers s "
                                         "ON s.id = d.subscriber_id WHERE d.issue_id = :i"), {"i": issue.id}).all())
-    client = TestClient(create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [],
+    client = TestClient(create_app(config, store, send_confirmation=lambda *mail: None, topics=lambda: [],
                                    health=dict))
     client.store, client.ids = store, ids
     yield client

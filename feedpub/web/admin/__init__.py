@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from feedpub.web.admin import auth, endpoints
 
 ISSUE_ACTIONS = ("pause", "resume", "cancel", "retry")
-SUBSCRIBER_ACTIONS = ("suppress", "lift", "categories")
+SUBSCRIBER_ACTIONS = ("suppress", "lift", "choices")
 
 
 def routes() -> list[BaseRoute]:
@@ -24,6 +24,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin/login", login.submit, methods=["POST"]),
         Route("/admin/logout", auth.logout, methods=["POST"]),
         Route("/admin", endpoints.overview, methods=["GET"]),
+        Route("/admin/issues", endpoints.issues, methods=["GET"]),
         Route("/admin/issues/{period}", endpoints.issue, methods=["GET"]),
         Route("/admin/issues/{period}/test", endpoints.issue_test, methods=["POST"]),
         Route("/admin/issues/{period}/restore", endpoints.issue_restore, methods=["POST"]),

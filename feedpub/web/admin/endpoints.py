@@ -24,7 +24,7 @@ from feedpub import accounts, holds, spreadsheet
 from feedpub.addresses import BadAddress, mailable
 from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
-from feedpub.records import StoredIssue, Subscriber, SubscriberInput
+from feedpub.records import MAIL_KINDS, StoredIssue, Subscriber, SubscriberInput
 from feedpub.scheduler import digest_trigger
 from feedpub.send import archive_sync, messages, smtp
 from feedpub.send.bounces import evidence
@@ -35,15 +35,18 @@ from feedpub.site.posts import collect
 from feedpub.store import utcnow
 from feedpub.web.admin import charts, published, queries
 from feedpub.web.admin.auth import config, page, record, signed_in, store, words
+from feedpub.web.endpoints import choices_context, read_choices
 
 log = logging.getLogger("feedpub.web.admin")
 # While an issue has rows to send, its page reloads itself this often (no script needed).
 LIVE_REFRESH_SECONDS = 5
 AUDIT_LINES = 200
+# The mails the mails page lists (the newest first).
+ISSUES_LISTED = 200
 # Bounces and complaints listed on an issue's or a subscriber's page (the bounces page has them all, by page).
 EVIDENCE_LINES = 100
 # The messages an action's `?done=` may name; their words are the `done_…` strings (strings.toml beside the templates).
-DONE = ("paused", "resumed", "cancelled", "retry", "test", "suppressed", "lifted", "restored", "categories", "rebuilt")
+DONE = ("paused", "resumed", "cancelled", "retry", "test", "suppressed", "lifted", "restored", "choices", "rebuilt")
 
 
 @signed_in
@@ -59,11 +62,25 @@ def overview(request: Request) -> Response:
     next_digest = digest_trigger(cfg).get_next_fire_time(None, now.astimezone(cfg.site.tz))
     last_build = _last_build(facts)
     next_build = last_build + parse_duration(cfg.feeds.rebuild_every) if last_build else None
+    days, sent = queries.sent_per_day(db, MAIL_KINDS, now, cfg.site.tz)
+    kinds_chart = charts.bars(t.text("chart_kinds"), t.text("chart_no_data"), tuple(f"{day:%m-%d}" for day in days),
+                              tuple((t.text(f"kind_{kind}"), tuple(counts)) for kind, counts in sent.items()))
     return page(request, "overview.html.j2", title=t.text("overview"), chart=chart, weekly=weekly,
+                kinds=queries.by_kind(db, MAIL_KINDS), kinds_chart=kinds_chart,
                 issues=queries.recent_issues(db), queue=queries.queue_now(db), facts=facts,
                 next_digest=next_digest, next_build=next_build, last_build=last_build,
                 next_retry=db.next_retry(), tz=cfg.site.tz, flash=_flash(request),
                 late=late_posts(cfg, db, collect(cfg, now=now).posts, now))
+
+
+@signed_in
+def issues(request: Request) -> Response:
+    """The newest mails, of every kind or of the one asked (`?kind=`), as the overview lists issues."""
+    kind = request.query_params.get("kind", "")
+    kind = kind if kind in MAIL_KINDS else ""
+    t = words(request)
+    return page(request, "issues.html.j2", title=t.text("mails_heading"), kinds=MAIL_KINDS, kind=kind,
+                issues=queries.recent_issues(store(request), ISSUES_LISTED, kind))
 
 
 @signed_in
@@ -153,7 +170,7 @@ def subscribers(request: Request) -> Response:
     wanted = _search(request)
     found, after = queries.search(store(request), wanted)
     return page(request, "subscribers.html.j2", title=words(request).text("subscribers"), wanted=wanted, found=found,
-                after=after, categories=request.app.state.categories(), tz=config(request).site.tz)
+                after=after, topics=request.app.state.topics(), tz=config(request).site.tz)
 
 
 @signed_in
@@ -164,9 +181,9 @@ def subscribers_csv(request: Request) -> Response:
     def lines() -> Iterator[str]:
         out = io.StringIO()
         writer = spreadsheet.Writer(out)
-        writer.writerow(["email", "name", "categories", "status", "suppressed", "created_at"])
+        writer.writerow(["email", "name", "topics", "cadence", "timezone", "status", "suppressed", "created_at"])
         for row in queries.every_match(store(request), wanted):
-            writer.writerow([row.email, row.name, ";".join(row.categories), row.status,
+            writer.writerow([row.email, row.name, ";".join(row.topics), row.cadence, row.timezone, row.status,
                              "yes" if row.blocked else "no", row.created_at.isoformat(timespec="seconds")])
             if out.tell() > 64 * 1024:
                 yield out.getvalue()
@@ -186,13 +203,14 @@ def subscriber(request: Request) -> Response:
     return page(request, "subscriber.html.j2", title=found.email, subscriber=found,
                 suppression=db.suppression(found.email), history=queries.history(db, found.id),
                 returned=evidence.newest(db, recipient=found.email, limit=EVIDENCE_LINES),
-                changes=changes, categories=request.app.state.categories(), tz=config(request).site.tz,
+                changes=changes, tz=config(request).site.tz,
+                **choices_context(request, found.topics, found.cadence, found.timezone),
                 flash=_flash(request))
 
 
 @signed_in
 async def subscriber_action(request: Request) -> Response:
-    """suppress, lift (a suppression), categories (replace the preferences)."""
+    """suppress, lift (a suppression), choices (what the reader gets: topics, cadence, time zone)."""
     db = store(request)
     found = _subscriber_or_404(request)
     action = request.url.path.rsplit("/", 1)[1]
@@ -205,11 +223,15 @@ async def subscriber_action(request: Request) -> Response:
         db.lift_suppression(found.email)
         done = "lifted"
     else:
-        known = set(request.app.state.categories())
-        chosen = tuple(c for c in (await request.form()).getlist("categories") if c in known)
-        record(request, "subscriber.categories", f"{found.email}: {', '.join(chosen) or 'everything'}")
-        db.save_subscribers([SubscriberInput(found.email, None, chosen)], status=None)
-        done = "categories"
+        choices = read_choices(request, await request.form())
+        if choices.problem:
+            return page(request, "message.html.j2", 400, title=words(request).text("not_done"),
+                        message=choices.problem)
+        record(request, "subscriber.choices", f"{found.email}: {', '.join(choices.topics) or 'everything'}; "
+                                              f"{choices.cadence}; {choices.timezone or 'site time zone'}")
+        db.save_subscribers([SubscriberInput(found.email, None, topics=choices.topics, cadence=choices.cadence,
+                                             timezone=choices.timezone)], status=None)
+        done = "choices"
     return _back(f"/admin/subscribers/{found.id}", done)
 
 
@@ -295,12 +317,12 @@ def _search(request: Request) -> queries.Search:
     params = request.query_params
     after = params.get("after", "0")
     return queries.Search(query=params.get("q", "").strip()[:200], status=params.get("status", ""),
-                          category=params.get("category", ""), suppressed=params.get("suppressed", ""),
+                          topic=params.get("topic", ""), suppressed=params.get("suppressed", ""),
                           after=int(after) if after.isdigit() else 0)
 
 
 def _shown(wanted: queries.Search) -> str:
-    parts = [f"{k}={v}" for k, v in (("q", wanted.query), ("status", wanted.status), ("category", wanted.category),
+    parts = [f"{k}={v}" for k, v in (("q", wanted.query), ("status", wanted.status), ("topic", wanted.topic),
                                       ("suppressed", wanted.suppressed)) if v]
     return " ".join(parts) or "everyone"
 

@@ -11,13 +11,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
 
 from feedpub.records import DELIVERY_STATUSES
-from feedpub.schema import UTCDateTime, deliveries, issue_holds, issue_variants, issues, subscribers, suppressions
+from feedpub.schema import (
+    UTCDateTime,
+    bounces,
+    deliveries,
+    issue_holds,
+    issue_variants,
+    issues,
+    subscribers,
+    suppressions,
+)
 from feedpub.send.bounces import evidence
 from feedpub.store import OPEN_STATUSES, Store
 
@@ -42,6 +51,8 @@ class IssueRow:
     hold: str | None
     bounced: int                      # deliveries a hard or soft bounce names
     complained: int                   # deliveries a complaint names
+    kind: str = "weekly"              # post, daily, weekly, monthly, welcome
+    zone: str = ""                    # its readers' time zone ("": the site's)
 
     @property
     def total(self) -> int:
@@ -63,7 +74,8 @@ class SubscriberRow:
     email: str
     name: str
     status: str
-    categories: tuple[str, ...]
+    topics: tuple[str, ...]
+    cadence: str
     created_at: datetime
     suppressed: bool
 
@@ -72,7 +84,7 @@ class SubscriberRow:
 class Search:
     query: str = ""
     status: str = ""
-    category: str = ""
+    topic: str = ""                   # a feed folder ("categories/news")
     suppressed: str = ""              # "", "yes", "no"
     after: int = 0                    # the last id of the previous page
 
@@ -120,16 +132,77 @@ def issue_suppressions(store: Store, issue_id: int) -> int:
         return conn.scalar(query) or 0
 
 
-def recent_issues(store: Store, limit: int = 10) -> list[IssueRow]:
-    """The newest issues with their counts, bounces and complaints."""
-    return _issue_rows(store, sa.select(issues.c.id, issues.c.period, issues.c.created_at)
-                       .order_by(issues.c.slot.desc(), issues.c.id.desc()).limit(limit))
+def recent_issues(store: Store, limit: int = 10, kind: str = "") -> list[IssueRow]:
+    """The newest issues (of every kind, or of one) with their counts, bounces and complaints."""
+    query = _issue_columns().order_by(issues.c.slot.desc(), issues.c.id.desc()).limit(limit)
+    return _issue_rows(store, query.where(issues.c.kind == kind) if kind else query)
 
 
 def issue_row(store: Store, period: str) -> IssueRow | None:
-    rows = _issue_rows(store, sa.select(issues.c.id, issues.c.period, issues.c.created_at)
-                       .where(issues.c.period == period))
+    rows = _issue_rows(store, _issue_columns().where(issues.c.period == period))
     return rows[0] if rows else None
+
+
+@dataclass(frozen=True)
+class KindRow:
+    """Every mail of one kind together: how many, and their deliveries' counts as an issue's."""
+
+    kind: str
+    mails: int
+    counts: dict[str, int]
+    bounced: int
+    complained: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def rate(self, count: int) -> str:
+        return f"{100 * count / self.total:.1f}%" if self.total else "–"
+
+    def rate_of_sent(self, count: int) -> str:
+        sent = self.counts["sent"]
+        return f"{100 * count / sent:.1f}%" if sent else "–"
+
+
+def by_kind(store: Store, kinds: Sequence[str]) -> list[KindRow]:
+    """Each kind of mail's totals (`kinds` in order, those with no mail too): issues, deliveries per status,
+    deliveries bounced and complained about. Three grouped queries, whatever the number of mails."""
+    bounced = sa.case((bounces.c.kind.in_(["hard", "soft"]), bounces.c.delivery_id))
+    complained = sa.case((bounces.c.kind == "complaint", bounces.c.delivery_id))
+    with store.engine.connect() as conn:
+        mails = dict(conn.execute(sa.select(issues.c.kind, sa.func.count()).group_by(issues.c.kind)).all())
+        statuses = conn.execute(sa.select(issues.c.kind, deliveries.c.status, sa.func.count())
+                                .join(issues, issues.c.id == deliveries.c.issue_id)
+                                .group_by(issues.c.kind, deliveries.c.status))
+        counts: dict[str, dict[str, int]] = {kind: dict.fromkeys(DELIVERY_STATUSES, 0) for kind in kinds}
+        for kind, status, n in statuses:
+            counts.setdefault(kind, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
+        returned = {kind: (b, c) for kind, b, c in conn.execute(
+            sa.select(issues.c.kind, sa.func.count(sa.distinct(bounced)), sa.func.count(sa.distinct(complained)))
+            .select_from(bounces).join(deliveries, deliveries.c.id == bounces.c.delivery_id)
+            .join(issues, issues.c.id == deliveries.c.issue_id).group_by(issues.c.kind))}
+    return [KindRow(kind, mails.get(kind, 0), counts[kind], *returned.get(kind, (0, 0))) for kind in kinds]
+
+
+def sent_per_day(store: Store, kinds: Sequence[str], now: datetime, tz: tzinfo,
+                 days: int = 14) -> tuple[list[date], dict[str, list[int]]]:
+    """Messages sent per day (the site's days) of the last `days`, by kind of mail, for the overview's chart."""
+    today = now.astimezone(tz).date()
+    starts = [today - timedelta(days=days - 1 - i) for i in range(days + 1)]
+    edges = [datetime.combine(day, time(0), tz).astimezone(UTC) for day in starts]
+    bucket = _bucket(deliveries.c.updated_at, edges)
+    series = {kind: [0] * days for kind in kinds}
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(bucket, issues.c.kind, sa.func.count())
+                            .join(issues, issues.c.id == deliveries.c.issue_id)
+                            .where(deliveries.c.status == "sent", deliveries.c.updated_at >= edges[0],
+                                   deliveries.c.updated_at < edges[-1])
+                            .group_by(bucket, issues.c.kind))
+        for index, kind, n in rows:
+            if index is not None and kind in series:
+                series[kind][index] = n
+    return starts[:-1], series
 
 
 def queue_now(store: Store) -> dict[str, int]:
@@ -146,7 +219,7 @@ def queue_now(store: Store) -> dict[str, int]:
 
 
 def variant_counts(store: Store, issue_id: int) -> list[tuple[tuple[str, ...], str, int]]:
-    """(categories, subject, recipients) per variant of an issue; no categories (): everyone's variant."""
+    """(topics, subject, recipients) per variant of an issue; no topics (): everyone's variant."""
     counts = (sa.select(deliveries.c.variant_key, sa.func.count().label("n"))
               .where(deliveries.c.issue_id == issue_id).group_by(deliveries.c.variant_key).subquery())
     query = (sa.select(issue_variants.c.key, issue_variants.c.subject, sa.func.coalesce(counts.c.n, 0))
@@ -194,11 +267,12 @@ def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | Non
     """One page of subscribers matching `wanted`, in id order, and the id to continue after (None: last page)."""
     blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
     query = (sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status,
-                       subscribers.c.categories, subscribers.c.created_at, blocked.label("blocked"))
+                       subscribers.c.topics, subscribers.c.cadence, subscribers.c.created_at, blocked.label("blocked"))
              .where(*_filters(wanted, blocked), subscribers.c.id > wanted.after)
              .order_by(subscribers.c.id).limit(PAGE_SIZE + 1))
     with store.engine.connect() as conn:
-        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.categories), r.created_at, bool(r.blocked))
+        found = [SubscriberRow(r.id, r.email, r.name, r.status, tuple(r.topics), r.cadence, r.created_at,
+                               bool(r.blocked))
                  for r in conn.execute(query)]
     more = len(found) > PAGE_SIZE
     return found[:PAGE_SIZE], found[PAGE_SIZE - 1].id if more else None
@@ -207,8 +281,8 @@ def search(store: Store, wanted: Search) -> tuple[list[SubscriberRow], int | Non
 def every_match(store: Store, wanted: Search) -> Any:
     """Every subscriber matching `wanted` (for the CSV export), streamed in id order."""
     blocked = sa.exists().where(suppressions.c.email_key == subscribers.c.email_key)
-    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.categories, subscribers.c.status,
-                       blocked.label("blocked"), subscribers.c.created_at)
+    query = (sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.topics, subscribers.c.cadence,
+                       subscribers.c.timezone, subscribers.c.status, blocked.label("blocked"), subscribers.c.created_at)
              .where(*_filters(wanted, blocked)).order_by(subscribers.c.id))
     with store.engine.connect() as conn:
         yield from conn.execution_options(yield_per=1000).execute(query)
@@ -224,6 +298,10 @@ def history(store: Store, subscriber_id: int, limit: int = 100) -> list[Any]:
         return list(conn.execute(query))
 
 
+def _issue_columns() -> sa.Select[Any]:
+    return sa.select(issues.c.id, issues.c.period, issues.c.created_at, issues.c.kind, issues.c.zone)
+
+
 def _issue_rows(store: Store, query: sa.Select[Any]) -> list[IssueRow]:
     with store.engine.connect() as conn:
         found = list(conn.execute(query))
@@ -236,8 +314,8 @@ def _issue_rows(store: Store, query: sa.Select[Any]) -> list[IssueRow]:
         holds = dict(conn.execute(sa.select(issue_holds.c.issue_id, issue_holds.c.state)
                                   .where(issue_holds.c.issue_id.in_(ids))).all())
     returned = evidence.per_issue(store, ids)
-    return [IssueRow(r.id, r.period, r.created_at, counts[r.id], holds.get(r.id), *returned.get(r.id, (0, 0)))
-            for r in found]
+    return [IssueRow(r.id, r.period, r.created_at, counts[r.id], holds.get(r.id), *returned.get(r.id, (0, 0)),
+                     r.kind, r.zone) for r in found]
 
 
 def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]:
@@ -247,11 +325,11 @@ def _filters(wanted: Search, blocked: sa.Exists) -> list[sa.ColumnElement[bool]]
                             subscribers.c.name.contains(wanted.query, autoescape=True)))
     if wanted.status:
         where.append(subscribers.c.status == wanted.status)
-    if wanted.category:
-        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the name as it is written,
-        # in either case, as digests match categories (`releases` is `Releases`).
-        where.append(sa.func.lower(sa.cast(subscribers.c.categories, sa.Text)).contains(
-            json.dumps(wanted.category).lower(), autoescape=True))
+    if wanted.topic:
+        # The list is stored as JSON text (json.dumps, non-ASCII escaped): look for the topic as it is written,
+        # in either case, as digests match topics (`categories/releases` is `categories/Releases`).
+        where.append(sa.func.lower(sa.cast(subscribers.c.topics, sa.Text)).contains(
+            json.dumps(wanted.topic).lower(), autoescape=True))
     if wanted.suppressed == "yes":
         where.append(blocked)
     elif wanted.suppressed == "no":

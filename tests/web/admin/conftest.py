@@ -20,8 +20,11 @@ from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import deliveries, subscribers
 from feedpub.send import verp
 from feedpub.send.bounces.process import Outcome, process_message
+from feedpub.site.build import Topic
 from feedpub.store import Store, open_store
 from feedpub.web.app import create_app
+
+TOPICS = [Topic("categories/ai導入戦略", "AI導入戦略"), Topic("categories/news", "news")]
 
 SECRET = "admin-test-secret"
 ACCOUNT, PASSWORD = "operator", "correct horse battery"
@@ -40,7 +43,7 @@ class Dashboard:
 
 
 def make_app(config: Any, store: Store) -> Any:
-    return create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: ["AI導入戦略", "news"],
+    return create_app(config, store, send_confirmation=lambda *mail: None, topics=lambda: TOPICS,
                       health=lambda: {"last_build": "2026-12-01T00:00:00+00:00", "last_build_posts": 12,
                                       "last_build_problems": 1, "last_build_warnings": 2,
                                       "problems": ["posts/b.md:1: front matter is not closed"],
@@ -51,8 +54,8 @@ def make_app(config: Any, store: Store) -> Any:
 def seed(store: Store) -> int:
     """Four readers and one issue: sent, deferred, failed and queued rows."""
     store.save_subscribers([SubscriberInput("alice@example.com", "Alice"),
-                            SubscriberInput("taro@example.jp", "山田太郎", ("AI導入戦略",)),
-                            SubscriberInput("bob@example.com", "Bob", ("news",)),
+                            SubscriberInput("taro@example.jp", "山田太郎", ("categories/AI導入戦略",)),
+                            SubscriberInput("bob@example.com", "Bob", ("categories/news",)),
                             SubscriberInput("carol@example.com", "Carol")], status="active")
     ids = {s.email: s.id for s in store.subscribers()}
     slot = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)

@@ -87,9 +87,13 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
             page.fill("#password", PASSWORD)
             page.click("button:text('ログイン')")
             expect(page.locator("h1")).to_have_text("概要")
-            expect(page.locator("figure.chart svg")).to_be_visible()
+            expect(page.get_by_role("img", name="週ごとの購読者数")).to_be_visible()
+            expect(page.get_by_role("img", name="1日に送信したメール（種類別）")).to_be_visible()
             shots.append(_shot(page, tmp_path, "admin-overview-desktop.png"))
 
+            page.click("#kinds >> text=毎週")                         # the mails of one kind
+            expect(page.locator("h1")).to_have_text("メール")
+            expect(page.locator("[aria-current=page]")).to_have_text("毎週")
             page.click(f"a[href='/admin/issues/{PERIOD}']")
             expect(page.locator("h1")).to_have_text(f"{PERIOD} 号")
             expect(page.get_by_text("AI導入戦略の現在")).to_be_visible()
@@ -118,10 +122,12 @@ def test_an_operator_logs_in_uses_every_page_and_action_and_logs_out(served, smt
             expect(page.get_by_role("status")).to_contain_text("このアドレスを配信停止にしました")
             page.click("button:text('配信停止を解除')")
             expect(page.get_by_role("status")).to_have_text("配信停止を解除しました。")
-            page.check("input[value=news]")
-            page.click("button:text('カテゴリーを保存')")
-            expect(page.get_by_role("status")).to_have_text("カテゴリーを保存しました。")
-            assert set(store.subscriber("taro@example.jp").categories) == {"AI導入戦略", "news"}
+            page.check("input[value='categories/news']")        # his stored categories/AI導入戦略 is ticked
+            page.select_option("select[name=timezone]", "Asia/Seoul")
+            page.click("button:text('配信内容を保存')")
+            expect(page.get_by_role("status")).to_have_text("この読者の配信内容を保存しました。")
+            taro = store.subscriber("taro@example.jp")
+            assert (set(taro.topics), taro.timezone) == ({"categories/ai導入戦略", "categories/news"}, "Asia/Seoul")
             page.click("nav >> text=購読者")
             with page.expect_download() as download:
                 page.click("text=CSVで書き出す")

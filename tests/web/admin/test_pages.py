@@ -96,8 +96,8 @@ def test_subscribers_search_filters_and_pages(dashboard) -> None:
                            status="active")
     login(client)
     assert "taro@example.jp" in client.get("/admin/subscribers?q=山田").text
-    by_category = client.get("/admin/subscribers", params={"category": "AI導入戦略"}).text
-    assert "taro@example.jp" in by_category and "alice@example.com" not in by_category
+    by_topic = client.get("/admin/subscribers", params={"topic": "categories/ai導入戦略"}).text
+    assert "taro@example.jp" in by_topic and "alice@example.com" not in by_topic
     first = client.get("/admin/subscribers").text
     assert first.count('href="/admin/subscribers/') == 50 and 'rel="next"' in first
     second = client.get("/admin/subscribers?after=50").text
@@ -118,30 +118,36 @@ def test_subscriber_page_history_and_actions(dashboard) -> None:
     assert store.suppression("bob@example.com") is not None
     client.post(f"/admin/subscribers/{bob.id}/lift", data={"csrf": csrf})
     assert store.suppression("bob@example.com") is None
-    client.post(f"/admin/subscribers/{bob.id}/categories", data={"csrf": csrf, "categories": ["AI導入戦略", "nope"]})
-    assert store.subscriber("bob@example.com").categories == ("AI導入戦略",)
-    assert "subscriber.categories" in client.get(f"/admin/subscribers/{bob.id}").text
+    client.post(f"/admin/subscribers/{bob.id}/choices", data={"csrf": csrf, "cadence": "weekly",
+                "topics": ["categories/ai導入戦略", "categories/nope"], "timezone": "Europe/Paris"})
+    bob = store.subscriber("bob@example.com")
+    assert (bob.topics, bob.cadence, bob.timezone) == (("categories/ai導入戦略",), "weekly", "Europe/Paris")
+    page = client.get(f"/admin/subscribers/{bob.id}").text
+    assert "subscriber.choices bob@example.com: categories/ai導入戦略; weekly; Europe/Paris" in page
+    refused = client.post(f"/admin/subscribers/{bob.id}/choices", data={"csrf": csrf, "timezone": "Mars/Base"})
+    assert refused.status_code == 400 and store.subscriber("bob@example.com") == bob
 
 
 def test_a_readers_own_changes_are_in_their_history(dashboard) -> None:
     client, store = dashboard.client, dashboard.store
     taro = store.subscriber("taro@example.jp")
     link = f"/preferences/{make_token(SECRET, 'preferences', taro.id)}"
-    assert client.post(link, data={"categories": ["news"]}).status_code == 200          # the reader, from mail
+    assert client.post(link, data={"topics": ["categories/news"]}).status_code == 200   # the reader, from mail
     assert client.post(f"/unsubscribe/{make_token(SECRET, 'unsubscribe', taro.id)}").status_code == 200
     login(client)
     page = client.get(f"/admin/subscribers/{taro.id}").text
-    assert "(reader): reader.preferences taro@example.jp: news" in page
+    assert "(reader): reader.preferences taro@example.jp: categories/news; weekly; site time zone" in page
     assert "(reader): reader.unsubscribe taro@example.jp" in page
     assert "reader." not in client.get(f"/admin/subscribers/{store.subscriber('bob@example.com').id}").text
 
 
 def test_export_csv_of_the_filtered_list(dashboard) -> None:
     login(dashboard.client)
-    answer = dashboard.client.get("/admin/subscribers.csv", params={"category": "AI導入戦略"})
+    answer = dashboard.client.get("/admin/subscribers.csv", params={"topic": "categories/AI導入戦略"})
     assert answer.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(answer.text)))
-    assert [(r["email"], r["name"], r["categories"]) for r in rows] == [("taro@example.jp", "山田太郎", "AI導入戦略")]
+    assert [(r["email"], r["name"], r["topics"]) for r in rows] == [
+        ("taro@example.jp", "山田太郎", "categories/AI導入戦略")]
 
 
 def test_no_page_reflects_unescaped_input(dashboard) -> None:
@@ -150,7 +156,7 @@ def test_no_page_reflects_unescaped_input(dashboard) -> None:
     mallory = store.subscriber("mallory@example.com")
     login(client)
     pages = [client.get("/admin/subscribers", params={"q": SCRIPT}),
-             client.get("/admin/subscribers", params={"q": "mallory", "category": SCRIPT, "status": SCRIPT}),
+             client.get("/admin/subscribers", params={"q": "mallory", "topic": SCRIPT, "status": SCRIPT}),
              client.get(f"/admin/subscribers/{mallory.id}"),
              client.get("/admin/login", params={"next": '"><script>alert(1)</script>'}),
              client.get("/admin/subscribers.csv", params={"q": SCRIPT})]
@@ -191,7 +197,7 @@ def test_every_page_and_the_issue_actions_on_postgresql(site, monkeypatch, pg_ur
             assert login(client).status_code == 303
             for path, expected in (("/admin", "25.0%"), (f"/admin/issues/{PERIOD}", "550 no such user"),
                                    ("/admin/subscribers?q=山田", "taro@example.jp"),
-                                   ("/admin/subscribers?category=AI導入戦略&suppressed=no", "taro@example.jp"),
+                                   ("/admin/subscribers?topic=categories/AI導入戦略&suppressed=no", "taro@example.jp"),
                                    ("/admin/subscribers?suppressed=yes&status=active", "bob@example.com"),
                                    ("/admin/subscribers/3", "550 no such user"),
                                    ("/admin/subscribers/4", "452 4.2.2 mailbox full"),

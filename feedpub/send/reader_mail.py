@@ -1,0 +1,156 @@
+"""The mail of each reader's own cadence: every stream of digests in use (cadence and time zone), each
+post's mail `digest.post_delay` after it first appears, and the welcome on confirmation. All through the
+store's idempotency (an issue's period is composed once; the ledger gives a reader a post once) and the one
+queue of deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from feedpub.config import Config, parse_duration
+from feedpub.records import StoredIssue, Subscriber
+from feedpub.send import cadences, delivery
+from feedpub.send.dispatch import Dispatch, Messages, as_stored, send_due_issue, send_due_retries
+from feedpub.send.issue import Issue, render_variant, variant_key
+from feedpub.site.markup import render_posts
+from feedpub.site.posts import collect
+from feedpub.site.reader import Post
+from feedpub.store import LedgerClash, Store, StoreError
+
+log = logging.getLogger("feedpub.send.issue")
+
+
+def streams_in_use(config: Config, store: Store) -> list[tuple[str, str]]:
+    """The (cadence, zone) of every stream of digests some active reader takes: `post` readers take the weekly
+    one of their zone (it carries what their post mails do not)."""
+    found = {("weekly" if reader.cadence == "post" else reader.cadence, cadences.zone_key(config, reader.timezone))
+             for reader in store.active_readers()}
+    return sorted(found)
+
+
+def send_due(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
+             on_outcome: Callable[[delivery.Outcome], None] | None = None, missed_after: timedelta | None = None,
+             send: bool = True) -> list[Dispatch]:
+    """Everything due at `now`: the posts seen for the first time recorded, each stream's latest digest, the
+    post mails whose delay has passed, then any other row due (a welcome, a retry, a resumed issue)."""
+    if "post" in config.digest.cadences:
+        sight_posts(config, store, collect(config, now=now).posts, now)
+    done = [send_due_issue(config, store, now, stop=stop, on_outcome=on_outcome, missed_after=missed_after,
+                           send=send, stream=stream)
+            for stream in streams_in_use(config, store) or [("weekly", "")]]
+    done += send_due_posts(config, store, now, stop=stop, on_outcome=on_outcome, send=send)
+    if send:
+        send_due_retries(config, store, now, stop=stop or threading.Event())
+    return done
+
+
+def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
+    """When mail falls due next after `now`: the next slot of a stream in use, or a waiting post's mail."""
+    slots = [cadences.next_slot(config, kind, cadences.zone_of(config, zone), now)
+             for kind, zone in streams_in_use(config, store)]
+    waiting = store.next_waiting_post()
+    if waiting is not None:
+        slots.append(max(waiting + parse_duration(config.digest.post_delay), now))
+    return min(slots, default=None)
+
+
+def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, str]:
+    """Record the posts seen for the first time (when `post` is offered): their post mail waits
+    `digest.post_delay`, unless they are backdated or a bulk import (`cadences.sightings`)."""
+    if "post" not in config.digest.cadences:
+        return {}
+    known = store.sightings()
+    new = [(p.url, p.date) for p in posts if p.url not in known]
+    if not new:
+        return {}
+    states = cadences.sightings(new, now, burst=config.digest.post_burst, first=not known)
+    return store.sight_posts(states, now)
+
+
+def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
+                   on_outcome: Callable[[delivery.Outcome], None] | None = None, send: bool = True) -> list[Dispatch]:
+    """One mail per post whose `digest.post_delay` has passed since it first appeared, to the `post` readers
+    of its topics who did not get it yet, showing the post as it is now."""
+    delay = parse_duration(config.digest.post_delay)
+    due = sorted((seen, url) for url, (seen, _) in store.sightings("waiting").items() if seen + delay <= now)
+    if not due:
+        return []
+    collection = collect(config, now=now)
+    published = {p.url: p for p in collection.posts}
+    done = []
+    for seen, url in due:
+        post = published.get(url)
+        if post is None:                          # taken down before its mail: nothing to send
+            store.mark_sighting(url, "digest")
+            continue
+        stored = _post_issue(config, store, post, seen + delay, collection.posts)
+        store.mark_sighting(url, "mailed")
+        if stored is None:
+            continue
+        summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
+                                    on_outcome=on_outcome) if send else None)
+        done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems), ""))
+    return done
+
+
+def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetime) -> StoredIssue | None:
+    """Queue a newly confirmed reader's welcome: the newest `digest.welcome_posts` posts of their topics (none
+    they got already); it counts as having carried them. None when it is off or no post is theirs. The
+    daemon's retry job (or the next `digest send`) sends it."""
+    if config.digest.welcome_posts < 1:
+        return None
+    collection = collect(config, now=now)
+    got = store.readers_got([p.url for p in collection.posts]).get(reader.id, set())
+    newest = [p for p in sorted(collection.posts, key=lambda p: (p.date, p.url), reverse=True)
+              if p.url not in got and cadences.wanted(reader.topics, cadences.post_topics(config, p))]
+    chosen = newest[:config.digest.welcome_posts]
+    if not chosen:
+        return None
+    rendered, _ = render_posts(config, chosen, site_posts=collection.posts)
+    period = f"{now.astimezone(UTC):%Y-%m-%d-%H%M%S}-welcome-{reader.id}"
+    key = variant_key(reader.topics)
+    zone = cadences.zone_key(config, reader.timezone)
+    variant = render_variant(config, Issue(period, now, now, now, tuple(rendered), kind="welcome", zone=zone), key)
+    if variant is None:
+        return None
+    try:
+        return store.create_issue(period=period, slot=now, starts=now, ends=now, kind="welcome", zone=zone,
+                                  variants=[as_stored(variant)], recipients={reader.id: key},
+                                  carried=[p.url for p in chosen], variant_posts={key: [p.url for p in chosen]})
+    except StoreError:     # confirmed twice in one second, or a post of it reached them meanwhile
+        return store.issue(period)
+
+
+def _post_issue(config: Config, store: Store, post: Post, slot: datetime,
+                site_posts: Sequence[Post]) -> StoredIssue | None:
+    """The stored mail of one post (composed once: a second run finds it), None when no reader wants it."""
+    period = cadences.post_period(slot, post.url)
+    for _attempt in range(3):
+        stored = store.issue(period)
+        if stored is not None:
+            return stored
+        got = store.readers_got([post.url])
+        in_topics = cadences.post_topics(config, post)
+        recipients = {reader.id: variant_key(reader.topics) for reader in store.active_readers()
+                      if reader.cadence == "post" and post.url not in got.get(reader.id, ())
+                      and cadences.wanted(reader.topics, in_topics)}
+        if not recipients:
+            return None
+        rendered, _ = render_posts(config, [post], site_posts=site_posts)
+        issue = Issue(period, slot, slot, slot, tuple(rendered), kind="post")
+        variants = {key: variant for key in set(recipients.values())
+                    if (variant := render_variant(config, issue, key)) is not None}
+        try:
+            return store.create_issue(period=period, slot=slot, starts=slot, ends=slot, kind="post",
+                                      variants=[as_stored(v) for v in variants.values()],
+                                      recipients={sid: key for sid, key in recipients.items() if key in variants},
+                                      carried=[post.url], variant_posts={key: (post.url,) for key in variants})
+        except LedgerClash:
+            continue
+        except StoreError:
+            continue    # another process stored it a moment ago: the next turn finds it
+    raise StoreError(f"{store.shown}: the mail of {post.url} kept changing while it was composed")
