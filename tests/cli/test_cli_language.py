@@ -141,8 +141,8 @@ def test_store_commands_in_the_site_language(site, language, created, backed_up,
 
 
 @pytest.mark.parametrize(("language", "heading"), [
-    ("en", ["EMAIL", "NAME", "STATUS", "CATEGORIES", "CREATED"]),
-    ("ja", ["メールアドレス", "名前", "状態", "カテゴリー", "登録日"]),
+    ("en", ["EMAIL", "NAME", "STATUS", "TOPICS", "CADENCE", "TIMEZONE", "CREATED"]),
+    ("ja", ["メールアドレス", "名前", "状態", "トピック", "配信頻度", "タイムゾーン", "登録日"]),
 ])
 def test_subscribers_list_heading_in_the_site_language(site, language, heading) -> None:
     site.configure(language=language)
