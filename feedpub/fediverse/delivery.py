@@ -90,7 +90,7 @@ class Summary:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        parts = [counted(self.counts[status], "delivery") + " " + status
+        parts = [counted(self.counts[status], "delivery", "deliveries") + " " + status
                  for status in ("sent", "deferred", "failed", "gone", "dropped") if self.counts[status]]
         parts += [f"{instance} paused" for instance in sorted(self.paused)]
         parts += [f"{instance} given up" for instance in sorted(self.dropped)]
@@ -98,10 +98,10 @@ class Summary:
 
 
 def deliver(config: Config, store: Store, *, stop: threading.Event | None = None, lease: timedelta = LEASE,
-            retry_base: timedelta = RETRY_BASE, transport: httpx.AsyncBaseTransport | None = None) -> Summary:
+            retry_base: timedelta = RETRY_BASE, timeout: httpx.Timeout = TIMEOUT) -> Summary:
     """Send every due delivery until none is due (deferred rows whose time has not come stay for a later run)."""
     run = _Run(config, store, stop or threading.Event(), lease, retry_base)
-    return asyncio.run(run.go(transport))
+    return asyncio.run(run.go(timeout))
 
 
 class _Run:
@@ -118,12 +118,12 @@ class _Run:
         self.keys: dict[str, KeyPair] = {}
         self.summary = Summary()
 
-    async def go(self, transport: httpx.AsyncBaseTransport | None) -> Summary:
+    async def go(self, timeout: httpx.Timeout) -> Summary:
         await asyncio.to_thread(self.leases.register, utcnow(), _FORGET_WORKERS)
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         gate = asyncio.Semaphore(CONNECTIONS)
         try:
-            async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT, transport=transport,
+            async with httpx.AsyncClient(limits=limits, timeout=timeout,
                                          headers={"User-Agent": _USER_AGENT}) as client:
                 while not self.stop.is_set():
                     rows = await asyncio.to_thread(self._claim)
