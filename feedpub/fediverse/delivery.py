@@ -25,7 +25,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -38,7 +38,7 @@ from feedpub.counts import counted
 from feedpub.fediverse import signatures
 from feedpub.fediverse.keys import KeyPair
 from feedpub.fediverse.ledger import Ledger
-from feedpub.fediverse.queue import due
+from feedpub.fediverse.queue import due, next_retry
 from feedpub.fediverse.urls import key_id
 from feedpub.schema import fediverse_activities, fediverse_deliveries, fediverse_followers, fediverse_hosts
 from feedpub.send.claims import Leases, new_worker_id
@@ -263,3 +263,23 @@ def _retry_after(value: str) -> timedelta | None:
         return parsedate_to_datetime(value) - utcnow()
     except (TypeError, ValueError):
         return None
+
+
+def keep_delivering(config: Callable[[], Config], store: Store, stop: threading.Event, wake: threading.Event,
+                    look_every: timedelta = timedelta(seconds=30)) -> None:
+    """The daemon's fediverse sender, until `stop`: a run whenever `wake` is set (a build queued activities), a
+    retry falls due, or at least every `look_every` (rows another process queued)."""
+    while not stop.is_set():
+        try:
+            summary = deliver(config(), store, stop=stop)
+            if summary.counts or summary.paused or summary.dropped:
+                log.info("fediverse: %s", summary.line())
+            retry_at = next_retry(store)
+        except Exception:
+            log.exception("fediverse deliveries failed; trying again in %s", look_every)
+            retry_at = None
+        wait = look_every.total_seconds()
+        if retry_at is not None:
+            wait = min(wait, max(0.0, (retry_at - utcnow()).total_seconds()) + 0.05)
+        if wake.wait(wait):
+            wake.clear()
