@@ -54,7 +54,8 @@ def actor(config: Config, account: Account, public_pem: str, strings: Strings) -
         "manuallyApprovesFollowers": False,
         "discoverable": True,
         "indexable": True,
-        "publicKey": {"id": urls.key_id(config, name), "owner": urls.actor_id(config, name), "publicKeyPem": public_pem},
+        "publicKey": {"id": urls.key_id(config, name), "owner": urls.actor_id(config, name),
+                      "publicKeyPem": public_pem},
         "attachment": [_link(strings.text("fediverse_blog"), config.site.root_url + "/"),
                        _link(strings.text("fediverse_feed"), account.feed)],
     }
@@ -84,7 +85,8 @@ def instance_actor(config: Config, public_pem: str) -> dict[str, Any]:
 
 def _link(label: str, href: str) -> dict[str, str]:
     shown = re.sub(r"^https?://", "", href).rstrip("/")
-    value = f'<a href="{html.escape(href)}" rel="me nofollow noopener noreferrer" target="_blank">{html.escape(shown)}</a>'
+    value = (f'<a href="{html.escape(href)}" rel="me nofollow noopener noreferrer" target="_blank">'
+             f"{html.escape(shown)}</a>")
     return {"type": "PropertyValue", "name": label, "value": value}
 
 
