@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -316,10 +316,13 @@ async def _bounded_body(request: Request) -> bytes | None:
     if declared.isdigit() and int(declared) > MAX_BODY:
         return None
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return None
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return None
+    except ClientDisconnect:
+        return b""          # nobody is left to answer; an empty body is no activity
     return bytes(body)
 
 
