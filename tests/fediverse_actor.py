@@ -72,12 +72,14 @@ class RemoteServer:
         self.port = port
         self.actors = {name: RemoteActor(self.base, name) for name in ("ann", "bob")}
         self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.fetched: list[tuple[str, dict[str, str]]] = []      # (path, headers) of each actor GET
         self.arrived = threading.Condition()
         self.app = Starlette(routes=[Route("/users/{name}", self._actor, methods=["GET"]),
                                      Route("/users/{name}/inbox", self._inbox, methods=["POST"]),
                                      Route("/inbox", self._inbox, methods=["POST"])])
 
     async def _actor(self, request: Request) -> Response:
+        self.fetched.append((request.url.path, {k.lower(): v for k, v in request.headers.items()}))
         found = self.actors.get(request.path_params["name"])
         if found is None:
             return Response(status_code=410)

@@ -188,3 +188,59 @@ def test_private_addresses_are_refused_even_over_https() -> None:
         with pytest.raises(FetchRefused, match="private or local address"):
             asyncio.run(check_address(url, allow_private=False))
     asyncio.run(check_address("http://127.0.0.1:9/x", allow_private=True))
+
+
+def test_keys_are_fetched_with_a_signed_get_once_and_kept(world: World) -> None:
+    assert world.ann.post(world.inbox, world.follow()).status_code == 202
+    like = {"id": f"{world.ann.id}/likes/5", "type": "Like", "actor": world.ann.id, "object": world.post_id()}
+    assert world.ann.post(world.inbox, like).status_code == 202
+    # The key once (kept for the like), the actor once more for the follow's inboxes.
+    assert [path for path, _ in world.remote.fetched] == ["/users/ann", "/users/ann"]
+    _, headers = world.remote.fetched[0]
+    assert f'keyId="{world.blog}/ap/actor#main-key"' in headers["signature"]
+    instance = httpx.get(f"{world.blog}/ap/actor", headers={"Accept": AP}).json()
+    assert instance["type"] == "Application"
+    Verifier(instance["publicKey"]["publicKeyPem"], "GET", world.ann.id, headers).verify(raise_on_fail=True)
+
+
+def test_an_rfc_9421_signature_is_accepted_too(world: World) -> None:
+    from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
+
+    body = json.dumps(world.follow(world.bob)).encode()
+    request = httpx.Request("POST", world.inbox, content=body, headers={"Content-Type": AP})
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.RSA_V1_5_SHA256,
+                               key_resolver=MappingKeyResolver(public_keys={},
+                                                               private_keys={world.bob.key_id: world.bob.key}))
+    signer.sign(request, key_id=world.bob.key_id, label="sig1",
+                covered_component_ids=("@method", "@target-uri"), body=body)
+    assert httpx.Client().send(request).status_code == 202
+    assert [f.actor for f in world.ledger.followers("blog")] == [world.bob.id]
+    # The same signature over another body does not verify.
+    tampered = httpx.Request("POST", world.inbox, content=body.replace(b"follows/1", b"follows/2"),
+                             headers={k: v for k, v in request.headers.items() if k != "content-length"})
+    answer = httpx.Client().send(tampered)
+    assert answer.status_code == 401 and "RFC 9421" in answer.text
+
+
+def test_an_actor_deleted_on_its_server_is_removed_though_its_key_is_gone(world: World) -> None:
+    bob = world.bob
+    world.ledger.add_follower("blog", bob.id, bob.id + "/inbox", "", "127.0.0.1")
+    del world.remote.actors["bob"]          # its server answers 410 Gone for it now
+    delete = {"id": f"{bob.id}#delete", "type": "Delete", "actor": bob.id, "object": bob.id}
+    assert bob.post(world.inbox, delete).status_code == 202
+    assert world.followers() == 0
+    # Anything else from a gone actor cannot be verified.
+    assert bob.post(world.inbox, world.follow(bob)).status_code == 401
+
+
+def test_a_request_signed_for_another_host_is_refused(world: World) -> None:
+    elsewhere = "http://other.example/ap/inbox"
+    body = json.dumps(world.follow()).encode()
+    from email.utils import format_datetime
+
+    from apsig.draft import Signer
+
+    headers = Signer(headers={"date": format_datetime(datetime.now(UTC), usegmt=True)}, private_key=world.ann.key,
+                     method="POST", url=elsewhere, key_id=world.ann.key_id, body=body).sign()
+    answer = httpx.post(world.inbox, content=body, headers=headers)
+    assert answer.status_code == 401 and "other.example" in answer.text

@@ -253,6 +253,9 @@ async def _receive(request: Request, inbox_account: str | None) -> Response:
         claimed = signatures.claim(headers)
     except signatures.BadSignature as exc:
         return _unauthorized(str(exc))
+    if headers.get("host", "").lower() != urls.host(config):
+        # Signed for another server: a request relayed here, not sent to us.
+        return _unauthorized(f"the request names host {headers.get('host')!r}, not {urls.host(config)!r}")
     for host in {_hostname(actor_id), _hostname(claimed.key_id)}:
         if await run_in_threadpool(fed.ledger.blocked, host):
             return PlainTextResponse(f"{host} is blocked here\n", 403)
