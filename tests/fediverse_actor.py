@@ -127,7 +127,8 @@ POSTS = {
 
 
 @contextmanager
-def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "") -> Iterator[tuple[str, Any]]:
+def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "", language: str = "en",
+                ) -> Iterator[tuple[str, Any]]:
     """The site (POSTS, title and description, categories as accounts) served by feedpub's web app on `port` with
     `[activitypub]` on, keys fetched from 127.0.0.1 allowed unless `extra` says otherwise: (base URL, store)."""
     from feedpub.store import open_store
@@ -140,7 +141,7 @@ def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "") -
     store_line = f'[store]\nurl = "{store_url}"\n' if store_url else ""
     site.configure(f'[web]\npublic_url = "{base}"\n[activitypub]\nenabled = true\ncategories = true\n'
                    f'{extra or "allow_private_addresses = true"}\n{store_line}',
-                   description="AIのニュースと分析", icon="/icon.png")
+                   description="AIのニュースと分析", icon="/icon.png", language=language)
     store = open_store(site.config.store_url)
     if store_url:
         emptied(store)

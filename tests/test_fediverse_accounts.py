@@ -138,3 +138,11 @@ def test_nothing_of_it_is_there_when_activitypub_is_off(site: Site, monkeypatch:
     with serving(app, port):
         assert httpx.get(f"http://127.0.0.1:{port}/.well-known/webfinger?resource=acct:blog@x").status_code == 404
         assert httpx.get(f"http://127.0.0.1:{port}/ap/accounts/blog", headers={"Accept": AP}).status_code == 404
+
+
+def test_the_profile_speaks_the_sites_language(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    with served_blog(site, free_port(), language="ja") as (blog, _):
+        actor = httpx.get(f"{blog}/ap/accounts/news", headers={"Accept": AP}).json()
+    assert [field["name"] for field in actor["attachment"]] == ["ブログ", "フィード"]
+    assert actor["summary"] == "<p>Test blog の「news」の記事</p>"
