@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,6 +52,9 @@ class Fediverse:
         self._remote: Remote | None = None
         self._delivering = threading.Lock()
         self._again = threading.Event()
+        # What an inbox calls once it queued an Accept: the daemon sets its sender's wake-up here; an app served
+        # without one (tests, an embedding) sends from this process.
+        self.queued: Callable[[], None] = self.deliver_queued
 
     async def remote(self) -> Remote:
         if self._remote is None:
@@ -299,7 +303,7 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
         await run_in_threadpool(lambda: enqueue(fed.store, account=effect.account, activity=accepted,
                                                 inboxes=[follower.inbox]))
         log.info("%s follows %s", effect.actor, effect.account)
-        return Response(status_code=202, background=BackgroundTask(fed.deliver_queued))
+        return Response(status_code=202, background=BackgroundTask(fed.queued))
     if isinstance(effect, inbox.Unfollow):
         await run_in_threadpool(ledger.remove_follower, effect.account, effect.actor)
     elif isinstance(effect, inbox.ActorGone):
