@@ -36,6 +36,10 @@ def test_webfinger_finds_each_account_by_acct_and_by_actor_url(blog: str) -> Non
     for unknown in (f"acct:nobody@{host}", "acct:blog@elsewhere.example", f"{blog}/ap/accounts/nobody"):
         assert httpx.get(f"{blog}/.well-known/webfinger", params={"resource": unknown}).status_code == 404
     assert httpx.get(f"{blog}/.well-known/webfinger").status_code == 400
+    # The instance actor round-trips too (Mastodon checks it before trusting the key that signs our GETs).
+    instance = httpx.get(f"{blog}/.well-known/webfinger", params={"resource": f"acct:{host}@{host}"}).json()
+    assert {"rel": "self", "type": AP, "href": f"{blog}/ap/actor"} in instance["links"]
+    assert httpx.get(f"{blog}/ap/actor", headers={"Accept": AP}).json()["preferredUsername"] == host
 
 
 def test_the_actor_is_the_blogs_profile_and_round_trips_with_webfinger(blog: str) -> None:

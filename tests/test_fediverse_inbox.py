@@ -200,6 +200,7 @@ def test_keys_are_fetched_with_a_signed_get_once_and_kept(world: World) -> None:
     assert f'keyId="{world.blog}/ap/actor#main-key"' in headers["signature"]
     instance = httpx.get(f"{world.blog}/ap/actor", headers={"Accept": AP}).json()
     assert instance["type"] == "Application"
+    assert httpx.get(instance["outbox"], headers={"Accept": AP}).json()["totalItems"] == 0
     Verifier(instance["publicKey"]["publicKeyPem"], "GET", world.ann.id, headers).verify(raise_on_fail=True)
 
 

@@ -88,6 +88,7 @@ def routes() -> list[Route]:
         Route("/.well-known/nodeinfo", nodeinfo_links, methods=["GET"]),
         Route(nodeinfo.PATH, nodeinfo_document, methods=["GET"]),
         Route(urls.INSTANCE_ACTOR_PATH, instance_actor, methods=["GET"]),
+        Route(urls.INSTANCE_ACTOR_PATH + "/outbox", instance_outbox, methods=["GET"]),
         Route(urls.SHARED_INBOX_PATH, shared_inbox, methods=["POST"]),
         Route(urls.ACCOUNTS_PATH + "{name}", actor, methods=["GET"]),
         Route(urls.ACCOUNTS_PATH + "{name}/inbox", account_inbox, methods=["POST"]),
@@ -111,10 +112,13 @@ async def finger(request: Request) -> Response:
         return PlainTextResponse("resource is missing (expected ?resource=acct:NAME@HOST)\n", 400)
     snapshot = await run_in_threadpool(fed.site.snapshot)
     account = webfinger.account_named(fed.config, resource, snapshot.accounts)
-    if account is None:
+    if account is not None:
+        found = webfinger.jrd(fed.config, account)
+    elif webfinger.names_instance(fed.config, resource):
+        found = webfinger.instance_jrd(fed.config)
+    else:
         return PlainTextResponse(f"no account {resource} here\n", 404)
-    return JSONResponse(webfinger.jrd(fed.config, account), media_type=webfinger.JRD,
-                        headers={"Access-Control-Allow-Origin": "*"})
+    return JSONResponse(found, media_type=webfinger.JRD, headers={"Access-Control-Allow-Origin": "*"})
 
 
 async def nodeinfo_links(request: Request) -> Response:
@@ -137,6 +141,13 @@ async def instance_actor(request: Request) -> Response:
         return _to_blog(fed.config.site.root_url + "/")
     key = await run_in_threadpool(fed.ledger.key_pair, INSTANCE)
     return _negotiated(actors.instance_actor(fed.config, key.public_pem))
+
+
+async def instance_outbox(request: Request) -> Response:
+    """Empty: the instance actor publishes nothing (an actor has an outbox all the same)."""
+    return _negotiated({"@context": "https://www.w3.org/ns/activitystreams",
+                        "id": urls.instance_actor_id(_fediverse(request).config) + "/outbox",
+                        "type": "OrderedCollection", "totalItems": 0, "orderedItems": []})
 
 
 async def actor(request: Request) -> Response:
