@@ -89,7 +89,7 @@ def test_nodeinfo(blog: str) -> None:
     document = httpx.get(links[0]["href"]).json()
     assert document["version"] == "2.1" and document["software"]["name"] == "feedpub"
     assert document["protocols"] == ["activitypub"] and document["openRegistrations"] is False
-    assert document["usage"]["users"]["total"] == 3 and document["usage"]["localPosts"] == 2   # blog, ai, news
+    assert document["usage"]["users"]["total"] == 4 and document["usage"]["localPosts"] == 2   # blog, ai, news, 国内
 
 
 def test_the_outbox_pages_the_accounts_posts_newest_first(blog: str) -> None:
