@@ -119,7 +119,7 @@ POSTS = {
         ---
         title: 推論性能35%向上
         date: 2025-12-16 04:49:25 +0000
-        categories: [AI, news]
+        categories: [AI, news, 国内]
         ---
         **推論性能35%**向上しました。
         """,

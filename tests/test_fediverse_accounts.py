@@ -89,7 +89,7 @@ def test_nodeinfo(blog: str) -> None:
     document = httpx.get(links[0]["href"]).json()
     assert document["version"] == "2.1" and document["software"]["name"] == "feedpub"
     assert document["protocols"] == ["activitypub"] and document["openRegistrations"] is False
-    assert document["usage"]["users"]["total"] == 3 and document["usage"]["localPosts"] == 2   # blog, ai, news
+    assert document["usage"]["users"]["total"] == 4 and document["usage"]["localPosts"] == 2   # blog, ai, news, 国内
 
 
 def test_the_outbox_pages_the_accounts_posts_newest_first(blog: str) -> None:
@@ -150,3 +150,21 @@ def test_the_profile_speaks_the_sites_language(site: Site, monkeypatch: pytest.M
         actor = httpx.get(f"{blog}/ap/accounts/news", headers={"Accept": AP}).json()
     assert [field["name"] for field in actor["attachment"]] == ["ブログ", "フィード"]
     assert actor["summary"] == "<p>Test blog の「news」の記事</p>"
+
+
+def test_a_deleted_posts_id_answers_gone_with_a_tombstone(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from feedpub.schema import fediverse_published
+
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with served_blog(site, free_port()) as (blog, store):
+        with store.engine.begin() as conn:
+            conn.execute(fediverse_published.insert().values(
+                account="blog", object_key="gonepost", url="https://blog.example.com/gone.html", content_hash="x",
+                state="deleted", published_at=when, created_at=when, updated_at=when))
+        answer = httpx.get(f"{blog}/ap/objects/gonepost", headers={"Accept": AP})
+    assert answer.status_code == 410
+    assert answer.json() == {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{blog}/ap/objects/gonepost",
+                             "type": "Tombstone", "formerType": "Article", "deleted": "2026-01-02T03:04:05Z"}

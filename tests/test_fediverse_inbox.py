@@ -245,3 +245,17 @@ def test_a_request_signed_for_another_host_is_refused(world: World) -> None:
                      method="POST", url=elsewhere, key_id=world.ann.key_id, body=body).sign()
     answer = httpx.post(world.inbox, content=body, headers=headers)
     assert answer.status_code == 401 and "other.example" in answer.text
+
+
+def test_a_category_with_a_japanese_slug_is_an_account_too(world: World) -> None:
+    from urllib.parse import quote
+
+    actor_url = f"{world.blog}/ap/accounts/{quote('国内')}"
+    host = world.blog.removeprefix("http://")
+    jrd = httpx.get(f"{world.blog}/.well-known/webfinger", params={"resource": f"acct:国内@{host}"}).json()
+    assert jrd["links"][0]["href"] == actor_url
+    actor = httpx.get(actor_url, headers={"Accept": AP}).json()
+    assert actor["preferredUsername"] == "国内" and actor["inbox"] == actor_url + "/inbox"
+    # Its inbox's path is signed percent-encoded, as sent.
+    assert world.ann.post(actor["inbox"], world.follow(account=actor_url)).status_code == 202
+    assert world.followers(quote("国内")) == 1

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from feedpub import accounts, holds
 from feedpub.cli import main
-from feedpub.fediverse import queue
 from feedpub.fediverse.ledger import Ledger
+from feedpub.fediverse.queue import enqueue
 from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import (
     bounces,
@@ -76,16 +76,15 @@ def filled(path: Path) -> Store:
     ledger.add_reaction(account="blog", object_id="https://news.example.org/ap/posts/1", kind="reply",
                         actor="https://m.example/users/ann", activity_id="https://m.example/notes/1",
                         content="<p>読みました</p>")
-    queue.enqueue(store, account="blog", activity={"id": "https://news.example.org/ap/objects/k#create",
-                                                   "type": "Create", "object": {"id": "https://news.example.org/ap/objects/k",
-                                                                                "name": "記事"}},
-                  inboxes=["https://m.example/inbox"], now=NOW)
-    with store.writing() as conn:
-        conn.execute(fediverse_hosts.insert().values(host="m.example", failures=1, failing_since=NOW,
-                                                     last_error="503 Service Unavailable"))
-        conn.execute(fediverse_published.insert().values(account="blog", object_key="k", url="https://blog.example.com/k",
-                                                         content_hash="0" * 64, state="pushed", published_at=NOW,
-                                                         created_at=NOW, updated_at=NOW))
+    enqueue(store, account="blog", activity={"id": "https://news.example.org/ap/objects/k#create", "type": "Create",
+                                             "object": {"id": "https://news.example.org/ap/objects/k", "name": "推論"}},
+            inboxes=["https://m.example/inbox"], now=NOW)
+    with store.engine.begin() as conn:
+        conn.execute(fediverse_hosts.insert().values(host="m.example", failures=2, failing_since=NOW,
+                                                     paused_until=NOW + timedelta(minutes=5), last_error="503"))
+        conn.execute(fediverse_published.insert().values(
+            account="blog", object_key="k", url="https://blog.example.com/2025/12/07/ai.html", content_hash="0" * 64,
+            state="pushed", published_at=NOW, created_at=NOW, updated_at=NOW))
     return store
 
 

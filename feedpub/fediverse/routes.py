@@ -221,7 +221,13 @@ async def post_object(request: Request) -> Response:
     snapshot = await run_in_threadpool(fed.site.snapshot)
     post = next((post for post in snapshot.posts if objects.object_key(post) == key), None)
     if post is None:
-        return PlainTextResponse("no such post here\n", 404)
+        deleted = await run_in_threadpool(fed.ledger.deleted_at, key)
+        if deleted is None:
+            return PlainTextResponse("no such post here\n", 404)
+        tombstone = {"@context": "https://www.w3.org/ns/activitystreams", "id": urls.base(config) +
+                     objects.OBJECTS_PATH + key, "type": "Tombstone", "formerType": "Article",
+                     "deleted": deleted.isoformat().replace("+00:00", "Z")}
+        return ActivityJSON(tombstone, status_code=410, headers={"Vary": "Accept"})
     if not wants_activity_json(request.headers.get("accept", "")):
         return _to_blog(post.url)
     rendered = (await run_in_threadpool(fed.site.rendered, [post]))[0]
