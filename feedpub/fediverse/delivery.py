@@ -140,12 +140,27 @@ class _Run:
                     shares: list[list[Row]] = [[] for _ in clients]
                     for row in rows:
                         shares[zlib.crc32(row.host.encode()) % len(clients)].append(row)
-                    self._record([result for done in pool.map(self._post_all, clients, shares) for result in done])
+                    posting = pool.map(self._post_all, clients, shares)
+                    # A batch of slow instances can outlast the lease: renewed while it is out, no one else
+                    # takes its rows.
+                    done = threading.Event()
+                    renewer = threading.Thread(target=self._renew_until, args=(done,), name="fediverse-lease")
+                    renewer.start()
+                    try:
+                        results = [result for found in posting for result in found]
+                    finally:
+                        done.set()
+                        renewer.join()
+                    self._record(results)
         finally:
             for client in clients:
                 client.close()
             self.leases.release(retire=True)
         return self.summary
+
+    def _renew_until(self, done: threading.Event) -> None:
+        while not done.wait(self.lease.total_seconds() / 3):
+            self.leases.renew(utcnow(), self.lease, busy=False)
 
     def _post_all(self, client: httpx.Client, rows: Sequence[Row]) -> list[Result]:
         """One thread's share, in order; an instance that failed PAUSE_AFTER times in a row here is not tried
