@@ -1,10 +1,10 @@
 """Sending the fediverse queue: claimed batches of deliveries POSTed, signed, over reused connections.
 
 One run claims due rows in batches under a lease (`Leases` over `fediverse_deliveries`, the machinery mail's
-deliveries use: several workers on PostgreSQL never take the same row), marking them `sending` in the same
-statement; POSTs each one signed as its account (draft-cavage with Digest, `signatures.sign_request`) with httpx,
-at most `CONNECTIONS` at once, connections kept alive across batches; then writes the batch's outcomes in one
-transaction:
+deliveries use: several workers on PostgreSQL never take the same row; renewed while a batch is out), marking
+them `sending`; POSTs each one signed as its account (draft-cavage with Digest, `signatures.sign_request`) with
+httpx from `CONNECTIONS` threads, each with its own client and instances, connections kept alive across batches;
+then writes the batch's outcomes in one transaction:
 
 - 2xx: sent. 410: gone: the followers whose inbox it was are removed. Other 4xx but 429: failed for good.
 - 429, 5xx, a timeout, a connection error: deferred, retried with exponential back-off from `RETRY_BASE`
