@@ -176,6 +176,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="feedpub: %(message)s", stream=sys.stderr)
     logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))   # a line per request (fediverse deliveries)
     if config_file is None and Path("feedpub.toml").is_file():
         config_file = Path("feedpub.toml")
     elif config_file is not None and not config_file.is_file():
@@ -185,10 +186,10 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 def _register() -> None:
     # Here, not at the top: the command modules import App, fail and the exit codes from this module.
-    from feedpub.cli import admin, bounces, build, daemon, digest, dkim, site, store, subscribers, worker
+    from feedpub.cli import admin, bounces, build, daemon, digest, dkim, fediverse, site, store, subscribers, worker
 
     for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest, daemon.run,
-                    worker.worker, dkim.dkim, admin.admin, bounces.bounces, store.store):
+                    worker.worker, dkim.dkim, admin.admin, bounces.bounces, store.store, fediverse.fediverse):
         main.add_command(command)
     main.add_command(bounces.bounces)
 

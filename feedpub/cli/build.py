@@ -48,7 +48,9 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
             if feeds:
                 announce(config.feeds.websub_hub, feeds)
         archived = _write_archive(config, output_dir, use_cache=not no_cache)
-        return PARTIAL if result.errors or not archived else OK
+        # What the fediverse accounts publish follows the site as published, never a preview elsewhere.
+        published = _publish_fediverse(config) if output_dir is None and not (future or drafts) else True
+        return PARTIAL if result.errors or not archived or not published else OK
 
     if not watch:
         code = once(app.config, _announce_now)
@@ -88,6 +90,29 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
         return False
     if archived.issues:
         say(archive_summary(words(), archived))
+    return True
+
+
+def _publish_fediverse(config) -> bool:  # noqa: ANN001 - Config, imported lazily
+    """Queue the fediverse accounts' new, edited and removed posts (the daemon or a worker delivers them); False
+    when the store could not be used (the feeds were written)."""
+    if not config.activitypub.enabled:
+        return True
+    from feedpub.cli.fediverse import published_line
+    from feedpub.fediverse.publish import publish  # lazy: sqlalchemy, which a build without the store never loads
+    from feedpub.store import open_store
+
+    try:
+        store = open_store(config.store_url)
+        try:
+            published = publish(config, store)
+        finally:
+            store.engine.dispose()
+    except FeedpubError as exc:
+        click.echo(f"feedpub: {exc}", err=True)
+        return False
+    if published.changed:
+        say(published_line(words(), published))
     return True
 
 

@@ -19,6 +19,7 @@ import click
 from feedpub.cli import PARTIAL, App, fail, sending_line, stop_on_signals
 from feedpub.cli import words as _words
 from feedpub.cli.build import archive_summary, build_summary
+from feedpub.cli.fediverse import published_line as fediverse_published_line
 from feedpub.cli.notify import notify, watchdog_interval
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError, Problem
@@ -64,6 +65,7 @@ class Daemon:
         # Called after a build that changed the site: the cadence job looks for new posts now (their mail
         # waits digest.post_delay from when they first appear).
         self.on_changed: Callable[[], None] = lambda: None
+        self.fediverse_queued = threading.Event()   # wakes the fediverse sender
 
     @property
     def config(self) -> Config:
@@ -106,10 +108,14 @@ class Daemon:
         only list the posts and look at the store's file, so they simply run."""
         with self._building:
             config = self.config
-            self._build_feeds(config)
+            changed = self._build_feeds(config)
             self._write_archive(config)
+            # At start, when the feeds changed, and after a failed try.
+            if changed or self.problems.get("fediverse") != []:
+                self._publish_fediverse(config)
 
-    def _build_feeds(self, config: Config) -> None:
+    def _build_feeds(self, config: Config) -> bool:
+        """True when the build wrote or removed a file (False too when it failed)."""
         from feedpub.site.build import build_site  # lazy: 40 ms
 
         try:
@@ -118,12 +124,12 @@ class Daemon:
             line = self._line("daemon_build_failed", reason=str(exc))
             log.error("%s", line[1])
             self._outcome("build", [line])
-            return
+            return False
         except Exception as exc:
             line = self._line("daemon_build_failed", reason=repr(exc))
             log.exception("%s", self.words.text("build_failed_logged"))
             self._outcome("build", [line])
-            return
+            return False
         lines = {problem: self._problem(problem) for problem in report.problems}
         for problem, line in lines.items():    # each once, not at every timed rebuild
             if problem not in self._reported:
@@ -138,6 +144,7 @@ class Daemon:
         self._outcome("build", errors, warnings)
         self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(errors),
                                  "last_build_warnings": len(warnings)}
+        return bool(report.written.written or report.written.removed)
 
     def _outcome(self, job: str, problems: list[Line], warnings: Sequence[Line] = ()) -> None:
         """What `job`'s last run left wrong and worth a look, in place of its run before."""
@@ -155,6 +162,31 @@ class Daemon:
         self._outcome("archive", [])
         if archived.written:
             log.info("%s", archive_summary(self.words, archived))
+
+    def _publish_fediverse(self, config: Config) -> None:
+        """Queue what the fediverse accounts publish of the site as built (each build: it reads the store, where
+        what was published is kept, so a build another process made is caught up too)."""
+        if not config.activitypub.enabled:
+            return
+        from feedpub.fediverse.publish import publish  # lazy: loads site.feeds, already loaded by a build
+
+        try:
+            published = publish(config, self.store)
+        except Exception as exc:
+            log.exception("%s", self.words.text("fediverse_failed_logged"))
+            self._outcome("fediverse", [self._line("fediverse_failed", reason=repr(exc))])
+            return
+        self._outcome("fediverse", [])
+        if published.queued:
+            self.fediverse_queued.set()
+        if published.changed:
+            log.info("%s", fediverse_published_line(self.words, published))
+
+    def deliver_fediverse(self) -> None:
+        """The fediverse sender, until the daemon stops (its own thread)."""
+        from feedpub.fediverse.delivery import keep_delivering  # lazy: httpx, sqlalchemy
+
+        keep_delivering(lambda: self.config, self.store, self.stop, self.fediverse_queued)
 
     def _announce(self, config: Config, written: WriteResult) -> None:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
@@ -328,6 +360,11 @@ def run(app: App, no_watch: bool) -> None:
     watcher = threading.Thread(target=daemon.watch, name="watch", daemon=True)
     t = app.strings
     parts = {t.text("part_web", listen=config.web.listen): web.is_alive, t.text("part_scheduler"): scheduler.alive}
+    fediverse = threading.Thread(target=daemon.deliver_fediverse, name="fediverse", daemon=True)
+    if config.activitypub.enabled:
+        web_app.state.fediverse.queued = daemon.fediverse_queued.set     # an inbox's Accept wakes the sender
+        fediverse.start()
+        parts[t.text("part_fediverse")] = fediverse.is_alive
     if not no_watch:
         watcher.start()
         parts[t.text("part_watcher")] = watcher.is_alive
@@ -350,6 +387,8 @@ def run(app: App, no_watch: bool) -> None:
     scheduler.shutdown(wait=True)
     if watcher.is_alive():
         watcher.join()     # after the build in hand
+    if fediverse.is_alive():
+        fediverse.join()   # after the requests in flight
     daemon.publisher.close(timeout=config.smtp.timeout)
     web.join(timeout=config.smtp.timeout)
     listening.close()

@@ -13,6 +13,7 @@ import threading
 import click
 
 from feedpub.cli import OK, App, fail, recipient_line, sending_line, stop_on_signals
+from feedpub.cli.fediverse import sending_line as fediverse_sending_line
 from feedpub.cli.notify import notify
 from feedpub.cli.subscribers import open_store_or_fail
 from feedpub.errors import ConfigError
@@ -28,11 +29,13 @@ log = logging.getLogger("feedpub.worker")
               help="Pause between looks at the store when nothing is due.")
 @click.pass_obj
 def worker(app: App, lease: str, idle: str) -> None:
-    """Send queued deliveries of every issue; exits 0 on SIGTERM after the messages in flight."""
+    """Send queued deliveries of every issue (and, with activitypub.enabled, the fediverse's); exits 0 on SIGTERM
+    after the messages in flight."""
     # Imported here, not with the module that `feedpub --help` loads (python -X importtime -m feedpub):
     from sqlalchemy.exc import SQLAlchemyError  # 0.2 s
 
     from feedpub.config import parse_duration  # 26 ms
+    from feedpub.fediverse.delivery import deliver as deliver_fediverse  # httpx, 0.1 s
     from feedpub.send.delivery import deliver  # 0.3 s, with sqlalchemy
     from feedpub.send.dispatch import Messages
 
@@ -66,6 +69,14 @@ def worker(app: App, lease: str, idle: str) -> None:
             log.warning("%s", recipient_line(t, outcome))
         if summary.sent or summary.problems or summary.skipped:
             log.info("%s", sending_line(t, summary))
+        if config.activitypub.enabled:
+            try:
+                shared = deliver_fediverse(config, store, stop=stop, lease=lease_time)
+            except SQLAlchemyError:
+                log.exception("%s", t.text("worker_store_error", idle=idle))
+            else:
+                if shared.counts or shared.paused or shared.dropped:
+                    log.info("%s", fediverse_sending_line(t, shared))
         stop.wait(idle_time.total_seconds())
     notify("STOPPING=1", f"STATUS={t.text('stopping_status')}")
     store.engine.dispose()
