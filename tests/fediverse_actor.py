@@ -145,7 +145,7 @@ def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "", l
     store = open_store(site.config.store_url)
     if store_url:
         emptied(store)
-    app = create_app(site.config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=dict)
+    app = create_app(site.config, store, send_confirmation=lambda *mail: None, topics=lambda: [], health=dict)
     with serving(app, port):
         yield base, store
     store.engine.dispose()

@@ -138,7 +138,7 @@ def test_nothing_of_it_is_there_when_activitypub_is_off(site: Site, monkeypatch:
     monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
     port = free_port()
     app = create_app(site.config, open_store(site.config.store_url), send_confirmation=lambda *mail: None,
-                     categories=lambda: [], health=dict)
+                     topics=lambda: [], health=dict)
     with serving(app, port):
         assert httpx.get(f"http://127.0.0.1:{port}/.well-known/webfinger?resource=acct:blog@x").status_code == 404
         assert httpx.get(f"http://127.0.0.1:{port}/ap/accounts/blog", headers={"Accept": AP}).status_code == 404
