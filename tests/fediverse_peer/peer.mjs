@@ -1,0 +1,209 @@
+// An independent ActivityPub server for feedpub's fediverse tests: Fedify (not our code) on 127.0.0.1.
+//
+//   node peer.mjs PORT
+//
+// Two actors, /users/peer (the follower) and /users/mallory (whose key signs forgeries), each with an RSA key
+// (draft-cavage HTTP Signatures, as Mastodon) and an Ed25519 key (Object Integrity Proofs, as Fedify servers
+// such as Ghost add). Fedify verifies every inbox POST (HTTP Signature with Digest, date window, signer = actor)
+// before its listener records the activity; every POST, accepted or not, is logged with Fedify's answer.
+//
+// Control API for the test (JSON in and out), on the same port under /control/:
+//   POST /control/follow    {"handle": "@blog@127.0.0.1:8443"}  WebFinger + actor lookup, then a signed Follow
+//   POST /control/unfollow  {"actor": "https://…/actor"}        Undo of that Follow
+//   POST /control/lookup    {"uri": "…"}                         Fedify's lookupObject: the object as JSON-LD
+//   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper"}  a raw request signed as
+//                           asked (body sent as given; "tamper": "body" adds a space after signing)
+//   POST /control/fault     {"inbox": "ok" | "500" | "hang"}     how this server's inboxes answer from now on
+//   GET  /control/received  {"verified": [...], "posts": [...], "sent": [...]}
+//   POST /control/reset     forget what was received and sent
+// It prints "listening on http://127.0.0.1:PORT" once it serves.
+import http from "node:http";
+import { randomUUID } from "node:crypto";
+import {
+  Activity,
+  createFederation,
+  Endpoints,
+  Follow,
+  generateCryptoKeyPair,
+  MemoryKvStore,
+  Person,
+  signRequest,
+  Undo,
+} from "@fedify/fedify";
+
+const port = Number(process.argv[2]);
+if (!Number.isInteger(port) || port <= 0) {
+  console.error("usage: node peer.mjs PORT");
+  process.exit(2);
+}
+const origin = `http://127.0.0.1:${port}`;
+const ACTORS = ["peer", "mallory"];
+
+// Every outgoing POST as sent (headers and body), so a test can replay one byte for byte.
+const sent = [];
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (input, init) => {
+  const request = new Request(input, init);
+  if (request.method !== "POST") return realFetch(request);
+  const body = await request.clone().text();
+  const response = await realFetch(request);
+  sent.push({ url: request.url, headers: Object.fromEntries(request.headers), body, status: response.status });
+  return response;
+};
+
+const keyPairs = {};
+for (const name of ACTORS) {
+  keyPairs[name] = [await generateCryptoKeyPair("RSASSA-PKCS1-v1_5"), await generateCryptoKeyPair("Ed25519")];
+}
+
+const federation = createFederation({ kv: new MemoryKvStore(), allowPrivateAddress: true, origin });
+
+federation
+  .setActorDispatcher("/users/{identifier}", async (ctx, identifier) => {
+    if (!ACTORS.includes(identifier)) return null;
+    const keys = await ctx.getActorKeyPairs(identifier);
+    return new Person({
+      id: ctx.getActorUri(identifier),
+      preferredUsername: identifier,
+      name: `Fedify ${identifier}`,
+      inbox: ctx.getInboxUri(identifier),
+      endpoints: new Endpoints({ sharedInbox: ctx.getInboxUri() }),
+      publicKey: keys[0].cryptographicKey,
+      assertionMethods: keys.map((key) => key.multikey),
+    });
+  })
+  .setKeyPairsDispatcher((_ctx, identifier) => keyPairs[identifier] ?? []);
+
+// Reached only after Fedify verified the request (or the activity's proof): what a real server would act on.
+const verified = [];
+federation
+  .setInboxListeners("/users/{identifier}/inbox", "/inbox")
+  .on(Activity, async (ctx, activity) => {
+    const object = activity.objectId == null ? null : await activity.getObject().catch(() => null);
+    verified.push({
+      recipient: ctx.recipient,
+      type: activity.constructor.name,
+      id: activity.id?.href ?? null,
+      actor: activity.actorId?.href ?? null,
+      object_id: activity.objectId?.href ?? null,
+      object: object == null ? null : await object.toJsonLd({ format: "compact" }),
+    });
+  });
+
+// Every POST to an inbox with Fedify's answer; inbox faults are applied before Fedify sees the request.
+const posts = [];
+let fault = "ok";
+const hanging = new Set();
+const follows = new Map();   // followed actor id → our Follow, for its Undo
+
+async function control(path, input) {
+  const ctx = federation.createContext(new URL(origin), undefined);
+  switch (path) {
+    case "/control/follow": {
+      const actor = await ctx.lookupObject(input.handle);
+      if (actor == null) return [404, { error: `lookup of ${input.handle} found nothing` }];
+      const follow = new Follow({
+        id: new URL(`${origin}/follows/${randomUUID()}`),
+        actor: ctx.getActorUri("peer"),
+        object: actor.id,
+        to: actor.id,
+      });
+      follows.set(actor.id.href, follow);
+      await ctx.sendActivity({ identifier: "peer" }, actor, follow, { immediate: true });
+      return [200, { actor: await actor.toJsonLd({ format: "compact" }), follow: follow.id.href }];
+    }
+    case "/control/unfollow": {
+      const follow = follows.get(input.actor);
+      if (follow == null) return [404, { error: `${input.actor} was never followed` }];
+      const actor = await ctx.lookupObject(input.actor);
+      const undo = new Undo({
+        id: new URL(`${origin}/undos/${randomUUID()}`),
+        actor: ctx.getActorUri("peer"),
+        object: follow,
+        to: actor.id,
+      });
+      await ctx.sendActivity({ identifier: "peer" }, actor, undo, { immediate: true });
+      follows.delete(input.actor);
+      return [200, { undo: undo.id.href }];
+    }
+    case "/control/lookup": {
+      const found = await ctx.lookupObject(input.uri);
+      return found == null ? [404, { error: `nothing at ${input.uri}` }]
+        : [200, { type: found.constructor.name, object: await found.toJsonLd({ format: "compact" }) }];
+    }
+    case "/control/send":
+      return [200, await sendRaw(input)];
+    case "/control/fault":
+      fault = input.inbox;
+      for (const release of hanging) release();
+      return [200, { inbox: fault }];
+    case "/control/reset":
+      verified.length = 0;
+      posts.length = 0;
+      sent.length = 0;
+      return [200, {}];
+    default:
+      return [404, { error: `no control ${path}` }];
+  }
+}
+// A request signed by `signer`'s RSA key under the keyId of `key_of` (default: the signer), with the body as
+// given: how the tests make unsigned, wrongly signed, forged, stale, malformed and oversized deliveries.
+async function sendRaw({ inbox, body, signer = "peer", key_of = signer, date, tamper, unsigned }) {
+  const headers = { "Content-Type": "application/activity+json" };
+  if (date) headers.Date = date;
+  let request = new Request(inbox, { method: "POST", headers, body });
+  if (!unsigned) {
+    const keyId = new URL(`${origin}/users/${key_of}#main-key`);
+    request = await signRequest(request, keyPairs[signer][0].privateKey, keyId);
+  }
+  const sentBody = tamper === "body" ? `${body} ` : body;   // still the same JSON, no longer its Digest
+  const response = await realFetch(inbox, { method: "POST", headers: request.headers, body: sentBody });
+  return { status: response.status, body: await response.text(), headers: Object.fromEntries(request.headers) };
+}
+
+async function readBody(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+function answer(res, status, value) {
+  res.writeHead(status, { "Content-Type": "application/json" });
+  res.end(JSON.stringify(value));
+}
+
+const server = http.createServer(async (req, res) => {
+  try {
+    const url = new URL(req.url, origin);
+    const body = req.method === "GET" || req.method === "HEAD" ? undefined : await readBody(req);
+    if (url.pathname.startsWith("/control/")) {
+      if (req.method === "GET" && url.pathname === "/control/received") {
+        return answer(res, 200, { verified, posts, sent });
+      }
+      const [status, value] = await control(url.pathname, body?.length ? JSON.parse(body) : {});
+      return answer(res, status, value);
+    }
+    const isInboxPost = req.method === "POST" && /^\/(inbox|users\/[^/]+\/inbox)$/.test(url.pathname);
+    if (isInboxPost && fault !== "ok") {
+      posts.push({ path: url.pathname, fault, body: body.toString("utf8") });
+      if (fault === "hang") return hanging.add(() => answer(res, 503, { fault }));
+      return answer(res, 500, { fault });
+    }
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) headers.set(name, [].concat(value).join(", "));
+    const response = await federation.fetch(new Request(url, { method: req.method, headers, body }), {
+      contextData: undefined,
+    });
+    const text = Buffer.from(await response.arrayBuffer());
+    if (isInboxPost) {
+      posts.push({ path: url.pathname, status: response.status, answer: text.toString("utf8"),
+        signature: headers.get("signature"), body: body.toString("utf8") });
+    }
+    res.writeHead(response.status, Object.fromEntries(response.headers));
+    res.end(text);
+  } catch (error) {
+    console.error(error);
+    answer(res, 500, { error: String(error?.stack ?? error) });
+  }
+});
+server.listen(port, "127.0.0.1", () => console.log(`listening on ${origin}`));
