@@ -1,0 +1,302 @@
+"""The blog's ActivityPub account against an implementation nobody here wrote: Fedify (tests/fediverse_peer).
+
+A real daemon (`feedpub run`) behind an HTTPS front at https://127.0.0.1:PORT (its web.public_url), with
+`activitypub.allow_private_addresses` (the peer lives at http://127.0.0.1). The peer looks the account up by
+WebFinger, follows it, and verifies with Fedify's own checks (HTTP Signature, Digest, date, signer = actor) every
+activity the blog sends it: the Accept, the Create(Article) of a post saved in the posts folder, its Update after
+an edit, its Delete after removal; then it unfollows. The peer also signs the bad input feedpub must refuse.
+
+Needs Node.js and `npm ci --prefix tests/fediverse_peer` (skipped without them, except under CI=true, where
+.ci/run installs them). One peer and one daemon for the module: each start costs about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fedify_peer import FedifyPeer, TLSFront, free_port, require_peer, self_signed_certificate
+
+SITE_URL = "https://blog.example.com"
+TITLE = "ALLFORCES"
+
+
+@dataclass
+class Blog:
+    root: Path
+    public_url: str          # https://127.0.0.1:PORT, through the TLS front
+    backend: str             # the daemon's own http://127.0.0.1:PORT
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def handle(self) -> str:
+        return f"@blog@{self.public_url.removeprefix('https://')}"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.public_url}/inbox"
+
+    def feedpub(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "feedpub", *args], cwd=self.root, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "FEEDPUB_SECRET": "peer-secret"})
+
+    def followers(self) -> str:
+        listed = self.feedpub("fediverse", "followers")
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout
+
+    def save_post(self, name: str, title: str, body: str, date: datetime, tags: str = "[]") -> Path:
+        path = self.root / "posts" / name
+        path.write_text(f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\ntags: {tags}\n---\n\n{body}\n',
+                        encoding="utf-8")
+        return path
+
+
+def write_site(root: Path, web_port: int, public_url: str, *, private: bool) -> None:
+    (root / "feedpub.toml").write_text(f"""
+[site]
+title = "{TITLE}"
+description = "AIと開発の週報 / a weekly on AI and software"
+url = "{SITE_URL}"
+timezone = "Asia/Tokyo"
+language = "ja"
+[web]
+listen = "127.0.0.1:{web_port}"
+public_url = "{public_url}"
+[activitypub]
+enabled = true
+username = "blog"
+allow_private_addresses = {str(private).lower()}
+""", encoding="utf-8")
+    (root / "posts").mkdir()
+
+
+def start_daemon(root: Path, backend: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = root / "daemon.log"
+    process = subprocess.Popen([sys.executable, "-m", "feedpub", "run"], cwd=root, stdout=subprocess.DEVNULL,
+                               stderr=log.open("wb"), env={**os.environ, "FEEDPUB_SECRET": "peer-secret"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{backend}/healthz").json()["last_build"]:
+                return process, log
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.2)
+    raise AssertionError(f"the daemon did not come up:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path]) -> Iterator[FedifyPeer]:
+    require_peer()
+    started = FedifyPeer(free_port(), certificate[0], tmp_path_factory.mktemp("peer") / "peer.log")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def blog(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path],
+         peer: FedifyPeer) -> Iterator[Blog]:
+    """The daemon with one backdated post (built, never pushed), at https://127.0.0.1:PORT."""
+    root = tmp_path_factory.mktemp("blog")
+    web_port, front_port = free_port(), free_port()
+    public_url = f"https://127.0.0.1:{front_port}"
+    write_site(root, web_port, public_url, private=True)
+    old = datetime.now(UTC) - timedelta(days=30)
+    (root / "posts" / f"{old:%Y-%m-%d}-archive.md").write_text(
+        f'---\ntitle: "過去の記事"\ndate: {old:%Y-%m-%d %H:%M:%S} +0000\n---\n\n以前の本文。\n', encoding="utf-8")
+    front = TLSFront(front_port, web_port, *certificate).start()
+    backend = f"http://127.0.0.1:{web_port}"
+    process, log = start_daemon(root, backend)
+    try:
+        yield Blog(root, public_url, backend, process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        front.stop()
+
+
+def posts_for(received: dict[str, Any], activity_id: str) -> list[dict[str, Any]]:
+    """Every POST the peer's inboxes got carrying the activity `activity_id` (whatever Fedify answered)."""
+    return [post for post in received["posts"] if json.loads(post["body"]).get("id") == activity_id]
+
+
+def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_unfollows(
+        blog: Blog, peer: FedifyPeer) -> None:
+    followed = peer.follow(blog.handle)
+    account = followed["actor"]
+    assert account["preferredUsername"] == "blog"
+    assert account["name"] == TITLE
+    assert account["id"].startswith(blog.public_url + "/")
+
+    accept = peer.wait_for(peer.verified("Accept", followed["follow"]), "the signed Accept of its Follow")
+    assert accept["actor"] == account["id"]
+    assert peer.actor in blog.followers()
+
+    old = peer.received()
+    assert not any(item["type"] == "Create" for item in old["verified"]), "a backdated post was pushed"
+
+    now = datetime.now(UTC)
+    post = blog.save_post(f"{now:%Y-%m-%d}-fedify.md", "連合のテスト: Fedify", "新しい**記事**の本文です。", now,
+                          tags="[ActivityPub, 日本語]")
+    create = peer.wait_for(peer.verified("Create"), "the Create(Article) of the new post", timeout=30)
+    article = create["object"]
+    assert create["actor"] == account["id"]
+    assert article["type"] == "Article"
+    assert article["name"] == "連合のテスト: Fedify"
+    assert "<strong>記事</strong>" in article["content"]
+    assert article["url"].startswith(SITE_URL + "/")
+    assert article["attributedTo"] == account["id"]
+    assert {tag["name"] for tag in article["tag"]} == {"#ActivityPub", "#日本語"}
+
+    post.write_text(post.read_text(encoding="utf-8").replace("本文です。", "本文です(追記あり)。"), encoding="utf-8")
+    update = peer.wait_for(peer.verified("Update", article["id"]), "the Update after the edit", timeout=30)
+    assert "追記あり" in update["object"]["content"]
+    assert update["actor"] == account["id"]
+
+    post.unlink()
+    delete = peer.wait_for(peer.verified("Delete", article["id"]), "the Delete after the removal", timeout=30)
+    assert delete["object"]["type"] == "Tombstone"
+
+    peer.unfollow(account["id"])
+    deadline = time.monotonic() + 10
+    while peer.actor in blog.followers():
+        assert time.monotonic() < deadline, "the Undo(Follow) left the follower"
+        time.sleep(0.2)
+
+    received = peer.received()
+    for activity in (accept, create, update, delete):
+        sent = posts_for(received, activity["id"])
+        assert [post["status"] for post in sent] == [202], f"{activity['type']} not delivered exactly once: {sent}"
+
+
+@pytest.fixture(scope="module")
+def account(blog: Blog, peer: FedifyPeer) -> dict[str, Any]:
+    """The blog's actor document as Fedify read it (by WebFinger)."""
+    return peer.lookup(blog.handle)["object"]
+
+
+def shared_inbox(account: dict[str, Any]) -> str:
+    return account["endpoints"]["sharedInbox"]
+
+
+def follow_of(actor: str, account: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{actor}/follows/{name}", "type": "Follow",
+            "actor": actor, "object": account["id"]}
+
+
+def accepted(peer: FedifyPeer, follow_id: str) -> bool:
+    return any(item["type"] == "Accept" and item["object_id"] == follow_id for item in peer.received()["verified"])
+
+
+def test_unsigned_wrongly_signed_forged_and_stale_follows_answer_401_and_record_nothing(
+        blog: Blog, peer: FedifyPeer, account: dict[str, Any]) -> None:
+    before = blog.followers()
+    inbox = shared_inbox(account)
+    day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    in_two_hours = (datetime.now(UTC) + timedelta(hours=2)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    cases = {
+        "unsigned": {"unsigned": True},
+        "body-changed-after-signing": {"tamper": "body"},
+        "mallory-signs-under-peers-key-id": {"signer": "mallory", "key_of": "peer"},
+        "mallory-signs-as-herself-for-peer": {"signer": "mallory"},
+        "signed-a-day-ago": {"date": day_ago},
+        "signed-two-hours-ahead": {"date": in_two_hours},
+    }
+    follows = {}
+    for name, how in cases.items():
+        follows[name] = follow_of(peer.actor, account, name)
+        answer = peer.send(inbox, follows[name], **how)
+        assert answer["status"] == 401, f"{name}: {answer}"
+    time.sleep(1)   # an Accept sent anyway would be on its way by now
+    assert blog.followers() == before
+    assert not [name for name, follow in follows.items() if accepted(peer, follow["id"])]
+
+
+def test_a_replayed_follow_is_taken_once(blog: Blog, peer: FedifyPeer, account: dict[str, Any],
+                                         certificate: tuple[Path, Path]) -> None:
+    mallory = peer.actor.replace("/users/peer", "/users/mallory")
+    follow = follow_of(mallory, account, "replayed")
+    first = peer.send(shared_inbox(account), follow, signer="mallory")
+    assert 200 <= first["status"] < 300, first
+    peer.wait_for(peer.verified("Accept", follow["id"]), "the Accept of mallory's Follow")
+
+    body = json.dumps(follow, ensure_ascii=False).encode()
+    headers = {name: value for name, value in first["headers"].items() if name != "content-length"}
+    with httpx.Client(verify=str(certificate[0])) as client:
+        again = client.post(shared_inbox(account), content=body, headers=headers)
+    assert again.status_code < 300 or again.status_code == 401, again.text   # taken again (idempotent) or refused
+    time.sleep(1)
+    assert blog.followers().count(mallory) == 1
+    peer.send(shared_inbox(account), {"@context": "https://www.w3.org/ns/activitystreams",
+                                      "id": f"{mallory}/undos/replayed", "type": "Undo", "actor": mallory,
+                                      "object": follow}, signer="mallory")
+
+
+def test_oversized_and_malformed_activities_are_refused(blog: Blog, peer: FedifyPeer,
+                                                        account: dict[str, Any]) -> None:
+    before = blog.followers()
+    inbox = shared_inbox(account)
+    mallory = peer.actor.replace("/users/peer", "/users/mallory")
+    huge = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{mallory}/notes/huge", "type": "Create",
+            "actor": mallory, "object": {"id": f"{mallory}/notes/huge/object", "type": "Note",
+                                         "attributedTo": mallory, "content": "長" * 2_000_000}}
+    assert peer.send(inbox, huge, signer="mallory")["status"] == 413
+
+    malformed = {
+        "not JSON": '{"type": "Follow", "actor": ',
+        "a JSON array": "[]",
+        "a JSON string": '"Follow"',
+        "no type": {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{mallory}/x/1", "actor": mallory,
+                    "object": account["id"]},
+        "an actor that is not a URL": {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{mallory}/x/2",
+                                       "type": "Follow", "actor": 42, "object": account["id"]},
+    }
+    for name, body in malformed.items():
+        answer = peer.send(inbox, body, signer="mallory")
+        assert 400 <= answer["status"] < 500, f"{name}: {answer}"
+    assert blog.followers() == before
+    assert "Traceback" not in blog.log.read_text(errors="replace")
+
+
+def test_a_key_at_a_private_address_is_refused_without_allow_private_addresses(
+        tmp_path: Path, peer: FedifyPeer, account: dict[str, Any]) -> None:
+    web_port = free_port()
+    public_url = f"http://127.0.0.1:{web_port}"
+    write_site(tmp_path, web_port, public_url, private=False)
+    process, log = start_daemon(tmp_path, public_url)
+    try:
+        inbox = public_url + httpx.URL(shared_inbox(account)).path
+        actor = f"{public_url}/{httpx.URL(account['id']).path.lstrip('/')}"
+        follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.actor}/follows/private",
+                  "type": "Follow", "actor": peer.actor, "object": actor}
+        answer = peer.send(inbox, follow)
+        assert answer["status"] == 401, answer
+        listed = subprocess.run([sys.executable, "-m", "feedpub", "fediverse", "followers"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "FEEDPUB_SECRET": "peer-secret"})
+        assert peer.actor not in listed.stdout
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
