@@ -192,6 +192,65 @@ webhook_tokens = sa.Table(
 )
 
 
+# The fediverse wing's publishing (`feedpub.fediverse.publish`, `queue`, `delivery`): each activity once, its
+# deliveries one per inbox (a shared inbox serves every follower on its instance), claimed as mail is.
+fediverse_activities = sa.Table(
+    "fediverse_activities", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account", sa.String(200), nullable=False),         # the sending account's username
+    sa.Column("object_id", sa.String(2000), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),              # Create, Update, Announce, Delete, Accept…
+    sa.Column("body", sa.Text, nullable=False),                    # the JSON as signed and sent
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_fediverse_activities_object", "object_id"),
+)
+
+fediverse_deliveries = sa.Table(
+    "fediverse_deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("activity_id", sa.Integer, sa.ForeignKey("fediverse_activities.id"), nullable=False),
+    sa.Column("inbox", sa.String(2000), nullable=False),
+    sa.Column("host", sa.String(300), nullable=False),             # the inbox's, lower-case
+    # queued → sending → sent; deferred (retry at next_attempt_at); failed; gone (410); cancelled (blocked);
+    # dropped (its instance failed longer than activitypub.give_up_after)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+    sa.Column("claimed_by", sa.String(200)),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("activity_id", "inbox"),
+    sa.Index("ix_fediverse_deliveries_status_id", "status", "id"),
+    sa.Index("ix_fediverse_deliveries_host", "host", "status"),
+    sa.Index("ix_fediverse_deliveries_claimed_by", "claimed_by"),
+)
+
+# The circuit breaker per instance: failing since when, paused until when.
+fediverse_hosts = sa.Table(
+    "fediverse_hosts", metadata,
+    sa.Column("host", sa.String(300), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),            # in a row, since the last success
+    sa.Column("failing_since", UTCDateTime, nullable=False),
+    sa.Column("paused_until", UTCDateTime),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+)
+
+# What each account published of each post: the diff of the next build against it survives restarts.
+fediverse_published = sa.Table(
+    "fediverse_published", metadata,
+    sa.Column("account", sa.String(200), primary_key=True),
+    sa.Column("object_key", sa.String(64), primary_key=True),      # objects.object_key(post)
+    sa.Column("url", sa.String(2000), nullable=False),            # the post's page, for people
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    # pushed (activities queued), recorded (backdated or part of a bulk import: known, never pushed), deleted
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False),       # the post's date
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[subscribers, suppressions, issues, issue_variants, deliveries])
 
@@ -262,10 +321,16 @@ def _add_suppression_causes_v8(conn: Connection) -> None:
         conn.execute(issue_posts.insert(), [{"issue_id": i, "url": url} for i, url in sorted(carried)])
 
 
+
+def _add_fediverse_publishing_v9(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[fediverse_activities, fediverse_deliveries, fediverse_hosts,
+                                      fediverse_published])
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
-                                                      _add_confirmation_links_v7, _add_suppression_causes_v8)
+                                                      _add_confirmation_links_v7, _add_suppression_causes_v8,
+                                                      _add_fediverse_publishing_v9)
 
 
 # Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).

@@ -1,5 +1,8 @@
-"""The deliveries table while sending: batch claims under a lease, worker heartbeats, and the
-per-message marks written around each SMTP transaction.
+"""Delivery queues while sending: batch claims under a lease, worker heartbeats, and the per-message marks
+written around each SMTP transaction.
+
+`Leases` is the queue machinery over any table with `status`, `claimed_by` and `claimed_until` (mail's
+`deliveries`, the fediverse's `fediverse_deliveries`); `Claims` adds what mail needs of its rows.
 
 Sending claims rows in batches with a lease (`claimed_by`, `claimed_until`): on PostgreSQL the batch is
 picked with `FOR UPDATE SKIP LOCKED`, on SQLite the single UPDATE … RETURNING holds the write lock. A
@@ -71,12 +74,16 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-class Claims:
-    """The delivery rows one worker (`host:pid:random`) claims, leases and gives back, and its heartbeat."""
+class Leases:
+    """The rows of one queue table that one worker (`host:pid:random`) claims, leases and gives back, and its
+    heartbeat. `due(now)` says which rows may be claimed now."""
 
-    def __init__(self, store: Store, worker: str) -> None:
+    def __init__(self, store: Store, worker: str, table: sa.Table,
+                 due: Callable[[datetime], sa.ColumnElement[bool]]) -> None:
         self.store = store
         self.worker = worker
+        self.table = table
+        self.due = due
 
     def register(self, now: datetime, stale_after: timedelta) -> None:
         """Record this worker and forget workers silent for longer than `stale_after`."""
@@ -85,17 +92,71 @@ class Claims:
             conn.execute(workers.delete().where(workers.c.heartbeat_at < now - stale_after))
             conn.execute(workers.insert().values(id=self.worker, host=host, pid=int(pid), busy=False, heartbeat_at=now))
 
+    def take(self, now: datetime, lease: timedelta, limit: int, *where: sa.ColumnElement[bool]) -> set[int]:
+        """The ids of up to `limit` due rows (matching `where`), now this worker's until now + `lease`."""
+        table = self.table
+        pick = sa.select(table.c.id).where(self.due(now), *where).order_by(table.c.id).limit(limit)
+        take = (table.update().where(table.c.id.in_(pick.with_for_update(skip_locked=True)))
+                .values(claimed_by=self.worker, claimed_until=now + lease).returning(table.c.id))
+        # The write takes the ids only: on SQLite it holds the one write lock, which the senders' marks wait for.
+        with self.store.writing() as conn:
+            return set(conn.scalars(take))
+
+    def renew(self, now: datetime, lease: timedelta, *, busy: bool) -> int:
+        """Extend the lease of this worker's rows and beat its heartbeat; returns the number of busy
+        workers seen alive (itself included), which shares out smtp.rate_per_second."""
+        table = self.table
+        with self.store.writing() as conn:
+            # Rows a sender of this worker is writing right now are skipped, not waited for (waiting could
+            # deadlock with it); they are renewed on the next beat.
+            conn.execute(table.update().where(table.c.id.in_(self._unlocked(
+                table.c.claimed_by == self.worker, table.c.status.in_(("queued", "sending")))))
+                .values(claimed_until=now + lease))
+            conn.execute(workers.update().where(workers.c.id == self.worker).values(heartbeat_at=now, busy=busy))
+            others = conn.scalar(sa.select(sa.func.count()).select_from(workers).where(
+                workers.c.busy, workers.c.id != self.worker, workers.c.heartbeat_at > now - lease))
+        return 1 + (others or 0)
+
+    def release(self, *, retire: bool) -> None:
+        """Give back the rows this worker claimed but did not start; with `retire`, also forget the worker."""
+        table = self.table
+        with self.store.writing() as conn:
+            conn.execute(table.update().where(table.c.claimed_by == self.worker, table.c.status == "queued")
+                         .values(claimed_by=None, claimed_until=None))
+            if retire:
+                conn.execute(workers.delete().where(workers.c.id == self.worker))
+
+    def reclaim_dead_neighbours(self, alive: Callable[[int], bool]) -> int:
+        """Free at once the rows of workers on this host whose process is gone (killed, crashed): their
+        lease would otherwise hold the rows until it ran out. Returns how many workers were dead."""
+        host = self.worker.split(":")[0]
+        table = self.table
+        with self.store.engine.connect() as conn:
+            found = list(conn.execute(sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host)))
+        dead = [row.id for row in found if not alive(row.pid)]
+        if dead:
+            with self.store.writing() as conn:
+                conn.execute(table.update().where(table.c.id.in_(self._unlocked(
+                    table.c.claimed_by.in_(dead), table.c.status.in_(("queued", "sending")))))
+                    .values(claimed_by=None, claimed_until=None))
+                conn.execute(workers.delete().where(workers.c.id.in_(dead)))
+        return len(dead)
+
+    def _unlocked(self, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        """The ids of matching rows no other transaction is writing (PostgreSQL); all of them on SQLite."""
+        return sa.select(self.table.c.id).where(*where).with_for_update(skip_locked=True)
+
+
+class Claims(Leases):
+    """Mail's deliveries: the rows claimed come with their reader, and readers gone meanwhile fail unsent."""
+
+    def __init__(self, store: Store, worker: str) -> None:
+        super().__init__(store, worker, deliveries, due)
+
     def claim(self, now: datetime, lease: timedelta, limit: int, issue_id: int | None = None) -> Claim:
         """Take up to `limit` due rows (of one issue, or of any) until now + `lease`. Rows whose reader is
         no longer active or whose address is suppressed fail at once, unsent."""
-        pick = sa.select(deliveries.c.id).where(due(now)).order_by(deliveries.c.id).limit(limit)
-        if issue_id is not None:
-            pick = pick.where(deliveries.c.issue_id == issue_id)
-        take = (deliveries.update().where(deliveries.c.id.in_(pick.with_for_update(skip_locked=True)))
-                .values(claimed_by=self.worker, claimed_until=now + lease).returning(deliveries.c.id))
-        # The write takes the ids only: on SQLite it holds the one write lock, which the senders' marks wait for.
-        with self.store.writing() as conn:
-            ids = set(conn.scalars(take))
+        ids = self.take(now, lease, limit, *([deliveries.c.issue_id == issue_id] if issue_id is not None else []))
         if not ids:
             return Claim((), ())
         rows = (sa.select(deliveries.c.id, deliveries.c.issue_id, deliveries.c.subscriber_id, subscribers.c.email,
@@ -118,44 +179,6 @@ class Claims:
         return Claim(tuple(to_delivery(r) for r in found if r.id not in left),
                      tuple(dataclasses.replace(to_delivery(r), status="failed", last_reply=_skip_reason(r))
                            for r in skipped))
-
-    def renew(self, now: datetime, lease: timedelta, *, busy: bool) -> int:
-        """Extend the lease of this worker's rows and beat its heartbeat; returns the number of busy
-        workers seen alive (itself included), which shares out smtp.rate_per_second."""
-        with self.store.writing() as conn:
-            # Rows a sender of this worker is writing right now are skipped, not waited for (waiting could
-            # deadlock with it); they are renewed on the next beat.
-            conn.execute(deliveries.update().where(deliveries.c.id.in_(_unlocked(
-                deliveries.c.claimed_by == self.worker, deliveries.c.status.in_(("queued", "sending")))))
-                .values(claimed_until=now + lease))
-            conn.execute(workers.update().where(workers.c.id == self.worker).values(heartbeat_at=now, busy=busy))
-            others = conn.scalar(sa.select(sa.func.count()).select_from(workers).where(
-                workers.c.busy, workers.c.id != self.worker, workers.c.heartbeat_at > now - lease))
-        return 1 + (others or 0)
-
-    def release(self, *, retire: bool) -> None:
-        """Give back the rows this worker claimed but did not start; with `retire`, also forget the worker."""
-        with self.store.writing() as conn:
-            conn.execute(deliveries.update()
-                         .where(deliveries.c.claimed_by == self.worker, deliveries.c.status == "queued")
-                         .values(claimed_by=None, claimed_until=None))
-            if retire:
-                conn.execute(workers.delete().where(workers.c.id == self.worker))
-
-    def reclaim_dead_neighbours(self, alive: Callable[[int], bool]) -> int:
-        """Free at once the rows of workers on this host whose process is gone (killed, crashed): their
-        lease would otherwise hold the rows until it ran out. Returns how many workers were dead."""
-        host = self.worker.split(":")[0]
-        with self.store.engine.connect() as conn:
-            found = list(conn.execute(sa.select(workers.c.id, workers.c.pid).where(workers.c.host == host)))
-        dead = [row.id for row in found if not alive(row.pid)]
-        if dead:
-            with self.store.writing() as conn:
-                conn.execute(deliveries.update().where(deliveries.c.id.in_(_unlocked(
-                    deliveries.c.claimed_by.in_(dead), deliveries.c.status.in_(("queued", "sending")))))
-                    .values(claimed_by=None, claimed_until=None))
-                conn.execute(workers.delete().where(workers.c.id.in_(dead)))
-        return len(dead)
 
     def marks(self) -> Marks:
         return Marks(self.store, self.worker)
@@ -211,7 +234,3 @@ class Marks:
 def _skip_reason(row: Any) -> str:
     return UNSUBSCRIBED_MEANWHILE if row.reader != "active" else SUPPRESSED_MEANWHILE
 
-
-def _unlocked(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """The ids of matching rows no other transaction is writing (PostgreSQL); all of them on SQLite."""
-    return sa.select(deliveries.c.id).where(*where).with_for_update(skip_locked=True)
