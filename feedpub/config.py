@@ -174,6 +174,17 @@ class BouncesConfig:
 
 
 @dataclass(frozen=True)
+class ActivityPubConfig:
+    """`[activitypub]`: the blog (and with `categories`, each category) as an account on web.public_url's host."""
+
+    enabled: bool = False
+    username: str = "blog"               # the site's account: acct:blog@<web.public_url's host>
+    categories: bool = False             # one more account per category, named by its feed's slug
+    allow_private_addresses: bool = False  # fetch keys from private, loopback addresses and plain http (tests only)
+    give_up_after: str = "7d"            # an instance failing this long loses its deliveries
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
@@ -182,6 +193,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     web: WebConfig = field(default_factory=WebConfig)
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
+    activitypub: ActivityPubConfig = field(default_factory=ActivityPubConfig)
     # The folder relative paths are resolved against: the config file's own folder.
     root: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"

@@ -34,6 +34,8 @@ _STORE_URL = re.compile(r"^(sqlite:///|postgresql(\+psycopg)?://)")
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A DKIM domain or selector: dot-separated ASCII labels (RFC 6376 3.1, 3.5).
 _DNS_LABELS = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+# An account name as Mastodon's USERNAME_RE takes it (app/models/account.rb), lower-case as feedpub serves it.
+_USERNAME = re.compile(r"^[a-z0-9_]+([a-z0-9_.-]+[a-z0-9_]+)?$")
 # What VERP adds to smtp.return_path's local part: "+", a delivery id of up to 18 digits, "-", 8 signature
 # characters (feedpub.send.verp).
 VERP_TAG_LENGTH = 1 + 18 + 1 + 8
@@ -239,6 +241,13 @@ def _check_imap_url(value: str) -> None:
                          "for a server on this machine, 127.0.0.1)")
 
 
+def _check_username(value: str) -> None:
+    """`activitypub.username`: a name Mastodon accepts in `@name@host` (its USERNAME_RE)."""
+    if not _USERNAME.match(value):
+        raise ValueError(f"{value!r} is not an account name Mastodon can follow (expected letters a-z, digits and "
+                         "'_', with '.' or '-' only inside, e.g. 'blog')")
+
+
 def _check_subject(value: str) -> None:
     # Imported here: jinja2 costs ~100 ms of start-up (-X importtime), and a no-op build needs none of it.
     import jinja2
@@ -290,6 +299,7 @@ _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("bounces", "imap_url"): _check_imap_url,
     ("bounces", "max_complaint_rate"): _check_rate,
     ("bounces", "max_bounce_rate"): _check_rate,
+    ("activitypub", "username"): _check_username,
 }
 
 
@@ -322,7 +332,8 @@ def _validate(config: Config, path: Path, text: str) -> None:
                                 ("digest", "misfire_grace", config.digest.misfire_grace),
                                 ("smtp", "retry_base", config.smtp.retry_base),
                                 ("bounces", "soft_window", config.bounces.soft_window),
-                                ("bounces", "poll_every", config.bounces.poll_every)):
+                                ("bounces", "poll_every", config.bounces.poll_every),
+                                ("activitypub", "give_up_after", config.activitypub.give_up_after)):
         try:
             parse_duration(value)
         except ValueError as exc:

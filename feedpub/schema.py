@@ -191,6 +191,51 @@ webhook_tokens = sa.Table(
     sa.Index("ix_webhook_tokens_expires", "expires_at"),
 )
 
+# The fediverse wing's accounts (`feedpub.fediverse`). Each account's RSA key pair, made once: in the store, so
+# that every process signing for it (the daemon, `feedpub worker`s on other machines) signs with the same key,
+# and `store backup`/`copy` carry it; the SQLite file is the owner's only (0600), PostgreSQL's rows its roles'.
+fediverse_keys = sa.Table(
+    "fediverse_keys", metadata,
+    sa.Column("account", sa.String(200), primary_key=True),       # the username, a category's slug, "@instance"
+    sa.Column("private_key", sa.Text, nullable=False),            # PKCS#8 PEM
+    sa.Column("public_key", sa.Text, nullable=False),             # SubjectPublicKeyInfo PEM, as actors publish it
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+fediverse_followers = sa.Table(
+    "fediverse_followers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(2000), nullable=False),          # the follower's actor id
+    sa.Column("inbox", sa.String(2000), nullable=False),
+    sa.Column("shared_inbox", sa.String(2000), nullable=False, server_default=""),   # "" when it has none
+    sa.Column("host", sa.String(300), nullable=False),            # the actor id's host, lower-case
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("account", "actor"),
+    sa.Index("ix_fediverse_followers_host", "host"),
+)
+
+# Instances whose activities are refused and to which nothing is delivered.
+fediverse_blocks = sa.Table(
+    "fediverse_blocks", metadata,
+    sa.Column("host", sa.String(300), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Likes, boosts and replies to the posts, for the operator (a reply is never published).
+fediverse_reactions = sa.Table(
+    "fediverse_reactions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account", sa.String(200), nullable=False),         # the inbox's account; "" for the shared inbox
+    sa.Column("object_id", sa.String(2000), nullable=False),      # our post's ActivityPub id
+    sa.Column("kind", sa.String(16), nullable=False),             # like | announce | reply
+    sa.Column("actor", sa.String(2000), nullable=False),
+    sa.Column("activity_id", sa.String(2000), nullable=False, unique=True),   # a replayed activity counts once
+    sa.Column("content", sa.Text, nullable=False, server_default=""),        # a reply's HTML, as sent
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_fediverse_reactions_object", "object_id", "kind"),
+)
+
 
 # The fediverse wing's publishing (`feedpub.fediverse.publish`, `queue`, `delivery`): each activity once, its
 # deliveries one per inbox (a shared inbox serves every follower on its instance), claimed as mail is.
@@ -321,8 +366,11 @@ def _add_suppression_causes_v8(conn: Connection) -> None:
         conn.execute(issue_posts.insert(), [{"issue_id": i, "url": url} for i, url in sorted(carried)])
 
 
+def _add_fediverse_accounts_v9(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[fediverse_keys, fediverse_followers, fediverse_blocks, fediverse_reactions])
 
-def _add_fediverse_publishing_v9(conn: Connection) -> None:
+
+def _add_fediverse_publishing_v10(conn: Connection) -> None:
     metadata.create_all(conn, tables=[fediverse_activities, fediverse_deliveries, fediverse_hosts,
                                       fediverse_published])
 
@@ -330,7 +378,7 @@ def _add_fediverse_publishing_v9(conn: Connection) -> None:
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
                                                       _add_confirmation_links_v7, _add_suppression_causes_v8,
-                                                      _add_fediverse_publishing_v9)
+                                                      _add_fediverse_accounts_v9, _add_fediverse_publishing_v10)
 
 
 # Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).

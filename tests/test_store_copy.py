@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from feedpub import accounts, holds
 from feedpub.cli import main
+from feedpub.fediverse.ledger import Ledger
 from feedpub.records import StoredVariant, SubscriberInput
 from feedpub.schema import bounces, deliveries, issue_posts, webhook_tokens, workers
 from feedpub.store import Store, StoreError, open_store
@@ -58,6 +59,14 @@ def filled(path: Path) -> Store:
         conn.execute(issue_posts.insert().values(issue_id=1, url="https://blog.example.com/2025/12/07/ai.html"))
         conn.execute(webhook_tokens.insert().values(provider="mailgun", token="7f3e" * 12,
                                                     expires_at=NOW + timedelta(minutes=15)))
+    ledger = Ledger(store)
+    ledger.key_pair("blog")
+    ledger.add_follower("blog", "https://m.example/users/ann", "https://m.example/users/ann/inbox",
+                        "https://m.example/inbox", "m.example")
+    ledger.block("spam.example")
+    ledger.add_reaction(account="blog", object_id="https://news.example.org/ap/posts/1", kind="reply",
+                        actor="https://m.example/users/ann", activity_id="https://m.example/notes/1",
+                        content="<p>読みました</p>")
     return store
 
 

@@ -106,6 +106,11 @@ def build_site(config: Config, *, output: Path | None = None, future: bool = Fal
         gc.enable()
 
 
+def render_cache(config: Config) -> dict:
+    """The renderings the last build kept (post URL → `markup.CachedRender`), for what else renders the site's
+    posts after a build (the fediverse's publisher): `markup.render_posts(cache=…)` reuses them."""
+    return Cache(config.path(CACHE_FOLDER), _render_key(config)).load("renders") or {}
+
 def check_folders(config: Config, output: Path) -> None:
     """ConfigError when the posts or the output folder cannot be used (`feedpub check` and `build` alike):
     checked before anything is written, so a wrong posts_dir never replaces good feeds with empty ones."""

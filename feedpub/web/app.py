@@ -133,7 +133,8 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
-    app = Starlette(routes=[*ROUTES, *operator, Mount("/", app=published(config))],
+    fediverse = _fediverse_routes(config) if config.activitypub.enabled else []
+    app = Starlette(routes=[*ROUTES, *operator, *fediverse, Mount("/", app=published(config))],
                     exception_handlers={sa.exc.OperationalError: store_busy, StoreBusy: store_busy})
     state = app.state
     state.config, state.store = config, store
@@ -145,4 +146,16 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     state.send_confirmation, state.categories, state.health = send_confirmation, categories, health
     state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)
     state.confirmations_limit = RateLimit(CONFIRMATIONS_PER_DAY, 24 * 3600)
+    if config.activitypub.enabled:
+        from feedpub.fediverse.routes import Fediverse
+
+        state.fediverse = Fediverse(config, store)
     return app
+
+
+def _fediverse_routes(config: Config) -> list[Route]:
+    """The accounts' routes (`[activitypub] enabled`). Imported only then: httpx, apsig and the signature
+    libraries add 0.4 s to the start of daemons that do not federate (-X importtime)."""
+    from feedpub.fediverse.routes import routes
+
+    return routes()

@@ -1,0 +1,265 @@
+"""Sending the fediverse queue: claimed batches of deliveries POSTed, signed, over reused connections.
+
+One run claims due rows in batches under a lease (`Leases` over `fediverse_deliveries`, the machinery mail's
+deliveries use: several workers on PostgreSQL never take the same row), marking them `sending` in the same
+statement; POSTs each one signed as its account (draft-cavage with Digest, `signatures.sign_request`) with httpx,
+at most `CONNECTIONS` at once, connections kept alive across batches; then writes the batch's outcomes in one
+transaction:
+
+- 2xx: sent. 410: gone: the followers whose inbox it was are removed. Other 4xx but 429: failed for good.
+- 429, 5xx, a timeout, a connection error: deferred, retried with exponential back-off from `RETRY_BASE`
+  (a 429's Retry-After when it says longer).
+- An instance (the inbox URL's authority) answering that way `PAUSE_AFTER` times in a row is paused: none of its
+  rows is claimed until its back-off ends, so a dead instance costs one timeout per round, not one per row.
+  One success closes the breaker. An instance failing for longer than `activitypub.give_up_after` is dropped:
+  its open rows end `dropped`, its followers are removed.
+
+A process killed while POSTing leaves its rows `sending`; they are due again when the lease runs out (or at once
+for a worker on the same host that sees the pid gone) and sent again: instances drop an activity id they have
+seen, so a crash repeats at most the requests in flight, never a post in a timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+import sqlalchemy as sa
+
+from feedpub.config import Config, parse_duration
+from feedpub.counts import counted
+from feedpub.fediverse import signatures
+from feedpub.fediverse.keys import KeyPair
+from feedpub.fediverse.ledger import Ledger
+from feedpub.fediverse.queue import due
+from feedpub.fediverse.urls import key_id
+from feedpub.schema import fediverse_activities, fediverse_deliveries, fediverse_followers, fediverse_hosts
+from feedpub.send.claims import Leases, new_worker_id
+from feedpub.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+
+CONNECTIONS = 32                          # POSTs in flight at once, per process
+BATCH = 256                               # rows claimed at a time
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+RETRY_BASE = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(hours=6)
+PAUSE_AFTER = 3                           # failed attempts in a row that pause an instance
+LEASE = timedelta(minutes=5)
+_FORGET_WORKERS = timedelta(days=1)
+_USER_AGENT = "feedpub (ActivityPub)"
+_ERROR_CHARS = 300                        # of an answer's body kept as last_error
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    inbox: str
+    host: str
+    attempts: int                          # this one included
+    account: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one POST ended: `status` the row's new status, `error` why it did not succeed."""
+
+    row: Row
+    status: str                            # sent | deferred | failed | gone
+    error: str = ""
+    retry_after: timedelta | None = None   # what a 429 or 503 asked for
+
+    @property
+    def transient(self) -> bool:
+        return self.status == "deferred"
+
+
+@dataclass
+class Summary:
+    counts: Counter[str] = field(default_factory=Counter)
+    paused: set[str] = field(default_factory=set)     # instances paused in this run
+    dropped: set[str] = field(default_factory=set)    # instances given up
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [counted(self.counts[status], "delivery") + " " + status
+                 for status in ("sent", "deferred", "failed", "gone", "dropped") if self.counts[status]]
+        parts += [f"{instance} paused" for instance in sorted(self.paused)]
+        parts += [f"{instance} given up" for instance in sorted(self.dropped)]
+        return "; ".join(parts) or "nothing due"
+
+
+def deliver(config: Config, store: Store, *, stop: threading.Event | None = None, lease: timedelta = LEASE,
+            retry_base: timedelta = RETRY_BASE, transport: httpx.AsyncBaseTransport | None = None) -> Summary:
+    """Send every due delivery until none is due (deferred rows whose time has not come stay for a later run)."""
+    run = _Run(config, store, stop or threading.Event(), lease, retry_base)
+    return asyncio.run(run.go(transport))
+
+
+class _Run:
+    def __init__(self, config: Config, store: Store, stop: threading.Event, lease: timedelta,
+                 retry_base: timedelta) -> None:
+        self.config = config
+        self.store = store
+        self.stop = stop
+        self.lease = lease
+        self.retry_base = retry_base
+        self.give_up_after = parse_duration(config.activitypub.give_up_after)
+        self.leases = Leases(store, new_worker_id(), fediverse_deliveries, due)
+        self.ledger = Ledger(store)
+        self.keys: dict[str, KeyPair] = {}
+        self.summary = Summary()
+
+    async def go(self, transport: httpx.AsyncBaseTransport | None) -> Summary:
+        await asyncio.to_thread(self.leases.register, utcnow(), _FORGET_WORKERS)
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+        gate = asyncio.Semaphore(CONNECTIONS)
+        try:
+            async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT, transport=transport,
+                                         headers={"User-Agent": _USER_AGENT}) as client:
+                while not self.stop.is_set():
+                    rows = await asyncio.to_thread(self._claim)
+                    if not rows:
+                        break
+                    results = await asyncio.gather(*(self._post(client, gate, row) for row in rows))
+                    await asyncio.to_thread(self._record, results)
+        finally:
+            await asyncio.to_thread(self.leases.release, retire=True)
+        return self.summary
+
+    def _claim(self) -> list[Row]:
+        now = utcnow()
+        rows = fediverse_deliveries.c
+        ids = self.leases.take(now, self.lease, BATCH)
+        if not ids:
+            return []
+        with self.store.writing() as conn:
+            conn.execute(fediverse_deliveries.update().where(rows.id.in_(ids), rows.claimed_by == self.leases.worker)
+                         .values(status="sending", attempts=rows.attempts + 1, next_attempt_at=None, updated_at=now))
+        query = (sa.select(rows.id, rows.inbox, rows.host, rows.attempts, fediverse_activities.c.account,
+                           fediverse_activities.c.body)
+                 .join(fediverse_activities, fediverse_activities.c.id == rows.activity_id)
+                 .where(rows.id.in_(ids)).order_by(rows.id))
+        with self.store.engine.connect() as conn:
+            found = [Row(r.id, r.inbox, r.host, r.attempts, r.account, r.body.encode()) for r in conn.execute(query)]
+        for account in {row.account for row in found} - self.keys.keys():
+            self.keys[account] = self.ledger.key_pair(account)
+        return found
+
+    async def _post(self, client: httpx.AsyncClient, gate: asyncio.Semaphore, row: Row) -> Result:
+        async with gate:
+            headers = signatures.sign_request(self.keys[row.account], key_id(self.config, row.account), "POST",
+                                              row.inbox, row.body)
+            headers["Content-Type"] = "application/activity+json"
+            try:
+                answer = await client.post(row.inbox, content=row.body, headers=headers)
+            except httpx.TimeoutException:
+                return Result(row, "deferred", "timed out")
+            except httpx.HTTPError as exc:
+                return Result(row, "deferred", f"{type(exc).__name__}: {exc}")
+        return judged(row, answer)
+
+    def _record(self, results: Sequence[Result]) -> None:
+        now = utcnow()
+        rows = fediverse_deliveries.c
+        by_host: dict[str, list[Result]] = defaultdict(list)
+        for result in results:
+            by_host[result.row.host].append(result)
+        with self.store.writing() as conn:
+            conn.execute(fediverse_deliveries.update()
+                         .where(rows.id == sa.bindparam("row_id"), rows.claimed_by == self.leases.worker)
+                         .values(status=sa.bindparam("new_status"), last_error=sa.bindparam("error"),
+                                 next_attempt_at=sa.bindparam("retry_at"), claimed_by=None, claimed_until=None,
+                                 updated_at=now),
+                         [{"row_id": r.row.id, "new_status": r.status, "error": r.error,
+                           "retry_at": now + self._backoff(r.row.attempts, r.retry_after) if r.transient else None}
+                          for r in results])
+            gone = {r.row.inbox for r in results if r.status == "gone"}
+            if gone:
+                conn.execute(fediverse_followers.delete().where(sa.or_(
+                    fediverse_followers.c.shared_inbox.in_(gone),
+                    sa.and_(fediverse_followers.c.shared_inbox == "", fediverse_followers.c.inbox.in_(gone)))))
+            for host, found in by_host.items():
+                self._judge_host(conn, host, found, now)
+        self.summary.counts.update(r.status for r in results)
+        for result in results:
+            if result.status != "sent":
+                log.info("%s: %s: %s", result.row.inbox, result.status, result.error)
+
+    def _judge_host(self, conn: sa.Connection, host: str, results: list[Result], now: datetime) -> None:
+        """The breaker of one instance after a batch: any answer that was not a transient failure closes it."""
+        hosts = fediverse_hosts.c
+        if any(not r.transient for r in results):
+            conn.execute(fediverse_hosts.delete().where(hosts.host == host))
+            return
+        known = conn.execute(sa.select(fediverse_hosts).where(hosts.host == host)).first()
+        failures = (known.failures if known else 0) + len(results)
+        since = known.failing_since if known else now
+        error = results[-1].error
+        if now - since >= self.give_up_after:
+            self._give_up(conn, host, now, error)
+            return
+        paused_until = None
+        if failures >= PAUSE_AFTER:
+            paused_until = now + self._backoff(failures - PAUSE_AFTER + 1, None)
+            if not (known and known.paused_until and known.paused_until > now):
+                self.summary.paused.add(host)
+                log.warning("%s paused until %s: %s", host, paused_until.isoformat(timespec="seconds"), error)
+        values = {"failures": failures, "paused_until": paused_until, "last_error": error}
+        if known:
+            conn.execute(fediverse_hosts.update().where(hosts.host == host).values(**values))
+        else:
+            conn.execute(fediverse_hosts.insert().values(host=host, failing_since=since, **values))
+
+    def _give_up(self, conn: sa.Connection, host: str, now: datetime, error: str) -> None:
+        rows = fediverse_deliveries.c
+        reason = f"instance failing since more than {self.config.activitypub.give_up_after}: {error}"
+        dropped = conn.execute(fediverse_deliveries.update()
+                               .where(rows.host == host, rows.status.in_(("queued", "deferred", "sending")),
+                                      sa.or_(rows.claimed_by.is_(None), rows.claimed_by == self.leases.worker))
+                               .values(status="dropped", last_error=reason, claimed_by=None, claimed_until=None,
+                                       updated_at=now)).rowcount
+        followers = fediverse_followers.c
+        prefixes = [f"{scheme}://{host}/" for scheme in ("https", "http")]
+        conn.execute(fediverse_followers.delete().where(sa.or_(
+            *(followers.inbox.startswith(p, autoescape=True) for p in prefixes),
+            *(followers.shared_inbox.startswith(p, autoescape=True) for p in prefixes))))
+        conn.execute(fediverse_hosts.delete().where(fediverse_hosts.c.host == host))
+        self.summary.dropped.add(host)
+        self.summary.counts["dropped"] += dropped
+        log.warning("%s given up: %s", host, reason)
+
+    def _backoff(self, attempts: int, asked: timedelta | None) -> timedelta:
+        wait = min(self.retry_base * 2 ** max(0, attempts - 1), MAX_BACKOFF)
+        return max(wait, asked) if asked else wait
+
+
+def judged(row: Row, answer: httpx.Response) -> Result:
+    """The row's outcome from the instance's answer."""
+    code = answer.status_code
+    if 200 <= code < 300:
+        return Result(row, "sent")
+    error = f"{code} {answer.reason_phrase}: {answer.text[:_ERROR_CHARS]}".strip()
+    if code == 410:
+        return Result(row, "gone", error)
+    if code == 429 or code >= 500:
+        return Result(row, "deferred", error, _retry_after(answer.headers.get("retry-after", "")))
+    return Result(row, "failed", error)
+
+
+def _retry_after(value: str) -> timedelta | None:
+    """Retry-After: seconds, or an HTTP date; None when absent or unreadable."""
+    if value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        return parsedate_to_datetime(value) - utcnow()
+    except (TypeError, ValueError):
+        return None
