@@ -48,7 +48,9 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
             if feeds:
                 announce(config.feeds.websub_hub, feeds)
         archived = _write_archive(config, output_dir, use_cache=not no_cache)
-        return PARTIAL if result.errors or not archived else OK
+        # What the fediverse accounts publish follows the site as published, never a preview elsewhere.
+        published = _publish_fediverse(config) if output_dir is None and not (future or drafts) else True
+        return PARTIAL if result.errors or not archived or not published else OK
 
     if not watch:
         code = once(app.config, _announce_now)
@@ -89,6 +91,31 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
         t = words()
         say(t.text("archive_summary", issues=t.count("issues", archived.issues),
                    files=t.count("files", len(archived.written)), unchanged=archived.unchanged))
+    return True
+
+
+def _publish_fediverse(config) -> bool:  # noqa: ANN001 - Config, imported lazily
+    """Queue the fediverse accounts' new, edited and removed posts (the daemon or a worker delivers them); False
+    when the store could not be used (the feeds were written)."""
+    if not config.activitypub.enabled:
+        return True
+    from feedpub.fediverse.publish import publish  # lazy: sqlalchemy, which a build without the store never loads
+    from feedpub.store import open_store
+
+    try:
+        store = open_store(config.store_url)
+        try:
+            published = publish(config, store)
+        finally:
+            store.engine.dispose()
+    except FeedpubError as exc:
+        click.echo(f"feedpub: {exc}", err=True)
+        return False
+    if published.changed:
+        t = words()
+        say(t.text("fediverse_published", created=published.created, updated=published.updated,
+                   deleted=published.deleted, announced=published.announced, recorded=published.recorded,
+                   deliveries=t.count("fediverse_deliveries", published.queued)))
     return True
 
 

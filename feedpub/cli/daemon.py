@@ -52,6 +52,7 @@ class Daemon:
         self.warnings: dict[str, list[str]] = {}
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
+        self.fediverse_queued = threading.Event()   # wakes the fediverse sender
 
     @property
     def config(self) -> Config:
@@ -64,10 +65,14 @@ class Daemon:
         only list the posts and look at the store's file, so they simply run."""
         with self._building:
             config = self.config
-            self._build_feeds(config)
+            changed = self._build_feeds(config)
             self._write_archive(config)
+            # At start, when the feeds changed, and after a failed try.
+            if changed or self.problems.get("fediverse") != []:
+                self._publish_fediverse(config)
 
-    def _build_feeds(self, config: Config) -> None:
+    def _build_feeds(self, config: Config) -> bool:
+        """True when the build wrote or removed a file (False too when it failed)."""
         from feedpub.site.build import build_site  # lazy: 40 ms
 
         try:
@@ -75,11 +80,11 @@ class Daemon:
         except ConfigError as exc:
             log.error("build failed, published files left as they were: %s", exc)
             self._outcome("build", [f"build failed, published files left as they were: {exc}"])
-            return
+            return False
         except Exception as exc:
             log.exception("build failed, published files left as they were")
             self._outcome("build", [f"build failed, published files left as they were: {exc!r}"])
-            return
+            return False
         for problem in report.problems:    # each once, not at every timed rebuild
             if problem not in self._reported:
                 log.warning("%s", problem)
@@ -92,6 +97,7 @@ class Daemon:
         self._outcome("build", errors, warnings)
         self.last_build_facts = {"last_build_posts": report.posts, "last_build_problems": len(errors),
                                  "last_build_warnings": len(warnings)}
+        return bool(report.written.written or report.written.removed)
 
     def _outcome(self, job: str, problems: list[str], warnings: Sequence[str] = ()) -> None:
         """What `job`'s last run left wrong and worth a look, in place of its run before."""
@@ -109,6 +115,33 @@ class Daemon:
         self._outcome("archive", [])
         if archived.written:
             log.info("%s", archived.summary())
+
+    def _publish_fediverse(self, config: Config) -> None:
+        """Queue what the fediverse accounts publish of the site as built (each build: it reads the store, where
+        what was published is kept, so a build another process made is caught up too)."""
+        if not config.activitypub.enabled:
+            return
+        from feedpub.fediverse.publish import publish  # lazy: loads site.feeds, already loaded by a build
+
+        try:
+            published = publish(config, self.store)
+        except Exception as exc:
+            log.exception("fediverse publishing failed; the next build tries again")
+            self._outcome("fediverse", [f"fediverse publishing failed: {exc!r}"])
+            return
+        self._outcome("fediverse", [])
+        if published.queued:
+            self.fediverse_queued.set()
+        if published.changed:
+            log.info("fediverse: %s created, %s updated, %s deleted, %s announced, %s recorded; %s queued",
+                     published.created, published.updated, published.deleted, published.announced,
+                     published.recorded, published.queued)
+
+    def deliver_fediverse(self) -> None:
+        """The fediverse sender, until the daemon stops (its own thread)."""
+        from feedpub.fediverse.delivery import keep_delivering  # lazy: httpx, sqlalchemy
+
+        keep_delivering(lambda: self.config, self.store, self.stop, self.fediverse_queued)
 
     def _announce(self, config: Config, written: WriteResult) -> None:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""
@@ -262,6 +295,10 @@ def run(app: App, no_watch: bool) -> None:
     scheduler.start()
     watcher = threading.Thread(target=daemon.watch, name="watch", daemon=True)
     parts = {f"the web server on http://{config.web.listen}": web.is_alive, "the scheduler": scheduler.alive}
+    fediverse = threading.Thread(target=daemon.deliver_fediverse, name="fediverse", daemon=True)
+    if config.activitypub.enabled:
+        fediverse.start()
+        parts["the fediverse sender"] = fediverse.is_alive
     if not no_watch:
         watcher.start()
         parts["the watcher"] = watcher.is_alive
@@ -283,6 +320,8 @@ def run(app: App, no_watch: bool) -> None:
     scheduler.shutdown(wait=True)
     if watcher.is_alive():
         watcher.join()     # after the build in hand
+    if fediverse.is_alive():
+        fediverse.join()   # after the requests in flight
     daemon.publisher.close(timeout=config.smtp.timeout)
     web.join(timeout=config.smtp.timeout)
     listening.close()

@@ -28,11 +28,13 @@ log = logging.getLogger("feedpub.worker")
               help="Pause between looks at the store when nothing is due.")
 @click.pass_obj
 def worker(app: App, lease: str, idle: str) -> None:
-    """Send queued deliveries of every issue; exits 0 on SIGTERM after the messages in flight."""
+    """Send queued deliveries of every issue (and, with activitypub.enabled, the fediverse's); exits 0 on SIGTERM
+    after the messages in flight."""
     # Imported here, not with the module that `feedpub --help` loads (python -X importtime -m feedpub):
     from sqlalchemy.exc import SQLAlchemyError  # 0.2 s
 
     from feedpub.config import parse_duration  # 26 ms
+    from feedpub.fediverse.delivery import deliver as deliver_fediverse  # httpx, 0.1 s
     from feedpub.send.delivery import deliver  # 0.3 s, with sqlalchemy
     from feedpub.send.dispatch import Messages
 
@@ -65,6 +67,14 @@ def worker(app: App, lease: str, idle: str) -> None:
             log.warning("%s: %s: %s", outcome.email, outcome.status, outcome.reply)
         if summary.sent or summary.problems or summary.skipped:
             log.info("%s", summary.line())
+        if config.activitypub.enabled:
+            try:
+                shared = deliver_fediverse(config, store, stop=stop, lease=lease_time)
+            except SQLAlchemyError:
+                log.exception("store error; trying again in %s", idle)
+            else:
+                if shared.counts or shared.paused or shared.dropped:
+                    log.info("fediverse: %s", shared.line())
         stop.wait(idle_time.total_seconds())
     notify("STOPPING=1", "STATUS=stopping after the messages in flight")
     store.engine.dispose()

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -38,7 +38,7 @@ from feedpub.counts import counted
 from feedpub.fediverse import signatures
 from feedpub.fediverse.keys import KeyPair
 from feedpub.fediverse.ledger import Ledger
-from feedpub.fediverse.queue import due
+from feedpub.fediverse.queue import due, next_retry
 from feedpub.fediverse.urls import key_id
 from feedpub.schema import fediverse_activities, fediverse_deliveries, fediverse_followers, fediverse_hosts
 from feedpub.send.claims import Leases, new_worker_id
@@ -90,7 +90,7 @@ class Summary:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        parts = [counted(self.counts[status], "delivery") + " " + status
+        parts = [counted(self.counts[status], "delivery", "deliveries") + " " + status
                  for status in ("sent", "deferred", "failed", "gone", "dropped") if self.counts[status]]
         parts += [f"{instance} paused" for instance in sorted(self.paused)]
         parts += [f"{instance} given up" for instance in sorted(self.dropped)]
@@ -98,10 +98,10 @@ class Summary:
 
 
 def deliver(config: Config, store: Store, *, stop: threading.Event | None = None, lease: timedelta = LEASE,
-            retry_base: timedelta = RETRY_BASE, transport: httpx.AsyncBaseTransport | None = None) -> Summary:
+            retry_base: timedelta = RETRY_BASE, timeout: httpx.Timeout = TIMEOUT) -> Summary:
     """Send every due delivery until none is due (deferred rows whose time has not come stay for a later run)."""
     run = _Run(config, store, stop or threading.Event(), lease, retry_base)
-    return asyncio.run(run.go(transport))
+    return asyncio.run(run.go(timeout))
 
 
 class _Run:
@@ -118,12 +118,12 @@ class _Run:
         self.keys: dict[str, KeyPair] = {}
         self.summary = Summary()
 
-    async def go(self, transport: httpx.AsyncBaseTransport | None) -> Summary:
+    async def go(self, timeout: httpx.Timeout) -> Summary:
         await asyncio.to_thread(self.leases.register, utcnow(), _FORGET_WORKERS)
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         gate = asyncio.Semaphore(CONNECTIONS)
         try:
-            async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT, transport=transport,
+            async with httpx.AsyncClient(limits=limits, timeout=timeout,
                                          headers={"User-Agent": _USER_AGENT}) as client:
                 while not self.stop.is_set():
                     rows = await asyncio.to_thread(self._claim)
@@ -263,3 +263,23 @@ def _retry_after(value: str) -> timedelta | None:
         return parsedate_to_datetime(value) - utcnow()
     except (TypeError, ValueError):
         return None
+
+
+def keep_delivering(config: Callable[[], Config], store: Store, stop: threading.Event, wake: threading.Event,
+                    look_every: timedelta = timedelta(seconds=30)) -> None:
+    """The daemon's fediverse sender, until `stop`: a run whenever `wake` is set (a build queued activities), a
+    retry falls due, or at least every `look_every` (rows another process queued)."""
+    while not stop.is_set():
+        try:
+            summary = deliver(config(), store, stop=stop)
+            if summary.counts or summary.paused or summary.dropped:
+                log.info("fediverse: %s", summary.line())
+            retry_at = next_retry(store)
+        except Exception:
+            log.exception("fediverse deliveries failed; trying again in %s", look_every)
+            retry_at = None
+        wait = look_every.total_seconds()
+        if retry_at is not None:
+            wait = min(wait, max(0.0, (retry_at - utcnow()).total_seconds()) + 0.05)
+        if wake.wait(wait):
+            wake.clear()

@@ -90,10 +90,9 @@ class PublishReport:
     recorded: int = 0        # new posts not pushed (backdated, an import)
     queued: int = 0          # deliveries
 
-    def summary(self) -> str:
-        return (f"fediverse: {self.created} created, {self.updated} updated, {self.deleted} deleted, "
-                f"{self.announced} announced, {self.recorded} recorded without pushing; {self.queued} deliveries "
-                "queued")
+    @property
+    def changed(self) -> bool:
+        return any((self.created, self.updated, self.deleted, self.announced, self.recorded))
 
 
 def plan(site_account: str, carried: Mapping[str, Sequence[Entry]], known: Mapping[tuple[str, str], Known],
@@ -151,7 +150,8 @@ def publish(config: Config, store: Store, *, now: datetime | None = None) -> Pub
     queued = 0
     for change in changes:
         queued += _apply(config, store, change, site_account, by_key, posts, known, now)
-        counts[change.kind] = counts.get(change.kind, 0) + 1
+        if change.kind != "record" or change.account == site_account:   # posts, not posts × accounts
+            counts[change.kind] = counts.get(change.kind, 0) + 1
     return PublishReport(counts.get("create", 0), counts.get("update", 0), counts.get("delete", 0),
                          counts.get("announce", 0), counts.get("record", 0), queued)
 
