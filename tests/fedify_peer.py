@@ -62,6 +62,7 @@ class TLSFront:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
         self.loop = asyncio.new_event_loop()
+        self.open: set[asyncio.StreamWriter] = set()   # closed at stop, or the daemon waits for them to end
         self.thread = threading.Thread(target=self.loop.run_forever, name="tls-front", daemon=True)
 
     def start(self) -> TLSFront:
@@ -71,9 +72,14 @@ class TLSFront:
         return self
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+
+    async def _close(self) -> None:
+        self.server.close()
+        for writer in list(self.open):
+            writer.close()
 
     async def _forward(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
         try:
@@ -81,6 +87,7 @@ class TLSFront:
         except OSError:
             client_out.close()
             return
+        self.open |= {client_out, backend_out}
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -91,6 +98,7 @@ class TLSFront:
                 pass
             finally:
                 writer.close()
+                self.open.discard(writer)
 
         await asyncio.gather(pipe(client_in, backend_out), pipe(backend_in, client_out))
 

@@ -10,7 +10,7 @@
 // Control API for the test (JSON in and out), on the same port under /control/:
 //   POST /control/follow    {"handle": "@blog@127.0.0.1:8443"}  WebFinger + actor lookup, then a signed Follow
 //   POST /control/unfollow  {"actor": "https://…/actor"}        Undo of that Follow
-//   POST /control/lookup    {"uri": "…"}                         Fedify's lookupObject: the object as JSON-LD
+//   POST /control/lookup    {"uri": "…"}                         Fedify's lookupObject, uncached: the object
 //   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper"}  a raw request signed as
 //                           asked (body sent as given; "tamper": "body" adds a space after signing)
 //   POST /control/fault     {"inbox": "ok" | "500" | "hang"}     how this server's inboxes answer from now on
@@ -25,6 +25,7 @@ import {
   Endpoints,
   Follow,
   generateCryptoKeyPair,
+  getDocumentLoader,
   MemoryKvStore,
   Person,
   signRequest,
@@ -59,6 +60,7 @@ for (const name of ACTORS) {
     await generateCryptoKeyPair("Ed25519")];
 }
 
+const freshLoader = getDocumentLoader({ allowPrivateAddress: true });
 const federation = createFederation({ kv: new MemoryKvStore(), allowPrivateAddress: true, origin });
 
 federation
@@ -130,7 +132,8 @@ async function control(path, input) {
       return [200, { undo: undo.id.href }];
     }
     case "/control/lookup": {
-      const found = await ctx.lookupObject(input.uri);
+      // Read afresh: the federation's own loader keeps what it fetched for 5 minutes.
+      const found = await ctx.lookupObject(input.uri, { documentLoader: freshLoader });
       return found == null ? [404, { error: `nothing at ${input.uri}` }]
         : [200, { type: found.constructor.name, object: await found.toJsonLd({ format: "compact" }) }];
     }
