@@ -28,6 +28,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from feedpub.config_file import load_config
+from feedpub.fediverse.delivery import deliver
+from feedpub.fediverse.queue import next_retry
+from feedpub.store import Store, open_store
+from feedpub.web.app import create_app
+from tests.conftest import serving
 from tests.fedify_peer import FedifyPeer, TLSFront, free_port, require_peer, self_signed_certificate
 
 SITE_URL = "https://blog.example.com"
@@ -37,11 +43,15 @@ TOKYO = ZoneInfo("Asia/Tokyo")
 
 @dataclass
 class Blog:
+    """A site folder with the accounts on, at `public_url`."""
+
     root: Path
-    public_url: str          # https://127.0.0.1:PORT, through the TLS front
-    backend: str             # the daemon's own http://127.0.0.1:PORT
-    process: subprocess.Popen[bytes]
-    log: Path
+    public_url: str
+
+    @property
+    def log(self) -> Path:
+        """What its daemon (`start_daemon`) wrote to stderr."""
+        return self.root / "daemon.log"
 
     @property
     def handle(self) -> str:
@@ -125,8 +135,8 @@ def blog(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path
     write_site(root, web_port, public_url, private=True)
     front = TLSFront(front_port, web_port, *certificate).start()
     backend = f"http://127.0.0.1:{web_port}"
-    process, log = start_daemon(root, backend)
-    blog = Blog(root, public_url, backend, process, log)
+    process, _ = start_daemon(root, backend)
+    blog = Blog(root, public_url)
     blog.save_post("archive", "過去の記事", "以前の本文。", datetime.now(UTC) - timedelta(days=30))
     try:
         yield blog
@@ -327,3 +337,75 @@ def test_sigterm_stops_the_daemon_promptly_with_activitypub_enabled(tmp_path: Pa
         assert process.wait(timeout=10) == 0, log.read_text()
     finally:
         process.kill()
+
+
+def sleep_until_retry(store: Store) -> None:
+    """Until the queue's next deferred delivery is due (what the daemon's sender waits for)."""
+    time.sleep(max(0.0, (next_retry(store) - datetime.now(UTC)).total_seconds()) + 0.05)
+
+
+def webfinger_self(public_url: str, handle: str) -> str:
+    answer = httpx.get(f"{public_url}/.well-known/webfinger", params={"resource": f"acct:{handle}"})
+    answer.raise_for_status()
+    return next(link["href"] for link in answer.json()["links"] if link.get("rel") == "self")
+
+
+def test_a_follower_instance_answering_500_is_retried_then_paused_and_a_hanging_one_times_out(
+        tmp_path: Path, peer: FedifyPeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deliveries of one site's queue, run as the daemon runs them (a shorter back-off), to the peer answering
+    500, then hanging: each failure is retried, the third in a row pauses the instance (its rows wait, unsent, until
+    the pause ends), then the post reaches it once and Fedify verifies it."""
+    web_port = free_port()
+    public_url = f"http://127.0.0.1:{web_port}"
+    write_site(tmp_path, web_port, public_url, private=True)
+    config = load_config(tmp_path / "feedpub.toml")
+    store = open_store(config.store_url)
+    monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
+    blog = Blog(tmp_path, public_url)
+    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
+    retry_base, peer_host = timedelta(seconds=1.5), f"127.0.0.1:{peer.port}"
+    try:
+        with serving(app, web_port):
+            followed = peer.follow(webfinger_self(public_url, f"blog@127.0.0.1:{web_port}"))
+            peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
+
+            peer.fault("500")
+            blog.save_post("down", "落ちている相手へ", "再送の本文。", datetime.now(UTC))
+            built = blog.feedpub("build")
+            assert built.returncode == 0, built.stderr
+            paused = set()
+            for attempt in range(1, 4):
+                summary = deliver(config, store, retry_base=retry_base)
+                assert summary.counts["deferred"] == 1, f"attempt {attempt}: {summary.line()}"
+                paused |= summary.paused
+                if attempt < 3:
+                    assert not paused
+                    sleep_until_retry(store)
+            assert paused == {peer_host}
+            assert len([post for post in peer.received()["posts"] if post.get("fault") == "500"]) == 3
+
+            peer.fault("ok")
+            assert deliver(config, store, retry_base=retry_base).line() == "nothing due"   # paused
+            for _ in range(3):   # the pause ends, then the row's own back-off (4 × retry_base after 3 attempts)
+                sleep_until_retry(store)
+                summary = deliver(config, store, retry_base=retry_base)
+                if summary.counts["sent"]:
+                    break
+                assert next_retry(store) > datetime.now(UTC), \
+                    "nothing was due, yet the next retry is past: the daemon's sender would wake every 50 ms"
+            assert summary.counts["sent"] == 1
+            create = peer.wait_for(peer.verified("Create"), "the Create after the pause")
+            assert create["object"]["name"] == "落ちている相手へ"
+            assert [post.get("status") for post in posts_for(peer.received(), create["id"])] == [None] * 3 + [202]
+
+            peer.fault("hang")
+            blog.save_post("hang", "応答しない相手へ", "時間切れの本文。", datetime.now(UTC))
+            assert blog.feedpub("build").returncode == 0
+            summary = deliver(config, store, retry_base=retry_base, timeout=httpx.Timeout(1.0))
+            assert summary.counts["deferred"] == 1, summary.line()
+            assert [post["fault"] for post in peer.received()["posts"] if post.get("fault") == "hang"] == ["hang"]
+            peer.fault("ok")
+            peer.unfollow(followed["actor"]["id"])
+    finally:
+        peer.fault("ok")
+        store.engine.dispose()

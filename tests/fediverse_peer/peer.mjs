@@ -142,6 +142,7 @@ async function control(path, input) {
     case "/control/fault":
       fault = input.inbox;
       for (const release of hanging) release();
+      hanging.clear();
       return [200, { inbox: fault }];
     case "/control/reset":
       verified.length = 0;
@@ -192,7 +193,7 @@ const server = http.createServer(async (req, res) => {
     const isInboxPost = req.method === "POST" && /^\/(inbox|users\/[^/]+\/inbox)$/.test(url.pathname);
     if (isInboxPost && fault !== "ok") {
       posts.push({ path: url.pathname, fault, body: body.toString("utf8") });
-      if (fault === "hang") return hanging.add(() => answer(res, 503, { fault }));
+      if (fault === "hang") return hanging.add(() => res.destroyed || answer(res, 503, { fault }));
       return answer(res, 500, { fault });
     }
     const headers = new Headers();
