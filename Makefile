@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint lock bench bench-send bench-publish bench-admin bench-bounces bench-bounce-accuracy bench-archive \
-	bench-jekyll bench-hostile clean
+	bench-jekyll bench-hostile bench-fediverse clean
 
 run: $(VENV)/.installed
 	$(BIN)/feedpub check
@@ -34,6 +34,9 @@ bench-archive: $(VENV)/.installed
 
 bench-hostile: $(VENV)/.installed
 	$(BIN)/python bench/hostile_bench.py
+
+bench-fediverse: $(VENV)/.installed
+	$(BIN)/python bench/fediverse_bench.py
 
 # CORPUS: a folder of returned mail with an expected.json (never part of the project)
 bench-bounce-accuracy: $(VENV)/.installed

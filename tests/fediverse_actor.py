@@ -72,12 +72,14 @@ class RemoteServer:
         self.port = port
         self.actors = {name: RemoteActor(self.base, name) for name in ("ann", "bob")}
         self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.fetched: list[tuple[str, dict[str, str]]] = []      # (path, headers) of each actor GET
         self.arrived = threading.Condition()
         self.app = Starlette(routes=[Route("/users/{name}", self._actor, methods=["GET"]),
                                      Route("/users/{name}/inbox", self._inbox, methods=["POST"]),
                                      Route("/inbox", self._inbox, methods=["POST"])])
 
     async def _actor(self, request: Request) -> Response:
+        self.fetched.append((request.url.path, {k.lower(): v for k, v in request.headers.items()}))
         found = self.actors.get(request.path_params["name"])
         if found is None:
             return Response(status_code=410)
@@ -117,7 +119,7 @@ POSTS = {
         ---
         title: 推論性能35%向上
         date: 2025-12-16 04:49:25 +0000
-        categories: [AI, news]
+        categories: [AI, news, 国内]
         ---
         **推論性能35%**向上しました。
         """,
@@ -125,7 +127,8 @@ POSTS = {
 
 
 @contextmanager
-def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "") -> Iterator[tuple[str, Any]]:
+def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "", language: str = "en",
+                ) -> Iterator[tuple[str, Any]]:
     """The site (POSTS, title and description, categories as accounts) served by feedpub's web app on `port` with
     `[activitypub]` on, keys fetched from 127.0.0.1 allowed unless `extra` says otherwise: (base URL, store)."""
     from feedpub.store import open_store
@@ -138,7 +141,7 @@ def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "") -
     store_line = f'[store]\nurl = "{store_url}"\n' if store_url else ""
     site.configure(f'[web]\npublic_url = "{base}"\n[activitypub]\nenabled = true\ncategories = true\n'
                    f'{extra or "allow_private_addresses = true"}\n{store_line}',
-                   description="AIのニュースと分析", icon="/icon.png")
+                   description="AIのニュースと分析", icon="/icon.png", language=language)
     store = open_store(site.config.store_url)
     if store_url:
         emptied(store)

@@ -36,6 +36,10 @@ def test_webfinger_finds_each_account_by_acct_and_by_actor_url(blog: str) -> Non
     for unknown in (f"acct:nobody@{host}", "acct:blog@elsewhere.example", f"{blog}/ap/accounts/nobody"):
         assert httpx.get(f"{blog}/.well-known/webfinger", params={"resource": unknown}).status_code == 404
     assert httpx.get(f"{blog}/.well-known/webfinger").status_code == 400
+    # The instance actor round-trips too (Mastodon checks it before trusting the key that signs our GETs).
+    instance = httpx.get(f"{blog}/.well-known/webfinger", params={"resource": f"acct:{host}@{host}"}).json()
+    assert {"rel": "self", "type": AP, "href": f"{blog}/ap/actor"} in instance["links"]
+    assert httpx.get(f"{blog}/ap/actor", headers={"Accept": AP}).json()["preferredUsername"] == host
 
 
 def test_the_actor_is_the_blogs_profile_and_round_trips_with_webfinger(blog: str) -> None:
@@ -85,7 +89,7 @@ def test_nodeinfo(blog: str) -> None:
     document = httpx.get(links[0]["href"]).json()
     assert document["version"] == "2.1" and document["software"]["name"] == "feedpub"
     assert document["protocols"] == ["activitypub"] and document["openRegistrations"] is False
-    assert document["usage"]["users"]["total"] == 3 and document["usage"]["localPosts"] == 2   # blog, ai, news
+    assert document["usage"]["users"]["total"] == 4 and document["usage"]["localPosts"] == 2   # blog, ai, news, 国内
 
 
 def test_the_outbox_pages_the_accounts_posts_newest_first(blog: str) -> None:
@@ -138,3 +142,29 @@ def test_nothing_of_it_is_there_when_activitypub_is_off(site: Site, monkeypatch:
     with serving(app, port):
         assert httpx.get(f"http://127.0.0.1:{port}/.well-known/webfinger?resource=acct:blog@x").status_code == 404
         assert httpx.get(f"http://127.0.0.1:{port}/ap/accounts/blog", headers={"Accept": AP}).status_code == 404
+
+
+def test_the_profile_speaks_the_sites_language(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    with served_blog(site, free_port(), language="ja") as (blog, _):
+        actor = httpx.get(f"{blog}/ap/accounts/news", headers={"Accept": AP}).json()
+    assert [field["name"] for field in actor["attachment"]] == ["ブログ", "フィード"]
+    assert actor["summary"] == "<p>Test blog の「news」の記事</p>"
+
+
+def test_a_deleted_posts_id_answers_gone_with_a_tombstone(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from feedpub.schema import fediverse_published
+
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with served_blog(site, free_port()) as (blog, store):
+        with store.engine.begin() as conn:
+            conn.execute(fediverse_published.insert().values(
+                account="blog", object_key="gonepost", url="https://blog.example.com/gone.html", content_hash="x",
+                state="deleted", published_at=when, created_at=when, updated_at=when))
+        answer = httpx.get(f"{blog}/ap/objects/gonepost", headers={"Accept": AP})
+    assert answer.status_code == 410
+    assert answer.json() == {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{blog}/ap/objects/gonepost",
+                             "type": "Tombstone", "formerType": "Article", "deleted": "2026-01-02T03:04:05Z"}

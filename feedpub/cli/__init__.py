@@ -141,10 +141,10 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 def _register() -> None:
     # Here, not at the top: the command modules import App, fail and the exit codes from this module.
-    from feedpub.cli import admin, bounces, build, daemon, digest, dkim, site, store, subscribers, worker
+    from feedpub.cli import admin, bounces, build, daemon, digest, dkim, fediverse, site, store, subscribers, worker
 
     for command in (site.init, site.check, build.build, subscribers.subscribers, digest.digest, daemon.run,
-                    worker.worker, dkim.dkim, admin.admin, bounces.bounces, store.store):
+                    worker.worker, dkim.dkim, admin.admin, bounces.bounces, store.store, fediverse.fediverse):
         main.add_command(command)
     main.add_command(bounces.bounces)
 

@@ -297,6 +297,7 @@ def run(app: App, no_watch: bool) -> None:
     parts = {f"the web server on http://{config.web.listen}": web.is_alive, "the scheduler": scheduler.alive}
     fediverse = threading.Thread(target=daemon.deliver_fediverse, name="fediverse", daemon=True)
     if config.activitypub.enabled:
+        web_app.state.fediverse.queued = daemon.fediverse_queued.set     # an inbox's Accept wakes the sender
         fediverse.start()
         parts["the fediverse sender"] = fediverse.is_alive
     if not no_watch:

@@ -21,11 +21,12 @@ seen, so a crash repeats at most the requests in flight, never a post in a timel
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -46,7 +47,8 @@ from feedpub.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
-CONNECTIONS = 32                          # POSTs in flight at once, per process
+CONNECTIONS = 8                           # POSTs in flight at once, per process
+KEPT_ALIVE = 512                          # idle connections kept open (one per instance, as many as there are)
 BATCH = 256                               # rows claimed at a time
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 RETRY_BASE = timedelta(seconds=30)
@@ -100,8 +102,7 @@ class Summary:
 def deliver(config: Config, store: Store, *, stop: threading.Event | None = None, lease: timedelta = LEASE,
             retry_base: timedelta = RETRY_BASE, timeout: httpx.Timeout = TIMEOUT) -> Summary:
     """Send every due delivery until none is due (deferred rows whose time has not come stay for a later run)."""
-    run = _Run(config, store, stop or threading.Event(), lease, retry_base)
-    return asyncio.run(run.go(timeout))
+    return _Run(config, store, stop or threading.Event(), lease, retry_base).go(timeout)
 
 
 class _Run:
@@ -118,22 +119,45 @@ class _Run:
         self.keys: dict[str, KeyPair] = {}
         self.summary = Summary()
 
-    async def go(self, timeout: httpx.Timeout) -> Summary:
-        await asyncio.to_thread(self.leases.register, utcnow(), _FORGET_WORKERS)
-        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-        gate = asyncio.Semaphore(CONNECTIONS)
+    def go(self, timeout: httpx.Timeout) -> Summary:
+        self.leases.register(utcnow(), _FORGET_WORKERS)
+        # Threads over httpx's synchronous client: a third of the CPU per request of its asyncio client here
+        # (0.7 ms against 1.8 ms, 1,000 POSTs to a local server). Each thread has its own client and the
+        # instances hashed to it: its pool keeps their connections alive between batches and looks through a
+        # few of them per request (httpcore's pool polls each idle connection it holds, per request), and an
+        # instance gets one request at a time.
+        limits = httpx.Limits(max_connections=KEPT_ALIVE, max_keepalive_connections=KEPT_ALIVE)
+        clients = [httpx.Client(limits=limits, timeout=timeout, headers={"User-Agent": _USER_AGENT})
+                   for _ in range(CONNECTIONS)]
         try:
-            async with httpx.AsyncClient(limits=limits, timeout=timeout,
-                                         headers={"User-Agent": _USER_AGENT}) as client:
+            with ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="fediverse") as pool:
                 while not self.stop.is_set():
-                    rows = await asyncio.to_thread(self._claim)
+                    rows = self._claim()
                     if not rows:
                         break
-                    results = await asyncio.gather(*(self._post(client, gate, row) for row in rows))
-                    await asyncio.to_thread(self._record, results)
+                    shares: list[list[Row]] = [[] for _ in clients]
+                    for row in rows:
+                        shares[zlib.crc32(row.host.encode()) % len(clients)].append(row)
+                    self._record([result for done in pool.map(self._post_all, clients, shares) for result in done])
         finally:
-            await asyncio.to_thread(self.leases.release, retire=True)
+            for client in clients:
+                client.close()
+            self.leases.release(retire=True)
         return self.summary
+
+    def _post_all(self, client: httpx.Client, rows: Sequence[Row]) -> list[Result]:
+        """One thread's share, in order; an instance that failed PAUSE_AFTER times in a row here is not tried
+        again in this batch (its breaker decides when it is)."""
+        results = []
+        failing: Counter[str] = Counter()
+        for row in rows:
+            if failing[row.host] >= PAUSE_AFTER:
+                results.append(Result(row, "deferred", f"not tried: {row.host} failed {PAUSE_AFTER} times in a row"))
+                continue
+            result = self._post(client, row)
+            failing[row.host] = failing[row.host] + 1 if result.transient else 0
+            results.append(result)
+        return results
 
     def _claim(self) -> list[Row]:
         now = utcnow()
@@ -154,17 +178,16 @@ class _Run:
             self.keys[account] = self.ledger.key_pair(account)
         return found
 
-    async def _post(self, client: httpx.AsyncClient, gate: asyncio.Semaphore, row: Row) -> Result:
-        async with gate:
-            headers = signatures.sign_request(self.keys[row.account], key_id(self.config, row.account), "POST",
-                                              row.inbox, row.body)
-            headers["Content-Type"] = "application/activity+json"
-            try:
-                answer = await client.post(row.inbox, content=row.body, headers=headers)
-            except httpx.TimeoutException:
-                return Result(row, "deferred", "timed out")
-            except httpx.HTTPError as exc:
-                return Result(row, "deferred", f"{type(exc).__name__}: {exc}")
+    def _post(self, client: httpx.Client, row: Row) -> Result:
+        headers = signatures.sign_request(self.keys[row.account], key_id(self.config, row.account), "POST",
+                                          row.inbox, row.body)
+        headers["Content-Type"] = "application/activity+json"
+        try:
+            answer = client.post(row.inbox, content=row.body, headers=headers)
+        except httpx.TimeoutException:
+            return Result(row, "deferred", "timed out")
+        except httpx.HTTPError as exc:
+            return Result(row, "deferred", f"{type(exc).__name__}: {exc}")
         return judged(row, answer)
 
     def _record(self, results: Sequence[Result]) -> None:

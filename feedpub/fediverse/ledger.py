@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from feedpub.fediverse.keys import KeyPair, new_key_pair
-from feedpub.schema import fediverse_blocks, fediverse_followers, fediverse_keys, fediverse_reactions
+from feedpub.schema import (
+    fediverse_blocks,
+    fediverse_followers,
+    fediverse_keys,
+    fediverse_published,
+    fediverse_reactions,
+)
 from feedpub.store import Store
 
 
@@ -110,6 +116,15 @@ class Ledger:
         query = sa.select(fediverse_blocks.c.host).where(fediverse_blocks.c.host == host.lower())
         with self.store.engine.connect() as conn:
             return conn.scalar(query) is not None
+
+    # -- posts -----------------------------------------------------------------------------------------
+
+    def deleted_at(self, object_key: str) -> datetime | None:
+        """When the post whose object key this is was deleted (its Delete queued); None if it never was."""
+        query = (sa.select(sa.func.max(fediverse_published.c.updated_at))
+                 .where(fediverse_published.c.object_key == object_key, fediverse_published.c.state == "deleted"))
+        with self.store.engine.connect() as conn:
+            return conn.scalar(query)
 
     # -- reactions -----------------------------------------------------------------------------------
 

@@ -30,11 +30,11 @@ import sqlalchemy as sa
 
 from feedpub.config import Config
 from feedpub.fediverse import objects
+from feedpub.fediverse.accounts import site_accounts
 from feedpub.fediverse.queue import enqueue_in
 from feedpub.fediverse.urls import actor_id, followers_id
 from feedpub.schema import fediverse_followers, fediverse_published
 from feedpub.site.build import render_cache
-from feedpub.site.feeds import Feed, plan_feeds
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import collect
 from feedpub.site.reader import Post
@@ -131,9 +131,10 @@ def publish(config: Config, store: Store, *, now: datetime | None = None) -> Pub
         return PublishReport()
     now = now or utcnow()
     collection = collect(config, now=now)
-    feeds, _ = plan_feeds(config, collection.posts)
     site_account = config.activitypub.username
-    shown = _carried(config, feeds)
+    # What each account's feed carries: its newest feeds.limit posts.
+    shown = {name: account.posts[:config.feeds.limit]
+             for name, account in site_accounts(config, collection.posts).items()}
     rendered = _rendered(config, shown[site_account], collection.posts)
     owner, followers = actor_id(config, site_account), followers_id(config, site_account)
     by_key = {objects.object_key(r.post): r for r in rendered}
@@ -154,18 +155,6 @@ def publish(config: Config, store: Store, *, now: datetime | None = None) -> Pub
             counts[change.kind] = counts.get(change.kind, 0) + 1
     return PublishReport(counts.get("create", 0), counts.get("update", 0), counts.get("delete", 0),
                          counts.get("announce", 0), counts.get("record", 0), queued)
-
-
-def _carried(config: Config, feeds: Sequence[Feed]) -> dict[str, Sequence[Post]]:
-    """Account → the posts its feed carries: the site account the site feed's, each category account (named by
-    its feed's slug) its category feed's."""
-    carried: dict[str, Sequence[Post]] = {config.activitypub.username: feeds[0].posts}
-    if config.activitypub.categories:
-        for feed in feeds:
-            group, _, slug = feed.folder.partition("/")
-            if group == "categories":
-                carried[slug] = feed.posts
-    return carried
 
 
 def _rendered(config: Config, posts: Sequence[Post], site_posts: Sequence[Post]) -> list[RenderedPost]:

@@ -15,12 +15,13 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -51,6 +52,9 @@ class Fediverse:
         self._remote: Remote | None = None
         self._delivering = threading.Lock()
         self._again = threading.Event()
+        # What an inbox calls once it queued an Accept: the daemon sets its sender's wake-up here; an app served
+        # without one (tests, an embedding) sends from this process.
+        self.queued: Callable[[], None] = self.deliver_queued
 
     async def remote(self) -> Remote:
         if self._remote is None:
@@ -84,6 +88,7 @@ def routes() -> list[Route]:
         Route("/.well-known/nodeinfo", nodeinfo_links, methods=["GET"]),
         Route(nodeinfo.PATH, nodeinfo_document, methods=["GET"]),
         Route(urls.INSTANCE_ACTOR_PATH, instance_actor, methods=["GET"]),
+        Route(urls.INSTANCE_ACTOR_PATH + "/outbox", instance_outbox, methods=["GET"]),
         Route(urls.SHARED_INBOX_PATH, shared_inbox, methods=["POST"]),
         Route(urls.ACCOUNTS_PATH + "{name}", actor, methods=["GET"]),
         Route(urls.ACCOUNTS_PATH + "{name}/inbox", account_inbox, methods=["POST"]),
@@ -107,10 +112,13 @@ async def finger(request: Request) -> Response:
         return PlainTextResponse("resource is missing (expected ?resource=acct:NAME@HOST)\n", 400)
     snapshot = await run_in_threadpool(fed.site.snapshot)
     account = webfinger.account_named(fed.config, resource, snapshot.accounts)
-    if account is None:
+    if account is not None:
+        found = webfinger.jrd(fed.config, account)
+    elif webfinger.names_instance(fed.config, resource):
+        found = webfinger.instance_jrd(fed.config)
+    else:
         return PlainTextResponse(f"no account {resource} here\n", 404)
-    return JSONResponse(webfinger.jrd(fed.config, account), media_type=webfinger.JRD,
-                        headers={"Access-Control-Allow-Origin": "*"})
+    return JSONResponse(found, media_type=webfinger.JRD, headers={"Access-Control-Allow-Origin": "*"})
 
 
 async def nodeinfo_links(request: Request) -> Response:
@@ -133,6 +141,13 @@ async def instance_actor(request: Request) -> Response:
         return _to_blog(fed.config.site.root_url + "/")
     key = await run_in_threadpool(fed.ledger.key_pair, INSTANCE)
     return _negotiated(actors.instance_actor(fed.config, key.public_pem))
+
+
+async def instance_outbox(request: Request) -> Response:
+    """Empty: the instance actor publishes nothing (an actor has an outbox all the same)."""
+    return _negotiated({"@context": "https://www.w3.org/ns/activitystreams",
+                        "id": urls.instance_actor_id(_fediverse(request).config) + "/outbox",
+                        "type": "OrderedCollection", "totalItems": 0, "orderedItems": []})
 
 
 async def actor(request: Request) -> Response:
@@ -206,7 +221,13 @@ async def post_object(request: Request) -> Response:
     snapshot = await run_in_threadpool(fed.site.snapshot)
     post = next((post for post in snapshot.posts if objects.object_key(post) == key), None)
     if post is None:
-        return PlainTextResponse("no such post here\n", 404)
+        deleted = await run_in_threadpool(fed.ledger.deleted_at, key)
+        if deleted is None:
+            return PlainTextResponse("no such post here\n", 404)
+        tombstone = {"@context": "https://www.w3.org/ns/activitystreams", "id": urls.base(config) +
+                     objects.OBJECTS_PATH + key, "type": "Tombstone", "formerType": "Article",
+                     "deleted": deleted.isoformat().replace("+00:00", "Z")}
+        return ActivityJSON(tombstone, status_code=410, headers={"Vary": "Accept"})
     if not wants_activity_json(request.headers.get("accept", "")):
         return _to_blog(post.url)
     rendered = (await run_in_threadpool(fed.site.rendered, [post]))[0]
@@ -253,6 +274,9 @@ async def _receive(request: Request, inbox_account: str | None) -> Response:
         claimed = signatures.claim(headers)
     except signatures.BadSignature as exc:
         return _unauthorized(str(exc))
+    if headers.get("host", "").lower() != urls.host(config):
+        # Signed for another server: a request relayed here, not sent to us.
+        return _unauthorized(f"the request names host {headers.get('host')!r}, not {urls.host(config)!r}")
     for host in {_hostname(actor_id), _hostname(claimed.key_id)}:
         if await run_in_threadpool(fed.ledger.blocked, host):
             return PlainTextResponse(f"{host} is blocked here\n", 403)
@@ -296,7 +320,7 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
         await run_in_threadpool(lambda: enqueue(fed.store, account=effect.account, activity=accepted,
                                                 inboxes=[follower.inbox]))
         log.info("%s follows %s", effect.actor, effect.account)
-        return Response(status_code=202, background=BackgroundTask(fed.deliver_queued))
+        return Response(status_code=202, background=BackgroundTask(fed.queued))
     if isinstance(effect, inbox.Unfollow):
         await run_in_threadpool(ledger.remove_follower, effect.account, effect.actor)
     elif isinstance(effect, inbox.ActorGone):
@@ -316,10 +340,13 @@ async def _bounded_body(request: Request) -> bytes | None:
     if declared.isdigit() and int(declared) > MAX_BODY:
         return None
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return None
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return None
+    except ClientDisconnect:
+        return b""          # nobody is left to answer; an empty body is no activity
     return bytes(body)
 
 

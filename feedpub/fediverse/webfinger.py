@@ -13,6 +13,14 @@ from feedpub.fediverse import urls
 JRD = "application/jrd+json"
 
 
+def names_instance(config: Config, resource: str) -> bool:
+    """Whether `resource` is the instance actor: `acct:HOST@HOST` (its preferredUsername is the host, as
+    Mastodon's instance actor's is) or its URL. Mastodon checks that round trip before it trusts the key that
+    signs our GETs."""
+    host = urls.host(config)
+    return resource.lower() == f"acct:{host}@{host}" or resource == urls.instance_actor_id(config)
+
+
 def account_named(config: Config, resource: str, accounts: Collection[str]) -> str | None:
     """The account a `resource` names: `acct:NAME@HOST` (HOST ours, NAME any case) or an actor URL; None if
     none of ours."""
@@ -27,9 +35,16 @@ def account_named(config: Config, resource: str, accounts: Collection[str]) -> s
 
 
 def jrd(config: Config, account: str) -> dict[str, Any]:
-    actor = urls.actor_id(config, account)
+    return _jrd(config, account, urls.actor_id(config, account))
+
+
+def instance_jrd(config: Config) -> dict[str, Any]:
+    return _jrd(config, urls.host(config), urls.instance_actor_id(config))
+
+
+def _jrd(config: Config, name: str, actor: str) -> dict[str, Any]:
     return {
-        "subject": f"acct:{account}@{urls.host(config)}",
+        "subject": f"acct:{name}@{urls.host(config)}",
         "aliases": [actor],
         "links": [
             {"rel": "self", "type": "application/activity+json", "href": actor},
