@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,11 @@ def main() -> None:
             found = _scenario(store_kind, scenario, args.followers, args.instances, args.pg_url)
             results.append(found)
             _print(found)
-    RESULTS.write_text(json.dumps({"machine": _machine(), "runs": results}, indent=2, ensure_ascii=False) + "\n")
+    # Runs of other stores or scenarios than this one's are kept (`--stores sqlite` leaves PostgreSQL's figures).
+    kept = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
+    ran = {(r["store"], r["scenario"]) for r in results}
+    runs = [r for r in kept if (r["store"], r["scenario"]) not in ran] + results
+    RESULTS.write_text(json.dumps({"machine": _machine(), "runs": runs}, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
 
 
@@ -167,12 +172,16 @@ def _post(folder: Path, slug: str, when: datetime) -> None:
 
 
 def _worker(toml: Path) -> subprocess.Popen:
+    # Its mail's unsubscribe links are signed: a worker refuses to start without the secret.
     worker = subprocess.Popen([str(ROOT / ".venv" / "bin" / "feedpub"), "--config", str(toml), "worker", "--idle",
-                               "0.2s"], stderr=subprocess.PIPE, text=True)
+                               "1s"], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "FEEDPUB_SECRET": os.environ.get("FEEDPUB_SECRET", "bench")})
     for line in worker.stderr:
         if "worker started" in line:
-            break
-    return worker
+            # Its log goes on being read, so that a full pipe never stops it.
+            threading.Thread(target=worker.stderr.read, daemon=True).start()
+            return worker
+    sys.exit(f"feedpub worker did not start (exit {worker.wait()})")
 
 
 def _wait_for(port: int, expected: int, started: float, limit: float = 300.0) -> dict:
@@ -235,13 +244,19 @@ def _serve(instances: int, keys: Path) -> None:
 
 
 def _print(found: dict) -> None:
-    ok_time = "PASS" if found["seconds"] < TARGET_SECONDS else "FAIL"
-    ok_rate = "PASS" if found["per_second"] >= TARGET_PER_SECOND else "FAIL"
+    """The figure each scenario is for: the time until every instance has the post (`shared`), the signed
+    requests per second (`inboxes`)."""
+    senders = f"{found['workers']} sender{'s' if found['workers'] > 1 else ''}"
+    if found["scenario"] == "shared":
+        verdict = "PASS" if found["seconds"] < TARGET_SECONDS else "FAIL"
+        figure = f"every instance has it after {found['seconds']:.2f} s [{verdict} < {TARGET_SECONDS:g} s]"
+    else:
+        verdict = "PASS" if found["per_second"] >= TARGET_PER_SECOND else "FAIL"
+        figure = (f"{found['per_second']:.0f} signed requests/s [{verdict} ≥ {TARGET_PER_SECOND:g}], "
+                  f"all in {found['seconds']:.2f} s")
     print(f"{found['store']:10} {found['scenario']:8} {found['deliveries']:6} deliveries to {found['instances']} "
-          f"instances ({found['workers']} sender{'s' if found['workers'] > 1 else ''}): {found['seconds']:.2f} s "
-          f"[{ok_time} < {TARGET_SECONDS:g} s], {found['per_second']:.0f} signed requests/s "
-          f"[{ok_rate} ≥ {TARGET_PER_SECOND:g}], CPU {found['cpu_ms_per_delivery']} ms/delivery, "
-          f"received {found['received']}, refused {found['refused']}")
+          f"instances ({senders}): {figure}; CPU {found['cpu_ms_per_delivery']} ms/delivery; received "
+          f"{found['received']}, refused {found['refused']}")
     if found["profile"]:
         print("    CPU per delivery (ms): " + ", ".join(f"{group} {ms}" for group, ms in found["profile"].items()))
     print(f"    the instances (verifying each signature): {found['instances_cpu_ms_per_request']} ms CPU per request")

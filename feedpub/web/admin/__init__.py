@@ -39,4 +39,5 @@ def routes() -> list[BaseRoute]:
         Route("/admin/feeds", endpoints.feeds, methods=["GET"]),
         Route("/admin/feeds/rebuild", endpoints.rebuild, methods=["POST"]),
         Route("/admin/audit", endpoints.audit, methods=["GET"]),
+        Route("/admin/fediverse", endpoints.fediverse, methods=["GET"]),
     ]

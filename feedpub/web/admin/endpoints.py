@@ -24,6 +24,8 @@ from feedpub import accounts, holds, spreadsheet
 from feedpub.addresses import BadAddress, mailable
 from feedpub.config import parse_duration
 from feedpub.errors import FeedpubError
+from feedpub.fediverse import reports
+from feedpub.fediverse.publish import publish
 from feedpub.records import StoredIssue, Subscriber, SubscriberInput
 from feedpub.scheduler import digest_trigger
 from feedpub.send import archive_sync, messages, smtp
@@ -42,6 +44,8 @@ LIVE_REFRESH_SECONDS = 5
 AUDIT_LINES = 200
 # Bounces and complaints listed on an issue's or a subscriber's page (the bounces page has them all, by page).
 EVIDENCE_LINES = 100
+# The fediverse page: days of the followers chart, instances charted and listed, posts listed.
+FOLLOWER_DAYS, CHARTED_INSTANCES, LISTED_INSTANCES, LISTED_POSTS = 30, 15, 200, 100
 # The messages an action's `?done=` may name; their words are the `done_…` strings (strings.toml beside the templates).
 DONE = ("paused", "resumed", "cancelled", "retry", "test", "suppressed", "lifted", "restored", "categories", "rebuilt")
 
@@ -252,11 +256,14 @@ def feeds(request: Request) -> Response:
 @signed_in
 async def rebuild(request: Request) -> Response:
     """Build now, as the daemon's build job does: the feeds, then the digest archive (incremental: only what
-    changed is written)."""
+    changed is written), then what the fediverse accounts publish of it."""
     record(request, "feeds.rebuild")
     try:
         report = await run_in_threadpool(build_site, config(request))
         archived = await run_in_threadpool(archive_sync.refresh, config(request), store(request))
+        if config(request).activitypub.enabled:
+            if (await run_in_threadpool(publish, config(request), store(request))).queued:
+                request.app.state.fediverse.queued()      # the daemon's sender, or this app's own
     except FeedpubError as exc:
         return page(request, "message.html.j2", 500, title=words(request).text("build_failed"), message=str(exc))
     log.info("rebuild from the dashboard: %s; %s", report.summary(), archived.summary())
@@ -267,6 +274,29 @@ async def rebuild(request: Request) -> Response:
 def audit(request: Request) -> Response:
     return page(request, "audit.html.j2", title=words(request).text("audit"),
                 entries=accounts.audit_log(store(request), AUDIT_LINES), tz=config(request).site.tz)
+
+
+@signed_in
+def fediverse(request: Request) -> Response:
+    """The accounts' followers over time, deliveries per instance with their failures, reactions per post."""
+    cfg, db, t = config(request), store(request), words(request)
+    today = utcnow().astimezone(cfg.site.tz).date()
+    over_time = reports.followers_over_time(db, FOLLOWER_DAYS, today)
+    labels = tuple(f"{day:%m-%d}" for day, _ in next(iter(over_time.values()), ()))
+    followers_chart = charts.lines(t.text("chart_followers"), t.text("chart_no_data"), labels, tuple(
+        (account, tuple(number for _, number in points)) for account, points in over_time.items()))
+    instances = reports.instances(db)
+    busiest = instances[:CHARTED_INSTANCES]
+    instances_chart = charts.bars(t.text("chart_instances"), t.text("chart_no_data"),
+                                  tuple(row.instance for row in busiest), (
+        (t.text("series_delivered"), tuple(row.counts["sent"] for row in busiest)),
+        (t.text("series_failing"), tuple(row.failures for row in busiest)),
+        (t.text("series_cancelled"), tuple(row.counts["cancelled"] for row in busiest))))
+    totals = [(account, points[-1][1]) for account, points in over_time.items()]
+    return page(request, "fediverse.html.j2", title=t.text("fediverse_heading"), enabled=cfg.activitypub.enabled,
+                totals=totals, followers_chart=followers_chart, instances_chart=instances_chart,
+                instances=instances[:LISTED_INSTANCES], reactions=reports.reactions(cfg, db)[:LISTED_POSTS],
+                tz=cfg.site.tz)
 
 
 def _last_build(facts: dict[str, object]) -> datetime | None:
