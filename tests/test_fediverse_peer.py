@@ -304,25 +304,29 @@ def test_oversized_and_malformed_activities_are_refused(blog: Blog, peer: Fedify
 
 
 def test_a_key_at_a_private_address_is_refused_without_allow_private_addresses(
-        tmp_path: Path, peer: FedifyPeer, account: dict[str, Any]) -> None:
+        tmp_path: Path, peer: FedifyPeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer's key lives at http://127.0.0.1: a site without allow_private_addresses never fetches it."""
+    monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
     web_port = free_port()
     public_url = f"http://127.0.0.1:{web_port}"
     write_site(tmp_path, web_port, public_url, private=False)
-    process, log = start_daemon(tmp_path, public_url)
+    config = load_config(tmp_path / "feedpub.toml")
+    store = open_store(config.store_url)
+    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
+    fetches_before = len(peer.received()["fetched"])
     try:
-        inbox = public_url + httpx.URL(shared_inbox(account)).path
-        actor = f"{public_url}/{httpx.URL(account['id']).path.lstrip('/')}"
-        follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.actor}/follows/private",
-                  "type": "Follow", "actor": peer.actor, "object": actor}
-        answer = peer.send(inbox, follow)
-        assert answer["status"] == 401, answer
-        listed = subprocess.run([sys.executable, "-m", "feedpub", "fediverse", "followers"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "FEEDPUB_SECRET": "peer-secret"})
-        assert peer.actor not in listed.stdout
+        with serving(app, web_port):
+            actor = webfinger_self(public_url, f"blog@127.0.0.1:{web_port}")
+            document = httpx.get(actor, headers={"Accept": "application/activity+json"}).json()
+            follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.actor}/follows/private",
+                      "type": "Follow", "actor": peer.actor, "object": actor}
+            answer = peer.send(document["inbox"], follow)
+            assert answer["status"] == 401, answer
+            assert httpx.get(document["followers"], headers={"Accept": "application/activity+json"}
+                             ).json()["totalItems"] == 0
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        store.engine.dispose()
+    assert peer.received()["fetched"][fetches_before:] == [], "the key at a private address was fetched"
 
 
 def test_sigterm_stops_the_daemon_promptly_with_activitypub_enabled(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@
 //   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper"}  a raw request signed as
 //                           asked (body sent as given; "tamper": "body" adds a space after signing)
 //   POST /control/fault     {"inbox": "ok" | "500" | "hang"}     how this server's inboxes answer from now on
-//   GET  /control/received  {"verified": [...], "posts": [...], "sent": [...]}
+//   GET  /control/received  {"verified": [...], "posts": [...], "sent": [...], "fetched": [...]}
 //   POST /control/reset     forget what was received and sent
 // It prints "listening on http://127.0.0.1:PORT" once it serves.
 import http from "node:http";
@@ -97,6 +97,7 @@ federation
 
 // Every POST to an inbox with Fedify's answer; inbox faults are applied before Fedify sees the request.
 const posts = [];
+const fetched = [];   // every other request to this server (what was read of its actors and keys), by path
 let fault = "ok";
 const hanging = new Set();
 const follows = new Map();   // followed actor id → our Follow, for its Undo
@@ -148,6 +149,7 @@ async function control(path, input) {
       verified.length = 0;
       posts.length = 0;
       sent.length = 0;
+      fetched.length = 0;
       return [200, {}];
     default:
       return [404, { error: `no control ${path}` }];
@@ -185,11 +187,12 @@ const server = http.createServer(async (req, res) => {
     const body = req.method === "GET" || req.method === "HEAD" ? undefined : await readBody(req);
     if (url.pathname.startsWith("/control/")) {
       if (req.method === "GET" && url.pathname === "/control/received") {
-        return answer(res, 200, { verified, posts, sent });
+        return answer(res, 200, { verified, posts, sent, fetched });
       }
       const [status, value] = await control(url.pathname, body?.length ? JSON.parse(body) : {});
       return answer(res, status, value);
     }
+    if (req.method !== "POST") fetched.push({ method: req.method, path: url.pathname });
     const isInboxPost = req.method === "POST" && /^\/(inbox|users\/[^/]+\/inbox)$/.test(url.pathname);
     if (isInboxPost && fault !== "ok") {
       posts.push({ path: url.pathname, fault, body: body.toString("utf8") });
