@@ -63,6 +63,7 @@ class TLSFront:
         self.context.load_cert_chain(cert, key)
         self.loop = asyncio.new_event_loop()
         self.open: set[asyncio.StreamWriter] = set()   # closed at stop, or the daemon waits for them to end
+        self.forwarding: set[asyncio.Task[None]] = set()
         self.thread = threading.Thread(target=self.loop.run_forever, name="tls-front", daemon=True)
 
     def start(self) -> TLSFront:
@@ -75,11 +76,14 @@ class TLSFront:
         asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        self.loop.close()
 
     async def _close(self) -> None:
         self.server.close()
         for writer in list(self.open):
             writer.close()
+        if self.forwarding:
+            await asyncio.wait(self.forwarding, timeout=5)
 
     async def _forward(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
         try:
@@ -88,6 +92,9 @@ class TLSFront:
             client_out.close()
             return
         self.open |= {client_out, backend_out}
+        task = asyncio.current_task()
+        assert task is not None
+        self.forwarding.add(task)
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -100,7 +107,10 @@ class TLSFront:
                 writer.close()
                 self.open.discard(writer)
 
-        await asyncio.gather(pipe(client_in, backend_out), pipe(backend_in, client_out))
+        try:
+            await asyncio.gather(pipe(client_in, backend_out), pipe(backend_in, client_out))
+        finally:
+            self.forwarding.discard(task)
 
 
 class FedifyPeer:
@@ -112,8 +122,9 @@ class FedifyPeer:
         self.actor = f"{self.origin}/users/peer"
         self.log = log
         env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(trusted)}
-        self.process = subprocess.Popen(["node", "peer.mjs", str(port)], cwd=PEER_DIR, env=env,
-                                        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        with log.open("wb") as out:   # the child has its own copy
+            self.process = subprocess.Popen(["node", "peer.mjs", str(port)], cwd=PEER_DIR, env=env, stdout=out,
+                                            stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.origin, timeout=30)
         deadline = time.monotonic() + 30
         while "listening on" not in log.read_text(errors="replace"):

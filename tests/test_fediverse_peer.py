@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -96,8 +97,9 @@ allow_private_addresses = {str(private).lower()}
 
 def start_daemon(root: Path, backend: str) -> tuple[subprocess.Popen[bytes], Path]:
     log = root / "daemon.log"
-    process = subprocess.Popen([sys.executable, "-m", "feedpub", "run"], cwd=root, stdout=subprocess.DEVNULL,
-                               stderr=log.open("wb"), env={**os.environ, "FEEDPUB_SECRET": "peer-secret"})
+    with log.open("wb") as err:   # the child has its own copy
+        process = subprocess.Popen([sys.executable, "-m", "feedpub", "run"], cwd=root, stdout=subprocess.DEVNULL,
+                                   stderr=err, env={**os.environ, "FEEDPUB_SECRET": "peer-secret"})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -267,7 +269,7 @@ def test_a_replayed_follow_is_taken_once(peer: FedifyPeer, account: dict[str, An
 
     body = json.dumps(follow, ensure_ascii=False).encode()
     headers = {name: value for name, value in first["headers"].items() if name != "content-length"}
-    with httpx.Client(verify=str(certificate[0])) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=certificate[0])) as client:
         again = client.post(shared_inbox(account), content=body, headers=headers)
     assert again.status_code < 300 or again.status_code == 401, again.text   # taken again (idempotent) or refused
     assert follower_count(peer, account) == before + 1
