@@ -35,7 +35,7 @@ def require_peer() -> None:
     if shutil.which("node") is None:
         missing.append("Node.js ≥ 20 (`node`)")
     if not (PEER_DIR / "node_modules" / "@fedify" / "fedify").is_dir():
-        missing.append(f"Fedify (`npm ci --prefix {PEER_DIR}`)")
+        missing.append("Fedify (`npm ci --prefix tests/fediverse_peer`)")
     if missing:
         message = "the fediverse peer needs " + " and ".join(missing)
         if os.environ.get("CI") == "true":
