@@ -5,6 +5,7 @@ store across restarts; `feedpub build` queues them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from feedpub.cli import main
 from feedpub.fediverse import delivery, publish
 from feedpub.fediverse.ledger import Ledger
 from feedpub.fediverse.urls import actor_id, key_id
-from feedpub.schema import fediverse_deliveries, fediverse_published
+from feedpub.schema import fediverse_activities, fediverse_deliveries, fediverse_published
 from feedpub.site.build import build_site
 from feedpub.store import Store, open_store
 from tests.conftest import Site, emptied
@@ -165,3 +166,37 @@ def test_feedpub_build_queues_what_it_publishes(site: Site, tmp_path: Path) -> N
         assert list(conn.execute(sa.select(fediverse_deliveries.c.inbox, fediverse_deliveries.c.status))) == [
             ("https://one.example/users/ann/inbox", "queued")]
     store.engine.dispose()
+
+
+def test_two_processes_publishing_at_once_queue_each_activity_once(site: Site, store: Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(site, store.engine.url.render_as_string(hide_password=False))
+    # Both read what was published before either writes: each plans the same Create.
+    both_read = threading.Barrier(2)
+    read = publish._known
+
+    def read_together(opened: Store) -> dict:
+        found = read(opened)
+        both_read.wait(timeout=30)
+        return found
+
+    monkeypatch.setattr(publish, "_known", read_together)
+    config = site.config
+    Ledger(store).add_follower("blog", "https://one/users/ann", "https://one.example/users/ann/inbox",
+                               "https://one.example/inbox", "one.example")
+    with time_machine.travel(T0, tick=True):
+        post(site, "2026-03-02-race", "同時に公開", T0 - timedelta(hours=1), "競合。")
+        build_site(config)
+        stores = [open_store(store.engine.url.render_as_string(hide_password=False)) for _ in range(2)]
+        reports: list[publish.PublishReport] = []
+        racers = [threading.Thread(target=lambda s=s: reports.append(publish.publish(config, s))) for s in stores]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        for opened in stores:
+            opened.engine.dispose()
+    assert sorted(r.created for r in reports) == [0, 1] and sum(r.queued for r in reports) == 1
+    with store.engine.connect() as conn:
+        assert list(conn.scalars(sa.select(fediverse_activities.c.kind))) == ["Create"]
+        assert conn.scalar(sa.select(sa.func.count()).select_from(fediverse_deliveries)) == 1

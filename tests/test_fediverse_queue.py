@@ -139,17 +139,20 @@ def test_a_failing_instance_is_paused_then_given_up(config: Config, store: Store
 
 
 def test_gone_removes_the_followers_and_other_4xx_fail(config: Config, store: Store, inboxes: Inboxes) -> None:
-    with serving_ports(inboxes.app(), 2) as ports:
-        gone, refusing = (f"127.0.0.1:{port}" for port in ports)
+    with serving_ports(inboxes.app(), 3) as ports:
+        gone, refusing, busy = (f"127.0.0.1:{port}" for port in ports)
         follow(store, "https://gone.example/users/ann", f"http://{gone}/users/ann/inbox", f"http://{gone}/inbox")
         follow(store, "https://no.example/users/bob", f"http://{refusing}/users/bob/inbox")
-        inboxes.faults = {gone: "410", refusing: "400"}
+        inboxes.faults = {gone: "410", refusing: "400", busy: "429"}
         queue.enqueue(store, account="blog", activity=note(1),
-                      inboxes=[f"http://{gone}/inbox", f"http://{refusing}/users/bob/inbox"])
-        assert delivery.deliver(config, store).counts == {"gone": 1, "failed": 1}
+                      inboxes=[f"http://{gone}/inbox", f"http://{refusing}/users/bob/inbox", f"http://{busy}/inbox"])
+        assert delivery.deliver(config, store).counts == {"gone": 1, "failed": 1, "deferred": 1}
     with store.engine.connect() as conn:
         assert list(conn.scalars(sa.select(fediverse_followers.c.actor))) == ["https://no.example/users/bob"]
-        assert conn.scalar(sa.select(sa.func.count()).select_from(fediverse_hosts)) == 0
+        # Only the instance asking to slow down counts as failing (the others answered).
+        assert list(conn.scalars(sa.select(fediverse_hosts.c.host))) == [busy]
+        assert conn.scalar(sa.select(fediverse_deliveries.c.last_error).where(fediverse_deliveries.c.host == busy)) \
+            .startswith("429 Too Many Requests")
 
 
 def test_blocked_hosts_get_nothing_and_queued_rows_are_cancelled(config: Config, store: Store,

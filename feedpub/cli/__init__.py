@@ -132,6 +132,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="feedpub: %(message)s", stream=sys.stderr)
     logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))   # a line per request (fediverse deliveries)
     if config_file is None and Path("feedpub.toml").is_file():
         config_file = Path("feedpub.toml")
     elif config_file is not None and not config_file.is_file():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -57,6 +58,7 @@ PAUSE_AFTER = 3                           # failed attempts in a row that pause 
 LEASE = timedelta(minutes=5)
 _FORGET_WORKERS = timedelta(days=1)
 _USER_AGENT = "feedpub (ActivityPub)"
+_STOP_SLICE = 0.5                         # seconds the idle sender waits between looks at the daemon's stop
 _ERROR_CHARS = 300                        # of an answer's body kept as last_error
 
 
@@ -304,5 +306,9 @@ def keep_delivering(config: Callable[[], Config], store: Store, stop: threading.
         wait = look_every.total_seconds()
         if retry_at is not None:
             wait = min(wait, max(0.0, (retry_at - utcnow()).total_seconds()) + 0.05)
-        if wake.wait(wait):
-            wake.clear()
+        deadline = time.monotonic() + wait
+        # In slices, so that the daemon's stop is seen within one.
+        while not stop.is_set() and not wake.wait(min(_STOP_SLICE, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                break
+        wake.clear()

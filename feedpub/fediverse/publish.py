@@ -79,6 +79,7 @@ class Change:
     url: str = ""
     date: datetime | None = None
     content_hash: str = ""
+    before: Known | None = None       # what it replaces: the write happens only if that is still so
 
 
 @dataclass(frozen=True)
@@ -112,16 +113,17 @@ def plan(site_account: str, carried: Mapping[str, Sequence[Entry]], known: Mappi
             backdated = entry.date < oldest or (newest is not None and entry.date < newest - BACKDATED)
             pushed = "create" if account == site_account else "announce"
             kind: Kind = "record" if importing or backdated else pushed
-            changes.append(Change(kind, account, entry.key, entry.url, entry.date, entry.content_hash))
+            changes.append(Change(kind, account, entry.key, entry.url, entry.date, entry.content_hash,
+                                  known.get((account, entry.key))))
     for entry in carried.get(site_account, ()):
         before = known.get((site_account, entry.key))
         if before and before.state != "deleted" and before.content_hash != entry.content_hash:
             kind = "update" if before.state == "pushed" else "rehash"
-            changes.append(Change(kind, site_account, entry.key, entry.url, entry.date, entry.content_hash))
+            changes.append(Change(kind, site_account, entry.key, entry.url, entry.date, entry.content_hash, before))
     for (account, key), before in sorted(known.items()):
         if key not in present and before.state != "deleted":
             kind = "delete" if account == site_account and before.state == "pushed" else "forget"
-            changes.append(Change(kind, account, key, before.url))
+            changes.append(Change(kind, account, key, before.url, before=before))
     return changes
 
 
@@ -150,7 +152,10 @@ def publish(config: Config, store: Store, *, now: datetime | None = None) -> Pub
     counts: dict[str, int] = {}
     queued = 0
     for change in changes:
-        queued += _apply(config, store, change, site_account, by_key, posts, known, now)
+        try:
+            queued += _apply(config, store, change, site_account, by_key, posts, known, now)
+        except (_Raced, sa.exc.IntegrityError):
+            continue       # another process (a build beside the daemon's) published this change first
         if change.kind != "record" or change.account == site_account:   # posts, not posts × accounts
             counts[change.kind] = counts.get(change.kind, 0) + 1
     return PublishReport(counts.get("create", 0), counts.get("update", 0), counts.get("delete", 0),
@@ -210,18 +215,28 @@ def _inboxes(conn: sa.Connection, accounts: Iterable[str]) -> set[str]:
 _STATES = {"create": "pushed", "announce": "pushed", "record": "recorded", "delete": "deleted", "forget": "deleted"}
 
 
+class _Raced(Exception):
+    """The post's row is no longer what the change was planned from: its transaction is rolled back."""
+
+
 def _remember(conn: sa.Connection, change: Change, now: datetime) -> None:
+    """Write the post's new state, only over the state it was planned from (else `_Raced`): of two processes
+    publishing at once, one queues the activity."""
     rows = fediverse_published.c
     match = (rows.account == change.account) & (rows.object_key == change.key)
+    if change.before is not None:
+        match = match & (rows.state == change.before.state) & (rows.content_hash == change.before.content_hash)
     if change.kind in ("update", "rehash"):
-        conn.execute(fediverse_published.update().where(match).values(content_hash=change.content_hash,
-                                                                      updated_at=now))
+        values: dict[str, object] = {"content_hash": change.content_hash, "updated_at": now}
     elif change.kind in ("delete", "forget"):
-        conn.execute(fediverse_published.update().where(match).values(state="deleted", updated_at=now))
+        values = {"state": "deleted", "updated_at": now}
     else:
         assert change.date is not None
         values = {"url": change.url, "content_hash": change.content_hash, "state": _STATES[change.kind],
                   "published_at": change.date, "updated_at": now}
-        if not conn.execute(fediverse_published.update().where(match).values(**values)).rowcount:
+        if change.before is None:      # a second insert of the same post fails on the primary key
             conn.execute(fediverse_published.insert().values(account=change.account, object_key=change.key,
                                                              created_at=now, **values))
+            return
+    if conn.execute(fediverse_published.update().where(match).values(**values)).rowcount != 1:
+        raise _Raced(change.key)

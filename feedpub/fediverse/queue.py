@@ -37,7 +37,8 @@ def hostname(authority: str) -> str:
 def enqueue(store: Store, *, account: str, activity: dict[str, Any], inboxes: Iterable[str],
             now: datetime | None = None) -> int:
     """Store `activity` (sent by `account`) and queue it for each of `inboxes` once; inboxes on blocked hosts get
-    none. Returns how many deliveries were queued. The body is stored as it will be signed and sent."""
+    none. Returns how many deliveries were queued. The body is stored as it will be signed and sent; an activity
+    with no inbox to go to is not stored."""
     with store.writing() as conn:
         return enqueue_in(conn, account=account, activity=activity, inboxes=inboxes, now=now)
 
@@ -46,19 +47,19 @@ def enqueue_in(conn: sa.Connection, *, account: str, activity: dict[str, Any], i
                now: datetime | None = None) -> int:
     """`enqueue` in the caller's transaction (the publisher records the post's new state in the same one)."""
     now = now or utcnow()
-    wanted = sorted({inbox for inbox in inboxes if inbox})
+    blocked = set(conn.scalars(sa.select(fediverse_blocks.c.host)))
+    wanted = sorted({inbox for inbox in inboxes if inbox and hostname(instance(inbox)) not in blocked})
+    if not wanted:       # an activity nobody is to get is not kept
+        return 0
     body = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
     target = activity["object"] if isinstance(activity["object"], str) else activity["object"]["id"]
-    blocked = set(conn.scalars(sa.select(fediverse_blocks.c.host)))
     activity_id = conn.scalar(fediverse_activities.insert().values(
         account=account, object_id=target, kind=activity["type"], body=body, created_at=now)
         .returning(fediverse_activities.c.id))
-    rows = [{"activity_id": activity_id, "inbox": inbox, "host": instance(inbox), "status": "queued",
-             "attempts": 0, "last_error": "", "created_at": now, "updated_at": now}
-            for inbox in wanted if hostname(instance(inbox)) not in blocked]
-    if rows:
-        conn.execute(fediverse_deliveries.insert(), rows)
-    return len(rows)
+    conn.execute(fediverse_deliveries.insert(), [
+        {"activity_id": activity_id, "inbox": inbox, "host": instance(inbox), "status": "queued", "attempts": 0,
+         "last_error": "", "created_at": now, "updated_at": now} for inbox in wanted])
+    return len(wanted)
 
 
 def due(now: datetime) -> sa.ColumnElement[bool]:
