@@ -120,6 +120,7 @@ class FedifyPeer:
         self.port = port
         self.origin = f"http://127.0.0.1:{port}"
         self.actor = f"{self.origin}/users/peer"
+        self.mallory = f"{self.origin}/users/mallory"   # a second account on the same instance
         self.log = log
         env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(trusted)}
         with log.open("wb") as out:   # the child has its own copy
@@ -142,11 +143,12 @@ class FedifyPeer:
         assert response.status_code == 200, f"peer {name} {values}: {response.status_code} {response.text}"
         return response.json()
 
-    def follow(self, handle: str) -> dict[str, Any]:
-        return self.control("follow", handle=handle)
+    def follow(self, handle: str, *, as_: str = "peer") -> dict[str, Any]:
+        """`as_` follows `handle` (an acct: handle or an actor's URL): the account found and the Follow's id."""
+        return self.control("follow", handle=handle, **{"as": as_})
 
-    def unfollow(self, actor: str) -> dict[str, Any]:
-        return self.control("unfollow", actor=actor)
+    def unfollow(self, actor: str, *, as_: str = "peer") -> dict[str, Any]:
+        return self.control("unfollow", actor=actor, **{"as": as_})
 
     def lookup(self, uri: str) -> dict[str, Any]:
         return self.control("lookup", uri=uri)

@@ -165,6 +165,8 @@ def posts_for(received: dict[str, Any], activity_id: str) -> list[dict[str, Any]
 
 def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_unfollows(
         blog: Blog, peer: FedifyPeer) -> None:
+    """Two accounts of one instance follow: each gets its Accept; each post's activity reaches the instance once."""
+    peer.reset()
     followed = peer.follow(blog.handle)
     account = followed["actor"]
     assert account["preferredUsername"] == "blog"
@@ -173,7 +175,9 @@ def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_un
 
     accept = peer.wait_for(peer.verified("Accept", followed["follow"]), "the signed Accept of its Follow")
     assert accept["actor"] == account["id"]
-    assert follower_count(peer, account) == 1
+    mallory_followed = peer.follow(blog.handle, as_="mallory")
+    peer.wait_for(peer.verified("Accept", mallory_followed["follow"]), "the Accept of the second account's Follow")
+    assert follower_count(peer, account) == 2
 
     post = blog.save_post("fedify", "連合のテスト: Fedify", "新しい**記事**の本文です。", datetime.now(UTC),
                           tags="[ActivityPub, 日本語]")
@@ -197,7 +201,8 @@ def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_un
     assert delete["object"]["type"] == "Tombstone"
 
     peer.unfollow(account["id"])
-    assert follower_count(peer, account) == 0, "the Undo(Follow) left the follower"
+    peer.unfollow(account["id"], as_="mallory")
+    assert follower_count(peer, account) == 0, "an Undo(Follow) left its follower"
 
     received = peer.received()
     assert [item["object_id"] for item in received["verified"] if item["type"] == "Create"] == [article["id"]], \
@@ -205,6 +210,8 @@ def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_un
     for activity in (accept, create, update, delete):
         sent = posts_for(received, activity["id"])
         assert [post["status"] for post in sent] == [202], f"{activity['type']} not delivered exactly once: {sent}"
+    assert {post["path"] for post in received["posts"] if post["body"].count('"Article"')} == {"/inbox"}, \
+        "a post went to a personal inbox, not the instance's shared one"
 
 
 def test_the_operator_sees_the_peer_follow_and_unfollow(blog: Blog, peer: FedifyPeer) -> None:
@@ -261,7 +268,7 @@ def test_unsigned_wrongly_signed_forged_and_stale_follows_answer_401_and_record_
 def test_a_replayed_follow_is_taken_once(peer: FedifyPeer, account: dict[str, Any],
                                          certificate: tuple[Path, Path]) -> None:
     before = follower_count(peer, account)
-    mallory = peer.actor.replace("/users/peer", "/users/mallory")
+    mallory = peer.mallory
     follow = follow_of(mallory, account, "replayed")
     first = peer.send(shared_inbox(account), follow, signer="mallory")
     assert 200 <= first["status"] < 300, first
@@ -283,7 +290,7 @@ def test_oversized_and_malformed_activities_are_refused(blog: Blog, peer: Fedify
                                                         account: dict[str, Any]) -> None:
     before = follower_count(peer, account)
     inbox = shared_inbox(account)
-    mallory = peer.actor.replace("/users/peer", "/users/mallory")
+    mallory = peer.mallory
     huge = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{mallory}/notes/huge", "type": "Create",
             "actor": mallory, "object": {"id": f"{mallory}/notes/huge/object", "type": "Note",
                                          "attributedTo": mallory, "content": "長" * 2_000_000}}
@@ -370,6 +377,7 @@ def test_a_follower_instance_answering_500_is_retried_then_paused_and_a_hanging_
     blog = Blog(tmp_path, public_url)
     app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
     retry_base, peer_host = timedelta(seconds=1.5), f"127.0.0.1:{peer.port}"
+    peer.reset()
     try:
         with serving(app, web_port):
             followed = peer.follow(webfinger_self(public_url, f"blog@127.0.0.1:{web_port}"))

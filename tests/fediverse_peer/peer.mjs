@@ -10,6 +10,7 @@
 // Control API for the test (JSON in and out), on the same port under /control/:
 //   POST /control/follow    {"handle": "@blog@127.0.0.1:8443"}  WebFinger + actor lookup, then a signed Follow
 //   POST /control/unfollow  {"actor": "https://…/actor"}        Undo of that Follow
+//                           (both as /users/peer, or as {"as": "mallory"})
 //   POST /control/lookup    {"uri": "…"}                         Fedify's lookupObject, uncached: the object
 //   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper"}  a raw request signed as
 //                           asked (body sent as given; "tamper": "body" adds a space after signing)
@@ -100,36 +101,37 @@ const posts = [];
 const fetched = [];   // every other request to this server (what was read of its actors and keys), by path
 let fault = "ok";
 const hanging = new Set();
-const follows = new Map();   // followed actor id → our Follow, for its Undo
+const follows = new Map();   // "follower followed-actor-id" → the Follow, for its Undo
 
 async function control(path, input) {
   const ctx = federation.createContext(new URL(origin), undefined);
+  const as = input.as ?? "peer";
   switch (path) {
     case "/control/follow": {
       const actor = await ctx.lookupObject(input.handle);
       if (actor == null) return [404, { error: `lookup of ${input.handle} found nothing` }];
       const follow = new Follow({
         id: new URL(`${origin}/follows/${randomUUID()}`),
-        actor: ctx.getActorUri("peer"),
+        actor: ctx.getActorUri(as),
         object: actor.id,
         to: actor.id,
       });
-      follows.set(actor.id.href, follow);
-      await ctx.sendActivity({ identifier: "peer" }, actor, follow, { immediate: true });
+      follows.set(`${as} ${actor.id.href}`, follow);
+      await ctx.sendActivity({ identifier: as }, actor, follow, { immediate: true });
       return [200, { actor: await actor.toJsonLd({ format: "compact" }), follow: follow.id.href }];
     }
     case "/control/unfollow": {
-      const follow = follows.get(input.actor);
+      const follow = follows.get(`${as} ${input.actor}`);
       if (follow == null) return [404, { error: `${input.actor} was never followed` }];
       const actor = await ctx.lookupObject(input.actor);
       const undo = new Undo({
         id: new URL(`${origin}/undos/${randomUUID()}`),
-        actor: ctx.getActorUri("peer"),
+        actor: ctx.getActorUri(as),
         object: follow,
         to: actor.id,
       });
-      await ctx.sendActivity({ identifier: "peer" }, actor, undo, { immediate: true });
-      follows.delete(input.actor);
+      await ctx.sendActivity({ identifier: as }, actor, undo, { immediate: true });
+      follows.delete(`${as} ${input.actor}`);
       return [200, { undo: undo.id.href }];
     }
     case "/control/lookup": {
