@@ -67,12 +67,13 @@ class Blog:
         assert listed.returncode == 0, listed.stderr
         return listed.stdout
 
-    def save_post(self, slug: str, title: str, body: str, date: datetime, tags: str = "[]") -> Path:
+    def save_post(self, slug: str, title: str, body: str, date: datetime, tags: str = "[]",
+                  categories: str = "[]") -> Path:
         """posts/DATE-slug.md, dated `date` in the site's time zone (as the file name is read)."""
         date = date.astimezone(TOKYO)
         path = self.root / "posts" / f"{date:%Y-%m-%d}-{slug}.md"
-        path.write_text(f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S %z}\ntags: {tags}\n---\n\n{body}\n',
-                        encoding="utf-8")
+        path.write_text(f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S %z}\ntags: {tags}\n'
+                        f'categories: {categories}\n---\n\n{body}\n', encoding="utf-8")
         return path
 
 
@@ -90,6 +91,7 @@ public_url = "{public_url}"
 [activitypub]
 enabled = true
 username = "blog"
+categories = true
 allow_private_addresses = {str(private).lower()}
 """, encoding="utf-8")
     (root / "posts").mkdir()
@@ -212,6 +214,36 @@ def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_un
         assert [post["status"] for post in sent] == [202], f"{activity['type']} not delivered exactly once: {sent}"
     assert {post["path"] for post in received["posts"] if post["body"].count('"Article"')} == {"/inbox"}, \
         "a post went to a personal inbox, not the instance's shared one"
+
+
+def test_a_category_account_boosts_its_posts_to_its_followers(blog: Blog, peer: FedifyPeer) -> None:
+    """Following only the category `news`: its new post arrives as the category's Announce of the blog's Article,
+    which Fedify fetches from its id."""
+    peer.reset()
+    handle = blog.handle.replace("@blog@", "@news@")
+    blog.save_post("older-news", "以前のニュース", "古い本文。", datetime.now(UTC) - timedelta(days=20),
+                   categories="[news]")   # the category's first post makes it an account; backdated: not pushed
+    deadline = time.monotonic() + 20
+    while peer.http.post("/control/lookup", content=json.dumps({"uri": handle})).status_code != 200:
+        assert time.monotonic() < deadline, f"{handle} never found by WebFinger"
+        time.sleep(0.2)
+    followed = peer.follow(handle)
+    category = followed["actor"]
+    assert category["preferredUsername"] == "news"
+    peer.wait_for(peer.verified("Accept", followed["follow"]), "the category's Accept")
+
+    blog.save_post("outside", "カテゴリ外の記事", "関係のない本文。", datetime.now(UTC))
+    blog.save_post("news", "ニュース: 連合", "カテゴリの本文です。", datetime.now(UTC), categories="[news]")
+    announce = peer.wait_for(peer.verified("Announce"), "the category's Announce", timeout=30)
+    assert announce["actor"] == category["id"]
+    assert announce["object"] is not None, announce["object_error"]
+    assert announce["object"]["type"] == "Article"
+    assert announce["object"]["name"] == "ニュース: 連合"
+    assert announce["object"]["id"] == announce["object_id"]
+    peer.unfollow(category["id"])
+    received = peer.received()
+    assert [item["type"] for item in received["verified"]] == ["Accept", "Announce"], "the post outside the category"
+    assert [post["status"] for post in posts_for(received, announce["id"])] == [202]
 
 
 def test_the_operator_sees_the_peer_follow_and_unfollow(blog: Blog, peer: FedifyPeer) -> None:

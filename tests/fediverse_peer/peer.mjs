@@ -85,7 +85,9 @@ const verified = [];
 federation
   .setInboxListeners("/users/{identifier}/inbox", "/inbox")
   .on(Activity, async (ctx, activity) => {
-    const object = activity.objectId == null ? null : await activity.getObject().catch(() => null);
+    let object = null;
+    let objectError = null;   // why an object given by id could not be fetched
+    if (activity.objectId != null) object = await activity.getObject().catch((error) => { objectError = String(error); });
     verified.push({
       recipient: ctx.recipient,
       type: activity.constructor.name,
@@ -93,6 +95,7 @@ federation
       actor: activity.actorId?.href ?? null,
       object_id: activity.objectId?.href ?? null,
       object: object == null ? null : await object.toJsonLd({ format: "compact" }),
+      object_error: objectError,
     });
   });
 
