@@ -246,6 +246,17 @@ def test_a_category_account_boosts_its_posts_to_its_followers(blog: Blog, peer: 
     assert [post["status"] for post in posts_for(received, announce["id"])] == [202]
 
 
+def test_fedify_reads_the_nodeinfo_and_walks_the_outbox(blog: Blog, peer: FedifyPeer) -> None:
+    info = peer.control("nodeinfo", url=blog.public_url + "/")
+    assert info["software"]["name"] == "feedpub"
+    assert info["protocols"] == ["activitypub"]
+    outbox = peer.control("outbox", actor=blog.handle)
+    assert outbox["totalItems"] == len(outbox["items"]) >= 1
+    assert {item["type"] for item in outbox["items"]} == {"Create"}
+    assert {item["object"]["type"] for item in outbox["items"]} == {"Article"}
+    assert "過去の記事" in {item["object"]["name"] for item in outbox["items"]}
+
+
 def test_the_operator_sees_the_peer_follow_and_unfollow(blog: Blog, peer: FedifyPeer) -> None:
     followed = peer.follow(blog.handle)
     peer.wait_for(peer.verified("Accept", followed["follow"]), "the signed Accept of its Follow")

@@ -12,6 +12,8 @@
 //   POST /control/unfollow  {"actor": "https://…/actor"}        Undo of that Follow
 //                           (both as /users/peer, or as {"as": "mallory"})
 //   POST /control/lookup    {"uri": "…"}                         Fedify's lookupObject, uncached: the object
+//   POST /control/nodeinfo  {"url": "https://host/"}             Fedify's getNodeInfo (strict schema)
+//   POST /control/outbox    {"actor": "…"}                       every item of its outbox, paged as Fedify walks it
 //   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper"}  a raw request signed as
 //                           asked (body sent as given; "tamper": "body" adds a space after signing)
 //   POST /control/fault     {"inbox": "ok" | "500" | "hang"}     how this server's inboxes answer from now on
@@ -27,9 +29,11 @@ import {
   Follow,
   generateCryptoKeyPair,
   getDocumentLoader,
+  getNodeInfo,
   MemoryKvStore,
   Person,
   signRequest,
+  traverseCollection,
   Undo,
 } from "@fedify/fedify";
 
@@ -142,6 +146,23 @@ async function control(path, input) {
       const found = await ctx.lookupObject(input.uri, { documentLoader: freshLoader });
       return found == null ? [404, { error: `nothing at ${input.uri}` }]
         : [200, { type: found.constructor.name, object: await found.toJsonLd({ format: "compact" }) }];
+    }
+    case "/control/nodeinfo": {
+      // Strict: undefined unless the document is NodeInfo as Fedify's schema reads it.
+      const info = await getNodeInfo(input.url, { parse: "strict" });
+      return info == null ? [404, { error: `no valid NodeInfo at ${input.url}` }]
+        : [200, { software: { ...info.software, version: String(info.software.version) },
+          protocols: info.protocols, usage: info.usage, openRegistrations: info.openRegistrations }];
+    }
+    case "/control/outbox": {
+      // Every item of an actor's outbox, page after page, as Fedify walks a collection.
+      const actor = await ctx.lookupObject(input.actor, { documentLoader: freshLoader });
+      const outbox = await actor.getOutbox({ documentLoader: freshLoader });
+      const items = [];
+      for await (const item of traverseCollection(outbox, { documentLoader: freshLoader })) {
+        items.push(await item.toJsonLd({ format: "compact" }));
+      }
+      return [200, { totalItems: outbox.totalItems, items }];
     }
     case "/control/send":
       return [200, await sendRaw(input)];
