@@ -31,6 +31,7 @@ import pytest
 
 from feedpub.config_file import load_config
 from feedpub.fediverse.delivery import deliver
+from feedpub.fediverse.ledger import Ledger
 from feedpub.fediverse.queue import next_retry
 from feedpub.store import Store, open_store
 from feedpub.web.app import create_app
@@ -255,6 +256,45 @@ def test_fedify_reads_the_nodeinfo_and_walks_the_outbox(blog: Blog, peer: Fedify
     assert {item["type"] for item in outbox["items"]} == {"Create"}
     assert {item["object"]["type"] for item in outbox["items"]} == {"Article"}
     assert "過去の記事" in {item["object"]["name"] for item in outbox["items"]}
+
+
+def test_likes_boosts_and_replies_signed_by_fedify_are_counted_once_and_replies_never_published(
+        blog: Blog, peer: FedifyPeer, account: dict[str, Any], certificate: tuple[Path, Path]) -> None:
+    """On the backdated post (in the outbox since the daemon started): a Like replayed byte for byte and a boost
+    count once each, an undone Like no more; a reply is kept for the operator and appears in no outbox."""
+    outbox = peer.control("outbox", actor=blog.handle)["items"]
+    target = next(item["object"]["id"] for item in outbox if item["object"]["name"] == "過去の記事")
+    context = "https://www.w3.org/ns/activitystreams"
+    like = {"@context": context, "id": f"{peer.actor}/likes/1", "type": "Like", "actor": peer.actor, "object": target}
+    boost = {"@context": context, "id": f"{peer.mallory}/boosts/1", "type": "Announce", "actor": peer.mallory,
+             "object": target}
+    reply = {"@context": context, "id": f"{peer.actor}/replies/1#create", "type": "Create", "actor": peer.actor,
+             "object": {"id": f"{peer.actor}/replies/1", "type": "Note", "attributedTo": peer.actor,
+                        "inReplyTo": target, "content": "<p>読みました、ありがとう</p>"}}
+    inbox = shared_inbox(account)
+    liked = peer.send(inbox, like)
+    assert liked["status"] == 202, liked
+    with httpx.Client(verify=ssl.create_default_context(cafile=certificate[0])) as client:
+        replayed = client.post(inbox, content=json.dumps(like, ensure_ascii=False).encode(),
+                               headers={k: v for k, v in liked["headers"].items() if k != "content-length"})
+    assert replayed.status_code < 300 or replayed.status_code == 401, replayed.text
+    assert peer.send(inbox, boost, signer="mallory")["status"] == 202
+    assert peer.send(inbox, reply)["status"] == 202
+
+    store = open_store(load_config(blog.root / "feedpub.toml").store_url)
+    try:
+        ledger = Ledger(store)
+        assert ledger.reaction_counts(target) == {"like": 1, "announce": 1, "reply": 1}
+        assert [(actor, content) for actor, content, _ in ledger.replies(target)] == \
+            [(peer.actor, "<p>読みました、ありがとう</p>")]
+        undo = {"@context": context, "id": f"{peer.actor}/likes/1#undo", "type": "Undo", "actor": peer.actor,
+                "object": {key: value for key, value in like.items() if key != "@context"}}
+        assert peer.send(inbox, undo)["status"] == 202
+        assert ledger.reaction_counts(target) == {"announce": 1, "reply": 1}
+    finally:
+        store.engine.dispose()
+    published = peer.control("outbox", actor=blog.handle)["items"]
+    assert "読みました" not in json.dumps(published, ensure_ascii=False)
 
 
 def test_the_operator_sees_the_peer_follow_and_unfollow(blog: Blog, peer: FedifyPeer) -> None:
