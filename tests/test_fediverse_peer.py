@@ -32,7 +32,7 @@ import pytest
 from feedpub.config_file import load_config
 from feedpub.fediverse.delivery import deliver
 from feedpub.fediverse.ledger import Ledger
-from feedpub.fediverse.queue import next_retry
+from feedpub.fediverse.queue import cancel_host, next_retry
 from feedpub.store import Store, open_store
 from feedpub.web.app import create_app
 from tests.conftest import serving
@@ -508,3 +508,41 @@ def test_a_follower_instance_answering_500_is_retried_then_paused_and_a_hanging_
     finally:
         peer.fault("ok")
         store.engine.dispose()
+
+
+def test_a_blocked_instance_is_refused_and_gets_nothing_more(tmp_path: Path, peer: FedifyPeer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer follows, then its host is blocked: its next activity is refused (403), the post published after
+    the block is queued for nobody and never reaches it. (Blocked as `feedpub fediverse block` blocks, with its
+    functions: the command takes domain names only, and the peer has an address.)"""
+    monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
+    web_port = free_port()
+    public_url = f"http://127.0.0.1:{web_port}"
+    write_site(tmp_path, web_port, public_url, private=True)
+    config = load_config(tmp_path / "feedpub.toml")
+    store = open_store(config.store_url)
+    blog = Blog(tmp_path, public_url)
+    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
+    peer.reset()
+    try:
+        with serving(app, web_port):
+            actor = webfinger_self(public_url, f"blog@127.0.0.1:{web_port}")
+            followed = peer.follow(actor)
+            peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
+            assert Ledger(store).block("127.0.0.1")
+            cancel_host(store, "127.0.0.1", "instance blocked by the operator")
+
+            follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.mallory}/follows/blocked",
+                      "type": "Follow", "actor": peer.mallory, "object": actor}
+            answer = peer.send(followed["actor"]["inbox"], follow, signer="mallory")
+            assert answer["status"] == 403, answer
+            assert peer.mallory not in blog.followers("blog")
+
+            blog.save_post("after-block", "ブロック後の記事", "届かない本文。", datetime.now(UTC))
+            assert blog.feedpub("build").returncode == 0
+            deliver(config, store)
+            received = peer.received()
+    finally:
+        store.engine.dispose()
+    assert [item["type"] for item in received["verified"]] == ["Accept"]
+    assert not [post for post in received["posts"] if "ブロック後の記事" in post["body"]]
