@@ -5,6 +5,7 @@ hosts; on SQLite and PostgreSQL, and two workers on one PostgreSQL store never s
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -186,3 +187,25 @@ def test_two_workers_on_postgresql_never_send_a_row_twice(pg_url: str, config: C
     assert len(got) == 1200 and max(got.values()) == 1 and not inboxes.refused
     assert statuses(store) == {"sent": 1200}
     store.engine.dispose()
+
+
+def test_a_batch_outlasting_its_lease_keeps_its_rows(config: Config, store: Store, inboxes: Inboxes) -> None:
+    lease = timedelta(seconds=1.5)
+    with serving_ports(inboxes.app(), 1) as (port,):
+        slow = f"127.0.0.1:{port}"
+        inboxes.faults, inboxes.slow_for = {slow: "slow"}, 3.0
+        queue.enqueue(store, account="blog", activity=note(1), inboxes=[f"http://{slow}/inbox"])
+        first = threading.Thread(target=delivery.deliver, args=(config, store),
+                                 kwargs={"lease": lease, "timeout": httpx.Timeout(6.0)})
+        first.start()
+        while statuses(store) != {"sending": 1}:
+            time.sleep(0.02)
+        # Another worker keeps looking while the first one's POST is out, past its lease.
+        others = Counter()
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            others.update(delivery.deliver(config, store, lease=lease, timeout=httpx.Timeout(6.0)).counts)
+            time.sleep(0.2)
+        first.join()
+    assert others == Counter() and statuses(store) == {"sent": 1}
+    assert len(inboxes.received) == 1

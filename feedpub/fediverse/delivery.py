@@ -1,10 +1,10 @@
 """Sending the fediverse queue: claimed batches of deliveries POSTed, signed, over reused connections.
 
 One run claims due rows in batches under a lease (`Leases` over `fediverse_deliveries`, the machinery mail's
-deliveries use: several workers on PostgreSQL never take the same row), marking them `sending` in the same
-statement; POSTs each one signed as its account (draft-cavage with Digest, `signatures.sign_request`) with httpx,
-at most `CONNECTIONS` at once, connections kept alive across batches; then writes the batch's outcomes in one
-transaction:
+deliveries use: several workers on PostgreSQL never take the same row; renewed while a batch is out), marking
+them `sending`; POSTs each one signed as its account (draft-cavage with Digest, `signatures.sign_request`) with
+httpx from `CONNECTIONS` threads, each with its own client and instances, connections kept alive across batches;
+then writes the batch's outcomes in one transaction:
 
 - 2xx: sent. 410: gone: the followers whose inbox it was are removed. Other 4xx but 429: failed for good.
 - 429, 5xx, a timeout, a connection error: deferred, retried with exponential back-off from `RETRY_BASE`
@@ -140,12 +140,27 @@ class _Run:
                     shares: list[list[Row]] = [[] for _ in clients]
                     for row in rows:
                         shares[zlib.crc32(row.host.encode()) % len(clients)].append(row)
-                    self._record([result for done in pool.map(self._post_all, clients, shares) for result in done])
+                    posting = pool.map(self._post_all, clients, shares)
+                    # A batch of slow instances can outlast the lease: renewed while it is out, no one else
+                    # takes its rows.
+                    done = threading.Event()
+                    renewer = threading.Thread(target=self._renew_until, args=(done,), name="fediverse-lease")
+                    renewer.start()
+                    try:
+                        results = [result for found in posting for result in found]
+                    finally:
+                        done.set()
+                        renewer.join()
+                    self._record(results)
         finally:
             for client in clients:
                 client.close()
             self.leases.release(retire=True)
         return self.summary
+
+    def _renew_until(self, done: threading.Event) -> None:
+        while not done.wait(self.lease.total_seconds() / 3):
+            self.leases.renew(utcnow(), self.lease, busy=False)
 
     def _post_all(self, client: httpx.Client, rows: Sequence[Row]) -> list[Result]:
         """One thread's share, in order; an instance that failed PAUSE_AFTER times in a row here is not tried

@@ -52,7 +52,8 @@ def enqueue_in(conn: sa.Connection, *, account: str, activity: dict[str, Any], i
     if not wanted:       # an activity nobody is to get is not kept
         return 0
     body = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
-    target = activity["object"] if isinstance(activity["object"], str) else activity["object"]["id"]
+    thing = activity.get("object", "")
+    target = thing if isinstance(thing, str) else str(thing.get("id", ""))
     activity_id = conn.scalar(fediverse_activities.insert().values(
         account=account, object_id=target, kind=activity["type"], body=body, created_at=now)
         .returning(fediverse_activities.c.id))
