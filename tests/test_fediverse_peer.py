@@ -79,7 +79,8 @@ class Blog:
         return path
 
 
-def write_site(root: Path, web_port: int, public_url: str, *, private: bool) -> None:
+def write_site(root: Path, web_port: int, public_url: str, *, private: bool, store: str = "") -> None:
+    """feedpub.toml with the accounts on (and `store` as [store] url when given), and an empty posts/."""
     (root / "feedpub.toml").write_text(f"""
 [site]
 title = "{TITLE}"
@@ -95,7 +96,7 @@ enabled = true
 username = "blog"
 categories = true
 allow_private_addresses = {str(private).lower()}
-""", encoding="utf-8")
+""" + (f'[store]\nurl = "{store}"\n' if store else ""), encoding="utf-8")
     (root / "posts").mkdir()
 
 
@@ -546,3 +547,50 @@ def test_a_blocked_instance_is_refused_and_gets_nothing_more(tmp_path: Path, pee
         store.engine.dispose()
     assert [item["type"] for item in received["verified"]] == ["Accept"]
     assert not [post for post in received["posts"] if "ブロック後の記事" in post["body"]]
+
+
+def test_two_workers_on_postgresql_deliver_each_post_to_the_instance_once(
+        tmp_path: Path, peer: FedifyPeer, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two accounts of the peer's instance follow; three new posts; two `feedpub worker`s share the PostgreSQL
+    queue: each Create reaches the instance's shared inbox once, and Fedify verifies each."""
+    monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
+    web_port = free_port()
+    public_url = f"http://127.0.0.1:{web_port}"
+    write_site(tmp_path, web_port, public_url, private=True, store=pg_url)
+    config = load_config(tmp_path / "feedpub.toml")
+    store = open_store(config.store_url)
+    blog = Blog(tmp_path, public_url)
+    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
+    peer.reset()
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        with serving(app, web_port):
+            actor = webfinger_self(public_url, f"blog@127.0.0.1:{web_port}")
+            for follower in ("peer", "mallory"):
+                followed = peer.follow(actor, as_=follower)
+                peer.wait_for(peer.verified("Accept", followed["follow"]), f"{follower}'s Accept")
+            titles = {f"並行配信 {n}" for n in range(3)}
+            for n, title in enumerate(sorted(titles)):
+                blog.save_post(f"parallel-{n}", title, f"{title}の本文。", datetime.now(UTC) - timedelta(minutes=n))
+            built = blog.feedpub("build")
+            assert built.returncode == 0, built.stderr
+            assert "配信 3 件をキューに追加しました" in built.stdout, built.stdout   # 3 Creates, one inbox
+            for n in range(2):
+                with (tmp_path / f"worker-{n}.log").open("wb") as log:
+                    workers.append(subprocess.Popen([sys.executable, "-m", "feedpub", "worker", "--idle", "1s"],
+                                                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT))
+            creates = peer.wait_for(
+                lambda got: (found := [item for item in got["verified"] if item["type"] == "Create"])
+                and len(found) >= 3 and found, "three Creates", timeout=30)
+            time.sleep(1)   # a second copy from the other worker would be in by now
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            assert [worker.wait(timeout=30) for worker in workers] == [0, 0]
+            received = peer.received()
+    finally:
+        for worker in workers:
+            worker.kill()
+        store.engine.dispose()
+    assert {create["object"]["name"] for create in creates} == titles
+    for create in creates:
+        assert [post["path"] for post in posts_for(received, create["id"])] == ["/inbox"], create["id"]
