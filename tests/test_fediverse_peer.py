@@ -6,8 +6,13 @@ WebFinger, follows it, and verifies with Fedify's own checks (HTTP Signature, Di
 activity the blog sends it: the Accept, the Create(Article) of a post saved in the posts folder, its Update after
 an edit, its Delete after removal; then it unfollows. The peer also signs the bad input feedpub must refuse.
 
+Beside it, with the same peer: a category account's Announce, NodeInfo and the outbox as Fedify reads them, likes,
+boosts and replies, the operator's follower list; and, on sites served in the test process (builds and deliveries
+run by the test, or by two `feedpub worker`s on PostgreSQL): a key at a private address refused, an instance that
+answers 500 or hangs retried then paused, a blocked instance, each post delivered to an instance once.
+
 Needs Node.js and `npm ci --prefix tests/fediverse_peer` (skipped without them, except under CI=true, where
-.ci/run installs them). One peer and one daemon for the module: each start costs about a second.
+.ci/run installs them). One peer (about 3 s to start) and one daemon for the module.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +35,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from feedpub.config import Config
 from feedpub.config_file import load_config
 from feedpub.fediverse.delivery import deliver
 from feedpub.fediverse.ledger import Ledger
@@ -100,7 +107,8 @@ allow_private_addresses = {str(private).lower()}
     (root / "posts").mkdir()
 
 
-def start_daemon(root: Path, backend: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_daemon(root: Path, backend: str) -> subprocess.Popen[bytes]:
+    """`feedpub run` in `root`, once its first build is done; its stderr in root/daemon.log."""
     log = root / "daemon.log"
     with log.open("wb") as err:   # the child has its own copy
         process = subprocess.Popen([sys.executable, "-m", "feedpub", "run"], cwd=root, stdout=subprocess.DEVNULL,
@@ -109,12 +117,43 @@ def start_daemon(root: Path, backend: str) -> tuple[subprocess.Popen[bytes], Pat
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{backend}/healthz").json()["last_build"]:
-                return process, log
+                return process
         except httpx.HTTPError:
             pass
         assert process.poll() is None, log.read_text()
         time.sleep(0.2)
     raise AssertionError(f"the daemon did not come up:\n{log.read_text()}")
+
+
+@dataclass
+class ServedSite:
+    """A site's web app served in this process (no daemon: the test runs builds and deliveries itself)."""
+
+    blog: Blog
+    config: Config
+    store: Store
+    actor: str    # the blog account's actor id, as WebFinger gives it
+
+
+@contextmanager
+def served_site(root: Path, *, private: bool = True, store: str = "") -> Iterator[ServedSite]:
+    """A site at http://127.0.0.1:PORT whose web app (inboxes, actors, objects) uvicorn serves until the block
+    ends; FEEDPUB_SECRET must be set."""
+    web_port = free_port()
+    public_url = f"http://127.0.0.1:{web_port}"
+    write_site(root, web_port, public_url, private=private, store=store)
+    config = load_config(root / "feedpub.toml")
+    opened = open_store(config.store_url)
+    app = create_app(config, opened, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
+    try:
+        with serving(app, web_port):
+            found = httpx.get(f"{public_url}/.well-known/webfinger",
+                              params={"resource": f"acct:blog@127.0.0.1:{web_port}"})
+            found.raise_for_status()
+            actor = next(link["href"] for link in found.json()["links"] if link.get("rel") == "self")
+            yield ServedSite(Blog(root, public_url), config, opened, actor)
+    finally:
+        opened.engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +181,7 @@ def blog(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path
     write_site(root, web_port, public_url, private=True)
     front = TLSFront(front_port, web_port, *certificate).start()
     backend = f"http://127.0.0.1:{web_port}"
-    process, _ = start_daemon(root, backend)
+    process = start_daemon(root, backend)
     blog = Blog(root, public_url)
     blog.save_post("archive", "過去の記事", "以前の本文。", datetime.now(UTC) - timedelta(days=30))
     try:
@@ -402,25 +441,15 @@ def test_a_key_at_a_private_address_is_refused_without_allow_private_addresses(
         tmp_path: Path, peer: FedifyPeer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The peer's key lives at http://127.0.0.1: a site without allow_private_addresses never fetches it."""
     monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
-    web_port = free_port()
-    public_url = f"http://127.0.0.1:{web_port}"
-    write_site(tmp_path, web_port, public_url, private=False)
-    config = load_config(tmp_path / "feedpub.toml")
-    store = open_store(config.store_url)
-    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
     fetches_before = len(peer.received()["fetched"])
-    try:
-        with serving(app, web_port):
-            actor = webfinger_self(public_url, f"blog@127.0.0.1:{web_port}")
-            document = httpx.get(actor, headers={"Accept": "application/activity+json"}).json()
-            follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.actor}/follows/private",
-                      "type": "Follow", "actor": peer.actor, "object": actor}
-            answer = peer.send(document["inbox"], follow)
-            assert answer["status"] == 401, answer
-            assert httpx.get(document["followers"], headers={"Accept": "application/activity+json"}
-                             ).json()["totalItems"] == 0
-    finally:
-        store.engine.dispose()
+    with served_site(tmp_path, private=False) as site:
+        document = httpx.get(site.actor, headers={"Accept": "application/activity+json"}).json()
+        follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.actor}/follows/private",
+                  "type": "Follow", "actor": peer.actor, "object": site.actor}
+        answer = peer.send(document["inbox"], follow)
+        assert answer["status"] == 401, answer
+        assert httpx.get(document["followers"], headers={"Accept": "application/activity+json"}
+                         ).json()["totalItems"] == 0
     assert peer.received()["fetched"][fetches_before:] == [], "the key at a private address was fetched"
 
 
@@ -430,10 +459,10 @@ def test_sigterm_stops_the_daemon_promptly_with_activitypub_enabled(tmp_path: Pa
     web_port = free_port()
     public_url = f"http://127.0.0.1:{web_port}"
     write_site(tmp_path, web_port, public_url, private=True)
-    process, log = start_daemon(tmp_path, public_url)
+    process = start_daemon(tmp_path, public_url)
     process.send_signal(signal.SIGTERM)
     try:
-        assert process.wait(timeout=10) == 0, log.read_text()
+        assert process.wait(timeout=10) == 0, (tmp_path / "daemon.log").read_text()
     finally:
         process.kill()
 
@@ -443,32 +472,19 @@ def sleep_until_retry(store: Store) -> None:
     time.sleep(max(0.0, (next_retry(store) - datetime.now(UTC)).total_seconds()) + 0.05)
 
 
-def webfinger_self(public_url: str, handle: str) -> str:
-    answer = httpx.get(f"{public_url}/.well-known/webfinger", params={"resource": f"acct:{handle}"})
-    answer.raise_for_status()
-    return next(link["href"] for link in answer.json()["links"] if link.get("rel") == "self")
-
-
 def test_a_follower_instance_answering_500_is_retried_then_paused_and_a_hanging_one_times_out(
         tmp_path: Path, peer: FedifyPeer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The deliveries of one site's queue, run as the daemon runs them (a shorter back-off), to the peer answering
     500, then hanging: each failure is retried, the third in a row pauses the instance (its rows wait, unsent, until
     the pause ends), then the post reaches it once and Fedify verifies it."""
-    web_port = free_port()
-    public_url = f"http://127.0.0.1:{web_port}"
-    write_site(tmp_path, web_port, public_url, private=True)
-    config = load_config(tmp_path / "feedpub.toml")
-    store = open_store(config.store_url)
     monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
-    blog = Blog(tmp_path, public_url)
-    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
     retry_base, peer_host = timedelta(seconds=1.5), f"127.0.0.1:{peer.port}"
     peer.reset()
-    try:
-        with serving(app, web_port):
-            followed = peer.follow(webfinger_self(public_url, f"blog@127.0.0.1:{web_port}"))
-            peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
-
+    with served_site(tmp_path) as site:
+        config, store, blog = site.config, site.store, site.blog
+        followed = peer.follow(site.actor)
+        peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
+        try:
             peer.fault("500")
             blog.save_post("down", "落ちている相手へ", "再送の本文。", datetime.now(UTC))
             built = blog.feedpub("build")
@@ -504,11 +520,9 @@ def test_a_follower_instance_answering_500_is_retried_then_paused_and_a_hanging_
             summary = deliver(config, store, retry_base=retry_base, timeout=httpx.Timeout(1.0))
             assert summary.counts["deferred"] == 1, summary.line()
             assert [post["fault"] for post in peer.received()["posts"] if post.get("fault") == "hang"] == ["hang"]
+        finally:
             peer.fault("ok")
             peer.unfollow(followed["actor"]["id"])
-    finally:
-        peer.fault("ok")
-        store.engine.dispose()
 
 
 def test_a_blocked_instance_is_refused_and_gets_nothing_more(tmp_path: Path, peer: FedifyPeer,
@@ -517,34 +531,23 @@ def test_a_blocked_instance_is_refused_and_gets_nothing_more(tmp_path: Path, pee
     the block is queued for nobody and never reaches it. (Blocked as `feedpub fediverse block` blocks, with its
     functions: the command takes domain names only, and the peer has an address.)"""
     monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
-    web_port = free_port()
-    public_url = f"http://127.0.0.1:{web_port}"
-    write_site(tmp_path, web_port, public_url, private=True)
-    config = load_config(tmp_path / "feedpub.toml")
-    store = open_store(config.store_url)
-    blog = Blog(tmp_path, public_url)
-    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
     peer.reset()
-    try:
-        with serving(app, web_port):
-            actor = webfinger_self(public_url, f"blog@127.0.0.1:{web_port}")
-            followed = peer.follow(actor)
-            peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
-            assert Ledger(store).block("127.0.0.1")
-            cancel_host(store, "127.0.0.1", "instance blocked by the operator")
+    with served_site(tmp_path) as site:
+        followed = peer.follow(site.actor)
+        peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
+        assert Ledger(site.store).block("127.0.0.1")
+        cancel_host(site.store, "127.0.0.1", "instance blocked by the operator")
 
-            follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.mallory}/follows/blocked",
-                      "type": "Follow", "actor": peer.mallory, "object": actor}
-            answer = peer.send(followed["actor"]["inbox"], follow, signer="mallory")
-            assert answer["status"] == 403, answer
-            assert peer.mallory not in blog.followers("blog")
+        follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.mallory}/follows/blocked",
+                  "type": "Follow", "actor": peer.mallory, "object": site.actor}
+        answer = peer.send(followed["actor"]["inbox"], follow, signer="mallory")
+        assert answer["status"] == 403, answer
+        assert peer.mallory not in site.blog.followers("blog")
 
-            blog.save_post("after-block", "ブロック後の記事", "届かない本文。", datetime.now(UTC))
-            assert blog.feedpub("build").returncode == 0
-            deliver(config, store)
-            received = peer.received()
-    finally:
-        store.engine.dispose()
+        site.blog.save_post("after-block", "ブロック後の記事", "届かない本文。", datetime.now(UTC))
+        assert site.blog.feedpub("build").returncode == 0
+        deliver(site.config, site.store)
+    received = peer.received()
     assert [item["type"] for item in received["verified"]] == ["Accept"]
     assert not [post for post in received["posts"] if "ブロック後の記事" in post["body"]]
 
@@ -554,27 +557,19 @@ def test_two_workers_on_postgresql_deliver_each_post_to_the_instance_once(
     """Two accounts of the peer's instance follow; three new posts; two `feedpub worker`s share the PostgreSQL
     queue: each Create reaches the instance's shared inbox once, and Fedify verifies each."""
     monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
-    web_port = free_port()
-    public_url = f"http://127.0.0.1:{web_port}"
-    write_site(tmp_path, web_port, public_url, private=True, store=pg_url)
-    config = load_config(tmp_path / "feedpub.toml")
-    store = open_store(config.store_url)
-    blog = Blog(tmp_path, public_url)
-    app = create_app(config, store, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
     peer.reset()
     workers: list[subprocess.Popen[bytes]] = []
-    try:
-        with serving(app, web_port):
-            actor = webfinger_self(public_url, f"blog@127.0.0.1:{web_port}")
-            for follower in ("peer", "mallory"):
-                followed = peer.follow(actor, as_=follower)
-                peer.wait_for(peer.verified("Accept", followed["follow"]), f"{follower}'s Accept")
-            titles = {f"並行配信 {n}" for n in range(3)}
-            for n, title in enumerate(sorted(titles)):
-                blog.save_post(f"parallel-{n}", title, f"{title}の本文。", datetime.now(UTC) - timedelta(minutes=n))
-            built = blog.feedpub("build")
-            assert built.returncode == 0, built.stderr
-            assert "配信 3 件をキューに追加しました" in built.stdout, built.stdout   # 3 Creates, one inbox
+    with served_site(tmp_path, store=pg_url) as site:
+        for follower in ("peer", "mallory"):
+            followed = peer.follow(site.actor, as_=follower)
+            peer.wait_for(peer.verified("Accept", followed["follow"]), f"{follower}'s Accept")
+        titles = {f"並行配信 {n}" for n in range(3)}
+        for n, title in enumerate(sorted(titles)):
+            site.blog.save_post(f"parallel-{n}", title, f"{title}の本文。", datetime.now(UTC) - timedelta(minutes=n))
+        built = site.blog.feedpub("build")
+        assert built.returncode == 0, built.stderr
+        assert "配信 3 件をキューに追加しました" in built.stdout, built.stdout   # 3 Creates, one inbox
+        try:
             for n in range(2):
                 with (tmp_path / f"worker-{n}.log").open("wb") as log:
                     workers.append(subprocess.Popen([sys.executable, "-m", "feedpub", "worker", "--idle", "1s"],
@@ -586,11 +581,10 @@ def test_two_workers_on_postgresql_deliver_each_post_to_the_instance_once(
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
             assert [worker.wait(timeout=30) for worker in workers] == [0, 0]
-            received = peer.received()
-    finally:
-        for worker in workers:
-            worker.kill()
-        store.engine.dispose()
+        finally:
+            for worker in workers:
+                worker.kill()
+    received = peer.received()
     assert {create["object"]["name"] for create in creates} == titles
     for create in creates:
         assert [post["path"] for post in posts_for(received, create["id"])] == ["/inbox"], create["id"]
