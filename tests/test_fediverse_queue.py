@@ -4,6 +4,10 @@ hosts; on SQLite and PostgreSQL, and two workers on one PostgreSQL store never s
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -209,3 +213,33 @@ def test_a_batch_outlasting_its_lease_keeps_its_rows(config: Config, store: Stor
         first.join()
     assert others == Counter() and statuses(store) == {"sent": 1}
     assert len(inboxes.received) == 1
+
+
+def test_feedpub_workers_deliver_each_once_on_postgresql(pg_url: str, site: Site) -> None:
+    site.configure(f'[store]\nurl = "{pg_url}"\n[web]\npublic_url = "https://news.example.org"\n'
+                   '[activitypub]\nenabled = true\nallow_private_addresses = true\n')
+    config = site.config
+    store = emptied(open_store(pg_url))
+    inboxes = Inboxes({key_id(config, "blog"): Ledger(store).key_pair("blog").public_pem})
+    env = {**os.environ, "FEEDPUB_SECRET": "worker-test"}
+    command = [sys.executable, "-m", "feedpub", "--config", str(site.toml), "worker", "--idle", "1s"]
+    with serving_ports(inboxes.app(), 4) as ports:
+        workers = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        try:
+            for worker in workers:
+                assert "worker started" in worker.stderr.readline()
+            for number in (1, 2):
+                queue.enqueue(store, account="blog", activity=note(number),
+                              inboxes=[f"http://127.0.0.1:{port}/users/{n}/inbox" for port in ports for n in range(50)])
+            deadline = time.monotonic() + 60
+            while len(inboxes.received) < 400 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            codes = [worker.wait(timeout=30) for worker in workers]
+    assert codes == [0, 0]
+    got = Counter((where, path, activity["id"]) for where, path, activity in inboxes.received)
+    assert len(got) == 400 and max(got.values()) == 1 and not inboxes.refused
+    assert statuses(store) == {"sent": 400}
+    store.engine.dispose()

@@ -91,7 +91,6 @@ class Summary:
     counts: Counter[str] = field(default_factory=Counter)
     paused: set[str] = field(default_factory=set)     # instances paused in this run
     dropped: set[str] = field(default_factory=set)    # instances given up
-    problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         parts = [counted(self.counts[status], "delivery", "deliveries") + " " + status
