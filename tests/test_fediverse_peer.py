@@ -420,6 +420,9 @@ def test_oversized_and_malformed_activities_are_refused(blog: Blog, peer: Fedify
             "actor": mallory, "object": {"id": f"{mallory}/notes/huge/object", "type": "Note",
                                          "attributedTo": mallory, "content": "長" * 2_000_000}}
     assert peer.send(inbox, huge, signer="mallory")["status"] == 413
+    long_reply = {**huge, "id": f"{mallory}/notes/long", "object": {**huge["object"], "id": f"{mallory}/notes/long/1",
+                                                                     "content": "長い返信。" * 6_000}}
+    assert peer.send(inbox, long_reply, signer="mallory")["status"] == 202   # 90 kB: an honest long one
 
     malformed = {
         "not JSON": '{"type": "Follow", "actor": ',
@@ -435,6 +438,17 @@ def test_oversized_and_malformed_activities_are_refused(blog: Blog, peer: Fedify
         assert 400 <= answer["status"] < 500, f"{name}: {answer}"
     assert follower_count(peer, account) == before
     assert "Traceback" not in blog.log.read_text(errors="replace")
+
+
+def test_an_actor_deleted_on_its_instance_no_longer_follows(peer: FedifyPeer, account: dict[str, Any]) -> None:
+    before = follower_count(peer, account)
+    follow = follow_of(peer.mallory, account, "then-deleted")
+    assert peer.send(shared_inbox(account), follow, signer="mallory")["status"] == 202
+    assert follower_count(peer, account) == before + 1
+    deleted = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.mallory}#delete", "type": "Delete",
+               "actor": peer.mallory, "object": peer.mallory}
+    assert peer.send(shared_inbox(account), deleted, signer="mallory")["status"] == 202
+    assert follower_count(peer, account) == before
 
 
 def test_a_key_at_a_private_address_is_refused_without_allow_private_addresses(
