@@ -455,7 +455,6 @@ def test_a_key_at_a_private_address_is_refused_without_allow_private_addresses(
         tmp_path: Path, peer: FedifyPeer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The peer's key lives at http://127.0.0.1: a site without allow_private_addresses never fetches it."""
     monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
-    fetches_before = len(peer.received()["fetched"])
     with served_site(tmp_path, private=False) as site:
         document = httpx.get(site.actor, headers={"Accept": "application/activity+json"}).json()
         follow = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.actor}/follows/private",
@@ -464,7 +463,10 @@ def test_a_key_at_a_private_address_is_refused_without_allow_private_addresses(
         assert answer["status"] == 401, answer
         assert httpx.get(document["followers"], headers={"Accept": "application/activity+json"}
                          ).json()["totalItems"] == 0
-    assert peer.received()["fetched"][fetches_before:] == [], "the key at a private address was fetched"
+    # feedpub signs its fetches as its instance actor, on its own public_url
+    by_this_site = [fetch for fetch in peer.received()["fetched"]
+                    if site.blog.public_url in f"{fetch['signature']} {fetch['signature_input']}"]
+    assert by_this_site == [], "the key at a private address was fetched"
 
 
 def test_sigterm_stops_the_daemon_promptly_with_activitypub_enabled(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ federation
 
 // Every POST to an inbox with Fedify's answer; inbox faults are applied before Fedify sees the request.
 const posts = [];
-const fetched = [];   // every other request to this server (what was read of its actors and keys), by path
+const fetched = [];   // every other request (what was read of its actors and keys): path, and who signed it
 let fault = "ok";
 const hanging = new Set();
 const follows = new Map();   // "follower followed-actor-id" → the Follow, for its Undo
@@ -218,7 +218,10 @@ const server = http.createServer(async (req, res) => {
       const [status, value] = await control(url.pathname, body?.length ? JSON.parse(body) : {});
       return answer(res, status, value);
     }
-    if (req.method !== "POST") fetched.push({ method: req.method, path: url.pathname });
+    if (req.method !== "POST") {
+      fetched.push({ method: req.method, path: url.pathname, signature: req.headers.signature ?? null,
+        signature_input: req.headers["signature-input"] ?? null });
+    }
     const isInboxPost = req.method === "POST" && /^\/(inbox|users\/[^/]+\/inbox)$/.test(url.pathname);
     if (isInboxPost && fault !== "ok") {
       posts.push({ path: url.pathname, fault, body: body.toString("utf8") });
