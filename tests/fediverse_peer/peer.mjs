@@ -3,25 +3,28 @@
 //   node peer.mjs PORT
 //
 // Two actors, /users/peer (the follower) and /users/mallory (whose key signs forgeries), each with an RSA key
-// (draft-cavage HTTP Signatures, as Mastodon) and an Ed25519 key (Object Integrity Proofs, as Fedify servers
-// such as Ghost add). Fedify verifies every inbox POST (HTTP Signature with Digest, date window, signer = actor)
-// before its listener records the activity; every POST, accepted or not, is logged with Fedify's answer.
+// (HTTP Signatures: Fedify sends RFC 9421 first and, refused, draft-cavage as Mastodon does, then remembers) and an
+// Ed25519 key (Object Integrity Proofs, as Fedify servers such as Ghost add). Fedify verifies every inbox POST
+// (HTTP Signature with its digest, date window, signer = actor) before its listener records the activity; every
+// POST, accepted or not, is logged with Fedify's answer.
 //
 // Control API for the test (JSON in and out), on the same port under /control/:
 //   POST /control/follow    {"handle": "@blog@127.0.0.1:8443"}  WebFinger + actor lookup, then a signed Follow
 //   POST /control/unfollow  {"actor": "https://…/actor"}        Undo of that Follow
 //                           (both as /users/peer, or as {"as": "mallory"})
 //   POST /control/lookup    {"uri": "…"}                         Fedify's lookupObject, uncached: the object
-//   POST /control/nodeinfo  {"url": "https://host/"}             Fedify's getNodeInfo (strict schema)
+//   POST /control/nodeinfo  {"url": "https://host/"}             NodeInfo 2.1 as Fedify parses it (strictly)
 //   POST /control/outbox    {"actor": "…"}                       every item of its outbox, paged as Fedify walks it
-//   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper"}  a raw request signed as
-//                           asked (body sent as given; "tamper": "body" adds a space after signing)
+//   POST /control/send      {"inbox", "body", "signer", "key_of", "date", "tamper", "spec"}  a raw request signed
+//                           as asked (body sent as given; "tamper": "body" adds a space after signing; "spec":
+//                           "rfc9421" or, the default, "draft-cavage-http-signatures-12")
 //   POST /control/fault     {"inbox": "ok" | "500" | "hang"}     how this server's inboxes answer from now on
 //   GET  /control/received  {"verified": [...], "posts": [...], "sent": [...], "fetched": [...]}
 //   POST /control/reset     forget what was received and sent
 // It prints "listening on http://127.0.0.1:PORT" once it serves.
 import http from "node:http";
 import { randomUUID } from "node:crypto";
+import { Temporal } from "@js-temporal/polyfill";
 import {
   Activity,
   createFederation,
@@ -29,7 +32,7 @@ import {
   Follow,
   generateCryptoKeyPair,
   getDocumentLoader,
-  getNodeInfo,
+  parseNodeInfo,
   MemoryKvStore,
   Person,
   signRequest,
@@ -148,8 +151,11 @@ async function control(path, input) {
         : [200, { type: found.constructor.name, object: await found.toJsonLd({ format: "compact" }) }];
     }
     case "/control/nodeinfo": {
-      // Strict: undefined unless the document is NodeInfo as Fedify's schema reads it.
-      const info = await getNodeInfo(input.url, { parse: "strict" });
+      // As Fedify's getNodeInfo reads it (which refuses private addresses): the well-known links, the 2.1
+      // document, parsed strictly (null unless it is NodeInfo as Fedify's schema reads it).
+      const links = await (await realFetch(new URL("/.well-known/nodeinfo", input.url))).json();
+      const link = links.links.find((found) => found.rel === "http://nodeinfo.diaspora.software/ns/schema/2.1");
+      const info = link == null ? null : parseNodeInfo(await (await realFetch(link.href)).json());
       return info == null ? [404, { error: `no valid NodeInfo at ${input.url}` }]
         : [200, { software: { ...info.software, version: String(info.software.version) },
           protocols: info.protocols, usage: info.usage, openRegistrations: info.openRegistrations }];
@@ -183,13 +189,15 @@ async function control(path, input) {
 }
 // A request signed by `signer`'s RSA key under the keyId of `key_of` (default: the signer), with the body as
 // given: how the tests make unsigned, wrongly signed, forged, stale, malformed and oversized deliveries.
-async function sendRaw({ inbox, body, signer = "peer", key_of = signer, date, tamper, unsigned }) {
+async function sendRaw({ inbox, body, signer = "peer", key_of = signer, date, tamper, unsigned,
+  spec = "draft-cavage-http-signatures-12" }) {
   const headers = { "Content-Type": "application/activity+json" };
-  if (date) headers.Date = date;
   let request = new Request(inbox, { method: "POST", headers, body });
   if (!unsigned) {
     const keyId = new URL(`${origin}/users/${key_of}#main-key`);
-    request = await signRequest(request, keyPairs[signer][0].privateKey, keyId);
+    // `date` is when it was signed: its Date header, and RFC 9421's `created`
+    const currentTime = date ? Temporal.Instant.from(new Date(date).toISOString()) : undefined;
+    request = await signRequest(request, keyPairs[signer][0].privateKey, keyId, { spec, currentTime });
   }
   const sentBody = tamper === "body" ? `${body} ` : body;   // still the same JSON, no longer its Digest
   const response = await realFetch(inbox, { method: "POST", headers: request.headers, body: sentBody });
