@@ -209,7 +209,9 @@ def posts_for(received: dict[str, Any], activity_id: str) -> list[dict[str, Any]
 
 def test_the_peer_follows_by_webfinger_and_verifies_create_update_delete_then_unfollows(
         blog: Blog, peer: FedifyPeer) -> None:
-    """Two accounts of one instance follow: each gets its Accept; each post's activity reaches the instance once."""
+    """Fedify finds @blog by WebFinger; two of its accounts follow and each gets a signed Accept; a post saved in
+    the folder comes as a Create(Article), its edit as an Update, its removal as a Delete, each verified by Fedify
+    and POSTed to the instance's shared inbox once; the backdated post never comes; Undo(Follow) unfollows."""
     peer.reset()
     followed = peer.follow(blog.handle)
     account = followed["actor"]
