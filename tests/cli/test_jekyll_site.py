@@ -63,7 +63,7 @@ def test_init_from_jekyll_writes_a_config_that_builds_the_jekyll_feed_urls(tmp_p
     assert result.returncode == 0, result.stderr
     written = tomllib.loads((tmp_path / "feeds" / "feedpub.toml").read_text(encoding="utf-8"))
     assert written == {"site": {"jekyll_dir": "../blog"}, "feeds": {"slugs": {}}, "digest": {},
-                       "smtp": {"dkim": {}}, "store": {}, "web": {}, "bounces": {}}
+                       "smtp": {"dkim": {}}, "store": {}, "web": {}, "bounces": {}, "activitypub": {}}
     assert (tmp_path / "feeds" / "email_templates").is_dir() and not (tmp_path / "feeds" / "posts").exists()
 
     result = feedpub("build", cwd=tmp_path / "feeds")
