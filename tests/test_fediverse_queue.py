@@ -143,6 +143,33 @@ def test_a_failing_instance_is_paused_then_given_up(config: Config, store: Store
     assert not inboxes.at(down)
 
 
+def test_after_a_pause_ends_the_sender_waits_for_the_rows_own_back_off(config: Config, store: Store,
+                                                                        inboxes: Inboxes) -> None:
+    with serving_ports(inboxes.app(), 1) as ports, time_machine.travel(T0, tick=True) as clock:
+        down = f"127.0.0.1:{ports[0]}"
+        inboxes.faults = {down: "500"}
+        queue.enqueue(store, account="blog", activity=note(1), inboxes=[f"http://{down}/inbox"])
+        # Three failed attempts, 30 s then 60 s apart: the instance is paused 30 s, its row waits 120 s.
+        for wait in (0, 31, 61):
+            clock.shift(timedelta(seconds=wait))
+            summary = delivery.deliver(config, store)
+        assert summary.paused == {down}
+        with store.engine.connect() as conn:
+            row_due = conn.scalar(sa.select(fediverse_deliveries.c.next_attempt_at))
+            paused_until = conn.scalar(sa.select(fediverse_hosts.c.paused_until))
+        assert paused_until < row_due
+        assert queue.next_retry(store) == row_due
+        # The pause has ended, the row's back-off has not: the next retry is the row's, not the pause's past end.
+        clock.shift(paused_until - datetime.now(UTC) + timedelta(seconds=1))
+        assert queue.next_retry(store) == row_due
+        assert delivery.deliver(config, store).counts == Counter()
+        inboxes.faults = {}
+        clock.shift(row_due - datetime.now(UTC) + timedelta(seconds=1))
+        assert delivery.deliver(config, store).counts == {"sent": 1}
+        assert queue.next_retry(store) is None
+    assert len(inboxes.at(down)) == 1
+
+
 def test_gone_removes_the_followers_and_other_4xx_fail(config: Config, store: Store, inboxes: Inboxes) -> None:
     with serving_ports(inboxes.app(), 3) as ports:
         gone, refusing, busy = (f"127.0.0.1:{port}" for port in ports)
