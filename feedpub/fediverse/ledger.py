@@ -35,6 +35,15 @@ class Follower:
         return self.shared_inbox or self.inbox
 
 
+@dataclass(frozen=True)
+class Publication:
+    """What the accounts published of one post (its `fediverse_published` rows), as its object endpoint serves it."""
+
+    changed_at: datetime               # when an account last published, edited or deleted it
+    edited_at: datetime | None         # when the site account published its last edit (the Update's `updated`)
+    deleted_at: datetime | None        # when it was deleted (its Delete queued), if it was
+
+
 class Ledger:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -119,12 +128,19 @@ class Ledger:
 
     # -- posts -----------------------------------------------------------------------------------------
 
-    def deleted_at(self, object_key: str) -> datetime | None:
-        """When the post whose object key this is was deleted (its Delete queued); None if it never was."""
-        query = (sa.select(sa.func.max(fediverse_published.c.updated_at))
-                 .where(fediverse_published.c.object_key == object_key, fediverse_published.c.state == "deleted"))
+    def publication(self, object_key: str, site_account: str) -> Publication | None:
+        """What the accounts published of the post whose object key this is; None if none ever did."""
+        rows = fediverse_published.c
+        query = (sa.select(rows.account, rows.state, rows.created_at, rows.updated_at)
+                 .where(rows.object_key == object_key))
         with self.store.engine.connect() as conn:
-            return conn.scalar(query)
+            found = conn.execute(query).all()
+        if not found:
+            return None
+        edits = [r.updated_at for r in found if r.account == site_account and r.state != "deleted"
+                 and r.updated_at > r.created_at]
+        deletions = [r.updated_at for r in found if r.state == "deleted"]
+        return Publication(max(r.updated_at for r in found), max(edits, default=None), max(deletions, default=None))
 
     # -- reactions -----------------------------------------------------------------------------------
 

@@ -232,11 +232,12 @@ def _remember(conn: sa.Connection, change: Change, now: datetime) -> None:
         values = {"state": "deleted", "updated_at": now}
     else:
         assert change.date is not None
+        # A post back after its deletion is published anew: its edits are counted from now (`Ledger.publication`).
         values = {"url": change.url, "content_hash": change.content_hash, "state": _STATES[change.kind],
-                  "published_at": change.date, "updated_at": now}
+                  "published_at": change.date, "created_at": now, "updated_at": now}
         if change.before is None:      # a second insert of the same post fails on the primary key
             conn.execute(fediverse_published.insert().values(account=change.account, object_key=change.key,
-                                                             created_at=now, **values))
+                                                             **values))
             return
     if conn.execute(fediverse_published.update().where(match).values(**values)).rowcount != 1:
         raise _Raced(change.key)

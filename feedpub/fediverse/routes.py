@@ -218,22 +218,26 @@ async def post_object(request: Request) -> Response:
     """A post's Article at its id; a browser is sent to the post."""
     fed = _fediverse(request)
     config, key = fed.config, request.path_params["key"]
-    snapshot = await run_in_threadpool(fed.site.snapshot)
+    site = config.activitypub.username
+    published = await run_in_threadpool(fed.ledger.publication, key, site)
+    # A build's Create or Announce names the object, and instances fetch it at once: the posts are read again
+    # when the store says it was published (or edited) after they were last read.
+    snapshot = await run_in_threadpool(fed.site.snapshot, published.changed_at if published else None)
     post = next((post for post in snapshot.posts if objects.object_key(post) == key), None)
     if post is None:
-        deleted = await run_in_threadpool(fed.ledger.deleted_at, key)
-        if deleted is None:
+        if published is None or published.deleted_at is None:
             return PlainTextResponse("no such post here\n", 404)
         tombstone = {"@context": "https://www.w3.org/ns/activitystreams", "id": urls.base(config) +
                      objects.OBJECTS_PATH + key, "type": "Tombstone", "formerType": "Article",
-                     "deleted": deleted.isoformat().replace("+00:00", "Z")}
+                     "deleted": published.deleted_at.isoformat().replace("+00:00", "Z")}
         return ActivityJSON(tombstone, status_code=410, headers={"Vary": "Accept"})
     if not wants_activity_json(request.headers.get("accept", "")):
         return _to_blog(post.url)
     rendered = (await run_in_threadpool(fed.site.rendered, [post]))[0]
-    site = config.activitypub.username
+    # `updated` as the last Update sent it: an instance that fetches the object sees the edit's time.
     return _negotiated(objects.article(config, rendered, owner=urls.actor_id(config, site),
-                                       followers=urls.followers_id(config, site)))
+                                       followers=urls.followers_id(config, site),
+                                       edited=published.edited_at if published else None))
 
 
 def _negotiated(document: dict[str, Any]) -> Response:
