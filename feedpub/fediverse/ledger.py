@@ -77,15 +77,8 @@ class Ledger:
 
     def add_follower(self, account: str, actor: str, inbox: str, shared_inbox: str, host: str) -> bool:
         """Store a follow (its inboxes refreshed when it is known already); True when it is new."""
-        match = (fediverse_followers.c.account == account) & (fediverse_followers.c.actor == actor)
         with self.store.writing() as conn:
-            updated = conn.execute(fediverse_followers.update().where(match)
-                                   .values(inbox=inbox, shared_inbox=shared_inbox, host=host)).rowcount
-            if updated:
-                return False
-            conn.execute(fediverse_followers.insert().values(account=account, actor=actor, inbox=inbox,
-                                                             shared_inbox=shared_inbox, host=host, created_at=_now()))
-        return True
+            return add_follower_in(conn, account, actor, inbox, shared_inbox, host)
 
     def remove_follower(self, account: str, actor: str) -> bool:
         with self.store.writing() as conn:
@@ -176,6 +169,25 @@ class Ledger:
                  .order_by(fediverse_reactions.c.id))
         with self.store.engine.connect() as conn:
             return [(r.actor, r.content, r.created_at) for r in conn.execute(query)]
+
+
+def add_follower_in(conn: sa.Connection, account: str, actor: str, inbox: str, shared_inbox: str, host: str) -> bool:
+    """`Ledger.add_follower` in the caller's transaction."""
+    match = (fediverse_followers.c.account == account) & (fediverse_followers.c.actor == actor)
+    updated = conn.execute(fediverse_followers.update().where(match)
+                           .values(inbox=inbox, shared_inbox=shared_inbox, host=host)).rowcount
+    if updated:
+        return False
+    conn.execute(fediverse_followers.insert().values(account=account, actor=actor, inbox=inbox,
+                                                     shared_inbox=shared_inbox, host=host, created_at=_now()))
+    return True
+
+
+def lock_follower(conn: sa.Connection, account: str, actor: str) -> None:
+    """Hold the follow's row until the caller's transaction ends (PostgreSQL; SQLite has one writer anyway), so
+    that the same Follow arriving twice at once is taken by one."""
+    conn.execute(sa.select(fediverse_followers.c.id).where(fediverse_followers.c.account == account,
+                                                           fediverse_followers.c.actor == actor).with_for_update())
 
 
 def _now() -> datetime:

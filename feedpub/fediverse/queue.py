@@ -63,6 +63,13 @@ def enqueue_in(conn: sa.Connection, *, account: str, activity: dict[str, Any], i
     return len(wanted)
 
 
+def queued_before(conn: sa.Connection, *, account: str, kind: str, object_id: str) -> bool:
+    """Whether `account` queued a `kind` activity of `object_id` already (an Accept of this Follow id)."""
+    activities = fediverse_activities.c
+    return conn.scalar(sa.select(activities.id).where(activities.object_id == object_id, activities.kind == kind,
+                                                      activities.account == account).limit(1)) is not None
+
+
 def due(now: datetime) -> sa.ColumnElement[bool]:
     """Open rows whose lease is free, deferred ones whose retry time has come, of instances not paused."""
     rows = fediverse_deliveries.c

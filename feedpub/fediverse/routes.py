@@ -29,10 +29,10 @@ from feedpub.config import Config
 from feedpub.fediverse import actors, inbox, nodeinfo, objects, signatures, urls, webfinger
 from feedpub.fediverse.delivery import deliver
 from feedpub.fediverse.keys import INSTANCE
-from feedpub.fediverse.ledger import Ledger
+from feedpub.fediverse.ledger import Ledger, add_follower_in, lock_follower
 from feedpub.fediverse.negotiation import ACTIVITY_JSON, wants_activity_json
-from feedpub.fediverse.queue import enqueue
-from feedpub.fediverse.remote import FetchRefused, Remote, check_address
+from feedpub.fediverse.queue import enqueue_in, queued_before
+from feedpub.fediverse.remote import FetchRefused, Remote, RemoteActor, check_address
 from feedpub.fediverse.site import SitePosts
 from feedpub.store import Store
 
@@ -318,11 +318,8 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
                 await check_address(address, allow_private=fed.config.activitypub.allow_private_addresses)
         except FetchRefused as exc:
             return PlainTextResponse(f"the follower's actor cannot be used: {exc}\n", 400)
-        await run_in_threadpool(ledger.add_follower, effect.account, effect.actor, follower.inbox,
-                                follower.shared_inbox, _hostname(effect.actor))
-        accepted = inbox.accept(fed.config, effect.account, effect.activity)
-        await run_in_threadpool(lambda: enqueue(fed.store, account=effect.account, activity=accepted,
-                                                inboxes=[follower.inbox]))
+        if not await run_in_threadpool(_follow, fed, effect, follower):
+            return Response(status_code=202)       # a replay: taken (and accepted) once already
         log.info("%s follows %s", effect.actor, effect.account)
         return Response(status_code=202, background=BackgroundTask(fed.queued))
     if isinstance(effect, inbox.Unfollow):
@@ -336,6 +333,22 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
     elif isinstance(effect, inbox.Unreact):
         await run_in_threadpool(ledger.remove_reaction, effect.activity_id, effect.actor)
     return Response(status_code=202)
+
+
+def _follow(fed: Fediverse, effect: inbox.Follow, follower: RemoteActor) -> bool:
+    """Store the follower and queue the Accept, in one transaction; False (nothing done) for a Follow whose id was
+    accepted before: a replay is taken once. A new Follow from a follower (Mastodon sends one again when it thinks
+    the first was lost) refreshes its inboxes and is accepted again, as Mastodon accepts one."""
+    accepted = inbox.accept(fed.config, effect.account, effect.activity)
+    with fed.store.writing() as conn:
+        lock_follower(conn, effect.account, effect.actor)
+        follow_id = accepted["object"]["id"]
+        if follow_id and queued_before(conn, account=effect.account, kind="Accept", object_id=follow_id):
+            return False
+        add_follower_in(conn, effect.account, effect.actor, follower.inbox, follower.shared_inbox,
+                        _hostname(effect.actor))
+        enqueue_in(conn, account=effect.account, activity=accepted, inboxes=[follower.inbox])
+    return True
 
 
 async def _bounded_body(request: Request) -> bytes | None:
