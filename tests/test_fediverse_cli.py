@@ -102,7 +102,10 @@ def test_block_cancels_queued_deliveries_and_refuses_bad_domains(site: Site) -> 
         assert sorted(conn.execute(sa.select(fediverse_deliveries.c.host, fediverse_deliveries.c.status))) == [
             ("ok.example", "queued"), ("ok.example", "queued"), ("spam.example", "cancelled"),
             ("spam.example:8443", "cancelled")]
-    for bad in ("https://spam.example/", "spam", "spam example.org", ""):
+    # Instances reached by address or by a one-label name (private networks): as the inbox compares hosts.
+    for named, host in (("127.0.0.1", "127.0.0.1"), ("[::1]", "::1"), ("LocalHost", "localhost")):
+        assert run(site, "block", named)[0] == 0 and Ledger(store).blocked(host)
+    for bad in ("https://spam.example/", "spam.example:8443", "spam example.org", "spam-.example", "[::1", ""):
         code, out, err = run(site, "block", bad)
         assert code == 2 and out == ""
         assert err.startswith(f"feedpub: {bad}：ホスト名ではありません"), err
