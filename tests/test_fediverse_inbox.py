@@ -4,6 +4,7 @@ signed with apsig), both served by uvicorn on 127.0.0.1, the store on SQLite (an
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,20 @@ def test_a_replayed_follow_is_accepted_once_and_a_new_follow_again(any_store_wor
     assert world.ann.post(world.inbox, undo).status_code == 202
     assert world.ann.post(world.inbox, follow).status_code == 202
     assert world.followers() == 0 and len(world.remote.received) == 2
+
+
+def test_the_web_apps_log_speaks_the_sites_language(site: Site, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    caplog.set_level(logging.INFO, logger="feedpub.fediverse")
+    with remote_server(free_port()) as remote, served_blog(site, free_port(), language="ja") as (blog, store):
+        world = World(blog, store, remote)
+        assert world.ann.post(world.inbox, world.follow()).status_code == 202
+        remote.wait_for(1)
+        time.sleep(0.5)      # the run's line is logged after the Accept is answered
+    logged = [record.getMessage() for record in caplog.records if record.name == "feedpub.fediverse"]
+    assert f"{world.ann.id} が blog をフォローしました" in logged
+    assert "ウェブアプリからのフェディバース配信：配信 1 件を送信" in logged, logged
 
 
 def test_undo_follow_and_a_deleted_actor_are_no_longer_followers(world: World) -> None:

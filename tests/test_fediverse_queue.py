@@ -26,6 +26,7 @@ from feedpub.fediverse.ledger import Ledger
 from feedpub.fediverse.urls import key_id
 from feedpub.schema import fediverse_deliveries, fediverse_followers, fediverse_hosts
 from feedpub.store import Store, open_store
+from feedpub.strings import load_strings
 from tests.conftest import Site, emptied
 from tests.fediverse_inboxes import Inboxes, serving_ports
 
@@ -79,6 +80,7 @@ def test_each_inbox_gets_each_activity_once_signed(config: Config, store: Store,
         assert queued == 3
         summary = delivery.deliver(config, store)
         assert summary.counts["sent"] == 3 and summary.line() == "3 deliveries sent"
+        assert summary.line(load_strings("cli", "ja", None)) == "配信 3 件を送信"
         assert not inboxes.refused
         assert sorted((where, path) for where, path, _ in inboxes.received) == sorted(
             [(a, "/inbox"), (b, "/inbox"), (c, "/users/x/inbox")])

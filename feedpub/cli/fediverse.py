@@ -26,12 +26,8 @@ def published_line(t, published) -> str:  # noqa: ANN001 - Strings and feedpub.f
 
 
 def sending_line(t, summary) -> str:  # noqa: ANN001 - Strings and feedpub.fediverse.delivery.Summary, lazily
-    """A fediverse sending run: `2 deliveries sent; mastodon.example paused`, in the language of `t`."""
-    parts = [t.count(f"fediverse_deliveries_{status}", summary.counts[status])
-             for status in ("sent", "deferred", "failed", "gone", "dropped") if summary.counts[status]]
-    parts += [t.text("fediverse_instance_paused", host=host) for host in sorted(summary.paused)]
-    parts += [t.text("fediverse_instance_dropped", host=host) for host in sorted(summary.dropped)]
-    return t.text("fediverse_sending", counts=t.text("list_separator").join(parts))
+    """A fediverse sending run: `fediverse: 2 deliveries sent; mastodon.example paused`, in the language of `t`."""
+    return t.text("fediverse_sending", counts=summary.line(t))
 
 
 @click.group()

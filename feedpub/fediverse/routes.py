@@ -35,6 +35,7 @@ from feedpub.fediverse.queue import enqueue_in, queued_before
 from feedpub.fediverse.remote import FetchRefused, Remote, RemoteActor, check_address
 from feedpub.fediverse.site import SitePosts
 from feedpub.store import Store
+from feedpub.strings import operator_strings
 
 log = logging.getLogger("feedpub.fediverse")
 
@@ -52,6 +53,7 @@ class Fediverse:
         self._remote: Remote | None = None
         self._delivering = threading.Lock()
         self._again = threading.Event()
+        self.words = operator_strings(config, "cli")     # its log lines, in site.language as the daemon's
         # What an inbox calls once it queued an Accept: the daemon sets its sender's wake-up here; an app served
         # without one (tests, an embedding) sends from this process.
         self.queued: Callable[[], None] = self.deliver_queued
@@ -72,7 +74,7 @@ class Fediverse:
             while self._again.is_set():
                 self._again.clear()
                 summary = deliver(self.config, self.store)
-                log.info("fediverse deliveries from the web app: %s", summary.line())
+                log.info("%s", self.words.text("fediverse_web_sending", counts=summary.line(self.words)))
         finally:
             self._delivering.release()
 
@@ -320,7 +322,7 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
             return PlainTextResponse(f"the follower's actor cannot be used: {exc}\n", 400)
         if not await run_in_threadpool(_follow, fed, effect, follower):
             return Response(status_code=202)       # a replay: taken (and accepted) once already
-        log.info("%s follows %s", effect.actor, effect.account)
+        log.info("%s", fed.words.text("fediverse_follows", actor=effect.actor, account=effect.account))
         return Response(status_code=202, background=BackgroundTask(fed.queued))
     if isinstance(effect, inbox.Unfollow):
         await run_in_threadpool(ledger.remove_follower, effect.account, effect.actor)
