@@ -16,8 +16,9 @@ from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from feedpub import errors
 from feedpub.config import Config, parse_duration, parse_local_time, parse_monthly_slot, parse_schedule_entry
-from feedpub.errors import ConfigError, message
+from feedpub.errors import ConfigError
 from feedpub.jekyll import FrontMatterDefault, JekyllCollection
 from feedpub.records import CADENCES
 
@@ -257,7 +258,7 @@ def _check_imap_url(value: str) -> None:
 def _check_username(value: str) -> None:
     """`activitypub.username`: a name Mastodon accepts in `@name@host` (its USERNAME_RE)."""
     if not _USERNAME.match(value):
-        raise ValueError(message("config_activitypub_username", value=repr(value)))
+        raise ValueError(errors.message("config_activitypub_username", value=repr(value)))
 
 
 def _check_subject(value: str) -> None:
