@@ -16,6 +16,7 @@ from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from feedpub import errors
 from feedpub.config import Config, parse_duration, parse_local_time, parse_monthly_slot, parse_schedule_entry
 from feedpub.errors import ConfigError
 from feedpub.jekyll import FrontMatterDefault, JekyllCollection
@@ -257,8 +258,7 @@ def _check_imap_url(value: str) -> None:
 def _check_username(value: str) -> None:
     """`activitypub.username`: a name Mastodon accepts in `@name@host` (its USERNAME_RE)."""
     if not _USERNAME.match(value):
-        raise ValueError(f"{value!r} is not an account name Mastodon can follow (expected letters a-z, digits and "
-                         "'_', with '.' or '-' only inside, e.g. 'blog')")
+        raise ValueError(errors.message("config_activitypub_username", value=repr(value)))
 
 
 def _check_subject(value: str) -> None:

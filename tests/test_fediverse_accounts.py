@@ -4,10 +4,16 @@ negotiation, NodeInfo 2.1, outbox pages, followers (a count), each post's object
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from feedpub.fediverse import publish
+from feedpub.schema import fediverse_published
+from feedpub.site.build import build_site
+from feedpub.store import Store
 from tests.cli.test_daemon_e2e import free_port
 from tests.conftest import Site
 from tests.fediverse_actor import served_blog
@@ -168,3 +174,62 @@ def test_a_deleted_posts_id_answers_gone_with_a_tombstone(site: Site, monkeypatc
     assert answer.status_code == 410
     assert answer.json() == {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{blog}/ap/objects/gonepost",
                              "type": "Tombstone", "formerType": "Article", "deleted": "2026-01-02T03:04:05Z"}
+
+
+def build_and_publish(site: Site, store: Store) -> publish.PublishReport:
+    build_site(site.config)
+    return publish.publish(site.config, store)
+
+
+def post_now(site: Site, title: str, body: str) -> None:
+    date = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    site.post(f"{date:%Y-%m-%d}-fresh.md", f"---\ntitle: {title}\ndate: {date.isoformat()}\ncategories: [news]\n"
+                                           f"---\n{body}\n")
+
+
+def published_keys(store: Store) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.scalars(sa.select(fediverse_published.c.object_key)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+
+def test_a_post_a_build_publishes_is_its_article_at_once(site: Site, store_url: str) -> None:
+    with served_blog(site, free_port(), store_url=store_url) as (blog, store):
+        build_and_publish(site, store)
+        # The app has read the site just now: the next post comes well within its 10 s between reads.
+        assert httpx.get(f"{blog}/ap/accounts/blog/outbox", headers={"Accept": AP}).json()["totalItems"] == 2
+        before = published_keys(store)
+        post_now(site, "新しい記事", "ブーストされた直後に取得されます。")
+        report = build_and_publish(site, store)
+        assert (report.created, report.announced) == (1, 1)
+        (key,) = published_keys(store) - before
+        # What a boost's receiver does at once: fetch the Announce's object by its id.
+        answer = httpx.get(f"{blog}/ap/objects/{key}", headers={"Accept": AP})
+        assert answer.status_code == 200 and answer.json()["name"] == "新しい記事"
+        assert httpx.get(f"{blog}/ap/accounts/blog/outbox", headers={"Accept": AP}).json()["totalItems"] == 3
+
+
+def test_an_edited_posts_article_carries_the_time_of_its_update(site: Site, store_url: str) -> None:
+    with served_blog(site, free_port(), store_url=store_url) as (blog, store):
+        build_and_publish(site, store)
+        before = published_keys(store)
+        post_now(site, "Edited later", "First words.")
+        build_and_publish(site, store)
+        (key,) = published_keys(store) - before
+        first = httpx.get(f"{blog}/ap/objects/{key}", headers={"Accept": AP}).json()
+        assert "updated" not in first and "First words." in first["content"]
+        post_now(site, "Edited later", "Second words.")
+        assert build_and_publish(site, store).updated == 1
+        with store.engine.connect() as conn:
+            edited = conn.scalar(sa.select(fediverse_published.c.updated_at).where(
+                fediverse_published.c.object_key == key, fediverse_published.c.account == "blog"))
+        article = httpx.get(f"{blog}/ap/objects/{key}", headers={"Accept": AP}).json()
+    # As the Update carried it: instances that fetch the object see the edit, not the older version.
+    assert "Second words." in article["content"]
+    assert article["updated"] == edited.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    assert article["updated"] > article["published"]

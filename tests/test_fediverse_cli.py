@@ -10,10 +10,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from feedpub.cli import main
+from feedpub.errors import Problem, message
 from feedpub.fediverse import queue
 from feedpub.fediverse.ledger import Ledger
 from feedpub.schema import fediverse_deliveries, fediverse_hosts
 from feedpub.store import Store, open_store
+from feedpub.strings import load_strings, problem_line
 from tests.conftest import Site
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -102,7 +104,10 @@ def test_block_cancels_queued_deliveries_and_refuses_bad_domains(site: Site) -> 
         assert sorted(conn.execute(sa.select(fediverse_deliveries.c.host, fediverse_deliveries.c.status))) == [
             ("ok.example", "queued"), ("ok.example", "queued"), ("spam.example", "cancelled"),
             ("spam.example:8443", "cancelled")]
-    for bad in ("https://spam.example/", "spam", "spam example.org", ""):
+    # Instances reached by address or by a one-label name (private networks): as the inbox compares hosts.
+    for named, host in (("127.0.0.1", "127.0.0.1"), ("[::1]", "::1"), ("LocalHost", "localhost")):
+        assert run(site, "block", named)[0] == 0 and Ledger(store).blocked(host)
+    for bad in ("https://spam.example/", "spam.example:8443", "spam example.org", "spam-.example", "[::1", ""):
         code, out, err = run(site, "block", bad)
         assert code == 2 and out == ""
         assert err.startswith(f"feedpub: {bad}：ホスト名ではありません"), err
@@ -110,3 +115,16 @@ def test_block_cancels_queued_deliveries_and_refuses_bad_domains(site: Site) -> 
     code, out, _ = run(site, "block", "bücher.example")
     assert (code, out) == (0, "xn--bcher-kva.example blocked: its activities are refused; 0 deliveries not yet sent "
                               "cancelled\n")
+
+
+def test_a_username_mastodon_cannot_follow_is_refused_naming_its_line(site: Site) -> None:
+    site.configure('[activitypub]\nenabled = true\nusername = "Blog!"\n', language="ja")
+    result = CliRunner().invoke(main, ["--config", str(site.toml), "check"])
+    assert result.exit_code == 2
+    assert f"{site.toml}:9: 'activitypub.username': 'Blog!' is not an account name Mastodon can follow" in \
+        result.stderr, result.stderr
+    # Its words in problems.toml, per language (shown in site.language where config errors are).
+    problem = Problem(str(site.toml), 9, message("config_activitypub_username", value="'Blog!'"))
+    assert problem_line(problem, load_strings("problems", "ja", None)) == (
+        f"{site.toml}:9: 'Blog!' は Mastodon からフォローできるアカウント名ではありません"
+        "（想定: 英小文字 a-z、数字、'_'。'.' と '-' は途中のみ。例: 'blog'）")

@@ -68,6 +68,10 @@ allow_private_addresses = true
             assert wait_for(inboxes, 3) == ["Create", "Update", "Delete"]
         finally:
             assert daemon.stop() == 0
+        # Its sender logs in site.language, as the rest of the daemon does.
+        logged = daemon.log.read_text(encoding="utf-8")
+        assert "フェディバース：配信 1 件を送信" in logged, logged
+        assert "deliveries sent" not in logged and "delivery sent" not in logged
         daemon = DaemonProcess(tmp_path, web_port)
         try:
             time.sleep(2)

@@ -4,6 +4,8 @@ signed with apsig), both served by uvicorn on 127.0.0.1, the store on SQLite (an
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,6 +81,46 @@ def test_a_follow_is_stored_and_a_signed_accept_reaches_the_followers_inbox(any_
     assert f'keyId="{world.account}#main-key"' in headers["signature"]
     assert Verifier(actor["publicKey"]["publicKeyPem"], "POST", f"{world.ann.id}/inbox", headers,
                     body).verify(raise_on_fail=True) == actor["publicKey"]["id"]
+
+
+def test_a_replayed_follow_is_accepted_once_and_a_new_follow_again(any_store_world: World) -> None:
+    world = any_store_world
+    follow = world.follow()
+    body = json.dumps(follow).encode()
+    first = world.ann.post(world.inbox, body)
+    assert first.status_code == 202, first.text
+    world.remote.wait_for(1)
+    # The same request again, byte for byte with its signature: taken, and nothing more is sent.
+    replayed = httpx.post(world.inbox, content=body, headers={k: v for k, v in first.request.headers.items()
+                                                              if k.lower() != "content-length"})
+    assert replayed.status_code == 202, replayed.text
+    assert world.ann.post(world.inbox, follow).status_code == 202     # signed anew, the same Follow id
+    # Mastodon sends a new Follow when it thinks the first was lost, and expects an Accept of it.
+    assert world.ann.post(world.inbox, world.follow(n=2)).status_code == 202
+    accepts = [json.loads(body)["object"]["id"] for _, _, body in world.remote.wait_for(2)]
+    time.sleep(1)           # an Accept sent anyway would be here by now
+    assert [json.loads(body)["object"]["id"] for _, _, body in world.remote.received] == accepts == [
+        follow["id"], world.follow(n=2)["id"]]
+    assert world.followers() == 1
+    # An unfollow, then the old Follow replayed: still no follower, nothing sent.
+    undo = {"id": f"{world.ann.id}/undo/1", "type": "Undo", "actor": world.ann.id, "object": world.follow(n=2)}
+    assert world.ann.post(world.inbox, undo).status_code == 202
+    assert world.ann.post(world.inbox, follow).status_code == 202
+    assert world.followers() == 0 and len(world.remote.received) == 2
+
+
+def test_the_web_apps_log_speaks_the_sites_language(site: Site, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    caplog.set_level(logging.INFO, logger="feedpub.fediverse")
+    with remote_server(free_port()) as remote, served_blog(site, free_port(), language="ja") as (blog, store):
+        world = World(blog, store, remote)
+        assert world.ann.post(world.inbox, world.follow()).status_code == 202
+        remote.wait_for(1)
+        time.sleep(0.5)      # the run's line is logged after the Accept is answered
+    logged = [record.getMessage() for record in caplog.records if record.name == "feedpub.fediverse"]
+    assert f"{world.ann.id} が blog をフォローしました" in logged
+    assert "ウェブアプリからのフェディバース配信：配信 1 件を送信" in logged, logged
 
 
 def test_undo_follow_and_a_deleted_actor_are_no_longer_followers(world: World) -> None:

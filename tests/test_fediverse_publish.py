@@ -148,6 +148,24 @@ def test_backdated_posts_and_imports_are_recorded_not_pushed(site: Site, store: 
         assert conn.scalar(sa.select(sa.func.count()).select_from(fediverse_deliveries)) == 1
 
 
+def test_a_bulk_import_is_more_than_digest_post_burst_new_posts(site: Site, store: Store) -> None:
+    """One threshold for a bulk import, mail's and the fediverse's: `digest.post_burst`."""
+    configure(site, store.engine.url.render_as_string(hide_password=False))
+    site.toml.write_text(site.toml.read_text(encoding="utf-8") + "[digest]\npost_burst = 2\n", encoding="utf-8")
+    Ledger(store).add_follower("blog", "https://one/users/ann", "https://one.example/users/ann/inbox",
+                               "https://one.example/inbox", "one.example")
+    with time_machine.travel(T0, tick=True):
+        post(site, "2026-03-01-a", "First", T0 - timedelta(days=1), "A.")
+        assert build_and_publish(site, store).created == 1
+        for day in range(2):
+            post(site, f"2026-03-02-two-{day}", f"二つ {day}", T0 - timedelta(minutes=30 + day), "B.")
+        assert build_and_publish(site, store).created == 2
+        for day in range(3):
+            post(site, f"2026-03-02-three-{day}", f"三つ {day}", T0 - timedelta(minutes=10 + day), "C.")
+        report = build_and_publish(site, store)
+    assert (report.created, report.recorded, report.queued) == (0, 3, 0)
+
+
 def test_feedpub_build_queues_what_it_publishes(site: Site, tmp_path: Path) -> None:
     configure(site, f"sqlite:///{tmp_path / 'store.db'}")
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")

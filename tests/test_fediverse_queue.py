@@ -26,6 +26,7 @@ from feedpub.fediverse.ledger import Ledger
 from feedpub.fediverse.urls import key_id
 from feedpub.schema import fediverse_deliveries, fediverse_followers, fediverse_hosts
 from feedpub.store import Store, open_store
+from feedpub.strings import load_strings
 from tests.conftest import Site, emptied
 from tests.fediverse_inboxes import Inboxes, serving_ports
 
@@ -79,6 +80,7 @@ def test_each_inbox_gets_each_activity_once_signed(config: Config, store: Store,
         assert queued == 3
         summary = delivery.deliver(config, store)
         assert summary.counts["sent"] == 3 and summary.line() == "3 deliveries sent"
+        assert summary.line(load_strings("cli", "ja", None)) == "配信 3 件を送信"
         assert not inboxes.refused
         assert sorted((where, path) for where, path, _ in inboxes.received) == sorted(
             [(a, "/inbox"), (b, "/inbox"), (c, "/users/x/inbox")])
@@ -141,6 +143,33 @@ def test_a_failing_instance_is_paused_then_given_up(config: Config, store: Store
             assert list(conn.scalars(sa.select(fediverse_followers.c.actor))) == ["https://up.example/users/bob"]
             assert conn.scalar(sa.select(sa.func.count()).select_from(fediverse_hosts)) == 0
     assert not inboxes.at(down)
+
+
+def test_after_a_pause_ends_the_sender_waits_for_the_rows_own_back_off(config: Config, store: Store,
+                                                                        inboxes: Inboxes) -> None:
+    with serving_ports(inboxes.app(), 1) as ports, time_machine.travel(T0, tick=True) as clock:
+        down = f"127.0.0.1:{ports[0]}"
+        inboxes.faults = {down: "500"}
+        queue.enqueue(store, account="blog", activity=note(1), inboxes=[f"http://{down}/inbox"])
+        # Three failed attempts, 30 s then 60 s apart: the instance is paused 30 s, its row waits 120 s.
+        for wait in (0, 31, 61):
+            clock.shift(timedelta(seconds=wait))
+            summary = delivery.deliver(config, store)
+        assert summary.paused == {down}
+        with store.engine.connect() as conn:
+            row_due = conn.scalar(sa.select(fediverse_deliveries.c.next_attempt_at))
+            paused_until = conn.scalar(sa.select(fediverse_hosts.c.paused_until))
+        assert paused_until < row_due
+        assert queue.next_retry(store) == row_due
+        # The pause has ended, the row's back-off has not: the next retry is the row's, not the pause's past end.
+        clock.shift(paused_until - datetime.now(UTC) + timedelta(seconds=1))
+        assert queue.next_retry(store) == row_due
+        assert delivery.deliver(config, store).counts == Counter()
+        inboxes.faults = {}
+        clock.shift(row_due - datetime.now(UTC) + timedelta(seconds=1))
+        assert delivery.deliver(config, store).counts == {"sent": 1}
+        assert queue.next_retry(store) is None
+    assert len(inboxes.at(down)) == 1
 
 
 def test_gone_removes_the_followers_and_other_4xx_fail(config: Config, store: Store, inboxes: Inboxes) -> None:

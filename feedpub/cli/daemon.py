@@ -186,7 +186,7 @@ class Daemon:
         """The fediverse sender, until the daemon stops (its own thread)."""
         from feedpub.fediverse.delivery import keep_delivering  # lazy: httpx, sqlalchemy
 
-        keep_delivering(lambda: self.config, self.store, self.stop, self.fediverse_queued)
+        keep_delivering(lambda: self.config, self.store, self.stop, self.fediverse_queued, lambda: self.words)
 
     def _announce(self, config: Config, written: WriteResult) -> None:
         """Hand the feeds a build rewrote to the WebSub publisher (it pings in its own thread)."""

@@ -3,6 +3,7 @@ and blocking an instance (its activities refused, nothing more delivered to it).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import sys
@@ -12,8 +13,9 @@ import click
 from feedpub.cli import App, fail, say, words
 from feedpub.cli.subscribers import _table, open_store_or_fail
 
-# A host name as blocks name them: labels of letters, digits and hyphens (IDNA-encoded), at least one dot.
-_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+# A host name as blocks name them: labels of letters, digits and hyphens (IDNA-encoded); one label will do (an
+# instance on a private network, with activitypub.allow_private_addresses).
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def published_line(t, published) -> str:  # noqa: ANN001 - Strings and feedpub.fediverse.publish.Published, lazily
@@ -24,12 +26,8 @@ def published_line(t, published) -> str:  # noqa: ANN001 - Strings and feedpub.f
 
 
 def sending_line(t, summary) -> str:  # noqa: ANN001 - Strings and feedpub.fediverse.delivery.Summary, lazily
-    """A fediverse sending run: `2 deliveries sent; mastodon.example paused`, in the language of `t`."""
-    parts = [t.count(f"fediverse_deliveries_{status}", summary.counts[status])
-             for status in ("sent", "deferred", "failed", "gone", "dropped") if summary.counts[status]]
-    parts += [t.text("fediverse_instance_paused", host=host) for host in sorted(summary.paused)]
-    parts += [t.text("fediverse_instance_dropped", host=host) for host in sorted(summary.dropped)]
-    return t.text("fediverse_sending", counts=t.text("list_separator").join(parts))
+    """A fediverse sending run: `fediverse: 2 deliveries sent; mastodon.example paused`, in the language of `t`."""
+    return t.text("fediverse_sending", counts=summary.line(t))
 
 
 @click.group()
@@ -124,8 +122,13 @@ def block(app: App, domain: str) -> None:
 
 
 def _host(domain: str) -> str:
-    """The host name DOMAIN names (lower-case, IDNA for a non-ASCII one); exit 2 when it names none."""
+    """The host DOMAIN names as the inbox and the queue compare it: an IP address (IPv6 without its brackets,
+    `[::1]` → `::1`), else a host name (lower-case, IDNA for a non-ASCII one); exit 2 when it names none."""
     text = domain.strip().rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(text[1:-1] if text[:1] + text[-1:] == "[]" else text))
+    except ValueError:
+        pass
     try:
         host = text.encode("idna").decode("ascii")
     except UnicodeError:

@@ -36,7 +36,6 @@ import httpx
 import sqlalchemy as sa
 
 from feedpub.config import Config, parse_duration
-from feedpub.counts import counted
 from feedpub.fediverse import signatures
 from feedpub.fediverse.keys import KeyPair
 from feedpub.fediverse.ledger import Ledger
@@ -45,6 +44,7 @@ from feedpub.fediverse.urls import key_id
 from feedpub.schema import fediverse_activities, fediverse_deliveries, fediverse_followers, fediverse_hosts
 from feedpub.send.claims import Leases, new_worker_id
 from feedpub.store import Store, utcnow
+from feedpub.strings import Strings, english
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,15 @@ class Summary:
     paused: set[str] = field(default_factory=set)     # instances paused in this run
     dropped: set[str] = field(default_factory=set)    # instances given up
 
-    def line(self) -> str:
-        parts = [counted(self.counts[status], "delivery", "deliveries") + " " + status
+    def line(self, t: Strings | None = None) -> str:
+        """What the run did (`2 deliveries sent; mastodon.example paused`), in the language of `t` (the command
+        line's and the daemon's strings, `cli/strings.toml`); English without."""
+        t = t or english("cli")
+        parts = [t.count(f"fediverse_deliveries_{status}", self.counts[status])
                  for status in ("sent", "deferred", "failed", "gone", "dropped") if self.counts[status]]
-        parts += [f"{instance} paused" for instance in sorted(self.paused)]
-        parts += [f"{instance} given up" for instance in sorted(self.dropped)]
-        return "; ".join(parts) or "nothing due"
+        parts += [t.text("fediverse_instance_paused", host=host) for host in sorted(self.paused)]
+        parts += [t.text("fediverse_instance_dropped", host=host) for host in sorted(self.dropped)]
+        return t.text("list_separator").join(parts) or t.text("fediverse_nothing_due")
 
 
 def deliver(config: Config, store: Store, *, stop: threading.Event | None = None, lease: timedelta = LEASE,
@@ -305,17 +308,20 @@ def _retry_after(value: str) -> timedelta | None:
 
 
 def keep_delivering(config: Callable[[], Config], store: Store, stop: threading.Event, wake: threading.Event,
-                    look_every: timedelta = timedelta(seconds=30)) -> None:
+                    words: Callable[[], Strings], look_every: timedelta = timedelta(seconds=30)) -> None:
     """The daemon's fediverse sender, until `stop`: a run whenever `wake` is set (a build queued activities), a
-    retry falls due, or at least every `look_every` (rows another process queued)."""
+    retry falls due, or at least every `look_every` (rows another process queued). It logs in the language of
+    `words` (the daemon's strings as the config last loaded them)."""
     while not stop.is_set():
         try:
             summary = deliver(config(), store, stop=stop)
             if summary.counts or summary.paused or summary.dropped:
-                log.info("fediverse: %s", summary.line())
+                t = words()
+                log.info("%s", t.text("fediverse_sending", counts=summary.line(t)))
             retry_at = next_retry(store)
         except Exception:
-            log.exception("fediverse deliveries failed; trying again in %s", look_every)
+            log.exception("%s", words().text("fediverse_sending_failed_logged",
+                                             seconds=round(look_every.total_seconds())))
             retry_at = None
         wait = look_every.total_seconds()
         if retry_at is not None:

@@ -35,6 +35,15 @@ class Follower:
         return self.shared_inbox or self.inbox
 
 
+@dataclass(frozen=True)
+class Publication:
+    """What the accounts published of one post (its `fediverse_published` rows), as its object endpoint serves it."""
+
+    changed_at: datetime               # when an account last published, edited or deleted it
+    edited_at: datetime | None         # when the site account published its last edit (the Update's `updated`)
+    deleted_at: datetime | None        # when it was deleted (its Delete queued), if it was
+
+
 class Ledger:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,15 +77,8 @@ class Ledger:
 
     def add_follower(self, account: str, actor: str, inbox: str, shared_inbox: str, host: str) -> bool:
         """Store a follow (its inboxes refreshed when it is known already); True when it is new."""
-        match = (fediverse_followers.c.account == account) & (fediverse_followers.c.actor == actor)
         with self.store.writing() as conn:
-            updated = conn.execute(fediverse_followers.update().where(match)
-                                   .values(inbox=inbox, shared_inbox=shared_inbox, host=host)).rowcount
-            if updated:
-                return False
-            conn.execute(fediverse_followers.insert().values(account=account, actor=actor, inbox=inbox,
-                                                             shared_inbox=shared_inbox, host=host, created_at=_now()))
-        return True
+            return add_follower_in(conn, account, actor, inbox, shared_inbox, host)
 
     def remove_follower(self, account: str, actor: str) -> bool:
         with self.store.writing() as conn:
@@ -119,12 +121,19 @@ class Ledger:
 
     # -- posts -----------------------------------------------------------------------------------------
 
-    def deleted_at(self, object_key: str) -> datetime | None:
-        """When the post whose object key this is was deleted (its Delete queued); None if it never was."""
-        query = (sa.select(sa.func.max(fediverse_published.c.updated_at))
-                 .where(fediverse_published.c.object_key == object_key, fediverse_published.c.state == "deleted"))
+    def publication(self, object_key: str, site_account: str) -> Publication | None:
+        """What the accounts published of the post whose object key this is; None if none ever did."""
+        rows = fediverse_published.c
+        query = (sa.select(rows.account, rows.state, rows.created_at, rows.updated_at)
+                 .where(rows.object_key == object_key))
         with self.store.engine.connect() as conn:
-            return conn.scalar(query)
+            found = conn.execute(query).all()
+        if not found:
+            return None
+        edits = [r.updated_at for r in found if r.account == site_account and r.state != "deleted"
+                 and r.updated_at > r.created_at]
+        deletions = [r.updated_at for r in found if r.state == "deleted"]
+        return Publication(max(r.updated_at for r in found), max(edits, default=None), max(deletions, default=None))
 
     # -- reactions -----------------------------------------------------------------------------------
 
@@ -160,6 +169,25 @@ class Ledger:
                  .order_by(fediverse_reactions.c.id))
         with self.store.engine.connect() as conn:
             return [(r.actor, r.content, r.created_at) for r in conn.execute(query)]
+
+
+def add_follower_in(conn: sa.Connection, account: str, actor: str, inbox: str, shared_inbox: str, host: str) -> bool:
+    """`Ledger.add_follower` in the caller's transaction."""
+    match = (fediverse_followers.c.account == account) & (fediverse_followers.c.actor == actor)
+    updated = conn.execute(fediverse_followers.update().where(match)
+                           .values(inbox=inbox, shared_inbox=shared_inbox, host=host)).rowcount
+    if updated:
+        return False
+    conn.execute(fediverse_followers.insert().values(account=account, actor=actor, inbox=inbox,
+                                                     shared_inbox=shared_inbox, host=host, created_at=_now()))
+    return True
+
+
+def lock_follower(conn: sa.Connection, account: str, actor: str) -> None:
+    """Hold the follow's row until the caller's transaction ends (PostgreSQL; SQLite has one writer anyway), so
+    that the same Follow arriving twice at once is taken by one."""
+    conn.execute(sa.select(fediverse_followers.c.id).where(fediverse_followers.c.account == account,
+                                                           fediverse_followers.c.actor == actor).with_for_update())
 
 
 def _now() -> datetime:

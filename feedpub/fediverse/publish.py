@@ -13,7 +13,7 @@ restarts and is made once however many processes build:
 Not pushed, only recorded, so that a later edit or deletion is still known: a backdated post (dated more than a
 day before the newest post the account already knows, or more than `digest.first_issue_days` ago: so turning
 the fediverse on for a blog pushes its last week at most), and every new post of a build that brings more than
-`BURST` new posts at once (an import).
+`digest.post_burst` new posts at once (an import: the one threshold, mail's and the fediverse's).
 
 Each activity and its deliveries are queued in the transaction that records the post's new state: a crash
 leaves either both or neither.
@@ -40,9 +40,6 @@ from feedpub.site.posts import collect
 from feedpub.site.reader import Post
 from feedpub.store import Store, utcnow
 
-# More new posts than this in one build is an import: recorded, not pushed. (digest.post_burst, issue 24's,
-# is the same rule for mail: one key once both are in.)
-BURST = 5
 # A post dated more than this before the newest one an account knows is backdated.
 BACKDATED = timedelta(days=1)
 
@@ -97,10 +94,10 @@ class PublishReport:
 
 
 def plan(site_account: str, carried: Mapping[str, Sequence[Entry]], known: Mapping[tuple[str, str], Known],
-         present: set[str], now: datetime, first_days: int, burst: int = BURST) -> list[Change]:
+         present: set[str], now: datetime, first_days: int, burst: int) -> list[Change]:
     """What to do, from what each account carries now (`carried`: account → entries; the site account's have
     content hashes), what it did before (`known`, by (account, key)) and the keys of every post still on the
-    site (`present`). Pure."""
+    site (`present`); more than `burst` new posts of the site account is an import. Pure."""
     changes: list[Change] = []
     new = {account: [e for e in entries if (account, e.key) not in known
                      or known[account, e.key].state == "deleted"] for account, entries in carried.items()}
@@ -148,7 +145,8 @@ def publish(config: Config, store: Store, *, now: datetime | None = None) -> Pub
                          for p in shown_posts if (key := objects.object_key(p)) in by_key or account != site_account]
                for account, shown_posts in shown.items()}
     known = _known(store)
-    changes = plan(site_account, carried, known, set(posts), now, config.digest.first_issue_days)
+    changes = plan(site_account, carried, known, set(posts), now, config.digest.first_issue_days,
+                   config.digest.post_burst)
     counts: dict[str, int] = {}
     queued = 0
     for change in changes:
@@ -232,11 +230,12 @@ def _remember(conn: sa.Connection, change: Change, now: datetime) -> None:
         values = {"state": "deleted", "updated_at": now}
     else:
         assert change.date is not None
+        # A post back after its deletion is published anew: its edits are counted from now (`Ledger.publication`).
         values = {"url": change.url, "content_hash": change.content_hash, "state": _STATES[change.kind],
-                  "published_at": change.date, "updated_at": now}
+                  "published_at": change.date, "created_at": now, "updated_at": now}
         if change.before is None:      # a second insert of the same post fails on the primary key
             conn.execute(fediverse_published.insert().values(account=change.account, object_key=change.key,
-                                                             created_at=now, **values))
+                                                             **values))
             return
     if conn.execute(fediverse_published.update().where(match).values(**values)).rowcount != 1:
         raise _Raced(change.key)

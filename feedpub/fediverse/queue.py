@@ -63,6 +63,13 @@ def enqueue_in(conn: sa.Connection, *, account: str, activity: dict[str, Any], i
     return len(wanted)
 
 
+def queued_before(conn: sa.Connection, *, account: str, kind: str, object_id: str) -> bool:
+    """Whether `account` queued a `kind` activity of `object_id` already (an Accept of this Follow id)."""
+    activities = fediverse_activities.c
+    return conn.scalar(sa.select(activities.id).where(activities.object_id == object_id, activities.kind == kind,
+                                                      activities.account == account).limit(1)) is not None
+
+
 def due(now: datetime) -> sa.ColumnElement[bool]:
     """Open rows whose lease is free, deferred ones whose retry time has come, of instances not paused."""
     rows = fediverse_deliveries.c
@@ -85,12 +92,16 @@ def cancel_host(store: Store, name: str, reason: str, now: datetime | None = Non
                                     updated_at=now)).rowcount
 
 
-def next_retry(store: Store) -> datetime | None:
-    """When the next deferred row or paused instance falls due, if any."""
+def next_retry(store: Store, now: datetime | None = None) -> datetime | None:
+    """When the next waiting row falls due, if any: per instance, its earliest row (a queued one now, a deferred one
+    at its retry time), but not before the instance's pause ends. A pause that has ended counts for nothing (the
+    instance's row stays until it answers, while its rows wait for their own back-off)."""
+    now = now or utcnow()
     rows = fediverse_deliveries.c
     with store.engine.connect() as conn:
-        deferred = conn.scalar(sa.select(sa.func.min(rows.next_attempt_at)).where(rows.status == "deferred"))
-        paused = conn.scalar(sa.select(sa.func.min(fediverse_hosts.c.paused_until)).where(
-            sa.exists().where(rows.host == fediverse_hosts.c.host, rows.status.in_(OPEN_STATUSES))))
-    found = [moment for moment in (deferred, paused) if moment is not None]
-    return min(found) if found else None
+        earliest = dict(conn.execute(sa.select(rows.host, sa.func.min(rows.next_attempt_at))
+                                     .where(rows.status == "deferred").group_by(rows.host)).all())
+        earliest |= dict.fromkeys(conn.scalars(sa.select(rows.host).where(rows.status == "queued").distinct()), now)
+        paused = dict(conn.execute(sa.select(fediverse_hosts.c.host, fediverse_hosts.c.paused_until)
+                                   .where(fediverse_hosts.c.paused_until > now)).all())
+    return min((max(moment, paused.get(host, moment)) for host, moment in earliest.items()), default=None)

@@ -29,12 +29,13 @@ from feedpub.config import Config
 from feedpub.fediverse import actors, inbox, nodeinfo, objects, signatures, urls, webfinger
 from feedpub.fediverse.delivery import deliver
 from feedpub.fediverse.keys import INSTANCE
-from feedpub.fediverse.ledger import Ledger
+from feedpub.fediverse.ledger import Ledger, add_follower_in, lock_follower
 from feedpub.fediverse.negotiation import ACTIVITY_JSON, wants_activity_json
-from feedpub.fediverse.queue import enqueue
-from feedpub.fediverse.remote import FetchRefused, Remote, check_address
+from feedpub.fediverse.queue import enqueue_in, queued_before
+from feedpub.fediverse.remote import FetchRefused, Remote, RemoteActor, check_address
 from feedpub.fediverse.site import SitePosts
 from feedpub.store import Store
+from feedpub.strings import operator_strings
 
 log = logging.getLogger("feedpub.fediverse")
 
@@ -52,6 +53,7 @@ class Fediverse:
         self._remote: Remote | None = None
         self._delivering = threading.Lock()
         self._again = threading.Event()
+        self.words = operator_strings(config, "cli")     # its log lines, in site.language as the daemon's
         # What an inbox calls once it queued an Accept: the daemon sets its sender's wake-up here; an app served
         # without one (tests, an embedding) sends from this process.
         self.queued: Callable[[], None] = self.deliver_queued
@@ -72,7 +74,7 @@ class Fediverse:
             while self._again.is_set():
                 self._again.clear()
                 summary = deliver(self.config, self.store)
-                log.info("fediverse deliveries from the web app: %s", summary.line())
+                log.info("%s", self.words.text("fediverse_web_sending", counts=summary.line(self.words)))
         finally:
             self._delivering.release()
 
@@ -218,22 +220,26 @@ async def post_object(request: Request) -> Response:
     """A post's Article at its id; a browser is sent to the post."""
     fed = _fediverse(request)
     config, key = fed.config, request.path_params["key"]
-    snapshot = await run_in_threadpool(fed.site.snapshot)
+    site = config.activitypub.username
+    published = await run_in_threadpool(fed.ledger.publication, key, site)
+    # A build's Create or Announce names the object, and instances fetch it at once: the posts are read again
+    # when the store says it was published (or edited) after they were last read.
+    snapshot = await run_in_threadpool(fed.site.snapshot, published.changed_at if published else None)
     post = next((post for post in snapshot.posts if objects.object_key(post) == key), None)
     if post is None:
-        deleted = await run_in_threadpool(fed.ledger.deleted_at, key)
-        if deleted is None:
+        if published is None or published.deleted_at is None:
             return PlainTextResponse("no such post here\n", 404)
         tombstone = {"@context": "https://www.w3.org/ns/activitystreams", "id": urls.base(config) +
                      objects.OBJECTS_PATH + key, "type": "Tombstone", "formerType": "Article",
-                     "deleted": deleted.isoformat().replace("+00:00", "Z")}
+                     "deleted": published.deleted_at.isoformat().replace("+00:00", "Z")}
         return ActivityJSON(tombstone, status_code=410, headers={"Vary": "Accept"})
     if not wants_activity_json(request.headers.get("accept", "")):
         return _to_blog(post.url)
     rendered = (await run_in_threadpool(fed.site.rendered, [post]))[0]
-    site = config.activitypub.username
+    # `updated` as the last Update sent it: an instance that fetches the object sees the edit's time.
     return _negotiated(objects.article(config, rendered, owner=urls.actor_id(config, site),
-                                       followers=urls.followers_id(config, site)))
+                                       followers=urls.followers_id(config, site),
+                                       edited=published.edited_at if published else None))
 
 
 def _negotiated(document: dict[str, Any]) -> Response:
@@ -314,12 +320,9 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
                 await check_address(address, allow_private=fed.config.activitypub.allow_private_addresses)
         except FetchRefused as exc:
             return PlainTextResponse(f"the follower's actor cannot be used: {exc}\n", 400)
-        await run_in_threadpool(ledger.add_follower, effect.account, effect.actor, follower.inbox,
-                                follower.shared_inbox, _hostname(effect.actor))
-        accepted = inbox.accept(fed.config, effect.account, effect.activity)
-        await run_in_threadpool(lambda: enqueue(fed.store, account=effect.account, activity=accepted,
-                                                inboxes=[follower.inbox]))
-        log.info("%s follows %s", effect.actor, effect.account)
+        if not await run_in_threadpool(_follow, fed, effect, follower):
+            return Response(status_code=202)       # a replay: taken (and accepted) once already
+        log.info("%s", fed.words.text("fediverse_follows", actor=effect.actor, account=effect.account))
         return Response(status_code=202, background=BackgroundTask(fed.queued))
     if isinstance(effect, inbox.Unfollow):
         await run_in_threadpool(ledger.remove_follower, effect.account, effect.actor)
@@ -332,6 +335,22 @@ async def _apply(fed: Fediverse, effect: inbox.Effect, inbox_account: str | None
     elif isinstance(effect, inbox.Unreact):
         await run_in_threadpool(ledger.remove_reaction, effect.activity_id, effect.actor)
     return Response(status_code=202)
+
+
+def _follow(fed: Fediverse, effect: inbox.Follow, follower: RemoteActor) -> bool:
+    """Store the follower and queue the Accept, in one transaction; False (nothing done) for a Follow whose id was
+    accepted before: a replay is taken once. A new Follow from a follower (Mastodon sends one again when it thinks
+    the first was lost) refreshes its inboxes and is accepted again, as Mastodon accepts one."""
+    accepted = inbox.accept(fed.config, effect.account, effect.activity)
+    with fed.store.writing() as conn:
+        lock_follower(conn, effect.account, effect.actor)
+        follow_id = accepted["object"]["id"]
+        if follow_id and queued_before(conn, account=effect.account, kind="Accept", object_id=follow_id):
+            return False
+        add_follower_in(conn, effect.account, effect.actor, follower.inbox, follower.shared_inbox,
+                        _hostname(effect.actor))
+        enqueue_in(conn, account=effect.account, activity=accepted, inboxes=[follower.inbox])
+    return True
 
 
 async def _bounded_body(request: Request) -> bytes | None:

@@ -1,6 +1,8 @@
 """The site as the accounts serve it: its published posts (read again at most every REFRESH_SECONDS, reusing
-what an earlier read found of unchanged files), the accounts they make, and renderings of a few of them (from
-the renderings the last build kept). Blocking: the routes call it off the event loop."""
+what an earlier read found of unchanged files, and at once for a post the store says a build published or edited
+since the last read: instances fetch an object as soon as its activity reaches them), the accounts they make, and
+renderings of a few of them (from the renderings the last build kept).
+Blocking: the routes call it off the event loop."""
 
 from __future__ import annotations
 
@@ -33,14 +35,19 @@ class SitePosts:
         self._known: dict[str, FileEntry] = {}
         self._snapshot = Snapshot((), {})
         self._read_at = float("-inf")
+        self._read_from = datetime.min.replace(tzinfo=UTC)    # the clock when the last read began
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, published_at: datetime | None = None) -> Snapshot:
+        """The posts as last read; read again when that was REFRESH_SECONDS ago, or before `published_at` (when
+        the store says a post was last published, edited or deleted: once read after it, no more reads)."""
         with self._lock:
-            if time.monotonic() - self._read_at >= REFRESH_SECONDS:
-                found = collect(self.config, now=datetime.now(UTC), known=self._known)
+            stale = published_at is not None and self._read_from <= published_at
+            if stale or time.monotonic() - self._read_at >= REFRESH_SECONDS:
+                now = datetime.now(UTC)
+                found = collect(self.config, now=now, known=self._known)
                 self._known = found.entries
                 self._snapshot = Snapshot(found.posts, site_accounts(self.config, found.posts))
-                self._read_at = time.monotonic()
+                self._read_at, self._read_from = time.monotonic(), now
             return self._snapshot
 
     def rendered(self, posts: Sequence[Post]) -> list[RenderedPost]:
