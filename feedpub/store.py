@@ -280,12 +280,14 @@ class Store:
                      variants: Sequence[StoredVariant], recipients: Mapping[int, str],
                      archived: Sequence[Mapping[str, Any]] = (), carried: Collection[str] = (),
                      kind: str = "weekly", zone: str = "",
-                     variant_posts: Mapping[str, Collection[str]] | None = None) -> StoredIssue:
+                     variant_posts: Mapping[str, Collection[str]] | None = None,
+                     dated: Mapping[str, datetime] | None = None) -> StoredIssue:
         """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key),
         what the public archive shows of its posts (`archived`; none: not in the archive) and the URLs of
         the posts it carries, all or nothing; with `variant_posts` (variant key → post URLs), the ledger
-        rows of each recipient's posts. Raises StoreError if the period exists (another process composed
-        it first), LedgerClash if a recipient got one of its posts meanwhile (compose again)."""
+        rows of each recipient's posts (a post never seen before is recorded as seen at its date, in `dated`).
+        Raises StoreError if the period exists (another process composed it first), LedgerClash if a
+        recipient got one of its posts meanwhile (compose again)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -302,9 +304,11 @@ class Store:
                     conn.execute(issue_posts.insert(), [{"issue_id": issue_id, "url": u} for u in sorted(set(carried))])
                 _queue(conn, issue_id, recipients, now)
                 if variant_posts is not None:
-                    bulk_insert(conn, "reader_posts", ("subscriber_id", "url", "issue_id"),
-                                ((sid, url, issue_id) for sid, key in recipients.items()
-                                 for url in variant_posts.get(key, ())))
+                    ids = _post_ids(conn, {url for urls in variant_posts.values() for url in urls}, dated or {}, now)
+                    by_key = {key: [ids[url] for url in urls] for key, urls in variant_posts.items()}
+                    bulk_insert(conn, "reader_posts", ("subscriber_id", "post_id", "issue_id"),
+                                ((sid, post_id, issue_id) for sid, key in recipients.items()
+                                 for post_id in by_key.get(key, ())))
         except sa.exc.IntegrityError as exc:
             if self.issue(period) is None:
                 raise LedgerClash(f"{self.shown}: a reader of issue {period} got one of its posts meanwhile") from exc
@@ -338,8 +342,9 @@ class Store:
         wanted = sorted(set(urls))
         with self.engine.connect() as conn:
             for chunk in _chunks(wanted, 500):
-                ledger = (sa.select(reader_posts.c.subscriber_id, reader_posts.c.url)
-                          .where(reader_posts.c.url.in_(chunk)))
+                ledger = (sa.select(reader_posts.c.subscriber_id, post_sightings.c.url)
+                          .join(post_sightings, post_sightings.c.id == reader_posts.c.post_id)
+                          .where(post_sightings.c.url.in_(chunk)))
                 legacy = (sa.select(deliveries.c.subscriber_id, issue_posts.c.url)
                           .join(issue_posts, issue_posts.c.issue_id == deliveries.c.issue_id)
                           .join(issues, issues.c.id == deliveries.c.issue_id)
@@ -659,6 +664,21 @@ def _choices(entry: SubscriberInput) -> dict[str, Any]:
 
 def _of_stream(query: sa.Select[Any], stream: tuple[str, str] | None) -> sa.Select[Any]:
     return query if stream is None else query.where(issues.c.kind == stream[0], issues.c.zone == stream[1])
+
+
+def _post_ids(conn: Connection, urls: Collection[str], dated: Mapping[str, datetime], now: datetime) -> dict[str, int]:
+    """The sighting id of each post; one never looked for (no `digest send` or daemon saw it yet) is recorded
+    as the first look records the site's posts: the digests', news from its date."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(sorted(urls), 500):
+        found.update(conn.execute(sa.select(post_sightings.c.url, post_sightings.c.id)
+                                  .where(post_sightings.c.url.in_(chunk))).all())
+    missing = [url for url in urls if url not in found]
+    if not missing:
+        return found
+    conn.execute(post_sightings.insert(), [{"url": url, "first_seen": min(dated.get(url, now), now), "state": "digest"}
+                                           for url in missing])
+    return _post_ids(conn, urls, dated, now)
 
 
 def _narrowed(query: sa.Select[Any], column: Any, ids: Collection[int] | None) -> Iterator[sa.Select[Any]]:

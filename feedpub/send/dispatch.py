@@ -206,7 +206,7 @@ def store_composed(config: Config, store: Store, composed: Composed) -> StoredIs
         recipients=composed.recipients, variants=[as_stored(v) for v in composed.variants.values()],
         archived=[archive.record(e) for e in entries(config, composed.carried)] if public else (),
         carried=[r.post.url for r in composed.carried], kind=composed.kind, zone=composed.zone,
-        variant_posts=composed.variant_posts)
+        variant_posts=composed.variant_posts, dated={r.post.url: r.post.date for r in composed.carried})
 
 
 def send_due_retries(config: Config, store: Store, now: datetime, *,

@@ -66,8 +66,9 @@ def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: dateti
     backdated or a bulk import (`cadences.sightings`); the digests take a backdated one from when it appeared."""
     known = store.sightings()
     new = [(p.url, p.date) for p in posts if p.url not in known]
-    found = cadences.sightings(new, now, burst=config.digest.post_burst, first=not known)
-    if not known:     # the first look, remembered even when the site has no post yet
+    first = FIRST_LOOK not in known
+    found = cadences.sightings(new, now, burst=config.digest.post_burst, first=first)
+    if first:         # the first look, remembered even when the site has no post yet
         found[FIRST_LOOK] = ("look", now)
     return store.sight_posts(found) if found else {}
 
@@ -107,7 +108,7 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
     if config.digest.welcome_posts < 1:
         return None
     collection = collect(config, now=now)
-    got = store.readers_got([p.url for p in collection.posts]).get(reader.id, set())
+    got = store.readers_got([p.url for p in collection.posts], [reader.id]).get(reader.id, set())
     newest = [p for p in sorted(collection.posts, key=lambda p: (p.date, p.url), reverse=True)
               if p.url not in got and cadences.wanted(reader.topics, cadences.post_topics(config, p))]
     chosen = newest[:config.digest.welcome_posts]
@@ -123,7 +124,8 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
     try:
         return store.create_issue(period=period, slot=now, starts=now, ends=now, kind="welcome", zone=zone,
                                   variants=[as_stored(variant)], recipients={reader.id: key},
-                                  carried=[p.url for p in chosen], variant_posts={key: [p.url for p in chosen]})
+                                  carried=[p.url for p in chosen], variant_posts={key: [p.url for p in chosen]},
+                                  dated={p.url: p.date for p in chosen})
     except StoreError:     # confirmed twice in one second, or a post of it reached them meanwhile
         return store.issue(period)
 
@@ -136,9 +138,10 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
         stored = store.issue(period)
         if stored is not None:
             return stored
-        got = store.readers_got([post.url])
+        readers = store.active_readers(["post"])
+        got = store.readers_got([post.url], [reader.id for reader in readers])
         in_topics = cadences.post_topics(config, post)
-        recipients = {reader.id: variant_key(reader.topics) for reader in store.active_readers(["post"])
+        recipients = {reader.id: variant_key(reader.topics) for reader in readers
                       if post.url not in got.get(reader.id, ())
                       and cadences.wanted(reader.topics, in_topics)}
         if not recipients:
@@ -151,7 +154,8 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
             return store.create_issue(period=period, slot=slot, starts=slot, ends=slot, kind="post",
                                       variants=[as_stored(v) for v in variants.values()],
                                       recipients={sid: key for sid, key in recipients.items() if key in variants},
-                                      carried=[post.url], variant_posts={key: (post.url,) for key in variants})
+                                      carried=[post.url], variant_posts={key: (post.url,) for key in variants},
+                                      dated={post.url: post.date})
         except LedgerClash:
             continue
         except StoreError:
