@@ -580,18 +580,23 @@ def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: 
 
 
 def bulk_insert(conn: Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
-    """Many rows at once, values bound as they are: COPY on PostgreSQL, executemany of _INSERT_CHUNK rows
-    on SQLite."""
+    """Many rows at once, values bound as they are: COPY on PostgreSQL, the driver's executemany of
+    _INSERT_CHUNK rows on SQLite (SQLAlchemy's parameter handling would cost more than the inserts: a day of
+    slots writes a million ledger rows), naive UTC datetimes written as SQLAlchemy writes them."""
+    cursor = conn.connection.driver_connection.cursor()
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         return
-    insert = sa.table(table, *(sa.column(name) for name in columns)).insert()
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     rows = iter(rows)
-    while chunk := [dict(zip(columns, row, strict=True)) for row in itertools.islice(rows, _INSERT_CHUNK)]:
-        conn.execute(insert, chunk)
+    while chunk := list(itertools.islice(rows, _INSERT_CHUNK)):
+        times = [i for i, value in enumerate(chunk[0]) if isinstance(value, datetime)]
+        if times:
+            chunk = [tuple(f"{v:%Y-%m-%d %H:%M:%S.%f}" if i in times and v is not None else v
+                           for i, v in enumerate(row)) for row in chunk]
+        cursor.executemany(insert, chunk)
 
 
 def due(now: datetime) -> sa.ColumnElement[bool]:

@@ -168,13 +168,18 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     topics_of = {p.url: cadences.post_topics(config, p) for p in candidates}
     newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
     chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
+    takes: dict[tuple[str, ...], frozenset[str]] = {}    # topics → the candidates they take (few distinct sets)
     for sid, reader in readers.items():
+        if reader.topics not in takes:
+            takes[reader.topics] = frozenset(url for url, in_topics in topics_of.items()
+                                             if cadences.wanted(reader.topics, in_topics))
+        theirs = takes[reader.topics]
         # A reader no digest reached yet takes the stream's window, and the posts since they joined before it
         # (a slot missed, or a stream new to them), LATE_REACH at most.
         lower = max(found.reach, since[sid]) if sid in since else max(floor, min(found.starts, reader.joined))
         mine = got.get(sid, set())
         urls = tuple(p.url for p in newest_first
-                     if news[p.url] > lower and p.url not in mine and cadences.wanted(reader.topics, topics_of[p.url])
+                     if news[p.url] > lower and p.url not in mine and p.url in theirs
                      and not (reader.cadence == "post" and p.url in waiting))[:config.digest.max_posts]
         if urls:
             chosen[sid] = (variant_key(reader.topics), urls)
