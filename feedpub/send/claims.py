@@ -121,7 +121,10 @@ class Leases:
         """Give back the rows this worker claimed but did not start; with `retire`, also forget the worker."""
         table = self.table
         with self.store.writing() as conn:
-            conn.execute(table.update().where(table.c.claimed_by == self.worker, table.c.status == "queued")
+            # A deferred row claimed when its retry fell due, and not tried in this run, is given back too: its
+            # lease would otherwise keep it from the next run until it ran out.
+            conn.execute(table.update().where(table.c.claimed_by == self.worker,
+                                              table.c.status.in_(("queued", "deferred")))
                          .values(claimed_by=None, claimed_until=None))
             if retire:
                 conn.execute(workers.delete().where(workers.c.id == self.worker))
