@@ -144,7 +144,7 @@ def served_site(root: Path, *, private: bool = True, store: str = "") -> Iterato
     write_site(root, web_port, public_url, private=private, store=store)
     config = load_config(root / "feedpub.toml")
     opened = open_store(config.store_url)
-    app = create_app(config, opened, send_confirmation=lambda *mail: None, categories=lambda: [], health=lambda: {})
+    app = create_app(config, opened, send_confirmation=lambda *mail: None, topics=lambda: [], health=lambda: {})
     try:
         with serving(app, web_port):
             found = httpx.get(f"{public_url}/.well-known/webfinger",
