@@ -88,6 +88,17 @@ def fail(message: str) -> NoReturn:
     sys.exit(FAILED)
 
 
+def error_text(exc: BaseException) -> str:
+    """An error's words in site.language: the Message it carries (`feedpub.errors.reason`, e.g. a StoreError's)
+    put into words; other errors' text as it is."""
+    from feedpub.errors import reason
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx else None
+    words = reason(exc)
+    return app.problems.message(words) if app is not None and words.key != "text" else str(exc)
+
+
 def stop_on_signals(stop: threading.Event, *, then: str, on_first: Callable[[], None] = lambda: None) -> None:
     """SIGTERM/SIGINT set `stop` (the work in hand finishes; `then`, a string of cli/strings.toml, says what
     happens to it); a second signal exits at once."""
@@ -160,7 +171,7 @@ class Commands(click.Group):
 
             if not busy(exc) or not isinstance(ctx.obj, App):
                 raise
-            fail(busy_message(shown_url(ctx.obj.config.store_url)))
+            fail(ctx.obj.problems.message(busy_message(shown_url(ctx.obj.config.store_url))))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

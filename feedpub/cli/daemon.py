@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from feedpub.cli import PARTIAL, App, fail, sending_line, stop_on_signals
+from feedpub.cli import PARTIAL, App, error_text, fail, sending_line, stop_on_signals
 from feedpub.cli import words as _words
 from feedpub.cli.build import archive_summary, build_summary
 from feedpub.cli.fediverse import published_line as fediverse_published_line
@@ -342,7 +342,7 @@ def run(app: App, no_watch: bool) -> None:
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
                              topics=lambda: daemon.topics, health=daemon.health, welcome=daemon.welcome)
     except ConfigError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     listening = _listen(config)
     server = uvicorn.Server(uvicorn.Config(web_app, log_level="warning", proxy_headers=True,
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, get_args
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
+from feedpub.cli import OK, PARTIAL, App, error_text, fail, report, say, words
 from feedpub.errors import Message, Problem, message
 from feedpub.records import CADENCES, SubscriberInput, SubscriberStatus, default_cadence
 
@@ -220,7 +220,7 @@ def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - fee
     try:
         return open_store(app.config.store_url, migrate=migrate)
     except StoreError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
 
 
 def valid_address_or_fail(email: str) -> str:
