@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint lock bench bench-send bench-publish bench-admin bench-bounces bench-bounce-accuracy bench-archive \
-	bench-jekyll bench-hostile bench-fediverse clean
+	bench-jekyll bench-hostile bench-fediverse bench-cadence clean
 
 run: $(VENV)/.installed
 	$(BIN)/feedpub check
@@ -25,6 +25,9 @@ bench-publish: $(VENV)/.installed
 
 bench-admin: $(VENV)/.installed
 	$(BIN)/python bench/admin_bench.py
+
+bench-cadence: $(VENV)/.installed
+	$(BIN)/python bench/cadence_bench.py
 
 bench-bounces: $(VENV)/.installed
 	$(BIN)/python bench/bounce_bench.py

@@ -122,10 +122,11 @@ def fill(store: Store, count: int, issues: int, rows: int) -> list[str]:
             joined = start + step * i
             left = joined + timedelta(days=30) if i % 20 == 0 else None
             yield (i + 1, f"reader{i:06d}@example.com", f"reader{i:06d}@example.com", f"読者 {i}",
-                   "unsubscribed" if left else "active", json.dumps([CATEGORIES[i % 4]] if i % 3 else []), joined,
+                   "unsubscribed" if left else "active",
+                   json.dumps([f"categories/{CATEGORIES[i % 4]}"] if i % 3 else []), joined,
                    joined, left)
 
-    insert(store, "subscribers", ("id", "email", "email_key", "name", "status", "categories", "created_at",
+    insert(store, "subscribers", ("id", "email", "email_key", "name", "status", "topics", "created_at",
                                   "confirmed_at", "unsubscribed_at"), people())
     insert(store, "suppressions", ("email_key", "reason", "created_at"),
            ((f"reader{i:06d}@example.com", "550 no such user", start + step * i) for i in range(0, count, 50)))

@@ -164,25 +164,27 @@ issue_posts = sa.Table(
 )
 
 
-# The ledger: which post (by URL) went to which reader in which mail; a reader gets a post once.
-reader_posts = sa.Table(
-    "reader_posts", metadata,
-    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
-    sa.Column("url", sa.String(2000), primary_key=True),
-    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
-    sa.Index("ix_reader_posts_url", "url"),
-    sa.Index("ix_reader_posts_issue", "issue_id"),
-)
-
-# When each post was first seen published (its `post` mail goes out `digest.post_delay` later), and what
-# became of it: "waiting" for its post mail, "mailed", or "digest" (backdated or part of a bulk import: the
-# digests carry it).
+# Every post feedpub looked at, when it was first seen (its `post` mail goes out `digest.post_delay` later; a
+# backdated post is news from then), and what became of it: "waiting" for its post mail, "mailed", or
+# "digest" (seen on the first look, backdated, part of a bulk import: the digests carry it). The row of URL
+# "" (state "look") records the first look.
 post_sightings = sa.Table(
     "post_sightings", metadata,
-    sa.Column("url", sa.String(2000), primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False, unique=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Index("ix_post_sightings_state", "state", "first_seen"),
+)
+
+# The ledger: which post went to which reader in which mail; a reader gets a post once. Keyed by numbers (a
+# day of slots writes a row per reader and post).
+reader_posts = sa.Table(
+    "reader_posts", metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("post_id", sa.Integer, sa.ForeignKey("post_sightings.id"), primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
+    sqlite_with_rowid=False,       # one B-tree, the key's: half the writing of a row per reader and post
 )
 
 
@@ -419,7 +421,7 @@ def _add_cadence_mail_v10(conn: Connection) -> None:
         _add_missing_column(conn, issues, name)
     if conn.dialect.name == "postgresql":    # periods name a stream's cadence and zone too (SQLite has no lengths)
         conn.execute(sa.text("ALTER TABLE issues ALTER COLUMN period TYPE VARCHAR(200)"))
-    metadata.create_all(conn, tables=[reader_posts, post_sightings])
+    metadata.create_all(conn, tables=[post_sightings, reader_posts])
     conn.execute(sa.text("CREATE INDEX ix_issues_kind_zone ON issues (kind, zone, slot)"))
 
 

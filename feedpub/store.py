@@ -177,11 +177,17 @@ class Store:
         with self.engine.connect() as conn:
             return {sid: tuple(topics) for sid, topics in conn.execute(query)}
 
-    def active_readers(self) -> list[ActiveReader]:
-        """Active, unsuppressed subscribers, in id order (one light query, no objects)."""
+    def active_readers(self, cadences: Collection[str] | None = None,
+                       timezones: Collection[str] | None = None) -> list[ActiveReader]:
+        """Active, unsuppressed subscribers (of these cadences, in these time zones, or all), in id order (one
+        light query, no objects)."""
         query = (sa.select(subscribers.c.id, subscribers.c.topics, subscribers.c.cadence, subscribers.c.timezone,
                            subscribers.c.created_at)
                  .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
+        if cadences is not None:
+            query = query.where(subscribers.c.cadence.in_(sorted(cadences)))
+        if timezones is not None:
+            query = query.where(subscribers.c.timezone.in_(sorted(timezones)))
         with self.engine.connect() as conn:
             return [ActiveReader(sid, tuple(topics), cadence, zone, joined)
                     for sid, topics, cadence, zone, joined in conn.execute(query)]
@@ -264,21 +270,25 @@ class Store:
         with self.engine.connect() as conn:
             return [_issue(row) for row in conn.execute(_of_stream(query, stream))]
 
-    def streams(self) -> set[tuple[str, str]]:
-        """The (kind, zone) of every digest stream that has an issue."""
+    def choices(self) -> set[tuple[str, str]]:
+        """The (cadence, time zone) pairs the active readers chose."""
+        query = (sa.select(subscribers.c.cadence, subscribers.c.timezone).distinct()
+                 .where(subscribers.c.status == "active"))
         with self.engine.connect() as conn:
-            return {(kind, zone) for kind, zone in conn.execute(sa.select(issues.c.kind, issues.c.zone).distinct())}
+            return {(cadence, zone) for cadence, zone in conn.execute(query)}
 
     def create_issue(self, *, period: str, slot: datetime, starts: datetime, ends: datetime,
                      variants: Sequence[StoredVariant], recipients: Mapping[int, str],
                      archived: Sequence[Mapping[str, Any]] = (), carried: Collection[str] = (),
                      kind: str = "weekly", zone: str = "",
-                     variant_posts: Mapping[str, Collection[str]] | None = None) -> StoredIssue:
+                     variant_posts: Mapping[str, Collection[str]] | None = None,
+                     dated: Mapping[str, datetime] | None = None) -> StoredIssue:
         """Store an issue, its variants, one queued delivery per recipient (subscriber id → variant key),
         what the public archive shows of its posts (`archived`; none: not in the archive) and the URLs of
         the posts it carries, all or nothing; with `variant_posts` (variant key → post URLs), the ledger
-        rows of each recipient's posts. Raises StoreError if the period exists (another process composed
-        it first), LedgerClash if a recipient got one of its posts meanwhile (compose again)."""
+        rows of each recipient's posts (a post never seen before is recorded as seen at its date, in `dated`).
+        Raises StoreError if the period exists (another process composed it first), LedgerClash if a
+        recipient got one of its posts meanwhile (compose again)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -295,9 +305,11 @@ class Store:
                     conn.execute(issue_posts.insert(), [{"issue_id": issue_id, "url": u} for u in sorted(set(carried))])
                 _queue(conn, issue_id, recipients, now)
                 if variant_posts is not None:
-                    bulk_insert(conn, "reader_posts", ("subscriber_id", "url", "issue_id"),
-                                ((sid, url, issue_id) for sid, key in recipients.items()
-                                 for url in variant_posts.get(key, ())))
+                    ids = _post_ids(conn, {url for urls in variant_posts.values() for url in urls}, dated or {}, now)
+                    by_key = {key: [ids[url] for url in urls] for key, urls in variant_posts.items()}
+                    bulk_insert(conn, "reader_posts", ("subscriber_id", "post_id", "issue_id"),
+                                ((sid, post_id, issue_id) for sid, key in recipients.items()
+                                 for post_id in by_key.get(key, ())))
         except sa.exc.IntegrityError as exc:
             if self.issue(period) is None:
                 raise LedgerClash(f"{self.shown}: a reader of issue {period} got one of its posts meanwhile") from exc
@@ -323,46 +335,53 @@ class Store:
                     carried.setdefault(row.url, row.period)
         return carried, unknown
 
-    def readers_got(self, urls: Collection[str]) -> dict[int, set[str]]:
-        """Which of these posts each reader got already: the ledger's rows, and for the issues composed before
-        it (schema v10), every post such an issue carried to each reader it was queued for."""
+    def readers_got(self, urls: Collection[str], readers: Collection[int] | None = None) -> dict[int, set[str]]:
+        """Which of these posts each reader (of `readers`, or any) got already: the ledger's rows, and for the
+        issues composed before it (schema v10), every post such an issue carried to each reader it was queued
+        for."""
         got: dict[int, set[str]] = {}
         wanted = sorted(set(urls))
         with self.engine.connect() as conn:
             for chunk in _chunks(wanted, 500):
-                ledger = (sa.select(reader_posts.c.subscriber_id, reader_posts.c.url)
-                          .where(reader_posts.c.url.in_(chunk)))
+                ledger = (sa.select(reader_posts.c.subscriber_id, post_sightings.c.url)
+                          .join(post_sightings, post_sightings.c.id == reader_posts.c.post_id)
+                          .where(post_sightings.c.url.in_(chunk)))
                 legacy = (sa.select(deliveries.c.subscriber_id, issue_posts.c.url)
                           .join(issue_posts, issue_posts.c.issue_id == deliveries.c.issue_id)
                           .join(issues, issues.c.id == deliveries.c.issue_id)
                           .where(issue_posts.c.url.in_(chunk), ~issues.c.ledgered))
                 for query in (ledger, legacy):
-                    for sid, url in conn.execute(query):
-                        got.setdefault(sid, set()).add(url)
+                    column = query.selected_columns[0]
+                    for narrowed in _narrowed(query, column, readers):
+                        for sid, url in conn.execute(narrowed):
+                            got.setdefault(sid, set()).add(url)
         return got
 
-    def first_windows(self) -> dict[int, datetime]:
-        """Each reader who was queued a digest or a welcome → the start of the earliest window such a mail
-        covered: what came before is no post of theirs. (A post's mail covers no window.)"""
+    def first_windows(self, readers: Collection[int] | None = None) -> dict[int, datetime]:
+        """Each reader (of `readers`, or any) who was queued a digest or a welcome → the start of the earliest
+        window such a mail covered: what came before is no post of theirs. (A post's mail covers no window.)"""
         query = (sa.select(deliveries.c.subscriber_id, sa.func.min(issues.c.starts))
                  .join(issues, issues.c.id == deliveries.c.issue_id).where(issues.c.kind != "post")
                  .group_by(deliveries.c.subscriber_id))
+        found: dict[int, datetime] = {}
         with self.engine.connect() as conn:
-            return dict(conn.execute(query).all())
+            for narrowed in _narrowed(query, deliveries.c.subscriber_id, readers):
+                found.update(conn.execute(narrowed).all())
+        return found
 
     # -- post sightings --------------------------------------------------------------------------------
 
-    def sight_posts(self, found: Mapping[str, str], now: datetime) -> dict[str, str]:
-        """Record the posts seen for the first time (URL → "waiting" or "digest"; those known keep theirs);
+    def sight_posts(self, found: Mapping[str, tuple[str, datetime]]) -> dict[str, tuple[str, datetime]]:
+        """Record the posts seen for the first time (URL → state, first seen; those known keep theirs);
         returns the ones recorded now."""
         with self.writing() as conn:
             known = set()
             for chunk in _chunks(sorted(found), 500):
                 known.update(conn.scalars(sa.select(post_sightings.c.url).where(post_sightings.c.url.in_(chunk))))
-            new = {url: state for url, state in found.items() if url not in known}
+            new = {url: seen for url, seen in found.items() if url not in known}
             if new:
-                conn.execute(post_sightings.insert(), [{"url": url, "first_seen": now, "state": state}
-                                                       for url, state in new.items()])
+                conn.execute(post_sightings.insert(), [{"url": url, "first_seen": when, "state": state}
+                                                       for url, (state, when) in new.items()])
         return new
 
     def sightings(self, state: str | None = None) -> dict[str, tuple[datetime, str]]:
@@ -392,9 +411,11 @@ class Store:
                     if row.entries]
 
     def unarchived_issues(self) -> list[StoredIssue]:
-        """Issues the archive table has no row for: composed by a feedpub older than it (schema v3)."""
+        """Issues the archive table has no row for: composed by a feedpub older than it (schema v3). (Only the
+        weekly issues of the site's zone are the archive's; those of the ledger's time have their row.)"""
         query = sa.select(issues).outerjoin(issue_archive, issue_archive.c.issue_id == issues.c.id).where(
-            issue_archive.c.issue_id.is_(None)).order_by(issues.c.slot, issues.c.id)
+            issue_archive.c.issue_id.is_(None), issues.c.kind == "weekly", issues.c.zone == "",
+            ~issues.c.ledgered).order_by(issues.c.slot, issues.c.id)
         with self.engine.connect() as conn:
             return [_issue(row) for row in conn.execute(query)]
 
@@ -557,18 +578,23 @@ def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: 
 
 
 def bulk_insert(conn: Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
-    """Many rows at once, values bound as they are: COPY on PostgreSQL, executemany of _INSERT_CHUNK rows
-    on SQLite."""
+    """Many rows at once, values bound as they are: COPY on PostgreSQL, the driver's executemany of
+    _INSERT_CHUNK rows on SQLite (SQLAlchemy's parameter handling would cost more than the inserts: a day of
+    slots writes a million ledger rows), naive UTC datetimes written as SQLAlchemy writes them."""
+    cursor = conn.connection.driver_connection.cursor()
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         return
-    insert = sa.table(table, *(sa.column(name) for name in columns)).insert()
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     rows = iter(rows)
-    while chunk := [dict(zip(columns, row, strict=True)) for row in itertools.islice(rows, _INSERT_CHUNK)]:
-        conn.execute(insert, chunk)
+    while chunk := list(itertools.islice(rows, _INSERT_CHUNK)):
+        times = [i for i, value in enumerate(chunk[0]) if isinstance(value, datetime)]
+        if times:
+            chunk = [tuple(f"{v:%Y-%m-%d %H:%M:%S.%f}" if i in times and v is not None else v
+                           for i, v in enumerate(row)) for row in chunk]
+        cursor.executemany(insert, chunk)
 
 
 def due(now: datetime) -> sa.ColumnElement[bool]:
@@ -641,6 +667,30 @@ def _choices(entry: SubscriberInput) -> dict[str, Any]:
 
 def _of_stream(query: sa.Select[Any], stream: tuple[str, str] | None) -> sa.Select[Any]:
     return query if stream is None else query.where(issues.c.kind == stream[0], issues.c.zone == stream[1])
+
+
+def _post_ids(conn: Connection, urls: Collection[str], dated: Mapping[str, datetime], now: datetime) -> dict[str, int]:
+    """The sighting id of each post; one never looked for (no `digest send` or daemon saw it yet) is recorded
+    as the first look records the site's posts: the digests', news from its date."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(sorted(urls), 500):
+        found.update(conn.execute(sa.select(post_sightings.c.url, post_sightings.c.id)
+                                  .where(post_sightings.c.url.in_(chunk))).all())
+    missing = [url for url in urls if url not in found]
+    if not missing:
+        return found
+    conn.execute(post_sightings.insert(), [{"url": url, "first_seen": min(dated.get(url, now), now), "state": "digest"}
+                                           for url in missing])
+    return _post_ids(conn, urls, dated, now)
+
+
+def _narrowed(query: sa.Select[Any], column: Any, ids: Collection[int] | None) -> Iterator[sa.Select[Any]]:
+    """`query` as it is (no ids), or once per chunk of `ids` with `column` among them."""
+    if ids is None:
+        yield query
+        return
+    for chunk in _chunks(sorted(ids), 1000):
+        yield query.where(column.in_(chunk))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

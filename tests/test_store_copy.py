@@ -56,7 +56,7 @@ def filled(path: Path) -> Store:
                            archived=[{"title": "推論性能35%向上", "categories": ["AI導入戦略"]}],
                            variant_posts={"": ["https://blog.example.com/2025/12/07/ai.html"]} if n else None)
     holds.pause(store, "2025-12-15-0900")
-    store.sight_posts({"https://blog.example.com/2025/12/07/ai.html": "mailed"}, NOW)
+    store.sight_posts({"https://blog.example.com/2025/12/07/ai.html": ("mailed", NOW)})
     user = accounts.add_user(store, "編集者", "a long enough passphrase")
     accounts.open_session(store, user, timedelta(hours=1))
     accounts.audit(store, user="編集者", address="127.0.0.1", action="login")

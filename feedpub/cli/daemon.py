@@ -66,6 +66,7 @@ class Daemon:
         # waits digest.post_delay from when they first appear).
         self.on_changed: Callable[[], None] = lambda: None
         self.fediverse_queued = threading.Event()   # wakes the fediverse sender
+        self.reading: Any = None      # feedpub.send.dispatch.Reading: the posts read and rendered for mail so far
 
     @property
     def config(self) -> Config:
@@ -206,17 +207,19 @@ class Daemon:
         """Send whatever is due of every cadence (each stream's digest, post mails, welcomes); returns when
         the next falls due, for the cadence job to wake then."""
         from feedpub.config import parse_duration  # lazy: 26 ms
-        from feedpub.send.reader_mail import next_due, send_due  # lazy: 0.3 s (sqlalchemy)
+        from feedpub.send.dispatch import Reading  # lazy: 0.3 s (sqlalchemy)
+        from feedpub.send.reader_mail import next_due, send_due
 
         if self.stop.is_set():
             return None
+        self.reading = self.reading or Reading()
         config = self.config
         try:
             with self.sending:
                 now = datetime.now(UTC)
                 results = send_due(config, self.store, now, stop=self.stop,
                                    missed_after=parse_duration(config.digest.misfire_grace),
-                                   send=config.digest.send_in_daemon)
+                                   send=config.digest.send_in_daemon, reading=self.reading)
             wake = next_due(config, self.store, datetime.now(UTC))
         except Exception as exc:
             log.exception("%s", self.words.text("digest_failed_logged"))

@@ -141,14 +141,24 @@ def first_window(config: Config, kind: str, tz: ZoneInfo, slot: datetime) -> dat
 BACKDATED = timedelta(days=1)
 
 
-def sightings(new: Iterable[tuple[str, datetime]], now: datetime, *, burst: int, first: bool) -> dict[str, str]:
-    """What becomes of posts seen for the first time, (URL, date) each: "waiting" for their post mail, or
-    "digest" (the digests carry them): every post on the very first look (the site's archive is no news), a
-    backdated post, and all of them when more than `burst` fresh ones appear at once (a bulk import)."""
+def sightings(new: Iterable[tuple[str, datetime]], now: datetime, *, burst: int,
+              first: bool) -> dict[str, tuple[str, datetime]]:
+    """What becomes of posts seen for the first time, (URL, date) each, and when they appeared: "waiting" for
+    their post mail, or "digest" (the digests carry them): a backdated post, and all of them when more than
+    `burst` fresh ones appear at once (a bulk import). On the very first look every post is "digest" and
+    appeared when it is dated: the site's archive is no news."""
     found = list(new)
+    if first:
+        return {url: ("digest", min(dated, now)) for url, dated in found}
     fresh = [url for url, dated in found if dated >= now - BACKDATED]
-    mailed = set() if first or len(fresh) > burst else set(fresh)
-    return {url: "waiting" if url in mailed else "digest" for url, _ in found}
+    mailed = set() if len(fresh) > burst else set(fresh)
+    return {url: ("waiting" if url in mailed else "digest", now) for url, _ in found}
+
+
+def appeared(date: datetime, first_seen: datetime | None) -> datetime:
+    """When a post became news: when it was first seen, or its date when it was seen on the first look (or
+    never looked for). A backdated post is news from when it appears, not from its date."""
+    return date if first_seen is None else max(date, first_seen)
 
 
 def post_period(slot: datetime, url: str) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from feedpub import holds
@@ -21,8 +21,8 @@ from feedpub.errors import Problem
 from feedpub.records import ActiveReader, Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, cadences, delivery, messages
 from feedpub.send.issue import Issue, Variant, compose, covers, due_slot, entries, render_variant, variant_key
-from feedpub.site.markup import RenderedPost, render_posts
-from feedpub.site.posts import Collection, collect
+from feedpub.site.markup import CachedRender, RenderedPost, render_posts
+from feedpub.site.posts import Collection, FileEntry, collect
 from feedpub.site.reader import Post
 from feedpub.store import LedgerClash, Store, StoreError
 
@@ -45,7 +45,7 @@ class Dispatch:
 def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
                    on_outcome: Callable[[delivery.Outcome], None] | None = None,
                    missed_after: timedelta | None = None, send: bool = True,
-                   stream: tuple[str, str] = ("weekly", "")) -> Dispatch:
+                   stream: tuple[str, str] = ("weekly", ""), reading: Reading | None = None) -> Dispatch:
     """Compose the issue of the latest slot of a stream of digests (cadence, zone: "" the site's) unless it
     exists, then deliver its due rows (with `send=False`, only queue them for `feedpub worker` processes).
 
@@ -65,7 +65,7 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
         if not readers:   # composing now would use up the slot before anyone could receive it
             return Dispatch(period, None, None, (), f"issue {period}: no active subscribers; nothing composed")
         for _attempt in range(3):
-            composed = compose_stream_issue(config, store, now, stream, slot, readers)
+            composed = compose_stream_issue(config, store, now, stream, slot, readers, reading)
             problems = composed.problems
             if not composed.recipients:
                 return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published from "
@@ -82,7 +82,8 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
                 break
         else:
             raise StoreError(f"{store.shown}: issue {period}: its readers' posts kept changing while composing")
-        archive_sync.refresh(config, store)
+        if stream == ("weekly", ""):    # the archive's issues
+            archive_sync.refresh(config, store)
         log.info("issue %s: %s, %s", period, counted(len(composed.carried), "post"),
                  counted(len(composed.recipients), "recipient"))
     hold = holds.state(store, stored.id)
@@ -105,8 +106,28 @@ def stream_readers(config: Config, store: Store, stream: tuple[str, str]) -> dic
     bulk imports)."""
     kind, zone = stream
     takers = {kind, "post"} if kind == "weekly" else {kind}
-    return {reader.id: reader for reader in store.active_readers()
-            if reader.cadence in takers and cadences.zone_key(config, reader.timezone) == zone}
+    timezones = [zone] if zone else ["", config.site.timezone]
+    return {reader.id: reader for reader in store.active_readers(takers, timezones)}
+
+
+@dataclass
+class Reading:
+    """What reading and rendering the posts gave, for the next issue to reuse while the files and their render
+    keys are unchanged: a day of slots in 30 zones reads and renders each post once, not once per slot."""
+
+    entries: dict[str, FileEntry] = field(default_factory=dict)
+    renders: dict[str, CachedRender] = field(default_factory=dict)
+
+    def collect(self, config: Config, now: datetime) -> Collection:
+        found = collect(config, now=now, known=self.entries)
+        self.entries = dict(found.entries)
+        return found
+
+    def render(self, config: Config, posts: Sequence[Post],
+               site_posts: Sequence[Post]) -> tuple[list[RenderedPost], list[Problem]]:
+        shown = {post.url for post in site_posts}
+        self.renders = {url: found for url, found in self.renders.items() if url in shown}   # none unpublished
+        return render_posts(config, posts, site_posts=site_posts, cache=self.renders)
 
 
 @dataclass(frozen=True)
@@ -126,35 +147,46 @@ class Composed:
 
 
 def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tuple[str, str], slot: datetime,
-                         readers: Mapping[int, ActiveReader]) -> Composed:
-    """The issue of `slot` for each reader of a stream: the posts of their topics dated in their window,
-    none they got already (the ledger), composed once per variant (topics and the set of posts). A reader's
+                         readers: Mapping[int, ActiveReader], reading: Reading | None = None) -> Composed:
+    """The issue of `slot` for each reader of a stream: the posts of their topics dated by its slot that became
+    news in their window (`cadences.appeared`: a backdated post when it appeared), none they got already (the
+    ledger), composed once per variant (topics and the set of posts). A reader's
     window starts at the stream's previous issue (the first: one period back), reaching LATE_REACH further
     for posts no mail brought them, never before the earliest window a mail to them covered (none yet: the
-    stream's window, or from when they joined if that was before it)."""
+    stream's window, or from when they joined if that was before it, LATE_REACH at most)."""
     kind, zone = stream
     found = coverage(config, store, slot, stream)
-    collection = collect(config, now=now)
-    candidates = [p for p in collection.posts if found.reach < p.date <= slot]
-    got = store.readers_got([p.url for p in candidates])
-    since = store.first_windows()
-    waiting = set(store.sightings("waiting")) if any(r.cadence == "post" for r in readers.values()) else set()
+    reading = reading or Reading()
+    collection = reading.collect(config, now)
+    seen = store.sightings()
+    news = {p.url: cadences.appeared(p.date, seen[p.url][0] if p.url in seen else None) for p in collection.posts}
+    floor = found.starts - LATE_REACH     # no reader's window reaches further back
+    candidates = [p for p in collection.posts if p.date <= slot and news[p.url] > floor]
+    got = store.readers_got([p.url for p in candidates], readers)
+    since = store.first_windows(readers)
+    waiting = {url for url, (_, state) in seen.items() if state == "waiting"}
     topics_of = {p.url: cadences.post_topics(config, p) for p in candidates}
     newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
     chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
+    takes: dict[tuple[str, ...], frozenset[str]] = {}    # topics → the candidates they take (few distinct sets)
     for sid, reader in readers.items():
-        # A reader no digest reached yet takes the stream's window, and the posts since they joined before it.
-        lower = max(found.reach, since.get(sid, min(found.starts, reader.joined)))
+        if reader.topics not in takes:
+            takes[reader.topics] = frozenset(url for url, in_topics in topics_of.items()
+                                             if cadences.wanted(reader.topics, in_topics))
+        theirs = takes[reader.topics]
+        # A reader no digest reached yet takes the stream's window, and the posts since they joined before it
+        # (a slot missed, or a stream new to them), LATE_REACH at most.
+        lower = max(found.reach, since[sid]) if sid in since else max(floor, min(found.starts, reader.joined))
         mine = got.get(sid, set())
         urls = tuple(p.url for p in newest_first
-                     if p.date > lower and p.url not in mine and cadences.wanted(reader.topics, topics_of[p.url])
+                     if news[p.url] > lower and p.url not in mine and p.url in theirs
                      and not (reader.cadence == "post" and p.url in waiting))[:config.digest.max_posts]
         if urls:
             chosen[sid] = (variant_key(reader.topics), urls)
     keys = cadences.variant_keys(chosen.values())
     carried_urls = {url for _, urls in chosen.values() for url in urls}
-    rendered, warnings = render_posts(config, [p for p in newest_first if p.url in carried_urls],
-                                      site_posts=collection.posts)
+    rendered, warnings = reading.render(config, [p for p in newest_first if p.url in carried_urls],
+                                        collection.posts)
     by_url = {r.post.url: r for r in rendered}
     period = cadences.period_key(config, kind, zone, slot)
     variants: dict[str, Variant] = {}
@@ -179,7 +211,7 @@ def store_composed(config: Config, store: Store, composed: Composed) -> StoredIs
         recipients=composed.recipients, variants=[as_stored(v) for v in composed.variants.values()],
         archived=[archive.record(e) for e in entries(config, composed.carried)] if public else (),
         carried=[r.post.url for r in composed.carried], kind=composed.kind, zone=composed.zone,
-        variant_posts=composed.variant_posts)
+        variant_posts=composed.variant_posts, dated={r.post.url: r.post.date for r in composed.carried})
 
 
 def send_due_retries(config: Config, store: Store, now: datetime, *,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from feedpub.config import Config, parse_duration
 from feedpub.records import StoredIssue, Subscriber
 from feedpub.send import cadences, delivery
-from feedpub.send.dispatch import Dispatch, Messages, as_stored, send_due_issue, send_due_retries
+from feedpub.send.dispatch import Dispatch, Messages, Reading, as_stored, send_due_issue, send_due_retries
 from feedpub.send.issue import Issue, render_variant, variant_key
 from feedpub.site.markup import render_posts
 from feedpub.site.posts import collect
@@ -23,26 +23,29 @@ from feedpub.store import LedgerClash, Store, StoreError
 
 log = logging.getLogger("feedpub.send.issue")
 
+# The sighting that records when feedpub first looked at the site's posts (no post has this URL).
+FIRST_LOOK = ""
+
 
 def streams_in_use(config: Config, store: Store) -> list[tuple[str, str]]:
     """The (cadence, zone) of every stream of digests some active reader takes: `post` readers take the weekly
     one of their zone (it carries what their post mails do not)."""
-    found = {("weekly" if reader.cadence == "post" else reader.cadence, cadences.zone_key(config, reader.timezone))
-             for reader in store.active_readers()}
+    found = {("weekly" if cadence == "post" else cadence, cadences.zone_key(config, timezone))
+             for cadence, timezone in store.choices()}
     return sorted(found)
 
 
 def send_due(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
              on_outcome: Callable[[delivery.Outcome], None] | None = None, missed_after: timedelta | None = None,
-             send: bool = True) -> list[Dispatch]:
+             send: bool = True, reading: Reading | None = None) -> list[Dispatch]:
     """Everything due at `now`: the posts seen for the first time recorded, each stream's latest digest, the
     post mails whose delay has passed, then any other row due (a welcome, a retry, a resumed issue)."""
-    if "post" in config.digest.cadences:
-        sight_posts(config, store, collect(config, now=now).posts, now)
+    reading = reading or Reading()
+    sight_posts(config, store, reading.collect(config, now).posts, now)
     done = [send_due_issue(config, store, now, stop=stop, on_outcome=on_outcome, missed_after=missed_after,
-                           send=send, stream=stream)
+                           send=send, stream=stream, reading=reading)
             for stream in streams_in_use(config, store) or [("weekly", "")]]
-    done += send_due_posts(config, store, now, stop=stop, on_outcome=on_outcome, send=send)
+    done += send_due_posts(config, store, now, stop=stop, on_outcome=on_outcome, send=send, reading=reading)
     if send:
         send_due_retries(config, store, now, stop=stop or threading.Event())
     return done
@@ -58,28 +61,29 @@ def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
     return min(slots, default=None)
 
 
-def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, str]:
-    """Record the posts seen for the first time (when `post` is offered): their post mail waits
-    `digest.post_delay`, unless they are backdated or a bulk import (`cadences.sightings`)."""
-    if "post" not in config.digest.cadences:
-        return {}
+def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, tuple[str, datetime]]:
+    """Record the posts seen for the first time: their post mail waits `digest.post_delay`, unless they are
+    backdated or a bulk import (`cadences.sightings`); the digests take a backdated one from when it appeared."""
     known = store.sightings()
     new = [(p.url, p.date) for p in posts if p.url not in known]
-    if not new:
-        return {}
-    states = cadences.sightings(new, now, burst=config.digest.post_burst, first=not known)
-    return store.sight_posts(states, now)
+    first = FIRST_LOOK not in known
+    found = cadences.sightings(new, now, burst=config.digest.post_burst, first=first)
+    if first:         # the first look, remembered even when the site has no post yet
+        found[FIRST_LOOK] = ("look", now)
+    return store.sight_posts(found) if found else {}
 
 
 def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
-                   on_outcome: Callable[[delivery.Outcome], None] | None = None, send: bool = True) -> list[Dispatch]:
+                   on_outcome: Callable[[delivery.Outcome], None] | None = None, send: bool = True,
+                   reading: Reading | None = None) -> list[Dispatch]:
     """One mail per post whose `digest.post_delay` has passed since it first appeared, to the `post` readers
     of its topics who did not get it yet, showing the post as it is now."""
     delay = parse_duration(config.digest.post_delay)
     due = sorted((seen, url) for url, (seen, _) in store.sightings("waiting").items() if seen + delay <= now)
     if not due:
         return []
-    collection = collect(config, now=now)
+    reading = reading or Reading()
+    collection = reading.collect(config, now)
     published = {p.url: p for p in collection.posts}
     done = []
     for seen, url in due:
@@ -87,7 +91,7 @@ def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threadi
         if post is None:                          # taken down before its mail: nothing to send
             store.mark_sighting(url, "digest")
             continue
-        stored = _post_issue(config, store, post, seen + delay, collection.posts)
+        stored = _post_issue(config, store, post, seen + delay, collection.posts, reading)
         store.mark_sighting(url, "mailed")
         if stored is None:
             continue
@@ -104,7 +108,7 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
     if config.digest.welcome_posts < 1:
         return None
     collection = collect(config, now=now)
-    got = store.readers_got([p.url for p in collection.posts]).get(reader.id, set())
+    got = store.readers_got([p.url for p in collection.posts], [reader.id]).get(reader.id, set())
     newest = [p for p in sorted(collection.posts, key=lambda p: (p.date, p.url), reverse=True)
               if p.url not in got and cadences.wanted(reader.topics, cadences.post_topics(config, p))]
     chosen = newest[:config.digest.welcome_posts]
@@ -120,27 +124,29 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
     try:
         return store.create_issue(period=period, slot=now, starts=now, ends=now, kind="welcome", zone=zone,
                                   variants=[as_stored(variant)], recipients={reader.id: key},
-                                  carried=[p.url for p in chosen], variant_posts={key: [p.url for p in chosen]})
+                                  carried=[p.url for p in chosen], variant_posts={key: [p.url for p in chosen]},
+                                  dated={p.url: p.date for p in chosen})
     except StoreError:     # confirmed twice in one second, or a post of it reached them meanwhile
         return store.issue(period)
 
 
-def _post_issue(config: Config, store: Store, post: Post, slot: datetime,
-                site_posts: Sequence[Post]) -> StoredIssue | None:
+def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_posts: Sequence[Post],
+                reading: Reading) -> StoredIssue | None:
     """The stored mail of one post (composed once: a second run finds it), None when no reader wants it."""
     period = cadences.post_period(slot, post.url)
     for _attempt in range(3):
         stored = store.issue(period)
         if stored is not None:
             return stored
-        got = store.readers_got([post.url])
+        readers = store.active_readers(["post"])
+        got = store.readers_got([post.url], [reader.id for reader in readers])
         in_topics = cadences.post_topics(config, post)
-        recipients = {reader.id: variant_key(reader.topics) for reader in store.active_readers()
-                      if reader.cadence == "post" and post.url not in got.get(reader.id, ())
+        recipients = {reader.id: variant_key(reader.topics) for reader in readers
+                      if post.url not in got.get(reader.id, ())
                       and cadences.wanted(reader.topics, in_topics)}
         if not recipients:
             return None
-        rendered, _ = render_posts(config, [post], site_posts=site_posts)
+        rendered, _ = reading.render(config, [post], site_posts)
         issue = Issue(period, slot, slot, slot, tuple(rendered), kind="post")
         variants = {key: variant for key in set(recipients.values())
                     if (variant := render_variant(config, issue, key)) is not None}
@@ -148,7 +154,8 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime,
             return store.create_issue(period=period, slot=slot, starts=slot, ends=slot, kind="post",
                                       variants=[as_stored(v) for v in variants.values()],
                                       recipients={sid: key for sid, key in recipients.items() if key in variants},
-                                      carried=[post.url], variant_posts={key: (post.url,) for key in variants})
+                                      carried=[post.url], variant_posts={key: (post.url,) for key in variants},
+                                      dated={post.url: post.date})
         except LedgerClash:
             continue
         except StoreError:

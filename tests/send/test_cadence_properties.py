@@ -67,7 +67,7 @@ security = "none"
 """)
         config = site.config
         store = open_store(config.store_url)
-        clock = time_machine.travel(START, tick=False)     # the store's own times (readers joining) follow
+        clock = time_machine.travel(START - timedelta(hours=1), tick=False)   # the store's times follow
         traveller = clock.start()
         try:
             store.save_subscribers([SubscriberInput(email, "", TOPICS[topics], cadence, zone)
@@ -75,6 +75,7 @@ security = "none"
                                    status="active")
             held = {email: [TOPICS[topics]] for email, (_, topics, _) in zip(READERS, first, strict=True)}
             now, published = START, {}
+            traveller.move_to(now)
             send_due(config, store, now)        # the first look: the site is empty
             for step in script:
                 now = _play(site, store, step, now, published, held)

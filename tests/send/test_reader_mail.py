@@ -5,15 +5,18 @@ reader switching cadence mid-week who gets every post once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from starlette.testclient import TestClient
 
 from feedpub.records import SubscriberInput
 from feedpub.send import reader_mail
 from feedpub.send.reader_mail import queue_welcome
 from feedpub.store import open_store
+from feedpub.web.app import create_app
 from tests.smtp_server import SMTPTestServer
 
 TOKYO, LA = ZoneInfo("Asia/Tokyo"), ZoneInfo("America/Los_Angeles")
@@ -121,7 +124,7 @@ def test_a_bulk_import_and_a_backdated_post_go_to_the_post_readers_weekly_digest
     send_due(site.config, store, MONDAY + timedelta(minutes=1))
     weekly = mails(smtp)[1][2]
     assert all(f"移行した記事{i}" in weekly for i in range(4)) and "普通の記事" not in weekly
-    assert "日付を遡った記事" not in weekly            # dated before the reader's first window: the archive
+    assert "日付を遡った記事" in weekly                # news from when it appeared, whatever its date
 
 
 def test_the_welcome_carries_the_newest_posts_and_the_next_digest_does_not_repeat_them(setup):
@@ -153,3 +156,24 @@ def test_switching_weekly_to_daily_mid_week_brings_the_waiting_posts_once(setup)
     assert len(texts) == 3 and "先週の記事" in texts[0]
     assert "火曜の記事" in texts[1] and "先週の記事" not in texts[1]
     assert "水曜の記事" in texts[2] and "火曜の記事" not in texts[2]
+
+
+def test_confirming_through_the_page_queues_the_welcome_and_digest_send_delivers_it(setup):
+    site, store, smtp = setup
+    publish(site, "2026-12-05-p", "最新の記事", datetime.now(UTC) - timedelta(days=1))
+    outbox: list[tuple[str, str, str]] = []
+
+    def welcome(reader) -> None:
+        queue_welcome(site.config, store, reader, datetime.now(UTC))
+
+    app = create_app(site.config, store, send_confirmation=lambda *mail: outbox.append(mail), categories=list,
+                     health=dict, welcome=welcome)
+    with TestClient(app) as client:
+        assert client.post("/subscribe", data={"email": "new@example.jp"}).status_code == 200
+        confirm = re.search(r"https?://[^/\s]+(/confirm/\S+)", outbox[-1][2])[1]
+        assert client.post(confirm).status_code == 200
+        assert client.post(confirm).status_code == 400          # used up: no second welcome
+    reader_mail.send_due(site.config, store, datetime.now(UTC))
+    ((rcpt, subject, text),) = mails(smtp)
+    assert (rcpt, subject) == ("new@example.jp", "Test blog へようこそ")
+    assert "最新の記事" in text and "対象: すべての記事" in text

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feedpub.config_file import load_config
 from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue
+from feedpub.send.reader_mail import send_due
 from feedpub.store import open_store
 from tests.send.sites import write_config, write_post
 from tests.test_pg_store import queue_issue, store  # noqa: F401 - the PostgreSQL store fixture
@@ -84,3 +85,42 @@ def test_daemon_job_only_queues_when_told_and_a_worker_on_sqlite_sends(tmp_path,
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=15) == 0, worker.stderr.read()
     assert sorted(smtp_server.recipients()) == [f"reader{i}@example.jp" for i in range(5)]
+
+
+def test_workers_on_postgresql_send_every_kind_of_mail_once(tmp_path, smtp_server, store, pg_url,  # noqa: F811
+                                                           monkeypatch):
+    """Daily readers in two zones, weekly readers and post readers, all queued by `digest send`'s run on
+    PostgreSQL; two workers claim rows across the issues of every kind and each reader gets each mail once."""
+    config_path = write_config(tmp_path, smtp_server.port, store_url=pg_url, connections=CONNECTIONS,
+                               rate_per_second=5000, digest={"send_in_daemon": False, "post_delay": "1m",
+                                                             "cadences": ["post", "daily", "weekly"]})
+    monkeypatch.setenv("FEEDPUB_SECRET", "s")
+    config = load_config(config_path)
+    now = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)    # Monday 10:00 in Tokyo: the weekly and daily slots passed
+    kinds = {"daily": ["", "America/Los_Angeles"], "weekly": [""], "post": [""]}
+    readers = [SubscriberInput(f"{cadence}{i:03d}-{zone.split('/')[-1] or 'site'}@example.com", "", (), cadence,
+                               zone) for cadence, zones in kinds.items() for zone in zones for i in range(150)]
+    store.save_subscribers(readers, status="active")
+    (tmp_path / "posts").mkdir()
+    for name, date in (("yesterday", now - timedelta(hours=13)), ("new", now - timedelta(minutes=5))):
+        (tmp_path / "posts" / f"{date:%Y-%m-%d}-{name}.md").write_text(
+            f"---\ntitle: {name}\ndate: {date:%Y-%m-%d %H:%M:%S %z}\n---\n本文。\n", encoding="utf-8")
+        send_due(config, store, now - timedelta(minutes=4) if name == "new" else now - timedelta(hours=12),
+                 send=False)     # seen: `yesterday` on the first look (the digests'), `new` after (a post mail)
+    done = send_due(config, store, now, send=False)
+    assert sorted(result.issue.kind for result in done if result.issue is not None) == [
+        "daily", "daily", "post", "weekly"]
+    queued = sum(sum(store.counts(result.issue.id).values()) for result in done if result.issue is not None)
+    assert queued == 150 * 2 + 150 + 150 * 2          # daily ×2 zones, weekly, post readers: weekly and post mail
+    workers = [start_worker(tmp_path) for _ in range(2)]
+    try:
+        wait_until(lambda: len(smtp_server.recipients()) >= queued, 60, f"{queued} messages")
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        codes = [process.wait(timeout=15) for process in workers]
+    assert codes == [0, 0]
+    mails = Counter((rcpt, str(received.message()["Subject"])) for received in smtp_server.received
+                    for rcpt in received.rcpt_tos)
+    assert len(mails) == queued and max(mails.values()) == 1
+    assert sum(subject == "new" for _, subject in mails) == 150      # the post mail: its post readers only
