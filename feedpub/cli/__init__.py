@@ -14,9 +14,27 @@ from typing import Any, NoReturn
 
 import click
 
-from feedpub.errors import ConfigError, Problem
+from feedpub.errors import ConfigError, Message, Problem
 
 OK, PARTIAL, FAILED = 0, 1, 2
+
+
+class LogWords(logging.Filter):
+    """The lines library modules log as Messages (`log.info("%s", message(...))`: a config reloaded, a WebSub
+    ping, an issue's note) put into the operator's words, from `source` (the problems' strings of the config in
+    force); without one, or for another handler (tests' caplog), they read in English."""
+
+    source: Callable[[], Any] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.source is not None and isinstance(record.args, tuple) and any(
+                isinstance(arg, Message) for arg in record.args):
+            words = self.source()
+            record.args = tuple(words.message(arg) if isinstance(arg, Message) else arg for arg in record.args)
+        return True
+
+
+LOG_WORDS = LogWords()
 
 
 class App:
@@ -29,6 +47,7 @@ class App:
         self._config = None
         self._strings = None
         self._problems = None
+        LOG_WORDS.source = lambda: self.problems
 
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
@@ -186,6 +205,8 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
     """Publish Jekyll-style Markdown posts as RSS, Atom and JSON feeds and a weekly e-mail digest."""
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="feedpub: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LOG_WORDS)
     logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))   # a line per request (fediverse deliveries)
     if config_file is None and Path("feedpub.toml").is_file():

@@ -138,4 +138,4 @@ def _announce_now(hubs: tuple[str, ...], feeds: tuple[str, ...]) -> None:
 
     for hub in hubs:
         found = ping(hub, feeds, FOREGROUND)
-        (log.info if found.ok else log.warning)("%s", found.line())
+        (log.info if found.ok else log.warning)("%s", found.words())

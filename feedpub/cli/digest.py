@@ -180,6 +180,8 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
 
 def _said(config: Config, store: Store, result: Dispatch) -> bool:
     """What one issue's run did, on stderr; whether some of it failed or was paused."""
+    if result.composed is not None:
+        log.info("%s", result.composed)     # in site.language: feedpub.cli.LogWords
     if result.summary is None:
         log.info("%s", result.note)
         return False
