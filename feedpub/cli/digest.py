@@ -106,9 +106,9 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
     if since is not None:
         fail(words().text("since_not_with_cadence"))
     if cadence not in config.digest.cadences:
-        fail(words().text("cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
+        fail(words().text("option_cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
     if zone is not None and not known_zone(zone):
-        fail(words().text("unknown_zone", option="--tz", zone=repr(zone)))
+        fail(words().text("option_unknown_zone", option="--tz", zone=repr(zone)))
     store = open_store_or_fail(app, migrate=False)
     key = cadences.zone_key(config, zone or "")
     now = datetime.now(UTC)

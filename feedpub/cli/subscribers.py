@@ -63,9 +63,9 @@ def add(app: App, email: str, name: str | None, topics: str | None, categories: 
     address = valid_address_or_fail(email)
     config = app.config
     if cadence is not None and cadence not in config.digest.cadences:
-        fail(words().text("cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
+        fail(words().text("option_cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
     if zone is not None and not known_zone(zone):
-        fail(words().text("unknown_zone", option="--timezone", zone=repr(zone)))
+        fail(words().text("option_unknown_zone", option="--timezone", zone=repr(zone)))
     chosen = _split(categories, ",") if categories is not None else None
     known = _site_categories(config)
     report(_unknown_categories("--categories", None, chosen or (), known))
@@ -228,7 +228,7 @@ def valid_address_or_fail(email: str) -> str:
     try:
         return mailable(email)
     except BadAddress as exc:
-        fail(words().text("bad_address", reason=str(exc)))
+        fail(words().text("address_not_mailable", reason=str(exc)))
 
 
 def _site_categories(config: Config) -> Callable[[], frozenset[str]]:

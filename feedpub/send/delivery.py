@@ -25,6 +25,7 @@ from datetime import timedelta
 
 from feedpub import holds
 from feedpub.config import Config, parse_duration
+from feedpub.errors import message
 from feedpub.records import Delivery, StoredIssue
 from feedpub.send import messages, verp
 from feedpub.send.breaker import Breaker, Trip, rates_trip
@@ -232,8 +233,7 @@ class _Guard:
         for trip in trips:
             if holds.trip(self.store, trip.issue_id, trip.reason):
                 period = self.store.issue_period(trip.issue_id)
-                log.warning("issue %s paused: %s (`feedpub digest resume %s` sends the rest once that is fixed)",
-                            period, trip.reason, period)
+                log.warning("%s", message("breaker_paused", period=period, reason=trip.reason))
                 with self.lock:
                     self.paused.append(f"issue {period} paused: {trip.reason}")
         undone: set[int] = set()

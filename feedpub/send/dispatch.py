@@ -83,8 +83,9 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
             raise StoreError(message("store_issue_kept_changing", store=store.shown, period=period))
         if stream == ("weekly", ""):    # the archive's issues
             archive_sync.refresh(config, store)
-        composed_words = message("note_composed", period=period, posts=message("posts", count=len(composed.carried)),
-                                 recipients=message("recipients", count=len(composed.recipients)))
+        composed_words = message("note_composed", period=period,
+                                 posts=message("count_posts", count=len(composed.carried)),
+                                 recipients=message("count_recipients", count=len(composed.recipients)))
     else:
         composed_words = None
     hold = holds.state(store, stored.id)
