@@ -198,8 +198,9 @@ def _said(config: Config, store: Store, result: Dispatch) -> bool:
                total=sum(counts.values()), waiting=t.count("send_waiting", waiting) if waiting else "",
                retry=t.text("send_retry", when=f"{retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}") if retry
                else ""))
-    for reason in summary.paused:
-        click.echo(t.text("send_paused", reason=reason, period=result.period), err=True)
+    problems = click.get_current_context().find_object(App).problems
+    for why in summary.paused:
+        click.echo(t.text("send_paused", reason=problems.message(why), period=result.period), err=True)
     return bool(summary.failed or summary.paused)
 
 
