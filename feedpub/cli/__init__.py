@@ -74,17 +74,18 @@ class App:
             self._problems = self._operator_strings("problems")
         return self._problems
 
-    def strings_without_config(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
-        """The command line's words in site.language when the config loads, else in English: for a command that
-        needs no config (`dkim keygen` writes the key a config names before the config can load)."""
+    def strings_without_config(self, home: str = "cli"):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+        """The command line's words (or the problems', `home`) in site.language when the config loads, else in
+        English: for a command that needs no config (`dkim keygen` writes the key a config names before the config
+        can load)."""
         from feedpub.config_file import load_config  # lazy: see `config`
         from feedpub.strings import english
 
         try:
             self._config = self._config or load_config(self.config_path)
         except ConfigError:
-            return english("cli")
-        return self.strings
+            return english(home)
+        return self.strings if home == "cli" else self.problems
 
     def problem_line(self, problem: Problem) -> str:
         """`path:line: what (expected …)` in site.language."""
