@@ -144,8 +144,8 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
         summary += t.count("check_skipped", skipped, future=collection.skipped_future,
                            drafts=collection.skipped_drafts)
     for post, period in _late_posts(config, collection.posts):
-        say(f"{post.source}: note: dated {post.date.astimezone(config.site.tz):%Y-%m-%d %H:%M}, inside the "
-            f"window of issue {period}, which went out without it; it goes into the next issue", err=True)
+        say(t.text("late_post", post=post.source, date=f"{post.date.astimezone(config.site.tz):%Y-%m-%d %H:%M}",
+                   period=period), err=True)
     say(summary)
     raise SystemExit(PARTIAL if errors else OK)
 
