@@ -551,7 +551,7 @@ def _migrated(engine: Engine, shown: str) -> tuple[int, int]:
         was, found = schema.migrate(conn)
         conn.commit()
     if 0 < was < found:
-        log.info("%s: store migrated from v%d to v%d", shown, was, found)
+        log.info("%s", message("store_migrated_log", store=shown, was=was, found=found))
     return was, found
 
 

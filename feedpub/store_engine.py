@@ -111,10 +111,9 @@ def _tighten(path: Path, mode: int) -> None:
     try:
         path.chmod(mode)
     except OSError as exc:
-        log.warning("%s: mode %04o left as it is (%s); only its owner should read the store", path, found,
-                    exc.strerror)
+        log.warning("%s", message("store_mode_kept", path=str(path), mode=f"{found:04o}", reason=exc.strerror or ""))
     else:
-        log.info("%s: mode %04o tightened to %04o (only its owner may read the store)", path, found, mode)
+        log.info("%s", message("store_mode_tightened", path=str(path), was=f"{found:04o}", mode=f"{mode:04o}"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

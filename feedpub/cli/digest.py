@@ -136,7 +136,7 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
             variant = next(iter(composed.variants.values()), None)
             posts = len(next(iter(composed.variant_posts.values()), ()))
         if variant is None:
-            log.info("%s mail in %s: no post to carry yet; nothing to preview", cadence, zone or config.site.timezone)
+            log.info("%s", words().text("preview_no_post_for", cadence=cadence, zone=zone or config.site.timezone))
             raise SystemExit(OK)
     base = config.web.public_url.rstrip("/")
     generic = {UNSUBSCRIBE_MARKER: f"{base}/unsubscribe", PREFERENCES_MARKER: f"{base}/preferences"}
