@@ -98,7 +98,8 @@ def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threadi
             continue
         summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
                                     on_outcome=on_outcome) if send else None)
-        done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems), None))
+        done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems),
+                             None if send else message("note_queued", period=stored.period)))
     return done
 
 
