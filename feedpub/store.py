@@ -342,19 +342,24 @@ class Store:
         got: dict[int, set[str]] = {}
         wanted = sorted(set(urls))
         with self.engine.connect() as conn:
+            legacy_issues = conn.scalar(sa.select(sa.exists().where(~issues.c.ledgered)))
             for chunk in _chunks(wanted, 500):
-                ledger = (sa.select(reader_posts.c.subscriber_id, post_sightings.c.url)
-                          .join(post_sightings, post_sightings.c.id == reader_posts.c.post_id)
-                          .where(post_sightings.c.url.in_(chunk)))
+                ids = dict(conn.execute(sa.select(post_sightings.c.id, post_sightings.c.url)
+                                        .where(post_sightings.c.url.in_(chunk))).all())
+                ledger = (sa.select(reader_posts.c.subscriber_id, reader_posts.c.post_id)
+                          .where(reader_posts.c.post_id.in_(sorted(ids))))
+                for narrowed in _narrowed(ledger, reader_posts.c.subscriber_id, readers):
+                    for sid, post_id in conn.execute(narrowed):
+                        got.setdefault(sid, set()).add(ids[post_id])
+                if not legacy_issues:
+                    continue
                 legacy = (sa.select(deliveries.c.subscriber_id, issue_posts.c.url)
                           .join(issue_posts, issue_posts.c.issue_id == deliveries.c.issue_id)
                           .join(issues, issues.c.id == deliveries.c.issue_id)
                           .where(issue_posts.c.url.in_(chunk), ~issues.c.ledgered))
-                for query in (ledger, legacy):
-                    column = query.selected_columns[0]
-                    for narrowed in _narrowed(query, column, readers):
-                        for sid, url in conn.execute(narrowed):
-                            got.setdefault(sid, set()).add(url)
+                for narrowed in _narrowed(legacy, deliveries.c.subscriber_id, readers):
+                    for sid, url in conn.execute(narrowed):
+                        got.setdefault(sid, set()).add(url)
         return got
 
     def first_windows(self, readers: Collection[int] | None = None) -> dict[int, datetime]:

@@ -124,7 +124,8 @@ def period_key(config: Config, kind: str, zone: str, slot: datetime) -> str:
     local = slot.astimezone(zone_of(config, zone)).strftime("%Y-%m-%d-%H%M")
     if kind == "weekly" and not zone:
         return local
-    return f"{local}-{kind}" + (f"@{zone}" if zone else "")
+    # A period is a path segment (/admin/issues/…, digests/…) and a Message-ID's left part: no "/" or "+".
+    return f"{local}-{kind}" + (f"-{zone.replace('/', '.').replace('+', 'plus')}" if zone else "")
 
 
 def first_window(config: Config, kind: str, tz: ZoneInfo, slot: datetime) -> datetime:

@@ -27,7 +27,8 @@ from feedpub.send import smtp
 _SIGNATURE_BYTES = 5
 _TAG = re.compile(r"(\d{1,18})-([a-z2-7]{8})")
 # The local part of a delivery's Message-ID: "2025-12-15-0900.<24 hex digits>.<signature>".
-_MESSAGE_ID = re.compile(r"<([\w-]{1,40}\.[0-9a-f]{24})\.([a-z2-7]{8})@", re.I | re.A)
+# The period, then the nonce: periods of a time zone's stream hold dots ("…-daily-America.Los_Angeles").
+_MESSAGE_ID = re.compile(r"<([\w.-]{1,80}\.[0-9a-f]{24})\.([a-z2-7]{8})@", re.I | re.A)
 
 
 def tag(secret: str, delivery_id: int) -> str:

@@ -234,3 +234,48 @@ def test_a_worker_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path, 
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=15) == 0, worker.stderr.read()
     assert sorted(smtp_server.recipients()) == ["alpha@example.com", "beta@example.com"]
+
+
+def test_the_daemon_mails_a_new_post_to_its_post_readers_after_the_delay_and_daily_readers_at_their_hour(
+        tmp_path: Path, smtp_server: SMTPTestServer) -> None:
+    """Watch mode sees a new post; the cadence job wakes `digest.post_delay` later and mails it to the post
+    reader; a daily reader in Los Angeles whose local time comes a minute or two later gets it then; nothing is
+    mailed twice."""
+    web_port = free_port()
+    write_site(tmp_path, smtp_server, web_port)
+    la_slot = datetime.now(ZoneInfo("America/Los_Angeles")) + timedelta(minutes=2)
+    text = (tmp_path / "feedpub.toml").read_text(encoding="utf-8")
+    (tmp_path / "feedpub.toml").write_text(text.replace("[digest]\n", f'[digest]\ncadences = ["post", "daily", '
+                                                        f'"weekly"]\npost_delay = "3s"\ndaily_at = '
+                                                        f'"{la_slot:%H:%M}"\n'), encoding="utf-8")
+    (tmp_path / "readers.csv").write_text("email,cadence,timezone\npost@example.jp,post,\n"
+                                          "daily@example.com,daily,America/Los_Angeles\n", encoding="utf-8")
+    imported = subprocess.run([sys.executable, "-m", "feedpub", "subscribers", "import", "readers.csv"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert imported.returncode == 0, imported.stderr
+
+    def mails_to(address: str) -> list[str]:
+        return [r.message().get_body(("plain",)).get_content() for r in smtp_server.received
+                if address in r.rcpt_tos]
+
+    def wait(condition, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+    daemon = DaemonProcess(tmp_path, web_port)
+    try:
+        time.sleep(2)       # the start-up runs (the first look at the site, the site zone's weekly) are done
+        seen = len(mails_to("post@example.jp"))
+        written = time.monotonic()
+        date = datetime.now(UTC) - timedelta(minutes=1)
+        (tmp_path / "posts" / f"{date:%Y-%m-%d}-new.md").write_text(
+            f'---\ntitle: "出たばかりの記事"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\n---\n\n本文。\n', encoding="utf-8")
+        wait(lambda: len(mails_to("post@example.jp")) > seen, 30)
+        assert time.monotonic() - written >= 3                     # not before digest.post_delay
+        wait(lambda: any("出たばかりの記事" in text for text in mails_to("daily@example.com")), 180)
+        time.sleep(3)
+    finally:
+        assert daemon.stop() == 0
+    assert sum("出たばかりの記事" in text for text in mails_to("post@example.jp")) == 1
+    assert sum("出たばかりの記事" in text for text in mails_to("daily@example.com")) == 1

@@ -12,6 +12,7 @@ import pytest
 
 from feedpub.config_file import load_config
 from feedpub.errors import ConfigError
+from feedpub.send import verp
 from feedpub.send.cadences import local_instant, next_slot, period_key, post_topics, previous_slot, wanted
 
 LA, BERLIN, TOKYO = ZoneInfo("America/Los_Angeles"), ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Tokyo")
@@ -54,7 +55,8 @@ def test_previous_and_next_slot_bracket_now_and_period_names_the_local_slot(tmp_
     assert la - tokyo == timedelta(hours=17)
     assert next_slot(weekly, "weekly", TOKYO, tokyo) == tokyo + timedelta(days=7)
     assert period_key(weekly, "weekly", "", tokyo) == "2026-12-07-0900"        # the site zone: as ever
-    assert period_key(weekly, "weekly", "America/Los_Angeles", la) == "2026-12-07-0900-weekly@America/Los_Angeles"
+    assert period_key(weekly, "weekly", "America/Los_Angeles", la) == "2026-12-07-0900-weekly-America.Los_Angeles"
+    assert period_key(weekly, "daily", "Etc/GMT+5", la) == "2026-12-07-1200-daily-Etc.GMTplus5"
     assert previous_slot(weekly, "monthly", TOKYO, now) == datetime(2026, 12, 3, 7, 30, tzinfo=TOKYO)
     assert next_slot(weekly, "monthly", TOKYO, now) == datetime(2027, 1, 3, 7, 30, tzinfo=TOKYO)
 
@@ -78,3 +80,11 @@ def test_topics_take_a_post_by_name_or_slug_in_any_case(tmp_path):
     assert wanted((), found) and wanted(("categories/ai導入戦略",), found)
     assert wanted(("tags/machine-learning",), found) and wanted(("authors/taro", "tags/x"), found)
     assert not wanted(("categories/news",), found)
+
+
+def test_a_zone_streams_message_id_is_still_read_back_from_a_complaint():
+    period = "2026-12-07-0700-daily-America.Los_Angeles"
+    message_id = verp.message_id("s", period, "reader@example.com", "blog.example.com")
+    (found,) = verp.message_ids_in(f"Message-ID: {message_id}\r\n")
+    assert found[0].startswith(period) and verp.sent_to("s", found, "reader@example.com")
+    assert not verp.sent_to("s", found, "other@example.com")
