@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from feedpub.errors import ConfigError
+from feedpub.errors import ConfigError, message
 from feedpub.jekyll import FrontMatterDefault, JekyllCollection
 
 
@@ -271,7 +271,7 @@ def parse_duration(text: str) -> timedelta:
     """'90s', '5m', '6h', '1d' → timedelta."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a duration (expected e.g. '90s', '5m', '6h', '1d')")
+        raise ValueError(message("config_not_duration", value=repr(text)))
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
     return timedelta(**{unit: int(match[1])})
 
@@ -280,7 +280,7 @@ def parse_local_time(text: str) -> time:
     """'09:00' → 09:00."""
     match = _LOCAL_TIME.match(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a time of day (expected e.g. '09:00')")
+        raise ValueError(message("config_not_time_of_day", value=repr(text)))
     return time(int(match[1]), int(match[2]))
 
 
@@ -288,8 +288,7 @@ def parse_monthly_slot(text: str) -> MonthlySlot:
     """'1 09:00' → the 1st at 09:00."""
     match = _MONTHLY.match(text.strip())
     if not match or not 1 <= int(match[1]) <= 28:
-        raise ValueError(f"{text!r} is not a day of the month and a time "
-                         "(expected e.g. '1 09:00': a day from 1 to 28, which every month has)")
+        raise ValueError(message("config_not_monthly_slot", value=repr(text)))
     return MonthlySlot(int(match[1]), parse_local_time(match[2]))
 
 
@@ -297,7 +296,6 @@ def parse_schedule_entry(text: str) -> ScheduleEntry:
     """'mon,thu 09:00' → ScheduleEntry((0, 3), 09:00)."""
     match = _SCHEDULE.match(text.strip().lower())
     if not match:
-        raise ValueError(f"{text!r} is not a day name and time "
-                         "(expected e.g. 'mon 09:00' or 'mon,thu 09:00': day names, not crontab numbers)")
+        raise ValueError(message("config_not_schedule_entry", value=repr(text)))
     days = tuple(sorted({DAY_NAMES.index(day) for day in match[1].split(",")}))
     return ScheduleEntry(days, time(int(match[2]), int(match[3])))

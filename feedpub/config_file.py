@@ -1,6 +1,7 @@
 """feedpub.toml → `feedpub.config.Config`: reading the file (and a Jekyll site's `_config.yml` it names),
 each value's type and checks, and errors that name the file, the line of the key (best effort: TOML
-parsers do not report positions) and what was expected.
+parsers do not report positions) and what was expected, in the file's own `site.language` (its words are the
+`config_…` strings of `feedpub/problems.toml`; English while the file cannot be read as TOML).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feedpub import errors
 from feedpub.config import Config, parse_duration, parse_local_time, parse_monthly_slot, parse_schedule_entry
-from feedpub.errors import ConfigError
+from feedpub.errors import ConfigError, Message, Problem, message, reason
 from feedpub.jekyll import FrontMatterDefault, JekyllCollection
 from feedpub.records import CADENCES
 
@@ -45,30 +46,64 @@ _USERNAME = re.compile(r"^[a-z0-9_]+([a-z0-9_.-]+[a-z0-9_]+)?$")
 VERP_TAG_LENGTH = 1 + 18 + 1 + 8
 
 
+class ConfigProblem(ConfigError):
+    """What is wrong with feedpub.toml (or the `_config.yml` it names), put into the file's language by
+    `load_config`; `str()` is English."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
 def load_config(path: Path | None) -> Config:
     """Read `path` (None → built-in defaults rooted at the working directory)."""
     if path is None:
         return Config()
     try:
         mode = path.stat().st_mode
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
-    if mode & stat.S_IWOTH:
-        # Anyone on the machine could point smtp.host at their server or password_env at another secret.
-        raise ConfigError(f"{path}: config file is writable by every user, so anyone could redirect the mail "
-                          f"or the secrets it names; refusing to use it (expected: run `chmod o-w {path}`)")
-    try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        raise ConfigProblem(Problem(str(path), None, message("config_cannot_read", reason=exc.strerror or ""))
+                            ) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (expected a TOML file)") from exc
+        raise ConfigProblem(Problem(str(path), None, message("config_not_utf8"), message("config_expected_toml"))
+                            ) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
-        where = f"{path}:{line[1]}" if line else str(path)
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+        raise ConfigProblem(Problem(str(path), int(line[1]) if line else None,
+                                    message("config_invalid_toml", reason=str(exc)))) from exc
+    if mode & stat.S_IWOTH:
+        # Anyone on the machine could point smtp.host at their server or password_env at another secret; so
+        # its strings override (web.templates_dir) is not read either.
+        raise ConfigError(_in_language(data, path, Problem(str(path), None, message("config_world_writable"),
+                                                           message("config_expected_chmod", path=str(path))),
+                                       override=False))
+    try:
+        return _load(data, path, text)
+    except ConfigProblem as exc:
+        raise ConfigError(_in_language(data, path, exc.problem)) from exc
+
+
+def _in_language(data: dict[str, Any], path: Path, problem: Problem, *, override: bool = True) -> str:
+    """`problem` in the file's own site.language, web.templates_dir's strings.toml over the shipped words; English
+    where the language is unset or those words cannot be read."""
+    # Imported here: feedpub.strings loads Jinja (~100 ms), which only a config with a problem needs.
+    from feedpub.strings import english, load_strings, problem_line
+
+    site, web = data.get("site"), data.get("web")
+    language = site.get("language") if isinstance(site, dict) else None
+    folder = web.get("templates_dir") if override and isinstance(web, dict) else None
+    try:
+        words = load_strings("problems", language if isinstance(language, str) else "en",
+                             path.parent / folder if isinstance(folder, str) and folder else None)
+    except ConfigError:
+        words = english("problems")
+    return problem_line(problem, words)
+
+
+def _load(data: dict[str, Any], path: Path, text: str) -> Config:
     given = frozenset(f"{name}.{key}" for name, table in data.items() if isinstance(table, dict) for key in table)
     site = data.get("site")
     defaults: tuple[FrontMatterDefault, ...] = ()
@@ -87,14 +122,14 @@ def _with_jekyll(data: dict[str, Any], path: Path, text: str, jekyll_dir: str,
 
     root = (path.parent / jekyll_dir).resolve()
     if not root.is_dir():
-        raise ConfigError(_at(path, text, "site.jekyll_dir", f"'site.jekyll_dir': {root} is not a folder",
-                              "the folder of a Jekyll site, holding its _config.yml"))
+        raise _at(path, text, "site.jekyll_dir", message("config_jekyll_dir_not_folder", root=str(root)),
+                  message("config_expected_jekyll_dir"))
     if not jekyll.config_files(root):
-        raise ConfigError(_at(path, text, "site.jekyll_dir", f"'site.jekyll_dir': {root} holds no _config.yml",
-                              "the folder of a Jekyll site, holding its _config.yml"))
+        raise _at(path, text, "site.jekyll_dir", message("config_jekyll_dir_no_config", root=str(root)),
+                  message("config_expected_jekyll_dir"))
     values, problems = jekyll.read_config(root)
     if problems:
-        raise ConfigError(str(problems[0]))
+        raise ConfigProblem(problems[0])
     found = jekyll.settings(values).values
     # Checked on their own first, so that a bad value is reported against _config.yml, not feedpub.toml.
     _build(found, jekyll.config_files(root)[0], "")
@@ -114,9 +149,9 @@ def _build(data: dict[str, Any], path: Path, text: str) -> Config:
     hints = get_type_hints(Config)
     for name, value in data.items():
         if name not in hints or name in ("root", "source", "given", "front_matter_defaults", "jekyll_collections"):
-            raise ConfigError(_at(path, text, name, f"unknown section [{name}]", _known(Config)))
+            raise _at(path, text, name, message("config_unknown_section", name=name), _known(Config))
         if not isinstance(value, dict):
-            raise ConfigError(_at(path, text, name, f"'{name}' must be a table ([{name}])"))
+            raise _at(path, text, name, message("config_not_table", name=name))
         sections[name] = _section(hints[name], name, value, path, text)
     config = Config(**sections, root=path.parent.resolve(), source=str(path))
     _validate(config, path, text)
@@ -130,10 +165,10 @@ def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: 
         name = _RENAMED.get(key, key)
         dotted = f"{section}.{key}"
         if name not in hints or name.startswith("_"):
-            raise ConfigError(_at(path, text, dotted, f"unknown key '{dotted}'", _known(cls)))
+            raise _at(path, text, dotted, message("config_unknown_key", key=dotted), _known(cls))
         if dataclasses.is_dataclass(hints[name]):     # a nested table such as [smtp.dkim]
             if not isinstance(value, dict):
-                raise ConfigError(_at(path, text, dotted, f"'{dotted}' must be a table ([{dotted}])"))
+                raise _at(path, text, dotted, message("config_not_table", name=dotted))
             kwargs[name] = _section(hints[name], dotted, value, path, text)
             continue
         try:
@@ -141,7 +176,7 @@ def _section(cls: type, section: str, values: dict[str, Any], path: Path, text: 
             if (section, key) in _VALUE_CHECKS:
                 _VALUE_CHECKS[section, key](kwargs[name])
         except (TypeError, ValueError) as exc:
-            raise ConfigError(_at(path, text, dotted, f"'{dotted}': {exc}")) from exc
+            raise _at(path, text, dotted, message("config_bad_value", key=dotted, reason=reason(exc))) from exc
     return cls(**kwargs)
 
 
@@ -150,44 +185,44 @@ def _coerce(value: Any, hint: Any, where: tuple[str, str]) -> Any:
     if where == ("digest", "schedule"):
         entries = [value] if isinstance(value, str) else value
         if not isinstance(entries, list) or not all(isinstance(v, str) for v in entries):
-            raise TypeError("expected a string or a list of strings")
+            raise TypeError(message("config_expected_string_or_list"))
         if not entries:
-            raise ValueError("is empty (expected e.g. 'mon 09:00')")
+            raise ValueError(message("config_schedule_empty"))
         return tuple(parse_schedule_entry(entry) for entry in entries)
     if where == ("digest", "daily_at"):
         if not isinstance(value, str):
-            raise TypeError("expected a time such as '09:00'")
+            raise TypeError(message("config_expected_time"))
         return parse_local_time(value)
     if where == ("digest", "monthly_on"):
         if not isinstance(value, str):
-            raise TypeError("expected a day of the month and a time such as '1 09:00'")
+            raise TypeError(message("config_expected_monthly_slot"))
         return parse_monthly_slot(value)
     if where == ("feeds", "websub_hub"):
         hubs = [value] if isinstance(value, str) else value
         if not isinstance(hubs, list) or not all(isinstance(v, str) for v in hubs):
-            raise TypeError("expected a URL or a list of URLs")
+            raise TypeError(message("config_expected_urls"))
         return tuple(hub for hub in hubs if hub.strip())
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise TypeError("expected a list of strings")
+            raise TypeError(message("config_expected_strings"))
         allowed = _CHOICES.get(where)
         for item in value:
             if allowed and item not in allowed:
-                raise ValueError(f"{item!r} is not one of {sorted(allowed)}")
+                raise ValueError(message("config_not_one_of", value=repr(item), allowed=str(sorted(allowed))))
         return tuple(value)
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise TypeError("expected a table of strings")
+            raise TypeError(message("config_expected_string_table"))
         return dict(value)
     if isinstance(hint, UnionType):
         hint = get_args(hint)[0]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if (hint is bool) != isinstance(value, bool) or not isinstance(value, hint):   # bool is an int subclass
-        raise TypeError(f"expected {_type_name(hint)}, got {_type_name(type(value))}")
+        raise TypeError(message("config_wrong_type", expected=_type_name(hint), got=_type_name(type(value))))
     allowed = _CHOICES.get(where)
     if allowed and value not in allowed:
-        raise ValueError(f"{value!r} is not one of {sorted(allowed)}")
+        raise ValueError(message("config_not_one_of", value=repr(value), allowed=str(sorted(allowed))))
     return value
 
 
@@ -197,16 +232,17 @@ def _check_sender(value: str) -> None:
     # no-op `feedpub build`; only configs that set an address pay it.
     from feedpub.addresses import BadAddress, mailable
 
-    example = " (expected e.g. 'ALLFORCES編集部 <news@blog.example.com>')"
+    example = "'ALLFORCES編集部 <news@blog.example.com>'"
     if _HEADER_BREAKERS.search(value):
-        raise ValueError(f"{value!r} holds a line break or control character{example}")
+        raise ValueError(message("config_line_break", value=repr(value), example=example))
     found = getaddresses([value])
     if len(found) != 1:
-        raise ValueError(f"{value!r} is not one address{example}")
+        raise ValueError(message("config_not_one_address", value=repr(value), example=example))
     try:
         mailable(found[0][1])
     except BadAddress as exc:
-        raise ValueError(f"{value!r}: {exc}{example}") from None
+        raise ValueError(message("config_bad_address", value=repr(value), reason=str(exc), example=example)
+                         ) from None
 
 
 def _check_unsubscribe_mailto(value: str) -> None:
@@ -216,14 +252,13 @@ def _check_unsubscribe_mailto(value: str) -> None:
         return
     from feedpub.addresses import BadAddress, mailable  # ~70 ms, see _check_sender
 
-    example = " (expected e.g. 'unsubscribe@blog.example.com')"
+    example = "'unsubscribe@blog.example.com'"
     if not uri.isascii() or _HEADER_BREAKERS.search(uri) or any(c in uri for c in " <>"):
-        raise ValueError(f"{value!r} cannot stand in a List-Unsubscribe header: it must be ASCII, without spaces, "
-                         f"angle brackets or line breaks{example}")
+        raise ValueError(message("config_not_list_unsubscribe", value=repr(value), example=example))
     try:
         mailable(uri.removeprefix("mailto:").split("?", 1)[0])
     except BadAddress as exc:
-        raise ValueError(f"{exc}{example}") from None
+        raise ValueError(message("config_address_reason", reason=str(exc), example=example)) from None
 
 
 def _check_return_path(value: str) -> None:
@@ -232,27 +267,25 @@ def _check_return_path(value: str) -> None:
         return
     from feedpub.addresses import MAX_LOCAL_PART, BadAddress, mailable  # ~70 ms, see _check_sender
 
-    example = " (expected e.g. 'bounces@blog.example.com')"
+    example = "'bounces@blog.example.com'"
     try:
         address = mailable(value)
     except BadAddress as exc:
-        raise ValueError(f"{exc}{example}") from None
+        raise ValueError(message("config_address_reason", reason=str(exc), example=example)) from None
     local = address.rsplit("@", 1)[0]
     if address.lower() != value.strip().lower() or "+" in local:
-        raise ValueError(f"{value!r} must be a plain address without '+' or spaces{example}")
+        raise ValueError(message("config_not_plain_address", value=repr(value), example=example))
     if len(local) + VERP_TAG_LENGTH > MAX_LOCAL_PART:
-        raise ValueError(f"{value!r}: the part before the @-sign leaves no room for a VERP tag: at most "
-                         f"{MAX_LOCAL_PART - VERP_TAG_LENGTH} characters{example}")
+        raise ValueError(message("config_no_room_for_verp", value=repr(value),
+                                 most=MAX_LOCAL_PART - VERP_TAG_LENGTH, example=example))
 
 
 def _check_imap_url(value: str) -> None:
     match = re.match(r"^(imaps?)://[^@/\s]+@([^/:\s]+|\[[0-9a-f:]+\])(:\d+)?(/\S*)?$", value)
     if value and not match:
-        raise ValueError(f"{value!r} is not an IMAP URL (expected 'imaps://USER@HOST/INBOX', with the password "
-                         "in the environment variable bounces.imap_password_env names)")
+        raise ValueError(message("config_not_imap_url", value=repr(value)))
     if match and match[1] == "imap" and match[2] not in ("127.0.0.1", "localhost", "[::1]"):
-        raise ValueError(f"{value!r} would send the password unencrypted (expected imaps://; imap:// is only "
-                         "for a server on this machine, 127.0.0.1)")
+        raise ValueError(message("config_imap_unencrypted", value=repr(value)))
 
 
 def _check_username(value: str) -> None:
@@ -268,34 +301,30 @@ def _check_subject(value: str) -> None:
     try:
         jinja2.Environment().parse(value)
     except jinja2.TemplateSyntaxError as exc:
-        raise ValueError(f"template error: {exc} "
-                         "(expected e.g. '{{ site.title }} weekly — {{ date_label }}')") from None
+        raise ValueError(message("config_subject_template", reason=str(exc))) from None
 
 
 def _check_hubs(hubs: tuple[str, ...]) -> None:
     for hub in hubs:
         if not re.match(r"^https?://[^/\s]+\S*$", hub):
-            raise ValueError(f"{hub!r} is not an absolute http(s) URL (expected e.g. 'https://pubsubhubbub.appspot.com/')")
+            raise ValueError(message("config_not_hub_url", value=repr(hub)))
 
 
 def _check_store_url(value: str) -> None:
     if not _STORE_URL.match(value):
-        raise ValueError(f"{value!r} is not a supported store (expected 'sqlite:///PATH' or "
-                         "'postgresql://USER@HOST/DB', also written 'postgresql+psycopg://…')")
+        raise ValueError(message("config_not_store_url", value=repr(value)))
 
 
 def check_dns_name(value: str) -> None:
     """A DKIM domain or selector ('' passes: unset); ValueError naming what was expected."""
     if value and not _DNS_LABELS.match(value):
-        raise ValueError(f"{value!r} is not a DNS name (expected ASCII labels such as 'blog.example.com' "
-                         "or 'feedpub2026')")
+        raise ValueError(message("config_not_dns_name", value=repr(value)))
 
 
 def _check_rate(value: float) -> None:
     """A share of the messages sent: more than 0, at most 1."""
     if not 0 < value <= 1:
-        raise ValueError(f"{value!r} is not a share of the messages sent (expected more than 0 and at most 1, "
-                         "e.g. 0.003 for 0.3%)")
+        raise ValueError(message("config_not_rate", value=repr(value)))
 
 
 # Values the file sets that are checked beyond their type, where a bad one would otherwise surface only
@@ -317,30 +346,33 @@ _VALUE_CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
 
 
 def _validate(config: Config, path: Path, text: str) -> None:
-    checks: list[tuple[str, str, Any]] = []
+    checks: list[tuple[str, Message, Message | None]] = []
     try:
         ZoneInfo(config.site.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        checks.append(("site.timezone", f"'site.timezone': unknown time zone {config.site.timezone!r}",
-                       "an IANA name such as 'Asia/Tokyo' or 'UTC'"))
+        checks.append(("site.timezone", message("config_unknown_timezone", value=repr(config.site.timezone)),
+                       message("config_expected_timezone")))
     if not re.match(r"^https?://[^/\s]+", config.site.url):
-        checks.append(("site.url", f"'site.url': {config.site.url!r} is not an absolute http(s) URL",
-                       "e.g. 'https://blog.example.com'"))
+        checks.append(("site.url", message("config_not_site_url", value=repr(config.site.url)),
+                       message("config_expected_site_url")))
     if config.site.baseurl and not config.site.baseurl.startswith("/"):
-        checks.append(("site.baseurl", f"'site.baseurl': {config.site.baseurl!r} must start with '/'",
-                       "e.g. '/blog' or ''"))
+        checks.append(("site.baseurl", message("config_baseurl_slash", value=repr(config.site.baseurl)),
+                       message("config_expected_baseurl")))
     for key in ("atom_path", "category_atom_path", "tag_atom_path"):
         value = getattr(config.feeds, key)
         if (value or key == "atom_path") and (not value.endswith(".xml") or value.startswith("/")
                                               or ".." in value.split("/")):
-            checks.append((f"feeds.{key}", f"'feeds.{key}': {value!r} is not a path inside the output folder",
-                           "a relative path ending in .xml, e.g. 'feed.xml' or 'feed/{name}.xml'"))
+            checks.append((f"feeds.{key}", message("config_not_output_path", key=f"feeds.{key}", value=repr(value)),
+                           message("config_expected_output_path")))
     if config.feeds.limit < 1:
-        checks.append(("feeds.limit", "'feeds.limit' must be at least 1", "a positive integer"))
+        checks.append(("feeds.limit", message("config_at_least_1", key="feeds.limit"),
+                       message("config_expected_positive")))
     if config.smtp.rate_per_second <= 0:
-        checks.append(("smtp.rate_per_second", "'smtp.rate_per_second' must be more than 0", "e.g. 10 or 0.5"))
+        checks.append(("smtp.rate_per_second", message("config_more_than_0", key="smtp.rate_per_second"),
+                       message("config_expected_rate_per_second")))
     if config.smtp.connections < 1:
-        checks.append(("smtp.connections", "'smtp.connections' must be at least 1", "a positive integer"))
+        checks.append(("smtp.connections", message("config_at_least_1", key="smtp.connections"),
+                       message("config_expected_positive")))
     for section, key, value in (("feeds", "rebuild_every", config.feeds.rebuild_every),
                                 ("digest", "misfire_grace", config.digest.misfire_grace),
                                 ("digest", "post_delay", config.digest.post_delay),
@@ -351,19 +383,16 @@ def _validate(config: Config, path: Path, text: str) -> None:
         try:
             parse_duration(value)
         except ValueError as exc:
-            checks.append((f"{section}.{key}", f"'{key}': {exc}", None))
+            checks.append((f"{section}.{key}", message("config_bad_value", key=key, reason=reason(exc)), None))
     if not config.digest.cadences:
-        checks.append(("digest.cadences", "'digest.cadences' is empty",
-                       "at least one of 'post', 'daily', 'weekly', 'monthly'"))
+        checks.append(("digest.cadences", message("config_cadences_empty"), message("config_expected_cadences")))
     if config.digest.post_burst < 1 or config.digest.welcome_posts < 0:
-        checks.append(("digest", "'digest.post_burst' must be at least 1 and 'digest.welcome_posts' at least 0",
-                       "e.g. post_burst = 5, welcome_posts = 3"))
+        checks.append(("digest", message("config_post_burst"), message("config_expected_post_burst")))
     if config.bounces.soft_limit < 1 or config.bounces.raw_limit < 1024:
-        checks.append(("bounces", "'bounces.soft_limit' must be at least 1 and 'bounces.raw_limit' at least 1024",
-                       "e.g. soft_limit = 3, raw_limit = 65536"))
+        checks.append(("bounces", message("config_soft_limit"), message("config_expected_soft_limit")))
     if checks:
-        where, message, expected = checks[0]
-        raise ConfigError(_at(path, text, where, message, expected))
+        where, what, expected = checks[0]
+        raise _at(path, text, where, what, expected)
 
 
 def _with_dkim_key(config: Config, path: Path, text: str) -> Config:
@@ -375,15 +404,14 @@ def _with_dkim_key(config: Config, path: Path, text: str) -> Config:
         return config
     if not all(settings.values()):
         unset = ", ".join(f"'smtp.dkim.{key}'" for key, value in settings.items() if not value)
-        raise ConfigError(_at(path, text, "smtp.dkim", f"[smtp.dkim]: {unset} not set",
-                              "domain, selector and key_file all set, or the table left out"))
+        raise _at(path, text, "smtp.dkim", message("config_dkim_unset", keys=unset), message("config_expected_dkim"))
     key_path = config.path(dkim.key_file)
-    expected = "a PEM RSA private key of at least 1024 bits, as `feedpub dkim keygen` writes"
+    expected = message("config_expected_dkim_key")
     try:
         key = key_path.read_bytes()
     except OSError as exc:
-        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': cannot read {key_path} "
-                              f"({exc.strerror})", expected)) from exc
+        raise _at(path, text, "smtp.dkim.key_file",
+                  message("config_dkim_cannot_read", path=str(key_path), reason=exc.strerror or ""), expected) from exc
     # Imported here: cryptography's import costs ~20 ms (-X importtime); only signing configs pay it.
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -391,25 +419,23 @@ def _with_dkim_key(config: Config, path: Path, text: str) -> Config:
     try:
         private = load_pem_private_key(key, password=None)
     except (ValueError, TypeError) as exc:   # not PEM, encrypted, or a kind OpenSSL does not know
-        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} is not a "
-                              f"private key OpenSSL can read ({exc})", expected)) from None
+        raise _at(path, text, "smtp.dkim.key_file",
+                  message("config_dkim_unreadable", path=str(key_path), reason=str(exc)), expected) from None
     if not isinstance(private, RSAPrivateKey):
-        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} holds no RSA "
-                              "key", expected))
+        raise _at(path, text, "smtp.dkim.key_file", message("config_dkim_not_rsa", path=str(key_path)), expected)
     bits = private.key_size
     if bits < 1024:   # verifiers ignore signatures made with shorter keys (RFC 8301)
-        raise ConfigError(_at(path, text, "smtp.dkim.key_file", f"'smtp.dkim.key_file': {key_path} holds a "
-                              f"{bits}-bit key", expected))
+        raise _at(path, text, "smtp.dkim.key_file", message("config_dkim_short", path=str(key_path), bits=bits),
+                  expected)
     return dataclasses.replace(config, smtp=dataclasses.replace(
         config.smtp, dkim=dataclasses.replace(dkim, _private_key=key)))
 
 
-def _at(path: Path, text: str, where: str, message: str, expected: str | None = None) -> str:
-    """`path:line: message (expected …)`, the line being that of `where`: a table ("smtp", "smtp.dkim") or
+def _at(path: Path, text: str, where: str, what: Message, expected: Message | None = None) -> ConfigProblem:
+    """`path:line: what (expected …)`, the line being that of `where`: a table ("smtp", "smtp.dkim") or
     a key in it ("smtp.port", "smtp.dkim.domain")."""
     line = _line(text, where) or ("." in where and _line(text, *where.rsplit(".", 1))) or None
-    place = f"{path}:{line}" if line else str(path)
-    return f"{place}: {message}" + (f" (expected {expected})" if expected else "")
+    return ConfigProblem(Problem(str(path), line, what, expected))
 
 
 def _line(text: str, section: str, key: str = "") -> int | None:
@@ -427,13 +453,13 @@ def _line(text: str, section: str, key: str = "") -> int | None:
     return text.count("\n", 0, found.start()) + 1 if found else None
 
 
-def _known(cls: type) -> str:
+def _known(cls: type) -> Message:
     names = [f.name.rstrip("_") for f in dataclasses.fields(cls)
              if f.name not in ("root", "source", "given", "front_matter_defaults", "jekyll_collections")
              and not f.name.startswith("_")]
-    return "one of " + ", ".join(names)
+    return message("config_one_of", names=", ".join(names))
 
 
-def _type_name(t: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list: "a list", dict: "a table"}.get(t, getattr(t, "__name__", str(t)))
+def _type_name(t: Any) -> Message:
+    key = {str: "string", int: "integer", float: "number", bool: "bool", list: "list", dict: "table"}.get(t)
+    return message(f"config_type_{key}") if key else message("text", text=getattr(t, "__name__", str(t)))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
+from feedpub.errors import message
+
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTH = r"\b(" + "|".join(_MONTHS) + r")[^-\d\s']*"
 # Date._parse's parse_time: h:m[:s[.f]] [am|pm] [zone], or h am|pm.
@@ -55,7 +57,7 @@ def read_date(value: object, tz: tzinfo) -> tuple[datetime, bool]:
     # Within a day of datetime's range, converting to another time zone (UTC, the site's) overflows.
     if not datetime.min.replace(tzinfo=UTC) + timedelta(days=1) < stamp < datetime.max.replace(tzinfo=UTC) - timedelta(
             days=1):
-        raise ValueError(f"{text!r} is out of range (years 1 to 9999)")
+        raise ValueError(message("date_out_of_range", text=repr(text)))
     return stamp, rolled
 
 
@@ -93,19 +95,19 @@ def _parse(text: str, tz: tzinfo) -> tuple[datetime, bool]:
     year, month, day = _date(rest)
     if year is None:
         if month is None and day is None and not found_time:
-            raise ValueError(f"{text!r} is not a date (no time information in it)")
-        raise ValueError(f"{text!r} has no year (Jekyll would complete it from the day it builds)")
+            raise ValueError(message("date_no_time_information", text=repr(text)))
+        raise ValueError(message("date_no_year", text=repr(text)))
     month, day = month or 1, day or 1   # Time.parse: a missing month or day is the first
     if not 1 <= month <= 12:
-        raise ValueError(f"{text!r} is not a date (month {month} is out of range)")
+        raise ValueError(message("date_bad_month", text=repr(text), month=month))
     if not 1 <= day <= 31:
-        raise ValueError(f"{text!r} is not a date (day {day} is out of range)")
+        raise ValueError(message("date_bad_day", text=repr(text), day=day))
     if not (0 <= hour <= 23 or (hour == 24 and minute == second == 0)) or minute > 59 or second > 60:
-        raise ValueError(f"{text!r} is not a date (time {hour}:{minute:02d}:{second:02d} is out of range)")
+        raise ValueError(message("date_bad_time", text=repr(text), time=f"{hour}:{minute:02d}:{second:02d}"))
     try:
         start = datetime(year, month, 1, tzinfo=offset)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a date ({exc})") from None
+        raise ValueError(message("date_not_a_date", text=repr(text), reason=str(exc))) from None
     # Ruby's Time rolls a day past the month's end (and hour 24, second 60) into the next.
     stamp = start + timedelta(days=day - 1, hours=hour, minutes=minute, seconds=second, microseconds=micro)
     return stamp, (stamp.month, stamp.day, stamp.hour) != (month, day, hour % 24) or second == 60

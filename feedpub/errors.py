@@ -40,6 +40,12 @@ def message(key: str, /, **fields: Field) -> Message:
     return Message(key, tuple(sorted(fields.items())))
 
 
+def reason(exc: BaseException) -> Message:
+    """The words an exception carries: its Message (`ValueError(message(...))`), else its own text as it is."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, Message) else message("text", text=str(exc))
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with one input. An error skips that input; a warning keeps it."""

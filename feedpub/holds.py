@@ -16,7 +16,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from feedpub.errors import FeedpubError
+from feedpub.errors import FeedpubError, message
 from feedpub.schema import deliveries, issue_holds, issues
 from feedpub.store import Store, utcnow
 
@@ -61,7 +61,7 @@ def reasons(store: Store) -> dict[str, str]:
 def pause(store: Store, period: str) -> HoldChange:
     with store.writing() as conn:
         issue_id = _issue_id(conn, store, period)
-        _refuse(conn, issue_id, period, {"paused": "is already paused", "cancelled": "was cancelled"})
+        _refuse(conn, issue_id, period, {"paused": "hold_already_paused", "cancelled": "hold_was_cancelled"})
         _hold(conn, issue_id, "")
         return HoldChange(period, "paused", _unsent(conn, issue_id))
 
@@ -103,7 +103,7 @@ def resume(store: Store, period: str) -> HoldChange:
         issue_id = _issue_id(conn, store, period)
         found = conn.scalar(sa.select(issue_holds.c.state).where(issue_holds.c.issue_id == issue_id))
         if found != "paused":
-            raise HoldError(f"issue {period} {'was cancelled' if found else 'is not paused'} (expected a paused issue)")
+            raise HoldError(message("hold_not_paused_was_cancelled" if found else "hold_not_paused", period=period))
         conn.execute(issue_holds.delete().where(issue_holds.c.issue_id == issue_id))
         return HoldChange(period, None, _unsent(conn, issue_id))
 
@@ -114,10 +114,9 @@ def cancel(store: Store, period: str) -> HoldChange:
     now = utcnow()
     with store.writing() as conn:
         issue_id = _issue_id(conn, store, period)
-        _refuse(conn, issue_id, period, {"cancelled": "was already cancelled"})
+        _refuse(conn, issue_id, period, {"cancelled": "hold_already_cancelled"})
         if not _unsent(conn, issue_id):
-            raise NothingToCancel(f"issue {period}: nothing to cancel: every delivery was already sent or failed "
-                                  "(nothing changed)")
+            raise NothingToCancel(message("hold_nothing_to_cancel", period=period))
         conn.execute(issue_holds.delete().where(issue_holds.c.issue_id == issue_id))
         conn.execute(issue_holds.insert().values(issue_id=issue_id, state="cancelled", since=now))
         # A row `sending` under a live lease is left to its sender, which marks its outcome; one left by a
@@ -143,14 +142,15 @@ def retry_now(store: Store, period: str) -> int:
 def _issue_id(conn: sa.Connection, store: Store, period: str) -> int:
     found = conn.scalar(sa.select(issues.c.id).where(issues.c.period == period))
     if found is None:
-        raise HoldError(f"{store.shown}: no issue {period!r} (expected a period listed by `feedpub digest status`)")
+        raise HoldError(message("hold_no_issue", store=store.shown, period=repr(period)))
     return found
 
 
 def _refuse(conn: sa.Connection, issue_id: int, period: str, refusals: dict[str, str]) -> None:
+    """HoldError with the words (problems.toml's key in `refusals`) of the hold the issue already has."""
     found = conn.scalar(sa.select(issue_holds.c.state).where(issue_holds.c.issue_id == issue_id))
     if found in refusals:
-        raise HoldError(f"issue {period} {refusals[found]}")
+        raise HoldError(message(refusals[found], period=period))
 
 
 def _unsent(conn: sa.Connection, issue_id: int) -> int:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub import schema
+from feedpub.errors import message
 from feedpub.records import (
     DELIVERY_STATUSES,
     ActiveReader,
@@ -312,7 +313,7 @@ class Store:
         except sa.exc.IntegrityError as exc:
             if self.issue(period) is None:
                 raise LedgerClash(f"{self.shown}: a reader of issue {period} got one of its posts meanwhile") from exc
-            raise StoreError(f"{self.shown}: issue {period} was composed by another process") from exc
+            raise StoreError(message("store_issue_composed_elsewhere", store=self.shown, period=period)) from exc
         stored = self.issue(period)
         assert stored is not None
         return stored
@@ -524,17 +525,15 @@ def open_store(url: str, *, migrate: bool = True, create: bool = True) -> Store:
             found = schema.version(conn)
         if found is None and not create:
             engine.dispose()
-            raise StoreError(f"{shown}: no feedpub store there (expected a store feedpub made)")
+            raise StoreError(message("store_not_feedpub", store=shown))
         if found is None or (migrate and found < len(MIGRATIONS)):
             found = _migrated(engine, shown)[1]
     if found > len(MIGRATIONS):
         engine.dispose()
-        raise StoreError(f"{shown}: store schema version {found} is newer than this feedpub understands "
-                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+        raise StoreError(message("store_too_new", store=shown, found=found, known=len(MIGRATIONS)))
     if found < len(MIGRATIONS):
         engine.dispose()
-        raise StoreError(f"{shown}: the store is at schema v{found} and this feedpub needs v{len(MIGRATIONS)} "
-                         f"(run `feedpub store migrate`, or any command that writes, first)")
+        raise StoreError(message("store_needs_migration", store=shown, found=found, needed=len(MIGRATIONS)))
     return Store(engine, shown)
 
 
@@ -548,8 +547,7 @@ def migrate_store(url: str) -> tuple[str, int, int]:
     finally:
         engine.dispose()
     if found > len(MIGRATIONS):
-        raise StoreError(f"{shown}: store schema version {found} is newer than this feedpub understands "
-                         f"(expected at most {len(MIGRATIONS)}; upgrade feedpub)")
+        raise StoreError(message("store_too_new", store=shown, found=found, known=len(MIGRATIONS)))
     return shown, was, found
 
 
@@ -558,7 +556,7 @@ def _migrated(engine: Engine, shown: str) -> tuple[int, int]:
         was, found = schema.migrate(conn)
         conn.commit()
     if 0 < was < found:
-        log.info("%s: store migrated from v%d to v%d", shown, was, found)
+        log.info("%s", message("store_migrated_log", store=shown, was=was, found=found))
     return was, found
 
 
@@ -572,7 +570,7 @@ def _usable(engine: Engine, shown: str) -> Iterator[None]:
         if busy(exc):
             raise StoreBusy(busy_message(shown)) from exc
         reason = getattr(exc, "orig", None) or exc
-        raise StoreError(f"{shown}: cannot use the store ({reason}) (expected a feedpub database)") from exc
+        raise StoreError(message("store_unusable", store=shown, reason=str(reason))) from exc
 
 
 def _queue(conn: Connection, issue_id: int, recipients: Mapping[int, str], now: datetime) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from feedpub.errors import FeedpubError
+from feedpub.errors import FeedpubError, Message, message
 
 log = logging.getLogger("feedpub.store")
 
@@ -45,9 +45,8 @@ def busy(exc: BaseException | None) -> bool:
     return False
 
 
-def busy_message(shown: str) -> str:
-    return (f"the store {shown} is locked by another process (waited {BUSY_WAIT_SECONDS} s for its write to "
-            f"finish: another feedpub command, the daemon or a worker; try again when it is done)")
+def busy_message(shown: str) -> Message:
+    return message("store_locked", store=shown, seconds=BUSY_WAIT_SECONDS)
 
 
 def shown_url(url: str) -> str:
@@ -68,13 +67,13 @@ def make_engine(url: str, *, create: bool = True) -> tuple[Engine, str]:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///") and url != "sqlite://":
         if not create and not Path(shown).is_file():
-            raise StoreError(f"{shown}: no such file (expected the file of a feedpub store)")
+            raise StoreError(message("store_no_such_file", store=shown))
         keep_private(Path(shown))
     try:
         engine = sa.create_engine(url, connect_args={"options": f"-c lock_timeout={BUSY_WAIT_SECONDS}s"}
                                   if url.startswith("postgresql") else {})
     except (sa.exc.ArgumentError, ImportError) as exc:
-        raise StoreError(f"store.url {url!r}: {exc} (expected sqlite:///PATH or postgresql://…)") from exc
+        raise StoreError(message("store_bad_url", url=repr(url), reason=str(exc))) from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine, shown
@@ -89,7 +88,7 @@ def keep_private(path: Path) -> None:
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"{folder}: cannot create the store's folder ({exc.strerror})") from exc
+        raise StoreError(message("store_cannot_create_folder", folder=str(folder), reason=exc.strerror or "")) from exc
     if folder.name == ".feedpub":
         _tighten(folder, 0o700)
     try:
@@ -97,7 +96,7 @@ def keep_private(path: Path) -> None:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise StoreError(f"{path}: cannot create the store ({exc.strerror})") from exc
+        raise StoreError(message("store_cannot_create", store=str(path), reason=exc.strerror or "")) from exc
     for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         _tighten(each, 0o600)
 
@@ -112,10 +111,9 @@ def _tighten(path: Path, mode: int) -> None:
     try:
         path.chmod(mode)
     except OSError as exc:
-        log.warning("%s: mode %04o left as it is (%s); only its owner should read the store", path, found,
-                    exc.strerror)
+        log.warning("%s", message("store_mode_kept", path=str(path), mode=f"{found:04o}", reason=exc.strerror or ""))
     else:
-        log.info("%s: mode %04o tightened to %04o (only its owner may read the store)", path, found, mode)
+        log.info("%s", message("store_mode_tightened", path=str(path), was=f"{found:04o}", mode=f"{mode:04o}"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

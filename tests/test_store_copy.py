@@ -181,7 +181,8 @@ def test_a_postgresql_store_is_backed_up_to_sqlite(tmp_path, pg, pg_url):
     assert counts(open_store(f"sqlite:///{tmp_path / 'pg.db'}", migrate=False)) == counts(pg)
 
 
-def test_a_source_that_is_not_there_is_an_error_not_an_empty_copy(tmp_path):
+def test_a_source_that_is_not_there_is_an_error_not_an_empty_copy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # no feedpub.toml: English
     result = cli("store", "copy", f"sqlite:///{tmp_path / 'typo.db'}", f"sqlite:///{tmp_path / 'new.db'}")
     assert result.exit_code == 2 and f"{tmp_path / 'typo.db'}: no such file" in result.stderr
     assert not (tmp_path / "typo.db").exists()

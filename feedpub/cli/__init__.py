@@ -14,9 +14,27 @@ from typing import Any, NoReturn
 
 import click
 
-from feedpub.errors import ConfigError, Problem
+from feedpub.errors import ConfigError, Message, Problem
 
 OK, PARTIAL, FAILED = 0, 1, 2
+
+
+class LogWords(logging.Filter):
+    """The lines library modules log as Messages (`log.info("%s", message(...))`: a config reloaded, a WebSub
+    ping, an issue's note) put into the operator's words, from `source` (the problems' strings of the config in
+    force); without one, or for another handler (tests' caplog), they read in English."""
+
+    source: Callable[[], Any] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.source is not None and isinstance(record.args, tuple) and any(
+                isinstance(arg, Message) for arg in record.args):
+            words = self.source()
+            record.args = tuple(words.message(arg) if isinstance(arg, Message) else arg for arg in record.args)
+        return True
+
+
+LOG_WORDS = LogWords()
 
 
 class App:
@@ -29,6 +47,7 @@ class App:
         self._config = None
         self._strings = None
         self._problems = None
+        LOG_WORDS.source = lambda: self.problems
 
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
@@ -55,17 +74,18 @@ class App:
             self._problems = self._operator_strings("problems")
         return self._problems
 
-    def strings_without_config(self):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
-        """The command line's words in site.language when the config loads, else in English: for a command that
-        needs no config (`dkim keygen` writes the key a config names before the config can load)."""
+    def strings_without_config(self, home: str = "cli"):  # noqa: ANN201 - feedpub.strings.Strings, imported lazily
+        """The command line's words (or the problems', `home`) in site.language when the config loads, else in
+        English: for a command that needs no config (`dkim keygen` writes the key a config names before the config
+        can load)."""
         from feedpub.config_file import load_config  # lazy: see `config`
         from feedpub.strings import english
 
         try:
             self._config = self._config or load_config(self.config_path)
         except ConfigError:
-            return english("cli")
-        return self.strings
+            return english(home)
+        return self.strings if home == "cli" else self.problems
 
     def problem_line(self, problem: Problem) -> str:
         """`path:line: what (expected …)` in site.language."""
@@ -86,6 +106,17 @@ def fail(message: str) -> NoReturn:
     """Print a user-facing error and exit 2 (nothing done)."""
     click.echo(f"feedpub: {message}", err=True)
     sys.exit(FAILED)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error's words in site.language: the Message it carries (`feedpub.errors.reason`, e.g. a StoreError's)
+    put into words; other errors' text as it is."""
+    from feedpub.errors import reason
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx else None
+    words = reason(exc)
+    return app.problems.message(words) if app is not None and words.key != "text" else str(exc)
 
 
 def stop_on_signals(stop: threading.Event, *, then: str, on_first: Callable[[], None] = lambda: None) -> None:
@@ -160,7 +191,7 @@ class Commands(click.Group):
 
             if not busy(exc) or not isinstance(ctx.obj, App):
                 raise
-            fail(busy_message(shown_url(ctx.obj.config.store_url)))
+            fail(ctx.obj.problems.message(busy_message(shown_url(ctx.obj.config.store_url))))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -175,6 +206,8 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
     """Publish Jekyll-style Markdown posts as RSS, Atom and JSON feeds and a weekly e-mail digest."""
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="feedpub: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LOG_WORDS)
     logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))   # a line per request (fediverse deliveries)
     if config_file is None and Path("feedpub.toml").is_file():

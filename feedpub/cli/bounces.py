@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail, say, words
+from feedpub.cli import FAILED, OK, PARTIAL, App, error_text, fail, say, words
 from feedpub.cli.subscribers import _table, _width, open_store_or_fail
 from feedpub.errors import ConfigError
 
@@ -55,7 +55,7 @@ def parse(app: App, files: tuple[str, ...], fmt: str) -> None:
             item = Returned(bounce, named_delivery(config, raw), raw, name)
             trusted = all(verified(config, item, recipient) for recipient in bounce.recipients or ("",))
         except ConfigError as exc:
-            fail(str(exc))
+            fail(error_text(exc))
         results.append({"file": name, "kind": bounce.kind, "recipients": list(bounce.recipients),
                         "status": bounce.status, "diagnostic": bounce.diagnostic,
                         "delivery": item.named.delivery_id, "verified": trusted, "why": bounce.why})
@@ -92,7 +92,7 @@ def process(app: App, files: tuple[str, ...]) -> None:
             try:
                 item = read_message(config, raw, "stdin" if name == "-" else f"file:{Path(name).resolve()}")
             except ConfigError as exc:
-                fail(str(exc))
+                fail(error_text(exc))
             for outcome in record_all(config, store, [item])[0]:
                 say(f"{name}: {outcome.recipient or '-'}: {outcome.kind}: {outcome.effect}")
             if item.bounce.kind == "unreadable":
@@ -115,10 +115,10 @@ def _tempfail_when_busy(app: App) -> Iterator[None]:
         yield
     except Exception as exc:
         if busy(exc):
-            click.echo(f"feedpub: {busy_message(shown_url(app.config.store_url))}", err=True)
+            click.echo(f"feedpub: {app.problems.message(busy_message(shown_url(app.config.store_url)))}", err=True)
             raise SystemExit(TEMPFAIL) from exc
         if isinstance(exc, StoreError):
-            fail(str(exc))
+            fail(error_text(exc))
         raise
 
 
@@ -147,10 +147,10 @@ def poll(app: App) -> None:
     try:
         poll_sources(config, store, show)
     except SourceError as exc:
-        click.echo(f"feedpub: {exc}", err=True)
+        click.echo(f"feedpub: {error_text(exc)}", err=True)
         raise SystemExit(FAILED) from exc
     except ConfigError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     raise SystemExit(PARTIAL if unreadable else OK)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, report, say, stop_on_signals, words
+from feedpub.cli import FAILED, OK, PARTIAL, App, error_text, report, say, stop_on_signals, words
 from feedpub.errors import ConfigError, FeedpubError
 
 log = logging.getLogger("feedpub.build")
@@ -36,7 +36,7 @@ def build(app: App, future: bool, drafts: bool, output_dir: Path | None, no_cach
             result = build_site(config, output=output_dir, future=future, drafts=drafts, use_cache=not no_cache,
                                 parallel=parallel)
         except ConfigError as exc:
-            click.echo(f"feedpub: {exc}", err=True)
+            click.echo(f"feedpub: {error_text(exc)}", err=True)
             return FAILED
         report(list(result.problems))
         say(build_summary(words(), result))
@@ -83,7 +83,7 @@ def _write_archive(config, output: Path | None, *, use_cache: bool) -> bool:  # 
     try:
         archived = refresh(config, output=output, use_cache=use_cache)
     except FeedpubError as exc:
-        click.echo(f"feedpub: {exc}", err=True)
+        click.echo(f"feedpub: {error_text(exc)}", err=True)
         return False
     except OSError as exc:
         click.echo(f"feedpub: {words().text('archive_unwritable', file=exc.filename, reason=exc.strerror)}", err=True)
@@ -109,7 +109,7 @@ def _publish_fediverse(config) -> bool:  # noqa: ANN001 - Config, imported lazil
         finally:
             store.engine.dispose()
     except FeedpubError as exc:
-        click.echo(f"feedpub: {exc}", err=True)
+        click.echo(f"feedpub: {error_text(exc)}", err=True)
         return False
     if published.changed:
         say(published_line(words(), published))
@@ -138,4 +138,4 @@ def _announce_now(hubs: tuple[str, ...], feeds: tuple[str, ...]) -> None:
 
     for hub in hubs:
         found = ping(hub, feeds, FOREGROUND)
-        (log.info if found.ok else log.warning)("%s", found.line())
+        (log.info if found.ok else log.warning)("%s", found.words())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from feedpub.cli import PARTIAL, App, fail, sending_line, stop_on_signals
+from feedpub.cli import LOG_WORDS, PARTIAL, App, error_text, fail, sending_line, stop_on_signals
 from feedpub.cli import words as _words
 from feedpub.cli.build import archive_summary, build_summary
 from feedpub.cli.fediverse import published_line as fediverse_published_line
@@ -232,6 +232,8 @@ class Daemon:
         self._outcome("digest", [line for problem, line in lines.items() if not problem.warning],
                       [line for problem, line in lines.items() if problem.warning])
         for result in results:
+            if result.composed is not None:
+                log.info("%s", result.composed)     # in site.language: feedpub.cli.LogWords
             if result.summary is None:
                 log.info("%s", result.note)
             else:
@@ -338,6 +340,7 @@ def run(app: App, no_watch: bool) -> None:
     config = app.config
     store = open_store_or_fail(app)
     daemon = Daemon(config, store, app.config_path, Publisher())
+    LOG_WORDS.source = lambda: daemon._voice()[1]   # the log follows a reloaded site.language
     try:
         config.smtp.password()
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
@@ -345,7 +348,7 @@ def run(app: App, no_watch: bool) -> None:
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
                              topics=lambda: daemon.topics, health=daemon.health, welcome=daemon.welcome)
     except ConfigError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     listening = _listen(config)
     server = uvicorn.Server(uvicorn.Config(web_app, log_level="warning", proxy_headers=True,
                                            forwarded_allow_ips="127.0.0.1", lifespan="off"))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from feedpub.cli import FAILED, OK, PARTIAL, App, fail, recipient_line, report, say, words
+from feedpub.cli import FAILED, OK, PARTIAL, App, error_text, fail, recipient_line, report, say, words
 from feedpub.cli.subscribers import _table, open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
@@ -71,8 +71,8 @@ def preview(app: App, since: datetime | None, output: Path | None, cadence: str 
             issue, problems = compose_issue(config, now, starts, now, reach=found.reach, carried=found.carried.keys())
         report(problems)
         if not issue.posts:
-            log.info("no posts published since %s: nothing to preview",
-                     starts.astimezone(config.site.tz).isoformat(timespec="minutes"))
+            log.info("%s", words().text("preview_nothing_since", since=starts.astimezone(config.site.tz).isoformat(
+                timespec="minutes")))
             raise SystemExit(OK)
         copy = public_copy(config, issue)
     _write_preview(config, output, copy, len(issue.posts))
@@ -102,14 +102,13 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
 
     config = app.config
     if cadence is None:
-        fail("--tz: give the cadence too (expected --cadence post|daily|weekly|monthly)")
+        fail(words().text("tz_needs_cadence"))
     if since is not None:
-        fail("--since: not with --cadence (a reader's next mail covers what their stream has not carried yet)")
+        fail(words().text("since_not_with_cadence"))
     if cadence not in config.digest.cadences:
-        fail(f"--cadence {cadence}: not offered by this site "
-             f"(expected one of digest.cadences: {', '.join(config.digest.cadences)})")
+        fail(words().text("option_cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
     if zone is not None and not known_zone(zone):
-        fail(f"--tz {zone!r}: unknown time zone (expected an IANA name such as Asia/Tokyo or America/New_York)")
+        fail(words().text("option_unknown_zone", option="--tz", zone=repr(zone)))
     store = open_store_or_fail(app, migrate=False)
     key = cadences.zone_key(config, zone or "")
     now = datetime.now(UTC)
@@ -121,7 +120,7 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
             published = sorted(collection.posts, key=lambda p: (0, waiting[p.url][0].timestamp()) if p.url in waiting
                                else (1, -p.date.timestamp()))
             if not published:
-                log.info("no post published: nothing to preview")
+                log.info("%s", words().text("preview_no_post"))
                 raise SystemExit(OK)
             rendered, problems = render_posts(config, published[:1], site_posts=collection.posts)
             report(problems)
@@ -137,7 +136,7 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
             variant = next(iter(composed.variants.values()), None)
             posts = len(next(iter(composed.variant_posts.values()), ()))
         if variant is None:
-            log.info("%s mail in %s: no post to carry yet; nothing to preview", cadence, zone or config.site.timezone)
+            log.info("%s", words().text("preview_no_post_for", cadence=cadence, zone=zone or config.site.timezone))
             raise SystemExit(OK)
     base = config.web.public_url.rstrip("/")
     generic = {UNSUBSCRIBE_MARKER: f"{base}/unsubscribe", PREFERENCES_MARKER: f"{base}/preferences"}
@@ -180,6 +179,8 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
 
 def _said(config: Config, store: Store, result: Dispatch) -> bool:
     """What one issue's run did, on stderr; whether some of it failed or was paused."""
+    if result.composed is not None:
+        log.info("%s", result.composed)     # in site.language: feedpub.cli.LogWords
     if result.summary is None:
         log.info("%s", result.note)
         return False
@@ -197,8 +198,9 @@ def _said(config: Config, store: Store, result: Dispatch) -> bool:
                total=sum(counts.values()), waiting=t.count("send_waiting", waiting) if waiting else "",
                retry=t.text("send_retry", when=f"{retry.astimezone(config.site.tz):%Y-%m-%d %H:%M %Z}") if retry
                else ""))
-    for reason in summary.paused:
-        click.echo(t.text("send_paused", reason=reason, period=result.period), err=True)
+    problems = click.get_current_context().find_object(App).problems
+    for why in summary.paused:
+        click.echo(t.text("send_paused", reason=problems.message(why), period=result.period), err=True)
     return bool(summary.failed or summary.paused)
 
 
@@ -218,14 +220,14 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, 
         report(problems)
         variant = render_variants(config, issue, [""]).get("")
     if variant is None:
-        log.info("issue %s: no new posts; no test copy sent", period)
+        log.info("%s", words().text("test_no_new_posts", period=period))
         raise SystemExit(OK)
     subscriber = store.subscriber(address)
     message = messages.test_copy(config, variant, period, address, subscriber.id if subscriber else None)
     try:
         reply = smtp.send_one(config, message, address)
     except (smtp.Refused, OSError) as exc:     # OSError covers smtplib.SMTPException
-        click.echo(f"{address}: test copy not sent: {exc}", err=True)
+        click.echo(words().text("test_not_sent", address=address, reason=str(exc)), err=True)
         raise SystemExit(PARTIAL) from exc
     click.echo(words().text("test_sent", period=period, address=address, reply=reply))
     raise SystemExit(OK)
@@ -253,7 +255,7 @@ def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
     issue, problems = compose_due_issue(config, store, now)
     report(problems)
     if not issue.posts:
-        log.info("issue %s: no new posts; nothing would be sent", period)
+        log.info("%s", words().text("dry_run_no_new_posts", period=period))
         raise SystemExit(OK)
     recipients = active_recipients(store)
     _print_plan(store, render_variants(config, issue, {"", *recipients.values()}), recipients)
@@ -336,10 +338,10 @@ def _hold(app: App, action: str, period: str) -> None:
     try:
         change = getattr(holds, action)(store, period)
     except holds.NothingToCancel as exc:
-        click.echo(f"feedpub: {exc}", err=True)   # finished, but the issue had already gone out: exit 1
+        click.echo(f"feedpub: {error_text(exc)}", err=True)   # finished, but the issue had already gone out: exit 1
         raise SystemExit(PARTIAL) from exc
     except holds.HoldError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
     say(words().count(f"hold_{action}", change.rows, period=period))
 
@@ -353,7 +355,8 @@ def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int
         click.echo(f"{by_id[sid].email}\t{variants[key].subject}")
     for sid in sorted(recipients.keys() - queued.keys()):
         subscriber = by_id[sid]
-        click.echo(f"{subscriber.email}: nothing (no new post in {', '.join(subscriber.topics)})", err=True)
+        click.echo(words().text("dry_run_nothing_for", email=subscriber.email, topics=", ".join(subscriber.topics)),
+                   err=True)
     t = words()
     click.echo(t.text("dry_run_plan", recipients=t.count("recipients", len(queued)),
                       variants=t.count("variants", len(variants))), err=True)
@@ -393,7 +396,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     except FeedpubError as exc:
-        click.echo(f"feedpub: {exc}", err=True)
+        click.echo(f"feedpub: {error_text(exc)}", err=True)
         raise SystemExit(FAILED) from exc

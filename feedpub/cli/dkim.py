@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from feedpub.cli import App, fail, say
+from feedpub.errors import reason
 
 
 @click.group()
@@ -40,7 +41,8 @@ def keygen(app: App, selector: str, domain: str, bits: int, output: Path | None)
         try:
             check_dns_name(value)
         except ValueError as exc:
-            fail(t.text("dkim_bad_option", option=option, reason=str(exc)))
+            fail(t.text("dkim_bad_option", option=option,
+                        reason=app.strings_without_config("problems").message(reason(exc))))
     output = output or Path(f"dkim-{selector}.key")
     private, public = new_key(bits)
     try:

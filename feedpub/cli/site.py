@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
+from feedpub.cli import OK, PARTIAL, App, error_text, fail, report, say, words
 from feedpub.templates import folder
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
     try:
         check_folders(config, output)
     except ConfigError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     collection = collect(config, future=future, drafts=drafts)
     feeds, plan_problems = plan_feeds(config, collection.posts, fold_case=folds_case(output))
     _, warnings = render_posts(config, needed_posts(feeds), site_posts=collection.posts)
@@ -144,8 +144,8 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
         summary += t.count("check_skipped", skipped, future=collection.skipped_future,
                            drafts=collection.skipped_drafts)
     for post, period in _late_posts(config, collection.posts):
-        say(f"{post.source}: note: dated {post.date.astimezone(config.site.tz):%Y-%m-%d %H:%M}, inside the "
-            f"window of issue {period}, which went out without it; it goes into the next issue", err=True)
+        say(t.text("late_post", post=post.source, date=f"{post.date.astimezone(config.site.tz):%Y-%m-%d %H:%M}",
+                   period=period), err=True)
     say(summary)
     raise SystemExit(PARTIAL if errors else OK)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedpub.cli import App, fail, say
+from feedpub.cli import App, error_text, fail, say
 
 if TYPE_CHECKING:
     from feedpub.store_copy import Copied
@@ -33,7 +33,7 @@ def migrate(app: App, url: str | None) -> None:
     try:
         shown, was, found = migrate_store(url or app.config.store_url)
     except StoreError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     t = app.strings
     if was == 0:
         say(t.text("store_created", store=shown, version=found))
@@ -57,7 +57,7 @@ def copy(source_url: str, destination_url: str) -> None:
         target = open_store(destination_url)
         copied = copy_store(source, target)
     except StoreError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     # No config needed to copy: its words are in site.language when there is one that loads.
     t = click.get_current_context().find_object(App).strings_without_config()
     _summary(t, copied, t.text("store_copied", source=source.shown, target=target.shown))
@@ -75,7 +75,7 @@ def backup(app: App, file: Path) -> None:
         store_ = open_store(app.config.store_url, migrate=False, create=False)
         copied = back_up(store_, file)
     except StoreError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     _summary(app.strings, copied, app.strings.text("store_backed_up", source=store_.shown, target=file))
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, get_args
 import click
 
 from feedpub import spreadsheet
-from feedpub.cli import OK, PARTIAL, App, fail, report, say, words
+from feedpub.cli import OK, PARTIAL, App, error_text, fail, report, say, words
 from feedpub.errors import Message, Problem, message
 from feedpub.records import CADENCES, SubscriberInput, SubscriberStatus, default_cadence
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from feedpub.config import Config
     from feedpub.store import Store
 
-CSV_HELP = "a header row: email[,name][,topics as categories/a;tags/b][,cadence][,timezone]"
 STATUSES: tuple[str, ...] = get_args(SubscriberStatus)
 # The columns `import` reads (categories: a file written before topics).
 _CSV_COLUMNS = ("email", "name", "topics", "cadence", "timezone", "categories")
@@ -64,10 +63,9 @@ def add(app: App, email: str, name: str | None, topics: str | None, categories: 
     address = valid_address_or_fail(email)
     config = app.config
     if cadence is not None and cadence not in config.digest.cadences:
-        fail(f"--cadence {cadence}: not offered by this site "
-             f"(expected one of digest.cadences: {', '.join(config.digest.cadences)})")
+        fail(words().text("option_cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
     if zone is not None and not known_zone(zone):
-        fail(f"--timezone {zone!r}: unknown time zone (expected an IANA name such as Asia/Tokyo or America/New_York)")
+        fail(words().text("option_unknown_zone", option="--timezone", zone=repr(zone)))
     chosen = _split(categories, ",") if categories is not None else None
     known = _site_categories(config)
     report(_unknown_categories("--categories", None, chosen or (), known))
@@ -186,17 +184,17 @@ def restore(app: App, cause: str | None, since: datetime | None, dry_run: bool) 
     from feedpub import accounts  # lazy: sqlalchemy, see the module docstring
 
     if cause is None and since is None:
-        fail("subscribers restore: give --cause ISSUE|bounce:ID or --since TIME (expected at least one)")
+        fail(words().text("restore_needs_cause"))
     store = open_store_or_fail(app)
     causes, cause_ref = ("issue", "bounce"), None
     if cause is not None and cause.startswith("bounce:"):
         causes, cause_ref = ("bounce",), cause.removeprefix("bounce:")
         if not cause_ref.isdigit():
-            fail(f"--cause {cause!r}: not a bounce id (expected bounce:ID, the number `feedpub bounces list` shows)")
+            fail(words().text("restore_not_bounce_id", cause=repr(cause)))
     elif cause is not None:
         issue = store.issue(cause)
         if issue is None:
-            fail(f"--cause {cause!r}: no such issue (expected bounce:ID or a period listed by `feedpub digest status`)")
+            fail(words().text("restore_no_such_issue", cause=repr(cause)))
         causes, cause_ref = ("issue",), str(issue.id)
     starts = since.replace(tzinfo=app.config.site.tz) if since else None
     lifted = store.restore(causes=causes, cause_ref=cause_ref, since=starts, dry_run=dry_run)
@@ -220,7 +218,7 @@ def open_store_or_fail(app: App, *, migrate: bool = True):  # noqa: ANN201 - fee
     try:
         return open_store(app.config.store_url, migrate=migrate)
     except StoreError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
 
 
 def valid_address_or_fail(email: str) -> str:
@@ -230,7 +228,7 @@ def valid_address_or_fail(email: str) -> str:
     try:
         return mailable(email)
     except BadAddress as exc:
-        fail(f"{exc} (expected an address such as name@example.com)")
+        fail(words().text("address_not_mailable", reason=str(exc)))
 
 
 def _site_categories(config: Config) -> Callable[[], frozenset[str]]:
@@ -260,10 +258,9 @@ def _site_topics_or_fail(config: Config, names: Iterable[str]) -> tuple[str, ...
         folder = folders.get(name.casefold())
         if folder is None:
             close = difflib.get_close_matches(name.casefold(), folders, n=1)
-            such_as = f", such as '{folders[close[0]]}'" if close else ""
-            groups = ", ".join(dict.fromkeys(topic.group for topic in known)) or "none"
-            fail(f"--topics {name!r}: no feed of this site has this topic (expected GROUP/NAME of one of its "
-                 f"category, tag or author feeds{such_as}; groups with feeds: {groups})")
+            such_as = words().text("topic_such_as", topic=folders[close[0]]) if close else ""
+            groups = ", ".join(dict.fromkeys(topic.group for topic in known)) or words().text("no_groups")
+            fail(words().text("unknown_topic", topic=repr(name), such_as=such_as, groups=groups))
         found.append(folder)
     return tuple(dict.fromkeys(found))
 
@@ -274,11 +271,11 @@ def _csv_rows(file: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{file}: cannot read ({exc}) (expected a UTF-8 CSV file with {CSV_HELP})")
+        fail(words().text("csv_unreadable", file=file, reason=str(exc)))
     reader = csv.DictReader(text.splitlines(keepends=True))
     header = [name.strip().lower() for name in reader.fieldnames or []]
     if "email" not in header:
-        fail(f"{file}:1: no 'email' column (expected {CSV_HELP})")
+        fail(words().text("csv_no_email_column", file=file))
     reader.fieldnames = header
     rows: list[tuple[int, dict[str, str]]] = []
     problems = []

@@ -12,7 +12,7 @@ import threading
 
 import click
 
-from feedpub.cli import OK, App, fail, recipient_line, sending_line, stop_on_signals
+from feedpub.cli import OK, App, error_text, fail, recipient_line, sending_line, stop_on_signals
 from feedpub.cli.fediverse import sending_line as fediverse_sending_line
 from feedpub.cli.notify import notify
 from feedpub.cli.subscribers import open_store_or_fail
@@ -43,12 +43,12 @@ def worker(app: App, lease: str, idle: str) -> None:
     try:
         lease_time, idle_time = parse_duration(lease), parse_duration(idle)
     except ValueError as exc:
-        fail(t.text("bad_option", option="--lease/--idle", reason=str(exc)))
+        fail(t.text("bad_option", option="--lease/--idle", reason=error_text(exc)))
     try:
         config.web.secret()       # the unsubscribe links in every message are signed with it
         config.smtp.password()
     except ConfigError as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     store = open_store_or_fail(app)
     stop = threading.Event()
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from feedpub import templates
 from feedpub.config import Config
 from feedpub.counts import counted
+from feedpub.errors import message
 from feedpub.files import write_if_changed
 from feedpub.records import ArchivedIssue
 from feedpub.site.build import CACHE_FOLDER
@@ -139,11 +140,10 @@ def _fill_in(config: Config, store: Store) -> None:
                         ends=issue.ends).posts
         store.archive_issue(issue.id, [record(entry) for entry in entries(config, shown)])
         if shown:
-            log.info("issue %s: composed before the archive existed; archived with the %s its dates cover",
-                     issue.period, counted(len(shown), "post"))
+            log.info("%s", message("archive_backfilled", period=issue.period,
+                                   posts=message("count_posts", count=len(shown))))
         else:
-            log.warning("issue %s: composed before the archive existed and none of its posts is published any "
-                        "more; not listed in %s/", issue.period, FOLDER)
+            log.warning("%s", message("archive_not_listed", period=issue.period, folder=FOLDER))
 
 
 @contextmanager

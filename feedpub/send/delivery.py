@@ -25,6 +25,7 @@ from datetime import timedelta
 
 from feedpub import holds
 from feedpub.config import Config, parse_duration
+from feedpub.errors import Message, message
 from feedpub.records import Delivery, StoredIssue
 from feedpub.send import messages, verp
 from feedpub.send.breaker import Breaker, Trip, rates_trip
@@ -191,7 +192,7 @@ class _Guard:
         self.breaker = Breaker(store.failure_share(), config.bounces.max_bounce_rate)
         self.lock = threading.Lock()
         self.trips: list[Trip] = []            # decided, not yet recorded
-        self.paused: list[str] = []
+        self.paused: list[Message] = []
 
     def watch(self, issue_ids: Iterable[int]) -> None:
         """The run sends rows of these issues: the breaker learns their size, their rates are judged."""
@@ -232,10 +233,9 @@ class _Guard:
         for trip in trips:
             if holds.trip(self.store, trip.issue_id, trip.reason):
                 period = self.store.issue_period(trip.issue_id)
-                log.warning("issue %s paused: %s (`feedpub digest resume %s` sends the rest once that is fixed)",
-                            period, trip.reason, period)
+                log.warning("%s", message("breaker_paused", period=period, reason=trip.reason))
                 with self.lock:
-                    self.paused.append(f"issue {period} paused: {trip.reason}")
+                    self.paused.append(message("breaker_paused_reason", period=period, reason=trip.reason))
         undone: set[int] = set()
         for issue_id, rows in waiting.items():
             back = holds.put_back(self.store, issue_id, rows)
@@ -244,7 +244,7 @@ class _Guard:
             undone |= back
         return undone
 
-    def reasons(self) -> tuple[str, ...]:
+    def reasons(self) -> tuple[Message, ...]:
         with self.lock:
             return tuple(self.paused)
 

@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 
 from feedpub import holds
 from feedpub.config import Config
-from feedpub.counts import counted
-from feedpub.errors import Problem
+from feedpub.errors import Message, Problem, message
 from feedpub.records import ActiveReader, Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, cadences, delivery, messages
 from feedpub.send.issue import Issue, Variant, compose, covers, due_slot, entries, render_variant, variant_key
@@ -39,7 +38,8 @@ class Dispatch:
     issue: StoredIssue | None          # None: nothing composed (no new posts, or the slot was missed)
     summary: delivery.Summary | None
     problems: tuple[Problem, ...]      # met while reading posts
-    note: str                          # one line for the log when nothing was sent
+    note: Message | None               # when nothing was sent, why (cli/strings.toml's `note_…` words)
+    composed: Message | None = None    # the issue was composed in this run: its posts and recipients
 
 
 def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
@@ -59,17 +59,16 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
     problems: list[Problem] = []
     if stored is None:
         if missed_after is not None and now - slot > missed_after:
-            return Dispatch(period, None, None, (), f"issue {period} was due {_ago(now - slot)} ago, beyond "
-                            f"digest.misfire_grace; skipped (its posts go into the next issue)")
+            return Dispatch(period, None, None, (), message("note_missed", period=period, ago=_ago(now - slot)))
         readers = stream_readers(config, store, stream)
         if not readers:   # composing now would use up the slot before anyone could receive it
-            return Dispatch(period, None, None, (), f"issue {period}: no active subscribers; nothing composed")
+            return Dispatch(period, None, None, (), message("note_no_subscribers", period=period))
         for _attempt in range(3):
             composed = compose_stream_issue(config, store, now, stream, slot, readers, reading)
             problems = composed.problems
             if not composed.recipients:
-                return Dispatch(period, None, None, tuple(problems), f"issue {period}: no posts published from "
-                                f"{_shown(config, composed.starts)} to {_shown(config, slot)}; nothing to send")
+                return Dispatch(period, None, None, tuple(problems), message(
+                    "note_no_posts", period=period, start=_shown(config, composed.starts), end=_shown(config, slot)))
             try:
                 stored = store_composed(config, store, composed)
                 break
@@ -81,23 +80,24 @@ def send_due_issue(config: Config, store: Store, now: datetime, *, stop: threadi
                     raise
                 break
         else:
-            raise StoreError(f"{store.shown}: issue {period}: its readers' posts kept changing while composing")
+            raise StoreError(message("store_issue_kept_changing", store=store.shown, period=period))
         if stream == ("weekly", ""):    # the archive's issues
             archive_sync.refresh(config, store)
-        log.info("issue %s: %s, %s", period, counted(len(composed.carried), "post"),
-                 counted(len(composed.recipients), "recipient"))
+        composed_words = message("note_composed", period=period,
+                                 posts=message("count_posts", count=len(composed.carried)),
+                                 recipients=message("count_recipients", count=len(composed.recipients)))
+    else:
+        composed_words = None
     hold = holds.state(store, stored.id)
     if hold is not None:
         why = holds.reasons(store).get(period)
-        state = f"{hold} by the circuit breaker: {why}" if why else hold
-        resume = f" (`feedpub digest resume {period}` sends the rest)" if hold == "paused" else ""
-        return Dispatch(period, stored, None, tuple(problems), f"issue {period} is {state}; nothing sent{resume}")
+        note = message(f"note_{hold}_by_breaker" if why else f"note_{hold}", period=period, reason=why or "")
+        return Dispatch(period, stored, None, tuple(problems), note, composed_words)
     if not send:
-        return Dispatch(period, stored, None, tuple(problems), f"issue {period}: queued; "
-                        "digest.send_in_daemon = false, so `feedpub worker` processes send it")
+        return Dispatch(period, stored, None, tuple(problems), message("note_queued", period=period), composed_words)
     summary = delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
                                on_outcome=on_outcome)
-    return Dispatch(period, stored, summary, tuple(problems), "")
+    return Dispatch(period, stored, summary, tuple(problems), None, composed_words)
 
 
 def stream_readers(config: Config, store: Store, stream: tuple[str, str]) -> dict[int, ActiveReader]:
@@ -342,6 +342,6 @@ def _shown(config: Config, moment: datetime) -> str:
     return moment.astimezone(config.site.tz).isoformat(timespec="minutes")
 
 
-def _ago(delta: timedelta) -> str:
+def _ago(delta: timedelta) -> Message:
     hours = delta.total_seconds() / 3600
-    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+    return message("hours", hours=f"{hours:.1f}") if hours < 48 else message("days", days=f"{hours / 24:.1f}")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from feedpub.config import Config, parse_duration
+from feedpub.errors import message
 from feedpub.records import StoredIssue, Subscriber
 from feedpub.send import cadences, delivery
 from feedpub.send.dispatch import Dispatch, Messages, Reading, as_stored, send_due_issue, send_due_retries
@@ -97,7 +98,8 @@ def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threadi
             continue
         summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
                                     on_outcome=on_outcome) if send else None)
-        done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems), ""))
+        done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems),
+                             None if send else message("note_queued", period=stored.period)))
     return done
 
 
@@ -160,4 +162,4 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
             continue
         except StoreError:
             continue    # another process stored it a moment ago: the next turn finds it
-    raise StoreError(f"{store.shown}: the mail of {post.url} kept changing while it was composed")
+    raise StoreError(message("store_post_mail_kept_changing", store=store.shown, url=post.url))

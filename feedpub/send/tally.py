@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from feedpub.errors import Message
 from feedpub.records import Delivery
 from feedpub.send.claims import Mark, Marks
 
@@ -32,7 +33,7 @@ class Summary:
     problems: tuple[Outcome, ...]   # the deferred and failed rows, with the server's reply
     stopped: bool                    # the stop flag ended the run early
     skipped: int = 0                 # readers who left after the issue was queued
-    paused: tuple[str, ...] = ()     # why the circuit breaker paused an issue this run
+    paused: tuple[Message, ...] = ()  # why the circuit breaker paused an issue this run (problems.toml's words)
 
     def line(self) -> str:
         counts = f"{self.sent} sent, {self.deferred} deferred, {self.failed} failed"
@@ -49,7 +50,7 @@ class Guard(Protocol):
     def written(self) -> set[int]:
         """Outcomes were written; returns the rows it put back (queued again for `digest resume`)."""
 
-    def reasons(self) -> tuple[str, ...]:
+    def reasons(self) -> tuple[Message, ...]:
         """Why it paused issues this run."""
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Generic, TypeVar
 
+from feedpub.errors import Message, message
+
 T = TypeVar("T")
 R = TypeVar("R")
 _FORK = multiprocessing.get_context("fork")
@@ -34,7 +36,7 @@ _FORK = multiprocessing.get_context("fork")
 class Stopped:
     """An item whose child was killed (past its time), died, or met an exception `work` did not handle."""
 
-    reason: str
+    reason: Message     # problems.toml's words: the process ended, the time ran out, or the exception's text
 
 
 def map_bounded(work: Callable[[T], R], items: Sequence[T], *, workers: int, seconds: float,
@@ -62,10 +64,10 @@ def map_bounded(work: Callable[[T], R], items: Sequence[T], *, workers: int, sec
                     if finished is not None:
                         results[finished[0]] = finished[1]
                         continue
-                    reason = f"the rendering process ended (exit code {child.end()})"
+                    reason = message("render_process_ended", code=child.end())
                 elif time.monotonic() >= child.deadline:
                     child.end()
-                    reason = f"took over {seconds:g} s"
+                    reason = message("render_took_too_long", seconds=f"{seconds:g}")
                 else:
                     continue
                 # The item it was on is given up; the rest of its chunk goes to the next child.
@@ -129,7 +131,7 @@ def _serve(connection: Connection, work: Callable[[T], R], items: Sequence[T], m
                 try:
                     result: R | Stopped = work(items[index])
                 except Exception as exc:  # noqa: BLE001 - one item's failure is that item's, never the run's
-                    result = Stopped(f"{type(exc).__name__}: {str(exc)[:200]}")
+                    result = Stopped(message("text", text=f"{type(exc).__name__}: {str(exc)[:200]}"))
                 connection.send((index, result))
     finally:
         os._exit(0)

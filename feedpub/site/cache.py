@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from feedpub.errors import message
 from feedpub.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -49,16 +50,16 @@ class Cache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.info("cache %s unreadable (%s); rebuilding it", path, exc.strerror)
+            log.info("%s", message("cache_unreadable", path=str(path), reason=exc.strerror or ""))
             return None
         header = FORMAT + self.key + b"\n"
         if not data.startswith(header):
-            log.info("cache %s is from another version or config; rebuilding it", path)
+            log.info("%s", message("cache_other_version", path=str(path)))
             return None
         try:
             return pickle.loads(data[len(header):])
         except Exception as exc:  # noqa: BLE001 - a damaged cache is never fatal
-            log.info("cache %s is damaged (%s); rebuilding it", path, type(exc).__name__)
+            log.info("%s", message("cache_damaged", path=str(path), reason=type(exc).__name__))
             return None
 
     def save(self, name: str, value: Any) -> None:
@@ -72,7 +73,7 @@ class Cache:
             write_atomic(path, payload)
             _SAVED[path] = (file_stamp(path), self.key, value)
         except OSError as exc:
-            log.info("cache %s not saved (%s)", self.folder, exc.strerror)
+            log.info("%s", message("cache_not_saved", folder=str(self.folder), reason=exc.strerror or ""))
 
 
 def forget_saved() -> None:

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 from feedpub import urls
 from feedpub.config import Config
 from feedpub.dates import read_date, ruby_text
-from feedpub.errors import Message, Problem, message
+from feedpub.errors import Message, Problem, message, reason
 from feedpub.jekyll import defaults_for, with_defaults
 from feedpub.site.cache import pickled_as_tuple
 from feedpub.site.listing import PostFile
@@ -250,7 +250,7 @@ def _file_name_date(front: _FrontMatter, stem: str, tz: tzinfo) -> datetime | No
         if not 1 < file_date.year < 9999:   # converting to UTC or another zone must not overflow
             raise ValueError(f"year {file_date.year} is out of range")
     except (ValueError, OverflowError) as exc:
-        raise Skip(Problem(front.shown, None, message("file_name_date", date=named[1], reason=str(exc)),
+        raise Skip(Problem(front.shown, None, message("file_name_date", date=named[1], reason=reason(exc)),
                            message("expected_real_date_in_name"))) from None
     _note_rollover(front, None, named[1], file_date, rolled)
     return file_date
@@ -260,7 +260,7 @@ def _parse(front: _FrontMatter, key: str, tz: tzinfo) -> datetime:
     try:
         date, rolled = read_date(front.values[key], tz)
     except (ValueError, OverflowError) as exc:
-        raise front.fail(key, message("invalid_date", reason=str(exc)), message("expected_date_forms")) from None
+        raise front.fail(key, message("invalid_date", reason=reason(exc)), message("expected_date_forms")) from None
     _note_rollover(front, key, ruby_text(front.values[key]), date, rolled)
     return date
 

@@ -29,7 +29,7 @@ import watchfiles
 
 from feedpub.config import Config
 from feedpub.config_file import load_config
-from feedpub.errors import ConfigError
+from feedpub.errors import ConfigError, message, reason
 from feedpub.site.build import CACHE_FOLDER
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,12 @@ class LiveConfig:
         try:
             self.current = load_config(self.file)
         except ConfigError as exc:
-            log.error("%s; still using the config loaded before (the next change retries)", exc)
+            log.error("%s", message("watch_config_broken", error=reason(exc)))
             self.broken = True
             return
         self.broken = False
-        log.info("%s reloaded%s", self.file, f" ({', '.join(sources)} changed)" if sources else "")
+        log.info("%s", message("watch_reloaded_because", file=str(self.file), changed=", ".join(sources)) if sources
+                 else message("watch_reloaded", file=str(self.file)))
 
     def _is_site_config(self, path: Path) -> bool:
         """`path` is a `_config*.yml` of the config's Jekyll site, which fills the keys the file leaves unset."""
@@ -166,5 +167,4 @@ def _watch(folder: Path, recursive: bool, wanted: Callable[[Path], bool], done: 
                                       raise_interrupt=False):
             found.put(frozenset(Path(path) for _change, path in batch))
     except Exception as exc:  # noqa: BLE001 - a missing folder, the inotify watch limit, a watcher error: never fatal
-        log.error("%s: cannot watch for changes (%s); the timed rebuild (feeds.rebuild_every) still runs",
-                  folder, exc)
+        log.error("%s", message("watch_cannot_watch", folder=str(folder), reason=str(exc)))

@@ -25,7 +25,7 @@ from typing import Any
 
 from feedpub import urls
 from feedpub.config import Config
-from feedpub.counts import counted
+from feedpub.errors import Message, message
 from feedpub.site.feeds import FORMATS
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,13 @@ class Ping:
     feeds: tuple[str, ...]       # the feed URLs announced
     accepted: int                # how many of them the hub accepted
 
-    def line(self) -> str:
-        verdict = "accepted" if self.ok else f"FAILED ({self.accepted}/{counted(len(self.feeds), 'feed')} accepted)"
-        return f"WebSub hub {self.hub}: {verdict}, {counted(len(self.feeds), 'feed')}, last answer {self.status}, " \
-               f"{counted(self.attempts, 'request')}"
+    def words(self) -> Message:
+        """`WebSub hub H: accepted, 2 feeds, last answer 204, 2 requests`, or FAILED with how many were accepted."""
+        feeds = message("count_feeds", count=len(self.feeds))
+        verdict = message("websub_accepted") if self.ok else message("websub_failed", accepted=self.accepted,
+                                                                         feeds=feeds)
+        return message("websub_ping", hub=self.hub, verdict=verdict, feeds=feeds, status=self.status,
+                       requests=message("count_requests", count=self.attempts))
 
     def as_json(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(timespec="seconds"), "ok": self.ok, "status": self.status,
@@ -157,7 +160,7 @@ class Publisher:
         with self._changed:
             for hub, feeds in self._pending.items():
                 if feeds:
-                    log.warning("WebSub hub %s: %d changed feeds not announced (stopping)", hub, len(feeds))
+                    log.warning("%s", message("websub_dropped", hub=hub, count=len(feeds)))
 
     def _run(self, hub: str) -> None:
         while True:
@@ -167,6 +170,6 @@ class Publisher:
                     return
                 feeds, self._pending[hub] = self._pending[hub], {}
             found = ping(hub, feeds, self.patience, self._stop)
-            (log.info if found.ok else log.warning)("%s", found.line())
+            (log.info if found.ok else log.warning)("%s", found.words())
             with self._changed:
                 self._last[hub] = found

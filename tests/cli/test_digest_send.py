@@ -159,7 +159,7 @@ def test_dry_run_and_test_copy_record_nothing(site, smtp_server):
     assert dry.exit_code == 0
     assert [line.split("\t")[0] for line in dry.stdout.splitlines()] == emails[:3]
     # Who would get nothing, and why: none of their categories has a new post.
-    assert "gardener@example.jp: nothing (no new post in categories/園芸, categories/料理)\n" in dry.stderr
+    assert "gardener@example.jp: なし（categories/園芸, categories/料理 に新しい記事がありません）\n" in dry.stderr
     assert "ドライラン：宛先 3 件" in dry.stderr
     assert smtp_server.received == []
 
@@ -206,7 +206,7 @@ def test_no_new_posts_sends_nothing_and_exits_0(tmp_path, monkeypatch, smtp_serv
     with caplog.at_level(logging.INFO):
         result = feedpub("digest", "send")
     assert result.exit_code == 0 and smtp_server.received == []
-    assert "no posts published from" in caplog.text and "nothing to send" in caplog.text
+    assert "までに公開された記事がないため、送るものはありません" in caplog.text
 
 
 def test_missing_secret_exits_2_naming_the_variable(site, monkeypatch):
@@ -227,7 +227,7 @@ def test_preview_writes_html_and_text_outside_the_published_folder(site, caplog)
     since = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
     with caplog.at_level(logging.INFO):
         assert feedpub("digest", "preview", "--since", since).exit_code == 0
-    assert "nothing to preview" in caplog.text
+    assert "プレビューするものはありません" in caplog.text
 
 
 def test_killed_mid_send_then_resumed_serves_everyone_with_at_most_one_duplicate(tmp_path, smtp_server):
@@ -296,6 +296,6 @@ def test_cancelling_an_issue_that_went_out_says_so_changes_nothing_and_exits_1(s
     cancelled = feedpub("digest", "cancel", issue.period)
     assert cancelled.exit_code == 1
     assert cancelled.stdout == ""
-    assert f"issue {issue.period}: nothing to cancel: every delivery was already sent" in cancelled.stderr
+    assert f"号 {issue.period}: 取り消すものがありません。配信はすべて送信済みか失敗済みです" in cancelled.stderr
     assert feedpub("digest", "status").stdout == before          # still sent, not "cancelled"
     assert feedpub("digest", "cancel", issue.period).exit_code == 1   # and again: nothing was held

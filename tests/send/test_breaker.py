@@ -298,7 +298,8 @@ def test_complaint_or_bounce_rate_over_the_line_pauses_the_rest(sent_issue, kind
     rest = retry(config, store)
     if paused:
         assert rest.sent == 0 and len(rest.paused) == 1
-        assert ("bounces.max_complaint_rate" if kind == "complaint" else "bounces.max_bounce_rate") in rest.paused[0]
+        rate = "bounces.max_complaint_rate" if kind == "complaint" else "bounces.max_bounce_rate"
+        assert rate in str(rest.paused[0])
         assert store.counts(issue.id)["deferred"] == 10 and len(smtp.received) == 100
     else:
         assert rest.sent == 10 and rest.paused == ()

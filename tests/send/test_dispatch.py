@@ -61,7 +61,7 @@ def test_started_two_days_late_sends_no_stale_issue(setup, site) -> None:
     assert previous.summary.sent == 1
     late = send_due_issue(config, store, SLOT + timedelta(days=2), missed_after=GRACE)
     assert late.issue is None and late.summary is None
-    assert "beyond digest.misfire_grace" in late.note
+    assert "beyond digest.misfire_grace" in str(late.note)
     assert len(smtp.received) == 1 and len(store.issues()) == 1
     # The next Monday's issue covers the posts the skipped one would have carried.
     next_week = send_due_issue(config, store, SLOT + timedelta(days=7, minutes=1), missed_after=GRACE)
@@ -79,7 +79,7 @@ def test_no_subscribers_leaves_the_slot_unused(setup) -> None:
     config, store, smtp = setup
     store.unsubscribe("reader@example.com", "test", cause="unsubscribe")
     empty = send_due_issue(config, store, SLOT + timedelta(minutes=1), missed_after=GRACE)
-    assert empty.issue is None and "no active subscribers" in empty.note
+    assert empty.issue is None and "no active subscribers" in str(empty.note)
     store.lift_suppression("reader@example.com")
     store.save_subscribers([SubscriberInput("reader@example.com")], status="active")
     later = send_due_issue(config, store, SLOT + timedelta(minutes=30), missed_after=GRACE)

@@ -75,7 +75,7 @@ def test_daemon_job_only_queues_when_told_and_a_worker_on_sqlite_sends(tmp_path,
     sqlite = open_store(config.store_url)
     sqlite.save_subscribers([SubscriberInput(f"reader{i}@example.jp") for i in range(5)], status="active")
     result = send_due_issue(config, sqlite, datetime.now(UTC), send=config.digest.send_in_daemon)
-    assert result.summary is None and "feedpub worker" in result.note
+    assert result.summary is None and "feedpub worker" in str(result.note)
     assert sqlite.counts(result.issue.id)["queued"] == 5 and smtp_server.received == []
 
     worker = start_worker(tmp_path)

@@ -57,7 +57,7 @@ def test_a_hub_down_for_every_attempt_is_reported_and_the_other_feeds_are_not_tr
     found = ping(hub.url, [FEED, "https://blog.example.com/rss.xml"], QUICK)
     assert not found.ok and found.status == "503" and found.attempts == 3 and found.accepted == 0
     assert {r.url for r in hub.received} == {FEED}
-    assert "FAILED (0/2 feeds accepted)" in found.line()
+    assert "FAILED (0/2 feeds accepted)" in str(found.words())
 
 
 def test_a_4xx_is_the_hubs_answer_and_is_not_retried(hub: HubServer) -> None:
