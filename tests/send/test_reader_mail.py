@@ -166,7 +166,7 @@ def test_confirming_through_the_page_queues_the_welcome_and_digest_send_delivers
     def welcome(reader) -> None:
         queue_welcome(site.config, store, reader, datetime.now(UTC))
 
-    app = create_app(site.config, store, send_confirmation=lambda *mail: outbox.append(mail), categories=list,
+    app = create_app(site.config, store, send_confirmation=lambda *mail: outbox.append(mail), topics=list,
                      health=dict, welcome=welcome)
     with TestClient(app) as client:
         assert client.post("/subscribe", data={"email": "new@example.jp"}).status_code == 200
