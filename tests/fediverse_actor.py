@@ -128,9 +128,10 @@ POSTS = {
 
 @contextmanager
 def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "", language: str = "en",
-                ) -> Iterator[tuple[str, Any]]:
+                public_scheme: str = "http") -> Iterator[tuple[str, Any]]:
     """The site (POSTS, title and description, categories as accounts) served by feedpub's web app on `port` with
-    `[activitypub]` on, keys fetched from 127.0.0.1 allowed unless `extra` says otherwise: (base URL, store)."""
+    `[activitypub]` on, keys fetched from 127.0.0.1 allowed unless `extra` says otherwise: (base URL, store).
+    With `public_scheme="https"`, web.public_url says https, as behind a proxy that ends TLS."""
     from feedpub.store import open_store
     from feedpub.web.app import create_app
     from tests.conftest import emptied
@@ -139,7 +140,8 @@ def served_blog(site: Any, port: int, *, store_url: str = "", extra: str = "", l
         site.post(name, text)
     base = f"http://127.0.0.1:{port}"
     store_line = f'[store]\nurl = "{store_url}"\n' if store_url else ""
-    site.configure(f'[web]\npublic_url = "{base}"\n[activitypub]\nenabled = true\ncategories = true\n'
+    site.configure(f'[web]\npublic_url = "{public_scheme}://127.0.0.1:{port}"\n'
+                   '[activitypub]\nenabled = true\ncategories = true\n'
                    f'{extra or "allow_private_addresses = true"}\n{store_line}',
                    description="AIのニュースと分析", icon="/icon.png", language=language)
     store = open_store(site.config.store_url)

@@ -265,6 +265,24 @@ def test_an_rfc_9421_signature_is_accepted_too(world: World) -> None:
     assert answer.status_code == 401 and "RFC 9421" in answer.text
 
 
+def test_behind_a_proxy_ending_tls_an_rfc_9421_signature_of_the_public_url_verifies(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
+
+    monkeypatch.setenv("FEEDPUB_SECRET", "fediverse-test-secret")
+    with remote_server(free_port()) as remote, served_blog(site, free_port(), public_scheme="https") as (blog, store):
+        public, bob = blog.replace("http://", "https://"), remote.actors["bob"]
+        body = json.dumps({"@context": "https://www.w3.org/ns/activitystreams", "id": f"{bob.id}/follows/1",
+                           "type": "Follow", "actor": bob.id, "object": f"{public}/ap/accounts/blog"}).encode()
+        request = httpx.Request("POST", f"{public}/ap/inbox", content=body, headers={"Content-Type": AP})
+        HTTPMessageSigner(signature_algorithm=algorithms.RSA_V1_5_SHA256, key_resolver=MappingKeyResolver(
+            public_keys={}, private_keys={bob.key_id: bob.key})).sign(
+            request, key_id=bob.key_id, label="sig1", covered_component_ids=("@method", "@target-uri"), body=body)
+        request.url = httpx.URL(f"{blog}/ap/inbox")     # the proxy passes it on over http, Host kept
+        assert httpx.Client().send(request).status_code == 202
+        assert [f.actor for f in Ledger(store).followers("blog")] == [bob.id]
+
+
 def test_an_actor_deleted_on_its_server_is_removed_though_its_key_is_gone(world: World) -> None:
     bob = world.bob
     world.ledger.add_follower("blog", bob.id, bob.id + "/inbox", "", "127.0.0.1")

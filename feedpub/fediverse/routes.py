@@ -295,7 +295,7 @@ async def _receive(request: Request, inbox_account: str | None) -> Response:
             await run_in_threadpool(fed.ledger.remove_actor, actor_id)
             return Response(status_code=202)
         return _unauthorized(f"the key {claimed.key_id} cannot be fetched: {exc}")
-    url = _request_url(request)
+    url = _request_url(request, urlsplit(config.web.public_url).scheme)
     try:
         signatures.verify(claimed, request.method, url, headers, body, key.public_pem)
     except signatures.BadSignature:
@@ -369,12 +369,13 @@ async def _bounded_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def _request_url(request: Request) -> str:
-    """The URL as its sender signed it: the Host it sent, the path as sent (percent-encoded), the query."""
+def _request_url(request: Request, scheme: str) -> str:
+    """The URL as its sender signed it: web.public_url's scheme (behind a proxy ending TLS this server sees
+    http), the Host it sent, the path as sent (percent-encoded), the query."""
     scope = request.scope
     path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
     query = scope.get("query_string", b"").decode("latin-1")
-    return f"{request.url.scheme}://{request.headers.get('host', '')}{path}" + (f"?{query}" if query else "")
+    return f"{scheme}://{request.headers.get('host', '')}{path}" + (f"?{query}" if query else "")
 
 
 def _deletes_itself(activity: dict[str, Any], actor_id: str, key_id: str) -> bool:
