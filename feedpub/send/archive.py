@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from feedpub.config import Config
 from feedpub.records import ArchivedIssue
-from feedpub.send.archive_sync import FEED, INDEX, page_path
+from feedpub.send.archive_paths import FEED, INDEX, page_path
 from feedpub.send.issue import (
     ArchiveLinks,
     Entry,

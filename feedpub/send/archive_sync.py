@@ -32,6 +32,7 @@ from feedpub.counts import counted
 from feedpub.errors import message
 from feedpub.files import write_if_changed
 from feedpub.records import ArchivedIssue
+from feedpub.send.archive_paths import FEED, FOLDER, INDEX, page_path
 from feedpub.site.build import CACHE_FOLDER
 from feedpub.site.cache import Cache, file_stamp, fingerprint, intact
 
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("feedpub.send.archive")
 
-FOLDER = "digests"
-INDEX = f"{FOLDER}/index.html"
-FEED = f"{FOLDER}/feed.xml"
 # The build and digest threads of the daemon refresh one at a time (they share the cache file).
 _TURN = threading.Lock()
 
@@ -68,10 +66,6 @@ class _State:
     issues: int
     made_from: dict[str, str]                 # file → fingerprint of what it was made from
     outputs: dict[str, tuple[int, int] | None]   # file → (size, mtime_ns) after writing
-
-
-def page_path(period: str) -> str:
-    return f"{FOLDER}/{period}/index.html"
 
 
 def layout(archived: Sequence[ArchivedIssue]) -> dict[str, str]:
@@ -129,8 +123,7 @@ def _fill_in(config: Config, store: Store) -> None:
         return
     # Imported only for such issues: reading and rendering posts.
     from feedpub.send.archive import record
-    from feedpub.send.dispatch import covered_posts
-    from feedpub.send.issue import compose, entries
+    from feedpub.send.issue import compose, covered_posts, entries
     from feedpub.site.posts import collect
 
     collection = collect(config, now=datetime.now(UTC))

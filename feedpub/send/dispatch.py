@@ -19,7 +19,17 @@ from feedpub.config import Config
 from feedpub.errors import Message, Problem, message
 from feedpub.records import ActiveReader, Delivery, StoredIssue, StoredVariant
 from feedpub.send import archive, archive_sync, cadences, delivery, messages
-from feedpub.send.issue import Issue, Variant, compose, covers, due_slot, entries, render_variant, variant_key
+from feedpub.send.issue import (
+    Issue,
+    Variant,
+    compose,
+    covered_posts,
+    covers,
+    due_slot,
+    entries,
+    render_variant,
+    variant_key,
+)
 from feedpub.site.markup import CachedRender, RenderedPost, render_posts
 from feedpub.site.posts import Collection, FileEntry, collect
 from feedpub.site.reader import Post
@@ -305,17 +315,6 @@ def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetim
     period, slot = due_slot(config, now)
     issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=ends, reach=reach, carried=carried)
     return issue, [*collection.problems, *warnings]
-
-
-def covered_posts(config: Config, collection: Collection, starts: datetime, ends: datetime, *,
-                  reach: datetime | None = None,
-                  carried: AbstractSet[str] = frozenset()) -> tuple[list[RenderedPost], list[Problem]]:
-    """The posts of `collection` an issue covering (starts, ends] can hold, rendered; with the warnings met.
-    Only those are rendered (a large site would otherwise render every post it has); `{% post_url %}` still
-    resolves against all of them."""
-    covered = sorted((p for p in collection.posts if covers(p.date, p.url, starts, ends, reach, carried)),
-                     key=lambda p: p.date, reverse=True)
-    return render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
 
 
 def active_recipients(store: Store) -> dict[int, str]:

@@ -11,6 +11,7 @@ import functools
 import re
 import traceback
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,10 +24,12 @@ from markupsafe import Markup
 
 from feedpub import templates, urls
 from feedpub.config import Config
-from feedpub.errors import ConfigError
+from feedpub.errors import ConfigError, Problem
+from feedpub.send.archive_paths import FOLDER
 from feedpub.send.cadences import post_topics, topic_label, wanted
 from feedpub.send.pictures import Picture, picture
-from feedpub.site.markup import RenderedPost, cut_excerpt
+from feedpub.site import posts as site_posts
+from feedpub.site.markup import RenderedPost, cut_excerpt, render_posts
 from feedpub.strings import Strings, load_strings
 
 # Lower-case ASCII letters, digits and hyphens only: they survive css-inline, HTML attribute quoting and
@@ -132,6 +135,17 @@ def covers(date: datetime, url: str, starts: datetime, ends: datetime, reach: da
     return (reach if reach is not None and reach < starts else starts) < date <= ends and url not in carried
 
 
+def covered_posts(config: Config, collection: site_posts.Collection, starts: datetime, ends: datetime, *,
+                  reach: datetime | None = None,
+                  carried: AbstractSet[str] = frozenset()) -> tuple[list[RenderedPost], list[Problem]]:
+    """The posts of `collection` an issue covering (starts, ends] can hold, rendered; with the warnings met.
+    Only those are rendered (a large site would otherwise render every post it has); `{% post_url %}` still
+    resolves against all of them."""
+    covered = sorted((p for p in collection.posts if covers(p.date, p.url, starts, ends, reach, carried)),
+                     key=lambda p: p.date, reverse=True)
+    return render_posts(config, covered[:config.digest.max_posts], site_posts=collection.posts)
+
+
 def entries(config: Config, posts: Iterable[RenderedPost]) -> tuple[Entry, ...]:
     """The posts as the issue shows them: excerpt cut, picture chosen and sized."""
     return tuple(_entry(config, rendered) for rendered in posts)
@@ -141,7 +155,7 @@ def archive_url(config: Config, period: str = "") -> str:
     """The public copy of an issue (no period: the list of issues), as the web app serves the published
     folder at web.public_url: the one address a digest's readers are sure to reach, as they reach its
     unsubscribe links."""
-    return urls.absolute(config.web.public_url, f"/digests/{period}/" if period else "/digests/")
+    return urls.absolute(config.web.public_url, f"/{FOLDER}/{period}/" if period else f"/{FOLDER}/")
 
 
 def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:

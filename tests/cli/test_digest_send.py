@@ -278,7 +278,7 @@ def test_an_issue_renders_only_its_own_posts_and_links_to_older_ones(tmp_path, m
         rendered.extend(post.title for post in posts)
         return real(config, posts, **options)
 
-    monkeypatch.setattr("feedpub.send.dispatch.render_posts", recording)
+    monkeypatch.setattr("feedpub.send.issue.render_posts", recording)
     now = datetime.now(UTC)
     issue, problems = compose_issue(load_config(tmp_path / "feedpub.toml"), now, now - timedelta(days=7), now)
     assert problems == []
