@@ -121,8 +121,8 @@ def test_a_username_mastodon_cannot_follow_is_refused_naming_its_line(site: Site
     site.configure('[activitypub]\nenabled = true\nusername = "Blog!"\n', language="ja")
     result = CliRunner().invoke(main, ["--config", str(site.toml), "check"])
     assert result.exit_code == 2
-    assert f"{site.toml}:9: 'activitypub.username': 'Blog!' is not an account name Mastodon can follow" in \
-        result.stderr, result.stderr
+    refused = f"{site.toml}:9: 'activitypub.username': 'Blog!' は Mastodon からフォローできるアカウント名ではありません"
+    assert refused in result.stderr, result.stderr
     # Its words in problems.toml, per language (shown in site.language where config errors are).
     problem = Problem(str(site.toml), 9, message("config_activitypub_username", value="'Blog!'"))
     assert problem_line(problem, load_strings("problems", "ja", None)) == (

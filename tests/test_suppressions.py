@@ -145,7 +145,8 @@ def test_restore_by_bounce_and_since_from_the_command_line(site, monkeypatch) ->
         return CliRunner().invoke(main, ["--config", str(site.toml), "subscribers", "restore", *args],
                                   catch_exceptions=False)
 
-    assert restore().exit_code == 2 and "--cause ISSUE|bounce:ID or --since TIME" in restore().stderr
+    refused = restore()
+    assert refused.exit_code == 2 and "--cause ISSUE|bounce:ID か --since TIME を指定してください" in refused.stderr
     assert restore("--cause", "bounce:x").exit_code == 2
     assert restore("--cause", "1999-01-01-0900").exit_code == 2
     lifted = restore("--cause", f"bounce:{outcome.evidence_id}")

@@ -200,7 +200,7 @@ def test_build_watch_applies_an_edit_of_config_yml(tmp_path: Path) -> None:
         (blog / "_config.yml.tmp").replace(blog / "_config.yml")      # as an editor saves
         eventually(lambda: (feeds / "public" / "atom.xml").is_file() and
                    "<title>週刊・技術ブログ</title>" in atom(feeds, "atom.xml"), "the edited _config.yml applied", log)
-        assert f"reloaded ({blog.resolve() / '_config.yml'} changed)" in log.read_text()
+        assert f"読み込み直しました（{blog.resolve() / '_config.yml'} が変わりました）" in log.read_text()
         assert not (feeds / "public" / "feed.xml").exists()
         assert "<title>週刊・技術ブログ" in atom(feeds, "feed/news.xml")
 

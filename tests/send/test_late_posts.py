@@ -63,10 +63,10 @@ def test_a_backdated_post_goes_into_the_next_issue_exactly_once(setup) -> None:
     site.post("2026-12-02-this-week.md", POST.format(title="今週の記事", date="2026-12-02 10:00:00"))
     check = CliRunner().invoke(main, ["--config", str(site.toml), "check"], catch_exceptions=False)
     assert check.exit_code == 0
-    notes = [line for line in check.stderr.splitlines() if "note:" in line]
+    notes = [line for line in check.stderr.splitlines() if "注意:" in line]     # the site is Japanese
     assert len(notes) == 1 and "2026-11-27-late.md" in notes[0]
-    assert "dated 2026-11-27 18:00, inside the window of issue 2026-11-30-0900" in notes[0]
-    assert "it goes into the next issue" in notes[0]
+    assert "日付 2026-11-27 18:00 は号 2026-11-30-0900 の期間内" in notes[0]
+    assert "次の号に入ります" in notes[0]
     accounts.add_user(store, ACCOUNT, PASSWORD)
     with TestClient(make_app(site.config, store), base_url="https://testserver") as client:
         login(client)
