@@ -124,7 +124,7 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
 
     config = app.config
     if verbose and config.jekyll_root:
-        _list_jekyll_keys(config.jekyll_root, config.given)
+        _list_jekyll_keys(app, config.jekyll_root, config.given)
     output = config.output_dir.resolve()
     try:
         check_folders(config, output)
@@ -168,16 +168,20 @@ def _late_posts(config: Config, posts: Sequence[Post]) -> list[tuple[Post, str]]
         store.engine.dispose()
 
 
-def _list_jekyll_keys(root: Path, given: frozenset[str]) -> None:
+def _list_jekyll_keys(app: App, root: Path, given: frozenset[str]) -> None:
     """Every `_config.yml` key: the feedpub key it fills (or that feedpub.toml sets instead), or why it is ignored."""
     from feedpub import jekyll
+    from feedpub.errors import Message
 
     values, _ = jekyll.read_config(root)
     found = jekyll.settings(values)
     files = {key: path.name for key, path in jekyll.setting_files(root).items()}
+    t, problems = app.strings, app.problems
     for key, target in found.used.items():
-        overridden = [name for name in target.split(", ") if name.split(" ")[0] in given]
-        note = f" (feedpub.toml sets {overridden[0].split(' ')[0]}; it wins)" if overridden else ""
-        click.echo(f"{files[str(key)]}: {key}: read → {target}{note}", err=True)
+        # The feedpub keys a target names lead its English words: "feeds.tags, feeds.tag_atom_path (every …)".
+        overridden = [name for name in str(target).split(", ") if name.split(" ")[0] in given]
+        note = t.text("jekyll_key_wins", key=overridden[0].split(" ")[0]) if overridden else ""
+        shown = problems.message(target) if isinstance(target, Message) else target
+        click.echo(t.text("jekyll_key_read", file=files[str(key)], key=key, target=shown, note=note), err=True)
     for key, why in found.ignored.items():
-        click.echo(f"{files[str(key)]}: {key}: ignored ({why})", err=True)
+        click.echo(t.text("jekyll_key_ignored", file=files[str(key)], key=key, why=problems.message(why)), err=True)
