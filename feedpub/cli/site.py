@@ -7,9 +7,11 @@ import os
 import re
 import shutil
 import textwrap
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +40,13 @@ def init(directory: Path, jekyll_dir: Path | None) -> None:
         for item in templates.iterdir():
             if item.is_file() and not item.name.startswith("."):
                 targets[directory / "email_templates" / item.name] = item
+    t = _init_words(scaffold / "feedpub.toml", jekyll_dir)
     existing = [str(path) for path in targets if path.exists()]
     if existing:
-        fail(f"{existing[0]}: already exists; init never overwrites (expected an empty folder)")
+        fail(t.text("init_exists", path=existing[0]))
     (directory / "email_templates").mkdir(parents=True, exist_ok=True)
     if jekyll_dir is not None:
-        toml = _toml_from_jekyll(jekyll_dir, directory)
+        toml = _toml_from_jekyll(jekyll_dir, directory, t)
         del targets[directory / "feedpub.toml"]
     for target, source in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -51,13 +54,29 @@ def init(directory: Path, jekyll_dir: Path | None) -> None:
             shutil.copyfileobj(src, dst)
     if jekyll_dir is not None:
         (directory / "feedpub.toml").write_text(toml, encoding="utf-8")
-        say(f"created {directory / 'feedpub.toml'} (from {jekyll_dir}), {directory / 'email_templates'}/")
+        say(t.text("init_created_from_jekyll", config=directory / "feedpub.toml", jekyll=jekyll_dir,
+                   templates=f"{directory / 'email_templates'}/"))
         return
-    say(f"created {directory / 'feedpub.toml'}, {directory / 'posts'}/, "
-               f"{directory / 'email_templates'}/")
+    say(t.text("init_created", config=directory / "feedpub.toml", posts=f"{directory / 'posts'}/",
+               templates=f"{directory / 'email_templates'}/"))
 
 
-def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
+def _init_words(scaffold: Traversable, jekyll_dir: Path | None):  # noqa: ANN202 - Strings, imported lazily
+    """The command line's words in the language of the config `init` writes: the scaffold's site.language, or
+    with --from-jekyll the `lang` of the site's `_config.yml` (English without one, as feedpub reads it)."""
+    from feedpub import jekyll
+    from feedpub.config import SiteConfig
+    from feedpub.strings import load_strings
+
+    if jekyll_dir is None:
+        language = tomllib.loads(scaffold.read_text(encoding="utf-8"))["site"]["language"]
+    else:
+        values, _ = jekyll.read_config(jekyll_dir)
+        language = jekyll.settings(values).values["site"].get("language", SiteConfig.language)
+    return load_strings("cli", str(language), None)
+
+
+def _toml_from_jekyll(jekyll_dir: Path, directory: Path, t) -> str:  # noqa: ANN001 - Strings, imported lazily
     """A feedpub.toml naming the Jekyll site and nothing its `_config.yml` can say, so that the site stays the
     source: the file's values are read at every load. feedpub's own keys follow, commented out at their
     defaults (the scaffold's lines)."""
@@ -67,7 +86,7 @@ def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
     if problems:
         fail(str(problems[0]))
     if not jekyll.config_files(jekyll_dir):
-        fail(f"{jekyll_dir}: no _config.yml (expected the folder of a Jekyll site)")
+        fail(t.text("init_no_config_yml", folder=jekyll_dir))
     relative = Path(os.path.relpath(jekyll_dir.resolve(), directory.resolve())).as_posix()
     scaffold = (resources.files("feedpub") / "scaffold" / "feedpub.toml").read_text(encoding="utf-8")
     read = ", ".join([*jekyll.SITE_KEYS, "exclude", "collections_dir", "and jekyll-feed's feed: settings"])

@@ -73,7 +73,7 @@ def test_init_from_jekyll_writes_a_config_that_builds_the_jekyll_feed_urls(tmp_p
     assert (tmp_path / "feeds" / "public" / "feed.xml").is_file()
 
     again = feedpub("init", "feeds", "--from-jekyll", "blog", cwd=tmp_path)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 2 and "すでにあります。init は上書きしません" in again.stderr
 
 
 EDITS = {
