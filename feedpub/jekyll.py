@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from feedpub.errors import Problem, message
+from feedpub.errors import Message, Problem, message
 
 # Jekyll's keys that feedpub uses, and where each goes in feedpub.toml.
 SITE_KEYS = {"url": "url", "baseurl": "baseurl", "title": "title", "description": "description",
@@ -35,11 +35,12 @@ FEED_POSTS_LIMIT = 10
 FEED_CATEGORY_PATH = "feed/{name}.xml"
 FEED_TAG_PATH = "feed/by_tag/{name}.xml"
 # Jekyll's own keys that feedpub does not apply, and why; any other key is the site's own.
+# problems.toml's key of why each key is not applied
 _NOT_APPLIED = {
-    "include": "feedpub reads posts from _posts/ and _drafts/ only",
-    "plugins": "feedpub has its own feeds", "gems": "feedpub has its own feeds",
-    "markdown": "feedpub renders Markdown itself", "kramdown": "feedpub renders Markdown itself",
-    "highlighter": "feedpub emits Jekyll's highlight HTML without colouring", "theme": "feedpub publishes feeds only",
+    "include": "jekyll_not_applied_include", "plugins": "jekyll_not_applied_plugins",
+    "gems": "jekyll_not_applied_plugins", "markdown": "jekyll_not_applied_markdown",
+    "kramdown": "jekyll_not_applied_markdown", "highlighter": "jekyll_not_applied_highlighter",
+    "theme": "jekyll_not_applied_theme",
 }
 _DATA_EXTENSIONS = (".yml", ".yaml", ".json", ".csv", ".tsv")
 MAX_DATA_BYTES = 10_000_000   # a data file, and any YAML file of the site
@@ -50,8 +51,8 @@ class Settings:
     """What `_config.yml` says, as feedpub.toml values, and an account of every key."""
 
     values: dict[str, dict[str, Any]]     # section → key → value, as feedpub.toml would hold them
-    used: dict[str, str]                  # Jekyll key → the feedpub key it fills
-    ignored: dict[str, str]               # Jekyll key → why feedpub does not use it
+    used: dict[str, str | Message]        # Jekyll key → the feedpub key it fills (or a Message that names them)
+    ignored: dict[str, Message]           # Jekyll key → why feedpub does not use it
     problems: tuple[Problem, ...] = ()
 
 
@@ -100,8 +101,8 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
     """feedpub.toml values from a Jekyll config (pure)."""
     site: dict[str, Any] = {}
     feeds: dict[str, Any] = {}
-    used: dict[str, str] = {}
-    ignored: dict[str, str] = {}
+    used: dict[str, str | Message] = {}
+    ignored: dict[str, Message] = {}
     problems: list[Problem] = []
     for key, value in jekyll.items():
         if key in SITE_KEYS:
@@ -116,7 +117,7 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
                 problems.append(Problem(source, None, message("jekyll_value_ignored", key=key, value=repr(converted)),
                                         message("expected_boolean" if boolean else "expected_string"),
                                         warning=True))
-                ignored[key] = "not a usable value"
+                ignored[key] = message("jekyll_ignored_unusable")
         elif key == "collections_dir":
             site["posts_dir"] = str(value).strip("/") or "."
             used[key] = "site.posts_dir"
@@ -125,14 +126,14 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
             used[key] = "site.exclude"
         elif key == "defaults":
             problems.extend(front_matter_defaults(jekyll, source)[1])
-            used[key] = "each post's front matter, under its own values (Jekyll's front matter defaults)"
+            used[key] = message("jekyll_used_defaults")
         elif key == "feed" and isinstance(value, Mapping):
             _feed(value, feeds, used, ignored)
         elif key == "collections" and isinstance(value, Mapping | list):
-            used[key] = "the documents of those with `output: true`, which {% link %} names (feeds are of posts only)"
+            used[key] = message("jekyll_used_collections")
         else:
-            reason = _NOT_APPLIED.get(key, "the site's own key")
-            ignored[key] = f"{reason}; Liquid reads it as site.{key}"
+            ignored[key] = message("jekyll_ignored_liquid", key=key,
+                                   reason=message(_NOT_APPLIED.get(key, "jekyll_site_own_key")))
     site.setdefault("posts_dir", ".")   # the site itself: its _posts/ and _drafts/ folders hold the posts
     feeds.setdefault("atom_path", FEED_PATH)
     feeds.setdefault("limit", FEED_POSTS_LIMIT)
@@ -140,7 +141,8 @@ def settings(jekyll: Mapping[str, Any], source: str = "_config.yml") -> Settings
     return Settings(values, used, ignored, tuple(problems))
 
 
-def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str], ignored: dict[str, str]) -> None:
+def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str | Message],
+          ignored: dict[str, Message]) -> None:
     """jekyll-feed's `feed:` settings (jekyll-feed/lib/jekyll-feed/generator.rb): the feeds keep the URLs their
     subscribers have. `collections.posts` is the same as the top-level `path` and `categories`, and wins."""
     posts = _posts_collection(feed.get("collections"))
@@ -148,7 +150,7 @@ def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str], 
         name = f"feed.{key}"
         if key in ("path", "collections.posts.path") and isinstance(value, str):
             if key == "path" and isinstance(posts.get("path"), str):
-                ignored[name] = "feed.collections.posts.path wins"
+                ignored[name] = message("jekyll_ignored_posts_path_wins")
                 continue
             feeds["atom_path"] = value.lstrip("/")
             used[name] = "feeds.atom_path"
@@ -161,19 +163,19 @@ def _feed(feed: Mapping[str, Any], feeds: dict[str, Any], used: dict[str, str], 
         elif key in ("categories", "collections.posts.categories") and value:
             feeds["categories"] = True
             feeds["category_atom_path"] = FEED_CATEGORY_PATH
-            used[name] = "feeds.categories, feeds.category_atom_path (every category gets a feed)"
+            used[name] = message("jekyll_used_categories")
         elif key == "tags" and value is not None and value is not False:   # `tags: {}` is on, as in Ruby
             feeds["tags"] = True
             prefix = value.get("path") if isinstance(value, Mapping) else None
             # jekyll-feed joins the two as they are: `path: /feed/tags/` → feed/tags/<tag>.xml
             feeds["tag_atom_path"] = (str(prefix).lstrip("/") + "{name}.xml") if prefix else FEED_TAG_PATH
-            used[name] = "feeds.tags, feeds.tag_atom_path (every tag gets a feed)"
+            used[name] = message("jekyll_used_tags")
         elif key == "collections":
             others = sorted(set(_collection_names(value)) - {"posts"})
             if others:
-                ignored[name] = f"feedpub makes feeds of posts only, not of {', '.join(others)}"
+                ignored[name] = message("jekyll_ignored_collections", names=", ".join(others))
         else:
-            ignored[name] = "not used by feedpub"
+            ignored[name] = message("jekyll_ignored_unused")
 
 
 def _collection_names(value: Any) -> list[str]:

@@ -4,6 +4,7 @@ hosts; on SQLite and PostgreSQL, and two workers on one PostgreSQL store never s
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from feedpub.store import Store, open_store
 from feedpub.strings import load_strings
 from tests.conftest import Site, emptied
 from tests.fediverse_inboxes import Inboxes, serving_ports
+from tests.web.test_web import Lines
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -143,6 +145,39 @@ def test_a_failing_instance_is_paused_then_given_up(config: Config, store: Store
             assert list(conn.scalars(sa.select(fediverse_followers.c.actor))) == ["https://up.example/users/bob"]
             assert conn.scalar(sa.select(sa.func.count()).select_from(fediverse_hosts)) == 0
     assert not inboxes.at(down)
+
+
+@pytest.mark.parametrize(("language", "deferred", "paused", "given_up"), [
+    ("en", ": deferred: 500 Internal Server Error", " paused until 2026-03-02T09:0",
+     " given up: instance failing since more than 7d: 500 Internal"),
+    ("ja", ": 延期: 500 Internal Server Error", " を 2026-03-02T09:0",
+     " への配信を断念: 7d より長く失敗し続けています: 500 Internal"),
+])
+def test_a_failing_instance_is_logged_in_the_site_language(site: Site, tmp_path: Path, language: str, deferred: str,
+                                                            paused: str, given_up: str) -> None:
+    site.configure('[web]\npublic_url = "https://news.example.org"\n[activitypub]\nenabled = true\n'
+                   'allow_private_addresses = true\ngive_up_after = "7d"\n', language=language)
+    config, store = site.config, open_store(f"sqlite:///{tmp_path / 'feedpub.db'}")
+    inboxes = Inboxes({key_id(config, "blog"): Ledger(store).key_pair("blog").public_pem})
+    log, seen = logging.getLogger("feedpub.fediverse.delivery"), Lines(config)
+    log.addHandler(seen)
+    log.setLevel(logging.INFO)
+    try:
+        with serving_ports(inboxes.app(), 1) as ports, time_machine.travel(T0, tick=True) as clock:
+            down = f"127.0.0.1:{ports[0]}"
+            inboxes.faults = {down: "500"}
+            for number in (1, 2, 3):
+                queue.enqueue(store, account="blog", activity=note(number), inboxes=[f"http://{down}/inbox"])
+            delivery.deliver(config, store)
+            clock.move_to(T0 + timedelta(days=8))
+            delivery.deliver(config, store)
+    finally:
+        log.removeHandler(seen)
+        log.setLevel(logging.NOTSET)
+        store.engine.dispose()
+    row = f"http://{down}/inbox{deferred}: fault 500"
+    assert seen.lines[0].startswith(down + paused) and seen.lines[0].endswith(": 500 Internal Server Error: fault 500")
+    assert seen.lines[1:] == [row] * 3 + [f"{down}{given_up} Server Error: fault 500"] + [row] * 3
 
 
 def test_after_a_pause_ends_the_sender_waits_for_the_rows_own_back_off(config: Config, store: Store,

@@ -7,9 +7,11 @@ import os
 import re
 import shutil
 import textwrap
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +40,13 @@ def init(directory: Path, jekyll_dir: Path | None) -> None:
         for item in templates.iterdir():
             if item.is_file() and not item.name.startswith("."):
                 targets[directory / "email_templates" / item.name] = item
+    t = _init_words(scaffold / "feedpub.toml", jekyll_dir)
     existing = [str(path) for path in targets if path.exists()]
     if existing:
-        fail(f"{existing[0]}: already exists; init never overwrites (expected an empty folder)")
+        fail(t.text("init_exists", path=existing[0]))
     (directory / "email_templates").mkdir(parents=True, exist_ok=True)
     if jekyll_dir is not None:
-        toml = _toml_from_jekyll(jekyll_dir, directory)
+        toml = _toml_from_jekyll(jekyll_dir, directory, t)
         del targets[directory / "feedpub.toml"]
     for target, source in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -51,13 +54,29 @@ def init(directory: Path, jekyll_dir: Path | None) -> None:
             shutil.copyfileobj(src, dst)
     if jekyll_dir is not None:
         (directory / "feedpub.toml").write_text(toml, encoding="utf-8")
-        say(f"created {directory / 'feedpub.toml'} (from {jekyll_dir}), {directory / 'email_templates'}/")
+        say(t.text("init_created_from_jekyll", config=directory / "feedpub.toml", jekyll=jekyll_dir,
+                   templates=f"{directory / 'email_templates'}/"))
         return
-    say(f"created {directory / 'feedpub.toml'}, {directory / 'posts'}/, "
-               f"{directory / 'email_templates'}/")
+    say(t.text("init_created", config=directory / "feedpub.toml", posts=f"{directory / 'posts'}/",
+               templates=f"{directory / 'email_templates'}/"))
 
 
-def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
+def _init_words(scaffold: Traversable, jekyll_dir: Path | None):  # noqa: ANN202 - Strings, imported lazily
+    """The command line's words in the language of the config `init` writes: the scaffold's site.language, or
+    with --from-jekyll the `lang` of the site's `_config.yml` (English without one, as feedpub reads it)."""
+    from feedpub import jekyll
+    from feedpub.config import SiteConfig
+    from feedpub.strings import load_strings
+
+    if jekyll_dir is None:
+        language = tomllib.loads(scaffold.read_text(encoding="utf-8"))["site"]["language"]
+    else:
+        values, _ = jekyll.read_config(jekyll_dir)
+        language = jekyll.settings(values).values["site"].get("language", SiteConfig.language)
+    return load_strings("cli", str(language), None)
+
+
+def _toml_from_jekyll(jekyll_dir: Path, directory: Path, t) -> str:  # noqa: ANN001 - Strings, imported lazily
     """A feedpub.toml naming the Jekyll site and nothing its `_config.yml` can say, so that the site stays the
     source: the file's values are read at every load. feedpub's own keys follow, commented out at their
     defaults (the scaffold's lines)."""
@@ -67,7 +86,7 @@ def _toml_from_jekyll(jekyll_dir: Path, directory: Path) -> str:
     if problems:
         fail(str(problems[0]))
     if not jekyll.config_files(jekyll_dir):
-        fail(f"{jekyll_dir}: no _config.yml (expected the folder of a Jekyll site)")
+        fail(t.text("init_no_config_yml", folder=jekyll_dir))
     relative = Path(os.path.relpath(jekyll_dir.resolve(), directory.resolve())).as_posix()
     scaffold = (resources.files("feedpub") / "scaffold" / "feedpub.toml").read_text(encoding="utf-8")
     read = ", ".join([*jekyll.SITE_KEYS, "exclude", "collections_dir", "and jekyll-feed's feed: settings"])
@@ -124,7 +143,7 @@ def check(app: App, future: bool, drafts: bool, verbose: bool) -> None:
 
     config = app.config
     if verbose and config.jekyll_root:
-        _list_jekyll_keys(config.jekyll_root, config.given)
+        _list_jekyll_keys(app, config.jekyll_root, config.given)
     output = config.output_dir.resolve()
     try:
         check_folders(config, output)
@@ -168,16 +187,20 @@ def _late_posts(config: Config, posts: Sequence[Post]) -> list[tuple[Post, str]]
         store.engine.dispose()
 
 
-def _list_jekyll_keys(root: Path, given: frozenset[str]) -> None:
+def _list_jekyll_keys(app: App, root: Path, given: frozenset[str]) -> None:
     """Every `_config.yml` key: the feedpub key it fills (or that feedpub.toml sets instead), or why it is ignored."""
     from feedpub import jekyll
+    from feedpub.errors import Message
 
     values, _ = jekyll.read_config(root)
     found = jekyll.settings(values)
     files = {key: path.name for key, path in jekyll.setting_files(root).items()}
+    t, problems = app.strings, app.problems
     for key, target in found.used.items():
-        overridden = [name for name in target.split(", ") if name.split(" ")[0] in given]
-        note = f" (feedpub.toml sets {overridden[0].split(' ')[0]}; it wins)" if overridden else ""
-        click.echo(f"{files[str(key)]}: {key}: read → {target}{note}", err=True)
+        # The feedpub keys a target names lead its English words: "feeds.tags, feeds.tag_atom_path (every …)".
+        overridden = [name for name in str(target).split(", ") if name.split(" ")[0] in given]
+        note = t.text("jekyll_key_wins", key=overridden[0].split(" ")[0]) if overridden else ""
+        shown = problems.message(target) if isinstance(target, Message) else target
+        click.echo(t.text("jekyll_key_read", file=files[str(key)], key=key, target=shown, note=note), err=True)
     for key, why in found.ignored.items():
-        click.echo(f"{files[str(key)]}: {key}: ignored ({why})", err=True)
+        click.echo(t.text("jekyll_key_ignored", file=files[str(key)], key=key, why=problems.message(why)), err=True)

@@ -36,6 +36,7 @@ import httpx
 import sqlalchemy as sa
 
 from feedpub.config import Config, parse_duration
+from feedpub.errors import message
 from feedpub.fediverse import signatures
 from feedpub.fediverse.keys import KeyPair
 from feedpub.fediverse.ledger import Ledger
@@ -234,7 +235,7 @@ class _Run:
         self.summary.counts.update(r.status for r in results)
         for result in results:
             if result.status != "sent":
-                log.info("%s: %s: %s", result.row.inbox, result.status, result.error)
+                log.info("%s", message(f"fediverse_row_{result.status}", inbox=result.row.inbox, error=result.error))
 
     def _judge_host(self, conn: sa.Connection, host: str, results: list[Result], now: datetime) -> None:
         """The breaker of one instance after a batch: any answer that was not a transient failure closes it."""
@@ -254,7 +255,8 @@ class _Run:
             paused_until = now + self._backoff(failures - PAUSE_AFTER + 1, None)
             if not (known and known.paused_until and known.paused_until > now):
                 self.summary.paused.add(host)
-                log.warning("%s paused until %s: %s", host, paused_until.isoformat(timespec="seconds"), error)
+                log.warning("%s", message("fediverse_host_paused", host=host, error=error,
+                                          until=paused_until.isoformat(timespec="seconds")))
         values = {"failures": failures, "paused_until": paused_until, "last_error": error}
         if known:
             conn.execute(fediverse_hosts.update().where(hosts.host == host).values(**values))
@@ -277,7 +279,8 @@ class _Run:
         conn.execute(fediverse_hosts.delete().where(fediverse_hosts.c.host == host))
         self.summary.dropped.add(host)
         self.summary.counts["dropped"] += dropped
-        log.warning("%s given up: %s", host, reason)
+        log.warning("%s", message("fediverse_host_given_up", host=host, error=error,
+                                  since=self.config.activitypub.give_up_after))
 
     def _backoff(self, attempts: int, asked: timedelta | None) -> timedelta:
         wait = min(self.retry_base * 2 ** max(0, attempts - 1), MAX_BACKOFF)

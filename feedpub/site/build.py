@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from feedpub.config import Config
 from feedpub.counts import counted
-from feedpub.errors import ConfigError, Problem
+from feedpub.errors import ConfigError, Problem, message
 from feedpub.jekyll import site_file_stats
 from feedpub.site.cache import Cache, file_stamp, fingerprint, intact
 from feedpub.site.includes import IncludeScope, include_scope
@@ -128,8 +128,7 @@ def check_folders(config: Config, output: Path) -> None:
     """ConfigError when the posts or the output folder cannot be used (`feedpub check` and `build` alike):
     checked before anything is written, so a wrong posts_dir never replaces good feeds with empty ones."""
     if not config.posts_dir.is_dir():
-        raise ConfigError(f"{config.posts_dir}: posts folder does not exist "
-                          f"(expected site.posts_dir to name a folder)")
+        raise ConfigError(message("posts_folder_missing", path=str(config.posts_dir)))
     if output == config.posts_dir or config.posts_dir.is_relative_to(output):
         raise ConfigError(f"{output}: output folder contains the posts (expected a separate feeds.output_dir)")
     problem = output_problem(output)

@@ -148,6 +148,7 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     override = config.path(config.web.templates_dir) if config.web.templates_dir else None
     state.strings = load_strings("web", config.site.language, override)
     state.admin_strings = load_strings("admin", config.site.language, override)
+    state.problem_strings = load_strings("problems", config.site.language, override)
     state.pages = Jinja2Templates(env=templates.environment("web", override))
     state.send_confirmation, state.topics, state.health = send_confirmation, topics, health
     state.welcome = welcome

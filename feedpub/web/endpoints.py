@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from feedpub import accounts
+from feedpub import accounts, errors
 from feedpub.addresses import BadAddress, mailable
 from feedpub.records import Subscriber, SubscriberInput, default_cadence, offered_cadences
 from feedpub.send.smtp import Refused
@@ -218,7 +218,7 @@ async def subscribe(request: Request) -> Response:
         try:
             await run_in_threadpool(invite, request, entry)
         except (Refused, OSError) as exc:    # the relay refused the mail, or could not be reached (smtplib's errors)
-            log.warning("the subscribe form's mail to %s was not sent: %s", email, exc)
+            log.warning("%s", errors.message("subscribe_mail_not_sent", email=email, reason=errors.reason(exc)))
             return message(request, "not_sent", 503, {"Retry-After": str(NOT_SENT_RETRY_AFTER)})
     # The same answer whatever the address's state: nothing is revealed.
     return message(request, "check_mail")
@@ -276,7 +276,7 @@ async def confirm(request: Request) -> Response:
         try:     # the reader is subscribed whatever becomes of it: a failure here is logged, not theirs
             await run_in_threadpool(state.welcome, confirmed)
         except Exception:
-            log.exception("the welcome mail of %s was not queued", confirmed.email)
+            log.exception("%s", errors.message("welcome_mail_not_queued", email=confirmed.email))
     return message(request, "confirmed")
 
 

@@ -134,3 +134,24 @@ def test_the_watchers_config_reload_in_the_site_language(site, language, reloade
             watcher.wait(timeout=30)
         except subprocess.TimeoutExpired:
             watcher.kill()
+
+
+@pytest.mark.parametrize(("lang", "created", "exists"), [
+    ("en", "created out/feedpub.toml (from blog), out/email_templates/\n",
+     "feedpub: out/feedpub.toml: already exists; init never overwrites (expected an empty folder)\n"),
+    ("ja", "out/feedpub.toml（blog から）、out/email_templates/ を作りました\n",
+     "feedpub: out/feedpub.toml: すでにあります。init は上書きしません（想定: 空のフォルダ）\n"),
+])
+def test_init_from_jekyll_speaks_the_language_of_config_yml(tmp_path, lang, created, exists) -> None:
+    (tmp_path / "blog").mkdir()
+    (tmp_path / "blog" / "_config.yml").write_text(f"title: Notes\nlang: {lang}\n", encoding="utf-8")
+    first = feedpub(tmp_path, "init", "out", "--from-jekyll", "blog")
+    assert (first.returncode, first.stdout) == (0, created)
+    again = feedpub(tmp_path, "init", "out", "--from-jekyll", "blog")
+    assert (again.returncode, again.stderr) == (2, exists)
+
+
+def test_init_speaks_the_scaffolds_language(tmp_path) -> None:
+    result = feedpub(tmp_path, "init", "site")
+    assert (result.returncode, result.stdout) == (0, "created site/feedpub.toml, site/posts/, site/email_templates/\n")
+    assert 'language = "en"' in (tmp_path / "site" / "feedpub.toml").read_text(encoding="utf-8")

@@ -73,7 +73,7 @@ def test_init_from_jekyll_writes_a_config_that_builds_the_jekyll_feed_urls(tmp_p
     assert (tmp_path / "feeds" / "public" / "feed.xml").is_file()
 
     again = feedpub("init", "feeds", "--from-jekyll", "blog", cwd=tmp_path)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 2 and "すでにあります。init は上書きしません" in again.stderr
 
 
 EDITS = {
@@ -114,8 +114,9 @@ def test_config_yml_stays_the_source_its_edits_reach_the_next_build(tmp_path: Pa
     assert not (feeds / "public" / "feed.xml").exists()       # the old feed path went with the edit
 
     check = feedpub("check", "-v", cwd=feeds)
-    assert check.returncode == 0 and "it wins" not in check.stderr
-    assert "_config.yml: feed.path: read → feeds.atom_path" in check.stderr.splitlines()
+    read = {"ja": "読み込み", "en": "read"}[language]
+    assert check.returncode == 0 and "it wins" not in check.stderr and "優先" not in check.stderr
+    assert f"_config.yml: feed.path: {read} → feeds.atom_path" in check.stderr.splitlines()
 
 
 def test_init_leaves_every_key_config_yml_can_set_to_it(tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_init_leaves_every_key_config_yml_can_set_to_it(tmp_path: Path) -> None:
     check = feedpub("check", "-v", cwd=tmp_path / "feeds")
     assert check.returncode == 0, check.stderr
     lines = check.stderr.splitlines()
-    assert len(lines) == 13 + 5 and all(": read → " in line and "it wins" not in line for line in lines), lines
+    assert len(lines) == 13 + 5 and all(": 読み込み → " in line and "優先" not in line for line in lines), lines
 
 
 EVERY_KEY = """\
@@ -200,7 +201,7 @@ def test_build_watch_applies_an_edit_of_config_yml(tmp_path: Path) -> None:
         (blog / "_config.yml.tmp").replace(blog / "_config.yml")      # as an editor saves
         eventually(lambda: (feeds / "public" / "atom.xml").is_file() and
                    "<title>週刊・技術ブログ</title>" in atom(feeds, "atom.xml"), "the edited _config.yml applied", log)
-        assert f"読み込み直しました（{blog.resolve() / '_config.yml'} が変わりました）" in log.read_text()
+        assert f"を読み込み直しました（{blog.resolve() / '_config.yml'} が変わりました）" in log.read_text()
         assert not (feeds / "public" / "feed.xml").exists()
         assert "<title>週刊・技術ブログ" in atom(feeds, "feed/news.xml")
 
@@ -238,14 +239,15 @@ def test_check_v_lists_every_config_key_read_or_ignored(tmp_path: Path) -> None:
     assert result.stdout == "記事 1 件、問題 0 件、警告 0 件\n"       # _config.yml says lang: ja
     lines = result.stderr.splitlines()
     assert lines == [
-        "_config.yml: title: read → site.title",
-        "_config.yml: url: read → site.url",
-        "_config.yml: description: read → site.description (feedpub.toml sets site.description; it wins)",
-        "_config.yml: timezone: read → site.timezone",
-        "_config.yml: lang: read → site.language",
-        "_config.yml: feed.categories: read → feeds.categories, feeds.category_atom_path (every category gets a feed)",
-        "_config.yml: twitter_username: ignored (the site's own key; Liquid reads it as site.twitter_username)",
-        "_config.yml: feed.collections: ignored (feedpub makes feeds of posts only, not of docs)",
+        "_config.yml: title: 読み込み → site.title",
+        "_config.yml: url: 読み込み → site.url",
+        "_config.yml: description: 読み込み → site.description（feedpub.toml の site.description が優先されます）",
+        "_config.yml: timezone: 読み込み → site.timezone",
+        "_config.yml: lang: 読み込み → site.language",
+        "_config.yml: feed.categories: 読み込み → feeds.categories, feeds.category_atom_path"
+        "（カテゴリごとにフィードを作ります）",
+        "_config.yml: twitter_username: 無視（サイト独自のキーです。Liquid では site.twitter_username として読めます）",
+        "_config.yml: feed.collections: 無視（feedpub は記事のフィードだけを作ります。docs のフィードは作りません）",
     ]
     quiet = feedpub("check", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import time
 from pathlib import Path
@@ -12,9 +13,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from feedpub.cli import LogWords
 from feedpub.records import SubscriberInput
+from feedpub.send.smtp import Refused
 from feedpub.site.build import Topic
 from feedpub.store import open_store
+from feedpub.strings import operator_strings
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 
@@ -283,3 +287,52 @@ def test_page_words_are_overridden_from_the_templates_folder(site, monkeypatch) 
                      topics=list, health=dict)
     page = TestClient(app).get("/subscribe").text
     assert "登録する</button>" in page and "メールアドレス" in page     # the rest still shipped
+
+
+class Lines(logging.Handler):
+    """The lines an operator reads in the daemon's log: through the daemon's filter, in site.language."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        words = LogWords()
+        words.source = lambda: operator_strings(config, "problems")
+        self.addFilter(words)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize(("language", "lines"), [
+    ("en", ["the subscribe form's mail to reader@example.com was not sent: 451 try later",
+            "the welcome mail of known@example.com was not queued"]),
+    ("ja", ["購読フォームから reader@example.com へのメールを送れませんでした: 451 try later",
+            "known@example.com への歓迎メールをキューに入れられませんでした"]),
+])
+def test_a_mail_not_sent_is_logged_in_the_site_language(site, monkeypatch, language, lines) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure('[web]\npublic_url = "https://news.example.com"\n', language=language)
+    config = site.config
+    store = open_store(config.store_url)
+    outbox: list[str] = []
+
+    def mail_or_refuse(to: str, subject: str, text: str) -> None:
+        if to == "reader@example.com":
+            raise Refused(451, "try later")
+        outbox.append(text)
+
+    def fail(reader) -> None:
+        raise RuntimeError("the queue is gone")
+
+    log, seen = logging.getLogger("feedpub.web"), Lines(config)
+    log.addHandler(seen)
+    try:
+        with TestClient(create_app(config, store, send_confirmation=mail_or_refuse, topics=list, health=dict,
+                                   welcome=fail)) as client:
+            assert client.post("/subscribe", data={"email": "reader@example.com"}).status_code == 503
+            assert client.post("/subscribe", data={"email": "known@example.com"}).status_code == 200
+            link = re.search(r"https://news.example.com(/confirm/\S+)", outbox[0])[1]
+            assert client.post(link).status_code == 200
+    finally:
+        log.removeHandler(seen)
+    assert seen.lines == lines

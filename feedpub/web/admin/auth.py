@@ -29,6 +29,7 @@ from starlette.templating import Jinja2Templates
 
 from feedpub import accounts, templates
 from feedpub.config import Config
+from feedpub.errors import reason
 from feedpub.store import Store
 from feedpub.strings import Strings
 from feedpub.tokens import BadToken, make_text_token, read_text_token
@@ -117,6 +118,11 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
 def words(request: Request) -> Strings:
     """The dashboard's strings, loaded with the app (`admin_strings`)."""
     return request.app.state.admin_strings
+
+
+def refusal(request: Request, exc: BaseException) -> str:
+    """What an exception says (its Message, `errors.reason`) in the dashboard's language."""
+    return request.app.state.problem_strings.message(reason(exc))
 
 
 def config(request: Request) -> Config:

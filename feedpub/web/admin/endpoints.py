@@ -36,7 +36,7 @@ from feedpub.site.build import build_site
 from feedpub.site.posts import collect
 from feedpub.store import utcnow
 from feedpub.web.admin import charts, published, queries
-from feedpub.web.admin.auth import config, page, record, signed_in, store, words
+from feedpub.web.admin.auth import config, page, record, refusal, signed_in, store, words
 from feedpub.web.endpoints import choices_context, read_choices
 
 log = logging.getLogger("feedpub.web.admin")
@@ -126,7 +126,8 @@ async def issue_action(request: Request) -> Response:
         else:
             holds.retry_now(db, stored.period)
     except holds.HoldError as exc:
-        return page(request, "message.html.j2", 409, title=words(request).text("not_done"), message=str(exc))
+        return page(request, "message.html.j2", 409, title=words(request).text("not_done"),
+                    message=refusal(request, exc))
     done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retry"}[action]
     return _back(f"/admin/issues/{stored.period}", done)
 
@@ -287,7 +288,8 @@ async def rebuild(request: Request) -> Response:
             if (await run_in_threadpool(publish, config(request), store(request))).queued:
                 request.app.state.fediverse.queued()      # the daemon's sender, or this app's own
     except FeedpubError as exc:
-        return page(request, "message.html.j2", 500, title=words(request).text("build_failed"), message=str(exc))
+        return page(request, "message.html.j2", 500, title=words(request).text("build_failed"),
+                    message=refusal(request, exc))
     log.info("rebuild from the dashboard: %s; %s", report.summary(), archived.summary())
     return _back("/admin/feeds", "rebuilt")
 

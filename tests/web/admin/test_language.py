@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from feedpub import accounts
 from feedpub.store import open_store
-from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, login, make_app, seed
+from tests.web.admin.conftest import ACCOUNT, PASSWORD, PERIOD, SECRET, csrf_of, login, make_app, seed
 
 STRINGS = Path(__file__).resolve().parents[3] / "feedpub" / "web" / "admin" / "templates" / "strings.toml"
 PAGES = ("/admin", f"/admin/issues/{PERIOD}", "/admin/subscribers", "/admin/subscribers/1", "/admin/bounces",
@@ -84,5 +84,37 @@ def test_an_operator_overrides_one_word_of_the_dashboard(site, monkeypatch) -> N
             login(client)
             page = client.get("/admin").text
             assert '<a href="/admin/subscribers">読者</a>' in page and '<a href="/admin/feeds">フィード</a>' in page
+    finally:
+        store.engine.dispose()
+
+
+def test_a_refusal_and_a_failed_build_are_worded_in_japanese(dashboard) -> None:
+    login(dashboard.client)
+    csrf = csrf_of(dashboard.client)
+    refused = dashboard.client.post(f"/admin/issues/{PERIOD}/resume", data={"csrf": csrf})
+    assert refused.status_code == 409 and f"号 {PERIOD} は一時停止していません（想定: 一時停止中の号）" in refused.text
+    dashboard.config.posts_dir.rmdir()
+    failed = dashboard.client.post("/admin/feeds/rebuild", data={"csrf": csrf})
+    assert failed.status_code == 500 and "生成に失敗しました" in failed.text
+    assert ": 記事フォルダがありません（想定: site.posts_dir にフォルダを指定）" in failed.text
+
+
+def test_a_refusal_and_a_failed_build_in_english(site, monkeypatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure('[web]\npublic_url = "https://news.example.com"\n', language="en")
+    store = open_store(site.config.store_url)
+    accounts.add_user(store, ACCOUNT, PASSWORD)
+    seed(store)
+    try:
+        with TestClient(make_app(site.config, store), base_url="https://testserver") as client:
+            login(client)
+            csrf = csrf_of(client)
+            refused = client.post(f"/admin/issues/{PERIOD}/resume", data={"csrf": csrf})
+            assert refused.status_code == 409
+            assert f"issue {PERIOD} is not paused (expected a paused issue)" in refused.text
+            site.config.posts_dir.rmdir()
+            failed = client.post("/admin/feeds/rebuild", data={"csrf": csrf})
+            assert failed.status_code == 500 and "Build failed" in failed.text
+            assert ": posts folder does not exist (expected site.posts_dir to name a folder)" in failed.text
     finally:
         store.engine.dispose()

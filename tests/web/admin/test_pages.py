@@ -70,7 +70,7 @@ def test_pause_resume_retry_and_cancel_from_the_issue_page(dashboard) -> None:
     client.post(f"/admin/issues/{PERIOD}/cancel", data={"csrf": csrf})
     assert store.counts(dashboard.issue_id)["cancelled"] == 2
     refused = client.post(f"/admin/issues/{PERIOD}/resume", data={"csrf": csrf})
-    assert refused.status_code == 409 and "was cancelled" in refused.text
+    assert refused.status_code == 409 and f"号 {PERIOD} は取り消し済みです（想定: 一時停止中の号）" in refused.text
     actions = [e.action for e in accounts.audit_log(store, 10)]
     assert actions[:5] == ["issue.resume", "issue.cancel", "issue.retry", "issue.resume", "issue.pause"]
     assert "issue.cancel" in client.get("/admin/audit").text
