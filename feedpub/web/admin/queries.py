@@ -42,17 +42,10 @@ class Weekly:
     suppressed: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class IssueRow:
-    id: int
-    period: str
-    created_at: datetime
+class Rates:
+    """Shares of a set of deliveries (`counts`: status → how many), as the pages show them."""
+
     counts: dict[str, int]
-    hold: str | None
-    bounced: int                      # deliveries a hard or soft bounce names
-    complained: int                   # deliveries a complaint names
-    kind: str = "weekly"              # post, daily, weekly, monthly, welcome
-    zone: str = ""                    # its readers' time zone ("": the site's)
 
     @property
     def total(self) -> int:
@@ -66,6 +59,19 @@ class IssueRow:
         mailbox provider counts it."""
         sent = self.counts["sent"]
         return f"{100 * count / sent:.1f}%" if sent else "–"
+
+
+@dataclass(frozen=True)
+class IssueRow(Rates):
+    id: int
+    period: str
+    created_at: datetime
+    counts: dict[str, int]
+    hold: str | None
+    bounced: int                      # deliveries a hard or soft bounce names
+    complained: int                   # deliveries a complaint names
+    kind: str = "weekly"              # post, daily, weekly, monthly, welcome
+    zone: str = ""                    # its readers' time zone ("": the site's)
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,7 @@ def issue_row(store: Store, period: str) -> IssueRow | None:
 
 
 @dataclass(frozen=True)
-class KindRow:
+class KindRow(Rates):
     """Every mail of one kind together: how many, and their deliveries' counts as an issue's."""
 
     kind: str
@@ -153,16 +159,6 @@ class KindRow:
     bounced: int
     complained: int
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def rate(self, count: int) -> str:
-        return f"{100 * count / self.total:.1f}%" if self.total else "–"
-
-    def rate_of_sent(self, count: int) -> str:
-        sent = self.counts["sent"]
-        return f"{100 * count / sent:.1f}%" if sent else "–"
 
 
 def by_kind(store: Store, kinds: Sequence[str]) -> list[KindRow]:
