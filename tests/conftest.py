@@ -22,7 +22,7 @@ from hypothesis import settings
 from feedpub.config import Config
 from feedpub.config_file import load_config
 from feedpub.schema import MIGRATIONS, metadata, schema_version
-from feedpub.store import Store
+from feedpub.store import Store, open_store
 from tests.smtp_server import SMTPTestServer
 
 # In CI the property tests draw the same examples at every run, so a run passes or fails for the code, not
@@ -131,6 +131,17 @@ def store_of_version(url: str, version: int, *after: str) -> None:
         for statement in after:
             conn.execute(sa.text(statement))
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store: a SQLite file in tmp_path, then the session's PostgreSQL database (emptied)."""
+    if request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'feedpub.db'}")
+    else:
+        opened = emptied(open_store(request.getfixturevalue("pg_url")))
+    yield opened
+    opened.engine.dispose()
 
 
 def emptied(store: Store) -> Store:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from importlib import resources
@@ -18,8 +17,8 @@ from feedpub.errors import ConfigError
 from feedpub.fediverse.keys import new_key_pair
 from feedpub.fediverse.ledger import Ledger
 from feedpub.fediverse.signatures import BadSignature, claim, sign_request, verify
-from feedpub.store import Store, open_store
-from tests.conftest import Site, emptied
+from feedpub.store import Store
+from tests.conftest import Site
 
 
 def test_activitypub_settings_are_read_and_bad_ones_name_their_line(site: Site) -> None:
@@ -49,14 +48,9 @@ def test_the_scaffold_documents_every_activitypub_key() -> None:
         assert f"\n{key} = " in text.split("[activitypub]", 1)[1], key
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'feedpub.db'}")
-    else:
-        opened = emptied(open_store(request.getfixturevalue("pg_url")))
-    yield opened
-    opened.engine.dispose()
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
 
 
 def test_an_account_key_is_made_once_and_kept_private(store: Store, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ migration that adds the links' column to a store made before it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,19 +12,14 @@ import sqlalchemy as sa
 from feedpub.records import SubscriberInput
 from feedpub.schema import MIGRATIONS, schema_version
 from feedpub.store import READER_UNSUBSCRIBED, Store, open_store
-from tests.conftest import emptied, store_of_version
+from tests.conftest import store_of_version
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        store = open_store(f"sqlite:///{tmp_path / 'feedpub.db'}")
-    else:
-        store = emptied(open_store(request.getfixturevalue("pg_url")))
-    yield store
-    store.engine.dispose()
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
 
 
 def test_a_sign_up_stores_a_new_address_pending_and_never_rewrites_a_known_one(store) -> None:
