@@ -47,7 +47,8 @@ class App:
         self._config = None
         self._strings = None
         self._problems = None
-        LOG_WORDS.source = lambda: self.problems
+        # Log lines never stop a command: while its config cannot be loaded, they read in English.
+        LOG_WORDS.source = lambda: self.strings_without_config("problems")
 
     @property
     def config(self):  # noqa: ANN201 - feedpub.config.Config, imported lazily
