@@ -130,7 +130,7 @@ def check_folders(config: Config, output: Path) -> None:
     if not config.posts_dir.is_dir():
         raise ConfigError(message("posts_folder_missing", path=str(config.posts_dir)))
     if output == config.posts_dir or config.posts_dir.is_relative_to(output):
-        raise ConfigError(f"{output}: output folder contains the posts (expected a separate feeds.output_dir)")
+        raise ConfigError(message("output_holds_posts", path=str(output)))
     problem = output_problem(output)
     if problem:
         raise ConfigError(problem)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
+from feedpub.errors import Message, message
 from feedpub.files import TEMP_PREFIX, write_if_changed
 
 MANIFEST = ".feedpub-manifest"
@@ -26,7 +27,7 @@ class WriteResult:
     removed: tuple[str, ...]
 
 
-def output_problem(root: Path) -> str | None:
+def output_problem(root: Path) -> Message | None:
     """Why feeds cannot be written into `root`, or None. Checked before anything is written."""
     existing = root
     while not existing.exists():
@@ -34,12 +35,12 @@ def output_problem(root: Path) -> str | None:
             break
         existing = existing.parent
     if not existing.is_dir():
-        return f"{existing}: is not a folder (expected feeds.output_dir or --output to name a folder)"
+        return message("output_not_folder", path=str(existing))
     if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing}: folder is not writable (expected a folder feedpub may write into)"
+        return message("output_not_writable", path=str(existing))
     manifest = root / MANIFEST
     if manifest.exists() and not os.access(manifest, os.R_OK | os.W_OK):
-        return f"{manifest}: cannot read and write the list of files feedpub manages"
+        return message("output_manifest_unusable", path=str(manifest))
     return None
 
 

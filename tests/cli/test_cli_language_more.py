@@ -155,3 +155,15 @@ def test_init_speaks_the_scaffolds_language(tmp_path) -> None:
     result = feedpub(tmp_path, "init", "site")
     assert (result.returncode, result.stdout) == (0, "created site/feedpub.toml, site/posts/, site/email_templates/\n")
     assert 'language = "en"' in (tmp_path / "site" / "feedpub.toml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("language", "line"), [
+    ("en", "public: is not a folder (expected feeds.output_dir or --output to name a folder)"),
+    ("ja", "public: フォルダではありません（想定: feeds.output_dir か --output にフォルダを指定）"),
+])
+def test_an_unusable_output_folder_in_the_site_language(site, language, line) -> None:
+    site.configure("", language=language)
+    (site.root / "public").write_text("a file where the output folder goes\n", encoding="utf-8")
+    check, build = feedpub(site.root, "check"), feedpub(site.root, "build")
+    assert check.returncode == build.returncode == 2
+    assert line in check.stderr and line in build.stderr
