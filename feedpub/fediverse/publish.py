@@ -34,7 +34,7 @@ from feedpub.fediverse.accounts import site_accounts
 from feedpub.fediverse.queue import enqueue_in
 from feedpub.fediverse.urls import actor_id, followers_id
 from feedpub.schema import fediverse_followers, fediverse_published
-from feedpub.site.build import render_cache
+from feedpub.site.build import read_posts, render_cache
 from feedpub.site.markup import RenderedPost, render_posts
 from feedpub.site.posts import collect
 from feedpub.site.reader import Post
@@ -129,7 +129,7 @@ def publish(config: Config, store: Store, *, now: datetime | None = None) -> Pub
     if not config.activitypub.enabled:
         return PublishReport()
     now = now or utcnow()
-    collection = collect(config, now=now)
+    collection = collect(config, now=now, known=read_posts(config))   # the build just read them
     site_account = config.activitypub.username
     # What each account's feed carries: its newest feeds.limit posts.
     shown = {name: account.posts[:config.feeds.limit]

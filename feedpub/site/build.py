@@ -124,6 +124,13 @@ def render_cache(config: Config) -> dict:
     posts after a build (the fediverse's publisher): `markup.render_posts(cache=…)` reuses them."""
     return Cache(config.path(CACHE_FOLDER), _render_key(config)).load("renders") or {}
 
+
+def read_posts(config: Config) -> dict:
+    """The post files the last build of the published site read (path → `posts.FileEntry`), for what else reads the
+    site's posts after a build (the fediverse's publisher): `posts.collect(known=…)` reuses the unchanged ones."""
+    key = _cache_key(config, config.output_dir.resolve(), False, False)
+    return Cache(config.path(CACHE_FOLDER), key).load("posts") or {}
+
 def check_folders(config: Config, output: Path) -> None:
     """ConfigError when the posts or the output folder cannot be used (`feedpub check` and `build` alike):
     checked before anything is written, so a wrong posts_dir never replaces good feeds with empty ones."""
