@@ -179,6 +179,8 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
     chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
     takes: dict[tuple[str, ...], frozenset[str]] = {}    # topics → the candidates they take (few distinct sets)
+    # (topics, window start, posts got, takes post mail) → the posts: readers alike get the same, computed once
+    picked: dict[tuple[tuple[str, ...], datetime, frozenset[str], bool], tuple[str, ...]] = {}
     for sid, reader in readers.items():
         if reader.topics not in takes:
             takes[reader.topics] = frozenset(url for url, in_topics in topics_of.items()
@@ -187,10 +189,13 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
         # A reader no digest reached yet takes the stream's window, and the posts since they joined before it
         # (a slot missed, or a stream new to them), LATE_REACH at most.
         lower = max(found.reach, since[sid]) if sid in since else max(floor, min(found.starts, reader.joined))
-        mine = got.get(sid, set())
-        urls = tuple(p.url for p in newest_first
-                     if news[p.url] > lower and p.url not in mine and p.url in theirs
-                     and not (reader.cadence == "post" and p.url in waiting))[:config.digest.max_posts]
+        mine = frozenset(got.get(sid, ()))
+        pick = (reader.topics, lower, mine, reader.cadence == "post")
+        if pick not in picked:
+            picked[pick] = tuple(p.url for p in newest_first
+                                 if news[p.url] > lower and p.url not in mine and p.url in theirs
+                                 and not (pick[3] and p.url in waiting))[:config.digest.max_posts]
+        urls = picked[pick]
         if urls:
             chosen[sid] = (variant_key(reader.topics), urls)
     keys = cadences.variant_keys(chosen.values())
