@@ -52,6 +52,9 @@ subscribers = sa.Table(
     sa.Column("unsubscribed_at", UTCDateTime),
     # When the newest confirmation link was mailed (the time inside it); NULL once used or while none is out.
     sa.Column("confirm_sent_at", UTCDateTime),
+    # When an active reader switched from a digest to each post's mail: the posts that were waiting for that
+    # digest come in one mail `digest.post_delay` later (`feedpub.send.reader_mail`); NULL once it is composed.
+    sa.Column("post_since", UTCDateTime),
 )
 
 suppressions = sa.Table(
@@ -445,13 +448,16 @@ def _lighten_cadence_slots_v13(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_issue_id_fkey, "
                              "DROP CONSTRAINT IF EXISTS deliveries_subscriber_id_fkey"))
 
+def _add_catch_up_v14(conn: Connection) -> None:
+    _add_missing_column(conn, subscribers, "post_since")
+
 # Step i brings a store from version i to i + 1. Append steps; never edit a released one.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_workers_v2, _add_issue_archive_v3,
                                                       _add_admin_v4, _add_bounces_v5, _add_webhook_replays_v6,
                                                       _add_confirmation_links_v7, _add_suppression_causes_v8,
                                                       _add_reader_cadences_v9, _add_cadence_mail_v10,
                                                       _add_fediverse_accounts_v11, _add_fediverse_publishing_v12,
-                                                      _lighten_cadence_slots_v13)
+                                                      _lighten_cadence_slots_v13, _add_catch_up_v14)
 
 
 # Held by the transaction that migrates a PostgreSQL store (pg_advisory_xact_lock's key: "feedpub" in ASCII).

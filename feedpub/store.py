@@ -110,6 +110,9 @@ class Store:
                     if entry.name is not None:
                         changes["name"] = entry.name
                     changes.update(_choices(entry))
+                    if entry.cadence is not None and entry.cadence != row.cadence:
+                        # From a digest to each post's mail: what waited for the digest comes in one mail.
+                        changes["post_since"] = now if entry.cadence == "post" and row.status == "active" else None
                     if status is not None and status != row.status:
                         changes["status"] = status
                         if status == "active":
@@ -195,6 +198,31 @@ class Store:
         with self.engine.connect() as conn:
             return [ActiveReader(sid, _topics(topics), cadence, zone, joined)
                     for sid, topics, cadence, zone, joined in conn.execute(query)]
+
+    def catching_up(self, until: datetime) -> list[tuple[ActiveReader, datetime]]:
+        """The active `post` readers who switched from a digest at or before `until` and whose catch-up mail
+        is not composed yet, with when they switched."""
+        query = (sa.select(subscribers.c.id, sa.cast(subscribers.c.topics, sa.Text), subscribers.c.cadence,
+                           subscribers.c.timezone, subscribers.c.created_at, subscribers.c.post_since)
+                 .where(subscribers.c.status == "active", subscribers.c.cadence == "post",
+                        subscribers.c.post_since <= until, ~is_suppressed())
+                 .order_by(subscribers.c.post_since, subscribers.c.id))
+        with self.engine.connect() as conn:
+            return [(ActiveReader(sid, _topics(topics), cadence, zone, joined), since)
+                    for sid, topics, cadence, zone, joined, since in conn.execute(query)]
+
+    def next_catch_up(self) -> datetime | None:
+        """When the earliest switch to each post's mail whose catch-up is not composed yet happened."""
+        query = sa.select(sa.func.min(subscribers.c.post_since)).where(subscribers.c.status == "active",
+                                                                      subscribers.c.cadence == "post")
+        with self.engine.connect() as conn:
+            return conn.scalar(query)
+
+    def caught_up(self, subscriber_id: int, since: datetime) -> None:
+        """The catch-up of the switch at `since` is composed (a later switch keeps its own)."""
+        with self.writing() as conn:
+            conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id,
+                                                    subscribers.c.post_since == since).values(post_since=None))
 
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
         query = sa.select(subscribers).order_by(subscribers.c.id)

@@ -157,13 +157,15 @@ class Composed:
 
 
 def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tuple[str, str], slot: datetime,
-                         readers: Mapping[int, ActiveReader], reading: Reading | None = None) -> Composed:
+                         readers: Mapping[int, ActiveReader], reading: Reading | None = None, *,
+                         mail: tuple[str, str] | None = None) -> Composed:
     """The issue of `slot` for each reader of a stream: the posts of their topics dated by its slot that became
     news in their window (`cadences.appeared`: a backdated post when it appeared), none they got already (the
     ledger), composed once per variant (topics and the set of posts). A reader's
     window starts at the stream's previous issue (the first: one period back), reaching LATE_REACH further
     for posts no mail brought them, never before the earliest window a mail to them covered (none yet: the
-    stream's window, or from when they joined if that was before it, LATE_REACH at most)."""
+    stream's window, or from when they joined if that was before it, LATE_REACH at most). With `mail` (kind,
+    period), what the stream's issue would bring them now is composed as that mail instead (a catch-up)."""
     kind, zone = stream
     found = coverage(config, store, slot, stream)
     reading = reading or Reading()
@@ -203,7 +205,7 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     rendered, warnings = reading.render(config, [p for p in newest_first if p.url in carried_urls],
                                         collection.posts)
     by_url = {r.post.url: r for r in rendered}
-    period = cadences.period_key(config, kind, zone, slot)
+    kind, period = mail or (kind, cadences.period_key(config, kind, zone, slot))
     variants: dict[str, Variant] = {}
     for (topics_key, urls), key in keys.items():
         posts = tuple(by_url[url] for url in urls if url in by_url)

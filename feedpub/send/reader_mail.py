@@ -12,10 +12,19 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from feedpub.config import Config, parse_duration
-from feedpub.errors import message
-from feedpub.records import StoredIssue, Subscriber
+from feedpub.errors import Problem, message
+from feedpub.records import ActiveReader, StoredIssue, Subscriber
 from feedpub.send import cadences, delivery
-from feedpub.send.dispatch import Dispatch, Messages, Reading, as_stored, send_due_issue, send_due_retries
+from feedpub.send.dispatch import (
+    Dispatch,
+    Messages,
+    Reading,
+    as_stored,
+    compose_stream_issue,
+    send_due_issue,
+    send_due_retries,
+    store_composed,
+)
 from feedpub.send.issue import Issue, render_variant, variant_key
 from feedpub.site.markup import render_posts
 from feedpub.site.posts import collect
@@ -47,6 +56,7 @@ def send_due(config: Config, store: Store, now: datetime, *, stop: threading.Eve
                            send=send, stream=stream, reading=reading)
             for stream in streams_in_use(config, store) or [("weekly", "")]]
     done += send_due_posts(config, store, now, stop=stop, on_outcome=on_outcome, send=send, reading=reading)
+    done += send_due_catch_ups(config, store, now, stop=stop, on_outcome=on_outcome, send=send, reading=reading)
     if send:
         send_due_retries(config, store, now, stop=stop or threading.Event())
     return done
@@ -56,9 +66,9 @@ def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
     """When mail falls due next after `now`: the next slot of a stream in use, or a waiting post's mail."""
     slots = [cadences.next_slot(config, kind, cadences.zone_of(config, zone), now)
              for kind, zone in streams_in_use(config, store)]
-    waiting = store.next_waiting_post()
-    if waiting is not None:
-        slots.append(max(waiting + parse_duration(config.digest.post_delay), now))
+    delay = parse_duration(config.digest.post_delay)
+    slots += [max(moment + delay, now) for moment in (store.next_waiting_post(), store.next_catch_up())
+              if moment is not None]
     return min(slots, default=None)
 
 
@@ -99,6 +109,30 @@ def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threadi
         summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
                                     on_outcome=on_outcome) if send else None)
         done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems),
+                             None if send else message("note_queued", period=stored.period)))
+    return done
+
+
+def send_due_catch_ups(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
+                       on_outcome: Callable[[delivery.Outcome], None] | None = None, send: bool = True,
+                       reading: Reading | None = None) -> list[Dispatch]:
+    """For each reader who switched from a digest to each post's mail `digest.post_delay` ago or more: one mail
+    with the posts that were waiting for their digest (what their zone's weekly digest would bring them now),
+    so the switch neither loses them nor holds them until that digest."""
+    delay = parse_duration(config.digest.post_delay)
+    switched = store.catching_up(now - delay)
+    if not switched:
+        return []
+    reading = reading or Reading()
+    done = []
+    for reader, since in switched:
+        stored, problems = _catch_up_issue(config, store, reader, since + delay, now, reading)
+        store.caught_up(reader.id, since)
+        if stored is None:
+            continue
+        summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
+                                    on_outcome=on_outcome) if send else None)
+        done.append(Dispatch(stored.period, stored, summary, tuple(problems),
                              None if send else message("note_queued", period=stored.period)))
     return done
 
@@ -163,3 +197,26 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
         except StoreError:
             continue    # another process stored it a moment ago: the next turn finds it
     raise StoreError(message("store_post_mail_kept_changing", store=store.shown, url=post.url))
+
+
+def _catch_up_issue(config: Config, store: Store, reader: ActiveReader, slot: datetime, now: datetime,
+                    reading: Reading) -> tuple[StoredIssue | None, list[Problem]]:
+    """The stored catch-up mail of a reader who switched to each post's mail (composed once: a second run finds
+    it), None when nothing was waiting for them."""
+    stream = ("weekly", cadences.zone_key(config, reader.timezone))
+    period = cadences.catch_up_period(slot, reader.id)
+    for _attempt in range(3):
+        stored = store.issue(period)
+        if stored is not None:
+            return stored, []
+        composed = compose_stream_issue(config, store, now, stream, now, {reader.id: reader}, reading,
+                                        mail=("post", period))
+        if not composed.recipients:
+            return None, composed.problems
+        try:
+            return store_composed(config, store, composed), composed.problems
+        except LedgerClash:
+            continue      # a post of it reached them in another mail meanwhile: compose it again
+        except StoreError:
+            continue      # another process stored it a moment ago: the next turn finds it
+    raise StoreError(message("store_issue_kept_changing", store=store.shown, period=period))
