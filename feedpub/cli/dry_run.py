@@ -8,7 +8,7 @@ Imported by `feedpub.cli.digest` only when a dry run is asked for (the send modu
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import click
@@ -74,9 +74,8 @@ def print_dry_run(config: Config, store: Store, now: datetime) -> None:
     for seen, url in sorted((seen, url) for url, (seen, _) in sighted.sightings("waiting").items()
                             if seen + delay <= now and url in published):
         period = cadences.post_period(seen + delay, url)
-        stored = store.issue(period)
-        if stored is not None:      # composed by a run that stopped before marking the post mailed
-            continue
+        if store.issue(period) is not None:     # composed by a run that stopped before marking it mailed: its rows
+            continue                             # are among the composed issues' below
         problems += _post_mail(config, store, published[url], period, seen + delay, collection.posts, reading)
     for issue in store.issues():
         if issue.id not in shown and store.count_due(issue.id, now):
@@ -85,7 +84,7 @@ def print_dry_run(config: Config, store: Store, now: datetime) -> None:
     report(list(dict.fromkeys(problems)))
 
 
-def _post_mail(config: Config, store: Store, post: Post, period: str, slot: datetime, site_posts: list[Post],
+def _post_mail(config: Config, store: Store, post: Post, period: str, slot: datetime, site_posts: Sequence[Post],
                reading: Reading) -> list[Problem]:
     """The mail of one post, as `send_due_posts` would compose it, printed."""
     click.echo(words().text("dry_run_post_heading", title=post.title, period=period), err=True)
