@@ -92,6 +92,10 @@ def rows(store: Store) -> dict[str, list[tuple[str, ...]]]:
                 for name, table in tables.tables.items()}
 
 
+# A stream's issue composed and fully sent, in each language.
+PENDING_NONE = {"en": "already composed; 0 deliveries due; nothing sent", "ja": "送信予定 0 件。何も送信していません"}
+
+
 def subject(received) -> str:
     return str(make_header(decode_header(received.message()["Subject"])))
 
@@ -145,9 +149,13 @@ def test_dry_run_shows_every_stream_due_the_post_mails_and_the_pending_welcome_a
 
         # What a real run sends now is what the dry run listed, no more, no less.
         sent = feedpub(config, "digest", "send")
-    assert sent.exit_code == 0, sent.output
-    assert sorted((r.rcpt_tos[0], subject(r)) for r in smtp_server.received) == sorted(planned)
-    assert rows(store) != before
+        assert sent.exit_code == 0, sent.output
+        assert sorted((r.rcpt_tos[0], subject(r)) for r in smtp_server.received) == sorted(planned)
+        assert rows(store) != before
+        # Then nothing is left: each stream's issue is composed with no row due, the post mail and welcome sent.
+        again = feedpub(config, "digest", "send", "--dry-run")
+    assert again.exit_code == 0 and again.stdout == ""
+    assert again.stderr.count(PENDING_NONE[language]) == 4, again.stderr     # New York's weekly: nothing new
 
 
 
