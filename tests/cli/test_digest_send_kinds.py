@@ -158,8 +158,6 @@ def test_dry_run_shows_every_stream_due_the_post_mails_and_the_pending_welcome_a
     assert again.stderr.count(PENDING_NONE[language]) == 4, again.stderr     # New York's weekly: nothing new
 
 
-
-
 def test_dry_run_records_nothing_on_sqlite_and_postgresql(tmp_path, smtp_server, any_store) -> None:
     url = any_store.engine.url.render_as_string(hide_password=False)
     config = write_site(tmp_path, smtp_server.port, store_url=url)
