@@ -324,11 +324,6 @@ def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetim
     return issue, [*collection.problems, *warnings]
 
 
-def active_recipients(store: Store) -> dict[int, str]:
-    """Active, unsuppressed subscribers → the variant key of their topics."""
-    return {sid: variant_key(topics) for sid, topics in store.active_recipients().items()}
-
-
 def render_variants(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:
     """Each variant once; keys whose topics match no post are left out (those readers get nothing)."""
     rendered = {key: render_variant(config, issue, key) for key in sorted(keys)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from feedpub.config import Config, parse_duration
@@ -75,13 +75,19 @@ def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
 def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, tuple[str, datetime]]:
     """Record the posts seen for the first time: their post mail waits `digest.post_delay`, unless they are
     backdated or a bulk import (`cadences.sightings`); the digests take a backdated one from when it appeared."""
-    known = store.sightings()
+    found = new_sightings(config, store.sightings(), posts, now)
+    return store.sight_posts(found) if found else {}
+
+
+def new_sightings(config: Config, known: Mapping[str, object], posts: Sequence[Post],
+                  now: datetime) -> dict[str, tuple[str, datetime]]:
+    """The sightings `sight_posts` records (URL → state, first seen) given the URLs `known` already."""
     new = [(p.url, p.date) for p in posts if p.url not in known]
     first = FIRST_LOOK not in known
     found = cadences.sightings(new, now, burst=config.digest.post_burst, first=first)
     if first:         # the first look, remembered even when the site has no post yet
         found[FIRST_LOOK] = ("look", now)
-    return store.sight_posts(found) if found else {}
+    return found
 
 
 def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
@@ -166,6 +172,15 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
         return store.issue(period)
 
 
+def post_recipients(config: Config, store: Store, post: Post) -> dict[int, str]:
+    """The `post` readers of `post`'s topics who did not get it yet → the variant key of their topics."""
+    readers = store.active_readers(["post"])
+    got = store.readers_got([post.url], [reader.id for reader in readers])
+    in_topics = cadences.post_topics(config, post)
+    return {reader.id: variant_key(reader.topics) for reader in readers
+            if post.url not in got.get(reader.id, ()) and cadences.wanted(reader.topics, in_topics)}
+
+
 def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_posts: Sequence[Post],
                 reading: Reading) -> StoredIssue | None:
     """The stored mail of one post (composed once: a second run finds it), None when no reader wants it."""
@@ -174,12 +189,7 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
         stored = store.issue(period)
         if stored is not None:
             return stored
-        readers = store.active_readers(["post"])
-        got = store.readers_got([post.url], [reader.id for reader in readers])
-        in_topics = cadences.post_topics(config, post)
-        recipients = {reader.id: variant_key(reader.topics) for reader in readers
-                      if post.url not in got.get(reader.id, ())
-                      and cadences.wanted(reader.topics, in_topics)}
+        recipients = post_recipients(config, store, post)
         if not recipients:
             return None
         rendered, _ = reading.render(config, [post], site_posts)
