@@ -11,7 +11,9 @@ datetimes.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub import schema
@@ -107,6 +110,9 @@ class Store:
                     if entry.name is not None:
                         changes["name"] = entry.name
                     changes.update(_choices(entry))
+                    if entry.cadence is not None and entry.cadence != row.cadence:
+                        # From a digest to each post's mail: what waited for the digest comes in one mail.
+                        changes["post_since"] = now if entry.cadence == "post" and row.status == "active" else None
                     if status is not None and status != row.status:
                         changes["status"] = status
                         if status == "active":
@@ -181,16 +187,42 @@ class Store:
                        timezones: Collection[str] | None = None) -> list[ActiveReader]:
         """Active, unsuppressed subscribers (of these cadences, in these time zones, or all), in id order (one
         light query, no objects)."""
-        query = (sa.select(subscribers.c.id, subscribers.c.topics, subscribers.c.cadence, subscribers.c.timezone,
-                           subscribers.c.created_at)
+        # The topics as text, each distinct list decoded once: most readers share a few.
+        query = (sa.select(subscribers.c.id, sa.cast(subscribers.c.topics, sa.Text), subscribers.c.cadence,
+                           subscribers.c.timezone, subscribers.c.created_at)
                  .where(subscribers.c.status == "active", ~is_suppressed()).order_by(subscribers.c.id))
         if cadences is not None:
             query = query.where(subscribers.c.cadence.in_(sorted(cadences)))
         if timezones is not None:
             query = query.where(subscribers.c.timezone.in_(sorted(timezones)))
         with self.engine.connect() as conn:
-            return [ActiveReader(sid, tuple(topics), cadence, zone, joined)
+            return [ActiveReader(sid, _topics(topics), cadence, zone, joined)
                     for sid, topics, cadence, zone, joined in conn.execute(query)]
+
+    def catching_up(self, until: datetime) -> list[tuple[ActiveReader, datetime]]:
+        """The active `post` readers who switched from a digest at or before `until` and whose catch-up mail
+        is not composed yet, with when they switched."""
+        query = (sa.select(subscribers.c.id, sa.cast(subscribers.c.topics, sa.Text), subscribers.c.cadence,
+                           subscribers.c.timezone, subscribers.c.created_at, subscribers.c.post_since)
+                 .where(subscribers.c.status == "active", subscribers.c.cadence == "post",
+                        subscribers.c.post_since <= until, ~is_suppressed())
+                 .order_by(subscribers.c.post_since, subscribers.c.id))
+        with self.engine.connect() as conn:
+            return [(ActiveReader(sid, _topics(topics), cadence, zone, joined), since)
+                    for sid, topics, cadence, zone, joined, since in conn.execute(query)]
+
+    def next_catch_up(self) -> datetime | None:
+        """When the earliest switch to each post's mail whose catch-up is not composed yet happened."""
+        query = sa.select(sa.func.min(subscribers.c.post_since)).where(subscribers.c.status == "active",
+                                                                      subscribers.c.cadence == "post")
+        with self.engine.connect() as conn:
+            return conn.scalar(query)
+
+    def caught_up(self, subscriber_id: int, since: datetime) -> None:
+        """The catch-up of the switch at `since` is composed (a later switch keeps its own)."""
+        with self.writing() as conn:
+            conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id,
+                                                    subscribers.c.post_since == since).values(post_since=None))
 
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
         query = sa.select(subscribers).order_by(subscribers.c.id)
@@ -348,18 +380,16 @@ class Store:
                                         .where(post_sightings.c.url.in_(chunk))).all())
                 ledger = (sa.select(reader_posts.c.subscriber_id, reader_posts.c.post_id)
                           .where(reader_posts.c.post_id.in_(sorted(ids))))
-                for narrowed in _narrowed(ledger, reader_posts.c.subscriber_id, readers):
-                    for sid, post_id in conn.execute(narrowed):
-                        got.setdefault(sid, set()).add(ids[post_id])
+                for sid, post_id in conn.execute(_narrowed(conn, ledger, reader_posts.c.subscriber_id, readers)):
+                    got.setdefault(sid, set()).add(ids[post_id])
                 if not legacy_issues:
                     continue
                 legacy = (sa.select(deliveries.c.subscriber_id, issue_posts.c.url)
                           .join(issue_posts, issue_posts.c.issue_id == deliveries.c.issue_id)
                           .join(issues, issues.c.id == deliveries.c.issue_id)
                           .where(issue_posts.c.url.in_(chunk), ~issues.c.ledgered))
-                for narrowed in _narrowed(legacy, deliveries.c.subscriber_id, readers):
-                    for sid, url in conn.execute(narrowed):
-                        got.setdefault(sid, set()).add(url)
+                for sid, url in conn.execute(_narrowed(conn, legacy, deliveries.c.subscriber_id, readers)):
+                    got.setdefault(sid, set()).add(url)
         return got
 
     def first_windows(self, readers: Collection[int] | None = None) -> dict[int, datetime]:
@@ -368,11 +398,8 @@ class Store:
         query = (sa.select(deliveries.c.subscriber_id, sa.func.min(issues.c.starts))
                  .join(issues, issues.c.id == deliveries.c.issue_id).where(issues.c.kind != "post")
                  .group_by(deliveries.c.subscriber_id))
-        found: dict[int, datetime] = {}
         with self.engine.connect() as conn:
-            for narrowed in _narrowed(query, deliveries.c.subscriber_id, readers):
-                found.update(conn.execute(narrowed).all())
-        return found
+            return dict(conn.execute(_narrowed(conn, query, deliveries.c.subscriber_id, readers)).all())
 
     # -- post sightings --------------------------------------------------------------------------------
 
@@ -597,9 +624,21 @@ def bulk_insert(conn: Connection, table: str, columns: tuple[str, ...], rows: It
     while chunk := list(itertools.islice(rows, _INSERT_CHUNK)):
         times = [i for i, value in enumerate(chunk[0]) if isinstance(value, datetime)]
         if times:
-            chunk = [tuple(f"{v:%Y-%m-%d %H:%M:%S.%f}" if i in times and v is not None else v
-                           for i, v in enumerate(row)) for row in chunk]
+            chunk = [_times_as_text(row, times) for row in chunk]
         cursor.executemany(insert, chunk)
+
+
+def _times_as_text(row: tuple[Any, ...], times: Sequence[int]) -> list[Any]:
+    values = list(row)
+    for i in times:
+        if values[i] is not None:
+            values[i] = _time_text(values[i])
+    return values
+
+
+@functools.lru_cache(maxsize=256)      # a queue's rows share their time
+def _time_text(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S.%f}"
 
 
 def due(now: datetime) -> sa.ColumnElement[bool]:
@@ -689,13 +728,21 @@ def _post_ids(conn: Connection, urls: Collection[str], dated: Mapping[str, datet
     return _post_ids(conn, urls, dated, now)
 
 
-def _narrowed(query: sa.Select[Any], column: Any, ids: Collection[int] | None) -> Iterator[sa.Select[Any]]:
-    """`query` as it is (no ids), or once per chunk of `ids` with `column` among them."""
+@functools.lru_cache(maxsize=1024)
+def _topics(stored: str) -> tuple[str, ...]:
+    return tuple(json.loads(stored))
+
+
+def _narrowed(conn: Connection, query: sa.Select[Any], column: Any, ids: Collection[int] | None) -> sa.Select[Any]:
+    """`query` as it is (no ids), or with `column` among `ids`, bound as one value: an IN list of a stream's
+    thousands of readers costs more to compile than to run."""
     if ids is None:
-        yield query
-        return
-    for chunk in _chunks(sorted(ids), 1000):
-        yield query.where(column.in_(chunk))
+        return query
+    if conn.dialect.name == "postgresql":    # a join on the key, whatever the statistics of a growing ledger say
+        listed = sa.func.unnest(sa.bindparam("ids", sorted(ids), type_=postgresql.ARRAY(sa.Integer)))
+        return query.where(column.in_(sa.select(listed)))
+    listed = sa.func.json_each(sa.bindparam("ids", json.dumps(sorted(ids)))).table_valued("value")
+    return query.where(column.in_(sa.select(listed.c.value)))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -62,8 +62,8 @@ class Daemon:
         self._voices: tuple[Config, Strings, Strings] | None = None
         # The digest and retry jobs never send at once: the daemon opens smtp.connections, not twice that.
         self.sending = threading.Lock()
-        # Called after a build that changed the site: the cadence job looks for new posts now (their mail
-        # waits digest.post_delay from when they first appear).
+        # Called after a build that changed the site, or a reader's change of what they get: the cadence job
+        # looks now for new posts and switches to each post's mail (their mail waits digest.post_delay).
         self.on_changed: Callable[[], None] = lambda: None
         self.fediverse_queued = threading.Event()   # wakes the fediverse sender
         self.reading: Any = None      # feedpub.send.dispatch.Reading: the posts read and rendered for mail so far
@@ -346,7 +346,8 @@ def run(app: App, no_watch: bool) -> None:
         if config.bounces.imap_url:   # a missing password is found at start, not at the first poll
             config.bounces.imap_password()
         web_app = create_app(config, store, send_confirmation=daemon.send_confirmation,
-                             topics=lambda: daemon.topics, health=daemon.health, welcome=daemon.welcome)
+                             topics=lambda: daemon.topics, health=daemon.health, welcome=daemon.welcome,
+                             chosen=lambda: daemon.on_changed())
     except ConfigError as exc:
         fail(error_text(exc))
     listening = _listen(config)

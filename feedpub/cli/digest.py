@@ -21,7 +21,8 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, error_text, fail, recipient_li
 from feedpub.cli.subscribers import _table, open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
-from feedpub.records import CADENCES, MAIL_KINDS, ActiveReader, StoredIssue
+from feedpub.records import CADENCES, MAIL_KINDS, ActiveReader
+from feedpub.zones import known_zone
 
 if TYPE_CHECKING:
     from feedpub.config import Config
@@ -90,54 +91,17 @@ def _write_preview(config: Config, output: Path | None, copy: Variant, posts: in
 
 def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zone: str | None,
                          since: datetime | None) -> NoReturn:
-    """`preview --cadence K --tz Z`: what a reader of cadence K in zone Z who follows every topic gets next — the
-    next digest of their stream (its posts since that stream's last issue), or for `post` the next post's mail
-    (the post waiting longest for it, else the newest). Their own links become the generic pages' links."""
-    from feedpub.send import cadences  # lazy: 0.3 s, see the module docstring
-    from feedpub.send.dispatch import compose_stream_issue
-    from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER, Issue, render_variant
-    from feedpub.site.markup import render_posts
-    from feedpub.site.posts import collect
-    from feedpub.zones import known_zone
+    """`preview --cadence K --tz Z`: the next mail of such a reader (`_next_reader_mail`), their own links
+    become the generic pages' links."""
+    from feedpub.send.issue import PREFERENCES_MARKER, UNSUBSCRIBE_MARKER  # lazy: 0.3 s, see the module docstring
 
     config = app.config
-    if cadence is None:
-        fail(words().text("tz_needs_cadence"))
     if since is not None:
         fail(words().text("since_not_with_cadence"))
-    if cadence not in config.digest.cadences:
-        fail(words().text("option_cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
-    if zone is not None and not known_zone(zone):
-        fail(words().text("option_unknown_zone", option="--tz", zone=repr(zone)))
+    cadence = _offered_or_fail(config, cadence, zone)
     store = open_store_or_fail(app, migrate=False)
-    key = cadences.zone_key(config, zone or "")
-    now = datetime.now(UTC)
     with _user_errors():
-        if cadence == "post":
-            collection = collect(config, now=now)
-            report(list(collection.problems))
-            waiting = store.sightings("waiting")
-            published = sorted(collection.posts, key=lambda p: (0, waiting[p.url][0].timestamp()) if p.url in waiting
-                               else (1, -p.date.timestamp()))
-            if not published:
-                log.info("%s", words().text("preview_no_post"))
-                raise SystemExit(OK)
-            rendered, problems = render_posts(config, published[:1], site_posts=collection.posts)
-            report(problems)
-            issue = Issue("preview", now, now, now, tuple(rendered), kind="post", zone=key)
-            variant = render_variant(config, issue, "")
-            posts = len(rendered)
-        else:
-            slot = cadences.next_slot(config, cadence, cadences.zone_of(config, zone or ""), now)
-            # A reader of no topic in particular (every post), joining now: no mail reached them yet.
-            reader = ActiveReader(0, (), cadence, zone or "", now)
-            composed = compose_stream_issue(config, store, now, (cadence, key), slot, {0: reader})
-            report(composed.problems)
-            variant = next(iter(composed.variants.values()), None)
-            posts = len(next(iter(composed.variant_posts.values()), ()))
-        if variant is None:
-            log.info("%s", words().text("preview_no_post_for", cadence=cadence, zone=zone or config.site.timezone))
-            raise SystemExit(OK)
+        _, variant, posts = _next_reader_mail(config, store, cadence, zone, datetime.now(UTC))
     base = config.web.public_url.rstrip("/")
     generic = {UNSUBSCRIBE_MARKER: f"{base}/unsubscribe", PREFERENCES_MARKER: f"{base}/preferences"}
     html, text = variant.html, variant.text
@@ -146,16 +110,81 @@ def _preview_reader_mail(app: App, output: Path | None, cadence: str | None, zon
     _write_preview(config, output, replace(variant, html=html, text=text), posts)
 
 
+def _offered_or_fail(config: Config, cadence: str | None, zone: str | None) -> str:
+    """The cadence of `--cadence K [--tz Z]`; exit 2 for one the site does not offer or a zone that does not exist."""
+    if cadence is None:
+        fail(words().text("tz_needs_cadence"))
+    if cadence not in config.digest.cadences:
+        fail(words().text("option_cadence_not_offered", cadence=cadence, offered=", ".join(config.digest.cadences)))
+    if zone is not None and not known_zone(zone):
+        fail(words().text("option_unknown_zone", option="--tz", zone=repr(zone)))
+    return cadence
+
+
+def _next_reader_mail(config: Config, store: Store, cadence: str, zone: str | None,
+                      now: datetime) -> tuple[str, Variant, int]:
+    """What a reader of `cadence` in `zone` who follows every topic gets next: (its period, the mail, how many
+    posts) — the next digest of their stream (its posts since that stream's last issue), or for `post` the next
+    post's mail (the post waiting longest for it, else the newest). Exits 0, saying so, when there is none."""
+    from feedpub.send import cadences  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.dispatch import compose_stream_issue
+    from feedpub.send.issue import Issue, render_variant
+    from feedpub.site.markup import render_posts
+    from feedpub.site.posts import collect
+
+    key = cadences.zone_key(config, zone or "")
+    if cadence == "post":
+        collection = collect(config, now=now)
+        report(list(collection.problems))
+        waiting = store.sightings("waiting")
+        published = sorted(collection.posts, key=lambda p: (0, waiting[p.url][0].timestamp()) if p.url in waiting
+                           else (1, -p.date.timestamp()))
+        if not published:
+            log.info("%s", words().text("preview_no_post"))
+            raise SystemExit(OK)
+        rendered, problems = render_posts(config, published[:1], site_posts=collection.posts)
+        report(problems)
+        period = cadences.post_period(now, published[0].url)
+        variant = render_variant(config, Issue(period, now, now, now, tuple(rendered), kind="post", zone=key), "")
+        posts = len(rendered)
+    else:
+        slot = cadences.next_slot(config, cadence, cadences.zone_of(config, zone or ""), now)
+        # A reader of no topic in particular (every post), joining now: no mail reached them yet.
+        reader = ActiveReader(0, (), cadence, zone or "", now)
+        composed = compose_stream_issue(config, store, now, (cadence, key), slot, {0: reader})
+        report(composed.problems)
+        period = composed.period
+        variant = next(iter(composed.variants.values()), None)
+        posts = len(next(iter(composed.variant_posts.values()), ()))
+    if variant is None:
+        log.info("%s", words().text("preview_no_post_for", cadence=cadence, zone=zone or config.site.timezone))
+        raise SystemExit(OK)
+    return period, variant, posts
+
+
 @digest.command()
-@click.option("--dry-run", is_flag=True, help="Print recipients and subjects; send and record nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what would be composed and sent now, recipient and subject per line: every stream's digest "
+                   "that is due, the post mails, the rows of composed issues still to send; send and record nothing.")
 @click.option("--to", "to_email", metavar="EMAIL", help="Send one test copy marked [TEST] here; record nothing.")
 @click.option("--force", is_flag=True, help="With --to: send even to an address that unsubscribed or is suppressed.")
+@click.option("--cadence", type=click.Choice(CADENCES), default=None,
+              help="With --to: the next mail of a reader of this cadence (one of digest.cadences), with every topic, "
+                   "instead of the weekly issue that is due.")
+@click.option("--tz", "zone", default=None, metavar="ZONE",
+              help="With --to and --cadence: the reader's IANA time zone (default site.timezone).")
 @click.pass_obj
-def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
-    """Compose the issue that is due (if any) and deliver it; a rerun resumes only unsent rows."""
-    from feedpub.send.reader_mail import send_due  # lazy: 0.3 s, see the module docstring
+def send(app: App, dry_run: bool, to_email: str | None, force: bool, cadence: str | None, zone: str | None) -> None:
+    """Compose the mail that is due (every cadence and time zone readers chose) and deliver it; a rerun resumes
+    only unsent rows."""
+    from feedpub.cli.dry_run import print_dry_run  # lazy: 0.3 s, see the module docstring
+    from feedpub.send.reader_mail import send_due
 
     config = app.config
+    if (cadence is not None or zone is not None) and not to_email:
+        fail(words().text("cadence_needs_to"))
+    if to_email and (cadence is not None or zone is not None):
+        cadence = _offered_or_fail(config, cadence, zone)
     store = open_store_or_fail(app)
     now = datetime.now(UTC)
     with _user_errors():
@@ -163,9 +192,10 @@ def send(app: App, dry_run: bool, to_email: str | None, force: bool) -> None:
             config.web.secret()          # missing secrets are exit 2 before anything is composed
             config.smtp.password()
         if to_email:
-            _send_test_copy(config, store, now, to_email, force=force)
+            _send_test_copy(config, store, now, to_email, force=force, cadence=cadence, zone=zone)
         if dry_run:
-            _dry_run(config, store, now)
+            print_dry_run(config, store, now)
+            raise SystemExit(OK)
         due = _due_count(config, store, now)
         with _progress(due) as advance:
             results = send_due(config, store, now, on_outcome=advance)
@@ -204,7 +234,10 @@ def _said(config: Config, store: Store, result: Dispatch) -> bool:
     return bool(summary.failed or summary.paused)
 
 
-def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, *, force: bool) -> NoReturn:
+def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, *, force: bool,
+                    cadence: str | None, zone: str | None) -> NoReturn:
+    """One copy marked [TEST] of the weekly issue that is due (as composed, or as it would be), or with `cadence`
+    of the next mail of a reader of it in `zone` (`_next_reader_mail`, as `preview --cadence` shows it)."""
     from feedpub.send import messages, smtp
     from feedpub.send.dispatch import compose_due_issue, render_variants, stored_variant  # lazy: 0.3 s
     from feedpub.send.issue import due_slot
@@ -212,16 +245,20 @@ def _send_test_copy(config: Config, store: Store, now: datetime, to_email: str, 
     address = valid_address_or_fail(to_email)
     if not force:
         _refuse_unwilling(store, address)
-    period, _ = due_slot(config, now)
-    stored = store.issue(period)
-    variant = stored_variant(store, stored, "") if stored else None
-    if variant is None:
-        issue, problems = compose_due_issue(config, store, now)
-        report(problems)
-        variant = render_variants(config, issue, [""]).get("")
-    if variant is None:
-        log.info("%s", words().text("test_no_new_posts", period=period))
-        raise SystemExit(OK)
+    if cadence is not None:
+        period, variant, _ = _next_reader_mail(config, store, cadence, zone, now)
+    else:
+        period, _ = due_slot(config, now)
+        stored = store.issue(period)
+        found = stored_variant(store, stored, "") if stored else None
+        if found is None:
+            issue, problems = compose_due_issue(config, store, now)
+            report(problems)
+            found = render_variants(config, issue, [""]).get("")
+        if found is None:
+            log.info("%s", words().text("test_no_new_posts", period=period))
+            raise SystemExit(OK)
+        variant = found
     subscriber = store.subscriber(address)
     message = messages.test_copy(config, variant, period, address, subscriber.id if subscriber else None)
     try:
@@ -241,25 +278,6 @@ def _refuse_unwilling(store: Store, address: str) -> None:
     suppression = store.suppression(address)
     if suppression is not None:
         fail(words().text("test_refused_suppressed", address=address, reason=suppression.reason))
-
-
-def _dry_run(config: Config, store: Store, now: datetime) -> NoReturn:
-    from feedpub.send.dispatch import active_recipients, compose_due_issue, render_variants  # lazy: 0.3 s
-    from feedpub.send.issue import due_slot
-
-    period, _ = due_slot(config, now)
-    stored = store.issue(period)
-    if stored is not None:
-        _print_pending(store, stored, now)
-        raise SystemExit(OK)
-    issue, problems = compose_due_issue(config, store, now)
-    report(problems)
-    if not issue.posts:
-        log.info("%s", words().text("dry_run_no_new_posts", period=period))
-        raise SystemExit(OK)
-    recipients = active_recipients(store)
-    _print_plan(store, render_variants(config, issue, {"", *recipients.values()}), recipients)
-    raise SystemExit(OK)
 
 
 def _due_count(config: Config, store: Store, now: datetime) -> int:
@@ -344,31 +362,6 @@ def _hold(app: App, action: str, period: str) -> None:
         fail(error_text(exc))
     accounts.audit(store, user="cli", address="cli", action=f"issue.{action}", detail=period)
     say(words().count(f"hold_{action}", change.rows, period=period))
-
-
-def _print_plan(store: Store, variants: dict[str, Variant], recipients: dict[int, str]) -> None:
-    """Each recipient with the subject they would get (stdout); on stderr, the subscribers who would get
-    nothing because no new post is in their topics, and the totals."""
-    by_id = {s.id: s for s in store.subscribers("active")}
-    queued = {sid: key for sid, key in sorted(recipients.items()) if key in variants}
-    for sid, key in queued.items():
-        click.echo(f"{by_id[sid].email}\t{variants[key].subject}")
-    for sid in sorted(recipients.keys() - queued.keys()):
-        subscriber = by_id[sid]
-        click.echo(words().text("dry_run_nothing_for", email=subscriber.email, topics=", ".join(subscriber.topics)),
-                   err=True)
-    t = words()
-    click.echo(t.text("dry_run_plan", recipients=t.count("recipients", len(queued)),
-                      variants=t.count("variants", len(variants))), err=True)
-
-
-def _print_pending(store: Store, issue: StoredIssue, now: datetime) -> None:
-    subjects = {v.key: v.subject for v in store.variants(issue.id)}
-    rows = store.due_deliveries(issue.id, now)
-    for row in rows:
-        click.echo(f"{row.email}\t{subjects[row.variant_key]}")
-    t = words()
-    click.echo(t.text("dry_run_pending", period=issue.period, deliveries=t.count("deliveries", len(rows))), err=True)
 
 
 def _errors(problems: list[Problem]) -> int:

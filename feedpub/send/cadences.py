@@ -162,6 +162,11 @@ def appeared(date: datetime, first_seen: datetime | None) -> datetime:
     return date if first_seen is None else max(date, first_seen)
 
 
+def catch_up_period(slot: datetime, reader: int) -> str:
+    """The mail that brings a reader who switched to each post's mail what was waiting for their digest."""
+    return f"{slot.astimezone(UTC):%Y-%m-%d-%H%M%S}-post-catch-up-{reader}"
+
+
 def post_period(slot: datetime, url: str) -> str:
     """The issue of one post's mail: its slot (UTC) and a digest of the post's URL."""
     return f"{slot.astimezone(UTC):%Y-%m-%d-%H%M}-post-{hashlib.sha256(url.encode()).hexdigest()[:12]}"

@@ -157,13 +157,15 @@ class Composed:
 
 
 def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tuple[str, str], slot: datetime,
-                         readers: Mapping[int, ActiveReader], reading: Reading | None = None) -> Composed:
+                         readers: Mapping[int, ActiveReader], reading: Reading | None = None, *,
+                         mail: tuple[str, str] | None = None) -> Composed:
     """The issue of `slot` for each reader of a stream: the posts of their topics dated by its slot that became
     news in their window (`cadences.appeared`: a backdated post when it appeared), none they got already (the
     ledger), composed once per variant (topics and the set of posts). A reader's
     window starts at the stream's previous issue (the first: one period back), reaching LATE_REACH further
     for posts no mail brought them, never before the earliest window a mail to them covered (none yet: the
-    stream's window, or from when they joined if that was before it, LATE_REACH at most)."""
+    stream's window, or from when they joined if that was before it, LATE_REACH at most). With `mail` (kind,
+    period), what the stream's issue would bring them now is composed as that mail instead (a catch-up)."""
     kind, zone = stream
     found = coverage(config, store, slot, stream)
     reading = reading or Reading()
@@ -179,6 +181,8 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
     chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
     takes: dict[tuple[str, ...], frozenset[str]] = {}    # topics → the candidates they take (few distinct sets)
+    # (topics, window start, posts got, takes post mail) → the posts: readers alike get the same, computed once
+    picked: dict[tuple[tuple[str, ...], datetime, frozenset[str], bool], tuple[str, ...]] = {}
     for sid, reader in readers.items():
         if reader.topics not in takes:
             takes[reader.topics] = frozenset(url for url, in_topics in topics_of.items()
@@ -187,10 +191,13 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
         # A reader no digest reached yet takes the stream's window, and the posts since they joined before it
         # (a slot missed, or a stream new to them), LATE_REACH at most.
         lower = max(found.reach, since[sid]) if sid in since else max(floor, min(found.starts, reader.joined))
-        mine = got.get(sid, set())
-        urls = tuple(p.url for p in newest_first
-                     if news[p.url] > lower and p.url not in mine and p.url in theirs
-                     and not (reader.cadence == "post" and p.url in waiting))[:config.digest.max_posts]
+        mine = frozenset(got.get(sid, ()))
+        pick = (reader.topics, lower, mine, reader.cadence == "post")
+        if pick not in picked:
+            picked[pick] = tuple(p.url for p in newest_first
+                                 if news[p.url] > lower and p.url not in mine and p.url in theirs
+                                 and not (pick[3] and p.url in waiting))[:config.digest.max_posts]
+        urls = picked[pick]
         if urls:
             chosen[sid] = (variant_key(reader.topics), urls)
     keys = cadences.variant_keys(chosen.values())
@@ -198,7 +205,7 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     rendered, warnings = reading.render(config, [p for p in newest_first if p.url in carried_urls],
                                         collection.posts)
     by_url = {r.post.url: r for r in rendered}
-    period = cadences.period_key(config, kind, zone, slot)
+    kind, period = mail or (kind, cadences.period_key(config, kind, zone, slot))
     variants: dict[str, Variant] = {}
     for (topics_key, urls), key in keys.items():
         posts = tuple(by_url[url] for url in urls if url in by_url)
@@ -315,11 +322,6 @@ def compose_issue(config: Config, now: datetime, starts: datetime, ends: datetim
     period, slot = due_slot(config, now)
     issue = compose(config, rendered, period=period, slot=slot, starts=starts, ends=ends, reach=reach, carried=carried)
     return issue, [*collection.problems, *warnings]
-
-
-def active_recipients(store: Store) -> dict[int, str]:
-    """Active, unsuppressed subscribers → the variant key of their topics."""
-    return {sid: variant_key(topics) for sid, topics in store.active_recipients().items()}
 
 
 def render_variants(config: Config, issue: Issue, keys: Iterable[str]) -> dict[str, Variant]:

@@ -164,7 +164,9 @@ def render_variant(config: Config, issue: Issue, key: str) -> Variant | None:
     posts = [r for r in issue.posts if wanted(chosen, post_topics(config, r.post))]
     if not posts:
         return None
-    full = {r.post.url: r.html for r in posts} if issue.kind == "post" and config.digest.post_content == "full" else {}
+    # A post's mail shows it whole; a catch-up of several shows their excerpts, as a digest does.
+    full = ({r.post.url: r.html for r in posts}
+            if issue.kind == "post" and len(posts) == 1 and config.digest.post_content == "full" else {})
     return _render(config, issue.period, issue.slot, entries(config, posts), key,
                    [topic_label(topic) for topic in chosen], links=None, archive=False, kind=issue.kind,
                    zone=issue.zone, full=full)
@@ -210,10 +212,16 @@ def _render(config: Config, period: str, slot: datetime, shown: Sequence[Entry],
     context.update(_kind_context(config, strings, kind, zone, chosen, shown, full or {}))
     if zone:     # the reader's own date of the slot
         context["date_label"] = strings.date(slot.astimezone(ZoneInfo(zone)).date())
-    if kind == "welcome":
-        context["t"] = {**context["t"], "intro": strings.text("welcome_intro", title=config.site.title)}
-    subject = (header_text(strings.text("subject_post", post=shown[0].title, title=config.site.title))
-               if kind == "post" else _render_subject(config, env, strings, context, kind))
+    catch_up = kind == "post" and len(shown) > 1     # only a switch to each post's mail brings several
+    if kind == "welcome" or catch_up:
+        context["t"] = {**context["t"], "intro": strings.text("catch_up_intro" if catch_up else "welcome_intro",
+                                                              title=config.site.title)}
+    if catch_up:
+        subject = header_text(strings.text("subject_catch_up", title=config.site.title, count=len(shown)))
+    elif kind == "post":
+        subject = header_text(strings.text("subject_post", post=shown[0].title, title=config.site.title))
+    else:
+        subject = _render_subject(config, env, strings, context, kind)
     context["subject"] = subject
     html = _inline_css(render_file(env, HTML_TEMPLATE, context))
     text = render_file(env, TEXT_TEMPLATE, context)

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from feedpub.config import Config, parse_duration
-from feedpub.errors import message
-from feedpub.records import StoredIssue, Subscriber
+from feedpub.errors import Problem, message
+from feedpub.records import ActiveReader, StoredIssue, Subscriber
 from feedpub.send import cadences, delivery
-from feedpub.send.dispatch import Dispatch, Messages, Reading, as_stored, send_due_issue, send_due_retries
+from feedpub.send.dispatch import (
+    Dispatch,
+    Messages,
+    Reading,
+    as_stored,
+    compose_stream_issue,
+    send_due_issue,
+    send_due_retries,
+    store_composed,
+)
 from feedpub.send.issue import Issue, render_variant, variant_key
 from feedpub.site.markup import render_posts
 from feedpub.site.posts import collect
@@ -47,6 +56,7 @@ def send_due(config: Config, store: Store, now: datetime, *, stop: threading.Eve
                            send=send, stream=stream, reading=reading)
             for stream in streams_in_use(config, store) or [("weekly", "")]]
     done += send_due_posts(config, store, now, stop=stop, on_outcome=on_outcome, send=send, reading=reading)
+    done += send_due_catch_ups(config, store, now, stop=stop, on_outcome=on_outcome, send=send, reading=reading)
     if send:
         send_due_retries(config, store, now, stop=stop or threading.Event())
     return done
@@ -56,22 +66,28 @@ def next_due(config: Config, store: Store, now: datetime) -> datetime | None:
     """When mail falls due next after `now`: the next slot of a stream in use, or a waiting post's mail."""
     slots = [cadences.next_slot(config, kind, cadences.zone_of(config, zone), now)
              for kind, zone in streams_in_use(config, store)]
-    waiting = store.next_waiting_post()
-    if waiting is not None:
-        slots.append(max(waiting + parse_duration(config.digest.post_delay), now))
+    delay = parse_duration(config.digest.post_delay)
+    slots += [max(moment + delay, now) for moment in (store.next_waiting_post(), store.next_catch_up())
+              if moment is not None]
     return min(slots, default=None)
 
 
 def sight_posts(config: Config, store: Store, posts: Sequence[Post], now: datetime) -> dict[str, tuple[str, datetime]]:
     """Record the posts seen for the first time: their post mail waits `digest.post_delay`, unless they are
     backdated or a bulk import (`cadences.sightings`); the digests take a backdated one from when it appeared."""
-    known = store.sightings()
+    found = new_sightings(config, store.sightings(), posts, now)
+    return store.sight_posts(found) if found else {}
+
+
+def new_sightings(config: Config, known: Mapping[str, object], posts: Sequence[Post],
+                  now: datetime) -> dict[str, tuple[str, datetime]]:
+    """The sightings `sight_posts` records (URL → state, first seen) given the URLs `known` already."""
     new = [(p.url, p.date) for p in posts if p.url not in known]
     first = FIRST_LOOK not in known
     found = cadences.sightings(new, now, burst=config.digest.post_burst, first=first)
     if first:         # the first look, remembered even when the site has no post yet
         found[FIRST_LOOK] = ("look", now)
-    return store.sight_posts(found) if found else {}
+    return found
 
 
 def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
@@ -99,6 +115,30 @@ def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threadi
         summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
                                     on_outcome=on_outcome) if send else None)
         done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems),
+                             None if send else message("note_queued", period=stored.period)))
+    return done
+
+
+def send_due_catch_ups(config: Config, store: Store, now: datetime, *, stop: threading.Event | None = None,
+                       on_outcome: Callable[[delivery.Outcome], None] | None = None, send: bool = True,
+                       reading: Reading | None = None) -> list[Dispatch]:
+    """For each reader who switched from a digest to each post's mail `digest.post_delay` ago or more: one mail
+    with the posts that were waiting for their digest (what their zone's weekly digest would bring them now),
+    so the switch neither loses them nor holds them until that digest."""
+    delay = parse_duration(config.digest.post_delay)
+    switched = store.catching_up(now - delay)
+    if not switched:
+        return []
+    reading = reading or Reading()
+    done = []
+    for reader, since in switched:
+        stored, problems = _catch_up_issue(config, store, reader, since + delay, now, reading)
+        store.caught_up(reader.id, since)
+        if stored is None:
+            continue
+        summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
+                                    on_outcome=on_outcome) if send else None)
+        done.append(Dispatch(stored.period, stored, summary, tuple(problems),
                              None if send else message("note_queued", period=stored.period)))
     return done
 
@@ -132,6 +172,15 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
         return store.issue(period)
 
 
+def post_recipients(config: Config, store: Store, post: Post) -> dict[int, str]:
+    """The `post` readers of `post`'s topics who did not get it yet → the variant key of their topics."""
+    readers = store.active_readers(["post"])
+    got = store.readers_got([post.url], [reader.id for reader in readers])
+    in_topics = cadences.post_topics(config, post)
+    return {reader.id: variant_key(reader.topics) for reader in readers
+            if post.url not in got.get(reader.id, ()) and cadences.wanted(reader.topics, in_topics)}
+
+
 def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_posts: Sequence[Post],
                 reading: Reading) -> StoredIssue | None:
     """The stored mail of one post (composed once: a second run finds it), None when no reader wants it."""
@@ -140,12 +189,7 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
         stored = store.issue(period)
         if stored is not None:
             return stored
-        readers = store.active_readers(["post"])
-        got = store.readers_got([post.url], [reader.id for reader in readers])
-        in_topics = cadences.post_topics(config, post)
-        recipients = {reader.id: variant_key(reader.topics) for reader in readers
-                      if post.url not in got.get(reader.id, ())
-                      and cadences.wanted(reader.topics, in_topics)}
+        recipients = post_recipients(config, store, post)
         if not recipients:
             return None
         rendered, _ = reading.render(config, [post], site_posts)
@@ -163,3 +207,26 @@ def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_p
         except StoreError:
             continue    # another process stored it a moment ago: the next turn finds it
     raise StoreError(message("store_post_mail_kept_changing", store=store.shown, url=post.url))
+
+
+def _catch_up_issue(config: Config, store: Store, reader: ActiveReader, slot: datetime, now: datetime,
+                    reading: Reading) -> tuple[StoredIssue | None, list[Problem]]:
+    """The stored catch-up mail of a reader who switched to each post's mail (composed once: a second run finds
+    it), None when nothing was waiting for them."""
+    stream = ("weekly", cadences.zone_key(config, reader.timezone))
+    period = cadences.catch_up_period(slot, reader.id)
+    for _attempt in range(3):
+        stored = store.issue(period)
+        if stored is not None:
+            return stored, []
+        composed = compose_stream_issue(config, store, now, stream, now, {reader.id: reader}, reading,
+                                        mail=("post", period))
+        if not composed.recipients:
+            return None, composed.problems
+        try:
+            return store_composed(config, store, composed), composed.problems
+        except LedgerClash:
+            continue      # a post of it reached them in another mail meanwhile: compose it again
+        except StoreError:
+            continue      # another process stored it a moment ago: the next turn finds it
+    raise StoreError(message("store_issue_kept_changing", store=store.shown, period=period))

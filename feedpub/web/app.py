@@ -131,11 +131,13 @@ def store_busy(request: Request, exc: Exception) -> Response:
 
 def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str, str, str], None],
                topics: Callable[[], Sequence[Topic]], health: Callable[[], dict[str, Any]],
-               welcome: Callable[[Subscriber], object] | None = None) -> Starlette:
+               welcome: Callable[[Subscriber], object] | None = None,
+               chosen: Callable[[], object] | None = None) -> Starlette:
     """`send_confirmation(email, subject, text)` mails what the subscribe form sends (the double opt-in link, or
     a known reader's preferences link); `topics()` lists what a reader may follow (the last build's category,
     tag and author feeds); `health()` adds daemon facts to /healthz; `welcome(subscriber)` queues a newly
-    confirmed reader's welcome mail."""
+    confirmed reader's welcome mail; `chosen()` is told a reader changed what they get (a switch to each post's
+    mail has its catch-up to plan)."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     # Mounted with or without an account: until `feedpub admin add-user` makes one, /admin says how to.
     operator = admin.routes() if config.web.admin else []
@@ -151,7 +153,7 @@ def create_app(config: Config, store: Store, *, send_confirmation: Callable[[str
     state.problem_strings = load_strings("problems", config.site.language, override)
     state.pages = Jinja2Templates(env=templates.environment("web", override))
     state.send_confirmation, state.topics, state.health = send_confirmation, topics, health
-    state.welcome = welcome
+    state.welcome, state.chosen = welcome, chosen
     state.subscribe_limit = RateLimit(config.web.subscribe_limit, 3600)
     state.confirmations_limit = RateLimit(CONFIRMATIONS_PER_DAY, 24 * 3600)
     if config.activitypub.enabled:

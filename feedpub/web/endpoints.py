@@ -328,6 +328,8 @@ async def preferences(request: Request) -> Response:
     entry = SubscriberInput(subscriber.email, None, topics=choices.topics, cadence=choices.cadence,
                             timezone=choices.timezone)
     state.store.save_subscribers([entry], status=None)
+    if state.chosen is not None:
+        state.chosen()
     saved = state.store.subscriber_by_id(subscriber.id) or subscriber
     noted(request, "reader.preferences", subscriber,
           f"{', '.join(saved.topics) or 'everything'}; {saved.cadence}; {saved.timezone or 'site time zone'}")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from starlette.testclient import TestClient
 
 from feedpub.records import SubscriberInput
@@ -177,3 +178,58 @@ def test_confirming_through_the_page_queues_the_welcome_and_digest_send_delivers
     ((rcpt, subject, text),) = mails(smtp)
     assert (rcpt, subject) == ("new@example.jp", "Test blog へようこそ")
     assert "最新の記事" in text and "対象: すべての記事" in text
+
+
+def test_switching_weekly_to_each_post_mid_week_brings_the_waiting_posts_in_one_mail_after_the_delay(setup):
+    site, store, smtp = setup
+    store.save_subscribers([SubscriberInput("switch@example.jp", "", (), "weekly", ""),
+                            SubscriberInput("post@example.jp", "", (), "post", "")], status="active")
+    publish(site, "2026-12-06-before", "先週の記事", MONDAY - timedelta(days=1))
+    send_due(site.config, store, MONDAY + timedelta(minutes=1))
+    assert sorted(m[0] for m in mails(smtp)) == ["post@example.jp", "switch@example.jp"]
+    for day, title in ((1, "火曜の記事"), (2, "水曜朝の記事")):
+        seen = MONDAY + timedelta(days=day)
+        publish(site, f"2026-12-0{7 + day}-p", title, seen)
+        send_due(site.config, store, seen)
+        send_due(site.config, store, seen + timedelta(minutes=11))    # its mail, to the post reader only
+    assert [m[0] for m in mails(smtp)[2:]] == ["post@example.jp", "post@example.jp"]
+
+    switched = MONDAY + timedelta(days=2, hours=3)                       # Wednesday 12:00
+    with time_machine.travel(switched, tick=False):
+        store.save_subscribers([SubscriberInput("switch@example.jp", None, None, "post")], status=None)
+    assert reader_mail.next_due(site.config, store, switched) == switched + timedelta(minutes=10)
+    send_due(site.config, store, switched + timedelta(minutes=9))
+    assert len(mails(smtp)) == 4                                          # not before digest.post_delay
+    send_due(site.config, store, switched + timedelta(minutes=10))
+    send_due(site.config, store, switched + timedelta(minutes=20))
+    ((to, subject, text),) = mails(smtp)[4:]
+    assert (to, subject) == ("switch@example.jp", "Test blog：前回のメール以降の記事 2 件")
+    assert "火曜の記事" in text and "水曜朝の記事" in text and "先週の記事" not in text
+    assert "これからは新しい記事を公開ごとにお届けします。" in text
+    assert "新しい記事を1件ずつメールでお届けします。" in text
+
+    thursday = MONDAY + timedelta(days=3)
+    publish(site, "2026-12-10-thu", "木曜の記事", thursday)
+    send_due(site.config, store, thursday)
+    send_due(site.config, store, thursday + timedelta(minutes=11))
+    send_due(site.config, store, MONDAY + timedelta(days=7, minutes=1))   # the next weekly: nothing is left
+    assert sorted(m[:2] for m in mails(smtp)[5:]) == [("post@example.jp", "木曜の記事"),
+                                                       ("switch@example.jp", "木曜の記事")]
+
+
+def test_a_switch_to_each_post_is_caught_up_once_and_a_switch_back_cancels_it(any_store):
+    store = any_store
+    switched = datetime(2026, 12, 9, 3, 0, tzinfo=UTC)
+    store.save_subscribers([SubscriberInput("a@example.com", "", ("tags/日本語",), "weekly", "Asia/Tokyo"),
+                            SubscriberInput("b@example.com", "", (), "daily", "")], status="active")
+    with time_machine.travel(switched, tick=False):
+        store.save_subscribers([SubscriberInput("a@example.com", None, None, "post"),
+                                SubscriberInput("b@example.com", None, None, "post")], status=None)
+    with time_machine.travel(switched + timedelta(minutes=1), tick=False):
+        store.save_subscribers([SubscriberInput("b@example.com", None, None, "daily")], status=None)
+    assert store.next_catch_up() == switched
+    assert store.catching_up(switched - timedelta(seconds=1)) == []
+    ((reader, since),) = store.catching_up(switched)
+    assert (reader.topics, reader.cadence, reader.timezone, since) == (("tags/日本語",), "post", "Asia/Tokyo", switched)
+    store.caught_up(reader.id, since)
+    assert store.catching_up(switched + timedelta(days=1)) == [] and store.next_catch_up() is None

@@ -236,6 +236,8 @@ async def subscriber_action(request: Request) -> Response:
                                               f"{choices.cadence}; {choices.timezone or 'site time zone'}")
         db.save_subscribers([SubscriberInput(found.email, None, topics=choices.topics, cadence=choices.cadence,
                                              timezone=choices.timezone)], status=None)
+        if request.app.state.chosen is not None:
+            request.app.state.chosen()
         done = "choices"
     return _back(f"/admin/subscribers/{found.id}", done)
 
