@@ -208,10 +208,9 @@ def _render(config: Config, period: str, slot: datetime, shown: Sequence[Entry],
             full: Mapping[str, str] | None = None) -> Variant:
     env = environment(config)
     strings = strings_for(config)
-    context = _context(config, strings, period, slot, shown, chosen, links=links, archive=archive)
+    context = _context(config, strings, period, slot, shown, chosen, links=links, archive=archive,
+                       tz=ZoneInfo(zone) if zone else None)
     context.update(_kind_context(config, strings, kind, zone, chosen, shown, full or {}))
-    if zone:     # the reader's own date of the slot
-        context["date_label"] = strings.date(slot.astimezone(ZoneInfo(zone)).date())
     catch_up = kind == "post" and len(shown) > 1     # only a switch to each post's mail brings several
     if kind == "welcome" or catch_up:
         context["t"] = {**context["t"], "intro": strings.text("catch_up_intro" if catch_up else "welcome_intro",
@@ -229,11 +228,14 @@ def _render(config: Config, period: str, slot: datetime, shown: Sequence[Entry],
 
 
 def _context(config: Config, strings: Strings, period: str, slot: datetime, shown: Sequence[Entry],
-             chosen: list[str], *, links: ArchiveLinks | None, archive: bool) -> dict[str, Any]:
+             chosen: list[str], *, links: ArchiveLinks | None, archive: bool,
+             tz: ZoneInfo | None = None) -> dict[str, Any]:
+    """What the templates get; dates in `tz`, the reader's zone (default: the site's)."""
     site = config.site
+    tz = tz or site.tz
     base = config.web.public_url.rstrip("/")
-    posts = [_post_context(config, strings, entry) for entry in shown]
-    issue_date = slot.astimezone(site.tz).date()
+    posts = [_post_context(strings, entry, tz) for entry in shown]
+    issue_date = slot.astimezone(tz).date()
     date_label = strings.date(issue_date)
     return {
         "site": site,
@@ -269,8 +271,8 @@ def _entry(config: Config, rendered: RenderedPost) -> Entry:
                  picture=picture(rendered, config.digest.images))
 
 
-def _post_context(config: Config, strings: Strings, entry: Entry) -> dict[str, Any]:
-    day = entry.date.astimezone(config.site.tz)
+def _post_context(strings: Strings, entry: Entry, tz: ZoneInfo) -> dict[str, Any]:
+    day = entry.date.astimezone(tz)
     return {
         "title": entry.title,
         "url": entry.url,

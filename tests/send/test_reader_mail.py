@@ -100,6 +100,7 @@ def test_a_post_readers_mail_comes_after_the_delay_once_and_digests_carry_it_in_
     daily = [m for m in mails(smtp) if m[0] == "daily@example.com"]
     assert len(daily) == 1 and "また直した" in daily[0][2] and "前からある記事" not in daily[0][2]
     assert "毎日 07:00（America/Los_Angeles）にダイジェストをお届けします。 対象: news" in daily[0][2]
+    assert "■ また直した\r\n2026年12月6日 · news" in daily[0][2]      # the post's date where the reader lives
     # The next Monday in Tokyo: the weekly reader gets the new post; the post reader nothing (they had it).
     send_due(site.config, store, MONDAY + timedelta(days=7, minutes=1))
     assert [m[0] for m in mails(smtp)[4:]] == ["weekly@example.jp"]
