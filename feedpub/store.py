@@ -495,11 +495,20 @@ class Store:
             return conn.scalar(query)
 
     def counts(self, issue_id: int) -> dict[DeliveryStatus, int]:
-        query = (sa.select(deliveries.c.status, sa.func.count()).where(deliveries.c.issue_id == issue_id)
-                 .group_by(deliveries.c.status))
-        found = dict.fromkeys(DELIVERY_STATUSES, 0)
+        return self.counts_of_issues([issue_id])[issue_id]
+
+    def counts_of_issues(self, issue_ids: Collection[int] | None = None) -> dict[int, dict[DeliveryStatus, int]]:
+        """Each issue's (of `issue_ids`, or every one's) deliveries by status, in one query: a list of a
+        welcome per reader is thousands of issues."""
+        query = (sa.select(deliveries.c.issue_id, deliveries.c.status, sa.func.count())
+                 .group_by(deliveries.c.issue_id, deliveries.c.status))
+        found: dict[int, dict[DeliveryStatus, int]] = {}
         with self.engine.connect() as conn:
-            found.update({status: n for status, n in conn.execute(query)})
+            if issue_ids is not None:
+                found = {issue_id: dict.fromkeys(DELIVERY_STATUSES, 0) for issue_id in issue_ids}
+                query = _narrowed(conn, query, deliveries.c.issue_id, issue_ids)
+            for issue_id, status, n in conn.execute(query):
+                found.setdefault(issue_id, dict.fromkeys(DELIVERY_STATUSES, 0))[status] = n
         return found
 
     def failure_share(self, issues_back: int = 10) -> float:

@@ -21,7 +21,7 @@ from feedpub.cli import FAILED, OK, PARTIAL, App, error_text, fail, recipient_li
 from feedpub.cli.subscribers import _table, open_store_or_fail, valid_address_or_fail
 from feedpub.errors import ConfigError, FeedpubError
 from feedpub.files import write_atomic
-from feedpub.records import CADENCES, MAIL_KINDS, ActiveReader
+from feedpub.records import CADENCES, DELIVERY_STATUSES, MAIL_KINDS, ActiveReader
 from feedpub.zones import known_zone
 
 if TYPE_CHECKING:
@@ -308,10 +308,12 @@ def status(app: App, kind: str | None) -> None:
     rows = [[app.strings.text(f"column_{name}") for name in (
         "issue", "kind", "zone", "covers", "hold", "cancelled", "queued", "sending", "sent", "deferred", "failed",
         "bounced", "complained")]]
+    every_count = store.counts_of_issues()
+    none = dict.fromkeys(DELIVERY_STATUSES, 0)
     for issue in store.issues():
         if kind is not None and issue.kind != kind:
             continue
-        counts = store.counts(issue.id)
+        counts = every_count.get(issue.id, none)
         covers = f"{issue.starts.astimezone(tz):%Y-%m-%d %H:%M} – {issue.ends.astimezone(tz):%Y-%m-%d %H:%M}"
         rows.append([issue.period, issue.kind, issue.zone or "-", covers, held.get(issue.id, "-"),
                      *(str(counts[s]) for s in ("cancelled", "queued", "sending", "sent", "deferred", "failed")),
