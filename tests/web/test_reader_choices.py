@@ -6,6 +6,7 @@ SQLite store; the pages in Chromium are in test_reader_choices_browser.py."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from lxml import html
@@ -201,3 +202,21 @@ def test_japanese_pages(site, monkeypatch) -> None:
         answer = client.post("/subscribe", data={"email": "reader@example.com", "timezone": "火星/オリンポス"})
     assert answer.status_code == 400
     assert re.search("「火星/オリンポス」は不明なタイムゾーンです", answer.text) and store.subscribers() == []
+
+
+def test_switching_to_each_post_on_the_preferences_page_plans_a_catch_up_and_tells_the_daemon(
+        site, monkeypatch) -> None:
+    monkeypatch.setenv("FEEDPUB_SECRET", SECRET)
+    site.configure(f'[web]\npublic_url = "https://news.example.com"\n{EVERY_CADENCE}', language="ja")
+    store = open_store(site.config.store_url)
+    told: list[str] = []
+    app = create_app(site.config, store, send_confirmation=lambda *mail: None, topics=lambda: TOPICS, health=dict,
+                     chosen=lambda: told.append("chosen"))
+    store.save_subscribers([SubscriberInput("yomi@example.jp", "読", cadence="weekly")], status="active")
+    path = preferences_path(store, "yomi@example.jp")
+    with TestClient(app) as client:
+        assert client.post(path, data={"cadence": "post", "timezone": "Asia/Tokyo"}).status_code == 200
+    assert told == ["chosen"]                       # the daemon's cadence job looks now, not at its next slot
+    ((reader, _),) = store.catching_up(datetime.now(UTC))
+    assert (reader.id, reader.cadence) == (store.subscriber("yomi@example.jp").id, "post")
+    store.engine.dispose()
