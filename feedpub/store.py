@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from feedpub import schema
@@ -411,9 +411,10 @@ class Store:
             for chunk in _chunks(sorted(found), 500):
                 known.update(conn.scalars(sa.select(post_sightings.c.url).where(post_sightings.c.url.in_(chunk))))
             new = {url: seen for url, seen in found.items() if url not in known}
-            if new:
-                conn.execute(post_sightings.insert(), [{"url": url, "first_seen": when, "state": state}
-                                                       for url, (state, when) in new.items()])
+            if new:     # another process sighting them at the same moment keeps its own sighting
+                insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(post_sightings)
+                conn.execute(insert.on_conflict_do_nothing(), [{"url": url, "first_seen": when, "state": state}
+                                                               for url, (state, when) in new.items()])
         return new
 
     def sightings(self, state: str | None = None) -> dict[str, tuple[datetime, str]]:
@@ -623,18 +624,22 @@ def bulk_insert(conn: Connection, table: str, columns: tuple[str, ...], rows: It
     _INSERT_CHUNK rows on SQLite (SQLAlchemy's parameter handling would cost more than the inserts: a day of
     slots writes a million ledger rows), naive UTC datetimes written as SQLAlchemy writes them."""
     cursor = conn.connection.driver_connection.cursor()
-    if conn.dialect.name == "postgresql":
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    rows = iter(rows)
-    while chunk := list(itertools.islice(rows, _INSERT_CHUNK)):
-        times = [i for i, value in enumerate(chunk[0]) if isinstance(value, datetime)]
-        if times:
-            chunk = [_times_as_text(row, times) for row in chunk]
-        cursor.executemany(insert, chunk)
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    try:
+        if conn.dialect.name == "postgresql":
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        rows = iter(rows)
+        while chunk := list(itertools.islice(rows, _INSERT_CHUNK)):
+            times = [i for i, value in enumerate(chunk[0]) if isinstance(value, datetime)]
+            if times:
+                chunk = [_times_as_text(row, times) for row in chunk]
+            cursor.executemany(statement, chunk)
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:   # as SQLAlchemy raises it: a clash callers catch
+        raise sa.exc.IntegrityError(statement, None, exc) from exc
 
 
 def _times_as_text(row: tuple[Any, ...], times: Sequence[int]) -> list[Any]:

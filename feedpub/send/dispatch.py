@@ -177,6 +177,10 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
     got = store.readers_got([p.url for p in candidates], readers)
     since = store.first_windows(readers)
     waiting = {url for url, (_, state) in seen.items() if state == "waiting"}
+    # A reader some mail reached takes what they did not get since its window began, back to the stream's reach;
+    # a stream with no issue yet reaches LATE_REACH back, not just to its first window: a reader who moved to it
+    # would lose the posts between their last mail and that window when its first slot passed unsent.
+    reach = found.reach if store.latest_issue(stream) is not None else floor
     topics_of = {p.url: cadences.post_topics(config, p) for p in candidates}
     newest_first = sorted(candidates, key=lambda p: (p.date, p.url), reverse=True)
     chosen: dict[int, tuple[str, tuple[str, ...]]] = {}
@@ -190,7 +194,7 @@ def compose_stream_issue(config: Config, store: Store, now: datetime, stream: tu
         theirs = takes[reader.topics]
         # A reader no digest reached yet takes the stream's window, and the posts since they joined before it
         # (a slot missed, or a stream new to them), LATE_REACH at most.
-        lower = max(found.reach, since[sid]) if sid in since else max(floor, min(found.starts, reader.joined))
+        lower = max(reach, since[sid]) if sid in since else max(floor, min(found.starts, reader.joined))
         mine = frozenset(got.get(sid, ()))
         pick = (reader.topics, lower, mine, reader.cadence == "post")
         if pick not in picked:

@@ -150,6 +150,9 @@ def queue_welcome(config: Config, store: Store, reader: Subscriber, now: datetim
     if config.digest.welcome_posts < 1:
         return None
     collection = collect(config, now=now)
+    # Posts no dispatch saw yet are sighted first, as a dispatch would: carried unseen, a post would be recorded
+    # as news from its date and never wait for its post mail, and the other readers would never get it.
+    sight_posts(config, store, collection.posts, now)
     got = store.readers_got([p.url for p in collection.posts], [reader.id]).get(reader.id, set())
     newest = [p for p in sorted(collection.posts, key=lambda p: (p.date, p.url), reverse=True)
               if p.url not in got and cadences.wanted(reader.topics, cadences.post_topics(config, p))]
