@@ -293,7 +293,8 @@ def test_the_daemon_mails_a_new_post_to_its_post_readers_after_the_delay_and_dai
     clock_ahead = int((la_slot - datetime.now(los_angeles)).total_seconds()) - SLOT_AFTER_START
     daemon = DaemonProcess(tmp_path, web_port, clock_ahead=clock_ahead)
     try:
-        # The start-up run has sent the site zone's weekly (due since write_site's slot), without the new post.
+        # The start-up run has made its first look at the site (posts then on it get no post mail) and sent the
+        # site zone's weekly (due since write_site's slot): the new post is new to both.
         smtp_server.wait_for(1)
         seen = len(mails_to("post@example.jp"))
         written = time.monotonic()
