@@ -520,7 +520,7 @@ def test_a_follower_instance_answering_500_is_retried_then_paused_and_a_hanging_
     500, then hanging: each failure is retried, the third in a row pauses the instance (its rows wait, unsent, until
     the pause ends), then the post reaches it once and Fedify verifies it."""
     monkeypatch.setenv("FEEDPUB_SECRET", "peer-secret")
-    retry_base, peer_host = timedelta(seconds=1.5), f"127.0.0.1:{peer.port}"
+    retry_base, peer_host = timedelta(seconds=0.5), f"127.0.0.1:{peer.port}"
     peer.reset()
     with served_site(tmp_path) as site:
         config, store, blog = site.config, site.store, site.blog

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,11 +70,14 @@ def test_a_locked_store_answers_503_with_retry_after_to_forms_and_webhooks(site_
     site, store, path = site_store
     app = create_app(site.config, store, send_confirmation=lambda *mail: None, topics=lambda: [],
                      health=dict)
-    with TestClient(app) as client, locked(path):
-        form = client.post("/subscribe", data={"email": "hanako@example.jp"})
-        hook = client.post("/webhooks/bounce", json=[{"id": "e-1", "kind": "hard", "recipient": "taro@example.jp"}],
+    with TestClient(app) as client, locked(path), ThreadPoolExecutor(2) as pool:
+        # Both at once: each waits out BUSY_WAIT_SECONDS for the lock.
+        form = pool.submit(client.post, "/subscribe", data={"email": "hanako@example.jp"})
+        hook = pool.submit(client.post, "/webhooks/bounce",
+                           json=[{"id": "e-1", "kind": "hard", "recipient": "taro@example.jp"}],
                            headers={"Authorization": "Bearer hook-token"})
         page = client.get("/subscribe")            # reading needs no lock
+        form, hook = form.result(), hook.result()
     for answer in (form, hook):
         assert answer.status_code == 503, answer.text
         assert answer.headers["retry-after"] == str(BUSY_WAIT_SECONDS)

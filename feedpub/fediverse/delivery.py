@@ -132,7 +132,9 @@ class _Run:
         # few of them per request (httpcore's pool polls each idle connection it holds, per request), and an
         # instance gets one request at a time.
         limits = httpx.Limits(max_connections=KEPT_ALIVE, max_keepalive_connections=KEPT_ALIVE)
-        clients = [httpx.Client(limits=limits, timeout=timeout, headers={"User-Agent": _USER_AGENT})
+        # One TLS context for them all: each client would load the CA bundle again (25 ms apiece, every run).
+        tls = httpx.create_ssl_context()
+        clients = [httpx.Client(limits=limits, timeout=timeout, verify=tls, headers={"User-Agent": _USER_AGENT})
                    for _ in range(CONNECTIONS)]
         try:
             with ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="fediverse") as pool:

@@ -49,9 +49,9 @@ def test_operator_pauses_and_resumes_an_issue_in_the_running_daemon(tmp_path: Pa
     port = free_port()
     write_site(tmp_path, smtp_server, port)
     text = (tmp_path / "feedpub.toml").read_text(encoding="utf-8")
-    # Slow enough to pause mid-way; the retry job looks every 2 s (smtp.retry_base) for rows to send.
-    (tmp_path / "feedpub.toml").write_text(text.replace("timeout = 5", 'timeout = 5\nrate_per_second = 4\n'
-                                                        'connections = 1\nretry_base = "2s"'), encoding="utf-8")
+    # Slow enough to pause mid-way; the retry job looks every second (smtp.retry_base) for rows to send.
+    (tmp_path / "feedpub.toml").write_text(text.replace("timeout = 5", 'timeout = 5\nrate_per_second = 8\n'
+                                                        'connections = 1\nretry_base = "1s"'), encoding="utf-8")
     (tmp_path / "readers.csv").write_text("email\n" + "\n".join(READERS) + "\n", encoding="utf-8")
     assert feedpub(tmp_path, "subscribers", "import", "readers.csv").returncode == 0
     added = feedpub(tmp_path, "admin", "add-user", "ops", "--password-stdin", stdin="operator password\n")
@@ -73,7 +73,7 @@ def test_operator_pauses_and_resumes_an_issue_in_the_running_daemon(tmp_path: Pa
             assert paused.status_code == 200 and "一時停止しました" in paused.text
             time.sleep(1.5)                       # the message on its way, if any, arrives
             stopped_at = len(smtp_server.received)
-            time.sleep(3)                         # > one retry-job look and many sends at 4 a second
+            time.sleep(2)                         # two retry-job looks and many sends at 8 a second
             assert len(smtp_server.received) == stopped_at < len(READERS) - 1
 
             resumed = browser.post(f"/admin/issues/{period}/resume", data={"csrf": token})

@@ -27,6 +27,9 @@ from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
 from tests.smtp_server import SMTPTestServer
 
 TOKYO = ZoneInfo("Asia/Tokyo")
+# The cadence test's daily slot comes this long after its daemon starts: time to start, send the start-up
+# weekly and write the new post before it (about 5 s on a loaded 2-core machine).
+SLOT_AFTER_START = 12
 
 
 def free_port() -> int:
@@ -95,7 +98,7 @@ class DaemonProcess:
             except httpx.HTTPError:
                 pass
             assert self.process.poll() is None, self.log.read_text()
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise AssertionError(f"daemon did not come up:\n{self.log.read_text()}")
 
     def stop(self) -> int:
@@ -181,6 +184,10 @@ def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Pat
     # The headings of a Japanese site: SENDING, SENT.
     assert counts["送信中"] == "0"                         # the message in flight was finished and marked
     assert int(counts["送信済み"]) == sent_before_resume   # nothing marked sent that the server did not get
+    # The slow rate only kept the daemon mid-send for the SIGTERM; the resume sends the rest at full speed.
+    config = tmp_path / "feedpub.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace("rate_per_second = 4", "rate_per_second = 1000"),
+                      encoding="utf-8")
     resumed = subprocess.run([sys.executable, "-m", "feedpub", "digest", "send"], cwd=tmp_path,
                              env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, capture_output=True, text=True,
                              timeout=60)
@@ -188,12 +195,12 @@ def test_sigterm_mid_send_finishes_the_current_message_and_exits_0(tmp_path: Pat
     assert sorted(smtp_server.recipients()) == sorted(readers)   # each exactly once, none lost
 
 
-def send_with_one_reader_deferred(root: Path, smtp: SMTPTestServer, web_port: int) -> None:
+def send_with_one_reader_deferred(root: Path, smtp: SMTPTestServer, web_port: int, retry_base: str) -> None:
     """Two readers, `digest send` by hand (cron): the server answers 451 once for beta, who is deferred for
-    smtp.retry_base (long enough that a daemon or worker started next is up before the retry falls due)."""
+    `retry_base` (long enough that a daemon or worker started next is up before the retry falls due)."""
     write_site(root, smtp, web_port)
     text = (root / "feedpub.toml").read_text(encoding="utf-8")
-    (root / "feedpub.toml").write_text(text.replace("timeout = 5", 'timeout = 5\nretry_base = "10s"'),
+    (root / "feedpub.toml").write_text(text.replace("timeout = 5", f'timeout = 5\nretry_base = "{retry_base}"'),
                                        encoding="utf-8")
     (root / "readers.csv").write_text("email\nalpha@example.com\nbeta@example.com\n", encoding="utf-8")
     imported = subprocess.run([sys.executable, "-m", "feedpub", "subscribers", "import", "readers.csv"], cwd=root,
@@ -219,7 +226,7 @@ def wait_for_recipient(smtp: SMTPTestServer, email: str, timeout: float) -> None
 def test_the_running_daemon_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path,
                                                                           smtp_server: SMTPTestServer) -> None:
     web_port = free_port()
-    send_with_one_reader_deferred(tmp_path, smtp_server, web_port)
+    send_with_one_reader_deferred(tmp_path, smtp_server, web_port, "10s")   # the daemon takes up to ~5 s to start
     daemon = DaemonProcess(tmp_path, web_port)
     health = httpx.get(f"{daemon.base}/healthz").json()
     next_retry = datetime.fromisoformat(health["next_retry"])
@@ -240,7 +247,7 @@ def test_the_running_daemon_retries_a_deferred_delivery_when_it_falls_due(tmp_pa
 
 
 def test_a_worker_retries_a_deferred_delivery_when_it_falls_due(tmp_path: Path, smtp_server: SMTPTestServer) -> None:
-    send_with_one_reader_deferred(tmp_path, smtp_server, free_port())
+    send_with_one_reader_deferred(tmp_path, smtp_server, free_port(), "4s")   # a worker starts within ~1 s
     worker = subprocess.Popen([sys.executable, "-m", "feedpub", "worker", "--idle", "1s"], cwd=tmp_path,
                               env={**os.environ, "FEEDPUB_SECRET": "e2e-secret"}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
@@ -260,10 +267,10 @@ def test_the_daemon_mails_a_new_post_to_its_post_readers_after_the_delay_and_dai
     mailed twice."""
     web_port = free_port()
     write_site(tmp_path, smtp_server, web_port)
-    # The daily slot a few minutes away in Los Angeles, reached ~25 s after the daemon starts: its clock runs ahead.
+    # The daily slot a few minutes away in Los Angeles, reached SLOT_AFTER_START seconds after the daemon starts:
+    # its clock runs ahead.
     los_angeles = ZoneInfo("America/Los_Angeles")
     la_slot = (datetime.now(los_angeles) + timedelta(minutes=3)).replace(second=0, microsecond=0)
-    clock_ahead = int((la_slot - datetime.now(los_angeles)).total_seconds()) - 25
     text = (tmp_path / "feedpub.toml").read_text(encoding="utf-8")
     (tmp_path / "feedpub.toml").write_text(text.replace("[digest]\n", f'[digest]\ncadences = ["post", "daily", '
                                                         f'"weekly"]\npost_delay = "3s"\ndaily_at = '
@@ -281,16 +288,21 @@ def test_the_daemon_mails_a_new_post_to_its_post_readers_after_the_delay_and_dai
     def wait(condition, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while not condition() and time.monotonic() < deadline:
-            time.sleep(0.3)
+            time.sleep(0.05)
 
+    clock_ahead = int((la_slot - datetime.now(los_angeles)).total_seconds()) - SLOT_AFTER_START
     daemon = DaemonProcess(tmp_path, web_port, clock_ahead=clock_ahead)
     try:
-        time.sleep(2)       # the start-up runs (the first look at the site, the site zone's weekly) are done
+        # The start-up run has made its first look at the site (posts then on it get no post mail) and sent the
+        # site zone's weekly (due since write_site's slot): the new post is new to both.
+        smtp_server.wait_for(1)
         seen = len(mails_to("post@example.jp"))
         written = time.monotonic()
         date = datetime.now(UTC) - timedelta(minutes=1)
         (tmp_path / "posts" / f"{date:%Y-%m-%d}-new.md").write_text(
             f'---\ntitle: "出たばかりの記事"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\n---\n\n本文。\n', encoding="utf-8")
+        assert datetime.now(los_angeles) + timedelta(seconds=clock_ahead) < la_slot, \
+            "the post came after the daily slot: raise SLOT_AFTER_START"
         wait(lambda: len(mails_to("post@example.jp")) > seen, 30)
         assert time.monotonic() - written >= 3                     # not before digest.post_delay
         wait(lambda: any("出たばかりの記事" in text for text in mails_to("daily@example.com")), 60)

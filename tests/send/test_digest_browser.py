@@ -8,6 +8,7 @@ digests-index.png."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -69,6 +70,20 @@ def picture(width: int, height: int, label: str) -> bytes:
 IMAGES = {"inference.png": picture(1200, 630, "inference"), "latency.png": picture(800, 400, "latency")}
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One Chromium for the module (1.3 s to start); each test opens its own pages."""
+    require_browser()
+    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 @pytest.fixture
 def sent(site, smtp_server, monkeypatch) -> tuple[Path, Path]:
     """The HTML part of the mail a subscriber received, and the public folder after the issue was composed."""
@@ -119,64 +134,52 @@ def layout(page, width: int) -> dict:
     }""")
 
 
-def test_the_mail_in_chromium_on_desktop_phone_and_dark_with_pictures_on_and_off(sent) -> None:
-    require_browser()
-    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
-
+def test_the_mail_in_chromium_on_desktop_phone_and_dark_with_pictures_on_and_off(sent, browser) -> None:
     mail, _ = sent
     update = os.environ.get("FEEDPUB_UPDATE_SCREENSHOTS") == "1"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        for name, width, scheme in (("desktop", 1280, "light"), ("phone", 375, "light"), ("dark", 375, "dark")):
-            for pictures in (True, False):
-                page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
-                page.route("https://blog.example.com/**", serve_images if pictures else lambda route: route.abort())
-                page.goto(mail.as_uri(), wait_until="load")
-                seen = layout(page, width)
-                where = f"{name}, pictures {'on' if pictures else 'off'}"
-                assert seen["container"] == min(600, width), where
-                assert seen["scroll"] <= width, where                     # no sideways scrolling
-                assert [i["alt"] for i in seen["images"]] == ["推論速度の比較グラフ", "Latency before and after"]
-                for image in seen["images"]:
-                    assert image["loaded"] == pictures, where
-                    # Inside the column with the text's margins, and a box that keeps the layout when blocked.
-                    assert image["left"] >= 16 and image["right"] >= 16 and image["height"] > 50, (where, image)
-                if pictures:     # shown at the size of the picture, scaled to the column
-                    first = seen["images"][0]
-                    assert abs(first["height"] - first["width"] * 630 / 1200) < 2, (where, first)
-                dark = seen["background"] == "rgb(31, 41, 55)"
-                assert dark == (scheme == "dark"), (where, seen["background"])
-                assert (seen["title"] == "rgb(243, 244, 246)") == dark, (where, seen["title"])
-                text = page.inner_text("body")
-                assert "推論性能35%向上は何を変えるのか" in text and "ブラウザで表示" in text and "配信停止" in text
-                if update and pictures:
-                    page.screenshot(path=str(DOCS / f"digest-{name}.png"), full_page=True)
-                page.close()
-        browser.close()
-
-
-def test_the_archive_pages_in_chromium(sent) -> None:
-    require_browser()
-    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
-
-    _, public = sent
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        for width in (1280, 375):
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            page.route("https://blog.example.com/**", serve_images)
-            page.goto((public / "digests" / PERIOD / "index.html").as_uri(), wait_until="load")
-            assert page.evaluate("document.documentElement.scrollWidth") <= width
-            assert "ダイジェストをメールで受け取る" in page.inner_text("body")
-            page.click("text=バックナンバー一覧")          # the archive's own link leads to the list of issues
-            assert page.url.endswith("/digests/")
-            page.goto((public / "digests" / "index.html").as_uri())
-            assert page.evaluate("document.documentElement.scrollWidth") <= width
-            assert page.inner_text("h2") == "ALLFORCES 週刊ダイジェスト — 2025年12月15日"
-            assert page.locator("li a").all_inner_texts() == [
-                "推論性能35%向上は何を変えるのか", "生成AIと著作権：企業が今すぐ確認すべき三つのこと",
-                "Serving a model from Python in twenty lines"]
-            if os.environ.get("FEEDPUB_UPDATE_SCREENSHOTS") == "1" and width == 1280:
-                page.screenshot(path=str(DOCS / "digests-index.png"), full_page=True)
+    for name, width, scheme in (("desktop", 1280, "light"), ("phone", 375, "light"), ("dark", 375, "dark")):
+        for pictures in (True, False):
+            page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+            page.route("https://blog.example.com/**", serve_images if pictures else lambda route: route.abort())
+            page.goto(mail.as_uri(), wait_until="load")
+            seen = layout(page, width)
+            where = f"{name}, pictures {'on' if pictures else 'off'}"
+            assert seen["container"] == min(600, width), where
+            assert seen["scroll"] <= width, where                     # no sideways scrolling
+            assert [i["alt"] for i in seen["images"]] == ["推論速度の比較グラフ", "Latency before and after"]
+            for image in seen["images"]:
+                assert image["loaded"] == pictures, where
+                # Inside the column with the text's margins, and a box that keeps the layout when blocked.
+                assert image["left"] >= 16 and image["right"] >= 16 and image["height"] > 50, (where, image)
+            if pictures:     # shown at the size of the picture, scaled to the column
+                first = seen["images"][0]
+                assert abs(first["height"] - first["width"] * 630 / 1200) < 2, (where, first)
+            dark = seen["background"] == "rgb(31, 41, 55)"
+            assert dark == (scheme == "dark"), (where, seen["background"])
+            assert (seen["title"] == "rgb(243, 244, 246)") == dark, (where, seen["title"])
+            text = page.inner_text("body")
+            assert "推論性能35%向上は何を変えるのか" in text and "ブラウザで表示" in text and "配信停止" in text
+            if update and pictures:
+                page.screenshot(path=str(DOCS / f"digest-{name}.png"), full_page=True)
             page.close()
-        browser.close()
+
+
+def test_the_archive_pages_in_chromium(sent, browser) -> None:
+    _, public = sent
+    for width in (1280, 375):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.route("https://blog.example.com/**", serve_images)
+        page.goto((public / "digests" / PERIOD / "index.html").as_uri(), wait_until="load")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert "ダイジェストをメールで受け取る" in page.inner_text("body")
+        page.click("text=バックナンバー一覧")          # the archive's own link leads to the list of issues
+        assert page.url.endswith("/digests/")
+        page.goto((public / "digests" / "index.html").as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.inner_text("h2") == "ALLFORCES 週刊ダイジェスト — 2025年12月15日"
+        assert page.locator("li a").all_inner_texts() == [
+            "推論性能35%向上は何を変えるのか", "生成AIと著作権：企業が今すぐ確認すべき三つのこと",
+            "Serving a model from Python in twenty lines"]
+        if os.environ.get("FEEDPUB_UPDATE_SCREENSHOTS") == "1" and width == 1280:
+            page.screenshot(path=str(DOCS / "digests-index.png"), full_page=True)
+        page.close()

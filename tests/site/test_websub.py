@@ -100,10 +100,10 @@ def test_the_publisher_never_blocks_and_merges_what_piles_up_while_a_hub_is_retr
 def test_a_hub_being_retried_delays_no_other_hub(hub: HubServer) -> None:
     slow = HubServer().start()
     slow.answers = [503]
-    publisher = Publisher(Patience(attempts=2, first_wait=5.0, timeout=1.0))
+    publisher = Publisher(Patience(attempts=2, first_wait=2.0, timeout=1.0))
     try:
         publisher.publish([slow.url, hub.url], [FEED])
-        slow.wait_for(lambda received: len(received) == 1)     # answered 503: now waiting 5 s to ask again
+        slow.wait_for(lambda received: len(received) == 1)     # answered 503: now waiting 2 s to ask again
         assert [r.url for r in hub.wait_for(lambda received: len(received) == 1)] == [FEED]
         assert [r.status for r in slow.received] == [503]      # the other hub did not wait for it
         assert [r.status for r in slow.wait_for(lambda received: len(received) == 2)] == [503, 204]

@@ -53,9 +53,11 @@ def served(site, monkeypatch, request) -> Iterator[tuple[str, object, list]]:
         yield f"http://127.0.0.1:{port}", store, outbox
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright  # only when the browser is there (served: require_browser)
+    """One Chromium for the module (1.3 s to start); each test opens its own context."""
+    require_browser()
+    from playwright.sync_api import sync_playwright  # only when the browser is there (require_browser)
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
