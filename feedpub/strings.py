@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -160,6 +160,16 @@ def _language(setting: str, tables: list[dict[str, Any]]) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The file's tables, parsed once while it is unchanged: every mail variant and every web app asks again."""
+    try:
+        found = path.stat()
+    except OSError as exc:
+        raise StringsError(f"{path}: cannot be read: {exc} (expected a UTF-8 TOML file)") from exc
+    return _parsed(path, found.st_mtime_ns, found.st_size)
+
+
+@lru_cache(maxsize=64)
+def _parsed(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
     try:
         tables = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
