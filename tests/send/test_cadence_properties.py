@@ -9,8 +9,11 @@ and whatever their welcome carried. Each reaches them exactly once across welcom
 every cadence; nothing reaches them while unsubscribed; a welcome carries the newest posts of their topics they
 did not get yet, as many as `digest.welcome_posts` allows.
 
-One site folder, store and SMTP server serve every example (emptied in between): an example costs its
-dispatches, not a new world."""
+The dispatch looks at the site right after each step; after the last, it runs at each stream's next slot until
+nothing more goes out. One site folder, store and SMTP server serve every example (emptied in between): an
+example costs its dispatches, not a new world. The plain tests after it are a clash and losses found while writing
+it, kept as regressions (xfail until fixed); the losses are why the drain never lets a stream's first slot pass
+undispatched and why no reader confirms before the dispatch saw a new post (a clock step still may, rarely)."""
 
 from __future__ import annotations
 
@@ -372,7 +375,7 @@ class Run:
             return
         assert [w.rcpt_tos for w in welcomes] == [(reader.email,)], f"{reader.email} was not welcomed once"
         carried = set(URL.findall(welcomes[0].message().get_body(("plain",)).get_content()))
-        offered = dict((url, date) for date, url in theirs)
+        offered = {url: date for date, url in theirs}
         assert len(carried) == expected and carried <= set(offered), (
             f"{reader.email}'s welcome carried {sorted(carried)}, expected {expected} of {sorted(offered)}")
         left = [date for url, date in offered.items() if url not in carried]
