@@ -63,6 +63,7 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("change"), reader_index, *choice),
     st.tuples(st.just("subscribe"), reader_index, *choice),
     st.tuples(st.just("unsubscribe"), reader_index),
+    st.tuples(st.just("away"), reader_index, st.sampled_from([0.1, 26])),    # unsubscribes, comes back
     st.tuples(st.just("advance"), st.sampled_from([0.1, 0.2, 1, 5, 13, 26, 49])),
 ), min_size=5, max_size=30)
 starts = st.lists(st.tuples(*choice), min_size=FIRST, max_size=FIRST)
@@ -328,9 +329,13 @@ class Run:
                                         status=None)
             reader.topics.append((self.step, TOPICS[step[3]]))
         elif kind == "unsubscribe" and self.readers[READERS[step[1]]].active_from is not None:
+            self.unsubscribe(self.readers[READERS[step[1]]])
+        elif kind == "away" and self.readers[READERS[step[1]]].active_from is not None:
             reader = self.readers[READERS[step[1]]]
-            self.store.unsubscribe(reader.email, READER_UNSUBSCRIBED, cause="unsubscribe")   # the page's button
-            reader.active_from = None
+            self.unsubscribe(reader)
+            self.advance(step[2])
+            self.subscribe(reader, SubscriberInput(reader.email, "", (), "weekly", ""))    # their own choices stay
+            return
         elif kind == "subscribe" and self.readers[READERS[step[1]]].active_from is None:
             self.subscribe(self.readers[READERS[step[1]]], SubscriberInput(READERS[step[1]], "", TOPICS[step[3]],
                                                                            step[2], step[4]))
@@ -345,6 +350,11 @@ class Run:
                            f"date: {date:%Y-%m-%d %H:%M:%S %z}\ncategories: [{category}]\n---\n本文{number}。\n")
             url = f"https://blog.example.com/{category}/{date:%Y/%m/%d}/p{number}.html"
             self.published[url] = Published(category, date, self.step)
+
+    def unsubscribe(self, reader: Reader) -> None:
+        """The unsubscribe page's button (or a mail's one-click link)."""
+        self.store.unsubscribe(reader.email, READER_UNSUBSCRIBED, cause="unsubscribe")
+        reader.active_from = None
 
     def subscribe(self, reader: Reader, entry: SubscriberInput) -> None:
         """The subscribe form (`invite`: a new or returning address gets a confirmation link; a returning
