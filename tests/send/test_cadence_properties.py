@@ -12,8 +12,9 @@ did not get yet, as many as `digest.welcome_posts` allows.
 The dispatch looks at the site right after each step; after the last, it runs at each stream's next slot until
 nothing more goes out. One site folder, store and SMTP server serve every example (emptied in between): an
 example costs its dispatches, not a new world. The plain tests after it are a clash and losses found while writing
-it, kept as regressions (xfail until fixed); the losses are why the drain never lets a stream's first slot pass
-undispatched and why no reader confirms before the dispatch saw a new post (a clock step still may, rarely)."""
+it, kept as regressions (xfail until fixed). Until the first is fixed, a random run may find it again (once in
+about 400 random examples: a reader switching to a stream nobody reads while posts wait for them); the draws
+of CI's derandomized profile do not. No reader confirms here before the dispatch saw a new post (the last)."""
 
 from __future__ import annotations
 
@@ -120,25 +121,25 @@ def test_every_post_a_reader_asked_for_arrives_once(world: World, smtp_server: S
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "lost post: a stream's first issue covers one period back from its slot (cadences.first_window), and a reader "
-    "whom an earlier mail gave a window (store.first_windows) takes nothing older; when the new stream's first "
-    "slot passes with no dispatch, the posts between the switch and that period are in no mail "
-    "(feedpub/send/dispatch.py compose_stream_issue)"))
-def test_switching_to_a_stream_nobody_reads_loses_no_post_when_its_first_slot_passes_unsent(
+    "lost post: the first issue of a stream covers one period back from its slot (cadences.first_window), and a "
+    "reader whom an earlier mail gave a window (store.first_windows) takes nothing older from it, so the posts "
+    "waiting for them that became news before that period are in no mail (feedpub/send/dispatch.py "
+    "compose_stream_issue)"))
+def test_switching_mid_week_to_a_stream_nobody_reads_brings_the_waiting_posts(
         world: World, smtp_server: SMTPTestServer, monkeypatch) -> None:
-    """A weekly reader who got Monday's digest switches to daily in Berlin, where no one else reads; a post
-    appears a second later; the dispatcher next runs 49 hours on (two of Berlin's 02:30 slots passed)."""
+    """A weekly reader gets Monday's digest; a post appears a minute later; on Wednesday they switch to daily in
+    Berlin, where no one else reads: the post waiting since Monday should come in Thursday's daily digest."""
     monkeypatch.setenv("FEEDPUB_SECRET", "s")
     config = _emptied(world, smtp_server, 0)
     with time_machine.travel(START, tick=False) as traveller:
         run = Run(config, world, smtp_server, traveller, daemon=False, start=START)
         run.start([SubscriberInput(READERS[0], "", (), "weekly", "")])
         for step in [("publish", "news", 0), ("advance", 93 + 1 / 60),    # Monday 09:01: the weekly digest
-                     ("change", 0, "daily", 0, "Europe/Berlin"), ("publish", "news", 0), ("advance", 49),
-                     ("advance", 24)]:
+                     ("publish", "news", 0), ("advance", 48), ("change", 0, "daily", 0, "Europe/Berlin")]:
             run.play(step)
-    (second,) = [url for url, post in run.published.items() if post.step == 3]
-    assert run.readers[READERS[0]].got == Counter({url: 1 for url in run.published}), f"{second} never came"
+        run.drain()
+    (waiting,) = [url for url, post in run.published.items() if post.step == 2]
+    assert run.readers[READERS[0]].got == Counter({url: 1 for url in run.published}), f"{waiting} never came"
 
 
 @pytest.mark.xfail(strict=True, reason=(
