@@ -11,10 +11,8 @@ did not get yet, as many as `digest.welcome_posts` allows.
 
 The dispatch looks at the site right after each step; after the last, it runs at each stream's next slot until
 nothing more goes out. One site folder, store and SMTP server serve every example (emptied in between): an
-example costs its dispatches, not a new world. The plain tests after it are a clash and losses found while writing
-it, kept as regressions (xfail until fixed). Until the first is fixed, a random run may find it again (once in
-about 400 random examples: a reader switching to a stream nobody reads while posts wait for them); the draws
-of CI's derandomized profile do not. No reader confirms here before the dispatch saw a new post (the last)."""
+example costs its dispatches, not a new world. The plain tests after it are a clash and losses it found, kept
+as regressions. No reader confirms here before the dispatch saw a new post (the last)."""
 
 from __future__ import annotations
 
@@ -120,11 +118,6 @@ def test_every_post_a_reader_asked_for_arrives_once(world: World, smtp_server: S
     run.check_every_wanted_post_arrived_once()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lost post: the first issue of a stream covers one period back from its slot (cadences.first_window), and a "
-    "reader whom an earlier mail gave a window (store.first_windows) takes nothing older from it, so the posts "
-    "waiting for them that became news before that period are in no mail (feedpub/send/dispatch.py "
-    "compose_stream_issue)"))
 def test_switching_mid_week_to_a_stream_nobody_reads_brings_the_waiting_posts(
         world: World, smtp_server: SMTPTestServer, monkeypatch) -> None:
     """A weekly reader gets Monday's digest; a post appears a minute later; on Wednesday they switch to daily in
@@ -142,10 +135,6 @@ def test_switching_mid_week_to_a_stream_nobody_reads_brings_the_waiting_posts(
     assert run.readers[READERS[0]].got == Counter({url: 1 for url in run.published}), f"{waiting} never came"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the ledger's rows go in through the driver's own cursor (store.bulk_insert), so a clash is sqlite3's or "
-    "psycopg's IntegrityError, which create_issue's `except sa.exc.IntegrityError` does not catch: no LedgerClash, "
-    "no composing again; a welcome racing a post's mail is not queued, a digest run stops"))
 def test_a_mail_carrying_a_post_its_reader_got_meanwhile_is_a_ledger_clash(any_store: Store) -> None:
     """What two mails composed at once come to: the second one stored carries a post the first gave its reader."""
     ((reader, _),) = any_store.save_subscribers([SubscriberInput(READERS[0], "", (), "post", "")], status="active")
@@ -161,10 +150,6 @@ def test_a_mail_carrying_a_post_its_reader_got_meanwhile_is_a_ledger_clash(any_s
                 any_store.create_issue(period=period, **mail)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lost post: a welcome carrying a post no dispatch has seen yet records it as seen at its date "
-    "(store._post_ids, as the first look does), so for a reader whose window began after that date it is no news "
-    "(cadences.appeared), and it never waits for a post mail"))
 def test_a_welcome_before_the_dispatch_saw_a_post_takes_it_from_no_one(world: World, smtp_server: SMTPTestServer,
                                                                          monkeypatch) -> None:
     """Reader a confirms (welcomed with p0); a post dated a minute earlier reaches the site an hour later (written
