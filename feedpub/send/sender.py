@@ -287,8 +287,8 @@ class Sender:
     def _wait_for_work(self) -> None:
         """Nothing in flight: wait for a claim, or for the rate limit's next start."""
         if self.held is None:
-            try:
-                self.held = self.work.get(timeout=0.05)
+            try:   # a claim wakes it at once; the timeout is how late it sees the run finished (each run pays it)
+                self.held = self.work.get(timeout=0.01)
             except queue.Empty:
                 return
         self.stop.wait(self.limiter.delay())
