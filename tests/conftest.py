@@ -153,6 +153,20 @@ def emptied(store: Store) -> Store:
     return store
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the test module (1.3 s to start); each test opens its own context or pages."""
+    require_browser()
+    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 def require_browser() -> None:
     missing = []
     if not Path(CHROMIUM).exists():

@@ -8,7 +8,6 @@ digests-index.png."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +17,6 @@ import pytest
 from feedpub.records import SubscriberInput
 from feedpub.send.dispatch import send_due_issue
 from feedpub.store import open_store
-from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -68,20 +66,6 @@ def picture(width: int, height: int, label: str) -> bytes:
 
 
 IMAGES = {"inference.png": picture(1200, 630, "inference"), "latency.png": picture(800, 400, "latency")}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """One Chromium for the module (1.3 s to start); each test opens its own pages."""
-    require_browser()
-    from playwright.sync_api import sync_playwright  # optional: require_browser() skips without it
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser
-
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "feed-xsl.png"
 COVER = ('<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200">'
          '<rect width="200" height="200" fill="#fdba74"/><circle cx="100" cy="100" r="60" fill="#c2410c"/></svg>')
@@ -56,8 +54,6 @@ TITLES = ["推論性能35%向上は何を変えるのか", "Weekly roundup: open
           "生成AIと著作権：企業が今すぐ確認すべき三つのこと"]
 
 
-
-
 @pytest.fixture
 def served_site(tmp_path: Path) -> Iterator[str]:
     """A built site served over HTTP on 127.0.0.1; site.url is that address, so feed.xsl is same-origin."""
@@ -89,20 +85,6 @@ def served_site(tmp_path: Path) -> Iterator[str]:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """One Chromium for both documents (1.3 s to start); each test opens its own page."""
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.mark.parametrize("document", ["feed.xml", "rss.xml"])

@@ -16,7 +16,7 @@ from feedpub.store import open_store
 from feedpub.tokens import make_token
 from feedpub.web.app import create_app
 from tests.cli.test_daemon_e2e import free_port
-from tests.conftest import BROWSER_ARGS, CHROMIUM, require_browser, serving
+from tests.conftest import require_browser, serving
 
 SECRET = "reader-choices-browser-secret"
 # In the feed plan's order: categories, tags, authors.
@@ -51,20 +51,6 @@ def served(site, monkeypatch, request) -> Iterator[tuple[str, object, list]]:
                      topics=lambda: TOPICS, health=dict)
     with serving(app, port):
         yield f"http://127.0.0.1:{port}", store, outbox
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module (1.3 s to start); each test opens its own context."""
-    require_browser()
-    from playwright.sync_api import sync_playwright  # only when the browser is there (require_browser)
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def no_horizontal_scroll(page) -> bool:
