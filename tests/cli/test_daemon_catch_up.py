@@ -4,16 +4,18 @@ the posts that were waiting for their digest `digest.post_delay` later, without 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 from pathlib import Path
 
 import httpx
 
 from feedpub.tokens import make_token
+from tests.cli import test_daemon_e2e as e2e
 from tests.cli.test_daemon_e2e import TOKYO, DaemonProcess, free_port
 from tests.smtp_server import SMTPTestServer
 
@@ -21,32 +23,14 @@ SECRET = "e2e-secret"      # DaemonProcess's
 
 
 def write_site(root: Path, smtp: SMTPTestServer, web_port: int) -> None:
-    day = (datetime.now(TOKYO) + timedelta(days=3)).strftime("%a").lower()   # no weekly digest due meanwhile
-    (root / "feedpub.toml").write_text(f"""
-[site]
-title = "ALLFORCES"
-url = "https://blog.example.com"
-timezone = "Asia/Tokyo"
-language = "ja"
-[digest]
-cadences = ["post", "weekly"]
-schedule = "{day} 09:00"
-post_delay = "2s"
-[smtp]
-host = "127.0.0.1"
-port = {smtp.port}
-security = "none"
-timeout = 5
-[web]
-listen = "127.0.0.1:{web_port}"
-public_url = "http://127.0.0.1:{web_port}"
-""", encoding="utf-8")
-    (root / "posts").mkdir()
-    for days, title in ((1, "推論性能35%向上は何を変えるのか"), (2, "Weekly roundup")):
-        date = datetime.now(UTC) - timedelta(days=days)
-        (root / "posts" / f"{date:%Y-%m-%d}-p{days}.md").write_text(
-            f'---\ntitle: "{title}"\ndate: {date:%Y-%m-%d %H:%M:%S} +0000\n---\n\n{title}の本文です。\n',
-            encoding="utf-8")
+    """The end-to-end site (two posts of the past two days), offering each post and weekly; no digest falls due
+    while the test runs (its slot three days away)."""
+    e2e.write_site(root, smtp, web_port)
+    day = (datetime.now(TOKYO) + timedelta(days=3)).strftime("%a").lower()
+    config = root / "feedpub.toml"
+    config.write_text(re.sub(r'schedule = ".*"', f'cadences = ["post", "weekly"]\nschedule = "{day} 09:00"\n'
+                                                 'post_delay = "2s"', config.read_text(encoding="utf-8")),
+                      encoding="utf-8")
 
 
 def test_the_daemon_sends_the_catch_up_of_a_switch_to_each_post_after_the_delay(
