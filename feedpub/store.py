@@ -204,8 +204,7 @@ class Store:
         is not composed yet, with when they switched."""
         query = (sa.select(subscribers.c.id, sa.cast(subscribers.c.topics, sa.Text), subscribers.c.cadence,
                            subscribers.c.timezone, subscribers.c.created_at, subscribers.c.post_since)
-                 .where(subscribers.c.status == "active", subscribers.c.cadence == "post",
-                        subscribers.c.post_since <= until, ~is_suppressed())
+                 .where(_catching_up(), subscribers.c.post_since <= until, ~is_suppressed())
                  .order_by(subscribers.c.post_since, subscribers.c.id))
         with self.engine.connect() as conn:
             return [(ActiveReader(sid, _topics(topics), cadence, zone, joined), since)
@@ -213,8 +212,7 @@ class Store:
 
     def next_catch_up(self) -> datetime | None:
         """When the earliest switch to each post's mail whose catch-up is not composed yet happened."""
-        query = sa.select(sa.func.min(subscribers.c.post_since)).where(subscribers.c.status == "active",
-                                                                      subscribers.c.cadence == "post")
+        query = sa.select(sa.func.min(subscribers.c.post_since)).where(_catching_up())
         with self.engine.connect() as conn:
             return conn.scalar(query)
 
@@ -763,6 +761,13 @@ def _post_ids(conn: Connection, urls: Collection[str], dated: Mapping[str, datet
 @functools.lru_cache(maxsize=1024)
 def _topics(stored: str) -> tuple[str, ...]:
     return tuple(json.loads(stored))
+
+
+def _catching_up() -> sa.ColumnElement[bool]:
+    """An active `post` reader whose switch came after their latest confirmation: one who left before their
+    catch-up went out and came back is welcomed instead."""
+    return sa.and_(subscribers.c.status == "active", subscribers.c.cadence == "post",
+                   subscribers.c.post_since >= subscribers.c.confirmed_at)
 
 
 def _narrowed(conn: Connection, query: sa.Select[Any], column: Any, ids: Collection[int] | None) -> sa.Select[Any]:

@@ -234,8 +234,8 @@ def test_dry_run_shows_the_catch_up_of_a_reader_who_switched_to_each_post_and_th
     (tmp_path / "posts" / f"{mid.astimezone(TOKYO):%Y-%m-%d}-mid.md").write_text(
         f'---\ntitle: "昼の記事"\ndate: {mid:%Y-%m-%d %H:%M:%S %z}\n---\n\n昼の記事の本文です。\n', encoding="utf-8")
     store = open_store(f"sqlite:///{tmp_path / '.feedpub' / 'feedpub.db'}")
-    store.save_subscribers([SubscriberInput("gina@example.jp", "gina", (), "weekly", "")], status="active")
     with time_machine.travel(datetime(2026, 12, 7, 0, 1, tzinfo=UTC), tick=False):    # Monday 09:01 in Tokyo
+        store.save_subscribers([SubscriberInput("gina@example.jp", "gina", (), "weekly", "")], status="active")
         assert feedpub(config, "digest", "send").exit_code == 0
     assert [subject(r) for r in smtp_server.received] == ["ALLFORCES weekly — 7 December 2026"]
     site = load_config(config)

@@ -234,3 +234,11 @@ def test_a_switch_to_each_post_is_caught_up_once_and_a_switch_back_cancels_it(an
     assert (reader.topics, reader.cadence, reader.timezone, since) == (("tags/日本語",), "post", "Asia/Tokyo", switched)
     store.caught_up(reader.id, since)
     assert store.catching_up(switched + timedelta(days=1)) == [] and store.next_catch_up() is None
+    # One who left before their catch-up and came back is welcomed instead.
+    with time_machine.travel(switched, tick=False):
+        store.save_subscribers([SubscriberInput("c@example.com", "", (), "weekly", "")], status="active")
+        store.save_subscribers([SubscriberInput("c@example.com", None, None, "post")], status=None)
+    with time_machine.travel(switched + timedelta(hours=1), tick=False):
+        store.save_subscribers([SubscriberInput("c@example.com", None, None, None)], status="unsubscribed")
+        store.save_subscribers([SubscriberInput("c@example.com", None, None, None)], status="active")
+    assert store.catching_up(switched + timedelta(days=1)) == [] and store.next_catch_up() is None
