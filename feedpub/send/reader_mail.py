@@ -112,10 +112,7 @@ def send_due_posts(config: Config, store: Store, now: datetime, *, stop: threadi
         store.mark_sighting(url, "mailed")
         if stored is None:
             continue
-        summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
-                                    on_outcome=on_outcome) if send else None)
-        done.append(Dispatch(stored.period, stored, summary, tuple(collection.problems),
-                             None if send else message("note_queued", period=stored.period)))
+        done.append(_delivered(config, store, stored, collection.problems, stop, on_outcome, send))
     return done
 
 
@@ -136,10 +133,7 @@ def send_due_catch_ups(config: Config, store: Store, now: datetime, *, stop: thr
         store.caught_up(reader.id, since)
         if stored is None:
             continue
-        summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
-                                    on_outcome=on_outcome) if send else None)
-        done.append(Dispatch(stored.period, stored, summary, tuple(problems),
-                             None if send else message("note_queued", period=stored.period)))
+        done.append(_delivered(config, store, stored, problems, stop, on_outcome, send))
     return done
 
 
@@ -182,6 +176,16 @@ def post_recipients(config: Config, store: Store, post: Post) -> dict[int, str]:
     in_topics = cadences.post_topics(config, post)
     return {reader.id: variant_key(reader.topics) for reader in readers
             if post.url not in got.get(reader.id, ()) and cadences.wanted(reader.topics, in_topics)}
+
+
+def _delivered(config: Config, store: Store, stored: StoredIssue, problems: Sequence[Problem],
+               stop: threading.Event | None, on_outcome: Callable[[delivery.Outcome], None] | None,
+               send: bool) -> Dispatch:
+    """A mail of one post or one reader, delivered now (with `send=False`, left queued for the workers)."""
+    summary = (delivery.deliver(config, store, stored, Messages(config, store), stop=stop or threading.Event(),
+                                on_outcome=on_outcome) if send else None)
+    return Dispatch(stored.period, stored, summary, tuple(problems),
+                    None if send else message("note_queued", period=stored.period))
 
 
 def _post_issue(config: Config, store: Store, post: Post, slot: datetime, site_posts: Sequence[Post],
